@@ -1,0 +1,32 @@
+"""What every command shares: the user-error type and the one-line exit on it.
+
+A ``UserError`` is a problem the user can fix (a bad argument, a missing file, an impossible
+setting). Commands wrap their ``main`` with :func:`run_cli`, which prints the message on one
+line to stderr and exits with code 2, with no traceback. Everything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+
+class UserError(Exception):
+    """An error caused by the user's input; the message says what is wrong and how to fix it."""
+
+
+EXIT_USAGE = 2
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None):
+    """Run a command's ``main(argv)`` and turn a :class:`UserError` into exit code 2."""
+    try:
+        code = main(argv)
+    except UserError as err:
+        print(f"hpnet: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("hpnet: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,422 @@
+"""Every setting of hpnet in one dataclass tree, with YAML files and ``key.sub=value`` overrides.
+
+Order of precedence: defaults here < ``--config file.yaml`` < ``key=value`` arguments.
+Every value is type-checked against its default's type; unknown keys, wrong types and
+impossible values raise :class:`hpnet.cli.UserError` naming the key and what is allowed, which
+the commands turn into a one-line message and exit code 2.
+
+    cfg = load_config("configs/demo.yaml", ["train.epochs=3", "data.frames=8"])
+    cfg.data.frames  # 8
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hpnet.cli import UserError
+
+# --------------------------------------------------------------------------------------- sections
+
+
+@dataclass
+class SyntheticConfig:
+    train_videos: int = 480  # clips in the synthetic train split
+    test_videos: int = 160  # clips in the synthetic test split
+    resolution: int = 64  # rendered frame side in pixels (square frames)
+    length: int = 32  # rendered frames per video (the sampler picks data.frames of them)
+    distractor: bool = False  # add a second, smaller figure doing a different action
+    fps: float = 15.0  # frame rate when written to disk as real video files
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True  # random horizontal flip in training (joints swap left/right)
+    scale_min: float = 0.4  # random resized crop: smallest fraction of the frame area kept
+    ratio_max: float = 1.333  # random resized crop: aspect ratios in [1/ratio_max, ratio_max]
+    jitter: float = 0.3  # brightness / contrast / saturation jitter strength (0 = off)
+    blur_prob: float = 0.1  # probability of a Gaussian blur per clip
+    mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])  # RGB
+    std: list[float] = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])  # RGB
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["hmdb51", "ucf101", "folder", "list", "synthetic"] = "synthetic"  # reader
+    root: str = "data/synthetic"  # dataset folder (videos under <root>/<class>/...)
+    split: int = 1  # official split number (1-3) for hmdb51 / ucf101
+    split_dir: str = ""  # folder of split files ('' = the dataset's usual place under root)
+    train_list: str = ""  # list dataset: text file of `path label` lines for training
+    test_list: str = ""  # list dataset: text file of `path label` lines for testing
+    classes_file: str = ""  # optional file of class names, one per line (label = line number)
+    frames: int = 16  # frames per clip (T)
+    size: int = 224  # side of the square crop fed to the model
+    load_size: int = 0  # height the loader resizes frames to before the crop (0 = size * 8 / 7)
+    aspect: float = 1.3333  # width / height of the canvas every video is resized to by the loader
+    workers: int = 4  # DataLoader worker processes
+    on_error: Literal["skip", "raise"] = "skip"  # what a video that fails to decode does
+    allow_missing: bool = False  # tolerate videos listed in split files but absent on disk
+    test_fraction: float = 0.3  # folder dataset without train/ and test/: share held out per class
+    seed: int = 0  # seed of the synthetic dataset and of dataset-side randomness
+    decoder: Literal["auto", "torchcodec", "pyav"] = "auto"  # auto = torchcodec, else PyAV
+    balance: Literal["none", "sampler", "loss"] = "none"  # class-balanced sampler or loss weights
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)
+    patch_size: int = 16  # ViT patch side in pixels
+    smif: bool = True  # short-term motion from frame differences before patch embedding
+    smif_offsets: list[int] = field(default_factory=lambda: [1, 2])  # frame offsets SMIF diffs
+    lmi: bool = True  # long-term motion interaction (motion-excited channel gate) in blocks
+    lmi_every: int = 1  # apply LMI after every k-th block
+    pose: bool = True  # Feedback Pooling Module: pool backbone features at the joints
+    feedback: bool = True  # pooled joint tokens re-enter the backbone's later blocks
+    feedback_from: int = -2  # first block the joint tokens re-enter (negative = from the end)
+    pose_encoder: Literal["gcn", "transformer"] = "gcn"  # joint/bone/motion encoder of FPM
+    text: bool = True  # classify by cosine to CLIP class-name embeddings (else a linear head)
+    drop_path: float = 0.1  # stochastic depth rate of the last block
+    dropout: float = 0.0  # dropout before the head
+    pretrained: str = ""  # local CLIP or timm ViT checkpoint for the backbone ('' = random init)
+    aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
+
+
+@dataclass
+class PoseConfig:
+    source: Literal["cache", "groundtruth", "none"] = "cache"  # where joints come from
+    cache_dir: str = "data/pose_cache"  # folder of cached joints (<cache_dir>/<video>.npz)
+    weights: str = "yolo11n-pose.pt"  # Ultralytics pose checkpoint name or path
+    imgsz: int = 640  # YOLO inference image size
+    conf: float = 0.25  # YOLO detection confidence threshold
+    iou: float = 0.7  # YOLO NMS IoU threshold
+    persons: int = 2  # persons kept per frame (P)
+    stride: int = 1  # cache joints for every stride-th frame
+    batch: int = 32  # frames per YOLO forward pass
+    workers: int = 2  # decoding processes feeding the pose model
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 CUDA, bf16 AMX CPU
+
+
+@dataclass
+class TextConfig:
+    model: str = "ViT-B-16"  # open_clip model name whose text tower embeds class names
+    pretrained: str = "openai"  # open_clip pretrained tag or a local weights file ('' = random)
+    templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])  # prompts
+    cache_dir: str = "~/.cache/hpnet/text"  # where class-name embeddings are cached
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30  # passes over the training split
+    batch_size: int = 8  # clips per step per process
+    lr: float = 5e-4  # peak learning rate of newly initialised parts
+    backbone_lr: float = 0.0  # peak learning rate of pretrained parts (0 = same as lr)
+    min_lr: float = 1e-6  # learning rate at the end of the cosine schedule
+    weight_decay: float = 0.05  # AdamW decay (never on norms, biases, embeddings)
+    warmup_epochs: float = 2.0  # linear warm-up length in epochs
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    clip_grad: float = 1.0  # max gradient norm (0 = no clipping)
+    accum_steps: int = 1  # gradient accumulation steps per optimizer step
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (CPU runs in fp32)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    resume: str = ""  # '' = fresh run, 'auto' = <out_dir>/last.pt if present, or a path
+    out_dir: str = "runs/default"  # run folder: config, metrics, checkpoints, evaluation
+    seed: int = 0  # seed of model init, sampling and augmentation
+    eval_every: int = 1  # evaluate on the test split every k epochs (0 = only at the end)
+    tensorboard: bool = False  # also write TensorBoard logs to <out_dir>/tb
+    compile: bool = False  # torch.compile the model
+    max_steps: int = 0  # stop each epoch after this many steps (0 = full epoch; for smoke runs)
+    threads: int = 0  # CPU threads for torch (0 = torch's default)
+
+
+@dataclass
+class EvalConfig:
+    views: int = 2  # temporal clips per test video (averaged softmax)
+    crops: int = 3  # spatial crops per clip: 1 = centre, 3 = left/centre/right
+    batch_size: int = 8  # clips per evaluation step
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ------------------------------------------------------------------------------ value limits
+
+_Check = tuple[Callable[[Any], bool], str]
+_POSITIVE: _Check = (lambda v: v > 0, "a number > 0")
+_NON_NEG: _Check = (lambda v: v >= 0, "a number >= 0")
+_FRACTION: _Check = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
+_LIMITS: dict[str, _Check] = {
+    "data.split": (lambda v: v in (1, 2, 3), "1, 2 or 3"),
+    "data.frames": _POSITIVE,
+    "data.size": (lambda v: v >= 8, "an integer >= 8"),
+    "data.load_size": _NON_NEG,
+    "data.aspect": (lambda v: 0.25 <= v <= 4, "a number in [0.25, 4]"),
+    "data.workers": _NON_NEG,
+    "data.test_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "data.synthetic.train_videos": _POSITIVE,
+    "data.synthetic.test_videos": _POSITIVE,
+    "data.synthetic.resolution": (lambda v: v >= 16, "an integer >= 16"),
+    "data.synthetic.length": _POSITIVE,
+    "data.synthetic.fps": _POSITIVE,
+    "data.augment.scale_min": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "data.augment.ratio_max": (lambda v: v >= 1, "a number >= 1"),
+    "data.augment.jitter": _FRACTION,
+    "data.augment.blur_prob": _FRACTION,
+    "data.augment.mean": (lambda v: len(v) == 3, "a list of 3 numbers"),
+    "data.augment.std": (lambda v: len(v) == 3 and min(v) > 0, "a list of 3 numbers > 0"),
+    "model.patch_size": _POSITIVE,
+    "model.smif_offsets": (lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of ints >= 1"),
+    "model.lmi_every": _POSITIVE,
+    "model.drop_path": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "model.dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "model.aux_weight": _NON_NEG,
+    "pose.imgsz": (lambda v: v >= 32 and v % 32 == 0, "a multiple of 32"),
+    "pose.conf": _FRACTION,
+    "pose.iou": _FRACTION,
+    "pose.persons": _POSITIVE,
+    "pose.stride": _POSITIVE,
+    "pose.batch": _POSITIVE,
+    "pose.workers": _NON_NEG,
+    "text.templates": (
+        lambda v: len(v) > 0 and all("{}" in t for t in v),
+        "a non-empty list of strings, each with a '{}' for the class name",
+    ),
+    "train.epochs": _POSITIVE,
+    "train.batch_size": _POSITIVE,
+    "train.lr": _POSITIVE,
+    "train.backbone_lr": _NON_NEG,
+    "train.min_lr": _NON_NEG,
+    "train.weight_decay": _NON_NEG,
+    "train.warmup_epochs": _NON_NEG,
+    "train.label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "train.clip_grad": _NON_NEG,
+    "train.accum_steps": _POSITIVE,
+    "train.eval_every": _NON_NEG,
+    "train.max_steps": _NON_NEG,
+    "train.threads": _NON_NEG,
+    "eval.views": _POSITIVE,
+    "eval.crops": (lambda v: v in (1, 3), "1 or 3"),
+    "eval.batch_size": _POSITIVE,
+}
+
+
+# ------------------------------------------------------------------------------ type checking
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise a UserError naming ``key`` and what is allowed."""
+    origin = typing.get_origin(tp)
+    ok = True
+    if origin is Literal:
+        ok = value in typing.get_args(tp)
+    elif origin is list:
+        item = typing.get_args(tp)[0]
+        if isinstance(value, str):  # "a,b,c" on the command line
+            value = [yaml.safe_load(v) if item is not str else v for v in value.split(",")]
+        if not isinstance(value, list | tuple):
+            ok = False
+        else:
+            return [_coerce(key, item, v) for v in value]
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        if value is None:
+            value = ""
+        ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+        value = str(value) if ok else value
+    if not ok:
+        raise UserError(f"config key '{key}' got {value!r}; it must be {_type_name(tp)}")
+    return value
+
+
+def _fields(section: Any) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(section)}
+
+
+def _resolved_types(section: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(section))
+
+
+def _unknown_key(key: str, section: Any) -> UserError:
+    prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    names = [prefix + n for n in _fields(section)]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
+
+
+def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
+    """Set dotted ``key`` on ``cfg`` to ``value`` (parsed from text when ``from_text``)."""
+    parts = key.split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        here = ".".join(parts[: i + 1])
+        if part not in _fields(node):
+            raise _unknown_key(here, node)
+        tp = _resolved_types(node)[part]
+        if dataclasses.is_dataclass(tp):
+            if i == len(parts) - 1:
+                raise UserError(f"config key '{here}' is a section; set one of its keys instead")
+            node = getattr(node, part)
+            continue
+        if i != len(parts) - 1:
+            raise UserError(f"config key '{here}' is a value, not a section ('{key}')")
+        if from_text and tp is not str and typing.get_origin(tp) is not list:
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise UserError(
+                    f"config key '{key}' got {value!r}; it must be {_type_name(tp)}"
+                ) from None
+        setattr(node, part, _coerce(key, tp, value))
+
+
+def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            node: Any = cfg
+            for part in key.split("."):
+                if not dataclasses.is_dataclass(node) or part not in _fields(node):
+                    raise _unknown_key(key, node)
+                node = getattr(node, part)
+            if dataclasses.is_dataclass(node):
+                _merge(cfg, value, key + ".")
+                continue
+        _set(cfg, key, value, from_text=False)
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value against its limits; raise UserError naming the first bad key."""
+    for key, (ok, allowed) in _LIMITS.items():
+        value = get_value(cfg, key)
+        if not ok(value):
+            raise UserError(f"config key '{key}' got {value!r}; it must be {allowed}")
+    m = cfg.model
+    if m.feedback and not m.pose:
+        m.feedback = False  # feedback needs pooled joints; model.pose=false switches it off
+    if cfg.data.dataset == "list" and not cfg.data.train_list and not cfg.data.test_list:
+        raise UserError("data.dataset=list needs data.train_list and/or data.test_list")
+    if cfg.pose.source == "groundtruth" and cfg.data.dataset != "synthetic":
+        raise UserError(
+            "pose.source=groundtruth only exists for data.dataset=synthetic; "
+            "use pose.source=cache (run python -m hpnet.pose.cache first) or pose.source=none"
+        )
+    return cfg
+
+
+def get_value(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+# ---------------------------------------------------------------------------------- public API
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides; validated."""
+    cfg = Config()
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            msg = str(err).replace("\n", " ")
+            raise UserError(f"config file {path} is not valid YAML: {msg}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections, not {data!r}")
+        _merge(cfg, data)
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """Apply ``key.sub=value`` strings to ``cfg`` in place, type-checked; validate and return it."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like key.sub=value (e.g. data.frames=8)")
+        key, value = item.split("=", 1)
+        _set(cfg, key.strip(), value.strip(), from_text=True)
+    return validate(cfg)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts (what checkpoints and config.yaml store)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config from :func:`config_to_dict` output (e.g. a checkpoint's copy)."""
+    cfg = Config()
+    _merge(cfg, data)
+    return validate(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (loadable again with ``--config``)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def describe() -> str:
+    """Every key with its default, one per line (``--help-config``)."""
+    lines: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for name, tp in _resolved_types(node).items():
+            value = getattr(node, name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{name}.")
+            else:
+                lines.append(f"{prefix}{name}={value!r}  ({_type_name(tp)})")
+
+    walk(Config(), "")
+    return "\n".join(lines)
+
+
+def add_config_arguments(parser: Any) -> None:
+    """Add ``--config FILE`` and trailing ``key=value`` overrides to an argparse parser."""
+    parser.add_argument("--config", help="YAML config file (defaults: hpnet/config.py)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override a config key, e.g. data.frames=8",
+    )

@@ -1,0 +1,460 @@
+"""Batched clip augmentation on the device: crops, flips, colour, blur, normalisation, joints too.
+
+The DataLoader moves ``uint8`` clips; everything here runs on whatever device the batch is on,
+for the whole batch at once, with per-sample random parameters. Frames and joints always go
+through the same geometry, so a joint keeps pointing at the same pixel. Joints are
+``(..., K, 3)`` = x, y in [0, 1] of the frame, confidence; a missing joint is ``(0, 0, 0)`` and
+stays exactly that, and a joint that a crop pushes out of the picture becomes missing.
+
+Pure tensor functions first, then :class:`ClipTransform`, a thin holder of the settings::
+
+    tf = ClipTransform(size=224, **dataclasses.asdict(cfg.data.augment))
+    video, joints = tf.train(batch["video"].cuda(), batch["joints"].cuda(), generator)
+    video, joints = tf.test(batch["video"].cuda(), batch["joints"].cuda(), crops=3)
+
+Random parameters are drawn on the generator's device (the CPU by default; they are a few
+numbers per clip) and then moved to the batch, so one seed gives the same augmentation on a CPU
+and a GPU. The random resized crop is one affine ``grid_sample`` per batch with the T frames
+folded into channels (measured faster on the CPU than ``torchvision.ops.roi_align``:
+bench/transforms.py); it is bilinear without antialiasing, which is fine for the mild
+down-scaling from the loader canvas (at most ~1.5x at the default 8/7 canvas). Colour jitter and
+normalisation are one per-clip 3x3 colour matrix (one ``baddbmm``); blur is a depthwise conv.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hpnet.pose.skeleton import NUM_KEYPOINTS, flip_joints
+
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+
+
+# ------------------------------------------------------------------------------- normalisation
+
+
+def _value_range(video: Tensor) -> float:
+    """Largest pixel value: 255 for integer clips, 1 for float clips (float means [0, 1])."""
+    return 1.0 if video.is_floating_point() else 255.0
+
+
+def _compute_dtype(video: Tensor) -> torch.dtype:
+    return video.dtype if video.is_floating_point() else torch.float32
+
+
+def _normalize_(
+    video: Tensor, mean: Sequence[float], std: Sequence[float], max_value: float
+) -> Tensor:
+    """In place on float ``(..., 3, H, W)`` in [0, max_value]: ``(x / max_value - mean) / std``."""
+    shape = (3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=video.dtype, device=video.device).view(shape)
+    mean_t = torch.as_tensor(mean, dtype=video.dtype, device=video.device).view(shape)
+    return video.mul_(1.0 / (max_value * std_t)).sub_(mean_t / std_t)
+
+
+def normalize(
+    video: Tensor, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """``(..., 3, H, W)`` uint8 in [0, 255] or float in [0, 1] -> float ``(x - mean) / std``.
+
+    ``mean``/``std`` are per RGB channel in [0, 1] units. Integer input becomes ``dtype``;
+    float input keeps its dtype. Returns a new tensor.
+    """
+    out = video.to(video.dtype if video.is_floating_point() else dtype, copy=True)
+    return _normalize_(out, mean, std, _value_range(video))
+
+
+# --------------------------------------------------------------------------------------- joints
+
+
+def mask_invalid_joints(joints: Tensor) -> Tensor:
+    """``(..., K, 3)`` -> same, with every joint that has confidence <= 0 or x, y outside [0, 1]
+    set to exactly ``(0, 0, 0)`` (missing joints are never points)."""
+    x, y, conf = joints.unbind(-1)
+    valid = (conf > 0) & (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
+    return torch.where(valid.unsqueeze(-1), joints, 0.0)
+
+
+def crop_joints(joints: Tensor, boxes: Tensor, flip: Tensor | None = None) -> Tensor:
+    """Map joints into per-sample crops: ``x' = (x - x0) / (x1 - x0)``, same for y.
+
+    joints: ``(B, ..., K, 3)`` normalised to the frame; boxes: ``(B, 4)`` = x0, y0, x1, y1 in
+    [0, 1] of the frame; flip: ``(B,)`` bool, mirror the crop (x' -> 1 - x', left <-> right
+    joints). Returns ``(B, ..., K, 3)``; joints outside the crop or missing are ``(0, 0, 0)``.
+    """
+    view = (joints.shape[0],) + (1,) * (joints.dim() - 2)
+    x0, y0, x1, y1 = (v.view(view) for v in boxes.to(joints.device, joints.dtype).unbind(1))
+    x = (joints[..., 0] - x0) / (x1 - x0)
+    y = (joints[..., 1] - y0) / (y1 - y0)
+    out = torch.stack([x, y, joints[..., 2]], dim=-1)
+    if flip is not None:
+        if out.shape[-2] != NUM_KEYPOINTS:
+            raise ValueError(
+                f"flipping needs COCO-17 joints (K={NUM_KEYPOINTS}), got K={out.shape[-2]}"
+            )
+        flip = flip.to(out.device).view(*view, 1)
+        out = torch.where(flip, flip_joints(out), out)
+    return mask_invalid_joints(out)
+
+
+# ------------------------------------------------------------------------------------- geometry
+
+
+def sample_crop_boxes(
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    scale_min: float,
+    ratio_max: float,
+    generator: torch.Generator | None = None,
+    attempts: int = 10,
+) -> Tensor:
+    """Random resized crop boxes, one per clip: ``(B, 4)`` = x0, y0, x1, y1 in [0, 1].
+
+    As torchvision's RandomResizedCrop, batched: a box covers an area fraction in
+    ``[scale_min, 1]`` of the ``height x width`` frame with aspect (width / height, in pixels)
+    log-uniform in ``[1 / ratio_max, ratio_max]``; the first of ``attempts`` draws that fits
+    wins, otherwise the centred largest box with a clamped aspect. Drawn on the generator's
+    device (CPU when None, from torch's global generator).
+    """
+    device = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand(2, batch, attempts, generator=generator, device=device, dtype=torch.float64)
+    pos = torch.rand(2, batch, generator=generator, device=device, dtype=torch.float64)
+    area = (scale_min + (1.0 - scale_min) * u[0]) * (height * width)
+    ratio = torch.exp((2.0 * u[1] - 1.0) * math.log(ratio_max))
+    w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+    fits = (w <= width) & (h <= height)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # first attempt that fits
+    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
+    in_ratio = width / height  # fallback, as torchvision: the whole frame, aspect clamped
+    fw, fh = float(width), float(height)
+    if in_ratio < 1.0 / ratio_max:
+        fh = width * ratio_max
+    elif in_ratio > ratio_max:
+        fw = height * ratio_max
+    found = fits.any(dim=1)
+    w = torch.where(found, w, fw).clamp(max=width)
+    h = torch.where(found, h, fh).clamp(max=height)
+    x0 = torch.where(found, pos[0] * (width - w), (width - w) / 2)
+    y0 = torch.where(found, pos[1] * (height - h), (height - h) / 2)
+    boxes = torch.stack([x0 / width, y0 / height, (x0 + w) / width, (y0 + h) / height], dim=1)
+    return boxes.clamp(0.0, 1.0).float()
+
+
+def resized_crop(video: Tensor, boxes: Tensor, size: int, flip: Tensor | None = None) -> Tensor:
+    """Crop a box per clip (the same for its T frames), resize to ``size``, optionally mirror.
+
+    video: ``(B, T, C, H, W)`` uint8 or float; boxes: ``(B, 4)`` x0, y0, x1, y1 in [0, 1];
+    flip: ``(B,)`` bool. Returns float ``(B, T, C, size, size)`` in the input's value range
+    (float32 for integer input). One bilinear ``grid_sample`` for the whole batch.
+    """
+    b, t, c, h, w = video.shape
+    dtype = _compute_dtype(video)
+    frames = video.reshape(b, t * c, h, w).to(dtype)  # T folded into channels: one grid a clip
+    x0, y0, x1, y1 = boxes.to(video.device, dtype).unbind(1)
+    sign = 1.0 - 2.0 * flip.to(video.device, dtype) if flip is not None else 1.0
+    theta = torch.zeros(b, 2, 3, dtype=dtype, device=video.device)
+    theta[:, 0, 0] = (x1 - x0) * sign  # output u in [0, 1] samples input x0 + u * (x1 - x0)
+    theta[:, 0, 2] = x0 + x1 - 1.0
+    theta[:, 1, 1] = y1 - y0
+    theta[:, 1, 2] = y0 + y1 - 1.0
+    grid = F.affine_grid(theta, [b, t * c, size, size], align_corners=False)
+    out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.view(b, t, c, size, size)
+
+
+def short_side_crop_layout(
+    height: int, width: int, size: int, crops: int
+) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """Test-time crops: the frame resized so its short side is ``size`` (aspect kept), then
+    ``crops`` squares of ``size``: 1 = centre; 3 = left, centre, right along a wide frame (top,
+    centre, bottom along a tall one). Returns ``(resized_h, resized_w)`` and (top, left) offsets."""
+    if crops not in (1, 3):
+        raise ValueError(f"crops must be 1 or 3, got {crops} (eval.crops)")
+    scale = size / min(height, width)
+    rh, rw = max(size, round(height * scale)), max(size, round(width * scale))
+    room = max(rh, rw) - size
+    starts = [room // 2] if crops == 1 else [0, room // 2, room]
+    if rw >= rh:
+        return (rh, rw), [((rh - size) // 2, start) for start in starts]
+    return (rh, rw), [(start, (rw - size) // 2) for start in starts]
+
+
+def short_side_crops(video: Tensor, size: int, crops: int) -> Tensor:
+    """``(N, T, C, H, W)`` -> float ``(N, crops, T, C, size, size)``: antialiased bilinear resize,
+    then the :func:`short_side_crop_layout` crops (input value range kept)."""
+    n, t, c, h, w = video.shape
+    (rh, rw), offsets = short_side_crop_layout(h, w, size, crops)
+    dtype = _compute_dtype(video)
+    frames = video.reshape(n, t * c, h, w).to(dtype)
+    if (rh, rw) != (h, w):
+        if frames.device.type == "cpu" and frames.element_size() < 4:  # no CPU half antialias
+            frames = frames.float()
+        frames = F.interpolate(
+            frames, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False
+        ).to(dtype)
+    out = [frames[:, :, y : y + size, x : x + size] for y, x in offsets]
+    return torch.stack(out, dim=1).view(n, crops, t, c, size, size)
+
+
+def short_side_crop_joints(
+    joints: Tensor, frame_hw: tuple[int, int], size: int, crops: int
+) -> Tensor:
+    """``(N, ..., K, 3)`` joints of an ``frame_hw`` frame -> ``(N, crops, ..., K, 3)`` in [0, 1] of
+    each :func:`short_side_crop_layout` crop (outside or missing: ``(0, 0, 0)``)."""
+    (rh, rw), offsets = short_side_crop_layout(*frame_hw, size, crops)
+    mapped = []
+    for y, x in offsets:
+        box = torch.tensor([x / rw, y / rh, (x + size) / rw, (y + size) / rh], dtype=torch.float64)
+        mapped.append(crop_joints(joints, box.expand(joints.shape[0], 4)))
+    return torch.stack(mapped, dim=1)
+
+
+# ------------------------------------------------------------------------------------- colour
+
+
+def color_jitter_matrix(
+    brightness: Tensor, contrast: Tensor, saturation: Tensor, channel_mean: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Brightness, contrast and saturation as one affine colour map per clip: ``x -> A x + o``.
+
+    Factors ``(B,)`` (1 = unchanged); ``channel_mean``: ``(B, 3)`` mean RGB of each clip.
+    Brightness scales, contrast blends with the clip's mean grey (one mean for all T frames, so
+    a clip does not flicker), saturation blends with each pixel's grey (ITU-R 601 luma), in that
+    order, as torchvision but clamped once at the end instead of after each step. Returns
+    ``A (B, 3, 3)`` and ``o (B, 3)``.
+    """
+    luma = torch.tensor(_GRAY_WEIGHTS, dtype=channel_mean.dtype, device=channel_mean.device)
+    b, c, s = (f.to(channel_mean).view(-1, 1, 1) for f in (brightness, contrast, saturation))
+    eye = torch.eye(3, dtype=luma.dtype, device=luma.device)
+    matrix = c * b * (s * eye + (1 - s) * luma.expand(3, 3))  # rows: s * e_i + (1 - s) * luma
+    mean_gray = channel_mean @ luma  # (B,)
+    offset = ((1 - c) * b).view(-1, 1) * mean_gray.view(-1, 1)  # (B, 1), the same for R, G, B
+    return matrix, offset.expand(-1, 3)
+
+
+def color_jitter_normalize(
+    video: Tensor,
+    brightness: Tensor,
+    contrast: Tensor,
+    saturation: Tensor,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    max_value: float,
+) -> Tensor:
+    """Colour jitter (:func:`color_jitter_matrix`), clamp to the valid range and normalise, as
+    one batched matrix product. video: float ``(B, T, 3, H, W)`` in [0, max_value]; factors
+    ``(B,)``. Returns a new normalised ``(B, T, 3, H, W)``."""
+    b, t, c, h, w = video.shape
+    pixels = video.reshape(b * t, c, h * w)
+    channel_mean = pixels.mean(dim=2).view(b, t, c).mean(dim=1)  # (B, 3)
+    matrix, offset = color_jitter_matrix(brightness, contrast, saturation, channel_mean)
+    std_t = torch.as_tensor(std, dtype=video.dtype, device=video.device)
+    mean_t = torch.as_tensor(mean, dtype=video.dtype, device=video.device)
+    scale = 1.0 / (max_value * std_t)  # normalisation folded in: y = scale * (A x + o) - m / s
+    matrix = (scale[:, None] * matrix).repeat_interleave(t, dim=0)  # (B*T, 3, 3)
+    offset = (scale * offset - mean_t / std_t).repeat_interleave(t, dim=0)[:, :, None]
+    out = torch.baddbmm(offset, matrix, pixels)  # (B*T, 3, H*W)
+    low, high = (-mean_t / std_t).view(3, 1), ((1 - mean_t) / std_t).view(3, 1)
+    return out.clamp_(low, high).view(b, t, c, h, w)
+
+
+def gaussian_blur(video: Tensor, sigma: Tensor) -> Tensor:
+    """Separable Gaussian blur, one sigma (pixels, > 0) per clip, reflect padding.
+
+    video: float ``(B, T, C, H, W)``; sigma: ``(B,)``. Returns a new ``(B, T, C, H, W)``; the
+    kernel radius is ``ceil(3 * max(sigma))`` (at most H - 1, W - 1).
+    """
+    b, t, c, h, w = video.shape
+    sigma = sigma.to(torch.float64)
+    radius = max(1, min(math.ceil(3.0 * float(sigma.max())), h - 1, w - 1))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=sigma.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(video.device, video.dtype)
+    kernel = kernel.repeat_interleave(t * c, dim=0)  # (B*T*C, 2r+1): one depthwise filter each
+    x = video.reshape(1, b * t * c, h, w)
+    x = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    x = F.conv2d(x, kernel[:, None, None, :], groups=b * t * c)
+    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel[:, None, :, None], groups=b * t * c)
+    return x.view(b, t, c, h, w)
+
+
+# ------------------------------------------------------------------------- train-time pipeline
+
+
+@dataclass
+class TrainParams:
+    """Per-clip random augmentation parameters (build them by hand to force a crop or flip)."""
+
+    boxes: Tensor  # (B, 4) crop x0, y0, x1, y1 in [0, 1] of the frame
+    flip: Tensor  # (B,) bool: mirror horizontally
+    brightness: Tensor  # (B,) factor, 1 = unchanged
+    contrast: Tensor  # (B,) factor, 1 = unchanged
+    saturation: Tensor  # (B,) factor, 1 = unchanged
+    blur_sigma: Tensor  # (B,) Gaussian sigma in output pixels, 0 = no blur
+
+    @classmethod
+    def identity(cls, batch: int, boxes: Tensor | None = None, flip: bool = False) -> TrainParams:
+        """No colour change, no blur; whole frame unless ``boxes`` ``(B, 4)`` are given."""
+        whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).repeat(batch, 1)
+        ones = [torch.ones(batch) for _ in range(3)]
+        flips = torch.full((batch,), flip)
+        return cls(whole if boxes is None else boxes, flips, *ones, torch.zeros(batch))
+
+
+def sample_train_params(
+    batch: int,
+    frame_hw: tuple[int, int],
+    *,
+    scale_min: float,
+    ratio_max: float,
+    flip_prob: float,
+    jitter: float,
+    blur_prob: float,
+    blur_sigma: tuple[float, float] = (0.1, 2.0),
+    generator: torch.Generator | None = None,
+) -> TrainParams:
+    """Draw :class:`TrainParams` for ``batch`` clips of ``frame_hw`` = (H, W) pixels.
+
+    Every parameter is drawn every time, in a fixed order, so e.g. switching jitter off does not
+    change the crops a seed gives. Jitter factors are uniform in ``[1 - jitter, 1 + jitter]``.
+    """
+    boxes = sample_crop_boxes(
+        batch, *frame_hw, scale_min=scale_min, ratio_max=ratio_max, generator=generator
+    )
+    device = boxes.device
+    u = torch.rand(6, batch, generator=generator, device=device)
+    jitter_factors = (1.0 + jitter * (2.0 * u[1:4] - 1.0)).clamp(min=0.0)
+    sigma = blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * u[5]
+    return TrainParams(
+        boxes=boxes,
+        flip=u[0] < flip_prob,
+        brightness=jitter_factors[0],
+        contrast=jitter_factors[1],
+        saturation=jitter_factors[2],
+        blur_sigma=torch.where(u[4] < blur_prob, sigma, 0.0),
+    )
+
+
+def apply_train_params(
+    video: Tensor,
+    joints: Tensor | None,
+    params: TrainParams,
+    *,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> tuple[Tensor, Tensor | None]:
+    """Crop + flip + colour + blur + normalise ``(B, T, 3, H, W)`` -> float ``(B, T, 3, S, S)``;
+    joints ``(B, T, P, K, 3)`` go through the same crop and flip (or stay None)."""
+    max_value = _value_range(video)
+    out = resized_crop(video, params.boxes, size, flip=params.flip)
+    factors = torch.stack([params.brightness, params.contrast, params.saturation])
+    if bool((factors != 1).any()):
+        out = color_jitter_normalize(out, *factors, mean=mean, std=std, max_value=max_value)
+    else:
+        _normalize_(out, mean, std, max_value)
+    blurred = torch.nonzero(params.blur_sigma > 0).flatten()  # blur commutes with normalising
+    if blurred.numel() > 0:
+        index = blurred.to(out.device)
+        out[index] = gaussian_blur(out[index], params.blur_sigma[blurred])
+    if joints is not None:
+        joints = crop_joints(joints, params.boxes, params.flip)
+    return out, joints
+
+
+# ------------------------------------------------------------------------------ the settings
+
+
+def _check_shapes(video: Tensor, joints: Tensor | None, ndim: int, layout: str) -> None:
+    if video.dim() != ndim or video.shape[-3] != 3:
+        raise ValueError(f"video must be {layout} with 3 channels, got {tuple(video.shape)}")
+    lead = video.shape[: ndim - 3]
+    if joints is not None and (joints.shape[: ndim - 3] != lead or joints.shape[-1] != 3):
+        raise ValueError(
+            f"joints {tuple(joints.shape)} do not match video {tuple(video.shape)}: "
+            f"expected {tuple(lead)} + (P, K, 3)"
+        )
+
+
+class ClipTransform:
+    """Train augmentation and test crops with fixed settings (names of ``AugmentConfig``).
+
+    ``flip`` enables a horizontal flip with probability 0.5; ``mean``/``std`` are RGB in [0, 1].
+    Build it with ``ClipTransform(size=cfg.data.size, **dataclasses.asdict(cfg.data.augment))``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        flip: bool = True,
+        scale_min: float = 0.4,
+        ratio_max: float = 1.333,
+        jitter: float = 0.3,
+        blur_prob: float = 0.1,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+    ) -> None:
+        ok = len(mean) == len(std) == 3 and min(std) > 0 and 0 < scale_min <= 1 <= ratio_max
+        if not (ok and 0 <= jitter <= 1 and 0 <= blur_prob <= 1):
+            raise ValueError(
+                "need 3 means, 3 stds > 0, 0 < scale_min <= 1 <= ratio_max, jitter and blur_prob "
+                f"in [0, 1]; got {mean}, {std}, {scale_min}, {ratio_max}, {jitter}, {blur_prob}"
+            )
+        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+        self.flip, self.scale_min, self.ratio_max = flip, scale_min, ratio_max
+        self.jitter, self.blur_prob, self.blur_sigma = jitter, blur_prob, blur_sigma
+
+    def sample_params(
+        self, batch: int, frame_hw: tuple[int, int], generator: torch.Generator | None = None
+    ) -> TrainParams:
+        """Random :class:`TrainParams` for ``batch`` clips of ``frame_hw`` = (H, W)."""
+        return sample_train_params(
+            batch,
+            frame_hw,
+            scale_min=self.scale_min,
+            ratio_max=self.ratio_max,
+            flip_prob=0.5 if self.flip else 0.0,
+            jitter=self.jitter,
+            blur_prob=self.blur_prob,
+            blur_sigma=self.blur_sigma,
+            generator=generator,
+        )
+
+    def train(
+        self, video: Tensor, joints: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """uint8 ``(B, T, 3, H, W)``, joints ``(B, T, P, K, 3)`` -> float ``(B, T, 3, S, S)``
+        normalised, joints mapped. Deterministic given ``generator``."""
+        _check_shapes(video, joints, 5, "(B, T, 3, H, W)")
+        params = self.sample_params(video.shape[0], tuple(video.shape[-2:]), generator)
+        return apply_train_params(
+            video, joints, params, size=self.size, mean=self.mean, std=self.std
+        )
+
+    def test(
+        self, video: Tensor, joints: Tensor | None = None, crops: int = 1
+    ) -> tuple[Tensor, Tensor | None]:
+        """uint8 ``(B, V, T, 3, H, W)``, joints ``(B, V, T, P, K, 3)`` -> float
+        ``(B, V * crops, T, 3, S, S)`` normalised and joints ``(B, V * crops, T, P, K, 3)``;
+        view-major order (index ``v * crops + c``), crops as :func:`short_side_crop_layout`."""
+        _check_shapes(video, joints, 6, "(B, V, T, 3, H, W)")
+        b, v, t, c, h, w = video.shape
+        out = short_side_crops(video.reshape(b * v, t, c, h, w), self.size, crops)
+        out = out.view(b, v * crops, t, c, self.size, self.size)
+        _normalize_(out, self.mean, self.std, _value_range(video))
+        if joints is None:
+            return out, None
+        flat = joints.reshape(b * v, *joints.shape[2:])
+        mapped = short_side_crop_joints(flat, (h, w), self.size, crops)
+        return out, mapped.view(b, v * crops, *joints.shape[2:])

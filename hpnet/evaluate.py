@@ -1,0 +1,151 @@
+"""``python -m hpnet.evaluate --checkpoint run/best.pt [--config X.yaml] [key=value ...]``.
+
+Multi-view test (eval.views temporal clips x eval.crops spatial crops, averaged softmax) of a
+trained checkpoint; writes ``eval.json`` and the confusion matrix (CSV + PNG) to ``--out``
+(default: the checkpoint's folder) and prints top-1, top-5 and mean class accuracy.
+
+``eval.json``: ``top1``, ``top5``, ``mean_class_acc`` (fractions in [0, 1]), ``per_class``
+(class -> accuracy, null for classes without test videos), ``num_videos``, ``views``
+(clips x crops per video), ``skipped`` (videos that failed to decode), ``checkpoint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from hpnet.checkpoint import load_checkpoint
+from hpnet.cli import UserError, run_cli
+from hpnet.config import (
+    Config,
+    add_config_arguments,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+)
+from hpnet.data.transforms import ClipTransform
+from hpnet.distributed import DistInfo, gather_objects
+from hpnet.engine import evaluate
+from hpnet.metrics import classification_report, save_confusion
+
+
+def run_test(
+    model: torch.nn.Module,
+    test_ds: Dataset,
+    cfg: Config,
+    transform: ClipTransform,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    dist: DistInfo,
+    *,
+    crops: int,
+) -> dict[str, Any]:
+    """Evaluate every test video exactly once across processes; the report on rank 0.
+
+    Each process scores the videos ``rank::world_size`` (no padding duplicates); rank 0 merges
+    the per-video probabilities by dataset index.
+    """
+    from hpnet.data.datasets import build_loader
+
+    shard = Subset(test_ds, range(dist.rank, len(test_ds), dist.world_size))
+    loader = build_loader(
+        shard, batch_size=cfg.eval.batch_size, train=False, workers=cfg.data.workers, seed=0
+    )
+    res = evaluate(
+        model,
+        loader,
+        transform=transform,
+        device=device,
+        amp_dtype=amp_dtype,
+        crops=crops,
+        use_pose=cfg.model.pose,
+        progress=dist.is_main,
+        max_steps=cfg.train.max_steps,
+    )
+    parts = gather_objects({k: res[k] for k in ("probs", "labels", "indices", "views", "skipped")})
+    if not dist.is_main:
+        return {}
+    probs = torch.cat([p["probs"] for p in parts if p["probs"].numel()])
+    labels = torch.cat([p["labels"] for p in parts if p["labels"].numel()])
+    classes = list(getattr(test_ds, "classes", [str(i) for i in range(probs.shape[1])]))
+    report = classification_report(probs, labels, classes)
+    report["views"] = max(p["views"] for p in parts)
+    report["skipped"] = int(sum(p["skipped"] for p in parts))
+    return report
+
+
+def write_report(report: dict[str, Any], classes: list[str], out: Path) -> None:
+    """``eval.json`` plus ``confusion_matrix.csv`` / ``.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_confusion(report["confusion"], classes, out)
+    public = {k: v for k, v in report.items() if k != "confusion"}
+    (out / "eval.json").write_text(json.dumps(public, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from hpnet.data.datasets import build_datasets
+    from hpnet.distributed import init_distributed
+    from hpnet.models.hpnet import build_model
+    from hpnet.runtime import amp_dtype_for, build_joint_source, build_transform, pick_device
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hpnet.evaluate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
+    parser.add_argument("--out", help="folder for eval.json and the confusion matrix")
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    else:  # the run's own config, with the command line's overrides on top
+        cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
+    device = pick_device(cfg.train.device)
+    dist = init_distributed(device.type)
+    _, test_ds, classes = build_datasets(
+        cfg, joint_source=build_joint_source(cfg), test_views=cfg.eval.views
+    )
+    trained_classes = ckpt.get("classes", [])
+    model = build_model(cfg, trained_classes or classes)
+    model.load_state_dict(ckpt["model"])
+    if trained_classes and list(classes) != list(trained_classes):
+        if not hasattr(model, "set_class_names"):
+            raise UserError(
+                f"{args.checkpoint} was trained on {len(trained_classes)} other classes and has a "
+                "linear head; evaluate on its own dataset or train with model.text=true"
+            )
+        model.set_class_names(list(classes))
+    model.to(device)
+    report = run_test(
+        model,
+        test_ds,
+        cfg,
+        build_transform(cfg, device),
+        device,
+        amp_dtype_for(cfg.train.amp, device),
+        dist,
+        crops=cfg.eval.crops,
+    )
+    if dist.is_main:
+        report["checkpoint"] = str(args.checkpoint)
+        out = Path(args.out) if args.out else Path(args.checkpoint).parent
+        write_report(report, list(classes), out)
+        print(
+            f"top-1 {100 * report['top1']:.2f} %  top-5 {100 * report['top5']:.2f} %  "
+            f"mean class acc {100 * report['mean_class_acc']:.2f} %  "
+            f"({report['num_videos']} videos x {report['views']} views, "
+            f"{report['skipped']} skipped)"
+        )
+        print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

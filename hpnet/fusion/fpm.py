@@ -1,0 +1,86 @@
+"""Feedback Pooling Module: backbone features pooled at the joints, and joint tokens fed back.
+
+``pool_at_joints`` samples the patch-token map bilinearly at every joint of every person and
+frame (averaging a small neighbourhood window), masking joints with confidence 0 so they are
+never read at (0, 0). ``JointTokens`` turns pooled features into tokens that re-enter the
+backbone's later blocks (the feedback), so patch tokens can attend to the body.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def joint_mask(joints: torch.Tensor) -> torch.Tensor:
+    """``(..., K, 3)`` joints -> ``(..., K)`` bool: the joint was detected (confidence > 0)."""
+    return joints[..., 2] > 0
+
+
+def pool_at_joints(
+    patches: torch.Tensor,
+    grid: tuple[int, int],
+    joints: torch.Tensor,
+    window: int = 3,
+) -> torch.Tensor:
+    """Bilinear pooling of patch tokens around each joint.
+
+    patches: ``(B, T, N, D)`` patch tokens of a ``grid = (gh, gw)`` map covering the frame;
+    joints: ``(B, T, P, K, 3)`` with x, y in [0, 1] of that frame.
+    Returns ``(B, T, P, K, D)``: the mean of ``window x window`` bilinear samples spaced one
+    patch apart, centred on the joint (window=1: the joint alone); zeros where the joint's
+    confidence is 0.
+    """
+    b, t, _, d = patches.shape
+    gh, gw = grid
+    p, k = joints.shape[2:4]
+    fmap = patches.reshape(b * t, gh, gw, d).permute(0, 3, 1, 2)  # (BT, D, gh, gw)
+    xy = joints[..., :2].reshape(b * t, p * k, 1, 2) * 2 - 1  # grid_sample coords in [-1, 1]
+    if window > 1:
+        r = torch.arange(window, device=joints.device, dtype=joints.dtype) - (window - 1) / 2
+        dy, dx = torch.meshgrid(r * 2 / gh, r * 2 / gw, indexing="ij")
+        offsets = torch.stack([dx.flatten(), dy.flatten()], -1)  # (S, 2) in grid units
+        xy = xy + offsets.view(1, 1, -1, 2)  # (BT, PK, S, 2)
+    sampled = F.grid_sample(
+        fmap, xy.to(fmap.dtype), mode="bilinear", padding_mode="border", align_corners=False
+    )  # (BT, D, PK, S)
+    pooled = sampled.mean(-1).transpose(1, 2).reshape(b, t, p, k, d)
+    return pooled * joint_mask(joints).unsqueeze(-1).to(pooled.dtype)
+
+
+class JointTokens(nn.Module):
+    """Pooled joint features -> tokens appended to each frame's sequence for the later blocks.
+
+    token = Linear(LN(pooled)) + joint-type embedding + person-rank embedding + coordinate
+    embedding; missing joints give zero tokens and a key mask so attention ignores them.
+    """
+
+    def __init__(self, dim: int, num_joints: int = 17, max_persons: int = 2) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, dim)
+        self.coord = nn.Linear(3, dim)
+        self.joint_embed = nn.Parameter(torch.zeros(num_joints, dim))
+        self.person_embed = nn.Parameter(torch.zeros(max_persons, dim))
+        nn.init.trunc_normal_(self.joint_embed, std=0.02)
+        nn.init.trunc_normal_(self.person_embed, std=0.02)
+
+    def forward(
+        self, pooled: torch.Tensor, joints: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """pooled ``(B,T,P,K,D)``, joints ``(B,T,P,K,3)``
+        -> tokens ``(B,T,P*K,D)``, mask ``(B,T,P*K)``.
+
+        Missing joints give zero tokens and a False in the mask.
+        """
+        b, t, p, k, d = pooled.shape
+        if p > self.person_embed.shape[0]:
+            raise ValueError(
+                f"{p} persons per frame but the model was built for {self.person_embed.shape[0]}"
+            )
+        mask = joint_mask(joints)
+        tok = self.proj(self.norm(pooled)) + self.coord(joints.to(pooled.dtype))
+        tok = tok + self.joint_embed[None, None, None] + self.person_embed[:p][None, None, :, None]
+        tok = tok * mask.unsqueeze(-1).to(tok.dtype)
+        return tok.reshape(b, t, p * k, d), mask.reshape(b, t, p * k)

@@ -1,0 +1,73 @@
+"""Classification heads: cosine similarity to (modulated) class-text embeddings, or linear.
+
+``TextHead``: v = fuse(mean_T CLS, s); logits = scale * cos(v, E_b) with E_b from the TRMM;
+auxiliary logits = scale * cos(proj(s), E) from the pose stream alone. Any label set works at
+test time: only the class embeddings change.
+``LinearHead``: the ``model.text=false`` ablation, a fixed label set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpnet.fusion.trmm import TRMM
+
+
+class Fuse(nn.Module):
+    """``cls (B, D)`` and optional pose feature ``s (B, Ds)`` -> ``v (B, out)``."""
+
+    def __init__(self, dim: int, pose_dim: int | None, out: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.rgb = nn.Linear(dim, out)
+        self.pose = nn.Linear(pose_dim, out) if pose_dim else None
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, cls: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
+        v = self.rgb(self.drop(self.norm(cls)))
+        if self.pose is not None and pose is not None:
+            v = v + self.pose(self.drop(pose))
+        return v
+
+
+class TextHead(nn.Module):
+    def __init__(self, dim: int, pose_dim: int | None, text_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fuse = Fuse(dim, pose_dim, text_dim, dropout)
+        self.trmm = TRMM(text_dim, pose_dim)
+        self.aux = nn.Linear(pose_dim, text_dim) if pose_dim else None
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(
+        self, cls: torch.Tensor, pose: torch.Tensor | None, text: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """cls ``(B, D)``, pose ``(B, Ds)`` | None, text ``(C, Dt)`` -> logits ``(B, C)``, aux."""
+        scale = self.logit_scale.clamp(max=math.log(100)).exp()
+        v = F.normalize(self.fuse(cls, pose), dim=-1)  # (B, Dt)
+        e = F.normalize(self.trmm(text, pose, cls.shape[0]), dim=-1)  # (B, C, Dt)
+        out = {"logits": scale * torch.einsum("bd,bcd->bc", v, e)}
+        if self.aux is not None and pose is not None:
+            a = F.normalize(self.aux(pose), dim=-1)
+            out["aux_logits"] = scale * a @ F.normalize(text, dim=-1).t()
+        return out
+
+
+class LinearHead(nn.Module):
+    def __init__(
+        self, dim: int, pose_dim: int | None, num_classes: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.fuse = Fuse(dim, pose_dim, num_classes, dropout)
+        self.aux = nn.Linear(pose_dim, num_classes) if pose_dim else None
+
+    def forward(
+        self, cls: torch.Tensor, pose: torch.Tensor | None, text: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        out = {"logits": self.fuse(cls, pose)}
+        if self.aux is not None and pose is not None:
+            out["aux_logits"] = self.aux(pose)
+        return out

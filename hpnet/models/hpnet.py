@@ -1,0 +1,162 @@
+"""HP-Net: the LS-ViT backbone, the Feedback Pooling Module and the text head, built by injection.
+
+```
+clip (B,T,3,S,S) -> backbone.embed -> blocks[:f] -> tokens (B,T,1+N,D)
+joints (B,T,P,K,3) -> pool_at_joints -> JointTokens (B,T,P*K,D) --feedback--> blocks[f:]
+                                        (joint tokens appended to every frame, masked keys)
+final tokens -> pool_at_joints + fed-back joint tokens -> PoseEncoder -> s (B,Ds)
+v = fuse(mean_T CLS, s);  E_b = TRMM(E | s);  logits = scale * cos(v, E_b);  aux from s
+```
+``model.pose=false`` drops the FPM (RGB only), ``model.feedback=false`` pools without feeding
+back, ``model.text=false`` uses a linear head; with all three off this is a plain LS-ViT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from hpnet.config import Config
+from hpnet.fusion.fpm import JointTokens, pool_at_joints
+from hpnet.fusion.head import LinearHead, TextHead
+from hpnet.fusion.pose_encoder import PoseEncoder
+from hpnet.models.lsvit import LSViT, build_lsvit, load_pretrained
+
+
+class HPNet(nn.Module):
+    def __init__(
+        self,
+        backbone: LSViT,
+        head: nn.Module,
+        *,
+        joint_tokens: JointTokens | None = None,
+        pose_encoder: PoseEncoder | None = None,
+        feedback_from: int | None = None,
+        class_embeddings: torch.Tensor | None = None,
+        class_names: Sequence[str] = (),
+        window: int = 3,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.joint_tokens = joint_tokens
+        self.pose_encoder = pose_encoder
+        depth = len(backbone.blocks)
+        if feedback_from is not None and feedback_from < 0:
+            feedback_from += depth
+        if feedback_from is not None and not 0 <= feedback_from < depth:
+            raise ValueError(f"model.feedback_from={feedback_from} outside 0..{depth - 1}")
+        self.feedback_from = feedback_from
+        self.window = window
+        self.class_names = list(class_names)
+        self.register_buffer("class_embeddings", class_embeddings, persistent=True)
+        self.pretrained_prefixes: tuple[str, ...] = ()
+
+    # --------------------------------------------------------------------------- open vocabulary
+    def set_class_embeddings(self, embeddings: torch.Tensor, class_names: Sequence[str]) -> None:
+        """Classify over another label set: ``embeddings (C', Dt)`` from the same text encoder."""
+        if self.class_embeddings is None:
+            raise ValueError(
+                "this model has a linear head (model.text=false): its labels are fixed"
+            )
+        self.class_embeddings = embeddings.to(self.class_embeddings)
+        self.class_names = list(class_names)
+
+    def no_weight_decay(self) -> set[str]:
+        names = {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
+        for name, _ in self.named_parameters():
+            if name.endswith(("joint_embed", "person_embed", "time_embed", "logit_scale")):
+                names.add(name)
+        return names
+
+    # --------------------------------------------------------------------------------- forward
+    def forward(
+        self, video: torch.Tensor, joints: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """video ``(B,T,3,S,S)`` normalised, joints ``(B,T,P,K,3)`` -> ``{"logits": (B,C)}``."""
+        bb = self.backbone
+        x = bb.embed(video)  # (B, T, 1+N, D)
+        n = x.shape[2]
+        pose_on = self.pose_encoder is not None and joints is not None
+        start = (
+            self.feedback_from if (pose_on and self.joint_tokens is not None) else len(bb.blocks)
+        )
+        for blk in bb.blocks[:start]:
+            x = blk(x)
+        fed_back = None
+        if start < len(bb.blocks):
+            pooled = pool_at_joints(x[:, :, 1:], bb.grid_size, joints, self.window)
+            tokens, mask = self.joint_tokens(pooled, joints)  # (B,T,PK,D), (B,T,PK)
+            keep = torch.cat([mask.new_ones((*mask.shape[:2], n)), mask], dim=2)  # (B,T,L)
+            x = torch.cat([x, tokens], dim=2)
+            for blk in bb.blocks[start:]:
+                x = blk(x, key_mask=keep)
+            fed_back = x[:, :, n:]  # updated joint tokens (B, T, PK, D)
+            x = x[:, :, :n]
+        x = bb.norm(x)
+        cls = x[:, :, 0].mean(1)  # (B, D)
+        s = None
+        if pose_on:
+            pooled = pool_at_joints(x[:, :, 1:], bb.grid_size, joints, self.window)
+            if fed_back is not None:
+                pooled = pooled + bb.norm(fed_back).view_as(pooled) * (joints[..., 2:] > 0)
+            s = self.pose_encoder(pooled, joints)
+        return self.head(cls, s, self.class_embeddings)
+
+
+def build_model(cfg: Config, class_names: Sequence[str]) -> HPNet:
+    """The one factory: backbone, FPM, text embeddings and head from the config."""
+    m = cfg.model
+    backbone = build_lsvit(
+        m.size,
+        img_size=cfg.data.size,
+        patch_size=m.patch_size,
+        num_frames=cfg.data.frames,
+        smif=m.smif,
+        smif_offsets=tuple(m.smif_offsets),
+        lmi=m.lmi,
+        lmi_every=m.lmi_every,
+        drop_path_rate=m.drop_path,
+        drop_rate=m.dropout,
+    )
+    pretrained = bool(m.pretrained)
+    if pretrained:
+        load_pretrained(backbone, m.pretrained)
+    dim = backbone.embed_dim
+    pose_dim = None
+    joint_tokens = pose_encoder = None
+    if m.pose:
+        pose_dim = max(128, dim // 2)
+        pose_encoder = PoseEncoder(
+            dim,
+            pose_dim,
+            kind=m.pose_encoder,
+            max_persons=cfg.pose.persons,
+            max_frames=max(64, cfg.data.frames),
+        )
+        if m.feedback:
+            joint_tokens = JointTokens(dim, max_persons=cfg.pose.persons)
+    embeddings = None
+    if m.text:
+        from hpnet.text.encoder import build_text_encoder
+
+        encoder = build_text_encoder(cfg)  # frozen open_clip text tower, cached embeddings
+        embeddings = encoder.encode_class_names(list(class_names), cfg.text.templates)  # (C, Dt)
+        encoder.release()
+        head: nn.Module = TextHead(dim, pose_dim, embeddings.shape[1], dropout=m.dropout)
+    else:
+        head = LinearHead(dim, pose_dim, len(class_names), dropout=m.dropout)
+    model = HPNet(
+        backbone,
+        head,
+        joint_tokens=joint_tokens,
+        pose_encoder=pose_encoder,
+        feedback_from=m.feedback_from if joint_tokens is not None else None,
+        class_embeddings=embeddings,
+        class_names=class_names,
+    )
+    if pretrained:
+        model.pretrained_prefixes = ("backbone.",)
+    return model

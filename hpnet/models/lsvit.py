@@ -1,0 +1,529 @@
+"""LS-ViT: a Vision Transformer for clips with short- and long-term motion modules.
+
+Frames (B, T, 3, H, W) are embedded per frame (patches + a per-frame CLS token + spatial and
+temporal position embeddings), with SMIF adding a motion patch embedding of frame differences
+(:mod:`hpnet.models.motion`). Blocks attend within each frame over its L tokens and, with LMI,
+gate and mix the tokens across frames. The head averages the CLS token over time.
+
+    model = build_lsvit("tiny", img_size=64, patch_size=8, num_frames=8, num_classes=10)
+    tokens = model.forward_features(clip)  # (B, T, 1 + N, D)
+    logits = model.forward_head(tokens)  # (B, num_classes)
+
+With smif=False and lmi=False it is a plain per-frame ViT with temporal averaging (the baseline).
+Every motion part starts as the identity, so a model loaded with :func:`load_pretrained` from a
+CLIP or timm image ViT computes exactly the image model's features on each frame at first.
+
+Layout as in timm's vision_transformer.py: layers, the model, weight filters, named sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from hpnet.cli import UserError
+from hpnet.models.motion import LongTermMotion, ShortTermMotion
+
+_logger = logging.getLogger(__name__)
+
+Activation = Literal["gelu", "quick_gelu"]
+
+# ------------------------------------------------------------------------------------------ layers
+
+
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x): the activation OpenAI's CLIP was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "quick_gelu": QuickGELU}
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero the residual branch of whole samples (dim 0) with ``drop_prob``."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep = 1.0 - drop_prob
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class DropPath(nn.Module):
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init_value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init_value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module]) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the last-but-one axis: (..., L, D) -> (..., L, D)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``(..., L, D)``; key_mask ``(..., L)`` bool, False = no token attends to it."""
+        *lead, l, d = x.shape
+        qkv = self.qkv(x.reshape(-1, l, d)).reshape(-1, l, 3, self.num_heads, d // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, L, head_dim)
+        mask = None if key_mask is None else key_mask.reshape(-1, 1, 1, l)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(x.transpose(1, 2).reshape(*lead, l, d))
+
+
+class Block(nn.Module):
+    """Pre-norm ViT block attending within each frame, then (optionally) LMI across frames.
+
+    tokens (B, T, L, D) -> (B, T, L, D) for any L >= 1 (extra tokens may follow the patches).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        layer_scale_init: float | None = None,
+        drop_path: float = 0.0,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        lmi: bool = False,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer)
+        self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+        self.drop_path2 = DropPath(drop_path)
+        self.lmi = LongTermMotion(dim) if lmi else None
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``(B, T, L, D)``; key_mask ``(B, T, L)`` bool marks tokens that may be attended to."""
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), key_mask)))
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        if self.lmi is not None:
+            x = self.lmi(x)
+        return x
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches: images (N, C, H, W) -> tokens (N, H/p * W/p, D)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+class LSViT(nn.Module):
+    """Clip ViT with SMIF before the patch embedding and LMI after blocks.
+
+    Input: normalised frames (B, T, in_chans, H, W) with (H, W) = img_size; T may differ from
+    num_frames (the temporal position embedding is interpolated).
+    """
+
+    num_prefix_tokens = 1
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        num_frames: int = 8,
+        in_chans: int = 3,
+        num_classes: int = 0,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        layer_scale_init: float | None = None,
+        pre_norm: bool = False,
+        act: Activation = "gelu",
+        norm_eps: float = 1e-6,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        smif: bool = True,
+        smif_offsets: Sequence[int] = (1, 2),
+        lmi: bool = True,
+        lmi_every: int = 1,
+        temporal_embed: bool | None = None,
+    ) -> None:
+        """Build the backbone.
+
+        pre_norm: a LayerNorm after the embeddings (CLIP's ln_pre). act: MLP activation
+        ("quick_gelu" for OpenAI CLIP weights). drop_rate: dropout before the head.
+        drop_path_rate: stochastic depth of the last block (linear from 0 over the blocks).
+        lmi_every: LMI after every k-th block. temporal_embed: learnable temporal position
+        embedding (None = on when smif or lmi is on, so both off give a time-blind baseline).
+        """
+        super().__init__()
+        img_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if img_hw[0] % patch_size or img_hw[1] % patch_size:
+            raise ValueError(f"image size {img_hw} is not a multiple of patch size {patch_size}")
+        if act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {act!r}; choose one of {sorted(ACTIVATIONS)}")
+        if lmi_every < 1:
+            raise ValueError(f"lmi_every must be >= 1, got {lmi_every}")
+        self.img_size = img_hw
+        self.patch_size = patch_size
+        self.grid_size = (img_hw[0] // patch_size, img_hw[1] // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.num_frames = num_frames
+        self.num_classes = num_classes
+        self.embed_dim = self.num_features = embed_dim
+        self.act = act
+        self.grad_checkpointing = False
+        norm_layer = partial(nn.LayerNorm, eps=norm_eps)
+
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.smif = ShortTermMotion(smif_offsets, embed_dim, patch_size, in_chans) if smif else None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, embed_dim))
+        use_temporal = (smif or lmi) if temporal_embed is None else temporal_embed
+        self.temporal_pos_embed = (
+            nn.Parameter(torch.zeros(1, num_frames, 1, embed_dim)) if use_temporal else None
+        )
+        self.norm_pre = norm_layer(embed_dim) if pre_norm else nn.Identity()
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias,
+                layer_scale_init,
+                rates[i],
+                ACTIVATIONS[act],
+                norm_layer,
+                lmi=lmi and (i + 1) % lmi_every == 0,
+            )
+            for i in range(depth)
+        )
+        self.norm = norm_layer(embed_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """timm's ViT init; then every motion part as the identity (see hpnet.models.motion)."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        if self.temporal_pos_embed is not None:
+            nn.init.zeros_(self.temporal_pos_embed)
+        for module in self.modules():
+            if isinstance(module, ShortTermMotion | LongTermMotion):
+                module.init_weights()
+
+    def set_architecture(self, *, pre_norm: bool, act: Activation, norm_eps: float) -> None:
+        """Switch the choices a checkpoint dictates: pre-norm, activation, LayerNorm eps."""
+        if pre_norm != isinstance(self.norm_pre, nn.LayerNorm):
+            like = self.pos_embed
+            self.norm_pre = (
+                nn.LayerNorm(self.embed_dim).to(like.device, like.dtype)
+                if pre_norm
+                else nn.Identity()
+            )
+        for module in self.modules():
+            if isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+                module.eps = norm_eps
+        for block in self.blocks:
+            block.mlp.act = ACTIVATIONS[act]()
+        self.act = act
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that should not be weight-decayed (embeddings and tokens)."""
+        names = {"pos_embed", "cls_token", "temporal_pos_embed"}
+        return {n for n, _ in self.named_parameters() if n in names}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def temporal_embedding(self, num_frames: int) -> torch.Tensor:
+        """(1, T, 1, D) temporal position embedding, linearly interpolated to ``num_frames``."""
+        pe = self.temporal_pos_embed
+        if pe.shape[1] == num_frames:
+            return pe
+        pe = pe[:, :, 0].transpose(1, 2)  # (1, D, T_max)
+        pe = F.interpolate(pe, size=num_frames, mode="linear", align_corners=False)
+        return pe.transpose(1, 2).unsqueeze(2)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, C, H, W) -> tokens (B, T, 1 + N, D): patches (+ SMIF), CLS, positions."""
+        b, t, _, h, w = x.shape
+        if (h, w) != self.img_size:
+            raise ValueError(
+                f"input frames are {h}x{w} but the model was built for "
+                f"{self.img_size[0]}x{self.img_size[1]} (img_size)"
+            )
+        patches = self.patch_embed(x.flatten(0, 1)).reshape(b, t, self.num_patches, -1)
+        if self.smif is not None:
+            patches = patches + self.smif(x)  # (B, T, N, D)
+        cls = self.cls_token.unsqueeze(1).expand(b, t, 1, -1)  # (B, T, 1, D)
+        tokens = torch.cat([cls, patches], dim=2) + self.pos_embed.unsqueeze(1)
+        if self.temporal_pos_embed is not None:
+            tokens = tokens + self.temporal_embedding(t)
+        return self.norm_pre(tokens)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, C, H, W) -> normalised tokens (B, T, 1 + N, D)."""
+        x = self.embed(x)
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """tokens (B, T, L, D) -> logits (B, num_classes), or the pooled feature (B, D)."""
+        x = self.head_drop(tokens[:, :, 0].mean(dim=1))  # CLS averaged over time
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, C, H, W) -> logits (B, num_classes) (features (B, D) if no head)."""
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------- weight filters
+
+_CLIP_SWAPS = (  # open_clip visual tower -> this file's names (order matters), as in timm
+    ("conv1", "patch_embed.proj"),
+    ("class_embedding", "cls_token"),
+    ("positional_embedding", "pos_embed"),
+    ("transformer.resblocks.", "blocks."),
+    ("ln_pre", "norm_pre"),
+    ("ln_post", "norm"),
+    ("ln_", "norm"),
+    ("in_proj_", "qkv."),
+    ("out_proj", "proj"),
+    ("mlp.c_fc", "mlp.fc1"),
+    ("mlp.c_proj", "mlp.fc2"),
+)
+
+
+@dataclass
+class PretrainedReport:
+    """What :func:`load_pretrained` did; ``str(report)`` is a one-paragraph summary."""
+
+    path: str
+    flavour: str  # "clip" (open_clip / OpenAI visual tower) or "timm" (timm ViT)
+    loaded: list[str] = field(default_factory=list)  # model tensors set from the file
+    missing: list[str] = field(default_factory=list)  # model tensors left at their init
+    unexpected: list[str] = field(default_factory=list)  # converted file tensors not used
+    resized: list[str] = field(default_factory=list)  # tensors interpolated to the model
+
+    def __str__(self) -> str:
+        def some(names: list[str]) -> str:
+            return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+
+        return (
+            f"loaded {len(self.loaded)} tensors from {self.flavour} checkpoint {self.path}; "
+            f"resized [{some(self.resized)}]; {len(self.missing)} new [{some(self.missing)}]; "
+            f"{len(self.unexpected)} unused [{some(self.unexpected)}]"
+        )
+
+
+def _convert_openai_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """open_clip visual-tower keys (``visual.`` prefix stripped) -> LSViT keys."""
+    out = {}
+    for key, value in state.items():
+        for old, new in _CLIP_SWAPS:
+            key = key.replace(old, new)
+        if key == "proj":  # (D, E) image projection -> a linear head without bias
+            out["head.weight"] = value.t()
+            out["head.bias"] = value.new_zeros(value.shape[1])
+            continue
+        if key == "cls_token":
+            value = value.reshape(1, 1, -1)
+        elif key == "pos_embed":
+            value = value.unsqueeze(0)
+        elif key == "patch_embed.proj.weight":  # CLIP's conv1 has no bias
+            out["patch_embed.proj.bias"] = value.new_zeros(value.shape[0])
+        out[key] = value
+    return out
+
+
+def _load_torch_file(path: Path) -> object:
+    """torch.save contents, or the state dict of a TorchScript archive (OpenAI's CLIP files)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            scripted = any(name.endswith("/constants.pkl") for name in archive.namelist())
+        if scripted:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_backbone_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """A local CLIP or timm ViT checkpoint as (state dict in LSViT names, "clip" | "timm").
+
+    Reads torch.save files (plain or wrapped in "state_dict"/"model", "module." prefixes),
+    OpenAI's TorchScript CLIP archives and .safetensors files.
+    """
+    path = Path(path).expanduser()
+    fix = "set model.pretrained to a local CLIP or timm ViT checkpoint, or '' for random init"
+    if not path.is_file():
+        raise UserError(f"pretrained backbone weights not found: {path} ({fix})")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path))
+        else:
+            obj = _load_torch_file(path)
+    except Exception as e:
+        raise UserError(f"cannot read pretrained backbone weights {path}: {e} ({fix})") from e
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    state = {k.removeprefix("module."): v for k, v in obj.items() if torch.is_tensor(v)}
+    if any(k.startswith("visual.") for k in state):  # full CLIP: keep the image tower
+        visual = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+        return _convert_openai_clip(visual), "clip"
+    if "conv1.weight" in state and "class_embedding" in state:  # a bare CLIP visual tower
+        return _convert_openai_clip(state), "clip"
+    if "patch_embed.proj.weight" in state:
+        return state, "timm"
+    raise UserError(
+        f"{path} is not a CLIP or timm ViT checkpoint: expected 'visual.conv1.weight' "
+        f"or 'patch_embed.proj.weight' among its keys ({fix})"
+    )
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+    """(1, 1 + n*n, D) square-grid position embedding -> (1, 1 + gh*gw, D), bicubic (as timm)."""
+    prefix, grid = pos_embed[:, :1], pos_embed[:, 1:]
+    side = math.isqrt(grid.shape[1])
+    grid = grid.float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=grid_size, mode="bicubic", antialias=True)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, pos_embed.shape[-1]).to(pos_embed.dtype)
+    return torch.cat([prefix, grid], dim=1)
+
+
+def load_pretrained(
+    model: LSViT, path: str | Path, act: Activation | None = None
+) -> PretrainedReport:
+    """Load a local CLIP ViT (open_clip / OpenAI) or timm ViT checkpoint into ``model``.
+
+    The checkpoint decides the parameter-free choices (pre-norm, LayerNorm eps, and the
+    activation unless ``act`` is given: QuickGELU for CLIP as in OpenAI's weights, GELU for
+    timm), so call it before building the optimizer. Position embeddings are resized to the
+    model's grid; a CLIP image projection becomes the head when ``num_classes`` equals its width
+    (else it is unused). SMIF, LMI and the temporal embedding stay at their identity init.
+    """
+    state, flavour = read_backbone_checkpoint(path)
+    model.set_architecture(
+        pre_norm="norm_pre.weight" in state,
+        act=act or ("quick_gelu" if flavour == "clip" else "gelu"),
+        norm_eps=1e-5 if flavour == "clip" else 1e-6,
+    )
+    own = model.state_dict()
+    report = PretrainedReport(str(path), flavour)
+    mismatched = []
+    for key, value in list(state.items()):
+        if key == "pos_embed" and key in own and value.shape != own[key].shape:
+            state[key] = value = resize_pos_embed(value, model.grid_size)
+            report.resized.append(key)
+        if key not in own or value.shape == own[key].shape:
+            continue
+        if key.startswith("head."):  # a classifier for other classes: not used
+            del state[key]
+            report.unexpected.append(key)
+        else:
+            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
+    if mismatched:
+        raise UserError(
+            f"pretrained weights {path} do not fit the backbone: "
+            f"{'; '.join(mismatched[:3])} (set model.size and model.patch_size "
+            f"to the checkpoint's, e.g. model.size=base model.patch_size=16)"
+        )
+    result = model.load_state_dict(state, strict=False)
+    report.missing = list(result.missing_keys)
+    report.unexpected += list(result.unexpected_keys)
+    report.loaded = [k for k in state if k in own]
+    return report
+
+
+# ------------------------------------------------------------------------------------ named sizes
+
+LSVIT_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(embed_dim=128, depth=4, num_heads=4),  # CPU demo
+    "small": dict(embed_dim=384, depth=12, num_heads=6),  # ViT-S/16 shapes
+    "base": dict(embed_dim=768, depth=12, num_heads=12),  # ViT-B/16 shapes (CLIP, timm)
+}
+
+
+def build_lsvit(size: str = "tiny", *, pretrained: str = "", **kwargs) -> LSViT:
+    """A named size, ``kwargs`` overriding any :class:`LSViT` argument, optionally pretrained.
+
+    pretrained: a local CLIP or timm ViT checkpoint (see :func:`load_pretrained`).
+    """
+    if size not in LSVIT_SIZES:
+        raise ValueError(f"unknown LS-ViT size {size!r}; choose one of {sorted(LSVIT_SIZES)}")
+    model = LSViT(**{**LSVIT_SIZES[size], **kwargs})
+    if pretrained:
+        _logger.info("%s", load_pretrained(model, pretrained, act=kwargs.get("act")))
+    return model

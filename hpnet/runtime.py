@@ -1,0 +1,98 @@
+"""Turning a Config into the run-time parts the commands share: device, AMP, loaders, transform.
+
+Only the commands (train, evaluate, predict) call these; leaf modules take typed arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from hpnet.cli import UserError
+from hpnet.config import Config
+from hpnet.data.transforms import ClipTransform
+from hpnet.distributed import DistInfo
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda but no CUDA GPU is visible (use train.device=auto)")
+    return torch.device(name)
+
+
+def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bf16 / fp16 on CUDA; None (fp32) on the CPU or with train.amp=off."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def build_transform(cfg: Config, device: torch.device) -> ClipTransform:
+    a = cfg.data.augment
+    return ClipTransform(
+        size=cfg.data.size,
+        mean=a.mean,
+        std=a.std,
+        flip=a.flip,
+        scale_min=a.scale_min,
+        ratio_max=a.ratio_max,
+        jitter=a.jitter,
+        blur_prob=a.blur_prob,
+    )
+
+
+def build_joint_source(cfg: Config) -> Any:
+    """The callable that gives datasets their joints, or None (ground truth or no pose)."""
+    if not cfg.model.pose or cfg.pose.source != "cache":
+        return None
+    from hpnet.pose.store import JointCache
+
+    return JointCache(cfg.pose.cache_dir, persons=cfg.pose.persons)
+
+
+def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> tuple[DataLoader, Sampler]:
+    """Shuffled (or class-balanced) training loader; DistributedSampler under torchrun."""
+    from hpnet.data.balance import class_balanced_sampler
+    from hpnet.data.datasets import build_loader
+
+    if cfg.data.balance == "sampler":
+        if dist.enabled:
+            raise UserError("data.balance=sampler is single-process only; use data.balance=loss")
+        sampler: Sampler = class_balanced_sampler(ds.labels, seed=cfg.train.seed)
+    elif dist.enabled:
+        sampler = DistributedSampler(
+            ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.train.seed
+        )
+    else:
+        sampler = EpochShuffleSampler(len(ds), seed=cfg.train.seed)
+    loader = build_loader(
+        ds,
+        batch_size=cfg.train.batch_size,
+        train=True,
+        workers=cfg.data.workers,
+        sampler=sampler,
+        seed=cfg.train.seed,
+    )
+    return loader, sampler
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation per epoch that depends only on (seed, epoch): exact resume."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n

@@ -1,0 +1,85 @@
+"""Class names -> readable phrases -> prompts for the CLIP text encoder.
+
+Dataset class names are identifiers (``brush_hair``, ``ApplyEyeMakeup``); CLIP was trained on
+sentences. :func:`class_name_to_phrase` turns a name into the words a caption would use and
+:func:`make_prompts` puts each phrase into every template of a prompt ensemble::
+
+    make_prompts(["brush_hair", "ApplyEyeMakeup"], ["{}", "a video of a person {}."])
+    # [["brush hair", "a video of a person brush hair."],
+    #  ["apply eye makeup", "a video of a person apply eye makeup."]]
+
+Templates are plain strings with a ``{}`` where the phrase goes (as in ``text.templates``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from hpnet.cli import UserError
+
+PLACEHOLDER = "{}"
+
+# Named prompt ensembles. "bare" (the phrase alone) is what ViFi-CLIP found best for video;
+# "video" is a small ActionCLIP-style ensemble.
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "bare": ("{}",),
+    "video": (
+        "a video of a person {}.",
+        "a photo of a person {}.",
+        "a person is {}.",
+        "human action of {}.",
+        "{}, an action.",
+    ),
+}
+
+# Word boundaries inside CamelCase: "eyeMakeup" (lower/digit then upper) and "HTMLParser"
+# (an upper that starts a capitalised word after a run of capitals).
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def class_name_to_phrase(name: str) -> str:
+    """Turn a dataset class name into lower-case words.
+
+    ``brush_hair`` -> ``brush hair``, ``ApplyEyeMakeup`` -> ``apply eye makeup``,
+    ``flic-flac`` -> ``flic flac``, ``YoYo`` -> ``yo yo``; a name that already is a phrase
+    (``"ride bike"``) is only lower-cased and has its spaces collapsed.
+    """
+    words = re.sub(r"[_\-]+", " ", name)
+    words = _CAMEL_BOUNDARY.sub(" ", words)
+    return " ".join(words.lower().split())
+
+
+def check_templates(templates: Sequence[str]) -> list[str]:
+    """Return ``templates`` as a list after checking each has a ``{}`` for the class phrase."""
+    if isinstance(templates, str):
+        templates = [templates]
+    templates = list(templates)
+    if not templates:
+        raise UserError("no prompt templates given (text.templates / --templates)")
+    for template in templates:
+        if PLACEHOLDER not in template:
+            raise UserError(
+                f"prompt template {template!r} has no '{{}}' where the class name goes "
+                "(text.templates / --templates), e.g. 'a video of a person {}.'"
+            )
+    return templates
+
+
+def get_templates(spec: str | Sequence[str]) -> list[str]:
+    """Templates from a set name in :data:`TEMPLATE_SETS`, one template, or a list of them."""
+    if isinstance(spec, str) and spec in TEMPLATE_SETS:
+        return list(TEMPLATE_SETS[spec])
+    if isinstance(spec, str) and PLACEHOLDER not in spec:
+        raise UserError(
+            f"unknown prompt template set {spec!r}; use one of {', '.join(TEMPLATE_SETS)} "
+            "or templates with '{}' where the class name goes"
+        )
+    return check_templates(spec)
+
+
+def make_prompts(class_names: Sequence[str], templates: Sequence[str]) -> list[list[str]]:
+    """Prompts for every class and template: ``prompts[c][k]`` = template k filled with class c."""
+    templates = check_templates(templates)
+    phrases = [class_name_to_phrase(name) for name in class_names]
+    return [[t.replace(PLACEHOLDER, phrase) for t in templates] for phrase in phrases]

@@ -1,0 +1,311 @@
+"""``python -m hpnet.train --config X.yaml [key=value ...]``: train, evaluate, keep checkpoints.
+
+Read top to bottom: parse the config, set up devices and (under torchrun) the process group,
+build data, model, optimizer and schedule, resume if asked, loop over epochs (train, evaluate,
+checkpoint), then run the final multi-view test and write ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from hpnet.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state
+from hpnet.cli import UserError, run_cli
+from hpnet.config import (
+    Config,
+    add_config_arguments,
+    config_to_dict,
+    describe,
+    load_config,
+    save_config,
+)
+from hpnet.data.balance import class_weights
+from hpnet.distributed import DistInfo, init_distributed, shutdown_distributed
+from hpnet.engine import LossConfig, train_one_epoch
+from hpnet.evaluate import run_test, write_report
+from hpnet.models.hpnet import build_model
+from hpnet.optim import build_optimizer, cosine_schedule
+from hpnet.runtime import (
+    amp_dtype_for,
+    build_joint_source,
+    build_train_loader,
+    build_transform,
+    pick_device,
+)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpnet.train", description=__doc__.split("\n")[0]
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--help-config", action="store_true", help="list every config key")
+    args = parser.parse_args(argv)
+    if args.help_config:
+        print(describe())
+        return 0
+    cfg = load_config(args.config, args.overrides)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.train.device)
+    dist = init_distributed(device.type)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+    try:
+        return _train(cfg, device, dist)
+    finally:
+        shutdown_distributed()
+
+
+def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
+    out = Path(cfg.train.out_dir)
+    resume_path = _resume_path(cfg, out)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    seed_everything(cfg.train.seed)
+
+    # ---- data -------------------------------------------------------------------------------
+    joint_source = build_joint_source(cfg)
+    from hpnet.data.datasets import build_datasets
+
+    train_ds, test_ds, classes = build_datasets(cfg, joint_source=joint_source, test_views=1)
+    train_loader, train_sampler = build_train_loader(cfg, train_ds, dist)
+    transform = build_transform(cfg, device)
+    amp_dtype = amp_dtype_for(cfg.train.amp, device)
+
+    # ---- model, optimizer, schedule -----------------------------------------------------------
+    model = build_model(cfg, classes).to(device)
+    steps_per_epoch = len(train_loader)
+    if cfg.train.max_steps:
+        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
+    opt_steps = max(1, steps_per_epoch // cfg.train.accum_steps)
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.train.lr,
+        backbone_lr=cfg.train.backbone_lr,
+        weight_decay=cfg.train.weight_decay,
+        fused=device.type == "cuda",
+    )
+    scheduler = cosine_schedule(
+        optimizer,
+        total_steps=opt_steps * cfg.train.epochs,
+        warmup_steps=round(opt_steps * cfg.train.warmup_epochs),
+        min_lr=cfg.train.min_lr,
+    )
+    use_scaler = device.type == "cuda" and amp_dtype == torch.float16
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    loss_cfg = LossConfig(
+        label_smoothing=cfg.train.label_smoothing,
+        aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
+        class_weights=(
+            class_weights(train_ds.labels, len(classes)).to(device)
+            if cfg.data.balance == "loss"
+            else None
+        ),
+    )
+
+    start_epoch, step, best = 0, 0, -1.0
+    if resume_path is not None:
+        ckpt = load_checkpoint(resume_path, map_location=device)
+        _check_resumable(ckpt, cfg, classes, resume_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
+        if dist.is_main:
+            print(f"resumed from {resume_path} at epoch {start_epoch} (step {step})")
+
+    net: torch.nn.Module = model
+    if cfg.train.compile:
+        net = torch.compile(net)
+    if dist.enabled:
+        net = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    # ---- epochs ----------------------------------------------------------------------------
+    tb = _tensorboard(cfg, out) if dist.is_main else None
+    for epoch in range(start_epoch, cfg.train.epochs):
+        epoch_seed = (
+            cfg.train.seed * 100_003 + epoch
+        )  # everything random in an epoch derives from it
+        torch.manual_seed(epoch_seed * 7919 + dist.rank)
+        if hasattr(train_sampler, "set_epoch"):
+            train_sampler.set_epoch(epoch)
+        if hasattr(train_ds, "set_epoch"):
+            train_ds.set_epoch(epoch)
+        gen = torch.Generator(device=device).manual_seed(epoch_seed * 31 + dist.rank)
+        stats = train_one_epoch(
+            net,
+            train_loader,
+            transform=transform,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            loss_cfg=loss_cfg,
+            device=device,
+            amp_dtype=amp_dtype,
+            epoch=epoch,
+            accum_steps=cfg.train.accum_steps,
+            clip_grad=cfg.train.clip_grad,
+            max_steps=cfg.train.max_steps,
+            generator=gen,
+            use_pose=cfg.model.pose,
+            progress=dist.is_main,
+        )
+        step += int(stats["steps"])
+        record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
+        record["lr"] = optimizer.param_groups[0]["lr"]
+        is_best = False
+        evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
+        if evaluated or epoch + 1 == cfg.train.epochs:
+            report = run_test(model, test_ds, cfg, transform, device, amp_dtype, dist, crops=1)
+            if dist.is_main:
+                record["test_top1"] = report["top1"]
+                is_best = report["top1"] > best
+                best = max(best, report["top1"])
+        if dist.is_main:
+            _log(out, record, tb)
+            print(_summary(record, cfg.train.epochs))
+            ckpt = _checkpoint(
+                model, optimizer, scheduler, scaler, epoch + 1, step, best, cfg, classes
+            )
+            atomic_save(ckpt, out / "last.pt")
+            if is_best:
+                atomic_save(ckpt, out / "best.pt")
+
+    # ---- final multi-view test ------------------------------------------------------------------
+    _, final_ds, _ = build_datasets(cfg, joint_source=joint_source, test_views=cfg.eval.views)
+    report = run_test(
+        model, final_ds, cfg, transform, device, amp_dtype, dist, crops=cfg.eval.crops
+    )
+    if dist.is_main:
+        report["checkpoint"] = str(out / "last.pt")
+        write_report(report, classes, out)
+        _log(
+            out, {"type": "test", **{k: report[k] for k in ("top1", "top5", "mean_class_acc")}}, tb
+        )
+        print(
+            f"test top-1 {100 * report['top1']:.1f} %  top-5 {100 * report['top5']:.1f} %  "
+            f"mean class acc {100 * report['mean_class_acc']:.1f} %  "
+            f"({report['num_videos']} videos x {report['views']} views)"
+        )
+        print(f"run folder: {out.resolve()}")
+    if tb is not None:
+        tb.close()
+    return 0
+
+
+def _resume_path(cfg: Config, out: Path) -> Path | None:
+    r = cfg.train.resume
+    if not r:
+        if (out / "last.pt").exists():
+            raise UserError(
+                f"{out}/last.pt exists: continue that run with train.resume=auto, "
+                "or start a new one in another train.out_dir"
+            )
+        return None
+    if r == "auto":
+        return out / "last.pt" if (out / "last.pt").exists() else None
+    path = Path(r)
+    if not path.is_file():
+        raise UserError(f"train.resume={r}: no such checkpoint file")
+    return path
+
+
+def _check_resumable(ckpt: dict, cfg: Config, classes: list[str], path: Path) -> None:
+    if ckpt.get("format") != FORMAT_VERSION:
+        raise UserError(
+            f"{path} has checkpoint format {ckpt.get('format')}, expected {FORMAT_VERSION}"
+        )
+    if ckpt.get("classes") != list(classes):
+        raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
+    old = ckpt.get("config", {})
+    for section in ("model", "data"):
+        for key in ("size", "patch_size", "frames") if section == "model" else ("frames", "size"):
+            if key in old.get(section, {}) and old[section][key] != getattr(
+                getattr(cfg, section), key
+            ):
+                raise UserError(
+                    f"cannot resume {path}: it used {section}.{key}={old[section][key]}, "
+                    f"this run has {getattr(getattr(cfg, section), key)}"
+                )
+
+
+def _checkpoint(model, optimizer, scheduler, scaler, epoch, step, best, cfg, classes) -> dict:
+    return {
+        "format": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": epoch,
+        "step": step,
+        "best_top1": best,
+        "rng": rng_state(),
+        "config": config_to_dict(cfg),
+        "classes": list(classes),
+    }
+
+
+def _summary(r: dict[str, Any], epochs: int) -> str:
+    s = (
+        f"epoch {r['epoch']}/{epochs}  loss {r['loss']:.4f}  train acc {100 * r['acc']:.1f} %  "
+        f"lr {r['lr']:.2e}  {r['clips_per_s']:.1f} clips/s  {r['time_s']:.0f} s"
+    )
+    if "test_top1" in r:
+        s += f"  test top-1 {100 * r['test_top1']:.1f} %"
+    if r.get("skipped"):
+        s += f"  skipped {int(r['skipped'])} bad videos"
+    return s
+
+
+def _log(out: Path, record: dict[str, Any], tb: Any) -> None:
+    record = {"time": time.time(), **record}
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if tb is not None:
+        step = record.get("epoch", 0)
+        for k, v in record.items():
+            if isinstance(v, float | int) and k not in ("epoch", "time"):
+                tb.add_scalar(f"{record['type']}/{k}", v, step)
+
+
+def _tensorboard(cfg: Config, out: Path) -> Any:
+    if not cfg.train.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise UserError(
+            "train.tensorboard=true needs the tensorboard package: pip install 'hpnet[tensorboard]'"
+        ) from err
+    return SummaryWriter(out / "tb")
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

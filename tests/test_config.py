@@ -1,0 +1,118 @@
+"""Config tree: defaults, YAML files, dotted overrides, type and limit checks, round trips."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from hpnet.cli import UserError
+from hpnet.config import (
+    Config,
+    config_from_dict,
+    config_to_dict,
+    describe,
+    load_config,
+    save_config,
+)
+
+
+def test_defaults_are_valid():
+    cfg = load_config()
+    assert cfg.data.frames == 16
+    assert cfg.model.size == "base"
+    assert isinstance(cfg, Config)
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("data:\n  frames: 8\n  synthetic:\n    distractor: true\ntrain:\n  lr: 0.01\n")
+    cfg = load_config(path, ["train.lr=2e-3", "model.smif_offsets=1,3", "text.templates=a {}"])
+    assert cfg.data.frames == 8  # from the file
+    assert cfg.data.synthetic.distractor is True
+    assert cfg.train.lr == pytest.approx(2e-3)  # override beats file; "2e-3" is a float
+    assert cfg.model.smif_offsets == [1, 3]
+    assert cfg.text.templates == ["a {}"]
+
+
+def test_int_accepted_for_float_and_str_keeps_digits():
+    cfg = load_config(None, ["train.lr=1", "train.out_dir=123", "train.resume=auto"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.train.out_dir == "123"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("data.frames=0", "'data.frames' got 0"),
+        ("data.frame=3", "did you mean 'data.frames'"),
+        ("data.frames=abc", "must be an integer"),
+        ("data.frames=1.5", "must be an integer"),
+        ("data.dataset=kinetics", "'hmdb51', 'ucf101', 'folder', 'list', 'synthetic'"),
+        ("model.pose=maybe", "true or false"),
+        ("data=3", "is a section"),
+        ("data.frames.x=3", "is a value, not a section"),
+        ("train.lr=-1", "> 0"),
+        ("eval.crops=2", "1 or 3"),
+        ("text.templates=no placeholder", "'{}'"),
+        ("noequals", "key.sub=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, fragment):
+    with pytest.raises(UserError, match=None) as err:
+        load_config(None, [override])
+    assert fragment in str(err.value)
+
+
+def test_bad_file_values(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  frames: 0\n")
+    with pytest.raises(UserError, match=r"data\.frames"):
+        load_config(path)
+    path.write_text("datum:\n  frames: 4\n")
+    with pytest.raises(UserError, match="unknown config key 'datum'"):
+        load_config(path)
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    path.write_text("data: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_cross_key_rules():
+    with pytest.raises(UserError, match="groundtruth"):
+        load_config(None, ["data.dataset=hmdb51", "pose.source=groundtruth"])
+    cfg = load_config(None, ["model.pose=false"])
+    assert cfg.model.feedback is False  # feedback needs pooled joints
+
+
+def test_round_trip_through_yaml_and_dict(tmp_path):
+    cfg = load_config(None, ["data.frames=4", "model.size=tiny", "text.templates=x {}.,y {}."])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert config_to_dict(again) == config_to_dict(cfg)
+    plain = config_to_dict(cfg)
+    assert yaml.safe_load(yaml.safe_dump(plain)) == plain  # only plain values inside
+    assert config_from_dict(plain) == cfg
+
+
+def test_describe_lists_every_section():
+    text = describe()
+    for key in ("data.frames=16", "model.size='base'", "pose.source='cache'", "train.amp='bf16'"):
+        assert key in text
+
+
+def test_command_exits_2_with_one_line(tmp_path):
+    """A bad key on a real command: exit code 2, one line on stderr, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpnet.data", "data.frames=0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "data.frames" in lines[0]
+    assert "Traceback" not in proc.stderr

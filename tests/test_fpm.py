@@ -1,0 +1,114 @@
+"""Feedback Pooling Module: pooling geometry, masking, flip consistency; pose encoder; TRMM."""
+
+from __future__ import annotations
+
+import torch
+
+from hpnet.fusion.fpm import JointTokens, pool_at_joints
+from hpnet.fusion.pose_encoder import PoseEncoder
+from hpnet.fusion.trmm import TRMM
+from hpnet.pose.skeleton import FLIP_PERMUTATION, flip_joints
+
+
+def _random_joints(b=2, t=3, p=2, k=17, missing=0.2, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    j = torch.rand(b, t, p, k, 3, generator=g)
+    j[..., 2] = (torch.rand(b, t, p, k, generator=g) > missing).float()
+    j[j[..., 2] == 0] = 0.0
+    return j
+
+
+def test_pool_reads_the_feature_under_the_joint():
+    """A feature map that stores each patch's own centre x, y: pooling at a joint gives its x, y."""
+    gh, gw = 6, 8
+    ys, xs = torch.meshgrid(
+        (torch.arange(gh) + 0.5) / gh, (torch.arange(gw) + 0.5) / gw, indexing="ij"
+    )
+    patches = torch.stack([xs, ys], -1).reshape(1, 1, gh * gw, 2)  # (B=1, T=1, N, D=2)
+    joints = torch.zeros(1, 1, 1, 17, 3)
+    joints[..., 0] = torch.linspace(0.2, 0.8, 17)  # interior: bilinear is exact for a linear map
+    joints[..., 1] = torch.linspace(0.3, 0.7, 17)
+    joints[..., 2] = 1.0
+    pooled = pool_at_joints(patches, (gh, gw), joints, window=1)
+    assert pooled.shape == (1, 1, 1, 17, 2)
+    torch.testing.assert_close(pooled[0, 0, 0], joints[0, 0, 0, :, :2], atol=1e-5, rtol=0)
+
+
+def test_missing_joints_are_masked_not_pooled_at_origin():
+    patches = torch.randn(2, 3, 16, 8)
+    joints = _random_joints()
+    pooled = pool_at_joints(patches, (4, 4), joints)
+    missing = joints[..., 2] == 0
+    assert missing.any()
+    assert (pooled[missing] == 0).all()
+    assert (pooled[~missing].abs().sum(-1) > 0).all()
+
+
+def test_flip_consistency():
+    """Flipping the frame (patch map) and the joints together pools the same features, L<->R."""
+    b, t, gh, gw, d = 2, 3, 4, 6, 5
+    patches = torch.randn(b, t, gh * gw, d)
+    flipped = patches.view(b, t, gh, gw, d).flip(3).reshape(b, t, gh * gw, d)
+    joints = _random_joints(b, t)
+    a = pool_at_joints(patches, (gh, gw), joints)
+    f = pool_at_joints(flipped, (gh, gw), flip_joints(joints))
+    torch.testing.assert_close(f, a[..., list(FLIP_PERMUTATION), :], atol=1e-5, rtol=1e-5)
+
+
+def test_joint_tokens_zero_for_missing():
+    tok_mod = JointTokens(dim=8, max_persons=2)
+    joints = _random_joints()
+    pooled = pool_at_joints(torch.randn(2, 3, 16, 8), (4, 4), joints)
+    tokens, mask = tok_mod(pooled, joints)
+    assert tokens.shape == (2, 3, 34, 8) and mask.shape == (2, 3, 34)
+    assert (tokens[~mask] == 0).all()
+
+
+def _encoder_output(kind: str, joints: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    torch.manual_seed(0)
+    enc = PoseEncoder(8, 16, kind=kind, max_persons=2).eval()
+    return enc(pooled, joints)
+
+
+def test_pose_encoder_ignores_where_missing_joints_are():
+    """A joint with confidence 0 does not change the output, wherever its x, y claim to be."""
+    joints = _random_joints()
+    pooled = torch.randn(2, 3, 2, 17, 8) * (joints[..., 2:] > 0)
+    moved = joints.clone()
+    missing = moved[..., 2] == 0
+    moved[..., 0][missing] = 0.77  # garbage coordinates on the missing joints
+    moved[..., 1][missing] = 0.33
+    moved_pooled = pooled.clone()
+    moved_pooled[missing] = 5.0  # and garbage features
+    for kind in ("gcn", "transformer"):
+        a = _encoder_output(kind, joints, pooled)
+        b = _encoder_output(kind, moved, moved_pooled)
+        assert a.shape == (2, 16)
+        torch.testing.assert_close(a, b)
+
+
+def test_pose_encoder_without_anyone_is_finite():
+    joints = torch.zeros(1, 4, 2, 17, 3)
+    out = _encoder_output("gcn", joints, torch.zeros(1, 4, 2, 17, 8))
+    assert torch.isfinite(out).all()
+
+
+def test_pose_encoder_is_order_sensitive():
+    joints = _random_joints(1, 6, missing=0.0)
+    pooled = torch.randn(1, 6, 2, 17, 8)
+    a = _encoder_output("gcn", joints, pooled)
+    b = _encoder_output("gcn", joints.flip(1), pooled.flip(1))
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_trmm_identity_at_init_and_per_sample():
+    trmm = TRMM(text_dim=12, pose_dim=6)
+    text = torch.randn(5, 12)
+    out = trmm(text, None, batch=3)
+    assert out.shape == (3, 5, 12)
+    torch.testing.assert_close(out[0], text, atol=1e-2, rtol=0)  # refine starts near zero
+    pose = torch.randn(3, 6)
+    with torch.no_grad():
+        trmm.film.weight.normal_()
+    mod = trmm(text, pose, batch=3)
+    assert not torch.allclose(mod[0], mod[1])  # each clip gets its own class embeddings

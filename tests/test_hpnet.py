@@ -1,0 +1,141 @@
+"""The whole HP-Net: shapes, gradients, masking, ablations, frozen text, open vocabulary."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from hpnet.config import load_config
+from hpnet.models.hpnet import HPNet, build_model
+
+CLASSES = ["sit_down", "stand_up", "wave", "kick"]
+
+
+@pytest.fixture(scope="module")
+def text_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("text"))
+
+
+def _cfg(text_cache: str, *extra: str):
+    return load_config(
+        None,
+        [
+            "model.size=tiny",
+            "model.patch_size=8",
+            "data.size=32",
+            "data.frames=4",
+            "text.model=ViT-S-32-alt",  # the smallest open_clip text tower: fast tests
+            "text.pretrained=",
+            f"text.cache_dir={text_cache}",
+            *extra,
+        ],
+    )
+
+
+def _build(text_cache: str, *extra: str) -> HPNet:
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_model(_cfg(text_cache, *extra), CLASSES)
+
+
+def _inputs(b: int = 2, t: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randn(b, t, 3, 32, 32, generator=g)
+    joints = torch.rand(b, t, 2, 17, 3, generator=g)
+    joints[..., 2] = 1.0
+    return video, joints
+
+
+def test_shapes_and_every_parameter_learns(text_cache):
+    model = _build(text_cache)
+    video, joints = _inputs()
+    out = model(video, joints)
+    assert out["logits"].shape == (2, 4) and out["aux_logits"].shape == (2, 4)
+    (out["logits"].logsumexp(1).sum() + out["aux_logits"].logsumexp(1).sum()).backward()
+    dead = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
+    assert dead == []
+
+
+def test_text_tower_is_frozen_and_outside_the_model(text_cache):
+    model = _build(text_cache)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("text" in n or "token_embedding" in n for n in names)
+    assert model.class_embeddings.shape[0] == len(CLASSES)
+    assert not model.class_embeddings.requires_grad
+    video, joints = _inputs()
+    model(video, joints)["logits"].sum().backward()
+    assert model.class_embeddings.grad is None
+
+
+def test_missing_joints_do_not_change_the_output(text_cache):
+    model = _build(text_cache).eval()
+    video, joints = _inputs()
+    joints[:, :, 1] = 0.0  # no second person
+    joints[:, 1:3, 0, 9:11, :] = 0.0  # wrists missing in two frames
+    moved = joints.clone()
+    moved[:, :, 1, :, :2] = 0.5  # garbage where confidence is 0
+    moved[:, 1:3, 0, 9:11, :2] = 0.9
+    with torch.no_grad():
+        a = model(video, joints)["logits"]
+        b = model(video, moved)["logits"]
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        ["model.pose=false"],
+        ["model.feedback=false"],
+        ["model.text=false"],
+        ["model.smif=false", "model.lmi=false", "model.pose=false", "model.text=false"],
+        ["model.pose_encoder=transformer"],
+    ],
+)
+def test_ablations_build_and_train(text_cache, switches):
+    model = _build(text_cache, *switches)
+    video, joints = _inputs()
+    labels = torch.tensor([0, 3])
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-4)
+    losses = []
+    for _ in range(4):
+        out = model(video, joints)
+        loss = torch.nn.functional.cross_entropy(out["logits"], labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    if "model.pose=false" in switches:
+        assert model.pose_encoder is None and "aux_logits" not in out
+    if "model.feedback=false" in switches:
+        assert model.joint_tokens is None and model.pose_encoder is not None
+
+
+def test_classifies_with_another_label_list(text_cache):
+    from hpnet.text.encoder import build_text_encoder
+
+    cfg = _cfg(text_cache)
+    model = _build(text_cache).eval()
+    video, joints = _inputs()
+    new = ["jump", "sit_down", "clap hands"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        emb = build_text_encoder(cfg).encode_class_names(new, cfg.text.templates)
+    model.set_class_embeddings(emb, new)
+    with torch.no_grad():
+        out = model(video, joints)
+    assert out["logits"].shape == (2, 3)
+    assert model.class_names == new
+
+
+def test_linear_head_refuses_new_labels(text_cache):
+    model = _build(text_cache, "model.text=false")
+    with pytest.raises(ValueError, match="linear head"):
+        model.set_class_embeddings(torch.randn(3, 8), ["a", "b", "c"])

@@ -55,21 +55,23 @@ def build_joint_source(cfg: Config) -> Any:
     return JointCache(cfg.pose.cache_dir, persons=cfg.pose.persons)
 
 
-def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> tuple[DataLoader, Sampler]:
-    """Shuffled (or class-balanced) training loader; DistributedSampler under torchrun."""
+def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:
+    """Training loader: shuffled per (seed, epoch), class-balanced, or sharded under torchrun.
+
+    Its sampler forwards ``set_epoch`` to the dataset and the inner sampler every epoch.
+    """
     from hpnet.data.balance import class_balanced_sampler
     from hpnet.data.datasets import build_loader
 
+    sampler: Sampler | None = None  # build_loader shuffles per (seed, epoch)
     if cfg.data.balance == "sampler":
-        if dist.enabled:
-            raise UserError("data.balance=sampler is single-process only; use data.balance=loss")
-        sampler: Sampler = class_balanced_sampler(ds.labels, seed=cfg.train.seed)
+        sampler = class_balanced_sampler(
+            ds.labels, seed=cfg.train.seed, num_replicas=dist.world_size, rank=dist.rank
+        )
     elif dist.enabled:
         sampler = DistributedSampler(
             ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.train.seed
         )
-    else:
-        sampler = EpochShuffleSampler(len(ds), seed=cfg.train.seed)
     loader = build_loader(
         ds,
         batch_size=cfg.train.batch_size,
@@ -78,21 +80,4 @@ def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> tuple[DataLo
         sampler=sampler,
         seed=cfg.train.seed,
     )
-    return loader, sampler
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A random permutation per epoch that depends only on (seed, epoch): exact resume."""
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
+    return loader

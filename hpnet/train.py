@@ -86,7 +86,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
     from hpnet.data.datasets import build_datasets
 
     train_ds, test_ds, classes = build_datasets(cfg, joint_source=joint_source, test_views=1)
-    train_loader, train_sampler = build_train_loader(cfg, train_ds, dist)
+    train_loader = build_train_loader(cfg, train_ds, dist)
     transform = build_transform(cfg, device)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)
 
@@ -150,10 +150,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
             cfg.train.seed * 100_003 + epoch
         )  # everything random in an epoch derives from it
         torch.manual_seed(epoch_seed * 7919 + dist.rank)
-        if hasattr(train_sampler, "set_epoch"):
-            train_sampler.set_epoch(epoch)
-        if hasattr(train_ds, "set_epoch"):
-            train_ds.set_epoch(epoch)
+        train_loader.sampler.set_epoch(epoch)  # order, frame offsets: from (seed, epoch)
         gen = torch.Generator(device=device).manual_seed(epoch_seed * 31 + dist.rank)
         stats = train_one_epoch(
             net,

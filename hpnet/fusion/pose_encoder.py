@@ -29,6 +29,20 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...]
     return (x * m).sum(dim) / m.sum(dim).clamp(min=1.0)
 
 
+def body_coordinates(joints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Joints ``(B,T,P,K,3)`` -> ``(B,T,P,K,3)``: x, y relative to each person's centre over the
+    clip, divided by the person's size (so position and scale in the frame do not matter, but
+    movement within the clip does), and the confidence. Missing joints stay zero."""
+    m = mask.unsqueeze(-1).to(joints.dtype)  # (B, T, P, K, 1)
+    xy = joints[..., :2]
+    count = m.sum(dim=(1, 3), keepdim=True).clamp(min=1.0)
+    centre = (xy * m).sum(dim=(1, 3), keepdim=True) / count  # (B, 1, P, 1, 2)
+    spread = (((xy - centre) ** 2) * m).sum(dim=(1, 3), keepdim=True) / count
+    scale = spread.sum(-1, keepdim=True).sqrt().clamp(min=1e-3)  # (B, 1, P, 1, 1)
+    rel = (xy - centre) / scale * m
+    return torch.cat([rel, joints[..., 2:]], dim=-1)
+
+
 class GraphLayer(nn.Module):
     """Spatial graph convolution over joints, then a depthwise temporal convolution; residual."""
 
@@ -98,7 +112,7 @@ class PoseEncoder(nn.Module):
     def forward(self, pooled: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
         """pooled ``(B,T,P,K,D)``, joints ``(B,T,P,K,3)`` -> ``s (B, dim)``."""
         mask = joints[..., 2] > 0  # (B, T, P, K)
-        x = self.feat(pooled) + self.coord(joints.to(pooled.dtype))
+        x = self.feat(pooled) + self.coord(body_coordinates(joints, mask).to(pooled.dtype))
         x = x * mask.unsqueeze(-1).to(x.dtype)
         bone = x - x[..., self.parents, :]
         bone = bone * (mask & mask[..., self.parents]).unsqueeze(-1).to(x.dtype)

@@ -1,0 +1,310 @@
+"""Inspect a dataset before a long run: ``python -m hpnet.data --config X.yaml [key=value ...]``.
+
+Prints the dataset, root, split, number of classes, videos per split and per class, and the
+videos the split/list files name that are not on disk. ``--check-decode N`` decodes N random
+videos (``all``: every video) the way the test loader does (``data.frames`` frames in
+``eval.views`` views, resized to the loader canvas), in ``data.workers`` worker processes, and
+lists the files that fail with their error. Unlike training, missing files never stop the
+command: they are all reported.
+
+Exit code: 0 when every listed video is there (and decodes, with ``--check-decode``); 1 when
+some are missing or undecodable; 2 for a bad argument or config.
+
+``--json`` prints one JSON object instead of the text report, with the keys:
+
+- ``dataset``, ``root``, ``split`` (official split number; null for folder/list/synthetic),
+  ``split_dir`` (folder of the split files; null when there is none)
+- ``classes`` (names, label = position), ``num_classes``
+- ``splits``: ``{"train": {"videos": int, "per_class": {name: int}}, "test": {...}}``
+  (videos that are on disk)
+- ``listed``: how many videos the split/list files name (HMDB51: the unused ones too)
+- ``missing``: paths relative to ``root`` of the listed videos that are not on disk
+- ``absent_classes``: classes none of whose listed videos is on disk
+- ``checked``: how many videos were decoded (0 without ``--check-decode``), each as
+  ``data.frames`` frames in ``views`` (= ``eval.views``) temporal views
+- ``undecodable``: ``[{"path": relative path, "error": message}]``
+- ``short_videos``: how many checked videos have fewer frames than ``data.frames``
+- ``rendered``: true for the synthetic dataset rendered in memory (no files to check; with
+  ``pose.source=cache`` it is read from the video files written into ``root``)
+- ``ok``: true when nothing is missing or undecodable (exit code 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from hpnet.cli import run_cli
+from hpnet.config import Config, add_config_arguments, load_config
+from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
+from hpnet.data.records import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, VideoRecord, per_class_counts
+
+_SHOW_MISSING = 10  # missing files the text report names
+_WIDTH = 100  # text report width
+
+
+def _decode_count(text: str) -> int | None:
+    """``--check-decode`` value: a positive count, or ``all`` (None)."""
+    if text.lower() == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'all', got {text!r}")
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpnet.data",
+        description="Inspect a dataset: videos per split and class, missing and undecodable files.",
+    )
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--check-decode",
+        metavar="N|all",
+        type=_decode_count,
+        default=0,
+        help="decode N random videos (or all) as the test loader does, in data.workers processes",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a logger's warnings (the report itself lists what it would warn about)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _DecodeCheck(Dataset):
+    """Item i = ``(i, error message or None, frame count)`` of decoding record i's test clip."""
+
+    def __init__(self, clips: VideoClipDataset) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[int, str | None, int]:
+        try:
+            _, _, info = self.clips.read_clip(self.clips.records[i])
+        except Exception as err:  # report every failure; this command must not stop on one
+            reason = getattr(err, "reason", None)  # VideoDecodeError: without the path again
+            return i, reason or str(err) or type(err).__name__, 0
+        return i, None, info.num_frames
+
+
+def _check_decode(
+    records: list[VideoRecord], cfg: Config, count: int | None, show_progress: bool
+) -> tuple[list[dict[str, str]], int, int]:
+    """Decode ``count`` random records (None = all): ``(undecodable, checked, short)``."""
+    if count is not None and count < len(records):
+        rng = np.random.default_rng(cfg.data.seed)
+        picked = sorted(rng.choice(len(records), size=count, replace=False).tolist())
+        records = [records[i] for i in picked]
+    clips = VideoClipDataset(
+        records,
+        frames=cfg.data.frames,
+        train=False,
+        views=cfg.eval.views,
+        canvas_hw=loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect),
+        on_error="raise",
+        backend=cfg.data.decoder,
+    )
+    loader = DataLoader(
+        _DecodeCheck(clips),
+        batch_size=None,
+        num_workers=min(cfg.data.workers, len(records)),
+    )
+    undecodable, short = [], 0
+    for i, error, num_frames in tqdm(
+        loader, total=len(records), desc="decoding", unit="video", disable=not show_progress
+    ):
+        if error is not None:
+            undecodable.append({"path": records[i].rel, "error": error})
+        elif num_frames < cfg.data.frames:
+            short += 1
+    undecodable.sort(key=lambda item: item["path"])
+    return undecodable, len(records), short
+
+
+def _synthetic_report(cfg: Config) -> dict[str, Any]:
+    """Counts of the rendered dataset (clip i has label i % C): nothing to read from disk."""
+    from hpnet.data.synthetic import ACTIONS
+
+    s = cfg.data.synthetic
+    classes = list(ACTIONS)
+    per_split = {}
+    for name, num in (("train", s.train_videos), ("test", s.test_videos)):
+        base, extra = divmod(num, len(classes))
+        per_class = {c: base + (i < extra) for i, c in enumerate(classes)}
+        per_split[name] = {"videos": num, "per_class": per_class}
+    return {"classes": classes, "splits": per_split, "listed": s.train_videos + s.test_videos}
+
+
+def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = True) -> dict:
+    """The report of ``python -m hpnet.data`` as a dict (keys: see the module docstring)."""
+    d = cfg.data
+    report: dict[str, Any] = {
+        "dataset": d.dataset,
+        "root": d.root,
+        "split": d.split if d.dataset in ("hmdb51", "ucf101") else None,
+        "split_dir": None,
+    }
+    if d.dataset in ("hmdb51", "ucf101"):
+        default = HMDB51_SPLIT_DIR if d.dataset == "hmdb51" else UCF101_SPLIT_DIR
+        report["split_dir"] = d.split_dir or f"{d.root.rstrip('/')}/{default}"
+    report["views"] = cfg.eval.views
+    report["absent_classes"] = []
+    missing: list[str] = []
+    undecodable: list[dict[str, str]] = []
+    checked = short = 0
+    report["rendered"] = d.dataset == "synthetic" and cfg.pose.source != "cache"
+    if report["rendered"]:  # in memory: no files to look for
+        report.update(_synthetic_report(cfg))
+    else:
+        with _quiet("hpnet.data.records"):
+            splits = records_for_config(cfg, allow_missing=True)
+        report["classes"] = list(splits.classes)
+        report["splits"] = {
+            name: {"videos": len(recs), "per_class": per_class_counts(recs, splits.classes)}
+            for name, recs in (("train", splits.train), ("test", splits.test))
+        }
+        report["listed"] = splits.listed
+        missing = [r.rel for r in splits.missing]
+        listed_per_class = per_class_counts(splits.missing, splits.classes)
+        for records in (splits.train, splits.test):
+            for name, n in per_class_counts(records, splits.classes).items():
+                listed_per_class[name] += n
+        missing_per_class = per_class_counts(splits.missing, splits.classes)
+        report["absent_classes"] = [
+            c for c, n in missing_per_class.items() if n and n == listed_per_class[c]
+        ]
+        if check_decode != 0:
+            present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
+            undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
+    report["num_classes"] = len(report["classes"])
+    report.update(missing=missing, checked=checked, undecodable=undecodable, short_videos=short)
+    report["ok"] = not missing and not undecodable
+    return report
+
+
+def _rel(record: VideoRecord) -> str:
+    return record.rel
+
+
+# ------------------------------------------------------------------------------- text report
+
+
+def _class_table(classes: Sequence[str], train: dict[str, int], test: dict[str, int]) -> list[str]:
+    """Per-class ``train/test`` counts in as many columns as fit the report width."""
+    cells = [(name, f"{train[name]}/{test[name]}") for name in classes]
+    name_w = max(len(n) for n, _ in cells)
+    count_w = max(len(c) for _, c in cells)
+    cell_w = name_w + 1 + count_w
+    columns = max(1, (_WIDTH - 2) // (cell_w + 3))
+    rows = -(-len(cells) // columns)
+    lines = []
+    for r in range(rows):
+        row = [cells[c * rows + r] for c in range(columns) if c * rows + r < len(cells)]
+        lines.append("  " + "   ".join(f"{n:<{name_w}} {c:>{count_w}}" for n, c in row).rstrip())
+    return lines
+
+
+def _some(names: Sequence[str], limit: int = 8) -> str:
+    """The first ``limit`` names, comma-separated, and how many more."""
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def format_report(report: dict[str, Any], frames: int) -> str:
+    """The human-readable report."""
+    train, test = report["splits"]["train"], report["splits"]["test"]
+    split = f" (official split {report['split']})" if report["split"] else ""
+    lines = [
+        f"dataset     {report['dataset']}{split}",
+        f"root        {report['root']}",
+    ]
+    if report["split_dir"]:
+        lines.append(f"split files {report['split_dir']}")
+    lines += [
+        f"classes     {report['num_classes']}",
+        f"videos      {train['videos']} train, {test['videos']} test"
+        f" (on disk; {report['listed']} listed)",
+        "",
+        "videos per class (train/test):",
+        *_class_table(report["classes"], train["per_class"], test["per_class"]),
+    ]
+    no_train = [c for c in report["classes"] if train["per_class"][c] == 0]
+    if no_train and train["videos"]:
+        lines.append(f"  ! {len(no_train)} classes have no training video: {_some(no_train)}")
+    missing = report["missing"]
+    lines.append("")
+    if missing:
+        lines.append(f"MISSING: {len(missing)} of {report['listed']} listed videos are not on disk")
+        absent = report["absent_classes"]
+        if absent:
+            lines.append(f"  {len(absent)} classes have none of their videos: {_some(absent)}")
+        lines.append(f"  first {min(len(missing), _SHOW_MISSING)}:")
+        lines += [f"    {path}" for path in missing[:_SHOW_MISSING]]
+        if len(missing) > _SHOW_MISSING:
+            lines.append(f"    ... and {len(missing) - _SHOW_MISSING} more (--json lists them all)")
+        lines.append(
+            "  fix: check data.root, or set data.allow_missing=true to train on what is there"
+        )
+    elif report["rendered"]:
+        lines.append("missing     none: the synthetic clips are rendered in memory")
+    else:
+        lines.append(f"missing     none: all {report['listed']} listed videos are on disk")
+    if report["checked"]:
+        bad = report["undecodable"]
+        lines.append(
+            f"decoded     {report['checked']} videos, {len(bad)} failed (as the test loader reads "
+            f"them: {frames} frames x {report['views']} views)"
+        )
+        if report["short_videos"]:
+            lines.append(
+                f"            {report['short_videos']} have fewer than data.frames={frames} "
+                "frames (their last frame is repeated)"
+            )
+        if bad:
+            lines.append(f"UNDECODABLE: {len(bad)} videos (data.on_error=skip skips them):")
+            lines += [f"  {item['path']}: {item['error']}" for item in bad]
+    elif not report["rendered"]:
+        lines.append("decoding    not checked (add --check-decode N or --check-decode all)")
+    lines += ["", "result      OK" if report["ok"] else "result      PROBLEMS FOUND (exit code 1)"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (UserError for bad config, see :func:`cli`)."""
+    args = _parser().parse_intermixed_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    report = inspect_dataset(cfg, args.check_decode, progress=not args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_report(report, cfg.data.frames))
+    return 0 if report["ok"] else 1
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: exit code 2 with a one-line message on a bad argument."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

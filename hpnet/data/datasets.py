@@ -1,0 +1,415 @@
+"""Clip datasets over real video files, the batch collate function and the DataLoader factory.
+
+:class:`VideoClipDataset` turns :class:`~hpnet.data.records.VideoRecord` s (from the split
+file parsers in :mod:`hpnet.data.records`) into sample dicts::
+
+    {"video": uint8 (T, 3, H, W), "joints": float32 (T, P, 17, 3), "label": int, "index": int}
+
+(test mode: ``video (V, T, 3, H, W)``, ``joints (V, T, P, 17, 3)`` with V temporal views).
+``__getitem__`` opens the video once, reads its frame count, samples frame indices with
+:func:`~hpnet.data.sampling.sample_frame_indices`, decodes only those frames, resized to the
+loader canvas ``(H, W)``, and asks the joint source for the joints at the same frames.
+
+Train-time randomness: the frame offsets of sample ``index`` in epoch ``e`` come from
+``numpy.random.default_rng([seed, e, index])``. So a run is reproducible for a fixed seed
+whatever the number of workers and whichever worker loads which sample, two samples never
+share a random stream, and each epoch draws new offsets. The epoch lives in shared memory,
+so :meth:`VideoClipDataset.set_epoch` reaches persistent workers too. The training loader's
+sampler (:class:`EpochSampler`, from :func:`build_loader`) calls it at the start of every
+pass with the epoch of the sampler it wraps (DistributedSampler, class-balanced) or its own
+count of passes from 0; ``loader.sampler.set_epoch(e)`` (the DistributedSampler idiom) sets
+it explicitly and is forwarded to the wrapped sampler, which exact resume needs. Without a
+wrapped sampler the shuffle order is drawn the same way, from ``(seed, epoch)``.
+
+Bad videos: decoding raises :class:`~hpnet.data.decode.VideoDecodeError`. With
+``on_error="skip"`` the dataset logs a warning once per file, counts it and returns ``None``;
+:func:`collate_clips` drops the ``None`` s and reports how many in ``batch["skipped"]``, so an
+epoch never stops on a bad file. With ``on_error="raise"`` the error propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from hpnet.cli import UserError
+from hpnet.config import Config
+from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
+from hpnet.data.records import (
+    VIDEO_EXTENSIONS,
+    RecordSplits,
+    VideoRecord,
+    folder_records,
+    hmdb51_records,
+    list_records,
+    read_classes_file,
+    ucf101_records,
+)
+from hpnet.data.sampling import sample_frame_indices
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "EpochSampler",
+    "JointSource",
+    "RecordSplits",
+    "VideoClipDataset",
+    "VideoRecord",
+    "build_datasets",
+    "build_loader",
+    "collate_clips",
+    "folder_records",
+    "hmdb51_records",
+    "list_records",
+    "loader_canvas",
+    "read_classes_file",
+    "records_for_config",
+    "ucf101_records",
+]
+
+logger = logging.getLogger(__name__)
+
+NUM_JOINTS = 17
+# (record, frame indices (V, T), video info) -> joints float32 (V, T, P, 17, 3)
+JointSource = Callable[[VideoRecord, np.ndarray, VideoInfo], "np.ndarray | torch.Tensor"]
+
+
+def loader_canvas(size: int, load_size: int = 0, aspect: float = 4 / 3) -> tuple[int, int]:
+    """``(H, W)`` every video is resized to by the loader: H = load_size or size * 8 / 7."""
+    height = load_size or round(size * 8 / 7)
+    return height, round(height * aspect)
+
+
+class VideoClipDataset(Dataset):
+    """Clips of ``frames`` frames from video files, resized to ``canvas_hw``.
+
+    ``train=True``: one clip with random offsets per segment, ``video (T, 3, H, W)``.
+    ``train=False``: ``views`` evenly spread clips, ``video (V, T, 3, H, W)`` (also for V = 1).
+    ``joint_source(record, indices (V, T), info) -> (V, T, P, 17, 3)``; None gives zeros with
+    ``persons`` persons (confidence 0 = missing, so nothing downstream uses them).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        *,
+        frames: int,
+        train: bool,
+        views: int = 1,
+        canvas_hw: tuple[int, int],
+        on_error: Literal["skip", "raise"] = "skip",
+        backend: str = "auto",
+        joint_source: JointSource | None = None,
+        seed: int = 0,
+        persons: int = 1,
+        classes: Sequence[str] | None = None,
+    ) -> None:
+        if train and views != 1:
+            raise ValueError(f"training clips have one view, got views={views}")
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self.records = list(records)
+        self.frames = frames
+        self.train = train
+        self.views = views
+        self.canvas_hw = (int(canvas_hw[0]), int(canvas_hw[1]))
+        self.on_error = on_error
+        self.backend = backend
+        self.joint_source = joint_source
+        self.seed = seed
+        self.persons = persons
+        self.classes = list(classes) if classes is not None else None
+        # Shared with DataLoader workers (also persistent ones): the epoch, and per video how
+        # often it failed to decode (so the main process can report skipped files).
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._failures = torch.zeros(len(self.records), dtype=torch.int32).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> list[int]:
+        """Label of every record (for class-balanced sampling and loss weights)."""
+        return [r.label for r in self.records]
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the training epoch whose random frame offsets ``__getitem__`` draws."""
+        self._epoch[0] = epoch
+
+    def failed(self) -> list[tuple[VideoRecord, int]]:
+        """``(record, times it failed)`` for every video that could not be decoded so far."""
+        return [(self.records[i], int(n)) for i, n in enumerate(self._failures.tolist()) if n]
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        """The generator of sample ``index``'s frame offsets in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        record = self.records[index]
+        rng = self.rng_for(index) if self.train else None
+        try:
+            video, indices, info = self.read_clip(record, rng)
+        except VideoDecodeError as err:
+            if self.on_error == "raise":
+                raise
+            if int(self._failures[index]) == 0:
+                logger.warning("skipping a video (data.on_error=skip): %s", err)
+            self._failures[index] += 1
+            return None
+        joints = self._joints(record, indices, info)
+        if self.train:
+            video, joints = video[0], joints[0]
+        return {"video": video, "joints": joints, "label": record.label, "index": index}
+
+    def read_clip(
+        self, record: VideoRecord, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, np.ndarray, VideoInfo]:
+        """Decode ``record``'s clip: ``video uint8 (V, T, 3, H, W)``, ``indices (V, T)``, info.
+
+        Raises VideoDecodeError when the video cannot be read (``on_error`` is not applied).
+        """
+        with open_video(record.path, backend=self.backend) as reader:
+            info = reader.info
+            if info.num_frames < 1:
+                raise VideoDecodeError(record.path, "the video reports no frames")
+            views = 1 if self.train else self.views
+            indices = sample_frame_indices(
+                info.num_frames, self.frames, train=self.train, views=views, rng=rng
+            )  # (V, T)
+            video = reader.frames(indices.reshape(-1), size=self.canvas_hw)  # (V*T, 3, H, W)
+        return video.reshape(*indices.shape, *video.shape[1:]), indices, info
+
+    def _joints(self, record: VideoRecord, indices: np.ndarray, info: VideoInfo) -> torch.Tensor:
+        """Joints ``float32 (V, T, P, 17, 3)`` at the sampled frames."""
+        if self.joint_source is None:
+            return torch.zeros(*indices.shape, self.persons, NUM_JOINTS, 3)
+        joints = torch.as_tensor(self.joint_source(record, indices, info), dtype=torch.float32)
+        if joints.shape[:2] != indices.shape or joints.shape[-2:] != (NUM_JOINTS, 3):
+            raise ValueError(
+                f"joint source returned shape {tuple(joints.shape)} for {record.rel}; "
+                f"expected ({indices.shape[0]}, {indices.shape[1]}, P, {NUM_JOINTS}, 3)"
+            )
+        return joints
+
+
+# ---------------------------------------------------------------------------------- batching
+
+
+def collate_clips(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """Stack sample dicts into a batch; drop ``None`` (skipped videos) and count them.
+
+    Returns ``video uint8 (B, [V,] T, 3, H, W)``, ``joints float32 (B, [V,] T, P, 17, 3)``,
+    ``label int64 (B,)``, ``index int64 (B,)``, ``skipped`` (int). Other tensor fields are
+    stacked, other values kept as lists. A batch whose samples were all skipped has B = 0:
+    empty ``label`` and ``index``, and ``video`` / ``joints`` of shape ``(0,)``.
+    """
+    kept = [s for s in samples if s is not None]
+    skipped = len(samples) - len(kept)
+    if not kept:
+        return {
+            "video": torch.empty(0, dtype=torch.uint8),
+            "joints": torch.empty(0, dtype=torch.float32),
+            "label": torch.empty(0, dtype=torch.int64),
+            "index": torch.empty(0, dtype=torch.int64),
+            "skipped": skipped,
+        }
+    batch: dict[str, Any] = {}
+    for key, first in kept[0].items():
+        values = [s[key] for s in kept]
+        if isinstance(first, torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif key in ("label", "index"):
+            batch[key] = torch.tensor(values, dtype=torch.int64)
+        else:
+            batch[key] = values
+    batch["skipped"] = skipped
+    return batch
+
+
+class EpochSampler(Sampler[int]):
+    """Training order for one pass; tells the dataset the epoch before the pass starts.
+
+    Without ``sampler``: a permutation drawn from ``numpy.random.default_rng([seed, epoch])``;
+    the epoch is counted here: each ``iter()`` uses the current one, then advances it by one,
+    and ``set_epoch(e)`` sets it (call it every epoch for exact resume).
+    With ``sampler`` (EpochShuffleSampler, class-balanced, DistributedSampler): its order, and
+    its own ``epoch`` attribute when it has one is the epoch handed to the dataset, so calling
+    ``set_epoch`` on that sampler (the DistributedSampler idiom) is enough.
+    """
+
+    def __init__(self, dataset: Dataset, *, seed: int, sampler: Sampler | None = None) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler) if self.sampler is not None else len(self.dataset)
+
+    def __iter__(self):
+        if self.sampler is not None and hasattr(self.sampler, "epoch"):
+            epoch = int(self.sampler.epoch)  # the epoch the sampler is about to draw
+        else:
+            epoch, self.epoch = self.epoch, self.epoch + 1
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        if self.sampler is not None:
+            return iter(list(self.sampler))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+        return iter(order.tolist())
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed Python's and NumPy's global generators from the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def build_loader(
+    ds: Dataset,
+    *,
+    batch_size: int,
+    train: bool,
+    workers: int,
+    sampler: Sampler | None = None,
+    seed: int = 0,
+) -> DataLoader:
+    """DataLoader with :func:`collate_clips`; training order through :class:`EpochSampler`.
+
+    Training drops the last incomplete batch (unless the dataset is smaller than one batch).
+    Workers are persistent, seeded from a generator seeded with ``seed``; memory is pinned
+    when CUDA is available.
+    """
+    if train:
+        sampler = EpochSampler(ds, seed=seed, sampler=sampler)
+    num_samples = len(sampler) if sampler is not None else len(ds)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=train and num_samples >= batch_size,
+        persistent_workers=workers > 0,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+# ----------------------------------------------------------------------- building from Config
+
+
+def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> RecordSplits:
+    """The records of ``cfg.data``; ``allow_missing`` overrides ``data.allow_missing``.
+
+    For ``synthetic`` these are the clips written as files (see :func:`_synthetic_files`).
+    """
+    d = cfg.data
+    allow = d.allow_missing if allow_missing is None else allow_missing
+    if d.dataset == "hmdb51":
+        return hmdb51_records(d.root, d.split, d.split_dir or None, allow_missing=allow)
+    if d.dataset == "ucf101":
+        return ucf101_records(d.root, d.split, d.split_dir or None, allow_missing=allow)
+    if d.dataset == "folder":
+        return folder_records(d.root, test_fraction=d.test_fraction, seed=d.seed)
+    if d.dataset == "list":
+        return list_records(
+            d.train_list, d.test_list, d.root, d.classes_file or None, allow_missing=allow
+        )
+    if d.dataset == "synthetic":
+        return _synthetic_files(cfg, allow)
+    raise ValueError(f"data.dataset={d.dataset!r} has no video records")
+
+
+def build_datasets(
+    cfg: Config, joint_source: JointSource | None = None, *, test_views: int | None = None
+) -> tuple[Dataset, Dataset, list[str]]:
+    """``(train_ds, test_ds, classes)`` for ``cfg.data.dataset``; decodes nothing yet.
+
+    The test set gives ``test_views`` temporal views per video (default ``eval.views``).
+    Joints: ``pose.source=none`` gives zeros; ``cache`` uses ``joint_source`` (e.g.
+    :class:`hpnet.pose.store.JointCache`); ``groundtruth`` (synthetic only) the rendered
+    skeletons. Frame sampling is seeded with ``train.seed``; the folder hold-out with
+    ``data.seed``.
+    """
+    views = cfg.eval.views if test_views is None else test_views
+    if cfg.pose.source == "none":
+        joint_source = None
+    if cfg.data.dataset == "synthetic" and cfg.pose.source != "cache":
+        return _rendered_datasets(cfg, views)
+    if cfg.pose.source == "cache" and joint_source is None:
+        logger.warning("pose.source=cache but no joint source was given: joints are zeros")
+    splits = records_for_config(cfg)
+    if not splits.train and not splits.test:
+        raise UserError(f"{cfg.data.dataset} dataset at {cfg.data.root} has no videos")
+    common: dict[str, Any] = {
+        "frames": cfg.data.frames,
+        "canvas_hw": loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect),
+        "on_error": cfg.data.on_error,
+        "backend": cfg.data.decoder,
+        "joint_source": joint_source,
+        "seed": cfg.train.seed,
+        "persons": cfg.pose.persons,
+        "classes": splits.classes,
+    }
+    train_ds = VideoClipDataset(splits.train, train=True, views=1, **common)
+    test_ds = VideoClipDataset(splits.test, train=False, views=views, **common)
+    return train_ds, test_ds, list(splits.classes)
+
+
+def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:
+    """The synthetic clips written as video files (for ``pose.source=cache``).
+
+    The pose cache is computed on files (``write_synthetic_videos`` into ``data.root``:
+    ``train.txt``, ``test.txt``, ``classes.txt``), so they are read like a list dataset and
+    the cached joints match the frames the pose model saw.
+    """
+    root = Path(cfg.data.root).expanduser()
+    train_list, test_list, classes = root / "train.txt", root / "test.txt", root / "classes.txt"
+    if not all(f.is_file() for f in (train_list, test_list, classes)):
+        raise UserError(
+            "data.dataset=synthetic with pose.source=cache reads the synthetic clips as video "
+            f"files, but {root} has no train.txt/test.txt/classes.txt: write them with "
+            "hpnet.data.synthetic.write_synthetic_videos(data.root, ...) and run "
+            "python -m hpnet.pose.cache, or use pose.source=groundtruth"
+        )
+    return list_records(train_list, test_list, root, classes, allow_missing)
+
+
+def _rendered_datasets(cfg: Config, views: int) -> tuple[Dataset, Dataset, list[str]]:
+    """The in-memory synthetic dataset; ground-truth joints, or zeros for pose.source=none."""
+    from hpnet.data.synthetic import SyntheticActions
+
+    d, s = cfg.data, cfg.data.synthetic
+    shared: dict[str, Any] = {
+        "frames": d.frames,
+        "resolution": s.resolution,
+        "length": s.length,
+        "seed": d.seed,
+        "distractor": s.distractor,
+        "persons": cfg.pose.persons,
+        "joints": cfg.pose.source == "groundtruth",
+        "root": d.root,
+        "canvas_hw": loader_canvas(d.size, d.load_size, d.aspect),
+        "sample_seed": cfg.train.seed,
+    }
+    train_ds = SyntheticActions("train", num_videos=s.train_videos, train=True, **shared)
+    test_ds = SyntheticActions("test", num_videos=s.test_videos, train=False, views=views, **shared)
+    return train_ds, test_ds, list(train_ds.classes)

@@ -1,0 +1,120 @@
+"""``python -m hpnet.data``: the dataset report, missing and undecodable files, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from hpnet.data.__main__ import cli, main
+
+
+def write_video(path: Path, num_frames: int, size: tuple[int, int] = (24, 32)) -> None:
+    """A small real MPEG-4 video of ``num_frames`` grey frames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        for k in range(num_frames):
+            image = np.full((*size, 3), 8 * k, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.mark.realdata
+def test_hmdb51_mini_reports_missing(hmdb51_mini, capsys):
+    code = main(["data.dataset=hmdb51", f"data.root={hmdb51_mini}"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "MISSING: 6759 of 6766 listed videos" in out
+    assert "5 train, 2 test" in out and "classes     51" in out
+    assert "golf" in out and "data.allow_missing=true" in out
+    assert "PROBLEMS FOUND" in out
+    assert len(out.splitlines()) < 60  # 51 classes stay compact
+
+
+@pytest.fixture
+def folder_with_bad_file(tmp_path):
+    root = tmp_path / "clips"
+    for split, cls, n in [("train", "wave", 10), ("train", "clap", 8), ("test", "wave", 6)]:
+        write_video(root / split / cls / f"{cls}_{n}.mp4", n)
+    (root / "test" / "clap").mkdir(parents=True)
+    (root / "test" / "clap" / "broken (1)!.avi").write_text("not a video")
+    return root
+
+
+def test_check_decode_lists_the_bad_file(folder_with_bad_file, capsys):
+    args = ["data.dataset=folder", f"data.root={folder_with_bad_file}", "data.frames=4"]
+    assert main([*args, "data.workers=2", "--check-decode", "all"]) == 1
+    out = capsys.readouterr().out
+    assert "decoded     4 videos, 1 failed" in out
+    bad_lines = [line for line in out.splitlines() if ".avi:" in line or ".mp4:" in line]
+    assert len(bad_lines) == 1 and "test/clap/broken (1)!.avi: " in bad_lines[0]
+    assert "fewer than data.frames" not in out  # 6, 8 and 10 frames
+    assert main([*args, "data.workers=0", "data.frames=8", "--check-decode", "all", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["short_videos"] == 1  # wave_6: its last frame will be repeated
+    assert [item["path"] for item in report["undecodable"]] == ["test/clap/broken (1)!.avi"]
+    assert report["undecodable"][0]["error"]
+    assert report["checked"] == 4 and report["ok"] is False and report["missing"] == []
+
+
+def test_json_report_keys(folder_with_bad_file, capsys):
+    (folder_with_bad_file / "test" / "clap" / "broken (1)!.avi").unlink()
+    code = main(
+        ["data.dataset=folder", f"data.root={folder_with_bad_file}", "data.workers=0",
+         "data.frames=8", "--check-decode", "2", "--json"]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] is True
+    assert report["dataset"] == "folder" and report["split"] is None
+    assert report["classes"] == ["clap", "wave"] and report["num_classes"] == 2
+    assert report["splits"]["train"] == {"videos": 2, "per_class": {"clap": 1, "wave": 1}}
+    assert report["splits"]["test"] == {"videos": 1, "per_class": {"clap": 0, "wave": 1}}
+    assert report["missing"] == [] and report["undecodable"] == []
+    assert report["checked"] == 2 and report["listed"] == 3
+    assert report["short_videos"] in (0, 1, 2)  # which 2 of the 3 are drawn is random
+
+
+@pytest.mark.realdata
+def test_missing_files_are_all_in_the_json(hmdb51_mini, capsys):
+    assert main(["data.dataset=hmdb51", f"data.root={hmdb51_mini}", "data.split=3", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["missing"]) == 6759 and report["listed"] == 6766
+    assert report["splits"]["train"]["videos"] == 5 and report["split"] == 3
+    assert report["split_dir"].endswith("testTrainMulti_7030_splits")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["data.framez=4"], ["data.dataset=folder", "--check-decode", "some"], ["--nope"]],
+)
+def test_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as err:
+        cli(argv)
+    assert err.value.code == 2
+    assert capsys.readouterr().err.strip()
+
+
+def test_missing_root_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        cli(["data.dataset=folder", f"data.root={tmp_path / 'nope'}"])
+    assert err.value.code == 2
+    assert "data.root" in capsys.readouterr().err
+
+
+def test_synthetic_dataset_report(tmp_path, capsys):
+    args = ["data.dataset=synthetic", f"data.root={tmp_path}", "pose.source=groundtruth"]
+    assert main([*args, "data.synthetic.train_videos=20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rendered"] is True and report["splits"]["train"]["videos"] == 20
+    assert sum(report["splits"]["train"]["per_class"].values()) == 20
+    assert main(args) == 0
+    assert "rendered in memory" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:  # pose.source=cache reads files that are not there
+        cli(["data.dataset=synthetic", f"data.root={tmp_path}", "pose.source=cache"])
+    assert err.value.code == 2 and "write_synthetic_videos" in capsys.readouterr().err

@@ -1,0 +1,474 @@
+"""Datasets: split-file parsers (HMDB51, UCF101, folder, list), clips, bad videos, loaders."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from hpnet.cli import UserError
+from hpnet.config import load_config
+from hpnet.data.balance import class_balanced_sampler
+from hpnet.data.datasets import (
+    EpochSampler,
+    VideoClipDataset,
+    build_datasets,
+    build_loader,
+    collate_clips,
+    loader_canvas,
+)
+from hpnet.data.records import (
+    HMDB51_CLASSES,
+    VideoRecord,
+    folder_records,
+    hmdb51_records,
+    list_records,
+    read_hmdb51_splits,
+    read_ucf101_splits,
+    ucf101_records,
+)
+
+# Split tags (split 1, 2, 3) of the 7 real clips in hmdb51_mini (SOURCES.md).
+MINI_TAGS = {
+    "climb": (1, 2, 1),
+    "shoot_bow": (1, 2, 1),
+    "punch": (2, 1, 1),
+    "brush_hair": (1, 1, 2),
+    "swing_baseball": (1, 2, 1),
+    "golf": (1, 1, 2),
+    "climb_stairs": (2, 1, 1),
+}
+
+
+def write_video(path: Path, num_frames: int, size: tuple[int, int] = (24, 32)) -> Path:
+    """A real MPEG-4 video whose frame k is a flat grey of value 8 * k (mod 256)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        for k in range(num_frames):
+            image = np.full((*size, 3), (8 * k) % 256, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+# ------------------------------------------------------------------------------------ HMDB51
+
+
+@pytest.mark.realdata
+def test_hmdb51_split_files_give_official_counts(hmdb51_mini):
+    split_dir = hmdb51_mini / "testTrainMulti_7030_splits"
+    for split in (1, 2, 3):
+        entries = read_hmdb51_splits(split_dir, split)
+        assert list(entries) == list(HMDB51_CLASSES)
+        tags = [tag for rows in entries.values() for _, tag in rows]
+        assert (tags.count(1), tags.count(2), tags.count(0)) == (3570, 1530, 1666)
+        for rows in entries.values():  # 70 train / 30 test in every class
+            assert [t for _, t in rows].count(1) == 70 and [t for _, t in rows].count(2) == 30
+        names = [name for rows in entries.values() for name, _ in rows]
+        assert len(set(names)) == 6766 and all(n.endswith(".avi") for n in names)
+
+
+@pytest.mark.realdata
+def test_hmdb51_full_tree_gives_3570_1530(hmdb51_mini, tmp_path):
+    """Every listed file present (empty stand-ins, odd characters and all): no error."""
+    split_dir = hmdb51_mini / "testTrainMulti_7030_splits"
+    for name, rows in read_hmdb51_splits(split_dir, 1).items():
+        (tmp_path / name).mkdir()
+        for video, _ in rows:
+            (tmp_path / name / video).touch()
+    train, test, classes = hmdb51_records(tmp_path, 1, split_dir)
+    assert (len(train), len(test)) == (3570, 1530)
+    assert classes == sorted(classes) and len(classes) == 51
+    odd = [r for r in train + test if any(c in r.rel for c in "()!+,[]#&;")]
+    assert odd and all(r.path.is_file() for r in odd)
+    assert all(r.rel == f"{classes[r.label]}/{r.path.name}" for r in train + test)
+    assert all(r.path == tmp_path / r.rel for r in train + test)
+
+
+@pytest.mark.realdata
+def test_hmdb51_mini_missing_videos_are_an_error(hmdb51_mini):
+    with pytest.raises(UserError) as err:
+        hmdb51_records(hmdb51_mini, 1)
+    message = str(err.value)
+    assert "6759 of the 6766 videos" in message
+    assert "data.allow_missing=true" in message
+    assert "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_1.avi" in message  # first few named
+    assert "\n" not in message
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_hmdb51_mini_allow_missing_finds_the_seven_clips(hmdb51_mini, split, caplog):
+    classes_txt = (hmdb51_mini / "classes.txt").read_text().split()
+    with caplog.at_level(logging.WARNING, logger="hpnet.data.records"):
+        splits = hmdb51_records(hmdb51_mini, split, allow_missing=True)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "6759" in warnings[0].getMessage()
+    assert len(splits.missing) == 6759 and splits.listed == 6766
+    assert splits.classes == classes_txt
+    found = {}
+    for tag, records in ((1, splits.train), (2, splits.test)):
+        for r in records:
+            found[splits.classes[r.label]] = tag
+            assert r.label == classes_txt.index(r.path.parent.name)
+            assert r.path.is_file()
+    assert found == {name: tags[split - 1] for name, tags in MINI_TAGS.items()}
+
+
+@pytest.mark.realdata
+def test_hmdb51_missing_split_file_names_file_and_setting(hmdb51_mini, tmp_path):
+    split_dir = tmp_path / "splits"
+    shutil.copytree(hmdb51_mini / "testTrainMulti_7030_splits", split_dir)
+    (split_dir / "golf_test_split2.txt").unlink()
+    hmdb51_records(tmp_path, 1, split_dir, allow_missing=True)  # split 1 is complete
+    with pytest.raises(UserError, match=r"golf_test_split2\.txt.*data\.split_dir"):
+        hmdb51_records(tmp_path, 2, split_dir, allow_missing=True)
+    with pytest.raises(UserError, match=r"split folder not found.*data\.split_dir"):
+        hmdb51_records(tmp_path, 1, allow_missing=True)  # default <root>/testTrainMulti_7030_splits
+    bad = split_dir / "golf_test_split1.txt"
+    bad.write_text(bad.read_text() + "some_video.avi 7 \n")
+    with pytest.raises(UserError, match=r"golf_test_split1\.txt:\d+: expected"):
+        hmdb51_records(tmp_path, 1, split_dir, allow_missing=True)
+
+
+# ------------------------------------------------------------------------------------ UCF101
+
+
+@pytest.mark.realdata
+def test_ucf101_official_lists(shared_data, tmp_path):
+    split_dir = shared_data / "ucf101_splits"
+    classes, train, test = read_ucf101_splits(split_dir, 1)
+    assert (len(classes), len(train), len(test)) == (101, 9537, 3783)
+    assert [(len(read_ucf101_splits(split_dir, s)[1])) for s in (2, 3)] == [9586, 9624]
+    splits = ucf101_records(tmp_path, 1, split_dir, allow_missing=True)
+    assert splits.listed == 9537 + 3783 and len(splits.missing) == 13320
+    rows = dict(train + test)
+    assert rows["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"] == 0
+    assert rows["YoYo/v_YoYo_g01_c01.avi"] == 100  # a test video: label from its folder
+    assert classes[rows["HandstandPushups/v_HandStandPushups_g01_c01.avi"]] == "HandstandPushups"
+    with pytest.raises(UserError, match="13320 of the 13320"):
+        ucf101_records(tmp_path, 1, split_dir)
+
+
+@pytest.mark.realdata
+def test_ucf101_label_must_match_folder(shared_data, tmp_path):
+    for f in (shared_data / "ucf101_splits").iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\r\n")
+    with pytest.raises(UserError, match=r"trainlist01\.txt:1: label 1 disagrees"):
+        read_ucf101_splits(tmp_path, 1)
+    with pytest.raises(UserError, match=r"testlist04\.txt not found|split must be"):
+        read_ucf101_splits(tmp_path, 4)
+
+
+# ------------------------------------------------------------------------------ folder / list
+
+
+def _touch(root: Path, rels: list[str]) -> None:
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+
+
+def test_folder_holdout_is_stratified_and_deterministic(tmp_path):
+    _touch(tmp_path, [f"wave/v{i}.mp4" for i in range(10)] + [f"clap/c{i}!.AVI" for i in range(5)])
+    _touch(tmp_path, ["wave/notes.txt", "wave/.hidden.mp4", "clap/sub/deep.webm", "solo/one.mkv"])
+    splits = folder_records(tmp_path, test_fraction=0.3, seed=0)
+    assert splits.classes == ["clap", "solo", "wave"]
+    per = {c: [0, 0] for c in splits.classes}
+    for side, records in enumerate((splits.train, splits.test)):
+        for r in records:
+            per[splits.classes[r.label]][side] += 1
+            assert r.path == tmp_path / r.rel
+    assert per == {"clap": [4, 2], "solo": [1, 0], "wave": [7, 3]}
+    again = folder_records(tmp_path, test_fraction=0.3, seed=0)
+    assert again.test == splits.test
+    other = folder_records(tmp_path, test_fraction=0.3, seed=1)
+    assert {r.rel for r in other.test} != {r.rel for r in splits.test}
+    _touch(tmp_path, ["wave/v10.mp4"])  # adding a video does not reshuffle the others
+    grown = folder_records(tmp_path, test_fraction=0.3, seed=0)
+    assert len({r.rel for r in splits.test} - {r.rel for r in grown.test}) <= 1
+
+
+def test_folder_train_test_layout_and_empty(tmp_path):
+    _touch(tmp_path, ["train/a/1.mp4", "train/b/2.mov", "test/a/3.mpeg", "test/c/4.m4v"])
+    train, test, classes = folder_records(tmp_path)
+    assert classes == ["a", "b", "c"]
+    assert [(r.rel, r.label) for r in train] == [("train/a/1.mp4", 0), ("train/b/2.mov", 1)]
+    assert [(r.rel, r.label) for r in test] == [("test/a/3.mpeg", 0), ("test/c/4.m4v", 2)]
+    (tmp_path / "empty" / "x").mkdir(parents=True)
+    with pytest.raises(UserError, match="no videos found"):
+        folder_records(tmp_path / "empty")
+    with pytest.raises(UserError, match=r"data\.root"):
+        folder_records(tmp_path / "nope")
+
+
+def test_list_files(tmp_path):
+    root = tmp_path / "videos"
+    _touch(root, ["my clips/a b.mp4", "c.avi"])
+    outside = tmp_path / "elsewhere" / "d e.mkv"
+    _touch(tmp_path, ["elsewhere/d e.mkv"])
+    train_list = tmp_path / "train.txt"
+    train_list.write_text(f"# path label\nmy clips/a b.mp4  2\n\n{outside} 0\r\n")
+    test_list = tmp_path / "test.txt"
+    test_list.write_text(f"c.avi 1\n{root / 'c.avi'}\t1\n")
+    train, test, classes = list_records(train_list, test_list, root)
+    assert classes == ["class_0", "class_1", "class_2"]
+    assert [(r.rel, r.label) for r in train] == [("my clips/a b.mp4", 2), (str(outside)[1:], 0)]
+    assert train[1].path == outside
+    assert [(r.rel, r.path) for r in test] == [("c.avi", root / "c.avi")] * 2
+    names = tmp_path / "names.txt"
+    names.write_text("sit\nstand\nwave\n")
+    assert list_records(train_list, None, root, names).classes == ["sit", "stand", "wave"]
+    names.write_text("sit\nstand\n")
+    with pytest.raises(UserError, match=r"label 2.*names only 2"):
+        list_records(train_list, None, root, names)
+    test_list.write_text("c.avi\n")
+    with pytest.raises(UserError, match=r"test\.txt:1: expected"):
+        list_records(None, test_list, root)
+    test_list.write_text("gone.avi 0\nc.avi 0\n")
+    with pytest.raises(UserError, match=r"1 of the 2 videos.*gone\.avi"):
+        list_records(None, test_list, root)
+    assert len(list_records(None, test_list, root, allow_missing=True).test) == 1
+
+
+# ------------------------------------------------------------------------------ clip loading
+
+
+def _index_joints(record: VideoRecord, indices: np.ndarray, info) -> np.ndarray:
+    """A joint source that writes each sampled frame index into joint 0's x (to read back)."""
+    joints = np.zeros((*indices.shape, 1, 17, 3), dtype=np.float32)
+    joints[..., 0, 0, 0] = indices
+    return joints
+
+
+def _clips(records, **kw) -> VideoClipDataset:
+    args = {"frames": 4, "train": False, "views": 1, "canvas_hw": (16, 20), "seed": 0}
+    return VideoClipDataset(records, **(args | kw))
+
+
+def test_clip_shapes_frames_and_joints(tmp_path):
+    path = write_video(tmp_path / "a" / "v.mp4", 20)
+    record = VideoRecord(path, 3, "a/v.mp4")
+    sample = _clips([record], frames=8, train=True, persons=2)[0]
+    assert sample["video"].shape == (8, 3, 16, 20) and sample["video"].dtype == torch.uint8
+    assert sample["joints"].shape == (8, 2, 17, 3) and not sample["joints"].any()
+    assert (sample["label"], sample["index"]) == (3, 0)
+    test = _clips([record], frames=5, views=2, joint_source=_index_joints)[0]
+    assert test["video"].shape == (2, 5, 3, 16, 20) and test["joints"].shape == (2, 5, 1, 17, 3)
+    indices = test["joints"][..., 0, 0, 0].long()  # (V, T) as sampled
+    grey = test["video"].float().mean(dim=(2, 3, 4))  # (V, T): frame k is grey 8 * k
+    assert torch.allclose(grey, 8.0 * indices, atol=6)
+    assert (indices[0] < indices[1]).all()  # the second view sits later in each segment
+
+
+def _bad_inputs(tmp_path: Path, real_clip: Path) -> tuple[list[VideoRecord], set[str]]:
+    """Good and bad videos in a tmp folder; returns the records and the rels of the bad ones."""
+    root = tmp_path / "bad_inputs"
+    write_video(root / "good" / "long.mp4", 24)
+    write_video(root / "good" / "other.avi", 12)
+    write_video(root / "good" / "single.mp4", 1)  # valid: padded to T by repeating it
+    (root / "bad").mkdir()
+    (root / "bad" / "zero.avi").write_bytes(b"")
+    (root / "bad" / "text.avi").write_text("this is not a video\n" * 20)
+    data = real_clip.read_bytes()
+    # A real clip cut to a third is a shorter video (its frame count comes from the packets
+    # found); cut inside the header it has no frame at all.
+    (root / "good" / "truncated.avi").write_bytes(data[: len(data) // 3])
+    (root / "bad" / "header_only.avi").write_bytes(data[:2000])
+    rels = [
+        "good/long.mp4", "bad/zero.avi", "good/other.avi", "bad/text.avi", "good/single.mp4",
+        "bad/header_only.avi", "good/truncated.avi", "bad/missing.mp4",
+    ]  # fmt: skip
+    records = [VideoRecord(root / rel, i % 2, rel) for i, rel in enumerate(rels)]
+    return records, {rel for rel in rels if rel.startswith("bad/")}
+
+
+@pytest.fixture(scope="module")
+def real_clip(shared_data) -> Path:
+    return next((shared_data / "hmdb51_mini" / "golf").glob("*.avi"))
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bad_videos_are_skipped_and_counted(tmp_path, real_clip, workers, caplog):
+    records, bad = _bad_inputs(tmp_path, real_clip)
+    ds = _clips(records, frames=6, views=2)
+    loader = build_loader(ds, batch_size=3, train=False, workers=workers, seed=0)
+    with caplog.at_level(logging.WARNING, logger="hpnet.data.datasets"):
+        for _ in range(2):  # two epochs: each bad file is logged once, counted every time
+            skipped, kept = 0, []
+            for batch in loader:
+                skipped += batch["skipped"]
+                kept += batch["index"].tolist()
+                assert batch["video"].shape[1:] == (2, 6, 3, 16, 20) or not len(batch["label"])
+            assert skipped == len(bad) == 4
+            assert sorted(records[i].rel for i in kept) == sorted({r.rel for r in records} - bad)
+    assert {r.rel: n for r, n in ds.failed()} == dict.fromkeys(bad, 2)
+    if workers == 0:  # worker processes log in their own process
+        logged = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+        assert len(logged) == 4 and all(any(b in m for b in bad) for m in logged)
+    single = ds[records.index(next(r for r in records if r.rel == "good/single.mp4"))]
+    assert single["video"].shape == (2, 6, 3, 16, 20)
+    assert (single["video"] == single["video"][0, 0]).all()  # one frame, repeated
+
+
+@pytest.mark.realdata
+def test_on_error_raise(tmp_path, real_clip):
+    from hpnet.data.decode import VideoDecodeError
+
+    records, bad = _bad_inputs(tmp_path, real_clip)
+    ds = _clips(records, on_error="raise")
+    for i, record in enumerate(records):
+        if record.rel in bad:
+            with pytest.raises(VideoDecodeError, match=record.path.name.replace(".", r"\.")):
+                ds[i]
+        else:
+            assert ds[i]["video"].shape == (1, 4, 3, 16, 20)
+
+
+def test_collate_clips_drops_none():
+    def sample(i: int) -> dict:
+        video = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+        return {"video": video, "joints": torch.zeros(4, 1, 17, 3), "label": i % 3, "index": i}
+
+    batch = collate_clips([None, sample(1), sample(2), None])
+    assert batch["skipped"] == 2 and batch["video"].shape == (2, 4, 3, 8, 8)
+    assert batch["label"].tolist() == [1, 2] and batch["label"].dtype == torch.int64
+    assert batch["index"].tolist() == [1, 2] and batch["joints"].shape == (2, 4, 1, 17, 3)
+    empty = collate_clips([None, None])
+    assert empty["skipped"] == 2 and len(empty["label"]) == 0 and len(empty["index"]) == 0
+
+
+def _epoch_indices(loader) -> dict[int, list[int]]:
+    """``{sample index: sampled frame indices}`` of one pass over a loader of _index_joints."""
+    out = {}
+    for batch in loader:
+        for index, joints in zip(batch["index"].tolist(), batch["joints"], strict=True):
+            out[index] = joints[:, 0, 0, 0].long().tolist()
+    return out
+
+
+def test_train_sampling_reproducible_across_workers_and_new_each_epoch(tmp_path):
+    path = write_video(tmp_path / "v.mp4", 48, size=(16, 16))
+    records = [VideoRecord(path, 0, f"v{i}.mp4") for i in range(6)]
+    runs = {}
+    for workers in (0, 2):
+        ds = _clips(records, train=True, frames=4, joint_source=_index_joints, seed=7)
+        loader = build_loader(ds, batch_size=2, train=True, workers=workers, seed=7)
+        runs[workers] = [_epoch_indices(loader) for _ in range(2)]  # epochs 0, 1 (auto)
+        loader.sampler.set_epoch(1)  # explicit epoch, as on resume
+        assert _epoch_indices(loader) == runs[workers][1]
+    assert runs[0] == runs[2]  # same draws whatever the worker count
+    first, second = runs[0]
+    assert sorted(first) == list(range(6))
+    assert first != second  # new offsets each epoch
+    assert len({tuple(v) for v in first.values()}) > 1  # samples do not share a stream
+    for values in first.values():  # TSN: one frame in each quarter of the 48 frames
+        assert [v // 12 for v in values] == [0, 1, 2, 3]
+
+
+def test_epoch_sampler_and_loader_options(tmp_path):
+    ds = _clips([VideoRecord(tmp_path / f"{i}.mp4", 0, f"{i}.mp4") for i in range(10)])
+    sampler = EpochSampler(ds, seed=3)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == list(range(10)) and first != second and ds.epoch == 1
+    sampler.set_epoch(0)
+    assert list(sampler) == first and ds.epoch == 0
+    balanced = class_balanced_sampler(ds.labels, seed=0)  # keeps (and advances) its own epoch
+    wrapped = EpochSampler(ds, seed=3, sampler=balanced)
+    balanced.set_epoch(5)
+    assert len(list(wrapped)) == 10 and ds.epoch == 5
+    list(wrapped)
+    assert ds.epoch == 6
+    wrapped.set_epoch(2)  # forwarded
+    list(wrapped)
+    assert ds.epoch == 2
+    train = build_loader(ds, batch_size=4, train=True, workers=0, seed=0)
+    assert train.drop_last and len(train) == 2 and isinstance(train.sampler, EpochSampler)
+    small = build_loader(ds, batch_size=16, train=True, workers=0, seed=0)
+    assert not small.drop_last and len(small) == 1  # never an empty epoch
+    test = build_loader(ds, batch_size=4, train=False, workers=2, seed=0)
+    assert not test.drop_last and len(test) == 3 and test.persistent_workers
+    assert test.pin_memory == torch.cuda.is_available()
+
+
+# -------------------------------------------------------------------------------- from Config
+
+
+@pytest.mark.realdata
+def test_build_datasets_hmdb51_decodes_nothing_until_asked(hmdb51_mini, monkeypatch):
+    cfg = load_config(
+        None,
+        ["data.dataset=hmdb51", f"data.root={hmdb51_mini}", "data.allow_missing=true",
+         "data.frames=4", "data.size=56", "eval.views=2", "pose.source=none", "pose.persons=2"],
+    )  # fmt: skip
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded at construction")
+
+    monkeypatch.setattr("hpnet.data.datasets.open_video", no_decoding)
+    start = time.perf_counter()
+    train_ds, test_ds, classes = build_datasets(cfg)
+    assert time.perf_counter() - start < 2
+    monkeypatch.undo()
+    assert (len(train_ds), len(test_ds), len(classes)) == (5, 2, 51)
+    assert train_ds.canvas_hw == loader_canvas(56) == (64, 85)
+    sample = test_ds[0]
+    assert sample["video"].shape == (2, 4, 3, 64, 85)
+    assert sample["joints"].shape == (2, 4, 2, 17, 3)
+    assert classes[sample["label"]] == test_ds.records[0].path.parent.name
+    with pytest.raises(UserError, match="6759"):
+        build_datasets(load_config(None, ["data.dataset=hmdb51", f"data.root={hmdb51_mini}"]))
+
+
+def _synthetic_cfg(root: Path, *overrides: str):
+    return load_config(
+        None,
+        ["data.dataset=synthetic", f"data.root={root}", "data.frames=4", "data.size=28",
+         "data.aspect=1.0", "data.synthetic.train_videos=6", "data.synthetic.test_videos=3",
+         "data.synthetic.resolution=32", "data.synthetic.length=8", "eval.views=2", *overrides],
+    )  # fmt: skip
+
+
+def test_build_datasets_synthetic_joints_by_pose_source(tmp_path):
+    cfg = _synthetic_cfg(tmp_path, "pose.source=groundtruth")
+    train_ds, test_ds, classes = build_datasets(cfg)
+    assert (len(train_ds), len(test_ds)) == (6, 3) and len(classes) >= 8
+    sample = train_ds[0]
+    assert sample["video"].shape == (4, 3, 32, 32) and sample["joints"].shape == (4, 2, 17, 3)
+    assert sample["joints"][:, 0, :, 2].gt(0).any()  # the actor's joints are there
+    assert test_ds[1]["video"].shape == (2, 4, 3, 32, 32)
+    _, none_ds, _ = build_datasets(_synthetic_cfg(tmp_path, "pose.source=none"), test_views=1)
+    assert none_ds[1]["video"].shape == (1, 4, 3, 32, 32) and not none_ds[1]["joints"].any()
+    with pytest.raises(UserError, match="write_synthetic_videos"):
+        build_datasets(_synthetic_cfg(tmp_path, "pose.source=cache"))
+
+
+def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path):
+    from hpnet.data.synthetic import write_synthetic_videos
+    from hpnet.pose.store import JointCache
+
+    root = write_synthetic_videos(
+        tmp_path / "syn", num_train=2, num_test=2, resolution=32, length=8
+    )
+    cfg = _synthetic_cfg(root, "pose.source=cache")
+    joints = JointCache(root / "pose_cache", persons=2)
+    train_ds, test_ds, _ = build_datasets(cfg, joint_source=joints)
+    assert isinstance(test_ds, VideoClipDataset) and (len(train_ds), len(test_ds)) == (2, 2)
+    rendered = build_datasets(_synthetic_cfg(tmp_path / "mem", "pose.source=groundtruth"))[1]
+    for i in range(2):  # the same clip, from the file + cache and rendered in memory
+        from_files, in_memory = test_ds[i], rendered[i]
+        assert from_files["label"] == in_memory["label"]
+        assert from_files["video"].shape == in_memory["video"].shape == (2, 4, 3, 32, 32)
+        assert torch.allclose(from_files["joints"], in_memory["joints"])

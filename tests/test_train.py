@@ -1,0 +1,117 @@
+"""The training command end to end on tiny synthetic data: run folder, resume, guards, configs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpnet import engine
+from hpnet.cli import UserError
+from hpnet.train import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_args(tmp_path_factory) -> list[str]:
+    """A demo config shrunk to seconds: 16 train / 8 test clips of 4 frames at 32x32."""
+    shared = tmp_path_factory.mktemp("shared")
+    return [
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        f"data.root={shared / 'synthetic'}",
+        "data.frames=4",
+        "data.size=32",
+        "data.load_size=32",
+        "data.synthetic.train_videos=16",
+        "data.synthetic.test_videos=8",
+        "data.synthetic.resolution=32",
+        "data.synthetic.length=8",
+        "text.model=ViT-S-32-alt",
+        "text.pretrained=",
+        f"text.cache_dir={shared / 'text'}",
+        "train.batch_size=4",
+        "train.epochs=2",
+        "train.eval_every=1",
+        "train.warmup_epochs=0.5",
+        "eval.batch_size=4",
+    ]
+
+
+def _run(args: list[str], out: Path, *extra: str) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return main([*args, f"train.out_dir={out}", *extra])
+
+
+def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(tiny_args, out, "train.max_steps=2", "train.epochs=1", "eval.views=2") == 0
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "eval.json"):
+        assert (out / name).is_file(), name
+    assert (out / "confusion_matrix.csv").is_file() and (out / "confusion_matrix.png").is_file()
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report) >= {"top1", "top5", "mean_class_acc", "per_class", "num_videos", "views"}
+    assert 0 <= report["top1"] <= report["top5"] <= 1
+    assert report["views"] == 2
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in lines] == ["train", "test"]
+    assert lines[0]["clips"] == 8  # 2 steps x batch 4
+    ckpt = torch.load(out / "last.pt", weights_only=True)  # plain values only
+    assert ckpt["epoch"] == 1 and ckpt["config"]["data"]["frames"] == 4
+    printed = capsys.readouterr().out
+    assert "test top-1" in printed and "run folder" in printed
+
+
+def test_refuses_to_overwrite_a_run(tiny_args, tmp_path):
+    out = tmp_path / "run"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
+    with pytest.raises(UserError, match=r"train\.resume=auto"):
+        _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
+
+
+def test_resume_gives_the_same_weights(tiny_args, tmp_path, monkeypatch):
+    """Crash after epoch 1, resume with train.resume=auto: same final weights as no crash."""
+    whole = tmp_path / "whole"
+    _run(tiny_args, whole)
+
+    crashed = tmp_path / "crashed"
+    real = engine.train_one_epoch
+    calls = {"n": 0}
+
+    def crash_in_second_epoch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the process dies here; last.pt holds epoch 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr("hpnet.train.train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_args, crashed)
+    assert torch.load(crashed / "last.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr("hpnet.train.train_one_epoch", real)
+    _run(tiny_args, crashed, "train.resume=auto")
+
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(crashed / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_non_finite_loss_stops_the_run(tiny_args, tmp_path, monkeypatch):
+    def nan_loss(out, labels, cfg):
+        return out["logits"].sum() * float("nan")
+
+    monkeypatch.setattr(engine, "classification_loss", nan_loss)
+    with pytest.raises(engine.NonFiniteLossError, match="loss is nan"):
+        _run(tiny_args, tmp_path / "nan", "train.max_steps=1", "train.epochs=1")
+
+
+@pytest.mark.parametrize("switch", ["model.pose=false", "model.text=false", "data.balance=loss"])
+def test_switches_train(tiny_args, tmp_path, switch):
+    assert _run(tiny_args, tmp_path / "run", "train.max_steps=1", "train.epochs=1", switch) == 0

@@ -116,12 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(cfg, trained_classes or classes)
     model.load_state_dict(ckpt["model"])
     if trained_classes and list(classes) != list(trained_classes):
-        if not hasattr(model, "set_class_names"):
+        if model.class_embeddings is None:
             raise UserError(
                 f"{args.checkpoint} was trained on {len(trained_classes)} other classes and has a "
-                "linear head; evaluate on its own dataset or train with model.text=true"
+                "linear head (model.text=false): evaluate it on its own dataset"
             )
-        model.set_class_names(list(classes))
+        from hpnet.text.encoder import build_text_encoder
+
+        encoder = build_text_encoder(cfg)  # open vocabulary: embed this dataset's class names
+        model.set_class_embeddings(encoder.encode_class_names(classes, cfg.text.templates), classes)
     model.to(device)
     report = run_test(
         model,

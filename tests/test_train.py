@@ -51,6 +51,7 @@ def _run(args: list[str], out: Path, *extra: str) -> int:
 def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     out = tmp_path / "run"
     assert _run(tiny_args, out, "train.max_steps=2", "train.epochs=1", "eval.views=2") == 0
+    # max_steps also caps the evaluation: 2 batches of 4 test videos
     for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "eval.json"):
         assert (out / name).is_file(), name
     assert (out / "confusion_matrix.csv").is_file() and (out / "confusion_matrix.png").is_file()
@@ -65,6 +66,14 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     assert ckpt["epoch"] == 1 and ckpt["config"]["data"]["frames"] == 4
     printed = capsys.readouterr().out
     assert "test top-1" in printed and "run folder" in printed
+
+    from hpnet.evaluate import main as evaluate_main
+
+    again = tmp_path / "again"
+    assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--out", str(again)]) == 0
+    rerun = json.loads((again / "eval.json").read_text())
+    assert rerun["num_videos"] == 8 and rerun["views"] == 2 * 1  # eval.views=2 x eval.crops=1
+    assert (again / "confusion_matrix.png").is_file()
 
 
 def test_refuses_to_overwrite_a_run(tiny_args, tmp_path):

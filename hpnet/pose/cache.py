@@ -1,0 +1,461 @@
+"""``python -m hpnet.pose.cache``: joints of every video, computed once, batched and resumable.
+
+    python -m hpnet.pose.cache --config configs/hmdb51_fusion.yaml          # the dataset's videos
+    python -m hpnet.pose.cache --videos clips/ --out pose_cache/ --preview 8  # any folder
+    torchrun --nproc_per_node=8 -m hpnet.pose.cache --config ...             # one share per GPU
+    python -m hpnet.pose.cache --config ... --shard 2/4                      # machine 3 of 4
+
+Worker processes decode every ``pose.stride``-th frame of the videos (on the CPU, resized to the
+model's letterbox size) while the model runs batches of ``pose.batch`` frames that cross video
+boundaries. Each video's joints go to ``<cache_dir>/<relative path>.npz`` (see
+:mod:`hpnet.pose.store`) by an atomic rename, so a run killed at any moment leaves only whole
+files; a rerun skips videos cached with the same settings and redoes the others. A video that
+cannot be decoded is listed in ``<cache_dir>/failures.json`` (path, error) and the run goes on;
+the exit code is 1 when anything failed. Under torchrun (RANK, WORLD_SIZE) and/or with
+``--shard K/N`` each process takes the sorted videos ``[k::n]`` on ``cuda:LOCAL_RANK``; each
+share writes ``failures-<k>-of-<n>.json`` and whichever finishes last merges them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
+
+from hpnet.cli import UserError, run_cli
+from hpnet.config import Config, add_config_arguments, load_config
+from hpnet.data.decode import open_video
+from hpnet.data.records import VIDEO_EXTENSIONS
+from hpnet.pose.estimator import (
+    FrameDetections,
+    PoseEstimator,
+    letterbox_size,
+    resolve_device,
+    resolve_precision,
+    track_persons,
+    weights_fingerprint,
+)
+from hpnet.pose.preview import write_previews
+from hpnet.pose.store import (
+    REPORT_NAME,
+    ShardReport,
+    cache_path,
+    clear_shard_report,
+    is_cached,
+    remove_stale_temp_files,
+    save_joints,
+    write_shard_report,
+)
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to cache: its file and its path relative to the dataset or folder root."""
+
+    path: Path
+    rel: str
+
+
+# ----------------------------------------------------------------------------- which videos
+
+
+def folder_videos(folder: str | Path) -> list[VideoJob]:
+    """Every video file under ``folder`` (recursive, hidden entries skipped), sorted by path."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise UserError(f"video folder not found: {root} (--videos DIR)")
+    jobs = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
+                path = Path(dirpath) / name
+                jobs.append(VideoJob(path, path.relative_to(root).as_posix()))
+    return sorted(jobs, key=lambda j: j.rel)
+
+
+def dataset_videos(cfg: Config) -> list[VideoJob]:
+    """Every video of ``cfg.data``'s dataset, all splits (HMDB51 / UCF101: splits 1-3)."""
+    from hpnet.data.datasets import records_for_config
+
+    if cfg.data.dataset == "synthetic":
+        jobs = folder_videos(cfg.data.root) if Path(cfg.data.root).is_dir() else []
+        if not jobs:
+            raise UserError(
+                f"no synthetic video files under data.root={cfg.data.root}: write them first "
+                "(hpnet.data.synthetic.write_synthetic_videos) or use pose.source=groundtruth"
+            )
+        return jobs
+    splits = (1, 2, 3) if cfg.data.dataset in ("hmdb51", "ucf101") else (cfg.data.split,)
+    found: dict[str, VideoJob] = {}
+    for split in splits:
+        cfg.data.split = split
+        train, test, _ = records_for_config(cfg)
+        for record in (*train, *test):
+            found[record.rel] = VideoJob(Path(record.path), record.rel)
+    return sorted(found.values(), key=lambda j: j.rel)
+
+
+# ----------------------------------------------------------------------------- shares
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r} must look like K/N, e.g. 0/4") from None
+    if not 0 <= k < n:
+        raise UserError(f"--shard {text}: K must be in [0, N) (shards are numbered from 0)")
+    return k, n
+
+
+def this_share(shard: tuple[int, int] | None) -> tuple[int, int]:
+    """(index, count) of this process's share: ``--shard`` machines x torchrun ranks."""
+    k, n = shard or (0, 1)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return k * world + rank, n * world
+
+
+def share_device(device: str) -> str:
+    """``auto``/``cuda`` under torchrun -> ``cuda:LOCAL_RANK``; anything else unchanged."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return device
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+class FrameChunks(IterableDataset):
+    """Chunks of every ``stride``-th frame of each video, decoded in DataLoader workers.
+
+    Each worker takes videos ``[worker::workers]`` and yields, per video, ``ceil(F / chunk)``
+    dicts ``{"video", "frames": uint8 (n, 3, h, w), "indices": int64 (n,), "chunks", "info"}``,
+    or one ``{"video", "error"}`` when the video cannot be decoded.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        stride: int,
+        chunk: int,
+        imgsz: int,
+        resize: bool,
+        backend: str = "auto",
+    ) -> None:
+        self.paths, self.stride, self.chunk = list(paths), stride, chunk
+        self.imgsz, self.resize, self.backend = imgsz, resize, backend
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker = get_worker_info()
+        first, step = (worker.id, worker.num_workers) if worker else (0, 1)
+        for video in range(first, len(self.paths), step):
+            try:
+                yield from self._video_chunks(video)
+            except Exception as err:  # any decoder failure: reported, never fatal
+                yield {"video": video, "error": f"{type(err).__name__}: {err}"}
+
+    def _video_chunks(self, video: int) -> Iterator[dict[str, Any]]:
+        with open_video(self.paths[video], backend=self.backend) as reader:
+            info = reader.info
+            if info.num_frames < 1:
+                raise ValueError("the video has no frames")
+            indices = torch.arange(0, info.num_frames, self.stride)
+            size = letterbox_size(info.height, info.width, self.imgsz)
+            if not self.resize and size[0] >= info.height:  # upscaling: the model device does it
+                size = None
+            parts = indices.split(self.chunk)
+            facts = (info.num_frames, float(info.fps), info.width, info.height)
+            for part in parts:
+                frames = reader.frames(part.tolist(), size=size)
+                yield {
+                    "video": video,
+                    "frames": frames,
+                    "indices": part,
+                    "chunks": len(parts),
+                    "info": facts,
+                    "error": None,
+                }
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _VideoState:
+    chunks: int
+    info: tuple
+    done_chunks: int = 0
+    rows: list[tuple[int, FrameDetections]] = field(default_factory=list)
+
+
+class CacheRun:
+    """Caches ``jobs`` with ``estimator``; counts into :class:`ShardReport`."""
+
+    def __init__(
+        self,
+        jobs: Sequence[VideoJob],
+        estimator: PoseEstimator,
+        *,
+        cache_dir: Path,
+        settings: dict[str, Any],
+        batch: int,
+        report: ShardReport,
+    ) -> None:
+        self.jobs, self.estimator, self.cache_dir = list(jobs), estimator, cache_dir
+        self.settings, self.batch, self.report = settings, batch, report
+        self.states: dict[int, _VideoState] = {}
+        self.failed: set[int] = set()
+        self.queue: deque[tuple[int, torch.Tensor, torch.Tensor, bool]] = deque()
+        self.queued = 0
+        self.bar: tqdm | None = None
+        self.start = time.perf_counter()
+
+    def run(self, chunks: Iterator[dict[str, Any]], bar: tqdm) -> None:
+        """Feed decoded chunks to the model ``batch`` frames at a time, across videos."""
+        self.bar = bar
+        for item in chunks:
+            video = int(item["video"])
+            if item["error"] is not None:
+                self._fail(video, item["error"])
+                continue
+            self.states.setdefault(video, _VideoState(int(item["chunks"]), tuple(item["info"])))
+            self.queue.append((video, item["frames"], item["indices"], True))
+            self.queued += len(item["indices"])
+            while self.queued >= self.batch:
+                self._run_batch(self.batch)
+        while self.queued:
+            self._run_batch(self.batch)
+
+    def _take(self, count: int) -> list[tuple[int, torch.Tensor, torch.Tensor, bool]]:
+        pieces = []
+        while count and self.queue:
+            video, frames, indices, ends = self.queue.popleft()
+            if len(indices) > count:  # split the chunk; its tail waits for the next batch
+                self.queue.appendleft((video, frames[count:], indices[count:], ends))
+                frames, indices, ends = frames[:count], indices[:count], False
+            pieces.append((video, frames, indices, ends))
+            count -= len(indices)
+            self.queued -= len(indices)
+        return pieces
+
+    def _run_batch(self, count: int) -> None:
+        pieces = [p for p in self._take(count) if p[0] not in self.failed]
+        if not pieces:
+            return
+        detections = iter(self.estimator.detect([frames for _, frames, _, _ in pieces]))
+        for video, _, indices, ends in pieces:
+            state = self.states[video]
+            state.rows += [(int(i), next(detections)) for i in indices]
+            self.report.frames += len(indices)
+            state.done_chunks += ends
+            if state.done_chunks == state.chunks:
+                self._finish(video)
+
+    def _finish(self, video: int) -> None:
+        """All frames of ``video`` are through the model: assign person slots, write the file."""
+        state, job = self.states.pop(video), self.jobs[video]
+        state.rows.sort(key=lambda row: row[0])
+        keypoints = track_persons([det for _, det in state.rows], self.settings["persons"])
+        num_frames, fps, width, height = state.info
+        meta = {
+            **self.settings,
+            "num_frames": num_frames,
+            "fps": fps,
+            "width": width,
+            "height": height,
+        }
+        try:
+            save_joints(
+                cache_path(self.cache_dir, job.rel), keypoints, [row[0] for row in state.rows], meta
+            )
+        except OSError as err:
+            self._fail(video, f"cannot write the cache file: {err}")
+            return
+        self.report.cached += 1
+        self._tick()
+
+    def _fail(self, video: int, error: str) -> None:
+        self.failed.add(video)
+        self.states.pop(video, None)
+        job = self.jobs[video]
+        self.report.failures.append({"path": str(job.path), "rel": job.rel, "error": error})
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.bar is not None:
+            rate = self.report.frames / max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{rate:.1f} frames/s, {len(self.report.failures)} failed")
+            self.bar.update(1)
+
+
+def cache_settings(cfg: Config, precision: str) -> dict[str, Any]:
+    """The settings stored in every file's meta (those in store.SETTINGS_KEYS decide reuse)."""
+    p = cfg.pose
+    return {
+        "model": Path(p.weights).name,
+        "model_id": weights_fingerprint(p.weights),
+        "imgsz": p.imgsz,
+        "conf": p.conf,
+        "iou": p.iou,
+        "persons": p.persons,
+        "stride": p.stride,
+        "precision": precision,
+    }
+
+
+def cache_videos(
+    jobs: Sequence[VideoJob],
+    cfg: Config,
+    cache_dir: Path,
+    *,
+    share: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> ShardReport:
+    """Cache share ``[index::count]`` of ``jobs`` sorted by rel; returns the share's report."""
+    index, count = share
+    mine = sorted(jobs, key=lambda j: j.rel)[index::count]
+    device = resolve_device(share_device(cfg.pose.device))
+    precision = resolve_precision(cfg.pose.precision, device)
+    settings = cache_settings(cfg, precision)
+    report = ShardReport(shard=index, shards=count, videos=len(mine), settings=settings)
+    todo = []
+    for job in mine:
+        target = cache_path(cache_dir, job.rel)
+        remove_stale_temp_files(target)
+        if is_cached(target, settings):
+            report.skipped += 1
+        else:
+            todo.append(job)
+    if todo:
+        stream = FrameChunks(
+            [j.path for j in todo],
+            stride=cfg.pose.stride,
+            chunk=cfg.pose.batch,
+            imgsz=cfg.pose.imgsz,
+            resize=device.type == "cpu",
+            backend=cfg.data.decoder,
+        )
+        workers = min(cfg.pose.workers, len(todo))
+        loader = DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=4 if workers else None,
+            in_order=not workers,
+        )
+        chunks = iter(loader)  # forks the decoders before the model exists; they start at once
+        estimator = PoseEstimator(
+            cfg.pose.weights,
+            imgsz=cfg.pose.imgsz,
+            conf=cfg.pose.conf,
+            iou=cfg.pose.iou,
+            device=str(device),
+            precision=precision,
+        )
+        run = CacheRun(
+            todo,
+            estimator,
+            cache_dir=cache_dir,
+            settings=settings,
+            batch=cfg.pose.batch,
+            report=report,
+        )
+        with tqdm(
+            total=len(todo),
+            unit="video",
+            desc=f"pose cache {index}/{count}",
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
+            run.run(chunks, bar)
+    return report
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpnet.pose.cache",
+        description="Compute YOLO pose joints for every video (batched, resumable, shardable).",
+    )
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--videos",
+        metavar="DIR",
+        help="cache every video under DIR instead of the configured dataset",
+    )
+    parser.add_argument("--out", metavar="DIR", help="cache folder (default: pose.cache_dir)")
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="process share K of N (0-based), e.g. one per machine; combines with torchrun ranks",
+    )
+    parser.add_argument(
+        "--preview",
+        metavar="N",
+        type=int,
+        default=0,
+        help="write N PNGs with skeletons drawn to <cache_dir>/preview/",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (1 when a video failed)."""
+    args = _parser().parse_args(argv)
+    if not args.config and not args.videos:
+        raise UserError("give --config FILE (the dataset's videos) or --videos DIR [--out DIR]")
+    if args.preview < 0:
+        raise UserError(f"--preview {args.preview} must be >= 0")
+    cfg = load_config(args.config, args.overrides)
+    cache_dir = Path(args.out or cfg.pose.cache_dir).expanduser()
+    jobs = folder_videos(args.videos) if args.videos else dataset_videos(copy.deepcopy(cfg))
+    if not jobs:
+        where = args.videos or f"data.root={cfg.data.root}"
+        raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {where}")
+    share = this_share(parse_shard(args.shard) if args.shard else None)
+    clear_shard_report(cache_dir, *share)
+    start = time.perf_counter()
+    progress = not args.no_progress and os.environ.get("RANK", "0") == "0"
+    report = cache_videos(jobs, cfg, cache_dir, share=share, progress=progress)
+    report.seconds = time.perf_counter() - start
+    merged = write_shard_report(cache_dir, report)
+    label = f"share {share[0]}/{share[1]}" if share[1] > 1 else "pose cache"
+    print(f"{label}: {report.summary()}")
+    for failure in report.failures:
+        print(f"  failed: {failure['path']}: {failure['error']}")
+    if share[1] > 1 and merged is not None:
+        print(f"pose cache, all {share[1]} shares: {merged.summary()}")
+    if merged is not None:
+        print(f"report: {cache_dir / REPORT_NAME}")
+    if args.preview and share[0] == 0:
+        pngs = write_previews(
+            cache_dir, [(j.path, j.rel) for j in jobs], args.preview, backend=cfg.data.decoder
+        )
+        print(f"previews: {len(pngs)} PNGs in {cache_dir / 'preview'}")
+    return 1 if report.failures else 0
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: exit code 2 with a one-line message on a bad argument."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

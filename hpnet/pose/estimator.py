@@ -1,0 +1,337 @@
+"""YOLO pose estimation on batches of video frames, with persons kept in fixed slots per video.
+
+The only module of hpnet that imports ``ultralytics``. Frames of any size (several sizes in one
+call too) are letterboxed into one batch tensor on the model's device and go through
+``model.predict`` in one call; joints come back normalised to each frame, so a frame resized as a
+whole before the call (e.g. by the decoder, to the letterbox size) gives the same joints.
+
+    estimator = PoseEstimator("yolo11n-pose.pt", imgsz=640)
+    joints = estimator(frames, persons=2)  # frames uint8 (N, 3, H, W) of one video -> (N, 2, 17, 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hpnet.cli import UserError
+from hpnet.pose.skeleton import NUM_KEYPOINTS
+
+STRIDE = 32  # YOLO's largest feature stride: the batch canvas is a multiple of it
+PAD_VALUE = 114 / 255  # Ultralytics' letterbox grey
+_WEIGHTS_HINT = "set pose.weights=/path/to/yolo11n-pose.pt"
+
+
+@dataclass
+class FrameDetections:
+    """Persons found in one frame, best first (detection score x box area)."""
+
+    boxes: np.ndarray  # float32 (n, 4): x1, y1, x2, y2 normalised to the frame
+    scores: np.ndarray  # float32 (n,): detection confidence
+    keypoints: np.ndarray  # float32 (n, 17, 3): x, y normalised to the frame, confidence
+
+    @classmethod
+    def empty(cls) -> FrameDetections:
+        return cls(
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0, NUM_KEYPOINTS, 3), np.float32),
+        )
+
+
+# ------------------------------------------------------------------------------- weights
+
+
+def resolve_weights(weights: str | Path) -> str:
+    """Return what to hand to ``ultralytics.YOLO``: a local file, a model YAML or a known name.
+
+    Raises UserError when a path does not exist, or when a known Ultralytics name (e.g.
+    ``yolo11n-pose.pt``) is not on disk and the machine is offline, so nothing waits on the network.
+    """
+    text = str(weights).strip()
+    path = Path(text).expanduser()
+    if path.is_file():
+        return str(path)
+    is_yaml = text.lower().endswith((".yaml", ".yml"))
+    if path.parent != Path(".") or path.is_dir():  # a path, not a bare name
+        what = "pose model config" if is_yaml else "pose weights file"
+        raise UserError(f"{what} not found: {path} ({_WEIGHTS_HINT})")
+    if is_yaml:
+        return text  # a built-in model config, e.g. yolo11n-pose.yaml (random init, offline)
+    from ultralytics.utils import SETTINGS, is_online
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    cached = Path(SETTINGS["weights_dir"]) / text
+    if cached.is_file():
+        return str(cached)
+    if text not in GITHUB_ASSETS_NAMES:
+        raise UserError(
+            f"pose weights '{text}' are not a local file nor an Ultralytics model name "
+            f"(looked in {Path.cwd()} and {cached.parent}); {_WEIGHTS_HINT}"
+        )
+    if not is_online():  # honours YOLO_OFFLINE=1; a quick DNS check otherwise
+        raise UserError(
+            f"pose weights file {text} is missing and there is no network to download it "
+            f"(looked in {Path.cwd()} and {cached.parent}); download {text} from "
+            f"https://github.com/ultralytics/assets/releases and {_WEIGHTS_HINT}"
+        )
+    return text
+
+
+def weights_fingerprint(weights: str | Path, seed: int = 0) -> str:
+    """Identity of a pose model for cache metadata: file SHA-256 prefix, or YAML name + seed."""
+    resolved = resolve_weights(weights)
+    path = Path(resolved)
+    if path.is_file() and not resolved.lower().endswith((".yaml", ".yml")):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return f"sha256:{digest.hexdigest()[:16]}"
+    return f"{path.name}:seed{seed}"
+
+
+def _load_yolo(weights: str | Path, seed: int):
+    """Build an Ultralytics YOLO pose model; every failure a user can fix becomes a UserError."""
+    from ultralytics import YOLO
+
+    resolved = resolve_weights(weights)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # a YAML (random-init) model is the same in every process
+            model = YOLO(resolved, task="pose", verbose=False)
+    except (ConnectionError, FileNotFoundError) as err:
+        raise UserError(f"cannot load pose weights {weights}: {err}; {_WEIGHTS_HINT}") from None
+    except Exception as err:  # a corrupt or foreign file: torch.load / YAML parse errors
+        raise UserError(
+            f"pose weights {weights} could not be loaded ({type(err).__name__}: {err}); "
+            f"{_WEIGHTS_HINT}"
+        ) from None
+    if getattr(model, "task", None) != "pose" or not getattr(model.model, "kpt_shape", None):
+        raise UserError(
+            f"{weights} is a YOLO '{model.task}' model, not a pose model; {_WEIGHTS_HINT}"
+        )
+    if tuple(model.model.kpt_shape) != (NUM_KEYPOINTS, 3):
+        raise UserError(
+            f"{weights} predicts keypoints of shape {tuple(model.model.kpt_shape)}; hpnet needs "
+            f"the 17 COCO keypoints with confidence (17, 3); {_WEIGHTS_HINT}"
+        )
+    return model
+
+
+# ------------------------------------------------------------------------------- devices
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` = the first CUDA device when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"pose.device={device} but CUDA is not available (use pose.device=cpu)")
+    return dev
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 matrix units (AVX512-BF16 / AMX), where bf16 inference is faster."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` = fp16 on CUDA, bf16 on CPUs with native bf16 support, fp32 otherwise."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("pose.precision=fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
+    return precision
+
+
+def letterbox_size(height: int, width: int, imgsz: int) -> tuple[int, int]:
+    """(h, w) a frame is resized to before padding: its long side becomes ``imgsz``."""
+    scale = imgsz / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+# ------------------------------------------------------------------------------- estimator
+
+
+class PoseEstimator:
+    """An Ultralytics YOLO pose model run on batches of frames.
+
+    Args:
+        weights: checkpoint path, Ultralytics name (``yolo11n-pose.pt``) or model YAML
+            (``yolo11n-pose.yaml`` builds a randomly initialised model, seeded by ``seed``).
+        imgsz: inference size; each frame's long side is scaled to it, then padded to a multiple
+            of 32 (as Ultralytics' own letterbox does).
+        conf, iou: detection confidence threshold and NMS IoU threshold.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        precision: ``auto`` (fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32),
+            ``fp32``, ``fp16``, ``bf16``.
+        max_det: most detections kept per frame before person slots are assigned.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path = "yolo11n-pose.pt",
+        *,
+        imgsz: int = 640,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        device: str = "auto",
+        precision: str = "auto",
+        max_det: int = 20,
+        seed: int = 0,
+    ) -> None:
+        if imgsz < STRIDE or imgsz % STRIDE:
+            raise UserError(f"pose.imgsz={imgsz} must be a multiple of {STRIDE}")
+        self.weights = str(weights)
+        self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.model = _load_yolo(weights, seed)
+
+    def _predict_args(self) -> dict:
+        return {
+            "conf": self.conf,
+            "iou": self.iou,
+            "imgsz": self.imgsz,
+            "max_det": self.max_det,
+            "device": str(self.device),
+            "quantize": 16 if self.precision == "fp16" else None,
+            "verbose": False,
+        }
+
+    def _canvas(self, blocks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple]]:
+        """Letterbox all frames into one float batch (N, 3, Hc, Wc); per frame (top, left, h, w)."""
+        sizes = [letterbox_size(b.shape[-2], b.shape[-1], self.imgsz) for b in blocks]
+        canvas_h = math.ceil(max(h for h, _ in sizes) / STRIDE) * STRIDE
+        canvas_w = math.ceil(max(w for _, w in sizes) / STRIDE) * STRIDE
+        total = sum(b.shape[0] for b in blocks)
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        canvas = torch.full(
+            (total, 3, canvas_h, canvas_w), PAD_VALUE, dtype=dtype, device=self.device
+        )
+        places: list[tuple] = []
+        start = 0
+        for block, (h, w) in zip(blocks, sizes, strict=True):
+            x = block.to(self.device, non_blocking=True).to(dtype).div_(255)  # (n, 3, H, W)
+            if x.shape[-2:] != (h, w):
+                down = h < x.shape[-2]
+                x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=down).clamp_(0, 1)
+            top, left = (canvas_h - h) // 2, (canvas_w - w) // 2
+            canvas[start : start + len(x), :, top : top + h, left : left + w] = x
+            places += [(top, left, h, w)] * len(x)
+            start += len(x)
+        return canvas, places
+
+    @torch.inference_mode()
+    def detect(self, frames: torch.Tensor | Sequence[torch.Tensor]) -> list[FrameDetections]:
+        """Detect persons in every frame, in one forward pass.
+
+        Args:
+            frames: uint8 (N, 3, H, W), or a sequence of such blocks of different sizes.
+        Returns:
+            N :class:`FrameDetections`, coordinates normalised to each frame.
+        """
+        blocks = [frames] if isinstance(frames, torch.Tensor) else list(frames)
+        blocks = [b.unsqueeze(0) if b.dim() == 3 else b for b in blocks if b.shape[0] > 0]
+        if not blocks:
+            return []
+        canvas, places = self._canvas(blocks)
+        use_bf16 = self.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            results = self.model.predict(canvas, **self._predict_args())
+        return [_to_detections(r, place) for r, place in zip(results, places, strict=True)]
+
+    def __call__(self, frames: torch.Tensor, persons: int = 2) -> np.ndarray:
+        """Joints of consecutive frames of ONE video: uint8 (N, 3, H, W) -> (N, P, 17, 3)."""
+        return track_persons(self.detect(frames), persons)
+
+
+def _to_detections(result, place: tuple[int, int, int, int]) -> FrameDetections:
+    """One Ultralytics Results (canvas pixels) -> detections normalised to the frame, ranked."""
+    if result.boxes is None or len(result.boxes) == 0 or result.keypoints is None:
+        return FrameDetections.empty()
+    top, left, h, w = place
+    offset = torch.tensor([left, top], dtype=torch.float32)
+    size = torch.tensor([w, h], dtype=torch.float32)
+    boxes = result.boxes.xyxy.float().cpu().view(-1, 2, 2)
+    boxes = ((boxes - offset) / size).clamp_(0, 1).view(-1, 4)
+    scores = result.boxes.conf.float().cpu()
+    kpts = result.keypoints.data.float().cpu().clone()  # (n, 17, 3) canvas pixels
+    kpts[..., :2] = (kpts[..., :2] - offset) / size
+    outside = (kpts[..., :2] < 0).any(-1) | (kpts[..., :2] > 1).any(-1) | (kpts[..., 2] <= 0)
+    kpts[outside] = 0  # missing joint: confidence 0 and x = y = 0
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = torch.argsort(scores * area, descending=True, stable=True)
+    return FrameDetections(
+        boxes[order].numpy(), scores[order].numpy(), kpts[order].contiguous().numpy()
+    )
+
+
+# ------------------------------------------------------------------------------- person slots
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (m, 4) and b (n, 4) as x1, y1, x2, y2 -> (m, n)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+class PersonTracker:
+    """Keeps up to ``persons`` people in fixed slots across the frames of one video.
+
+    Each frame, a slot takes the detection that overlaps its last seen box most (greedy by box
+    IoU >= ``min_iou``); slots left empty take the remaining detections best-ranked first. A slot
+    with nobody in the frame gives zeros and remembers its box to pick its person up again.
+    """
+
+    def __init__(self, persons: int, min_iou: float = 0.2) -> None:
+        self.persons, self.min_iou = persons, min_iou
+        self.last_boxes: list[np.ndarray | None] = [None] * persons
+
+    def update(self, det: FrameDetections) -> np.ndarray:
+        """Detections of the next frame -> joints float32 (P, 17, 3) in slot order."""
+        out = np.zeros((self.persons, NUM_KEYPOINTS, 3), np.float32)
+        slot_of: dict[int, int] = {}  # detection -> slot
+        seen = [s for s, box in enumerate(self.last_boxes) if box is not None]
+        if seen and len(det.scores):
+            iou = box_iou(np.stack([self.last_boxes[s] for s in seen]), det.boxes)
+            for flat in np.argsort(-iou, axis=None, kind="stable"):
+                i, d = divmod(int(flat), iou.shape[1])
+                if iou[i, d] < self.min_iou:
+                    break
+                if seen[i] not in slot_of.values() and d not in slot_of:
+                    slot_of[d] = seen[i]
+        free = [s for s in range(self.persons) if s not in slot_of.values()]
+        for d in range(len(det.scores)):
+            if not free:
+                break
+            if d not in slot_of:
+                slot_of[d] = free.pop(0)
+        for d, s in slot_of.items():
+            out[s] = det.keypoints[d]
+            self.last_boxes[s] = det.boxes[d]
+        return out
+
+
+def track_persons(detections: Sequence[FrameDetections], persons: int) -> np.ndarray:
+    """Consecutive frames' detections -> joints float32 (F, P, 17, 3) with stable person slots."""
+    tracker = PersonTracker(persons)
+    if not detections:
+        return np.zeros((0, persons, NUM_KEYPOINTS, 3), np.float32)
+    return np.stack([tracker.update(d) for d in detections])

@@ -1,0 +1,295 @@
+"""The pose cache on disk: one ``.npz`` per video, written atomically, and its reader.
+
+File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative video path>.npz``:
+
+- ``keypoints``: float32 (F, P, 17, 3): x, y in [0, 1] of the original frame, confidence in
+  [0, 1]; a missing person or joint has confidence 0 and x = y = 0.
+- ``frame_indices``: int64 (F,): which video frames the F rows are (every ``stride``-th frame).
+- ``meta``: a JSON string: ``format_version``, the settings (``model``, ``model_id``, ``imgsz``,
+  ``conf``, ``iou``, ``persons``, ``stride``, ``precision``) and the video's ``num_frames``,
+  ``fps``, ``width``, ``height``.
+
+    cached = load_joints("pose_cache/golf/clip.avi.npz")
+    cached.keypoints.shape  # (F, P, 17, 3)
+
+:class:`JointCache` is the ``joint_source`` the datasets take: joints at exactly the sampled frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hpnet.cli import UserError
+from hpnet.pose.skeleton import NUM_KEYPOINTS
+
+FORMAT_VERSION = 1
+# Meta keys that must match for a cached file to count as done; anything else is information.
+SETTINGS_KEYS = ("format_version", "model_id", "imgsz", "conf", "iou", "persons", "stride")
+CACHE_COMMAND = "python -m hpnet.pose.cache --config <your config>"
+
+
+@dataclass
+class CachedJoints:
+    """The content of one cache file."""
+
+    keypoints: np.ndarray  # float32 (F, P, 17, 3)
+    frame_indices: np.ndarray  # int64 (F,)
+    meta: dict[str, Any]
+
+
+class _Record(Protocol):
+    rel: str
+
+
+def cache_path(cache_dir: str | Path, rel: str) -> Path:
+    """Where the joints of the video at relative path ``rel`` live: ``<cache_dir>/<rel>.npz``."""
+    return Path(cache_dir) / f"{rel}.npz"
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
+def remove_stale_temp_files(path: Path) -> int:
+    """Delete leftovers ``<path>.<pid>.tmp`` of killed runs; returns how many were removed."""
+    removed = 0
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f"{_glob_escape(path.name)}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def write_atomic(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename onto ``path``.
+
+    A reader (or a rerun after a kill) sees the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_joints(
+    path: str | Path, keypoints: np.ndarray, frame_indices: np.ndarray, meta: Mapping[str, Any]
+) -> None:
+    """Write one cache file atomically.
+
+    Args:
+        keypoints: (F, P, 17, 3) joints, stored as float32.
+        frame_indices: (F,) video frame of each row, stored as int64.
+        meta: settings and video facts (JSON-serialisable); ``format_version`` is added.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    frame_indices = np.asarray(frame_indices, dtype=np.int64)
+    if keypoints.ndim != 4 or keypoints.shape[2:] != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"keypoints must be (F, P, 17, 3), got {keypoints.shape}")
+    if frame_indices.shape != keypoints.shape[:1]:
+        raise ValueError(f"frame_indices {frame_indices.shape} != F of keypoints {keypoints.shape}")
+    text = json.dumps({"format_version": FORMAT_VERSION, **meta}, sort_keys=True)
+    write_atomic(
+        Path(path),
+        lambda f: np.savez_compressed(
+            f, keypoints=keypoints, frame_indices=frame_indices, meta=np.array(text)
+        ),
+    )
+
+
+def load_joints(path: str | Path) -> CachedJoints:
+    """Read one cache file; raises ``ValueError`` (or ``OSError``) if corrupt or incomplete."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keypoints = data["keypoints"].astype(np.float32, copy=False)
+            frame_indices = data["frame_indices"].astype(np.int64, copy=False)
+            meta = json.loads(str(data["meta"]))
+    except (KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as err:
+        raise ValueError(f"corrupt pose cache file {path}: {type(err).__name__}: {err}") from None
+    if keypoints.ndim != 4 or keypoints.shape[0] != len(frame_indices) or not len(frame_indices):
+        raise ValueError(f"corrupt pose cache file {path}: shapes {keypoints.shape}")
+    return CachedJoints(keypoints, frame_indices, meta)
+
+
+def read_meta(path: str | Path) -> dict[str, Any] | None:
+    """The ``meta`` of a cache file, or None when it is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def is_cached(path: str | Path, settings: Mapping[str, Any]) -> bool:
+    """True when ``path`` is a complete cache file made with the same ``settings``."""
+    meta = read_meta(path)
+    wanted = {"format_version": FORMAT_VERSION, **settings}
+    if meta is None or any(meta.get(k) != wanted.get(k) for k in SETTINGS_KEYS):
+        return False
+    try:
+        load_joints(path)  # the arrays too: a file cut short fails here
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def nearest_rows(cached: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of the nearest cached frame for each wanted frame index (ties go to the earlier one).
+
+    Args:
+        cached: sorted int (F,) frame indices in the cache file.
+        wanted: int array of any shape.
+    Returns: int64 array of ``wanted``'s shape with values in [0, F).
+    """
+    if len(cached) == 1:
+        return np.zeros(np.shape(wanted), np.int64)
+    pos = np.searchsorted(cached, wanted).clip(1, len(cached) - 1)
+    before, after = cached[pos - 1], cached[pos]
+    return np.where(wanted - before <= after - wanted, pos - 1, pos).astype(np.int64)
+
+
+class JointCache:
+    """Joints from the pose cache at exactly the frames a dataset samples.
+
+    The ``joint_source`` callable of :func:`hpnet.data.datasets.build_datasets`:
+    ``JointCache(cfg.pose.cache_dir, cfg.pose.persons)``. Each call reads the video's file
+    (``<cache_dir>/<record.rel>.npz``) and picks, for every sampled frame, the nearest cached
+    frame (the cache holds every ``stride``-th frame). Persons beyond those cached are zeros.
+    """
+
+    def __init__(self, cache_dir: str | Path, persons: int = 2) -> None:
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.persons = persons
+
+    def path(self, record: _Record) -> Path:
+        return cache_path(self.cache_dir, record.rel)
+
+    def missing(self, records: Iterable[_Record]) -> list[_Record]:
+        """The records that have no cache file (to check a whole split before a long run)."""
+        return [r for r in records if not self.path(r).is_file()]
+
+    def _missing_error(self, path: Path, what: str) -> UserError:
+        return UserError(
+            f"{what} pose cache file {path}: run `{CACHE_COMMAND}` (pose.cache_dir="
+            f"{self.cache_dir}) to compute the joints, or set pose.source=none to go without them"
+        )
+
+    def __call__(self, record: _Record, frame_indices: np.ndarray, info: Any = None) -> np.ndarray:
+        """Joints float32 (V, T, P, 17, 3) at ``frame_indices`` int (V, T) of ``record``'s video."""
+        path = self.path(record)
+        if not path.is_file():
+            raise self._missing_error(path, "no")
+        try:
+            cached = load_joints(path)
+        except (OSError, ValueError):
+            raise self._missing_error(path, "corrupt") from None
+        wanted = np.asarray(frame_indices, dtype=np.int64)
+        picked = cached.keypoints[nearest_rows(cached.frame_indices, wanted)]  # (V, T, Pc, 17, 3)
+        out = np.zeros((*wanted.shape, self.persons, NUM_KEYPOINTS, 3), np.float32)
+        keep = min(self.persons, picked.shape[-3])
+        out[..., :keep, :, :] = picked[..., :keep, :, :]
+        return out
+
+
+# ----------------------------------------------------------------------------- run reports
+
+REPORT_NAME = "failures.json"
+
+
+@dataclass
+class ShardReport:
+    """What one share of a cache run did; the merged report has the same fields."""
+
+    shard: int = 0
+    shards: int = 1
+    videos: int = 0  # videos in this share
+    cached: int = 0  # written by this run
+    skipped: int = 0  # already cached with the same settings
+    frames: int = 0  # frames through the model
+    seconds: float = 0.0  # wall time of the share (merged: the slowest share)
+    failures: list[dict[str, str]] = field(default_factory=list)  # {"path", "rel", "error"}
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def summary(self) -> str:
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.videos} videos: {self.cached} cached, {self.skipped} already done, "
+            f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s "
+            f"({rate:.1f} frames/s)"
+        )
+
+
+def shard_report_path(cache_dir: str | Path, shard: int, shards: int) -> Path:
+    if shards == 1:
+        return Path(cache_dir) / REPORT_NAME
+    return Path(cache_dir) / f"failures-{shard}-of-{shards}.json"
+
+
+def clear_shard_report(cache_dir: str | Path, shard: int, shards: int) -> None:
+    """Remove this share's report of an earlier run (so no merge uses it)."""
+    if shards > 1:
+        shard_report_path(cache_dir, shard, shards).unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_atomic(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
+
+
+def _read_report(path: Path) -> ShardReport | None:
+    try:
+        data = json.loads(path.read_text())
+        return ShardReport(**{k: v for k, v in data.items() if k != "failed"})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_shard_report(cache_dir: str | Path, report: ShardReport) -> ShardReport | None:
+    """Write this share's report; when every share's report is there, merge them.
+
+    The merge goes to ``<cache_dir>/failures.json`` (a single share writes it directly) and is
+    returned; None while other shares are still running. No process group is needed: the share
+    that finishes last sees all reports, and two shares merging at once write the same file.
+    A stale report of an earlier run can make an early merge incomplete; the last share's merge
+    replaces it.
+    """
+    data = {**asdict(report), "failed": report.failed}
+    _write_json(shard_report_path(cache_dir, report.shard, report.shards), data)
+    if report.shards == 1:
+        return report
+    parts = [
+        _read_report(shard_report_path(cache_dir, k, report.shards)) for k in range(report.shards)
+    ]
+    if any(p is None for p in parts):
+        return None
+    merged = ShardReport(shard=0, shards=report.shards, settings=report.settings)
+    for part in parts:
+        merged.videos += part.videos
+        merged.cached += part.cached
+        merged.skipped += part.skipped
+        merged.frames += part.frames
+        merged.seconds = max(merged.seconds, part.seconds)
+        merged.failures += part.failures
+    merged.failures.sort(key=lambda f: f.get("rel", ""))
+    _write_json(Path(cache_dir) / REPORT_NAME, {**asdict(merged), "failed": merged.failed})
+    return merged

@@ -10,15 +10,14 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 
 FORMAT_VERSION = 1
@@ -30,23 +29,13 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     A crash or a full disk leaves the previous file untouched; the error says which file failed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: torch.save(obj, f))
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise UserError(
             f"could not write checkpoint {path}: {err.strerror or err} "
             f"(the previous {path.name}, if any, is intact; free disk space or fix permissions)"
         ) from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

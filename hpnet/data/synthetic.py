@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from hpnet.atomic import write_atomic
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
 from hpnet.data.render import render_clip
 from hpnet.data.sampling import sample_frame_indices
@@ -89,16 +88,8 @@ def _cache_key(**settings: Any) -> str:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Uncompressed npz written to a temp file and renamed: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Uncompressed npz, written atomically: readers never see half a file."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load_or_render(

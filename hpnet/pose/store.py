@@ -18,7 +18,6 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
@@ -54,10 +54,6 @@ def cache_path(cache_dir: str | Path, rel: str) -> Path:
     return Path(cache_dir) / f"{rel}.npz"
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
-
-
 def remove_stale_temp_files(path: Path) -> int:
     """Delete leftovers ``<path>.<pid>.tmp`` of killed runs; returns how many were removed."""
     removed = 0
@@ -70,23 +66,6 @@ def remove_stale_temp_files(path: Path) -> int:
 
 def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
-
-
-def write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename onto ``path``.
-
-    A reader (or a rerun after a kill) sees the old file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_joints(

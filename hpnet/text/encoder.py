@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 from hpnet.text.prompts import make_prompts
 
@@ -324,7 +324,7 @@ class ClassTextEncoder:
             "weights": json.dumps(self.weights.identity()),
         }
         try:
-            atomic_torch_save(entry, path)
+            write_atomic(path, lambda f: torch.save(entry, f))
         except OSError as err:  # a read-only cache must not stop a run
             logger.warning("could not write text embedding cache %s: %s", path, err)
 
@@ -337,21 +337,6 @@ def build_text_encoder(cfg: Config, device: str | torch.device = "cpu") -> Class
     return ClassTextEncoder(
         cfg.text.model, cfg.text.pretrained, cache_dir=cfg.text.cache_dir or None, device=device
     )
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def is_torchscript_archive(path: str | Path) -> bool:

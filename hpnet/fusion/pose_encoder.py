@@ -11,8 +11,9 @@ frame minus this one). They are fused and encoded by either
   quadratic in T x K).
 
 Frames, joints and persons that are missing (confidence 0) are masked in every pooling step.
-Persons are then combined by attention with a rank embedding, so the network can learn to
-focus on the main actor (ranked first) and ignore bystanders.
+Persons are then combined by attention with a rank embedding and a learnable rank prior that
+starts on the first-ranked person (the largest, most confident detection: usually the actor),
+so the network focuses on the main actor and can learn to ignore bystanders.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ class PoseEncoder(nn.Module):
         self.temporal_order = nn.Linear(dim, dim)  # weights frames by position: keeps time order
         self.person_embed = nn.Parameter(torch.zeros(max_persons, dim))
         self.person_score = nn.Linear(dim, 1, bias=False)  # softmax ignores a shared bias
+        # Prior: persons come ranked by detection score x box area, and the actor is usually
+        # the first; the attention starts at ~95 % on rank 0 and learns from there.
+        self.rank_bias = nn.Parameter(
+            torch.cat([torch.zeros(1), torch.full((max_persons - 1,), -3.0)])
+        )
         self.out_norm = nn.LayerNorm(dim)
         self.dim = dim
 
@@ -137,7 +143,8 @@ class PoseEncoder(nn.Module):
         p = person.shape[1]
         person = person + self.person_embed[:p]
         present = present_t.any(-1)  # (B, P)
-        score = self.person_score(person).squeeze(-1).masked_fill(~present, float("-inf"))
+        score = self.person_score(person).squeeze(-1) + self.rank_bias[:p]
+        score = score.masked_fill(~present, float("-inf"))
         weight = torch.nan_to_num(score.softmax(-1), nan=0.0)  # nobody: all-zero weights
         return self.out_norm((weight.unsqueeze(-1) * person).sum(1))
 

@@ -58,17 +58,20 @@ def build_joint_source(cfg: Config) -> Any:
 def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:
     """Training loader: shuffled per (seed, epoch), class-balanced, or sharded under torchrun.
 
-    Its sampler forwards ``set_epoch`` to the dataset and the inner sampler every epoch.
+    Its sampler forwards ``set_epoch`` to the dataset and the inner sampler every epoch. Under
+    torchrun, ``train.batch_size`` is per process: the global batch is world_size times it.
     """
     from hpnet.data.balance import class_balanced_sampler
     from hpnet.data.datasets import build_loader
 
-    sampler: Sampler | None = None  # build_loader shuffles per (seed, epoch)
+    # One permutation per (seed, epoch), dealt out rank by rank: N processes with batch b see
+    # exactly the clips that one process with batch N x b sees, step by step.
+    sampler: Sampler
     if cfg.data.balance == "sampler":
         sampler = class_balanced_sampler(
             ds.labels, seed=cfg.train.seed, num_replicas=dist.world_size, rank=dist.rank
         )
-    elif dist.enabled:
+    else:
         sampler = DistributedSampler(
             ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.train.seed
         )

@@ -30,7 +30,12 @@ from hpnet.config import (
     save_config,
 )
 from hpnet.data.balance import class_weights
-from hpnet.distributed import DistInfo, init_distributed, shutdown_distributed
+from hpnet.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    init_distributed,
+    shutdown_distributed,
+)
 from hpnet.engine import LossConfig, train_one_epoch
 from hpnet.evaluate import run_test, write_report
 from hpnet.models.hpnet import build_model
@@ -171,6 +176,18 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
             progress=dist.is_main,
         )
         step += int(stats["steps"])
+        if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
+            seen = stats["clips"]
+            total = all_reduce_sum(
+                [stats["loss"] * seen, stats["acc"] * seen, seen, stats["skipped"]], device
+            )
+            stats.update(
+                loss=total[0] / max(total[2], 1),
+                acc=total[1] / max(total[2], 1),
+                clips=total[2],
+                clips_per_s=stats["clips_per_s"] * dist.world_size,
+                skipped=total[3],
+            )
         record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
         record["lr"] = optimizer.param_groups[0]["lr"]
         is_best = False

@@ -219,6 +219,7 @@ class CacheRun:
         self.settings, self.batch, self.report = settings, batch, report
         self.states: dict[int, _VideoState] = {}
         self.failed: set[int] = set()
+        self.finished: set[int] = set()
         self.queue: deque[tuple[int, torch.Tensor, torch.Tensor, bool]] = deque()
         self.queued = 0
         self.bar: tqdm | None = None
@@ -285,10 +286,13 @@ class CacheRun:
         except OSError as err:
             self._fail(video, f"cannot write the cache file: {err}")
             return
+        self.finished.add(video)
         self.report.cached += 1
         self._tick()
 
     def _fail(self, video: int, error: str) -> None:
+        if video in self.finished:  # e.g. an error closing the decoder after the last frame
+            return
         self.failed.add(video)
         self.states.pop(video, None)
         job = self.jobs[video]
@@ -326,6 +330,7 @@ def cache_videos(
     progress: bool = True,
 ) -> ShardReport:
     """Cache share ``[index::count]`` of ``jobs`` sorted by rel; returns the share's report."""
+    start = time.perf_counter()
     index, count = share
     mine = sorted(jobs, key=lambda j: j.rel)[index::count]
     device = resolve_device(share_device(cfg.pose.device))
@@ -382,6 +387,7 @@ def cache_videos(
             dynamic_ncols=True,
         ) as bar:
             run.run(chunks, bar)
+    report.seconds = time.perf_counter() - start
     return report
 
 
@@ -431,10 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {where}")
     share = this_share(parse_shard(args.shard) if args.shard else None)
     clear_shard_report(cache_dir, *share)
-    start = time.perf_counter()
     progress = not args.no_progress and os.environ.get("RANK", "0") == "0"
     report = cache_videos(jobs, cfg, cache_dir, share=share, progress=progress)
-    report.seconds = time.perf_counter() - start
     merged = write_shard_report(cache_dir, report)
     label = f"share {share[0]}/{share[1]}" if share[1] > 1 else "pose cache"
     print(f"{label}: {report.summary()}")

@@ -98,6 +98,10 @@ def weights_fingerprint(weights: str | Path, seed: int = 0) -> str:
     return f"{path.name}:seed{seed}"
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
 def _load_yolo(weights: str | Path, seed: int):
     """Build an Ultralytics YOLO pose model; every failure a user can fix becomes a UserError."""
     from ultralytics import YOLO
@@ -106,12 +110,14 @@ def _load_yolo(weights: str | Path, seed: int):
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # a YAML (random-init) model is the same in every process
-            model = YOLO(resolved, task="pose", verbose=False)
+            model = YOLO(resolved, verbose=False)
     except (ConnectionError, FileNotFoundError) as err:
-        raise UserError(f"cannot load pose weights {weights}: {err}; {_WEIGHTS_HINT}") from None
+        raise UserError(
+            f"cannot load pose weights {weights}: {_one_line(err)}; {_WEIGHTS_HINT}"
+        ) from None
     except Exception as err:  # a corrupt or foreign file: torch.load / YAML parse errors
         raise UserError(
-            f"pose weights {weights} could not be loaded ({type(err).__name__}: {err}); "
+            f"pose weights {weights} could not be loaded ({type(err).__name__}: {_one_line(err)}); "
             f"{_WEIGHTS_HINT}"
         ) from None
     if getattr(model, "task", None) != "pose" or not getattr(model.model, "kpt_shape", None):
@@ -295,37 +301,42 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class PersonTracker:
     """Keeps up to ``persons`` people in fixed slots across the frames of one video.
 
-    Each frame, a slot takes the detection that overlaps its last seen box most (greedy by box
-    IoU >= ``min_iou``); slots left empty take the remaining detections best-ranked first. A slot
-    with nobody in the frame gives zeros and remembers its box to pick its person up again.
+    Each frame, slots in order (slot 0 first, so the main person keeps slot 0) take the free
+    detection whose box overlaps their last seen box most, if that IoU is >= ``min_iou``. Slots
+    left over take the remaining detections best-ranked first: slots that are truly free (never
+    used, or unseen for more than ``max_age`` frames) before slots whose person was just missed.
+    A slot with nobody in the frame gives zeros.
     """
 
-    def __init__(self, persons: int, min_iou: float = 0.2) -> None:
-        self.persons, self.min_iou = persons, min_iou
+    def __init__(self, persons: int, min_iou: float = 0.2, max_age: int = 15) -> None:
+        self.persons, self.min_iou, self.max_age = persons, min_iou, max_age
         self.last_boxes: list[np.ndarray | None] = [None] * persons
+        self.unseen = [0] * persons  # frames since each slot's person was last seen
+
+    def _recent(self, slot: int) -> bool:
+        return self.last_boxes[slot] is not None and self.unseen[slot] <= self.max_age
 
     def update(self, det: FrameDetections) -> np.ndarray:
         """Detections of the next frame -> joints float32 (P, 17, 3) in slot order."""
         out = np.zeros((self.persons, NUM_KEYPOINTS, 3), np.float32)
-        slot_of: dict[int, int] = {}  # detection -> slot
-        seen = [s for s, box in enumerate(self.last_boxes) if box is not None]
-        if seen and len(det.scores):
-            iou = box_iou(np.stack([self.last_boxes[s] for s in seen]), det.boxes)
-            for flat in np.argsort(-iou, axis=None, kind="stable"):
-                i, d = divmod(int(flat), iou.shape[1])
-                if iou[i, d] < self.min_iou:
-                    break
-                if seen[i] not in slot_of.values() and d not in slot_of:
-                    slot_of[d] = seen[i]
-        free = [s for s in range(self.persons) if s not in slot_of.values()]
-        for d in range(len(det.scores)):
-            if not free:
-                break
-            if d not in slot_of:
-                slot_of[d] = free.pop(0)
-        for d, s in slot_of.items():
-            out[s] = det.keypoints[d]
-            self.last_boxes[s] = det.boxes[d]
+        taken: dict[int, int] = {}  # slot -> detection
+        free_dets = list(range(len(det.scores)))  # in rank order
+        for slot in range(self.persons):
+            if not free_dets or not self._recent(slot):
+                continue
+            iou = box_iou(self.last_boxes[slot][None], det.boxes[free_dets])[0]
+            if iou.max() >= self.min_iou:
+                taken[slot] = free_dets.pop(int(iou.argmax()))
+        open_slots = sorted(
+            (s for s in range(self.persons) if s not in taken), key=lambda s: (self._recent(s), s)
+        )
+        for slot, d in zip(open_slots, free_dets, strict=False):
+            taken[slot] = d
+        for slot in range(self.persons):
+            self.unseen[slot] += 1
+        for slot, d in taken.items():
+            out[slot] = det.keypoints[d]
+            self.last_boxes[slot], self.unseen[slot] = det.boxes[d], 0
         return out
 
 

@@ -1,0 +1,71 @@
+"""torchrun on the CPU (Gloo): 2 processes x batch 2 train exactly like 1 process x batch 4."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _args(shared: Path, out: Path, batch: int) -> list[str]:
+    """The demo config shrunk, with every random augmentation off (the ranks draw their own)."""
+    return [
+        "-m", "hpnet.train", "--config", str(REPO / "configs" / "demo.yaml"),
+        f"data.root={shared / 'synthetic'}", "data.frames=4", "data.size=32",
+        "data.load_size=32", "data.synthetic.train_videos=16", "data.synthetic.test_videos=6",
+        "data.synthetic.resolution=32", "data.synthetic.length=8",
+        "data.augment.flip=false", "data.augment.scale_min=1.0", "data.augment.ratio_max=1.0",
+        "data.augment.jitter=0.0", "data.augment.blur_prob=0.0",
+        "text.model=ViT-S-32-alt", "text.pretrained=", f"text.cache_dir={shared / 'text'}",
+        f"train.batch_size={batch}", "train.epochs=2", "train.eval_every=0",
+        "train.warmup_epochs=0.5", "train.resume=", f"train.out_dir={out}", "eval.batch_size=4",
+    ]  # fmt: skip
+
+
+def _run(cmd: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_gloo_processes_match_one(tmp_path):
+    shared = tmp_path / "shared"
+    single, double = tmp_path / "single", tmp_path / "double"
+    _run([sys.executable, *_args(shared, single, batch=4)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={_free_port()}",
+            *_args(shared, double, batch=2),
+        ]
+    )
+
+    def losses(run: Path) -> list[float]:
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if r["type"] == "train"]
+
+    assert losses(single) == pytest.approx(losses(double), rel=1e-4)
+    a = torch.load(single / "last.pt", weights_only=True)
+    b = torch.load(double / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8  # 2 epochs x 4 optimizer steps
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    report = json.loads((double / "eval.json").read_text())
+    assert report["num_videos"] == 6  # every test video exactly once across the 2 processes

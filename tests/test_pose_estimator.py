@@ -1,0 +1,285 @@
+"""The YOLO pose estimator: weights handling, batching, coordinates, person slots, real clips."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from hpnet.cli import UserError
+from hpnet.pose.estimator import (
+    FrameDetections,
+    PersonTracker,
+    PoseEstimator,
+    letterbox_size,
+    resolve_precision,
+    resolve_weights,
+    track_persons,
+)
+
+# A random-init YOLO11n-pose scores every box around 1e-4: this threshold lets detections through.
+LOW_CONF = 1e-5
+
+
+@pytest.fixture(scope="module")
+def random_yolo() -> PoseEstimator:
+    return PoseEstimator(
+        "yolo11n-pose.yaml", imgsz=64, conf=LOW_CONF, device="cpu", precision="fp32"
+    )
+
+
+def _frames(n: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, height, width), generator=g, dtype=torch.uint8)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_missing_weight_file_names_it_and_the_setting(tmp_path):
+    missing = tmp_path / "weights" / "yolo11n-pose.pt"
+    with pytest.raises(UserError, match=r"not found: .*yolo11n-pose\.pt.*pose\.weights="):
+        PoseEstimator(missing, device="cpu")
+    with pytest.raises(UserError, match="pose model config not found"):
+        resolve_weights(tmp_path / "my-pose.yaml")
+
+
+def test_known_name_offline_fails_fast_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not in the working directory
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(UserError, match=r"no network.*pose\.weights=/path/to/yolo11n-pose\.pt"):
+        resolve_weights("yolo26x-pose.pt")  # an Ultralytics name never stored on this machine
+    assert time.perf_counter() - start < 5  # nothing waited on the network
+    with pytest.raises(UserError, match="not a local file nor an Ultralytics model name"):
+        resolve_weights("my-own-pose.pt")
+
+
+def test_wrong_or_corrupt_checkpoints_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="'detect' model, not a pose model"):
+        PoseEstimator("yolo11n.yaml", device="cpu")
+    corrupt = tmp_path / "broken-pose.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=r"broken-pose\.pt could not be loaded"):
+        PoseEstimator(corrupt, device="cpu")
+
+
+def test_precision_and_device_choices():
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "fp32")
+    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            PoseEstimator("yolo11n-pose.yaml", device="cuda")
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def test_letterbox_size_scales_the_long_side():
+    assert letterbox_size(240, 320, 640) == (480, 640)
+    assert letterbox_size(1080, 1920, 640) == (360, 640)
+    assert letterbox_size(64, 48, 64) == (64, 48)
+
+
+def test_mixed_size_blocks_in_one_batch(random_yolo):
+    """Sizes that are not multiples of 32, two sizes in one call: one detection list per frame."""
+    blocks = [_frames(3, 64, 64), _frames(2, 40, 72, seed=1)]
+    dets = random_yolo.detect(blocks)
+    assert len(dets) == 5
+    for det in dets:
+        assert len(det.scores) > 0  # the low threshold lets the random model's boxes through
+        assert det.keypoints.shape == (len(det.scores), 17, 3)
+        assert det.keypoints.dtype == np.float32
+        assert ((det.boxes >= 0) & (det.boxes <= 1)).all()
+        assert ((det.keypoints[..., :2] >= 0) & (det.keypoints[..., :2] <= 1)).all()
+        missing = det.keypoints[..., 2] == 0
+        assert (det.keypoints[missing][:, :2] == 0).all()  # missing joint: x = y = 0
+        area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+        rank = det.scores * area
+        assert (np.diff(rank) <= 1e-12).all()  # best first
+    assert any((d.keypoints[..., 2] > 0).any() for d in dets)
+
+
+def test_batch_gives_the_same_joints_as_single_frames(random_yolo):
+    frames = _frames(4, 64, 64, seed=2)
+    batched = random_yolo.detect(frames)
+    single = [random_yolo.detect(frames[i : i + 1])[0] for i in range(4)]
+    for b, s in zip(batched, single, strict=True):
+        np.testing.assert_allclose(b.keypoints, s.keypoints, atol=1e-4)
+        np.testing.assert_allclose(b.scores, s.scores, rtol=1e-3)
+
+
+def test_frames_with_nobody_give_zeros(random_yolo):
+    nobody = PoseEstimator("yolo11n-pose.yaml", imgsz=64, conf=0.99, device="cpu")
+    joints = nobody(_frames(3, 50, 70), persons=2)
+    assert joints.shape == (3, 2, 17, 3) and joints.dtype == np.float32
+    assert (joints == 0).all()
+    assert random_yolo.detect(torch.zeros(0, 3, 64, 64, dtype=torch.uint8)) == []
+    assert random_yolo.detect([]) == []
+
+
+def test_joints_are_normalised_to_each_frame(random_yolo, monkeypatch):
+    """A point Ultralytics reports on the padded canvas maps back to the frame it came from."""
+    blocks = [_frames(1, 48, 64), _frames(1, 64, 32, seed=1)]  # letterboxed to 48x64 and 64x32
+    point = [(0.25, 0.75), (0.5, 0.1)]
+
+    def fake_predict(canvas, **kwargs):
+        assert canvas.shape[-2] % 32 == 0 and canvas.shape[-1] % 32 == 0
+        results = []
+        for (x, y), (h, w) in zip(point, [(48, 64), (64, 32)], strict=True):
+            top, left = (canvas.shape[-2] - h) // 2, (canvas.shape[-1] - w) // 2
+            px, py = left + x * w, top + y * h
+            kpts = torch.zeros(1, 17, 3)
+            kpts[0, 0] = torch.tensor([px, py, 0.9])
+            kpts[0, 1] = torch.tensor([0.0, 0.0, 0.9])  # in the padding: outside the frame
+            box = torch.tensor([[left, top, left + w / 2, top + h / 2]], dtype=torch.float32)
+            boxes = _Boxes(box, torch.tensor([0.8]))
+            results.append(SimpleNamespace(boxes=boxes, keypoints=SimpleNamespace(data=kpts)))
+        return results
+
+    monkeypatch.setattr(random_yolo.model, "predict", fake_predict)
+    dets = random_yolo.detect(blocks)
+    for det, (x, y) in zip(dets, point, strict=True):
+        np.testing.assert_allclose(det.keypoints[0, 0], [x, y, 0.9], atol=1e-5)
+        assert (det.keypoints[0, 1] == 0).all()
+        np.testing.assert_allclose(det.boxes[0], [0, 0, 0.5, 0.5], atol=1e-5)
+
+
+class _Boxes:
+    """The part of Ultralytics' Boxes the estimator reads."""
+
+    def __init__(self, xyxy: torch.Tensor, conf: torch.Tensor) -> None:
+        self.xyxy, self.conf = xyxy, conf
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+
+def test_random_init_model_is_the_same_in_every_process():
+    a = PoseEstimator("yolo11n-pose.yaml", imgsz=64, conf=LOW_CONF, device="cpu", precision="fp32")
+    b = PoseEstimator("yolo11n-pose.yaml", imgsz=64, conf=LOW_CONF, device="cpu", precision="fp32")
+    frames = _frames(2, 64, 64, seed=3)
+    np.testing.assert_array_equal(a(frames), b(frames))
+
+
+# ----------------------------------------------------------------------------- person slots
+
+
+def _det(boxes, scores) -> FrameDetections:
+    """Detections whose joint x says which box they belong to."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    kp = np.zeros((len(boxes), 17, 3), np.float32)
+    kp[..., 0], kp[..., 1], kp[..., 2] = boxes[:, :1], 0.5, 1.0
+    return FrameDetections(boxes, np.asarray(scores, np.float32), kp)
+
+
+LEFT, RIGHT = [0.1, 0.1, 0.3, 0.9], [0.6, 0.1, 0.9, 0.9]
+
+
+def test_slots_follow_people_when_the_ranking_changes():
+    joints = track_persons(
+        [_det([LEFT, RIGHT], [0.9, 0.8]), _det([RIGHT, LEFT], [0.9, 0.8]), _det([RIGHT], [0.9])],
+        persons=2,
+    )
+    assert joints.shape == (3, 2, 17, 3)
+    assert (joints[:2, 0, 0, 0] == pytest.approx(0.1)) and (
+        joints[:2, 1, 0, 0] == pytest.approx(0.6)
+    )
+    assert (joints[2, 0] == 0).all() and joints[2, 1, 0, 0] == pytest.approx(0.6)
+
+
+def test_main_person_keeps_slot_zero_after_a_duplicate_box():
+    """A frame with a second, overlapping box must not move the person out of slot 0."""
+    body, part = [0.30, 0.10, 0.70, 0.95], [0.32, 0.40, 0.70, 0.95]
+    moved = [0.33, 0.30, 0.71, 0.95]  # overlaps the duplicate more than the old body box
+    joints = track_persons(
+        [_det(body, [0.9]), _det([body, part], [0.9, 0.5]), _det(moved, [0.9])], persons=2
+    )
+    assert (joints[:, 0, :, 2] > 0).all()
+    assert (joints[2, 1] == 0).all()
+
+
+def test_more_people_than_slots_and_a_long_absence():
+    tracker = PersonTracker(persons=1, max_age=2)
+    first = tracker.update(_det([RIGHT, LEFT], [0.9, 0.5]))  # best-ranked first
+    assert first.shape == (1, 17, 3) and first[0, 0, 0] == pytest.approx(0.6)
+    for _ in range(3):  # gone longer than max_age: the slot is free for anybody
+        assert (tracker.update(FrameDetections.empty()) == 0).all()
+    assert tracker.update(_det(LEFT, [0.4]))[0, 0, 0] == pytest.approx(0.1)
+
+
+# ----------------------------------------------------------------------------- real weights
+
+# Per-clip fraction of frames where yolo11n-pose (imgsz 640, conf 0.25, bf16 on this CPU; fp32
+# within 0.03) finds a person, measured on every frame of the seven HMDB51 clips:
+#   brush_hair 1.00, golf 1.00, shoot_bow 1.00, swing_baseball 1.00, punch 0.88, climb 0.72,
+#   climb_stairs 0.49.
+# The first four show one person, large and unoccluded: the model must find them nearly always,
+# hence >= 0.95 (slack for frames the real model could miss under another precision/backend).
+# punch / climb / climb_stairs have frames where the person really is hard (boxing bag in front
+# of the body, a small climber far away, heavy motion blur and blocking on the stairs), shown by
+# eye in the skeleton previews; over all seven clips the frame-weighted rate is 0.90, asserted
+# as >= 0.80 so a regression (e.g. coordinates or thresholds broken) fails while codec-level
+# differences between decoders do not.
+EASY_CLIPS = ("brush_hair", "golf", "shoot_bow", "swing_baseball")
+EASY_MIN, OVERALL_MIN = 0.95, 0.80
+
+
+@pytest.fixture(scope="module")
+def real_yolo(yolo_weights) -> PoseEstimator:
+    return PoseEstimator(yolo_weights, imgsz=640, conf=0.25, device="cpu")
+
+
+def _clip(hmdb51_mini: Path, name: str, step: int) -> torch.Tensor:
+    from hpnet.data.decode import open_video
+
+    with open_video(next((hmdb51_mini / name).glob("*.avi"))) as reader:
+        return reader.frames(list(range(0, reader.info.num_frames, step)))
+
+
+@pytest.mark.realdata
+def test_real_weights_find_the_person_in_easy_clips(hmdb51_mini, real_yolo):
+    for name in EASY_CLIPS[:3]:  # every 8th frame: ~75 frames, a few seconds
+        joints = real_yolo(_clip(hmdb51_mini, name, 8), persons=2)
+        found = (joints[..., 2] > 0).any(-1).any(-1)
+        assert found.mean() >= EASY_MIN, f"{name}: person found in {found.mean():.0%} of frames"
+        in_slot0 = (joints[:, 0, :, 2] > 0).any(-1)
+        assert in_slot0.sum() >= 0.95 * found.sum(), f"{name}: the person left slot 0"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_weights_find_people_in_all_clips(hmdb51_mini, real_yolo):
+    found_frames = total = 0
+    for clip_dir in sorted(
+        p for p in hmdb51_mini.iterdir() if p.is_dir() and "split" not in p.name
+    ):
+        joints = real_yolo(_clip(hmdb51_mini, clip_dir.name, 2), persons=2)
+        found = (joints[..., 2] > 0).any(-1).any(-1)
+        if clip_dir.name in EASY_CLIPS:
+            assert found.mean() >= EASY_MIN, f"{clip_dir.name}: {found.mean():.0%} of frames"
+        found_frames += int(found.sum())
+        total += len(found)
+    assert found_frames / total >= OVERALL_MIN
+
+
+@pytest.mark.realdata
+def test_resized_frames_and_bf16_give_the_same_joints(hmdb51_mini, real_yolo, yolo_weights):
+    """What the cache does (frames resized by the decoder, bf16 on capable CPUs) changes little."""
+    frames = _clip(hmdb51_mini, "golf", 30)  # 3 frames, 320x240
+    reference = PoseEstimator(yolo_weights, imgsz=640, device="cpu", precision="fp32")
+    full = reference(frames)
+    big = torch.nn.functional.interpolate(frames, size=(480, 640), mode="bilinear")
+    resized = reference(big.round().clamp(0, 255).to(torch.uint8))
+    seen = (full[..., 2] > 0.5) & (resized[..., 2] > 0.5)
+    assert seen.sum() > 20
+    assert np.abs(full[..., :2] - resized[..., :2])[seen].max() < 0.01  # < 3 px of 320
+    lower = real_yolo(frames)  # precision auto: bf16 here if the CPU has it
+    seen = (full[..., 2] > 0.5) & (lower[..., 2] > 0.5)
+    assert np.median(np.abs(full[..., :2] - lower[..., :2])[seen]) < 0.005

@@ -429,13 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("give --config FILE (the dataset's videos) or --videos DIR [--out DIR]")
     if args.preview < 0:
         raise UserError(f"--preview {args.preview} must be >= 0")
+    share = this_share(parse_shard(args.shard) if args.shard else None)
     cfg = load_config(args.config, args.overrides)
     cache_dir = Path(args.out or cfg.pose.cache_dir).expanduser()
     jobs = folder_videos(args.videos) if args.videos else dataset_videos(copy.deepcopy(cfg))
     if not jobs:
         where = args.videos or f"data.root={cfg.data.root}"
         raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {where}")
-    share = this_share(parse_shard(args.shard) if args.shard else None)
     clear_shard_report(cache_dir, *share)
     progress = not args.no_progress and os.environ.get("RANK", "0") == "0"
     report = cache_videos(jobs, cfg, cache_dir, share=share, progress=progress)

@@ -1,0 +1,315 @@
+"""The pose cache: file format, JointCache, and ``python -m hpnet.pose.cache`` end to end.
+
+The command runs a random-init YOLO11n-pose (``yolo11n-pose.yaml``, seeded, so every process has
+the same weights) at imgsz 64 with a threshold low enough for it to report persons, on tiny
+videos written with PyAV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hpnet.cli import UserError
+from hpnet.data.records import VideoRecord
+from hpnet.pose.cache import main
+from hpnet.pose.store import (
+    JointCache,
+    cache_path,
+    is_cached,
+    load_joints,
+    nearest_rows,
+    read_meta,
+    remove_stale_temp_files,
+    save_joints,
+)
+
+RANDOM_YOLO = ["pose.weights=yolo11n-pose.yaml", "pose.imgsz=64", "pose.conf=0.00001"]
+GOOD = ["a/clip one.mp4", "a/b/clip(2)!.mp4", "c/wide.mp4", "d.mp4"]  # nested, odd names
+BROKEN = ["bad/garbage.mp4", "bad/empty.avi"]
+
+
+def _write_video(path: Path, frames: int, height: int, width: int, seed: int) -> None:
+    import av
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for t in range(frames):
+            image = np.full((height, width, 3), 40, np.uint8)
+            x = 4 + 2 * t
+            image[8 : height - 8, x : x + 16] = rng.integers(120, 255, 3)  # a moving block
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Four small videos (12-16 frames, 64x64 and one 48x80) and two broken files."""
+    root = tmp_path_factory.mktemp("videos")
+    for i, rel in enumerate(GOOD):
+        height, width = (48, 80) if "wide" in rel else (64, 64)
+        _write_video(root / rel, frames=12 + 2 * (i % 3), height=height, width=width, seed=i)
+    (root / BROKEN[0]).parent.mkdir()
+    (root / BROKEN[0]).write_bytes(os.urandom(2000))
+    (root / BROKEN[1]).write_bytes(b"")
+    (root / "notes.txt").write_text("not a video")
+    return root
+
+
+def _run(videos: Path, out: Path, *extra: str) -> int:
+    return main(["--videos", str(videos), "--out", str(out), "--no-progress", *RANDOM_YOLO, *extra])
+
+
+def _npz(out: Path) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npz"))
+
+
+def _same_files(a: Path, b: Path) -> None:
+    assert _npz(a) == _npz(b)
+    for rel in _npz(a):
+        x, y = load_joints(a / rel), load_joints(b / rel)
+        np.testing.assert_array_equal(x.frame_indices, y.frame_indices)
+        np.testing.assert_allclose(x.keypoints, y.keypoints, atol=1e-5)
+        assert x.meta == y.meta
+
+
+# ----------------------------------------------------------------------------- the file format
+
+
+def test_save_load_roundtrip_and_settings(tmp_path):
+    path = cache_path(tmp_path, "cls/v.avi")
+    keypoints = np.random.default_rng(0).random((5, 2, 17, 3)).astype(np.float32)
+    settings = {"model_id": "m", "imgsz": 64, "conf": 0.1, "iou": 0.7, "persons": 2, "stride": 2}
+    save_joints(path, keypoints, np.arange(0, 10, 2), {**settings, "num_frames": 10})
+    assert path == tmp_path / "cls" / "v.avi.npz" and path.is_file()
+    assert not list(tmp_path.rglob("*.tmp"))
+    cached = load_joints(path)
+    np.testing.assert_array_equal(cached.keypoints, keypoints)
+    assert cached.frame_indices.dtype == np.int64 and cached.meta["num_frames"] == 10
+    assert cached.meta["format_version"] == 1
+    with np.load(path) as raw:  # plain numpy can read it (public format)
+        assert json.loads(str(raw["meta"]))["stride"] == 2
+    settings["format_version"] = 1
+    assert is_cached(path, settings)
+    assert not is_cached(path, {**settings, "conf": 0.2})
+    path.write_bytes(path.read_bytes()[:100])  # cut short
+    assert read_meta(path) is None and not is_cached(path, settings)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_joints(path)
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    path = cache_path(tmp_path, "x/[odd] name.mp4")
+    path.parent.mkdir(parents=True)
+    (path.parent / f"{path.name}.123.tmp").write_bytes(b"half")
+    (path.parent / "other.mp4.npz.5.tmp").write_bytes(b"someone else's")
+    assert remove_stale_temp_files(path) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["other.mp4.npz.5.tmp"]
+
+
+def test_nearest_rows():
+    cached = np.array([0, 3, 6, 9])
+    wanted = np.array([[0, 1, 2, 4, 5, 8, 20]])
+    np.testing.assert_array_equal(nearest_rows(cached, wanted), [[0, 0, 1, 1, 2, 3, 3]])
+    np.testing.assert_array_equal(nearest_rows(np.array([4]), np.array([0, 9])), [0, 0])
+
+
+def test_joint_cache_picks_the_sampled_frames(tmp_path):
+    keypoints = np.zeros((4, 2, 17, 3), np.float32)
+    keypoints[..., 0] = np.arange(4)[:, None, None] / 10  # row r has x = r / 10
+    keypoints[..., 2] = 1
+    save_joints(cache_path(tmp_path, "v.mp4"), keypoints, [0, 2, 4, 6], {"stride": 2})
+    record = VideoRecord(Path("/data/v.mp4"), 0, "v.mp4")
+    joints = JointCache(tmp_path, persons=3)(record, np.array([[0, 3, 5], [6, 6, 9]]), None)
+    assert joints.shape == (2, 3, 3, 17, 3) and joints.dtype == np.float32
+    np.testing.assert_allclose(joints[..., 0, 0, 0], [[0.0, 0.1, 0.2], [0.3, 0.3, 0.3]])
+    assert (joints[:, :, 2] == 0).all()  # a third person was never cached
+    assert JointCache(tmp_path, persons=1)(record, np.array([[1]])).shape == (1, 1, 1, 17, 3)
+
+
+def test_joint_cache_missing_or_corrupt_entry_says_what_to_run(tmp_path):
+    record = VideoRecord(Path("/data/cls/v.avi"), 0, "cls/v.avi")
+    cache = JointCache(tmp_path)
+    with pytest.raises(
+        UserError, match=r"python -m hpnet\.pose\.cache --config.*pose\.source=none"
+    ):
+        cache(record, np.zeros((1, 4), np.int64), None)
+    assert cache.missing([record]) == [record]
+    cache.path(record).parent.mkdir(parents=True)
+    cache.path(record).write_bytes(b"garbage")
+    with pytest.raises(UserError, match="corrupt pose cache file"):
+        cache(record, np.zeros((1, 4), np.int64), None)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@pytest.fixture(scope="module")
+def reference(videos, tmp_path_factory) -> Path:
+    """One uninterrupted run (decoding in the main process)."""
+    out = tmp_path_factory.mktemp("reference")
+    assert _run(videos, out, "pose.workers=0") == 1  # the broken files fail the exit code
+    return out
+
+
+def test_command_writes_one_file_per_video(videos, reference, capsys):
+    assert _npz(reference) == sorted(f"{rel}.npz" for rel in GOOD)
+    for i, rel in enumerate(GOOD):
+        cached = load_joints(cache_path(reference, rel))
+        frames = 12 + 2 * (i % 3)
+        assert cached.keypoints.shape == (frames, 2, 17, 3)
+        np.testing.assert_array_equal(cached.frame_indices, np.arange(frames))
+        meta = cached.meta
+        assert meta["num_frames"] == frames and meta["fps"] == pytest.approx(10)
+        assert (meta["width"], meta["height"]) == ((80, 48) if "wide" in rel else (64, 64))
+        assert meta["model"] == "yolo11n-pose.yaml" and meta["imgsz"] == 64
+        assert {"conf", "iou", "persons", "stride", "precision", "format_version"} <= set(meta)
+        if "wide" not in rel:  # the random model puts its joints at the top: padding there
+            assert (cached.keypoints[..., 2] > 0).any()  # the low threshold gave detections
+    report = json.loads((reference / "failures.json").read_text())
+    assert sorted(f["rel"] for f in report["failures"]) == sorted(BROKEN)
+    assert all(f["error"] and f["path"].endswith(f["rel"]) for f in report["failures"])
+    assert (report["videos"], report["cached"], report["failed"]) == (6, 4, 2)
+
+
+def test_rerun_skips_and_redoes_changed_or_corrupt_files(videos, reference, tmp_path, capsys):
+    out = tmp_path / "cache"
+    for rel in _npz(reference):  # start from a finished cache
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes((reference / rel).read_bytes())
+    capsys.readouterr()
+    assert _run(videos, out, "pose.workers=0") == 1
+    assert "0 cached, 4 already done, 2 failed" in capsys.readouterr().out
+    (out / f"{GOOD[0]}.npz").write_bytes(b"corrupt")
+    assert _run(videos, out, "pose.workers=0") == 1
+    assert "1 cached, 3 already done" in capsys.readouterr().out
+    _same_files(reference, out)
+    assert _run(videos, out, "pose.workers=0", "pose.stride=5") == 1  # other settings: redone
+    assert "4 cached, 0 already done" in capsys.readouterr().out
+    np.testing.assert_array_equal(load_joints(out / f"{GOOD[0]}.npz").frame_indices, [0, 5, 10])
+
+
+def test_worker_processes_and_batches_across_videos_give_the_same_files(
+    videos, reference, tmp_path
+):
+    out = tmp_path / "cache"
+    assert _run(videos, out, "pose.workers=2", "pose.batch=5") == 1
+    _same_files(reference, out)
+
+
+def test_shares_split_the_videos_and_merge_the_report(videos, reference, tmp_path, monkeypatch):
+    out = tmp_path / "cache"
+    codes = [_run(videos, out, "pose.workers=0", "--shard", f"{k}/3") for k in range(3)]
+    # sorted rels [k::3]: share 1 holds no broken file, so only it exits 0
+    assert codes == [1, 0, 1]
+    _same_files(reference, out)
+    merged = json.loads((out / "failures.json").read_text())
+    assert (merged["videos"], merged["cached"], merged["failed"], merged["shards"]) == (6, 4, 2, 3)
+    parts = [json.loads((out / f"failures-{k}-of-3.json").read_text()) for k in range(3)]
+    assert sum(p["videos"] for p in parts) == 6
+    # torchrun: RANK / WORLD_SIZE split the same way, combined with --shard across machines
+    out2 = tmp_path / "torchrun"
+    for rank in range(3):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "3")
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        _run(videos, out2, "pose.workers=0")
+    _same_files(reference, out2)
+    assert json.loads((out2 / "failures.json").read_text())["failed"] == 2
+
+
+def test_killed_run_finishes_on_rerun(videos, reference, tmp_path):
+    """SIGKILL mid-run, rerun: the same files as an uninterrupted run, and no debris."""
+    out = tmp_path / "killed"
+    stale = out / "a" / "clip one.mp4.npz.99999.tmp"  # debris of an even earlier kill
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a file")
+    cmd = [sys.executable, "-m", "hpnet.pose.cache", "--videos", str(videos), "--out", str(out)]
+    cmd += ["--no-progress", *RANDOM_YOLO, "pose.workers=1", "pose.batch=1"]
+    env = {**os.environ, "YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "YOLO_VERBOSE": "False"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_npz(out)) < 1:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(_npz(out)) < len(GOOD), "the run finished before it was killed"
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 1, rerun.stderr
+    assert "2 failed" in rerun.stdout
+    _same_files(reference, out)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_config_mode_caches_every_split_and_writes_previews(videos, tmp_path, capsys):
+    root = tmp_path / "dataset"
+    for i, rel in enumerate(["walk/x1.mp4", "walk/x2.mp4", "jump/y1.mp4"]):
+        _write_video(root / rel, frames=10, height=64, width=64, seed=10 + i)
+    config = tmp_path / "folder.yaml"
+    cache_dir = tmp_path / "pose_cache"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": "folder", "root": str(root)},
+                "pose": {"cache_dir": str(cache_dir)},
+            }
+        )
+    )
+    args = ["--config", str(config), "--no-progress", *RANDOM_YOLO, "pose.workers=0"]
+    assert main([*args, "--preview", "2"]) == 0
+    assert _npz(cache_dir) == ["jump/y1.mp4.npz", "walk/x1.mp4.npz", "walk/x2.mp4.npz"]
+    pngs = sorted((cache_dir / "preview").glob("*.png"))
+    assert len(pngs) == 2
+    from PIL import Image
+
+    with Image.open(pngs[0]) as image:
+        assert image.size == (480, 480)  # 64x64 frames drawn enlarged
+    assert "previews: 2 PNGs" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="--config FILE"):
+        main([])
+    with pytest.raises(UserError, match="K/N"):
+        main(["--videos", str(tmp_path), "--shard", "3"])
+    with pytest.raises(UserError, match=r"K must be in \[0, N\)"):
+        main(["--videos", str(tmp_path), "--shard", "2/2"])
+    with pytest.raises(UserError, match="video folder not found"):
+        main(["--videos", str(tmp_path / "nowhere")])
+    with pytest.raises(UserError, match="no video files"):
+        main(["--videos", str(tmp_path)])
+    result = subprocess.run(
+        [sys.executable, "-m", "hpnet.pose.cache", "--videos", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+@pytest.mark.realdata
+def test_hmdb51_config_caches_all_splits(hmdb51_mini, tmp_path):
+    """``--config`` with an HMDB51 tree: every clip of splits 1-3, relative paths as in the tree."""
+    cache_dir = tmp_path / "pose"
+    config = tmp_path / "hmdb51.yaml"
+    data = {"dataset": "hmdb51", "root": str(hmdb51_mini), "allow_missing": True, "split": 2}
+    config.write_text(yaml.safe_dump({"data": data, "pose": {"cache_dir": str(cache_dir)}}))
+    args = ["--config", str(config), "--no-progress", *RANDOM_YOLO]
+    assert main([*args, "pose.stride=40", "pose.workers=0"]) == 0
+    clips = sorted(p.relative_to(hmdb51_mini).as_posix() for p in hmdb51_mini.glob("*/*.avi"))
+    assert _npz(cache_dir) == [f"{c}.npz" for c in clips]

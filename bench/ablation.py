@@ -20,6 +20,7 @@ from hpnet.train import main as train_main
 
 VARIANTS: dict[str, list[str]] = {
     "full": [],
+    "pose_transformer": ["model.pose_encoder=transformer"],  # the GCN's alternative
     "no_feedback": ["model.feedback=false"],
     "no_text": ["model.text=false"],
     "no_smif": ["model.smif=false"],

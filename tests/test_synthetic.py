@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from hpnet.data import synthetic
+from hpnet.data.motions import figure_points
 from hpnet.data.synthetic import (
     ACTIONS,
     REVERSAL_PAIRS,
     SyntheticActions,
     render_one,
+    save_preview,
     write_synthetic_videos,
 )
 
@@ -33,6 +35,16 @@ def test_classes_and_reversal_pairs():
     names = {tuple(sorted(p)) for p in REVERSAL_PAIRS}
     assert ("sit_down", "stand_up") in names
     assert len(REVERSAL_PAIRS) >= 2
+
+
+@pytest.mark.parametrize("pair", REVERSAL_PAIRS)
+def test_reversal_pairs_are_exact_time_reverses(pair):
+    forward, backward = pair
+    for seed in range(3):
+        a = figure_points(forward, 20, np.random.default_rng(seed))
+        b = figure_points(backward, 20, np.random.default_rng(seed))
+        np.testing.assert_array_equal(a, b[::-1])
+        assert np.abs(a - a[::-1]).max() > 0.05  # and the motion itself is not symmetric
 
 
 def test_deterministic_per_seed_and_index():
@@ -80,12 +92,29 @@ def test_joints_are_valid_and_the_figure_is_where_they_say():
     assert np.mean(diffs) > 2 * np.median(np.abs(video.astype(np.float32) - background).sum(1))
 
 
-def test_distractor_is_smaller_and_does_something_else():
+def test_distractor_is_smaller_in_every_frame():
     for i in range(6):
         _, joints, _ = render_one(0, "train", i, resolution=64, length=16, distractor=True)
         actor, other = _bbox_area(joints[:, 0]), _bbox_area(joints[:, 1])
         assert (other > 0).any()
-        assert np.median(actor) > np.median(other[other > 0])
+        assert (actor > other).all()  # in every frame, as score x area ranking needs
+
+
+def test_distractor_does_another_action(monkeypatch):
+    calls = []
+
+    def record(rng, action, other, **kwargs):
+        calls.append((action, other))
+        return np.zeros((1, 3, 2, 2), np.uint8), np.zeros((1, 2, 17, 3), np.float32)
+
+    monkeypatch.setattr(synthetic, "render_clip", record)
+    for i in range(3 * len(ACTIONS)):
+        render_one(0, "train", i, distractor=True, **KW)
+    assert all(other in ACTIONS and other != action for action, other in calls)
+    assert len({other for _, other in calls}) > len(ACTIONS) // 2  # drawn, not fixed
+    calls.clear()
+    render_one(0, "train", 0, distractor=False, **KW)
+    assert calls == [(ACTIONS[0], None)]
 
 
 def test_dataset_views_canvas_and_no_joints():
@@ -134,6 +163,22 @@ def test_disk_cache_is_reused(tmp_path, monkeypatch):
     assert torch.equal(first.video, again.video)
     with pytest.raises(AssertionError, match="rendered again"):
         SyntheticActions("train", root=tmp_path, **{**args, "seed": 1})  # other settings
+    monkeypatch.undo()
+    (path,) = tmp_path.glob("synthetic-*/train.npz")
+    path.write_bytes(b"not a zip file")  # a damaged cache is rendered again and replaced
+    assert torch.equal(SyntheticActions("train", root=tmp_path, **args).video, first.video)
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_dataset_indexing_and_settings_errors():
+    ds = SyntheticActions(
+        "train", num_videos=3, frames=4, seed=-5, distractor=False, train=True, **KW
+    )
+    assert ds[-1]["index"] == 2 and ds[-1]["label"] == 2
+    with pytest.raises(IndexError):
+        ds[3]
+    with pytest.raises(ValueError, match="split"):
+        SyntheticActions("val", num_videos=1, frames=4, seed=0, distractor=False, train=True, **KW)
 
 
 def test_written_videos_decode_and_have_joint_files(tmp_path):
@@ -147,7 +192,20 @@ def test_written_videos_decode_and_have_joint_files(tmp_path):
     with open_video(out / rel) as reader:
         assert reader.info.num_frames == 10 and reader.info.width == 32
         assert reader.frames([0, 9]).shape == (2, 3, 32, 32)
+        decoded = reader.frames(list(range(10))).numpy().astype(np.float32)
     cached = load_joints(cache_path(out / "pose_cache", rel))
     assert cached.keypoints.shape == (10, 2, 17, 3)
-    _, joints, _ = render_one(0, "train", 0, resolution=32, length=10, distractor=False)
+    assert cached.meta["source"] == "groundtruth" and cached.meta["num_frames"] == 10
+    video, joints, _ = render_one(0, "train", 0, resolution=32, length=10, distractor=False)
     np.testing.assert_allclose(cached.keypoints, joints)
+    other, _, _ = render_one(0, "train", 1, resolution=32, length=10, distractor=False)
+    error = np.abs(decoded - video).mean()  # the same clip, up to H.264 + yuv420p loss
+    assert error < 20 and error < 0.5 * np.abs(decoded - other).mean()
+    with pytest.raises(ValueError, match="even"):
+        write_synthetic_videos(tmp_path / "odd", num_train=1, num_test=1, resolution=33)
+
+
+def test_preview_png(tmp_path):
+    video, joints, _ = render_one(0, "train", 4, distractor=True, **KW)
+    path = save_preview(tmp_path / "wave.png", video, joints, columns=4)
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -12,6 +12,9 @@ to every segment at once (numpy broadcasting over frames x segments x rows x col
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from hpnet.data.motions import HAIR, HEAD, LEFT_TOE, NECK, PELVIS, RIGHT_TOE, figure_points
@@ -41,7 +44,7 @@ _DEPTH_BIAS = np.array([s[4] for s in _SEGMENTS])
 _SKIN = np.array([[0.96, 0.8, 0.69], [0.87, 0.67, 0.52], [0.71, 0.51, 0.36], [0.47, 0.32, 0.22]])
 _HAIR = np.array([[0.1, 0.07, 0.05], [0.35, 0.22, 0.1], [0.8, 0.68, 0.4], [0.6, 0.6, 0.6]])
 _LUMA = np.array([0.299, 0.587, 0.114])
-_CHUNK = 8  # frames per vectorised block in draw_figure
+_CHUNK = 4  # frames per vectorised block in draw_figure
 
 
 def _contrasting(rng: np.random.Generator, background_luma: float) -> np.ndarray:
@@ -119,23 +122,22 @@ def draw_figure(frames: np.ndarray, points: np.ndarray, radii: np.ndarray, colou
     b = np.take_along_axis(b[..., :2], order[..., None], 1).astype(np.float32)
     r = radii[order].astype(np.float32)  # (L, S)
     rgb = colours[order] * np.take_along_axis(shade, order, 1)[..., None]  # (L, S, 3)
-    # A crop of the same size in every frame, placed around the figure and inside the frame.
     margin = radii.max() + 1.5
-    lo = np.floor(points[..., :2].min(1) - margin).astype(int)  # (L, 2) x, y
-    hi = np.ceil(points[..., :2].max(1) + margin).astype(int)
-    w, h = np.minimum((hi - lo).max(0), (width, height))
-    lo = np.clip(lo, 0, (width - w, height - h))
-    xs = (lo[:, :1] + np.arange(w) + 0.5).astype(np.float32)  # (L, w) pixel centres
-    ys = (lo[:, 1:] + np.arange(h) + 0.5).astype(np.float32)  # (L, h)
     for c in range(0, length, _CHUNK):  # a few frames at a time: the arrays stay in cache
         sl = slice(c, c + _CHUNK)
-        edge, front = _coverage(xs[sl], ys[sl], a[sl], b[sl], r[sl])
+        # A crop of the same size in these frames, around the figure and inside the frame.
+        lo = np.floor(points[sl, :, :2].min(1) - margin).astype(int)  # (l, 2) x, y
+        hi = np.ceil(points[sl, :, :2].max(1) + margin).astype(int)
+        w, h = np.minimum((hi - lo).max(0), (width, height))
+        lo = np.clip(lo, 0, (width - w, height - h))
+        xs = (lo[:, :1] + np.arange(w) + 0.5).astype(np.float32)  # (l, w) pixel centres
+        ys = (lo[:, 1:] + np.arange(h) + 0.5).astype(np.float32)  # (l, h)
+        edge, front = _coverage(xs, ys, a[sl], b[sl], r[sl])
         alpha = np.clip(0.5 - edge, 0.0, 1.0)[..., None]  # (l, h, w, 1)
         fill = np.take_along_axis(rgb[sl], front.reshape(len(front), -1, 1), 1)
         fill = fill.reshape(*front.shape, 3).astype(np.float32)
-        for i, t in enumerate(range(c, min(c + _CHUNK, length))):
-            x0, y0 = lo[t]
-            region = frames[t, y0 : y0 + h, x0 : x0 + w]
+        for i, (x0, y0) in enumerate(lo):
+            region = frames[c + i, y0 : y0 + h, x0 : x0 + w]
             region += alpha[i] * (fill[i] - region)
 
 
@@ -199,10 +201,26 @@ def apply_lighting(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     gain = (255 * light * gradient[..., None]).astype(np.float32)  # (H, W, 3)
     frames *= gain
     frames *= flicker.astype(np.float32)[:, None, None, None]
-    noise = rng.standard_normal((length, size, size, 1), dtype=np.float32)
-    frames += noise * np.float32(rng.uniform(1.0, 5.0))
+    frames += _sensor_noise(rng, (length, size, size, 1)) * np.float32(rng.uniform(1.0, 5.0))
     np.clip(frames, 0, 255, out=frames)
-    return np.ascontiguousarray(frames.astype(np.uint8).transpose(0, 3, 1, 2))
+    video = np.empty((length, 3, size, size), np.uint8)
+    np.copyto(video.transpose(0, 2, 3, 1), frames, casting="unsafe")  # cast and transpose
+    return video
+
+
+@functools.cache
+def _noise_bank() -> np.ndarray:
+    """1 M standard normal samples, drawn once: slicing them is 20x faster than drawing."""
+    return np.random.default_rng(20240601).standard_normal(1 << 20, dtype=np.float32)
+
+
+def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal noise of ``shape``: a random window of the bank (or fresh if too big)."""
+    bank, count = _noise_bank(), math.prod(shape)
+    if count > len(bank) // 2:
+        return rng.standard_normal(shape, dtype=np.float32)
+    start = int(rng.integers(len(bank) - count))
+    return bank[start : start + count].reshape(shape)
 
 
 def _extent(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +284,7 @@ def render_clip(
     actor = figure_points(action, length, rng)
     other = figure_points(distractor, length, rng) if distractor else None
     frames = render_background(rng, length, resolution)
-    luma = float(frames.mean((0, 1, 2)) @ _LUMA)
+    luma = float(frames[0].mean((0, 1)) @ _LUMA)  # of the first frame: 30x cheaper
     people = _layout(actor, other, rng)
     joints = np.zeros((length, 2, 17, 3), np.float32)
     for person in reversed(range(len(people))):  # the distractor first: it is further away

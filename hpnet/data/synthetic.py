@@ -3,19 +3,28 @@
 Each clip is a pure function of ``(seed, split, index)``: the label is ``index % C``, and the
 scene (background clutter, lighting, moving shapes, figure size, speed, colours, and with
 ``distractor=True`` a second, smaller figure doing a different action) comes from
-``numpy.random.default_rng([seed, split, index])``. A split is rendered once, kept in memory
-and cached on disk under ``<root>/synthetic-<key>/`` so later runs reuse it.
+``numpy.random.default_rng([seed, split, index])``. A split is rendered once (about 8 ms per
+32-frame 64 x 64 clip on one CPU core), kept in memory and cached on disk under
+``<root>/synthetic-<key>/`` so later runs reuse it; the key covers the settings and the
+renderer's source code, so a changed renderer never serves stale clips.
 
     ds = SyntheticActions("train", num_videos=480, frames=8, resolution=64, length=32, seed=0,
                           distractor=False, train=True, root="data/synthetic")
     ds[0]["video"]   # uint8 (8, 3, 64, 64)
     ds[0]["joints"]  # float32 (8, 2, 17, 3): the actor first, then the distractor (or zeros)
+
+The same clips as real files, for the file pipeline (decode, pose cache, list datasets):
+``python -m hpnet.data.synthetic data/synthetic_files --train 480 --test 160``.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import zipfile
+from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +34,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import temp_name, write_atomic
+from hpnet.data import motions, render
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
 from hpnet.data.render import render_clip
 from hpnet.data.sampling import sample_frame_indices
@@ -34,7 +44,9 @@ __all__ = [
     "ACTIONS",
     "REVERSAL_PAIRS",
     "SyntheticActions",
+    "render_one",
     "render_split",
+    "save_preview",
     "write_synthetic_videos",
 ]
 
@@ -44,7 +56,7 @@ _CACHE_VERSION = 1
 
 def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator that draws everything in clip ``index`` of ``split``."""
-    return np.random.default_rng([seed, _SPLIT_ID[split], index, _CACHE_VERSION])
+    return np.random.default_rng([seed % 2**64, _SPLIT_ID[split], index, _CACHE_VERSION])
 
 
 def render_one(
@@ -82,14 +94,21 @@ def render_split(
     return video, joints, labels
 
 
-def _cache_key(**settings: Any) -> str:
-    text = json.dumps({"version": _CACHE_VERSION, **settings}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _renderer_digest() -> str:
+    """Hash of the renderer's source: editing motions.py or render.py invalidates caches."""
+    digest = hashlib.sha256()
+    for module in (motions, render):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:16]
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Uncompressed npz, written atomically: readers never see half a file."""
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+def cache_file(root: str | Path, split: str, **settings: Any) -> Path:
+    """Where a rendered split is cached: ``<root>/synthetic-<key>/<split>.npz``."""
+    key = {"version": _CACHE_VERSION, "renderer": _renderer_digest(), "split": split, **settings}
+    text = json.dumps(key, sort_keys=True)
+    return (
+        Path(root) / f"synthetic-{hashlib.sha256(text.encode()).hexdigest()[:16]}" / f"{split}.npz"
+    )
 
 
 def load_or_render(
@@ -101,28 +120,34 @@ def load_or_render(
     seed: int,
     distractor: bool,
     root: str | Path | None,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`render_split`, through the on-disk cache under ``root`` when one is given."""
-    settings = dict(
-        num_videos=num_videos,
-        resolution=resolution,
-        length=length,
-        seed=seed,
-        distractor=distractor,
-    )
-    path = None
-    if root is not None:
-        path = Path(root) / f"synthetic-{_cache_key(split=split, **settings)}" / f"{split}.npz"
-        if path.is_file():
-            try:
-                with np.load(path) as data:
-                    return data["video"], data["joints"], data["labels"]
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable cache: render again and replace it
-    video, joints, labels = render_split(split, **settings)
+    """:func:`render_split`, through the on-disk cache under ``root`` when one is given.
+
+    A missing, unreadable or mis-shaped cache file is rendered again and replaced (atomically,
+    so concurrent runs, e.g. DDP ranks, at worst render the same split twice)."""
+    settings = {
+        "num_videos": num_videos,
+        "resolution": resolution,
+        "length": length,
+        "seed": seed,
+        "distractor": distractor,
+    }
+    path = None if root is None else cache_file(root, split, **settings)
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = data["video"], data["joints"], data["labels"]
+            if arrays[0].shape == (num_videos, length, 3, resolution, resolution):
+                return arrays
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # unreadable cache: render again and replace it
+    video, joints, labels = render_split(split, progress=progress, **settings)
     if path is not None:
-        _save_npz(path, video=video, joints=joints, labels=labels)
-        (path.parent / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+        arrays = {"video": video, "joints": joints, "labels": labels}
+        write_atomic(path, lambda f: np.savez(f, **arrays))
+        text = json.dumps({"split": split, **settings}, indent=1) + "\n"
+        write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()))
     return video, joints, labels
 
 
@@ -130,9 +155,11 @@ class SyntheticActions(Dataset):
     """Rendered clips sampled like real videos; ground-truth joints when ``joints=True``.
 
     Train mode: ``video uint8 (T, 3, H, W)``, ``joints (T, P, 17, 3)`` with random frame offsets
-    per segment, drawn from ``(sample_seed, epoch, index)`` (``set_epoch`` selects the epoch).
-    Test mode: ``(V, T, ...)`` with ``views`` evenly spread clips. Frames are resized to
-    ``canvas_hw`` when it differs from the rendered resolution.
+    per segment, drawn from ``(sample_seed, epoch, index)`` (``set_epoch`` selects the epoch,
+    also in DataLoader workers). Test mode: ``(V, T, ...)`` with ``views`` evenly spread clips.
+    Frames are resized to ``canvas_hw`` when it differs from the rendered resolution. Person 0
+    is the actor, person 1 the distractor (all zeros without one); ``joints=False`` gives zeros.
+    ``classes`` = :data:`ACTIONS`; ``labels`` (``index % C``) for class-balanced sampling.
     """
 
     def __init__(
@@ -152,10 +179,19 @@ class SyntheticActions(Dataset):
         root: str | Path | None = None,
         canvas_hw: tuple[int, int] | None = None,
         sample_seed: int = 0,
+        progress: bool = True,
     ) -> None:
         if split not in _SPLIT_ID:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        self.video, self.joints_gt, labels = load_or_render(
+        for name, value in (("num_videos", num_videos), ("frames", frames), ("length", length)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if resolution < 16 or views < 1 or persons < 1:
+            raise ValueError(
+                f"need resolution >= 16, views >= 1 and persons >= 1, "
+                f"got {resolution}, {views} and {persons}"
+            )
+        video, joints_gt, labels = load_or_render(
             split,
             num_videos=num_videos,
             resolution=resolution,
@@ -163,9 +199,10 @@ class SyntheticActions(Dataset):
             seed=seed,
             distractor=distractor,
             root=root,
+            progress=progress,
         )
-        self.video = torch.from_numpy(self.video)  # (N, L, 3, R, R)
-        self.joints_gt = torch.from_numpy(self.joints_gt)  # (N, L, 2, 17, 3)
+        self.video = torch.from_numpy(video)  # (N, L, 3, R, R)
+        self.joints_gt = torch.from_numpy(joints_gt)  # (N, L, 2, 17, 3)
         self._labels = labels.tolist()
         self.classes = list(ACTIONS)
         self.frames, self.train, self.views = frames, train, views
@@ -185,27 +222,20 @@ class SyntheticActions(Dataset):
         self._epoch[0] = epoch
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = range(len(self))[index]  # IndexError out of range; negative indices allowed
         length = self.video.shape[1]
-        rng = np.random.default_rng([self.sample_seed, int(self._epoch[0]), index])
+        rng = np.random.default_rng([self.sample_seed % 2**64, int(self._epoch[0]), index])
         idx = sample_frame_indices(
             length, self.frames, train=self.train, views=1 if self.train else self.views, rng=rng
         )  # (V, T)
         flat = torch.from_numpy(idx.reshape(-1))
         video = self.video[index, flat]  # (V*T, 3, R, R)
         if self.canvas_hw is not None and tuple(video.shape[-2:]) != tuple(self.canvas_hw):
-            video = (
-                F.interpolate(
-                    video.float(),
-                    size=self.canvas_hw,
-                    mode="bilinear",
-                    antialias=True,
-                    align_corners=False,
-                )
-                .round()
-                .clamp(0, 255)
-                .to(torch.uint8)
+            video = F.interpolate(
+                video.float(), size=self.canvas_hw, mode="bilinear", antialias=True
             )
-        video = video.view(*idx.shape, *video.shape[1:])
+            video = video.round().clamp(0, 255).to(torch.uint8)
+        video = video.view(*idx.shape, *video.shape[1:])  # (V, T, 3, H, W)
         p = self.persons
         joints = torch.zeros(*idx.shape, p, 17, 3)
         if self.use_joints:
@@ -214,6 +244,28 @@ class SyntheticActions(Dataset):
         if self.train:
             video, joints = video[0], joints[0]
         return {"video": video, "joints": joints, "label": self._labels[index], "index": index}
+
+
+def _write_mp4(path: Path, video: np.ndarray, fps: float) -> None:
+    """Encode ``video`` uint8 ``(L, 3, H, W)`` as H.264 (or MPEG-4 Part 2) yuv420p, atomically."""
+    import av
+
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    tmp = temp_name(path)
+    try:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = video.shape[3], video.shape[2]
+            stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                stream.options = {"crf": "18", "preset": "veryfast"}
+            for frame in video:
+                rgb = np.ascontiguousarray(frame.transpose(1, 2, 0))
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            container.mux(stream.encode())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_synthetic_videos(
@@ -226,53 +278,111 @@ def write_synthetic_videos(
     fps: float = 15.0,
     seed: int = 0,
     distractor: bool = False,
+    progress: bool = True,
 ) -> Path:
     """Write the dataset as real videos so the whole file pipeline can run on it.
 
     ``<out>/<class>/<split>_<index>.mp4`` (H.264, yuv420p), ``train.txt`` / ``test.txt``
     (``<relative path> <label>`` lines, for ``data.dataset=list``), ``classes.txt``, and the
     ground-truth joints in the pose-cache format under ``<out>/pose_cache/`` (for
-    ``pose.source=cache`` with ``pose.cache_dir=<out>/pose_cache``).
+    ``pose.source=cache`` with ``pose.cache_dir=<out>/pose_cache``). The clips are the ones
+    :class:`SyntheticActions` renders for the same settings. Returns ``out_dir``.
     """
-    import av
-
     from hpnet.pose.store import cache_path, save_joints
 
+    if resolution % 2 or resolution < 16:
+        raise ValueError(
+            f"resolution must be even and >= 16 for yuv420p video files, got {resolution} "
+            f"(use {resolution + resolution % 2})"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "classes.txt").write_text("\n".join(ACTIONS) + "\n")
-    side = resolution + resolution % 2  # H.264 with yuv420p needs even sizes
+    meta = {"source": "groundtruth", "model": "groundtruth", "model_id": "groundtruth"}
+    meta |= {"persons": 2, "stride": 1, "num_frames": length, "fps": fps}
+    meta |= {"width": resolution, "height": resolution}
     for split, n in (("train", num_train), ("test", num_test)):
         lines = []
-        for i in tqdm(range(n), desc=f"writing synthetic {split} videos"):
+        for i in tqdm(range(n), desc=f"writing synthetic {split} videos", disable=not progress):
             video, joints, label = render_one(
                 seed, split, i, resolution=resolution, length=length, distractor=distractor
             )
             rel = f"{ACTIONS[label]}/{split}_{i:05d}.mp4"
-            path = out / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with av.open(str(path), "w") as container:
-                stream = container.add_stream("libx264", rate=round(fps))
-                stream.width = stream.height = side
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": "18", "preset": "veryfast"}
-                for frame in video:
-                    rgb = np.ascontiguousarray(frame.transpose(1, 2, 0))
-                    if side != resolution:
-                        rgb = np.pad(rgb, ((0, 1), (0, 1), (0, 0)), mode="edge")
-                    container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-                container.mux(stream.encode())
-            meta = {
-                "source": "groundtruth",
-                "model_id": "groundtruth",
-                "persons": 2,
-                "stride": 1,
-                "num_frames": length,
-                "fps": fps,
-                "width": side,
-                "height": side,
-            }
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            _write_mp4(out / rel, video, fps)
             save_joints(cache_path(out / "pose_cache", rel), joints, np.arange(length), meta)
             lines.append(f"{rel} {label}")
-        (out / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        (out / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines))
     return out
+
+
+def save_preview(
+    path: str | Path, video: np.ndarray, joints: np.ndarray | None = None, *, columns: int = 8
+) -> Path:
+    """A PNG strip of ``columns`` evenly spaced frames of ``video`` uint8 ``(T, 3, H, W)`` with
+    the skeletons of ``joints`` ``(T, P, 17, 3)`` drawn on top (person 0 red, 1 blue)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from hpnet.pose.preview import DRAW_EDGES, PERSON_COLOURS
+
+    video = np.asarray(video)
+    picks = np.linspace(0, len(video) - 1, min(columns, len(video))).round().astype(int)
+    height, width = video.shape[2:]
+    fig, axes = plt.subplots(1, len(picks), figsize=(2 * len(picks), 2), squeeze=False)
+    for ax, t in zip(axes[0], picks, strict=True):
+        ax.imshow(video[t].transpose(1, 2, 0), extent=(0, width, height, 0))
+        ax.set_title(f"frame {t}", fontsize=8)
+        ax.axis("off")
+        for p, person in enumerate(np.zeros((0, 17, 3)) if joints is None else joints[t]):
+            colour, (x, y, conf) = PERSON_COLOURS[p % len(PERSON_COLOURS)], person.T
+            x, y = x * width, y * height
+            for i, j in DRAW_EDGES:
+                if conf[i] > 0 and conf[j] > 0:
+                    ax.plot([x[i], x[j]], [y[i], y[j]], color=colour, lw=1)
+            ax.scatter(x[conf > 0], y[conf > 0], s=4, color=colour)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hpnet.data.synthetic OUT``: write the clips as files (or ``--preview`` PNGs)."""
+    parser = argparse.ArgumentParser(prog="python -m hpnet.data.synthetic", description=__doc__)
+    parser.add_argument("out", help="output folder")
+    parser.add_argument("--train", type=int, default=480, help="train clips")
+    parser.add_argument("--test", type=int, default=160, help="test clips")
+    parser.add_argument("--resolution", type=int, default=64, help="frame side (even)")
+    parser.add_argument("--length", type=int, default=32, help="frames per clip")
+    parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the files")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (data.seed)")
+    parser.add_argument("--distractor", action="store_true", help="add a second figure")
+    parser.add_argument(
+        "--preview", action="store_true", help="only write <out>/<class>.png, one clip per class"
+    )
+    args = parser.parse_args(argv)
+    clip = {"resolution": args.resolution, "length": args.length, "distractor": args.distractor}
+    if args.preview:
+        for index, name in enumerate(ACTIONS):
+            video, joints, _ = render_one(args.seed, "train", index, **clip)
+            print(save_preview(Path(args.out) / f"{name}.png", video, joints))
+        return 0
+    try:
+        out = write_synthetic_videos(
+            args.out, num_train=args.train, num_test=args.test, fps=args.fps, seed=args.seed, **clip
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    print(f"wrote {args.train} + {args.test} clips to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from hpnet.cli import run_cli
+
+    run_cli(main)

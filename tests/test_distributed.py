@@ -65,7 +65,12 @@ def test_two_gloo_processes_match_one(tmp_path):
     a = torch.load(single / "last.pt", weights_only=True)
     b = torch.load(double / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 8  # 2 epochs x 4 optimizer steps
-    for name, tensor in a["model"].items():
-        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    # Float sums in another order differ by ~1e-7; AdamW divides by sqrt(v), so a coordinate
+    # whose gradient is ~0 can take a step of up to lr (1e-3) the other way. Require: nearly
+    # every weight within 1e-5, and none more than two such steps apart. Without gradient
+    # averaging rank 0 would have trained on half the data and most weights would differ.
+    diffs = torch.cat([(b["model"][n] - t).abs().flatten() for n, t in a["model"].items()])
+    assert (diffs <= 1e-5).float().mean() > 0.99, f"{(diffs > 1e-5).float().mean():.2%} differ"
+    assert diffs.max() < 2e-3, f"largest difference {diffs.max():.2e}"
     report = json.loads((double / "eval.json").read_text())
     assert report["num_videos"] == 6  # every test video exactly once across the 2 processes

@@ -91,7 +91,7 @@ def write_report(report: dict[str, Any], classes: list[str], out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.data.datasets import build_datasets
     from hpnet.distributed import init_distributed
-    from hpnet.models.hpnet import build_model
+    from hpnet.models.hpnet import build_model, class_text_embeddings
     from hpnet.runtime import amp_dtype_for, build_joint_source, build_transform, pick_device
 
     parser = argparse.ArgumentParser(
@@ -121,10 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.checkpoint} was trained on {len(trained_classes)} other classes and has a "
                 "linear head (model.text=false): evaluate it on its own dataset"
             )
-        from hpnet.text.encoder import build_text_encoder
-
-        encoder = build_text_encoder(cfg)  # open vocabulary: embed this dataset's class names
-        model.set_class_embeddings(encoder.encode_class_names(classes, cfg.text.templates), classes)
+        # Open vocabulary: classify over this dataset's class names.
+        model.set_class_embeddings(class_text_embeddings(cfg, classes), classes)
     model.to(device)
     report = run_test(
         model,

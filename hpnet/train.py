@@ -8,6 +8,7 @@ checkpoint), then run the final multi-view test and write ``eval.json``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import time
@@ -26,6 +27,7 @@ from hpnet.config import (
     add_config_arguments,
     config_to_dict,
     describe,
+    get_value,
     load_config,
     save_config,
 )
@@ -209,7 +211,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
                 atomic_save(ckpt, out / "best.pt")
 
     # ---- final multi-view test ------------------------------------------------------------------
-    _, final_ds, _ = build_datasets(cfg, joint_source=joint_source, test_views=cfg.eval.views)
+    final_ds = copy.copy(test_ds)  # same clips and records, no second read of the dataset
+    final_ds.views = cfg.eval.views  # eval.views temporal clips per video
     report = run_test(
         model, final_ds, cfg, transform, device, amp_dtype, dist, crops=cfg.eval.crops
     )
@@ -255,15 +258,11 @@ def _check_resumable(ckpt: dict, cfg: Config, classes: list[str], path: Path) ->
     if ckpt.get("classes") != list(classes):
         raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
     old = ckpt.get("config", {})
-    for section in ("model", "data"):
-        for key in ("size", "patch_size", "frames") if section == "model" else ("frames", "size"):
-            if key in old.get(section, {}) and old[section][key] != getattr(
-                getattr(cfg, section), key
-            ):
-                raise UserError(
-                    f"cannot resume {path}: it used {section}.{key}={old[section][key]}, "
-                    f"this run has {getattr(getattr(cfg, section), key)}"
-                )
+    for key in ("model.size", "model.patch_size", "data.frames", "data.size"):
+        section, name = key.split(".")
+        then, now = old.get(section, {}).get(name, None), get_value(cfg, key)
+        if then is not None and then != now:
+            raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
 
 
 def _checkpoint(model, optimizer, scheduler, scaler, epoch, step, best, cfg, classes) -> dict:

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import av
-import numpy as np
 import pytest
+from videos import write_video
 
 from hpnet.data.__main__ import cli, main
-
-
-def write_video(path: Path, num_frames: int, size: tuple[int, int] = (24, 32)) -> None:
-    """A small real MPEG-4 video of ``num_frames`` grey frames."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.height, stream.width = size
-        stream.pix_fmt = "yuv420p"
-        for k in range(num_frames):
-            image = np.full((*size, 3), 8 * k, dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
 
 
 @pytest.mark.realdata

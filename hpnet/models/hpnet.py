@@ -106,6 +106,21 @@ class HPNet(nn.Module):
         return self.head(cls, s, self.class_embeddings)
 
 
+def class_text_embeddings(cfg: Config, class_names: Sequence[str]) -> torch.Tensor:
+    """Template-averaged CLIP text embeddings ``(C, Dt)`` of ``class_names`` (unit rows).
+
+    The frozen open_clip text tower of ``cfg.text`` is built only on a cache miss and dropped
+    afterwards; it never becomes part of the model.
+    """
+    from hpnet.text.encoder import build_text_encoder
+
+    encoder = build_text_encoder(cfg)
+    try:
+        return encoder.encode_class_names(list(class_names), cfg.text.templates)
+    finally:
+        encoder.release()
+
+
 def build_model(cfg: Config, class_names: Sequence[str]) -> HPNet:
     """The one factory: backbone, FPM, text embeddings and head from the config."""
     m = cfg.model
@@ -140,11 +155,7 @@ def build_model(cfg: Config, class_names: Sequence[str]) -> HPNet:
             joint_tokens = JointTokens(dim, max_persons=cfg.pose.persons)
     embeddings = None
     if m.text:
-        from hpnet.text.encoder import build_text_encoder
-
-        encoder = build_text_encoder(cfg)  # frozen open_clip text tower, cached embeddings
-        embeddings = encoder.encode_class_names(list(class_names), cfg.text.templates)  # (C, Dt)
-        encoder.release()
+        embeddings = class_text_embeddings(cfg, class_names)  # (C, Dt), frozen
         head: nn.Module = TextHead(dim, pose_dim, embeddings.shape[1], dropout=m.dropout)
     else:
         head = LinearHead(dim, pose_dim, len(class_names), dropout=m.dropout)

@@ -18,21 +18,15 @@ from torch import nn
 
 from hpnet.cli import UserError
 from hpnet.config import Config
-from hpnet.text import encoder as text_encoder
-from hpnet.text.encoder import (
-    ClassTextEncoder,
-    TextWeights,
-    build_text_encoder,
-    cache_key,
-    is_torchscript_archive,
-    parse_weights,
-)
+from hpnet.text import weights as clip_weights
+from hpnet.text.encoder import ClassTextEncoder, TextWeights, build_text_encoder, cache_key
 from hpnet.text.prompts import (
     TEMPLATE_SETS,
     class_name_to_phrase,
     get_templates,
     make_prompts,
 )
+from hpnet.text.weights import is_torchscript_archive, parse_weights
 
 SMALL = "ViT-S-32-alt"  # text tower: width 256, 10 layers, embedding width 256
 NAMES = ["brush_hair", "ApplyEyeMakeup", "sit_down"]
@@ -184,7 +178,7 @@ def test_missing_weights_file_is_a_user_error(tmp_path):
 def test_offline_tag_warns_once_and_runs_with_random_weights(tmp_path, monkeypatch, caplog):
     """The default model: ViT-B-16 with 'openai' weights that cannot be downloaded here."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(text_encoder, "_WARNED", set())
+    monkeypatch.setattr(clip_weights, "_WARNED", set())
 
     def no_download(*args, **kwargs):
         raise AssertionError("offline: no download may be attempted")
@@ -223,11 +217,11 @@ def test_unreachable_host_fails_fast_without_downloading(monkeypatch):
         monkeypatch.delenv(proxy, raising=False)
 
     def no_route(address, timeout):
-        assert timeout <= text_encoder.PROBE_TIMEOUT_S
+        assert timeout <= clip_weights.PROBE_TIMEOUT_S
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(text_encoder.socket, "create_connection", no_route)
-    reason = text_encoder._offline_reason(get_pretrained_cfg("ViT-B-16", "openai"))
+    monkeypatch.setattr(clip_weights.socket, "create_connection", no_route)
+    reason = clip_weights._offline_reason(get_pretrained_cfg("ViT-B-16", "openai"))
     assert reason.startswith("cannot reach huggingface.co")
 
 
@@ -255,7 +249,7 @@ def test_local_weights_file_gives_the_source_model_text_features(tmp_path):
     with pytest.raises(UserError, match=r"does not fit.*ln_final\.weight"):
         ClassTextEncoder(SMALL, str(path), cache_dir=None).encode_texts(texts)
     path.write_bytes(b"garbage")
-    with pytest.raises(UserError, match="cannot read text weights file"):
+    with pytest.raises(UserError, match="cannot read CLIP weights file"):
         ClassTextEncoder(SMALL, str(path), cache_dir=None).encode_texts(texts)
 
 

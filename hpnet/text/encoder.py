@@ -28,16 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import socket
-import warnings
-import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +40,18 @@ from torch import nn
 from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 from hpnet.text.prompts import make_prompts
+from hpnet.text.weights import (
+    RANDOM_INIT_SEED,
+    ClipWeights,
+    clip_model_config,
+    load_tower_state,
+    parse_weights,
+    read_clip_state_dict,
+    resolve_tag,
+    uses_quick_gelu,
+)
+
+TextWeights = ClipWeights  # the name the text cache keys were built with
 
 if TYPE_CHECKING:
     from hpnet.config import Config
@@ -53,46 +59,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the embedding recipe changes: old cache files stop matching
-RANDOM_INIT_SEED = 0  # seed of a randomly initialised text tower (same embeddings everywhere)
-PROBE_TIMEOUT_S = 3.0  # how long to wait for the weights host before treating it as offline
-_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-_WARNED: set[tuple[str, str]] = set()  # (model, tag) pairs already warned about in this process
-
-
-@dataclass(frozen=True)
-class TextWeights:
-    """Where the text tower's weights come from: an open_clip tag, a file, or random init."""
-
-    kind: str  # "tag", "file" or "random"
-    source: str = ""  # tag name or absolute file path ("" for random)
-    fallback_from: str = ""  # random init only: the tag whose weights could not be had
-
-    def identity(self) -> dict[str, Any]:
-        """What the cache key records about the weights (a file by path, size and mtime)."""
-        if self.kind == "file":
-            stat = os.stat(self.source)
-            return {"file": self.source, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        if self.kind == "tag":
-            return {"tag": self.source}
-        return {"random_seed": RANDOM_INIT_SEED, "tag": self.fallback_from}
-
-
-def parse_weights(pretrained: str) -> TextWeights:
-    """Classify ``text.pretrained``; a path-like value must name an existing file."""
-    if not pretrained:
-        return TextWeights("random")
-    path = Path(pretrained).expanduser()
-    looks_like_path = (
-        "/" in pretrained or os.sep in pretrained or pretrained.startswith(("~", "."))
-    ) or pretrained.lower().endswith(_WEIGHT_SUFFIXES)
-    if path.is_file():
-        return TextWeights("file", str(path.resolve()))
-    if looks_like_path:
-        raise UserError(
-            f"text weights file not found: {path} (text.pretrained); give an existing "
-            "open_clip/CLIP checkpoint, an open_clip tag such as 'openai', or '' for random init"
-        )
-    return TextWeights("tag", pretrained)
 
 
 def cache_key(model_name: str, weights: TextWeights, prompts: Sequence[Sequence[str]]) -> str:
@@ -221,18 +187,7 @@ class ClassTextEncoder:
         return F.normalize(per_prompt.mean(dim=1), dim=-1)  # (C, D)
 
     def _model_config(self) -> dict[str, Any]:
-        from open_clip.factory import get_model_config, list_models
-
-        config = get_model_config(self.model_name)
-        if config is None:
-            import difflib
-
-            close = difflib.get_close_matches(self.model_name, list_models(), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise UserError(
-                f"unknown open_clip model {self.model_name!r} (text.model){hint}; "
-                "see open_clip.list_models()"
-            )
+        config = clip_model_config(self.model_name)
         if config["text_cfg"].get("hf_model_name"):
             raise UserError(
                 f"text.model={self.model_name!r} has a Hugging Face text tower, which hpnet does "
@@ -247,47 +202,21 @@ class ClassTextEncoder:
         if self.weights.kind == "tag":
             self._resolve_tag()
         config = self._model_config()
-        path = self.weights.source if self.weights.kind == "file" else ""
-        quick_gelu = bool(config.get("quick_gelu", False)) or self._tag_quick_gelu()
-        if path and is_torchscript_archive(path):
-            quick_gelu = True  # OpenAI's original release (TorchScript) was trained with QuickGELU
+        quick_gelu = uses_quick_gelu(self.model_name, self.requested, self.weights)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             tower = _build_text_tower(config["embed_dim"], config["text_cfg"], quick_gelu)
-        if path:
-            load_text_weights(tower, path, self.model_name)
+        if self.weights.kind == "file":
+            load_text_weights(tower, self.weights.source, self.model_name)
         else:
             logger.info("text tower %s: random init (seed %d)", self.model_name, RANDOM_INIT_SEED)
         tower.requires_grad_(False)
         return tower.eval()
 
-    def _tag_quick_gelu(self) -> bool:
-        tag = self.requested.source if self.requested.kind == "tag" else ""
-        if not tag:
-            return False
-        from open_clip.pretrained import get_pretrained_cfg
-
-        return bool(get_pretrained_cfg(self.model_name, tag).get("quick_gelu", False))
-
     def _resolve_tag(self) -> None:
         """Find or download the tag's weights file; on failure switch to random init and warn."""
-        from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
-
-        self._model_config()  # a clear error for an unknown model before the tag's
-        tag = self.requested.source
-        pretrained_cfg = get_pretrained_cfg(self.model_name, tag)
-        if not pretrained_cfg:
-            tags = ", ".join(list_pretrained_tags_by_model(self.model_name)) or "none"
-            raise UserError(
-                f"text.pretrained={tag!r} is neither an open_clip tag of {self.model_name} "
-                f"(tags: {tags}) nor an existing weights file"
-            )
-        path, reason = fetch_tag_weights(pretrained_cfg, self.download_dir)
-        if path:
-            self.weights = TextWeights("file", str(Path(path).resolve()))
-            return
-        self.weights = TextWeights("random", fallback_from=tag)
-        warn_random_weights(self.model_name, tag, reason, pretrained_cfg)
+        self._model_config()
+        self.weights = resolve_tag(self.model_name, self.requested.source, self.download_dir)
 
     # ---------------------------------------------------------------------------------- cache
 
@@ -339,133 +268,12 @@ def build_text_encoder(cfg: Config, device: str | torch.device = "cpu") -> Class
     )
 
 
-def is_torchscript_archive(path: str | Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (how OpenAI released its CLIP weights)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/constants.pkl") for name in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
 def load_text_weights(tower: nn.Module, path: str, model_name: str) -> None:
     """Load the text part of a CLIP checkpoint (or a text-tower state dict) into ``tower``."""
-    from open_clip.factory import load_state_dict
-
-    try:
-        if is_torchscript_archive(path):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
-                state = torch.jit.load(path, map_location="cpu").state_dict()
-            for key in ("input_resolution", "context_length", "vocab_size"):
-                state.pop(key, None)
-        else:
-            state = load_state_dict(path, device="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"cannot read text weights file {path} (text.pretrained): {err}") from err
+    state = read_clip_state_dict(path)
     if any(key.startswith("text.") for key in state):  # CustomTextCLIP layout
         state = {key[5:]: value for key, value in state.items() if key.startswith("text.")}
     else:  # CLIP layout: text tower at the top level next to visual.* and logit_scale
         skip = ("logit_scale", "logit_bias", "attn_mask")
         state = {k: v for k, v in state.items() if not k.startswith("visual.") and k not in skip}
-    try:
-        missing, unexpected = tower.load_state_dict(state, strict=False)
-        problem = f"missing {missing[:3]}, unexpected {unexpected[:3]}"
-        problem = problem if missing or unexpected else ""
-    except RuntimeError as err:  # shape mismatch
-        problem = str(err).strip().splitlines()[-1].strip()
-    if problem:
-        raise UserError(
-            f"weights file {path} (text.pretrained) does not fit the text tower of open_clip model "
-            f"{model_name!r} (text.model): {problem}; set text.model to the architecture the file "
-            "was saved from"
-        )
-
-
-def fetch_tag_weights(pretrained_cfg: dict[str, Any], download_dir: str | None) -> tuple[str, str]:
-    """The local file of an open_clip pretrained config: ``(path, "")`` or ``("", reason)``.
-
-    Looks in the download caches first, then checks the host answers within a few seconds
-    before letting open_clip download (its Hugging Face client retries for ~50 s otherwise).
-    """
-    from open_clip.pretrained import download_pretrained
-
-    if pretrained_cfg.get("file"):
-        return pretrained_cfg["file"], ""
-    local = _cached_tag_file(pretrained_cfg, download_dir)
-    if local:
-        return local, ""
-    reason = _offline_reason(pretrained_cfg)
-    if reason:
-        return "", reason
-    try:
-        path = download_pretrained(pretrained_cfg, cache_dir=download_dir)
-    except Exception as err:
-        return "", f"download failed: {err}"
-    return (path, "") if path else ("", "open_clip knows no download source for it")
-
-
-def _hub_route(pretrained_cfg: dict[str, Any]) -> bool:
-    """Whether open_clip downloads this config from the Hugging Face hub (else from its url)."""
-    from open_clip.pretrained import has_hf_hub
-
-    return bool(pretrained_cfg.get("hf_hub")) and has_hf_hub()
-
-
-def _cached_tag_file(pretrained_cfg: dict[str, Any], download_dir: str | None) -> str:
-    if _hub_route(pretrained_cfg):
-        from huggingface_hub import hf_hub_download
-        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-        repo_id, filename = os.path.split(pretrained_cfg["hf_hub"])
-        names = [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
-        for name in names:
-            try:
-                return hf_hub_download(repo_id, name, cache_dir=download_dir, local_files_only=True)
-            except Exception:
-                continue
-    url = pretrained_cfg.get("url", "")
-    if url:
-        folder = Path(download_dir or "~/.cache/clip").expanduser()
-        candidate = folder / os.path.basename(url)
-        if candidate.is_file():
-            return str(candidate)
-    return ""
-
-
-def _offline_reason(pretrained_cfg: dict[str, Any]) -> str:
-    """Why a download cannot work now ('' when it may): offline mode or an unreachable host."""
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        return "HF_HUB_OFFLINE is set"
-    if _hub_route(pretrained_cfg):
-        from huggingface_hub import constants
-
-        if constants.is_offline_mode():
-            return "Hugging Face offline mode is on"
-        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    else:
-        host = urlparse(pretrained_cfg.get("url", "")).hostname or ""
-    if not host or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
-        return ""  # behind a proxy a direct probe proves nothing: let the download try
-    try:
-        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
-    except OSError as err:
-        return f"cannot reach {host}: {err}"
-    return ""
-
-
-def warn_random_weights(model: str, tag: str, reason: str, pretrained_cfg: dict[str, Any]) -> None:
-    """Say once per process that the class embeddings come from a random text tower."""
-    if (model, tag) in _WARNED:
-        return
-    _WARNED.add((model, tag))
-    hub = pretrained_cfg.get("hf_hub", "")
-    where = f"https://huggingface.co/{hub.rstrip('/')}" if hub else pretrained_cfg.get("url", "")
-    message = (
-        f"open_clip weights {model}/{tag} are not available ({reason}). The text tower is "
-        "RANDOMLY INITIALISED, so the class-name embeddings are meaningless and accuracy will not "
-        "reflect CLIP. Fix: run once with internet access so open_clip downloads them, or "
-        f"download the weights file (from {where}) and set text.pretrained=/path/to/that/file."
-    )
-    logger.warning(message)
-    warnings.warn(message, UserWarning, stacklevel=3)
+    load_tower_state(tower, state, path, model_name)

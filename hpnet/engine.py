@@ -151,6 +151,27 @@ def _optimizer_step(model, optimizer, scaler, clip_grad: float) -> None:
 
 
 @torch.no_grad()
+def view_probs(
+    model: nn.Module,
+    video: torch.Tensor,
+    joints: torch.Tensor | None,
+    *,
+    transform: ClipTransform,
+    amp_dtype: torch.dtype | None,
+    crops: int = 1,
+) -> torch.Tensor:
+    """Test crops + model on uint8 ``video (B,V,T,3,H,W)``, joints ``(B,V,T,P,K,3)`` | None:
+    class probabilities ``(B, C)``, the softmax averaged over V x ``crops`` views."""
+    video, joints = transform.test(video, joints, crops=crops)
+    b, v = video.shape[:2]
+    flat_joints = joints.flatten(0, 1) if joints is not None else None
+    device_type = video.device.type
+    with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
+        out = model(video.flatten(0, 1), flat_joints)
+    return out["logits"].float().softmax(-1).view(b, v, -1).mean(1)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: Iterable[dict[str, Any]],
@@ -181,13 +202,15 @@ def evaluate(
         if batch["label"].numel() == 0:
             continue
         video, joints, y = _to_device(batch, device)
-        video, joints = transform.test(video, joints if use_pose else None, crops=crops)
-        b, v = video.shape[:2]
-        views = v
-        flat_joints = joints.flatten(0, 1) if joints is not None else None
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
-            out = model(video.flatten(0, 1), flat_joints)
-        p = out["logits"].float().softmax(-1).view(b, v, -1).mean(1)  # (B, C)
+        p = view_probs(
+            model,
+            video,
+            joints if use_pose else None,
+            transform=transform,
+            amp_dtype=amp_dtype,
+            crops=crops,
+        )
+        views = video.shape[1] * crops
         probs.append(p.cpu())
         labels.append(y.cpu())
         indices.append(batch["index"].cpu())

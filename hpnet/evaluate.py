@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from hpnet.checkpoint import load_checkpoint
-from hpnet.cli import UserError, run_cli
+from hpnet.cli import run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -88,10 +88,20 @@ def write_report(report: dict[str, Any], classes: list[str], out: Path) -> None:
     (out / "eval.json").write_text(json.dumps(public, indent=2) + "\n")
 
 
+def summary_line(report: dict[str, Any]) -> str:
+    """Top-1, top-5 and mean class accuracy of a :func:`run_test` report, in one line."""
+    return (
+        f"top-1 {100 * report['top1']:.2f} %  top-5 {100 * report['top5']:.2f} %  "
+        f"mean class acc {100 * report['mean_class_acc']:.2f} %  "
+        f"({report['num_videos']} videos x {report['views']} views, "
+        f"{report['skipped']} skipped)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.data.datasets import build_datasets
     from hpnet.distributed import init_distributed
-    from hpnet.models.hpnet import build_model, class_text_embeddings
+    from hpnet.models.hpnet import model_from_checkpoint
     from hpnet.runtime import amp_dtype_for, build_joint_source, build_transform, pick_device
 
     parser = argparse.ArgumentParser(
@@ -112,17 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, test_ds, classes = build_datasets(
         cfg, joint_source=build_joint_source(cfg), test_views=cfg.eval.views
     )
-    trained_classes = ckpt.get("classes", [])
-    model = build_model(cfg, trained_classes or classes)
-    model.load_state_dict(ckpt["model"])
-    if trained_classes and list(classes) != list(trained_classes):
-        if model.class_embeddings is None:
-            raise UserError(
-                f"{args.checkpoint} was trained on {len(trained_classes)} other classes and has a "
-                "linear head (model.text=false): evaluate it on its own dataset"
-            )
-        # Open vocabulary: classify over this dataset's class names.
-        model.set_class_embeddings(class_text_embeddings(cfg, classes), classes)
+    model = model_from_checkpoint(ckpt, cfg, classes, source=args.checkpoint)
     model.to(device)
     report = run_test(
         model,
@@ -138,12 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["checkpoint"] = str(args.checkpoint)
         out = Path(args.out) if args.out else Path(args.checkpoint).parent
         write_report(report, list(classes), out)
-        print(
-            f"top-1 {100 * report['top1']:.2f} %  top-5 {100 * report['top5']:.2f} %  "
-            f"mean class acc {100 * report['mean_class_acc']:.2f} %  "
-            f"({report['num_videos']} videos x {report['views']} views, "
-            f"{report['skipped']} skipped)"
-        )
+        print(summary_line(report))
         print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
     return 0
 

@@ -47,3 +47,29 @@ def yolo_weights(shared_data: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"real YOLO pose weights not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_args(tmp_path_factory) -> list[str]:
+    """A demo config shrunk to seconds: 16 train / 8 test clips of 4 frames at 32x32."""
+    shared = tmp_path_factory.mktemp("shared")
+    return [
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        f"data.root={shared / 'synthetic'}",
+        "data.frames=4",
+        "data.size=32",
+        "data.load_size=32",
+        "data.synthetic.train_videos=16",
+        "data.synthetic.test_videos=8",
+        "data.synthetic.resolution=32",
+        "data.synthetic.length=8",
+        "text.model=ViT-S-32-alt",
+        "text.pretrained=",
+        f"text.cache_dir={shared / 'text'}",
+        "train.batch_size=4",
+        "train.epochs=2",
+        "train.eval_every=1",
+        "train.warmup_epochs=0.5",
+        "eval.batch_size=4",
+    ]

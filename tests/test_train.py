@@ -16,32 +16,6 @@ from hpnet.train import main
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_args(tmp_path_factory) -> list[str]:
-    """A demo config shrunk to seconds: 16 train / 8 test clips of 4 frames at 32x32."""
-    shared = tmp_path_factory.mktemp("shared")
-    return [
-        "--config",
-        str(REPO / "configs" / "demo.yaml"),
-        f"data.root={shared / 'synthetic'}",
-        "data.frames=4",
-        "data.size=32",
-        "data.load_size=32",
-        "data.synthetic.train_videos=16",
-        "data.synthetic.test_videos=8",
-        "data.synthetic.resolution=32",
-        "data.synthetic.length=8",
-        "text.model=ViT-S-32-alt",
-        "text.pretrained=",
-        f"text.cache_dir={shared / 'text'}",
-        "train.batch_size=4",
-        "train.epochs=2",
-        "train.eval_every=1",
-        "train.warmup_epochs=0.5",
-        "eval.batch_size=4",
-    ]
-
-
 def _run(args: list[str], out: Path, *extra: str) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -151,7 +151,7 @@ class VideoReader:
         if wanted.size == 0:
             height, width = size or (self.info.height, self.info.width)
             return torch.empty((0, 3, height, width), dtype=torch.uint8, device=self.device)
-        unique = _resize(self._read_sorted(wanted.tolist()), size)  # (U, 3, H, W)
+        unique = resize_frames(self._read_sorted(wanted.tolist()), size)  # (U, 3, H, W)
         if len(inverse) == len(wanted) and (np.diff(inverse) > 0).all():  # already in order
             return unique
         return unique.index_select(0, torch.from_numpy(inverse).to(unique.device))
@@ -474,7 +474,7 @@ def _unique_indices(
     return wanted, inverse.reshape(-1)
 
 
-def _resize(frames: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+def resize_frames(frames: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
     """uint8 (N, 3, h, w) -> uint8 (N, 3, H, W), antialiased bilinear (no-op at the same size)."""
     if size is None or tuple(frames.shape[-2:]) == tuple(size):
         return frames

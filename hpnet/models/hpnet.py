@@ -121,8 +121,18 @@ def class_text_embeddings(cfg: Config, class_names: Sequence[str]) -> torch.Tens
         encoder.release()
 
 
-def build_model(cfg: Config, class_names: Sequence[str]) -> HPNet:
-    """The one factory: backbone, FPM, text embeddings and head from the config."""
+def build_model(
+    cfg: Config,
+    class_names: Sequence[str],
+    *,
+    class_embeddings: torch.Tensor | None = None,
+    load_weights: bool = True,
+) -> HPNet:
+    """The one factory: backbone, FPM, text embeddings and head from the config.
+
+    ``class_embeddings (C, Dt)`` skips the text encoder (e.g. taken from a checkpoint);
+    ``load_weights=False`` skips ``model.pretrained`` (the caller loads a full state dict).
+    """
     m = cfg.model
     backbone = build_lsvit(
         m.size,
@@ -137,7 +147,7 @@ def build_model(cfg: Config, class_names: Sequence[str]) -> HPNet:
         drop_rate=m.dropout,
     )
     pretrained = bool(m.pretrained)
-    if pretrained:
+    if pretrained and load_weights:
         load_pretrained(backbone, m.pretrained)
     dim = backbone.embed_dim
     pose_dim = None
@@ -155,7 +165,9 @@ def build_model(cfg: Config, class_names: Sequence[str]) -> HPNet:
             joint_tokens = JointTokens(dim, max_persons=cfg.pose.persons)
     embeddings = None
     if m.text:
-        embeddings = class_text_embeddings(cfg, class_names)  # (C, Dt), frozen
+        embeddings = class_embeddings
+        if embeddings is None:
+            embeddings = class_text_embeddings(cfg, class_names)  # (C, Dt), frozen
         head: nn.Module = TextHead(dim, pose_dim, embeddings.shape[1], dropout=m.dropout)
     else:
         head = LinearHead(dim, pose_dim, len(class_names), dropout=m.dropout)
@@ -170,4 +182,31 @@ def build_model(cfg: Config, class_names: Sequence[str]) -> HPNet:
     )
     if pretrained:
         model.pretrained_prefixes = ("backbone.",)
+    return model
+
+
+def model_from_checkpoint(
+    ckpt: dict, cfg: Config, labels: Sequence[str] | None = None, *, source: str = "checkpoint"
+) -> HPNet:
+    """The trained model of a checkpoint (from :func:`hpnet.checkpoint.load_checkpoint`).
+
+    ``labels`` other than the trained classes are classified through the text head (open
+    vocabulary; their embeddings come from ``cfg.text``); a linear head cannot, a
+    :class:`~hpnet.cli.UserError` naming ``source`` says so.
+    """
+    from hpnet.cli import UserError
+
+    classes = list(ckpt.get("classes", []))
+    if not classes:
+        raise UserError(f"{source} records no class names: was it written by hpnet.train?")
+    stored = ckpt["model"].get("class_embeddings")
+    model = build_model(cfg, classes, class_embeddings=stored, load_weights=False)
+    model.load_state_dict(ckpt["model"])
+    if labels is not None and list(labels) != classes:
+        if model.class_embeddings is None:
+            raise UserError(
+                f"{source} has a linear head (model.text=false): its {len(classes)} labels are "
+                "fixed; other labels need a model trained with the text head"
+            )
+        model.set_class_embeddings(class_text_embeddings(cfg, labels), labels)
     return model

@@ -1,0 +1,186 @@
+"""Classify video files one at a time: collect them, decode the sampled frames, find joints, score.
+
+The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zeroshot``:
+
+- :func:`collect_videos`: files and folders (searched recursively for video files) -> inputs;
+- :func:`read_sampled`: opens one video, samples ``views`` test clips of ``frames`` frames with
+  the training sampler (:func:`~hpnet.data.sampling.sample_frame_indices`, centre of each
+  segment) and decodes only those frames, keeping their aspect ratio (long side at most
+  ``max_side``: the pose model and the overlay see undistorted frames);
+- :class:`JointFinder`: joints from the pose cache when the video has a file there, else from
+  the YOLO pose model run on the sampled frames (built on first use);
+- :func:`clip_probs`: the loader's canvas resize, the test crops and the model, softmax averaged
+  over views x crops, exactly as :func:`hpnet.engine.evaluate` scores a test video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hpnet.cli import UserError
+from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video, resize_frames
+from hpnet.data.records import VIDEO_EXTENSIONS
+from hpnet.data.sampling import sample_frame_indices
+from hpnet.data.transforms import ClipTransform
+from hpnet.engine import view_probs
+
+NUM_JOINTS = 17
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """A video to classify: its path and its path relative to the folder it was found in."""
+
+    path: Path
+    rel: str  # the key of its pose cache file (<cache_dir>/<rel>.npz)
+
+
+@dataclass
+class SampledVideo:
+    """The sampled frames of one video."""
+
+    frames: torch.Tensor  # uint8 (V, T, 3, h, w), the video's aspect ratio
+    indices: np.ndarray  # int64 (V, T) frame numbers in the video
+    info: VideoInfo
+
+
+def collect_videos(inputs: Sequence[str | Path]) -> list[VideoInput]:
+    """Video files from ``inputs`` (files as given; folders searched recursively, sorted).
+
+    A path that does not exist is kept (it is reported as failed when read), so one typo does
+    not hide the other videos. A folder without any video file is an error.
+    """
+    videos: list[VideoInput] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if not path.is_dir():
+            videos.append(VideoInput(path, path.name))
+            continue
+        found = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+        )
+        if not found:
+            raise UserError(
+                f"no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) under folder {path}"
+            )
+        videos += [VideoInput(p, p.relative_to(path).as_posix()) for p in found]
+    if not videos:
+        raise UserError("no videos given: pass video files or folders")
+    return videos
+
+
+def fit_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """``(h, w)`` with the aspect of ``height x width`` and long side at most ``max_side``."""
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def read_sampled(
+    path: Path, *, frames: int, views: int, max_side: int = 640, backend: str = "auto"
+) -> SampledVideo:
+    """Decode the ``views`` x ``frames`` test-sampled frames of ``path`` (raises
+    :class:`~hpnet.data.decode.VideoDecodeError` for an unreadable video)."""
+    with open_video(path, backend=backend) as reader:
+        info = reader.info
+        if info.num_frames < 1:
+            raise VideoDecodeError(path, "the video reports no frames")
+        indices = sample_frame_indices(info.num_frames, frames, train=False, views=views)
+        size = fit_size(info.height, info.width, max_side)
+        video = reader.frames(indices.reshape(-1), size=size)  # (V*T, 3, h, w)
+    return SampledVideo(video.view(*indices.shape, *video.shape[1:]), indices, info)
+
+
+class JointFinder:
+    """Joints ``float32 (V, T, P, 17, 3)`` of a sampled video: cached, else estimated.
+
+    Args:
+        cache_dir: the pose cache folder ('' = never look); a video's file is
+            ``<cache_dir>/<rel>.npz``.
+        persons: P.
+        estimator: a callable building the pose model on first use (``None`` = never
+            estimate: videos without a cache file get no joints, all confidences 0).
+    """
+
+    def __init__(self, cache_dir: str | Path, persons: int, estimator: Any = None) -> None:
+        from hpnet.pose.store import JointCache
+
+        self.cache = JointCache(cache_dir, persons) if cache_dir else None
+        self.persons = persons
+        self._build_estimator = estimator
+        self._estimator: Any = None
+
+    def cached_record(self, video: VideoInput) -> VideoInput | None:
+        """The video as its cache file names it, or None without one.
+
+        Tried in order: ``<cache_dir>/<rel>.npz``, then the video's path with ever more of its
+        parent folders (``clip.avi``, ``golf/clip.avi``, ...), so a file given on its own
+        still finds the entry a dataset-wide cache run wrote for it.
+        """
+        if self.cache is None:
+            return None
+        parts = video.path.resolve().parts
+        tails = [video.rel] + ["/".join(parts[-n:]) for n in range(1, len(parts))]
+        for rel in dict.fromkeys(tails):
+            candidate = VideoInput(video.path, rel)
+            if self.cache.path(candidate).is_file():
+                return candidate
+        return None
+
+    def __call__(self, video: VideoInput, sampled: SampledVideo) -> tuple[np.ndarray, str]:
+        """The joints and where they came from: ``"cache"``, ``"estimated"`` or ``"none"``."""
+        cached = self.cached_record(video)
+        if cached is not None:
+            return self.cache(cached, sampled.indices, sampled.info), "cache"
+        v, t = sampled.indices.shape
+        if self._build_estimator is None:
+            return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32), "none"
+        if self._estimator is None:
+            self._estimator = self._build_estimator()
+        # Run the pose model once per distinct frame, in time order (its person tracker
+        # follows the video), then lay the joints out as (V, T).
+        flat = sampled.indices.reshape(-1)
+        order, first = np.unique(flat, return_index=True)
+        frames = sampled.frames.reshape(-1, *sampled.frames.shape[2:])[torch.from_numpy(first)]
+        joints = self._estimator(frames, self.persons)  # (U, P, 17, 3)
+        rows = np.searchsorted(order, flat)
+        return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32), "estimated"
+
+
+def clip_probs(
+    model: nn.Module,
+    sampled: SampledVideo,
+    joints: np.ndarray | None,
+    *,
+    transform: ClipTransform,
+    canvas_hw: tuple[int, int] | None,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    crops: int = 1,
+) -> torch.Tensor:
+    """Class probabilities ``(C,)``: softmax averaged over the video's views x crops.
+
+    ``canvas_hw``: the loader's resize before the crops (``None``: crop the frames as decoded).
+    """
+    v, t = sampled.indices.shape
+    frames = resize_frames(sampled.frames.flatten(0, 1), canvas_hw)  # (V*T, 3, H, W)
+    video = frames.view(1, v, t, *frames.shape[1:]).to(device)
+    joint_batch = None if joints is None else torch.from_numpy(joints)[None].to(device)
+    return view_probs(
+        model, video, joint_batch, transform=transform, amp_dtype=amp_dtype, crops=crops
+    )[0].cpu()
+
+
+def top_k(probs: torch.Tensor, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """The ``k`` most probable labels: ``[{"label", "index", "prob"}, ...]``, best first.
+
+    Ties keep label order (a stable sort), so the output order is reproducible.
+    """
+    order = sorted(range(len(labels)), key=lambda i: -float(probs[i]))[: max(1, k)]
+    return [{"label": labels[i], "index": i, "prob": round(float(probs[i]), 6)} for i in order]

@@ -1,0 +1,411 @@
+"""``python -m hpnet.predict VIDEO|FOLDER... --checkpoint run/best.pt [options] [key=value ...]``.
+
+Top-k actions with probabilities for each video: decode the sampled frames (the training
+sampler, test mode), joints from the pose cache or the YOLO pose model, the model over
+``eval.views`` clips x ``eval.crops`` crops, softmax averaged. ``--labels`` classifies over
+another label set through the model's text head. A video that cannot be read is reported and
+skipped; the exit code is then 1 (0 when every video was predicted).
+
+``--json`` prints one JSON document (schema in README.md, "Predict"); ``--overlay out.mp4``
+(or ``.png`` for a strip) draws the sampled frames with the skeletons and the top 3 labels,
+``--cam`` adds the backbone's Grad-CAM heat map of the top label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpnet.cli import UserError, run_cli
+from hpnet.config import Config, apply_overrides, config_from_dict, load_config
+
+logger = logging.getLogger(__name__)
+
+OVERRIDE = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+=")  # data.frames=8, not a file name
+
+
+def split_inputs(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Positional arguments -> ``(videos, key=value overrides)``; an existing path is a video."""
+    videos, overrides = [], []
+    for item in items:
+        is_override = OVERRIDE.match(item) and not Path(item).exists()
+        (overrides if is_override else videos).append(item)
+    return videos, overrides
+
+
+def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None:
+    """``--labels "a,b,c"`` or ``--labels-file F`` (one label per line) -> labels, or None."""
+    if labels and labels_file:
+        raise UserError("give --labels or --labels-file, not both")
+    if labels_file:
+        path = Path(labels_file).expanduser()
+        if not path.is_file():
+            raise UserError(f"labels file not found: {path} (--labels-file)")
+        names = [line.strip() for line in path.read_text().splitlines()]
+    elif labels:
+        names = [name.strip() for name in labels.split(",")]
+    else:
+        return None
+    names = [n for n in names if n]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError(f"need at least 2 distinct labels, got {names} (--labels/--labels-file)")
+    return names
+
+
+def overlay_path(base: str, rel: str, many: bool) -> Path:
+    """``--overlay`` for one video is the file itself; with several, one file per video."""
+    path = Path(base)
+    if not many:
+        return path
+    stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix())
+    return path.with_name(f"{path.stem}-{stem}{path.suffix}")
+
+
+class Predictor:
+    """A model ready to classify video files one at a time (see :meth:`__call__`).
+
+    Build it from a training checkpoint with :meth:`from_checkpoint`; ``hpnet.zeroshot``
+    builds one around a frozen CLIP. ``canvas_hw`` is the loader's resize before the test
+    crops (``None``: crop the decoded frames as they are, aspect kept); ``joints`` finds the
+    joints of a video (``None``: the model gets none).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        labels: Sequence[str],
+        cfg: Config,
+        *,
+        transform: Any,
+        canvas_hw: tuple[int, int] | None,
+        max_side: int,
+        joints: Any = None,
+    ) -> None:
+        from hpnet.runtime import amp_dtype_for, pick_device
+
+        self.cfg = cfg
+        self.labels = list(labels)
+        self.device = pick_device(cfg.train.device)
+        self.model = model.to(self.device).eval()
+        self.amp_dtype = amp_dtype_for(cfg.train.amp, self.device)
+        self.transform = transform
+        self.canvas_hw = canvas_hw
+        self.max_side = max_side
+        self.joints = joints
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str,
+        *,
+        config: str | None = None,
+        overrides: Sequence[str] = (),
+        labels: Sequence[str] | None = None,
+        pose_cache: str | None = None,
+        estimate_pose: bool = True,
+    ) -> Predictor:
+        """The trained model of ``checkpoint`` with its own config (or ``config``) plus
+        ``overrides``; ``labels`` other than the trained ones go through the text head."""
+        from hpnet.checkpoint import load_checkpoint
+        from hpnet.data.datasets import loader_canvas
+        from hpnet.inference import JointFinder
+        from hpnet.models.hpnet import model_from_checkpoint
+        from hpnet.runtime import build_transform, pick_device
+
+        ckpt = load_checkpoint(checkpoint)
+        if config:
+            cfg = load_config(config, overrides)
+        else:
+            cfg = apply_overrides(config_from_dict(ckpt["config"]), overrides)
+        model = model_from_checkpoint(ckpt, cfg, labels, source=checkpoint)
+        canvas_hw = loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect)
+        joints = None
+        if cfg.model.pose and cfg.pose.source != "none":
+            cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
+            build = partial(pose_estimator, cfg) if estimate_pose else None
+            joints = JointFinder(cache_dir, cfg.pose.persons, build)
+        return cls(
+            model,
+            model.class_names,
+            cfg,
+            transform=build_transform(cfg, pick_device(cfg.train.device)),
+            canvas_hw=canvas_hw,
+            max_side=max(cfg.pose.imgsz, *canvas_hw),
+            joints=joints,
+        )
+
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def __call__(
+        self, video: Any, *, top_k: int = 5, overlay: Path | None = None, cam: bool = False
+    ) -> dict[str, Any]:
+        """Classify one :class:`~hpnet.inference.VideoInput`; a JSON-ready result dict.
+
+        Raises :class:`~hpnet.data.decode.VideoDecodeError` when the video cannot be read.
+        """
+        from hpnet.inference import clip_probs, read_sampled
+        from hpnet.inference import top_k as best
+
+        e = self.cfg.eval
+        t0 = self._sync()
+        sampled = read_sampled(
+            video.path,
+            frames=self.cfg.data.frames,
+            views=e.views,
+            max_side=self.max_side,
+            backend=self.cfg.data.decoder,
+        )
+        t1 = self._sync()
+        joints, pose_from = self.joints(video, sampled) if self.joints else (None, "none")
+        t2 = self._sync()
+        probs = clip_probs(
+            self.model,
+            sampled,
+            joints,
+            transform=self.transform,
+            canvas_hw=self.canvas_hw,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
+            crops=e.crops,
+        )
+        t3 = self._sync()
+        top = best(probs, self.labels, top_k)
+        result: dict[str, Any] = {
+            "video": str(video.path),
+            "ok": True,
+            "top": top,
+            "pose": pose_from,
+            "num_frames": sampled.info.num_frames,
+            "frame_indices": sampled.indices.tolist(),
+            "seconds": {
+                "decode": round(t1 - t0, 4),
+                "pose": round(t2 - t1, 4),
+                "model": round(t3 - t2, 4),
+            },
+            "overlay": None,
+        }
+        if overlay is not None:
+            self._write_overlay(overlay, video, sampled, joints, top, cam)
+            result["overlay"] = str(overlay)
+        return result
+
+    def _write_overlay(
+        self,
+        path: Path,
+        video: Any,
+        sampled: Any,
+        joints: np.ndarray | None,
+        top: list[dict[str, Any]],
+        cam: bool,
+    ) -> None:
+        """Frames of the first view with skeletons, the top-3 labels and the optional heat map."""
+        from hpnet.overlay import render_frame, write_overlay
+
+        heat, box = None, (0.0, 0.0, 1.0, 1.0)
+        if cam:
+            heat, box = self._cam(sampled, joints, top[0]["index"])
+        lines = [f"{t['label']}  {100 * t['prob']:.1f}%" for t in top[:3]]
+        frames = sampled.frames[0].permute(0, 2, 3, 1).numpy()  # (T, h, w, 3)
+        tiles = [
+            render_frame(
+                frame,
+                None if joints is None else joints[0, i],
+                heat=None if heat is None else heat[i],
+                heat_box=box,
+                lines=[*lines, f"frame {int(sampled.indices[0, i])}"],
+            )
+            for i, frame in enumerate(frames)
+        ]
+        write_overlay(path, tiles, header=f"{video.rel}: {lines[0]}")
+
+    def _cam(
+        self, sampled: Any, joints: np.ndarray | None, target: int
+    ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """Grad-CAM of the first view's centre crop, and that crop's box in the frame."""
+        from hpnet.data.decode import resize_frames
+        from hpnet.explain import backbone_cam
+
+        frames = resize_frames(sampled.frames[0], self.canvas_hw)  # (T, 3, H, W)
+        video = frames[None, None].to(self.device)
+        joint_batch = None if joints is None else torch.from_numpy(joints[:1])[None]
+        video, joint_batch = self.transform.test(
+            video, None if joint_batch is None else joint_batch.to(self.device), crops=1
+        )
+        heat = backbone_cam(
+            self.model,
+            video[:, 0],
+            None if joint_batch is None else joint_batch[:, 0],
+            target,
+        )
+        h, w = self.canvas_hw
+        side = min(h, w)
+        x0, y0 = (w - side) / 2 / w, (h - side) / 2 / h
+        return heat.cpu().numpy(), (x0, y0, 1 - x0, 1 - y0)
+
+
+def pose_estimator(cfg: Config) -> Any:
+    """The YOLO pose model of ``cfg.pose`` (built when a video has no cached joints)."""
+    from hpnet.pose.estimator import PoseEstimator
+
+    p = cfg.pose
+    return PoseEstimator(
+        p.weights, imgsz=p.imgsz, conf=p.conf, iou=p.iou, device=p.device, precision=p.precision
+    )
+
+
+def print_table(results: list[dict[str, Any]], top_k: int) -> None:
+    """Human-readable output: per video its top-k labels with probabilities."""
+    for r in results:
+        if not r["ok"]:
+            print(f"{r['video']}: FAILED: {r['error']}")
+            continue
+        s = r["seconds"]
+        timing = f"decode {s['decode']:.2f} s, pose {s['pose']:.2f} s, model {s['model']:.2f} s"
+        print(f"{r['video']}  (pose: {r['pose']}; {timing})")
+        for rank, t in enumerate(r["top"][:top_k], 1):
+            print(f"  {rank}. {t['label']:<28s} {100 * t['prob']:6.2f} %")
+        if r["overlay"]:
+            print(f"  overlay: {r['overlay']}")
+
+
+def add_video_arguments(parser: argparse.ArgumentParser, *, videos: str, labels: str) -> None:
+    """The arguments ``hpnet.predict`` and ``hpnet.zeroshot`` share (``videos``: nargs)."""
+    parser.add_argument(
+        "inputs",
+        nargs=videos,
+        metavar="VIDEO|FOLDER|key=value",
+        help="video files or folders (searched recursively), then optional config overrides",
+    )
+    parser.add_argument("--config", help="YAML config file (predict: the checkpoint's own)")
+    parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--labels", help=f'{labels}, comma-separated: "wave,clap,run"')
+    parser.add_argument("--labels-file", help=f"{labels}, one per line")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpnet.predict", description=__doc__.split("\n")[0]
+    )
+    add_video_arguments(parser, videos="+", labels="other labels")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
+    parser.add_argument("--overlay", help="write an overlay: out.mp4 (video) or out.png (strip)")
+    parser.add_argument("--cam", action="store_true", help="draw Grad-CAM on the overlay")
+    parser.add_argument(
+        "--pose-cache",
+        help="pose cache folder to look in first (default: pose.cache_dir); '' = never",
+    )
+    parser.add_argument(
+        "--no-pose-estimation",
+        action="store_true",
+        help="do not run the pose model on videos without cached joints (no joints then)",
+    )
+    return parser
+
+
+def predict_videos(
+    predictor: Predictor,
+    videos: Sequence[Any],
+    *,
+    top_k: int,
+    overlay: str | None = None,
+    cam: bool = False,
+) -> list[dict[str, Any]]:
+    """One result per video, in input order; an unreadable video gives ``ok: false``."""
+    from hpnet.data.decode import VideoDecodeError
+
+    results = []
+    for video in _progress(videos):
+        out = overlay_path(overlay, video.rel, len(videos) > 1) if overlay else None
+        try:
+            results.append(predictor(video, top_k=top_k, overlay=out, cam=cam))
+        except VideoDecodeError as err:
+            logger.warning("skipping %s: %s", video.path, err)
+            results.append({"video": str(video.path), "ok": False, "error": str(err)})
+    return results
+
+
+def emit(
+    results: list[dict[str, Any]],
+    predictor: Predictor,
+    *,
+    top_k: int,
+    as_json: bool,
+    source: dict[str, Any],
+) -> int:
+    """Print the results (table, or one JSON document with ``source`` first); the exit code:
+    1 when a video could not be read, else 0."""
+    failed = sum(not r["ok"] for r in results)
+    if as_json:
+        cfg = predictor.cfg
+        document = {
+            **source,
+            "labels": predictor.labels,
+            "top_k": top_k,
+            "frames": cfg.data.frames,
+            "views": cfg.eval.views,
+            "crops": cfg.eval.crops,
+            "videos": results,
+            "failed": failed,
+        }
+        json.dump(document, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(results, top_k)
+        if failed:
+            print(f"{failed} of {len(results)} videos could not be read")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from hpnet.inference import collect_videos
+
+    args = _parser().parse_intermixed_args(argv)
+    paths, overrides = split_inputs(args.inputs)
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.cam and not args.overlay:
+        raise UserError("--cam draws on the overlay: add --overlay out.mp4 (or out.png)")
+    videos = collect_videos(paths)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint,
+        config=args.config,
+        overrides=overrides,
+        labels=read_labels(args.labels, args.labels_file),
+        pose_cache=args.pose_cache,
+        estimate_pose=not args.no_pose_estimation,
+    )
+    results = predict_videos(
+        predictor, videos, top_k=args.top_k, overlay=args.overlay, cam=args.cam
+    )
+    source = {"checkpoint": str(args.checkpoint)}
+    return emit(results, predictor, top_k=args.top_k, as_json=args.json, source=source)
+
+
+def _progress(videos: list) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(videos, desc="predict", unit="video", disable=len(videos) < 2, file=sys.stderr)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,205 @@
+"""``python -m hpnet.zeroshot``: zero-shot action recognition by label prompting.
+
+Videos over any labels (a frozen CLIP: frame embeddings averaged over time vs. prompt
+embeddings of the labels, see :mod:`hpnet.models.clip_video`)::
+
+    python -m hpnet.zeroshot clip.mp4 clips/ --labels "brush hair,climb,golf" [--json]
+
+A whole test split, scored like the literature's zero-shot protocol (top-1, top-5, mean class
+accuracy; ``eval.json`` and the confusion matrix in ``--out``)::
+
+    python -m hpnet.zeroshot --dataset hmdb51 --split 1 data.root=/data/hmdb51
+
+A trained HP-Net over labels it was not trained on, through its text head::
+
+    python -m hpnet.zeroshot clip.mp4 --checkpoint runs/x/best.pt --labels "wave,clap,run"
+
+``--model``/``--pretrained`` set ``text.model``/``text.pretrained`` (an open_clip name; a tag
+or a local CLIP checkpoint file). ``--templates`` defaults to the bare class name (``bare``;
+ViFi-CLIP found it best for video); ``video`` is a 5-prompt ensemble, or give your own with
+``{}`` where the label goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hpnet.cli import UserError, run_cli
+from hpnet.config import Config, load_config
+from hpnet.evaluate import summary_line
+from hpnet.predict import (
+    Predictor,
+    add_video_arguments,
+    emit,
+    predict_videos,
+    read_labels,
+    split_inputs,
+)
+from hpnet.text.prompts import get_templates
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpnet.zeroshot", description=__doc__.split("\n")[0]
+    )
+    add_video_arguments(parser, videos="*", labels="labels")
+    parser.add_argument(
+        "--templates",
+        action="append",
+        metavar="TEMPLATE",
+        help="a prompt template with {} for the label (repeat for an ensemble), or a set name: "
+        "bare (default), video",
+    )
+    parser.add_argument("--model", help="open_clip model name (text.model), e.g. ViT-B-16")
+    parser.add_argument("--pretrained", help="open_clip tag or CLIP weights file (text.pretrained)")
+    parser.add_argument("--dataset", help="score a dataset's test split (data.dataset)")
+    parser.add_argument("--split", type=int, help="official split number (data.split)")
+    parser.add_argument("--out", help="folder for eval.json and the confusion matrix (--dataset)")
+    parser.add_argument("--checkpoint", help="a trained HP-Net: classify through its text head")
+    return parser
+
+
+def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Config:
+    """The config file plus the flags (as ``text.*`` / ``data.*`` keys) plus overrides."""
+    flags = []
+    if args.model:
+        flags.append(f"text.model={args.model}")
+    if args.pretrained is not None:
+        flags.append(f"text.pretrained={args.pretrained}")
+    if args.dataset:
+        flags.append(f"data.dataset={args.dataset}")
+    if args.split is not None:
+        flags.append(f"data.split={args.split}")
+    cfg = load_config(args.config, [*flags, *overrides])
+    if not args.checkpoint or args.templates:
+        spec = args.templates or ["bare"]
+        cfg.text.templates = get_templates(spec[0] if len(spec) == 1 else spec)
+    return cfg
+
+
+def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
+    """A :class:`~hpnet.predict.Predictor` around a frozen CLIP over ``labels``, and its tower."""
+    from hpnet.data.transforms import ClipTransform
+    from hpnet.models.clip_video import zero_shot_classifier
+
+    model, tower = zero_shot_classifier(
+        cfg.text.model,
+        cfg.text.pretrained,
+        labels,
+        cfg.text.templates,
+        text_cache_dir=cfg.text.cache_dir or None,
+    )
+    transform = ClipTransform(size=tower.image_size, mean=tower.mean, std=tower.std, flip=False)
+    predictor = Predictor(
+        model,
+        labels,
+        cfg,
+        transform=transform,
+        canvas_hw=None,  # CLIP's own preprocessing: short side to S, centre crop, aspect kept
+        max_side=2 * tower.image_size,
+    )
+    return predictor, tower
+
+
+def score_dataset(cfg: Config, out: Path) -> dict[str, Any]:
+    """Zero-shot top-1 / top-5 / mean class accuracy over ``cfg.data``'s test split.
+
+    The test videos are read like in training (``eval.views`` clips x ``eval.crops`` crops,
+    the loader canvas) at the CLIP tower's input size, without joints; the report is written
+    to ``out`` (``eval.json``, confusion matrix) and returned (empty on ranks other than 0).
+    """
+    import dataclasses
+
+    from hpnet.data.datasets import build_datasets
+    from hpnet.distributed import init_distributed
+    from hpnet.evaluate import run_test, write_report
+    from hpnet.text.weights import clip_model_config
+
+    size = clip_model_config(cfg.text.model)["vision_cfg"].get("image_size", 224)
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, size=int(size)),
+        pose=dataclasses.replace(cfg.pose, source="none"),
+    )
+    _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
+    predictor, tower = clip_predictor(cfg, classes)
+    dist = init_distributed(predictor.device.type)
+    report = run_test(
+        predictor.model,
+        test_ds,
+        cfg,
+        predictor.transform,
+        predictor.device,
+        predictor.amp_dtype,
+        dist,
+        crops=cfg.eval.crops,
+    )
+    if dist.is_main:
+        report["model"] = f"{cfg.text.model} {tower.weights.source or 'random init'}"
+        report["templates"] = list(cfg.text.templates)
+        write_report(report, list(classes), out)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from hpnet.inference import collect_videos
+    from hpnet.models.clip_video import describe
+
+    args = _parser().parse_intermixed_args(argv)
+    paths, overrides = split_inputs(args.inputs)
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    labels = read_labels(args.labels, args.labels_file)
+    if args.dataset:
+        if paths or labels or args.checkpoint:
+            raise UserError(
+                "--dataset scores its own test videos over its own classes: "
+                "drop the videos, --labels and --checkpoint"
+            )
+        cfg = zero_shot_config(args, overrides)
+        name = f"zeroshot-{cfg.data.dataset}-split{cfg.data.split}"
+        out = Path(args.out) if args.out else Path("runs") / name
+        report = score_dataset(cfg, out)
+        if report:
+            where = f"{cfg.data.dataset} split {cfg.data.split} ({report['model']})"
+            print(f"zero-shot {where}: {summary_line(report)}")
+            print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
+        return 0
+    if not paths:
+        raise UserError("give videos (files or folders) or --dataset NAME")
+    if labels is None and not args.checkpoint:
+        raise UserError('give the labels to choose from: --labels "a,b,c" or --labels-file F')
+    videos = collect_videos(paths)
+    if args.checkpoint:
+        if args.model or args.pretrained is not None:
+            raise UserError(
+                "--checkpoint uses the text encoder it was trained with: drop --model/--pretrained"
+            )
+        if args.templates:  # else the templates the model was trained with
+            spec = args.templates[0] if len(args.templates) == 1 else args.templates
+            overrides = [*overrides, f"text.templates={json.dumps(get_templates(spec))}"]
+        predictor = Predictor.from_checkpoint(
+            args.checkpoint, config=args.config, overrides=overrides, labels=labels
+        )
+        source: dict[str, Any] = {"checkpoint": str(args.checkpoint)}
+    else:
+        cfg = zero_shot_config(args, overrides)
+        predictor, tower = clip_predictor(cfg, labels)
+        print(describe(tower), file=sys.stderr)
+        source = {"clip_model": cfg.text.model, "clip_weights": tower.weights.source or "random"}
+    results = predict_videos(predictor, videos, top_k=args.top_k)
+    return emit(results, predictor, top_k=args.top_k, as_json=args.json, source=source)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

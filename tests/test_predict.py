@@ -1,0 +1,258 @@
+"""``python -m hpnet.predict`` on real clips: probabilities, order, JSON schema, bad files,
+open-vocabulary labels, pose from the cache or the YOLO model, overlays and Grad-CAM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from hpnet.cli import UserError
+from hpnet.inference import JointFinder, SampledVideo, VideoInput, collect_videos, read_sampled
+from hpnet.predict import main, read_labels, split_inputs
+
+# The keys README.md documents for `--json` (document, per video, per failed video).
+DOCUMENT_KEYS = {"checkpoint", "labels", "top_k", "frames", "views", "crops", "videos", "failed"}
+VIDEO_KEYS = {
+    "video",
+    "ok",
+    "top",
+    "pose",
+    "num_frames",
+    "frame_indices",
+    "seconds",
+    "overlay",
+}
+FAILED_KEYS = {"video", "ok", "error"}
+
+
+def _train(args: list[str], out: Path, *extra: str) -> Path:
+    from hpnet.train import main as train_main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = train_main(
+            [*args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=2", *extra]
+        )
+    assert code == 0
+    return out / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_args, tmp_path_factory) -> Path:
+    """A tiny HP-Net (text head, pose) trained for 2 steps on the synthetic actions."""
+    return _train(tiny_args, tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def clips(shared_data, tmp_path_factory) -> Path:
+    """Three real clips in a folder (two HMDB51 AVIs and a Kinetics mp4)."""
+    folder = tmp_path_factory.mktemp("clips")
+    mini = shared_data / "hmdb51_mini"
+    for src in [*sorted((mini / "golf").glob("*.avi")), *sorted((mini / "punch").glob("*.avi"))]:
+        shutil.copy(src, folder / f"{src.parent.name}.avi")
+    shutil.copy(shared_data / "videos/other/kinetics_arm_wrestling.mp4", folder / "wrestle.mp4")
+    return folder
+
+
+def _predict_json(capsys, *args: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_json_over_real_clips_sums_to_one_and_is_stable(checkpoint, clips, capsys):
+    args = [str(clips), "--checkpoint", str(checkpoint), "--top-k", "100", "--pose-cache", ""]
+    args += ["--no-pose-estimation", "eval.views=2"]
+    code, doc = _predict_json(capsys, *args)
+    assert code == 0
+    assert set(doc) == DOCUMENT_KEYS and doc["failed"] == 0
+    assert doc["views"] == 2 and doc["frames"] == 4
+    assert [Path(v["video"]).name for v in doc["videos"]] == [
+        "golf.avi",
+        "punch.avi",
+        "wrestle.mp4",
+    ]
+    for video in doc["videos"]:
+        assert set(video) == VIDEO_KEYS and video["ok"] and video["pose"] == "none"
+        top = video["top"]
+        assert len(top) == len(doc["labels"]) == 11  # top-k is capped at the label count
+        assert sum(t["prob"] for t in top) == pytest.approx(1.0, abs=1e-4)
+        assert [t["prob"] for t in top] == sorted((t["prob"] for t in top), reverse=True)
+        assert {t["label"] for t in top} == set(doc["labels"])
+        assert all(doc["labels"][t["index"]] == t["label"] for t in top)
+        assert np.array(video["frame_indices"]).shape == (2, 4)
+        assert set(video["seconds"]) == {"decode", "pose", "model"}
+
+    _, again = _predict_json(capsys, *args)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in doc["videos"]]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in again["videos"]]
+
+
+def test_bad_files_are_reported_and_the_others_predicted(checkpoint, clips, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    shutil.copytree(clips, folder)
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.avi").write_text("not a video\n")
+    data = (clips / "golf.avi").read_bytes()
+    (folder / "truncated.avi").write_bytes(data[: len(data) // 50])
+    code, doc = _predict_json(
+        capsys, str(folder), str(tmp_path / "missing.mp4"), "--checkpoint", str(checkpoint),
+        "--no-pose-estimation", "--pose-cache", "",
+    )  # fmt: skip
+    assert code == 1
+    by_name = {Path(v["video"]).name: v for v in doc["videos"]}
+    bad = {"empty.mp4", "notes.avi", "truncated.avi", "missing.mp4"}
+    assert {n for n, v in by_name.items() if not v["ok"]} == bad
+    for name in bad:
+        assert set(by_name[name]) == FAILED_KEYS and by_name[name]["error"]
+    assert all(by_name[n]["ok"] for n in ("golf.avi", "punch.avi", "wrestle.mp4"))
+    assert doc["failed"] == 4
+
+    capsys.readouterr()
+    assert main([str(folder), "--checkpoint", str(checkpoint), "--no-pose-estimation"]) == 1
+    printed = capsys.readouterr().out
+    assert "empty.mp4: FAILED" in printed and "3 of 6 videos could not be read" in printed
+
+
+def test_open_vocabulary_labels_through_the_text_head(checkpoint, clips, tmp_path, capsys):
+    labels = ["golf swing", "punch", "arm wrestling"]
+    code, doc = _predict_json(
+        capsys, str(clips / "golf.avi"), "--checkpoint", str(checkpoint),
+        "--labels", ",".join(labels), "--no-pose-estimation", "--top-k", "3",
+    )  # fmt: skip
+    assert code == 0 and doc["labels"] == labels
+    top = doc["videos"][0]["top"]
+    assert sorted(t["label"] for t in top) == sorted(labels)
+    assert sum(t["prob"] for t in top) == pytest.approx(1.0, abs=1e-4)
+
+    file = tmp_path / "labels.txt"
+    file.write_text("\n".join(labels) + "\n\n")
+    assert read_labels(None, str(file)) == labels
+    with pytest.raises(UserError, match="at least 2 distinct"):
+        read_labels("wave,wave", None)
+    with pytest.raises(UserError, match="not both"):
+        read_labels("a,b", str(file))
+
+
+def test_linear_head_cannot_take_other_labels(tiny_args, clips, tmp_path):
+    linear = _train(tiny_args, tmp_path / "linear", "model.text=false")
+    with pytest.raises(UserError, match="linear head"):
+        main([str(clips / "golf.avi"), "--checkpoint", str(linear), "--labels", "a,b"])
+
+
+def test_pose_from_the_cache_else_from_yolo(checkpoint, clips, yolo_weights, tmp_path, capsys):
+    """A video with a cache file uses it (found by its path's tail), the others run YOLO."""
+    cache = tmp_path / "cache"
+    sampled = read_sampled(clips / "golf.avi", frames=4, views=1)
+    from hpnet.pose.store import save_joints
+
+    marker = np.zeros((sampled.info.num_frames, 1, 17, 3), np.float32)
+    marker[..., 2] = 1.0
+    marker[..., :2] = 0.5
+    frames = np.arange(sampled.info.num_frames)
+    save_joints(cache / f"{clips.name}/golf.avi.npz", marker, frames, {})
+    code, doc = _predict_json(
+        capsys, str(clips / "golf.avi"), str(clips / "wrestle.mp4"), "--checkpoint",
+        str(checkpoint), "--pose-cache", str(cache), f"pose.weights={yolo_weights}",
+    )  # fmt: skip
+    assert code == 0
+    assert [v["pose"] for v in doc["videos"]] == ["cache", "estimated"]
+
+
+def test_joint_finder_lays_estimated_joints_out_per_sampled_frame():
+    """Repeated frames run once, in time order, and every (view, step) gets its frame's joints."""
+    indices = np.array([[4, 0, 4], [2, 2, 6]])
+    frames = torch.from_numpy(indices).to(torch.uint8).view(2, 3, 1, 1, 1).expand(2, 3, 3, 2, 2)
+    seen: list[list[int]] = []
+
+    def estimator(batch: torch.Tensor, persons: int) -> np.ndarray:
+        values = batch[:, 0, 0, 0].tolist()
+        seen.append(values)
+        out = np.zeros((len(values), persons, 17, 3), np.float32)
+        out[:, 0, 0, 0] = values
+        return out
+
+    finder = JointFinder("", persons=2, estimator=lambda: estimator)
+    sampled = SampledVideo(frames.contiguous(), indices, info=None)  # type: ignore[arg-type]
+    joints, source = finder(VideoInput(Path("x.mp4"), "x.mp4"), sampled)
+    assert source == "estimated" and seen == [[0, 2, 4, 6]]
+    assert joints.shape == (2, 3, 2, 17, 3)
+    np.testing.assert_array_equal(joints[..., 0, 0, 0], indices)
+
+
+def test_overlays_png_strip_and_mp4_with_grad_cam(checkpoint, clips, tmp_path, capsys):
+    png, mp4 = tmp_path / "golf.png", tmp_path / "golf.mp4"
+    base = [str(clips / "golf.avi"), "--checkpoint", str(checkpoint), "--no-pose-estimation"]
+    assert main([*base, "--overlay", str(png)]) == 0
+    assert main([*base, "--overlay", str(mp4), "--cam"]) == 0
+    assert f"overlay: {mp4}" in capsys.readouterr().out
+    from PIL import Image
+
+    strip = np.asarray(Image.open(png))
+    assert strip.shape[1] >= 4 * 360  # 4 frames in a row, enlarged to >= 360 px high
+    with av.open(str(mp4)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 4  # data.frames of the first view
+    plain = tmp_path / "plain.mp4"
+    assert main([*base, "--overlay", str(plain)]) == 0
+    with av.open(str(plain)) as container:
+        plain_frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    difference = np.abs(np.stack(plain_frames).astype(int) - np.stack(frames).astype(int))
+    assert difference.mean() > 1.0  # the heat map shows
+
+    assert main([str(clips), *base[1:], "--overlay", str(png)]) == 0
+    names = sorted(p.name for p in tmp_path.glob("golf-*.png"))
+    assert names == ["golf-golf.png", "golf-punch.png", "golf-wrestle.png"]  # one per video
+    with pytest.raises(UserError, match="--overlay"):
+        main([*base, "--cam"])
+
+
+def test_backbone_cam_shape_range_and_no_leftover_gradients(checkpoint):
+    from hpnet.checkpoint import load_checkpoint
+    from hpnet.config import config_from_dict
+    from hpnet.explain import backbone_cam
+    from hpnet.models.hpnet import model_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, config_from_dict(ckpt["config"]))
+    video = torch.randn(1, 4, 3, 32, 32)
+    joints = torch.rand(1, 4, 2, 17, 3)
+    heat = backbone_cam(model, video, joints, target=3)
+    gh, gw = model.backbone.grid_size
+    assert heat.shape == (4, gh, gw)
+    assert float(heat.min()) >= 0 and float(heat.max()) == pytest.approx(1.0)
+    assert all(p.grad is None for p in model.parameters())
+    assert not torch.equal(heat, backbone_cam(model, video, joints, target=5))
+    # Without joints the logits read only the class token: the map must still show something.
+    assert float(backbone_cam(model, video, None, target=3).max()) == pytest.approx(1.0)
+
+
+def test_inputs_overrides_and_folders(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.MP4").write_bytes(b"1")
+    (tmp_path / "a" / "y.avi").write_bytes(b"1")
+    (tmp_path / "a" / "readme.txt").write_text("")
+    videos = collect_videos([tmp_path / "a", tmp_path / "gone.mp4"])
+    assert [v.rel for v in videos] == ["b/x.MP4", "y.avi", "gone.mp4"]
+    with pytest.raises(UserError, match="no video files"):
+        collect_videos([_empty(tmp_path)])
+    assert split_inputs(["clip.mp4", "data.frames=8", "eval.views=1"]) == (
+        ["clip.mp4"],
+        ["data.frames=8", "eval.views=1"],
+    )
+    odd = tmp_path / "data.frames=8"
+    odd.write_bytes(b"1")
+    assert split_inputs([str(odd)]) == ([str(odd)], [])
+
+
+def _empty(root: Path) -> Path:
+    folder = root / "empty"
+    folder.mkdir()
+    return folder

@@ -15,6 +15,7 @@ The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zerosho
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from hpnet.data.transforms import ClipTransform
 from hpnet.engine import view_probs
 
 NUM_JOINTS = 17
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,10 @@ class JointFinder:
         """The joints and where they came from: ``"cache"``, ``"estimated"`` or ``"none"``."""
         cached = self.cached_record(video)
         if cached is not None:
-            return self.cache(cached, sampled.indices, sampled.info), "cache"
+            try:
+                return self.cache(cached, sampled.indices, sampled.info), "cache"
+            except UserError as err:  # a corrupt file: this video's joints come from YOLO
+                logger.warning("%s; estimating the joints instead", err)
         v, t = sampled.indices.shape
         if self._build_estimator is None:
             return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32), "none"

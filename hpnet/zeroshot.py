@@ -76,10 +76,14 @@ def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Conf
     if args.split is not None:
         flags.append(f"data.split={args.split}")
     cfg = load_config(args.config, [*flags, *overrides])
-    if not args.checkpoint or args.templates:
-        spec = args.templates or ["bare"]
-        cfg.text.templates = get_templates(spec[0] if len(spec) == 1 else spec)
+    cfg.text.templates = chosen_templates(args.templates)
     return cfg
+
+
+def chosen_templates(given: list[str] | None) -> list[str]:
+    """``--templates`` (one set name, or templates with ``{}``) -> templates; default ``bare``."""
+    spec = given or ["bare"]
+    return get_templates(spec[0] if len(spec) == 1 else spec)
 
 
 def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
@@ -181,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--checkpoint uses the text encoder it was trained with: drop --model/--pretrained"
             )
         if args.templates:  # else the templates the model was trained with
-            spec = args.templates[0] if len(args.templates) == 1 else args.templates
-            overrides = [*overrides, f"text.templates={json.dumps(get_templates(spec))}"]
+            templates = json.dumps(chosen_templates(args.templates))
+            overrides = [*overrides, f"text.templates={templates}"]
         predictor = Predictor.from_checkpoint(
             args.checkpoint, config=args.config, overrides=overrides, labels=labels
         )

@@ -164,6 +164,12 @@ def test_pose_from_the_cache_else_from_yolo(checkpoint, clips, yolo_weights, tmp
     )  # fmt: skip
     assert code == 0
     assert [v["pose"] for v in doc["videos"]] == ["cache", "estimated"]
+    (cache / f"{clips.name}/golf.avi.npz").write_bytes(b"corrupt")  # falls back to YOLO
+    code, doc = _predict_json(
+        capsys, str(clips / "golf.avi"), "--checkpoint", str(checkpoint), "--pose-cache",
+        str(cache), f"pose.weights={yolo_weights}",
+    )  # fmt: skip
+    assert code == 0 and doc["videos"][0]["pose"] == "estimated"
 
 
 def test_joint_finder_lays_estimated_joints_out_per_sampled_frame():

@@ -10,8 +10,11 @@ grid, scaled to [0, 1] over the whole clip (so brighter frames mattered more).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+from hpnet.data.transforms import ClipTransform
 
 
 def backbone_cam(
@@ -57,3 +60,37 @@ def backbone_cam(
     peak = cam.max()
     cam = cam / peak if peak > 0 else cam
     return cam.view(-1, gh, gw)
+
+
+def centre_crop_cam(
+    model: nn.Module,
+    transform: ClipTransform,
+    frames: torch.Tensor,
+    joints: np.ndarray | None,
+    *,
+    canvas_hw: tuple[int, int],
+    target: int,
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Grad-CAM of one clip as the model sees it in test mode (canvas resize, centre crop).
+
+    Args:
+        frames: uint8 ``(T, 3, h, w)`` decoded frames of one clip.
+        joints: ``(T, P, 17, 3)`` normalised to the frame, or None.
+        canvas_hw: the loader's resize before the crop.
+    Returns:
+        ``heat (T, gh, gw)`` in [0, 1] and the crop's box ``(x0, y0, x1, y1)`` in [0, 1] of the
+        frame (where to draw the map).
+    """
+    from hpnet.data.decode import resize_frames
+
+    device = next(model.parameters()).device
+    video = resize_frames(frames, canvas_hw)[None, None].to(device)  # (1, 1, T, 3, H, W)
+    joint_batch = None if joints is None else torch.from_numpy(joints)[None, None].to(device)
+    video, joint_batch = transform.test(video, joint_batch, crops=1)
+    heat = backbone_cam(
+        model, video[:, 0], None if joint_batch is None else joint_batch[:, 0], target
+    )
+    h, w = canvas_hw
+    side = min(h, w)
+    x0, y0 = (w - side) / 2 / w, (h - side) / 2 / h
+    return heat.cpu().numpy(), (x0, y0, 1 - x0, 1 - y0)

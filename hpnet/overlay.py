@@ -6,6 +6,7 @@
 
     tiles = [render_frame(f, j, heat=h, lines=["golf 0.91", "swing baseball 0.05"]) for ...]
     write_overlay("golf_overlay.mp4", tiles, header="golf.avi: golf 0.91")
+    write_clip_overlay("golf.png", frames, indices, joints, top, title="golf.avi")  # all in one
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from hpnet.pose.preview import DRAW_EDGES, LEFT_JOINTS, PERSON_COLOURS
@@ -169,3 +171,35 @@ def _video(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
             canvas[:fh, :fw] = frame[:fh, :fw]
             container.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
         container.mux(stream.encode())
+
+
+def write_clip_overlay(
+    path: str | Path,
+    frames: torch.Tensor,
+    frame_indices: np.ndarray,
+    joints: np.ndarray | None,
+    top: Sequence[dict],
+    *,
+    title: str,
+    heat: np.ndarray | None = None,
+    heat_box: tuple[float, float, float, float] | None = None,
+) -> Path:
+    """One clip's overlay: every frame with its skeletons, the top-3 labels and its number.
+
+    Args:
+        frames: uint8 ``(T, 3, h, w)``; frame_indices: ``(T,)`` their numbers in the video.
+        joints: ``(T, P, 17, 3)`` or None; top: ``[{"label", "prob"}, ...]`` best first.
+        heat: ``(T, gh, gw)`` in [0, 1] drawn over ``heat_box`` (see :func:`render_frame`).
+    """
+    lines = [f"{t['label']}  {100 * t['prob']:.1f}%" for t in top[:3]]
+    tiles = [
+        render_frame(
+            frame,
+            None if joints is None else joints[i],
+            heat=None if heat is None else heat[i],
+            heat_box=heat_box or (0.0, 0.0, 1.0, 1.0),
+            lines=[*lines, f"frame {int(frame_indices[i])}"],
+        )
+        for i, frame in enumerate(frames.permute(0, 2, 3, 1).numpy())
+    ]
+    return write_overlay(path, tiles, header=f"{title}: {lines[0]}")

@@ -213,48 +213,29 @@ class Predictor:
         cam: bool,
     ) -> None:
         """Frames of the first view with skeletons, the top-3 labels and the optional heat map."""
-        from hpnet.overlay import render_frame, write_overlay
+        from hpnet.explain import centre_crop_cam
+        from hpnet.overlay import write_clip_overlay
 
-        heat, box = None, (0.0, 0.0, 1.0, 1.0)
+        heat = box = None
         if cam:
-            heat, box = self._cam(sampled, joints, top[0]["index"])
-        lines = [f"{t['label']}  {100 * t['prob']:.1f}%" for t in top[:3]]
-        frames = sampled.frames[0].permute(0, 2, 3, 1).numpy()  # (T, h, w, 3)
-        tiles = [
-            render_frame(
-                frame,
-                None if joints is None else joints[0, i],
-                heat=None if heat is None else heat[i],
-                heat_box=box,
-                lines=[*lines, f"frame {int(sampled.indices[0, i])}"],
+            heat, box = centre_crop_cam(
+                self.model,
+                self.transform,
+                sampled.frames[0],
+                None if joints is None else joints[0],
+                canvas_hw=self.canvas_hw,
+                target=top[0]["index"],
             )
-            for i, frame in enumerate(frames)
-        ]
-        write_overlay(path, tiles, header=f"{video.rel}: {lines[0]}")
-
-    def _cam(
-        self, sampled: Any, joints: np.ndarray | None, target: int
-    ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-        """Grad-CAM of the first view's centre crop, and that crop's box in the frame."""
-        from hpnet.data.decode import resize_frames
-        from hpnet.explain import backbone_cam
-
-        frames = resize_frames(sampled.frames[0], self.canvas_hw)  # (T, 3, H, W)
-        video = frames[None, None].to(self.device)
-        joint_batch = None if joints is None else torch.from_numpy(joints[:1])[None]
-        video, joint_batch = self.transform.test(
-            video, None if joint_batch is None else joint_batch.to(self.device), crops=1
+        write_clip_overlay(
+            path,
+            sampled.frames[0],
+            sampled.indices[0],
+            None if joints is None else joints[0],
+            top,
+            title=video.rel,
+            heat=heat,
+            heat_box=box,
         )
-        heat = backbone_cam(
-            self.model,
-            video[:, 0],
-            None if joint_batch is None else joint_batch[:, 0],
-            target,
-        )
-        h, w = self.canvas_hw
-        side = min(h, w)
-        x0, y0 = (w - side) / 2 / w, (h - side) / 2 / h
-        return heat.cpu().numpy(), (x0, y0, 1 - x0, 1 - y0)
 
 
 def pose_estimator(cfg: Config) -> Any:

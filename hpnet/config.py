@@ -67,6 +67,7 @@ class DataConfig:
     test_fraction: float = 0.3  # folder dataset without train/ and test/: share held out per class
     seed: int = 0  # seed of the synthetic dataset and of dataset-side randomness
     decoder: Literal["auto", "torchcodec", "pyav"] = "auto"  # auto = torchcodec, else PyAV
+    max_pixels: int = 4096 * 4096  # refuse videos whose width x height is larger (0 = no limit)
     balance: Literal["none", "sampler", "loss"] = "none"  # class-balanced sampler or loss weights
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -131,6 +132,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     resume: str = ""  # '' = fresh run, 'auto' = <out_dir>/last.pt if present, or a path
     out_dir: str = "runs/default"  # run folder: config, metrics, checkpoints, evaluation
+    checkpoint_minutes: float = 10.0  # mid-epoch last.pt every N minutes (0 = off)
+    checkpoint_steps: int = 0  # mid-epoch last.pt every N optimizer steps (0 = off)
     seed: int = 0  # seed of model init, sampling and augmentation
     eval_every: int = 1  # evaluate on the test split every k epochs (0 = only at the end)
     tensorboard: bool = False  # also write TensorBoard logs to <out_dir>/tb
@@ -170,6 +173,7 @@ _LIMITS: dict[str, _Check] = {
     "data.aspect": (lambda v: 0.25 <= v <= 4, "a number in [0.25, 4]"),
     "data.workers": _NON_NEG,
     "data.test_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "data.max_pixels": _NON_NEG,
     "data.synthetic.train_videos": _POSITIVE,
     "data.synthetic.test_videos": _POSITIVE,
     "data.synthetic.resolution": (lambda v: v >= 16, "an integer >= 16"),
@@ -210,6 +214,8 @@ _LIMITS: dict[str, _Check] = {
     "train.accum_steps": _POSITIVE,
     "train.eval_every": _NON_NEG,
     "train.max_steps": _NON_NEG,
+    "train.checkpoint_minutes": _NON_NEG,
+    "train.checkpoint_steps": _NON_NEG,
     "train.threads": _NON_NEG,
     "eval.views": _POSITIVE,
     "eval.crops": (lambda v: v in (1, 3), "1 or 3"),

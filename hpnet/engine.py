@@ -53,6 +53,39 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tenso
     return video, joints, labels
 
 
+@dataclass
+class EpochProgress:
+    """How far an epoch has got: what a mid-epoch checkpoint stores to resume it exactly.
+
+    Counted from the start of the epoch; ``batches`` is the number of loader batches consumed
+    (the resumed epoch skips that many, see :meth:`~hpnet.data.datasets.EpochSampler.set_epoch`).
+    """
+
+    batches: int = 0  # loader batches (micro-steps) consumed
+    steps: int = 0  # optimizer steps taken
+    loss_sum: float = 0.0  # sum over clips of the loss
+    correct: float = 0.0  # clips predicted right
+    seen: float = 0.0  # clips trained on
+    skipped: float = 0.0  # videos that could not be decoded
+    time_s: float = 0.0  # seconds spent in this epoch before the current process took over
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> EpochProgress:
+        return cls(**{k: type(getattr(cls(), k))(v) for k, v in state.items()})
+
+
+def seed_step(seed: int, batch: int, generator: torch.Generator | None) -> None:
+    """Seed torch's global RNG (dropout, drop-path) and the augmentation ``generator`` from
+    ``(seed, batch)``, so that a step's randomness does not depend on the steps before it: an
+    epoch resumed at batch k draws exactly what the uninterrupted epoch drew."""
+    torch.manual_seed(seed * 1_000_003 + 2 * batch)
+    if generator is not None:
+        generator.manual_seed(seed * 1_000_003 + 2 * batch + 1)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[dict[str, Any]],
@@ -69,72 +102,115 @@ def train_one_epoch(
     clip_grad: float = 0.0,
     max_steps: int = 0,
     generator: torch.Generator | None = None,
+    seed: int | None = None,
     use_pose: bool = True,
     progress: bool = True,
-    on_step: Callable[[int], None] | None = None,
+    resume: EpochProgress | None = None,
+    on_step: Callable[[EpochProgress], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss, accuracy, clips/s and skipped videos."""
+    """One pass over ``loader``; returns mean loss, accuracy, clips/s and skipped videos.
+
+    ``seed``: reseed the RNGs before every batch from ``(seed, batch)`` (:func:`seed_step`).
+    ``resume``: continue an epoch from a mid-epoch checkpoint; the loader must already skip
+    the ``resume.batches`` batches it consumed. ``on_step(progress)`` runs after every
+    optimizer step (gradients are zero then: the moment to write a checkpoint).
+    """
     model.train()
+    state = EpochProgress(**vars(resume)) if resume else EpochProgress()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     if max_steps:
         total = min(total or max_steps, max_steps)
-    bar = tqdm(loader, total=total, desc=f"epoch {epoch}", disable=not progress, mininterval=1.0)
-    loss_sum = correct = seen = skipped = 0.0
-    start = time.perf_counter()
+    bar = tqdm(
+        loader,
+        total=total,
+        initial=state.batches,
+        desc=f"epoch {epoch + 1}",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    start = time.perf_counter() - state.time_s
     optimizer.zero_grad(set_to_none=True)
-    micro = steps = 0
-    for micro, batch in enumerate(bar):
+    pending = 0  # clips whose gradients are accumulated but not yet stepped
+    for micro, batch in enumerate(bar, start=state.batches):
         if max_steps and micro >= max_steps:
             break
-        skipped += batch.get("skipped", 0)
-        if batch["label"].numel() == 0:
-            continue  # every clip in this batch failed to decode (counted above)
-        video, joints, labels = _to_device(batch, device)
-        video, joints = transform.train(video, joints if use_pose else None, generator)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
-            out = model(video, joints)
-        loss = classification_loss(out, labels, loss_cfg)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"loss is {value} at epoch {epoch}, step {micro}: stopping before the weights "
-                "are corrupted (lower train.lr, raise train.warmup_epochs, or use train.amp=bf16; "
-                "resume from last.pt with train.resume=auto)"
-            )
-        scaled = loss / accum_steps
-        (scaler.scale(scaled) if scaler else scaled).backward()
-        if (micro + 1) % accum_steps == 0:
+        state.batches = micro + 1
+        state.skipped += batch.get("skipped", 0)
+        if seed is not None:
+            seed_step(seed, micro, generator)
+        if batch["label"].numel() > 0:  # else every clip in it failed to decode (counted)
+            pending += _train_batch(
+                model, batch, state, transform=transform, loss_cfg=loss_cfg, device=device,
+                amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
+                loss_divisor=accum_steps, scaler=scaler, where=f"epoch {epoch + 1}, batch {micro + 1}",
+            )  # fmt: skip
+        if (micro + 1) % accum_steps == 0 and pending:
             _optimizer_step(model, optimizer, scaler, clip_grad)
             scheduler.step()
-            steps += 1
+            state.steps += 1
+            pending = 0
             if on_step:
-                on_step(steps)
-        n = labels.numel()
-        loss_sum += value * n
-        correct += (out["logits"].argmax(1) == labels).sum().item()
-        seen += n
-        if progress and micro % 5 == 0:
-            elapsed = time.perf_counter() - start
+                state.time_s = time.perf_counter() - start
+                on_step(state)
+        if progress and micro % 5 == 0 and state.seen:
             bar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}",
+                loss=f"{state.loss_sum / state.seen:.3f}",
                 lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                clips_s=f"{seen / elapsed:.1f}",
+                clips_s=f"{state.seen / (time.perf_counter() - start):.1f}",
             )
-    if (micro + 1) % accum_steps != 0 and seen:  # flush a partial accumulation at epoch end
+    if pending:  # flush a partial accumulation at the end of the epoch
         _optimizer_step(model, optimizer, scaler, clip_grad)
         scheduler.step()
-        steps += 1
+        state.steps += 1
     bar.close()
     elapsed = time.perf_counter() - start
     return {
-        "loss": loss_sum / max(seen, 1),
-        "acc": correct / max(seen, 1),
-        "clips": seen,
-        "steps": steps,
-        "clips_per_s": seen / max(elapsed, 1e-9),
-        "skipped": skipped,
+        "loss": state.loss_sum / max(state.seen, 1),
+        "acc": state.correct / max(state.seen, 1),
+        "clips": state.seen,
+        "steps": state.steps,
+        "clips_per_s": state.seen / max(elapsed, 1e-9),
+        "skipped": state.skipped,
         "time_s": elapsed,
     }
+
+
+def _train_batch(
+    model: nn.Module,
+    batch: dict[str, Any],
+    state: EpochProgress,
+    *,
+    transform: ClipTransform,
+    loss_cfg: LossConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    generator: torch.Generator | None,
+    use_pose: bool,
+    loss_divisor: int,
+    scaler: torch.amp.GradScaler | None,
+    where: str,
+) -> int:
+    """Forward + backward of one batch (gradients accumulate); adds to ``state``'s sums and
+    returns the number of clips."""
+    video, joints, labels = _to_device(batch, device)
+    video, joints = transform.train(video, joints if use_pose else None, generator)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
+        out = model(video, joints)
+    loss = classification_loss(out, labels, loss_cfg)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"loss is {value} at {where}: stopping before the weights "
+            "are corrupted (lower train.lr, raise train.warmup_epochs, or use train.amp=bf16; "
+            "resume from last.pt with train.resume=auto)"
+        )
+    scaled = loss / loss_divisor
+    (scaler.scale(scaled) if scaler else scaled).backward()
+    n = labels.numel()
+    state.loss_sum += value * n
+    state.correct += (out["logits"].argmax(1) == labels).sum().item()
+    state.seen += n
+    return n
 
 
 def _optimizer_step(model, optimizer, scaler, clip_grad: float) -> None:

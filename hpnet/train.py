@@ -7,7 +7,6 @@ checkpoint), then run the final multi-view test and write ``eval.json``.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import random
@@ -20,8 +19,9 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from hpnet.atomic import write_atomic
 from hpnet.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state
-from hpnet.cli import UserError, run_cli
+from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -38,7 +38,7 @@ from hpnet.distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from hpnet.engine import LossConfig, train_one_epoch
+from hpnet.engine import EpochProgress, LossConfig, train_one_epoch
 from hpnet.evaluate import run_test, write_report
 from hpnet.models.hpnet import build_model
 from hpnet.optim import build_optimizer, cosine_schedule
@@ -58,9 +58,7 @@ def seed_everything(seed: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hpnet.train", description=__doc__.split("\n")[0]
-    )
+    parser = CommandParser(prog="python -m hpnet.train", description=__doc__.split("\n")[0])
     add_config_arguments(parser)
     parser.add_argument("--help-config", action="store_true", help="list every config key")
     args = parser.parse_args(argv)
@@ -83,9 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
     out = Path(cfg.train.out_dir)
     resume_path = _resume_path(cfg, out)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
     seed_everything(cfg.train.seed)
 
     # ---- data -------------------------------------------------------------------------------
@@ -93,6 +88,9 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
     from hpnet.data.datasets import build_datasets
 
     train_ds, test_ds, classes = build_datasets(cfg, joint_source=joint_source, test_views=1)
+    if dist.is_main:  # (only once the data is there: a typo in data.root leaves no run folder)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     train_loader = build_train_loader(cfg, train_ds, dist)
     transform = build_transform(cfg, device)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)
@@ -102,7 +100,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
-    opt_steps = max(1, steps_per_epoch // cfg.train.accum_steps)
+    opt_steps = max(1, -(-steps_per_epoch // cfg.train.accum_steps))  # partial accumulations step
     optimizer = build_optimizer(
         model,
         lr=cfg.train.lr,
@@ -129,9 +127,10 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
     )
 
     start_epoch, step, best = 0, 0, -1.0
+    resumed: EpochProgress | None = None  # set when last.pt was written mid-epoch
     if resume_path is not None:
         ckpt = load_checkpoint(resume_path, map_location=device)
-        _check_resumable(ckpt, cfg, classes, resume_path)
+        _check_resumable(ckpt, cfg, classes, resume_path, dist)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -139,8 +138,19 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
+        if ckpt.get("progress"):
+            resumed = EpochProgress.from_dict(ckpt["progress"]["epoch"])
+            step -= resumed.steps  # `step` counts the optimizer steps of finished epochs
         if dist.is_main:
-            print(f"resumed from {resume_path} at epoch {start_epoch} (step {step})")
+            _rewind_metrics(out / "metrics.jsonl", start_epoch)
+            where = (
+                f"in epoch {start_epoch + 1} after batch {resumed.batches}"
+                if resumed
+                else f"after epoch {start_epoch}"
+            )
+            print(f"resumed from {resume_path} {where} (step {step + _steps(resumed)})")
+    if dist.is_main:
+        _remove_stale_temp_files(out)
 
     net: torch.nn.Module = model
     if cfg.train.compile:
@@ -152,13 +162,28 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
 
     # ---- epochs ----------------------------------------------------------------------------
     tb = _tensorboard(cfg, out) if dist.is_main else None
+    clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
     for epoch in range(start_epoch, cfg.train.epochs):
-        epoch_seed = (
-            cfg.train.seed * 100_003 + epoch
-        )  # everything random in an epoch derives from it
-        torch.manual_seed(epoch_seed * 7919 + dist.rank)
-        train_loader.sampler.set_epoch(epoch)  # order, frame offsets: from (seed, epoch)
-        gen = torch.Generator(device=device).manual_seed(epoch_seed * 31 + dist.rank)
+        # Everything random in an epoch derives from (seed, epoch): the order and frame offsets
+        # (sampler, dataset), and per batch the augmentation and drop-path (engine.seed_step).
+        epoch_seed = cfg.train.seed * 100_003 + epoch
+        resume = resumed if epoch == start_epoch else None
+        skip = resume.batches * cfg.train.batch_size if resume else 0
+        train_loader.sampler.set_epoch(epoch, skip=skip)
+
+        def save_mid_epoch(
+            progress: EpochProgress, epoch: int = epoch, done: int = step, best: float = best
+        ) -> None:
+            if progress.batches >= steps_per_epoch or not clock.due(done + progress.steps):
+                return  # (the end-of-epoch checkpoint follows anyway)
+            where = {"world_size": dist.world_size, "batch_size": cfg.train.batch_size}
+            ckpt = _checkpoint(
+                model, optimizer, scheduler, scaler, epoch, done + progress.steps, best, cfg,
+                classes, progress={**where, "epoch": progress.to_dict()},
+            )  # fmt: skip
+            atomic_save(ckpt, out / "last.pt")
+            clock.saved()
+
         stats = train_one_epoch(
             net,
             train_loader,
@@ -173,9 +198,12 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
             accum_steps=cfg.train.accum_steps,
             clip_grad=cfg.train.clip_grad,
             max_steps=cfg.train.max_steps,
-            generator=gen,
+            generator=torch.Generator(device=device),
+            seed=epoch_seed * 7919 + dist.rank,
             use_pose=cfg.model.pose,
             progress=dist.is_main,
+            resume=resume,
+            on_step=save_mid_epoch if dist.is_main else None,
         )
         step += int(stats["steps"])
         if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
@@ -207,6 +235,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
                 model, optimizer, scheduler, scaler, epoch + 1, step, best, cfg, classes
             )
             atomic_save(ckpt, out / "last.pt")
+            clock.saved()
             if is_best:
                 atomic_save(ckpt, out / "best.pt")
 
@@ -250,7 +279,9 @@ def _resume_path(cfg: Config, out: Path) -> Path | None:
     return path
 
 
-def _check_resumable(ckpt: dict, cfg: Config, classes: list[str], path: Path) -> None:
+def _check_resumable(
+    ckpt: dict, cfg: Config, classes: list[str], path: Path, dist: DistInfo
+) -> None:
     if ckpt.get("format") != FORMAT_VERSION:
         raise UserError(
             f"{path} has checkpoint format {ckpt.get('format')}, expected {FORMAT_VERSION}"
@@ -263,9 +294,69 @@ def _check_resumable(ckpt: dict, cfg: Config, classes: list[str], path: Path) ->
         then, now = old.get(section, {}).get(name, None), get_value(cfg, key)
         if then is not None and then != now:
             raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
+    position = ckpt.get("progress")
+    if position:  # a mid-epoch checkpoint: the rest of the epoch is dealt out the same way
+        then = (position["world_size"], position["batch_size"])
+        now = (dist.world_size, cfg.train.batch_size)
+        if then != now:
+            raise UserError(
+                f"cannot resume {path} mid-epoch: it ran {then[0]} process(es) x batch "
+                f"{then[1]}, this run has {now[0]} x {now[1]} (use the same process count and "
+                "train.batch_size)"
+            )
 
 
-def _checkpoint(model, optimizer, scheduler, scaler, epoch, step, best, cfg, classes) -> dict:
+def _steps(progress: EpochProgress | None) -> int:
+    return progress.steps if progress else 0
+
+
+class CheckpointClock:
+    """When to write a mid-epoch ``last.pt``: every ``every_steps`` optimizer steps and/or
+    ``every_minutes`` minutes after the previous checkpoint (0 turns either off)."""
+
+    def __init__(self, every_steps: int, every_minutes: float) -> None:
+        self.every_steps = every_steps
+        self.every_s = every_minutes * 60
+        self.last = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        if self.every_steps and step % self.every_steps == 0:
+            return True
+        return bool(self.every_s) and time.monotonic() - self.last >= self.every_s
+
+    def saved(self) -> None:
+        self.last = time.monotonic()
+
+
+def _rewind_metrics(path: Path, epoch: int) -> None:
+    """Keep the records of the first ``epoch`` epochs in ``metrics.jsonl``.
+
+    A run resumed from ``last.pt`` redoes whatever came after it (and a kill can leave half a
+    line), so the file again says exactly what the checkpoint has seen.
+    """
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("type") == "train" and record.get("epoch", 0) <= epoch:
+            kept.append(line + "\n")
+    write_atomic(path, lambda f: f.write("".join(kept).encode()))
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    """Remove checkpoint temp files (``<name>.pt.<pid>.tmp``) a killed run left behind."""
+    for tmp in out.glob("*.pt.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _checkpoint(
+    model, optimizer, scheduler, scaler, epoch, step, best, cfg, classes, progress=None
+) -> dict:
+    """The checkpoint dict (plain values); ``progress`` is set when written mid-epoch."""
     return {
         "format": FORMAT_VERSION,
         "model": model.state_dict(),
@@ -278,6 +369,7 @@ def _checkpoint(model, optimizer, scheduler, scaler, epoch, step, best, cfg, cla
         "rng": rng_state(),
         "config": config_to_dict(cfg),
         "classes": list(classes),
+        "progress": progress,
     }
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hpnet import engine
+from hpnet import train as hpnet_train
 from hpnet.cli import UserError
 from hpnet.train import main
 
@@ -84,6 +85,83 @@ def test_resume_gives_the_same_weights(tiny_args, tmp_path, monkeypatch):
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
     for name, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def _same_weights(a: dict, b: dict) -> None:
+    assert a["epoch"] == b["epoch"] and a["step"] == b["step"]
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_mid_epoch_resume_gives_the_same_weights_and_metrics(tiny_args, tmp_path, monkeypatch):
+    """last.pt every optimizer step; crash in the middle of epoch 2, resume: same weights, same
+    metrics.jsonl (the half-finished epoch is logged once), same epoch loss."""
+    every = ["train.checkpoint_steps=1", "data.augment.jitter=0.3", "model.drop_path=0.2"]
+    whole = tmp_path / "whole"
+    _run(tiny_args, whole, *every)
+
+    crashed = tmp_path / "crashed"
+    real = hpnet_train.atomic_save
+    saves: list[dict] = []
+
+    def crash_after_the_sixth_save(obj, path):
+        real(obj, path)
+        saves.append(obj)
+        if len(saves) == 6:  # epoch 1: 3 mid-epoch + 1 end (+ best.pt); epoch 2: batch 1
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpnet_train, "atomic_save", crash_after_the_sixth_save)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_args, crashed, *every)
+    ckpt = torch.load(crashed / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["progress"]["epoch"]["batches"] == 1
+    assert ckpt["progress"]["world_size"] == 1 and ckpt["progress"]["batch_size"] == 4
+    with (crashed / "metrics.jsonl").open("a") as f:
+        f.write('{"type": "train", "epoch": 2, "lo')  # what a kill mid-write would leave
+    monkeypatch.setattr(hpnet_train, "atomic_save", real)
+    _run(tiny_args, crashed, *every, "train.resume=auto")
+
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(crashed / "last.pt", weights_only=True)
+    assert a["epoch"] == 2 and a["progress"] is None and b["progress"] is None
+    _same_weights(a, b)
+
+    def records(run):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("time", "time_s", "clips_per_s")}
+                for r in rows]  # fmt: skip
+
+    got, want = records(crashed), records(whole)
+    assert [r["type"] for r in got] == ["train", "train", "test"]
+    for r, w in zip(got, want, strict=True):
+        assert r.pop("type") == w.pop("type") and r == pytest.approx(w, rel=1e-6)
+
+
+def test_mid_epoch_checkpoints_need_the_same_batch_size(tiny_args, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real = hpnet_train.atomic_save
+
+    def crash_on_the_first_save(obj, path):
+        real(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpnet_train, "atomic_save", crash_on_the_first_save)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_args, out, "train.checkpoint_steps=1")
+    monkeypatch.setattr(hpnet_train, "atomic_save", real)
+    with pytest.raises(UserError, match=r"mid-epoch: it ran 1 process\(es\) x batch 4"):
+        _run(tiny_args, out, "train.checkpoint_steps=1", "train.resume=auto", "train.batch_size=2")
+
+
+def test_checkpoint_clock():
+    clock = hpnet_train.CheckpointClock(every_steps=3, every_minutes=0)
+    assert [s for s in range(1, 10) if clock.due(s)] == [3, 6, 9]
+    timed = hpnet_train.CheckpointClock(every_steps=0, every_minutes=1)
+    assert not timed.due(1)
+    timed.last -= 61  # a minute and a second since the last checkpoint
+    assert timed.due(2)
+    timed.saved()
+    assert not timed.due(3)
 
 
 def test_non_finite_loss_stops_the_run(tiny_args, tmp_path, monkeypatch):

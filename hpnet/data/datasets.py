@@ -245,6 +245,8 @@ class EpochSampler(Sampler[int]):
     With ``sampler`` (EpochShuffleSampler, class-balanced, DistributedSampler): its order, and
     its own ``epoch`` attribute when it has one is the epoch handed to the dataset, so calling
     ``set_epoch`` on that sampler (the DistributedSampler idiom) is enough.
+    ``set_epoch(e, skip=n)`` leaves out the first ``n`` indices of the next pass (an epoch
+    resumed from a mid-epoch checkpoint); ``len()`` stays the length of a whole pass.
     """
 
     def __init__(self, dataset: Dataset, *, seed: int, sampler: Sampler | None = None) -> None:
@@ -252,9 +254,11 @@ class EpochSampler(Sampler[int]):
         self.seed = seed
         self.sampler = sampler
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch = epoch
+        self.skip = skip
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
@@ -266,12 +270,13 @@ class EpochSampler(Sampler[int]):
             epoch = int(self.sampler.epoch)  # the epoch the sampler is about to draw
         else:
             epoch, self.epoch = self.epoch, self.epoch + 1
+        skip, self.skip = self.skip, 0  # only the pass right after set_epoch(e, skip) skips
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         if self.sampler is not None:
-            return iter(list(self.sampler))
+            return iter(list(self.sampler)[skip:])
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-        return iter(order.tolist())
+        return iter(order[skip:].tolist())
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -3,13 +3,16 @@
 A ``UserError`` is a problem the user can fix (a bad argument, a missing file, an impossible
 setting). Commands wrap their ``main`` with :func:`run_cli`, which prints the message on one
 line to stderr and exits with code 2, with no traceback. Everything else is a bug and keeps its
-traceback.
+traceback. Their argument parsers are :class:`CommandParser`, so that a bad flag is such an
+error too (one line, exit 2) rather than argparse's usage block.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -17,6 +20,13 @@ class UserError(Exception):
 
 
 EXIT_USAGE = 2
+
+
+class CommandParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are :class:`UserError` s (see :func:`run_cli`)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None):

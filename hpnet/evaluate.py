@@ -11,7 +11,6 @@ trained checkpoint; writes ``eval.json`` and the confusion matrix (CSV + PNG) to
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from hpnet.checkpoint import load_checkpoint
-from hpnet.cli import run_cli
+from hpnet.cli import CommandParser, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -104,9 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.models.hpnet import model_from_checkpoint
     from hpnet.runtime import amp_dtype_for, build_joint_source, build_transform, pick_device
 
-    parser = argparse.ArgumentParser(
-        prog="python -m hpnet.evaluate", description=__doc__.split("\n")[0]
-    )
+    parser = CommandParser(prog="python -m hpnet.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
     parser.add_argument("--out", help="folder for eval.json and the confusion matrix")
     add_config_arguments(parser)

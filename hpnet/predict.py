@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.cli import UserError, run_cli
+from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, apply_overrides, config_from_dict, load_config
 
 logger = logging.getLogger(__name__)
@@ -279,9 +279,7 @@ def add_video_arguments(parser: argparse.ArgumentParser, *, videos: str, labels:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m hpnet.predict", description=__doc__.split("\n")[0]
-    )
+    parser = CommandParser(prog="python -m hpnet.predict", description=__doc__.split("\n")[0])
     add_video_arguments(parser, videos="+", labels="other labels")
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
     parser.add_argument("--overlay", help="write an overlay: out.mp4 (video) or out.png (strip)")

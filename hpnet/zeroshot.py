@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpnet.cli import UserError, run_cli
+from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config
 from hpnet.evaluate import summary_line
 from hpnet.predict import (
@@ -44,9 +44,7 @@ from hpnet.text.prompts import get_templates
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m hpnet.zeroshot", description=__doc__.split("\n")[0]
-    )
+    parser = CommandParser(prog="python -m hpnet.zeroshot", description=__doc__.split("\n")[0])
     add_video_arguments(parser, videos="*", labels="labels")
     parser.add_argument(
         "--templates",

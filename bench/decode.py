@@ -26,7 +26,11 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-import torchcodec
+
+try:
+    import torchcodec
+except ImportError:  # e.g. a GPU image without it: the PyAV rows and the loader still run
+    torchcodec = None
 
 from hpnet.data.decode import open_video
 from hpnet.data.sampling import sample_frame_indices
@@ -101,7 +105,8 @@ def machine_info() -> str:
     return (
         f"CPU: {cpu}, {os.cpu_count()} logical cores ({usable} usable); "
         f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"torchcodec {torchcodec.__version__}, av {av.__version__} "
+        f"torchcodec {torchcodec.__version__ if torchcodec else 'not installed'}, "
+        f"av {av.__version__} "
         f"(bundled FFmpeg {av.ffmpeg_version_info}); torch threads {torch.get_num_threads()}"
     )
 
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         "hpnet decode_frames, PyAV": lambda p: hpnet_clip(p, args.frames, "pyav"),
         "PyAV decode all + pick (mmaction2)": lambda p: pyav_decode_all_clip(p, args.frames),
     }
+    if torchcodec is None:
+        del methods["hpnet decode_frames, torchcodec"]
     for clip in methods.values():  # warm-up: imports, file cache
         clip(clips[0])
     times: dict[str, list[float]] = {name: [] for name in methods}

@@ -123,6 +123,7 @@ def _check_decode(
         canvas_hw=loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect),
         on_error="raise",
         backend=cfg.data.decoder,
+        max_pixels=cfg.data.max_pixels,
     )
     loader = DataLoader(
         _DecodeCheck(clips),

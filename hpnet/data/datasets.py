@@ -93,6 +93,8 @@ class VideoClipDataset(Dataset):
     ``train=False``: ``views`` evenly spread clips, ``video (V, T, 3, H, W)`` (also for V = 1).
     ``joint_source(record, indices (V, T), info) -> (V, T, P, 17, 3)``; None gives zeros with
     ``persons`` persons (confidence 0 = missing, so nothing downstream uses them).
+    ``max_pixels``: videos with larger frames (width x height) fail like undecodable ones
+    (0 = no limit), so no worker decodes, say, 8K frames at full size.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class VideoClipDataset(Dataset):
         canvas_hw: tuple[int, int],
         on_error: Literal["skip", "raise"] = "skip",
         backend: str = "auto",
+        max_pixels: int = 0,
         joint_source: JointSource | None = None,
         seed: int = 0,
         persons: int = 1,
@@ -121,6 +124,7 @@ class VideoClipDataset(Dataset):
         self.canvas_hw = (int(canvas_hw[0]), int(canvas_hw[1]))
         self.on_error = on_error
         self.backend = backend
+        self.max_pixels = max_pixels
         self.joint_source = joint_source
         self.seed = seed
         self.persons = persons
@@ -178,7 +182,7 @@ class VideoClipDataset(Dataset):
 
         Raises VideoDecodeError when the video cannot be read (``on_error`` is not applied).
         """
-        with open_video(record.path, backend=self.backend) as reader:
+        with open_video(record.path, backend=self.backend, max_pixels=self.max_pixels) as reader:
             info = reader.info
             if info.num_frames < 1:
                 raise VideoDecodeError(record.path, "the video reports no frames")
@@ -369,6 +373,7 @@ def build_datasets(
         "canvas_hw": loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect),
         "on_error": cfg.data.on_error,
         "backend": cfg.data.decoder,
+        "max_pixels": cfg.data.max_pixels,
         "joint_source": joint_source,
         "seed": cfg.train.seed,
         "persons": cfg.pose.persons,

@@ -12,7 +12,15 @@ timestamp in presentation order. For ordinary files this is simply the ``i``-th 
 AVIs carry packets without a picture (every HMDB51 clip has a 1-byte "drop" packet right after
 its first frame): there two neighbouring indices give the same picture, every index stays
 readable, and the two backends can differ by one frame because their FFmpeg versions time-stamp
-such files differently.
+such files differently. torchcodec cannot return a picture that its decoder only gives when
+flushed at the end of the stream (a one-frame stream copy of a DivX AVI, for one): frames at the
+very end that torchcodec reports as past the end of the stream are read with PyAV instead.
+
+Bad files raise :class:`VideoDecodeError` naming the file and why: not found, a directory, empty,
+permission denied, not a video, no decoder for its codec (an AVI's FourCC is named), no frames,
+or frames that cannot be decoded (truncated or corrupt). ``max_pixels`` refuses a video whose
+frames are larger, from the stream header before any frame is decoded: frames are decoded at
+full size and resized afterwards, so 16 frames of 7680x4320 hold 1.6 GB.
 
 Resizing uses antialiased bilinear interpolation on the decoded uint8 frames (about 1 ms for 16
 frames on one core). torchcodec 0.14 can also resize inside the decoder
@@ -40,6 +48,8 @@ BACKENDS = ("auto", "torchcodec", "pyav")
 # An index this close to the end may reuse the last picture when the stream ends cleanly without
 # one (packets that carry no picture); anything else missing is a decode error.
 _TAIL_SLACK = 3
+# torchcodec's error for a frame it cannot find before the end of the stream.
+_TORCHCODEC_END_OF_STREAM = "no more frames left to decode"
 
 
 class VideoDecodeError(RuntimeError):
@@ -180,6 +190,8 @@ class _TorchcodecReader(VideoReader):
     without checking timestamps; on files whose packets do not all carry a picture that shifts
     later frames by one and fails at the end of the file. So no decoder is ever asked for index
     ``k + 1`` right after ``k``: runs of consecutive indices alternate between two decoders.
+    Frames within ``_TAIL_SLACK`` of the end that torchcodec cannot find before the end of the
+    stream are read with a PyAV reader of the same file (see the module docstring).
     """
 
     backend = "torchcodec"
@@ -189,6 +201,7 @@ class _TorchcodecReader(VideoReader):
         self._threads = threads
         self._decoders: list[Any] = [self._open_decoder(), None]
         self._last_index: list[int | None] = [None, None]  # last index each decoder returned
+        self._tail_reader: _PyAVReader | None = None  # opened on the first end-of-stream miss
         meta = self._decoders[0].metadata
         num_frames = int(meta.num_frames or 0)
         if num_frames < 1:
@@ -206,12 +219,17 @@ class _TorchcodecReader(VideoReader):
                 device=str(self.device),
                 num_ffmpeg_threads=self._threads,
             )
-        except ValueError as err:  # e.g. no video stream
-            reason = f"no decodable video stream ({_ffmpeg_reason(err)})"
+        except ValueError as err:  # no video stream, or none FFmpeg has a decoder for
+            reason = _no_video_stream_reason(self.path)
+            if reason is None:  # PyAV's FFmpeg can decode it: torchcodec's cannot
+                reason = (
+                    f"no decodable video stream for torchcodec's FFmpeg ({_ffmpeg_reason(err)}); "
+                    "the PyAV decoder may read it (data.decoder=pyav)"
+                )
             raise VideoDecodeError(self.path, reason) from None
         except RuntimeError as err:
-            reason = f"not a readable video ({_ffmpeg_reason(err)})"
-            raise VideoDecodeError(self.path, reason) from None
+            message = _ffmpeg_reason(err).replace(f"{self.path} ", "")  # named once, in front
+            raise VideoDecodeError(self.path, f"not a readable video ({message})") from None
 
     def _split_between_decoders(self, wanted: list[int]) -> list[list[int]]:
         """Assign sorted indices to the two decoders so none gets k + 1 right after k."""
@@ -252,6 +270,9 @@ class _TorchcodecReader(VideoReader):
             batch = self._decoders[slot].get_frames_at(group).data
         except (RuntimeError, ValueError, IndexError) as err:
             self._decoders[slot], self._last_index[slot] = None, None  # state unknown
+            at_tail = group[-1] >= self.info.num_frames - _TAIL_SLACK
+            if at_tail and _TORCHCODEC_END_OF_STREAM in str(err):
+                return self._read_tail_with_pyav(group)
             raise VideoDecodeError(
                 self.path,
                 f"frames {group[0]}..{group[-1]} could not be decoded "
@@ -260,9 +281,26 @@ class _TorchcodecReader(VideoReader):
         self._last_index[slot] = group[-1]
         return batch
 
+    def _read_tail_with_pyav(self, group: list[int]) -> torch.Tensor:
+        """Frames at sorted ``group`` (ending near the end) read with PyAV -> uint8 (G, 3, H, W)."""
+        if self._tail_reader is None:
+            self._tail_reader = _PyAVReader(self.path, self.device, self._threads)
+        tail = self._tail_reader
+        if tail.info.num_frames != self.info.num_frames:  # the two scans disagree: no mapping
+            raise VideoDecodeError(
+                self.path,
+                f"frames {group[0]}..{group[-1]} could not be decoded (torchcodec counts "
+                f"{self.info.num_frames} frames, PyAV {tail.info.num_frames}); "
+                "the file may be truncated or corrupt",
+            )
+        return tail._read_sorted(group)
+
     def close(self) -> None:
         self._decoders = [None, None]
         self._last_index = [None, None]
+        if self._tail_reader is not None:
+            self._tail_reader.close()
+            self._tail_reader = None
 
 
 class _PyAVReader(VideoReader):
@@ -280,15 +318,20 @@ class _PyAVReader(VideoReader):
         try:
             self._container = av.open(str(path))
         except (av.FFmpegError, OSError) as err:
-            raise VideoDecodeError(path, f"not a readable video ({_first_line(err)})") from None
+            message = getattr(err, "strerror", None) or _first_line(err)
+            raise VideoDecodeError(path, f"not a readable video ({message})") from None
         if not self._container.streams.video:
             self._container.close()
             raise VideoDecodeError(path, "the file has no video stream")
         self._stream = self._container.streams.video[0]
         context = self._stream.codec_context
+        if context is None:  # FFmpeg has no decoder for the stream's codec
+            self._container.close()
+            raise VideoDecodeError(path, _no_decoder_reason(path))
         context.thread_count = threads
         if threads != 1:
             context.thread_type = "AUTO"
+        self._cut_off: set[int] = set()  # timestamps of packets cut short (truncated file)
         try:
             self._timestamps, self._keyframes = self._scan()  # (num_frames,), (K,) sorted
         except VideoDecodeError:
@@ -314,6 +357,8 @@ class _PyAVReader(VideoReader):
                     stamps.append(stamp)
                     if packet.is_keyframe:
                         keys.append(stamp)
+                    if packet.is_corrupt:  # e.g. the last packet of a truncated file
+                        self._cut_off.add(stamp)
         except self._av.FFmpegError:
             pass  # unreadable tail: the frames before it stay usable
         if not stamps:
@@ -377,6 +422,13 @@ class _PyAVReader(VideoReader):
             self._last_label, last_picture = label, picture
             if label is None or label < targets[filled]:
                 continue  # decoded but not wanted: never converted
+            if label in self._cut_off:  # FFmpeg conceals the missing part: not a real frame
+                self._pictures = None
+                raise VideoDecodeError(
+                    self.path,
+                    f"frame {wanted[filled]} could not be decoded (its data is cut off); "
+                    "the file may be truncated or corrupt",
+                )
             rgb = picture.to_ndarray(format="rgb24", width=width, height=height)
             while filled < len(wanted) and label >= targets[filled]:
                 out[filled] = rgb
@@ -410,13 +462,17 @@ def open_video(
     backend: Backend = "auto",
     device: str | torch.device = "cpu",
     threads: int = 1,
+    max_pixels: int = 0,
 ) -> VideoReader:
     """Open a video for reading frames; use as a context manager.
 
     ``backend``: ``auto`` (torchcodec, PyAV if torchcodec cannot load FFmpeg), ``torchcodec`` or
     ``pyav``. ``device="cuda"`` decodes on the GPU with torchcodec (PyAV decodes on the CPU and
     moves the frames). ``threads``: FFmpeg decoding threads (1 suits DataLoader workers; 0 = auto).
-    Raises VideoDecodeError for a missing, empty, non-video or unreadable file.
+    ``max_pixels``: refuse frames of more than this many pixels (width x height; 0 = no limit),
+    checked from the stream header before anything is decoded.
+    Raises VideoDecodeError for a missing, empty, unreadable, non-video, undecodable or too
+    large file.
     """
     path = Path(path)
     device = torch.device(device)
@@ -428,9 +484,28 @@ def open_video(
         raise VideoDecodeError(path, "is a directory, not a video file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        reason = "permission denied (this user may not read the file: fix its permissions)"
+        raise VideoDecodeError(path, reason) from None
+    except OSError as err:
+        raise VideoDecodeError(path, f"cannot read the file ({err.strerror or err})") from None
     if resolve_backend(backend) == "torchcodec":
-        return _TorchcodecReader(path, device, threads)
-    return _PyAVReader(path, device, threads)
+        reader: VideoReader = _TorchcodecReader(path, device, threads)
+    else:
+        reader = _PyAVReader(path, device, threads)
+    width, height = reader.info.width, reader.info.height
+    if max_pixels and width * height > max_pixels:
+        reader.close()
+        raise VideoDecodeError(
+            path,
+            f"frames of {width}x{height} ({width * height} pixels) are over the limit of "
+            f"{max_pixels} pixels (raise data.max_pixels, 0 = no limit, or downscale the video, "
+            "e.g. ffmpeg -i IN -vf scale=-2:720 OUT)",
+        )
+    return reader
 
 
 def decode_frames(
@@ -493,6 +568,51 @@ def _label(picture: Any) -> int | None:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0]
+
+
+def _no_video_stream_reason(path: Path) -> str | None:
+    """Why FFmpeg (PyAV's) finds no decodable video stream in ``path``; None if it finds one."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.video
+            if not streams:
+                return "the file has no video stream"
+            if streams[0].codec_context is None:
+                return _no_decoder_reason(path)
+    except (av.FFmpegError, OSError) as err:
+        return f"not a readable video ({getattr(err, 'strerror', None) or _first_line(err)})"
+    return None
+
+
+def _no_decoder_reason(path: Path) -> str:
+    """The message for a video stream whose codec FFmpeg cannot decode (names an AVI's FourCC)."""
+    fourcc = _avi_fourcc(path)
+    codec = f"codec {fourcc}" if fourcc else "its video codec"
+    return (
+        f"no decoder for {codec} in FFmpeg (re-encode the video, "
+        "e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)"
+    )
+
+
+def _avi_fourcc(path: Path) -> str:
+    """The video FourCC of an AVI file (``strf`` biCompression, else ``strh`` fccHandler), or ''."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)  # the header list (hdrl) comes first
+    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        return ""
+    strh = head.find(b"strh")  # stream header: "strh", size, fccType, fccHandler, ...
+    while strh >= 0 and head[strh + 8 : strh + 12] != b"vids":
+        strh = head.find(b"strh", strh + 4)
+    if strh < 0:
+        return ""
+    strf = head.find(b"strf", strh)  # "strf", size, BITMAPINFOHEADER (biCompression at 16)
+    tags = [head[strf + 24 : strf + 28] if strf > 0 else b"", head[strh + 12 : strh + 16]]
+    for tag in tags:
+        if len(tag) == 4 and tag.strip(b"\0 ") and all(32 <= c < 127 for c in tag):
+            return tag.decode("ascii")
+    return ""
 
 
 def _ffmpeg_reason(err: BaseException) -> str:

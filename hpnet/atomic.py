@@ -1,15 +1,49 @@
 """Atomic file writes: a reader, or a rerun after a crash, sees the old file or the new one.
 
-Every file hpnet writes that another run reads back (checkpoints, pose-cache entries, text
-embeddings, the rendered synthetic dataset) goes through :func:`write_atomic`.
+Every file hpnet writes that another run reads back (checkpoints, pose-cache entries and
+reports, text embeddings, the rendered synthetic dataset) goes through :func:`write_atomic`.
+A write that fails (a full disk, a quota, a file-size limit, a permission, a read-only file
+system) leaves the previous file byte for byte, removes its temp file and raises one
+:class:`WriteError` whose message names the file, the OS reason and the fix::
+
+    could not write checkpoint run/last.pt: No space left on device [ENOSPC]; the previous
+    last.pt is intact; free disk space or choose another folder with train.out_dir=DIR
+
+(one line). :func:`write_error` builds that message for code that writes in its own way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from hpnet.cli import UserError
+
+# Errors of the place, not of the file: every further write there fails the same way.
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS}
+)
+
+
+class WriteError(UserError):
+    """A file could not be written; the message says which, why and what to do.
+
+    Attributes: ``path`` (the file meant), ``errno`` (the OS error number, or None) and
+    ``reason`` (the OS's words, e.g. ``No space left on device [ENOSPC]``).
+    """
+
+    def __init__(self, message: str, path: Path, errno_: int | None, reason: str) -> None:
+        super().__init__(message)
+        self.path, self.errno, self.reason = path, errno_, reason
+
+    @property
+    def is_storage_error(self) -> bool:
+        """True for a full disk, a quota, a size limit or a permission: not this file's fault."""
+        return self.errno in STORAGE_ERRNOS
 
 
 def temp_name(path: Path) -> Path:
@@ -17,19 +51,137 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename onto ``path``.
+def remove_stale_temp_files(path: Path) -> int:
+    """Delete leftovers ``<path>.<pid>.tmp`` of killed runs; returns how many were removed.
 
-    On any error (a full disk, a kill) the temp file is removed and ``path`` is untouched.
+    One that cannot be removed (a read-only folder) stays: it is harmless, and writing the
+    cache file there then fails with a clear error.
+    """
+    removed = 0
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f"{_glob_escape(path.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def write_error(
+    path: str | Path, err: OSError, *, what: str = "file", folder_option: str | None = None
+) -> WriteError:
+    """The one-line :class:`WriteError` for a failed write of ``path`` (the wording lives here).
+
+    Args:
+        err: the OS error the write raised.
+        what: what the file is, for the message (``checkpoint``, ``pose cache file``).
+        folder_option: how the user picks another folder (``train.out_dir=DIR``), if there is one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    code = err.errno
+    reason = str(err.strerror or err)
+    if code in errno.errorcode:
+        reason += f" [{errno.errorcode[code]}]"
+    state = f"the previous {path.name} is intact" if _is_file(path) else "nothing was written"
+    fixes = []
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        fixes.append("free disk space" if code == errno.ENOSPC else "free space in your quota")
+    elif code == errno.EFBIG:
+        fixes.append("raise the file-size limit (ulimit -f)")
+    elif code in (errno.EACCES, errno.EPERM):
+        fixes.append(f"make {_existing_folder(path.parent)} writable")
+    elif code == errno.ENAMETOOLONG:
+        fixes.append("shorten the file name")
+    elif code == errno.EROFS:
+        reason += f" ({_existing_folder(path.parent)} is on a read-only file system)"
+    fixes.append(
+        f"choose another folder with {folder_option}" if folder_option else "write elsewhere"
+    )
+    message = f"could not write {what} {path}: {reason}; {state}; {' or '.join(fixes)}"
+    return WriteError(message, path, code, reason)
+
+
+def write_atomic(
+    path: str | Path,
+    write: Callable[[BinaryIO], object],
+    *,
+    what: str = "file",
+    folder_option: str | None = None,
+) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename onto ``path``.
+
+    On any error (a full disk, a kill) the temp file is removed and ``path`` is untouched. An
+    OS error, also one that a serializer wraps in its own exception (``torch.save`` raises
+    ``RuntimeError`` from a failed write), becomes a :class:`WriteError` (see
+    :func:`write_error` for ``what`` and ``folder_option``); other exceptions pass unchanged.
+    """
+    path = Path(path)
     tmp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except Exception as exc:
+        cause = _os_error_in(exc)
+        if cause is None:
+            raise
+        raise write_error(path, cause, what=what, folder_option=folder_option) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never hide the real error behind a cleanup error
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def write_errors_reported(
+    path: str | Path, *, what: str = "file", folder_option: str | None = None
+) -> Iterator[None]:
+    """Turn an OS error in the block, a plain write of ``path`` (an append to a log, a
+    picture), into the one-line :class:`WriteError` of :func:`write_error`."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as err:
+        raise write_error(path, err, what=what, folder_option=folder_option) from err
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """``exc`` itself or the first OS error it was raised from (its cause/context chain)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False when even asking fails (a name too long, no search right)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _existing_folder(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists (the one whose permissions matter)."""
+    while not _exists(folder) and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False

@@ -10,6 +10,7 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -23,19 +24,14 @@ from hpnet.cli import UserError
 FORMAT_VERSION = 1
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
+def atomic_save(obj: Any, path: str | Path, *, folder_option: str = "train.out_dir=DIR") -> None:
     """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
 
-    A crash or a full disk leaves the previous file untouched; the error says which file failed.
+    A crash or a failed write leaves the previous file untouched and no temp file; a failed
+    write raises :class:`hpnet.atomic.WriteError` (a ``UserError``) naming the file, the OS
+    reason and the fix (``folder_option``: how to choose another folder).
     """
-    path = Path(path)
-    try:
-        write_atomic(path, lambda f: torch.save(obj, f))
-    except OSError as err:
-        raise UserError(
-            f"could not write checkpoint {path}: {err.strerror or err} "
-            f"(the previous {path.name}, if any, is intact; free disk space or fix permissions)"
-        ) from err
+    write_atomic(path, lambda f: torch.save(obj, f), what="checkpoint", folder_option=folder_option)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -45,8 +41,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refused an object: never unpickle it
+        raise UserError(
+            f"cannot load checkpoint {path}: it holds Python objects other than tensors and "
+            "plain values, which hpnet never unpickles (is it a checkpoint hpnet wrote?)"
+        ) from err
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise UserError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"cannot load checkpoint {path}: {type(err).__name__}: {reason}") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise UserError(f"{path} is not an hpnet checkpoint (no 'model' entry)")
     return ckpt

@@ -397,8 +397,11 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (loadable again with ``--config``)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML (loadable again with ``--config``), atomically."""
+    from hpnet.atomic import write_atomic
+
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    write_atomic(path, lambda f: f.write(text.encode()), what="config", folder_option=None)
 
 
 def describe() -> str:

@@ -142,7 +142,8 @@ def train_one_epoch(
             pending += _train_batch(
                 model, batch, state, transform=transform, loss_cfg=loss_cfg, device=device,
                 amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
-                loss_divisor=accum_steps, scaler=scaler, where=f"epoch {epoch + 1}, batch {micro + 1}",
+                loss_divisor=accum_steps, scaler=scaler,
+                where=f"epoch {epoch + 1}, batch {micro + 1}",
             )  # fmt: skip
         if (micro + 1) % accum_steps == 0 and pending:
             _optimizer_step(model, optimizer, scaler, clip_grad)

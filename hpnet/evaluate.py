@@ -81,10 +81,13 @@ def run_test(
 
 def write_report(report: dict[str, Any], classes: list[str], out: Path) -> None:
     """``eval.json`` plus ``confusion_matrix.csv`` / ``.png`` in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    save_confusion(report["confusion"], classes, out)
+    from hpnet.atomic import write_atomic, write_errors_reported
+
     public = {k: v for k, v in report.items() if k != "confusion"}
-    (out / "eval.json").write_text(json.dumps(public, indent=2) + "\n")
+    text = json.dumps(public, indent=2) + "\n"
+    write_atomic(out / "eval.json", lambda f: f.write(text.encode()), what="evaluation report")
+    with write_errors_reported(out / "confusion_matrix.png", what="confusion matrix"):
+        save_confusion(report["confusion"], classes, out)
 
 
 def summary_line(report: dict[str, Any]) -> str:

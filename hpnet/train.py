@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import remove_stale_temp_files, write_atomic, write_errors_reported
 from hpnet.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
@@ -150,7 +150,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
             )
             print(f"resumed from {resume_path} {where} (step {step + _steps(resumed)})")
     if dist.is_main:
-        _remove_stale_temp_files(out)
+        for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
+            remove_stale_temp_files(out / name)
 
     net: torch.nn.Module = model
     if cfg.train.compile:
@@ -344,13 +345,10 @@ def _rewind_metrics(path: Path, epoch: int) -> None:
             continue
         if record.get("type") == "train" and record.get("epoch", 0) <= epoch:
             kept.append(line + "\n")
-    write_atomic(path, lambda f: f.write("".join(kept).encode()))
-
-
-def _remove_stale_temp_files(out: Path) -> None:
-    """Remove checkpoint temp files (``<name>.pt.<pid>.tmp``) a killed run left behind."""
-    for tmp in out.glob("*.pt.*.tmp"):
-        tmp.unlink(missing_ok=True)
+    write_atomic(
+        path, lambda f: f.write("".join(kept).encode()), what="metrics log",
+        folder_option="train.out_dir=DIR",
+    )  # fmt: skip
 
 
 def _checkpoint(
@@ -387,7 +385,9 @@ def _summary(r: dict[str, Any], epochs: int) -> str:
 
 def _log(out: Path, record: dict[str, Any], tb: Any) -> None:
     record = {"time": time.time(), **record}
-    with open(out / "metrics.jsonl", "a") as f:
+    path = out / "metrics.jsonl"
+    reported = write_errors_reported(path, what="metrics log", folder_option="train.out_dir=DIR")
+    with reported, open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     if tb is not None:
         step = record.get("epoch", 0)

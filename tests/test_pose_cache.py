@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
+from hpnet.atomic import remove_stale_temp_files
 from hpnet.cli import UserError
 from hpnet.data.records import VideoRecord
 from hpnet.pose.cache import main
@@ -29,7 +30,6 @@ from hpnet.pose.store import (
     load_joints,
     nearest_rows,
     read_meta,
-    remove_stale_temp_files,
     save_joints,
 )
 

@@ -176,3 +176,12 @@ def test_non_finite_loss_stops_the_run(tiny_args, tmp_path, monkeypatch):
 @pytest.mark.parametrize("switch", ["model.pose=false", "model.text=false", "data.balance=loss"])
 def test_switches_train(tiny_args, tmp_path, switch):
     assert _run(tiny_args, tmp_path / "run", "train.max_steps=1", "train.epochs=1", switch) == 0
+
+
+def test_an_unwritable_run_file_is_a_one_line_error(tiny_args, tmp_path):
+    from hpnet.atomic import WriteError
+
+    out = tmp_path / "run"
+    (out / "metrics.jsonl").mkdir(parents=True)  # a real OS error (EISDIR) on the first log
+    with pytest.raises(WriteError, match=r"could not write metrics log .*metrics\.jsonl: Is a dir"):
+        _run(tiny_args, out, "train.max_steps=1", "train.epochs=1")

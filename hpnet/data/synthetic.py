@@ -145,9 +145,10 @@ def load_or_render(
     video, joints, labels = render_split(split, progress=progress, **settings)
     if path is not None:
         arrays = {"video": video, "joints": joints, "labels": labels}
-        write_atomic(path, lambda f: np.savez(f, **arrays))
+        where = {"what": "synthetic dataset cache", "folder_option": "data.root=DIR"}
+        write_atomic(path, lambda f: np.savez(f, **arrays), **where)
         text = json.dumps({"split": split, **settings}, indent=1) + "\n"
-        write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()))
+        write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), **where)
     return video, joints, labels
 
 

@@ -11,9 +11,12 @@ boundaries. Each video's joints go to ``<cache_dir>/<relative path>.npz`` (see
 :mod:`hpnet.pose.store`) by an atomic rename, so a run killed at any moment leaves only whole
 files; a rerun skips videos cached with the same settings and redoes the others. A video that
 cannot be decoded is listed in ``<cache_dir>/failures.json`` (path, error) and the run goes on;
-the exit code is 1 when anything failed. Under torchrun (RANK, WORLD_SIZE) and/or with
-``--shard K/N`` each process takes the sorted videos ``[k::n]`` on ``cuda:LOCAL_RANK``; each
-share writes ``failures-<k>-of-<n>.json`` and whichever finishes last merges them.
+the exit code is 1 when anything failed. A full disk, quota or file-size limit, a permission
+problem or a read-only cache folder is no video's fault (every following file would fail the same
+way): it stops the run with a one-line error (exit code 2); the files written so far stay valid.
+Under torchrun (RANK, WORLD_SIZE) and/or with ``--shard K/N`` each process takes the sorted
+videos ``[k::n]`` on ``cuda:LOCAL_RANK``; each share writes ``failures-<k>-of-<n>.json`` and
+whichever finishes last merges them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
+from hpnet.atomic import WriteError, remove_stale_temp_files
 from hpnet.cli import UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.decode import open_video
@@ -47,12 +51,12 @@ from hpnet.pose.estimator import (
 )
 from hpnet.pose.preview import write_previews
 from hpnet.pose.store import (
+    CACHE_DIR_OPTION,
     REPORT_NAME,
     ShardReport,
     cache_path,
     clear_shard_report,
     is_cached,
-    remove_stale_temp_files,
     save_joints,
     write_shard_report,
 )
@@ -214,9 +218,11 @@ class CacheRun:
         settings: dict[str, Any],
         batch: int,
         report: ShardReport,
+        folder_option: str = CACHE_DIR_OPTION,
     ) -> None:
         self.jobs, self.estimator, self.cache_dir = list(jobs), estimator, cache_dir
         self.settings, self.batch, self.report = settings, batch, report
+        self.folder_option = folder_option
         self.states: dict[int, _VideoState] = {}
         self.failed: set[int] = set()
         self.finished: set[int] = set()
@@ -279,12 +285,14 @@ class CacheRun:
             "width": width,
             "height": height,
         }
+        path = cache_path(self.cache_dir, job.rel)
         try:
-            save_joints(
-                cache_path(self.cache_dir, job.rel), keypoints, [row[0] for row in state.rows], meta
-            )
-        except OSError as err:
-            self._fail(video, f"cannot write the cache file: {err}")
+            rows = [row[0] for row in state.rows]
+            save_joints(path, keypoints, rows, meta, folder_option=self.folder_option)
+        except WriteError as err:
+            if err.is_storage_error:  # disk full, permissions: every next video would fail too
+                raise
+            self._fail(video, str(err))  # e.g. a name too long for the file system
             return
         self.finished.add(video)
         self.report.cached += 1
@@ -328,8 +336,13 @@ def cache_videos(
     *,
     share: tuple[int, int] = (0, 1),
     progress: bool = True,
+    folder_option: str = CACHE_DIR_OPTION,
 ) -> ShardReport:
-    """Cache share ``[index::count]`` of ``jobs`` sorted by rel; returns the share's report."""
+    """Cache share ``[index::count]`` of ``jobs`` sorted by rel; returns the share's report.
+
+    Raises :class:`hpnet.atomic.WriteError` when the cache folder cannot take the files (full,
+    not writable); ``folder_option`` (how to choose another folder) goes into its message.
+    """
     start = time.perf_counter()
     index, count = share
     mine = sorted(jobs, key=lambda j: j.rel)[index::count]
@@ -378,6 +391,7 @@ def cache_videos(
             settings=settings,
             batch=cfg.pose.batch,
             report=report,
+            folder_option=folder_option,
         )
         with tqdm(
             total=len(todo),
@@ -423,7 +437,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (1 when a video failed)."""
+    """Run the command; returns the exit code (1 when a video failed).
+
+    Raises ``UserError`` (exit code 2 under :func:`cli`) on a bad argument and on a cache folder
+    that cannot take the files (:class:`hpnet.atomic.WriteError`).
+    """
     args = _parser().parse_args(argv)
     if not args.config and not args.videos:
         raise UserError("give --config FILE (the dataset's videos) or --videos DIR [--out DIR]")
@@ -436,10 +454,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not jobs:
         where = args.videos or f"data.root={cfg.data.root}"
         raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {where}")
-    clear_shard_report(cache_dir, *share)
+    folder_option = "--out DIR" if args.out else CACHE_DIR_OPTION
+    clear_shard_report(cache_dir, *share, folder_option=folder_option)
     progress = not args.no_progress and os.environ.get("RANK", "0") == "0"
-    report = cache_videos(jobs, cfg, cache_dir, share=share, progress=progress)
-    merged = write_shard_report(cache_dir, report)
+    report = cache_videos(
+        jobs, cfg, cache_dir, share=share, progress=progress, folder_option=folder_option
+    )
+    merged = write_shard_report(cache_dir, report, folder_option=folder_option)
     label = f"share {share[0]}/{share[1]}" if share[1] > 1 else "pose cache"
     print(f"{label}: {report.summary()}")
     for failure in report.failures:

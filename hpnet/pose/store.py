@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import write_atomic, write_error
 from hpnet.cli import UserError
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
@@ -34,6 +34,7 @@ FORMAT_VERSION = 1
 # Meta keys that must match for a cached file to count as done; anything else is information.
 SETTINGS_KEYS = ("format_version", "model_id", "imgsz", "conf", "iou", "persons", "stride")
 CACHE_COMMAND = "python -m hpnet.pose.cache --config <your config>"
+CACHE_DIR_OPTION = "pose.cache_dir=DIR"  # how a user points the cache elsewhere (in messages)
 
 
 @dataclass
@@ -54,29 +55,25 @@ def cache_path(cache_dir: str | Path, rel: str) -> Path:
     return Path(cache_dir) / f"{rel}.npz"
 
 
-def remove_stale_temp_files(path: Path) -> int:
-    """Delete leftovers ``<path>.<pid>.tmp`` of killed runs; returns how many were removed."""
-    removed = 0
-    if path.parent.is_dir():
-        for leftover in path.parent.glob(f"{_glob_escape(path.name)}.*.tmp"):
-            leftover.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
-
-
 def save_joints(
-    path: str | Path, keypoints: np.ndarray, frame_indices: np.ndarray, meta: Mapping[str, Any]
+    path: str | Path,
+    keypoints: np.ndarray,
+    frame_indices: np.ndarray,
+    meta: Mapping[str, Any],
+    *,
+    folder_option: str = CACHE_DIR_OPTION,
 ) -> None:
     """Write one cache file atomically.
+
+    A failed write leaves the previous file intact and raises
+    :class:`hpnet.atomic.WriteError` (its ``is_storage_error`` tells a full disk or a
+    permission problem, which every following file would hit too, from a problem of this file).
 
     Args:
         keypoints: (F, P, 17, 3) joints, stored as float32.
         frame_indices: (F,) video frame of each row, stored as int64.
         meta: settings and video facts (JSON-serialisable); ``format_version`` is added.
+        folder_option: how the user chooses another cache folder, for the error message.
     """
     keypoints = np.asarray(keypoints, dtype=np.float32)
     frame_indices = np.asarray(frame_indices, dtype=np.int64)
@@ -90,6 +87,8 @@ def save_joints(
         lambda f: np.savez_compressed(
             f, keypoints=keypoints, frame_indices=frame_indices, meta=np.array(text)
         ),
+        what="pose cache file",
+        folder_option=folder_option,
     )
 
 
@@ -225,14 +224,27 @@ def shard_report_path(cache_dir: str | Path, shard: int, shards: int) -> Path:
     return Path(cache_dir) / f"failures-{shard}-of-{shards}.json"
 
 
-def clear_shard_report(cache_dir: str | Path, shard: int, shards: int) -> None:
+def clear_shard_report(
+    cache_dir: str | Path, shard: int, shards: int, *, folder_option: str = CACHE_DIR_OPTION
+) -> None:
     """Remove this share's report of an earlier run (so no merge uses it)."""
     if shards > 1:
-        shard_report_path(cache_dir, shard, shards).unlink(missing_ok=True)
+        path = shard_report_path(cache_dir, shard, shards)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            raise write_error(
+                path, err, what="pose cache report", folder_option=folder_option
+            ) from err
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
+def _write_json(path: Path, data: Any, folder_option: str) -> None:
+    write_atomic(
+        path,
+        lambda f: f.write(json.dumps(data, indent=1).encode()),
+        what="pose cache report",
+        folder_option=folder_option,
+    )
 
 
 def _read_report(path: Path) -> ShardReport | None:
@@ -243,17 +255,19 @@ def _read_report(path: Path) -> ShardReport | None:
         return None
 
 
-def write_shard_report(cache_dir: str | Path, report: ShardReport) -> ShardReport | None:
+def write_shard_report(
+    cache_dir: str | Path, report: ShardReport, *, folder_option: str = CACHE_DIR_OPTION
+) -> ShardReport | None:
     """Write this share's report; when every share's report is there, merge them.
 
     The merge goes to ``<cache_dir>/failures.json`` (a single share writes it directly) and is
     returned; None while other shares are still running. No process group is needed: the share
     that finishes last sees all reports, and two shares merging at once write the same file.
     A stale report of an earlier run can make an early merge incomplete; the last share's merge
-    replaces it.
+    replaces it. A failed write raises :class:`hpnet.atomic.WriteError`.
     """
     data = {**asdict(report), "failed": report.failed}
-    _write_json(shard_report_path(cache_dir, report.shard, report.shards), data)
+    _write_json(shard_report_path(cache_dir, report.shard, report.shards), data, folder_option)
     if report.shards == 1:
         return report
     parts = [
@@ -270,5 +284,6 @@ def write_shard_report(cache_dir: str | Path, report: ShardReport) -> ShardRepor
         merged.seconds = max(merged.seconds, part.seconds)
         merged.failures += part.failures
     merged.failures.sort(key=lambda f: f.get("rel", ""))
-    _write_json(Path(cache_dir) / REPORT_NAME, {**asdict(merged), "failed": merged.failed})
+    merged_data = {**asdict(merged), "failed": merged.failed}
+    _write_json(Path(cache_dir) / REPORT_NAME, merged_data, folder_option)
     return merged

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import WriteError, write_atomic
 from hpnet.cli import UserError
 from hpnet.text.prompts import make_prompts
 from hpnet.text.weights import (
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the embedding recipe changes: old cache files stop matching
+CACHE_DIR_OPTION = "text.cache_dir=DIR"
+_UNWRITABLE_WARNED: set[Path] = set()  # cache folders already warned about in this process
 
 
 def cache_key(model_name: str, weights: TextWeights, prompts: Sequence[Sequence[str]]) -> str:
@@ -253,9 +255,29 @@ class ClassTextEncoder:
             "weights": json.dumps(self.weights.identity()),
         }
         try:
-            write_atomic(path, lambda f: torch.save(entry, f))
-        except OSError as err:  # a read-only cache must not stop a run
-            logger.warning("could not write text embedding cache %s: %s", path, err)
+            write_atomic(
+                path,
+                lambda f: torch.save(entry, f),
+                what="text embedding cache file",
+                folder_option=CACHE_DIR_OPTION,
+            )
+        except WriteError as err:
+            # Warn and go on: the embeddings are already computed and correct, and a missing
+            # cache only costs recomputing them next time (seconds), while stopping would throw
+            # away a run (a training, a prediction) over a file it does not need. Once per folder,
+            # so a run that encodes several label sets does not repeat it.
+            _warn_cache_unwritable(err, path.parent)
+
+
+def _warn_cache_unwritable(err: WriteError, cache_dir: Path) -> None:
+    """Say once per process and folder that text embeddings cannot be cached there."""
+    if cache_dir in _UNWRITABLE_WARNED:
+        return
+    _UNWRITABLE_WARNED.add(cache_dir)
+    logger.warning(
+        "%s; going on without caching text embeddings (set text.cache_dir= to turn the cache off)",
+        err,
+    )
 
 
 # ------------------------------------------------------------------------------------ helpers

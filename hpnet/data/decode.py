@@ -31,7 +31,6 @@ faster for clip-sized requests, so both backends share the same tensor resize.
 from __future__ import annotations
 
 import itertools
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +41,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hpnet.data.decode_errors import (
+    VideoDecodeError,
+    ffmpeg_reason,
+    first_line,
+    no_decoder_reason,
+    no_video_stream_reason,
+)
+
 Backend = Literal["auto", "torchcodec", "pyav"]
 BACKENDS = ("auto", "torchcodec", "pyav")
 
@@ -50,27 +57,6 @@ BACKENDS = ("auto", "torchcodec", "pyav")
 _TAIL_SLACK = 3
 # torchcodec's error for a frame it cannot find before the end of the stream.
 _TORCHCODEC_END_OF_STREAM = "no more frames left to decode"
-
-
-class VideoDecodeError(RuntimeError):
-    """A video that cannot be opened or whose requested frames cannot be decoded.
-
-    ``.path`` is the file (``None`` when rebuilt from a bare message, as DataLoader workers do).
-    """
-
-    def __init__(self, path: str | Path | None, reason: str | None = None) -> None:
-        if reason is None:  # one-argument form: the whole message (DataLoader re-raise)
-            message, path = str(path), None
-        else:
-            message = f"cannot decode {path}: {reason}"
-        super().__init__(message)
-        self.path = None if path is None else str(path)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        if self.reason is None:
-            return (VideoDecodeError, (str(self),))
-        return (VideoDecodeError, (self.path, self.reason))
 
 
 @dataclass(frozen=True)
@@ -98,7 +84,7 @@ def _torchcodec_decoder_class() -> type | None:
         try:
             _TORCHCODEC["class"], _TORCHCODEC["error"] = _import_torchcodec_decoder(), ""
         except (ImportError, OSError, RuntimeError) as err:
-            _TORCHCODEC["class"], _TORCHCODEC["error"] = None, _first_line(err)
+            _TORCHCODEC["class"], _TORCHCODEC["error"] = None, first_line(err)
     return _TORCHCODEC["class"]
 
 
@@ -220,15 +206,15 @@ class _TorchcodecReader(VideoReader):
                 num_ffmpeg_threads=self._threads,
             )
         except ValueError as err:  # no video stream, or none FFmpeg has a decoder for
-            reason = _no_video_stream_reason(self.path)
+            reason = no_video_stream_reason(self.path)
             if reason is None:  # PyAV's FFmpeg can decode it: torchcodec's cannot
                 reason = (
-                    f"no decodable video stream for torchcodec's FFmpeg ({_ffmpeg_reason(err)}); "
+                    f"no decodable video stream for torchcodec's FFmpeg ({ffmpeg_reason(err)}); "
                     "the PyAV decoder may read it (data.decoder=pyav)"
                 )
             raise VideoDecodeError(self.path, reason) from None
         except RuntimeError as err:
-            message = _ffmpeg_reason(err).replace(f"{self.path} ", "")  # named once, in front
+            message = ffmpeg_reason(err).replace(f"{self.path} ", "")  # named once, in front
             raise VideoDecodeError(self.path, f"not a readable video ({message})") from None
 
     def _split_between_decoders(self, wanted: list[int]) -> list[list[int]]:
@@ -276,7 +262,7 @@ class _TorchcodecReader(VideoReader):
             raise VideoDecodeError(
                 self.path,
                 f"frames {group[0]}..{group[-1]} could not be decoded "
-                f"({_ffmpeg_reason(err)}); the file may be truncated or corrupt",
+                f"({ffmpeg_reason(err)}); the file may be truncated or corrupt",
             ) from None
         self._last_index[slot] = group[-1]
         return batch
@@ -318,7 +304,7 @@ class _PyAVReader(VideoReader):
         try:
             self._container = av.open(str(path))
         except (av.FFmpegError, OSError) as err:
-            message = getattr(err, "strerror", None) or _first_line(err)
+            message = getattr(err, "strerror", None) or first_line(err)
             raise VideoDecodeError(path, f"not a readable video ({message})") from None
         if not self._container.streams.video:
             self._container.close()
@@ -327,7 +313,7 @@ class _PyAVReader(VideoReader):
         context = self._stream.codec_context
         if context is None:  # FFmpeg has no decoder for the stream's codec
             self._container.close()
-            raise VideoDecodeError(path, _no_decoder_reason(path))
+            raise VideoDecodeError(path, no_decoder_reason(path))
         context.thread_count = threads
         if threads != 1:
             context.thread_type = "AUTO"
@@ -373,7 +359,7 @@ class _PyAVReader(VideoReader):
         try:
             self._container.seek(stamp, stream=self._stream, backward=True, any_frame=False)
         except self._av.FFmpegError as err:
-            raise VideoDecodeError(self.path, f"cannot seek ({_first_line(err)})") from None
+            raise VideoDecodeError(self.path, f"cannot seek ({first_line(err)})") from None
         self._pictures, self._last_label, self._error = self._decode_forward(), None, ""
 
     def _decode_forward(self) -> Any:
@@ -384,12 +370,12 @@ class _PyAVReader(VideoReader):
             except StopIteration:
                 return
             except self._av.FFmpegError as err:
-                self._error = self._error or _first_line(err)
+                self._error = self._error or first_line(err)
                 return
             try:
                 yield from packet.decode()
             except self._av.FFmpegError as err:  # a damaged packet: note it, go on
-                self._error = self._error or _first_line(err)
+                self._error = self._error or first_line(err)
 
     def _resume_or_seek(self, first: int) -> None:
         """Be positioned before the first picture at or after timestamp ``first``."""
@@ -563,58 +549,3 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int] | None) -> torch.T
 def _label(picture: Any) -> int | None:
     """A decoded PyAV picture's timestamp (pts, else the packet dts)."""
     return picture.pts if picture.pts is not None else picture.dts
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
-
-
-def _no_video_stream_reason(path: Path) -> str | None:
-    """Why FFmpeg (PyAV's) finds no decodable video stream in ``path``; None if it finds one."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            streams = container.streams.video
-            if not streams:
-                return "the file has no video stream"
-            if streams[0].codec_context is None:
-                return _no_decoder_reason(path)
-    except (av.FFmpegError, OSError) as err:
-        return f"not a readable video ({getattr(err, 'strerror', None) or _first_line(err)})"
-    return None
-
-
-def _no_decoder_reason(path: Path) -> str:
-    """The message for a video stream whose codec FFmpeg cannot decode (names an AVI's FourCC)."""
-    fourcc = _avi_fourcc(path)
-    codec = f"codec {fourcc}" if fourcc else "its video codec"
-    return (
-        f"no decoder for {codec} in FFmpeg (re-encode the video, "
-        "e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)"
-    )
-
-
-def _avi_fourcc(path: Path) -> str:
-    """The video FourCC of an AVI file (``strf`` biCompression, else ``strh`` fccHandler), or ''."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)  # the header list (hdrl) comes first
-    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
-        return ""
-    strh = head.find(b"strh")  # stream header: "strh", size, fccType, fccHandler, ...
-    while strh >= 0 and head[strh + 8 : strh + 12] != b"vids":
-        strh = head.find(b"strh", strh + 4)
-    if strh < 0:
-        return ""
-    strf = head.find(b"strf", strh)  # "strf", size, BITMAPINFOHEADER (biCompression at 16)
-    tags = [head[strf + 24 : strf + 28] if strf > 0 else b"", head[strh + 12 : strh + 16]]
-    for tag in tags:
-        if len(tag) == 4 and tag.strip(b"\0 ") and all(32 <= c < 127 for c in tag):
-            return tag.decode("ascii")
-    return ""
-
-
-def _ffmpeg_reason(err: BaseException) -> str:
-    """torchcodec's message without its C++ source location."""
-    return re.sub(r"^\w+, \S+:\d+, ", "", _first_line(err))

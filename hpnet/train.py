@@ -7,6 +7,7 @@ checkpoint), then run the final multi-view test and write ``eval.json``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -42,6 +43,7 @@ from hpnet.engine import EpochProgress, LossConfig, train_one_epoch
 from hpnet.evaluate import run_test, write_report
 from hpnet.models.hpnet import build_model
 from hpnet.optim import build_optimizer, cosine_schedule
+from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import (
     amp_dtype_for,
     build_joint_source,
@@ -73,12 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
     try:
-        return _train(cfg, device, dist)
+        with contextlib.ExitStack() as held:
+            return _train(cfg, device, dist, held)
     finally:
         shutdown_distributed()
 
 
-def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
+def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:
+    """The run; ``held`` keeps what must stay open until it ends (the run folder's lock)."""
     out = Path(cfg.train.out_dir)
     resume_path = _resume_path(cfg, out)
     seed_everything(cfg.train.seed)
@@ -90,6 +94,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo) -> int:
     train_ds, test_ds, classes = build_datasets(cfg, joint_source=joint_source, test_views=1)
     if dist.is_main:  # (only once the data is there: a typo in data.root leaves no run folder)
         out.mkdir(parents=True, exist_ok=True)
+        held.enter_context(run_folder_lock(out))  # one run at a time writes here
         save_config(cfg, out / "config.yaml")
     train_loader = build_train_loader(cfg, train_ds, dist)
     transform = build_transform(cfg, device)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -66,7 +67,9 @@ def test_sigkill_at_random_steps_then_resume_auto(tiny_args, tmp_path):
     print(f"kill schedule seed: HPNET_KILL_SEED={seed}")
 
     whole = tmp_path / "whole"
-    done = subprocess.run(_command(tiny_args, whole), env=_env(), cwd=REPO, capture_output=True)
+    done = subprocess.run(
+        _command(tiny_args, whole), env=_env(), cwd=REPO, capture_output=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
 
     killed = tmp_path / "killed"
@@ -85,7 +88,9 @@ def test_sigkill_at_random_steps_then_resume_auto(tiny_args, tmp_path):
         assert ckpt["format"] == 1 and ckpt["epoch"] < 3
         assert not (killed / "eval.json").exists()
 
-    resumed = subprocess.run(_command(tiny_args, killed), env=_env(), cwd=REPO, capture_output=True)
+    resumed = subprocess.run(
+        _command(tiny_args, killed), env=_env(), cwd=REPO, capture_output=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
     assert "resumed from" in resumed.stdout.decode()
     assert not list(killed.glob("*.tmp")), "a temp file of a killed write was left behind"
@@ -106,3 +111,72 @@ def test_sigkill_at_random_steps_then_resume_auto(tiny_args, tmp_path):
     report_a = json.loads((whole / "eval.json").read_text())
     report_b = json.loads((killed / "eval.json").read_text())
     assert report_a["top1"] == report_b["top1"] and report_a["num_videos"] == 8
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own, so
+    killing the launcher's process group would leave them running)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    for target in [pid, *_descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_torchrun_killed_mid_epoch_resumes_like_an_uninterrupted_run(tiny_args, tmp_path):
+    """2 Gloo processes: SIGKILL the whole launch after a few mid-epoch checkpoints, launch
+    again with train.resume=auto: each rank skips exactly its own finished batches."""
+    import socket
+
+    def launch(out: Path) -> list[str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ddp = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+        return [sys.executable, *ddp, *_command(tiny_args, out)[1:], "train.batch_size=2"]
+
+    env = {**_env(), "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    done = subprocess.run(launch(whole), env=env, cwd=REPO, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        launch(killed), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    seen, current = 0, _checkpoint_id(killed / "last.pt")
+    deadline = time.monotonic() + 300
+    while seen < 5:  # 12 steps an epoch: a mid-epoch checkpoint of epoch 1
+        assert proc.poll() is None and time.monotonic() < deadline
+        now = _checkpoint_id(killed / "last.pt")
+        if now != current:
+            seen, current = seen + 1, now
+        time.sleep(0.002)
+    _kill_tree(proc.pid)  # torchrun and both workers at once, like a machine going down
+    proc.wait(timeout=60)
+    ckpt = torch.load(killed / "last.pt", weights_only=True)
+    assert ckpt["progress"] is not None and ckpt["progress"]["world_size"] == 2
+
+    resumed = subprocess.run(launch(killed), env=env, cwd=REPO, capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    assert "resumed from" in resumed.stdout.decode()
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(killed / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 36
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -185,3 +186,20 @@ def test_an_unwritable_run_file_is_a_one_line_error(tiny_args, tmp_path):
     (out / "metrics.jsonl").mkdir(parents=True)  # a real OS error (EISDIR) on the first log
     with pytest.raises(WriteError, match=r"could not write metrics log .*metrics\.jsonl: Is a dir"):
         _run(tiny_args, out, "train.max_steps=1", "train.epochs=1")
+
+
+def test_a_second_run_in_the_same_folder_is_refused_while_the_first_runs(tiny_args, tmp_path):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # what a live run (another process) holds
+        held.write("4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # flock locks belong to the open file: a second open of the same file conflicts
+        with pytest.raises(UserError, match=r"another run is writing to .*run \(pid 4242\)"):
+            _run(tiny_args, out, "train.max_steps=1", "train.epochs=1")
+    assert not (out / "last.pt").exists()
+    assert _run(tiny_args, out, "train.max_steps=1", "train.epochs=1") == 0  # lock released
+    assert (out / ".lock").read_text().strip() == str(os.getpid())

@@ -1,0 +1,53 @@
+"""One run per run folder: an advisory lock on ``<out_dir>/.lock`` while a run writes there.
+
+Two runs in one folder would overwrite each other's ``last.pt`` and interleave ``metrics.jsonl``
+(say a run resumed while the one it resumes is still alive, as torchrun's workers are after
+only the launcher was killed). The lock is ``flock``, so the kernel drops it when its process
+dies, even by SIGKILL: a crashed run never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from hpnet.atomic import write_errors_reported
+from hpnet.cli import UserError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): no lock, as before
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold ``<folder>/.lock`` for the block; a :class:`UserError` if another process holds it."""
+    path = Path(folder) / LOCK_NAME
+    if fcntl is None:
+        yield
+        return
+    with write_errors_reported(path, what="run lock", folder_option="train.out_dir=DIR"):
+        f = open(path, "a+")  # noqa: SIM115 (closed below, after the block)
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise UserError(
+                f"another run is writing to {folder} (pid {holder}): let it finish or stop it, "
+                "or choose another train.out_dir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -85,11 +85,18 @@ def fit_size(height: int, width: int, max_side: int) -> tuple[int, int]:
 
 
 def read_sampled(
-    path: Path, *, frames: int, views: int, max_side: int = 640, backend: str = "auto"
+    path: Path,
+    *,
+    frames: int,
+    views: int,
+    max_side: int = 640,
+    backend: str = "auto",
+    max_pixels: int = 0,
 ) -> SampledVideo:
     """Decode the ``views`` x ``frames`` test-sampled frames of ``path`` (raises
-    :class:`~hpnet.data.decode.VideoDecodeError` for an unreadable video)."""
-    with open_video(path, backend=backend) as reader:
+    :class:`~hpnet.data.decode.VideoDecodeError` for an unreadable video, or one whose frames
+    have more than ``max_pixels`` pixels)."""
+    with open_video(path, backend=backend, max_pixels=max_pixels) as reader:
         info = reader.info
         if info.num_frames < 1:
             raise VideoDecodeError(path, "the video reports no frames")

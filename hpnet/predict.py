@@ -168,6 +168,7 @@ class Predictor:
             views=e.views,
             max_side=self.max_side,
             backend=self.cfg.data.decoder,
+            max_pixels=self.cfg.data.max_pixels,
         )
         t1 = self._sync()
         joints, pose_from = self.joints(video, sampled) if self.joints else (None, "none")

@@ -36,6 +36,7 @@ from hpnet.data.balance import class_weights
 from hpnet.distributed import (
     DistInfo,
     all_reduce_sum,
+    barrier,
     init_distributed,
     shutdown_distributed,
 )
@@ -76,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = torch.device("cuda", dist.local_rank)
     try:
         with contextlib.ExitStack() as held:
-            return _train(cfg, device, dist, held)
+            code = _train(cfg, device, dist, held)
+        barrier()  # every rank is done (rank 0 writes the report last) before the group goes
+        return code
     finally:
         shutdown_distributed()
 

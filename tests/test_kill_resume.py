@@ -137,7 +137,7 @@ def _kill_tree(pid: int) -> None:
             os.kill(target, signal.SIGKILL)
 
 
-@pytest.mark.slow
+@pytest.mark.stress  # not in CI: a run once aborted in Gloo teardown (shutdown_distributed)
 def test_torchrun_killed_mid_epoch_resumes_like_an_uninterrupted_run(tiny_args, tmp_path):
     """2 Gloo processes: SIGKILL the whole launch after a few mid-epoch checkpoints, launch
     again with train.resume=auto: each rank skips exactly its own finished batches."""

@@ -313,3 +313,12 @@ def test_hmdb51_config_caches_all_splits(hmdb51_mini, tmp_path):
     assert main([*args, "pose.stride=40", "pose.workers=0"]) == 0
     clips = sorted(p.relative_to(hmdb51_mini).as_posix() for p in hmdb51_mini.glob("*/*.avi"))
     assert _npz(cache_dir) == [f"{c}.npz" for c in clips]
+
+
+def test_data_max_pixels_fails_videos_with_larger_frames(videos, tmp_path):
+    out = tmp_path / "cache"
+    assert _run(videos, out, "pose.workers=0", "data.max_pixels=4000") == 1  # 64x64 > 4000
+    report = json.loads((out / "failures.json").read_text())
+    too_large = [f for f in report["failures"] if "over the limit of 4000 pixels" in f["error"]]
+    assert len(too_large) == sum("wide" not in rel for rel in GOOD)
+    assert _npz(out) == [f"{rel}.npz" for rel in GOOD if "wide" in rel]  # 48x80 = 3840 pixels

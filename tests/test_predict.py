@@ -262,3 +262,12 @@ def _empty(root: Path) -> Path:
     folder = root / "empty"
     folder.mkdir()
     return folder
+
+
+def test_data_max_pixels_applies_to_predict(checkpoint, clips, capsys):
+    code, doc = _predict_json(
+        capsys, str(clips / "golf.avi"), str(clips / "wrestle.mp4"), "--checkpoint",
+        str(checkpoint), "--no-pose-estimation", "--pose-cache", "", "data.max_pixels=80000",
+    )  # fmt: skip
+    assert code == 1 and [v["ok"] for v in doc["videos"]] == [True, False]  # 320x240 / 340x256
+    assert "over the limit of 80000 pixels" in doc["videos"][1]["error"]

@@ -159,9 +159,11 @@ class FrameChunks(IterableDataset):
         imgsz: int,
         resize: bool,
         backend: str = "auto",
+        max_pixels: int = 0,
     ) -> None:
         self.paths, self.stride, self.chunk = list(paths), stride, chunk
         self.imgsz, self.resize, self.backend = imgsz, resize, backend
+        self.max_pixels = max_pixels  # larger frames: the video fails (data.max_pixels)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker = get_worker_info()
@@ -173,7 +175,8 @@ class FrameChunks(IterableDataset):
                 yield {"video": video, "error": f"{type(err).__name__}: {err}"}
 
     def _video_chunks(self, video: int) -> Iterator[dict[str, Any]]:
-        with open_video(self.paths[video], backend=self.backend) as reader:
+        path = self.paths[video]
+        with open_video(path, backend=self.backend, max_pixels=self.max_pixels) as reader:
             info = reader.info
             if info.num_frames < 1:
                 raise ValueError("the video has no frames")
@@ -366,6 +369,7 @@ def cache_videos(
             imgsz=cfg.pose.imgsz,
             resize=device.type == "cpu",
             backend=cfg.data.decoder,
+            max_pixels=cfg.data.max_pixels,
         )
         workers = min(cfg.pose.workers, len(todo))
         loader = DataLoader(

@@ -113,27 +113,19 @@ def write_atomic(
 ) -> None:
     """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename onto ``path``.
 
-    On any error (a full disk, a kill) the temp file is removed and ``path`` is untouched. An
-    OS error, also one that a serializer wraps in its own exception (``torch.save`` raises
-    ``RuntimeError`` from a failed write), becomes a :class:`WriteError` (see
-    :func:`write_error` for ``what`` and ``folder_option``); other exceptions pass unchanged.
+    On any error (a full disk, a kill) the temp file is removed and ``path`` is untouched. A
+    failed write raises :class:`WriteError` (see :func:`write_errors_reported`).
     """
     path = Path(path)
     tmp = temp_name(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except WriteError:
-        raise
-    except Exception as exc:
-        cause = _os_error_in(exc)
-        if cause is None:
-            raise
-        raise write_error(path, cause, what=what, folder_option=folder_option) from exc
+        with write_errors_reported(path, what=what, folder_option=folder_option):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):  # never hide the real error behind a cleanup error
             tmp.unlink(missing_ok=True)
@@ -143,14 +135,21 @@ def write_atomic(
 def write_errors_reported(
     path: str | Path, *, what: str = "file", folder_option: str | None = None
 ) -> Iterator[None]:
-    """Turn an OS error in the block, a plain write of ``path`` (an append to a log, a
-    picture), into the one-line :class:`WriteError` of :func:`write_error`."""
+    """Turn an OS error in the block, a write of ``path``, into the one-line
+    :class:`WriteError` of :func:`write_error` (``what``, ``folder_option``).
+
+    Also an OS error that a serializer wraps in its own exception (``torch.save`` raises
+    ``RuntimeError`` from a failed write); other exceptions pass unchanged.
+    """
     try:
         yield
     except WriteError:
         raise
-    except OSError as err:
-        raise write_error(path, err, what=what, folder_option=folder_option) from err
+    except Exception as exc:
+        cause = _os_error_in(exc)
+        if cause is None:
+            raise
+        raise write_error(path, cause, what=what, folder_option=folder_option) from exc
 
 
 def _os_error_in(exc: BaseException) -> OSError | None:

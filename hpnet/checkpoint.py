@@ -22,9 +22,10 @@ from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 
 FORMAT_VERSION = 1
+OUT_DIR_OPTION = "train.out_dir=DIR"  # how a user puts a run's files elsewhere (in messages)
 
 
-def atomic_save(obj: Any, path: str | Path, *, folder_option: str = "train.out_dir=DIR") -> None:
+def atomic_save(obj: Any, path: str | Path, *, folder_option: str = OUT_DIR_OPTION) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
 
     A crash or a failed write leaves the previous file untouched and no temp file; a failed

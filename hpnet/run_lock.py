@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hpnet.atomic import write_errors_reported
+from hpnet.checkpoint import OUT_DIR_OPTION
 from hpnet.cli import UserError
 
 try:
@@ -31,7 +32,7 @@ def run_folder_lock(folder: str | Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    with write_errors_reported(path, what="run lock", folder_option="train.out_dir=DIR"):
+    with write_errors_reported(path, what="run lock", folder_option=OUT_DIR_OPTION):
         f = open(path, "a+")  # noqa: SIM115 (closed below, after the block)
     with f:
         try:

@@ -21,7 +21,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from hpnet.atomic import remove_stale_temp_files, write_atomic, write_errors_reported
-from hpnet.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state
+from hpnet.checkpoint import (
+    FORMAT_VERSION,
+    OUT_DIR_OPTION,
+    atomic_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
@@ -156,7 +163,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
                 if resumed
                 else f"after epoch {start_epoch}"
             )
-            print(f"resumed from {resume_path} {where} (step {step + _steps(resumed)})")
+            print(f"resumed from {resume_path} {where} (step {ckpt['step']})")
     if dist.is_main:
         for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
             remove_stale_temp_files(out / name)
@@ -315,10 +322,6 @@ def _check_resumable(
             )
 
 
-def _steps(progress: EpochProgress | None) -> int:
-    return progress.steps if progress else 0
-
-
 class CheckpointClock:
     """When to write a mid-epoch ``last.pt``: every ``every_steps`` optimizer steps and/or
     ``every_minutes`` minutes after the previous checkpoint (0 turns either off)."""
@@ -355,7 +358,7 @@ def _rewind_metrics(path: Path, epoch: int) -> None:
             kept.append(line + "\n")
     write_atomic(
         path, lambda f: f.write("".join(kept).encode()), what="metrics log",
-        folder_option="train.out_dir=DIR",
+        folder_option=OUT_DIR_OPTION,
     )  # fmt: skip
 
 
@@ -394,7 +397,7 @@ def _summary(r: dict[str, Any], epochs: int) -> str:
 def _log(out: Path, record: dict[str, Any], tb: Any) -> None:
     record = {"time": time.time(), **record}
     path = out / "metrics.jsonl"
-    reported = write_errors_reported(path, what="metrics log", folder_option="train.out_dir=DIR")
+    reported = write_errors_reported(path, what="metrics log", folder_option=OUT_DIR_OPTION)
     with reported, open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     if tb is not None:

@@ -51,6 +51,9 @@ CASES = [
     ("hpnet.zeroshot", ["clip.mp4"], "--labels"),
     ("hpnet.zeroshot", ["--dataset", "hmdb51", f"data.root={NOPE}"], NOPE),
     ("hpnet.pose.cache", ["--videos", NOPE, "--out", "{out}"], NOPE),
+    ("hpnet.pose.cache", ["--bogus"], "--bogus"),
+    ("hpnet.data", ["--check-decode", "some"], "--check-decode"),
+    ("hpnet.data.synthetic", ["--train", "x"], "--train"),
     ("hpnet.data", ["--config", f"{NOPE}/x.yaml"], f"{NOPE}/x.yaml"),
     ("hpnet.data", ["data.dataset=folder", f"data.root={NOPE}"], NOPE),
 ]

@@ -42,7 +42,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from hpnet.cli import run_cli
+from hpnet.cli import CommandParser, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
 from hpnet.data.records import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, VideoRecord, per_class_counts
@@ -61,7 +61,7 @@ def _decode_count(text: str) -> int | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m hpnet.data",
         description="Inspect a dataset: videos per split and class, missing and undecodable files.",
     )

@@ -19,7 +19,6 @@ The same clips as real files, for the file pipeline (decode, pose cache, list da
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import zipfile
@@ -354,7 +353,9 @@ def save_preview(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hpnet.data.synthetic OUT``: write the clips as files (or ``--preview`` PNGs)."""
-    parser = argparse.ArgumentParser(prog="python -m hpnet.data.synthetic", description=__doc__)
+    from hpnet.cli import CommandParser
+
+    parser = CommandParser(prog="python -m hpnet.data.synthetic", description=__doc__)
     parser.add_argument("out", help="output folder")
     parser.add_argument("--train", type=int, default=480, help="train clips")
     parser.add_argument("--test", type=int, default=160, help="test clips")

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from hpnet.atomic import WriteError, remove_stale_temp_files
-from hpnet.cli import UserError, run_cli
+from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.decode import open_video
 from hpnet.data.records import VIDEO_EXTENSIONS
@@ -413,7 +413,7 @@ def cache_videos(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m hpnet.pose.cache",
         description="Compute YOLO pose joints for every video (batched, resumable, shardable).",
     )

@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,9 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 sys.argv[0] = "hpnet.pose.cache"
 runpy.run_module("hpnet.pose.cache", run_name="__main__", alter_sys=True)
 """
+
+# Runs `torchrun ARGS` (and so its workers) under a file-size limit; argv: the limit, then ARGS.
+LIMITED_TORCHRUN = LIMITED_POSE_CACHE.replace("hpnet.pose.cache", "torch.distributed.run")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -314,6 +318,45 @@ def test_pose_cache_command_stops_on_a_file_size_limit(videos, tmp_path):
     assert "failed" not in proc.stdout
     assert _snapshot(out) == before  # no failures.json, no b/two.mp4.npz, no temp file
     assert load_joints(out / "a" / "one.mp4.npz").meta["stride"] == 99
+
+
+def test_torchrun_rank0_checkpoint_error_stops_every_rank_and_keeps_last_pt(tiny_args, tmp_path):
+    """Under torchrun only rank 0 writes: its failed write must end the whole job (not leave
+    rank 1 waiting in a collective) with the one-line message, and keep the previous last.pt,
+    from which the run then resumes once the fault is gone."""
+    import socket
+
+    out = tmp_path / "run"
+
+    def torchrun(epochs: int, limit: int = resource.RLIM_INFINITY) -> subprocess.CompletedProcess:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        launch = ["--nproc_per_node=2", f"--master_port={port}", "-m", "hpnet.train"]
+        run = [*tiny_args, "train.batch_size=2", f"train.epochs={epochs}", "train.resume=auto"]
+        cmd = [sys.executable, "-c", LIMITED_TORCHRUN, str(limit), *launch, *run]
+        env = {**ENV, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        cmd += [f"train.out_dir={out}"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    first = torchrun(epochs=1)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = (out / "last.pt").read_bytes()
+    assert len(before) > 2**20
+    failed = torchrun(epochs=2, limit=2**20)  # epoch 2's last.pt (> 1 MiB) cannot be written
+    assert failed.returncode != 0
+    message = (
+        f"hpnet: error: could not write checkpoint {out / 'last.pt'}: File too large [EFBIG]; "
+        "the previous last.pt is intact; raise the file-size limit (ulimit -f) or choose "
+        "another folder with train.out_dir=DIR"
+    )
+    assert message in failed.stderr.splitlines()
+    assert "exitcode  : 2" in failed.stderr  # rank 0 stopped with the user-error code
+    assert (out / "last.pt").read_bytes() == before
+    assert not list(out.glob("*.tmp"))
+    resumed = torchrun(epochs=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
 
 
 def test_pose_cache_command_stops_on_a_full_disk(videos, full_tmpfs):

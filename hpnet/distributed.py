@@ -7,8 +7,10 @@ offers reductions that are no-ops in a single process.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,22 @@ def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session(device_type: str) -> Iterator[DistInfo]:
+    """``init_distributed`` for the length of a command: on success every rank waits for the
+    others (rank 0 writes the reports last), then the group is destroyed on every exit path.
+
+    A command that leaves the group to interpreter shutdown can abort at exit under torchrun
+    (pytorch/pytorch#190489), turning a finished run into a failed one.
+    """
+    info = init_distributed(device_type)
+    try:
+        yield info
+        barrier()
+    finally:
+        shutdown_distributed()
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

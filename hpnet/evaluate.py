@@ -102,7 +102,7 @@ def summary_line(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.data.datasets import build_datasets
-    from hpnet.distributed import init_distributed
+    from hpnet.distributed import distributed_session
     from hpnet.models.hpnet import model_from_checkpoint
     from hpnet.runtime import amp_dtype_for, build_joint_source, build_transform, pick_device
 
@@ -118,28 +118,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:  # the run's own config, with the command line's overrides on top
         cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
     device = pick_device(cfg.train.device)
-    dist = init_distributed(device.type)
-    _, test_ds, classes = build_datasets(
-        cfg, joint_source=build_joint_source(cfg), test_views=cfg.eval.views
-    )
-    model = model_from_checkpoint(ckpt, cfg, classes, source=args.checkpoint)
-    model.to(device)
-    report = run_test(
-        model,
-        test_ds,
-        cfg,
-        build_transform(cfg, device),
-        device,
-        amp_dtype_for(cfg.train.amp, device),
-        dist,
-        crops=cfg.eval.crops,
-    )
-    if dist.is_main:
-        report["checkpoint"] = str(args.checkpoint)
-        out = Path(args.out) if args.out else Path(args.checkpoint).parent
-        write_report(report, list(classes), out)
-        print(summary_line(report))
-        print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
+    with distributed_session(device.type) as dist:
+        _, test_ds, classes = build_datasets(
+            cfg, joint_source=build_joint_source(cfg), test_views=cfg.eval.views
+        )
+        model = model_from_checkpoint(ckpt, cfg, classes, source=args.checkpoint)
+        model.to(device)
+        report = run_test(
+            model,
+            test_ds,
+            cfg,
+            build_transform(cfg, device),
+            device,
+            amp_dtype_for(cfg.train.amp, device),
+            dist,
+            crops=cfg.eval.crops,
+        )
+        if dist.is_main:
+            report["checkpoint"] = str(args.checkpoint)
+            out = Path(args.out) if args.out else Path(args.checkpoint).parent
+            write_report(report, list(classes), out)
+            print(summary_line(report))
+            print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
     return 0
 
 

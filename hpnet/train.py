@@ -40,13 +40,7 @@ from hpnet.config import (
     save_config,
 )
 from hpnet.data.balance import class_weights
-from hpnet.distributed import (
-    DistInfo,
-    all_reduce_sum,
-    barrier,
-    init_distributed,
-    shutdown_distributed,
-)
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, train_one_epoch
 from hpnet.evaluate import run_test, write_report
 from hpnet.models.hpnet import build_model
@@ -79,16 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train.device)
-    dist = init_distributed(device.type)
-    if device.type == "cuda" and dist.enabled:
-        device = torch.device("cuda", dist.local_rank)
-    try:
-        with contextlib.ExitStack() as held:
-            code = _train(cfg, device, dist, held)
-        barrier()  # every rank is done (rank 0 writes the report last) before the group goes
-        return code
-    finally:
-        shutdown_distributed()
+    with distributed_session(device.type) as dist, contextlib.ExitStack() as held:
+        if device.type == "cuda" and dist.enabled:
+            device = torch.device("cuda", dist.local_rank)
+        return _train(cfg, device, dist, held)
 
 
 def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:

@@ -118,8 +118,9 @@ def score_dataset(cfg: Config, out: Path) -> dict[str, Any]:
     import dataclasses
 
     from hpnet.data.datasets import build_datasets
-    from hpnet.distributed import init_distributed
+    from hpnet.distributed import distributed_session
     from hpnet.evaluate import run_test, write_report
+    from hpnet.runtime import pick_device
     from hpnet.text.weights import clip_model_config
 
     size = clip_model_config(cfg.text.model)["vision_cfg"].get("image_size", 224)
@@ -129,22 +130,22 @@ def score_dataset(cfg: Config, out: Path) -> dict[str, Any]:
         pose=dataclasses.replace(cfg.pose, source="none"),
     )
     _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
-    predictor, tower = clip_predictor(cfg, classes)
-    dist = init_distributed(predictor.device.type)
-    report = run_test(
-        predictor.model,
-        test_ds,
-        cfg,
-        predictor.transform,
-        predictor.device,
-        predictor.amp_dtype,
-        dist,
-        crops=cfg.eval.crops,
-    )
-    if dist.is_main:
-        report["model"] = f"{cfg.text.model} {tower.weights.source or 'random init'}"
-        report["templates"] = list(cfg.text.templates)
-        write_report(report, list(classes), out)
+    with distributed_session(pick_device(cfg.train.device).type) as dist:
+        predictor, tower = clip_predictor(cfg, classes)  # in the session: "cuda" = this rank's GPU
+        report = run_test(
+            predictor.model,
+            test_ds,
+            cfg,
+            predictor.transform,
+            predictor.device,
+            predictor.amp_dtype,
+            dist,
+            crops=cfg.eval.crops,
+        )
+        if dist.is_main:
+            report["model"] = f"{cfg.text.model} {tower.weights.source or 'random init'}"
+            report["templates"] = list(cfg.text.templates)
+            write_report(report, list(classes), out)
     return report
 
 

@@ -1,4 +1,5 @@
-"""torchrun on the CPU (Gloo): 2 processes x batch 2 train exactly like 1 process x batch 4."""
+"""torchrun on the CPU (Gloo): 2 processes x batch 2 train exactly like 1 process x batch 4,
+and ``hpnet.evaluate`` on 2 processes reports exactly what it reports on 1."""
 
 from __future__ import annotations
 
@@ -36,26 +37,31 @@ def _args(shared: Path, out: Path, batch: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _run(cmd: list[str]) -> None:
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
-def test_two_gloo_processes_match_one(tmp_path):
-    shared = tmp_path / "shared"
-    single, double = tmp_path / "single", tmp_path / "double"
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    return _run([sys.executable, *launch, *args])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path]:
+    """The same run trained by 1 process x batch 4 and by 2 processes x batch 2."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    shared = tmp / "shared"
+    single, double = tmp / "single", tmp / "double"
     _run([sys.executable, *_args(shared, single, batch=4)])
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            f"--master_port={_free_port()}",
-            *_args(shared, double, batch=2),
-        ]
-    )
+    _torchrun(*_args(shared, double, batch=2))
+    return single, double
+
+
+def test_two_gloo_processes_match_one(runs):
+    single, double = runs
 
     def losses(run: Path) -> list[float]:
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -74,3 +80,20 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert diffs.max() < 2e-3, f"largest difference {diffs.max():.2e}"
     report = json.loads((double / "eval.json").read_text())
     assert report["num_videos"] == 6  # every test video exactly once across the 2 processes
+
+
+def test_evaluate_on_two_processes_reports_what_one_does(runs, tmp_path):
+    """Each rank scores its own share of the test videos; rank 0 writes the merged report."""
+    single, _ = runs
+    checkpoint = str(single / "last.pt")
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, "-m", "hpnet.evaluate", "--checkpoint", checkpoint, "--out", str(one)])
+    done = _torchrun("-m", "hpnet.evaluate", "--checkpoint", checkpoint, "--out", str(two))
+    assert done.stdout.count("wrote ") == 1  # only rank 0 prints and writes
+    a = json.loads((one / "eval.json").read_text())
+    b = json.loads((two / "eval.json").read_text())
+    assert a["num_videos"] == b["num_videos"] == 6
+    for key in ("top1", "top5", "mean_class_acc"):
+        assert b[key] == pytest.approx(a[key]), key
+    assert b["per_class"] == a["per_class"]
+    assert (one / "confusion_matrix.csv").read_text() == (two / "confusion_matrix.csv").read_text()

@@ -141,6 +141,37 @@ def test_dataset_split_is_scored_and_reported(clip_file, hmdb51_mini, tmp_path, 
     assert "zero-shot hmdb51 split 1" in capsys.readouterr().out
 
 
+def test_dataset_split_on_two_processes_reports_what_one_does(clip_file, hmdb51_mini, tmp_path):
+    """torchrun: each rank scores its share of the split, rank 0 writes the merged report."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    path, _ = clip_file
+    args = [
+        "--dataset", "hmdb51", "--split", "1", f"data.root={hmdb51_mini}",
+        "data.allow_missing=true", "--model", SMALL, "--pretrained", str(path),
+        f"text.cache_dir={tmp_path / 'text'}", "data.frames=4", "eval.views=1",
+        "eval.crops=1", "data.workers=0",
+    ]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    cmd = [sys.executable, *launch, "-m", "hpnet.zeroshot", *args, "--out", str(tmp_path / "two")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("zero-shot hmdb51 split 1") == 1  # rank 0 alone reports
+    one = json.loads((tmp_path / "one" / "eval.json").read_text())
+    two = json.loads((tmp_path / "two" / "eval.json").read_text())
+    assert one["num_videos"] == two["num_videos"] == 2
+    assert two["per_class"] == one["per_class"]
+    assert two["top5"] == pytest.approx(one["top5"])
+
+
 def test_offline_tag_warns_and_missing_file_is_an_error(shared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(clip_weights, "_WARNED", set())
     with pytest.warns(UserWarning, match="RANDOMLY"):  # conftest: HF_HUB_OFFLINE=1

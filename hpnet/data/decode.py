@@ -26,45 +26,39 @@ Resizing uses antialiased bilinear interpolation on the decoded uint8 frames (ab
 frames on one core). torchcodec 0.14 can also resize inside the decoder
 (``torchcodec.transforms.Resize``), but that fixes the size when the decoder is built and was not
 faster for clip-sized requests, so both backends share the same tensor resize.
+
+This module is the entry point (:func:`open_video`, :func:`decode_frames`, :func:`resolve_backend`)
+and holds the torchcodec reader. The PyAV reader is in :mod:`hpnet.data.decode_pyav`, the reader
+interface both implement (:class:`VideoReader`, :class:`VideoInfo`, :func:`resize_frames`) in
+:mod:`hpnet.data.decode_reader` and the errors in :mod:`hpnet.data.decode_errors`; import
+``VideoReader``, ``VideoInfo``, ``resize_frames`` and ``VideoDecodeError`` from here.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hpnet.data.decode_errors import (
     VideoDecodeError,
     ffmpeg_reason,
     first_line,
-    no_decoder_reason,
     no_video_stream_reason,
 )
+from hpnet.data.decode_pyav import _PyAVReader
+from hpnet.data.decode_reader import _TAIL_SLACK, VideoInfo, VideoReader
+from hpnet.data.decode_reader import resize_frames as resize_frames  # re-exported: public here
 
 Backend = Literal["auto", "torchcodec", "pyav"]
 BACKENDS = ("auto", "torchcodec", "pyav")
 
-# An index this close to the end may reuse the last picture when the stream ends cleanly without
-# one (packets that carry no picture); anything else missing is a decode error.
-_TAIL_SLACK = 3
 # torchcodec's error for a frame it cannot find before the end of the stream.
 _TORCHCODEC_END_OF_STREAM = "no more frames left to decode"
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    num_frames: int  # readable frames (packets found by scanning the file, not the header)
-    fps: float  # average frame rate (0.0 when the file does not say)
-    width: int  # frame width in pixels
-    height: int  # frame height in pixels
 
 
 # ----------------------------------------------------------------------------------- backends
@@ -114,59 +108,6 @@ def resolve_backend(backend: str = "auto") -> Literal["torchcodec", "pyav"]:
 
 
 # ------------------------------------------------------------------------------------ readers
-
-
-class VideoReader:
-    """An open video: ``info`` then ``frames(indices)`` as often as needed; close when done."""
-
-    backend: str = ""
-
-    def __init__(self, path: Path, device: torch.device) -> None:
-        self.path = path
-        self.device = device
-        self._info: VideoInfo | None = None
-
-    @property
-    def info(self) -> VideoInfo:
-        assert self._info is not None
-        return self._info
-
-    def frames(
-        self, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """Frames at ``indices`` (any order, repeats allowed) -> uint8 ``(N, 3, H, W)``.
-
-        ``size = (H, W)`` resizes them (antialiased bilinear); ``None`` keeps the video's size.
-        The result may be channels-last in memory (decoders write ``(N, H, W, 3)``; copying it to
-        NCHW costs as much as a resize, and batching copies it anyway). Raises VideoDecodeError
-        for indices outside ``[0, num_frames)`` or frames that cannot be decoded.
-        """
-        wanted, inverse = _unique_indices(indices, self.info.num_frames, self.path)
-        if size is not None and (len(size) != 2 or min(size) < 1):
-            raise ValueError(f"size must be (height, width) with positive sides, got {size}")
-        if wanted.size == 0:
-            height, width = size or (self.info.height, self.info.width)
-            return torch.empty((0, 3, height, width), dtype=torch.uint8, device=self.device)
-        unique = resize_frames(self._read_sorted(wanted.tolist()), size)  # (U, 3, H, W)
-        if len(inverse) == len(wanted) and (np.diff(inverse) > 0).all():  # already in order
-            return unique
-        return unique.index_select(0, torch.from_numpy(inverse).to(unique.device))
-
-    def _read_sorted(self, wanted: list[int]) -> torch.Tensor:
-        """Frames at sorted, distinct, in-range indices -> uint8 (U, 3, H, W) on self.device."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the decoder."""
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r}, {self._info})"
 
 
 class _TorchcodecReader(VideoReader):
@@ -289,156 +230,6 @@ class _TorchcodecReader(VideoReader):
             self._tail_reader = None
 
 
-class _PyAVReader(VideoReader):
-    """PyAV (bundled FFmpeg): seek to the keyframe before the first wanted frame, decode
-    forward, convert only the wanted pictures. Keeps its position, so reading a video in
-    consecutive chunks decodes every picture once."""
-
-    backend = "pyav"
-
-    def __init__(self, path: Path, device: torch.device, threads: int) -> None:
-        import av
-
-        super().__init__(path, device)
-        self._av = av
-        try:
-            self._container = av.open(str(path))
-        except (av.FFmpegError, OSError) as err:
-            message = getattr(err, "strerror", None) or first_line(err)
-            raise VideoDecodeError(path, f"not a readable video ({message})") from None
-        if not self._container.streams.video:
-            self._container.close()
-            raise VideoDecodeError(path, "the file has no video stream")
-        self._stream = self._container.streams.video[0]
-        context = self._stream.codec_context
-        if context is None:  # FFmpeg has no decoder for the stream's codec
-            self._container.close()
-            raise VideoDecodeError(path, no_decoder_reason(path))
-        context.thread_count = threads
-        if threads != 1:
-            context.thread_type = "AUTO"
-        self._cut_off: set[int] = set()  # timestamps of packets cut short (truncated file)
-        try:
-            self._timestamps, self._keyframes = self._scan()  # (num_frames,), (K,) sorted
-        except VideoDecodeError:
-            self._container.close()
-            raise
-        fps = self._stream.average_rate or self._stream.guessed_rate or 0
-        self._info = VideoInfo(len(self._timestamps), float(fps), context.width, context.height)
-        self._pictures: Any = None  # generator of decoded pictures from the current position
-        self._last_label: int | None = None  # timestamp of the last picture it gave
-        self._error = ""  # first decode error since the last seek
-
-    def _scan(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted timestamps of all video packets and of the keyframes (demuxing, no decoding)."""
-        stamps, keys = [], []
-        try:
-            for packet in self._container.demux(self._stream):
-                stamp = packet.pts if packet.pts is not None else packet.dts
-                if stamp is None:
-                    if packet.size == 0:  # the end-of-stream flush packet
-                        continue
-                    raise VideoDecodeError(self.path, "video packets carry no timestamps")
-                if not packet.is_discard:
-                    stamps.append(stamp)
-                    if packet.is_keyframe:
-                        keys.append(stamp)
-                    if packet.is_corrupt:  # e.g. the last packet of a truncated file
-                        self._cut_off.add(stamp)
-        except self._av.FFmpegError:
-            pass  # unreadable tail: the frames before it stay usable
-        if not stamps:
-            raise VideoDecodeError(self.path, "the video stream has no frames")
-        return np.sort(np.asarray(stamps, np.int64)), np.sort(np.asarray(keys or stamps[:1]))
-
-    def _keyframe_before(self, stamp: int) -> int:
-        position = max(int(np.searchsorted(self._keyframes, stamp, side="right")) - 1, 0)
-        return int(self._keyframes[position])
-
-    def _seek(self, stamp: int) -> None:
-        try:
-            self._container.seek(stamp, stream=self._stream, backward=True, any_frame=False)
-        except self._av.FFmpegError as err:
-            raise VideoDecodeError(self.path, f"cannot seek ({first_line(err)})") from None
-        self._pictures, self._last_label, self._error = self._decode_forward(), None, ""
-
-    def _decode_forward(self) -> Any:
-        packets = self._container.demux(self._stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except self._av.FFmpegError as err:
-                self._error = self._error or first_line(err)
-                return
-            try:
-                yield from packet.decode()
-            except self._av.FFmpegError as err:  # a damaged packet: note it, go on
-                self._error = self._error or first_line(err)
-
-    def _resume_or_seek(self, first: int) -> None:
-        """Be positioned before the first picture at or after timestamp ``first``."""
-        if (
-            self._pictures is not None
-            and self._last_label is not None
-            and self._last_label < first
-            and self._keyframe_before(first) == self._keyframe_before(self._last_label)
-        ):
-            return  # same keyframe group, ahead of us: keep decoding forward
-        keyframe = self._keyframe_before(first)
-        self._seek(keyframe)
-        if keyframe == self._keyframes[0]:
-            return
-        head = next(self._pictures, None)  # FFmpeg may land past the keyframe: check
-        if head is not None and (_label(head) or 0) <= first:
-            self._pictures = itertools.chain([head], self._pictures)
-        else:
-            self._seek(int(self._keyframes[0]))
-
-    def _read_sorted(self, wanted: list[int]) -> torch.Tensor:
-        targets = self._timestamps[wanted]  # first picture at or after these timestamps
-        self._resume_or_seek(int(targets[0]))
-        height, width = self.info.height, self.info.width
-        out = np.empty((len(wanted), height, width, 3), np.uint8)  # (U, H, W, 3)
-        filled, last_picture = 0, None
-        for picture in self._pictures:
-            label = _label(picture)
-            label = self._last_label if label is None else label
-            self._last_label, last_picture = label, picture
-            if label is None or label < targets[filled]:
-                continue  # decoded but not wanted: never converted
-            if label in self._cut_off:  # FFmpeg conceals the missing part: not a real frame
-                self._pictures = None
-                raise VideoDecodeError(
-                    self.path,
-                    f"frame {wanted[filled]} could not be decoded (its data is cut off); "
-                    "the file may be truncated or corrupt",
-                )
-            rgb = picture.to_ndarray(format="rgb24", width=width, height=height)
-            while filled < len(wanted) and label >= targets[filled]:
-                out[filled] = rgb
-                filled += 1
-            if filled == len(wanted):
-                break
-        else:  # the stream ended before every wanted frame was found
-            self._pictures = None
-            missing = wanted[filled]
-            if self._error or last_picture is None or missing < self.info.num_frames - _TAIL_SLACK:
-                reason = self._error or "the stream ends before it"
-                raise VideoDecodeError(
-                    self.path,
-                    f"frame {missing} could not be decoded ({reason}); "
-                    "the file may be truncated or corrupt",
-                )
-            out[filled:] = last_picture.to_ndarray(format="rgb24", width=width, height=height)
-        return torch.from_numpy(out).permute(0, 3, 1, 2).to(self.device)  # (U, 3, H, W)
-
-    def close(self) -> None:
-        self._pictures = None
-        self._container.close()
-
-
 # ---------------------------------------------------------------------------------- functions
 
 
@@ -509,43 +300,3 @@ def decode_frames(
     """
     with open_video(path, backend=backend, device=device, threads=threads) as reader:
         return reader.frames(indices, size)
-
-
-# ------------------------------------------------------------------------------------ helpers
-
-
-def _unique_indices(
-    indices: Sequence[int] | np.ndarray, num_frames: int, path: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct indices (U,) and, per requested index, its row in them (N,)."""
-    array = np.asarray(indices)
-    if array.ndim != 1:
-        raise ValueError(f"frame indices must be a 1-D sequence, got shape {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"frame indices must be integers, got {array.dtype}")
-    array = array.astype(np.int64)
-    outside = array[(array < 0) | (array >= num_frames)]
-    if outside.size:
-        raise VideoDecodeError(
-            path,
-            f"frame {int(outside[0])} requested but the video has {num_frames} readable frames "
-            "(truncated file, or indices computed from another frame count?)",
-        )
-    wanted, inverse = np.unique(array, return_inverse=True)
-    return wanted, inverse.reshape(-1)
-
-
-def resize_frames(frames: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """uint8 (N, 3, h, w) -> uint8 (N, 3, H, W), antialiased bilinear (no-op at the same size)."""
-    if size is None or tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    size = (int(size[0]), int(size[1]))
-    if frames.device.type == "cpu":  # uint8 kernel, fastest on channels-last input
-        return F.interpolate(frames, size=size, mode="bilinear", antialias=True)
-    resized = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True)
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _label(picture: Any) -> int | None:
-    """A decoded PyAV picture's timestamp (pts, else the packet dts)."""
-    return picture.pts if picture.pts is not None else picture.dts

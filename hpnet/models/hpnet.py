@@ -22,7 +22,8 @@ from hpnet.config import Config
 from hpnet.fusion.fpm import JointTokens, pool_at_joints
 from hpnet.fusion.head import LinearHead, TextHead
 from hpnet.fusion.pose_encoder import PoseEncoder
-from hpnet.models.lsvit import LSViT, build_lsvit, load_pretrained
+from hpnet.models.lsvit import LSViT, build_lsvit
+from hpnet.models.lsvit_weights import load_pretrained
 
 
 class HPNet(nn.Module):

@@ -13,19 +13,16 @@ With smif=False and lmi=False it is a plain per-frame ViT with temporal averagin
 Every motion part starts as the identity, so a model loaded with :func:`load_pretrained` from a
 CLIP or timm image ViT computes exactly the image model's features on each frame at first.
 
-Layout as in timm's vision_transformer.py: layers, the model, weight filters, named sizes.
+Layout as in timm's vision_transformer.py: layers, the model, named sizes. The weight filters
+(:func:`load_pretrained` and the checkpoint reading behind it) are in
+:mod:`hpnet.models.lsvit_weights`; ``load_pretrained`` is importable from here too.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import warnings
-import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -33,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from hpnet.cli import UserError
+from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.motion import LongTermMotion, ShortTermMotion
 
 _logger = logging.getLogger(__name__)
@@ -344,167 +341,6 @@ class LSViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """frames (B, T, C, H, W) -> logits (B, num_classes) (features (B, D) if no head)."""
         return self.forward_head(self.forward_features(x))
-
-
-# ---------------------------------------------------------------------------------- weight filters
-
-_CLIP_SWAPS = (  # open_clip visual tower -> this file's names (order matters), as in timm
-    ("conv1", "patch_embed.proj"),
-    ("class_embedding", "cls_token"),
-    ("positional_embedding", "pos_embed"),
-    ("transformer.resblocks.", "blocks."),
-    ("ln_pre", "norm_pre"),
-    ("ln_post", "norm"),
-    ("ln_", "norm"),
-    ("in_proj_", "qkv."),
-    ("out_proj", "proj"),
-    ("mlp.c_fc", "mlp.fc1"),
-    ("mlp.c_proj", "mlp.fc2"),
-)
-
-
-@dataclass
-class PretrainedReport:
-    """What :func:`load_pretrained` did; ``str(report)`` is a one-paragraph summary."""
-
-    path: str
-    flavour: str  # "clip" (open_clip / OpenAI visual tower) or "timm" (timm ViT)
-    loaded: list[str] = field(default_factory=list)  # model tensors set from the file
-    missing: list[str] = field(default_factory=list)  # model tensors left at their init
-    unexpected: list[str] = field(default_factory=list)  # converted file tensors not used
-    resized: list[str] = field(default_factory=list)  # tensors interpolated to the model
-
-    def __str__(self) -> str:
-        def some(names: list[str]) -> str:
-            return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-
-        return (
-            f"loaded {len(self.loaded)} tensors from {self.flavour} checkpoint {self.path}; "
-            f"resized [{some(self.resized)}]; {len(self.missing)} new [{some(self.missing)}]; "
-            f"{len(self.unexpected)} unused [{some(self.unexpected)}]"
-        )
-
-
-def _convert_openai_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """open_clip visual-tower keys (``visual.`` prefix stripped) -> LSViT keys."""
-    out = {}
-    for key, value in state.items():
-        for old, new in _CLIP_SWAPS:
-            key = key.replace(old, new)
-        if key == "proj":  # (D, E) image projection -> a linear head without bias
-            out["head.weight"] = value.t()
-            out["head.bias"] = value.new_zeros(value.shape[1])
-            continue
-        if key == "cls_token":
-            value = value.reshape(1, 1, -1)
-        elif key == "pos_embed":
-            value = value.unsqueeze(0)
-        elif key == "patch_embed.proj.weight":  # CLIP's conv1 has no bias
-            out["patch_embed.proj.bias"] = value.new_zeros(value.shape[0])
-        out[key] = value
-    return out
-
-
-def _load_torch_file(path: Path) -> object:
-    """torch.save contents, or the state dict of a TorchScript archive (OpenAI's CLIP files)."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            scripted = any(name.endswith("/constants.pkl") for name in archive.namelist())
-        if scripted:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
-                return torch.jit.load(str(path), map_location="cpu").state_dict()
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def read_backbone_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """A local CLIP or timm ViT checkpoint as (state dict in LSViT names, "clip" | "timm").
-
-    Reads torch.save files (plain or wrapped in "state_dict"/"model", "module." prefixes),
-    OpenAI's TorchScript CLIP archives and .safetensors files.
-    """
-    path = Path(path).expanduser()
-    fix = "set model.pretrained to a local CLIP or timm ViT checkpoint, or '' for random init"
-    if not path.is_file():
-        raise UserError(f"pretrained backbone weights not found: {path} ({fix})")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path))
-        else:
-            obj = _load_torch_file(path)
-    except Exception as e:
-        raise UserError(f"cannot read pretrained backbone weights {path}: {e} ({fix})") from e
-    for wrapper in ("state_dict", "model", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-    state = {k.removeprefix("module."): v for k, v in obj.items() if torch.is_tensor(v)}
-    if any(k.startswith("visual.") for k in state):  # full CLIP: keep the image tower
-        visual = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
-        return _convert_openai_clip(visual), "clip"
-    if "conv1.weight" in state and "class_embedding" in state:  # a bare CLIP visual tower
-        return _convert_openai_clip(state), "clip"
-    if "patch_embed.proj.weight" in state:
-        return state, "timm"
-    raise UserError(
-        f"{path} is not a CLIP or timm ViT checkpoint: expected 'visual.conv1.weight' "
-        f"or 'patch_embed.proj.weight' among its keys ({fix})"
-    )
-
-
-def resize_pos_embed(pos_embed: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
-    """(1, 1 + n*n, D) square-grid position embedding -> (1, 1 + gh*gw, D), bicubic (as timm)."""
-    prefix, grid = pos_embed[:, :1], pos_embed[:, 1:]
-    side = math.isqrt(grid.shape[1])
-    grid = grid.float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=grid_size, mode="bicubic", antialias=True)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, pos_embed.shape[-1]).to(pos_embed.dtype)
-    return torch.cat([prefix, grid], dim=1)
-
-
-def load_pretrained(
-    model: LSViT, path: str | Path, act: Activation | None = None
-) -> PretrainedReport:
-    """Load a local CLIP ViT (open_clip / OpenAI) or timm ViT checkpoint into ``model``.
-
-    The checkpoint decides the parameter-free choices (pre-norm, LayerNorm eps, and the
-    activation unless ``act`` is given: QuickGELU for CLIP as in OpenAI's weights, GELU for
-    timm), so call it before building the optimizer. Position embeddings are resized to the
-    model's grid; a CLIP image projection becomes the head when ``num_classes`` equals its width
-    (else it is unused). SMIF, LMI and the temporal embedding stay at their identity init.
-    """
-    state, flavour = read_backbone_checkpoint(path)
-    model.set_architecture(
-        pre_norm="norm_pre.weight" in state,
-        act=act or ("quick_gelu" if flavour == "clip" else "gelu"),
-        norm_eps=1e-5 if flavour == "clip" else 1e-6,
-    )
-    own = model.state_dict()
-    report = PretrainedReport(str(path), flavour)
-    mismatched = []
-    for key, value in list(state.items()):
-        if key == "pos_embed" and key in own and value.shape != own[key].shape:
-            state[key] = value = resize_pos_embed(value, model.grid_size)
-            report.resized.append(key)
-        if key not in own or value.shape == own[key].shape:
-            continue
-        if key.startswith("head."):  # a classifier for other classes: not used
-            del state[key]
-            report.unexpected.append(key)
-        else:
-            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
-    if mismatched:
-        raise UserError(
-            f"pretrained weights {path} do not fit the backbone: "
-            f"{'; '.join(mismatched[:3])} (set model.size and model.patch_size "
-            f"to the checkpoint's, e.g. model.size=base model.patch_size=16)"
-        )
-    result = model.load_state_dict(state, strict=False)
-    report.missing = list(result.missing_keys)
-    report.unexpected += list(result.unexpected_keys)
-    report.loaded = [k for k in state if k in own]
-    return report
 
 
 # ------------------------------------------------------------------------------------ named sizes

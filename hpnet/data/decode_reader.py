@@ -1,0 +1,119 @@
+"""The reader interface every video decoder backend implements, and what they share.
+
+:class:`VideoReader` (``info``, then ``frames(indices, size)``; a backend supplies
+``_read_sorted``), :class:`VideoInfo`, the index checks and :func:`resize_frames`. The backends
+are the torchcodec reader in :mod:`hpnet.data.decode` and the PyAV reader in
+:mod:`hpnet.data.decode_pyav`; open a video with :func:`hpnet.data.decode.open_video`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hpnet.data.decode_errors import VideoDecodeError
+
+# An index this close to the end may reuse the last picture when the stream ends cleanly without
+# one (packets that carry no picture); anything else missing is a decode error.
+_TAIL_SLACK = 3
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int  # readable frames (packets found by scanning the file, not the header)
+    fps: float  # average frame rate (0.0 when the file does not say)
+    width: int  # frame width in pixels
+    height: int  # frame height in pixels
+
+
+class VideoReader:
+    """An open video: ``info`` then ``frames(indices)`` as often as needed; close when done."""
+
+    backend: str = ""
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        self.path = path
+        self.device = device
+        self._info: VideoInfo | None = None
+
+    @property
+    def info(self) -> VideoInfo:
+        assert self._info is not None
+        return self._info
+
+    def frames(
+        self, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Frames at ``indices`` (any order, repeats allowed) -> uint8 ``(N, 3, H, W)``.
+
+        ``size = (H, W)`` resizes them (antialiased bilinear); ``None`` keeps the video's size.
+        The result may be channels-last in memory (decoders write ``(N, H, W, 3)``; copying it to
+        NCHW costs as much as a resize, and batching copies it anyway). Raises VideoDecodeError
+        for indices outside ``[0, num_frames)`` or frames that cannot be decoded.
+        """
+        wanted, inverse = _unique_indices(indices, self.info.num_frames, self.path)
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"size must be (height, width) with positive sides, got {size}")
+        if wanted.size == 0:
+            height, width = size or (self.info.height, self.info.width)
+            return torch.empty((0, 3, height, width), dtype=torch.uint8, device=self.device)
+        unique = resize_frames(self._read_sorted(wanted.tolist()), size)  # (U, 3, H, W)
+        if len(inverse) == len(wanted) and (np.diff(inverse) > 0).all():  # already in order
+            return unique
+        return unique.index_select(0, torch.from_numpy(inverse).to(unique.device))
+
+    def _read_sorted(self, wanted: list[int]) -> torch.Tensor:
+        """Frames at sorted, distinct, in-range indices -> uint8 (U, 3, H, W) on self.device."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the decoder."""
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, {self._info})"
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _unique_indices(
+    indices: Sequence[int] | np.ndarray, num_frames: int, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct indices (U,) and, per requested index, its row in them (N,)."""
+    array = np.asarray(indices)
+    if array.ndim != 1:
+        raise ValueError(f"frame indices must be a 1-D sequence, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"frame indices must be integers, got {array.dtype}")
+    array = array.astype(np.int64)
+    outside = array[(array < 0) | (array >= num_frames)]
+    if outside.size:
+        raise VideoDecodeError(
+            path,
+            f"frame {int(outside[0])} requested but the video has {num_frames} readable frames "
+            "(truncated file, or indices computed from another frame count?)",
+        )
+    wanted, inverse = np.unique(array, return_inverse=True)
+    return wanted, inverse.reshape(-1)
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """uint8 (N, 3, h, w) -> uint8 (N, 3, H, W), antialiased bilinear (no-op at the same size)."""
+    if size is None or tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    size = (int(size[0]), int(size[1]))
+    if frames.device.type == "cpu":  # uint8 kernel, fastest on channels-last input
+        return F.interpolate(frames, size=size, mode="bilinear", antialias=True)
+    resized = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)

@@ -118,6 +118,42 @@ def test_ablations_build_and_train(text_cache, switches):
         assert model.joint_tokens is None and model.pose_encoder is not None
 
 
+@pytest.mark.parametrize(
+    "switches",
+    [
+        [],
+        ["model.aux_weight=0"],
+        ["model.text=false", "model.aux_weight=0"],
+        ["model.feedback=false"],
+        ["model.pose=false"],
+        ["model.pose_encoder=transformer", "model.text=false"],
+    ],
+)
+def test_training_loss_reaches_every_parameter(text_cache, switches):
+    """DDP's rule: a trainable parameter outside the loss stops training at its second step
+    ("Expected to have finished reduction in the prior iteration")."""
+    from hpnet.engine import LossConfig, classification_loss
+
+    model = _build(text_cache, *switches)
+    cfg = _cfg(text_cache, *switches)
+    video, joints = _inputs()
+    aux_weight = cfg.model.aux_weight if cfg.model.pose else 0.0
+    loss = classification_loss(
+        model(video, joints), torch.tensor([0, 3]), LossConfig(aux_weight=aux_weight)
+    )
+    loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+
+
+def test_cosine_logits_are_fp32_under_autocast(text_cache):
+    model = _build(text_cache).eval()
+    video, joints = _inputs()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(video, joints)
+    assert out["logits"].dtype == out["aux_logits"].dtype == torch.float32
+
+
 def test_classifies_with_another_label_list(text_cache):
     from hpnet.text.encoder import build_text_encoder
 

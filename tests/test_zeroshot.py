@@ -120,6 +120,17 @@ def test_command_on_real_clips_json(clip_file, shared_data, tmp_path, capsys):
     assert [v["top"] for v in again["videos"]] == [v["top"] for v in doc["videos"]]
 
 
+def test_logits_are_fp32_under_autocast(clip_file, tmp_path):
+    path, _ = clip_file
+    model, _ = zero_shot_classifier(
+        SMALL, str(path), ["golf", "climb"], ["{}"], text_cache_dir=str(tmp_path)
+    )
+    video = torch.randn(1, 2, 3, 224, 224)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(video)["logits"]
+    assert logits.dtype == torch.float32
+
+
 def test_dataset_split_is_scored_and_reported(clip_file, hmdb51_mini, tmp_path, capsys):
     path, _ = clip_file
     out = tmp_path / "zs"

@@ -1,8 +1,10 @@
 """Classification heads: cosine similarity to (modulated) class-text embeddings, or linear.
 
 ``TextHead``: v = fuse(mean_T CLS, s); logits = scale * cos(v, E_b) with E_b from the TRMM;
-auxiliary logits = scale * cos(proj(s), E) from the pose stream alone. Any label set works at
-test time: only the class embeddings change.
+auxiliary logits = scale * cos(proj(s), E) from the pose stream alone (built only when the
+loss uses them, ``aux=True``: DDP needs every parameter in the loss). Any label set works at
+test time: only the class embeddings change. The cosine logits are computed in fp32 under
+autocast: at a scale near 100, bf16 rounding moves them by ~0.1.
 ``LinearHead``: the ``model.text=false`` ablation, a fixed label set.
 """
 
@@ -48,11 +50,18 @@ class Fuse(nn.Module):
 
 
 class TextHead(nn.Module):
-    def __init__(self, dim: int, pose_dim: int | None, text_dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        pose_dim: int | None,
+        text_dim: int,
+        dropout: float = 0.0,
+        aux: bool = True,
+    ) -> None:
         super().__init__()
         self.fuse = Fuse(dim, pose_dim, text_dim, dropout)
         self.trmm = TRMM(text_dim, pose_dim)
-        self.aux = nn.Linear(pose_dim, text_dim) if pose_dim else None
+        self.aux = nn.Linear(pose_dim, text_dim) if pose_dim and aux else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def forward(
@@ -60,23 +69,30 @@ class TextHead(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """cls ``(B, D)``, pose ``(B, Ds)`` | None, text ``(C, Dt)`` -> logits ``(B, C)``, aux."""
         scale = self.logit_scale.clamp(max=math.log(100)).exp()
-        text = centre_class_embeddings(text)
-        v = F.normalize(self.fuse(cls, pose), dim=-1)  # (B, Dt)
-        e = F.normalize(self.trmm(text, pose, cls.shape[0]), dim=-1)  # (B, C, Dt)
-        out = {"logits": scale * torch.einsum("bd,bcd->bc", v, e)}
+        text = centre_class_embeddings(text.float())
+        v = F.normalize(self.fuse(cls, pose).float(), dim=-1)  # (B, Dt)
+        e = F.normalize(self.trmm(text, pose, cls.shape[0]).float(), dim=-1)  # (B, C, Dt)
+        with torch.autocast(cls.device.type, enabled=False):
+            out = {"logits": scale * torch.einsum("bd,bcd->bc", v, e)}
         if self.aux is not None and pose is not None:
-            a = F.normalize(self.aux(pose), dim=-1)
-            out["aux_logits"] = scale * a @ F.normalize(text, dim=-1).t()
+            a = F.normalize(self.aux(pose).float(), dim=-1)
+            with torch.autocast(cls.device.type, enabled=False):
+                out["aux_logits"] = scale * a @ F.normalize(text, dim=-1).t()
         return out
 
 
 class LinearHead(nn.Module):
     def __init__(
-        self, dim: int, pose_dim: int | None, num_classes: int, dropout: float = 0.0
+        self,
+        dim: int,
+        pose_dim: int | None,
+        num_classes: int,
+        dropout: float = 0.0,
+        aux: bool = True,
     ) -> None:
         super().__init__()
         self.fuse = Fuse(dim, pose_dim, num_classes, dropout)
-        self.aux = nn.Linear(pose_dim, num_classes) if pose_dim else None
+        self.aux = nn.Linear(pose_dim, num_classes) if pose_dim and aux else None
 
     def forward(
         self, cls: torch.Tensor, pose: torch.Tensor | None, text: torch.Tensor | None = None

@@ -152,7 +152,8 @@ class ClipVideoClassifier(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """video ``(B, T, 3, S, S)`` (joints are ignored) -> ``{"logits": (B, C)}``."""
         clip = self.encode_video(video)
-        return {"logits": self.logit_scale * clip @ self.class_embeddings.t()}
+        with torch.autocast(video.device.type, enabled=False):  # fp32: scale 100 magnifies bf16
+            return {"logits": self.logit_scale * clip @ self.class_embeddings.float().t()}
 
 
 def zero_shot_classifier(

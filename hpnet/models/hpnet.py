@@ -169,9 +169,11 @@ def build_model(
         embeddings = class_embeddings
         if embeddings is None:
             embeddings = class_text_embeddings(cfg, class_names)  # (C, Dt), frozen
-        head: nn.Module = TextHead(dim, pose_dim, embeddings.shape[1], dropout=m.dropout)
+        head: nn.Module = TextHead(
+            dim, pose_dim, embeddings.shape[1], dropout=m.dropout, aux=m.aux_weight > 0
+        )
     else:
-        head = LinearHead(dim, pose_dim, len(class_names), dropout=m.dropout)
+        head = LinearHead(dim, pose_dim, len(class_names), dropout=m.dropout, aux=m.aux_weight > 0)
     model = HPNet(
         backbone,
         head,
@@ -202,7 +204,10 @@ def model_from_checkpoint(
         raise UserError(f"{source} records no class names: was it written by hpnet.train?")
     stored = ckpt["model"].get("class_embeddings")
     model = build_model(cfg, classes, class_embeddings=stored, load_weights=False)
-    model.load_state_dict(ckpt["model"])
+    state = ckpt["model"]
+    if getattr(model.head, "aux", None) is None:  # older runs built it even with aux_weight=0
+        state = {k: v for k, v in state.items() if not k.startswith("head.aux.")}
+    model.load_state_dict(state)
     if labels is not None and list(labels) != classes:
         if model.class_embeddings is None:
             raise UserError(

@@ -74,14 +74,16 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`'s states; CUDA: the current device's only (the run may have
+    fewer GPUs now, and each rank owns one; training reseeds every batch anyway)."""
     random.setstate(_as_tuple(state["python"]))
     n = state["numpy"]
-    np.random.set_state(
-        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    keys = n["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and torch.cuda.current_device() < len(cuda):
+        torch.cuda.set_rng_state(cuda[torch.cuda.current_device()].cpu())
 
 
 def _as_tuple(x: Any) -> Any:

@@ -132,7 +132,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     start_epoch, step, best = 0, 0, -1.0
     resumed: EpochProgress | None = None  # set when last.pt was written mid-epoch
     if resume_path is not None:
-        ckpt = load_checkpoint(resume_path, map_location=device)
+        ckpt = load_checkpoint(resume_path)  # on the CPU: load_state_dict moves to the device
         _check_resumable(ckpt, cfg, classes, resume_path, dist)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -142,6 +142,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         set_rng_state(ckpt["rng"])
         start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
         if ckpt.get("progress"):
+            # Rank 0's sums, restored on every rank: under torchrun the resumed epoch's loss
+            # and accuracy before the checkpoint are rank 0's share standing for each rank's.
             resumed = EpochProgress.from_dict(ckpt["progress"]["epoch"])
             step -= resumed.steps  # `step` counts the optimizer steps of finished epochs
         if dist.is_main:
@@ -152,6 +154,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
                 else f"after epoch {start_epoch}"
             )
             print(f"resumed from {resume_path} {where} (step {ckpt['step']})")
+        del ckpt  # the model and optimizer hold copies; this one would stay for the whole run
     if dist.is_main:
         for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
             remove_stale_temp_files(out / name)
@@ -202,7 +205,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
             accum_steps=cfg.train.accum_steps,
             clip_grad=cfg.train.clip_grad,
             max_steps=cfg.train.max_steps,
-            generator=torch.Generator(device=device),
+            generator=torch.Generator(),  # on the CPU: draws cost no device sync
             seed=epoch_seed * 7919 + dist.rank,
             use_pose=cfg.model.pose,
             progress=dist.is_main,

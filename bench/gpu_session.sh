@@ -69,4 +69,4 @@ for amp in bf16 fp16; do
 done
 # The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
 step gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py \
-  tests/test_transforms.py tests/test_text.py
+  tests/test_transforms.py tests/test_text.py tests/test_train.py

@@ -28,12 +28,12 @@ def measured_peak_tflops(device: torch.device, n: int = 8192) -> float:
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
-    torch.cuda.synchronize()
+    torch.cuda.synchronize(device)
     start = time.perf_counter()
     reps = 20
     for _ in range(reps):
         a @ b
-    torch.cuda.synchronize()
+    torch.cuda.synchronize(device)
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
 
 
@@ -81,16 +81,16 @@ def bench(variant: str, args: argparse.Namespace, device: torch.device) -> dict:
     for _ in range(args.warmup):
         step()
     if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(args.steps):
         step()
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     elapsed = (time.perf_counter() - start) / args.steps
     mem = (
-        torch.cuda.max_memory_allocated() / 2**30
+        torch.cuda.max_memory_allocated(device) / 2**30
         if device.type == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     )

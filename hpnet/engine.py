@@ -6,6 +6,7 @@ A model here maps ``(video float (B,T,3,S,S), joints (B,T,P,K,3) | None)`` to a 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hpnet.cli import UserError
@@ -81,9 +83,10 @@ def seed_step(seed: int, batch: int, generator: torch.Generator | None) -> None:
     """Seed torch's global RNG (dropout, drop-path) and the augmentation ``generator`` from
     ``(seed, batch)``, so that a step's randomness does not depend on the steps before it: an
     epoch resumed at batch k draws exactly what the uninterrupted epoch drew."""
-    torch.manual_seed(seed * 1_000_003 + 2 * batch)
+    base = (seed * 1_000_003 + 2 * batch) % 2**62  # torch takes seeds below 2**63
+    torch.manual_seed(base)
     if generator is not None:
-        generator.manual_seed(seed * 1_000_003 + 2 * batch + 1)
+        generator.manual_seed(base + 1)
 
 
 def train_one_epoch(
@@ -130,7 +133,9 @@ def train_one_epoch(
     )
     start = time.perf_counter() - state.time_s
     optimizer.zero_grad(set_to_none=True)
-    pending = 0  # clips whose gradients are accumulated but not yet stepped
+    ddp = isinstance(model, DistributedDataParallel)
+    pending = 0  # micro-batches whose gradients are accumulated but not yet stepped
+    previous: dict[str, Any] | None = None  # the last batch with clips (see _stand_in)
     for micro, batch in enumerate(bar, start=state.batches):
         if max_steps and micro >= max_steps:
             break
@@ -138,13 +143,21 @@ def train_one_epoch(
         state.skipped += batch.get("skipped", 0)
         if seed is not None:
             seed_step(seed, micro, generator)
-        if batch["label"].numel() > 0:  # else every clip in it failed to decode (counted)
-            pending += _train_batch(
-                model, batch, state, transform=transform, loss_cfg=loss_cfg, device=device,
-                amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
-                loss_divisor=accum_steps, scaler=scaler,
-                where=f"epoch {epoch + 1}, batch {micro + 1}",
-            )  # fmt: skip
+        weight = 1.0
+        if batch["label"].numel() == 0 and ddp:  # every clip failed to decode, on this rank only
+            batch, weight = _stand_in(previous, epoch, micro), 0.0
+        if batch["label"].numel() > 0:  # else (one process) nothing to learn from: counted
+            # Gradients are averaged across processes only on the micro-step that steps.
+            steps_now = total is None or (micro + 1) % accum_steps == 0 or micro + 1 == total
+            with contextlib.nullcontext() if steps_now or not ddp else model.no_sync():
+                _train_batch(
+                    model, batch, state, transform=transform, loss_cfg=loss_cfg, device=device,
+                    amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
+                    loss_divisor=accum_steps, scaler=scaler, weight=weight,
+                    where=f"epoch {epoch + 1}, batch {micro + 1}",
+                )  # fmt: skip
+            pending += 1
+            previous = batch
         if (micro + 1) % accum_steps == 0 and pending:
             _optimizer_step(model, optimizer, scaler, clip_grad)
             scheduler.step()
@@ -176,6 +189,19 @@ def train_one_epoch(
     }
 
 
+def _stand_in(previous: dict[str, Any] | None, epoch: int, micro: int) -> dict[str, Any]:
+    """The batch a DDP process trains on, with weight 0, when all of its clips failed: the
+    other processes are already in this step's gradient all-reduce and wait for this one."""
+    if previous is None:
+        raise UserError(
+            f"epoch {epoch + 1}, batch {micro + 1}: every video of this process's first batch "
+            "failed to decode, so it has nothing to stand in for it in the other processes' "
+            "gradient exchange; check the dataset with `python -m hpnet.data --config <your "
+            "config> --check-decode all`"
+        )
+    return previous
+
+
 def _train_batch(
     model: nn.Module,
     batch: dict[str, Any],
@@ -190,28 +216,34 @@ def _train_batch(
     loss_divisor: int,
     scaler: torch.amp.GradScaler | None,
     where: str,
-) -> int:
-    """Forward + backward of one batch (gradients accumulate); adds to ``state``'s sums and
-    returns the number of clips."""
+    weight: float = 1.0,
+) -> None:
+    """Forward + backward of one batch (gradients accumulate); adds to ``state``'s sums.
+
+    ``weight`` 0: a stand-in batch (:func:`_stand_in`) that adds nothing to the gradients or
+    the sums. The backward is queued before the one host sync that reads the loss: a
+    non-finite loss still stops the run before the optimizer step uses the gradients.
+    """
     video, joints, labels = _to_device(batch, device)
     video, joints = transform.train(video, joints if use_pose else None, generator)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
         out = model(video, joints)
     loss = classification_loss(out, labels, loss_cfg)
-    value = loss.item()
+    scaled = loss * (weight / loss_divisor)
+    (scaler.scale(scaled) if scaler else scaled).backward()
+    correct = (out["logits"].detach().argmax(1) == labels).sum()
+    value, hits = torch.stack([loss.detach().float(), correct.float()]).tolist()  # one sync
     if not math.isfinite(value):
         raise NonFiniteLossError(
             f"loss is {value} at {where}: stopping before the weights "
             "are corrupted (lower train.lr, raise train.warmup_epochs, or use train.amp=bf16; "
             "resume from last.pt with train.resume=auto)"
         )
-    scaled = loss / loss_divisor
-    (scaler.scale(scaled) if scaler else scaled).backward()
-    n = labels.numel()
-    state.loss_sum += value * n
-    state.correct += (out["logits"].argmax(1) == labels).sum().item()
-    state.seen += n
-    return n
+    if weight:
+        n = labels.numel()
+        state.loss_sum += value * n
+        state.correct += hits
+        state.seen += n
 
 
 def _optimizer_step(model, optimizer, scaler, clip_grad: float) -> None:

@@ -88,6 +88,19 @@ def test_resume_gives_the_same_weights(tiny_args, tmp_path, monkeypatch):
         torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_resume_on_cuda(tiny_args, tmp_path, amp, capsys):
+    """last.pt of a CUDA run (RNG states, optimizer, GradScaler) resumes on CUDA."""
+    out = tmp_path / "run"
+    cuda = ["train.device=cuda", f"train.amp={amp}", "train.resume=auto"]
+    assert _run(tiny_args, out, *cuda, "train.epochs=1") == 0
+    assert _run(tiny_args, out, *cuda, "train.epochs=2") == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert torch.load(out / "last.pt", map_location="cpu", weights_only=True)["epoch"] == 2
+
+
 def _same_weights(a: dict, b: dict) -> None:
     assert a["epoch"] == b["epoch"] and a["step"] == b["step"]
     for name, tensor in a["model"].items():
@@ -203,3 +216,28 @@ def test_a_second_run_in_the_same_folder_is_refused_while_the_first_runs(tiny_ar
     assert not (out / "last.pt").exists()
     assert _run(tiny_args, out, "train.max_steps=1", "train.epochs=1") == 0  # lock released
     assert (out / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_an_empty_first_batch_under_ddp_is_a_one_line_error(monkeypatch):
+    """With nothing to stand in for it, the process stops at once (not a hang in the others'
+    gradient all-reduce) and says how to find the bad videos."""
+    monkeypatch.setattr(engine, "DistributedDataParallel", torch.nn.Module)  # "this is DDP"
+    empty = {"video": torch.empty(0), "joints": torch.empty(0), "label": torch.empty(0)}
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(UserError, match=r"first batch failed to decode.*--check-decode all"):
+        engine.train_one_epoch(
+            model, [{**empty, "skipped": 4}], transform=None, optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), scaler=None,
+            loss_cfg=engine.LossConfig(), device=torch.device("cpu"), amp_dtype=None, epoch=0,
+            progress=False,
+        )  # fmt: skip
+
+
+def test_seed_step_takes_any_train_seed():
+    """train.py derives per-epoch seeds as (seed * 100_003 + epoch) * 7919 + rank: large."""
+    big = (2**31 * 100_003 + 7) * 7919 + 1
+    engine.seed_step(big, 3, torch.Generator())  # overflowed torch.manual_seed before
+    a = torch.rand(3)
+    engine.seed_step(big, 3, torch.Generator())
+    assert torch.equal(torch.rand(3), a)

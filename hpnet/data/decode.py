@@ -11,10 +11,13 @@ and frame ``i`` is the first decoded picture whose timestamp reaches the ``i``-t
 timestamp in presentation order. For ordinary files this is simply the ``i``-th picture. Some
 AVIs carry packets without a picture (every HMDB51 clip has a 1-byte "drop" packet right after
 its first frame): there two neighbouring indices give the same picture, every index stays
-readable, and the two backends can differ by one frame because their FFmpeg versions time-stamp
-such files differently. torchcodec cannot return a picture that its decoder only gives when
-flushed at the end of the stream (a one-frame stream copy of a DivX AVI, for one): frames at the
-very end that torchcodec reports as past the end of the stream are read with PyAV instead.
+readable, and the two backends can differ by up to two frames because their FFmpeg versions
+time-stamp such files differently. In DivX/XviD AVIs with packed B-frames PyAV gives every
+picture in display order (see :mod:`hpnet.data.decode_pyav`); torchcodec keeps the order but
+skips some pictures of some such files (3 of the 7 HMDB51 test clips), repeating a neighbour.
+torchcodec cannot return a picture that its decoder only gives when flushed at the end of the
+stream (a one-frame stream copy of a DivX AVI, for one): frames at the very end that torchcodec
+reports as past the end of the stream are read with PyAV instead.
 
 Bad files raise :class:`VideoDecodeError` naming the file and why: not found, a directory, empty,
 permission denied, not a video, no decoder for its codec (an AVI's FourCC is named), no frames,

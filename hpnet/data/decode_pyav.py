@@ -3,6 +3,14 @@
 PyAV bundles its own FFmpeg. :func:`hpnet.data.decode.open_video` builds this reader; the frame
 numbering it follows (the same as torchcodec's) is described in :mod:`hpnet.data.decode`. ``av``
 is imported when a reader is opened, not with this module.
+
+AVI stores no presentation timestamps: FFmpeg numbers the packets, and in DivX/XviD files with
+packed B-frames (most HMDB51 and UCF101 clips: a packet holding a P- and a B-frame, then an
+8-byte placeholder) the pictures come out of the decoder in display order but with the P's and
+the B's numbers swapped. Labelled by those numbers, a third of the pictures could never be
+returned and their neighbours came twice. So in AVI a picture is labelled by its place in the
+decoder's output: the k-th picture after a keyframe gets the k-th timestamp (counting the packets
+that carry a picture) from that keyframe's own, which is reliable.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ class _PyAVReader(VideoReader):
         if threads != 1:
             context.thread_type = "AUTO"
         self._cut_off: set[int] = set()  # timestamps of packets cut short (truncated file)
+        self._by_order = self._container.format.name == "avi"  # label pictures by output order
+        self._picture_stamps = np.zeros(0, np.int64)  # sorted stamps of packets with a picture
         try:
             self._timestamps, self._keyframes = self._scan()  # (num_frames,), (K,) sorted
         except VideoDecodeError:
@@ -60,7 +70,7 @@ class _PyAVReader(VideoReader):
 
     def _scan(self) -> tuple[np.ndarray, np.ndarray]:
         """Sorted timestamps of all video packets and of the keyframes (demuxing, no decoding)."""
-        stamps, keys = [], []
+        stamps, keys, pictures = [], [], []
         try:
             for packet in self._container.demux(self._stream):
                 stamp = packet.pts if packet.pts is not None else packet.dts
@@ -70,6 +80,8 @@ class _PyAVReader(VideoReader):
                     raise VideoDecodeError(self.path, "video packets carry no timestamps")
                 if not packet.is_discard:
                     stamps.append(stamp)
+                    if packet.size > 1:  # AVI "drop" packets (0-1 bytes) carry no picture
+                        pictures.append(stamp)
                     if packet.is_keyframe:
                         keys.append(stamp)
                     if packet.is_corrupt:  # e.g. the last packet of a truncated file
@@ -78,6 +90,7 @@ class _PyAVReader(VideoReader):
             pass  # unreadable tail: the frames before it stay usable
         if not stamps:
             raise VideoDecodeError(self.path, "the video stream has no frames")
+        self._picture_stamps = np.sort(np.asarray(pictures or stamps, np.int64))
         return np.sort(np.asarray(stamps, np.int64)), np.sort(np.asarray(keys or stamps[:1]))
 
     def _keyframe_before(self, stamp: int) -> int:
@@ -89,10 +102,14 @@ class _PyAVReader(VideoReader):
             self._container.seek(stamp, stream=self._stream, backward=True, any_frame=False)
         except self._av.FFmpegError as err:
             raise VideoDecodeError(self.path, f"cannot seek ({first_line(err)})") from None
-        self._pictures, self._last_label, self._error = self._decode_forward(), None, ""
+        self._pictures, self._last_label, self._error = self._decode_forward(stamp), None, ""
 
-    def _decode_forward(self) -> Any:
+    def _decode_forward(self, start: int) -> Any:
+        """``(picture, label)`` after a seek to keyframe ``start``: the label is the picture's
+        timestamp, or in AVI the timestamp of its place in the output (see the module)."""
         packets = self._container.demux(self._stream)
+        stamps = self._picture_stamps
+        place = int(np.searchsorted(stamps, start))
         while True:
             try:
                 packet = next(packets)
@@ -102,7 +119,14 @@ class _PyAVReader(VideoReader):
                 self._error = self._error or first_line(err)
                 return
             try:
-                yield from packet.decode()
+                for picture in packet.decode():
+                    label = _label(picture)
+                    if self._by_order and label is not None:
+                        if picture.key_frame:  # its own timestamp is right: count from there
+                            place = int(np.searchsorted(stamps, label))
+                        label = int(stamps[min(place, len(stamps) - 1)])
+                        place += 1
+                    yield picture, label
             except self._av.FFmpegError as err:  # a damaged packet: note it, go on
                 self._error = self._error or first_line(err)
 
@@ -120,7 +144,7 @@ class _PyAVReader(VideoReader):
         if keyframe == self._keyframes[0]:
             return
         head = next(self._pictures, None)  # FFmpeg may land past the keyframe: check
-        if head is not None and (_label(head) or 0) <= first:
+        if head is not None and (head[1] or 0) <= first:
             self._pictures = itertools.chain([head], self._pictures)
         else:
             self._seek(int(self._keyframes[0]))
@@ -131,8 +155,7 @@ class _PyAVReader(VideoReader):
         height, width = self.info.height, self.info.width
         out = np.empty((len(wanted), height, width, 3), np.uint8)  # (U, H, W, 3)
         filled, last_picture = 0, None
-        for picture in self._pictures:
-            label = _label(picture)
+        for picture, label in self._pictures:
             label = self._last_label if label is None else label
             self._last_label, last_picture = label, picture
             if label is None or label < targets[filled]:

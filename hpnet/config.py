@@ -172,6 +172,7 @@ _LIMITS: dict[str, _Check] = {
     "data.load_size": _NON_NEG,
     "data.aspect": (lambda v: 0.25 <= v <= 4, "a number in [0.25, 4]"),
     "data.workers": _NON_NEG,
+    "data.seed": _NON_NEG,  # NumPy's seeding takes no negative numbers
     "data.test_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "data.max_pixels": _NON_NEG,
     "data.synthetic.train_videos": _POSITIVE,
@@ -205,6 +206,7 @@ _LIMITS: dict[str, _Check] = {
     "train.epochs": _POSITIVE,
     "train.batch_size": _POSITIVE,
     "train.lr": _POSITIVE,
+    "train.seed": _NON_NEG,
     "train.backbone_lr": _NON_NEG,
     "train.min_lr": _NON_NEG,
     "train.weight_decay": _NON_NEG,
@@ -241,11 +243,23 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     ok = True
     if origin is Literal:
-        ok = value in typing.get_args(tp)
+        options = typing.get_args(tp)
+        if isinstance(value, bool):  # YAML 1.1 reads off / no / on / yes as booleans
+            words = ("on", "yes", "true") if value else ("off", "no", "false")
+            value = next((w for w in words if w in options), value)
+        ok = value in options
     elif origin is list:
         item = typing.get_args(tp)[0]
-        if isinstance(value, str):  # "a,b,c" on the command line
-            value = [yaml.safe_load(v) if item is not str else v for v in value.split(",")]
+        if isinstance(value, str):  # "a,b,c" (or "[a,b,c]") on the command line
+            text = value.strip()
+            if item is not str and text.startswith("[") and text.endswith("]"):
+                text = text[1:-1]
+            try:
+                value = [yaml.safe_load(v) if item is not str else v for v in text.split(",")]
+            except yaml.YAMLError:
+                raise UserError(
+                    f"config key '{key}' got {value!r}; it must be {_type_name(tp)}"
+                ) from None
         if not isinstance(value, list | tuple):
             ok = False
         else:

@@ -37,6 +37,17 @@ def test_file_then_overrides(tmp_path):
     assert cfg.text.templates == ["a {}"]
 
 
+def test_yaml_booleans_are_words_where_a_choice_wants_words(tmp_path):
+    """YAML 1.1 reads off / on / no / yes as booleans; train.amp=off must still mean "off"."""
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    path = tmp_path / "fp32.yaml"
+    path.write_text("train:\n  amp: off\n")
+    assert load_config(path).train.amp == "off"
+    with pytest.raises(UserError, match=r"'train\.amp' got True"):
+        load_config(None, ["train.amp=on"])  # no "on" among the choices
+    assert load_config(None, ["model.smif_offsets=[1,2]"]).model.smif_offsets == [1, 2]
+
+
 def test_int_accepted_for_float_and_str_keeps_digits():
     cfg = load_config(None, ["train.lr=1", "train.out_dir=123", "train.resume=auto"])
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
@@ -58,6 +69,9 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("eval.crops=2", "1 or 3"),
         ("text.templates=no placeholder", "'{}'"),
         ("noequals", "key.sub=value"),
+        ("model.smif_offsets=[1,{2", "must be a list of"),
+        ("train.seed=-1", ">= 0"),
+        ("data.seed=-3", ">= 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):

@@ -27,7 +27,7 @@ from torch import nn
 
 from hpnet.cli import UserError
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video, resize_frames
-from hpnet.data.records import VIDEO_EXTENSIONS
+from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.data.sampling import sample_frame_indices
 from hpnet.data.transforms import ClipTransform
 from hpnet.engine import view_probs
@@ -65,9 +65,7 @@ def collect_videos(inputs: Sequence[str | Path]) -> list[VideoInput]:
         if not path.is_dir():
             videos.append(VideoInput(path, path.name))
             continue
-        found = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-        )
+        found = videos_under(path)  # hidden files and folders (e.g. macOS "._x.mp4") left out
         if not found:
             raise UserError(
                 f"no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) under folder {path}"

@@ -63,13 +63,21 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None
     return names
 
 
-def overlay_path(base: str, rel: str, many: bool) -> Path:
-    """``--overlay`` for one video is the file itself; with several, one file per video."""
+def overlay_paths(base: str, rels: Sequence[str]) -> list[Path]:
+    """``--overlay`` for one video is the file itself; with several, one file per video named
+    after it (``out-golf_clip.png``), numbered when two names would clash (``out-clip-2.png``)."""
     path = Path(base)
-    if not many:
-        return path
-    stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix())
-    return path.with_name(f"{path.stem}-{stem}{path.suffix}")
+    if len(rels) == 1:
+        return [path]
+    out: list[Path] = []
+    for rel in rels:
+        stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix())
+        name, n = f"{path.stem}-{stem}", 1
+        while path.with_name(f"{name}{path.suffix}") in out:
+            n += 1
+            name = f"{path.stem}-{stem}-{n}"
+        out.append(path.with_name(f"{name}{path.suffix}"))
+    return out
 
 
 class Predictor:
@@ -309,8 +317,8 @@ def predict_videos(
     from hpnet.data.decode import VideoDecodeError
 
     results = []
-    for video in _progress(videos):
-        out = overlay_path(overlay, video.rel, len(videos) > 1) if overlay else None
+    outs = overlay_paths(overlay, [v.rel for v in videos]) if overlay else [None] * len(videos)
+    for video, out in zip(_progress(videos), outs, strict=True):
         try:
             results.append(predictor(video, top_k=top_k, overlay=out, cam=cam))
         except VideoDecodeError as err:

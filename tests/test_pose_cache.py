@@ -156,6 +156,21 @@ def test_joint_cache_missing_or_corrupt_entry_says_what_to_run(tmp_path):
         cache(record, np.zeros((1, 4), np.int64), None)
 
 
+def test_joint_cache_refuses_a_file_made_for_another_video(tmp_path):
+    """Same name, other video (replaced, re-encoded, or predict finding it by file name)."""
+    from hpnet.data.decode import VideoInfo
+
+    keypoints = np.ones((5, 1, 17, 3), np.float32)
+    meta = {"stride": 1, "num_frames": 5, "width": 960, "height": 540}
+    save_joints(cache_path(tmp_path, "clip.mp4"), keypoints, np.arange(5), meta)
+    record = VideoRecord(Path("/data/clip.mp4"), 0, "clip.mp4")
+    cache, indices = JointCache(tmp_path, persons=1), np.array([[0, 4]])
+    assert cache(record, indices, VideoInfo(5, 30.0, 960, 540)).shape == (1, 2, 1, 17, 3)
+    with pytest.raises(UserError, match=r"stale pose cache file .*clip\.mp4\.npz: .* 5-frame "
+                       r"960x540 video, this video has 280 frames of 340x256"):  # fmt: skip
+        cache(record, indices, VideoInfo(280, 30.0, 340, 256))
+
+
 # ----------------------------------------------------------------------------- the command
 
 

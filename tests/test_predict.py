@@ -245,6 +245,9 @@ def test_inputs_overrides_and_folders(tmp_path):
     (tmp_path / "a" / "b" / "x.MP4").write_bytes(b"1")
     (tmp_path / "a" / "y.avi").write_bytes(b"1")
     (tmp_path / "a" / "readme.txt").write_text("")
+    (tmp_path / "a" / "._y.avi").write_bytes(b"1")  # macOS AppleDouble: not a video
+    (tmp_path / "a" / ".hidden").mkdir()
+    (tmp_path / "a" / ".hidden" / "z.mp4").write_bytes(b"1")
     videos = collect_videos([tmp_path / "a", tmp_path / "gone.mp4"])
     assert [v.rel for v in videos] == ["b/x.MP4", "y.avi", "gone.mp4"]
     with pytest.raises(UserError, match="no video files"):
@@ -271,3 +274,15 @@ def test_data_max_pixels_applies_to_predict(checkpoint, clips, capsys):
     )  # fmt: skip
     assert code == 1 and [v["ok"] for v in doc["videos"]] == [True, False]  # 320x240 / 340x256
     assert "over the limit of 80000 pixels" in doc["videos"][1]["error"]
+
+
+def test_overlay_files_never_overwrite_each_other():
+    from hpnet.predict import overlay_paths
+
+    assert overlay_paths("ov/out.png", ["golf/clip.avi"]) == [Path("ov/out.png")]
+    rels = ["clip.mp4", "clip.mp4", "golf/clip_x.avi", "golf_clip/x.avi", "clip-2.mp4"]
+    names = [p.name for p in overlay_paths("ov/out.png", rels)]
+    assert names == [
+        "out-clip.png", "out-clip-2.png", "out-golf_clip_x.png", "out-golf_clip_x-2.png",
+        "out-clip-2-2.png",
+    ]  # fmt: skip

@@ -315,7 +315,7 @@ def _subfolders(folder: Path) -> list[str]:
     )
 
 
-def _videos_under(folder: Path) -> list[Path]:
+def videos_under(folder: Path) -> list[Path]:
     """Video files under ``folder`` (recursively), sorted; hidden files are skipped."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -354,13 +354,13 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
         for split_name, folder in layout:
             out = splits.train if split_name == "train" else splits.test
             for label, name in enumerate(classes):
-                for path in _videos_under(folder / name):
+                for path in videos_under(folder / name):
                     out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
     else:
         classes = _subfolders(root)
         splits = RecordSplits([], [], classes)
         for label, name in enumerate(classes):
-            rels = [p.relative_to(root).as_posix() for p in _videos_under(root / name)]
+            rels = [p.relative_to(root).as_posix() for p in videos_under(root / name)]
             rels.sort(key=lambda rel: holdout_order_key(rel, seed))
             n_test = round(len(rels) * test_fraction)
             if len(rels) >= 2 and test_fraction > 0:

@@ -39,7 +39,7 @@ from hpnet.atomic import WriteError, remove_stale_temp_files
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.decode import open_video
-from hpnet.data.records import VIDEO_EXTENSIONS
+from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.pose.estimator import (
     FrameDetections,
     PoseEstimator,
@@ -78,13 +78,7 @@ def folder_videos(folder: str | Path) -> list[VideoJob]:
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise UserError(f"video folder not found: {root} (--videos DIR)")
-    jobs = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
-                path = Path(dirpath) / name
-                jobs.append(VideoJob(path, path.relative_to(root).as_posix()))
+    jobs = [VideoJob(p, p.relative_to(root).as_posix()) for p in videos_under(root)]
     return sorted(jobs, key=lambda j: j.rel)
 
 

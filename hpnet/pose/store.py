@@ -178,12 +178,27 @@ class JointCache:
             cached = load_joints(path)
         except (OSError, ValueError):
             raise self._missing_error(path, "corrupt") from None
+        if info is not None:
+            _check_same_video(path, cached.meta, info)
         wanted = np.asarray(frame_indices, dtype=np.int64)
         picked = cached.keypoints[nearest_rows(cached.frame_indices, wanted)]  # (V, T, Pc, 17, 3)
         out = np.zeros((*wanted.shape, self.persons, NUM_KEYPOINTS, 3), np.float32)
         keep = min(self.persons, picked.shape[-3])
         out[..., :keep, :, :] = picked[..., :keep, :, :]
         return out
+
+
+def _check_same_video(path: Path, meta: dict[str, Any], info: Any) -> None:
+    """A cache file made for another video (replaced, re-encoded, or another one of the same
+    name) would give joints of the wrong frames: refuse it, naming both."""
+    then = (meta.get("num_frames"), meta.get("width"), meta.get("height"))
+    now = (info.num_frames, info.width, info.height)
+    if None not in then and tuple(then) != now:
+        raise UserError(
+            f"stale pose cache file {path}: it holds joints of a {then[0]}-frame {then[1]}x"
+            f"{then[2]} video, this video has {now[0]} frames of {now[1]}x{now[2]}; run "
+            f"`{CACHE_COMMAND}` again to recompute it"
+        )
 
 
 # ----------------------------------------------------------------------------- run reports

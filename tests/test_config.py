@@ -100,6 +100,8 @@ def test_cross_key_rules():
         load_config(None, ["data.dataset=hmdb51", "pose.source=groundtruth"])
     cfg = load_config(None, ["model.pose=false"])
     assert cfg.model.feedback is False  # feedback needs pooled joints
+    with pytest.raises(UserError, match=r"classes_file is read only with data\.dataset=list"):
+        load_config(None, ["data.dataset=folder", "data.classes_file=names.txt"])
 
 
 def test_round_trip_through_yaml_and_dict(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -225,6 +226,17 @@ def test_list_files(tmp_path):
     with pytest.raises(UserError, match=r"1 of the 2 videos.*gone\.avi"):
         list_records(None, test_list, root)
     assert len(list_records(None, test_list, root, allow_missing=True).test) == 1
+    # The same video named relative to a relative root, absolutely, and through "..": one rel
+    # (the pose cache's key), and nothing outside the cache folder.
+    (root / "sub").mkdir()
+    test_list.write_text(f"sub/../c.avi 0\n{root / 'c.avi'} 0\n../elsewhere/d e.mkv 0\n")
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        rels = [r.rel for r in list_records(None, test_list, "videos").test]
+    finally:
+        os.chdir(cwd)
+    assert rels == ["c.avi", "c.avi", str(outside)[1:]]
 
 
 # ------------------------------------------------------------------------------ clip loading

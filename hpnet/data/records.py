@@ -399,12 +399,13 @@ def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
             )
         video = Path(parts[0]).expanduser()
         full = video if video.is_absolute() else root / video
-        if not video.is_absolute():
-            rel = video.as_posix()
-        elif full.is_relative_to(root):
-            rel = full.relative_to(root).as_posix()
+        # Compared as absolute paths with "." and ".." folded (symlinks kept, as the pose
+        # cache's folder walk sees them): "<root>/golf/a.mp4" and "golf/a.mp4" are one video.
+        here, base = Path(os.path.abspath(full)), Path(os.path.abspath(root))
+        if here.is_relative_to(base):
+            rel = here.relative_to(base).as_posix()
         else:  # outside the root: mirror the absolute path (the pose cache keys on it)
-            rel = Path(*full.parts[1:]).as_posix()
+            rel = Path(*here.parts[1:]).as_posix()
         records.append(VideoRecord(full, int(parts[1]), rel))
     return records
 

@@ -43,6 +43,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused an object: never unpickle it
+        if not _looks_like_torch_save(path):  # a text file, an image, ...
+            raise UserError(
+                f"cannot load checkpoint {path}: not a PyTorch checkpoint file "
+                "(use the last.pt or best.pt that hpnet.train wrote)"
+            ) from err
         raise UserError(
             f"cannot load checkpoint {path}: it holds Python objects other than tensors and "
             "plain values, which hpnet never unpickles (is it a checkpoint hpnet wrote?)"
@@ -53,6 +58,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise UserError(f"{path} is not an hpnet checkpoint (no 'model' entry)")
     return ckpt
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """A zip archive (torch.save's format) or a pickle stream (its legacy format)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def rng_state() -> dict[str, Any]:

@@ -34,9 +34,20 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     try:
         code = main(argv)
     except UserError as err:
-        print(f"hpnet: error: {err}", file=sys.stderr)
+        print(f"hpnet: error: {one_line(str(err))}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print("hpnet: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def one_line(message: str) -> str:
+    """The message itself when a DataLoader worker raised it: torch re-raises the same type in
+    the main process with "Caught UserError in DataLoader worker process 0." and the worker's
+    traceback, whose last line is ``hpnet.cli.UserError: <message>``."""
+    if not (message.startswith("Caught ") and "\nOriginal Traceback" in message):
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    name, sep, text = last.partition(": ")
+    return text if sep and " " not in name else last

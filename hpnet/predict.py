@@ -58,8 +58,11 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None
     else:
         return None
     names = [n for n in names if n]
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise UserError(f"need at least 2 distinct labels, got {names} (--labels/--labels-file)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"label {twice[0]!r} is given twice (--labels/--labels-file)")
+    if len(names) < 2:
+        raise UserError(f"need at least 2 labels, got {names} (--labels/--labels-file)")
     return names
 
 
@@ -368,6 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
     if args.cam and not args.overlay:
         raise UserError("--cam draws on the overlay: add --overlay out.mp4 (or out.png)")
+    if args.overlay:
+        from hpnet.overlay import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+        formats = VIDEO_SUFFIXES + IMAGE_SUFFIXES
+        if Path(args.overlay).suffix.lower() not in formats:
+            raise UserError(f"--overlay {args.overlay}: name it with one of {', '.join(formats)}")
     videos = collect_videos(paths)
     predictor = Predictor.from_checkpoint(
         args.checkpoint,

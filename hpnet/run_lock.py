@@ -3,7 +3,8 @@
 Two runs in one folder would overwrite each other's ``last.pt`` and interleave ``metrics.jsonl``
 (say a run resumed while the one it resumes is still alive, as torchrun's workers are after
 only the launcher was killed). The lock is ``flock``, so the kernel drops it when its process
-dies, even by SIGKILL: a crashed run never leaves a stale lock behind.
+dies, even by SIGKILL: a crashed run never leaves a stale lock behind (its forked DataLoader
+workers do not inherit it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,26 @@ except ImportError:  # not POSIX (Windows): no lock, as before
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lock"
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker): point the lock descriptors at /dev/null.
+
+    A flock belongs to the open file, which a fork shares: a worker outliving a SIGKILLed
+    trainer (workers notice within seconds) would otherwise keep the folder locked. The
+    descriptor numbers stay valid, so the inherited file objects close harmlessly."""
+    if not _HELD:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd in _HELD:
+        os.dup2(null, fd)
+    os.close(null)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 @contextlib.contextmanager
@@ -48,7 +69,9 @@ def run_folder_lock(folder: str | Path) -> Iterator[None]:
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
+        _HELD.add(f.fileno())
         try:
             yield
         finally:
+            _HELD.discard(f.fileno())
             fcntl.flock(f, fcntl.LOCK_UN)

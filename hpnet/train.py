@@ -45,6 +45,7 @@ from hpnet.engine import EpochProgress, LossConfig, train_one_epoch
 from hpnet.evaluate import run_test, write_report
 from hpnet.models.hpnet import build_model
 from hpnet.optim import build_optimizer, cosine_schedule
+from hpnet.pose.store import JointCache
 from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import (
     amp_dtype_for,
@@ -90,6 +91,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     from hpnet.data.datasets import build_datasets
 
     train_ds, test_ds, classes = build_datasets(cfg, joint_source=joint_source, test_views=1)
+    if isinstance(joint_source, JointCache):  # at start, not at the first batch without joints
+        joint_source.check_complete([*train_ds.records, *test_ds.records])
     if dist.is_main:  # (only once the data is there: a typo in data.root leaves no run folder)
         out.mkdir(parents=True, exist_ok=True)
         held.enter_context(run_folder_lock(out))  # one run at a time writes here

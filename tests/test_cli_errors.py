@@ -19,7 +19,15 @@ def _files(tmp: Path) -> dict[str, str]:
     not_a_mapping.write_text("- 1\n- 2\n")
     garbage = tmp / "garbage.pt"
     garbage.write_bytes(b"\x00not a checkpoint" * 10)
+    text = tmp / "notes.txt"
+    text.write_text("# not a checkpoint\n")
+    videos = tmp / "videos"  # a folder dataset whose files exist (nothing is decoded)
+    for name in ("wave/a.mp4", "wave/b.mp4", "wave/c.mp4", "clap/d.mp4", "clap/e.mp4"):
+        (videos / name).parent.mkdir(parents=True, exist_ok=True)
+        (videos / name).write_bytes(b"")
     return {
+        "{text}": str(text),
+        "{videos}": f"data.root={videos}",
         "{bad_yaml}": str(bad_yaml),
         "{list_yaml}": str(not_a_mapping),
         "{garbage}": str(garbage),
@@ -42,12 +50,22 @@ CASES = [
         ["data.dataset=hmdb51", f"data.root={NOPE}", "train.out_dir={out}"],
         NOPE,
     ),
+    ("hpnet.train", ["data.size=60", "model.patch_size=16"], "multiple of model.patch_size"),
+    (
+        "hpnet.train",
+        ["data.dataset=folder", "{videos}", "pose.source=cache", f"pose.cache_dir={NOPE}"]
+        + ["train.out_dir={out}"],
+        "5 of 5 videos have no pose cache file",
+    ),
+    ("hpnet.evaluate", ["--checkpoint", "{text}"], "not a PyTorch checkpoint file"),
     ("hpnet.evaluate", ["--checkpoint", f"{NOPE}/best.pt"], f"{NOPE}/best.pt"),
     ("hpnet.evaluate", ["--checkpoint", "{garbage}"], "garbage.pt"),
     ("hpnet.evaluate", [], "--checkpoint"),
     ("hpnet.predict", ["clip.mp4", "--checkpoint", f"{NOPE}/best.pt"], f"{NOPE}/best.pt"),
     ("hpnet.predict", ["clip.mp4", "--checkpoint", "{garbage}"], "garbage.pt"),
     ("hpnet.predict", ["clip.mp4", "--top-k", "many", "--checkpoint", "x.pt"], "--top-k"),
+    ("hpnet.predict", ["clip.mp4", "--checkpoint", "x.pt", "--overlay", "o.gif"], "o.gif: name"),
+    ("hpnet.predict", ["clip.mp4", "--checkpoint", "x.pt", "--labels", "a,b,a"], "'a' is given"),
     ("hpnet.zeroshot", ["clip.mp4"], "--labels"),
     ("hpnet.zeroshot", ["--dataset", "hmdb51", f"data.root={NOPE}"], NOPE),
     ("hpnet.pose.cache", ["--videos", NOPE, "--out", "{out}"], NOPE),
@@ -102,3 +120,28 @@ def test_a_foreign_pickle_in_a_checkpoint_is_never_run(tmp_path):
     assert not marker.exists()
     torch.save({"model": {"w": torch.zeros(2)}, "epoch": 1}, path)  # plain values: loads
     assert load_checkpoint(path)["epoch"] == 1
+
+
+class _RaisesInWorker:
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        from hpnet.cli import UserError
+
+        raise UserError("no pose cache file /x/y.avi.npz: run `python -m hpnet.pose.cache`")
+
+
+def test_an_error_raised_in_a_loader_worker_is_still_one_line(capsys):
+    """torch re-raises it as "Caught UserError in DataLoader worker process 0." + traceback."""
+    import torch
+
+    def main(argv):
+        next(iter(torch.utils.data.DataLoader(_RaisesInWorker(), num_workers=1)))
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, [])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "hpnet: error: no pose cache file /x/y.avi.npz: run `python -m hpnet.pose.cache`"
+    )

@@ -20,6 +20,11 @@ def test_hmdb51_mini_reports_missing(hmdb51_mini, capsys):
     assert "golf" in out and "data.allow_missing=true" in out
     assert "PROBLEMS FOUND" in out
     assert len(out.splitlines()) < 60  # 51 classes stay compact
+    # With data.allow_missing=true the missing videos are listed but are no problem.
+    code = main(["data.dataset=hmdb51", f"data.root={hmdb51_mini}", "data.allow_missing=true"])
+    out = capsys.readouterr().out
+    assert code == 0 and "MISSING: 6759 of 6766" in out and "result      OK" in out
+    assert "allowed (data.allow_missing=true)" in out and "fix:" not in out
 
 
 @pytest.fixture

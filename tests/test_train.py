@@ -50,6 +50,8 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     rerun = json.loads((again / "eval.json").read_text())
     assert rerun["num_videos"] == 8 and rerun["views"] == 2 * 1  # eval.views=2 x eval.crops=1
     assert (again / "confusion_matrix.png").is_file()
+    with pytest.raises(UserError, match=r"does not fit this config: data\.frames=4 -> 8"):
+        evaluate_main(["--checkpoint", str(out / "last.pt"), "data.frames=8"])
 
 
 def test_refuses_to_overwrite_a_run(tiny_args, tmp_path):
@@ -241,3 +243,37 @@ def test_seed_step_takes_any_train_seed():
     a = torch.rand(3)
     engine.seed_step(big, 3, torch.Generator())
     assert torch.equal(torch.rand(3), a)
+
+
+# Holds the run lock of argv[1], forks a worker that outlives it (like a DataLoader worker whose
+# trainer was SIGKILLed), says "locked", then waits to be killed.
+LOCK_THEN_FORK = r"""
+import multiprocessing, sys, time
+from hpnet.run_lock import run_folder_lock
+
+with run_folder_lock(sys.argv[1]):
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    worker.start()
+    print(worker.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_runs_lock_is_free_though_its_workers_linger(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from hpnet.run_lock import run_folder_lock
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCK_THEN_FORK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    worker = int(proc.stdout.readline())
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with run_folder_lock(tmp_path):  # the worker still lives, and holds no lock
+            os.kill(worker, 0)
+    finally:
+        os.kill(worker, signal.SIGKILL)

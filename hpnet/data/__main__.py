@@ -26,7 +26,8 @@ some are missing or undecodable; 2 for a bad argument or config.
 - ``short_videos``: how many checked videos have fewer frames than ``data.frames``
 - ``rendered``: true for the synthetic dataset rendered in memory (no files to check; with
   ``pose.source=cache`` it is read from the video files written into ``root``)
-- ``ok``: true when nothing is missing or undecodable (exit code 0)
+- ``missing_allowed``: ``data.allow_missing`` (missing videos are then no problem)
+- ``ok``: true when nothing is undecodable and nothing missing unless allowed (exit code 0)
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
             undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
     report["num_classes"] = len(report["classes"])
     report.update(missing=missing, checked=checked, undecodable=undecodable, short_videos=short)
-    report["ok"] = not missing and not undecodable
+    report["missing_allowed"] = bool(cfg.data.allow_missing)
+    report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable
     return report
 
 
@@ -263,9 +265,12 @@ def format_report(report: dict[str, Any], frames: int) -> str:
         lines += [f"    {path}" for path in missing[:_SHOW_MISSING]]
         if len(missing) > _SHOW_MISSING:
             lines.append(f"    ... and {len(missing) - _SHOW_MISSING} more (--json lists them all)")
-        lines.append(
-            "  fix: check data.root, or set data.allow_missing=true to train on what is there"
-        )
+        if report["missing_allowed"]:
+            lines.append("  allowed (data.allow_missing=true): a run uses the videos on disk")
+        else:
+            lines.append(
+                "  fix: check data.root, or set data.allow_missing=true to train on what is there"
+            )
     elif report["rendered"]:
         lines.append("missing     none: the synthetic clips are rendered in memory")
     else:

@@ -188,6 +188,21 @@ def build_model(
     return model
 
 
+def _shape_keys_changed(saved: dict, cfg: Config) -> list[str]:
+    """``key=then -> now`` for the settings that shape the weights and differ from ``saved``."""
+    from hpnet.config import config_to_dict
+
+    now = config_to_dict(cfg)
+    keys = [f"model.{k}" for k in now["model"]] + ["data.frames", "data.size", "pose.persons"]
+    changed = []
+    for key in keys:
+        section, name = key.split(".")
+        then, value = saved.get(section, {}).get(name), now[section][name]
+        if then is not None and then != value:
+            changed.append(f"{key}={then} -> {value}")
+    return changed
+
+
 def model_from_checkpoint(
     ckpt: dict, cfg: Config, labels: Sequence[str] | None = None, *, source: str = "checkpoint"
 ) -> HPNet:
@@ -207,7 +222,14 @@ def model_from_checkpoint(
     state = ckpt["model"]
     if getattr(model.head, "aux", None) is None:  # older runs built it even with aux_weight=0
         state = {k: v for k, v in state.items() if not k.startswith("head.aux.")}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        changed = _shape_keys_changed(ckpt.get("config", {}), cfg)
+        raise UserError(
+            f"{source} does not fit this config: {', '.join(changed) or 'its layers differ'} "
+            "(these keys shape the model; drop those overrides to use the checkpoint's values)"
+        ) from None
     if labels is not None and list(labels) != classes:
         if model.class_embeddings is None:
             raise UserError(

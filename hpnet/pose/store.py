@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -162,6 +162,15 @@ class JointCache:
     def missing(self, records: Iterable[_Record]) -> list[_Record]:
         """The records that have no cache file (to check a whole split before a long run)."""
         return [r for r in records if not self.path(r).is_file()]
+
+    def check_complete(self, records: Sequence[_Record]) -> None:
+        """Raise the missing-file error (with the count) unless every record has a file: a
+        run checks this at start instead of failing at its first batch without joints."""
+        gone = self.missing(records)
+        if gone:
+            error = self._missing_error(self.path(gone[0]), "no")
+            count = f"{len(gone)} of {len(records)} videos have no pose cache file"
+            raise UserError(f"{count}; the first: {error}")
 
     def _missing_error(self, path: Path, what: str) -> UserError:
         return UserError(

@@ -352,11 +352,6 @@ def validate(cfg: Config) -> Config:
         m.feedback = False  # feedback needs pooled joints; model.pose=false switches it off
     if cfg.data.dataset == "list" and not cfg.data.train_list and not cfg.data.test_list:
         raise UserError("data.dataset=list needs data.train_list and/or data.test_list")
-    if cfg.data.size % cfg.model.patch_size:
-        raise UserError(
-            f"data.size={cfg.data.size} is not a multiple of model.patch_size="
-            f"{cfg.model.patch_size}: the crops are cut into patches of that size"
-        )
     if cfg.data.classes_file and cfg.data.dataset != "list":
         raise UserError(
             f"data.classes_file is read only with data.dataset=list; data.dataset="

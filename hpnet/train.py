@@ -43,7 +43,7 @@ from hpnet.data.balance import class_weights
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, train_one_epoch
 from hpnet.evaluate import run_test, write_report
-from hpnet.models.hpnet import build_model
+from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.optim import build_optimizer, cosine_schedule
 from hpnet.pose.store import JointCache
 from hpnet.run_lock import run_folder_lock
@@ -84,6 +84,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     """The run; ``held`` keeps what must stay open until it ends (the run folder's lock)."""
     out = Path(cfg.train.out_dir)
     resume_path = _resume_path(cfg, out)
+    check_model_config(cfg)  # before the data and the run folder
     seed_everything(cfg.train.seed)
 
     # ---- data -------------------------------------------------------------------------------

@@ -135,8 +135,10 @@ def test_open_vocabulary_labels_through_the_text_head(checkpoint, clips, tmp_pat
     file = tmp_path / "labels.txt"
     file.write_text("\n".join(labels) + "\n\n")
     assert read_labels(None, str(file)) == labels
-    with pytest.raises(UserError, match="at least 2 distinct"):
-        read_labels("wave,wave", None)
+    with pytest.raises(UserError, match="'wave' is given twice"):
+        read_labels("wave,clap,wave", None)
+    with pytest.raises(UserError, match="at least 2 labels"):
+        read_labels("wave,", None)
     with pytest.raises(UserError, match="not both"):
         read_labels("a,b", str(file))
 

@@ -134,6 +134,7 @@ def build_model(
     ``class_embeddings (C, Dt)`` skips the text encoder (e.g. taken from a checkpoint);
     ``load_weights=False`` skips ``model.pretrained`` (the caller loads a full state dict).
     """
+    check_model_config(cfg)
     m = cfg.model
     backbone = build_lsvit(
         m.size,
@@ -186,6 +187,17 @@ def build_model(
     if pretrained:
         model.pretrained_prefixes = ("backbone.",)
     return model
+
+
+def check_model_config(cfg: Config) -> None:
+    """The model settings that only fail when the model is built, checked up front."""
+    from hpnet.cli import UserError
+
+    if cfg.data.size % cfg.model.patch_size:
+        raise UserError(
+            f"data.size={cfg.data.size} is not a multiple of model.patch_size="
+            f"{cfg.model.patch_size}: the crops are cut into patches of that size"
+        )
 
 
 def _shape_keys_changed(saved: dict, cfg: Config) -> list[str]:

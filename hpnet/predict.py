@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import sys
 import time
@@ -29,8 +28,6 @@ import torch
 
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, apply_overrides, config_from_dict, load_config
-
-logger = logging.getLogger(__name__)
 
 OVERRIDE = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+=")  # data.frames=8, not a file name
 
@@ -275,15 +272,18 @@ def print_table(results: list[dict[str, Any]], top_k: int) -> None:
             print(f"  overlay: {r['overlay']}")
 
 
-def add_video_arguments(parser: argparse.ArgumentParser, *, videos: str, labels: str) -> None:
-    """The arguments ``hpnet.predict`` and ``hpnet.zeroshot`` share (``videos``: nargs)."""
+def add_video_arguments(
+    parser: argparse.ArgumentParser, *, videos: str, labels: str, config: str
+) -> None:
+    """The arguments ``hpnet.predict`` and ``hpnet.zeroshot`` share (``videos``: nargs;
+    ``config``: where the settings come from without ``--config``)."""
     parser.add_argument(
         "inputs",
         nargs=videos,
         metavar="VIDEO|FOLDER|key=value",
         help="video files or folders (searched recursively), then optional config overrides",
     )
-    parser.add_argument("--config", help="YAML config file (predict: the checkpoint's own)")
+    parser.add_argument("--config", help=f"YAML config file (default: {config})")
     parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (5)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--labels", help=f'{labels}, comma-separated: "wave,clap,run"')
@@ -292,7 +292,9 @@ def add_video_arguments(parser: argparse.ArgumentParser, *, videos: str, labels:
 
 def _parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="python -m hpnet.predict", description=__doc__.split("\n")[0])
-    add_video_arguments(parser, videos="+", labels="other labels")
+    add_video_arguments(
+        parser, videos="+", labels="other labels", config="the checkpoint's own settings"
+    )
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
     parser.add_argument("--overlay", help="write an overlay: out.mp4 (video) or out.png (strip)")
     parser.add_argument("--cam", action="store_true", help="draw Grad-CAM on the overlay")
@@ -324,8 +326,7 @@ def predict_videos(
     for video, out in zip(_progress(videos), outs, strict=True):
         try:
             results.append(predictor(video, top_k=top_k, overlay=out, cam=cam))
-        except VideoDecodeError as err:
-            logger.warning("skipping %s: %s", video.path, err)
+        except VideoDecodeError as err:  # reported with the results (FAILED / "ok": false)
             results.append({"video": str(video.path), "ok": False, "error": str(err)})
     return results
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ from hpnet.runtime import (
     pick_device,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -85,6 +88,12 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     out = Path(cfg.train.out_dir)
     resume_path = _resume_path(cfg, out)
     check_model_config(cfg)  # before the data and the run folder
+    if cfg.train.warmup_epochs >= cfg.train.epochs and dist.is_main:
+        logger.warning(
+            "train.warmup_epochs=%g >= train.epochs=%d: the learning rate never reaches "
+            "train.lr=%g (lower train.warmup_epochs)",
+            cfg.train.warmup_epochs, cfg.train.epochs, cfg.train.lr,
+        )  # fmt: skip
     seed_everything(cfg.train.seed)
 
     # ---- data -------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from hpnet.text.prompts import get_templates
 
 def _parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="python -m hpnet.zeroshot", description=__doc__.split("\n")[0])
-    add_video_arguments(parser, videos="*", labels="labels")
+    add_video_arguments(parser, videos="*", labels="labels", config="the built-in defaults")
     parser.add_argument(
         "--templates",
         action="append",

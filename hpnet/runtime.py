@@ -50,9 +50,11 @@ def build_joint_source(cfg: Config) -> Any:
     """The callable that gives datasets their joints, or None (ground truth or no pose)."""
     if not cfg.model.pose or cfg.pose.source != "cache":
         return None
+    from hpnet.data.decode import resolve_backend
     from hpnet.pose.store import JointCache
 
-    return JointCache(cfg.pose.cache_dir, persons=cfg.pose.persons)
+    decoder = resolve_backend(cfg.data.decoder)
+    return JointCache(cfg.pose.cache_dir, persons=cfg.pose.persons, decoder=decoder)
 
 
 def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:

@@ -193,6 +193,7 @@ def test_command_writes_one_file_per_video(videos, reference, capsys):
         assert meta["num_frames"] == frames and meta["fps"] == pytest.approx(10)
         assert (meta["width"], meta["height"]) == ((80, 48) if "wide" in rel else (64, 64))
         assert meta["model"] == "yolo11n-pose.yaml" and meta["imgsz"] == 64
+        assert meta["decoder"] in ("torchcodec", "pyav")
         assert {"conf", "iou", "persons", "stride", "precision", "format_version"} <= set(meta)
         if "wide" not in rel:  # the random model puts its joints at the top: padding there
             assert (cached.keypoints[..., 2] > 0).any()  # the low threshold gave detections
@@ -337,3 +338,21 @@ def test_data_max_pixels_fails_videos_with_larger_frames(videos, tmp_path):
     too_large = [f for f in report["failures"] if "over the limit of 4000 pixels" in f["error"]]
     assert len(too_large) == sum("wide" not in rel for rel in GOOD)
     assert _npz(out) == [f"{rel}.npz" for rel in GOOD if "wide" in rel]  # 48x80 = 3840 pixels
+
+
+def test_joint_cache_warns_once_when_read_with_another_decoder(tmp_path, caplog):
+    import logging
+
+    from hpnet.pose import store
+
+    meta = {"stride": 1, "num_frames": 5, "width": 64, "height": 48, "decoder": "torchcodec"}
+    save_joints(cache_path(tmp_path, "clip.avi"), np.ones((5, 1, 17, 3)), np.arange(5), meta)
+    record = VideoRecord(Path("/data/clip.avi"), 0, "clip.avi")
+    store._WARNED_DECODERS.clear()
+    with caplog.at_level(logging.WARNING, logger="hpnet.pose.store"):
+        JointCache(tmp_path, 1, decoder="torchcodec")(record, np.array([[0, 1]]))
+        assert not caplog.records
+        for _ in range(2):
+            JointCache(tmp_path, 1, decoder="pyav")(record, np.array([[0, 1]]))
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "made with the torchcodec decoder, this run reads frames with pyav" in warning

@@ -179,7 +179,7 @@ class FrameChunks(IterableDataset):
             if not self.resize and size[0] >= info.height:  # upscaling: the model device does it
                 size = None
             parts = indices.split(self.chunk)
-            facts = (info.num_frames, float(info.fps), info.width, info.height)
+            facts = (info.num_frames, float(info.fps), info.width, info.height, reader.backend)
             for part in parts:
                 frames = reader.frames(part.tolist(), size=size)
                 yield {
@@ -274,13 +274,14 @@ class CacheRun:
         state, job = self.states.pop(video), self.jobs[video]
         state.rows.sort(key=lambda row: row[0])
         keypoints = track_persons([det for _, det in state.rows], self.settings["persons"])
-        num_frames, fps, width, height = state.info
+        num_frames, fps, width, height, decoder = state.info
         meta = {
             **self.settings,
             "num_frames": num_frames,
             "fps": fps,
             "width": width,
             "height": height,
+            "decoder": decoder,  # which reader numbered the frames (see JointCache)
         }
         path = cache_path(self.cache_dir, job.rel)
         try:

@@ -6,8 +6,9 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
   [0, 1]; a missing person or joint has confidence 0 and x = y = 0.
 - ``frame_indices``: int64 (F,): which video frames the F rows are (every ``stride``-th frame).
 - ``meta``: a JSON string: ``format_version``, the settings (``model``, ``model_id``, ``imgsz``,
-  ``conf``, ``iou``, ``persons``, ``stride``, ``precision``) and the video's ``num_frames``,
-  ``fps``, ``width``, ``height``.
+  ``conf``, ``iou``, ``persons``, ``stride``, ``precision``), the video's ``num_frames``,
+  ``fps``, ``width``, ``height`` (a file whose video differs is refused as stale) and the
+  ``decoder`` that numbered the frames (a run reading with the other one gets a warning).
 
     cached = load_joints("pose_cache/golf/clip.avi.npz")
     cached.keypoints.shape  # (F, P, 17, 3)
@@ -18,6 +19,7 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +32,7 @@ from hpnet.atomic import write_atomic, write_error
 from hpnet.cli import UserError
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
+logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 # Meta keys that must match for a cached file to count as done; anything else is information.
 SETTINGS_KEYS = ("format_version", "model_id", "imgsz", "conf", "iou", "persons", "stride")
@@ -152,9 +155,10 @@ class JointCache:
     frame (the cache holds every ``stride``-th frame). Persons beyond those cached are zeros.
     """
 
-    def __init__(self, cache_dir: str | Path, persons: int = 2) -> None:
+    def __init__(self, cache_dir: str | Path, persons: int = 2, decoder: str = "") -> None:
         self.cache_dir = Path(cache_dir).expanduser()
         self.persons = persons
+        self.decoder = decoder  # the reader of the run ("torchcodec" / "pyav"; "" = unknown)
 
     def path(self, record: _Record) -> Path:
         return cache_path(self.cache_dir, record.rel)
@@ -189,12 +193,30 @@ class JointCache:
             raise self._missing_error(path, "corrupt") from None
         if info is not None:
             _check_same_video(path, cached.meta, info)
+        made_with = cached.meta.get("decoder")
+        if self.decoder and made_with and made_with != self.decoder:
+            _warn_other_decoder(self.cache_dir, made_with, self.decoder)
         wanted = np.asarray(frame_indices, dtype=np.int64)
         picked = cached.keypoints[nearest_rows(cached.frame_indices, wanted)]  # (V, T, Pc, 17, 3)
         out = np.zeros((*wanted.shape, self.persons, NUM_KEYPOINTS, 3), np.float32)
         keep = min(self.persons, picked.shape[-3])
         out[..., :keep, :, :] = picked[..., :keep, :, :]
         return out
+
+
+_WARNED_DECODERS: set[tuple[str, str, str]] = set()
+
+
+def _warn_other_decoder(cache_dir: Path, made_with: str, reading_with: str) -> None:
+    key = (str(cache_dir), made_with, reading_with)
+    if key not in _WARNED_DECODERS:
+        _WARNED_DECODERS.add(key)
+        logger.warning(
+            "pose cache %s was made with the %s decoder, this run reads frames with %s: on "
+            "MPEG-4 AVIs (HMDB51, UCF101) the two can number frames up to 2 apart, so the "
+            "joints may lag; set data.decoder=%s or cache again",
+            cache_dir, made_with, reading_with, made_with,
+        )  # fmt: skip
 
 
 def _check_same_video(path: Path, meta: dict[str, Any], info: Any) -> None:

@@ -225,7 +225,12 @@ def hmdb51_records(
         "the official hmdb51_org.rar holds one .rar per class: extract each into <root>)."
     )
     return _drop_missing(
-        splits, everything, dataset="HMDB51", root=root, allow_missing=allow_missing, hint=hint
+        splits,
+        everything,
+        dataset=f"HMDB51 split {split}",
+        root=root,
+        allow_missing=allow_missing,
+        hint=hint,
     )
 
 
@@ -299,7 +304,7 @@ def ucf101_records(
     return _drop_missing(
         splits,
         splits.train + splits.test,
-        dataset="UCF101",
+        dataset=f"UCF101 split {split}",
         root=root,
         allow_missing=allow_missing,
         hint=hint,

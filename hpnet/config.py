@@ -365,6 +365,18 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def changed_keys(saved: dict[str, Any], cfg: Config, keys: Sequence[str]) -> list[tuple]:
+    """``(key, saved value, cfg's value)`` for each dotted ``key`` whose value in ``saved`` (a
+    :func:`config_to_dict` tree, e.g. a checkpoint's) is set and differs from ``cfg``'s."""
+    changed = []
+    for key in keys:
+        section, name = key.split(".")
+        then, now = saved.get(section, {}).get(name), get_value(cfg, key)
+        if then is not None and then != now:
+            changed.append((key, then, now))
+    return changed
+
+
 def get_value(cfg: Config, key: str) -> Any:
     node: Any = cfg
     for part in key.split("."):

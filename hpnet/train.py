@@ -34,9 +34,9 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
+    changed_keys,
     config_to_dict,
     describe,
-    get_value,
     load_config,
     save_config,
 )
@@ -308,12 +308,11 @@ def _check_resumable(
         )
     if ckpt.get("classes") != list(classes):
         raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
-    old = ckpt.get("config", {})
-    for key in ("model.size", "model.patch_size", "data.frames", "data.size"):
-        section, name = key.split(".")
-        then, now = old.get(section, {}).get(name, None), get_value(cfg, key)
-        if then is not None and then != now:
-            raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
+    keys = ("model.size", "model.patch_size", "data.frames", "data.size")
+    changed = changed_keys(ckpt.get("config", {}), cfg, keys)
+    if changed:
+        key, then, now = changed[0]
+        raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
     position = ckpt.get("progress")
     if position:  # a mid-epoch checkpoint: the rest of the epoch is dealt out the same way
         then = (position["world_size"], position["batch_size"])

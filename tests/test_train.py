@@ -61,6 +61,13 @@ def test_refuses_to_overwrite_a_run(tiny_args, tmp_path):
         _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
 
 
+def test_resume_with_another_model_shape_is_refused(tiny_args, tmp_path):
+    out = tmp_path / "run"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
+    with pytest.raises(UserError, match=r"it used data\.frames=4, this run has 8"):
+        _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", "data.frames=8")
+
+
 def test_resume_gives_the_same_weights(tiny_args, tmp_path, monkeypatch):
     """Crash after epoch 1, resume with train.resume=auto: same final weights as no crash."""
     whole = tmp_path / "whole"

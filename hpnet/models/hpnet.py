@@ -13,6 +13,7 @@ back, ``model.text=false`` uses a linear head; with all three off this is a plai
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -202,17 +203,11 @@ def check_model_config(cfg: Config) -> None:
 
 def _shape_keys_changed(saved: dict, cfg: Config) -> list[str]:
     """``key=then -> now`` for the settings that shape the weights and differ from ``saved``."""
-    from hpnet.config import config_to_dict
+    from hpnet.config import changed_keys
 
-    now = config_to_dict(cfg)
-    keys = [f"model.{k}" for k in now["model"]] + ["data.frames", "data.size", "pose.persons"]
-    changed = []
-    for key in keys:
-        section, name = key.split(".")
-        then, value = saved.get(section, {}).get(name), now[section][name]
-        if then is not None and then != value:
-            changed.append(f"{key}={then} -> {value}")
-    return changed
+    keys = [f"model.{f.name}" for f in dataclasses.fields(cfg.model)]
+    keys += ["data.frames", "data.size", "pose.persons"]
+    return [f"{key}={then} -> {now}" for key, then, now in changed_keys(saved, cfg, keys)]
 
 
 def model_from_checkpoint(

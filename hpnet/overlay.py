@@ -22,6 +22,7 @@ from hpnet.pose.preview import DRAW_EDGES, LEFT_JOINTS, PERSON_COLOURS
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi")
 IMAGE_SUFFIXES = (".png",)
+OVERLAY_FORMATS = VIDEO_SUFFIXES + IMAGE_SUFFIXES
 MIN_SIDE = 360  # frames are enlarged to at least this height so text and limbs stay legible
 STRIP_COLUMNS = 4
 
@@ -118,16 +119,20 @@ def _write_lines(draw: ImageDraw.ImageDraw, lines: Sequence[str], *, size: int) 
         y = bottom + 5
 
 
+def is_overlay_format(path: str | Path) -> bool:
+    """Whether ``path``'s suffix names a format :func:`write_overlay` writes."""
+    return Path(path).suffix.lower() in OVERLAY_FORMATS
+
+
 def write_overlay(
     path: str | Path, frames: Sequence[np.ndarray], *, header: str = "", fps: float = 4.0
 ) -> Path:
     """Save rendered frames as a video (by suffix: .mp4 .mkv .avi) or one PNG strip (.png)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
+    if not is_overlay_format(path):
         raise ValueError(
-            f"overlay {path}: unknown format {suffix!r}; use one of "
-            f"{', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)}"
+            f"overlay {path}: unknown format {suffix!r}; use one of {', '.join(OVERLAY_FORMATS)}"
         )
     if not frames:
         raise ValueError("no frames to write")

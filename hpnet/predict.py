@@ -373,11 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cam and not args.overlay:
         raise UserError("--cam draws on the overlay: add --overlay out.mp4 (or out.png)")
     if args.overlay:
-        from hpnet.overlay import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+        from hpnet.overlay import OVERLAY_FORMATS, is_overlay_format
 
-        formats = VIDEO_SUFFIXES + IMAGE_SUFFIXES
-        if Path(args.overlay).suffix.lower() not in formats:
-            raise UserError(f"--overlay {args.overlay}: name it with one of {', '.join(formats)}")
+        if not is_overlay_format(args.overlay):
+            formats = ", ".join(OVERLAY_FORMATS)
+            raise UserError(f"--overlay {args.overlay}: name it with one of {formats}")
     videos = collect_videos(paths)
     predictor = Predictor.from_checkpoint(
         args.checkpoint,

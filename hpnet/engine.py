@@ -143,13 +143,15 @@ def train_one_epoch(
         state.skipped += batch.get("skipped", 0)
         if seed is not None:
             seed_step(seed, micro, generator)
+        steps_now = (micro + 1) % accum_steps == 0  # this micro-batch ends an accumulation
         weight = 1.0
         if batch["label"].numel() == 0 and ddp:  # every clip failed to decode, on this rank only
             batch, weight = _stand_in(previous, epoch, micro), 0.0
         if batch["label"].numel() > 0:  # else (one process) nothing to learn from: counted
-            # Gradients are averaged across processes only on the micro-step that steps.
-            steps_now = total is None or (micro + 1) % accum_steps == 0 or micro + 1 == total
-            with contextlib.nullcontext() if steps_now or not ddp else model.no_sync():
+            # Gradients are averaged across processes only on the micro-step that steps
+            # (or flushes at the end of the epoch; unknown length: every micro-step).
+            sync = steps_now or total is None or micro + 1 == total
+            with contextlib.nullcontext() if sync or not ddp else model.no_sync():
                 _train_batch(
                     model, batch, state, transform=transform, loss_cfg=loss_cfg, device=device,
                     amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
@@ -158,7 +160,7 @@ def train_one_epoch(
                 )  # fmt: skip
             pending += 1
             previous = batch
-        if (micro + 1) % accum_steps == 0 and pending:
+        if steps_now and pending:
             _optimizer_step(model, optimizer, scaler, clip_grad)
             scheduler.step()
             state.steps += 1

@@ -122,6 +122,7 @@ class TrainConfig:
     batch_size: int = 8  # clips per step per process
     lr: float = 5e-4  # peak learning rate of newly initialised parts
     backbone_lr: float = 0.0  # peak learning rate of pretrained parts (0 = same as lr)
+    layer_decay: float = 1.0  # pretrained block i peaks at backbone_lr * decay**(depth-i) (1 = off)
     min_lr: float = 1e-6  # learning rate at the end of the cosine schedule
     weight_decay: float = 0.05  # AdamW decay (never on norms, biases, embeddings)
     warmup_epochs: float = 2.0  # linear warm-up length in epochs
@@ -208,6 +209,7 @@ _LIMITS: dict[str, _Check] = {
     "train.lr": _POSITIVE,
     "train.seed": _NON_NEG,
     "train.backbone_lr": _NON_NEG,
+    "train.layer_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "train.min_lr": _NON_NEG,
     "train.weight_decay": _NON_NEG,
     "train.warmup_epochs": _NON_NEG,
@@ -357,12 +359,18 @@ def validate(cfg: Config) -> Config:
             f"data.classes_file is read only with data.dataset=list; data.dataset="
             f"{cfg.data.dataset} names its own classes (drop data.classes_file)"
         )
+    return cfg
+
+
+def check_pose_source(cfg: Config) -> None:
+    """Refuse joints that the dataset cannot give. Checked where clips are built with joints
+    (not by :func:`validate`: ``python -m hpnet.data`` inspects any dataset whatever the pose
+    settings of the config file it reuses)."""
     if cfg.pose.source == "groundtruth" and cfg.data.dataset != "synthetic":
         raise UserError(
             "pose.source=groundtruth only exists for data.dataset=synthetic; "
             "use pose.source=cache (run python -m hpnet.pose.cache first) or pose.source=none"
         )
-    return cfg
 
 
 def changed_keys(saved: dict[str, Any], cfg: Config, keys: Sequence[str]) -> list[tuple]:

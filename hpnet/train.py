@@ -122,6 +122,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         lr=cfg.train.lr,
         backbone_lr=cfg.train.backbone_lr,
         weight_decay=cfg.train.weight_decay,
+        layer_decay=cfg.train.layer_decay,
         fused=device.type == "cuda",
     )
     scheduler = cosine_schedule(

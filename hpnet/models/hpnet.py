@@ -55,6 +55,7 @@ class HPNet(nn.Module):
         self.class_names = list(class_names)
         self.register_buffer("class_embeddings", class_embeddings, persistent=True)
         self.pretrained_prefixes: tuple[str, ...] = ()
+        self.pretrained_names: set[str] = set()  # parameters filled from model.pretrained
 
     # --------------------------------------------------------------------------- open vocabulary
     def set_class_embeddings(self, embeddings: torch.Tensor, class_names: Sequence[str]) -> None:
@@ -65,6 +66,17 @@ class HPNet(nn.Module):
             )
         self.class_embeddings = embeddings.to(self.class_embeddings)
         self.class_names = list(class_names)
+
+    @property
+    def num_layers(self) -> int:
+        """Backbone depth (for layer-wise learning-rate decay, :mod:`hpnet.optim`)."""
+        return len(self.backbone.blocks)
+
+    def layer_id(self, name: str) -> int:
+        """Backbone depth of parameter ``name``; everything outside the backbone is on top."""
+        if name.startswith("backbone."):
+            return self.backbone.layer_id(name.removeprefix("backbone."))
+        return self.num_layers + 1
 
     def no_weight_decay(self) -> set[str]:
         names = {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
@@ -150,8 +162,9 @@ def build_model(
         drop_rate=m.dropout,
     )
     pretrained = bool(m.pretrained)
+    loaded: list[str] = []
     if pretrained and load_weights:
-        load_pretrained(backbone, m.pretrained)
+        loaded = load_pretrained(backbone, m.pretrained).loaded
     dim = backbone.embed_dim
     pose_dim = None
     joint_tokens = pose_encoder = None
@@ -187,6 +200,8 @@ def build_model(
     )
     if pretrained:
         model.pretrained_prefixes = ("backbone.",)
+        # only what the file filled is "pretrained": SMIF, LMI, the temporal embedding are new
+        model.pretrained_names = {f"backbone.{name}" for name in loaded}
     return model
 
 

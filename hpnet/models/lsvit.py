@@ -290,6 +290,17 @@ class LSViT(nn.Module):
         names = {"pos_embed", "cls_token", "temporal_pos_embed"}
         return {n for n, _ in self.named_parameters() if n in names}
 
+    def layer_id(self, name: str) -> int:
+        """Depth of parameter ``name`` for layer-wise LR decay: 0 = embeddings, i + 1 = block i,
+        ``len(blocks) + 1`` = the final norm and head."""
+        if name in ("cls_token", "pos_embed", "temporal_pos_embed") or name.startswith(
+            ("patch_embed.", "smif.", "norm_pre.")
+        ):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return len(self.blocks) + 1
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 

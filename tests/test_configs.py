@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -24,9 +25,32 @@ TINY = [
 ]
 
 
+def _tiny_ucf101(shared: Path, root: Path) -> Path:
+    """A UCF101 tree with the official lists and the first train and test video of each list
+    (a real clip under their names); the other videos are missing (data.allow_missing)."""
+    lists = root / "ucfTrainTestlist"
+    shutil.copytree(shared / "ucf101_splits", lists)
+    clip = shared / "videos" / "other" / "ucf101_apply_eye_makeup.avi"
+    for name in ("trainlist01.txt", "testlist01.txt"):
+        rel = (lists / name).read_text().split()[0]
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(clip)
+    return root
+
+
 def test_there_are_configs():
     names = {p.name for p in CONFIGS}
-    assert {"demo.yaml", "hmdb51_fusion.yaml"} <= names
+    assert {"demo.yaml", "hmdb51_fusion.yaml", "ucf101_fusion.yaml", "hmdb51_lsvit.yaml"} <= names
+
+
+@pytest.mark.parametrize("name", ["hmdb51_fusion.yaml", "ucf101_fusion.yaml", "hmdb51_lsvit.yaml"])
+def test_real_recipes_start_from_clip(name):
+    """The shipped HMDB51/UCF101 recipes fine-tune CLIP ViT-B/16 with a lower pretrained LR."""
+    cfg = load_config(CONFIGS[0].parent / name)
+    assert cfg.model.pretrained == "openai" and cfg.text.model == "ViT-B-16"
+    assert (cfg.model.size, cfg.model.patch_size, cfg.data.size) == ("base", 16, 224)
+    assert 0 < cfg.train.backbone_lr <= cfg.train.lr / 5 and cfg.train.layer_decay < 1
+    assert cfg.train.warmup_epochs < cfg.train.epochs
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -35,6 +59,9 @@ def test_config_builds(path, tmp_path, request):
     overrides = [*TINY, f"text.cache_dir={tmp_path / 'text'}"]
     if cfg.data.dataset == "hmdb51":
         root = request.getfixturevalue("hmdb51_mini")
+        overrides += [f"data.root={root}", "data.allow_missing=true", "pose.source=none"]
+    elif cfg.data.dataset == "ucf101":
+        root = _tiny_ucf101(request.getfixturevalue("shared_data"), tmp_path / "ucf101")
         overrides += [f"data.root={root}", "data.allow_missing=true", "pose.source=none"]
     elif cfg.data.dataset == "synthetic":
         overrides += [

@@ -10,6 +10,7 @@ error too (one line, exit 2) rather than argparse's usage block.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -27,6 +28,16 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see {self.prog} --help)")
+
+    def format_help(self) -> str:
+        """The help text, without the reST markup of the docstrings it is built from."""
+        return plain_text(super().format_help())
+
+
+def plain_text(text: str) -> str:
+    """``text`` with reST roles (``:class:`~a.B```) and literals (````x````) as plain words."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    return text.replace("``", "")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None):

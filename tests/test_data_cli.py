@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from videos import write_video
@@ -108,3 +109,18 @@ def test_synthetic_dataset_report(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:  # pose.source=cache reads files that are not there
         cli(["data.dataset=synthetic", f"data.root={tmp_path}", "pose.source=cache"])
     assert err.value.code == 2 and "write_synthetic_videos" in capsys.readouterr().err
+
+
+def test_pose_settings_do_not_stop_inspecting_a_folder(folder_with_bad_file, capsys):
+    """The demo config's pose.source=groundtruth is no reason to refuse inspecting a folder;
+    building clips with joints from it still is (train stops before its run folder)."""
+    from hpnet.cli import UserError
+    from hpnet.config import load_config
+    from hpnet.data.datasets import build_datasets
+
+    args = ["data.dataset=folder", f"data.root={folder_with_bad_file}", "pose.source=groundtruth"]
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    assert main(["--config", str(demo), *args]) == 0
+    assert "classes     2" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"groundtruth only exists for data\.dataset=synthetic"):
+        build_datasets(load_config(None, args))

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hpnet.cli import UserError
-from hpnet.config import Config
+from hpnet.config import Config, check_pose_source
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
 from hpnet.data.records import (
     VIDEO_EXTENSIONS,
@@ -358,6 +358,7 @@ def build_datasets(
     skeletons. Frame sampling is seeded with ``train.seed``; the folder hold-out with
     ``data.seed``.
     """
+    check_pose_source(cfg)
     views = cfg.eval.views if test_views is None else test_views
     if cfg.pose.source == "none":
         joint_source = None

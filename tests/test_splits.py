@@ -218,6 +218,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_stopping_on_timeout(cmd: list[str], env: dict, timeout: float) -> tuple[int, str, str]:
+    """Run ``cmd``; past ``timeout`` (ranks that never meet hang) stop it with SIGTERM, which
+    torchrun passes on to its workers (a SIGKILL would leave them running)."""
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])}... still running after {timeout} s: {stderr[-2000:]}")
+    return proc.returncode, stdout, stderr
+
+
+def _one_and_two_processes(module: str, args, tmp_path: Path) -> list[dict]:
+    """``python -m module`` in 1 process (batch 2) and under torchrun in 2 (batch 1 each):
+    the two ``summary.json`` s; ``args(out, batch)`` gives each run's arguments."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    port = _free_port()
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    summaries = []
+    for name, launch, batch in (("one", [], 2), ("two", torchrun, 1)):
+        out = tmp_path / name
+        cmd = [sys.executable, *launch, "-m", module, *args(out, batch)]
+        code, stdout, stderr = _run_stopping_on_timeout(cmd, env, timeout=300)
+        assert code == 0, stderr[-3000:]
+        assert stdout.count("== hmdb51 split") == 2  # rank 0 alone prints
+        summaries.append(json.loads((out / "summary.json").read_text()))
+    assert list(summaries[1]["splits"]) == ["1", "3"]
+    return summaries
+
+
 @pytest.mark.slow
 def test_train_splits_under_torchrun_match_one_process(hmdb51_mini, tmp_path):
     """2 Gloo ranks x batch 1 loop the same splits in one process group and train and score
@@ -228,23 +265,11 @@ def test_train_splits_under_torchrun_match_one_process(hmdb51_mini, tmp_path):
         "data.augment.scale_min=1.0", "data.augment.ratio_max=1.0", "data.augment.jitter=0.0",
         "train.max_steps=2", "--splits", "1,3",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    torchrun = [
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-    ]
-    summaries = []
-    for name, launch, batch in (("one", [], 2), ("two", torchrun, 1)):
-        out = tmp_path / name
-        cmd = [sys.executable, *launch, "-m", "hpnet.train", *args]
-        cmd += [f"train.batch_size={batch}", f"train.out_dir={out}"]
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert proc.stdout.count("== hmdb51 split") == 2  # rank 0 alone prints
-        summaries.append(json.loads((out / "summary.json").read_text()))
-    assert list(summaries[1]["splits"]) == ["1", "3"]
+    summaries = _one_and_two_processes(
+        "hpnet.train",
+        lambda out, batch: [*args, f"train.batch_size={batch}", f"train.out_dir={out}"],
+        tmp_path,
+    )
     assert _scores(summaries[1]) == _scores(summaries[0])
     for split in ("split1", "split3"):
         one, two = (torch.load(tmp_path / n / split / "last.pt") for n in ("one", "two"))
@@ -290,3 +315,21 @@ def test_zeroshot_splits_rescore_only_what_is_missing(
 
     with pytest.raises(UserError, match=r"split1/eval\.json was scored with CLIP ViT-S-32-alt"):
         zeroshot.main([*args, "--templates", "video"])  # not averaged with other prompts
+
+
+@pytest.mark.slow
+def test_zeroshot_splits_under_torchrun_match_one_process(hmdb51_mini, tmp_path):
+    """Each split's session joins the one process group of the command: 2 ranks score each
+    split's videos between them and write the summary one process writes."""
+    args = [
+        "--dataset", "hmdb51", "--splits", "1,3", f"data.root={hmdb51_mini}",
+        "data.allow_missing=true", "--model", "ViT-S-32-alt", "--pretrained", "",
+        f"text.cache_dir={tmp_path / 'text'}", "data.frames=2", "eval.views=1", "eval.crops=1",
+        "data.workers=0",
+    ]  # fmt: skip
+    one, two = _one_and_two_processes(
+        "hpnet.zeroshot",
+        lambda out, batch: [*args, f"eval.batch_size={batch}", "--out", str(out)],
+        tmp_path,
+    )
+    assert _scores(two) == _scores(one)

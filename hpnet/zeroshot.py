@@ -216,13 +216,21 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
     """``--dataset NAME --splits 1,2,3``: each split into ``<out>/split<N>``, then the summary."""
     from hpnet.distributed import distributed_session
     from hpnet.runtime import pick_device
-    from hpnet.splits import check_splits_usable, parse_splits, run_splits, with_split
+    from hpnet.splits import (
+        check_splits_usable,
+        parse_splits,
+        run_splits,
+        split_folder,
+        with_split,
+    )
 
     splits = parse_splits(args.splits)
     if args.split is not None:
         raise UserError("give --split N or --splits LIST, not both")
     check_splits_usable(cfg, overrides)
     base = Path(args.out) if args.out else Path("runs") / f"zeroshot-{cfg.data.dataset}"
+    for split in splits:  # on every rank, before any waits for the others
+        _scored(split_folder(base, split), cfg)
 
     def run(split: int, folder: Path) -> None:
         report = score_dataset(with_split(cfg, split), folder)

@@ -66,14 +66,17 @@ def distributed_session(device_type: str) -> Iterator[DistInfo]:
     others (rank 0 writes the reports last), then the group is destroyed on every exit path.
 
     A command that leaves the group to interpreter shutdown can abort at exit under torchrun
-    (pytorch/pytorch#190489), turning a finished run into a failed one.
+    (pytorch/pytorch#190489), turning a finished run into a failed one. A session opened inside
+    another (one per split of ``--splits``) joins the outer one's group and leaves it standing.
     """
+    outer = dist.is_available() and dist.is_initialized()
     info = init_distributed(device_type)
     try:
         yield info
         barrier()
     finally:
-        shutdown_distributed()
+        if not outer:
+            shutdown_distributed()
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

@@ -3,12 +3,17 @@
 Read top to bottom: parse the config, set up devices and (under torchrun) the process group,
 build data, model, optimizer and schedule, resume if asked, loop over epochs (train, evaluate,
 checkpoint), then run the final multi-view test and write ``eval.json``.
+
+``--splits 1,2,3`` runs that once per official split, each in ``<train.out_dir>/split<N>``
+resumed from its own ``last.pt``, and writes ``<train.out_dir>/summary.json`` (see
+:mod:`hpnet.splits`); a rerun skips the finished splits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import random
@@ -55,6 +60,13 @@ from hpnet.runtime import (
     build_transform,
     pick_device,
 )
+from hpnet.splits import (
+    check_splits_usable,
+    parse_splits,
+    run_splits,
+    training_finished,
+    with_split,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,18 +81,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(prog="python -m hpnet.train", description=__doc__.split("\n")[0])
     add_config_arguments(parser)
     parser.add_argument("--help-config", action="store_true", help="list every config key")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--splits",
+        help="official splits to run one after another, e.g. 1,2,3: one run each in "
+        "<train.out_dir>/split<N>, then <train.out_dir>/summary.json (mean and std)",
+    )
+    args = parser.parse_intermixed_args(argv)  # overrides before and after --splits
     if args.help_config:
         print(describe())
         return 0
     cfg = load_config(args.config, args.overrides)
+    splits = _splits_argument(args.splits, cfg, args.overrides)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train.device)
-    with distributed_session(device.type) as dist, contextlib.ExitStack() as held:
+    with distributed_session(device.type) as dist:
         if device.type == "cuda" and dist.enabled:
             device = torch.device("cuda", dist.local_rank)
-        return _train(cfg, device, dist, held)
+        if not splits:
+            with contextlib.ExitStack() as held:
+                return _train(cfg, device, dist, held)
+
+        def run_split(split: int, folder: Path) -> None:
+            train = dataclasses.replace(cfg.train, out_dir=str(folder), resume="auto")
+            with contextlib.ExitStack() as held:  # the split folder's lock, released after it
+                _train(dataclasses.replace(with_split(cfg, split), train=train), device, dist, held)
+
+        run_splits(
+            splits,
+            Path(cfg.train.out_dir),
+            cfg.data.dataset,
+            finished=lambda folder: training_finished(folder, cfg.train.epochs),
+            run=run_split,
+            dist=dist,
+            folder_option=OUT_DIR_OPTION,
+        )
+        return 0
+
+
+def _splits_argument(value: str | None, cfg: Config, overrides: Sequence[str]) -> list[int]:
+    """``--splits`` as split numbers ([] without it); each split resumes its own folder."""
+    if value is None:
+        return []
+    splits = parse_splits(value)
+    check_splits_usable(cfg, overrides)
+    if cfg.train.resume not in ("", "auto"):
+        raise UserError(
+            f"--splits resumes each split from its own <train.out_dir>/split<N>/last.pt: "
+            f"drop train.resume={cfg.train.resume}"
+        )
+    return splits
 
 
 def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:

@@ -10,6 +10,10 @@ accuracy; ``eval.json`` and the confusion matrix in ``--out``)::
 
     python -m hpnet.zeroshot --dataset hmdb51 --split 1 data.root=/data/hmdb51
 
+``--splits 1,2,3`` scores each split into ``<out>/split<N>`` and writes ``<out>/summary.json``
+(mean and standard deviation over the splits, :mod:`hpnet.splits`); a rerun skips the splits
+already scored with the same CLIP and templates.
+
 A trained HP-Net over labels it was not trained on, through its text head::
 
     python -m hpnet.zeroshot clip.mp4 --checkpoint runs/x/best.pt --labels "wave,clap,run"
@@ -57,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", help="open_clip tag or CLIP weights file (text.pretrained)")
     parser.add_argument("--dataset", help="score a dataset's test split (data.dataset)")
     parser.add_argument("--split", type=int, help="official split number (data.split)")
+    parser.add_argument(
+        "--splits",
+        help="score several splits, e.g. 1,2,3: <out>/split<N>/eval.json each, "
+        "then <out>/summary.json (mean and std)",
+    )
     parser.add_argument("--out", help="folder for eval.json and the confusion matrix (--dataset)")
     parser.add_argument("--checkpoint", help="a trained HP-Net: classify through its text head")
     return parser
@@ -165,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "drop the videos, --labels and --checkpoint"
             )
         cfg = zero_shot_config(args, overrides)
+        if args.splits is not None:
+            return _score_splits(cfg, args, overrides)
         name = f"zeroshot-{cfg.data.dataset}-split{cfg.data.split}"
         out = Path(args.out) if args.out else Path("runs") / name
         report = score_dataset(cfg, out)
@@ -173,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"zero-shot {where}: {summary_line(report)}")
             print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
         return 0
+    if args.splits is not None:
+        raise UserError("--splits scores a dataset's splits: give --dataset NAME with it")
     if not paths:
         raise UserError("give videos (files or folders) or --dataset NAME")
     if labels is None and not args.checkpoint:
@@ -197,6 +210,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = {"clip_model": cfg.text.model, "clip_weights": tower.weights.source or "random"}
     results = predict_videos(predictor, videos, top_k=args.top_k)
     return emit(results, predictor, top_k=args.top_k, as_json=args.json, source=source)
+
+
+def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """``--dataset NAME --splits 1,2,3``: each split into ``<out>/split<N>``, then the summary."""
+    from hpnet.distributed import distributed_session
+    from hpnet.runtime import pick_device
+    from hpnet.splits import (
+        check_splits_usable,
+        parse_splits,
+        run_splits,
+        split_folder,
+        with_split,
+    )
+
+    splits = parse_splits(args.splits)
+    if args.split is not None:
+        raise UserError("give --split N or --splits LIST, not both")
+    check_splits_usable(cfg, overrides)
+    base = Path(args.out) if args.out else Path("runs") / f"zeroshot-{cfg.data.dataset}"
+    for split in splits:  # on every rank, before any waits for the others
+        _scored(split_folder(base, split), cfg)
+
+    def run(split: int, folder: Path) -> None:
+        report = score_dataset(with_split(cfg, split), folder)
+        if report:
+            print(f"zero-shot {cfg.data.dataset} split {split} ({report['model']}): "
+                  f"{summary_line(report)}")  # fmt: skip
+
+    # One process group for all splits (score_dataset's own session joins it).
+    with distributed_session(pick_device(cfg.train.device).type) as dist:
+        run_splits(
+            splits,
+            base,
+            cfg.data.dataset,
+            finished=lambda folder: _scored(folder, cfg),
+            run=run,
+            dist=dist,
+            folder_option="--out DIR",
+        )
+    return 0
+
+
+def _scored(folder: Path, cfg: Config) -> bool:
+    """True when ``folder`` holds a zero-shot ``eval.json`` of the same CLIP and templates;
+    one of other settings is refused rather than averaged with this run's."""
+    from hpnet.splits import REPORT, read_report
+
+    report = read_report(folder)
+    if report is None:
+        return False
+    then = (str(report.get("model", "")).split(" ")[0], report.get("templates"))
+    now = (cfg.text.model, list(cfg.text.templates))
+    if then != now:
+        raise UserError(
+            f"{folder / REPORT} was scored with CLIP {then[0]} and templates {then[1]}, this run "
+            f"uses {now[0]} and {now[1]}: choose another --out or delete {folder}"
+        )
+    return True
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

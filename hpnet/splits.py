@@ -1,0 +1,202 @@
+"""The official three-split protocol: one run per split, then the mean over the splits.
+
+HMDB51 and UCF101 are reported as the mean over their three official train/test splits.
+``python -m hpnet.train ... --splits 1,2,3`` and ``python -m hpnet.zeroshot --dataset hmdb51
+--splits 1,2,3`` run each split into ``<folder>/split<N>`` (one ``eval.json`` there) and write
+``<folder>/summary.json``::
+
+    {"dataset": "hmdb51", "splits": {"1": {"top1": .., "top5": .., "mean_class_acc": ..,
+     "num_videos": .., "run": "<folder>/split1"}, ...},
+     "mean": {"top1": .., "top5": .., "mean_class_acc": ..},
+     "std": {...}, "std_kind": "sample (n - 1)", "num_splits": 3}
+
+``std`` is the sample standard deviation (divisor n - 1, numpy's ``std(ddof=1)``): the spread
+one would expect between splits, not only among these; ``null`` for a single split. A rerun
+finishes what is unfinished: a split whose run is complete is read back, not run again
+(the command says how it tells, :func:`training_finished` for training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hpnet.atomic import write_atomic
+from hpnet.cli import UserError
+from hpnet.config import Config
+from hpnet.distributed import DistInfo, gather_objects
+
+SPLIT_DATASETS = ("hmdb51", "ucf101")  # the datasets that have official splits
+SPLIT_NUMBERS = (1, 2, 3)
+METRICS = ("top1", "top5", "mean_class_acc")  # averaged over the splits
+STD_KIND = "sample (n - 1)"
+REPORT = "eval.json"
+SUMMARY = "summary.json"
+
+
+def parse_splits(text: str) -> list[int]:
+    """``"1,2,3"`` (or ``"all"``) -> ``[1, 2, 3]``; order kept, each split once."""
+    if text.strip().lower() == "all":
+        return list(SPLIT_NUMBERS)
+    splits: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) not in SPLIT_NUMBERS:
+            raise UserError(f"--splits {text}: give split numbers 1, 2 or 3, e.g. --splits 1,2,3")
+        if int(part) in splits:
+            raise UserError(f"--splits {text}: split {part} is listed twice")
+        splits.append(int(part))
+    return splits
+
+
+def check_splits_usable(cfg: Config, overrides: Sequence[str]) -> None:
+    """``--splits`` needs a dataset with official splits and replaces ``data.split``."""
+    if cfg.data.dataset not in SPLIT_DATASETS:
+        raise UserError(
+            f"--splits needs a dataset with official splits (data.dataset=hmdb51 or ucf101); "
+            f"data.dataset={cfg.data.dataset} has none: drop --splits"
+        )
+    if any(item.split("=", 1)[0].strip() == "data.split" for item in overrides):
+        raise UserError("--splits sets data.split for each run: drop the data.split override")
+
+
+def split_folder(base: str | Path, split: int) -> Path:
+    """Where split ``split``'s run goes: ``<base>/split<N>``."""
+    return Path(base) / f"split{split}"
+
+
+def with_split(cfg: Config, split: int) -> Config:
+    """A copy of ``cfg`` reading official split ``split`` (``cfg`` is left as it is)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=split))
+
+
+def read_report(folder: Path) -> dict[str, Any] | None:
+    """``<folder>/eval.json``, or None when there is none (or it cannot be read as JSON)."""
+    try:
+        report = json.loads((folder / REPORT).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def training_finished(folder: Path, epochs: int) -> bool:
+    """True when a training run in ``folder`` completed ``epochs`` epochs and its final test.
+
+    The signs (written in this order by ``hpnet.train``): ``eval.json``, and in
+    ``metrics.jsonl`` the record of epoch ``epochs`` (or later) followed by the ``test`` record.
+    A run killed before it wrote them, or one given more epochs since, is not finished.
+    """
+    if read_report(folder) is None:
+        return False
+    try:
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return False
+    trained, tested = 0, False
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("type") == "train":
+            trained, tested = max(trained, int(record.get("epoch", 0))), False
+        elif record.get("type") == "test":
+            tested = True
+    return trained >= epochs and tested
+
+
+def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[int, Path]) -> dict:
+    """Per-split scores and their mean and sample standard deviation (see the module doc)."""
+    per_split = {
+        str(s): {**{k: r[k] for k in (*METRICS, "num_videos")}, "run": str(folders[s])}
+        for s, r in reports.items()
+    }
+    values = {k: [float(r[k]) for r in reports.values()] for k in METRICS}
+    return {
+        "dataset": dataset,
+        "splits": per_split,
+        "mean": {k: sum(v) / len(v) for k, v in values.items()},
+        "std": {k: sample_std(v) for k, v in values.items()},
+        "std_kind": STD_KIND,
+        "num_splits": len(reports),
+    }
+
+
+def sample_std(values: Sequence[float]) -> float | None:
+    """Standard deviation with divisor n - 1; None for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """One line per split, then the mean +- std line (percentages)."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}"
+
+    lines = [
+        f"split {s}: top-1 {pct(r['top1'])} %  top-5 {pct(r['top5'])} %  "
+        f"mean class acc {pct(r['mean_class_acc'])} %  ({r['num_videos']} videos)"
+        for s, r in summary["splits"].items()
+    ]
+    mean, std = summary["mean"], summary["std"]
+    names = {"top1": "top-1", "top5": "top-5", "mean_class_acc": "mean class acc"}
+    scores = "  ".join(f"{names[k]} {pct(mean[k])} +- {pct(std[k])} %" for k in METRICS)
+    lines.append(f"{summary['dataset']} over {summary['num_splits']} split(s): {scores}")
+    return "\n".join(lines)
+
+
+def write_summary(summary: dict[str, Any], path: Path, folder_option: str) -> None:
+    """``summary.json``, atomically."""
+    text = json.dumps(summary, indent=2) + "\n"
+    write_atomic(
+        path, lambda f: f.write(text.encode()), what="split summary", folder_option=folder_option
+    )
+
+
+def run_splits(
+    splits: Sequence[int],
+    base: Path,
+    dataset: str,
+    *,
+    finished: Callable[[Path], bool],
+    run: Callable[[int, Path], object],
+    dist: DistInfo,
+    folder_option: str,
+) -> dict[str, Any] | None:
+    """Run each split not ``finished`` yet, then write and print ``<base>/summary.json``.
+
+    ``run(split, folder)`` must leave ``<folder>/eval.json``. Under torchrun every rank calls
+    this with the same splits; rank 0's reading of the folders decides for all (so the ranks
+    never disagree on which runs happen) and rank 0 writes the summary, which it returns
+    (None on the other ranks).
+    """
+    for i, split in enumerate(splits, 1):
+        folder = split_folder(base, split)
+        done = gather_objects(dist.is_main and finished(folder))[0]
+        if dist.is_main:
+            state = f"finished earlier, reading {folder / REPORT}" if done else f"-> {folder}"
+            print(f"== {dataset} split {split} ({i}/{len(splits)}): {state}", flush=True)
+        if not done:
+            run(split, folder)
+    if not dist.is_main:
+        return None
+    reports, folders = {}, {}
+    for split in splits:
+        folders[split] = split_folder(base, split)
+        report = read_report(folders[split])
+        if report is None:  # run() returned without a report: a bug, not a user error
+            raise RuntimeError(f"split {split} left no {folders[split] / REPORT}")
+        reports[split] = report
+    summary = summarize(dataset, reports, folders)
+    write_summary(summary, base / SUMMARY, folder_option)
+    print(summary_text(summary))
+    print(f"wrote {base / SUMMARY}")
+    return summary

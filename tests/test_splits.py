@@ -1,0 +1,335 @@
+"""``--splits``: one run per official split, the summary over them, and reruns that finish what
+a kill left unfinished (training and zero-shot, on the real mini HMDB51 tree)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpnet import zeroshot
+from hpnet.cli import UserError
+from hpnet.splits import (
+    parse_splits,
+    sample_std,
+    summarize,
+    summary_text,
+    training_finished,
+)
+from hpnet.train import main as train_main
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_VIDEOS = {"1": 2, "2": 3, "3": 2}  # the mini tree's test clips per split (SOURCES.md)
+
+
+# ------------------------------------------------------------------------------------ units
+
+
+def test_parse_splits():
+    assert parse_splits("1,2,3") == [1, 2, 3]
+    assert parse_splits(" 3, 1 ") == [3, 1]
+    assert parse_splits("all") == [1, 2, 3]
+    for bad in ("0", "4", "1,x", "", "1,,2"):
+        with pytest.raises(UserError, match="give split numbers 1, 2 or 3"):
+            parse_splits(bad)
+    with pytest.raises(UserError, match="split 2 is listed twice"):
+        parse_splits("2,1,2")
+
+
+def test_summary_mean_and_sample_std_by_hand():
+    reports = {
+        1: {"top1": 0.5, "top5": 0.8, "mean_class_acc": 0.4, "num_videos": 10},
+        2: {"top1": 0.6, "top5": 0.9, "mean_class_acc": 0.4, "num_videos": 12},
+        3: {"top1": 0.7, "top5": 1.0, "mean_class_acc": 0.7, "num_videos": 11},
+    }
+    folders = {s: Path(f"runs/x/split{s}") for s in reports}
+    summary = summarize("hmdb51", reports, folders)
+    # mean_class_acc: mean 0.5, deviations -0.1 -0.1 0.2, squares sum 0.06, / (3 - 1) = 0.03
+    assert summary["mean"] == pytest.approx({"top1": 0.6, "top5": 0.9, "mean_class_acc": 0.5})
+    expected_std = {"top1": 0.1, "top5": 0.1, "mean_class_acc": math.sqrt(0.03)}
+    assert summary["std"] == pytest.approx(expected_std)
+    assert summary["std_kind"] == "sample (n - 1)" and summary["num_splits"] == 3
+    assert summary["splits"]["2"] == {
+        "top1": 0.6, "top5": 0.9, "mean_class_acc": 0.4, "num_videos": 12,
+        "run": str(Path("runs/x/split2")),
+    }  # fmt: skip
+    assert "top-1 60.00 +- 10.00 %" in summary_text(summary)
+    one = summarize("ucf101", {2: reports[2]}, folders)
+    assert one["std"] == {"top1": None, "top5": None, "mean_class_acc": None}
+    assert "top-1 60.00 +- n/a %" in summary_text(one)
+    assert sample_std([1.0, 3.0]) == pytest.approx(math.sqrt(2))
+
+
+def _write_run(folder: Path, records: list[dict], report: bool = True) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if report:
+        (folder / "eval.json").write_text('{"top1": 0.5}')
+
+
+def test_a_run_is_finished_after_its_last_epoch_and_final_test(tmp_path):
+    train = [{"type": "train", "epoch": e} for e in (1, 2)]
+    test = {"type": "test", "top1": 0.5}
+    _write_run(tmp_path / "done", [*train, test])
+    assert training_finished(tmp_path / "done", epochs=2)
+    assert not training_finished(tmp_path / "done", epochs=3)  # given more epochs since
+    _write_run(tmp_path / "no_report", [*train, test], report=False)
+    assert not training_finished(tmp_path / "no_report", epochs=2)
+    _write_run(tmp_path / "killed_before_test_record", train)
+    assert not training_finished(tmp_path / "killed_before_test_record", epochs=2)
+    _write_run(tmp_path / "older_report", [train[0], test])  # eval.json of a 1-epoch run
+    assert not training_finished(tmp_path / "older_report", epochs=2)
+    assert not training_finished(tmp_path / "absent", epochs=1)
+
+
+# ----------------------------------------------------------------------------- argument errors
+
+
+def test_splits_need_a_dataset_with_splits(tiny_args, tmp_path):
+    with pytest.raises(UserError, match=r"data\.dataset=synthetic has none: drop --splits"):
+        train_main([*tiny_args, "--splits", "1,2", f"train.out_dir={tmp_path}"])
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["data.split=2"], r"drop the data\.split override"),
+        (["train.resume=runs/x/last.pt"], r"drop train\.resume=runs/x/last\.pt"),
+        (["--splits", "1,4"], r"--splits 1,4: give split numbers"),
+    ],
+)
+def test_splits_argument_errors(hmdb51_mini, tmp_path, extra, message):
+    with pytest.raises(UserError, match=message):
+        train_main(["--splits", "1,2", *_train_args(hmdb51_mini, tmp_path), *extra])
+
+
+def test_zeroshot_splits_argument_errors(hmdb51_mini, tmp_path):
+    with pytest.raises(UserError, match="give --dataset NAME with it"):
+        zeroshot.main(["clip.mp4", "--labels", "a,b", "--splits", "1,2"])
+    with pytest.raises(UserError, match="give --split N or --splits LIST, not both"):
+        zeroshot.main(["--dataset", "hmdb51", "--split", "1", "--splits", "1,2"])
+    with pytest.raises(UserError, match=r"data\.dataset=synthetic has none"):
+        zeroshot.main(["--dataset", "synthetic", "--splits", "1,2"])
+
+
+# ---------------------------------------------------------------------- training, end to end
+
+
+def _train_args(hmdb51_mini: Path, tmp: Path) -> list[str]:
+    """A tiny RGB model on the mini HMDB51 tree (4-5 train / 2-3 test clips): 1 epoch of 2-3
+    steps, ``last.pt`` after every step (so a kill can leave a split mid-epoch)."""
+    return [
+        "--config", str(REPO / "configs" / "demo.yaml"), "data.dataset=hmdb51",
+        f"data.root={hmdb51_mini}", "data.allow_missing=true", "pose.source=none",
+        "model.pose=false", "model.text=false", "model.patch_size=16", "data.frames=4",
+        "data.size=32", "data.load_size=32", "data.workers=0", "train.batch_size=2",
+        "train.epochs=1", "train.eval_every=0", "train.warmup_epochs=0.5",
+        "train.checkpoint_steps=1", "eval.batch_size=4",
+    ]  # fmt: skip
+
+
+def _train(args: list[str], out: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert train_main([*args, f"train.out_dir={out}", "--splits", "1,2,3"]) == 0
+
+
+def _scores(summary: dict) -> dict:
+    """The summary without the run folders (which differ between two base folders)."""
+    splits = {s: {k: v for k, v in r.items() if k != "run"} for s, r in summary["splits"].items()}
+    return {**summary, "splits": splits}
+
+
+def _report(folder: Path) -> dict:
+    """The scores of a split's ``eval.json`` (not the checkpoint path, which names the folder)."""
+    report = json.loads((folder / "eval.json").read_text())
+    return {k: report[k] for k in ("top1", "top5", "mean_class_acc", "per_class", "num_videos")}
+
+
+@pytest.fixture
+def no_confusion_png(monkeypatch):
+    """Skip the 51-class confusion matrix files (about 2 s each here; tested in test_train)."""
+    monkeypatch.setattr("hpnet.evaluate.save_confusion", lambda *a, **k: None)
+
+
+def test_train_splits_killed_mid_split_resume_to_the_same_summary(
+    hmdb51_mini, tmp_path, monkeypatch, capsys, no_confusion_png
+):
+    """Split 1 done, split 2 killed after its first step's last.pt, split 3 never started;
+    the rerun reads split 1 back, resumes split 2, runs split 3: as if never interrupted."""
+    args = _train_args(hmdb51_mini, tmp_path)
+    whole = tmp_path / "whole"
+    _train(args, whole)
+    reference = json.loads((whole / "summary.json").read_text())
+    assert {s: r["num_videos"] for s, r in reference["splits"].items()} == TEST_VIDEOS
+    assert reference["splits"]["2"]["run"] == str(whole / "split2")
+    capsys.readouterr()
+
+    import hpnet.train
+
+    real_save = hpnet.train.atomic_save
+
+    def killed_in_split2(ckpt: dict, path: Path) -> None:
+        real_save(ckpt, path)
+        if path.parent.name == "split2" and ckpt["progress"]:  # the mid-epoch last.pt
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpnet.train, "atomic_save", killed_in_split2)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        _train(args, killed)
+    assert (killed / "split1" / "eval.json").is_file()
+    assert not (killed / "split2" / "eval.json").exists() and not (killed / "split3").exists()
+    assert not (killed / "summary.json").exists()
+    split1_mtime = (killed / "split1" / "last.pt").stat().st_mtime_ns
+    monkeypatch.setattr(hpnet.train, "atomic_save", real_save)
+    capsys.readouterr()
+
+    _train(args, killed)
+    out = capsys.readouterr().out
+    assert "hmdb51 split 1 (1/3): finished earlier" in out
+    assert f"resumed from {killed / 'split2' / 'last.pt'} in epoch 1 after batch 1" in out
+    assert f"hmdb51 split 3 (3/3): -> {killed / 'split3'}" in out
+    assert (killed / "split1" / "last.pt").stat().st_mtime_ns == split1_mtime  # not retrained
+    assert _scores(json.loads((killed / "summary.json").read_text())) == _scores(reference)
+    for split in ("split1", "split2", "split3"):
+        assert _report(killed / split) == _report(whole / split)
+
+    # Everything finished: a third run trains nothing and writes the same summary again.
+    before = {p: p.stat().st_mtime_ns for p in killed.glob("split*/*.pt")}
+    _train(args, killed)
+    assert capsys.readouterr().out.count("finished earlier") == 3
+    assert {p: p.stat().st_mtime_ns for p in killed.glob("split*/*.pt")} == before
+    assert _scores(json.loads((killed / "summary.json").read_text())) == _scores(reference)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_stopping_on_timeout(cmd: list[str], env: dict, timeout: float) -> tuple[int, str, str]:
+    """Run ``cmd``; past ``timeout`` (ranks that never meet hang) stop it with SIGTERM, which
+    torchrun passes on to its workers (a SIGKILL would leave them running)."""
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])}... still running after {timeout} s: {stderr[-2000:]}")
+    return proc.returncode, stdout, stderr
+
+
+def _one_and_two_processes(module: str, args, tmp_path: Path) -> list[dict]:
+    """``python -m module`` in 1 process (batch 2) and under torchrun in 2 (batch 1 each):
+    the two ``summary.json`` s; ``args(out, batch)`` gives each run's arguments."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    port = _free_port()
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    summaries = []
+    for name, launch, batch in (("one", [], 2), ("two", torchrun, 1)):
+        out = tmp_path / name
+        cmd = [sys.executable, *launch, "-m", module, *args(out, batch)]
+        code, stdout, stderr = _run_stopping_on_timeout(cmd, env, timeout=300)
+        assert code == 0, stderr[-3000:]
+        assert stdout.count("== hmdb51 split") == 2  # rank 0 alone prints
+        summaries.append(json.loads((out / "summary.json").read_text()))
+    assert list(summaries[1]["splits"]) == ["1", "3"]
+    return summaries
+
+
+@pytest.mark.slow
+def test_train_splits_under_torchrun_match_one_process(hmdb51_mini, tmp_path):
+    """2 Gloo ranks x batch 1 loop the same splits in one process group and train and score
+    like 1 process x batch 2 (augmentation off: the ranks would draw their own; 2 steps, as
+    5 clips make 2 full batches of 2 but 3 rounds of 1 per rank)."""
+    args = [
+        *_train_args(hmdb51_mini, tmp_path), "data.augment.flip=false",
+        "data.augment.scale_min=1.0", "data.augment.ratio_max=1.0", "data.augment.jitter=0.0",
+        "train.max_steps=2", "--splits", "1,3",
+    ]  # fmt: skip
+    summaries = _one_and_two_processes(
+        "hpnet.train",
+        lambda out, batch: [*args, f"train.batch_size={batch}", f"train.out_dir={out}"],
+        tmp_path,
+    )
+    assert _scores(summaries[1]) == _scores(summaries[0])
+    for split in ("split1", "split3"):
+        one, two = (torch.load(tmp_path / n / split / "last.pt") for n in ("one", "two"))
+        assert one["step"] == two["step"] == 2
+        for name, tensor in one["model"].items():
+            # (Adam turns float noise in tiny gradients into up to ~2e-5 here; training on
+            # other clips than one process moves weights by ~1e-3 per step)
+            torch.testing.assert_close(two["model"][name], tensor, rtol=0, atol=1e-4, msg=name)
+
+
+# ------------------------------------------------------------------------------------ zero-shot
+
+
+def test_zeroshot_splits_rescore_only_what_is_missing(
+    hmdb51_mini, tmp_path, capsys, no_confusion_png
+):
+    out = tmp_path / "zs"
+    args = [
+        "--dataset", "hmdb51", "--splits", "1,2,3", f"data.root={hmdb51_mini}",
+        "data.allow_missing=true", "--model", "ViT-S-32-alt", "--pretrained", "",
+        f"text.cache_dir={tmp_path / 'text'}", "data.frames=2", "eval.views=1", "eval.crops=1",
+        "data.workers=0", "--out", str(out),
+    ]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the random-CLIP warning
+        assert zeroshot.main(args) == 0
+        first = json.loads((out / "summary.json").read_text())
+        assert {s: r["num_videos"] for s, r in first["splits"].items()} == TEST_VIDEOS
+        for split, report in first["splits"].items():
+            scored = json.loads((out / f"split{split}" / "eval.json").read_text())
+            assert report["top1"] == scored["top1"] and report["run"] == str(out / f"split{split}")
+        mean_top5 = sum(r["top5"] for r in first["splits"].values()) / 3
+        assert first["mean"]["top5"] == pytest.approx(mean_top5)
+
+        kept = {s: (out / s / "eval.json").stat().st_mtime_ns for s in ("split1", "split3")}
+        (out / "split2" / "eval.json").unlink()  # as if killed while scoring split 2
+        capsys.readouterr()
+        assert zeroshot.main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier") == 2 and "zero-shot hmdb51 split 2" in printed
+    assert {s: (out / s / "eval.json").stat().st_mtime_ns for s in kept} == kept
+    assert json.loads((out / "summary.json").read_text()) == first
+
+    with pytest.raises(UserError, match=r"split1/eval\.json was scored with CLIP ViT-S-32-alt"):
+        zeroshot.main([*args, "--templates", "video"])  # not averaged with other prompts
+
+
+@pytest.mark.slow
+def test_zeroshot_splits_under_torchrun_match_one_process(hmdb51_mini, tmp_path):
+    """Each split's session joins the one process group of the command: 2 ranks score each
+    split's videos between them and write the summary one process writes."""
+    args = [
+        "--dataset", "hmdb51", "--splits", "1,3", f"data.root={hmdb51_mini}",
+        "data.allow_missing=true", "--model", "ViT-S-32-alt", "--pretrained", "",
+        f"text.cache_dir={tmp_path / 'text'}", "data.frames=2", "eval.views=1", "eval.crops=1",
+        "data.workers=0",
+    ]  # fmt: skip
+    one, two = _one_and_two_processes(
+        "hpnet.zeroshot",
+        lambda out, batch: [*args, f"eval.batch_size={batch}", "--out", str(out)],
+        tmp_path,
+    )
+    assert _scores(two) == _scores(one)

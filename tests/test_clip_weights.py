@@ -345,3 +345,29 @@ def test_zero_shot_reads_one_file_for_both_towers(weights_bin, tmp_path, monkeyp
     _, tower = zero_shot_classifier(TINY, str(path), ["wave"], ["{}"], text_cache_dir=None)
     assert reads.count(str(path.resolve())) == 1
     assert tower.weights.source == str(path.resolve())
+
+
+@pytest.mark.slow  # ~30 s on 2 shared cores: a train run and an evaluation
+def test_train_prints_the_load_report_and_evaluate_rebuilds_without_the_file(
+    tiny_args, weights_bin, tmp_path, capsys
+):
+    """A CLIP-initialised run (OpenAI weights, QuickGELU): evaluate needs only the checkpoint."""
+    from hpnet.evaluate import main as evaluate_main
+    from hpnet.train import main as train_main
+
+    path = tmp_path / OPENAI_REPO.split("/")[1] / "open_clip_pytorch_model.bin"
+    path.parent.mkdir()
+    shutil.copy(weights_bin, path)
+    out = tmp_path / "run"
+    clip = [f"model.pretrained={path}", f"text.model={TINY}", f"text.pretrained={path}"]
+    steps = ["train.max_steps=1", "train.epochs=1", f"train.out_dir={out}"]
+    assert train_main([*tiny_args, *clip, *steps]) == 0
+    printed = capsys.readouterr().out
+    assert f"model.pretrained: loaded 56 tensors from clip checkpoint {path.resolve()}" in printed
+    assert "(activation quick_gelu)" in printed
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["config"]["text"]["quick_gelu"] == "true"
+    assert ckpt["model"]["backbone._extra_state"]["act"] == "quick_gelu"
+
+    path.unlink()  # evaluate and predict rebuild from the checkpoint alone
+    assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "ev")]) == 0

@@ -20,7 +20,8 @@ Weights (``text.pretrained``): an open_clip tag (``openai``), a local ``.pt``/``
 ``.safetensors`` file (an open_clip or OpenAI CLIP checkpoint, or a text-tower state dict), or
 ``""`` for random init. A tag whose weights cannot be had (``HF_HUB_OFFLINE=1``, no network)
 falls back to a random tower after one loud warning; a missing file is a :class:`UserError`.
-Random towers are seeded, so their embeddings are the same in every process.
+Random towers are seeded, so their embeddings are the same in every process. The activation
+(QuickGELU for OpenAI's weights) follows ``text.quick_gelu`` (:mod:`hpnet.text.activation`).
 """
 
 from __future__ import annotations

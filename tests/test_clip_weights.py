@@ -309,17 +309,14 @@ def test_checkpoint_rebuilds_the_backbone_activation_without_the_file(weights_bi
     cfg.model.text = False
     trained = build_model(cfg, ["a", "b"]).eval()
     state = trained.state_dict()
-    assert state["backbone._extra_state"] == {
-        "pre_norm": True,
-        "act": "quick_gelu",
-        "norm_eps": 1e-5,
-    }
+    assert all(torch.is_tensor(v) for v in state.values())  # code reading state dicts keeps working
+    assert state["backbone._extra_state"].tolist() == [1.0, 1.0, 1e-5]  # pre-norm, QuickGELU, eps
     saved = config_to_dict(cfg)
     saved["model"]["pretrained"] = str(tmp_path / "moved_away.bin")  # the file is gone
 
     rebuilt = build_model(config_from_dict(saved), ["a", "b"], load_weights=False).eval()
     rebuilt.load_state_dict(state)
-    assert rebuilt.backbone.act == "quick_gelu"
+    assert rebuilt.backbone.act == "quick_gelu" and rebuilt.backbone.norm.eps == 1e-5
     x = frames().unsqueeze(1).repeat(1, 2, 1, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x)["logits"], trained(x)["logits"])
@@ -367,7 +364,7 @@ def test_train_prints_the_load_report_and_evaluate_rebuilds_without_the_file(
     assert "(activation quick_gelu)" in printed
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["config"]["text"]["quick_gelu"] == "true"
-    assert ckpt["model"]["backbone._extra_state"]["act"] == "quick_gelu"
+    assert ckpt["model"]["backbone._extra_state"].tolist() == [1.0, 1.0, 1e-5]
 
     path.unlink()  # evaluate and predict rebuild from the checkpoint alone
     assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "ev")]) == 0

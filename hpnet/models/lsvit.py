@@ -285,19 +285,21 @@ class LSViT(nn.Module):
             block.mlp.act = ACTIVATIONS[act]()
         self.act = act
 
-    def get_extra_state(self) -> dict[str, object]:
-        """The checkpoint-dictated choices, saved in ``state_dict()`` (``_extra_state``) so that a
-        model rebuilt from a training checkpoint without the pretrained file runs the same."""
+    def get_extra_state(self) -> torch.Tensor:
+        """The checkpoint-dictated choices as float64 ``(pre_norm, activation, eps)``, saved in
+        ``state_dict()`` (``_extra_state``) so that a model rebuilt from a training checkpoint
+        without the pretrained file runs the same; a tensor, like every other entry there.
+        """
         eps = next(m.eps for m in self.modules() if isinstance(m, nn.LayerNorm))
         pre_norm = isinstance(self.norm_pre, nn.LayerNorm)
-        return {"pre_norm": pre_norm, "act": self.act, "norm_eps": float(eps)}
+        code = list(ACTIVATIONS).index(self.act)
+        return torch.tensor([float(pre_norm), float(code), eps], dtype=torch.float64)
 
-    def set_extra_state(self, state: dict[str, object]) -> None:
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        pre_norm, code, eps = state.tolist()
         self.set_architecture(
-            pre_norm=bool(state["pre_norm"]),
-            act=state["act"],  # type: ignore[arg-type]
-            norm_eps=float(state["norm_eps"]),  # type: ignore[arg-type]
-        )
+            pre_norm=bool(pre_norm), act=list(ACTIVATIONS)[int(code)], norm_eps=eps
+        )  # type: ignore[arg-type]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """Checkpoints written before the choices were saved: infer them as training made them
@@ -305,11 +307,9 @@ class LSViT(nn.Module):
         key = prefix + "_extra_state"
         if key not in state_dict:
             clip = prefix + "norm_pre.weight" in state_dict
-            state_dict[key] = {
-                "pre_norm": clip,
-                "act": "quick_gelu" if clip else self.act,
-                "norm_eps": 1e-5 if clip else 1e-6,
-            }
+            code = list(ACTIVATIONS).index("quick_gelu" if clip else self.act)
+            eps = 1e-5 if clip else 1e-6
+            state_dict[key] = torch.tensor([float(clip), float(code), eps], dtype=torch.float64)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def no_weight_decay(self) -> set[str]:

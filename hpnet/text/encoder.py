@@ -159,11 +159,6 @@ class ClassTextEncoder:
         if self._source is not None:
             self._source.release()
 
-    @property
-    def uses_quick_gelu(self) -> bool:
-        """Whether the tower runs QuickGELU (resolves the weights, reading a file if need be)."""
-        return self._resolved_source().quick_gelu
-
     def encode_class_names(
         self, class_names: Sequence[str], templates: Sequence[str] = ("{}",)
     ) -> torch.Tensor:

@@ -88,7 +88,8 @@ class ModelConfig:
     text: bool = True  # classify by cosine to CLIP class-name embeddings (else a linear head)
     drop_path: float = 0.1  # stochastic depth rate of the last block
     dropout: float = 0.0  # dropout before the head
-    pretrained: str = ""  # local CLIP or timm ViT checkpoint for the backbone ('' = random init)
+    pretrained: str = ""  # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
+    # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 
@@ -112,6 +113,8 @@ class PoseConfig:
 class TextConfig:
     model: str = "ViT-B-16"  # open_clip model name whose text tower embeds class names
     pretrained: str = "openai"  # open_clip pretrained tag or a local weights file ('' = random)
+    quick_gelu: Literal["auto", "true", "false"] = "auto"  # QuickGELU for CLIP weights (OpenAI's);
+    # auto: from the tag, a -quickgelu model name or the file (ambiguous plain files are refused)
     templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])  # prompts
     cache_dir: str = "~/.cache/hpnet/text"  # where class-name embeddings are cached
 

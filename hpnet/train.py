@@ -163,6 +163,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
 
     # ---- model, optimizer, schedule -----------------------------------------------------------
     model = build_model(cfg, classes).to(device)
+    if dist.is_main and model.pretrained_report:
+        print(f"model.pretrained: {model.pretrained_report}")
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)

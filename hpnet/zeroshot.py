@@ -104,6 +104,7 @@ def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
         labels,
         cfg.text.templates,
         text_cache_dir=cfg.text.cache_dir or None,
+        quick_gelu=cfg.text.quick_gelu,
     )
     transform = ClipTransform(size=tower.image_size, mean=tower.mean, std=tower.std, flip=False)
     predictor = Predictor(

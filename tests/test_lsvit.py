@@ -271,7 +271,9 @@ def test_clip_visual_tower_loads_exactly(tmp_path):
     torch.save(clip.state_dict(), path)
 
     model = tiny(embed_dim=64, num_heads=2, num_classes=24).eval()  # built for timm: adapts
-    report = load_pretrained(model, path)
+    with pytest.raises(UserError, match=r"clip\.pt \(model\.pretrained\).*text\.quick_gelu=true"):
+        load_pretrained(model, path)  # a plain state dict does not say which activation
+    report = load_pretrained(model, path, act="quick_gelu")
     assert report.flavour == "clip" and report.resized == [] and not report.unexpected
     assert model.act == "quick_gelu" and isinstance(model.norm_pre, nn.LayerNorm)
     assert not any(k.startswith(("blocks.0.attn", "blocks.0.mlp", "patch")) for k in report.missing)
@@ -354,7 +356,13 @@ def test_openai_clip_vit_b16_shapes_load_into_base(tmp_path):
     path = tmp_path / "clip_b16.pt"
     torch.save(clip.state_dict(), path)
     model = build_lsvit(
-        "base", pretrained=str(path), img_size=224, patch_size=16, num_frames=1, num_classes=512
+        "base",
+        pretrained=str(path),
+        img_size=224,
+        patch_size=16,
+        num_frames=1,
+        num_classes=512,
+        act="quick_gelu",
     ).eval()
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():

@@ -192,7 +192,10 @@ def test_offline_tag_warns_once_and_runs_with_random_weights(tmp_path, monkeypat
     assert (
         "meaningless" in message and "text.pretrained=" in message and "HF_HUB_OFFLINE" in message
     )
-    assert any("RANDOMLY" in r.getMessage() for r in caplog.records)
+    assert len([w for w in record if "RANDOMLY" in str(w.message)]) == 1
+    assert "text tower is RANDOMLY" in message and "text.quick_gelu=true" in message
+    assert "vit_base_patch16_clip_224.openai/resolve/main/open_clip_pytorch_model.bin" in message
+    assert not any("RANDOMLY" in r.getMessage() for r in caplog.records)  # not a 2nd time
     assert encoder.width == 512 and embeddings.shape == (1, 512)
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(1))
     assert encoder.weights == TextWeights("random", fallback_from="openai")

@@ -27,13 +27,10 @@ from torch import nn
 from hpnet.cli import UserError
 from hpnet.text.weights import (
     RANDOM_INIT_SEED,
+    ClipSource,
     ClipWeights,
     clip_model_config,
     load_tower_state,
-    parse_weights,
-    read_clip_state_dict,
-    resolve_tag,
-    uses_quick_gelu,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,15 +53,19 @@ class ImageTower:
 
 
 def build_image_tower(
-    model_name: str, pretrained: str, *, download_dir: str | None = None
+    model_name: str,
+    pretrained: str | ClipSource,
+    *,
+    download_dir: str | None = None,
+    quick_gelu: str = "auto",
 ) -> ImageTower:
     """Build the image tower of open_clip ``model_name`` alone, load ``pretrained``, freeze it.
 
     ``pretrained``: an open_clip tag, a local checkpoint (open_clip or OpenAI layout, also
-    TorchScript) or ``""`` (random init, seeded).
+    TorchScript), ``""`` (random init, seeded), or a :class:`ClipSource` already resolved (and
+    shared with the text tower). ``quick_gelu``: ``text.quick_gelu`` (auto, true, false).
     """
     from open_clip.model import _build_vision_tower
-    from open_clip.pretrained import get_pretrained_cfg
 
     config = clip_model_config(model_name)
     vision_cfg = config["vision_cfg"]
@@ -73,36 +74,45 @@ def build_image_tower(
             f"text.model={model_name!r} has a timm image tower, which hpnet's zero-shot does not "
             "support; choose a CLIP ViT such as ViT-B-16"
         )
-    requested = parse_weights(pretrained)
-    weights = requested
-    if requested.kind == "tag":
-        weights = resolve_tag(model_name, requested.source, download_dir)
-    mean, std = OPENAI_MEAN, OPENAI_STD
-    if requested.kind == "tag":
-        tag_cfg = get_pretrained_cfg(model_name, requested.source)
-        mean, std = tuple(tag_cfg.get("mean", mean)), tuple(tag_cfg.get("std", std))
-    quick_gelu = uses_quick_gelu(model_name, requested, weights)
+    source = pretrained
+    if not isinstance(source, ClipSource):
+        source = ClipSource.resolve(
+            model_name, source, quick_gelu=quick_gelu, download_dir=download_dir,
+            towers="image tower",
+        )  # fmt: skip
+    mean, std = _normalisation(source)
+    state = source.state_dict() if source.weights.kind == "file" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
-        visual = _build_vision_tower(config["embed_dim"], vision_cfg, quick_gelu)
+        visual = _build_vision_tower(config["embed_dim"], vision_cfg, source.quick_gelu)
     logit_scale = DEFAULT_LOGIT_SCALE
-    if weights.kind == "file":
-        state = read_clip_state_dict(weights.source)
+    if state is not None:
+        path = source.weights.source
         if "logit_scale" in state:
             logit_scale = float(state["logit_scale"].float().exp().clamp(max=100))
         image_state = {k[7:]: v for k, v in state.items() if k.startswith("visual.")}
         if not image_state:
             raise UserError(
-                f"weights file {weights.source} (text.pretrained) holds no image tower "
+                f"weights file {path} (text.pretrained) holds no image tower "
                 "(no 'visual.*' keys): zero-shot needs a full CLIP checkpoint"
             )
-        load_tower_state(visual, image_state, weights.source, model_name)
+        load_tower_state(visual, image_state, path, model_name)
     else:
         logger.info("image tower %s: random init (seed %d)", model_name, RANDOM_INIT_SEED)
     visual.requires_grad_(False)
     size = vision_cfg.get("image_size", 224)
     size = size if isinstance(size, int) else int(size[0])
-    return ImageTower(visual.eval(), size, mean, std, logit_scale, weights)  # type: ignore[arg-type]
+    return ImageTower(visual.eval(), size, mean, std, logit_scale, source.weights)  # type: ignore[arg-type]
+
+
+def _normalisation(source: ClipSource) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The RGB mean and std the weights were trained with (the tag's, else OpenAI's)."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    tag_cfg: dict = {}
+    if source.requested.kind == "tag":
+        tag_cfg = get_pretrained_cfg(source.model_name, source.requested.source)
+    return tuple(tag_cfg.get("mean", OPENAI_MEAN)), tuple(tag_cfg.get("std", OPENAI_STD))
 
 
 class ClipVideoClassifier(nn.Module):
@@ -164,13 +174,18 @@ def zero_shot_classifier(
     *,
     text_cache_dir: str | None,
     download_dir: str | None = None,
+    quick_gelu: str = "auto",
 ) -> tuple[ClipVideoClassifier, ImageTower]:
     """The zero-shot classifier over ``class_names`` (prompts: ``templates``) and its tower."""
     from hpnet.text.encoder import ClassTextEncoder
 
-    tower = build_image_tower(model_name, pretrained, download_dir=download_dir)
+    source = ClipSource.resolve(
+        model_name, pretrained, quick_gelu=quick_gelu, download_dir=download_dir,
+        towers="image and text towers",
+    )  # fmt: skip
+    tower = build_image_tower(model_name, source)  # one resolution, one file read for both
     text = ClassTextEncoder(
-        model_name, pretrained, cache_dir=text_cache_dir, download_dir=download_dir
+        model_name, pretrained, cache_dir=text_cache_dir, quick_gelu=quick_gelu, source=source
     )
     try:
         embeddings = text.encode_class_names(list(class_names), list(templates))  # (C, D)

@@ -24,7 +24,8 @@ from hpnet.fusion.fpm import JointTokens, pool_at_joints
 from hpnet.fusion.head import LinearHead, TextHead
 from hpnet.fusion.pose_encoder import PoseEncoder
 from hpnet.models.lsvit import LSViT, build_lsvit
-from hpnet.models.lsvit_weights import load_pretrained
+from hpnet.models.lsvit_weights import PretrainedReport, load_pretrained
+from hpnet.text.weights import ClipSource
 
 
 class HPNet(nn.Module):
@@ -56,6 +57,7 @@ class HPNet(nn.Module):
         self.register_buffer("class_embeddings", class_embeddings, persistent=True)
         self.pretrained_prefixes: tuple[str, ...] = ()
         self.pretrained_names: set[str] = set()  # parameters filled from model.pretrained
+        self.pretrained_report = ""  # what build_model loaded from model.pretrained
 
     # --------------------------------------------------------------------------- open vocabulary
     def set_class_embeddings(self, embeddings: torch.Tensor, class_names: Sequence[str]) -> None:
@@ -120,15 +122,18 @@ class HPNet(nn.Module):
         return self.head(cls, s, self.class_embeddings)
 
 
-def class_text_embeddings(cfg: Config, class_names: Sequence[str]) -> torch.Tensor:
+def class_text_embeddings(
+    cfg: Config, class_names: Sequence[str], *, source: ClipSource | None = None
+) -> torch.Tensor:
     """Template-averaged CLIP text embeddings ``(C, Dt)`` of ``class_names`` (unit rows).
 
     The frozen open_clip text tower of ``cfg.text`` is built only on a cache miss and dropped
-    afterwards; it never becomes part of the model.
+    afterwards; it never becomes part of the model. ``source``: the checkpoint of
+    ``cfg.text.pretrained`` when the backbone already resolved and read it.
     """
     from hpnet.text.encoder import build_text_encoder
 
-    encoder = build_text_encoder(cfg)
+    encoder = build_text_encoder(cfg, source=source)
     try:
         return encoder.encode_class_names(list(class_names), cfg.text.templates)
     finally:
@@ -162,9 +167,10 @@ def build_model(
         drop_rate=m.dropout,
     )
     pretrained = bool(m.pretrained)
-    loaded: list[str] = []
+    clip = None  # the CLIP checkpoint of model.pretrained, shared with the text tower
+    report = None
     if pretrained and load_weights:
-        loaded = load_pretrained(backbone, m.pretrained).loaded
+        clip, report = load_backbone_weights(cfg, backbone)
     dim = backbone.embed_dim
     pose_dim = None
     joint_tokens = pose_encoder = None
@@ -183,7 +189,7 @@ def build_model(
     if m.text:
         embeddings = class_embeddings
         if embeddings is None:
-            embeddings = class_text_embeddings(cfg, class_names)  # (C, Dt), frozen
+            embeddings = class_text_embeddings(cfg, class_names, source=clip)  # (C, Dt), frozen
         head: nn.Module = TextHead(
             dim, pose_dim, embeddings.shape[1], dropout=m.dropout, aux=m.aux_weight > 0
         )
@@ -200,9 +206,48 @@ def build_model(
     )
     if pretrained:
         model.pretrained_prefixes = ("backbone.",)
+    if report is not None:
         # only what the file filled is "pretrained": SMIF, LMI, the temporal embedding are new
-        model.pretrained_names = {f"backbone.{name}" for name in loaded}
+        model.pretrained_names = {f"backbone.{name}" for name in report.loaded}
+    model.pretrained_report = str(report) if report is not None else ""
+    if clip is not None:
+        clip.release()
     return model
+
+
+def load_backbone_weights(
+    cfg: Config, backbone: LSViT
+) -> tuple[ClipSource | None, PretrainedReport]:
+    """Load ``model.pretrained`` into ``backbone``: ``(its CLIP checkpoint or None, report)``.
+
+    A tag of ``text.model`` is resolved like ``text.pretrained`` (an error when it cannot be
+    had); a file is read once. The checkpoint is returned for the text tower when
+    ``text.pretrained`` names the same weights, so that neither downloads nor reads it again;
+    then ``text.quick_gelu=auto`` is replaced in ``cfg`` by what was decided, so that the
+    checkpoints' config encodes new labels the same way (the backbone records its activation in
+    its own state dict).
+    """
+    from hpnet.text.weights import parse_weights
+
+    m, t = cfg.model, cfg.text
+    source = ClipSource.resolve(
+        t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True
+    )
+    state = source.state_dict()
+    report = load_pretrained(
+        backbone, source.weights.source, state=state, clip_quick_gelu=lambda: source.quick_gelu
+    )
+    shared = (
+        m.text
+        and any(k.startswith("visual.") for k in state)
+        and (m.pretrained == t.pretrained or parse_weights(t.pretrained) == source.weights)
+    )
+    if not shared:
+        source.release()
+        return None, report
+    if t.quick_gelu == "auto":  # recorded: evaluate/predict encode new labels the same way
+        t.quick_gelu = "true" if source.quick_gelu else "false"
+    return source, report
 
 
 def check_model_config(cfg: Config) -> None:

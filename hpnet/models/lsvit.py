@@ -285,6 +285,33 @@ class LSViT(nn.Module):
             block.mlp.act = ACTIVATIONS[act]()
         self.act = act
 
+    def get_extra_state(self) -> torch.Tensor:
+        """The checkpoint-dictated choices as float64 ``(pre_norm, activation, eps)``, saved in
+        ``state_dict()`` (``_extra_state``) so that a model rebuilt from a training checkpoint
+        without the pretrained file runs the same; a tensor, like every other entry there.
+        """
+        eps = next(m.eps for m in self.modules() if isinstance(m, nn.LayerNorm))
+        pre_norm = isinstance(self.norm_pre, nn.LayerNorm)
+        code = list(ACTIVATIONS).index(self.act)
+        return torch.tensor([float(pre_norm), float(code), eps], dtype=torch.float64)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        pre_norm, code, eps = state.tolist()
+        self.set_architecture(
+            pre_norm=bool(pre_norm), act=list(ACTIVATIONS)[int(code)], norm_eps=eps
+        )  # type: ignore[arg-type]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Checkpoints written before the choices were saved: infer them as training made them
+        (a pre-norm meant a CLIP file, loaded then with QuickGELU and eps 1e-5)."""
+        key = prefix + "_extra_state"
+        if key not in state_dict:
+            clip = prefix + "norm_pre.weight" in state_dict
+            code = list(ACTIVATIONS).index("quick_gelu" if clip else self.act)
+            eps = 1e-5 if clip else 1e-6
+            state_dict[key] = torch.tensor([float(clip), float(code), eps], dtype=torch.float64)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names that should not be weight-decayed (embeddings and tokens)."""
         names = {"pos_embed", "cls_token", "temporal_pos_embed"}

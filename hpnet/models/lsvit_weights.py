@@ -9,8 +9,7 @@ embedding to the model's grid, and report what was loaded (:class:`PretrainedRep
 from __future__ import annotations
 
 import math
-import warnings
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from hpnet.cli import UserError
+from hpnet.text.activation import ambiguous_activation_error, quick_gelu_from_provenance
+from hpnet.text.weights import read_weights_file
 
 if TYPE_CHECKING:
     from hpnet.models.lsvit import Activation, LSViT
@@ -49,13 +50,15 @@ class PretrainedReport:
     missing: list[str] = field(default_factory=list)  # model tensors left at their init
     unexpected: list[str] = field(default_factory=list)  # converted file tensors not used
     resized: list[str] = field(default_factory=list)  # tensors interpolated to the model
+    activation: str = ""  # the MLP activation the weights run with (gelu, quick_gelu)
 
     def __str__(self) -> str:
         def some(names: list[str]) -> str:
             return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
 
         return (
-            f"loaded {len(self.loaded)} tensors from {self.flavour} checkpoint {self.path}; "
+            f"loaded {len(self.loaded)} tensors from {self.flavour} checkpoint {self.path} "
+            f"(activation {self.activation}); "
             f"resized [{some(self.resized)}]; {len(self.missing)} new [{some(self.missing)}]; "
             f"{len(self.unexpected)} unused [{some(self.unexpected)}]"
         )
@@ -81,51 +84,39 @@ def _convert_openai_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def _load_torch_file(path: Path) -> object:
-    """torch.save contents, or the state dict of a TorchScript archive (OpenAI's CLIP files)."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            scripted = any(name.endswith("/constants.pkl") for name in archive.namelist())
-        if scripted:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
-                return torch.jit.load(str(path), map_location="cpu").state_dict()
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def read_backbone_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """A local CLIP or timm ViT checkpoint as (state dict in LSViT names, "clip" | "timm").
 
     Reads torch.save files (plain or wrapped in "state_dict"/"model", "module." prefixes),
     OpenAI's TorchScript CLIP archives and .safetensors files.
     """
-    path = Path(path).expanduser()
-    fix = "set model.pretrained to a local CLIP or timm ViT checkpoint, or '' for random init"
-    if not path.is_file():
-        raise UserError(f"pretrained backbone weights not found: {path} ({fix})")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    state, _ = _read(Path(path).expanduser())
+    return convert_backbone_state(state, path)
 
-            obj = load_file(str(path))
-        else:
-            obj = _load_torch_file(path)
-    except Exception as e:
-        raise UserError(f"cannot read pretrained backbone weights {path}: {e} ({fix})") from e
-    for wrapper in ("state_dict", "model", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-    state = {k.removeprefix("module."): v for k, v in obj.items() if torch.is_tensor(v)}
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    if not path.is_file():
+        raise UserError(f"pretrained backbone weights not found: {path} ({_FIX})")
+    return read_weights_file(path, "model.pretrained", what="pretrained backbone weights")
+
+
+_FIX = "set model.pretrained to an open_clip tag, a CLIP or timm ViT checkpoint, or '' for random"
+
+
+def convert_backbone_state(
+    state: dict[str, torch.Tensor], path: str | Path
+) -> tuple[dict[str, torch.Tensor], str]:
+    """A checkpoint's state dict (all towers) -> (LSViT's tensors, "clip" | "timm")."""
     if any(k.startswith("visual.") for k in state):  # full CLIP: keep the image tower
         visual = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
         return _convert_openai_clip(visual), "clip"
     if "conv1.weight" in state and "class_embedding" in state:  # a bare CLIP visual tower
         return _convert_openai_clip(state), "clip"
     if "patch_embed.proj.weight" in state:
-        return state, "timm"
+        return dict(state), "timm"
     raise UserError(
         f"{path} is not a CLIP or timm ViT checkpoint: expected 'visual.conv1.weight' "
-        f"or 'patch_embed.proj.weight' among its keys ({fix})"
+        f"or 'patch_embed.proj.weight' among its keys ({_FIX})"
     )
 
 
@@ -140,24 +131,46 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid_size: tuple[int, int]) -> tor
 
 
 def load_pretrained(
-    model: LSViT, path: str | Path, act: Activation | None = None
+    model: LSViT,
+    path: str | Path,
+    act: Activation | None = None,
+    *,
+    state: dict[str, torch.Tensor] | None = None,
+    clip_quick_gelu: Callable[[], bool] | None = None,
 ) -> PretrainedReport:
     """Load a local CLIP ViT (open_clip / OpenAI) or timm ViT checkpoint into ``model``.
 
     The checkpoint decides the parameter-free choices (pre-norm, LayerNorm eps, and the
-    activation unless ``act`` is given: QuickGELU for CLIP as in OpenAI's weights, GELU for
-    timm), so call it before building the optimizer. Position embeddings are resized to the
-    model's grid; a CLIP image projection becomes the head when ``num_classes`` equals its width
-    (else it is unused). SMIF, LMI and the temporal embedding stay at their identity init.
+    activation unless ``act`` is given), so call it before building the optimizer. A CLIP
+    (also a timm CLIP ViT, recognised by its pre-norm) gets eps 1e-5 and QuickGELU when the file
+    is OpenAI's (``clip_quick_gelu()``, called for CLIP weights only; by default
+    :func:`~hpnet.text.activation.quick_gelu_from_provenance`, and a file that does not tell is
+    refused: pass ``act``); other timm ViTs get GELU, eps 1e-6. ``state``: the file's state dict
+    when the caller already read it (one read for the backbone and the text tower).
+    Position embeddings are resized to the model's grid; a CLIP image projection becomes the
+    head when ``num_classes`` equals its width (else it is unused). SMIF, LMI and the temporal
+    embedding stay at their identity init.
     """
-    state, flavour = read_backbone_checkpoint(path)
+    openai = False
+    if state is None:
+        state, openai = _read(Path(path).expanduser())
+    state, flavour = convert_backbone_state(state, path)
+    clip_like = flavour == "clip" or "norm_pre.weight" in state
+    if act is None and clip_like:
+        if clip_quick_gelu is not None:
+            known: bool | None = clip_quick_gelu()
+        else:
+            known = True if openai else quick_gelu_from_provenance(str(path))
+        if known is None:
+            raise ambiguous_activation_error(str(path), "model.pretrained")
+        act = "quick_gelu" if known else "gelu"
     model.set_architecture(
         pre_norm="norm_pre.weight" in state,
-        act=act or ("quick_gelu" if flavour == "clip" else "gelu"),
-        norm_eps=1e-5 if flavour == "clip" else 1e-6,
+        act=act or "gelu",
+        norm_eps=1e-5 if clip_like else 1e-6,
     )
     own = model.state_dict()
-    report = PretrainedReport(str(path), flavour)
+    report = PretrainedReport(str(path), flavour, activation=model.act)
     mismatched = []
     for key, value in list(state.items()):
         if key == "pos_embed" and key in own and value.shape != own[key].shape:
@@ -176,7 +189,8 @@ def load_pretrained(
             f"{'; '.join(mismatched[:3])} (set model.size and model.patch_size "
             f"to the checkpoint's, e.g. model.size=base model.patch_size=16)"
         )
-    result = model.load_state_dict(state, strict=False)
+    architecture = {"_extra_state": model.get_extra_state()}  # as set above, not inferred
+    result = model.load_state_dict({**state, **architecture}, strict=False)
     report.missing = list(result.missing_keys)
     report.unexpected += list(result.unexpected_keys)
     report.loaded = [k for k in state if k in own]

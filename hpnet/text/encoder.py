@@ -20,7 +20,8 @@ Weights (``text.pretrained``): an open_clip tag (``openai``), a local ``.pt``/``
 ``.safetensors`` file (an open_clip or OpenAI CLIP checkpoint, or a text-tower state dict), or
 ``""`` for random init. A tag whose weights cannot be had (``HF_HUB_OFFLINE=1``, no network)
 falls back to a random tower after one loud warning; a missing file is a :class:`UserError`.
-Random towers are seeded, so their embeddings are the same in every process.
+Random towers are seeded, so their embeddings are the same in every process. The activation
+(QuickGELU for OpenAI's weights) follows ``text.quick_gelu`` (:mod:`hpnet.text.activation`).
 """
 
 from __future__ import annotations
@@ -42,13 +43,12 @@ from hpnet.cli import UserError
 from hpnet.text.prompts import make_prompts
 from hpnet.text.weights import (
     RANDOM_INIT_SEED,
+    ClipSource,
     ClipWeights,
     clip_model_config,
     load_tower_state,
     parse_weights,
-    read_clip_state_dict,
     resolve_tag,
-    uses_quick_gelu,
 )
 
 TextWeights = ClipWeights  # the name the text cache keys were built with
@@ -63,12 +63,19 @@ CACHE_DIR_OPTION = "text.cache_dir=DIR"
 _UNWRITABLE_WARNED: set[Path] = set()  # cache folders already warned about in this process
 
 
-def cache_key(model_name: str, weights: TextWeights, prompts: Sequence[Sequence[str]]) -> str:
-    """sha256 over the model, the weights' identity, the exact prompts and open_clip's version."""
+def cache_key(
+    model_name: str,
+    weights: TextWeights,
+    prompts: Sequence[Sequence[str]],
+    quick_gelu: str = "auto",
+) -> str:
+    """sha256 over the model, the weights' identity, the activation setting (``text.quick_gelu``:
+    ``auto`` decides the same for the same file), the exact prompts and open_clip's version."""
     record = {
         "format": CACHE_FORMAT,
         "model": model_name,
         "weights": weights.identity(),
+        "quick_gelu": quick_gelu,
         "prompts": [list(p) for p in prompts],
         "open_clip": metadata.version("open_clip_torch"),
     }
@@ -85,6 +92,9 @@ class ClassTextEncoder:
         device: where the tower runs and the embeddings are returned.
         download_dir: where open_clip downloads/looks for tagged weights (``None`` = its default).
         batch_size: prompts per forward pass.
+        quick_gelu: ``text.quick_gelu`` (auto, true, false; see :mod:`hpnet.text.activation`).
+        source: the already resolved checkpoint of ``pretrained`` when another tower loads it
+            too (the LS-ViT backbone, the zero-shot image tower): no second download or read.
     """
 
     def __init__(
@@ -96,6 +106,8 @@ class ClassTextEncoder:
         device: str | torch.device = "cpu",
         download_dir: str | None = None,
         batch_size: int = 256,
+        quick_gelu: str = "auto",
+        source: ClipSource | None = None,
     ) -> None:
         if ":" in model_name:
             raise UserError(
@@ -109,6 +121,10 @@ class ClassTextEncoder:
         self.device = torch.device(device)
         self.download_dir = download_dir
         self.batch_size = batch_size
+        self.quick_gelu = quick_gelu
+        self._source = source
+        if source is not None:
+            self.weights = source.weights
         self._tower: nn.Module | None = None
         self._tokenizer: Any = None
 
@@ -137,9 +153,11 @@ class ClassTextEncoder:
         return self
 
     def release(self) -> None:
-        """Drop the tower and tokenizer (the embeddings stay cached on disk)."""
+        """Drop the tower, the tokenizer and the checkpoint (the embeddings stay cached on disk)."""
         self._tower = None
         self._tokenizer = None
+        if self._source is not None:
+            self._source.release()
 
     def encode_class_names(
         self, class_names: Sequence[str], templates: Sequence[str] = ("{}",)
@@ -201,15 +219,14 @@ class ClassTextEncoder:
         """Build the text tower alone (seeded init), load its weights, freeze it; on the CPU."""
         from open_clip.model import _build_text_tower
 
-        if self.weights.kind == "tag":
-            self._resolve_tag()
+        source = self._resolved_source()
         config = self._model_config()
-        quick_gelu = uses_quick_gelu(self.model_name, self.requested, self.weights)
+        state = source.state_dict() if source.weights.kind == "file" else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
-            tower = _build_text_tower(config["embed_dim"], config["text_cfg"], quick_gelu)
-        if self.weights.kind == "file":
-            load_text_weights(tower, self.weights.source, self.model_name)
+            tower = _build_text_tower(config["embed_dim"], config["text_cfg"], source.quick_gelu)
+        if state is not None:
+            load_tower_state(tower, text_part(state), source.weights.source, self.model_name)
         else:
             logger.info("text tower %s: random init (seed %d)", self.model_name, RANDOM_INIT_SEED)
         tower.requires_grad_(False)
@@ -217,8 +234,20 @@ class ClassTextEncoder:
 
     def _resolve_tag(self) -> None:
         """Find or download the tag's weights file; on failure switch to random init and warn."""
-        self._model_config()
-        self.weights = resolve_tag(self.model_name, self.requested.source, self.download_dir)
+        self._resolved_source()
+
+    def _resolved_source(self) -> ClipSource:
+        """The checkpoint: the shared one, or resolved here once (a tag may become random)."""
+        if self._source is None:
+            self._model_config()
+            weights = self.requested
+            if weights.kind == "tag":
+                weights = resolve_tag(self.model_name, weights.source, self.download_dir)
+            self._source = ClipSource(
+                self.model_name, self.requested, weights, quick_gelu=self.quick_gelu
+            )
+        self.weights = self._source.weights
+        return self._source
 
     # ---------------------------------------------------------------------------------- cache
 
@@ -228,7 +257,8 @@ class ClassTextEncoder:
         weights = self.weights
         if weights.kind == "file" and self.requested.kind == "tag":
             weights = self.requested  # a downloaded tag is keyed by its name: no network on a hit
-        return self.cache_dir / f"{cache_key(self.model_name, weights, prompts)}.pt"
+        key = cache_key(self.model_name, weights, prompts, self.quick_gelu)
+        return self.cache_dir / f"{key}.pt"
 
     def _load_cached(self, prompts: list[list[str]]) -> torch.Tensor | None:
         path = self._cache_file(prompts)
@@ -283,19 +313,26 @@ def _warn_cache_unwritable(err: WriteError, cache_dir: Path) -> None:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def build_text_encoder(cfg: Config, device: str | torch.device = "cpu") -> ClassTextEncoder:
-    """The class-name encoder described by ``cfg.text`` (templates: ``cfg.text.templates``)."""
+def build_text_encoder(
+    cfg: Config, device: str | torch.device = "cpu", *, source: ClipSource | None = None
+) -> ClassTextEncoder:
+    """The class-name encoder described by ``cfg.text`` (templates: ``cfg.text.templates``).
+
+    ``source``: the checkpoint of ``cfg.text.pretrained`` when the caller already resolved it.
+    """
     return ClassTextEncoder(
-        cfg.text.model, cfg.text.pretrained, cache_dir=cfg.text.cache_dir or None, device=device
+        cfg.text.model,
+        cfg.text.pretrained,
+        cache_dir=cfg.text.cache_dir or None,
+        device=device,
+        quick_gelu=cfg.text.quick_gelu,
+        source=source,
     )
 
 
-def load_text_weights(tower: nn.Module, path: str, model_name: str) -> None:
-    """Load the text part of a CLIP checkpoint (or a text-tower state dict) into ``tower``."""
-    state = read_clip_state_dict(path)
+def text_part(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The text tower's tensors of a CLIP state dict (or of a text-tower state dict)."""
     if any(key.startswith("text.") for key in state):  # CustomTextCLIP layout
-        state = {key[5:]: value for key, value in state.items() if key.startswith("text.")}
-    else:  # CLIP layout: text tower at the top level next to visual.* and logit_scale
-        skip = ("logit_scale", "logit_bias", "attn_mask")
-        state = {k: v for k, v in state.items() if not k.startswith("visual.") and k not in skip}
-    load_tower_state(tower, state, path, model_name)
+        return {key[5:]: value for key, value in state.items() if key.startswith("text.")}
+    skip = ("logit_scale", "logit_bias", "attn_mask")  # CLIP layout: next to visual.*
+    return {k: v for k, v in state.items() if not k.startswith("visual.") and k not in skip}

@@ -10,11 +10,15 @@ one of
 - a local ``.pt``/``.bin``/``.safetensors`` file (an open_clip or OpenAI CLIP checkpoint, also
   OpenAI's TorchScript archives); a missing file is a :class:`~hpnet.cli.UserError`;
 - ``""``: random init (seed :data:`RANDOM_INIT_SEED`, the same weights in every process).
+
+``model.pretrained`` takes the same tags and files for the LS-ViT backbone, except that a tag
+that cannot be had is an error there (never a silent random backbone). :class:`ClipSource` is
+one resolved checkpoint that every tower loading it shares: one download, one file read. The
+activation the weights need (QuickGELU or GELU) is decided in :mod:`hpnet.text.activation`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import warnings
@@ -27,8 +31,7 @@ from urllib.parse import urlparse
 import torch
 
 from hpnet.cli import UserError
-
-logger = logging.getLogger(__name__)
+from hpnet.text.activation import OPENAI_RELEASE_KEYS, QUICK_GELU_KEY, resolve_quick_gelu
 
 RANDOM_INIT_SEED = 0  # seed of a randomly initialised tower (same weights everywhere)
 PROBE_TIMEOUT_S = 3.0  # how long to wait for the weights host before treating it as offline
@@ -54,8 +57,8 @@ class ClipWeights:
         return {"random_seed": RANDOM_INIT_SEED, "tag": self.fallback_from}
 
 
-def parse_weights(pretrained: str) -> ClipWeights:
-    """Classify ``text.pretrained``; a path-like value must name an existing file."""
+def parse_weights(pretrained: str, key: str = "text.pretrained") -> ClipWeights:
+    """Classify a ``text.pretrained``-like value (setting ``key``); a path must be a file."""
     if not pretrained:
         return ClipWeights("random")
     path = Path(pretrained).expanduser()
@@ -66,7 +69,7 @@ def parse_weights(pretrained: str) -> ClipWeights:
         return ClipWeights("file", str(path.resolve()))
     if looks_like_path:
         raise UserError(
-            f"CLIP weights file not found: {path} (text.pretrained); give an existing "
+            f"CLIP weights file not found: {path} ({key}); give an existing "
             "open_clip/CLIP checkpoint, an open_clip tag such as 'openai', or '' for random init"
         )
     return ClipWeights("tag", pretrained)
@@ -98,8 +101,20 @@ def clip_model_config(model_name: str) -> dict[str, Any]:
     return config
 
 
-def resolve_tag(model_name: str, tag: str, download_dir: str | None) -> ClipWeights:
-    """The local file of open_clip tag ``tag``; random init (after a warning) when unavailable."""
+def resolve_tag(
+    model_name: str,
+    tag: str,
+    download_dir: str | None,
+    *,
+    key: str = "text.pretrained",
+    towers: str = "text tower",
+    required: bool = False,
+) -> ClipWeights:
+    """The local file of open_clip tag ``tag`` of ``model_name`` (found, or downloaded).
+
+    When it cannot be had: a :class:`UserError` naming the file to download if ``required``
+    (the backbone), else random init after one warning saying which ``towers`` are random.
+    """
     from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
 
     clip_model_config(model_name)  # a clear error for an unknown model before the tag's
@@ -107,47 +122,72 @@ def resolve_tag(model_name: str, tag: str, download_dir: str | None) -> ClipWeig
     if not pretrained_cfg:
         tags = ", ".join(list_pretrained_tags_by_model(model_name)) or "none"
         raise UserError(
-            f"text.pretrained={tag!r} is neither an open_clip tag of {model_name} "
-            f"(tags: {tags}) nor an existing weights file"
+            f"{key}={tag!r} is neither an open_clip tag of {model_name} (text.model; "
+            f"tags: {tags}) nor an existing weights file"
         )
     path, reason = fetch_tag_weights(pretrained_cfg, download_dir)
     if path:
         return ClipWeights("file", str(Path(path).resolve()))
-    warn_random_weights(model_name, tag, reason, pretrained_cfg)
+    if required:
+        url, name = download_location(pretrained_cfg)
+        raise UserError(
+            f"{key}={tag!r}: open_clip weights {model_name}/{tag} are not available ({reason}); "
+            f"download {url} and set {key}=/path/to/{name} {_activation_fix(pretrained_cfg)}"
+            "(use the same file for text.pretrained to share it with the text tower)"
+        )
+    warn_random_weights(model_name, tag, reason, pretrained_cfg, towers)
     return ClipWeights("random", fallback_from=tag)
 
 
-def uses_quick_gelu(model_name: str, requested: ClipWeights, weights: ClipWeights) -> bool:
-    """Whether the towers were trained with QuickGELU (the model, the tag or OpenAI's archive)."""
-    if clip_model_config(model_name).get("quick_gelu", False):
-        return True
-    if weights.kind == "file" and is_torchscript_archive(weights.source):
-        return True  # OpenAI's original release (TorchScript) was trained with QuickGELU
-    if requested.kind != "tag":
-        return False
-    from open_clip.pretrained import get_pretrained_cfg
+def read_weights_file(
+    path: str | Path, key: str, what: str = "CLIP weights file"
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """``(state dict, openai_release)`` of a checkpoint file, read once, on the CPU.
 
-    return bool(get_pretrained_cfg(model_name, requested.source).get("quick_gelu", False))
-
-
-def read_clip_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The state dict of a CLIP checkpoint file: open_clip/OpenAI layout, or TorchScript."""
-    from open_clip.factory import load_state_dict
-
+    Reads torch.save files (plain or wrapped in ``state_dict``/``model``/``module``, ``module.``
+    prefixes), .safetensors and TorchScript archives (OpenAI's CLIP release). ``openai_release``:
+    the file is OpenAI's own CLIP (an archive, or its state dict: ``input_resolution``,
+    ``context_length``, ``vocab_size`` entries, which are dropped from the state dict).
+    """
+    openai = False
     try:
-        if is_torchscript_archive(path):
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path))
+        elif is_torchscript_archive(path):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
-                state = torch.jit.load(path, map_location="cpu").state_dict()
-            for key in ("input_resolution", "context_length", "vocab_size"):
-                state.pop(key, None)
-            return state
-        return load_state_dict(path, device="cpu", weights_only=True)
+                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+            openai = True
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        for wrapper in ("state_dict", "model", "module"):
+            if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+        if not isinstance(obj, dict):
+            raise ValueError(f"it holds a {type(obj).__name__}, not a state dict")
     except Exception as err:
-        raise UserError(f"cannot read CLIP weights file {path} (text.pretrained): {err}") from err
+        raise UserError(f"cannot read {what} {path} ({key}): {err}") from err
+    state = {k.removeprefix("module."): v for k, v in obj.items() if torch.is_tensor(v)}
+    openai = openai or all(k in state for k in OPENAI_RELEASE_KEYS)
+    for k in OPENAI_RELEASE_KEYS:
+        state.pop(k, None)
+    return state, openai
 
 
-def load_tower_state(tower: torch.nn.Module, state: dict[str, Any], path: str, model: str) -> None:
+def read_clip_state_dict(path: str, key: str = "text.pretrained") -> dict[str, torch.Tensor]:
+    """The state dict of a CLIP checkpoint file: open_clip/OpenAI layout, or TorchScript."""
+    return read_weights_file(path, key)[0]
+
+
+def load_tower_state(
+    tower: torch.nn.Module,
+    state: dict[str, Any],
+    path: str,
+    model: str,
+    key: str = "text.pretrained",
+) -> None:
     """``tower.load_state_dict(state)`` with an error naming the file and the keys that differ."""
     try:
         missing, unexpected = tower.load_state_dict(state, strict=False)
@@ -157,7 +197,7 @@ def load_tower_state(tower: torch.nn.Module, state: dict[str, Any], path: str, m
         problem = str(err).strip().splitlines()[-1].strip()
     if problem:
         raise UserError(
-            f"weights file {path} (text.pretrained) does not fit the {type(tower).__name__} of "
+            f"weights file {path} ({key}) does not fit the {type(tower).__name__} of "
             f"open_clip model {model!r} (text.model): {problem}; set text.model to the "
             "architecture the file was saved from"
         )
@@ -235,18 +275,119 @@ def _offline_reason(pretrained_cfg: dict[str, Any]) -> str:
     return ""
 
 
-def warn_random_weights(model: str, tag: str, reason: str, pretrained_cfg: dict[str, Any]) -> None:
-    """Say once per process that the class embeddings come from a random text tower."""
+def download_location(pretrained_cfg: dict[str, Any]) -> tuple[str, str]:
+    """``(url, file name)`` of the file open_clip would download for a pretrained config."""
+    hub = pretrained_cfg.get("hf_hub", "")
+    if hub:
+        from open_clip.constants import HF_WEIGHTS_NAME
+
+        repo_id, filename = os.path.split(hub)
+        filename = filename or HF_WEIGHTS_NAME
+        return f"https://huggingface.co/{repo_id}/resolve/main/{filename}", filename
+    url = pretrained_cfg.get("url", "")
+    return url, os.path.basename(url) or "weights.pt"
+
+
+def _activation_fix(pretrained_cfg: dict[str, Any]) -> str:
+    """The ``text.quick_gelu=`` setting that a downloaded copy of these weights needs."""
+    return f"{QUICK_GELU_KEY}={str(bool(pretrained_cfg.get('quick_gelu'))).lower()} "
+
+
+def warn_random_weights(
+    model: str, tag: str, reason: str, pretrained_cfg: dict[str, Any], towers: str = "text tower"
+) -> None:
+    """Say once per process (one warning, no log line) that ``towers`` are randomly initialised."""
     if (model, tag) in _WARNED:
         return
     _WARNED.add((model, tag))
-    hub = pretrained_cfg.get("hf_hub", "")
-    where = f"https://huggingface.co/{hub.rstrip('/')}" if hub else pretrained_cfg.get("url", "")
+    url, name = download_location(pretrained_cfg)
+    many = towers.endswith("s")
     message = (
-        f"open_clip weights {model}/{tag} are not available ({reason}). The text tower is "
-        "RANDOMLY INITIALISED, so the class-name embeddings are meaningless and accuracy will not "
-        "reflect CLIP. Fix: run once with internet access so open_clip downloads them, or "
-        f"download the weights file (from {where}) and set text.pretrained=/path/to/that/file."
+        f"open_clip weights {model}/{tag} are not available ({reason}). The {towers} "
+        f"{'are' if many else 'is'} RANDOMLY INITIALISED, so {'their' if many else 'its'} "
+        "outputs are meaningless and accuracy will not reflect CLIP. Fix: run once with internet "
+        f"access so open_clip downloads them, or download {url} and set "
+        f"text.pretrained=/path/to/{name} {_activation_fix(pretrained_cfg).strip()}."
     )
-    logger.warning(message)
     warnings.warn(message, UserWarning, stacklevel=3)
+
+
+class ClipSource:
+    """One CLIP checkpoint shared by the towers that load it: resolved once, read at most once.
+
+    Args:
+        model_name: open_clip model name (``text.model``): its tags and its activation.
+        requested: what the setting asked for (a tag, a file or random init).
+        weights: where the weights are (a tag resolved to its file, or random init).
+        quick_gelu: ``text.quick_gelu`` (auto, true, false).
+        key: the setting that named the weights, for messages.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        requested: ClipWeights,
+        weights: ClipWeights,
+        *,
+        quick_gelu: str = "auto",
+        key: str = "text.pretrained",
+    ) -> None:
+        self.model_name = model_name
+        self.requested = requested
+        self.weights = weights
+        self.quick_gelu_setting = quick_gelu
+        self.key = key
+        self._state: dict[str, torch.Tensor] | None = None
+        self._openai_release = False
+
+    @classmethod
+    def resolve(
+        cls,
+        model_name: str,
+        pretrained: str,
+        *,
+        quick_gelu: str = "auto",
+        download_dir: str | None = None,
+        key: str = "text.pretrained",
+        towers: str = "text tower",
+        required: bool = False,
+    ) -> ClipSource:
+        """Classify ``pretrained`` and find (or download) a tag's file; see :func:`resolve_tag`."""
+        requested = parse_weights(pretrained, key)
+        weights = requested
+        if requested.kind == "tag":
+            weights = resolve_tag(
+                model_name, requested.source, download_dir, key=key, towers=towers,
+                required=required,
+            )  # fmt: skip
+        return cls(model_name, requested, weights, quick_gelu=quick_gelu, key=key)
+
+    def __repr__(self) -> str:
+        return f"ClipSource({self.model_name!r}, {self.weights}, quick_gelu={self.quick_gelu})"
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The file's full state dict (all towers), read on the first call only."""
+        if self.weights.kind != "file":
+            raise ValueError(f"{self.weights} has no weights file")
+        if self._state is None:
+            self._state, self._openai_release = read_weights_file(self.weights.source, self.key)
+        return self._state
+
+    @property
+    def quick_gelu(self) -> bool:
+        """Whether the towers need QuickGELU (:func:`~hpnet.text.activation.resolve_quick_gelu`)."""
+        path = self.weights.source if self.weights.kind == "file" else ""
+        if path and self.quick_gelu_setting == "auto":
+            self.state_dict()  # an OpenAI state dict says so by its keys
+        return resolve_quick_gelu(
+            self.quick_gelu_setting,
+            self.model_name,
+            tag=self.requested.source if self.requested.kind == "tag" else "",
+            path=path,
+            openai_release=self._openai_release,
+            key=self.key,
+        )
+
+    def release(self) -> None:
+        """Drop the state dict (the towers hold their own copies)."""
+        self._state = None

@@ -54,7 +54,7 @@ from hpnet.data.decode_errors import (
     no_video_stream_reason,
 )
 from hpnet.data.decode_pyav import _PyAVReader
-from hpnet.data.decode_reader import _TAIL_SLACK, VideoInfo, VideoReader
+from hpnet.data.decode_reader import _TAIL_SLACK, VideoInfo, VideoReader, display_geometry
 from hpnet.data.decode_reader import resize_frames as resize_frames  # re-exported: public here
 
 Backend = Literal["auto", "torchcodec", "pyav"]
@@ -136,8 +136,15 @@ class _TorchcodecReader(VideoReader):
         num_frames = int(meta.num_frames or 0)
         if num_frames < 1:
             raise VideoDecodeError(path, "the video stream has no frames")
-        fps = meta.average_fps or meta.average_fps_from_header or 0.0
-        self._info = VideoInfo(num_frames, float(fps), int(meta.width), int(meta.height))
+        fps = float(meta.average_fps or meta.average_fps_from_header or 0.0)
+        turned = round(float(meta.rotation or 0) / 90) % 2  # width and height come turned
+        stored = (meta.height, meta.width) if turned else (meta.width, meta.height)
+        width, height, rotation, sar = display_geometry(
+            int(stored[0]), int(stored[1]), meta.rotation, meta.pixel_aspect_ratio
+        )
+        self._info = VideoInfo(
+            num_frames, fps, width, height, rotation, sar, decoder=self.backend
+        )
 
     def _open_decoder(self) -> Any:
         decoder_class = _torchcodec_decoder_class()
@@ -236,6 +243,11 @@ class _TorchcodecReader(VideoReader):
 # ---------------------------------------------------------------------------------- functions
 
 
+def _is_avi(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are an AVI's (``RIFF``, size, ``AVI ``)."""
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+
+
 def open_video(
     path: str | Path,
     *,
@@ -244,10 +256,11 @@ def open_video(
     threads: int = 1,
     max_pixels: int = 0,
 ) -> VideoReader:
-    """Open a video for reading frames; use as a context manager.
+    """Open a video for reading frames, as displayed (see :mod:`hpnet.data.decode_reader`); use
+    as a context manager.
 
-    ``backend``: ``auto`` (torchcodec, PyAV if torchcodec cannot load FFmpeg), ``torchcodec`` or
-    ``pyav``. ``device="cuda"`` decodes on the GPU with torchcodec (PyAV decodes on the CPU and
+    ``backend``: ``auto`` (torchcodec; PyAV for AVI files and when torchcodec cannot load
+    FFmpeg), ``torchcodec`` or ``pyav``; ``reader.backend`` says which one reads. ``device="cuda"`` decodes on the GPU with torchcodec (PyAV decodes on the CPU and
     moves the frames). ``threads``: FFmpeg decoding threads (1 suits DataLoader workers; 0 = auto).
     ``max_pixels``: refuse frames of more than this many pixels (width x height; 0 = no limit),
     checked from the stream header before anything is decoded.
@@ -265,14 +278,17 @@ def open_video(
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as f:
+            head = f.read(12)
     except PermissionError:
         reason = "permission denied (this user may not read the file: fix its permissions)"
         raise VideoDecodeError(path, reason) from None
     except OSError as err:
         raise VideoDecodeError(path, f"cannot read the file ({err.strerror or err})") from None
-    if resolve_backend(backend) == "torchcodec":
+    chosen = resolve_backend(backend)
+    if backend == "auto" and _is_avi(head):  # no timestamps: torchcodec may miss pictures
+        chosen = "pyav"
+    if chosen == "torchcodec":
         reader: VideoReader = _TorchcodecReader(path, device, threads)
     else:
         reader = _PyAVReader(path, device, threads)

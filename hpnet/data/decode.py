@@ -54,7 +54,13 @@ from hpnet.data.decode_errors import (
     no_video_stream_reason,
 )
 from hpnet.data.decode_pyav import _PyAVReader
-from hpnet.data.decode_reader import _TAIL_SLACK, VideoInfo, VideoReader, display_geometry
+from hpnet.data.decode_reader import (
+    _TAIL_SLACK,
+    VideoInfo,
+    VideoReader,
+    display_geometry,
+    refuse_larger,
+)
 from hpnet.data.decode_reader import resize_frames as resize_frames  # re-exported: public here
 
 Backend = Literal["auto", "torchcodec", "pyav"]
@@ -126,7 +132,7 @@ class _TorchcodecReader(VideoReader):
 
     backend = "torchcodec"
 
-    def __init__(self, path: Path, device: torch.device, threads: int) -> None:
+    def __init__(self, path: Path, device: torch.device, threads: int, max_pixels: int) -> None:
         super().__init__(path, device)
         self._threads = threads
         self._decoders: list[Any] = [self._open_decoder(), None]
@@ -142,9 +148,8 @@ class _TorchcodecReader(VideoReader):
         width, height, rotation, sar = display_geometry(
             int(stored[0]), int(stored[1]), meta.rotation, meta.pixel_aspect_ratio
         )
-        self._info = VideoInfo(
-            num_frames, fps, width, height, rotation, sar, decoder=self.backend
-        )
+        refuse_larger(path, width, height, max_pixels)  # nothing decoded yet
+        self._info = VideoInfo(num_frames, fps, width, height, rotation, sar, decoder=self.backend)
 
     def _open_decoder(self) -> Any:
         decoder_class = _torchcodec_decoder_class()
@@ -221,7 +226,7 @@ class _TorchcodecReader(VideoReader):
     def _read_tail_with_pyav(self, group: list[int]) -> torch.Tensor:
         """Frames at sorted ``group`` (ending near the end) read with PyAV -> uint8 (G, 3, H, W)."""
         if self._tail_reader is None:
-            self._tail_reader = _PyAVReader(self.path, self.device, self._threads)
+            self._tail_reader = _PyAVReader(self.path, self.device, self._threads, 0)
         tail = self._tail_reader
         if tail.info.num_frames != self.info.num_frames:  # the two scans disagree: no mapping
             raise VideoDecodeError(
@@ -260,10 +265,11 @@ def open_video(
     as a context manager.
 
     ``backend``: ``auto`` (torchcodec; PyAV for AVI files and when torchcodec cannot load
-    FFmpeg), ``torchcodec`` or ``pyav``; ``reader.backend`` says which one reads. ``device="cuda"`` decodes on the GPU with torchcodec (PyAV decodes on the CPU and
-    moves the frames). ``threads``: FFmpeg decoding threads (1 suits DataLoader workers; 0 = auto).
-    ``max_pixels``: refuse frames of more than this many pixels (width x height; 0 = no limit),
-    checked from the stream header before anything is decoded.
+    FFmpeg), ``torchcodec`` or ``pyav``; ``reader.backend`` says which one reads.
+    ``device="cuda"`` decodes on the GPU with torchcodec (PyAV decodes on the CPU and moves the
+    frames). ``threads``: FFmpeg decoding threads (1 suits DataLoader workers; 0 = auto).
+    ``max_pixels``: refuse frames of more than this many pixels (displayed width x height; 0 =
+    no limit), checked from the stream header before anything is decoded.
     Raises VideoDecodeError for a missing, empty, unreadable, non-video, undecodable or too
     large file.
     """
@@ -289,19 +295,8 @@ def open_video(
     if backend == "auto" and _is_avi(head):  # no timestamps: torchcodec may miss pictures
         chosen = "pyav"
     if chosen == "torchcodec":
-        reader: VideoReader = _TorchcodecReader(path, device, threads)
-    else:
-        reader = _PyAVReader(path, device, threads)
-    width, height = reader.info.width, reader.info.height
-    if max_pixels and width * height > max_pixels:
-        reader.close()
-        raise VideoDecodeError(
-            path,
-            f"frames of {width}x{height} ({width * height} pixels) are over the limit of "
-            f"{max_pixels} pixels (raise data.max_pixels, 0 = no limit, or downscale the video, "
-            "e.g. ffmpeg -i IN -vf scale=-2:720 OUT)",
-        )
-    return reader
+        return _TorchcodecReader(path, device, threads, max_pixels)
+    return _PyAVReader(path, device, threads, max_pixels)
 
 
 def decode_frames(

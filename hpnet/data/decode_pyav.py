@@ -30,7 +30,13 @@ import numpy as np
 import torch
 
 from hpnet.data.decode_errors import VideoDecodeError, first_line, no_decoder_reason
-from hpnet.data.decode_reader import _TAIL_SLACK, VideoInfo, VideoReader, display_geometry
+from hpnet.data.decode_reader import (
+    _TAIL_SLACK,
+    VideoInfo,
+    VideoReader,
+    display_geometry,
+    refuse_larger,
+)
 
 
 class _PyAVReader(VideoReader):
@@ -40,7 +46,7 @@ class _PyAVReader(VideoReader):
 
     backend = "pyav"
 
-    def __init__(self, path: Path, device: torch.device, threads: int) -> None:
+    def __init__(self, path: Path, device: torch.device, threads: int, max_pixels: int) -> None:
         import av
 
         super().__init__(path, device)
@@ -72,16 +78,16 @@ class _PyAVReader(VideoReader):
         self._last_label: int | None = None  # timestamp of the last picture it gave
         self._error = ""  # first decode error since the last seek
         self._stored = (context.width, context.height)  # size of the decoded pictures
-        try:
+        sar = self._stream.sample_aspect_ratio
+        try:  # the pixel count does not depend on the rotation, known once a picture is decoded
+            refuse_larger(path, *display_geometry(*self._stored, 0, sar)[:2], max_pixels)
             self._timestamps, self._keyframes = self._scan()  # (num_frames,), (K,) sorted
             rotation = self._first_rotation()
         except VideoDecodeError:
             self._container.close()
             raise
         fps = float(self._stream.average_rate or self._stream.guessed_rate or 0)
-        width, height, turn, sar = display_geometry(
-            *self._stored, rotation, self._stream.sample_aspect_ratio
-        )
+        width, height, turn, sar = display_geometry(*self._stored, rotation, sar)
         self._info = VideoInfo(
             len(self._timestamps), fps, width, height, turn, sar, decoder=self.backend
         )

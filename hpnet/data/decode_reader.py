@@ -125,6 +125,18 @@ class VideoReader:
 # ------------------------------------------------------------------------------------ helpers
 
 
+def refuse_larger(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Raise VideoDecodeError when displayed frames of ``width x height`` have more than
+    ``max_pixels`` pixels (0 = no limit)."""
+    if max_pixels and width * height > max_pixels:
+        raise VideoDecodeError(
+            path,
+            f"frames of {width}x{height} ({width * height} pixels) are over the limit of "
+            f"{max_pixels} pixels (raise data.max_pixels, 0 = no limit, or downscale the video, "
+            "e.g. ffmpeg -i IN -vf scale=-2:720 OUT)",
+        )
+
+
 def _unique_indices(
     indices: Sequence[int] | np.ndarray, num_frames: int, path: Path
 ) -> tuple[np.ndarray, np.ndarray]:

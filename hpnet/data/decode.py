@@ -1,23 +1,36 @@
-"""Decode only the frames a clip needs, with torchcodec (PyAV when torchcodec cannot load FFmpeg).
+"""Decode only the frames a clip needs, with torchcodec or PyAV, as displayed.
 
     with open_video("clip.avi") as reader:  # keeps the decoder open
         idx = sample_frame_indices(reader.info.num_frames, 16, train=False)  # (1, 16)
         clip = reader.frames(idx[0], size=(256, 341))  # uint8 (16, 3, 256, 341)
     clip = decode_frames("clip.avi", [0, 8, 8, 15])  # uint8 (4, 3, H, W), in the requested order
 
+Frames come as displayed, from either backend: turned by the video's rotation metadata and, for
+non-square pixels, resized to the display aspect (see :mod:`hpnet.data.decode_reader`);
+``reader.info`` gives that displayed size, its ``rotation`` and pixel aspect ``sar``.
+
+Which backend (``data.decoder``): ``auto`` reads AVI files (recognised by their first bytes) with
+the PyAV reader and everything else with torchcodec; PyAV everywhere when torchcodec cannot load
+FFmpeg. AVI stores no presentation timestamps, and torchcodec finds a frame by the timestamps
+its FFmpeg gives the decoded pictures, which for a decoder that holds pictures back (B-frames,
+DivX/XviD packed bitstream: every HMDB51 and UCF101 clip, and H.264 AVIs) are those of later
+packets: it then returns a neighbour instead of some pictures (measured: at least one picture
+of each of the 7 HMDB51 test clips, 6 of 73 on one, one of the UCF101 clip, two of the NTU
+H.264 AVI). The PyAV reader labels
+AVI pictures by their place in the decoder's output (see :mod:`hpnet.data.decode_pyav`) and
+returns every picture in order, at about torchcodec's speed on these small clips
+(``bench/decode.py``). ``torchcodec`` and ``pyav`` force one backend.
+
 Frame numbering (the same for both backends): ``num_frames`` counts the video packets in the
 file (torchcodec's "exact" scan, not the header, which is wrong for truncated or re-muxed AVIs)
 and frame ``i`` is the first decoded picture whose timestamp reaches the ``i``-th packet
 timestamp in presentation order. For ordinary files this is simply the ``i``-th picture. Some
 AVIs carry packets without a picture (every HMDB51 clip has a 1-byte "drop" packet right after
-its first frame): there two neighbouring indices give the same picture, every index stays
-readable, and the two backends can differ by up to two frames because their FFmpeg versions
-time-stamp such files differently. In DivX/XviD AVIs with packed B-frames PyAV gives every
-picture in display order (see :mod:`hpnet.data.decode_pyav`); torchcodec keeps the order but
-skips some pictures of some such files (3 of the 7 HMDB51 test clips), repeating a neighbour.
-torchcodec cannot return a picture that its decoder only gives when flushed at the end of the
-stream (a one-frame stream copy of a DivX AVI, for one): frames at the very end that torchcodec
-reports as past the end of the stream are read with PyAV instead.
+its first frame): there two neighbouring indices give the same picture and every index stays
+readable; read with torchcodec (``data.decoder=torchcodec``) such files can be numbered up to two
+frames apart from PyAV's. torchcodec cannot return a picture that its decoder only gives when
+flushed at the end of the stream: frames at the very end that torchcodec reports as past the
+end of the stream are read with PyAV instead.
 
 Bad files raise :class:`VideoDecodeError` naming the file and why: not found, a directory, empty,
 permission denied, not a video, no decoder for its codec (an AVI's FourCC is named), no frames,
@@ -92,7 +105,10 @@ def _torchcodec_decoder_class() -> type | None:
 
 
 def resolve_backend(backend: str = "auto") -> Literal["torchcodec", "pyav"]:
-    """The decoder that ``backend`` means here: ``auto`` is torchcodec, else PyAV (one warning)."""
+    """The decoder that ``backend`` means here: ``auto`` is torchcodec, else PyAV (one warning).
+
+    :func:`open_video` reads AVI files with PyAV under ``auto`` all the same; ``reader.backend``
+    (and ``reader.info.decoder``) say which decoder read a file."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "pyav":

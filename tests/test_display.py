@@ -244,3 +244,24 @@ def test_pose_cache_command_records_what_it_saw(clips: dict, tmp_path: Path) -> 
     assert (meta["width"], meta["height"], meta["rotation"]) == (WIDTH, 60, 90)
     assert (meta["pixel_aspect"], meta["frames_as"]) == ("64:51", "displayed")
     assert _joints(out, videos / "clip.mp4").shape == (1, 2, 1, 17, 3)
+
+
+def test_pose_cache_decoder_warning_follows_the_reader_of_each_file(tmp_path: Path, caplog) -> None:
+    """Under ``auto`` an AVI is read with PyAV, other files with torchcodec: a file cached from
+    an AVI read with PyAV, read again with PyAV, is no cause for a warning."""
+    import logging
+
+    from hpnet.data.decode import VideoInfo
+    from hpnet.pose import store
+
+    facts = {"num_frames": FRAMES, "width": WIDTH, "height": HEIGHT, "rotation": 0}
+    _cache_file(tmp_path, {**facts, "pixel_aspect": "1:1", "decoder": "pyav"})
+    record, indices = VideoRecord(tmp_path / "clip.mp4", 0, "clip.mp4"), np.array([[0, 3]])
+    cache = JointCache(tmp_path, persons=1, decoder="torchcodec")  # what auto resolves to
+    store._WARNED_DECODERS.clear()
+    with caplog.at_level(logging.WARNING, logger="hpnet.pose.store"):
+        cache(record, indices, VideoInfo(FRAMES, 10.0, WIDTH, HEIGHT, decoder="pyav"))
+        assert not caplog.records
+        cache(record, indices, VideoInfo(FRAMES, 10.0, WIDTH, HEIGHT, decoder="torchcodec"))
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "made with the pyav decoder, this run reads frames with torchcodec" in warning

@@ -42,13 +42,6 @@ class VideoInfo:
     sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio of the stored picture
     decoder: str = field(default="", compare=False)  # the backend that reads the frames
 
-    @property
-    def orientation(self) -> str:
-        """How the frames are shown, in words: ``as stored`` or ``rotated 90°`` (and the pixel
-        aspect when it is not 1), for messages."""
-        turned = f"rotated {self.rotation}°" if self.rotation else "as stored"
-        return turned if self.sar == 1 else f"{turned}, pixel aspect {sar_text(self.sar)}"
-
 
 def sar_text(sar: Fraction) -> str:
     """``Fraction(64, 51)`` -> ``"64:51"`` (the form FFmpeg prints and the pose cache stores)."""

@@ -236,10 +236,10 @@ def _check_same_video(path: Path, meta: dict[str, Any], info: Any) -> None:
     joints at the wrong places: refuse it, saying what differs."""
     then = (meta.get("num_frames"), meta.get("width"), meta.get("height"))
     now = (info.num_frames, info.width, info.height)
+    seen = _rotation_seen(meta, info)
     if None in then or then[0] != now[0]:
         reason = "" if None in then else _other_video(then, now)
-    elif _rotation_seen(meta, info) not in (None, info.rotation):
-        seen = _rotation_seen(meta, info)
+    elif seen is not None and seen != info.rotation:
         reason = (
             f"it was made from the video {_turned(seen)} but the video is displayed "
             f"{_turned(info.rotation)}"

@@ -13,13 +13,12 @@ Which backend (``data.decoder``): ``auto`` reads AVI files (recognised by their 
 the PyAV reader and everything else with torchcodec; PyAV everywhere when torchcodec cannot load
 FFmpeg. AVI stores no presentation timestamps, and torchcodec finds a frame by the timestamps
 its FFmpeg gives the decoded pictures, which for a decoder that holds pictures back (B-frames,
-DivX/XviD packed bitstream: every HMDB51 and UCF101 clip, and H.264 AVIs) are those of later
-packets: it then returns a neighbour instead of some pictures (measured: at least one picture
-of each of the 7 HMDB51 test clips, 6 of 73 on one, one of the UCF101 clip, two of the NTU
-H.264 AVI). The PyAV reader labels
-AVI pictures by their place in the decoder's output (see :mod:`hpnet.data.decode_pyav`) and
-returns every picture in order, at about torchcodec's speed on these small clips
-(``bench/decode.py``). ``torchcodec`` and ``pyav`` force one backend.
+DivX/XviD packed bitstream, as in the HMDB51 and UCF101 clips here, and H.264 AVIs) are those
+of later packets: it then returns a neighbour instead of some pictures (measured: at least one
+picture of each of the 7 HMDB51 test clips, 6 of 73 on one, one of the UCF101 clip, two of the
+NTU H.264 AVI). The PyAV reader labels AVI pictures by their place in the decoder's output (see
+:mod:`hpnet.data.decode_pyav`) and returns every picture in order, at about torchcodec's speed
+on these small clips (``bench/decode.py``). ``torchcodec`` and ``pyav`` force one backend.
 
 Frame numbering (the same for both backends): ``num_frames`` counts the video packets in the
 file (torchcodec's "exact" scan, not the header, which is wrong for truncated or re-muxed AVIs)

@@ -66,7 +66,7 @@ class DataConfig:
     allow_missing: bool = False  # tolerate videos listed in split files but absent on disk
     test_fraction: float = 0.3  # folder dataset without train/ and test/: share held out per class
     seed: int = 0  # seed of the synthetic dataset and of dataset-side randomness
-    decoder: Literal["auto", "torchcodec", "pyav"] = "auto"  # auto = torchcodec, else PyAV
+    decoder: Literal["auto", "torchcodec", "pyav"] = "auto"  # auto: AVI with PyAV, else torchcodec
     max_pixels: int = 4096 * 4096  # refuse videos whose width x height is larger (0 = no limit)
     balance: Literal["none", "sampler", "loss"] = "none"  # class-balanced sampler or loss weights
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -1,23 +1,35 @@
-"""Decode only the frames a clip needs, with torchcodec (PyAV when torchcodec cannot load FFmpeg).
+"""Decode only the frames a clip needs, with torchcodec or PyAV, as displayed.
 
     with open_video("clip.avi") as reader:  # keeps the decoder open
         idx = sample_frame_indices(reader.info.num_frames, 16, train=False)  # (1, 16)
         clip = reader.frames(idx[0], size=(256, 341))  # uint8 (16, 3, 256, 341)
     clip = decode_frames("clip.avi", [0, 8, 8, 15])  # uint8 (4, 3, H, W), in the requested order
 
+Frames come as displayed, from either backend: turned by the video's rotation metadata and, for
+non-square pixels, resized to the display aspect (see :mod:`hpnet.data.decode_reader`);
+``reader.info`` gives that displayed size, its ``rotation`` and pixel aspect ``sar``.
+
+Which backend (``data.decoder``): ``auto`` reads AVI files (recognised by their first bytes) with
+the PyAV reader and everything else with torchcodec; PyAV everywhere when torchcodec cannot load
+FFmpeg. AVI stores no presentation timestamps, and torchcodec finds a frame by the timestamps
+its FFmpeg gives the decoded pictures, which for a decoder that holds pictures back (B-frames,
+DivX/XviD packed bitstream, as in the HMDB51 and UCF101 clips here, and H.264 AVIs) are those
+of later packets: it then returns a neighbour instead of some pictures (measured: at least one
+picture of each of the 7 HMDB51 test clips, 6 of 73 on one, one of the UCF101 clip, two of the
+NTU H.264 AVI). The PyAV reader labels AVI pictures by their place in the decoder's output (see
+:mod:`hpnet.data.decode_pyav`) and returns every picture in order, at about torchcodec's speed
+on these small clips (``bench/decode.py``). ``torchcodec`` and ``pyav`` force one backend.
+
 Frame numbering (the same for both backends): ``num_frames`` counts the video packets in the
 file (torchcodec's "exact" scan, not the header, which is wrong for truncated or re-muxed AVIs)
 and frame ``i`` is the first decoded picture whose timestamp reaches the ``i``-th packet
 timestamp in presentation order. For ordinary files this is simply the ``i``-th picture. Some
 AVIs carry packets without a picture (every HMDB51 clip has a 1-byte "drop" packet right after
-its first frame): there two neighbouring indices give the same picture, every index stays
-readable, and the two backends can differ by up to two frames because their FFmpeg versions
-time-stamp such files differently. In DivX/XviD AVIs with packed B-frames PyAV gives every
-picture in display order (see :mod:`hpnet.data.decode_pyav`); torchcodec keeps the order but
-skips some pictures of some such files (3 of the 7 HMDB51 test clips), repeating a neighbour.
-torchcodec cannot return a picture that its decoder only gives when flushed at the end of the
-stream (a one-frame stream copy of a DivX AVI, for one): frames at the very end that torchcodec
-reports as past the end of the stream are read with PyAV instead.
+its first frame): there two neighbouring indices give the same picture and every index stays
+readable; read with torchcodec (``data.decoder=torchcodec``) such files can be numbered up to two
+frames apart from PyAV's. torchcodec cannot return a picture that its decoder only gives when
+flushed at the end of the stream: frames at the very end that torchcodec reports as past the
+end of the stream are read with PyAV instead.
 
 Bad files raise :class:`VideoDecodeError` naming the file and why: not found, a directory, empty,
 permission denied, not a video, no decoder for its codec (an AVI's FourCC is named), no frames,
@@ -54,7 +66,13 @@ from hpnet.data.decode_errors import (
     no_video_stream_reason,
 )
 from hpnet.data.decode_pyav import _PyAVReader
-from hpnet.data.decode_reader import _TAIL_SLACK, VideoInfo, VideoReader
+from hpnet.data.decode_reader import (
+    _TAIL_SLACK,
+    VideoInfo,
+    VideoReader,
+    display_geometry,
+    refuse_larger,
+)
 from hpnet.data.decode_reader import resize_frames as resize_frames  # re-exported: public here
 
 Backend = Literal["auto", "torchcodec", "pyav"]
@@ -86,7 +104,10 @@ def _torchcodec_decoder_class() -> type | None:
 
 
 def resolve_backend(backend: str = "auto") -> Literal["torchcodec", "pyav"]:
-    """The decoder that ``backend`` means here: ``auto`` is torchcodec, else PyAV (one warning)."""
+    """The decoder that ``backend`` means here: ``auto`` is torchcodec, else PyAV (one warning).
+
+    :func:`open_video` reads AVI files with PyAV under ``auto`` all the same; ``reader.backend``
+    (and ``reader.info.decoder``) say which decoder read a file."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "pyav":
@@ -126,7 +147,7 @@ class _TorchcodecReader(VideoReader):
 
     backend = "torchcodec"
 
-    def __init__(self, path: Path, device: torch.device, threads: int) -> None:
+    def __init__(self, path: Path, device: torch.device, threads: int, max_pixels: int) -> None:
         super().__init__(path, device)
         self._threads = threads
         self._decoders: list[Any] = [self._open_decoder(), None]
@@ -136,8 +157,14 @@ class _TorchcodecReader(VideoReader):
         num_frames = int(meta.num_frames or 0)
         if num_frames < 1:
             raise VideoDecodeError(path, "the video stream has no frames")
-        fps = meta.average_fps or meta.average_fps_from_header or 0.0
-        self._info = VideoInfo(num_frames, float(fps), int(meta.width), int(meta.height))
+        fps = float(meta.average_fps or meta.average_fps_from_header or 0.0)
+        turned = round(float(meta.rotation or 0) / 90) % 2  # width and height come turned
+        stored = (meta.height, meta.width) if turned else (meta.width, meta.height)
+        width, height, rotation, sar = display_geometry(
+            int(stored[0]), int(stored[1]), meta.rotation, meta.pixel_aspect_ratio
+        )
+        refuse_larger(path, width, height, max_pixels)  # nothing decoded yet
+        self._info = VideoInfo(num_frames, fps, width, height, rotation, sar, decoder=self.backend)
 
     def _open_decoder(self) -> Any:
         decoder_class = _torchcodec_decoder_class()
@@ -214,7 +241,7 @@ class _TorchcodecReader(VideoReader):
     def _read_tail_with_pyav(self, group: list[int]) -> torch.Tensor:
         """Frames at sorted ``group`` (ending near the end) read with PyAV -> uint8 (G, 3, H, W)."""
         if self._tail_reader is None:
-            self._tail_reader = _PyAVReader(self.path, self.device, self._threads)
+            self._tail_reader = _PyAVReader(self.path, self.device, self._threads, 0)
         tail = self._tail_reader
         if tail.info.num_frames != self.info.num_frames:  # the two scans disagree: no mapping
             raise VideoDecodeError(
@@ -236,6 +263,11 @@ class _TorchcodecReader(VideoReader):
 # ---------------------------------------------------------------------------------- functions
 
 
+def _is_avi(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are an AVI's (``RIFF``, size, ``AVI ``)."""
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+
+
 def open_video(
     path: str | Path,
     *,
@@ -244,13 +276,15 @@ def open_video(
     threads: int = 1,
     max_pixels: int = 0,
 ) -> VideoReader:
-    """Open a video for reading frames; use as a context manager.
+    """Open a video for reading frames, as displayed (see :mod:`hpnet.data.decode_reader`); use
+    as a context manager.
 
-    ``backend``: ``auto`` (torchcodec, PyAV if torchcodec cannot load FFmpeg), ``torchcodec`` or
-    ``pyav``. ``device="cuda"`` decodes on the GPU with torchcodec (PyAV decodes on the CPU and
-    moves the frames). ``threads``: FFmpeg decoding threads (1 suits DataLoader workers; 0 = auto).
-    ``max_pixels``: refuse frames of more than this many pixels (width x height; 0 = no limit),
-    checked from the stream header before anything is decoded.
+    ``backend``: ``auto`` (torchcodec; PyAV for AVI files and when torchcodec cannot load
+    FFmpeg), ``torchcodec`` or ``pyav``; ``reader.backend`` says which one reads.
+    ``device="cuda"`` decodes on the GPU with torchcodec (PyAV decodes on the CPU and moves the
+    frames). ``threads``: FFmpeg decoding threads (1 suits DataLoader workers; 0 = auto).
+    ``max_pixels``: refuse frames of more than this many pixels (displayed width x height; 0 =
+    no limit), checked from the stream header before anything is decoded.
     Raises VideoDecodeError for a missing, empty, unreadable, non-video, undecodable or too
     large file.
     """
@@ -265,27 +299,19 @@ def open_video(
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as f:
+            head = f.read(12)
     except PermissionError:
         reason = "permission denied (this user may not read the file: fix its permissions)"
         raise VideoDecodeError(path, reason) from None
     except OSError as err:
         raise VideoDecodeError(path, f"cannot read the file ({err.strerror or err})") from None
-    if resolve_backend(backend) == "torchcodec":
-        reader: VideoReader = _TorchcodecReader(path, device, threads)
-    else:
-        reader = _PyAVReader(path, device, threads)
-    width, height = reader.info.width, reader.info.height
-    if max_pixels and width * height > max_pixels:
-        reader.close()
-        raise VideoDecodeError(
-            path,
-            f"frames of {width}x{height} ({width * height} pixels) are over the limit of "
-            f"{max_pixels} pixels (raise data.max_pixels, 0 = no limit, or downscale the video, "
-            "e.g. ffmpeg -i IN -vf scale=-2:720 OUT)",
-        )
-    return reader
+    chosen = resolve_backend(backend)
+    if backend == "auto" and _is_avi(head):  # no timestamps: torchcodec may miss pictures
+        chosen = "pyav"
+    if chosen == "torchcodec":
+        return _TorchcodecReader(path, device, threads, max_pixels)
+    return _PyAVReader(path, device, threads, max_pixels)
 
 
 def decode_frames(

@@ -4,12 +4,21 @@
 ``_read_sorted``), :class:`VideoInfo`, the index checks and :func:`resize_frames`. The backends
 are the torchcodec reader in :mod:`hpnet.data.decode` and the PyAV reader in
 :mod:`hpnet.data.decode_pyav`; open a video with :func:`hpnet.data.decode.open_video`.
+
+Frames come as displayed: turned by the stream's rotation (its display matrix, rounded to a
+multiple of 90 degrees; mirroring is not applied, as in torchcodec) and, for non-square pixels
+(sample aspect ratio ``sar`` != 1), resized to the display aspect by scaling the stored width to
+``round(width * sar)`` and keeping the stored height (FFmpeg's ``scale=iw*sar:ih``), before the
+turn. :class:`VideoInfo` gives that displayed size; a backend's ``_read_sorted`` returns turned
+frames at the stored pixel aspect and :meth:`VideoReader.frames` does the one resize, to the
+display size or straight to the requested ``size``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +36,28 @@ _TAIL_SLACK = 3
 class VideoInfo:
     num_frames: int  # readable frames (packets found by scanning the file, not the header)
     fps: float  # average frame rate (0.0 when the file does not say)
-    width: int  # frame width in pixels
-    height: int  # frame height in pixels
+    width: int  # width of the frames as displayed (rotation and pixel aspect applied)
+    height: int  # height of the frames as displayed
+    rotation: int = 0  # degrees counter-clockwise the stored picture is turned: 0/90/180/270
+    sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio of the stored picture
+    decoder: str = field(default="", compare=False)  # the backend that reads the frames
+
+
+def sar_text(sar: Fraction) -> str:
+    """``Fraction(64, 51)`` -> ``"64:51"`` (the form FFmpeg prints and the pose cache stores)."""
+    return f"{sar.numerator}:{sar.denominator}"
+
+
+def display_geometry(
+    width: int, height: int, rotation: float | None, sar: Fraction | float | None
+) -> tuple[int, int, int, Fraction]:
+    """Stored ``width x height``, display-matrix ``rotation`` (degrees counter-clockwise, any
+    sign, None = none) and sample aspect ``sar`` (None or 0 = square) -> displayed
+    ``(width, height, rotation in {0, 90, 180, 270}, sar)``."""
+    turn = round(float(rotation or 0) / 90) % 4 * 90
+    ratio = Fraction(sar).limit_denominator(1 << 16) if sar else Fraction(1)
+    shown = max(1, round(width * ratio))
+    return (height, shown, turn, ratio) if turn % 180 else (shown, height, turn, ratio)
 
 
 class VideoReader:
@@ -51,7 +80,8 @@ class VideoReader:
     ) -> torch.Tensor:
         """Frames at ``indices`` (any order, repeats allowed) -> uint8 ``(N, 3, H, W)``.
 
-        ``size = (H, W)`` resizes them (antialiased bilinear); ``None`` keeps the video's size.
+        Frames are as displayed (see the module): ``size = (H, W)`` resizes them (antialiased
+        bilinear), ``None`` gives the displayed ``info.height x info.width``.
         The result may be channels-last in memory (decoders write ``(N, H, W, 3)``; copying it to
         NCHW costs as much as a resize, and batching copies it anyway). Raises VideoDecodeError
         for indices outside ``[0, num_frames)`` or frames that cannot be decoded.
@@ -59,16 +89,17 @@ class VideoReader:
         wanted, inverse = _unique_indices(indices, self.info.num_frames, self.path)
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise ValueError(f"size must be (height, width) with positive sides, got {size}")
+        shown = size or (self.info.height, self.info.width)  # also corrects non-square pixels
         if wanted.size == 0:
-            height, width = size or (self.info.height, self.info.width)
-            return torch.empty((0, 3, height, width), dtype=torch.uint8, device=self.device)
-        unique = resize_frames(self._read_sorted(wanted.tolist()), size)  # (U, 3, H, W)
+            return torch.empty((0, 3, *shown), dtype=torch.uint8, device=self.device)
+        unique = resize_frames(self._read_sorted(wanted.tolist()), shown)  # (U, 3, H, W)
         if len(inverse) == len(wanted) and (np.diff(inverse) > 0).all():  # already in order
             return unique
         return unique.index_select(0, torch.from_numpy(inverse).to(unique.device))
 
     def _read_sorted(self, wanted: list[int]) -> torch.Tensor:
-        """Frames at sorted, distinct, in-range indices -> uint8 (U, 3, H, W) on self.device."""
+        """Frames at sorted, distinct, in-range indices -> uint8 (U, 3, H, W) on self.device,
+        turned by ``info.rotation`` but at the stored pixel aspect (``frames`` resizes)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -85,6 +116,18 @@ class VideoReader:
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def refuse_larger(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Raise VideoDecodeError when displayed frames of ``width x height`` have more than
+    ``max_pixels`` pixels (0 = no limit)."""
+    if max_pixels and width * height > max_pixels:
+        raise VideoDecodeError(
+            path,
+            f"frames of {width}x{height} ({width * height} pixels) are over the limit of "
+            f"{max_pixels} pixels (raise data.max_pixels, 0 = no limit, or downscale the video, "
+            "e.g. ffmpeg -i IN -vf scale=-2:720 OUT)",
+        )
 
 
 def _unique_indices(

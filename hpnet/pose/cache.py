@@ -39,6 +39,7 @@ from hpnet.atomic import WriteError, remove_stale_temp_files
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.decode import open_video
+from hpnet.data.decode_reader import sar_text
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.pose.estimator import (
     FrameDetections,
@@ -52,6 +53,7 @@ from hpnet.pose.estimator import (
 from hpnet.pose.preview import write_previews
 from hpnet.pose.store import (
     CACHE_DIR_OPTION,
+    FRAMES_AS,
     REPORT_NAME,
     ShardReport,
     cache_path,
@@ -180,6 +182,7 @@ class FrameChunks(IterableDataset):
                 size = None
             parts = indices.split(self.chunk)
             facts = (info.num_frames, float(info.fps), info.width, info.height, reader.backend)
+            facts += (info.rotation, sar_text(info.sar))  # how the frames were displayed
             for part in parts:
                 frames = reader.frames(part.tolist(), size=size)
                 yield {
@@ -274,13 +277,15 @@ class CacheRun:
         state, job = self.states.pop(video), self.jobs[video]
         state.rows.sort(key=lambda row: row[0])
         keypoints = track_persons([det for _, det in state.rows], self.settings["persons"])
-        num_frames, fps, width, height, decoder = state.info
+        num_frames, fps, width, height, decoder, rotation, pixel_aspect = state.info
         meta = {
             **self.settings,
             "num_frames": num_frames,
             "fps": fps,
-            "width": width,
+            "width": width,  # of the frames as displayed
             "height": height,
+            "rotation": rotation,  # turned and pixel-aspect corrected so (see store.py)
+            "pixel_aspect": pixel_aspect,
             "decoder": decoder,  # which reader numbered the frames (see JointCache)
         }
         path = cache_path(self.cache_dir, job.rel)
@@ -324,6 +329,7 @@ def cache_settings(cfg: Config, precision: str) -> dict[str, Any]:
         "persons": p.persons,
         "stride": p.stride,
         "precision": precision,
+        "frames_as": FRAMES_AS,  # joints of the frames as displayed (older files: redone)
     }
 
 

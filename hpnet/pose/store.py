@@ -6,9 +6,15 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
   [0, 1]; a missing person or joint has confidence 0 and x = y = 0.
 - ``frame_indices``: int64 (F,): which video frames the F rows are (every ``stride``-th frame).
 - ``meta``: a JSON string: ``format_version``, the settings (``model``, ``model_id``, ``imgsz``,
-  ``conf``, ``iou``, ``persons``, ``stride``, ``precision``), the video's ``num_frames``,
-  ``fps``, ``width``, ``height`` (a file whose video differs is refused as stale) and the
-  ``decoder`` that numbered the frames (a run reading with the other one gets a warning).
+  ``conf``, ``iou``, ``persons``, ``stride``, ``precision``, ``frames_as``), the video's
+  ``num_frames``, ``fps``, the ``width`` x ``height`` of the frames as displayed, the
+  ``rotation`` (degrees counter-clockwise) and ``pixel_aspect`` (e.g. ``"64:51"``) that were
+  applied to make them (a file whose video or orientation differs is refused as stale, naming
+  the difference) and the ``decoder`` that numbered the frames (a run reading with the other one
+  gets a warning). Files written before frames were turned and pixel-aspect corrected have no
+  ``frames_as`` (the cache command redoes them), no ``rotation`` and no ``pixel_aspect``: their
+  frames were as the decoder then gave them (torchcodec turned, PyAV as stored, neither
+  corrected the pixel aspect).
 
     cached = load_joints("pose_cache/golf/clip.avi.npz")
     cached.keypoints.shape  # (F, P, 17, 3)
@@ -30,12 +36,16 @@ import numpy as np
 
 from hpnet.atomic import write_atomic, write_error
 from hpnet.cli import UserError
+from hpnet.data.decode_reader import sar_text
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 # Meta keys that must match for a cached file to count as done; anything else is information.
-SETTINGS_KEYS = ("format_version", "model_id", "imgsz", "conf", "iou", "persons", "stride")
+SETTINGS_KEYS = (
+    "format_version", "model_id", "imgsz", "conf", "iou", "persons", "stride", "frames_as"
+)  # fmt: skip
+FRAMES_AS = "displayed"  # the ``frames_as`` of files whose joints are of the frames as displayed
 CACHE_COMMAND = "python -m hpnet.pose.cache --config <your config>"
 CACHE_DIR_OPTION = "pose.cache_dir=DIR"  # how a user points the cache elsewhere (in messages)
 
@@ -194,8 +204,9 @@ class JointCache:
         if info is not None:
             _check_same_video(path, cached.meta, info)
         made_with = cached.meta.get("decoder")
-        if self.decoder and made_with and made_with != self.decoder:
-            _warn_other_decoder(self.cache_dir, made_with, self.decoder)
+        reading_with = getattr(info, "decoder", "") or self.decoder  # auto: per file
+        if reading_with and made_with and made_with != reading_with:
+            _warn_other_decoder(self.cache_dir, made_with, reading_with)
         wanted = np.asarray(frame_indices, dtype=np.int64)
         picked = cached.keypoints[nearest_rows(cached.frame_indices, wanted)]  # (V, T, Pc, 17, 3)
         out = np.zeros((*wanted.shape, self.persons, NUM_KEYPOINTS, 3), np.float32)
@@ -221,15 +232,49 @@ def _warn_other_decoder(cache_dir: Path, made_with: str, reading_with: str) -> N
 
 def _check_same_video(path: Path, meta: dict[str, Any], info: Any) -> None:
     """A cache file made for another video (replaced, re-encoded, or another one of the same
-    name) would give joints of the wrong frames: refuse it, naming both."""
+    name), or from its frames turned or shaped otherwise than they are now displayed, would give
+    joints at the wrong places: refuse it, saying what differs."""
     then = (meta.get("num_frames"), meta.get("width"), meta.get("height"))
     now = (info.num_frames, info.width, info.height)
-    if None not in then and tuple(then) != now:
-        raise UserError(
-            f"stale pose cache file {path}: it holds joints of a {then[0]}-frame {then[1]}x"
-            f"{then[2]} video, this video has {now[0]} frames of {now[1]}x{now[2]}; run "
-            f"`{CACHE_COMMAND}` again to recompute it"
+    seen = _rotation_seen(meta, info)
+    if None in then or then[0] != now[0]:
+        reason = "" if None in then else _other_video(then, now)
+    elif seen is not None and seen != info.rotation:
+        reason = (
+            f"it was made from the video {_turned(seen)} but the video is displayed "
+            f"{_turned(info.rotation)}"
         )
+    elif tuple(then) != now and meta.get("pixel_aspect", "1:1") != sar_text(info.sar):
+        reason = (
+            f"it was made from {then[1]}x{then[2]} frames with pixel aspect "
+            f"{meta.get('pixel_aspect', '1:1')} but the video is displayed {now[1]}x{now[2]} "
+            f"(its pixel aspect {sar_text(info.sar)} corrected)"
+        )
+    else:
+        reason = "" if tuple(then) == now else _other_video(then, now)
+    if reason:
+        raise UserError(
+            f"stale pose cache file {path}: {reason}; run `{CACHE_COMMAND}` again to recompute it"
+        )
+
+
+def _other_video(then: tuple, now: tuple) -> str:
+    return (
+        f"it holds joints of a {then[0]}-frame {then[1]}x{then[2]} video, this video has "
+        f"{now[0]} frames of {now[1]}x{now[2]}"
+    )
+
+
+def _rotation_seen(meta: dict[str, Any], info: Any) -> int | None:
+    """The rotation of the frames a cache file was made from (None = unknown). Older files
+    have none recorded: torchcodec turned the frames, PyAV gave them as stored."""
+    if meta.get("rotation") is not None:
+        return int(meta["rotation"])
+    return {"torchcodec": info.rotation, "pyav": 0}.get(meta.get("decoder", ""))
+
+
+def _turned(rotation: int) -> str:
+    return f"rotated {rotation}°" if rotation else "as stored (rotation 0)"
 
 
 # ----------------------------------------------------------------------------- run reports

@@ -103,7 +103,7 @@ class PoseConfig:
     iou: float = 0.7  # YOLO NMS IoU threshold
     persons: int = 2  # persons kept per frame (P)
     stride: int = 1  # cache joints for every stride-th frame
-    batch: int = 32  # frames per YOLO forward pass
+    batch: int = 32  # frames per batch across videos (YOLO runs fixed-size passes of it)
     workers: int = 2  # decoding processes feeding the pose model
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 CUDA, bf16 AMX CPU

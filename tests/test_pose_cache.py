@@ -356,3 +356,30 @@ def test_joint_cache_warns_once_when_read_with_another_decoder(tmp_path, caplog)
             JointCache(tmp_path, 1, decoder="pyav")(record, np.array([[0, 1]]))
     (warning,) = [r.getMessage() for r in caplog.records]
     assert "made with the torchcodec decoder, this run reads frames with pyav" in warning
+
+
+@pytest.mark.realdata
+def test_real_clips_of_mixed_sizes_give_the_same_files_whatever_the_batches(
+    shared_data, yolo_weights, tmp_path
+):
+    """Batches across two videos of two canvas sizes, two decoding workers: the same file bits as
+    one frame per batch (the batch make-up and the workers' timing do not reach the joints)."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    # 320x240 and 424x240: canvases 480x640 and 384x640 (the 424x240 frames sat 48 rows lower
+    # on the shared canvas when the largest frame of a batch set its size)
+    for pattern in ("hmdb51_mini/golf/*.avi", "hmdb51_mini/swing_baseball/*.avi"):
+        source = next(shared_data.glob(pattern))
+        (clips / source.name).write_bytes(source.read_bytes())
+    mixed, alone = tmp_path / "mixed", tmp_path / "alone"
+    for out, batch, workers in ((mixed, 32, 2), (alone, 1, 0)):
+        args = ["--videos", str(clips), "--out", str(out), "--no-progress"]
+        args += [f"pose.weights={yolo_weights}", "pose.stride=45"]
+        assert main([*args, f"pose.batch={batch}", f"pose.workers={workers}"]) == 0
+    assert _npz(mixed) == _npz(alone) and len(_npz(mixed)) == 2
+    for rel in _npz(mixed):
+        a, b = load_joints(mixed / rel), load_joints(alone / rel)
+        assert (a.keypoints[..., 2] > 0.5).sum() > 10, rel  # people were found
+        np.testing.assert_array_equal(a.keypoints, b.keypoints, err_msg=rel)
+        np.testing.assert_array_equal(a.frame_indices, b.frame_indices)
+        assert a.meta == b.meta

@@ -115,6 +115,33 @@ def test_batch_gives_the_same_joints_as_single_frames(random_yolo):
         np.testing.assert_allclose(b.scores, s.scores, rtol=1e-3)
 
 
+# Frame sizes whose solo canvases at imgsz 64 differ (64x64, 32x64, 64x32): one call holding all
+# three used to centre every frame on a 64x64 canvas, moving the small ones on the 32-pixel grid.
+MIXED_SIZES = ((3, 64, 64), (2, 24, 96), (2, 100, 50))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_frames_do_not_depend_on_their_batch_neighbours(precision, random_yolo):
+    """A mixed-size call gives every frame exactly what a call with that frame alone gives."""
+    est = random_yolo
+    if precision != est.precision:
+        est = PoseEstimator(
+            "yolo11n-pose.yaml", imgsz=64, conf=LOW_CONF, device="cpu", precision=precision
+        )
+    blocks = [_frames(n, h, w, seed=i) for i, (n, h, w) in enumerate(MIXED_SIZES)]
+    together = est.detect(blocks)
+    alone = [est.detect(frame)[0] for block in blocks for frame in block]
+    assert len(together) == len(alone) == 7
+    for i, (t, a) in enumerate(zip(together, alone, strict=True)):
+        assert len(t.scores) == len(a.scores) > 0, f"frame {i}"
+        np.testing.assert_array_equal(t.scores, a.scores, err_msg=f"frame {i}")
+        np.testing.assert_array_equal(t.boxes, a.boxes, err_msg=f"frame {i}")
+        np.testing.assert_array_equal(t.keypoints, a.keypoints, err_msg=f"frame {i}")
+    reversed_call = est.detect(blocks[::-1])  # the same blocks in the other order
+    for t, r in zip(together[5:] + together[3:5] + together[:3], reversed_call, strict=True):
+        np.testing.assert_array_equal(t.keypoints, r.keypoints)
+
+
 def test_frames_with_nobody_give_zeros(random_yolo):
     nobody = PoseEstimator("yolo11n-pose.yaml", imgsz=64, conf=0.99, device="cpu")
     joints = nobody(_frames(3, 50, 70), persons=2)
@@ -127,25 +154,25 @@ def test_frames_with_nobody_give_zeros(random_yolo):
 def test_joints_are_normalised_to_each_frame(random_yolo, monkeypatch):
     """A point Ultralytics reports on the padded canvas maps back to the frame it came from."""
     blocks = [_frames(1, 48, 64), _frames(1, 64, 32, seed=1)]  # letterboxed to 48x64 and 64x32
-    point = [(0.25, 0.75), (0.5, 0.1)]
+    points = [(0.25, 0.75), (0.5, 0.1)]
+    # Each frame's own canvas (letterbox size rounded up to 32): frame by canvas shape.
+    by_canvas = {(64, 64): (points[0], (48, 64)), (64, 32): (points[1], (64, 32))}
 
     def fake_predict(canvas, **kwargs):
-        assert canvas.shape[-2] % 32 == 0 and canvas.shape[-1] % 32 == 0
-        results = []
-        for (x, y), (h, w) in zip(point, [(48, 64), (64, 32)], strict=True):
-            top, left = (canvas.shape[-2] - h) // 2, (canvas.shape[-1] - w) // 2
-            px, py = left + x * w, top + y * h
-            kpts = torch.zeros(1, 17, 3)
-            kpts[0, 0] = torch.tensor([px, py, 0.9])
-            kpts[0, 1] = torch.tensor([0.0, 0.0, 0.9])  # in the padding: outside the frame
-            box = torch.tensor([[left, top, left + w / 2, top + h / 2]], dtype=torch.float32)
-            boxes = _Boxes(box, torch.tensor([0.8]))
-            results.append(SimpleNamespace(boxes=boxes, keypoints=SimpleNamespace(data=kpts)))
-        return results
+        assert len(canvas) == random_yolo.frames_per_pass
+        (x, y), (h, w) = by_canvas[tuple(canvas.shape[-2:])]
+        top, left = (canvas.shape[-2] - h) // 2, (canvas.shape[-1] - w) // 2
+        px, py = left + x * w, top + y * h
+        kpts = torch.zeros(1, 17, 3)
+        kpts[0, 0] = torch.tensor([px, py, 0.9])
+        kpts[0, 1] = torch.tensor([left - 1, top - 1, 0.9])  # outside the frame
+        box = torch.tensor([[left, top, left + w / 2, top + h / 2]], dtype=torch.float32)
+        boxes = _Boxes(box, torch.tensor([0.8]))
+        return [SimpleNamespace(boxes=boxes, keypoints=SimpleNamespace(data=kpts))] * len(canvas)
 
     monkeypatch.setattr(random_yolo.model, "predict", fake_predict)
     dets = random_yolo.detect(blocks)
-    for det, (x, y) in zip(dets, point, strict=True):
+    for det, (x, y) in zip(dets, points, strict=True):
         np.testing.assert_allclose(det.keypoints[0, 0], [x, y, 0.9], atol=1e-5)
         assert (det.keypoints[0, 1] == 0).all()
         np.testing.assert_allclose(det.boxes[0], [0, 0, 0.5, 0.5], atol=1e-5)
@@ -283,3 +310,45 @@ def test_resized_frames_and_bf16_give_the_same_joints(hmdb51_mini, real_yolo, yo
     lower = real_yolo(frames)  # precision auto: bf16 here if the CPU has it
     seen = (full[..., 2] > 0.5) & (lower[..., 2] > 0.5)
     assert np.median(np.abs(full[..., :2] - lower[..., :2])[seen]) < 0.005
+
+
+# Real clips whose solo canvases at imgsz 640 differ: 320x240 and 384x288 -> 480x640, 424x240 ->
+# 384x640 (a 362-row frame: row 11 alone, row 59 on a 480-row canvas), 340x256 -> 512x640.
+MIXED_CLIPS = (
+    "hmdb51_mini/golf/*.avi",
+    "hmdb51_mini/swing_baseball/*.avi",
+    "videos/other/kinetics_arm_wrestling.mp4",
+    "videos/other/exercise_three_people.avi",
+)
+
+
+def _spread(path: Path, count: int) -> torch.Tensor:
+    """``count`` frames spread over the video: uint8 (count, 3, H, W)."""
+    from hpnet.data.decode import open_video
+
+    with open_video(path) as reader:
+        last = reader.info.num_frames - 1
+        return reader.frames([round(last * (i + 0.5) / count) for i in range(count)])
+
+
+@pytest.mark.realdata
+def test_real_mixed_size_batch_matches_each_frame_alone(shared_data, real_yolo):
+    """Clips of four sizes in one call: every frame's joints as in a call with it alone."""
+    blocks = [_spread(next(shared_data.glob(pattern)), 3) for pattern in MIXED_CLIPS]
+    assert len({tuple(b.shape[-2:]) for b in blocks}) == 4
+    together = real_yolo.detect(blocks)
+    alone = [real_yolo.detect(frame)[0] for block in blocks for frame in block]
+    sizes = [block.shape[-2:] for block in blocks for _ in block]
+    same_count, worst_px, seen_joints = [], 0.0, 0
+    for t, a, (h, w) in zip(together, alone, sizes, strict=True):
+        same_count.append(len(t.scores) == len(a.scores))
+        n = min(len(t.scores), len(a.scores))
+        seen = (t.keypoints[:n, :, 2] > 0.5) & (a.keypoints[:n, :, 2] > 0.5)
+        px = np.abs(t.keypoints[:n, :, :2] - a.keypoints[:n, :, :2]) * np.array([w, h])
+        worst_px = max(worst_px, float(px[seen].max(initial=0)))  # at the original scale
+        seen_joints += int(seen.sum())
+    assert seen_joints > 100  # people were found in these frames
+    assert all(same_count) and worst_px < 0.5, (
+        f"against each frame alone: joints moved up to {worst_px:.2f} px; "
+        f"same number of persons per frame: {same_count}"
+    )

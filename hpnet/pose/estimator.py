@@ -1,11 +1,16 @@
 """YOLO pose estimation on batches of video frames, with persons kept in fixed slots per video.
 
 The only module of hpnet that imports ``ultralytics``. Frames of any size (several sizes in one
-call too) are letterboxed into one batch tensor on the model's device and go through
-``model.predict`` (all at once on CUDA; a few frames per pass on the CPU, where big batches are
-slower: see :data:`CPU_FRAMES_PER_PASS`); joints come back normalised to each frame, so a frame
-resized as a whole before the call (e.g. by the decoder, to the letterbox size) gives the same
-joints.
+call too) are letterboxed on the model's device and go through ``model.predict``; joints come
+back normalised to each frame, so a frame resized as a whole before the call (e.g. by the
+decoder, to the letterbox size) gives the same joints.
+
+A frame's joints do not depend on what else is in the call: frames are grouped by the canvas a
+solo call would give them (letterbox size rounded up to the 32-pixel grid), placed where a solo
+call places them, and run in passes of a fixed number of frames (:data:`CPU_FRAMES_PER_PASS`,
+:data:`CUDA_FRAMES_PER_PASS`; the last pass of a group is filled up with blank canvases), so
+batching across videos, the order the decoding workers deliver in and ``pose.batch`` leave the
+pose cache bit for bit the same.
 
     estimator = PoseEstimator("yolo11n-pose.pt", imgsz=640)
     joints = estimator(frames, persons=2)  # frames uint8 (N, 3, H, W) of one video -> (N, 2, 17, 3)
@@ -28,10 +33,14 @@ from hpnet.pose.skeleton import NUM_KEYPOINTS
 
 STRIDE = 32  # YOLO's largest feature stride: the batch canvas is a multiple of it
 PAD_VALUE = 114 / 255  # Ultralytics' letterbox grey
-# Frames per forward pass on the CPU: larger batches run slower there (activations leave the
-# caches). yolo11n-pose at 640x480, 1 thread, Xeon with AMX: fp32 67 / 68 / 73 / 88 ms per frame
-# at 1 / 2 / 4 / 32 frames per pass; bf16 41 / 33 / 31 / 45 ms. CUDA takes the whole batch.
-CPU_FRAMES_PER_PASS = {"fp32": 2, "bf16": 4}
+# Frames per forward pass, the same in every call: kernels are picked by shape, so a frame's result
+# can depend on the pass size (yolo11n-pose raw fp32 outputs differ by up to 5e-4 between 1 and 2
+# frames per pass on an AMD EPYC), not on the other frames' content (measured, fp32 and bf16). CPU:
+# bigger passes are not faster (activations leave the caches); yolo11n-pose at 640x480, 1 thread,
+# Xeon with AMX: fp32 67 / 68 / 73 / 88 ms per frame at 1 / 2 / 4 / 32 frames per pass; bf16 41 /
+# 33 / 31 / 45 ms. CUDA: a guess, not yet measured on a GPU.
+CPU_FRAMES_PER_PASS = {"fp32": 1, "bf16": 4}
+CUDA_FRAMES_PER_PASS = 16
 _WEIGHTS_HINT = "set pose.weights=/path/to/yolo11n-pose.pt"
 
 
@@ -174,6 +183,12 @@ def letterbox_size(height: int, width: int, imgsz: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def canvas_size(height: int, width: int, imgsz: int) -> tuple[int, int]:
+    """(Hc, Wc) of the canvas a frame is centred on: its letterbox size rounded up to 32."""
+    h, w = letterbox_size(height, width, imgsz)
+    return math.ceil(h / STRIDE) * STRIDE, math.ceil(w / STRIDE) * STRIDE
+
+
 # ------------------------------------------------------------------------------- estimator
 
 
@@ -223,19 +238,30 @@ class PoseEstimator:
             "verbose": False,
         }
 
-    def _canvas(self, blocks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple]]:
-        """Letterbox all frames into one float batch (N, 3, Hc, Wc); per frame (top, left, h, w)."""
-        sizes = [letterbox_size(b.shape[-2], b.shape[-1], self.imgsz) for b in blocks]
-        canvas_h = math.ceil(max(h for h, _ in sizes) / STRIDE) * STRIDE
-        canvas_w = math.ceil(max(w for _, w in sizes) / STRIDE) * STRIDE
-        total = sum(b.shape[0] for b in blocks)
+    @property
+    def frames_per_pass(self) -> int:
+        """Frames in every forward pass (fixed per device and precision)."""
+        if self.device.type == "cuda":
+            return CUDA_FRAMES_PER_PASS
+        return CPU_FRAMES_PER_PASS[self.precision]
+
+    def _canvas(
+        self, blocks: Sequence[torch.Tensor], canvas_hw: tuple[int, int], rows: int
+    ) -> tuple[torch.Tensor, list[tuple]]:
+        """Letterbox blocks of one canvas size into a float batch (rows, 3, Hc, Wc).
+
+        Each frame is centred as a solo call centres it; rows past the frames stay blank (grey).
+        Returns the batch and, per frame, (top, left, h, w) of the frame in it.
+        """
+        canvas_h, canvas_w = canvas_hw
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         canvas = torch.full(
-            (total, 3, canvas_h, canvas_w), PAD_VALUE, dtype=dtype, device=self.device
+            (rows, 3, canvas_h, canvas_w), PAD_VALUE, dtype=dtype, device=self.device
         )
         places: list[tuple] = []
         start = 0
-        for block, (h, w) in zip(blocks, sizes, strict=True):
+        for block in blocks:
+            h, w = letterbox_size(block.shape[-2], block.shape[-1], self.imgsz)
             x = block.to(self.device, non_blocking=True).to(dtype).div_(255)  # (n, 3, H, W)
             if x.shape[-2:] != (h, w):
                 down = h < x.shape[-2]
@@ -246,27 +272,46 @@ class PoseEstimator:
             start += len(x)
         return canvas, places
 
+    def _detect_group(
+        self, blocks: Sequence[torch.Tensor], canvas_hw: tuple[int, int]
+    ) -> list[FrameDetections]:
+        """Frames that share one canvas size, in passes of :attr:`frames_per_pass` frames."""
+        step = self.frames_per_pass
+        count = sum(len(b) for b in blocks)
+        canvas, places = self._canvas(blocks, canvas_hw, math.ceil(count / step) * step)
+        results = []
+        use_bf16 = self.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            for start in range(0, len(canvas), step):
+                results += self.model.predict(canvas[start : start + step], **self._predict_args())
+        return [_to_detections(r, place) for r, place in zip(results[:count], places, strict=True)]
+
     @torch.inference_mode()
     def detect(self, frames: torch.Tensor | Sequence[torch.Tensor]) -> list[FrameDetections]:
-        """Detect persons in every frame: one forward pass on CUDA, passes of a few frames on CPU.
+        """Detect persons in every frame, each exactly as if it were alone in the call.
+
+        Frames are grouped by their solo canvas size (:func:`canvas_size`) and each group runs in
+        passes of :attr:`frames_per_pass` frames, the last one filled up with blank canvases.
 
         Args:
             frames: uint8 (N, 3, H, W), or a sequence of such blocks of different sizes.
         Returns:
-            N :class:`FrameDetections`, coordinates normalised to each frame.
+            N :class:`FrameDetections` in input order, coordinates normalised to each frame.
         """
         blocks = [frames] if isinstance(frames, torch.Tensor) else list(frames)
         blocks = [b.unsqueeze(0) if b.dim() == 3 else b for b in blocks if b.shape[0] > 0]
-        if not blocks:
-            return []
-        canvas, places = self._canvas(blocks)
-        use_bf16 = self.precision == "bf16"
-        step = len(canvas) if self.device.type == "cuda" else CPU_FRAMES_PER_PASS[self.precision]
-        results = []
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            for start in range(0, len(canvas), step):
-                results += self.model.predict(canvas[start : start + step], **self._predict_args())
-        return [_to_detections(r, place) for r, place in zip(results, places, strict=True)]
+        groups: dict[tuple[int, int], list[int]] = {}  # canvas (Hc, Wc) -> block numbers
+        for i, block in enumerate(blocks):
+            hw = canvas_size(block.shape[-2], block.shape[-1], self.imgsz)
+            groups.setdefault(hw, []).append(i)
+        firsts = np.cumsum([0] + [len(b) for b in blocks]).tolist()  # first row of each block
+        detections: list[FrameDetections] = [FrameDetections.empty()] * firsts[-1]
+        for canvas_hw, members in groups.items():
+            found = self._detect_group([blocks[i] for i in members], canvas_hw)
+            rows = [r for i in members for r in range(firsts[i], firsts[i + 1])]
+            for row, det in zip(rows, found, strict=True):
+                detections[row] = det
+        return detections
 
     def __call__(self, frames: torch.Tensor, persons: int = 2) -> np.ndarray:
         """Joints of consecutive frames of ONE video: uint8 (N, 3, H, W) -> (N, P, 17, 3)."""

@@ -1,17 +1,21 @@
 """Turning a Config into the run-time parts the commands share: device, AMP, loaders, transform.
 
 Only the commands (train, evaluate, predict) call these; leaf modules take typed arguments.
+A run trains on one dataset, or on several (``data.joint``): :func:`build_run_datasets` gives
+one :class:`RunDataset` per dataset either way.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hpnet.cli import UserError
-from hpnet.config import Config
+from hpnet.config import Config, dataset_configs
+from hpnet.data.joint import JointLoader
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo
 
@@ -86,3 +90,54 @@ def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:
         seed=cfg.train.seed,
     )
     return loader
+
+
+@dataclass
+class RunDataset:
+    """One dataset of a run: its name ('' without ``data.joint``), its own config (``data``
+    and ``pose.cache_dir`` from its ``data.joint`` entry), train and test sets, class names."""
+
+    name: str
+    cfg: Config
+    train: Dataset
+    test: Dataset
+    classes: list[str]
+
+
+def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
+    """Every dataset of the run, in ``data.joint`` order (one without it); with cached joints,
+    checked complete at start (not at the first batch without them)."""
+    from hpnet.data.datasets import build_datasets
+    from hpnet.pose.store import JointCache
+
+    out = []
+    for name, one in dataset_configs(cfg):
+        source = build_joint_source(one)
+        train_ds, test_ds, classes = build_datasets(one, joint_source=source, test_views=test_views)
+        if isinstance(source, JointCache):
+            source.check_complete([*train_ds.records, *test_ds.records])
+        out.append(RunDataset(name, one, train_ds, test_ds, list(classes)))
+    return out
+
+
+def label_sets(datasets: list[RunDataset]) -> list[tuple[str, list[str]]]:
+    """``(name, classes)`` per dataset of a joint run; ``[]`` for one dataset."""
+    return [(d.name, d.classes) for d in datasets] if len(datasets) > 1 else []
+
+
+def build_run_train_loader(datasets: list[RunDataset], dist: DistInfo) -> Any:
+    """The training loader of one dataset, or a :class:`~hpnet.data.joint.JointLoader` over
+    every dataset's (each with its own sampler: shuffle, class balance, torchrun shard)."""
+    loaders = [build_train_loader(d.cfg, d.train, dist) for d in datasets]
+    if len(loaders) == 1:
+        return loaders[0]
+    return JointLoader(loaders)
+
+
+def start_epoch(loader: Any, epoch: int, skip_batches: int = 0) -> None:
+    """Set the training loader's epoch; its next pass leaves out the first ``skip_batches``
+    batches (an epoch resumed from a mid-epoch checkpoint)."""
+    if isinstance(loader, JointLoader):
+        loader.set_epoch(epoch, skip_batches)
+    else:
+        loader.sampler.set_epoch(epoch, skip=skip_batches * loader.batch_size)

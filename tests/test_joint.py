@@ -300,12 +300,16 @@ def test_joint_mid_epoch_resume_gives_the_same_weights(joint_args, tmp_path, mon
     assert train_loss(crashed) == pytest.approx(train_loss(whole), rel=1e-6)
 
 
-def test_resume_with_other_joint_datasets_is_refused(joint_args, tmp_path):
-    out = tmp_path / "run"
-    _train(joint_args, out, "train.max_steps=1", "eval.batch_size=8")
+def test_resume_with_other_joint_datasets_is_refused(tmp_path):
+    from hpnet.checkpoint import FORMAT_VERSION
+
+    ckpt = {"format": FORMAT_VERSION, "classes": EVERYDAY, "config": {}}
+    ckpt["label_sets"] = [["everyday", EVERYDAY], ["sports", ["walk", "kick"]]]
+    sets = [("everyday", EVERYDAY), ("sports", SPORTS)]
     with pytest.raises(UserError, match=r"trained on other data\.joint datasets"):
-        other = "data.joint.sports.synthetic.actions=walk,kick"
-        _train(joint_args, out, "train.resume=auto", other)
+        hpnet_train._check_resumable(ckpt, load_config(), EVERYDAY, sets, tmp_path, DistInfo())
+    ckpt["label_sets"] = sets  # the same datasets: resumable
+    hpnet_train._check_resumable(ckpt, load_config(), EVERYDAY, sets, tmp_path, DistInfo())
 
 
 def test_label_sets_of_one_dataset_are_empty(joint_args):

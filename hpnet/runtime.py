@@ -18,6 +18,7 @@ from hpnet.config import Config, dataset_configs
 from hpnet.data.joint import JointLoader
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo
+from hpnet.engine import LossConfig
 
 
 def pick_device(name: str) -> torch.device:
@@ -141,3 +142,47 @@ def start_epoch(loader: Any, epoch: int, skip_batches: int = 0) -> None:
         loader.set_epoch(epoch, skip_batches)
     else:
         loader.sampler.set_epoch(epoch, skip=skip_batches * loader.batch_size)
+
+
+def build_optimization(
+    cfg: Config,
+    model: torch.nn.Module,
+    steps_per_epoch: int,
+    device: torch.device,
+) -> tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler | None]:
+    """AdamW, the warm-up + cosine schedule over the run's optimizer steps, and a GradScaler
+    for fp16 on CUDA (else None)."""
+    from hpnet.optim import build_optimizer, cosine_schedule
+
+    opt_steps = max(1, -(-steps_per_epoch // cfg.train.accum_steps))  # partial accumulations step
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.train.lr,
+        backbone_lr=cfg.train.backbone_lr,
+        weight_decay=cfg.train.weight_decay,
+        fused=device.type == "cuda",
+    )
+    scheduler = cosine_schedule(
+        optimizer,
+        total_steps=opt_steps * cfg.train.epochs,
+        warmup_steps=round(opt_steps * cfg.train.warmup_epochs),
+        min_lr=cfg.train.min_lr,
+    )
+    use_scaler = amp_dtype_for(cfg.train.amp, device) == torch.float16  # (CUDA only)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    return optimizer, scheduler, scaler
+
+
+def build_loss_config(cfg: Config, data: RunDataset, device: torch.device) -> LossConfig:
+    """The loss of one dataset's batches (its class weights with data.balance=loss)."""
+    from hpnet.data.balance import class_weights
+
+    return LossConfig(
+        label_smoothing=cfg.train.label_smoothing,
+        aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
+        class_weights=(
+            class_weights(data.train.labels, len(data.classes)).to(device)
+            if data.cfg.data.balance == "loss"
+            else None
+        ),
+    )

@@ -39,16 +39,16 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.data.balance import class_weights
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
-from hpnet.engine import EpochProgress, LossConfig, train_one_epoch
+from hpnet.engine import EpochProgress, train_one_epoch
 from hpnet.evaluate import run_dataset_tests, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
-from hpnet.optim import build_optimizer, cosine_schedule
 from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import (
     RunDataset,
     amp_dtype_for,
+    build_loss_config,
+    build_optimization,
     build_run_datasets,
     build_run_train_loader,
     build_transform,
@@ -113,8 +113,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
-    optimizer, scheduler, scaler = _optimization(cfg, model, steps_per_epoch, device, amp_dtype)
-    loss_cfgs = [_loss_config(cfg, d, device) for d in datasets]
+    optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device)
+    loss_cfgs = [build_loss_config(cfg, d, device) for d in datasets]
     loss_cfg = loss_cfgs if sets else loss_cfgs[0]
 
     start_epoch, step, best = 0, 0, -1.0
@@ -214,47 +214,6 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     if tb is not None:
         tb.close()
     return 0
-
-
-def _optimization(
-    cfg: Config,
-    model: torch.nn.Module,
-    steps_per_epoch: int,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-) -> tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler | None]:
-    """AdamW, the warm-up + cosine schedule over the run's optimizer steps, and a GradScaler
-    for fp16 on CUDA (else None)."""
-    opt_steps = max(1, -(-steps_per_epoch // cfg.train.accum_steps))  # partial accumulations step
-    optimizer = build_optimizer(
-        model,
-        lr=cfg.train.lr,
-        backbone_lr=cfg.train.backbone_lr,
-        weight_decay=cfg.train.weight_decay,
-        fused=device.type == "cuda",
-    )
-    scheduler = cosine_schedule(
-        optimizer,
-        total_steps=opt_steps * cfg.train.epochs,
-        warmup_steps=round(opt_steps * cfg.train.warmup_epochs),
-        min_lr=cfg.train.min_lr,
-    )
-    use_scaler = device.type == "cuda" and amp_dtype == torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    return optimizer, scheduler, scaler
-
-
-def _loss_config(cfg: Config, data: RunDataset, device: torch.device) -> LossConfig:
-    """The loss of one dataset's batches (its class weights with data.balance=loss)."""
-    return LossConfig(
-        label_smoothing=cfg.train.label_smoothing,
-        aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
-        class_weights=(
-            class_weights(data.train.labels, len(data.classes)).to(device)
-            if data.cfg.data.balance == "loss"
-            else None
-        ),
-    )
 
 
 def _resume(

@@ -315,3 +315,39 @@ def test_resume_with_other_joint_datasets_is_refused(tmp_path):
 def test_label_sets_of_one_dataset_are_empty(joint_args):
     datasets = build_run_datasets(_cfg(joint_args, "data.joint=[]"), test_views=1)
     assert len(datasets) == 1 and label_sets(datasets) == []
+
+
+@pytest.mark.slow  # two runs, one of them under torchrun
+def test_two_gloo_processes_train_joint_linear_heads_like_one(joint_args, tmp_path):
+    """Per-dataset linear heads under DDP: the head of the other dataset gets no gradient in a
+    step (find_unused_parameters), and 2 processes x batch 2 train like 1 process x batch 4."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+
+    still = ["data.augment.flip=false", "data.augment.scale_min=1.0", "data.augment.ratio_max=1.0",
+             "data.augment.jitter=0.0", "data.augment.blur_prob=0.0"]  # fmt: skip
+    still.append("model.text=false")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    runs = {}
+    for name, batch, launch in (
+        ("single", 4, []),
+        ("double", 2, ["-m", "torch.distributed.run", "--nproc_per_node=2",
+                       f"--master_port={port}"]),
+    ):  # fmt: skip
+        runs[name] = tmp_path / name
+        cmd = [sys.executable, *launch, "-m", "hpnet.train", *joint_args, *still,
+               f"train.batch_size={batch}", f"train.out_dir={runs[name]}"]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(runs["single"] / "last.pt", weights_only=True)
+    b = torch.load(runs["double"] / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    diffs = torch.cat([(b["model"][n] - t).abs().flatten() for n, t in a["model"].items()])
+    assert (diffs <= 1e-5).float().mean() > 0.99, f"{(diffs > 1e-5).float().mean():.2%} differ"
+    assert diffs.max() < 2e-3, f"largest difference {diffs.max():.2e}"

@@ -5,7 +5,12 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 
     {"format": 1, "model": state_dict, "optimizer": ..., "scheduler": ..., "scaler": ... | None,
      "epoch": int (epochs completed), "step": int (optimizer steps), "best_top1": float,
-     "rng": {...}, "config": plain dict, "classes": [str, ...]}
+     "rng": {...}, "config": plain dict, "classes": [str, ...],
+     "label_sets": [[name, [str, ...]], ...] | None, "progress": {...} | None}
+
+``classes`` are the (first) dataset's class names; ``label_sets`` name every dataset of a joint
+run (``data.joint``) with its class names, in order (None for one dataset): what evaluate and
+predict need to score any of them (:func:`hpnet.models.hpnet.model_from_checkpoint`).
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ the commands turn into a one-line message and exit code 2.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import difflib
+import re
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ class SyntheticConfig:
     length: int = 32  # rendered frames per video (the sampler picks data.frames of them)
     distractor: bool = False  # add a second, smaller figure doing a different action
     fps: float = 15.0  # frame rate when written to disk as real video files
+    actions: list[str] = field(default_factory=list)  # rendered actions ([] = all; label order)
 
 
 @dataclass
@@ -71,6 +74,10 @@ class DataConfig:
     balance: Literal["none", "sampler", "loss"] = "none"  # class-balanced sampler or loss weights
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Joint training: [] = one dataset (the keys above); else one entry per dataset, each a
+    # mapping of `name` plus data.* keys that replace the ones above for that dataset (and
+    # `pose_cache_dir`, its pose.cache_dir). See dataset_configs().
+    joint: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -237,7 +244,10 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        item = _type_name(typing.get_args(tp)[0])
+        return f"a list of {item[2:]}s" if item == "a mapping" else f"a list of {item}"
+    if typing.get_origin(tp) is dict:
+        return "a mapping"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         tp, str(tp)
     )
@@ -255,7 +265,9 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         ok = value in options
     elif origin is list:
         item = typing.get_args(tp)[0]
-        if isinstance(value, str):  # "a,b,c" (or "[a,b,c]") on the command line
+        if isinstance(value, str) and typing.get_origin(item) is dict:  # YAML flow style
+            value = _parse_text(key, tp, value) or []
+        elif isinstance(value, str):  # "a,b,c" (or "[a,b,c]") on the command line
             text = value.strip()
             if item is not str and text.startswith("[") and text.endswith("]"):
                 text = text[1:-1]
@@ -269,6 +281,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
             ok = False
         else:
             return [_coerce(key, item, v) for v in value]
+    elif origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
     elif tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
@@ -319,16 +333,43 @@ def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
                 raise UserError(f"config key '{here}' is a section; set one of its keys instead")
             node = getattr(node, part)
             continue
+        if here == "data.joint" and i != len(parts) - 1:  # data.joint.<name>.<key>=value
+            _set_joint_entry(node.joint, parts[i + 1 :], value, from_text=from_text)
+            return
         if i != len(parts) - 1:
             raise UserError(f"config key '{here}' is a value, not a section ('{key}')")
         if from_text and tp is not str and typing.get_origin(tp) is not list:
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError:
-                raise UserError(
-                    f"config key '{key}' got {value!r}; it must be {_type_name(tp)}"
-                ) from None
+            value = _parse_text(key, tp, value)
         setattr(node, part, _coerce(key, tp, value))
+
+
+def _parse_text(key: str, tp: Any, value: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise UserError(f"config key '{key}' got {value!r}; it must be {_type_name(tp)}") from None
+
+
+def _set_joint_entry(
+    entries: list[dict[str, Any]], parts: list[str], value: Any, *, from_text: bool
+) -> None:
+    """``data.joint.<name>.<key>=value``: set ``key`` (dotted) in the entry called ``name``;
+    checked with the entry in :func:`validate`."""
+    names = [str(e.get("name")) for e in entries if isinstance(e, dict)]
+    if len(parts) < 2 or parts[0] not in names:
+        raise UserError(
+            f"config key 'data.joint.{'.'.join(parts)}' names no data.joint entry; use "
+            f"data.joint.<name>.<key>=value with <name> one of: {', '.join(names) or '(none)'}"
+        )
+    node = entries[names.index(parts[0])]
+    for part in parts[1:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"data.joint.{'.'.join(parts)}: '{part}' is a value, not a section")
+    if from_text:
+        with contextlib.suppress(yaml.YAMLError):
+            value = yaml.safe_load(value)
+    node[parts[-1]] = value
 
 
 def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
@@ -362,6 +403,8 @@ def validate(cfg: Config) -> Config:
             f"data.classes_file is read only with data.dataset=list; data.dataset="
             f"{cfg.data.dataset} names its own classes (drop data.classes_file)"
         )
+    if cfg.data.joint:
+        dataset_configs(cfg)  # every entry, checked like a config of its own
     return cfg
 
 
@@ -374,6 +417,62 @@ def check_pose_source(cfg: Config) -> None:
             "pose.source=groundtruth only exists for data.dataset=synthetic; "
             "use pose.source=cache (run python -m hpnet.pose.cache first) or pose.source=none"
         )
+
+
+# ---------------------------------------------------------------------------- joint training
+
+JOINT_SHARED = ("joint", "frames", "size")  # data.* keys one model needs the same everywhere
+_JOINT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def dataset_configs(cfg: Config) -> list[tuple[str, Config]]:
+    """``(name, config)`` per dataset a run trains on: one entry ``("", cfg)`` without
+    ``data.joint``; with it, per entry a copy of ``cfg`` whose ``data`` has the entry's keys
+    (``pose.cache_dir`` its ``pose_cache_dir``) and no ``joint``, validated.
+
+    Raises UserError naming the entry for fewer than 2 entries, a missing, repeated or unusable
+    name, an unknown or shared key (:data:`JOINT_SHARED`), or a bad value.
+    """
+    entries = cfg.data.joint
+    if not entries:
+        return [("", cfg)]
+    if len(entries) < 2:
+        raise UserError(
+            "data.joint lists 1 dataset; joint training needs 2 or more "
+            "(for one dataset drop data.joint and set data.dataset, data.root, ...)"
+        )
+    out: list[tuple[str, Config]] = []
+    for i, entry in enumerate(entries):
+        name = entry.get("name")
+        where = f"data.joint entry {i + 1}"
+        if not isinstance(name, str) or not _JOINT_NAME.fullmatch(name):
+            raise UserError(
+                f"{where} has name {name!r}; each entry needs a `name` of letters, digits, "
+                "'_' or '-' (it names the dataset in eval.json and file names)"
+            )
+        if name in (n for n, _ in out):
+            raise UserError(f"data.joint names '{name}' twice; give each entry its own name")
+        out.append((name, _entry_config(cfg, name, entry)))
+    return out
+
+
+def _entry_config(cfg: Config, name: str, entry: dict[str, Any]) -> Config:
+    keys = {k: v for k, v in entry.items() if k not in ("name", "pose_cache_dir")}
+    shared = [k for k in keys if k in JOINT_SHARED]
+    if shared:
+        raise UserError(
+            f"data.joint entry '{name}' sets data.{shared[0]}; one model trains on every "
+            f"dataset, so set data.{shared[0]} once, outside data.joint"
+        )
+    one = copy.deepcopy(cfg)
+    one.data.joint = []
+    try:
+        _merge(one, {"data": keys})
+        if "pose_cache_dir" in entry:
+            _set(one, "pose.cache_dir", entry["pose_cache_dir"], from_text=False)
+        return validate(one)
+    except UserError as err:
+        raise UserError(f"data.joint entry '{name}': {err}") from None
 
 
 def changed_keys(saved: dict[str, Any], cfg: Config, keys: Sequence[str]) -> list[tuple]:

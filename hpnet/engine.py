@@ -2,6 +2,8 @@
 
 A model here maps ``(video float (B,T,3,S,S), joints (B,T,P,K,3) | None)`` to a dict with
 ``"logits" (B,C)`` and optionally ``"aux_logits" (B,C)`` (the pose stream's own prediction).
+Joint training: a batch with ``batch["dataset"] = i`` is scored by ``model(video, joints,
+label_set=i)`` (dataset i's C_i labels) with the i-th of the loss configs.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +99,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler | None,
-    loss_cfg: LossConfig,
+    loss_cfg: LossConfig | Sequence[LossConfig],
     device: torch.device,
     amp_dtype: torch.dtype | None,
     epoch: int,
@@ -117,6 +119,7 @@ def train_one_epoch(
     ``resume``: continue an epoch from a mid-epoch checkpoint; the loader must already skip
     the ``resume.batches`` batches it consumed. ``on_step(progress)`` runs after every
     optimizer step (gradients are zero then: the moment to write a checkpoint).
+    ``loss_cfg``: one per dataset for a joint loader (batches with ``"dataset"``).
     """
     model.train()
     state = EpochProgress(**vars(resume)) if resume else EpochProgress()
@@ -135,7 +138,7 @@ def train_one_epoch(
     optimizer.zero_grad(set_to_none=True)
     ddp = isinstance(model, DistributedDataParallel)
     pending = 0  # micro-batches whose gradients are accumulated but not yet stepped
-    previous: dict[str, Any] | None = None  # the last batch with clips (see _stand_in)
+    previous: dict[int, dict[str, Any]] = {}  # per dataset the last batch with clips (_stand_in)
     for micro, batch in enumerate(bar, start=state.batches):
         if max_steps and micro >= max_steps:
             break
@@ -145,21 +148,23 @@ def train_one_epoch(
             seed_step(seed, micro, generator)
         steps_now = (micro + 1) % accum_steps == 0  # this micro-batch ends an accumulation
         weight = 1.0
+        dataset = batch.get("dataset")
         if batch["label"].numel() == 0 and ddp:  # every clip failed to decode, on this rank only
-            batch, weight = _stand_in(previous, epoch, micro), 0.0
+            batch, weight = _stand_in(previous.get(dataset or 0), epoch, micro), 0.0
         if batch["label"].numel() > 0:  # else (one process) nothing to learn from: counted
             # Gradients are averaged across processes only on the micro-step that steps
             # (or flushes at the end of the epoch; unknown length: every micro-step).
             sync = steps_now or total is None or micro + 1 == total
             with contextlib.nullcontext() if sync or not ddp else model.no_sync():
                 _train_batch(
-                    model, batch, state, transform=transform, loss_cfg=loss_cfg, device=device,
+                    model, batch, state, transform=transform, device=device,
+                    loss_cfg=loss_cfg if dataset is None else loss_cfg[dataset],
                     amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
                     loss_divisor=accum_steps, scaler=scaler, weight=weight,
                     where=f"epoch {epoch + 1}, batch {micro + 1}",
                 )  # fmt: skip
             pending += 1
-            previous = batch
+            previous[dataset or 0] = batch
         if steps_now and pending:
             _optimizer_step(model, optimizer, scaler, clip_grad)
             scheduler.step()
@@ -223,13 +228,15 @@ def _train_batch(
     """Forward + backward of one batch (gradients accumulate); adds to ``state``'s sums.
 
     ``weight`` 0: a stand-in batch (:func:`_stand_in`) that adds nothing to the gradients or
-    the sums. The backward is queued before the one host sync that reads the loss: a
+    the sums. A batch of a joint loader (``"dataset"`` i) is scored over dataset i's labels.
+    The backward is queued before the one host sync that reads the loss: a
     non-finite loss still stops the run before the optimizer step uses the gradients.
     """
     video, joints, labels = _to_device(batch, device)
     video, joints = transform.train(video, joints if use_pose else None, generator)
+    label_set = {} if batch.get("dataset") is None else {"label_set": batch["dataset"]}
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
-        out = model(video, joints)
+        out = model(video, joints, **label_set)
     loss = classification_loss(out, labels, loss_cfg)
     scaled = loss * (weight / loss_divisor)
     (scaler.scale(scaled) if scaler else scaled).backward()

@@ -7,10 +7,15 @@ trained checkpoint; writes ``eval.json`` and the confusion matrix (CSV + PNG) to
 ``eval.json``: ``top1``, ``top5``, ``mean_class_acc`` (fractions in [0, 1]), ``per_class``
 (class -> accuracy, null for classes without test videos), ``num_videos``, ``views``
 (clips x crops per video), ``skipped`` (videos that failed to decode), ``checkpoint``.
+Joint runs (``data.joint``): those of the first dataset, plus ``datasets``: per dataset name
+``top1``, ``top5``, ``mean_class_acc``, ``per_class``, ``num_videos``, ``skipped``, each
+scored over its own labels, and ``confusion_matrix-<name>.csv`` / ``.png`` per dataset.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from hpnet.checkpoint import load_checkpoint
-from hpnet.cli import CommandParser, run_cli
+from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -32,6 +37,9 @@ from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo, gather_objects
 from hpnet.engine import evaluate
 from hpnet.metrics import classification_report, save_confusion
+from hpnet.runtime import RunDataset, label_sets
+
+DATASET_KEYS = ("top1", "top5", "mean_class_acc", "per_class", "num_videos", "skipped")
 
 
 def run_test(
@@ -90,6 +98,54 @@ def write_report(report: dict[str, Any], classes: list[str], out: Path) -> None:
         save_confusion(report["confusion"], classes, out)
 
 
+def run_dataset_tests(
+    model: torch.nn.Module,
+    datasets: Sequence[RunDataset],
+    transform: ClipTransform,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    dist: DistInfo,
+    *,
+    crops: int,
+    views: int | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`run_test` of every dataset of a run (its ``test`` set, ``views`` temporal views
+    if given), dataset i over a joint model's label set i. Reports on rank 0 (``{}`` else)."""
+    reports = []
+    for i, d in enumerate(datasets):
+        test_ds = d.test
+        if views is not None:
+            test_ds = copy.copy(d.test)  # same clips and records, no second read
+            test_ds.views = views
+        joint = len(datasets) > 1
+        with model.using_label_set(i) if joint else contextlib.nullcontext():  # type: ignore[operator]
+            reports.append(
+                run_test(model, test_ds, d.cfg, transform, device, amp_dtype, dist, crops=crops)
+            )
+    return reports
+
+
+def write_run_report(
+    reports: Sequence[dict[str, Any]], datasets: Sequence[RunDataset], out: Path, checkpoint: str
+) -> dict[str, Any]:
+    """``eval.json`` (the first dataset's report, and with several datasets ``datasets``:
+    each one's :data:`DATASET_KEYS`) and the confusion matrices; returns the report."""
+    report = {**reports[0], "checkpoint": checkpoint}
+    if len(datasets) > 1:
+        report["datasets"] = {
+            d.name: {k: r[k] for k in DATASET_KEYS} for d, r in zip(datasets, reports, strict=True)
+        }
+    write_report(report, datasets[0].classes, out)
+    if len(datasets) > 1:
+        from hpnet.atomic import write_errors_reported
+
+        for d, r in zip(datasets, reports, strict=True):
+            stem = f"confusion_matrix-{d.name}"
+            with write_errors_reported(out / f"{stem}.png", what="confusion matrix"):
+                save_confusion(r["confusion"], d.classes, out, stem=stem)
+    return report
+
+
 def summary_line(report: dict[str, Any]) -> str:
     """Top-1, top-5 and mean class accuracy of a :func:`run_test` report, in one line."""
     return (
@@ -101,10 +157,9 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hpnet.data.datasets import build_datasets
     from hpnet.distributed import distributed_session
     from hpnet.models.hpnet import model_from_checkpoint
-    from hpnet.runtime import amp_dtype_for, build_joint_source, build_transform, pick_device
+    from hpnet.runtime import amp_dtype_for, build_run_datasets, build_transform, pick_device
 
     parser = CommandParser(prog="python -m hpnet.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
@@ -119,15 +174,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
     device = pick_device(cfg.train.device)
     with distributed_session(device.type) as dist:
-        _, test_ds, classes = build_datasets(
-            cfg, joint_source=build_joint_source(cfg), test_views=cfg.eval.views
-        )
-        model = model_from_checkpoint(ckpt, cfg, classes, source=args.checkpoint)
+        datasets = build_run_datasets(cfg, test_views=cfg.eval.views)
+        model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
+        if len(datasets) > 1 and model.label_sets != label_sets(datasets):
+            raise UserError(
+                f"{args.checkpoint} was not trained on this config's data.joint datasets "
+                f"({', '.join(d.name for d in datasets)}, with their classes); evaluate one "
+                "dataset with data.joint=[] and its data.* keys, or use the run's own config"
+            )
         model.to(device)
-        report = run_test(
+        reports = run_dataset_tests(
             model,
-            test_ds,
-            cfg,
+            datasets,
             build_transform(cfg, device),
             device,
             amp_dtype_for(cfg.train.amp, device),
@@ -135,10 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             crops=cfg.eval.crops,
         )
         if dist.is_main:
-            report["checkpoint"] = str(args.checkpoint)
             out = Path(args.out) if args.out else Path(args.checkpoint).parent
-            write_report(report, list(classes), out)
-            print(summary_line(report))
+            write_run_report(reports, datasets, out, str(args.checkpoint))
+            for d, report in zip(datasets, reports, strict=True):
+                print(f"{d.name}: " * bool(d.name) + summary_line(report))
             print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
     return 0
 

@@ -51,10 +51,15 @@ def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int)
     return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
-def save_confusion(confusion: list[list[int]], class_names: list[str], out_dir: Path) -> None:
-    """Write ``confusion_matrix.csv`` and ``confusion_matrix.png`` (row-normalised) to out_dir."""
+def save_confusion(
+    confusion: list[list[int]],
+    class_names: list[str],
+    out_dir: Path,
+    stem: str = "confusion_matrix",
+) -> None:
+    """Write ``<stem>.csv`` and ``<stem>.png`` (row-normalised) to out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
+    with open(out_dir / f"{stem}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["true \\ predicted", *class_names])
         for name, row in zip(class_names, confusion, strict=True):
@@ -86,5 +91,5 @@ def save_confusion(confusion: list[list[int]], class_names: list[str], out_dir: 
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title("confusion matrix (row-normalised)")
     fig.tight_layout()
-    fig.savefig(out_dir / "confusion_matrix.png", dpi=120)
+    fig.savefig(out_dir / f"{stem}.png", dpi=120)
     plt.close(fig)

@@ -1,19 +1,24 @@
 """Turning a Config into the run-time parts the commands share: device, AMP, loaders, transform.
 
 Only the commands (train, evaluate, predict) call these; leaf modules take typed arguments.
+A run trains on one dataset, or on several (``data.joint``): :func:`build_run_datasets` gives
+one :class:`RunDataset` per dataset either way.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hpnet.cli import UserError
-from hpnet.config import Config
+from hpnet.config import Config, dataset_configs
+from hpnet.data.joint import JointLoader
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo
+from hpnet.engine import LossConfig
 
 
 def pick_device(name: str) -> torch.device:
@@ -86,3 +91,99 @@ def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:
         seed=cfg.train.seed,
     )
     return loader
+
+
+@dataclass
+class RunDataset:
+    """One dataset of a run: its name ('' without ``data.joint``), its own config (``data``
+    and ``pose.cache_dir`` from its ``data.joint`` entry), train and test sets, class names."""
+
+    name: str
+    cfg: Config
+    train: Dataset
+    test: Dataset
+    classes: list[str]
+
+
+def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
+    """Every dataset of the run, in ``data.joint`` order (one without it); with cached joints,
+    checked complete at start (not at the first batch without them)."""
+    from hpnet.data.datasets import build_datasets
+    from hpnet.pose.store import JointCache
+
+    out = []
+    for name, one in dataset_configs(cfg):
+        source = build_joint_source(one)
+        train_ds, test_ds, classes = build_datasets(one, joint_source=source, test_views=test_views)
+        if isinstance(source, JointCache):
+            source.check_complete([*train_ds.records, *test_ds.records])
+        out.append(RunDataset(name, one, train_ds, test_ds, list(classes)))
+    return out
+
+
+def label_sets(datasets: list[RunDataset]) -> list[tuple[str, list[str]]]:
+    """``(name, classes)`` per dataset of a joint run; ``[]`` for one dataset."""
+    return [(d.name, d.classes) for d in datasets] if len(datasets) > 1 else []
+
+
+def build_run_train_loader(datasets: list[RunDataset], dist: DistInfo) -> Any:
+    """The training loader of one dataset, or a :class:`~hpnet.data.joint.JointLoader` over
+    every dataset's (each with its own sampler: shuffle, class balance, torchrun shard)."""
+    loaders = [build_train_loader(d.cfg, d.train, dist) for d in datasets]
+    if len(loaders) == 1:
+        return loaders[0]
+    return JointLoader(loaders)
+
+
+def start_epoch(loader: Any, epoch: int, skip_batches: int = 0) -> None:
+    """Set the training loader's epoch; its next pass leaves out the first ``skip_batches``
+    batches (an epoch resumed from a mid-epoch checkpoint)."""
+    if isinstance(loader, JointLoader):
+        loader.set_epoch(epoch, skip_batches)
+    else:
+        loader.sampler.set_epoch(epoch, skip=skip_batches * loader.batch_size)
+
+
+def build_optimization(
+    cfg: Config,
+    model: torch.nn.Module,
+    steps_per_epoch: int,
+    device: torch.device,
+) -> tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler | None]:
+    """AdamW, the warm-up + cosine schedule over the run's optimizer steps, and a GradScaler
+    for fp16 on CUDA (else None)."""
+    from hpnet.optim import build_optimizer, cosine_schedule
+
+    opt_steps = max(1, -(-steps_per_epoch // cfg.train.accum_steps))  # partial accumulations step
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.train.lr,
+        backbone_lr=cfg.train.backbone_lr,
+        weight_decay=cfg.train.weight_decay,
+        layer_decay=cfg.train.layer_decay,
+        fused=device.type == "cuda",
+    )
+    scheduler = cosine_schedule(
+        optimizer,
+        total_steps=opt_steps * cfg.train.epochs,
+        warmup_steps=round(opt_steps * cfg.train.warmup_epochs),
+        min_lr=cfg.train.min_lr,
+    )
+    use_scaler = amp_dtype_for(cfg.train.amp, device) == torch.float16  # (CUDA only)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    return optimizer, scheduler, scaler
+
+
+def build_loss_config(cfg: Config, data: RunDataset, device: torch.device) -> LossConfig:
+    """The loss of one dataset's batches (its class weights with data.balance=loss)."""
+    from hpnet.data.balance import class_weights
+
+    return LossConfig(
+        label_smoothing=cfg.train.label_smoothing,
+        aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
+        class_weights=(
+            class_weights(data.train.labels, len(data.classes)).to(device)
+            if data.cfg.data.balance == "loss"
+            else None
+        ),
+    )

@@ -12,7 +12,6 @@ resumed from its own ``last.pt``, and writes ``<train.out_dir>/summary.json`` (s
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
@@ -45,21 +44,23 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.data.balance import class_weights
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
-from hpnet.engine import EpochProgress, LossConfig, train_one_epoch
-from hpnet.evaluate import run_test, write_report
+from hpnet.engine import EpochProgress, train_one_epoch
+from hpnet.evaluate import run_dataset_tests, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
-from hpnet.optim import build_optimizer, cosine_schedule
-from hpnet.pose.store import JointCache
 from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import (
+    RunDataset,
     amp_dtype_for,
-    build_joint_source,
-    build_train_loader,
+    build_loss_config,
+    build_optimization,
+    build_run_datasets,
+    build_run_train_loader,
     build_transform,
+    label_sets,
     pick_device,
 )
+from hpnet.runtime import start_epoch as start_loader_epoch
 from hpnet.splits import (
     check_splits_usable,
     parse_splits,
@@ -146,81 +147,34 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         )  # fmt: skip
     seed_everything(cfg.train.seed)
 
-    # ---- data -------------------------------------------------------------------------------
-    joint_source = build_joint_source(cfg)
-    from hpnet.data.datasets import build_datasets
-
-    train_ds, test_ds, classes = build_datasets(cfg, joint_source=joint_source, test_views=1)
-    if isinstance(joint_source, JointCache):  # at start, not at the first batch without joints
-        joint_source.check_complete([*train_ds.records, *test_ds.records])
+    # ---- data: one dataset, or one per data.joint entry (batches interleaved) ---------------
+    datasets = build_run_datasets(cfg, test_views=1)
     if dist.is_main:  # (only once the data is there: a typo in data.root leaves no run folder)
         out.mkdir(parents=True, exist_ok=True)
         held.enter_context(run_folder_lock(out))  # one run at a time writes here
         save_config(cfg, out / "config.yaml")
-    train_loader = build_train_loader(cfg, train_ds, dist)
+    train_loader = build_run_train_loader(datasets, dist)
     transform = build_transform(cfg, device)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)
 
     # ---- model, optimizer, schedule -----------------------------------------------------------
-    model = build_model(cfg, classes).to(device)
+    sets = label_sets(datasets)
+    model = build_model(cfg, datasets[0].classes, label_sets=sets).to(device)
     if dist.is_main and model.pretrained_report:
         print(f"model.pretrained: {model.pretrained_report}")
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
-    opt_steps = max(1, -(-steps_per_epoch // cfg.train.accum_steps))  # partial accumulations step
-    optimizer = build_optimizer(
-        model,
-        lr=cfg.train.lr,
-        backbone_lr=cfg.train.backbone_lr,
-        weight_decay=cfg.train.weight_decay,
-        layer_decay=cfg.train.layer_decay,
-        fused=device.type == "cuda",
-    )
-    scheduler = cosine_schedule(
-        optimizer,
-        total_steps=opt_steps * cfg.train.epochs,
-        warmup_steps=round(opt_steps * cfg.train.warmup_epochs),
-        min_lr=cfg.train.min_lr,
-    )
-    use_scaler = device.type == "cuda" and amp_dtype == torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    loss_cfg = LossConfig(
-        label_smoothing=cfg.train.label_smoothing,
-        aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
-        class_weights=(
-            class_weights(train_ds.labels, len(classes)).to(device)
-            if cfg.data.balance == "loss"
-            else None
-        ),
-    )
+    optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device)
+    loss_cfgs = [build_loss_config(cfg, d, device) for d in datasets]
+    loss_cfg = loss_cfgs if sets else loss_cfgs[0]
 
     start_epoch, step, best = 0, 0, -1.0
     resumed: EpochProgress | None = None  # set when last.pt was written mid-epoch
     if resume_path is not None:
-        ckpt = load_checkpoint(resume_path)  # on the CPU: load_state_dict moves to the device
-        _check_resumable(ckpt, cfg, classes, resume_path, dist)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
-        if ckpt.get("progress"):
-            # Rank 0's sums, restored on every rank: under torchrun the resumed epoch's loss
-            # and accuracy before the checkpoint are rank 0's share standing for each rank's.
-            resumed = EpochProgress.from_dict(ckpt["progress"]["epoch"])
-            step -= resumed.steps  # `step` counts the optimizer steps of finished epochs
-        if dist.is_main:
-            _rewind_metrics(out / "metrics.jsonl", start_epoch)
-            where = (
-                f"in epoch {start_epoch + 1} after batch {resumed.batches}"
-                if resumed
-                else f"after epoch {start_epoch}"
-            )
-            print(f"resumed from {resume_path} {where} (step {ckpt['step']})")
-        del ckpt  # the model and optimizer hold copies; this one would stay for the whole run
+        start_epoch, step, best, resumed = _resume(
+            resume_path, cfg, sets, (model, optimizer, scheduler, scaler), dist, out
+        )
     if dist.is_main:
         for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
             remove_stale_temp_files(out / name)
@@ -228,9 +182,11 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     net: torch.nn.Module = model
     if cfg.train.compile:
         net = torch.compile(net)
-    if dist.enabled:
+    if dist.enabled:  # per-dataset linear heads: only the batch's own head has gradients
         net = DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
+            net,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(sets) and not cfg.model.text,
         )
 
     # ---- epochs ----------------------------------------------------------------------------
@@ -241,8 +197,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         # (sampler, dataset), and per batch the augmentation and drop-path (engine.seed_step).
         epoch_seed = cfg.train.seed * 100_003 + epoch
         resume = resumed if epoch == start_epoch else None
-        skip = resume.batches * cfg.train.batch_size if resume else 0
-        train_loader.sampler.set_epoch(epoch, skip=skip)
+        start_loader_epoch(train_loader, epoch, resume.batches if resume else 0)
 
         def save_mid_epoch(
             progress: EpochProgress, epoch: int = epoch, done: int = step, best: float = best
@@ -252,7 +207,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
             where = {"world_size": dist.world_size, "batch_size": cfg.train.batch_size}
             ckpt = _checkpoint(
                 model, optimizer, scheduler, scaler, epoch, done + progress.steps, best, cfg,
-                classes, progress={**where, "epoch": progress.to_dict()},
+                datasets, progress={**where, "epoch": progress.to_dict()},
             )  # fmt: skip
             atomic_save(ckpt, out / "last.pt")
             clock.saved()
@@ -280,59 +235,113 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         )
         step += int(stats["steps"])
         if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
-            seen = stats["clips"]
-            total = all_reduce_sum(
-                [stats["loss"] * seen, stats["acc"] * seen, seen, stats["skipped"]], device
-            )
-            stats.update(
-                loss=total[0] / max(total[2], 1),
-                acc=total[1] / max(total[2], 1),
-                clips=total[2],
-                clips_per_s=stats["clips_per_s"] * dist.world_size,
-                skipped=total[3],
-            )
+            _reduce_epoch_stats(stats, device, dist)
         record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
         record["lr"] = optimizer.param_groups[0]["lr"]
         is_best = False
         evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
         if evaluated or epoch + 1 == cfg.train.epochs:
-            report = run_test(model, test_ds, cfg, transform, device, amp_dtype, dist, crops=1)
-            if dist.is_main:
-                record["test_top1"] = report["top1"]
-                is_best = report["top1"] > best
-                best = max(best, report["top1"])
+            reports = run_dataset_tests(
+                model, datasets, transform, device, amp_dtype, dist, crops=1
+            )
+            if dist.is_main:  # best.pt: the first dataset's top-1
+                record["test_top1"] = reports[0]["top1"]
+                for d, r in zip(datasets, reports, strict=True):
+                    if d.name:  # joint: each dataset's too
+                        record[f"test_top1_{d.name}"] = r["top1"]
+                is_best = reports[0]["top1"] > best
+                best = max(best, reports[0]["top1"])
         if dist.is_main:
             _log(out, record, tb)
             print(_summary(record, cfg.train.epochs))
             ckpt = _checkpoint(
-                model, optimizer, scheduler, scaler, epoch + 1, step, best, cfg, classes
+                model, optimizer, scheduler, scaler, epoch + 1, step, best, cfg, datasets
             )
             atomic_save(ckpt, out / "last.pt")
             clock.saved()
             if is_best:
                 atomic_save(ckpt, out / "best.pt")
 
-    # ---- final multi-view test ------------------------------------------------------------------
-    final_ds = copy.copy(test_ds)  # same clips and records, no second read of the dataset
-    final_ds.views = cfg.eval.views  # eval.views temporal clips per video
-    report = run_test(
-        model, final_ds, cfg, transform, device, amp_dtype, dist, crops=cfg.eval.crops
-    )
-    if dist.is_main:
-        report["checkpoint"] = str(out / "last.pt")
-        write_report(report, classes, out)
-        _log(
-            out, {"type": "test", **{k: report[k] for k in ("top1", "top5", "mean_class_acc")}}, tb
-        )
-        print(
-            f"test top-1 {100 * report['top1']:.1f} %  top-5 {100 * report['top5']:.1f} %  "
-            f"mean class acc {100 * report['mean_class_acc']:.1f} %  "
-            f"({report['num_videos']} videos x {report['views']} views)"
-        )
-        print(f"run folder: {out.resolve()}")
+    _final_test(model, datasets, cfg, (transform, device, amp_dtype), dist, out, tb)
     if tb is not None:
         tb.close()
     return 0
+
+
+def _resume(
+    path: Path, cfg: Config, sets: list, parts: tuple, dist: DistInfo, out: Path
+) -> tuple[int, int, float, EpochProgress | None]:
+    """Load ``path`` into ``parts`` (model, optimizer, scheduler, scaler) and the RNGs;
+    ``(start epoch, optimizer steps of finished epochs, best top-1, mid-epoch progress)``."""
+    model, optimizer, scheduler, scaler = parts
+    ckpt = load_checkpoint(path)  # on the CPU: load_state_dict moves to the device
+    _check_resumable(ckpt, cfg, model.class_names, sets, path, dist)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
+    resumed = None
+    if ckpt.get("progress"):
+        # Rank 0's sums, restored on every rank: under torchrun the resumed epoch's loss
+        # and accuracy before the checkpoint are rank 0's share standing for each rank's.
+        resumed = EpochProgress.from_dict(ckpt["progress"]["epoch"])
+        step -= resumed.steps  # `step` counts the optimizer steps of finished epochs
+    if dist.is_main:
+        _rewind_metrics(out / "metrics.jsonl", start_epoch)
+        where = (
+            f"in epoch {start_epoch + 1} after batch {resumed.batches}"
+            if resumed
+            else f"after epoch {start_epoch}"
+        )
+        print(f"resumed from {path} {where} (step {ckpt['step']})")
+    return start_epoch, step, best, resumed
+
+
+def _reduce_epoch_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:
+    """Loss, accuracy, clips, clips/s and skipped videos over all processes, in place."""
+    seen = stats["clips"]
+    total = all_reduce_sum(
+        [stats["loss"] * seen, stats["acc"] * seen, seen, stats["skipped"]], device
+    )
+    stats.update(
+        loss=total[0] / max(total[2], 1),
+        acc=total[1] / max(total[2], 1),
+        clips=total[2],
+        clips_per_s=stats["clips_per_s"] * dist.world_size,
+        skipped=total[3],
+    )
+
+
+def _final_test(
+    model: torch.nn.Module,
+    datasets: list[RunDataset],
+    cfg: Config,
+    setup: tuple,
+    dist: DistInfo,
+    out: Path,
+    tb: Any,
+) -> None:
+    """The multi-view test (eval.views x eval.crops) of every dataset: ``eval.json``, the
+    confusion matrices, a ``test`` record in metrics.jsonl and the printed summary."""
+    transform, device, amp_dtype = setup
+    reports = run_dataset_tests(
+        model, datasets, transform, device, amp_dtype, dist,
+        crops=cfg.eval.crops, views=cfg.eval.views,
+    )  # fmt: skip
+    if not dist.is_main:
+        return
+    report = write_run_report(reports, datasets, out, str(out / "last.pt"))
+    _log(out, {"type": "test", **{k: report[k] for k in ("top1", "top5", "mean_class_acc")}}, tb)
+    for d, r in zip(datasets, reports, strict=True):
+        print(
+            f"{d.name}: " * bool(d.name) + f"test top-1 {100 * r['top1']:.1f} %  "
+            f"top-5 {100 * r['top5']:.1f} %  mean class acc {100 * r['mean_class_acc']:.1f} %  "
+            f"({r['num_videos']} videos x {r['views']} views)"
+        )
+    print(f"run folder: {out.resolve()}")
 
 
 def _resume_path(cfg: Config, out: Path) -> Path | None:
@@ -353,7 +362,7 @@ def _resume_path(cfg: Config, out: Path) -> Path | None:
 
 
 def _check_resumable(
-    ckpt: dict, cfg: Config, classes: list[str], path: Path, dist: DistInfo
+    ckpt: dict, cfg: Config, classes: list[str], sets: list, path: Path, dist: DistInfo
 ) -> None:
     if ckpt.get("format") != FORMAT_VERSION:
         raise UserError(
@@ -361,6 +370,10 @@ def _check_resumable(
         )
     if ckpt.get("classes") != list(classes):
         raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
+    if [tuple(s) for s in ckpt.get("label_sets") or []] != [tuple(s) for s in sets]:
+        raise UserError(
+            f"{path} was trained on other data.joint datasets (names or classes) than this run"
+        )
     keys = ("model.size", "model.patch_size", "data.frames", "data.size")
     changed = changed_keys(ckpt.get("config", {}), cfg, keys)
     if changed:
@@ -419,9 +432,12 @@ def _rewind_metrics(path: Path, epoch: int) -> None:
 
 
 def _checkpoint(
-    model, optimizer, scheduler, scaler, epoch, step, best, cfg, classes, progress=None
+    model, optimizer, scheduler, scaler, epoch, step, best, cfg, datasets, progress=None
 ) -> dict:
-    """The checkpoint dict (plain values); ``progress`` is set when written mid-epoch."""
+    """The checkpoint dict (plain values); ``progress`` is set when written mid-epoch.
+    ``classes``: the (first) dataset's; ``label_sets``: ``[name, classes]`` per dataset of a
+    joint run (None for one dataset)."""
+    sets = [[name, names] for name, names in label_sets(datasets)]
     return {
         "format": FORMAT_VERSION,
         "model": model.state_dict(),
@@ -433,7 +449,8 @@ def _checkpoint(
         "best_top1": best,
         "rng": rng_state(),
         "config": config_to_dict(cfg),
-        "classes": list(classes),
+        "classes": list(datasets[0].classes),
+        "label_sets": sets or None,
         "progress": progress,
     }
 

@@ -406,9 +406,17 @@ def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:
 
 def _rendered_datasets(cfg: Config, views: int) -> tuple[Dataset, Dataset, list[str]]:
     """The in-memory synthetic dataset; ground-truth joints, or zeros for pose.source=none."""
+    from hpnet.data.motions import ACTIONS
     from hpnet.data.synthetic import SyntheticActions
 
     d, s = cfg.data, cfg.data.synthetic
+    actions = tuple(s.actions) or ACTIONS
+    unknown = sorted(set(actions) - set(ACTIONS))
+    if unknown or len(set(actions)) < max(2, len(actions)):
+        raise UserError(
+            f"data.synthetic.actions={list(s.actions)}: give 2 or more distinct actions of "
+            f"{', '.join(ACTIONS)} (or [] for all)"
+        )
     shared: dict[str, Any] = {
         "frames": d.frames,
         "resolution": s.resolution,
@@ -420,6 +428,7 @@ def _rendered_datasets(cfg: Config, views: int) -> tuple[Dataset, Dataset, list[
         "root": d.root,
         "canvas_hw": loader_canvas(d.size, d.load_size, d.aspect),
         "sample_seed": cfg.train.seed,
+        "actions": actions,
     }
     train_ds = SyntheticActions("train", num_videos=s.train_videos, train=True, **shared)
     test_ds = SyntheticActions("test", num_videos=s.test_videos, train=False, views=views, **shared)

@@ -59,16 +59,24 @@ def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def render_one(
-    seed: int, split: str, index: int, *, resolution: int, length: int, distractor: bool
+    seed: int,
+    split: str,
+    index: int,
+    *,
+    resolution: int,
+    length: int,
+    distractor: bool,
+    actions: Sequence[str] = ACTIONS,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Clip ``index``: ``video uint8 (L, 3, R, R)``, ``joints float32 (L, 2, 17, 3)``, label."""
-    label = index % len(ACTIONS)
+    """Clip ``index``: ``video uint8 (L, 3, R, R)``, ``joints float32 (L, 2, 17, 3)``, label
+    (``index % len(actions)``: ``actions`` are the classes, a subset of :data:`ACTIONS`)."""
+    label = index % len(actions)
     rng = clip_rng(seed, split, index)
     other = None
     if distractor:
-        choices = [a for a in ACTIONS if a != ACTIONS[label]]
+        choices = [a for a in ACTIONS if a != actions[label]]
         other = choices[int(rng.integers(len(choices)))]
-    video, joints = render_clip(rng, ACTIONS[label], other, resolution=resolution, length=length)
+    video, joints = render_clip(rng, actions[label], other, resolution=resolution, length=length)
     return video, joints, label
 
 
@@ -81,6 +89,7 @@ def render_split(
     seed: int,
     distractor: bool,
     progress: bool = True,
+    actions: Sequence[str] = ACTIONS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All clips of a split: ``video (N, L, 3, R, R)``, ``joints (N, L, 2, 17, 3)``, ``labels``."""
     video = np.empty((num_videos, length, 3, resolution, resolution), np.uint8)
@@ -88,7 +97,13 @@ def render_split(
     labels = np.empty(num_videos, np.int64)
     for i in tqdm(range(num_videos), desc=f"rendering synthetic {split}", disable=not progress):
         video[i], joints[i], labels[i] = render_one(
-            seed, split, i, resolution=resolution, length=length, distractor=distractor
+            seed,
+            split,
+            i,
+            resolution=resolution,
+            length=length,
+            distractor=distractor,
+            actions=actions,
         )
     return video, joints, labels
 
@@ -120,6 +135,7 @@ def load_or_render(
     distractor: bool,
     root: str | Path | None,
     progress: bool = True,
+    actions: Sequence[str] = ACTIONS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`render_split`, through the on-disk cache under ``root`` when one is given.
 
@@ -132,6 +148,8 @@ def load_or_render(
         "seed": seed,
         "distractor": distractor,
     }
+    if tuple(actions) != ACTIONS:  # (the key of an all-actions split is unchanged)
+        settings["actions"] = list(actions)
     path = None if root is None else cache_file(root, split, **settings)
     if path is not None and path.is_file():
         try:
@@ -159,7 +177,8 @@ class SyntheticActions(Dataset):
     also in DataLoader workers). Test mode: ``(V, T, ...)`` with ``views`` evenly spread clips.
     Frames are resized to ``canvas_hw`` when it differs from the rendered resolution. Person 0
     is the actor, person 1 the distractor (all zeros without one); ``joints=False`` gives zeros.
-    ``classes`` = :data:`ACTIONS`; ``labels`` (``index % C``) for class-balanced sampling.
+    ``classes`` = ``actions`` (default :data:`ACTIONS`); ``labels`` (``index % C``) for
+    class-balanced sampling.
     """
 
     def __init__(
@@ -180,9 +199,13 @@ class SyntheticActions(Dataset):
         canvas_hw: tuple[int, int] | None = None,
         sample_seed: int = 0,
         progress: bool = True,
+        actions: Sequence[str] = ACTIONS,
     ) -> None:
         if split not in _SPLIT_ID:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        unknown = [a for a in actions if a not in ACTIONS]
+        if unknown or len(set(actions)) != len(actions) or not actions:
+            raise ValueError(f"actions must be distinct names from {ACTIONS}, got {actions}")
         for name, value in (("num_videos", num_videos), ("frames", frames), ("length", length)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -200,11 +223,12 @@ class SyntheticActions(Dataset):
             distractor=distractor,
             root=root,
             progress=progress,
+            actions=actions,
         )
         self.video = torch.from_numpy(video)  # (N, L, 3, R, R)
         self.joints_gt = torch.from_numpy(joints_gt)  # (N, L, 2, 17, 3)
         self._labels = labels.tolist()
-        self.classes = list(ACTIONS)
+        self.classes = list(actions)
         self.frames, self.train, self.views = frames, train, views
         self.persons, self.use_joints = persons, joints
         self.canvas_hw = canvas_hw

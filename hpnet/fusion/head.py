@@ -5,12 +5,14 @@ auxiliary logits = scale * cos(proj(s), E) from the pose stream alone (built onl
 loss uses them, ``aux=True``: DDP needs every parameter in the loss). Any label set works at
 test time: only the class embeddings change. The cosine logits are computed in fp32 under
 autocast: at a scale near 100, bf16 rounding moves them by ~0.1.
-``LinearHead``: the ``model.text=false`` ablation, a fixed label set.
+``LinearHead``: the ``model.text=false`` ablation, a fixed label set; ``PerDatasetHead``: one
+``LinearHead`` per dataset of a joint run (the text head instead swaps class embeddings).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -101,3 +103,24 @@ class LinearHead(nn.Module):
         if self.aux is not None and pose is not None:
             out["aux_logits"] = self.aux(pose)
         return out
+
+
+class PerDatasetHead(nn.Module):
+    """One :class:`LinearHead` per dataset of a joint run (``model.text=false``): a batch is
+    scored by its own dataset's head, over that dataset's labels."""
+
+    def __init__(self, heads: Sequence[LinearHead]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.active = 0  # the head used when forward is given no label_set (evaluation)
+
+    def forward(
+        self,
+        cls: torch.Tensor,
+        pose: torch.Tensor | None,
+        text: torch.Tensor | None = None,
+        label_set: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """cls ``(B, D)``, pose ``(B, Ds)`` | None -> logits ``(B, C_i)`` of head i =
+        ``label_set`` (default :attr:`active`)."""
+        return self.heads[self.active if label_set is None else label_set](cls, pose)

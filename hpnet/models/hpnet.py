@@ -9,19 +9,25 @@ v = fuse(mean_T CLS, s);  E_b = TRMM(E | s);  logits = scale * cos(v, E_b);  aux
 ```
 ``model.pose=false`` drops the FPM (RGB only), ``model.feedback=false`` pools without feeding
 back, ``model.text=false`` uses a linear head; with all three off this is a plain LS-ViT.
+
+Joint training (several datasets, ``label_sets``): the text head keeps each dataset's class
+embeddings (buffers ``label_embeddings_<i>``), a linear head one output layer per dataset
+(:class:`~hpnet.fusion.head.PerDatasetHead`); ``forward(..., label_set=i)`` scores a batch over
+dataset i's labels, :meth:`HPNet.select_label_set` makes one the default (evaluation, predict).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from hpnet.config import Config
 from hpnet.fusion.fpm import JointTokens, pool_at_joints
-from hpnet.fusion.head import LinearHead, TextHead
+from hpnet.fusion.head import LinearHead, PerDatasetHead, TextHead
 from hpnet.fusion.pose_encoder import PoseEncoder
 from hpnet.models.lsvit import LSViT, build_lsvit
 from hpnet.models.lsvit_weights import PretrainedReport, load_pretrained
@@ -40,6 +46,8 @@ class HPNet(nn.Module):
         class_embeddings: torch.Tensor | None = None,
         class_names: Sequence[str] = (),
         window: int = 3,
+        label_sets: Sequence[tuple[str, Sequence[str]]] = (),
+        label_embeddings: Sequence[torch.Tensor] = (),
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -58,6 +66,10 @@ class HPNet(nn.Module):
         self.pretrained_prefixes: tuple[str, ...] = ()
         self.pretrained_names: set[str] = set()  # parameters filled from model.pretrained
         self.pretrained_report = ""  # what build_model loaded from model.pretrained
+        # Joint training: (dataset name, class names) per dataset, the first = class_names.
+        self.label_sets = [(name, list(names)) for name, names in label_sets]
+        for i, emb in enumerate(label_embeddings):  # text head: (C_i, Dt) per dataset
+            self.register_buffer(f"label_embeddings_{i}", emb, persistent=True)
 
     # --------------------------------------------------------------------------- open vocabulary
     def set_class_embeddings(self, embeddings: torch.Tensor, class_names: Sequence[str]) -> None:
@@ -80,6 +92,27 @@ class HPNet(nn.Module):
             return self.backbone.layer_id(name.removeprefix("backbone."))
         return self.num_layers + 1
 
+    def select_label_set(self, index: int) -> None:
+        """Classify over dataset ``index`` of a joint model's ``label_sets`` from now on."""
+        if not 0 <= index < len(self.label_sets):
+            raise ValueError(f"label set {index} of {len(self.label_sets)}")
+        if isinstance(self.head, PerDatasetHead):
+            self.head.active = index
+        else:
+            emb = getattr(self, f"label_embeddings_{index}")
+            self.class_embeddings = emb.clone().to(self.class_embeddings)
+        self.class_names = list(self.label_sets[index][1])
+
+    @contextlib.contextmanager
+    def using_label_set(self, index: int) -> Iterator[None]:
+        """:meth:`select_label_set` for a ``with`` block (evaluating one dataset mid-run); the
+        first dataset's labels are back afterwards, so checkpoints keep their shapes."""
+        self.select_label_set(index)
+        try:
+            yield
+        finally:
+            self.select_label_set(0)
+
     def no_weight_decay(self) -> set[str]:
         names = {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
         for name, _ in self.named_parameters():
@@ -89,9 +122,13 @@ class HPNet(nn.Module):
 
     # --------------------------------------------------------------------------------- forward
     def forward(
-        self, video: torch.Tensor, joints: torch.Tensor | None = None
+        self,
+        video: torch.Tensor,
+        joints: torch.Tensor | None = None,
+        label_set: int | None = None,
     ) -> dict[str, torch.Tensor]:
-        """video ``(B,T,3,S,S)`` normalised, joints ``(B,T,P,K,3)`` -> ``{"logits": (B,C)}``."""
+        """video ``(B,T,3,S,S)`` normalised, joints ``(B,T,P,K,3)`` -> ``{"logits": (B,C)}``;
+        ``label_set`` i (joint models): over dataset i's C_i labels, else the current ones."""
         bb = self.backbone
         x = bb.embed(video)  # (B, T, 1+N, D)
         n = x.shape[2]
@@ -119,7 +156,11 @@ class HPNet(nn.Module):
             if fed_back is not None:
                 pooled = pooled + bb.norm(fed_back).view_as(pooled) * (joints[..., 2:] > 0)
             s = self.pose_encoder(pooled, joints)
-        return self.head(cls, s, self.class_embeddings)
+        if label_set is None or not self.label_sets:
+            return self.head(cls, s, self.class_embeddings)
+        if isinstance(self.head, PerDatasetHead):
+            return self.head(cls, s, label_set=label_set)
+        return self.head(cls, s, getattr(self, f"label_embeddings_{label_set}"))
 
 
 def class_text_embeddings(
@@ -140,17 +181,35 @@ def class_text_embeddings(
         encoder.release()
 
 
+def label_set_embeddings(
+    cfg: Config,
+    label_sets: Sequence[tuple[str, Sequence[str]]],
+    *,
+    source: ClipSource | None = None,
+) -> list[torch.Tensor]:
+    """Text embeddings ``(C_i, Dt)`` of every joint dataset's classes, from one encoder pass
+    over their union (a class name two datasets share gets the same row in both)."""
+    union = list(dict.fromkeys(name for _, names in label_sets for name in names))
+    rows = class_text_embeddings(cfg, union, source=source)  # (U, Dt)
+    where = {name: i for i, name in enumerate(union)}
+    return [rows[[where[n] for n in names]] for _, names in label_sets]
+
+
 def build_model(
     cfg: Config,
     class_names: Sequence[str],
     *,
     class_embeddings: torch.Tensor | None = None,
     load_weights: bool = True,
+    label_sets: Sequence[tuple[str, Sequence[str]]] = (),
+    label_embeddings: Sequence[torch.Tensor] | None = None,
 ) -> HPNet:
     """The one factory: backbone, FPM, text embeddings and head from the config.
 
     ``class_embeddings (C, Dt)`` skips the text encoder (e.g. taken from a checkpoint);
     ``load_weights=False`` skips ``model.pretrained`` (the caller loads a full state dict).
+    ``label_sets``: ``(name, class names)`` per dataset of a joint run (the first's names are
+    ``class_names``); ``label_embeddings`` their ``(C_i, Dt)`` (else from the text encoder).
     """
     check_model_config(cfg)
     m = cfg.model
@@ -185,6 +244,9 @@ def build_model(
         )
         if m.feedback:
             joint_tokens = JointTokens(dim, max_persons=cfg.pose.persons)
+    if label_sets and m.text and label_embeddings is None:
+        label_embeddings = label_set_embeddings(cfg, label_sets, source=clip)  # one pass
+        class_embeddings = label_embeddings[0] if class_embeddings is None else class_embeddings
     embeddings = None
     if m.text:
         embeddings = class_embeddings
@@ -194,7 +256,11 @@ def build_model(
             dim, pose_dim, embeddings.shape[1], dropout=m.dropout, aux=m.aux_weight > 0
         )
     else:
-        head = LinearHead(dim, pose_dim, len(class_names), dropout=m.dropout, aux=m.aux_weight > 0)
+        heads = [
+            LinearHead(dim, pose_dim, len(names), dropout=m.dropout, aux=m.aux_weight > 0)
+            for _, names in (label_sets or [("", class_names)])
+        ]
+        head = PerDatasetHead(heads) if label_sets else heads[0]
     model = HPNet(
         backbone,
         head,
@@ -203,6 +269,8 @@ def build_model(
         feedback_from=m.feedback_from if joint_tokens is not None else None,
         class_embeddings=embeddings,
         class_names=class_names,
+        label_sets=label_sets,
+        label_embeddings=label_embeddings if m.text and label_sets else (),
     )
     if pretrained:
         model.pretrained_prefixes = ("backbone.",)
@@ -284,9 +352,14 @@ def model_from_checkpoint(
     classes = list(ckpt.get("classes", []))
     if not classes:
         raise UserError(f"{source} records no class names: was it written by hpnet.train?")
-    stored = ckpt["model"].get("class_embeddings")
-    model = build_model(cfg, classes, class_embeddings=stored, load_weights=False)
     state = ckpt["model"]
+    stored = state.get("class_embeddings")
+    sets = [(name, list(names)) for name, names in ckpt.get("label_sets") or []]
+    model = build_model(
+        cfg, classes, class_embeddings=stored, load_weights=False, label_sets=sets,
+        label_embeddings=[state[f"label_embeddings_{i}"] for i in range(len(sets))]
+        if stored is not None and sets else None,
+    )  # fmt: skip
     if getattr(model.head, "aux", None) is None:  # older runs built it even with aux_weight=0
         state = {k: v for k, v in state.items() if not k.startswith("head.aux.")}
     try:
@@ -297,11 +370,16 @@ def model_from_checkpoint(
             f"{source} does not fit this config: {', '.join(changed) or 'its layers differ'} "
             "(these keys shape the model; drop those overrides to use the checkpoint's values)"
         ) from None
-    if labels is not None and list(labels) != classes:
-        if model.class_embeddings is None:
-            raise UserError(
-                f"{source} has a linear head (model.text=false): its {len(classes)} labels are "
-                "fixed; other labels need a model trained with the text head"
-            )
+    if labels is None or list(labels) == classes:
+        return model
+    trained = [i for i, (_, names) in enumerate(model.label_sets) if names == list(labels)]
+    if trained:  # the labels of another dataset of a joint run: its own embeddings or head
+        model.select_label_set(trained[0])
+    elif model.class_embeddings is None:
+        raise UserError(
+            f"{source} has a linear head (model.text=false): its {len(classes)} labels are "
+            "fixed; other labels need a model trained with the text head"
+        )
+    else:
         model.set_class_embeddings(class_text_embeddings(cfg, labels), labels)
     return model

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hpnet.cli import UserError
-from hpnet.config import Config, dataset_configs
+from hpnet.config import Config, check_pose_source, dataset_configs
 from hpnet.data.joint import JointLoader
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo
@@ -113,6 +113,10 @@ def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
 
     out = []
     for name, one in dataset_configs(cfg):
+        try:
+            check_pose_source(one)
+        except UserError as err:
+            raise UserError(f"data.joint entry '{name}': {err}" if name else str(err)) from None
         source = build_joint_source(one)
         train_ds, test_ds, classes = build_datasets(one, joint_source=source, test_views=test_views)
         if isinstance(source, JointCache):

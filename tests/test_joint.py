@@ -79,13 +79,23 @@ def test_joint_entries_become_one_config_per_dataset(joint_args):
         ("[{name: a, frames: 8}, {name: c}]", r"'a' sets data\.frames; .* data\.frames once"),
         ("[{name: a, rooot: x}, {name: c}]", r"'a': unknown config key 'data\.rooot' \(did you"),
         ("[{name: a, split: 4}, {name: c}]", r"'a': config key 'data\.split' got 4; it must be 1,"),
-        ("[{name: a, dataset: hmdb51}, {name: c}]", r"'a': pose\.source=groundtruth only exists"),
         ("[3, {name: c}]", r"config key 'data\.joint' got 3; it must be a mapping"),
     ],
 )  # fmt: skip
 def test_bad_joint_entries_are_one_line_errors(joint, message):
     with pytest.raises(UserError, match=message):
         load_config(REPO / "configs" / "joint_demo.yaml", [f"data.joint={joint}"])
+
+
+def test_joints_an_entry_cannot_give_are_refused_naming_it(tmp_path):
+    """pose.source=groundtruth with an HMDB51 entry: refused when the datasets are built
+    (the config itself loads, so that python -m hpnet.data can inspect it)."""
+    from hpnet.runtime import build_run_datasets
+
+    joint = f"[{{name: a, dataset: hmdb51, root: {tmp_path}}}, {{name: c}}]"
+    cfg = load_config(REPO / "configs" / "joint_demo.yaml", [f"data.joint={joint}"])
+    with pytest.raises(UserError, match=r"entry 'a': pose\.source=groundtruth only exists"):
+        build_run_datasets(cfg, test_views=1)
 
 
 def test_an_override_of_an_unknown_entry_names_the_entries():

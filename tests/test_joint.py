@@ -19,6 +19,7 @@ from hpnet.data.joint import JointLoader, interleave
 from hpnet.distributed import DistInfo
 from hpnet.evaluate import main as evaluate_main
 from hpnet.models.hpnet import build_model
+from hpnet.resume import check_resumable
 from hpnet.runtime import build_run_datasets, build_run_train_loader, label_sets, start_epoch
 from hpnet.train import main as train_main
 
@@ -317,9 +318,9 @@ def test_resume_with_other_joint_datasets_is_refused(tmp_path):
     ckpt["label_sets"] = [["everyday", EVERYDAY], ["sports", ["walk", "kick"]]]
     sets = [("everyday", EVERYDAY), ("sports", SPORTS)]
     with pytest.raises(UserError, match=r"trained on other data\.joint datasets"):
-        hpnet_train._check_resumable(ckpt, load_config(), EVERYDAY, sets, tmp_path, DistInfo())
+        check_resumable(ckpt, load_config(), EVERYDAY, sets, tmp_path, DistInfo())
     ckpt["label_sets"] = sets  # the same datasets: resumable
-    hpnet_train._check_resumable(ckpt, load_config(), EVERYDAY, sets, tmp_path, DistInfo())
+    check_resumable(ckpt, load_config(), EVERYDAY, sets, tmp_path, DistInfo())
 
 
 def test_label_sets_of_one_dataset_are_empty(joint_args):

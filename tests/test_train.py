@@ -13,6 +13,7 @@ import torch
 from hpnet import engine
 from hpnet import train as hpnet_train
 from hpnet.cli import UserError
+from hpnet.resume import CheckpointClock
 from hpnet.train import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,9 +178,9 @@ def test_mid_epoch_checkpoints_need_the_same_batch_size(tiny_args, tmp_path, mon
 
 
 def test_checkpoint_clock():
-    clock = hpnet_train.CheckpointClock(every_steps=3, every_minutes=0)
+    clock = CheckpointClock(every_steps=3, every_minutes=0)
     assert [s for s in range(1, 10) if clock.due(s)] == [3, 6, 9]
-    timed = hpnet_train.CheckpointClock(every_steps=0, every_minutes=1)
+    timed = CheckpointClock(every_steps=0, every_minutes=1)
     assert not timed.due(1)
     timed.last -= 61  # a minute and a second since the last checkpoint
     assert timed.due(2)

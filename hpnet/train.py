@@ -149,7 +149,13 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
 
     # ---- data: one dataset, or one per data.joint entry (batches interleaved) ---------------
     datasets = build_run_datasets(cfg, test_views=1)
-    if dist.is_main:  # (only once the data is there: a typo in data.root leaves no run folder)
+    sets = label_sets(datasets)
+    # the model before the run folder: weights that cannot be had leave no folder behind, and
+    # config.yaml records what loading them decided (text.quick_gelu)
+    model = build_model(cfg, datasets[0].classes, label_sets=sets).to(device)
+    if dist.is_main:  # (only once data and weights are there: a typo leaves no run folder)
+        if model.pretrained_report:
+            print(f"model.pretrained: {model.pretrained_report}")
         out.mkdir(parents=True, exist_ok=True)
         held.enter_context(run_folder_lock(out))  # one run at a time writes here
         save_config(cfg, out / "config.yaml")
@@ -157,11 +163,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     transform = build_transform(cfg, device)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)
 
-    # ---- model, optimizer, schedule -----------------------------------------------------------
-    sets = label_sets(datasets)
-    model = build_model(cfg, datasets[0].classes, label_sets=sets).to(device)
-    if dist.is_main and model.pretrained_report:
-        print(f"model.pretrained: {model.pretrained_report}")
+    # ---- optimizer, schedule, loss ----------------------------------------------------------
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)

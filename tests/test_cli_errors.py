@@ -57,6 +57,12 @@ CASES = [
         + ["train.out_dir={out}"],
         "5 of 5 videos have no pose cache file",
     ),
+    (
+        "hpnet.train",  # offline: a CLIP tag for the backbone is an error before the run folder
+        ["data.dataset=folder", "{videos}", "pose.source=none", "model.pretrained=openai"]
+        + ["model.size=tiny", "model.patch_size=8", "data.size=32", "train.out_dir={out}"],
+        "model.pretrained='openai': open_clip weights ViT-B-16/openai are not available",
+    ),
     ("hpnet.evaluate", ["--checkpoint", "{text}"], "not a PyTorch checkpoint file"),
     ("hpnet.evaluate", ["--checkpoint", f"{NOPE}/best.pt"], f"{NOPE}/best.pt"),
     ("hpnet.evaluate", ["--checkpoint", "{garbage}"], "garbage.pt"),

@@ -10,6 +10,7 @@ error too (one line, exit 2) rather than argparse's usage block.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ def plain_text(text: str) -> str:
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None):
     """Run a command's ``main(argv)`` and turn a :class:`UserError` into exit code 2."""
+    configure_logging()
     try:
         code = main(argv)
     except UserError as err:
@@ -51,6 +53,13 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         print("hpnet: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def configure_logging() -> None:
+    """Warnings on stderr as ``WARNING: message``, all run long. Without a handler the first
+    ones would print bare and, once a library calls ``logging.info()`` (open_clip does), the rest
+    as ``WARNING:hpnet.module:message``; the libraries' info chatter stays hidden."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
 def one_line(message: str) -> str:

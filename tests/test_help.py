@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -33,3 +35,21 @@ def test_plain_text():
     assert plain_text("``a b`` and :class:`~hpnet.cli.UserError` or :func:`f`") == (
         "a b and UserError or f"
     )
+
+
+def test_warnings_print_one_way_all_run_long():
+    """A warning before and after a library's logging.info() (open_clip's) look the same."""
+    code = (
+        "import logging\n"
+        "from hpnet.cli import run_cli\n"
+        "def main(argv):\n"
+        "    log = logging.getLogger('hpnet.x')\n"
+        "    log.warning('first')\n"
+        "    logging.info('library chatter')\n"
+        "    log.warning('second')\n"
+        "    return 0\n"
+        "run_cli(main, [])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["WARNING: first", "WARNING: second"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from hpnet.config import load_config
-from hpnet.data.datasets import loader_canvas
+from hpnet.data.canvas import Canvas
 from hpnet.inference import JointFinder, collect_videos
 from hpnet.models.hpnet import build_model
 from hpnet.predict import Predictor, pose_estimator
@@ -53,14 +53,14 @@ def build_predictor(size: str, args: argparse.Namespace, weights: Path) -> Predi
     classes = [f"class_{i}" for i in range(51)]
     embeddings = torch.nn.functional.normalize(torch.randn(51, 512), dim=-1)
     model = build_model(cfg, classes, class_embeddings=embeddings, load_weights=False)
-    canvas = loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect)
+    canvas = Canvas.of(cfg.data)
     return Predictor(
         model,
         classes,
         cfg,
         transform=build_transform(cfg, pick_device(args.device)),
-        canvas_hw=canvas,
-        max_side=max(cfg.pose.imgsz, *canvas),
+        canvas=canvas,
+        max_side=max(cfg.pose.imgsz, *canvas.hw),
         joints=JointFinder("", cfg.pose.persons, partial(pose_estimator, cfg)),
     )
 

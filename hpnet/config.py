@@ -63,7 +63,11 @@ class DataConfig:
     frames: int = 16  # frames per clip (T)
     size: int = 224  # side of the square crop fed to the model
     load_size: int = 0  # height the loader resizes frames to before the crop (0 = size * 8 / 7)
-    aspect: float = 1.3333  # width / height of the canvas every video is resized to by the loader
+    aspect: float = 1.3333  # width / height of the canvas every video is put on by the loader
+    # How a frame gets onto that canvas: crop = aspect kept, short side scaled, centre cut to the
+    # canvas shape; pad = aspect kept, long side scaled, black borders; stretch = aspect not kept.
+    resize: Literal["crop", "pad", "stretch"] = "crop"
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # antialiased resize to the canvas
     workers: int = 4  # DataLoader worker processes
     on_error: Literal["skip", "raise"] = "skip"  # what a video that fails to decode does
     allow_missing: bool = False  # tolerate videos listed in split files but absent on disk
@@ -267,12 +271,13 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         item = typing.get_args(tp)[0]
         if isinstance(value, str) and typing.get_origin(item) is dict:  # YAML flow style
             value = _parse_text(key, tp, value) or []
-        elif isinstance(value, str):  # "a,b,c" (or "[a,b,c]") on the command line
+        elif isinstance(value, str):  # "a,b,c", or a YAML/JSON list "[a, 'b, c']"
             text = value.strip()
-            if item is not str and text.startswith("[") and text.endswith("]"):
-                text = text[1:-1]
             try:
-                value = [yaml.safe_load(v) if item is not str else v for v in text.split(",")]
+                if text.startswith("[") and text.endswith("]"):
+                    value = yaml.safe_load(text)
+                else:
+                    value = [yaml.safe_load(v) if item is not str else v for v in text.split(",")]
             except yaml.YAMLError:
                 raise UserError(
                     f"config key '{key}' got {value!r}; it must be {_type_name(tp)}"

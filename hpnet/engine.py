@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hpnet.cli import UserError
-from hpnet.data.transforms import ClipTransform
+from hpnet.data.transforms import ClipTransform, distinct_crop_count
 
 
 class NonFiniteLossError(UserError):
@@ -279,7 +279,8 @@ def view_probs(
     crops: int = 1,
 ) -> torch.Tensor:
     """Test crops + model on uint8 ``video (B,V,T,3,H,W)``, joints ``(B,V,T,P,K,3)`` | None:
-    class probabilities ``(B, C)``, the softmax averaged over V x ``crops`` views."""
+    class probabilities ``(B, C)``, the softmax averaged over V x the distinct crops (``crops``,
+    or 1 on a square canvas)."""
     video, joints = transform.test(video, joints, crops=crops)
     b, v = video.shape[:2]
     flat_joints = joints.flatten(0, 1) if joints is not None else None
@@ -328,7 +329,7 @@ def evaluate(
             amp_dtype=amp_dtype,
             crops=crops,
         )
-        views = video.shape[1] * crops
+        views = video.shape[1] * distinct_crop_count(*video.shape[-2:], transform.size, crops)
         probs.append(p.cpu())
         labels.append(y.cpu())
         indices.append(batch["index"].cpu())

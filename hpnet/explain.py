@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hpnet.data.canvas import Canvas
 from hpnet.data.transforms import ClipTransform
 
 
@@ -68,29 +69,32 @@ def centre_crop_cam(
     frames: torch.Tensor,
     joints: np.ndarray | None,
     *,
-    canvas_hw: tuple[int, int],
+    canvas: Canvas,
     target: int,
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """Grad-CAM of one clip as the model sees it in test mode (canvas resize, centre crop).
+    """Grad-CAM of one clip as the model sees it in test mode (the canvas, the centre crop).
 
     Args:
         frames: uint8 ``(T, 3, h, w)`` decoded frames of one clip.
         joints: ``(T, P, 17, 3)`` normalised to the frame, or None.
-        canvas_hw: the loader's resize before the crop.
+        canvas: the loader's canvas before the crop.
     Returns:
         ``heat (T, gh, gw)`` in [0, 1] and the crop's box ``(x0, y0, x1, y1)`` in [0, 1] of the
-        frame (where to draw the map).
+        frame (where to draw the map; outside [0, 1] where the canvas pads the frame).
     """
-    from hpnet.data.decode import resize_frames
+    from hpnet.data.transforms import short_side_crop_layout
 
     device = next(model.parameters()).device
-    video = resize_frames(frames, canvas_hw)[None, None].to(device)  # (1, 1, T, 3, H, W)
-    joint_batch = None if joints is None else torch.from_numpy(joints)[None, None].to(device)
+    on, joint_tensor = canvas.apply(frames, None if joints is None else torch.from_numpy(joints))
+    video = on[None, None].to(device)  # (1, 1, T, 3, H, W)
+    joint_batch = None if joint_tensor is None else joint_tensor[None, None].to(device)
     video, joint_batch = transform.test(video, joint_batch, crops=1)
     heat = backbone_cam(
         model, video[:, 0], None if joint_batch is None else joint_batch[:, 0], target
     )
-    h, w = canvas_hw
-    side = min(h, w)
-    x0, y0 = (w - side) / 2 / w, (h - side) / 2 / h
-    return heat.cpu().numpy(), (x0, y0, 1 - x0, 1 - y0)
+    (rh, rw), [(top, left)] = short_side_crop_layout(*canvas.hw, transform.size, 1)
+    bx0, by0, bx1, by1 = canvas.place(tuple(frames.shape[-2:])).box().tolist()
+    sx, sy = (bx1 - bx0) / rw, (by1 - by0) / rh  # frame units per resized-canvas pixel
+    size = transform.size
+    box = (bx0 + left * sx, by0 + top * sy, bx0 + (left + size) * sx, by0 + (top + size) * sy)
+    return heat.cpu().numpy(), box

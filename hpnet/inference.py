@@ -6,11 +6,13 @@ The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zerosho
 - :func:`read_sampled`: opens one video, samples ``views`` test clips of ``frames`` frames with
   the training sampler (:func:`~hpnet.data.sampling.sample_frame_indices`, centre of each
   segment) and decodes only those frames, keeping their aspect ratio (long side at most
-  ``max_side``: the pose model and the overlay see undistorted frames);
+  ``max_side``: the pose model and the overlay see undistorted frames; or straight at the
+  canvas's scaled size when nothing else needs them);
 - :class:`JointFinder`: joints from the pose cache when the video has a file there, else from
   the YOLO pose model run on the sampled frames (built on first use);
-- :func:`clip_probs`: the loader's canvas resize, the test crops and the model, softmax averaged
-  over views x crops, exactly as :func:`hpnet.engine.evaluate` scores a test video.
+- :func:`clip_probs`: the loader's canvas (crop, pad or stretch: :mod:`hpnet.data.canvas`), the
+  test crops and the model, softmax averaged over views x crops, as
+  :func:`hpnet.engine.evaluate` scores a test video.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 from torch import nn
 
 from hpnet.cli import UserError
-from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video, resize_frames
+from hpnet.data.canvas import Canvas
+from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.data.sampling import sample_frame_indices
 from hpnet.data.transforms import ClipTransform
@@ -90,17 +93,23 @@ def read_sampled(
     max_side: int = 640,
     backend: str = "auto",
     max_pixels: int = 0,
+    canvas: Canvas | None = None,
 ) -> SampledVideo:
     """Decode the ``views`` x ``frames`` test-sampled frames of ``path`` (raises
     :class:`~hpnet.data.decode.VideoDecodeError` for an unreadable video, or one whose frames
-    have more than ``max_pixels`` pixels)."""
+    have more than ``max_pixels`` pixels). ``max_side=0`` with a ``canvas``: decode straight at
+    the size the canvas scales the video to (one resize, as the training loader)."""
     with open_video(path, backend=backend, max_pixels=max_pixels) as reader:
         info = reader.info
         if info.num_frames < 1:
             raise VideoDecodeError(path, "the video reports no frames")
         indices = sample_frame_indices(info.num_frames, frames, train=False, views=views)
-        size = fit_size(info.height, info.width, max_side)
-        video = reader.frames(indices.reshape(-1), size=size)  # (V*T, 3, h, w)
+        if max_side == 0 and canvas is not None:
+            size = canvas.place((info.height, info.width)).scaled_hw
+            video = reader.frames(indices.reshape(-1), size, canvas.interpolation)
+        else:
+            size = fit_size(info.height, info.width, max_side or max(info.height, info.width))
+            video = reader.frames(indices.reshape(-1), size=size)  # (V*T, 3, h, w)
     return SampledVideo(video.view(*indices.shape, *video.shape[1:]), indices, info)
 
 
@@ -169,19 +178,23 @@ def clip_probs(
     joints: np.ndarray | None,
     *,
     transform: ClipTransform,
-    canvas_hw: tuple[int, int] | None,
+    canvas: Canvas | None,
     device: torch.device,
     amp_dtype: torch.dtype | None,
     crops: int = 1,
 ) -> torch.Tensor:
     """Class probabilities ``(C,)``: softmax averaged over the video's views x crops.
 
-    ``canvas_hw``: the loader's resize before the crops (``None``: crop the frames as decoded).
+    ``canvas``: the loader's canvas before the crops (``None``: crop the frames as decoded);
+    ``joints`` ``(V, T, P, 17, 3)`` in [0, 1] of the frame, or None.
     """
     v, t = sampled.indices.shape
-    frames = resize_frames(sampled.frames.flatten(0, 1), canvas_hw)  # (V*T, 3, H, W)
+    frames = sampled.frames.flatten(0, 1)  # (V*T, 3, h, w)
+    joint_tensor = None if joints is None else torch.from_numpy(joints)
+    if canvas is not None:
+        frames, joint_tensor = canvas.apply(frames, joint_tensor)
     video = frames.view(1, v, t, *frames.shape[1:]).to(device)
-    joint_batch = None if joints is None else torch.from_numpy(joints)[None].to(device)
+    joint_batch = None if joint_tensor is None else joint_tensor[None].to(device)
     return view_probs(
         model, video, joint_batch, transform=transform, amp_dtype=amp_dtype, crops=crops
     )[0].cpu()

@@ -84,9 +84,10 @@ class Predictor:
     """A model ready to classify video files one at a time (see :meth:`__call__`).
 
     Build it from a training checkpoint with :meth:`from_checkpoint`; ``hpnet.zeroshot``
-    builds one around a frozen CLIP. ``canvas_hw`` is the loader's resize before the test
-    crops (``None``: crop the decoded frames as they are, aspect kept); ``joints`` finds the
-    joints of a video (``None``: the model gets none).
+    builds one around a frozen CLIP. ``canvas`` is the loader's canvas before the test crops
+    (``None``: crop the decoded frames as they are, aspect kept); frames are decoded with their
+    long side at most ``max_side`` (0: straight at the canvas's scaled size); ``joints`` finds
+    the joints of a video (``None``: the model gets none).
     """
 
     def __init__(
@@ -96,7 +97,7 @@ class Predictor:
         cfg: Config,
         *,
         transform: Any,
-        canvas_hw: tuple[int, int] | None,
+        canvas: Any,
         max_side: int,
         joints: Any = None,
     ) -> None:
@@ -108,7 +109,7 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.amp_dtype = amp_dtype_for(cfg.train.amp, self.device)
         self.transform = transform
-        self.canvas_hw = canvas_hw
+        self.canvas = canvas
         self.max_side = max_side
         self.joints = joints
 
@@ -126,7 +127,7 @@ class Predictor:
         """The trained model of ``checkpoint`` with its own config (or ``config``) plus
         ``overrides``; ``labels`` other than the trained ones go through the text head."""
         from hpnet.checkpoint import load_checkpoint
-        from hpnet.data.datasets import loader_canvas
+        from hpnet.data.canvas import Canvas
         from hpnet.inference import JointFinder
         from hpnet.models.hpnet import model_from_checkpoint
         from hpnet.runtime import build_transform, pick_device
@@ -137,7 +138,7 @@ class Predictor:
         else:
             cfg = apply_overrides(config_from_dict(ckpt["config"]), overrides)
         model = model_from_checkpoint(ckpt, cfg, labels, source=checkpoint)
-        canvas_hw = loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect)
+        canvas = Canvas.of(cfg.data)
         joints = None
         if cfg.model.pose and cfg.pose.source != "none":
             cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
@@ -148,8 +149,8 @@ class Predictor:
             model.class_names,
             cfg,
             transform=build_transform(cfg, pick_device(cfg.train.device)),
-            canvas_hw=canvas_hw,
-            max_side=max(cfg.pose.imgsz, *canvas_hw),
+            canvas=canvas,
+            max_side=max(cfg.pose.imgsz, *canvas.hw),
             joints=joints,
         )
 
@@ -177,6 +178,7 @@ class Predictor:
             max_side=self.max_side,
             backend=self.cfg.data.decoder,
             max_pixels=self.cfg.data.max_pixels,
+            canvas=self.canvas,
         )
         t1 = self._sync()
         joints, pose_from = self.joints(video, sampled) if self.joints else (None, "none")
@@ -186,7 +188,7 @@ class Predictor:
             sampled,
             joints,
             transform=self.transform,
-            canvas_hw=self.canvas_hw,
+            canvas=self.canvas,
             device=self.device,
             amp_dtype=self.amp_dtype,
             crops=e.crops,
@@ -232,7 +234,7 @@ class Predictor:
                 self.transform,
                 sampled.frames[0],
                 None if joints is None else joints[0],
-                canvas_hw=self.canvas_hw,
+                canvas=self.canvas,
                 target=top[0]["index"],
             )
         write_clip_overlay(

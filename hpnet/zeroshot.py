@@ -18,10 +18,15 @@ A trained HP-Net over labels it was not trained on, through its text head::
 
     python -m hpnet.zeroshot clip.mp4 --checkpoint runs/x/best.pt --labels "wave,clap,run"
 
+Frames are prepared as CLIP's own preprocessing does (short side to the tower's input size S
+with antialiased bicubic, in one resize from the decoded picture, then the S x S centre crop at
+torchvision's offsets), for files and ``--dataset`` alike, so both give the same pixels.
+
 ``--model``/``--pretrained`` set ``text.model``/``text.pretrained`` (an open_clip name; a tag
-or a local CLIP checkpoint file). ``--templates`` defaults to the bare class name (``bare``;
-ViFi-CLIP found it best for video); ``video`` is a 5-prompt ensemble, or give your own with
-``{}`` where the label goes.
+or a local CLIP checkpoint file). ``--templates`` defaults to ``text.templates`` when the
+config file or an override sets it, else to the bare class name (``bare``; ViFi-CLIP found it
+best for video); ``video`` is a 5-prompt ensemble, or give your own with ``{}`` where the label
+goes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config
@@ -83,14 +90,32 @@ def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Conf
     if args.split is not None:
         flags.append(f"data.split={args.split}")
     cfg = load_config(args.config, [*flags, *overrides])
-    cfg.text.templates = chosen_templates(args.templates)
+    if args.templates or not _templates_set(args.config, overrides):
+        cfg.text.templates = chosen_templates(args.templates)
     return cfg
+
+
+def _templates_set(config: str | None, overrides: Sequence[str]) -> bool:
+    """Whether the config file or an override gives ``text.templates`` (then they are used)."""
+    if any(item.split("=", 1)[0].strip() == "text.templates" for item in overrides):
+        return True
+    if not config:
+        return False
+    data = yaml.safe_load(Path(config).read_text()) or {}  # load_config checked the file
+    return isinstance(data.get("text"), dict) and "templates" in data["text"]
 
 
 def chosen_templates(given: list[str] | None) -> list[str]:
     """``--templates`` (one set name, or templates with ``{}``) -> templates; default ``bare``."""
     spec = given or ["bare"]
     return get_templates(spec[0] if len(spec) == 1 else spec)
+
+
+def clip_canvas(size: int) -> Any:
+    """CLIP's preprocessing as a loader canvas: short side to ``size`` (bicubic), centre crop."""
+    from hpnet.data.canvas import Canvas
+
+    return Canvas((size, size), resize="crop", interpolation="bicubic")
 
 
 def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
@@ -112,33 +137,47 @@ def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
         labels,
         cfg,
         transform=transform,
-        canvas_hw=None,  # CLIP's own preprocessing: short side to S, centre crop, aspect kept
-        max_side=2 * tower.image_size,
+        canvas=clip_canvas(tower.image_size),
+        max_side=0,  # decoded straight at the scaled size: one resize, as CLIP's preprocess
     )
     return predictor, tower
+
+
+def clip_eval_config(cfg: Config) -> Config:
+    """``cfg`` with the data settings of CLIP's preprocessing (:func:`clip_canvas` at the tower's
+    input size) and no joints: what :func:`score_dataset` reads the test split with."""
+    import dataclasses
+
+    from hpnet.text.weights import clip_model_config
+
+    size = clip_model_config(cfg.text.model)["vision_cfg"].get("image_size", 224)
+    size = size if isinstance(size, int) else int(size[0])
+    canvas = clip_canvas(size)
+    data = dataclasses.replace(
+        cfg.data,
+        size=size,
+        load_size=size,
+        aspect=1.0,
+        resize=canvas.resize,
+        interpolation=canvas.interpolation,
+    )
+    return dataclasses.replace(cfg, data=data, pose=dataclasses.replace(cfg.pose, source="none"))
 
 
 def score_dataset(cfg: Config, out: Path) -> dict[str, Any]:
     """Zero-shot top-1 / top-5 / mean class accuracy over ``cfg.data``'s test split.
 
-    The test videos are read like in training (``eval.views`` clips x ``eval.crops`` crops,
-    the loader canvas) at the CLIP tower's input size, without joints; the report is written
-    to ``out`` (``eval.json``, confusion matrix) and returned (empty on ranks other than 0).
+    The test videos are sampled like in training (``eval.views`` clips) and prepared as CLIP's
+    preprocessing (:func:`clip_canvas`: one centre crop at the tower's input size, as for
+    files), without joints; the report is written to ``out`` (``eval.json``, confusion matrix)
+    and returned (empty on ranks other than 0).
     """
-    import dataclasses
-
     from hpnet.data.datasets import build_datasets
     from hpnet.distributed import distributed_session
     from hpnet.evaluate import run_test, write_report
     from hpnet.runtime import pick_device
-    from hpnet.text.weights import clip_model_config
 
-    size = clip_model_config(cfg.text.model)["vision_cfg"].get("image_size", 224)
-    cfg = dataclasses.replace(
-        cfg,
-        data=dataclasses.replace(cfg.data, size=int(size)),
-        pose=dataclasses.replace(cfg.pose, source="none"),
-    )
+    cfg = clip_eval_config(cfg)
     _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
     with distributed_session(pick_device(cfg.train.device).type) as dist:
         predictor, tower = clip_predictor(cfg, classes)  # in the session: "cuda" = this rank's GPU

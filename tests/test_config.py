@@ -130,3 +130,10 @@ def test_command_exits_2_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "data.frames" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_list_override_as_a_yaml_list_keeps_commas_inside_items():
+    cfg = load_config(None, ['text.templates=["a video of {}, outdoors", "{}"]'])
+    assert cfg.text.templates == ["a video of {}, outdoors", "{}"]
+    assert load_config(None, ["model.smif_offsets=[1, 3]"]).model.smif_offsets == [1, 3]
+    assert load_config(None, ["text.templates=x {},y {}"]).text.templates == ["x {}", "y {}"]

@@ -243,9 +243,11 @@ def test_list_files(tmp_path):
 
 
 def _index_joints(record: VideoRecord, indices: np.ndarray, info) -> np.ndarray:
-    """A joint source that writes each sampled frame index into joint 0's x (to read back)."""
+    """A joint source that writes each sampled frame index + 1 into joint 0's confidence (to read
+    back; the joint sits at the frame centre, so no canvas crop removes it)."""
     joints = np.zeros((*indices.shape, 1, 17, 3), dtype=np.float32)
-    joints[..., 0, 0, 0] = indices
+    joints[..., 0, 0, :] = 0.5
+    joints[..., 0, 0, 2] = indices + 1
     return joints
 
 
@@ -263,7 +265,7 @@ def test_clip_shapes_frames_and_joints(tmp_path):
     assert (sample["label"], sample["index"]) == (3, 0)
     test = _clips([record], frames=5, views=2, joint_source=_index_joints)[0]
     assert test["video"].shape == (2, 5, 3, 16, 20) and test["joints"].shape == (2, 5, 1, 17, 3)
-    indices = test["joints"][..., 0, 0, 0].long()  # (V, T) as sampled
+    indices = test["joints"][..., 0, 0, 2].long() - 1  # (V, T) as sampled
     grey = test["video"].float().mean(dim=(2, 3, 4))  # (V, T): frame k is grey 8 * k
     assert torch.allclose(grey, 8.0 * indices, atol=6)
     assert (indices[0] < indices[1]).all()  # the second view sits later in each segment
@@ -352,7 +354,7 @@ def _epoch_indices(loader) -> dict[int, list[int]]:
     out = {}
     for batch in loader:
         for index, joints in zip(batch["index"].tolist(), batch["joints"], strict=True):
-            out[index] = joints[:, 0, 0, 0].long().tolist()
+            out[index] = (joints[:, 0, 0, 2].long() - 1).tolist()
     return out
 
 

@@ -122,6 +122,8 @@ def _check_decode(
         train=False,
         views=cfg.eval.views,
         canvas_hw=loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect),
+        resize=cfg.data.resize,
+        interpolation=cfg.data.interpolation,
         on_error="raise",
         backend=cfg.data.decoder,
         max_pixels=cfg.data.max_pixels,

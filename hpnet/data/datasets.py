@@ -8,7 +8,8 @@ file parsers in :mod:`hpnet.data.records`) into sample dicts::
 (test mode: ``video (V, T, 3, H, W)``, ``joints (V, T, P, 17, 3)`` with V temporal views).
 ``__getitem__`` opens the video once, reads its frame count, samples frame indices with
 :func:`~hpnet.data.sampling.sample_frame_indices`, decodes only those frames, resized to the
-loader canvas ``(H, W)``, and asks the joint source for the joints at the same frames.
+loader canvas ``(H, W)`` (cropped, padded or stretched there: :mod:`hpnet.data.canvas`), and
+asks the joint source for the joints at the same frames, moved onto the canvas likewise.
 
 Train-time randomness: the frame offsets of sample ``index`` in epoch ``e`` come from
 ``numpy.random.default_rng([seed, e, index])``. So a run is reproducible for a fixed seed
@@ -41,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source
+from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
 from hpnet.data.records import (
     VIDEO_EXTENSIONS,
@@ -80,21 +82,16 @@ NUM_JOINTS = 17
 JointSource = Callable[[VideoRecord, np.ndarray, VideoInfo], "np.ndarray | torch.Tensor"]
 
 
-def loader_canvas(size: int, load_size: int = 0, aspect: float = 4 / 3) -> tuple[int, int]:
-    """``(H, W)`` every video is resized to by the loader: H = load_size or size * 8 / 7."""
-    height = load_size or round(size * 8 / 7)
-    return height, round(height * aspect)
-
-
 class VideoClipDataset(Dataset):
-    """Clips of ``frames`` frames from video files, resized to ``canvas_hw``.
+    """Clips of ``frames`` frames from video files, put on the ``canvas_hw`` canvas.
 
     ``train=True``: one clip with random offsets per segment, ``video (T, 3, H, W)``.
     ``train=False``: ``views`` evenly spread clips, ``video (V, T, 3, H, W)`` (also for V = 1).
     ``joint_source(record, indices (V, T), info) -> (V, T, P, 17, 3)``; None gives zeros with
     ``persons`` persons (confidence 0 = missing, so nothing downstream uses them).
     ``max_pixels``: videos with larger frames (width x height) fail like undecodable ones
-    (0 = no limit), so no worker decodes, say, 8K frames at full size.
+    (0 = no limit), so no worker decodes, say, 8K frames at full size. ``resize`` and
+    ``interpolation``: how frames get onto the canvas (:class:`~hpnet.data.canvas.Canvas`).
     """
 
     def __init__(
@@ -112,6 +109,8 @@ class VideoClipDataset(Dataset):
         seed: int = 0,
         persons: int = 1,
         classes: Sequence[str] | None = None,
+        resize: str = "crop",
+        interpolation: str = "bilinear",
     ) -> None:
         if train and views != 1:
             raise ValueError(f"training clips have one view, got views={views}")
@@ -121,7 +120,7 @@ class VideoClipDataset(Dataset):
         self.frames = frames
         self.train = train
         self.views = views
-        self.canvas_hw = (int(canvas_hw[0]), int(canvas_hw[1]))
+        self.canvas = Canvas(canvas_hw, resize, interpolation)
         self.on_error = on_error
         self.backend = backend
         self.max_pixels = max_pixels
@@ -136,6 +135,10 @@ class VideoClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def canvas_hw(self) -> tuple[int, int]:
+        return self.canvas.hw
 
     @property
     def labels(self) -> list[int]:
@@ -190,7 +193,13 @@ class VideoClipDataset(Dataset):
             indices = sample_frame_indices(
                 info.num_frames, self.frames, train=self.train, views=views, rng=rng
             )  # (V, T)
-            video = reader.frames(indices.reshape(-1), size=self.canvas_hw)  # (V*T, 3, H, W)
+            placement = self.canvas.place((info.height, info.width))
+            scaled = reader.frames(
+                indices.reshape(-1),
+                size=placement.scaled_hw,
+                interpolation=self.canvas.interpolation,
+            )  # one resize, straight to the scaled size
+        video = fit_scaled(scaled, placement)  # (V*T, 3, H, W)
         return video.reshape(*indices.shape, *video.shape[1:]), indices, info
 
     def _joints(self, record: VideoRecord, indices: np.ndarray, info: VideoInfo) -> torch.Tensor:
@@ -203,7 +212,7 @@ class VideoClipDataset(Dataset):
                 f"joint source returned shape {tuple(joints.shape)} for {record.rel}; "
                 f"expected ({indices.shape[0]}, {indices.shape[1]}, P, {NUM_JOINTS}, 3)"
             )
-        return joints
+        return fit_joints(joints, self.canvas.place((info.height, info.width)))
 
 
 # ---------------------------------------------------------------------------------- batching
@@ -372,6 +381,8 @@ def build_datasets(
     common: dict[str, Any] = {
         "frames": cfg.data.frames,
         "canvas_hw": loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect),
+        "resize": cfg.data.resize,
+        "interpolation": cfg.data.interpolation,
         "on_error": cfg.data.on_error,
         "backend": cfg.data.decoder,
         "max_pixels": cfg.data.max_pixels,
@@ -426,7 +437,7 @@ def _rendered_datasets(cfg: Config, views: int) -> tuple[Dataset, Dataset, list[
         "persons": cfg.pose.persons,
         "joints": cfg.pose.source == "groundtruth",
         "root": d.root,
-        "canvas_hw": loader_canvas(d.size, d.load_size, d.aspect),
+        "canvas": Canvas.of(d),
         "sample_seed": cfg.train.seed,
         "actions": actions,
     }

@@ -76,12 +76,16 @@ class VideoReader:
         return self._info
 
     def frames(
-        self, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None
+        self,
+        indices: Sequence[int] | np.ndarray,
+        size: tuple[int, int] | None = None,
+        interpolation: str = "bilinear",
     ) -> torch.Tensor:
         """Frames at ``indices`` (any order, repeats allowed) -> uint8 ``(N, 3, H, W)``.
 
         Frames are as displayed (see the module): ``size = (H, W)`` resizes them (antialiased
-        bilinear), ``None`` gives the displayed ``info.height x info.width``.
+        ``interpolation``, bilinear or bicubic), ``None`` gives the displayed
+        ``info.height x info.width``.
         The result may be channels-last in memory (decoders write ``(N, H, W, 3)``; copying it to
         NCHW costs as much as a resize, and batching copies it anyway). Raises VideoDecodeError
         for indices outside ``[0, num_frames)`` or frames that cannot be decoded.
@@ -92,7 +96,7 @@ class VideoReader:
         shown = size or (self.info.height, self.info.width)  # also corrects non-square pixels
         if wanted.size == 0:
             return torch.empty((0, 3, *shown), dtype=torch.uint8, device=self.device)
-        unique = resize_frames(self._read_sorted(wanted.tolist()), shown)  # (U, 3, H, W)
+        unique = resize_frames(self._read_sorted(wanted.tolist()), shown, interpolation)
         if len(inverse) == len(wanted) and (np.diff(inverse) > 0).all():  # already in order
             return unique
         return unique.index_select(0, torch.from_numpy(inverse).to(unique.device))
@@ -151,12 +155,18 @@ def _unique_indices(
     return wanted, inverse.reshape(-1)
 
 
-def resize_frames(frames: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """uint8 (N, 3, h, w) -> uint8 (N, 3, H, W), antialiased bilinear (no-op at the same size)."""
+def resize_frames(
+    frames: torch.Tensor, size: tuple[int, int] | None, interpolation: str = "bilinear"
+) -> torch.Tensor:
+    """uint8 (N, 3, h, w) -> uint8 (N, 3, H, W), antialiased ``interpolation`` (bilinear or
+    bicubic; a no-op at the same size). On the CPU the uint8 kernels run directly (fastest on
+    channels-last input); elsewhere in float32, rounded back."""
     if size is None or tuple(frames.shape[-2:]) == tuple(size):
         return frames
+    if interpolation not in ("bilinear", "bicubic"):
+        raise ValueError(f"interpolation must be bilinear or bicubic, got {interpolation!r}")
     size = (int(size[0]), int(size[1]))
-    if frames.device.type == "cpu":  # uint8 kernel, fastest on channels-last input
-        return F.interpolate(frames, size=size, mode="bilinear", antialias=True)
-    resized = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True)
+    if frames.device.type == "cpu":
+        return F.interpolate(frames, size=size, mode=interpolation, antialias=True)
+    resized = F.interpolate(frames.float(), size=size, mode=interpolation, antialias=True)
     return resized.round_().clamp_(0, 255).to(torch.uint8)

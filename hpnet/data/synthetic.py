@@ -29,12 +29,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from hpnet.atomic import temp_name, write_atomic
 from hpnet.data import motions, render
+from hpnet.data.canvas import Canvas, fit_joints
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
 from hpnet.data.render import render_clip
 from hpnet.data.sampling import sample_frame_indices
@@ -175,7 +175,8 @@ class SyntheticActions(Dataset):
     Train mode: ``video uint8 (T, 3, H, W)``, ``joints (T, P, 17, 3)`` with random frame offsets
     per segment, drawn from ``(sample_seed, epoch, index)`` (``set_epoch`` selects the epoch,
     also in DataLoader workers). Test mode: ``(V, T, ...)`` with ``views`` evenly spread clips.
-    Frames are resized to ``canvas_hw`` when it differs from the rendered resolution. Person 0
+    Frames are put on ``canvas`` (or a cropping ``Canvas(canvas_hw)``) when given, the joints
+    moved with them (:mod:`hpnet.data.canvas`; a no-op at the rendered size). Person 0
     is the actor, person 1 the distractor (all zeros without one); ``joints=False`` gives zeros.
     ``classes`` = ``actions`` (default :data:`ACTIONS`); ``labels`` (``index % C``) for
     class-balanced sampling.
@@ -197,6 +198,7 @@ class SyntheticActions(Dataset):
         joints: bool = True,
         root: str | Path | None = None,
         canvas_hw: tuple[int, int] | None = None,
+        canvas: Canvas | None = None,
         sample_seed: int = 0,
         progress: bool = True,
         actions: Sequence[str] = ACTIONS,
@@ -231,7 +233,9 @@ class SyntheticActions(Dataset):
         self.classes = list(actions)
         self.frames, self.train, self.views = frames, train, views
         self.persons, self.use_joints = persons, joints
-        self.canvas_hw = canvas_hw
+        if canvas is None and canvas_hw is not None:
+            canvas = Canvas(canvas_hw)
+        self.canvas = canvas
         self.sample_seed = sample_seed
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
@@ -254,17 +258,15 @@ class SyntheticActions(Dataset):
         )  # (V, T)
         flat = torch.from_numpy(idx.reshape(-1))
         video = self.video[index, flat]  # (V*T, 3, R, R)
-        if self.canvas_hw is not None and tuple(video.shape[-2:]) != tuple(self.canvas_hw):
-            video = F.interpolate(
-                video.float(), size=self.canvas_hw, mode="bilinear", antialias=True
-            )
-            video = video.round().clamp(0, 255).to(torch.uint8)
-        video = video.view(*idx.shape, *video.shape[1:])  # (V, T, 3, H, W)
         p = self.persons
         joints = torch.zeros(*idx.shape, p, 17, 3)
         if self.use_joints:
             gt = self.joints_gt[index, flat][:, :p]  # (V*T, min(P, 2), 17, 3)
             joints[..., : gt.shape[1], :, :] = gt.view(*idx.shape, *gt.shape[1:])
+        if self.canvas is not None:
+            joints = fit_joints(joints, self.canvas.place(tuple(video.shape[-2:])))
+            video = self.canvas.fit(video)
+        video = video.view(*idx.shape, *video.shape[1:])  # (V, T, 3, H, W)
         if self.train:
             video, joints = video[0], joints[0]
         return {"video": video, "joints": joints, "label": self._labels[index], "index": index}

@@ -31,7 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hpnet.pose.skeleton import NUM_KEYPOINTS, flip_joints
+from hpnet.data.canvas import place
+from hpnet.pose.skeleton import crop_joints, mask_invalid_joints
+
+__all__ = ["ClipTransform", "crop_joints", "mask_invalid_joints"]  # joints: hpnet.pose.skeleton
 
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
@@ -68,39 +71,6 @@ def normalize(
     """
     out = video.to(video.dtype if video.is_floating_point() else dtype, copy=True)
     return _normalize_(out, mean, std, _value_range(video))
-
-
-# --------------------------------------------------------------------------------------- joints
-
-
-def mask_invalid_joints(joints: Tensor) -> Tensor:
-    """``(..., K, 3)`` -> same, with every joint that has confidence <= 0 or x, y outside [0, 1]
-    set to exactly ``(0, 0, 0)`` (missing joints are never points)."""
-    x, y, conf = joints.unbind(-1)
-    valid = (conf > 0) & (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
-    return torch.where(valid.unsqueeze(-1), joints, 0.0)
-
-
-def crop_joints(joints: Tensor, boxes: Tensor, flip: Tensor | None = None) -> Tensor:
-    """Map joints into per-sample crops: ``x' = (x - x0) / (x1 - x0)``, same for y.
-
-    joints: ``(B, ..., K, 3)`` normalised to the frame; boxes: ``(B, 4)`` = x0, y0, x1, y1 in
-    [0, 1] of the frame; flip: ``(B,)`` bool, mirror the crop (x' -> 1 - x', left <-> right
-    joints). Returns ``(B, ..., K, 3)``; joints outside the crop or missing are ``(0, 0, 0)``.
-    """
-    view = (joints.shape[0],) + (1,) * (joints.dim() - 2)
-    x0, y0, x1, y1 = (v.view(view) for v in boxes.to(joints.device, joints.dtype).unbind(1))
-    x = (joints[..., 0] - x0) / (x1 - x0)
-    y = (joints[..., 1] - y0) / (y1 - y0)
-    out = torch.stack([x, y, joints[..., 2]], dim=-1)
-    if flip is not None:
-        if out.shape[-2] != NUM_KEYPOINTS:
-            raise ValueError(
-                f"flipping needs COCO-17 joints (K={NUM_KEYPOINTS}), got K={out.shape[-2]}"
-            )
-        flip = flip.to(out.device).view(*view, 1)
-        out = torch.where(flip, flip_joints(out), out)
-    return mask_invalid_joints(out)
 
 
 # ------------------------------------------------------------------------------------- geometry
@@ -173,23 +143,32 @@ def resized_crop(video: Tensor, boxes: Tensor, size: int, flip: Tensor | None = 
 def short_side_crop_layout(
     height: int, width: int, size: int, crops: int
 ) -> tuple[tuple[int, int], list[tuple[int, int]]]:
-    """Test-time crops: the frame resized so its short side is ``size`` (aspect kept), then
-    ``crops`` squares of ``size``: 1 = centre; 3 = left, centre, right along a wide frame (top,
-    centre, bottom along a tall one). Returns ``(resized_h, resized_w)`` and (top, left) offsets."""
+    """Test-time crops: the frame resized so its short side is ``size`` (aspect kept, sizes as
+    torchvision's ``Resize``), then squares of ``size``: ``crops`` = 1: the centre (offsets as
+    torchvision's ``CenterCrop``); 3: left, centre, right along a wide frame (top, centre,
+    bottom along a tall one). Crops that would be identical (a square frame) are given once, so
+    a square canvas gets one crop whatever ``crops`` says. Returns ``(resized_h, resized_w)``
+    and the distinct (top, left) offsets."""
     if crops not in (1, 3):
         raise ValueError(f"crops must be 1 or 3, got {crops} (eval.crops)")
-    scale = size / min(height, width)
-    rh, rw = max(size, round(height * scale)), max(size, round(width * scale))
+    placed = place((height, width), (size, size), "crop")
+    (rh, rw), centre = placed.scaled_hw, (-placed.top, -placed.left)
     room = max(rh, rw) - size
-    starts = [room // 2] if crops == 1 else [0, room // 2, room]
+    if crops == 1 or room == 0:
+        return (rh, rw), [centre]
     if rw >= rh:
-        return (rh, rw), [((rh - size) // 2, start) for start in starts]
-    return (rh, rw), [(start, (rw - size) // 2) for start in starts]
+        return (rh, rw), [(centre[0], 0), centre, (centre[0], room)]
+    return (rh, rw), [(0, centre[1]), centre, (room, centre[1])]
+
+
+def distinct_crop_count(height: int, width: int, size: int, crops: int) -> int:
+    """How many distinct test crops an ``height x width`` canvas gives (1 when square)."""
+    return len(short_side_crop_layout(height, width, size, crops)[1])
 
 
 def short_side_crops(video: Tensor, size: int, crops: int) -> Tensor:
-    """``(N, T, C, H, W)`` -> float ``(N, crops, T, C, size, size)``: antialiased bilinear resize,
-    then the :func:`short_side_crop_layout` crops (input value range kept)."""
+    """``(N, T, C, H, W)`` -> float ``(N, K, T, C, size, size)``: antialiased bilinear resize,
+    then the K distinct :func:`short_side_crop_layout` crops (input value range kept)."""
     n, t, c, h, w = video.shape
     (rh, rw), offsets = short_side_crop_layout(h, w, size, crops)
     dtype = _compute_dtype(video)
@@ -201,14 +180,14 @@ def short_side_crops(video: Tensor, size: int, crops: int) -> Tensor:
             frames, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False
         ).to(dtype)
     out = [frames[:, :, y : y + size, x : x + size] for y, x in offsets]
-    return torch.stack(out, dim=1).view(n, crops, t, c, size, size)
+    return torch.stack(out, dim=1).view(n, len(offsets), t, c, size, size)
 
 
 def short_side_crop_joints(
     joints: Tensor, frame_hw: tuple[int, int], size: int, crops: int
 ) -> Tensor:
-    """``(N, ..., K, 3)`` joints of an ``frame_hw`` frame -> ``(N, crops, ..., K, 3)`` in [0, 1] of
-    each :func:`short_side_crop_layout` crop (outside or missing: ``(0, 0, 0)``)."""
+    """``(N, ..., K, 3)`` joints of an ``frame_hw`` frame -> ``(N, C, ..., K, 3)`` in [0, 1] of
+    each of the C distinct :func:`short_side_crop_layout` crops (outside or missing: zeros)."""
     (rh, rw), offsets = short_side_crop_layout(*frame_hw, size, crops)
     mapped = []
     for y, x in offsets:
@@ -446,11 +425,13 @@ class ClipTransform:
         self, video: Tensor, joints: Tensor | None = None, crops: int = 1
     ) -> tuple[Tensor, Tensor | None]:
         """uint8 ``(B, V, T, 3, H, W)``, joints ``(B, V, T, P, K, 3)`` -> float
-        ``(B, V * crops, T, 3, S, S)`` normalised and joints ``(B, V * crops, T, P, K, 3)``;
-        view-major order (index ``v * crops + c``), crops as :func:`short_side_crop_layout`."""
+        ``(B, V * C, T, 3, S, S)`` normalised and joints ``(B, V * C, T, P, K, 3)``; view-major
+        order (index ``v * C + c``); C = ``crops`` distinct :func:`short_side_crop_layout`
+        crops (1 on a square canvas, :func:`distinct_crop_count`)."""
         _check_shapes(video, joints, 6, "(B, V, T, 3, H, W)")
         b, v, t, c, h, w = video.shape
         out = short_side_crops(video.reshape(b * v, t, c, h, w), self.size, crops)
+        crops = out.shape[1]
         out = out.view(b, v * crops, t, c, self.size, self.size)
         _normalize_(out, self.mean, self.std, _value_range(video))
         if joints is None:

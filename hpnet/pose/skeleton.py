@@ -1,11 +1,14 @@
-"""The COCO-17 skeleton in Ultralytics keypoint order: names, bones, flip permutation, adjacency.
+"""The COCO-17 skeleton in Ultralytics keypoint order: names, bones, flip permutation, adjacency;
+and joint geometry (mirror, crop, mask the missing).
 
-Joint arrays everywhere in hpnet are ``float (..., K=17, 3)`` = x, y in [0, 1], confidence.
+Joint arrays everywhere in hpnet are ``float (..., K=17, 3)`` = x, y in [0, 1], confidence; a
+missing joint is ``(0, 0, 0)``.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 KEYPOINTS: tuple[str, ...] = (
     "nose",
@@ -84,3 +87,33 @@ def flip_joints(joints: torch.Tensor) -> torch.Tensor:
     out = joints[..., list(FLIP_PERMUTATION), :].clone()
     out[..., 0] = 1.0 - out[..., 0]
     return out
+
+
+def mask_invalid_joints(joints: Tensor) -> Tensor:
+    """``(..., K, 3)`` -> same, with every joint that has confidence <= 0 or x, y outside [0, 1]
+    set to exactly ``(0, 0, 0)`` (missing joints are never points)."""
+    x, y, conf = joints.unbind(-1)
+    valid = (conf > 0) & (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
+    return torch.where(valid.unsqueeze(-1), joints, 0.0)
+
+
+def crop_joints(joints: Tensor, boxes: Tensor, flip: Tensor | None = None) -> Tensor:
+    """Map joints into per-sample crops: ``x' = (x - x0) / (x1 - x0)``, same for y.
+
+    joints: ``(B, ..., K, 3)`` normalised to the frame; boxes: ``(B, 4)`` = x0, y0, x1, y1 in
+    [0, 1] of the frame; flip: ``(B,)`` bool, mirror the crop (x' -> 1 - x', left <-> right
+    joints). Returns ``(B, ..., K, 3)``; joints outside the crop or missing are ``(0, 0, 0)``.
+    """
+    view = (joints.shape[0],) + (1,) * (joints.dim() - 2)
+    x0, y0, x1, y1 = (v.view(view) for v in boxes.to(joints.device, joints.dtype).unbind(1))
+    x = (joints[..., 0] - x0) / (x1 - x0)
+    y = (joints[..., 1] - y0) / (y1 - y0)
+    out = torch.stack([x, y, joints[..., 2]], dim=-1)
+    if flip is not None:
+        if out.shape[-2] != NUM_KEYPOINTS:
+            raise ValueError(
+                f"flipping needs COCO-17 joints (K={NUM_KEYPOINTS}), got K={out.shape[-2]}"
+            )
+        flip = flip.to(out.device).view(*view, 1)
+        out = torch.where(flip, flip_joints(out), out)
+    return mask_invalid_joints(out)

@@ -164,13 +164,16 @@ def clip_eval_config(cfg: Config) -> Config:
     return dataclasses.replace(cfg, data=data, pose=dataclasses.replace(cfg.pose, source="none"))
 
 
-def score_dataset(cfg: Config, out: Path) -> dict[str, Any]:
+def score_dataset(
+    cfg: Config, out: Path, built: dict[tuple[str, ...], tuple[Predictor, Any]] | None = None
+) -> dict[str, Any]:
     """Zero-shot top-1 / top-5 / mean class accuracy over ``cfg.data``'s test split.
 
     The test videos are sampled like in training (``eval.views`` clips) and prepared as CLIP's
     preprocessing (:func:`clip_canvas`: one centre crop at the tower's input size, as for
     files), without joints; the report is written to ``out`` (``eval.json``, confusion matrix)
-    and returned (empty on ranks other than 0).
+    and returned (empty on ranks other than 0). ``built``: CLIP predictors by class list, kept
+    across calls (the splits of a dataset share their classes: CLIP is built once).
     """
     from hpnet.data.datasets import build_datasets
     from hpnet.distributed import distributed_session
@@ -180,7 +183,10 @@ def score_dataset(cfg: Config, out: Path) -> dict[str, Any]:
     cfg = clip_eval_config(cfg)
     _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
     with distributed_session(pick_device(cfg.train.device).type) as dist:
-        predictor, tower = clip_predictor(cfg, classes)  # in the session: "cuda" = this rank's GPU
+        built = {} if built is None else built
+        if tuple(classes) not in built:  # in the session: "cuda" = this rank's GPU
+            built[tuple(classes)] = clip_predictor(cfg, classes)
+        predictor, tower = built[tuple(classes)]
         report = run_test(
             predictor.model,
             test_ds,
@@ -272,8 +278,10 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
     for split in splits:  # on every rank, before any waits for the others
         _scored(split_folder(base, split), cfg)
 
+    built: dict[tuple[str, ...], tuple[Predictor, Any]] = {}  # CLIP, built once for all splits
+
     def run(split: int, folder: Path) -> None:
-        report = score_dataset(with_split(cfg, split), folder)
+        report = score_dataset(with_split(cfg, split), folder, built)
         if report:
             print(f"zero-shot {cfg.data.dataset} split {split} ({report['model']}): "
                   f"{summary_line(report)}")  # fmt: skip

@@ -25,6 +25,7 @@ from hpnet.splits import (
     training_finished,
 )
 from hpnet.train import main as train_main
+from hpnet.zeroshot import clip_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_VIDEOS = {"1": 2, "2": 3, "3": 2}  # the mini tree's test clips per split (SOURCES.md)
@@ -284,8 +285,12 @@ def test_train_splits_under_torchrun_match_one_process(hmdb51_mini, tmp_path):
 
 
 def test_zeroshot_splits_rescore_only_what_is_missing(
-    hmdb51_mini, tmp_path, capsys, no_confusion_png
+    hmdb51_mini, tmp_path, capsys, no_confusion_png, monkeypatch
 ):
+    built = []  # CLIP is built once for the three splits (they share their classes)
+    monkeypatch.setattr(
+        zeroshot, "clip_predictor", lambda *a: built.append(a) or clip_predictor(*a)
+    )
     out = tmp_path / "zs"
     args = [
         "--dataset", "hmdb51", "--splits", "1,2,3", f"data.root={hmdb51_mini}",
@@ -303,6 +308,7 @@ def test_zeroshot_splits_rescore_only_what_is_missing(
             assert report["top1"] == scored["top1"] and report["run"] == str(out / f"split{split}")
         mean_top5 = sum(r["top5"] for r in first["splits"].values()) / 3
         assert first["mean"]["top5"] == pytest.approx(mean_top5)
+        assert len(built) == 1
 
         kept = {s: (out / s / "eval.json").stat().st_mtime_ns for s in ("split1", "split3")}
         (out / "split2" / "eval.json").unlink()  # as if killed while scoring split 2

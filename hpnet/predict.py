@@ -87,7 +87,8 @@ class Predictor:
     builds one around a frozen CLIP. ``canvas`` is the loader's canvas before the test crops
     (``None``: crop the decoded frames as they are, aspect kept); frames are decoded with their
     long side at most ``max_side`` (0: straight at the canvas's scaled size); ``joints`` finds
-    the joints of a video (``None``: the model gets none).
+    the joints of a video (``None``: the model gets none); ``reports_pose=False`` leaves the
+    pose fields out of the results (a model that never takes joints).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Predictor:
         canvas: Any,
         max_side: int,
         joints: Any = None,
+        reports_pose: bool = True,
     ) -> None:
         from hpnet.runtime import amp_dtype_for, pick_device
 
@@ -112,6 +114,7 @@ class Predictor:
         self.canvas = canvas
         self.max_side = max_side
         self.joints = joints
+        self.reports_pose = reports_pose  # False: a model without pose input (zero-shot CLIP)
 
     @classmethod
     def from_checkpoint(
@@ -209,6 +212,8 @@ class Predictor:
             },
             "overlay": None,
         }
+        if not self.reports_pose:
+            del result["pose"], result["seconds"]["pose"]
         if overlay is not None:
             self._write_overlay(overlay, video, sampled, joints, top, cam)
             result["overlay"] = str(overlay)
@@ -265,9 +270,9 @@ def print_table(results: list[dict[str, Any]], top_k: int) -> None:
         if not r["ok"]:
             print(f"{r['video']}: FAILED: {r['error']}")
             continue
-        s = r["seconds"]
-        timing = f"decode {s['decode']:.2f} s, pose {s['pose']:.2f} s, model {s['model']:.2f} s"
-        print(f"{r['video']}  (pose: {r['pose']}; {timing})")
+        timing = ", ".join(f"{stage} {t:.2f} s" for stage, t in r["seconds"].items())
+        pose = f"pose: {r['pose']}; " if "pose" in r else ""
+        print(f"{r['video']}  ({pose}{timing})")
         for rank, t in enumerate(r["top"][:top_k], 1):
             print(f"  {rank}. {t['label']:<28s} {100 * t['prob']:6.2f} %")
         if r["overlay"]:

@@ -139,6 +139,7 @@ def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
         transform=transform,
         canvas=clip_canvas(tower.image_size),
         max_side=0,  # decoded straight at the scaled size: one resize, as CLIP's preprocess
+        reports_pose=False,
     )
     return predictor, tower
 

@@ -208,3 +208,21 @@ def test_zero_shot_keeps_config_templates_unless_flags_say_otherwise(tmp_path):
     override = zero_shot_config(_zero_shot_args(), ['text.templates=["x {}"]'])
     assert override.text.templates == ["x {}"]
     assert zero_shot_config(_zero_shot_args(), []).text.templates == ["{}"]  # bare default
+
+
+def test_crops_larger_than_the_canvas_are_warned_about(caplog):
+    base = ["data.frames=2", "data.synthetic.train_videos=2", "data.synthetic.test_videos=2"]
+    small = load_config(None, [*base, "data.size=64", "data.load_size=48", "data.aspect=1.0"])
+    from hpnet.data.datasets import warn_small_canvas
+
+    with caplog.at_level("WARNING"):
+        warn_small_canvas(small)
+    assert "data.size=64 is larger than the loader canvas 48x48" in caplog.text
+    assert "data.load_size >= 64" in caplog.text
+    caplog.clear()
+    warn_small_canvas(load_config(None, [*base, "data.size=64", "data.load_size=0"]))
+    tall = load_config(None, [*base, "data.size=64", "data.load_size=80", "data.aspect=0.5"])
+    assert not caplog.text
+    with caplog.at_level("WARNING"):
+        warn_small_canvas(tall)  # 80 x 40: too narrow
+    assert "data.load_size >= 128" in caplog.text

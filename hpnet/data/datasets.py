@@ -31,6 +31,7 @@ epoch never stops on a bad file. With ``on_error="raise"`` the error propagates.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -368,6 +369,7 @@ def build_datasets(
     ``data.seed``.
     """
     check_pose_source(cfg)
+    warn_small_canvas(cfg)
     views = cfg.eval.views if test_views is None else test_views
     if cfg.pose.source == "none":
         joint_source = None
@@ -394,6 +396,20 @@ def build_datasets(
     train_ds = VideoClipDataset(splits.train, train=True, views=1, **common)
     test_ds = VideoClipDataset(splits.test, train=False, views=views, **common)
     return train_ds, test_ds, list(splits.classes)
+
+
+def warn_small_canvas(cfg: Config) -> None:
+    """Warn when the loader canvas is smaller than the crops the model sees (``data.size`` above
+    ``data.load_size``): every crop is then upsampled, blurring what the model gets."""
+    d = cfg.data
+    canvas = loader_canvas(d.size, d.load_size, d.aspect)
+    if min(canvas) < d.size:
+        needed = math.ceil(d.size / min(1.0, d.aspect))  # the canvas height that fits the crop
+        logger.warning(
+            "data.size=%d is larger than the loader canvas %dx%d (data.load_size=%d, "
+            "data.aspect=%g): every crop is upsampled; set data.load_size >= %d (0 = size * 8/7)",
+            d.size, *canvas, d.load_size, d.aspect, needed,
+        )  # fmt: skip
 
 
 def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:

@@ -11,6 +11,7 @@ autocast: at a scale near 100, bf16 rounding moves them by ~0.1.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -33,6 +34,14 @@ def centre_class_embeddings(text: torch.Tensor) -> torch.Tensor:
         return text
     return F.normalize(text - text.mean(0, keepdim=True), dim=-1)
 
+
+
+def fp32_region(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off while it is on (the cosine logits stay fp32); nothing otherwise,
+    so a graph traced without autocast (``torch.export``) holds no autocast region."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 class Fuse(nn.Module):
     """``cls (B, D)`` and optional pose feature ``s (B, Ds)`` -> ``v (B, out)``."""
@@ -74,11 +83,11 @@ class TextHead(nn.Module):
         text = centre_class_embeddings(text.float())
         v = F.normalize(self.fuse(cls, pose).float(), dim=-1)  # (B, Dt)
         e = F.normalize(self.trmm(text, pose, cls.shape[0]).float(), dim=-1)  # (B, C, Dt)
-        with torch.autocast(cls.device.type, enabled=False):
+        with fp32_region(cls.device.type):
             out = {"logits": scale * torch.einsum("bd,bcd->bc", v, e)}
         if self.aux is not None and pose is not None:
             a = F.normalize(self.aux(pose).float(), dim=-1)
-            with torch.autocast(cls.device.type, enabled=False):
+            with fp32_region(cls.device.type):
                 out["aux_logits"] = scale * a @ F.normalize(text, dim=-1).t()
         return out
 

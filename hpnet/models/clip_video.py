@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpnet.cli import UserError
+from hpnet.fusion.head import fp32_region
 from hpnet.text.weights import (
     RANDOM_INIT_SEED,
     ClipSource,
@@ -162,7 +163,7 @@ class ClipVideoClassifier(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """video ``(B, T, 3, S, S)`` (joints are ignored) -> ``{"logits": (B, C)}``."""
         clip = self.encode_video(video)
-        with torch.autocast(video.device.type, enabled=False):  # fp32: scale 100 magnifies bf16
+        with fp32_region(video.device.type):  # fp32: scale 100 magnifies bf16
             return {"logits": self.logit_scale * clip @ self.class_embeddings.float().t()}
 
 

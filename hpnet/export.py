@@ -1,0 +1,261 @@
+"""``python -m hpnet.export``: a trained model as one deployable file (torch.export or ONNX).
+
+    python -m hpnet.export --checkpoint runs/x/best.pt --out model.pt2    # torch.export
+    python -m hpnet.export --checkpoint runs/x/best.pt --out model.onnx   # pip install hpnet[onnx]
+
+The file holds the model in eval mode with its class embeddings baked in: input ``video``
+``(B, T, 3, S, S)``, normalised as in training (``data.augment.mean/std``), and, when the model
+uses pose, ``joints`` ``(B, T, P, 17, 3)`` (x, y in [0, 1] of the crop, confidence; missing =
+zeros); output ``logits`` ``(B, C)``. B is dynamic, T, S and P are those of the training config.
+What a user needs to prepare the input (labels, T, S, P, mean, std) is stored in the file
+(``hpnet.json``: an extra file of the ``.pt2`` archive, a metadata entry of the ONNX model) and
+read back by :func:`load_exported`, which also refuses a wrongly shaped input with a message
+that names the expected shape. ``labels`` (``--labels``) classifies over other labels through
+the text head, as ``hpnet.predict`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpnet.atomic import temp_name, write_atomic, write_errors_reported
+from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.config import Config, config_to_dict
+
+META_NAME = "hpnet.json"  # the metadata's name in both formats
+FORMATS = {".pt2": "torch.export", ".onnx": "onnx"}
+
+
+class LogitsModel(nn.Module):
+    """``model(video, joints)["logits"]`` as a module with tensor inputs and one tensor output
+    (what exporters take). ``joints`` is an input only when ``uses_pose``."""
+
+    def __init__(self, model: nn.Module, uses_pose: bool) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.uses_pose = uses_pose
+
+    def forward(self, video: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
+        """video ``(B, T, 3, S, S)``, joints ``(B, T, P, 17, 3)`` -> logits ``(B, C)``."""
+        return self.model(video, joints if self.uses_pose else None)["logits"]
+
+
+def export_metadata(model: nn.Module, cfg: Config) -> dict[str, Any]:
+    """What a caller of the exported file needs to know: labels and input layout."""
+    uses_pose = getattr(model, "pose_encoder", None) is not None
+    return {
+        "format_version": 1,
+        "labels": list(model.class_names),
+        "frames": cfg.data.frames,
+        "size": cfg.data.size,
+        "persons": cfg.pose.persons if uses_pose else 0,
+        "uses_pose": uses_pose,
+        "mean": list(cfg.data.augment.mean),
+        "std": list(cfg.data.augment.std),
+        "inputs": ["video", "joints"] if uses_pose else ["video"],
+        "config": config_to_dict(cfg),
+    }
+
+
+def input_shapes(meta: dict[str, Any]) -> dict[str, tuple]:
+    """Input name -> shape of an exported model, ``"B"`` for the dynamic batch dimension."""
+    shapes: dict[str, tuple] = {"video": ("B", meta["frames"], 3, meta["size"], meta["size"])}
+    if meta["uses_pose"]:
+        shapes["joints"] = ("B", meta["frames"], meta["persons"], 17, 3)
+    return shapes
+
+
+def example_inputs(meta: dict[str, Any], batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the exported shapes: ``(video,)`` or ``(video, joints)``."""
+    g = torch.Generator().manual_seed(0)
+    t, s = meta["frames"], meta["size"]
+    video = torch.randn(batch, t, 3, s, s, generator=g)
+    if not meta["uses_pose"]:
+        return (video,)
+    joints = torch.rand(batch, t, meta["persons"], 17, 3, generator=g)
+    return video, joints
+
+
+def export_model(model: nn.Module, cfg: Config, out: str | Path) -> dict[str, Any]:
+    """Export ``model`` (an HP-Net on the CPU) to ``out`` (``.pt2`` or ``.onnx``), atomically;
+    returns the metadata written with it."""
+    out = Path(out)
+    kind = FORMATS.get(out.suffix)
+    if kind is None:
+        raise UserError(f"--out {out}: give a .pt2 (torch.export) or .onnx (ONNX) file name")
+    meta = export_metadata(model, cfg)
+    wrapped = LogitsModel(model.cpu(), meta["uses_pose"]).eval()
+    inputs = example_inputs(meta)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes = {name: {0: batch} for name in meta["inputs"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        if kind == "torch.export":
+            program = torch.export.export(wrapped, inputs, dynamic_shapes=shapes, strict=False)
+            extra = {META_NAME: json.dumps(meta)}
+            write_atomic(
+                out, lambda f: torch.export.save(program, f, extra_files=extra), what="export"
+            )
+        else:
+            _export_onnx(wrapped, inputs, shapes, meta, out)
+    return meta
+
+
+def _export_onnx(
+    wrapped: LogitsModel, inputs: tuple, shapes: dict, meta: dict[str, Any], out: Path
+) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise UserError(
+            "exporting to ONNX needs the onnx extra: pip install 'hpnet[onnx]' "
+            "(onnx, onnxscript, onnxruntime)"
+        ) from None
+    tmp = temp_name(out)
+    try:
+        with write_errors_reported(out, what="export"):
+            torch.onnx.export(
+                wrapped,
+                inputs,
+                str(tmp),
+                dynamo=True,
+                input_names=meta["inputs"],
+                output_names=["logits"],
+                dynamic_shapes=shapes,
+                external_data=False,
+            )
+            proto = onnx.load(str(tmp))
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = META_NAME, json.dumps(meta)
+            onnx.save(proto, str(tmp))
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+@dataclass
+class ExportedModel:
+    """An exported file, ready to run: ``logits = exported(video, joints)``."""
+
+    path: Path
+    meta: dict[str, Any]
+    run: Any  # (inputs as tensors) -> logits tensor
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    def __call__(self, video: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
+        """video ``(B, T, 3, S, S)`` float, joints ``(B, T, P, 17, 3)`` (pose models) -> logits
+        ``(B, C)``. Raises ValueError naming the expected shape for a wrong input."""
+        given = {"video": video, "joints": joints}
+        inputs = []
+        for name, shape in input_shapes(self.meta).items():
+            tensor = given[name]
+            if tensor is None:
+                raise ValueError(f"{self.path} takes {name} of shape {_shape_text(shape)}")
+            ok = tensor.dim() == len(shape) and tensor.shape[0] >= 1
+            ok = ok and all(a == b for a, b in zip(tensor.shape[1:], shape[1:], strict=True))
+            if not ok:
+                raise ValueError(
+                    f"{self.path} takes {name} of shape {_shape_text(shape)}, "
+                    f"got {tuple(tensor.shape)}"
+                )
+            inputs.append(tensor.float().contiguous())
+        if joints is not None and not self.meta["uses_pose"]:
+            raise ValueError(f"{self.path} was exported without pose: give the video only")
+        with torch.no_grad():
+            return self.run(*inputs)
+
+
+def _shape_text(shape: tuple) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def load_exported(path: str | Path) -> ExportedModel:
+    """Open a ``.pt2`` or ``.onnx`` file written by :func:`export_model` (ONNX runs with ONNX
+    Runtime on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"exported model not found: {path}")
+    if path.suffix == ".pt2":
+        extra = {META_NAME: ""}
+        program = torch.export.load(str(path), extra_files=extra)
+        if not extra[META_NAME]:
+            raise UserError(f"{path} holds no {META_NAME}: was it written by hpnet.export?")
+        return ExportedModel(path, json.loads(extra[META_NAME]), program.module())
+    if path.suffix == ".onnx":
+        return _load_onnx(path)
+    raise UserError(f"{path}: an exported model is a .pt2 or .onnx file")
+
+
+def _load_onnx(path: Path) -> ExportedModel:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(f"running {path} needs ONNX Runtime: pip install 'hpnet[onnx]'") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    if META_NAME not in props:
+        raise UserError(f"{path} holds no {META_NAME}: was it written by hpnet.export?")
+    meta = json.loads(props[META_NAME])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(*inputs: torch.Tensor) -> torch.Tensor:
+        feed = {n: t.cpu().numpy() for n, t in zip(names, inputs, strict=True)}
+        return torch.from_numpy(session.run(["logits"], feed)[0])
+
+    return ExportedModel(path, meta, run)
+
+
+# ------------------------------------------------------------------------------------ command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = CommandParser(prog="python -m hpnet.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint of hpnet.train")
+    parser.add_argument("--out", required=True, help="model.pt2 (torch.export) or model.onnx")
+    parser.add_argument("--labels", help='classify over other labels: "a,b,c" (text head)')
+    parser.add_argument("--config", help="a config file instead of the checkpoint's own")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from hpnet.checkpoint import load_checkpoint
+    from hpnet.config import apply_overrides, config_from_dict, load_config
+    from hpnet.models.hpnet import model_from_checkpoint
+
+    args = _parser().parse_args(argv)
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    else:
+        cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    model = model_from_checkpoint(ckpt, cfg, labels, source=args.checkpoint)
+    meta = export_model(model, cfg, args.out)
+    inputs = " and ".join(f"{n} {_shape_text(s)}" for n, s in input_shapes(meta).items())
+    print(f"wrote {args.out}: {inputs} -> logits (B, {len(meta['labels'])})")
+    return 0
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -180,6 +180,22 @@ class ExportedModel:
             return self.run(*inputs)
 
 
+class ExportedModule(nn.Module):
+    """An exported file as a model :class:`~hpnet.predict.Predictor` can drive (on the CPU):
+    ``forward(video, joints) -> {"logits": (B, C)}``, ``class_names`` its labels."""
+
+    def __init__(self, exported: ExportedModel) -> None:
+        super().__init__()
+        self.exported = exported
+        self.class_names = exported.labels
+
+    def forward(
+        self, video: torch.Tensor, joints: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        uses_pose = self.exported.meta["uses_pose"]
+        return {"logits": self.exported(video, joints if uses_pose else None)}
+
+
 def _shape_text(shape: tuple) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 

@@ -157,9 +157,20 @@ class JointFinder:
                 return self.cache(cached, sampled.indices, sampled.info), "cache"
             except UserError as err:  # a corrupt file: this video's joints come from YOLO
                 logger.warning("%s; estimating the joints instead", err)
-        v, t = sampled.indices.shape
         if self._build_estimator is None:
+            v, t = sampled.indices.shape
             return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32), "none"
+        return self.estimate(sampled), "estimated"
+
+    @property
+    def can_estimate(self) -> bool:
+        """Whether a pose model is there for videos without cached joints."""
+        return self._build_estimator is not None
+
+    def estimate(self, sampled: SampledVideo) -> np.ndarray:
+        """Joints ``(V, T, P, 17, 3)`` of the sampled frames from the pose model (built on first
+        use; there must be one)."""
+        v, t = sampled.indices.shape
         if self._estimator is None:
             self._estimator = self._build_estimator()
         # Run the pose model once per distinct frame, in time order (its person tracker
@@ -169,7 +180,7 @@ class JointFinder:
         frames = sampled.frames.reshape(-1, *sampled.frames.shape[2:])[torch.from_numpy(first)]
         joints = self._estimator(frames, self.persons)  # (U, P, 17, 3)
         rows = np.searchsorted(order, flat)
-        return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32), "estimated"
+        return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32)
 
 
 def clip_probs(

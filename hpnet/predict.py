@@ -130,10 +130,7 @@ class Predictor:
         """The trained model of ``checkpoint`` with its own config (or ``config``) plus
         ``overrides``; ``labels`` other than the trained ones go through the text head."""
         from hpnet.checkpoint import load_checkpoint
-        from hpnet.data.canvas import Canvas
-        from hpnet.inference import JointFinder
         from hpnet.models.hpnet import model_from_checkpoint
-        from hpnet.runtime import build_transform, pick_device
 
         ckpt = load_checkpoint(checkpoint)
         if config:
@@ -141,9 +138,30 @@ class Predictor:
         else:
             cfg = apply_overrides(config_from_dict(ckpt["config"]), overrides)
         model = model_from_checkpoint(ckpt, cfg, labels, source=checkpoint)
+        return cls.for_model(
+            model, cfg, uses_pose=cfg.model.pose, pose_cache=pose_cache, estimate_pose=estimate_pose
+        )
+
+    @classmethod
+    def for_model(
+        cls,
+        model: torch.nn.Module,
+        cfg: Config,
+        *,
+        uses_pose: bool,
+        pose_cache: str | None = None,
+        estimate_pose: bool = True,
+    ) -> Predictor:
+        """A predictor around ``model`` (its ``class_names`` are the labels) that prepares videos
+        as ``cfg`` trained it: the loader canvas, the test crops, joints when ``uses_pose``
+        (from ``pose_cache`` or ``pose.cache_dir``, else the pose model if ``estimate_pose``)."""
+        from hpnet.data.canvas import Canvas
+        from hpnet.inference import JointFinder
+        from hpnet.runtime import build_transform, pick_device
+
         canvas = Canvas.of(cfg.data)
         joints = None
-        if cfg.model.pose and cfg.pose.source != "none":
+        if uses_pose and cfg.pose.source != "none":
             cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
             build = partial(pose_estimator, cfg) if estimate_pose else None
             joints = JointFinder(cache_dir, cfg.pose.persons, build)
@@ -302,7 +320,11 @@ def _parser() -> argparse.ArgumentParser:
     add_video_arguments(
         parser, videos="+", labels="other labels", config="the checkpoint's own settings"
     )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint written by hpnet.train, or a .pt2/.onnx file of hpnet.export",
+    )
     parser.add_argument("--overlay", help="write an overlay: out.mp4 (video) or out.png (strip)")
     parser.add_argument("--cam", action="store_true", help="draw Grad-CAM on the overlay")
     parser.add_argument(
@@ -371,6 +393,7 @@ def emit(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hpnet.api import load
     from hpnet.inference import collect_videos
 
     args = _parser().parse_intermixed_args(argv)
@@ -385,8 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not is_overlay_format(args.overlay):
             formats = ", ".join(OVERLAY_FORMATS)
             raise UserError(f"--overlay {args.overlay}: name it with one of {formats}")
-    videos = collect_videos(paths)
-    predictor = Predictor.from_checkpoint(
+    collect_videos(paths)  # a missing folder or one without videos: refused before loading
+    classifier = load(
         args.checkpoint,
         config=args.config,
         overrides=overrides,
@@ -394,11 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pose_cache=args.pose_cache,
         estimate_pose=not args.no_pose_estimation,
     )
-    results = predict_videos(
-        predictor, videos, top_k=args.top_k, overlay=args.overlay, cam=args.cam
-    )
+    results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, cam=args.cam)
     source = {"checkpoint": str(args.checkpoint)}
-    return emit(results, predictor, top_k=args.top_k, as_json=args.json, source=source)
+    return emit(results, classifier.predictor, top_k=args.top_k, as_json=args.json, source=source)
 
 
 def _progress(videos: list) -> Any:

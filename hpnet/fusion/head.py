@@ -35,13 +35,13 @@ def centre_class_embeddings(text: torch.Tensor) -> torch.Tensor:
     return F.normalize(text - text.mean(0, keepdim=True), dim=-1)
 
 
-
 def fp32_region(device_type: str) -> contextlib.AbstractContextManager:
     """Autocast switched off while it is on (the cosine logits stay fp32); nothing otherwise,
     so a graph traced without autocast (``torch.export``) holds no autocast region."""
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
+
 
 class Fuse(nn.Module):
     """``cls (B, D)`` and optional pose feature ``s (B, Ds)`` -> ``v (B, out)``."""

@@ -1,0 +1,185 @@
+"""The Python API: ``clf = hpnet.load("runs/x/best.pt"); clf.predict("clip.mp4")``.
+
+:func:`load` opens a training checkpoint (with its own config, or another config file, plus
+``key=value`` overrides; ``labels`` for an open vocabulary through the text head) or a file of
+:mod:`hpnet.export` (``.pt2``/``.onnx``, run on the CPU). The :class:`Classifier` it returns
+prepares videos exactly as ``python -m hpnet.predict`` does, because that command is built on
+it: the same sampling, canvas, test crops, joints (pose cache, else the YOLO pose model) and
+softmax averaged over views x crops::
+
+    import hpnet
+    clf = hpnet.load("runs/x/best.pt", device="cuda")
+    clf.predict("clip.mp4")              # one result dict: {"top": [...], "ok": True, ...}
+    clf.predict(["a.mp4", "clips/"])     # a list, one per video found (folders searched)
+    clf.predict_tensor(frames)           # uint8 (T, 3, H, W) already in memory
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpnet.cli import UserError
+
+EXPORTED = (".pt2", ".onnx")
+
+
+class Classifier:
+    """A trained model that classifies videos (build it with :func:`load`)."""
+
+    def __init__(self, predictor: Any, source: str) -> None:
+        self.predictor = predictor  # hpnet.predict.Predictor: model, config, transforms, joints
+        self.source = source
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.predictor.labels)
+
+    @property
+    def cfg(self) -> Any:
+        return self.predictor.cfg
+
+    def predict(
+        self,
+        videos: str | Path | Sequence[str | Path],
+        *,
+        top_k: int = 5,
+        overlay: str | None = None,
+        cam: bool = False,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Classify a video file (-> one result dict) or several files and folders (-> a list,
+        one per video, in order). A result holds ``top`` (``[{"label", "index", "prob"}]``, best
+        first), ``ok``, the sampled ``frame_indices``, where the joints came from and the
+        seconds per stage; a video that cannot be read gives ``{"ok": False, "error": ...}``.
+        ``overlay``/``cam``: as ``hpnet.predict --overlay/--cam``."""
+        from hpnet.inference import collect_videos
+        from hpnet.predict import predict_videos
+
+        if top_k < 1:
+            raise UserError(f"top_k must be at least 1, got {top_k}")
+        if cam and not hasattr(self.predictor.model, "backbone"):
+            raise UserError(f"Grad-CAM needs the model's layers: {self.source} is exported")
+        one = isinstance(videos, str | Path) and not Path(videos).is_dir()
+        found = collect_videos([videos] if isinstance(videos, str | Path) else list(videos))
+        results = predict_videos(self.predictor, found, top_k=top_k, overlay=overlay, cam=cam)
+        return results[0] if one else results
+
+    def predict_tensor(
+        self,
+        video: torch.Tensor,
+        joints: torch.Tensor | np.ndarray | None = None,
+        *,
+        top_k: int = 5,
+    ) -> dict[str, Any]:
+        """Classify frames already in memory: uint8 ``(T, 3, H, W)`` (one clip) or ``(V, T, 3,
+        H, W)`` (V clips, averaged), T = ``data.frames``, any H x W (the canvas and the test
+        crops are applied). ``joints``: ``(T, P, 17, 3)`` or ``(V, T, P, 17, 3)`` in [0, 1] of
+        the frame; None = estimated with the pose model when the model uses pose. Returns
+        ``{"top": [...], "probs": [C floats]}``."""
+        from hpnet.inference import SampledVideo, clip_probs
+        from hpnet.inference import top_k as best
+
+        p = self.predictor
+        frames = video[None] if video.dim() == 4 else video
+        t = p.cfg.data.frames
+        if frames.dim() != 5 or frames.shape[1:3] != (t, 3) or frames.dtype != torch.uint8:
+            raise ValueError(
+                f"video must be uint8 (T, 3, H, W) or (V, T, 3, H, W) with T = {t} "
+                f"(data.frames), got {frames.dtype} {tuple(video.shape)}"
+            )
+        v = frames.shape[0]
+        sampled = SampledVideo(frames.cpu(), np.arange(v * t).reshape(v, t), info=None)  # type: ignore[arg-type]
+        if joints is not None:
+            joints = torch.as_tensor(joints, dtype=torch.float32)
+            joints = (joints[None] if joints.dim() == 4 else joints).numpy()
+            if joints.shape[:2] != (v, t) or joints.shape[-2:] != (17, 3):
+                raise ValueError(
+                    f"joints must be ({t}, P, 17, 3) or ({v}, {t}, P, 17, 3) for this video, "
+                    f"got {tuple(joints.shape)}"
+                )
+        elif p.joints is not None and p.joints.can_estimate:
+            joints = p.joints.estimate(sampled)
+        probs = clip_probs(
+            p.model,
+            sampled,
+            joints,
+            transform=p.transform,
+            canvas=p.canvas,
+            device=p.device,
+            amp_dtype=p.amp_dtype,
+            crops=p.cfg.eval.crops,
+        )
+        return {"top": best(probs, self.labels, top_k), "probs": probs.tolist()}
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.source!r}, {len(self.labels)} labels)"
+
+
+def load(
+    path: str | Path,
+    *,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    device: str | None = None,
+    labels: Sequence[str] | None = None,
+    pose_cache: str | None = None,
+    estimate_pose: bool = True,
+) -> Classifier:
+    """A :class:`Classifier` from a checkpoint of ``hpnet.train`` or an exported file.
+
+    Args:
+        config: a config file instead of the checkpoint's own (checkpoints only).
+        overrides: ``key=value`` config overrides (e.g. ``eval.views=1``).
+        device: ``cpu``, ``cuda`` or ``auto`` (``train.device``; default: the config's).
+        labels: classify over these labels through the text head (checkpoints only; an exported
+            file has its labels baked in).
+        pose_cache: a pose cache folder to look in first ('' = never; default ``pose.cache_dir``).
+        estimate_pose: run the pose model on videos without cached joints.
+    """
+    from hpnet.predict import Predictor
+
+    path = Path(path)
+    overrides = [*overrides, *([f"train.device={device}"] if device else [])]
+    if path.suffix in EXPORTED:
+        if labels is not None or config is not None:
+            raise UserError(
+                f"{path} is an exported model: its labels and config are baked in "
+                "(drop labels/config, or load the checkpoint it was exported from)"
+            )
+        return _load_exported(path, overrides, pose_cache, estimate_pose)
+    predictor = Predictor.from_checkpoint(
+        str(path),
+        config=str(config) if config else None,
+        overrides=overrides,
+        labels=labels,
+        pose_cache=pose_cache,
+        estimate_pose=estimate_pose,
+    )
+    return Classifier(predictor, str(path))
+
+
+def _load_exported(
+    path: Path, overrides: Sequence[str], pose_cache: str | None, estimate_pose: bool
+) -> Classifier:
+    from hpnet.config import apply_overrides, config_from_dict
+    from hpnet.export import ExportedModule, load_exported
+    from hpnet.predict import Predictor
+
+    exported = load_exported(path)
+    cfg = apply_overrides(config_from_dict(exported.meta["config"]), overrides)
+    if cfg.train.device not in ("cpu", "auto"):
+        raise UserError(f"{path}: an exported model runs on the CPU (drop device/train.device)")
+    cfg.train.device = "cpu"
+    model = ExportedModule(exported)
+    predictor = Predictor.for_model(
+        model,
+        cfg,
+        uses_pose=exported.meta["uses_pose"],
+        pose_cache=pose_cache,
+        estimate_pose=estimate_pose,
+    )
+    return Classifier(predictor, str(path))

@@ -1,0 +1,99 @@
+"""The Python API (``hpnet.load``): the same results as ``python -m hpnet.predict`` (which is
+built on it), frames already in memory, and exported files through the same preprocessing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hpnet
+from hpnet.cli import UserError
+from hpnet.inference import read_sampled
+from hpnet.predict import main as predict_main
+
+NO_POSE = {"pose_cache": "", "estimate_pose": False}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_args, tmp_path_factory) -> Path:
+    """A tiny HP-Net (text head, pose) trained for 2 steps on the synthetic actions."""
+    from hpnet.train import main as train_main
+
+    out = tmp_path_factory.mktemp("run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = [*tiny_args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=2"]
+        assert train_main(args) == 0
+    return out / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def clips(shared_data, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clips")
+    for name in ("golf", "punch"):
+        src = next((shared_data / "hmdb51_mini" / name).glob("*.avi"))
+        shutil.copy(src, folder / f"{name}.avi")
+    return folder
+
+
+def test_load_and_predict_match_the_command(checkpoint, clips, capsys):
+    clf = hpnet.load(checkpoint, overrides=["eval.views=2"], **NO_POSE)
+    assert len(clf.labels) == 11 and "Classifier(" in repr(clf)
+    one = clf.predict(clips / "golf.avi", top_k=3)
+    assert isinstance(one, dict) and one["ok"] and len(one["top"]) == 3
+    many = clf.predict([clips], top_k=3)
+    assert [Path(r["video"]).name for r in many] == ["golf.avi", "punch.avi"]
+    assert many[0]["top"] == one["top"]
+    capsys.readouterr()
+    args = [str(clips), "--checkpoint", str(checkpoint), "--top-k", "3", "--json"]
+    assert predict_main([*args, "--pose-cache", "", "--no-pose-estimation", "eval.views=2"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [v["top"] for v in doc["videos"]] == [r["top"] for r in many]
+    with pytest.raises(UserError, match="top_k must be at least 1"):
+        clf.predict(clips / "golf.avi", top_k=0)
+
+
+def test_predict_tensor_on_frames_in_memory(checkpoint, clips):
+    clf = hpnet.load(checkpoint, overrides=["eval.views=1"], **NO_POSE)
+    sampled = read_sampled(clips / "punch.avi", frames=4, views=1, max_side=320)
+    zeros = np.zeros((4, 2, 17, 3), np.float32)  # what predict gives a video without joints
+    got = clf.predict_tensor(sampled.frames[0], zeros, top_k=11)
+    assert len(got["probs"]) == 11 and sum(got["probs"]) == pytest.approx(1.0, abs=1e-5)
+    from_file = clf.predict(clips / "punch.avi", top_k=11)
+    assert [t["label"] for t in got["top"]] == [t["label"] for t in from_file["top"]]
+    np.testing.assert_allclose(
+        [t["prob"] for t in got["top"]], [t["prob"] for t in from_file["top"]], atol=1e-4
+    )
+    two = sampled.frames[0].expand(2, -1, -1, -1, -1)
+    views = clf.predict_tensor(two, np.stack([zeros, zeros]))
+    np.testing.assert_allclose(views["probs"], got["probs"], atol=1e-5)  # 2 equal views
+    with pytest.raises(ValueError, match=r"joints must be \(4, P, 17, 3\) or \(2, 4, P, 17, 3\)"):
+        clf.predict_tensor(two, zeros[None])
+    with pytest.raises(ValueError, match=r"T = 4 \(data.frames\)"):
+        clf.predict_tensor(sampled.frames[0, :3])
+    with pytest.raises(ValueError, match="uint8"):
+        clf.predict_tensor(sampled.frames[0].float())
+
+
+def test_an_exported_file_predicts_like_its_checkpoint(checkpoint, clips, tmp_path):
+    from hpnet.export import main as export_main
+
+    out = tmp_path / "model.pt2"
+    assert export_main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    eager = hpnet.load(checkpoint, overrides=["eval.views=1"], **NO_POSE)
+    exported = hpnet.load(out, overrides=["eval.views=1"], **NO_POSE)
+    assert exported.labels == eager.labels
+    a, b = (c.predict(clips / "golf.avi", top_k=11) for c in (eager, exported))
+    assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+    np.testing.assert_allclose(
+        [t["prob"] for t in a["top"]], [t["prob"] for t in b["top"]], atol=1e-4
+    )
+    with pytest.raises(UserError, match="labels and config are baked in"):
+        hpnet.load(out, labels=["a", "b"])
+    with pytest.raises(UserError, match="exported"):
+        exported.predict(clips / "golf.avi", overlay=str(tmp_path / "o.png"), cam=True)

@@ -80,7 +80,7 @@ class Classifier:
         crops are applied). ``joints``: ``(T, P, 17, 3)`` or ``(V, T, P, 17, 3)`` in [0, 1] of
         the frame; None = estimated with the pose model when the model uses pose. Returns
         ``{"top": [...], "probs": [C floats]}``."""
-        from hpnet.inference import SampledVideo, clip_probs
+        from hpnet.inference import SampledVideo
         from hpnet.inference import top_k as best
 
         p = self.predictor
@@ -103,16 +103,7 @@ class Classifier:
                 )
         elif p.joints is not None and p.joints.can_estimate:
             joints = p.joints.estimate(sampled)
-        probs = clip_probs(
-            p.model,
-            sampled,
-            joints,
-            transform=p.transform,
-            canvas=p.canvas,
-            device=p.device,
-            amp_dtype=p.amp_dtype,
-            crops=p.cfg.eval.crops,
-        )
+        probs = p.probs(sampled, joints)
         return {"top": best(probs, self.labels, top_k), "probs": probs.tolist()}
 
     def __repr__(self) -> str:

@@ -175,6 +175,22 @@ class Predictor:
             joints=joints,
         )
 
+    def probs(self, sampled: Any, joints: np.ndarray | None) -> torch.Tensor:
+        """Class probabilities ``(C,)`` of a :class:`~hpnet.inference.SampledVideo` and its
+        joints ``(V, T, P, 17, 3)`` (or None): canvas, test crops, model, softmax averaged."""
+        from hpnet.inference import clip_probs
+
+        return clip_probs(
+            self.model,
+            sampled,
+            joints,
+            transform=self.transform,
+            canvas=self.canvas,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
+            crops=self.cfg.eval.crops,
+        )
+
     def _sync(self) -> float:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -187,7 +203,7 @@ class Predictor:
 
         Raises :class:`~hpnet.data.decode.VideoDecodeError` when the video cannot be read.
         """
-        from hpnet.inference import clip_probs, read_sampled
+        from hpnet.inference import read_sampled
         from hpnet.inference import top_k as best
 
         e = self.cfg.eval
@@ -204,16 +220,7 @@ class Predictor:
         t1 = self._sync()
         joints, pose_from = self.joints(video, sampled) if self.joints else (None, "none")
         t2 = self._sync()
-        probs = clip_probs(
-            self.model,
-            sampled,
-            joints,
-            transform=self.transform,
-            canvas=self.canvas,
-            device=self.device,
-            amp_dtype=self.amp_dtype,
-            crops=e.crops,
-        )
+        probs = self.probs(sampled, joints)
         t3 = self._sync()
         top = best(probs, self.labels, top_k)
         result: dict[str, Any] = {

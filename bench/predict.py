@@ -28,7 +28,7 @@ from hpnet.config import load_config
 from hpnet.data.canvas import Canvas
 from hpnet.inference import JointFinder, collect_videos
 from hpnet.models.hpnet import build_model
-from hpnet.predict import Predictor, pose_estimator
+from hpnet.predictor import Predictor, pose_estimator
 from hpnet.runtime import build_transform, pick_device
 
 REPO = Path(__file__).resolve().parents[1]

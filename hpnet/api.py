@@ -16,6 +16,7 @@ softmax averaged over views x crops::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class Classifier:
         seconds per stage; a video that cannot be read gives ``{"ok": False, "error": ...}``.
         ``overlay``/``cam``: as ``hpnet.predict --overlay/--cam``."""
         from hpnet.inference import collect_videos
-        from hpnet.predict import predict_videos
+        from hpnet.predictor import predict_videos
 
         if top_k < 1:
             raise UserError(f"top_k must be at least 1, got {top_k}")
@@ -66,6 +67,60 @@ class Classifier:
         one = isinstance(videos, str | Path) and not Path(videos).is_dir()
         found = collect_videos([videos] if isinstance(videos, str | Path) else list(videos))
         results = predict_videos(self.predictor, found, top_k=top_k, overlay=overlay, cam=cam)
+        return results[0] if one else results
+
+    def timeline(
+        self,
+        videos: str | Path | Sequence[str | Path],
+        *,
+        window: float = 2.0,
+        stride: float = 0.5,
+        smooth: int = 3,
+        top_k: int = 5,
+        plot: str | None = None,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Actions along a long video (or each of several): windows of ``window`` seconds every
+        ``stride`` seconds, scores smoothed over ``smooth`` windows, cut into segments
+        (:mod:`hpnet.timeline`). A result holds ``windows`` (``[{"start", "end", "top"}]``),
+        ``segments`` (``[{"label", "start", "end", "score"}]``), ``top`` (the mean over the
+        windows), ``num_frames`` and ``frames_decoded``; ``plot``: a PNG of the label track
+        (one per video, named as ``--overlay`` names them)."""
+        from hpnet.data.decode import VideoDecodeError
+        from hpnet.inference import collect_videos
+        from hpnet.inference import top_k as best
+        from hpnet.predictor import overlay_paths
+        from hpnet.timeline import score_timeline
+        from hpnet.timeline_plot import write_timeline_png
+
+        one = isinstance(videos, str | Path) and not Path(videos).is_dir()
+        found = collect_videos([videos] if isinstance(videos, str | Path) else list(videos))
+        plots = overlay_paths(plot, [v.rel for v in found]) if plot else [None] * len(found)
+        results = []
+        for video, out in zip(found, plots, strict=True):
+            start = time.perf_counter()
+            try:
+                t = score_timeline(
+                    self.predictor, video, window=window, stride=stride, smooth=smooth,
+                    top_k=top_k, thumbnails=8 if out else 0,
+                )  # fmt: skip
+            except VideoDecodeError as err:
+                results.append({"video": str(video.path), "ok": False, "error": str(err)})
+                continue
+            if out is not None:
+                write_timeline_png(out, t, title=video.rel)
+            results.append(
+                {
+                    "video": str(video.path),
+                    "ok": True,
+                    "top": best(t["mean_probs"], self.labels, top_k),
+                    "num_frames": t["plan"].num_frames,
+                    "frames_decoded": t["num_decoded"],
+                    "windows": t["windows"],
+                    "segments": t["segments"],
+                    "seconds": {"total": round(time.perf_counter() - start, 4)},
+                    "timeline": str(out) if out else None,
+                }
+            )
         return results[0] if one else results
 
     def predict_tensor(
@@ -131,7 +186,7 @@ def load(
         pose_cache: a pose cache folder to look in first ('' = never; default ``pose.cache_dir``).
         estimate_pose: run the pose model on videos without cached joints.
     """
-    from hpnet.predict import Predictor
+    from hpnet.predictor import Predictor
 
     path = Path(path)
     overrides = [*overrides, *([f"train.device={device}"] if device else [])]
@@ -158,7 +213,7 @@ def _load_exported(
 ) -> Classifier:
     from hpnet.config import apply_overrides, config_from_dict
     from hpnet.export import ExportedModule, load_exported
-    from hpnet.predict import Predictor
+    from hpnet.predictor import Predictor
 
     exported = load_exported(path)
     cfg = apply_overrides(config_from_dict(exported.meta["config"]), overrides)

@@ -17,17 +17,14 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from hpnet.cli import CommandParser, UserError, run_cli
-from hpnet.config import Config, apply_overrides, config_from_dict, load_config
+from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
+
+__all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
 
 OVERRIDE = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+=")  # data.frames=8, not a file name
 
@@ -63,245 +60,23 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None
     return names
 
 
-def overlay_paths(base: str, rels: Sequence[str]) -> list[Path]:
-    """``--overlay`` for one video is the file itself; with several, one file per video named
-    after it (``out-golf_clip.png``), numbered when two names would clash (``out-clip-2.png``)."""
-    path = Path(base)
-    if len(rels) == 1:
-        return [path]
-    out: list[Path] = []
-    for rel in rels:
-        stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix())
-        name, n = f"{path.stem}-{stem}", 1
-        while path.with_name(f"{name}{path.suffix}") in out:
-            n += 1
-            name = f"{path.stem}-{stem}-{n}"
-        out.append(path.with_name(f"{name}{path.suffix}"))
-    return out
-
-
-class Predictor:
-    """A model ready to classify video files one at a time (see :meth:`__call__`).
-
-    Build it from a training checkpoint with :meth:`from_checkpoint`; ``hpnet.zeroshot``
-    builds one around a frozen CLIP. ``canvas`` is the loader's canvas before the test crops
-    (``None``: crop the decoded frames as they are, aspect kept); frames are decoded with their
-    long side at most ``max_side`` (0: straight at the canvas's scaled size); ``joints`` finds
-    the joints of a video (``None``: the model gets none); ``reports_pose=False`` leaves the
-    pose fields out of the results (a model that never takes joints).
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        labels: Sequence[str],
-        cfg: Config,
-        *,
-        transform: Any,
-        canvas: Any,
-        max_side: int,
-        joints: Any = None,
-        reports_pose: bool = True,
-    ) -> None:
-        from hpnet.runtime import amp_dtype_for, pick_device
-
-        self.cfg = cfg
-        self.labels = list(labels)
-        self.device = pick_device(cfg.train.device)
-        self.model = model.to(self.device).eval()
-        self.amp_dtype = amp_dtype_for(cfg.train.amp, self.device)
-        self.transform = transform
-        self.canvas = canvas
-        self.max_side = max_side
-        self.joints = joints
-        self.reports_pose = reports_pose  # False: a model without pose input (zero-shot CLIP)
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        checkpoint: str,
-        *,
-        config: str | None = None,
-        overrides: Sequence[str] = (),
-        labels: Sequence[str] | None = None,
-        pose_cache: str | None = None,
-        estimate_pose: bool = True,
-    ) -> Predictor:
-        """The trained model of ``checkpoint`` with its own config (or ``config``) plus
-        ``overrides``; ``labels`` other than the trained ones go through the text head."""
-        from hpnet.checkpoint import load_checkpoint
-        from hpnet.models.hpnet import model_from_checkpoint
-
-        ckpt = load_checkpoint(checkpoint)
-        if config:
-            cfg = load_config(config, overrides)
-        else:
-            cfg = apply_overrides(config_from_dict(ckpt["config"]), overrides)
-        model = model_from_checkpoint(ckpt, cfg, labels, source=checkpoint)
-        return cls.for_model(
-            model, cfg, uses_pose=cfg.model.pose, pose_cache=pose_cache, estimate_pose=estimate_pose
-        )
-
-    @classmethod
-    def for_model(
-        cls,
-        model: torch.nn.Module,
-        cfg: Config,
-        *,
-        uses_pose: bool,
-        pose_cache: str | None = None,
-        estimate_pose: bool = True,
-    ) -> Predictor:
-        """A predictor around ``model`` (its ``class_names`` are the labels) that prepares videos
-        as ``cfg`` trained it: the loader canvas, the test crops, joints when ``uses_pose``
-        (from ``pose_cache`` or ``pose.cache_dir``, else the pose model if ``estimate_pose``)."""
-        from hpnet.data.canvas import Canvas
-        from hpnet.inference import JointFinder
-        from hpnet.runtime import build_transform, pick_device
-
-        canvas = Canvas.of(cfg.data)
-        joints = None
-        if uses_pose and cfg.pose.source != "none":
-            cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
-            build = partial(pose_estimator, cfg) if estimate_pose else None
-            joints = JointFinder(cache_dir, cfg.pose.persons, build)
-        return cls(
-            model,
-            model.class_names,
-            cfg,
-            transform=build_transform(cfg, pick_device(cfg.train.device)),
-            canvas=canvas,
-            max_side=max(cfg.pose.imgsz, *canvas.hw),
-            joints=joints,
-        )
-
-    def probs(self, sampled: Any, joints: np.ndarray | None) -> torch.Tensor:
-        """Class probabilities ``(C,)`` of a :class:`~hpnet.inference.SampledVideo` and its
-        joints ``(V, T, P, 17, 3)`` (or None): canvas, test crops, model, softmax averaged."""
-        from hpnet.inference import clip_probs
-
-        return clip_probs(
-            self.model,
-            sampled,
-            joints,
-            transform=self.transform,
-            canvas=self.canvas,
-            device=self.device,
-            amp_dtype=self.amp_dtype,
-            crops=self.cfg.eval.crops,
-        )
-
-    def _sync(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def __call__(
-        self, video: Any, *, top_k: int = 5, overlay: Path | None = None, cam: bool = False
-    ) -> dict[str, Any]:
-        """Classify one :class:`~hpnet.inference.VideoInput`; a JSON-ready result dict.
-
-        Raises :class:`~hpnet.data.decode.VideoDecodeError` when the video cannot be read.
-        """
-        from hpnet.inference import read_sampled
-        from hpnet.inference import top_k as best
-
-        e = self.cfg.eval
-        t0 = self._sync()
-        sampled = read_sampled(
-            video.path,
-            frames=self.cfg.data.frames,
-            views=e.views,
-            max_side=self.max_side,
-            backend=self.cfg.data.decoder,
-            max_pixels=self.cfg.data.max_pixels,
-            canvas=self.canvas,
-        )
-        t1 = self._sync()
-        joints, pose_from = self.joints(video, sampled) if self.joints else (None, "none")
-        t2 = self._sync()
-        probs = self.probs(sampled, joints)
-        t3 = self._sync()
-        top = best(probs, self.labels, top_k)
-        result: dict[str, Any] = {
-            "video": str(video.path),
-            "ok": True,
-            "top": top,
-            "pose": pose_from,
-            "num_frames": sampled.info.num_frames,
-            "frame_indices": sampled.indices.tolist(),
-            "seconds": {
-                "decode": round(t1 - t0, 4),
-                "pose": round(t2 - t1, 4),
-                "model": round(t3 - t2, 4),
-            },
-            "overlay": None,
-        }
-        if not self.reports_pose:
-            del result["pose"], result["seconds"]["pose"]
-        if overlay is not None:
-            self._write_overlay(overlay, video, sampled, joints, top, cam)
-            result["overlay"] = str(overlay)
-        return result
-
-    def _write_overlay(
-        self,
-        path: Path,
-        video: Any,
-        sampled: Any,
-        joints: np.ndarray | None,
-        top: list[dict[str, Any]],
-        cam: bool,
-    ) -> None:
-        """Frames of the first view with skeletons, the top-3 labels and the optional heat map."""
-        from hpnet.explain import centre_crop_cam
-        from hpnet.overlay import write_clip_overlay
-
-        heat = box = None
-        if cam:
-            heat, box = centre_crop_cam(
-                self.model,
-                self.transform,
-                sampled.frames[0],
-                None if joints is None else joints[0],
-                canvas=self.canvas,
-                target=top[0]["index"],
-            )
-        write_clip_overlay(
-            path,
-            sampled.frames[0],
-            sampled.indices[0],
-            None if joints is None else joints[0],
-            top,
-            title=video.rel,
-            heat=heat,
-            heat_box=box,
-        )
-
-
-def pose_estimator(cfg: Config) -> Any:
-    """The YOLO pose model of ``cfg.pose`` (built when a video has no cached joints)."""
-    from hpnet.pose.estimator import PoseEstimator
-
-    p = cfg.pose
-    return PoseEstimator(
-        p.weights, imgsz=p.imgsz, conf=p.conf, iou=p.iou, device=p.device, precision=p.precision
-    )
-
-
 def print_table(results: list[dict[str, Any]], top_k: int) -> None:
     """Human-readable output: per video its top-k labels with probabilities."""
     for r in results:
         if not r["ok"]:
             print(f"{r['video']}: FAILED: {r['error']}")
             continue
-        timing = ", ".join(f"{stage} {t:.2f} s" for stage, t in r["seconds"].items())
+        timing = ", ".join(f"{stage} {t:.2f} s" for stage, t in r.get("seconds", {}).items())
         pose = f"pose: {r['pose']}; " if "pose" in r else ""
         print(f"{r['video']}  ({pose}{timing})")
         for rank, t in enumerate(r["top"][:top_k], 1):
             print(f"  {rank}. {t['label']:<28s} {100 * t['prob']:6.2f} %")
-        if r["overlay"]:
-            print(f"  overlay: {r['overlay']}")
+        for seg in r.get("segments", []):
+            span = f"{seg['start']:8.2f} - {seg['end']:8.2f} s"
+            print(f"  {span}  {seg['label']:<28s} {100 * seg['score']:6.2f} %")
+        for kind in ("overlay", "timeline"):
+            if r.get(kind):
+                print(f"  {kind}: {r[kind]}")
 
 
 def add_video_arguments(
@@ -343,28 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run the pose model on videos without cached joints (no joints then)",
     )
+    long = parser.add_argument_group("long videos: actions over time")
+    long.add_argument("--window", type=float, help="score windows of this many seconds")
+    long.add_argument("--stride", type=float, help="seconds between windows (window / 4)")
+    long.add_argument("--smooth", type=int, default=3, help="windows averaged per score (3)")
+    long.add_argument("--timeline", help="draw the labels over time: out.png")
     return parser
-
-
-def predict_videos(
-    predictor: Predictor,
-    videos: Sequence[Any],
-    *,
-    top_k: int,
-    overlay: str | None = None,
-    cam: bool = False,
-) -> list[dict[str, Any]]:
-    """One result per video, in input order; an unreadable video gives ``ok: false``."""
-    from hpnet.data.decode import VideoDecodeError
-
-    results = []
-    outs = overlay_paths(overlay, [v.rel for v in videos]) if overlay else [None] * len(videos)
-    for video, out in zip(_progress(videos), outs, strict=True):
-        try:
-            results.append(predictor(video, top_k=top_k, overlay=out, cam=cam))
-        except VideoDecodeError as err:  # reported with the results (FAILED / "ok": false)
-            results.append({"video": str(video.path), "ok": False, "error": str(err)})
-    return results
 
 
 def emit(
@@ -409,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
     if args.cam and not args.overlay:
         raise UserError("--cam draws on the overlay: add --overlay out.mp4 (or out.png)")
+    _check_window_arguments(args)
     if args.overlay:
         from hpnet.overlay import OVERLAY_FORMATS, is_overlay_format
 
@@ -424,15 +184,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         pose_cache=args.pose_cache,
         estimate_pose=not args.no_pose_estimation,
     )
-    results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, cam=args.cam)
+    if args.window is not None:
+        stride = args.stride if args.stride is not None else args.window / 4
+        results = classifier.timeline(
+            paths, window=args.window, stride=stride, smooth=args.smooth, top_k=args.top_k,
+            plot=args.timeline,
+        )  # fmt: skip
+    else:
+        results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, cam=args.cam)
     source = {"checkpoint": str(args.checkpoint)}
     return emit(results, classifier.predictor, top_k=args.top_k, as_json=args.json, source=source)
 
 
-def _progress(videos: list) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(videos, desc="predict", unit="video", disable=len(videos) < 2, file=sys.stderr)
+def _check_window_arguments(args: argparse.Namespace) -> None:
+    if args.window is None:
+        if args.stride is not None or args.timeline:
+            raise UserError("--stride and --timeline go with --window SECONDS")
+        return
+    if args.overlay or args.cam:
+        raise UserError("--overlay/--cam draw one clip; with --window use --timeline out.png")
+    if args.timeline and not args.timeline.lower().endswith(".png"):
+        raise UserError(f"--timeline {args.timeline}: name it out.png")
+    if args.smooth < 1:
+        raise UserError(f"--smooth must be at least 1 window, got {args.smooth}")
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

@@ -43,14 +43,8 @@ import yaml
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config
 from hpnet.evaluate import summary_line
-from hpnet.predict import (
-    Predictor,
-    add_video_arguments,
-    emit,
-    predict_videos,
-    read_labels,
-    split_inputs,
-)
+from hpnet.predict import add_video_arguments, emit, read_labels, split_inputs
+from hpnet.predictor import Predictor, predict_videos
 from hpnet.text.prompts import get_templates
 
 

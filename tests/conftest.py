@@ -73,3 +73,19 @@ def tiny_args(tmp_path_factory) -> list[str]:
         "train.warmup_epochs=0.5",
         "eval.batch_size=4",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_args, tmp_path_factory) -> Path:
+    """A tiny HP-Net (text head, pose) trained for 2 steps on the synthetic actions; shared by
+    the tests that only need some trained model (do not modify its run folder)."""
+    import warnings
+
+    from hpnet.train import main as train_main
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = [*tiny_args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=2"]
+        assert train_main(args) == 0
+    return out / "last.pt"

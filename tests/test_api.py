@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +19,8 @@ NO_POSE = {"pose_cache": "", "estimate_pose": False}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_args, tmp_path_factory) -> Path:
-    """A tiny HP-Net (text head, pose) trained for 2 steps on the synthetic actions."""
-    from hpnet.train import main as train_main
-
-    out = tmp_path_factory.mktemp("run")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        args = [*tiny_args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=2"]
-        assert train_main(args) == 0
-    return out / "last.pt"
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

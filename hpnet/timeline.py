@@ -1,0 +1,215 @@
+"""Actions along a long video: overlapping windows scored as streams, smoothed, cut into segments.
+
+A window of ``window`` seconds is sampled like a test clip (``data.frames`` frames, one per
+equal segment), but on a grid shared by all windows: frame ``round((j + 0.5) * step)`` for grid
+position ``j``, ``step = window * fps / T`` frames, and window ``i`` takes grid positions
+``i * s .. i * s + T - 1`` (``s`` = the stride in grid steps). Overlapping windows therefore
+share their frames, and each frame is decoded and pose-estimated once.
+
+The video is read as a stream: windows go through decode, joints and model in batches of
+``batch`` windows, and only the frames later windows still need are kept, so memory stays flat
+in the length of the video. Scores are smoothed over ``smooth`` windows (a centred moving
+average) and consecutive windows with the same top label become a segment::
+
+    timeline = score_timeline(predictor, video, window=2.0, stride=0.5)
+    timeline["windows"]   # [{"start", "end", "top": [{"label", "index", "prob"}, ...]}]
+    timeline["segments"]  # [{"label", "start", "end", "score"}]  (seconds; score = mean prob)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpnet.cli import UserError
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows of a ``num_frames`` video at ``fps`` lie (see the module)."""
+
+    num_frames: int
+    fps: float
+    frames: int  # T per window
+    step: float  # frames between grid positions
+    stride: int  # grid positions between window starts
+    count: int  # number of windows
+
+    def indices(self, i: int) -> np.ndarray:
+        """Frame indices ``(T,)`` of window ``i``."""
+        j = np.arange(i * self.stride, i * self.stride + self.frames)
+        return np.minimum(np.round((j + 0.5) * self.step), self.num_frames - 1).astype(np.int64)
+
+    def span(self, i: int) -> tuple[float, float]:
+        """``(start, end)`` of window ``i`` in seconds."""
+        start = i * self.stride * self.step  # in frames
+        return start / self.fps, min(start + self.frames * self.step, self.num_frames) / self.fps
+
+
+def plan_windows(
+    num_frames: int, fps: float, frames: int, window: float, stride: float
+) -> WindowPlan:
+    """Windows of ``window`` seconds every ``stride`` seconds over the video (a video shorter
+    than one window is one window over all of it)."""
+    if window <= 0 or stride <= 0:
+        raise UserError(f"--window and --stride must be > 0 seconds, got {window} and {stride}")
+    if fps <= 0:
+        raise UserError("the video does not say its frame rate: windows in seconds need one")
+    span = min(window * fps, num_frames)
+    step = max(span / frames, 1e-6)
+    grid_stride = max(1, round(stride * fps / step))
+    positions = max(1, math.floor(num_frames / step))  # grid positions inside the video
+    count = max(1, (positions - frames) // grid_stride + 1)
+    return WindowPlan(num_frames, fps, frames, step, grid_stride, count)
+
+
+def smooth_scores(probs: torch.Tensor, width: int) -> torch.Tensor:
+    """``(N, C)`` window probabilities -> the centred moving average over ``width`` windows
+    (odd; shrunk at both ends, so the first and last windows average fewer)."""
+    if width <= 1 or probs.shape[0] < 2:
+        return probs.clone()
+    half = width // 2
+    padded = torch.cat([probs.new_zeros(1, probs.shape[1]), probs.cumsum(0)])
+    n = probs.shape[0]
+    lo = torch.clamp(torch.arange(n) - half, min=0)
+    hi = torch.clamp(torch.arange(n) + half + 1, max=n)
+    return (padded[hi] - padded[lo]) / (hi - lo).unsqueeze(1).to(probs.dtype)
+
+
+def segments(
+    probs: torch.Tensor, spans: Sequence[tuple[float, float]], labels: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Consecutive windows with the same top label of ``probs (N, C)`` -> segments; a segment
+    runs from its first window's start to its last window's end (where the next segment
+    starts, when windows overlap), ``score`` = the mean probability of its label."""
+    top = probs.argmax(1).tolist()
+    out: list[dict[str, Any]] = []
+    first = 0
+    for i in range(1, len(top) + 1):
+        if i < len(top) and top[i] == top[first]:
+            continue
+        label = top[first]
+        end = spans[i][0] if i < len(top) else spans[i - 1][1]
+        out.append(
+            {
+                "label": labels[label],
+                "start": round(spans[first][0], 3),
+                "end": round(max(end, spans[first][0]), 3),
+                "score": round(float(probs[first:i, label].mean()), 6),
+            }
+        )
+        first = i
+    return out
+
+
+def _batches(count: int, size: int) -> Iterator[range]:
+    for start in range(0, count, size):
+        yield range(start, min(start + size, count))
+
+
+class _FrameStore:
+    """Decoded frames and their joints by frame index, for the windows still to come."""
+
+    def __init__(self) -> None:
+        self.frames: dict[int, torch.Tensor] = {}
+        self.joints: dict[int, np.ndarray] = {}
+
+    def forget_before(self, index: int) -> None:
+        for key in [k for k in self.frames if k < index]:
+            del self.frames[key]
+            self.joints.pop(key, None)
+
+
+def score_timeline(
+    predictor: Any,
+    video: Any,
+    *,
+    window: float,
+    stride: float,
+    smooth: int = 3,
+    top_k: int = 5,
+    batch: int = 16,
+    thumbnails: int = 0,
+) -> dict[str, Any]:
+    """Score the windows of ``video`` (an :class:`~hpnet.inference.VideoInput`) with a
+    :class:`~hpnet.predict.Predictor`; returns ``windows``, ``segments``, ``probs`` (the
+    smoothed ``(N, C)`` as a tensor), ``mean_probs`` (``(C,)``, over the raw windows), the
+    ``plan``, ``num_decoded`` (distinct frames decoded) and ``thumbnails``: up to that many
+    ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows."""
+    from hpnet.data.decode import open_video
+    from hpnet.inference import fit_size
+    from hpnet.inference import top_k as best
+
+    p, store = predictor, _FrameStore()
+    with open_video(video.path, backend=p.cfg.data.decoder, max_pixels=p.cfg.data.max_pixels) as r:
+        info = r.info
+        plan = plan_windows(info.num_frames, info.fps, p.cfg.data.frames, window, stride)
+        size = fit_size(info.height, info.width, p.max_side)
+        probs, decoded, thumbs = [], 0, []
+        keep = set(np.linspace(0, plan.count - 1, thumbnails).round().astype(int).tolist())
+        for group in _batches(plan.count, batch):
+            wanted = np.stack([plan.indices(i) for i in group])  # (W, T)
+            new = np.setdiff1d(np.unique(wanted), np.fromiter(store.frames, np.int64))
+            if new.size:
+                frames = r.frames(new, size=size)  # (U, 3, h, w), each frame once
+                decoded += int(new.size)
+                store.frames.update(zip(new.tolist(), frames, strict=True))
+                if p.joints is not None:
+                    joints = _joints_of(p, video, new, frames, info)
+                    store.joints.update(zip(new.tolist(), joints, strict=True))
+            probs.append(_window_probs(p, store, wanted))
+            for i in sorted(keep.intersection(group)):
+                thumbs.append((plan.span(i)[0], store.frames[int(plan.indices(i)[0])].clone()))
+            if group.stop < plan.count:
+                store.forget_before(int(plan.indices(group.stop)[0]))
+    raw = torch.cat(probs)  # (N, C)
+    smoothed = smooth_scores(raw, smooth)
+    spans = [plan.span(i) for i in range(plan.count)]
+    windows = [
+        {"start": round(a, 3), "end": round(b, 3), "top": best(smoothed[i], p.labels, top_k)}
+        for i, (a, b) in enumerate(spans)
+    ]
+    return {
+        "windows": windows,
+        "segments": segments(smoothed, spans, p.labels),
+        "probs": smoothed,
+        "mean_probs": raw.mean(0),
+        "plan": plan,
+        "num_decoded": decoded,
+        "thumbnails": thumbs,
+    }
+
+
+def _joints_of(p: Any, video: Any, indices: np.ndarray, frames: torch.Tensor, info: Any):
+    """Joints ``(U, P, 17, 3)`` of frames ``indices``: from the pose cache when the video has
+    a file there, else the pose model on the frames (in time order), else zeros."""
+    from hpnet.inference import SampledVideo
+
+    sampled = SampledVideo(frames[None], indices[None], info)
+    joints, _ = p.joints(video, sampled)  # (1, U, P, 17, 3)
+    return joints[0]
+
+
+def _window_probs(p: Any, store: _FrameStore, wanted: np.ndarray) -> torch.Tensor:
+    """Probabilities ``(W, C)`` of the windows whose frame indices are ``wanted (W, T)``."""
+    from hpnet.engine import view_probs
+
+    flat = wanted.reshape(-1).tolist()
+    frames = torch.stack([store.frames[i] for i in flat])  # (W*T, 3, h, w)
+    joints = None
+    if p.joints is not None:
+        joints = torch.from_numpy(np.stack([store.joints[i] for i in flat]))
+    if p.canvas is not None:
+        frames, joints = p.canvas.apply(frames, joints)
+    w, t = wanted.shape
+    video = frames.view(w, 1, t, *frames.shape[1:]).to(p.device)
+    if joints is not None:
+        joints = joints.view(w, 1, t, *joints.shape[1:]).to(p.device)
+    return view_probs(
+        p.model, video, joints, transform=p.transform, amp_dtype=p.amp_dtype, crops=p.cfg.eval.crops
+    ).cpu()

@@ -1,0 +1,53 @@
+"""``--timeline out.png``: a long video's label track over time, with thumbnails above it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_timeline_png(path: str | Path, timeline: dict[str, Any], title: str = "") -> None:
+    """Draw ``timeline`` (from :func:`hpnet.timeline.score_timeline`, with thumbnails):
+    thumbnails on top, one coloured bar per segment with its label, and the smoothed
+    probability of the top label of each window; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hpnet.atomic import write_atomic
+
+    segments, windows = timeline["segments"], timeline["windows"]
+    end = max(w["end"] for w in windows)
+    thumbs = timeline.get("thumbnails") or []
+    fig = plt.figure(figsize=(12, 4.2 if thumbs else 2.6))
+    grid = fig.add_gridspec(3 if thumbs else 2, max(1, len(thumbs)), height_ratios=(
+        [1.4, 0.7, 1.0] if thumbs else [0.7, 1.0]))  # fmt: skip
+    for k, (seconds, frame) in enumerate(thumbs):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(np.ascontiguousarray(frame.permute(1, 2, 0).numpy()))
+        ax.set_title(f"{seconds:.1f} s", fontsize=8)
+        ax.axis("off")
+    row = 1 if thumbs else 0
+    track = fig.add_subplot(grid[row, :])
+    names = sorted({s["label"] for s in segments})
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
+    for seg in segments:
+        width = max(seg["end"] - seg["start"], 1e-3)
+        colour = colours[names.index(seg["label"])]
+        track.barh(0, width, left=seg["start"], color=colour, edgecolor="white")
+        track.text(seg["start"] + width / 2, 0, seg["label"], ha="center", va="center", fontsize=8)
+    track.set_xlim(0, end)
+    track.set_yticks([])
+    track.set_title(title or "actions over time", fontsize=9)
+    curve = fig.add_subplot(grid[row + 1, :], sharex=track)
+    mids = [(w["start"] + w["end"]) / 2 for w in windows]
+    curve.plot(mids, [w["top"][0]["prob"] for w in windows], color="black", linewidth=1)
+    curve.set_ylim(0, 1)
+    curve.set_xlabel("seconds")
+    curve.set_ylabel("top prob", fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), what="timeline")
+    plt.close(fig)

@@ -1,0 +1,108 @@
+"""Long videos: the window plan, smoothing and segments, and the streaming timeline command
+(each frame decoded once, memory bounded by the windows in flight)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import hpnet
+from hpnet.cli import UserError
+from hpnet.predict import main as predict_main
+from hpnet.timeline import plan_windows, segments, smooth_scores
+
+
+def test_window_plan_shares_frames_between_overlapping_windows():
+    plan = plan_windows(num_frames=300, fps=30.0, frames=8, window=2.0, stride=0.5)
+    assert plan.step == pytest.approx(7.5) and plan.stride == 2
+    first, second = plan.indices(0), plan.indices(1)
+    assert first.tolist() == [4, 11, 19, 26, 34, 41, 49, 56]  # segment centres of 0-60
+    assert set(second[:6]) == set(first[2:])  # a stride of 2 grid steps: 6 frames shared
+    assert plan.span(1) == pytest.approx((0.5, 2.5))
+    last = plan.indices(plan.count - 1)
+    assert last.max() < 300 and plan.span(plan.count - 1)[1] <= 10.0
+    assert plan.count == (40 - 8) // 2 + 1  # 40 grid positions in 300 frames
+    short = plan_windows(num_frames=20, fps=30.0, frames=8, window=2.0, stride=0.5)
+    assert short.count == 1 and short.indices(0).max() < 20
+    with pytest.raises(UserError, match="frame rate"):
+        plan_windows(num_frames=20, fps=0.0, frames=8, window=2.0, stride=0.5)
+
+
+def test_smoothing_and_segments():
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7]])
+    smooth = smooth_scores(probs, 3)
+    torch.testing.assert_close(smooth[1], probs[:3].mean(0))
+    torch.testing.assert_close(smooth[0], probs[:2].mean(0))  # shrunk at the ends
+    torch.testing.assert_close(smooth_scores(probs, 1), probs)
+    spans = [(0.5 * i, 0.5 * i + 2.0) for i in range(5)]
+    segs = segments(probs, spans, ["sit", "run"])
+    assert [(s["label"], s["start"], s["end"]) for s in segs] == [
+        ("sit", 0.0, 1.0),
+        ("run", 1.0, 4.0),
+    ]
+    assert segs[1]["score"] == pytest.approx(0.8)
+
+
+def _long_video(path: Path, seconds: int, fps: int = 10, size: tuple[int, int] = (48, 64)):
+    """A video whose left half is bright for the first half of the time, then dark."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width, stream.pix_fmt = *size, "yuv420p"
+        for k in range(seconds * fps):
+            image = np.full((*size, 3), 40, np.uint8)
+            image[:, : size[1] // 2] = 220 if k < seconds * fps // 2 else 20
+            image[: size[0] // 4, :] = (k * 3) % 256  # motion
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
+
+
+def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
+    video = _long_video(tmp_path / "long.mp4", seconds=12)
+    png = tmp_path / "timeline.png"
+    capsys.readouterr()
+    args = [str(video), "--checkpoint", str(checkpoint), "--window", "2", "--stride", "0.5"]
+    args += ["--json", "--timeline", str(png), "--pose-cache", "", "--no-pose-estimation"]
+    assert predict_main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    result = doc["videos"][0]
+    windows, segs = result["windows"], result["segments"]
+    assert len(windows) == 21 and windows[0]["start"] == 0.0 and windows[1]["start"] == 0.5
+    assert result["frames_decoded"] < 21 * 4  # windows share their frames
+    assert all(abs(sum(t["prob"] for t in w["top"]) - 1) < 0.5 for w in windows)
+    assert segs[0]["start"] == 0.0 and segs[-1]["end"] == windows[-1]["end"]
+    assert all(a["end"] == b["start"] for a, b in itertools.pairwise(segs))
+    assert png.is_file() and png.stat().st_size > 1000
+    with pytest.raises(UserError, match="with --window use --timeline"):
+        predict_main([*args[:5], "--overlay", str(tmp_path / "o.mp4")])
+    with pytest.raises(UserError, match="go with --window"):
+        predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
+
+
+def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch):
+    from hpnet.data import decode_reader
+
+    video = _long_video(tmp_path / "long.mp4", seconds=8)
+    seen: list[int] = []
+    original = decode_reader.VideoReader.frames
+
+    def counting(self, indices, *a, **kw):
+        seen.extend(int(i) for i in indices)
+        return original(self, indices, *a, **kw)
+
+    monkeypatch.setattr(decode_reader.VideoReader, "frames", counting)
+    clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
+    result = clf.timeline(video, window=1.0, stride=0.25)
+    assert len(seen) == len(set(seen)) == result["frames_decoded"]
+    assert len(result["windows"]) > 20

@@ -78,25 +78,29 @@ class Classifier:
         smooth: int = 3,
         top_k: int = 5,
         plot: str | None = None,
+        overlay: str | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Actions along a long video (or each of several): windows of ``window`` seconds every
         ``stride`` seconds, scores smoothed over ``smooth`` windows, cut into segments
         (:mod:`hpnet.timeline`). A result holds ``windows`` (``[{"start", "end", "top"}]``),
         ``segments`` (``[{"label", "start", "end", "score"}]``), ``top`` (the mean over the
-        windows), ``num_frames`` and ``frames_decoded``; ``plot``: a PNG of the label track
-        (one per video, named as ``--overlay`` names them)."""
+        windows), ``num_frames`` and ``frames_decoded``; ``plot``: a PNG of the label track,
+        ``overlay``: the video (.mp4/.mkv/.avi) with the label of the moment on every frame
+        (one file per video, named as ``--overlay`` names them)."""
         from hpnet.data.decode import VideoDecodeError
         from hpnet.inference import collect_videos
         from hpnet.inference import top_k as best
         from hpnet.predictor import overlay_paths
         from hpnet.timeline import score_timeline
-        from hpnet.timeline_plot import write_timeline_png
+        from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
         one = isinstance(videos, str | Path) and not Path(videos).is_dir()
         found = collect_videos([videos] if isinstance(videos, str | Path) else list(videos))
-        plots = overlay_paths(plot, [v.rel for v in found]) if plot else [None] * len(found)
+        rels = [v.rel for v in found]
+        plots = overlay_paths(plot, rels) if plot else [None] * len(found)
+        videos_out = overlay_paths(overlay, rels) if overlay else [None] * len(found)
         results = []
-        for video, out in zip(found, plots, strict=True):
+        for video, out, video_out in zip(found, plots, videos_out, strict=True):
             start = time.perf_counter()
             try:
                 t = score_timeline(
@@ -108,6 +112,8 @@ class Classifier:
                 continue
             if out is not None:
                 write_timeline_png(out, t, title=video.rel)
+            if video_out is not None:
+                write_timeline_video(video_out, video.path, t, backend=self.cfg.data.decoder)
             results.append(
                 {
                     "video": str(video.path),
@@ -119,6 +125,7 @@ class Classifier:
                     "segments": t["segments"],
                     "seconds": {"total": round(time.perf_counter() - start, 4)},
                     "timeline": str(out) if out else None,
+                    "overlay": str(video_out) if video_out else None,
                 }
             )
         return results[0] if one else results

@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stride = args.stride if args.stride is not None else args.window / 4
         results = classifier.timeline(
             paths, window=args.window, stride=stride, smooth=args.smooth, top_k=args.top_k,
-            plot=args.timeline,
+            plot=args.timeline, overlay=args.overlay,
         )  # fmt: skip
     else:
         results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, cam=args.cam)
@@ -201,8 +201,10 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
         if args.stride is not None or args.timeline:
             raise UserError("--stride and --timeline go with --window SECONDS")
         return
-    if args.overlay or args.cam:
-        raise UserError("--overlay/--cam draw one clip; with --window use --timeline out.png")
+    if args.cam:
+        raise UserError("--cam draws on one clip: drop --window, or --cam")
+    if args.overlay and args.overlay.lower().endswith(".png"):
+        raise UserError("--overlay with --window writes a video: name it out.mp4 (or .mkv, .avi)")
     if args.timeline and not args.timeline.lower().endswith(".png"):
         raise UserError(f"--timeline {args.timeline}: name it out.png")
     if args.smooth < 1:

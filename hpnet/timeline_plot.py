@@ -51,3 +51,67 @@ def write_timeline_png(path: str | Path, timeline: dict[str, Any], title: str = 
     fig.tight_layout()
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), what="timeline")
     plt.close(fig)
+
+
+def label_at(timeline: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The top label of the window whose centre is nearest to ``seconds`` (smoothed)."""
+    windows = timeline["windows"]
+    centres = np.array([(w["start"] + w["end"]) / 2 for w in windows])
+    return windows[int(np.abs(centres - seconds).argmin())]["top"][0]
+
+
+def write_timeline_video(
+    path: str | Path,
+    video: Path,
+    timeline: dict[str, Any],
+    *,
+    backend: str = "auto",
+    max_side: int = 640,
+    chunk: int = 64,
+) -> None:
+    """Every frame of ``video`` with the label of the moment and the time written on it,
+    decoded and encoded in chunks of ``chunk`` frames (memory flat in the video's length);
+    H.264 (MPEG-4 part 2 without libx264), written atomically."""
+    from fractions import Fraction
+
+    import av
+
+    from hpnet.atomic import temp_name
+    from hpnet.data.decode import open_video
+    from hpnet.inference import fit_size
+    from hpnet.overlay import render_frame
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    try:
+        with open_video(video, backend=backend) as reader, av.open(str(tmp), "w", format=(
+            path.suffix.lstrip(".").replace("mkv", "matroska"))) as out:  # fmt: skip
+            info = reader.info
+            size = fit_size(info.height, info.width, max_side)
+            stream = None
+            for first in range(0, info.num_frames, chunk):
+                indices = range(first, min(first + chunk, info.num_frames))
+                frames = reader.frames(list(indices), size=size).permute(0, 2, 3, 1).numpy()
+                for index, frame in zip(indices, frames, strict=True):
+                    seconds = index / info.fps
+                    top = label_at(timeline, seconds)
+                    lines = [f"{top['label']}  {100 * top['prob']:.1f}%", f"{seconds:7.2f} s"]
+                    image = render_frame(frame, lines=lines)
+                    if stream is None:
+                        stream = out.add_stream(
+                            codec, rate=Fraction(info.fps).limit_denominator(1001)
+                        )
+                        stream.height, stream.width = (
+                            image.shape[0] // 2 * 2,
+                            image.shape[1] // 2 * 2,
+                        )
+                        stream.pix_fmt = "yuv420p"
+                    image = np.ascontiguousarray(image[: stream.height, : stream.width])
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            if stream is not None:
+                out.mux(stream.encode())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -84,8 +84,8 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
     assert segs[0]["start"] == 0.0 and segs[-1]["end"] == windows[-1]["end"]
     assert all(a["end"] == b["start"] for a, b in itertools.pairwise(segs))
     assert png.is_file() and png.stat().st_size > 1000
-    with pytest.raises(UserError, match="with --window use --timeline"):
-        predict_main([*args[:5], "--overlay", str(tmp_path / "o.mp4")])
+    with pytest.raises(UserError, match=r"writes a video: name it out\.mp4"):
+        predict_main([*args[:5], "--overlay", str(tmp_path / "o.png")])
     with pytest.raises(UserError, match="go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
 
@@ -106,3 +106,12 @@ def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch)
     result = clf.timeline(video, window=1.0, stride=0.25)
     assert len(seen) == len(set(seen)) == result["frames_decoded"]
     assert len(result["windows"]) > 20
+    monkeypatch.undo()
+    out = tmp_path / "labelled.mp4"
+    assert clf.timeline(video, window=1.0, stride=0.25, overlay=str(out))["overlay"] == str(out)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(frames) == 80 and float(stream.average_rate) == pytest.approx(10.0)
+    assert frames[0].shape[0] >= 360  # enlarged for legible text
+    assert not list(tmp_path.glob("*.tmp"))

@@ -352,3 +352,15 @@ def test_real_mixed_size_batch_matches_each_frame_alone(shared_data, real_yolo):
         f"against each frame alone: joints moved up to {worst_px:.2f} px; "
         f"same number of persons per frame: {same_count}"
     )
+
+
+def test_detection_leaves_torchs_thread_count_alone(random_yolo):
+    """Ultralytics sets torch's CPU threads to cores - 1 when it picks the device; the pose
+    model must not slow down the rest of hpnet (predict, the pose cache) that way."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        random_yolo.detect(_frames(2, 64, 64, seed=5))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -281,9 +281,14 @@ class PoseEstimator:
         canvas, places = self._canvas(blocks, canvas_hw, math.ceil(count / step) * step)
         results = []
         use_bf16 = self.precision == "bf16"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            for start in range(0, len(canvas), step):
-                results += self.model.predict(canvas[start : start + step], **self._predict_args())
+        threads = torch.get_num_threads()  # Ultralytics resets it to cores - 1 on the CPU
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                for start in range(0, len(canvas), step):
+                    batch = canvas[start : start + step]
+                    results += self.model.predict(batch, **self._predict_args())
+        finally:
+            torch.set_num_threads(threads)
         return [_to_detections(r, place) for r, place in zip(results[:count], places, strict=True)]
 
     @torch.inference_mode()

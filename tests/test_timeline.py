@@ -115,3 +115,28 @@ def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch)
     assert len(frames) == 80 and float(stream.average_rate) == pytest.approx(10.0)
     assert frames[0].shape[0] >= 360  # enlarged for legible text
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_multi_minute_video_streams_with_bounded_memory(checkpoint, tmp_path, monkeypatch):
+    """A 3-minute video: every window scored, every frame decoded once, and the frames held at
+    any time bounded by one batch of windows (not growing with the video)."""
+    from hpnet import timeline as tl
+
+    video = _long_video(tmp_path / "long.mp4", seconds=180, size=(48, 64))
+    held: list[int] = []
+    original = tl._window_probs
+
+    def watching(p, store, wanted):
+        held.append(len(store.frames))
+        return original(p, store, wanted)
+
+    monkeypatch.setattr(tl, "_window_probs", watching)
+    clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
+    result = clf.timeline(video, window=2.0, stride=0.5)
+    plan = plan_windows(1800, 10.0, 4, 2.0, 0.5)
+    assert len(result["windows"]) == plan.count == 357
+    assert result["frames_decoded"] == len({i for w in range(plan.count) for i in plan.indices(w)})
+    bound = 16 * plan.stride + plan.frames  # one batch of 16 windows and its overlap
+    assert max(held) <= bound and len(held) == -(-plan.count // 16)
+    assert result["segments"][-1]["end"] == pytest.approx(180.0, abs=0.5)

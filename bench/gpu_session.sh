@@ -20,6 +20,8 @@ if [ "${1:-}" = "--prepare" ]; then
     --platform manylinux2014_x86_64 -d .whl \
     open-clip-torch==3.3.0 ftfy wcwidth av==18.1.0
   cp -r "${HPNET_TEST_DATA:-../shared/data}/hmdb51_mini" .gpu_data/
+  # A 1-minute video of the real clips for the long-video timeline (no FFmpeg on the GPU image).
+  .venv/bin/python bench/timeline.py --minutes 1 --work .gpu_data --no-pose --size tiny >/dev/null
   du -sh .whl .gpu_data
   exit 0
 fi
@@ -67,6 +69,10 @@ for amp in bf16 fp16; do
   step "train_$amp" python3 -m hpnet.train "${tiny[@]}" "train.amp=$amp" "train.out_dir=$OUT/run_$amp"
   tail -n 4 "$OUT/run_$amp/metrics.jsonl" 2>/dev/null | cut -c1-200
 done
+# Long-video timeline (issue 16): seconds of compute per second of video, base model, no pose
+# (the GPU image has no ultralytics), on the 1-minute video made by --prepare.
+step timeline python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose \
+  --size "$([ "$DEVICE" = cuda ] && echo base || echo tiny)" --device "$DEVICE"
 # The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
 step gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py \
   tests/test_transforms.py tests/test_text.py tests/test_train.py

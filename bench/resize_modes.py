@@ -107,7 +107,7 @@ def main() -> None:
     p.add_argument("--weights", default="../shared/data/weights/yolo11n-pose.pt")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("extra", nargs="*", help="more key=value overrides for every training run")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     train(args) if args.what == "train" else joints(args)
 
 

@@ -3,11 +3,12 @@
     python bench/timeline.py [--minutes 5] [--size tiny|base] [--device cpu|cuda] [--no-pose]
                              [--window 2] [--stride 0.5] [--threads N]
 
-Makes (once, in ``--work``) a ``--minutes`` long 30 fps 320x240 H.264 video by concatenating
-the real HMDB51 clips of ``<data>/hmdb51_mini`` (re-timed to 30 fps, looped), then scores it
-with :meth:`hpnet.api.Classifier.timeline` (random-weight HP-Net at the recipe's input of that
-size, the real YOLO11n-pose weights for joints unless ``--no-pose``). Prints seconds of compute
-per second of video (<= 1 is real time), the distinct frames decoded, and the process's peak
+Makes (once, in ``--work``; an existing ``long_<minutes>min.mp4`` there is reused) a
+``--minutes`` long 30 fps 320x240 H.264 video by concatenating the real HMDB51 clips of
+``<data>/hmdb51_mini`` (re-timed to 30 fps, looped), then scores it with
+:meth:`hpnet.api.Classifier.timeline` (random-weight HP-Net at the recipe's input of that size,
+the real YOLO11n-pose weights for joints unless ``--no-pose``). Prints seconds of compute per
+second of video (<= 1 is real time), the distinct frames decoded, and the process's peak
 RSS; run it with two lengths to see that memory does not grow with the video.
 """
 
@@ -34,8 +35,6 @@ SETTINGS = {
 
 def make_video(clips: list[Path], out: Path, minutes: float) -> Path:
     """Concatenate ``clips`` (scaled to 320x240, 30 fps) in a loop until ``minutes`` long."""
-    if out.is_file():
-        return out
     listing = out.with_suffix(".txt")
     listing.write_text("".join(f"file '{c.resolve()}'\n" for c in clips * 200))
     cmd = [
@@ -83,11 +82,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     weights = args.data / "weights" / "yolo11n-pose.pt"
-    clips = sorted((args.data / "hmdb51_mini").glob("*/*.avi"))
-    if not clips or not weights.is_file():
-        sys.exit(f"real clips or YOLO weights not found under {args.data} (--data)")
+    if not args.no_pose and not weights.is_file():
+        sys.exit(f"YOLO weights not found under {args.data} (--data), or give --no-pose")
     args.work.mkdir(parents=True, exist_ok=True)
-    video = make_video(clips, args.work / f"long_{args.minutes:g}min.mp4", args.minutes)
+    video = args.work / f"long_{args.minutes:g}min.mp4"
+    if not video.is_file():
+        clips = sorted((args.data / "hmdb51_mini").glob("*/*.avi"))
+        if not clips:
+            sys.exit(f"no real clips under {args.data / 'hmdb51_mini'} (--data) to make {video}")
+        make_video(clips, video, args.minutes)
     clf, cfg = build(args.size, args, weights)
     start = time.perf_counter()
     result = clf.timeline(video, window=args.window, stride=args.stride)

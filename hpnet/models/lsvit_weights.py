@@ -1,6 +1,7 @@
 """Load a local CLIP (open_clip / OpenAI) or timm ViT checkpoint into an :class:`LSViT`.
 
-The weight filters of :mod:`hpnet.models.lsvit` (timm keeps them in vision_transformer.py): read
+The weight filters of :mod:`hpnet.models.lsvit` (timm keeps them in vision_transformer.py; the
+loader depends on the model, the model never on the loader): read
 the file (torch.save, OpenAI's TorchScript archives, .safetensors), unwrap it and strip the
 ``module.`` / ``visual.`` prefixes, rename CLIP's visual-tower keys to LSViT's, resize the position
 embedding to the model's grid, and report what was loaded (:class:`PretrainedReport`).
@@ -12,18 +13,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from hpnet.cli import UserError
+from hpnet.models.lsvit import Activation, LSViT
 from hpnet.text.activation import ambiguous_activation_error, quick_gelu_from_provenance
 from hpnet.text.weights import read_weights_file
-
-if TYPE_CHECKING:
-    from hpnet.models.lsvit import Activation, LSViT
-
 
 _CLIP_SWAPS = (  # open_clip visual tower -> LSViT's names (order matters), as in timm
     ("conv1", "patch_embed.proj"),

@@ -389,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pose_cache=args.pose_cache,
         estimate_pose=not args.no_pose_estimation,
     )
+    arch = predictor.cfg.model.arch
+    if args.cam and arch != "lsvit":
+        raise UserError(f"--cam draws LS-ViT's Grad-CAM; this checkpoint is model.arch={arch}")
     results = predict_videos(
         predictor, videos, top_k=args.top_k, overlay=args.overlay, cam=args.cam
     )

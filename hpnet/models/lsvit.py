@@ -314,6 +314,11 @@ class LSViT(nn.Module):
         names = {"pos_embed", "cls_token", "temporal_pos_embed"}
         return {n for n, _ in self.named_parameters() if n in names}
 
+    @property
+    def num_layers(self) -> int:
+        """Blocks (the depth that layer-wise LR decay counts)."""
+        return len(self.blocks)
+
     def layer_id(self, name: str) -> int:
         """Depth of parameter ``name`` for layer-wise LR decay: 0 = embeddings, i + 1 = block i,
         ``len(blocks) + 1`` = the final norm and head."""

@@ -158,7 +158,12 @@ def test_every_arch_trains_a_step_with_every_parameter_learning(text_cache, arch
         out["logits"].logsumexp(1).sum() + out.get("aux_logits", out["logits"]).logsumexp(1).sum()
     )
     loss.backward()
-    assert _dead_parameters(model) == []
+    dead = _dead_parameters(model)
+    if arch == "mvit_v2_s" and switches:  # only the class token is read (as by torchvision's
+        # own head): the last block's relative positions and query pooling shape patch tokens
+        last = "backbone.model.blocks.15.attn."
+        dead = [n for n in dead if not (n.startswith(last) and ("rel_pos" in n or "pool" in n))]
+    assert dead == []
     assert isinstance(model.backbone, TorchvisionVideo) and model.backbone.arch == arch
 
 

@@ -64,6 +64,9 @@ class Classifier:
             raise UserError(f"top_k must be at least 1, got {top_k}")
         if cam and not hasattr(self.predictor.model, "backbone"):
             raise UserError(f"Grad-CAM needs the model's layers: {self.source} is exported")
+        arch = self.cfg.model.arch
+        if cam and arch != "lsvit":
+            raise UserError(f"--cam draws LS-ViT's Grad-CAM; this checkpoint is model.arch={arch}")
         one = isinstance(videos, str | Path) and not Path(videos).is_dir()
         found = collect_videos([videos] if isinstance(videos, str | Path) else list(videos))
         results = predict_videos(self.predictor, found, top_k=top_k, overlay=overlay, cam=cam)

@@ -86,6 +86,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # Backbone family: lsvit = LS-ViT (the keys below up to lmi_every shape it), or one of
+    # torchvision's video models, wrapped: r3d_18, mc3_18, r2plus1d_18, s3d, swin3d_t (any clip
+    # above a few frames and pixels), mvit_v2_s (exactly 16 frames of 224x224). Pose pooling and
+    # the text head work on every arch; model.feedback (token blocks) only on lsvit, set it false
+    # for the others. torchvision's Kinetics weights expect its normalisation: data.augment.mean
+    # =[0.43216,0.394666,0.37645] std=[0.22803,0.22145,0.216989]. model.drop_path also sets
+    # the stochastic depth of mvit_v2_s and swin3d_t (the CNNs have none).
+    arch: Literal["lsvit", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t"] = (
+        "lsvit"
+    )
     size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)
     patch_size: int = 16  # ViT patch side in pixels
     smif: bool = True  # short-term motion from frame differences before patch embedding
@@ -93,14 +103,16 @@ class ModelConfig:
     lmi: bool = True  # long-term motion interaction (motion-excited channel gate) in blocks
     lmi_every: int = 1  # apply LMI after every k-th block
     pose: bool = True  # Feedback Pooling Module: pool backbone features at the joints
-    feedback: bool = True  # pooled joint tokens re-enter the backbone's later blocks
+    feedback: bool = True  # pooled joint tokens re-enter the backbone's later blocks (lsvit only)
     feedback_from: int = -2  # first block the joint tokens re-enter (negative = from the end)
     pose_encoder: Literal["gcn", "transformer"] = "gcn"  # joint/bone/motion encoder of FPM
     text: bool = True  # classify by cosine to CLIP class-name embeddings (else a linear head)
     drop_path: float = 0.1  # stochastic depth rate of the last block
     dropout: float = 0.0  # dropout before the head
     pretrained: str = ""  # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
-    # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone
+    # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone.
+    # torchvision archs: a state dict file of that model, or its torchvision weights name
+    # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file)
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 

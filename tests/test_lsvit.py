@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from hpnet.cli import UserError
-from hpnet.models.lsvit import LSViT, build_lsvit, load_pretrained
+from hpnet.models.lsvit import LSViT, build_lsvit
+from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.motion import (
     LongTermMotion,
     ShortTermMotion,
@@ -304,15 +305,10 @@ def test_timm_vit_loads_exactly_with_resized_positions(tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in vit.state_dict().items()}}, path)
 
     model = build_lsvit(
-        "tiny",
-        pretrained=str(path),
-        img_size=S,
-        patch_size=P,
-        num_frames=T,
-        embed_dim=64,
-        depth=2,
-        num_heads=2,
-    ).eval()
+        "tiny", img_size=S, patch_size=P, num_frames=T, embed_dim=64, depth=2, num_heads=2
+    )
+    load_pretrained(model, str(path))
+    model.eval()
     frames = moving_frames(T, S)
     with torch.no_grad():
         expected = vit.forward_features(frames)  # (T, 1 + N, 64); timm resizes 6x6 -> 4x4 too
@@ -324,8 +320,6 @@ def test_missing_checkpoint_names_path_and_setting(tmp_path):
     path = tmp_path / "nowhere" / "vit_b16.pt"
     with pytest.raises(UserError, match=r"nowhere/vit_b16\.pt.*model\.pretrained"):
         load_pretrained(tiny(), path)
-    with pytest.raises(UserError, match=r"model\.pretrained"):
-        build_lsvit("tiny", pretrained=str(path))
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
@@ -356,14 +350,10 @@ def test_openai_clip_vit_b16_shapes_load_into_base(tmp_path):
     path = tmp_path / "clip_b16.pt"
     torch.save(clip.state_dict(), path)
     model = build_lsvit(
-        "base",
-        pretrained=str(path),
-        img_size=224,
-        patch_size=16,
-        num_frames=1,
-        num_classes=512,
-        act="quick_gelu",
-    ).eval()
+        "base", img_size=224, patch_size=16, num_frames=1, num_classes=512, act="quick_gelu"
+    )
+    load_pretrained(model, str(path), act="quick_gelu")
+    model.eval()
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(

@@ -1,9 +1,11 @@
 """Feedback Pooling Module: backbone features pooled at the joints, and joint tokens fed back.
 
-``pool_at_joints`` samples the patch-token map bilinearly at every joint of every person and
-frame (averaging a small neighbourhood window), masking joints with confidence 0 so they are
-never read at (0, 0). ``JointTokens`` turns pooled features into tokens that re-enter the
-backbone's later blocks (the feedback), so patch tokens can attend to the body.
+``pool_at_joints`` samples the patch-token map (or any backbone's feature map) bilinearly at
+every joint of every person and frame (averaging a small neighbourhood window), masking joints
+with confidence 0 so they are never read at (0, 0); ``resample_joints`` first brings the joints
+to the map's frames when the backbone strides in time. ``JointTokens`` turns pooled features
+into tokens that re-enter the backbone's later blocks (the feedback), so patch tokens can
+attend to the body.
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ from torch import nn
 def joint_mask(joints: torch.Tensor) -> torch.Tensor:
     """``(..., K, 3)`` joints -> ``(..., K)`` bool: the joint was detected (confidence > 0)."""
     return joints[..., 2] > 0
+
+
+def resample_joints(joints: torch.Tensor, frames: int) -> torch.Tensor:
+    """Joints ``(B, T, P, K, 3)`` -> ``(B, frames, P, K, 3)`` for a feature map of ``frames``
+    time steps (a backbone that strides in time): the clip cut into ``frames`` equal segments,
+    each takes the joints of its centre frame (nearest; confidences come along, so a missing
+    joint stays masked). ``frames == T``: the joints themselves."""
+    t = joints.shape[1]
+    if frames == t:
+        return joints
+    centre = (torch.arange(frames, device=joints.device) + 0.5) * (t / frames)
+    return joints[:, centre.long().clamp(max=t - 1)]
 
 
 def pool_at_joints(

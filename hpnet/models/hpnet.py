@@ -1,4 +1,6 @@
-"""HP-Net: the LS-ViT backbone, the Feedback Pooling Module and the text head, built by injection.
+"""HP-Net: a backbone, the Feedback Pooling Module and the text head, built by injection.
+
+The LS-ViT backbone (``model.arch=lsvit``), block by block:
 
 ```
 clip (B,T,3,S,S) -> backbone.embed -> blocks[:f] -> tokens (B,T,1+N,D)
@@ -9,6 +11,15 @@ v = fuse(mean_T CLS, s);  E_b = TRMM(E | s);  logits = scale * cos(v, E_b);  aux
 ```
 ``model.pose=false`` drops the FPM (RGB only), ``model.feedback=false`` pools without feeding
 back, ``model.text=false`` uses a linear head; with all three off this is a plain LS-ViT.
+
+Any other backbone (:mod:`hpnet.models.backbones`; torchvision's video models) gives a feature
+map and a pooled clip feature; the FPM pools the map at the joints resampled to its T' frames:
+
+```
+clip (B,T,3,S,S) -> backbone.forward_features -> fmap (B,T',h,w,D), pooled (B,D)
+joints (B,T,P,K,3) -> resample_joints (T') -> pool_at_joints(fmap) -> PoseEncoder -> s (B,Ds)
+v = fuse(pooled, s);  E_b = TRMM(E | s);  logits = scale * cos(v, E_b);  aux from s
+```
 
 Joint training (several datasets, ``label_sets``): the text head keeps each dataset's class
 embeddings (buffers ``label_embeddings_<i>``), a linear head one output layer per dataset
@@ -26,18 +37,18 @@ import torch
 from torch import nn
 
 from hpnet.config import Config
-from hpnet.fusion.fpm import JointTokens, pool_at_joints
+from hpnet.fusion.fpm import JointTokens, pool_at_joints, resample_joints
 from hpnet.fusion.head import LinearHead, PerDatasetHead, TextHead
 from hpnet.fusion.pose_encoder import PoseEncoder
-from hpnet.models.lsvit import LSViT, build_lsvit
-from hpnet.models.lsvit_weights import PretrainedReport, load_pretrained
+from hpnet.models.backbones import build_backbone, check_model_config
+from hpnet.models.lsvit import LSViT
 from hpnet.text.weights import ClipSource
 
 
 class HPNet(nn.Module):
     def __init__(
         self,
-        backbone: LSViT,
+        backbone: nn.Module,
         head: nn.Module,
         *,
         joint_tokens: JointTokens | None = None,
@@ -54,7 +65,9 @@ class HPNet(nn.Module):
         self.head = head
         self.joint_tokens = joint_tokens
         self.pose_encoder = pose_encoder
-        depth = len(backbone.blocks)
+        if feedback_from is not None and not isinstance(backbone, LSViT):
+            raise ValueError(f"feedback needs LS-ViT's token blocks, not {type(backbone).__name__}")
+        depth = backbone.num_layers
         if feedback_from is not None and feedback_from < 0:
             feedback_from += depth
         if feedback_from is not None and not 0 <= feedback_from < depth:
@@ -84,7 +97,7 @@ class HPNet(nn.Module):
     @property
     def num_layers(self) -> int:
         """Backbone depth (for layer-wise learning-rate decay, :mod:`hpnet.optim`)."""
-        return len(self.backbone.blocks)
+        return int(self.backbone.num_layers)
 
     def layer_id(self, name: str) -> int:
         """Backbone depth of parameter ``name``; everything outside the backbone is on top."""
@@ -129,13 +142,30 @@ class HPNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """video ``(B,T,3,S,S)`` normalised, joints ``(B,T,P,K,3)`` -> ``{"logits": (B,C)}``;
         ``label_set`` i (joint models): over dataset i's C_i labels, else the current ones."""
+        pose_on = self.pose_encoder is not None and joints is not None
+        fed_back = None
+        if isinstance(self.backbone, LSViT):
+            fmap, pooled, fed_back = self._lsvit_features(video, joints if pose_on else None)
+        else:
+            fmap, pooled = self.backbone.forward_features(video)  # (B,T',h,w,D), (B,D)
+        s = self._pose_feature(fmap, joints, fed_back) if pose_on else None
+        if label_set is None or not self.label_sets:
+            return self.head(pooled, s, self.class_embeddings)
+        if isinstance(self.head, PerDatasetHead):
+            return self.head(pooled, s, label_set=label_set)
+        return self.head(pooled, s, getattr(self, f"label_embeddings_{label_set}"))
+
+    def _lsvit_features(
+        self, video: torch.Tensor, joints: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """LS-ViT block by block, joint tokens fed back into the last blocks when ``joints``
+        are given and feedback is on: fmap ``(B,T,gh,gw,D)``, mean-over-time CLS ``(B,D)``,
+        the normalised fed-back joint tokens ``(B,T,P*K,D)`` or None."""
         bb = self.backbone
         x = bb.embed(video)  # (B, T, 1+N, D)
         n = x.shape[2]
-        pose_on = self.pose_encoder is not None and joints is not None
-        start = (
-            self.feedback_from if (pose_on and self.joint_tokens is not None) else len(bb.blocks)
-        )
+        feedback = joints is not None and self.joint_tokens is not None
+        start = self.feedback_from if feedback else len(bb.blocks)
         for blk in bb.blocks[:start]:
             x = blk(x)
         fed_back = None
@@ -146,21 +176,23 @@ class HPNet(nn.Module):
             x = torch.cat([x, tokens], dim=2)
             for blk in bb.blocks[start:]:
                 x = blk(x, key_mask=keep)
-            fed_back = x[:, :, n:]  # updated joint tokens (B, T, PK, D)
+            fed_back = bb.norm(x[:, :, n:])  # updated joint tokens (B, T, PK, D)
             x = x[:, :, :n]
         x = bb.norm(x)
-        cls = x[:, :, 0].mean(1)  # (B, D)
-        s = None
-        if pose_on:
-            pooled = pool_at_joints(x[:, :, 1:], bb.grid_size, joints, self.window)
-            if fed_back is not None:
-                pooled = pooled + bb.norm(fed_back).view_as(pooled) * (joints[..., 2:] > 0)
-            s = self.pose_encoder(pooled, joints)
-        if label_set is None or not self.label_sets:
-            return self.head(cls, s, self.class_embeddings)
-        if isinstance(self.head, PerDatasetHead):
-            return self.head(cls, s, label_set=label_set)
-        return self.head(cls, s, getattr(self, f"label_embeddings_{label_set}"))
+        fmap = x[:, :, 1:].unflatten(2, bb.grid_size)  # (B, T, gh, gw, D)
+        return fmap, x[:, :, 0].mean(1), fed_back
+
+    def _pose_feature(
+        self, fmap: torch.Tensor, joints: torch.Tensor, fed_back: torch.Tensor | None
+    ) -> torch.Tensor:
+        """fmap ``(B,T',h,w,D)`` pooled at the joints ``(B,T,P,K,3)`` (resampled to the T'
+        frames), plus the fed-back joint tokens ``(B,T,P*K,D)`` -> pose feature ``s (B,Ds)``."""
+        b, t, h, w, d = fmap.shape
+        joints = resample_joints(joints, t)
+        pooled = pool_at_joints(fmap.reshape(b, t, h * w, d), (h, w), joints, self.window)
+        if fed_back is not None:
+            pooled = pooled + fed_back.view_as(pooled) * (joints[..., 2:] > 0)
+        return self.pose_encoder(pooled, joints)
 
 
 def class_text_embeddings(
@@ -213,24 +245,9 @@ def build_model(
     """
     check_model_config(cfg)
     m = cfg.model
-    backbone = build_lsvit(
-        m.size,
-        img_size=cfg.data.size,
-        patch_size=m.patch_size,
-        num_frames=cfg.data.frames,
-        smif=m.smif,
-        smif_offsets=tuple(m.smif_offsets),
-        lmi=m.lmi,
-        lmi_every=m.lmi_every,
-        drop_path_rate=m.drop_path,
-        drop_rate=m.dropout,
-    )
-    pretrained = bool(m.pretrained)
-    clip = None  # the CLIP checkpoint of model.pretrained, shared with the text tower
-    report = None
-    if pretrained and load_weights:
-        clip, report = load_backbone_weights(cfg, backbone)
-    dim = backbone.embed_dim
+    built = build_backbone(cfg, load_weights=load_weights)
+    clip = built.clip  # LS-ViT: the CLIP checkpoint of model.pretrained, shared with the text
+    dim = built.module.embed_dim
     pose_dim = None
     joint_tokens = pose_encoder = None
     if m.pose:
@@ -247,86 +264,49 @@ def build_model(
     if label_sets and m.text and label_embeddings is None:
         label_embeddings = label_set_embeddings(cfg, label_sets, source=clip)  # one pass
         class_embeddings = label_embeddings[0] if class_embeddings is None else class_embeddings
-    embeddings = None
-    if m.text:
-        embeddings = class_embeddings
-        if embeddings is None:
-            embeddings = class_text_embeddings(cfg, class_names, source=clip)  # (C, Dt), frozen
-        head: nn.Module = TextHead(
-            dim, pose_dim, embeddings.shape[1], dropout=m.dropout, aux=m.aux_weight > 0
-        )
-    else:
-        heads = [
-            LinearHead(dim, pose_dim, len(names), dropout=m.dropout, aux=m.aux_weight > 0)
-            for _, names in (label_sets or [("", class_names)])
-        ]
-        head = PerDatasetHead(heads) if label_sets else heads[0]
+    if m.text and class_embeddings is None:
+        class_embeddings = class_text_embeddings(cfg, class_names, source=clip)  # (C, Dt)
     model = HPNet(
-        backbone,
-        head,
+        built.module,
+        _build_head(cfg, dim, pose_dim, class_embeddings, class_names, label_sets),
         joint_tokens=joint_tokens,
         pose_encoder=pose_encoder,
         feedback_from=m.feedback_from if joint_tokens is not None else None,
-        class_embeddings=embeddings,
+        class_embeddings=class_embeddings if m.text else None,
         class_names=class_names,
         label_sets=label_sets,
         label_embeddings=label_embeddings if m.text and label_sets else (),
     )
-    if pretrained:
+    if m.pretrained:
         model.pretrained_prefixes = ("backbone.",)
-    if report is not None:
-        # only what the file filled is "pretrained": SMIF, LMI, the temporal embedding are new
-        model.pretrained_names = {f"backbone.{name}" for name in report.loaded}
-    model.pretrained_report = str(report) if report is not None else ""
+    if built.report is not None:
+        model.pretrained_names = {f"backbone.{name}" for name in built.pretrained_names}
+    model.pretrained_report = str(built.report) if built.report is not None else ""
     if clip is not None:
         clip.release()
     return model
 
 
-def load_backbone_weights(
-    cfg: Config, backbone: LSViT
-) -> tuple[ClipSource | None, PretrainedReport]:
-    """Load ``model.pretrained`` into ``backbone``: ``(its CLIP checkpoint or None, report)``.
-
-    A tag of ``text.model`` is resolved like ``text.pretrained`` (an error when it cannot be
-    had); a file is read once. The checkpoint is returned for the text tower when
-    ``text.pretrained`` names the same weights, so that neither downloads nor reads it again;
-    then ``text.quick_gelu=auto`` is replaced in ``cfg`` by what was decided, so that the
-    checkpoints' config encodes new labels the same way (the backbone records its activation in
-    its own state dict).
-    """
-    from hpnet.text.weights import parse_weights
-
-    m, t = cfg.model, cfg.text
-    source = ClipSource.resolve(
-        t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True
-    )
-    state = source.state_dict()
-    report = load_pretrained(
-        backbone, source.weights.source, state=state, clip_quick_gelu=lambda: source.quick_gelu
-    )
-    shared = (
-        m.text
-        and any(k.startswith("visual.") for k in state)
-        and (m.pretrained == t.pretrained or parse_weights(t.pretrained) == source.weights)
-    )
-    if not shared:
-        source.release()
-        return None, report
-    if t.quick_gelu == "auto":  # recorded: evaluate/predict encode new labels the same way
-        t.quick_gelu = "true" if source.quick_gelu else "false"
-    return source, report
-
-
-def check_model_config(cfg: Config) -> None:
-    """The model settings that only fail when the model is built, checked up front."""
-    from hpnet.cli import UserError
-
-    if cfg.data.size % cfg.model.patch_size:
-        raise UserError(
-            f"data.size={cfg.data.size} is not a multiple of model.patch_size="
-            f"{cfg.model.patch_size}: the crops are cut into patches of that size"
+def _build_head(
+    cfg: Config,
+    dim: int,
+    pose_dim: int | None,
+    class_embeddings: torch.Tensor | None,
+    class_names: Sequence[str],
+    label_sets: Sequence[tuple[str, Sequence[str]]],
+) -> nn.Module:
+    """The text head (``model.text``: cosine to ``class_embeddings (C, Dt)`` through the TRMM)
+    or a linear head (one per dataset of a joint run) over pooled ``(B, dim)`` + pose feature."""
+    m = cfg.model
+    if m.text:
+        return TextHead(
+            dim, pose_dim, class_embeddings.shape[1], dropout=m.dropout, aux=m.aux_weight > 0
         )
+    heads = [
+        LinearHead(dim, pose_dim, len(names), dropout=m.dropout, aux=m.aux_weight > 0)
+        for _, names in (label_sets or [("", class_names)])
+    ]
+    return PerDatasetHead(heads) if label_sets else heads[0]
 
 
 def _shape_keys_changed(saved: dict, cfg: Config) -> list[str]:

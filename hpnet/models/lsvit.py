@@ -10,17 +10,17 @@ gate and mix the tokens across frames. The head averages the CLS token over time
     logits = model.forward_head(tokens)  # (B, num_classes)
 
 With smif=False and lmi=False it is a plain per-frame ViT with temporal averaging (the baseline).
-Every motion part starts as the identity, so a model loaded with :func:`load_pretrained` from a
-CLIP or timm image ViT computes exactly the image model's features on each frame at first.
+Every motion part starts as the identity, so a model loaded with
+:func:`hpnet.models.lsvit_weights.load_pretrained` from a CLIP or timm image ViT computes exactly
+the image model's features on each frame at first.
 
 Layout as in timm's vision_transformer.py: layers, the model, named sizes. The weight filters
-(:func:`load_pretrained` and the checkpoint reading behind it) are in
-:mod:`hpnet.models.lsvit_weights`; ``load_pretrained`` is importable from here too.
+(``load_pretrained`` and the checkpoint reading behind it) are in
+:mod:`hpnet.models.lsvit_weights`, which depends on this module (never the other way round).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from functools import partial
 from typing import Literal
@@ -30,10 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.motion import LongTermMotion, ShortTermMotion
-
-_logger = logging.getLogger(__name__)
 
 Activation = Literal["gelu", "quick_gelu"]
 
@@ -317,6 +314,11 @@ class LSViT(nn.Module):
         names = {"pos_embed", "cls_token", "temporal_pos_embed"}
         return {n for n, _ in self.named_parameters() if n in names}
 
+    @property
+    def num_layers(self) -> int:
+        """Blocks (the depth that layer-wise LR decay counts)."""
+        return len(self.blocks)
+
     def layer_id(self, name: str) -> int:
         """Depth of parameter ``name`` for layer-wise LR decay: 0 = embeddings, i + 1 = block i,
         ``len(blocks) + 1`` = the final norm and head."""
@@ -390,14 +392,9 @@ LSVIT_SIZES: dict[str, dict[str, int]] = {
 }
 
 
-def build_lsvit(size: str = "tiny", *, pretrained: str = "", **kwargs) -> LSViT:
-    """A named size, ``kwargs`` overriding any :class:`LSViT` argument, optionally pretrained.
-
-    pretrained: a local CLIP or timm ViT checkpoint (see :func:`load_pretrained`).
-    """
+def build_lsvit(size: str = "tiny", **kwargs) -> LSViT:
+    """A named size, ``kwargs`` overriding any :class:`LSViT` argument (random init; load
+    weights with :func:`hpnet.models.lsvit_weights.load_pretrained`)."""
     if size not in LSVIT_SIZES:
         raise ValueError(f"unknown LS-ViT size {size!r}; choose one of {sorted(LSVIT_SIZES)}")
-    model = LSViT(**{**LSVIT_SIZES[size], **kwargs})
-    if pretrained:
-        _logger.info("%s", load_pretrained(model, pretrained, act=kwargs.get("act")))
-    return model
+    return LSViT(**{**LSVIT_SIZES[size], **kwargs})

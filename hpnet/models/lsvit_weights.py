@@ -1,6 +1,7 @@
 """Load a local CLIP (open_clip / OpenAI) or timm ViT checkpoint into an :class:`LSViT`.
 
-The weight filters of :mod:`hpnet.models.lsvit` (timm keeps them in vision_transformer.py): read
+The weight filters of :mod:`hpnet.models.lsvit` (timm keeps them in vision_transformer.py; the
+loader depends on the model, the model never on the loader): read
 the file (torch.save, OpenAI's TorchScript archives, .safetensors), unwrap it and strip the
 ``module.`` / ``visual.`` prefixes, rename CLIP's visual-tower keys to LSViT's, resize the position
 embedding to the model's grid, and report what was loaded (:class:`PretrainedReport`).
@@ -10,20 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from hpnet.cli import UserError
+from hpnet.models.lsvit import Activation, LSViT
+from hpnet.models.weights import PretrainedReport
 from hpnet.text.activation import ambiguous_activation_error, quick_gelu_from_provenance
 from hpnet.text.weights import read_weights_file
-
-if TYPE_CHECKING:
-    from hpnet.models.lsvit import Activation, LSViT
-
 
 _CLIP_SWAPS = (  # open_clip visual tower -> LSViT's names (order matters), as in timm
     ("conv1", "patch_embed.proj"),
@@ -38,30 +35,6 @@ _CLIP_SWAPS = (  # open_clip visual tower -> LSViT's names (order matters), as i
     ("mlp.c_fc", "mlp.fc1"),
     ("mlp.c_proj", "mlp.fc2"),
 )
-
-
-@dataclass
-class PretrainedReport:
-    """What :func:`load_pretrained` did; ``str(report)`` is a one-paragraph summary."""
-
-    path: str
-    flavour: str  # "clip" (open_clip / OpenAI visual tower) or "timm" (timm ViT)
-    loaded: list[str] = field(default_factory=list)  # model tensors set from the file
-    missing: list[str] = field(default_factory=list)  # model tensors left at their init
-    unexpected: list[str] = field(default_factory=list)  # converted file tensors not used
-    resized: list[str] = field(default_factory=list)  # tensors interpolated to the model
-    activation: str = ""  # the MLP activation the weights run with (gelu, quick_gelu)
-
-    def __str__(self) -> str:
-        def some(names: list[str]) -> str:
-            return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-
-        return (
-            f"loaded {len(self.loaded)} tensors from {self.flavour} checkpoint {self.path} "
-            f"(activation {self.activation}); "
-            f"resized [{some(self.resized)}]; {len(self.missing)} new [{some(self.missing)}]; "
-            f"{len(self.unexpected)} unused [{some(self.unexpected)}]"
-        )
 
 
 def _convert_openai_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -266,6 +266,12 @@ def _offline_reason(pretrained_cfg: dict[str, Any]) -> str:
         host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     else:
         host = urlparse(pretrained_cfg.get("url", "")).hostname or ""
+    return probe_host(host)
+
+
+def probe_host(host: str) -> str:
+    """Why ``host`` cannot serve a download now ('' when it answers on port 443 within
+    :data:`PROBE_TIMEOUT_S`, or when a proxy makes a direct probe meaningless)."""
     if not host or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
         return ""  # behind a proxy a direct probe proves nothing: let the download try
     try:

@@ -1,0 +1,145 @@
+"""``model.arch`` -> the backbone, with ``model.pretrained`` loaded: the one place that knows
+every backbone family (:func:`hpnet.models.hpnet.build_model` builds HP-Net on top of it).
+
+A plain dict of builder functions (:data:`BACKBONES`), no registry. The backbone contract
+(what :class:`~hpnet.models.hpnet.HPNet` reads): ``embed_dim``, ``no_weight_decay()``,
+``num_layers`` / ``layer_id(name)`` (layer-wise LR decay) and
+
+    fmap, pooled = backbone.forward_features(video)  # (B, T, 3, S, S) -> (B, T', h, w, D), (B, D)
+
+except LS-ViT, whose token path HPNet runs block by block so that joint tokens can re-enter
+its last blocks (``model.feedback``, LS-ViT only: the other archs refuse it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from hpnet.config import Config
+from hpnet.models.lsvit import LSViT, build_lsvit
+from hpnet.models.lsvit_weights import load_pretrained
+from hpnet.models.tv_video import MIN_INPUT, TV_ARCHS, build_tv_video
+from hpnet.models.weights import PretrainedReport
+from hpnet.text.weights import ClipSource
+
+
+@dataclass
+class BuiltBackbone:
+    """A backbone and what loading ``model.pretrained`` into it did."""
+
+    module: nn.Module
+    report: PretrainedReport | None = None  # None: no weights loaded
+    pretrained_names: set[str] = field(default_factory=set)  # its parameters filled by the file
+    clip: ClipSource | None = None  # LS-ViT: the CLIP checkpoint the text tower may share
+
+
+def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
+    """The backbone of ``model.arch``; ``model.pretrained`` loaded unless ``load_weights`` is
+    False (the caller then loads a whole checkpoint)."""
+    return BACKBONES[cfg.model.arch](cfg, load_weights)
+
+
+def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:
+    m = cfg.model
+    backbone = build_lsvit(
+        m.size,
+        img_size=cfg.data.size,
+        patch_size=m.patch_size,
+        num_frames=cfg.data.frames,
+        smif=m.smif,
+        smif_offsets=tuple(m.smif_offsets),
+        lmi=m.lmi,
+        lmi_every=m.lmi_every,
+        drop_path_rate=m.drop_path,
+        drop_rate=m.dropout,
+    )
+    if not (m.pretrained and load_weights):
+        return BuiltBackbone(backbone)
+    clip, report = load_backbone_weights(cfg, backbone)
+    # only what the file filled is "pretrained": SMIF, LMI, the temporal embedding are new
+    return BuiltBackbone(backbone, report, set(report.loaded), clip)
+
+
+def _torchvision(cfg: Config, load_weights: bool) -> BuiltBackbone:
+    from hpnet.models.tv_video_weights import load_tv_weights
+
+    backbone = build_tv_video(cfg.model.arch, drop_path=cfg.model.drop_path)
+    if not (cfg.model.pretrained and load_weights):
+        return BuiltBackbone(backbone)
+    report = load_tv_weights(backbone, cfg.model.pretrained)
+    return BuiltBackbone(backbone, report, {f"model.{name}" for name in report.loaded})
+
+
+BACKBONES: dict[str, Callable[[Config, bool], BuiltBackbone]] = {
+    "lsvit": _lsvit,
+    **{arch: _torchvision for arch in TV_ARCHS},
+}
+
+
+def load_backbone_weights(
+    cfg: Config, backbone: LSViT
+) -> tuple[ClipSource | None, PretrainedReport]:
+    """Load ``model.pretrained`` into an LS-ViT: ``(its CLIP checkpoint or None, report)``.
+
+    A tag of ``text.model`` is resolved like ``text.pretrained`` (an error when it cannot be
+    had); a file is read once. The checkpoint is returned for the text tower when
+    ``text.pretrained`` names the same weights, so that neither downloads nor reads it again;
+    then ``text.quick_gelu=auto`` is replaced in ``cfg`` by what was decided, so that the
+    checkpoints' config encodes new labels the same way (the backbone records its activation in
+    its own state dict).
+    """
+    from hpnet.text.weights import parse_weights
+
+    m, t = cfg.model, cfg.text
+    source = ClipSource.resolve(
+        t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True
+    )
+    state = source.state_dict()
+    report = load_pretrained(
+        backbone, source.weights.source, state=state, clip_quick_gelu=lambda: source.quick_gelu
+    )
+    shared = (
+        m.text
+        and any(k.startswith("visual.") for k in state)
+        and (m.pretrained == t.pretrained or parse_weights(t.pretrained) == source.weights)
+    )
+    if not shared:
+        source.release()
+        return None, report
+    if t.quick_gelu == "auto":  # recorded: evaluate/predict encode new labels the same way
+        t.quick_gelu = "true" if source.quick_gelu else "false"
+    return source, report
+
+
+def check_model_config(cfg: Config) -> None:
+    """The model settings that only fail when the model is built, checked up front."""
+    from hpnet.cli import UserError
+
+    m, d = cfg.model, cfg.data
+    if m.arch == "lsvit":
+        if d.size % m.patch_size:
+            raise UserError(
+                f"data.size={d.size} is not a multiple of model.patch_size="
+                f"{m.patch_size}: the crops are cut into patches of that size"
+            )
+        return
+    if m.feedback:
+        raise UserError(
+            f"model.feedback=true needs token blocks (model.arch=lsvit); model.arch={m.arch} "
+            "has none: set model.feedback=false (pose pooling still works)"
+        )
+    frames, side = MIN_INPUT[m.arch]
+    if m.arch == "mvit_v2_s" and (d.frames, d.size) != (frames, side):
+        raise UserError(
+            f"model.arch=mvit_v2_s takes clips of exactly {frames} frames of {side}x{side} "
+            f"(its position embeddings are built for them): set data.frames={frames} "
+            f"data.size={side} (got {d.frames}, {d.size})"
+        )
+    if d.frames < frames or d.size < side:
+        raise UserError(
+            f"model.arch={m.arch} needs data.frames >= {frames} and data.size >= {side} "
+            f"(its strides leave no feature map of smaller clips; got {d.frames}, {d.size})"
+        )

@@ -64,9 +64,10 @@ class DataConfig:
     size: int = 224  # side of the square crop fed to the model
     load_size: int = 0  # height the loader resizes frames to before the crop (0 = size * 8 / 7)
     aspect: float = 1.3333  # width / height of the canvas every video is put on by the loader
-    # How a frame gets onto that canvas: crop = aspect kept, short side scaled, centre cut to the
-    # canvas shape; pad = aspect kept, long side scaled, black borders; stretch = aspect not kept.
-    resize: Literal["crop", "pad", "stretch"] = "crop"
+    # How a frame gets onto that canvas: pad = aspect kept, long side scaled, black borders
+    # (default: it trained best and keeps every joint, bench/RESULTS.md); crop = aspect kept,
+    # short side scaled, centre cut to the canvas shape; stretch = aspect not kept.
+    resize: Literal["crop", "pad", "stretch"] = "pad"
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # antialiased resize to the canvas
     workers: int = 4  # DataLoader worker processes
     on_error: Literal["skip", "raise"] = "skip"  # what a video that fails to decode does

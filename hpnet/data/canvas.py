@@ -4,11 +4,11 @@ Every clip of a batch must have one size, the canvas ``(H, W)`` (``data.load_siz
 ``load_size * data.aspect``). A frame of another shape gets there in one of three ways
 (``data.resize``):
 
-- ``crop`` (default): scaled, aspect kept, until it covers the canvas, then the canvas-shaped
+- ``pad`` (default, ``data.resize``): scaled, aspect kept, until it fits inside the canvas,
+  then centred on black (letterbox / pillarbox): nothing of the picture is lost;
+- ``crop``: scaled, aspect kept, until it covers the canvas, then the canvas-shaped
   centre is kept (torchvision's ``Resize(short side)`` + ``CenterCrop``: with a square canvas
   this is exactly CLIP's preprocessing);
-- ``pad``: scaled, aspect kept, until it fits inside the canvas, then centred on black
-  (letterbox / pillarbox);
 - ``stretch``: scaled to the canvas, aspect not kept (hpnet before 0.2: a 16:9 clip is squeezed
   to 4:3).
 
@@ -143,7 +143,7 @@ class Canvas:
     ``data.interpolation``)."""
 
     hw: tuple[int, int]
-    resize: str = "crop"
+    resize: str = "pad"
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:

@@ -110,7 +110,7 @@ class VideoClipDataset(Dataset):
         seed: int = 0,
         persons: int = 1,
         classes: Sequence[str] | None = None,
-        resize: str = "crop",
+        resize: str = "pad",
         interpolation: str = "bilinear",
     ) -> None:
         if train and views != 1:

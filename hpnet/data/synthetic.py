@@ -175,7 +175,7 @@ class SyntheticActions(Dataset):
     Train mode: ``video uint8 (T, 3, H, W)``, ``joints (T, P, 17, 3)`` with random frame offsets
     per segment, drawn from ``(sample_seed, epoch, index)`` (``set_epoch`` selects the epoch,
     also in DataLoader workers). Test mode: ``(V, T, ...)`` with ``views`` evenly spread clips.
-    Frames are put on ``canvas`` (or a cropping ``Canvas(canvas_hw)``) when given, the joints
+    Frames are put on ``canvas`` (or a padding ``Canvas(canvas_hw)``) when given, the joints
     moved with them (:mod:`hpnet.data.canvas`; a no-op at the rendered size). Person 0
     is the actor, person 1 the distractor (all zeros without one); ``joints=False`` gives zeros.
     ``classes`` = ``actions`` (default :data:`ACTIONS`); ``labels`` (``index % C``) for

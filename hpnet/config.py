@@ -11,10 +11,8 @@ the commands turn into a one-line message and exit code 2.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import difflib
 import re
 import typing
 from collections.abc import Callable, Sequence
@@ -25,6 +23,15 @@ from typing import Any, Literal
 import yaml
 
 from hpnet.cli import UserError
+from hpnet.config_types import (
+    coerce,
+    fields_of,
+    parse_text,
+    resolved_types,
+    set_joint_entry,
+    type_name,
+    unknown_key,
+)
 
 # --------------------------------------------------------------------------------------- sections
 
@@ -254,140 +261,28 @@ _LIMITS: dict[str, _Check] = {
 }
 
 
-# ------------------------------------------------------------------------------ type checking
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is list:
-        item = _type_name(typing.get_args(tp)[0])
-        return f"a list of {item[2:]}s" if item == "a mapping" else f"a list of {item}"
-    if typing.get_origin(tp) is dict:
-        return "a mapping"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        tp, str(tp)
-    )
-
-
-def _coerce(key: str, tp: Any, value: Any) -> Any:
-    """Return ``value`` as type ``tp`` or raise a UserError naming ``key`` and what is allowed."""
-    origin = typing.get_origin(tp)
-    ok = True
-    if origin is Literal:
-        options = typing.get_args(tp)
-        if isinstance(value, bool):  # YAML 1.1 reads off / no / on / yes as booleans
-            words = ("on", "yes", "true") if value else ("off", "no", "false")
-            value = next((w for w in words if w in options), value)
-        ok = value in options
-    elif origin is list:
-        item = typing.get_args(tp)[0]
-        if isinstance(value, str) and typing.get_origin(item) is dict:  # YAML flow style
-            value = _parse_text(key, tp, value) or []
-        elif isinstance(value, str):  # "a,b,c", or a YAML/JSON list "[a, 'b, c']"
-            text = value.strip()
-            try:
-                if text.startswith("[") and text.endswith("]"):
-                    value = yaml.safe_load(text)
-                else:
-                    value = [yaml.safe_load(v) if item is not str else v for v in text.split(",")]
-            except yaml.YAMLError:
-                raise UserError(
-                    f"config key '{key}' got {value!r}; it must be {_type_name(tp)}"
-                ) from None
-        if not isinstance(value, list | tuple):
-            ok = False
-        else:
-            return [_coerce(key, item, v) for v in value]
-    elif origin is dict:
-        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
-    elif tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        if value is None:
-            value = ""
-        ok = isinstance(value, str | int | float) and not isinstance(value, bool)
-        value = str(value) if ok else value
-    if not ok:
-        raise UserError(f"config key '{key}' got {value!r}; it must be {_type_name(tp)}")
-    return value
-
-
-def _fields(section: Any) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(section)}
-
-
-def _resolved_types(section: Any) -> dict[str, Any]:
-    return typing.get_type_hints(type(section))
-
-
-def _unknown_key(key: str, section: Any) -> UserError:
-    prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
-    names = [prefix + n for n in _fields(section)]
-    close = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
-
-
 def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
     """Set dotted ``key`` on ``cfg`` to ``value`` (parsed from text when ``from_text``)."""
     parts = key.split(".")
     node: Any = cfg
     for i, part in enumerate(parts):
         here = ".".join(parts[: i + 1])
-        if part not in _fields(node):
-            raise _unknown_key(here, node)
-        tp = _resolved_types(node)[part]
+        if part not in fields_of(node):
+            raise unknown_key(here, node)
+        tp = resolved_types(node)[part]
         if dataclasses.is_dataclass(tp):
             if i == len(parts) - 1:
                 raise UserError(f"config key '{here}' is a section; set one of its keys instead")
             node = getattr(node, part)
             continue
         if here == "data.joint" and i != len(parts) - 1:  # data.joint.<name>.<key>=value
-            _set_joint_entry(node.joint, parts[i + 1 :], value, from_text=from_text)
+            set_joint_entry(node.joint, parts[i + 1 :], value, from_text=from_text)
             return
         if i != len(parts) - 1:
             raise UserError(f"config key '{here}' is a value, not a section ('{key}')")
         if from_text and tp is not str and typing.get_origin(tp) is not list:
-            value = _parse_text(key, tp, value)
-        setattr(node, part, _coerce(key, tp, value))
-
-
-def _parse_text(key: str, tp: Any, value: str) -> Any:
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise UserError(f"config key '{key}' got {value!r}; it must be {_type_name(tp)}") from None
-
-
-def _set_joint_entry(
-    entries: list[dict[str, Any]], parts: list[str], value: Any, *, from_text: bool
-) -> None:
-    """``data.joint.<name>.<key>=value``: set ``key`` (dotted) in the entry called ``name``;
-    checked with the entry in :func:`validate`."""
-    names = [str(e.get("name")) for e in entries if isinstance(e, dict)]
-    if len(parts) < 2 or parts[0] not in names:
-        raise UserError(
-            f"config key 'data.joint.{'.'.join(parts)}' names no data.joint entry; use "
-            f"data.joint.<name>.<key>=value with <name> one of: {', '.join(names) or '(none)'}"
-        )
-    node = entries[names.index(parts[0])]
-    for part in parts[1:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"data.joint.{'.'.join(parts)}: '{part}' is a value, not a section")
-    if from_text:
-        with contextlib.suppress(yaml.YAMLError):
-            value = yaml.safe_load(value)
-    node[parts[-1]] = value
+            value = parse_text(key, tp, value)
+        setattr(node, part, coerce(key, tp, value))
 
 
 def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
@@ -396,8 +291,8 @@ def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
         if isinstance(value, dict):
             node: Any = cfg
             for part in key.split("."):
-                if not dataclasses.is_dataclass(node) or part not in _fields(node):
-                    raise _unknown_key(key, node)
+                if not dataclasses.is_dataclass(node) or part not in fields_of(node):
+                    raise unknown_key(key, node)
                 node = getattr(node, part)
             if dataclasses.is_dataclass(node):
                 _merge(cfg, value, key + ".")
@@ -568,12 +463,12 @@ def describe() -> str:
     lines: list[str] = []
 
     def walk(node: Any, prefix: str) -> None:
-        for name, tp in _resolved_types(node).items():
+        for name, tp in resolved_types(node).items():
             value = getattr(node, name)
             if dataclasses.is_dataclass(value):
                 walk(value, f"{prefix}{name}.")
             else:
-                lines.append(f"{prefix}{name}={value!r}  ({_type_name(tp)})")
+                lines.append(f"{prefix}{name}={value!r}  ({type_name(tp)})")
 
     walk(Config(), "")
     return "\n".join(lines)

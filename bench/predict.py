@@ -19,17 +19,14 @@ import argparse
 import os
 import platform
 import sys
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from hpnet.config import load_config
-from hpnet.data.canvas import Canvas
-from hpnet.inference import JointFinder, collect_videos
+from hpnet.inference import collect_videos
 from hpnet.models.hpnet import build_model
-from hpnet.predictor import Predictor, pose_estimator
-from hpnet.runtime import build_transform, pick_device
+from hpnet.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "pose", "model")
@@ -53,16 +50,7 @@ def build_predictor(size: str, args: argparse.Namespace, weights: Path) -> Predi
     classes = [f"class_{i}" for i in range(51)]
     embeddings = torch.nn.functional.normalize(torch.randn(51, 512), dim=-1)
     model = build_model(cfg, classes, class_embeddings=embeddings, load_weights=False)
-    canvas = Canvas.of(cfg.data)
-    return Predictor(
-        model,
-        classes,
-        cfg,
-        transform=build_transform(cfg, pick_device(args.device)),
-        canvas=canvas,
-        max_side=max(cfg.pose.imgsz, *canvas.hw),
-        joints=JointFinder("", cfg.pose.persons, partial(pose_estimator, cfg)),
-    )
+    return Predictor.for_model(model, cfg, uses_pose=True, pose_cache="")  # YOLO, no cache
 
 
 def time_videos(predictor: Predictor, videos: list, repeats: int) -> dict[str, float]:

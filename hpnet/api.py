@@ -57,7 +57,6 @@ class Classifier:
         first), ``ok``, the sampled ``frame_indices``, where the joints came from and the
         seconds per stage; a video that cannot be read gives ``{"ok": False, "error": ...}``.
         ``overlay``/``cam``: as ``hpnet.predict --overlay/--cam``."""
-        from hpnet.inference import collect_videos
         from hpnet.predictor import predict_videos
 
         if top_k < 1:
@@ -67,8 +66,7 @@ class Classifier:
         arch = self.cfg.model.arch
         if cam and arch != "lsvit":
             raise UserError(f"--cam draws LS-ViT's Grad-CAM; this checkpoint is model.arch={arch}")
-        one = isinstance(videos, str | Path) and not Path(videos).is_dir()
-        found = collect_videos([videos] if isinstance(videos, str | Path) else list(videos))
+        one, found = _collect(videos)
         results = predict_videos(self.predictor, found, top_k=top_k, overlay=overlay, cam=cam)
         return results[0] if one else results
 
@@ -91,14 +89,12 @@ class Classifier:
         ``overlay``: the video (.mp4/.mkv/.avi) with the label of the moment on every frame
         (one file per video, named as ``--overlay`` names them)."""
         from hpnet.data.decode import VideoDecodeError
-        from hpnet.inference import collect_videos
         from hpnet.inference import top_k as best
         from hpnet.predictor import overlay_paths
         from hpnet.timeline import score_timeline
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
-        one = isinstance(videos, str | Path) and not Path(videos).is_dir()
-        found = collect_videos([videos] if isinstance(videos, str | Path) else list(videos))
+        one, found = _collect(videos)
         rels = [v.rel for v in found]
         plots = overlay_paths(plot, rels) if plot else [None] * len(found)
         videos_out = overlay_paths(overlay, rels) if overlay else [None] * len(found)
@@ -173,6 +169,16 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.source!r}, {len(self.labels)} labels)"
+
+
+def _collect(videos: str | Path | Sequence[str | Path]) -> tuple[bool, list[Any]]:
+    """``(one, inputs)``: whether ``videos`` names one file (the caller returns one result, not
+    a list) and the video inputs it names (folders searched)."""
+    from hpnet.inference import collect_videos
+
+    if isinstance(videos, str | Path):
+        return not Path(videos).is_dir(), collect_videos([videos])
+    return False, collect_videos(list(videos))
 
 
 def load(

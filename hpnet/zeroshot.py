@@ -143,10 +143,9 @@ def clip_eval_config(cfg: Config) -> Config:
     input size) and no joints: what :func:`score_dataset` reads the test split with."""
     import dataclasses
 
-    from hpnet.text.weights import clip_model_config
+    from hpnet.text.weights import clip_image_size
 
-    size = clip_model_config(cfg.text.model)["vision_cfg"].get("image_size", 224)
-    size = size if isinstance(size, int) else int(size[0])
+    size = clip_image_size(cfg.text.model)
     canvas = clip_canvas(size)
     data = dataclasses.replace(
         cfg.data,

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from hpnet.atomic import temp_name, write_atomic
 from hpnet.data import motions, render
-from hpnet.data.canvas import Canvas, fit_joints
+from hpnet.data.canvas import Canvas
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
 from hpnet.data.render import render_clip
 from hpnet.data.sampling import sample_frame_indices
@@ -264,8 +264,7 @@ class SyntheticActions(Dataset):
             gt = self.joints_gt[index, flat][:, :p]  # (V*T, min(P, 2), 17, 3)
             joints[..., : gt.shape[1], :, :] = gt.view(*idx.shape, *gt.shape[1:])
         if self.canvas is not None:
-            joints = fit_joints(joints, self.canvas.place(tuple(video.shape[-2:])))
-            video = self.canvas.fit(video)
+            video, joints = self.canvas.apply(video, joints)
         video = video.view(*idx.shape, *video.shape[1:])  # (V, T, 3, H, W)
         if self.train:
             video, joints = video[0], joints[0]

@@ -30,6 +30,7 @@ from hpnet.text.weights import (
     RANDOM_INIT_SEED,
     ClipSource,
     ClipWeights,
+    clip_image_size,
     clip_model_config,
     load_tower_state,
 )
@@ -101,8 +102,7 @@ def build_image_tower(
     else:
         logger.info("image tower %s: random init (seed %d)", model_name, RANDOM_INIT_SEED)
     visual.requires_grad_(False)
-    size = vision_cfg.get("image_size", 224)
-    size = size if isinstance(size, int) else int(size[0])
+    size = clip_image_size(model_name)
     return ImageTower(visual.eval(), size, mean, std, logit_scale, source.weights)  # type: ignore[arg-type]
 
 

@@ -84,6 +84,12 @@ def is_torchscript_archive(path: str | Path) -> bool:
         return False
 
 
+def clip_image_size(model_name: str) -> int:
+    """The input side S of open_clip ``model_name``'s image tower (224 when it does not say)."""
+    size = clip_model_config(model_name)["vision_cfg"].get("image_size", 224)
+    return size if isinstance(size, int) else int(size[0])
+
+
 def clip_model_config(model_name: str) -> dict[str, Any]:
     """open_clip's config of ``model_name`` (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...)."""
     from open_clip.factory import get_model_config, list_models

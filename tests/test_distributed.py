@@ -150,3 +150,24 @@ def test_a_process_with_an_empty_batch_keeps_step_with_the_others(tmp_path):
                   key=lambda r: r["rank"])  # fmt: skip
     assert [(r["steps"], r["clips"], r["skipped"]) for r in rows] == [(2, 8, 0), (2, 6, 2)]
     assert rows[0]["sum"] == rows[1]["sum"] and rows[0]["abs"] == rows[1]["abs"]  # same weights
+
+
+BASELINE = ["model.arch=r2plus1d_18", "model.feedback=false"]  # a 3D CNN baseline, pose + text
+
+
+@pytest.mark.slow
+def test_a_baseline_trains_and_evaluates_on_two_gloo_processes(tmp_path):
+    """A non-LS-ViT arch under torchrun: training runs on both ranks, and its checkpoint
+    evaluated on 2 processes reports exactly what 1 process reports."""
+    shared, run = tmp_path / "shared", tmp_path / "run"
+    _torchrun(*_args(shared, run, batch=2), *BASELINE, "train.epochs=1")
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["config"]["model"]["arch"] == "r2plus1d_18" and ckpt["step"] == 4
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, "-m", "hpnet.evaluate", "--checkpoint", str(run / "last.pt"),
+          "--out", str(one)])  # fmt: skip
+    _torchrun("-m", "hpnet.evaluate", "--checkpoint", str(run / "last.pt"), "--out", str(two))
+    a = json.loads((one / "eval.json").read_text())
+    b = json.loads((two / "eval.json").read_text())
+    assert a["num_videos"] == b["num_videos"] == 6
+    assert b["per_class"] == a["per_class"] and b["top1"] == pytest.approx(a["top1"])

@@ -45,6 +45,12 @@ class WindowPlan:
         j = np.arange(i * self.stride, i * self.stride + self.frames)
         return np.minimum(np.round((j + 0.5) * self.step), self.num_frames - 1).astype(np.int64)
 
+    def grid(self) -> np.ndarray:
+        """Every frame index ``(G,)`` some window uses, sorted, each once."""
+        j = np.arange(self.count * self.stride + self.frames - self.stride)
+        idx = np.minimum(np.round((j + 0.5) * self.step), self.num_frames - 1).astype(np.int64)
+        return np.unique(idx)
+
     def span(self, i: int) -> tuple[float, float]:
         """``(start, end)`` of window ``i`` in seconds."""
         start = i * self.stride * self.step  # in frames
@@ -152,6 +158,7 @@ def score_timeline(
         size = fit_size(info.height, info.width, p.max_side)
         probs, decoded, thumbs = [], 0, []
         keep = set(np.linspace(0, plan.count - 1, thumbnails).round().astype(int).tolist())
+        cached = _cached_joints(p, video, plan, info)  # one read of the cache file, or None
         for group in _batches(plan.count, batch):
             wanted = np.stack([plan.indices(i) for i in group])  # (W, T)
             new = np.setdiff1d(np.unique(wanted), np.fromiter(store.frames, np.int64))
@@ -159,7 +166,9 @@ def score_timeline(
                 frames = r.frames(new, size=size)  # (U, 3, h, w), each frame once
                 decoded += int(new.size)
                 store.frames.update(zip(new.tolist(), frames, strict=True))
-                if p.joints is not None:
+                if cached is not None:
+                    store.joints.update((i, cached[i]) for i in new.tolist())
+                elif p.joints is not None:
                     joints = _joints_of(p, video, new, frames, info)
                     store.joints.update(zip(new.tolist(), joints, strict=True))
             probs.append(_window_probs(p, store, wanted))
@@ -183,6 +192,20 @@ def score_timeline(
         "num_decoded": decoded,
         "thumbnails": thumbs,
     }
+
+
+def _cached_joints(p: Any, video: Any, plan: WindowPlan, info: Any) -> dict | None:
+    """Joints ``(P, 17, 3)`` by frame index of every grid frame, read from the video's pose
+    cache file in one go; None without a file (or with a corrupt one: the pose model then
+    estimates the joints batch by batch, as :func:`_joints_of` does)."""
+    if p.joints is None or (record := p.joints.cached_record(video)) is None:
+        return None
+    grid = plan.grid()
+    try:
+        joints = p.joints.cache(record, grid[None], info)[0]  # (G, P, 17, 3)
+    except UserError:
+        return None
+    return dict(zip(grid.tolist(), joints, strict=True))
 
 
 def _joints_of(p: Any, video: Any, indices: np.ndarray, frames: torch.Tensor, info: Any):

@@ -117,6 +117,36 @@ def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch)
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_cached_video_reads_its_pose_file_once(checkpoint, tmp_path, monkeypatch):
+    """The joints of every window come from one read of the pose cache file, not one per
+    batch of windows; they are the cache's joints (the model's scores change with them)."""
+    from hpnet.data.decode import open_video
+    from hpnet.pose import store
+    from hpnet.timeline import plan_windows
+
+    video = _long_video(tmp_path / "long.mp4", seconds=8)
+    with open_video(video) as reader:
+        info = reader.info
+    plan = plan_windows(info.num_frames, info.fps, 4, 1.0, 0.25)
+    union = np.unique(np.concatenate([plan.indices(i) for i in range(plan.count)]))
+    assert np.array_equal(plan.grid(), union)
+    keypoints = np.random.default_rng(0).uniform(0.2, 0.8, (info.num_frames, 1, 17, 3))
+    keypoints[..., 2] = 1.0
+    meta = {"num_frames": info.num_frames, "width": info.width, "height": info.height}
+    store.save_joints(tmp_path / "cache" / "long.mp4.npz", keypoints,
+                      np.arange(info.num_frames), {"stride": 1, **meta})  # fmt: skip
+    reads: list[Path] = []
+    original = store.load_joints
+    monkeypatch.setattr(store, "load_joints", lambda path: reads.append(path) or original(path))
+    clf = hpnet.load(checkpoint, pose_cache=str(tmp_path / "cache"), estimate_pose=False)
+    result = clf.timeline(video, window=1.0, stride=0.25)
+    assert len(result["windows"]) == plan.count > 16  # more than one batch of 16 windows
+    assert len(reads) == 1
+    without = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
+    plain = without.timeline(video, window=1.0, stride=0.25)
+    assert plain["windows"][0]["top"] != result["windows"][0]["top"]
+
+
 @pytest.mark.slow
 def test_a_multi_minute_video_streams_with_bounded_memory(checkpoint, tmp_path, monkeypatch):
     """A 3-minute video: every window scored, every frame decoded once, and the frames held at

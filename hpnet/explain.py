@@ -23,7 +23,9 @@ nothing here); ``T'`` may be shorter than the clip (strided backbones). LS-ViT k
 tokens entering its last block (its class token reads them there; its final normed patch tokens
 reach the logits only through pose pooling, so without joints their gradient is zero, and the
 final LayerNorm gives every token about the same size). A class-token backbone without joints
-(``mvit_v2_s``) has no Grad-CAM: a :class:`~hpnet.cli.UserError` says so.
+(``mvit_v2_s``) has no Grad-CAM: a :class:`~hpnet.cli.UserError` says so. When fmap is a view of
+a tensor the pooled feature reads (``x.permute`` of torchvision's CNNs), the gradient is taken at
+that tensor, so every path from the activations to the logit counts.
 
 On the frames (:func:`expand_time`): frame t of T shows slot ``floor(t * T' / T)`` of the T'
 maps, i.e. each slot covers an equal share of the frames, in order.
@@ -131,15 +133,33 @@ def layer_map(
         acts = layout(held)[0].detach().float()  # (T', h, w, D)
         if not grad_on:
             return _unit(acts.abs().mean(-1), low=True)
-        (grad,) = torch.autograd.grad(logits[0, target], held, allow_unused=True)
-    if grad is None:
+        grad = _gradient_at(logits[0, target], held)
+    if grad is not None:
+        grad = layout(grad)[0].float()  # (T', h, w, D)
+    if grad is None or not grad.any():
         arch = getattr(model.backbone, "arch", type(model.backbone).__name__)
         raise UserError(
-            f"--explain gradcam: the logits of {arch} do not read its feature map here (a "
-            "class-token model given no joints); use --explain activation or guided"
+            f"--explain gradcam: the logit does not depend on the feature map of {arch} here "
+            "(a class-token model given no joints); use --explain activation or guided"
         )
-    weights = layout(grad)[0].float().mean(dim=(1, 2), keepdim=True)  # (T', 1, 1, D)
+    weights = grad.mean(dim=(1, 2), keepdim=True)  # (T', 1, 1, D)
     return _unit((acts * weights).sum(-1).clamp(min=0))
+
+
+def _gradient_at(output: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor | None:
+    """d output / d ``tensor``, shaped like ``tensor``; None where output does not depend on it.
+
+    A view (a backbone's ``fmap = x.permute(...)`` while its pooled feature reads ``x``) is
+    differentiated at its base, which every path through the view's values also reaches, and
+    the base's gradient is then laid out as the view (same sizes, strides and offset)."""
+    base = tensor._base  # the tensor a view shares its values with; None for a non-view
+    (grad,) = torch.autograd.grad(output, tensor if base is None else base, allow_unused=True)
+    if grad is None or base is None:
+        return grad
+    dense = torch.empty_strided(base.size(), base.stride(), dtype=grad.dtype, device=grad.device)
+    dense.copy_(grad)  # the base's memory layout, so the view's strides address it
+    offset = tensor.storage_offset() - base.storage_offset()
+    return dense.as_strided(tensor.size(), tensor.stride(), offset)
 
 
 def _positive_gradient(

@@ -17,6 +17,7 @@ from hpnet.cli import UserError
 from hpnet.config import load_config
 from hpnet.explain import (
     METHODS,
+    _gradient_at,
     expand_time,
     explain_clip,
     guided_backprop,
@@ -105,11 +106,24 @@ def test_gradcam_and_guided_depend_on_the_class(models, arch):
     torch.testing.assert_close(a, b)
 
 
-def test_lsvit_gradcam_without_joints_still_shows_something(models):
-    """LS-ViT's class token reads the tokens entering its last block: Grad-CAM needs no joints."""
-    video, _ = _inputs("lsvit")
-    heat = explain_clip(models["lsvit"], video, None, target=0, method="gradcam")
+@pytest.mark.parametrize("arch", list(TINY))
+def test_gradcam_without_joints_still_shows_something(models, arch):
+    """Without joints the logits read the map only through the pooled feature: LS-ViT's class
+    token (the tokens entering its last block), the CNNs' average pool of fmap's base tensor."""
+    video, _ = _inputs(arch)
+    heat = explain_clip(models[arch], video, None, target=0, method="gradcam")
     assert float(heat.max()) == pytest.approx(1.0)
+
+
+def test_the_gradient_at_a_view_is_its_bases_laid_out_as_the_view():
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    weights = torch.randn(2, 3, 4, 5)
+    base = x * 1.0
+    view = base.permute(0, 2, 3, 1)[:, 1:]  # like a backbone's channels-last fmap, sliced
+    loss = (base * weights).sum() + view.sum()  # read both directly and through the view
+    expected = weights.permute(0, 2, 3, 1)[:, 1:] + 1
+    torch.testing.assert_close(_gradient_at(loss, view), expected)
+    assert _gradient_at((x * 2).sum(), view) is None
 
 
 def test_guided_differs_from_the_plain_input_gradient_on_a_relu_net(models):
@@ -217,7 +231,7 @@ def test_predict_explain_draws_on_a_baseline_overlay(
     shutil.copy(sorted((shared_data / "hmdb51_mini" / "golf").glob("*.avi"))[0], clip)
     base = [str(clip), "--checkpoint", str(baseline_checkpoint), "--no-pose-estimation"]
     strips = {}
-    for method in (None, "activation", "guided"):
+    for method in (None, "gradcam", "activation", "guided"):
         out = tmp_path / f"{method}.png"
         capsys.readouterr()
         extra = ["--explain", method] if method else []
@@ -225,7 +239,7 @@ def test_predict_explain_draws_on_a_baseline_overlay(
         video = json.loads(capsys.readouterr().out)["videos"][0]
         assert video["overlay"] == str(out) and video["explain"] == method
         strips[method] = np.asarray(Image.open(out)).astype(int)
-    for method in ("activation", "guided"):
+    for method in ("gradcam", "activation", "guided"):
         assert np.abs(strips[method] - strips[None]).mean() > 1.0  # the map shows
     with pytest.raises(UserError, match="--overlay"):
         main([*base, "--explain", "guided"])

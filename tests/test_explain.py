@@ -209,11 +209,11 @@ def test_gradcam_of_a_map_the_logits_do_not_read_is_refused():
 
 @pytest.fixture(scope="module")
 def baseline_checkpoint(tiny_args, tmp_path_factory) -> Path:
-    """r3d_18 with pose and text head, trained 2 steps on the tiny synthetic actions."""
+    """r3d_18 with pose and text head, trained 1 step on the tiny synthetic actions."""
     from hpnet.train import main as train_main
 
     out = tmp_path_factory.mktemp("r3d")
-    args = [*tiny_args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=2"]
+    args = [*tiny_args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=1"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert train_main([*args, "model.arch=r3d_18", "model.feedback=false"]) == 0
@@ -243,5 +243,22 @@ def test_predict_explain_draws_on_a_baseline_overlay(
         assert np.abs(strips[method] - strips[None]).mean() > 1.0  # the map shows
     with pytest.raises(UserError, match="--overlay"):
         main([*base, "--explain", "guided"])
+    with pytest.raises(UserError, match="choose from"):  # argparse's choices
+        main([*base, "--overlay", str(tmp_path / "x.png"), "--explain", "saliency"])
     with pytest.raises(UserError, match="--cam is --explain gradcam"):
         main([*base, "--overlay", str(tmp_path / "x.png"), "--cam", "--explain", "guided"])
+
+
+def test_api_explain_and_its_older_name(baseline_checkpoint, shared_data, tmp_path):
+    import hpnet
+
+    clip = sorted((shared_data / "hmdb51_mini" / "golf").glob("*.avi"))[0]
+    clf = hpnet.load(baseline_checkpoint, estimate_pose=False)
+    result = clf.predict(clip, overlay=str(tmp_path / "o.png"), cam=True)
+    assert result["explain"] == "gradcam" and (tmp_path / "o.png").is_file()
+    with pytest.raises(UserError, match="overlay"):
+        clf.predict(clip, explain="guided")
+    with pytest.raises(UserError, match="choose one of gradcam, activation, guided"):
+        clf.predict(clip, overlay=str(tmp_path / "o.png"), explain="saliency")
+    with pytest.raises(UserError, match="--cam is --explain gradcam"):
+        clf.predict(clip, overlay=str(tmp_path / "o.png"), cam=True, explain="activation")

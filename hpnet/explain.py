@@ -19,13 +19,14 @@ maximum (it is never 0, so otherwise it would be one flat colour).
 
 The explained layer: for every arch but LS-ViT, HPNet's feature map ``fmap (B, T', h, w, D)``,
 read by a forward hook on ``HPNet.feature_map`` (the backbone contract, so new archs need
-nothing here); ``T'`` may be shorter than the clip (strided backbones). LS-ViT keeps the patch
-tokens entering its last block (its class token reads them there; its final normed patch tokens
-reach the logits only through pose pooling, so without joints their gradient is zero, and the
-final LayerNorm gives every token about the same size). A class-token backbone without joints
-(``mvit_v2_s``) has no Grad-CAM: a :class:`~hpnet.cli.UserError` says so. When fmap is a view of
-a tensor the pooled feature reads (``x.permute`` of torchvision's CNNs), the gradient is taken at
-that tensor, so every path from the activations to the logit counts.
+nothing here; for Grad-CAM without joints their pooled feature must be computed from fmap or
+from the tensor fmap is a view of); ``T'`` may be shorter than the clip (strided backbones).
+When fmap is a view of a tensor the pooled feature reads (``x.permute`` of torchvision's CNNs),
+the gradient is taken at that tensor, so every path from the activations to the logit counts.
+LS-ViT keeps the patch tokens entering its last block (its class token reads them there; its
+final normed patch tokens reach the logits only through pose pooling, so without joints their
+gradient is zero, and the final LayerNorm gives every token about the same size). A class-token
+backbone without joints (``mvit_v2_s``) has no Grad-CAM: a :class:`~hpnet.cli.UserError` says so.
 
 On the frames (:func:`expand_time`): frame t of T shows slot ``floor(t * T' / T)`` of the T'
 maps, i.e. each slot covers an equal share of the frames, in order.

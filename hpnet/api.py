@@ -50,24 +50,28 @@ class Classifier:
         *,
         top_k: int = 5,
         overlay: str | None = None,
+        explain: str | None = None,
         cam: bool = False,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Classify a video file (-> one result dict) or several files and folders (-> a list,
         one per video, in order). A result holds ``top`` (``[{"label", "index", "prob"}]``, best
         first), ``ok``, the sampled ``frame_indices``, where the joints came from and the
         seconds per stage; a video that cannot be read gives ``{"ok": False, "error": ...}``.
-        ``overlay``/``cam``: as ``hpnet.predict --overlay/--cam``."""
+        ``overlay``/``explain`` (``gradcam``, ``activation`` or ``guided``, any arch): as
+        ``hpnet.predict --overlay/--explain``; ``cam=True`` is ``explain="gradcam"``."""
         from hpnet.predictor import predict_videos
 
         if top_k < 1:
             raise UserError(f"top_k must be at least 1, got {top_k}")
-        if cam and not hasattr(self.predictor.model, "backbone"):
-            raise UserError(f"Grad-CAM needs the model's layers: {self.source} is exported")
-        arch = self.cfg.model.arch
-        if cam and arch != "lsvit":
-            raise UserError(f"--cam draws LS-ViT's Grad-CAM; this checkpoint is model.arch={arch}")
+        explain = explain_method(explain, cam)
+        if explain and not overlay:
+            raise UserError(f"explain={explain!r} draws on the overlay: give overlay='out.png'")
+        if explain and not hasattr(self.predictor.model, "backbone"):
+            raise UserError(f"--explain needs the model's layers: {self.source} is exported")
         one, found = _collect(videos)
-        results = predict_videos(self.predictor, found, top_k=top_k, overlay=overlay, cam=cam)
+        results = predict_videos(
+            self.predictor, found, top_k=top_k, overlay=overlay, explain=explain
+        )
         return results[0] if one else results
 
     def timeline(
@@ -169,6 +173,18 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.source!r}, {len(self.labels)} labels)"
+
+
+def explain_method(explain: str | None, cam: bool) -> str | None:
+    """The method of ``--explain`` / ``explain=`` with ``--cam`` / ``cam=True`` (its older name
+    for ``gradcam``) folded in; None: no map."""
+    from hpnet.explain import check_method
+
+    if cam and explain not in (None, "gradcam"):
+        raise UserError(f"--cam is --explain gradcam: drop --cam or --explain {explain}")
+    if cam:
+        return "gradcam"
+    return None if explain is None else check_method(explain)
 
 
 def _collect(videos: str | Path | Sequence[str | Path]) -> tuple[bool, list[Any]]:

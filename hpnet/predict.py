@@ -8,7 +8,8 @@ skipped; the exit code is then 1 (0 when every video was predicted).
 
 ``--json`` prints one JSON document (schema in README.md, "Predict"); ``--overlay out.mp4``
 (or ``.png`` for a strip) draws the sampled frames with the skeletons and the top 3 labels,
-``--cam`` adds the backbone's Grad-CAM heat map of the top label.
+``--explain gradcam|activation|guided`` adds a heat map of the top label (any arch; see
+:mod:`hpnet.explain`; ``--cam`` is ``--explain gradcam``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
 
 __all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
@@ -108,7 +110,16 @@ def _parser() -> argparse.ArgumentParser:
         help="checkpoint written by hpnet.train, or a .pt2/.onnx file of hpnet.export",
     )
     parser.add_argument("--overlay", help="write an overlay: out.mp4 (video) or out.png (strip)")
-    parser.add_argument("--cam", action="store_true", help="draw Grad-CAM on the overlay")
+    parser.add_argument(
+        "--explain",
+        choices=METHODS,
+        help="draw a map of the top label on the overlay: gradcam (Grad-CAM on the backbone's "
+        "feature map), activation (its mean |activation|) or guided (guided backpropagation "
+        "to the pixels)",
+    )
+    parser.add_argument(
+        "--cam", action="store_true", help="same as --explain gradcam (the older name, kept)"
+    )
     parser.add_argument(
         "--pose-cache",
         help="pose cache folder to look in first (default: pose.cache_dir); '' = never",
@@ -159,15 +170,18 @@ def emit(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hpnet.api import load
+    from hpnet.api import explain_method, load
     from hpnet.inference import collect_videos
 
     args = _parser().parse_intermixed_args(argv)
     paths, overrides = split_inputs(args.inputs)
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.cam and not args.overlay:
-        raise UserError("--cam draws on the overlay: add --overlay out.mp4 (or out.png)")
+    explain = explain_method(args.explain, args.cam)
+    if explain and not args.overlay:
+        raise UserError(
+            f"--explain {explain} draws on the overlay: add --overlay out.mp4 (or .png)"
+        )
     _check_window_arguments(args)
     if args.overlay:
         from hpnet.overlay import OVERLAY_FORMATS, is_overlay_format
@@ -191,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plot=args.timeline, overlay=args.overlay,
         )  # fmt: skip
     else:
-        results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, cam=args.cam)
+        results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, explain=explain)
     source = {"checkpoint": str(args.checkpoint)}
     return emit(results, classifier.predictor, top_k=args.top_k, as_json=args.json, source=source)
 
@@ -201,8 +215,8 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
         if args.stride is not None or args.timeline:
             raise UserError("--stride and --timeline go with --window SECONDS")
         return
-    if args.cam:
-        raise UserError("--cam draws on one clip: drop --window, or --cam")
+    if args.cam or args.explain:
+        raise UserError("--explain (--cam) draws on one clip: drop --window, or --explain")
     if args.overlay and args.overlay.lower().endswith(".png"):
         raise UserError("--overlay with --window writes a video: name it out.mp4 (or .mkv, .avi)")
     if args.timeline and not args.timeline.lower().endswith(".png"):

@@ -154,9 +154,17 @@ class Predictor:
         return time.perf_counter()
 
     def __call__(
-        self, video: Any, *, top_k: int = 5, overlay: Path | None = None, cam: bool = False
+        self,
+        video: Any,
+        *,
+        top_k: int = 5,
+        overlay: Path | None = None,
+        explain: str | None = None,
     ) -> dict[str, Any]:
         """Classify one :class:`~hpnet.inference.VideoInput`; a JSON-ready result dict.
+
+        ``overlay``: draw the first clip there, with the map of ``explain`` (a method of
+        :data:`hpnet.explain.METHODS`, for the top label) when given.
 
         Raises :class:`~hpnet.data.decode.VideoDecodeError` when the video cannot be read.
         """
@@ -193,12 +201,13 @@ class Predictor:
                 "model": round(t3 - t2, 4),
             },
             "overlay": None,
+            "explain": None,
         }
         if not self.reports_pose:
             del result["pose"], result["seconds"]["pose"]
         if overlay is not None:
-            self._write_overlay(overlay, video, sampled, joints, top, cam)
-            result["overlay"] = str(overlay)
+            self._write_overlay(overlay, video, sampled, joints, top, explain)
+            result["overlay"], result["explain"] = str(overlay), explain
         return result
 
     def _write_overlay(
@@ -208,14 +217,15 @@ class Predictor:
         sampled: Any,
         joints: np.ndarray | None,
         top: list[dict[str, Any]],
-        cam: bool,
+        explain: str | None,
     ) -> None:
-        """Frames of the first view with skeletons, the top-3 labels and the optional heat map."""
+        """Frames of the first view with skeletons, the top-3 labels and the optional heat map
+        of method ``explain`` (:mod:`hpnet.explain`) for the top label."""
         from hpnet.explain import centre_crop_cam
         from hpnet.overlay import write_clip_overlay
 
         heat = box = None
-        if cam:
+        if explain is not None:
             heat, box = centre_crop_cam(
                 self.model,
                 self.transform,
@@ -223,6 +233,7 @@ class Predictor:
                 None if joints is None else joints[0],
                 canvas=self.canvas,
                 target=top[0]["index"],
+                method=explain,
             )
         write_clip_overlay(
             path,
@@ -252,7 +263,7 @@ def predict_videos(
     *,
     top_k: int,
     overlay: str | None = None,
-    cam: bool = False,
+    explain: str | None = None,
 ) -> list[dict[str, Any]]:
     """One result per video, in input order; an unreadable video gives ``ok: false``."""
     from hpnet.data.decode import VideoDecodeError
@@ -261,7 +272,7 @@ def predict_videos(
     outs = overlay_paths(overlay, [v.rel for v in videos]) if overlay else [None] * len(videos)
     for video, out in zip(_progress(videos), outs, strict=True):
         try:
-            results.append(predictor(video, top_k=top_k, overlay=out, cam=cam))
+            results.append(predictor(video, top_k=top_k, overlay=out, explain=explain))
         except VideoDecodeError as err:  # reported with the results (FAILED / "ok": false)
             results.append({"video": str(video.path), "ok": False, "error": str(err)})
     return results

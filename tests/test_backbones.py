@@ -364,5 +364,6 @@ def test_a_baseline_checkpoint_predicts(baseline_run, shared_data, tmp_path, cap
     (video,) = json.loads(capsys.readouterr().out)["videos"]
     assert video["ok"] and video["pose"] == "none" and len(video["top"]) >= 1
     assert 0 < sum(t["prob"] for t in video["top"]) <= 1 + 1e-4
-    with pytest.raises(UserError, match=r"--cam .*model\.arch=r2plus1d_18"):
-        predict_main([*base, "--overlay", str(tmp_path / "x.png"), "--cam"])
+    assert predict_main([*base, "--overlay", str(tmp_path / "x.png"), "--cam", "--json"]) == 0
+    (video,) = json.loads(capsys.readouterr().out)["videos"]
+    assert video["explain"] == "gradcam"  # --cam is --explain gradcam, on every arch

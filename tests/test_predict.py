@@ -28,6 +28,7 @@ VIDEO_KEYS = {
     "frame_indices",
     "seconds",
     "overlay",
+    "explain",
 }
 FAILED_KEYS = {"video", "ok", "error"}
 
@@ -226,23 +227,26 @@ def test_overlays_png_strip_and_mp4_with_grad_cam(checkpoint, clips, tmp_path, c
 
 
 def test_backbone_cam_shape_range_and_no_leftover_gradients(checkpoint):
+    from functools import partial
+
     from hpnet.checkpoint import load_checkpoint
     from hpnet.config import config_from_dict
-    from hpnet.explain import backbone_cam
+    from hpnet.explain import explain_clip
     from hpnet.models.hpnet import model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, config_from_dict(ckpt["config"]))
+    backbone_cam = partial(explain_clip, model, method="gradcam")
     video = torch.randn(1, 4, 3, 32, 32)
     joints = torch.rand(1, 4, 2, 17, 3)
-    heat = backbone_cam(model, video, joints, target=3)
+    heat = backbone_cam(video, joints, target=3)
     gh, gw = model.backbone.grid_size
     assert heat.shape == (4, gh, gw)
     assert float(heat.min()) >= 0 and float(heat.max()) == pytest.approx(1.0)
     assert all(p.grad is None for p in model.parameters())
-    assert not torch.equal(heat, backbone_cam(model, video, joints, target=5))
+    assert not torch.equal(heat, backbone_cam(video, joints, target=5))
     # Without joints the logits read only the class token: the map must still show something.
-    assert float(backbone_cam(model, video, None, target=3).max()) == pytest.approx(1.0)
+    assert float(backbone_cam(video, None, target=3).max()) == pytest.approx(1.0)
 
 
 def test_inputs_overrides_and_folders(tmp_path):

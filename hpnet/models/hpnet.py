@@ -21,6 +21,10 @@ joints (B,T,P,K,3) -> resample_joints (T') -> pool_at_joints(fmap) -> PoseEncode
 v = fuse(pooled, s);  E_b = TRMM(E | s);  logits = scale * cos(v, E_b);  aux from s
 ```
 
+``HPNet.feature_map`` is an ``nn.Identity`` that fmap passes through in every arch: a place for
+forward hooks to read the feature map (and take gradients with respect to it) without knowing
+the backbone (:mod:`hpnet.explain` draws its Grad-CAM and activation maps from there).
+
 Joint training (several datasets, ``label_sets``): the text head keeps each dataset's class
 embeddings (buffers ``label_embeddings_<i>``), a linear head one output layer per dataset
 (:class:`~hpnet.fusion.head.PerDatasetHead`); ``forward(..., label_set=i)`` scores a batch over
@@ -65,6 +69,7 @@ class HPNet(nn.Module):
         self.head = head
         self.joint_tokens = joint_tokens
         self.pose_encoder = pose_encoder
+        self.feature_map = nn.Identity()  # fmap (B,T',h,w,D) passes through: a hook point
         if feedback_from is not None and not isinstance(backbone, LSViT):
             raise ValueError(f"feedback needs LS-ViT's token blocks, not {type(backbone).__name__}")
         depth = backbone.num_layers
@@ -148,6 +153,7 @@ class HPNet(nn.Module):
             fmap, pooled, fed_back = self._lsvit_features(video, joints if pose_on else None)
         else:
             fmap, pooled = self.backbone.forward_features(video)  # (B,T',h,w,D), (B,D)
+        fmap = self.feature_map(fmap)  # unchanged; hooks on it see every arch's feature map
         s = self._pose_feature(fmap, joints, fed_back) if pose_on else None
         if label_set is None or not self.label_sets:
             return self.head(pooled, s, self.class_embeddings)

@@ -1,0 +1,264 @@
+"""hpnet.explain on every arch: Grad-CAM, activation maps and guided backpropagation, their
+shapes and ranges, the model left as it was, and ``predict --explain`` on a baseline checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hpnet.cli import UserError
+from hpnet.config import load_config
+from hpnet.explain import (
+    METHODS,
+    _gradient_at,
+    expand_time,
+    explain_clip,
+    guided_backprop,
+    input_gradient,
+    layer_map,
+)
+from hpnet.fusion.head import LinearHead
+from hpnet.models.hpnet import HPNet, build_model
+
+CLASSES = ["sit_down", "stand_up", "wave", "kick"]
+# (frames, side, overrides) of the tiny model each arch is explained on; add new archs here.
+TINY = {
+    "lsvit": (4, 32, ["model.size=tiny", "model.patch_size=8"]),  # feedback on: joint tokens
+    "r3d_18": (4, 32, ["model.feedback=false"]),  # fmap T' = 1: one map for all 4 frames
+    "swin3d_t": (4, 32, ["model.feedback=false"]),  # T' = 2
+}
+RELU_ARCH = "r3d_18"  # an arch built of (inplace) ReLUs
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, HPNet]:
+    """One tiny model per arch (random weights, a random tiny text tower)."""
+    cache = tmp_path_factory.mktemp("text")
+    built = {}
+    for arch, (frames, side, extra) in TINY.items():
+        cfg = load_config(
+            None,
+            [
+                f"model.arch={arch}",
+                f"data.size={side}",
+                f"data.frames={frames}",
+                "text.model=ViT-S-32-alt",
+                "text.pretrained=",
+                f"text.cache_dir={cache}",
+                "model.drop_path=0",
+                *extra,
+            ],
+        )
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            built[arch] = build_model(cfg, CLASSES).eval()
+    return built
+
+
+def _inputs(arch: str) -> tuple[torch.Tensor, torch.Tensor]:
+    frames, side, _ = TINY[arch]
+    g = torch.Generator().manual_seed(1)
+    video = torch.randn(1, frames, 3, side, side, generator=g)
+    joints = torch.rand(1, frames, 2, 17, 3, generator=g)
+    joints[..., 2] = 1.0
+    return video, joints
+
+
+def _fmap_shape(model: HPNet, video: torch.Tensor, joints: torch.Tensor) -> tuple[int, ...]:
+    seen = []
+    hook = model.feature_map.register_forward_hook(lambda m, i, out: seen.append(out.shape))
+    with torch.no_grad():
+        model(video, joints)
+    hook.remove()
+    return tuple(seen[0][1:4])  # (T', h, w)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("arch", list(TINY))
+def test_maps_have_the_layers_or_pixels_shape_in_unit_range(models, arch, method):
+    model = models[arch]
+    video, joints = _inputs(arch)
+    heat = explain_clip(model, video, joints, target=0, method=method)
+    frames, side, _ = TINY[arch]
+    expected = (frames, side, side) if method == "guided" else _fmap_shape(model, video, joints)
+    assert tuple(heat.shape) == expected
+    assert float(heat.min()) >= 0 and float(heat.max()) == pytest.approx(1.0)
+    assert float(heat.min()) < 1.0  # not one flat colour
+
+
+@pytest.mark.parametrize("arch", list(TINY))
+def test_gradcam_and_guided_depend_on_the_class(models, arch):
+    model = models[arch]
+    video, joints = _inputs(arch)
+    for method in ("gradcam", "guided"):
+        a, b = (explain_clip(model, video, joints, target=c, method=method) for c in (0, 1))
+        assert not torch.allclose(a, b), method
+    # The activation map does not depend on the class.
+    a, b = (layer_map(model, video, joints, target=c, method="activation") for c in (0, 1))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("arch", list(TINY))
+def test_gradcam_without_joints_still_shows_something(models, arch):
+    """Without joints the logits read the map only through the pooled feature: LS-ViT's class
+    token (the tokens entering its last block), the CNNs' average pool of fmap's base tensor."""
+    video, _ = _inputs(arch)
+    heat = explain_clip(models[arch], video, None, target=0, method="gradcam")
+    assert float(heat.max()) == pytest.approx(1.0)
+
+
+def test_the_gradient_at_a_view_is_its_bases_laid_out_as_the_view():
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    weights = torch.randn(2, 3, 4, 5)
+    base = x * 1.0
+    view = base.permute(0, 2, 3, 1)[:, 1:]  # like a backbone's channels-last fmap, sliced
+    loss = (base * weights).sum() + view.sum()  # read both directly and through the view
+    expected = weights.permute(0, 2, 3, 1)[:, 1:] + 1
+    torch.testing.assert_close(_gradient_at(loss, view), expected)
+    assert _gradient_at((x * 2).sum(), view) is None
+
+
+def test_guided_differs_from_the_plain_input_gradient_on_a_relu_net(models):
+    model = models[RELU_ARCH]
+    video, joints = _inputs(RELU_ARCH)
+    with guided_backprop(model) as hooked:
+        assert hooked >= 17  # the stem's ReLU and two per residual block
+    plain = input_gradient(model, video, joints, 0, guided=False)
+    guided = input_gradient(model, video, joints, 0)
+    assert plain.shape == guided.shape == video.shape[1:]
+    assert not torch.allclose(plain, guided)
+    # The plain gradient is what autograd gives without any hooks.
+    pixels = video.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(pixels, joints)["logits"][0, 0], pixels)
+    torch.testing.assert_close(plain, expected[0])
+
+
+def _hooks(model: nn.Module) -> list[str]:
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return [f"{n}.{k}" for n, m in model.named_modules() for k in kinds if getattr(m, k, None)]
+
+
+@pytest.mark.parametrize("arch", list(TINY))
+def test_the_model_is_left_as_it_was(models, arch):
+    model = models[arch]
+    video, joints = _inputs(arch)
+    with torch.no_grad():
+        before = model(video, joints)["logits"]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    inplace = {n: m.inplace for n, m in model.named_modules() if hasattr(m, "inplace")}
+    model.train()
+    try:
+        for method in METHODS:
+            explain_clip(model, video, joints, target=1, method=method)
+        assert model.training and all(m.training for m in model.modules())
+    finally:
+        model.eval()
+    assert _hooks(model) == []
+    assert {n: m.inplace for n, m in model.named_modules() if hasattr(m, "inplace")} == inplace
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    with torch.no_grad():
+        torch.testing.assert_close(model(video, joints)["logits"], before, rtol=0, atol=0)
+    if arch == RELU_ARCH:
+        assert any(inplace.values())  # torchvision's inplace ReLUs were switched back on
+
+
+def test_frames_show_their_share_of_the_strided_maps():
+    maps = torch.arange(2.0).view(2, 1, 1)
+    assert expand_time(maps, 5).flatten().tolist() == [0, 0, 0, 1, 1]
+    assert expand_time(maps, 4).flatten().tolist() == [0, 0, 1, 1]
+    assert expand_time(torch.arange(4.0).view(4, 1, 1), 4).flatten().tolist() == [0, 1, 2, 3]
+
+
+class _ClassTokenOnly(nn.Module):
+    """A backbone whose pooled feature does not read its feature map (like MViT's class token)."""
+
+    embed_dim = 8
+    num_layers = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 8, kernel_size=2, stride=2)
+        self.token = nn.Parameter(torch.randn(8))
+
+    def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.conv(video.transpose(1, 2)).permute(0, 2, 3, 4, 1)  # (B, T/2, S/2, S/2, 8)
+        return fmap, self.token.expand(video.shape[0], -1)
+
+
+def test_gradcam_of_a_map_the_logits_do_not_read_is_refused():
+    model = HPNet(_ClassTokenOnly(), LinearHead(8, None, 3))
+    video = torch.randn(1, 4, 3, 8, 8)
+    with pytest.raises(UserError, match="explain activation or guided"):
+        layer_map(model, video, None, 0, "gradcam")
+    assert layer_map(model, video, None, 0, "activation").shape == (2, 4, 4)
+    assert _hooks(model) == []
+
+
+# ------------------------------------------------------------------------ the predict command
+
+
+@pytest.fixture(scope="module")
+def baseline_checkpoint(tiny_args, tmp_path_factory) -> Path:
+    """r3d_18 with pose and text head, trained 1 step on the tiny synthetic actions."""
+    from hpnet.train import main as train_main
+
+    out = tmp_path_factory.mktemp("r3d")
+    args = [*tiny_args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert train_main([*args, "model.arch=r3d_18", "model.feedback=false"]) == 0
+    return out / "last.pt"
+
+
+def test_predict_explain_draws_on_a_baseline_overlay(
+    baseline_checkpoint, shared_data, tmp_path, capsys
+):
+    from PIL import Image
+
+    from hpnet.predict import main
+
+    clip = tmp_path / "golf.avi"
+    shutil.copy(sorted((shared_data / "hmdb51_mini" / "golf").glob("*.avi"))[0], clip)
+    base = [str(clip), "--checkpoint", str(baseline_checkpoint), "--no-pose-estimation"]
+    strips = {}
+    for method in (None, "gradcam", "activation", "guided"):
+        out = tmp_path / f"{method}.png"
+        capsys.readouterr()
+        extra = ["--explain", method] if method else []
+        assert main([*base, "--overlay", str(out), *extra, "--json"]) == 0
+        video = json.loads(capsys.readouterr().out)["videos"][0]
+        assert video["overlay"] == str(out) and video["explain"] == method
+        strips[method] = np.asarray(Image.open(out)).astype(int)
+    for method in ("gradcam", "activation", "guided"):
+        assert np.abs(strips[method] - strips[None]).mean() > 1.0  # the map shows
+    with pytest.raises(UserError, match="--overlay"):
+        main([*base, "--explain", "guided"])
+    with pytest.raises(UserError, match="choose from"):  # argparse's choices
+        main([*base, "--overlay", str(tmp_path / "x.png"), "--explain", "saliency"])
+    with pytest.raises(UserError, match="--cam is --explain gradcam"):
+        main([*base, "--overlay", str(tmp_path / "x.png"), "--cam", "--explain", "guided"])
+
+
+def test_api_explain_and_its_older_name(baseline_checkpoint, shared_data, tmp_path):
+    import hpnet
+
+    clip = sorted((shared_data / "hmdb51_mini" / "golf").glob("*.avi"))[0]
+    clf = hpnet.load(baseline_checkpoint, estimate_pose=False)
+    result = clf.predict(clip, overlay=str(tmp_path / "o.png"), cam=True)
+    assert result["explain"] == "gradcam" and (tmp_path / "o.png").is_file()
+    with pytest.raises(UserError, match="overlay"):
+        clf.predict(clip, explain="guided")
+    with pytest.raises(UserError, match="choose one of gradcam, activation, guided"):
+        clf.predict(clip, overlay=str(tmp_path / "o.png"), explain="saliency")
+    with pytest.raises(UserError, match="--cam is --explain gradcam"):
+        clf.predict(clip, overlay=str(tmp_path / "o.png"), cam=True, explain="activation")

@@ -297,3 +297,44 @@ def test_a_warmup_as_long_as_the_run_is_reported(tiny_args, tmp_path, caplog):
         _run(tiny_args, tmp_path / "b", *short, "train.warmup_epochs=1")
     (record,) = [r for r in caplog.records if "warmup" in r.getMessage()]
     assert "never reaches train.lr" in record.getMessage()
+
+
+def test_sgd_with_a_step_schedule_trains(tiny_args, tmp_path):
+    out = tmp_path / "run"
+    extra = ["train.optimizer=sgd", "train.schedule=step", "train.lr_gamma=0.5",
+             "train.step_epochs=1", "train.warmup_epochs=0", "train.max_steps=2"]  # fmt: skip
+    assert _run(tiny_args, out, *extra) == 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in lines if r["type"] == "train"]
+    assert lrs == pytest.approx([1e-3 * 0.5, 1e-3 * 0.25])  # halved after each epoch of 2 steps
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["config"]["train"]["optimizer"] == "sgd"
+    assert all("momentum_buffer" in s for s in ckpt["optimizer"]["state"].values())
+    with pytest.raises(UserError, match=r"it used train\.optimizer=sgd, this run has adamw"):
+        _run(tiny_args, out, *extra[1:], "train.resume=auto", "train.epochs=3")
+
+
+def test_a_validation_split_is_scored_apart(tiny_args, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(tiny_args, out, "data.val_fraction=0.25", "train.max_steps=2") == 0
+    report = json.loads((out / "eval.json").read_text())
+    # 16 clips of 11 actions: the 5 actions with 2 clips give one each to validation
+    assert report["val"]["num_videos"] == 5 and report["num_videos"] == 8
+    assert set(report["val"]) >= {"top1", "top5", "mean_class_acc", "per_class"}
+    assert 0 <= report["val"]["top1"] <= report["val"]["top5"] <= 1
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in lines] == ["train", "train", "val", "test"]
+    assert all("val_top1" in r and "test_top1" in r for r in lines[:2])
+    assert lines[2]["top1"] == report["val"]["top1"] and lines[3]["top1"] == report["top1"]
+    assert lines[0]["clips"] == 8  # 2 steps x batch 4 of the 11 clips left to train on
+    printed = capsys.readouterr().out
+    assert "val top-1" in printed and "test top-1" in printed
+
+    from hpnet.evaluate import main as evaluate_main
+
+    again = tmp_path / "again"
+    assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--out", str(again)]) == 0
+    rerun = json.loads((again / "eval.json").read_text())
+    assert rerun["val"]["num_videos"] == 5 and "validation top-1" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"data\.val_fraction=0\.25, this run has 0\.0"):
+        _run(tiny_args, out, "train.resume=auto", "train.epochs=3")

@@ -117,10 +117,22 @@ def _same_weights(a: dict, b: dict) -> None:
         torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
 
 
-def test_mid_epoch_resume_gives_the_same_weights_and_metrics(tiny_args, tmp_path, monkeypatch):
+OTHER_OPTIONS = ["train.optimizer=sgd", "train.schedule=exponential", "train.lr_gamma=0.5",
+                 "data.val_fraction=0.2", "data.synthetic.train_videos=20",
+                 "data.synthetic.actions=[wave,kick,jump,bow]"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "options", [[], pytest.param(OTHER_OPTIONS, marks=pytest.mark.slow, id="sgd-exp-val")]
+)
+def test_mid_epoch_resume_gives_the_same_weights_and_metrics(
+    tiny_args, tmp_path, monkeypatch, options
+):
     """last.pt every optimizer step; crash in the middle of epoch 2, resume: same weights, same
-    metrics.jsonl (the half-finished epoch is logged once), same epoch loss."""
+    metrics.jsonl (the half-finished epoch is logged once), same epoch loss. Also with SGD, the
+    exponential schedule and a validation split (20 - 4 = 16 clips left to train on)."""
     every = ["train.checkpoint_steps=1", "data.augment.jitter=0.3", "model.drop_path=0.2"]
+    every += options
     whole = tmp_path / "whole"
     _run(tiny_args, whole, *every)
 
@@ -156,7 +168,7 @@ def test_mid_epoch_resume_gives_the_same_weights_and_metrics(tiny_args, tmp_path
                 for r in rows]  # fmt: skip
 
     got, want = records(crashed), records(whole)
-    assert [r["type"] for r in got] == ["train", "train", "test"]
+    assert [r["type"] for r in got] == ["train", "train", *["val"] * bool(options), "test"]
     for r, w in zip(got, want, strict=True):
         assert r.pop("type") == w.pop("type") and r == pytest.approx(w, rel=1e-6)
 

@@ -362,7 +362,8 @@ def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> Rec
 
 @dataclass
 class DatasetSplits:
-    """The datasets of one config; unpacks as ``train_ds, test_ds, classes = splits``."""
+    """The datasets of one config; unpacks (and indexes) as the tuple ``(train_ds, test_ds,
+    classes)``, as ``build_datasets`` returned before it had ``val``."""
 
     train: Dataset
     test: Dataset
@@ -371,6 +372,9 @@ class DatasetSplits:
 
     def __iter__(self) -> Iterator:
         return iter((self.train, self.test, self.classes))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.train, self.test, self.classes)[index]
 
 
 def build_datasets(

@@ -80,6 +80,11 @@ class DataConfig:
     on_error: Literal["skip", "raise"] = "skip"  # what a video that fails to decode does
     allow_missing: bool = False  # tolerate videos listed in split files but absent on disk
     test_fraction: float = 0.3  # folder dataset without train/ and test/: share held out per class
+    # Validation split: this share of each class's training videos (0 = none) is held out of
+    # training and scored at every evaluation apart from the test split (metrics val_top1,
+    # eval.json `val`; best.pt then follows val top-1). Chosen by a hash of data.seed and the
+    # video; a class keeps at least one training video (a class of one gives none to val).
+    val_fraction: float = 0.0
     seed: int = 0  # seed of the synthetic dataset and of dataset-side randomness
     decoder: Literal["auto", "torchcodec", "pyav"] = "auto"  # auto: AVI with PyAV, else torchcodec
     max_pixels: int = 4096 * 4096  # refuse videos whose width x height is larger (0 = no limit)
@@ -157,8 +162,19 @@ class TrainConfig:
     lr: float = 5e-4  # peak learning rate of newly initialised parts
     backbone_lr: float = 0.0  # peak learning rate of pretrained parts (0 = same as lr)
     layer_decay: float = 1.0  # pretrained block i peaks at backbone_lr * decay**(depth-i) (1 = off)
-    min_lr: float = 1e-6  # learning rate at the end of the cosine schedule
-    weight_decay: float = 0.05  # AdamW decay (never on norms, biases, embeddings)
+    # adamw (decoupled weight decay), adam (torch's Adam: weight decay is L2 added to the
+    # gradient), sgd (with train.momentum; L2 too). Same parameter groups and peak lrs for all.
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    momentum: float = 0.9  # SGD momentum (train.optimizer=sgd only)
+    weight_decay: float = 0.05  # never on norms, biases, embeddings (as L2 for adam/sgd: ~1e-4)
+    # After the linear warm-up (each group from ~0 to its peak), per optimizer step: cosine to
+    # train.min_lr at the end of the run; exponential: x lr_gamma per epoch, applied smoothly
+    # (k epochs after warm-up: peak x gamma^k); step: x lr_gamma every step_epochs epochs. The
+    # decay counts from the end of warm-up; no schedule goes below train.min_lr.
+    schedule: Literal["cosine", "exponential", "step"] = "cosine"
+    lr_gamma: float = 0.0  # decay factor of exponential / step (0 = 0.95 / 0.1 respectively)
+    step_epochs: int = 10  # schedule=step: epochs between two multiplications by lr_gamma
+    min_lr: float = 1e-6  # learning rate floor: where cosine ends, below which no decay goes
     warmup_epochs: float = 2.0  # linear warm-up length in epochs
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     clip_grad: float = 1.0  # max gradient norm (0 = no clipping)
@@ -209,6 +225,7 @@ _LIMITS: dict[str, _Check] = {
     "data.workers": _NON_NEG,
     "data.seed": _NON_NEG,  # NumPy's seeding takes no negative numbers
     "data.test_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "data.val_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "data.max_pixels": _NON_NEG,
     "data.synthetic.train_videos": _POSITIVE,
     "data.synthetic.test_videos": _POSITIVE,
@@ -245,6 +262,9 @@ _LIMITS: dict[str, _Check] = {
     "train.backbone_lr": _NON_NEG,
     "train.layer_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "train.min_lr": _NON_NEG,
+    "train.momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "train.lr_gamma": (lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = the schedule's default)"),
+    "train.step_epochs": _POSITIVE,
     "train.weight_decay": _NON_NEG,
     "train.warmup_epochs": _NON_NEG,
     "train.label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),

@@ -10,6 +10,8 @@ trained checkpoint; writes ``eval.json`` and the confusion matrix (CSV + PNG) to
 Joint runs (``data.joint``): those of the first dataset, plus ``datasets``: per dataset name
 ``top1``, ``top5``, ``mean_class_acc``, ``per_class``, ``num_videos``, ``skipped``, each
 scored over its own labels, and ``confusion_matrix-<name>.csv`` / ``.png`` per dataset.
+With a validation split (``data.val_fraction > 0``): ``val`` with those keys on the validation
+videos (taken from the training list), apart from the test scores above (and per dataset).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -108,14 +110,19 @@ def run_dataset_tests(
     *,
     crops: int,
     views: int | None = None,
-) -> list[dict[str, Any]]:
-    """:func:`run_test` of every dataset of a run (its ``test`` set, ``views`` temporal views
-    if given), dataset i over a joint model's label set i. Reports on rank 0 (``{}`` else)."""
-    reports = []
+    split: Literal["test", "val"] = "test",
+) -> list[dict[str, Any] | None]:
+    """:func:`run_test` of every dataset of a run (its ``split`` set: ``test``, or ``val`` taken
+    from its training videos; ``views`` temporal views if given), dataset i over a joint model's
+    label set i. Reports on rank 0 (``{}`` else); None for a dataset without a ``val`` set."""
+    reports: list[dict[str, Any] | None] = []
     for i, d in enumerate(datasets):
-        test_ds = d.test
+        test_ds = getattr(d, split)
+        if test_ds is None:
+            reports.append(None)
+            continue
         if views is not None:
-            test_ds = copy.copy(d.test)  # same clips and records, no second read
+            test_ds = copy.copy(test_ds)  # same clips and records, no second read
             test_ds.views = views
         joint = len(datasets) > 1
         with model.using_label_set(i) if joint else contextlib.nullcontext():  # type: ignore[operator]
@@ -125,15 +132,28 @@ def run_dataset_tests(
     return reports
 
 
+def _scores(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report[k] for k in DATASET_KEYS}
+
+
 def write_run_report(
-    reports: Sequence[dict[str, Any]], datasets: Sequence[RunDataset], out: Path, checkpoint: str
+    reports: Sequence[dict[str, Any]],
+    datasets: Sequence[RunDataset],
+    out: Path,
+    checkpoint: str,
+    val_reports: Sequence[dict[str, Any] | None] = (),
 ) -> dict[str, Any]:
-    """``eval.json`` (the first dataset's report, and with several datasets ``datasets``:
-    each one's :data:`DATASET_KEYS`) and the confusion matrices; returns the report."""
+    """``eval.json`` (the first dataset's test report; with a validation split ``val``: its
+    :data:`DATASET_KEYS` on the validation videos; with several datasets ``datasets``: each
+    one's, with its own ``val``) and the confusion matrices of the test sets; returns it."""
+    vals = list(val_reports) or [None] * len(datasets)
     report = {**reports[0], "checkpoint": checkpoint}
+    if vals[0]:
+        report["val"] = _scores(vals[0])
     if len(datasets) > 1:
         report["datasets"] = {
-            d.name: {k: r[k] for k in DATASET_KEYS} for d, r in zip(datasets, reports, strict=True)
+            d.name: {**_scores(r), **({"val": _scores(v)} if v else {})}
+            for d, r, v in zip(datasets, reports, vals, strict=True)
         }
     write_report(report, datasets[0].classes, out)
     if len(datasets) > 1:
@@ -183,20 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "dataset with data.joint=[] and its data.* keys, or use the run's own config"
             )
         model.to(device)
-        reports = run_dataset_tests(
-            model,
-            datasets,
-            build_transform(cfg, device),
-            device,
-            amp_dtype_for(cfg.train.amp, device),
-            dist,
-            crops=cfg.eval.crops,
-        )
+        setup = (build_transform(cfg, device), device, amp_dtype_for(cfg.train.amp, device), dist)
+        reports = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops)
+        vals = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops, split="val")
         if dist.is_main:
             out = Path(args.out) if args.out else Path(args.checkpoint).parent
-            write_run_report(reports, datasets, out, str(args.checkpoint))
-            for d, report in zip(datasets, reports, strict=True):
+            write_run_report(reports, datasets, out, str(args.checkpoint), vals)
+            for d, report, val in zip(datasets, reports, vals, strict=True):
                 print(f"{d.name}: " * bool(d.name) + summary_line(report))
+                if val:  # the validation split, apart
+                    print(f"{d.name}: " * bool(d.name) + "validation " + summary_line(val))
             print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
     return 0
 

@@ -1,4 +1,6 @@
-"""AdamW with parameter groups and a per-step cosine schedule with linear warm-up.
+"""The optimizer (AdamW, Adam or SGD) over parameter groups, and the per-step lr schedule
+(cosine, exponential or step decay after a linear warm-up): ``build_optimizer(model, cfg.train)``,
+``build_scheduler(optimizer, cfg.train, steps_per_epoch)``.
 
 Groups: (new | pretrained) x (decay | no decay), and with layer-wise learning-rate decay one
 pretrained group per depth. No weight decay on norms, biases, embeddings, tokens and anything the
@@ -12,11 +14,15 @@ FPM, SMIF, LMI) peak at ``lr``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
+
+from hpnet.config import TrainConfig
 
 
 def _pretrained_test(model: nn.Module) -> Callable[[str], bool]:
@@ -49,7 +55,7 @@ def param_groups(
     weight_decay: float,
     layer_decay: float = 1.0,
 ) -> list[dict]:
-    """AdamW parameter groups; each group carries its peak ``lr`` and a ``name`` for logging."""
+    """Optimizer parameter groups; each group carries its peak ``lr`` and a ``name`` for logging."""
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
     is_pretrained = _pretrained_test(model)
     scale_of = layer_scales(model, layer_decay)
@@ -76,37 +82,80 @@ def param_groups(
 
 
 def build_optimizer(
-    model: nn.Module,
-    *,
-    lr: float,
-    backbone_lr: float,
-    weight_decay: float,
-    layer_decay: float = 1.0,
-    fused: bool = False,
-) -> torch.optim.AdamW:
+    model: nn.Module, train: TrainConfig | None = None, *, fused: bool = False, **settings: Any
+) -> torch.optim.Optimizer:
+    """``train.optimizer`` (adamw, adam or sgd) over :func:`param_groups`, each group at its
+    peak lr. ``settings`` replace fields of ``train`` (default: :class:`TrainConfig`'s), e.g.
+    ``build_optimizer(model, lr=1e-4, weight_decay=0.05)``; ``fused``: the fused CUDA kernels."""
+    t = dataclasses.replace(train or TrainConfig(), **settings)
     groups = param_groups(
-        model, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay, layer_decay=layer_decay
-    )
+        model, lr=t.lr, backbone_lr=t.backbone_lr, weight_decay=t.weight_decay,
+        layer_decay=t.layer_decay,
+    )  # fmt: skip
     kwargs = {"fused": True} if fused else {}
-    return torch.optim.AdamW(groups, betas=(0.9, 0.999), **kwargs)
+    if t.optimizer == "adamw":  # decoupled weight decay: p -= lr * wd * p, apart from the step
+        return torch.optim.AdamW(groups, betas=(0.9, 0.999), **kwargs)
+    if t.optimizer == "adam":  # L2: wd * p joins the gradient, so Adam's normaliser scales it
+        return torch.optim.Adam(groups, betas=(0.9, 0.999), **kwargs)
+    if t.optimizer == "sgd":  # heavy ball, torch's form: v = m v + g (+ wd p as L2); p -= lr v
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, **kwargs)
+    raise ValueError(f"unknown optimizer {t.optimizer!r} (adamw, adam or sgd)")
 
 
-def cosine_schedule(
-    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int, min_lr: float
+DEFAULT_GAMMA = {"exponential": 0.95, "step": 0.1}  # train.lr_gamma=0 means these
+
+
+def lr_factor(
+    step: int,
+    *,
+    schedule: str,
+    steps_per_epoch: int,
+    total_steps: int,
+    warmup_steps: int,
+    floor: float,
+    gamma: float,
+    step_epochs: int,
+) -> float:
+    """The multiple of a group's peak lr at optimizer step ``step`` (0-based): linear warm-up
+    ``(step + 1) / (warmup_steps + 1)``, then the decay, counted from the end of warm-up and
+    never below ``floor`` (min_lr / peak): cosine reaching ``floor`` at ``total_steps``,
+    exponential ``gamma ** (steps since warm-up / steps_per_epoch)``, step ``gamma ** k``
+    after k whole periods of ``step_epochs`` epochs."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    done = step - warmup_steps  # optimizer steps since the peak
+    if schedule == "cosine":
+        progress = min(done / max(1, total_steps - warmup_steps), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "exponential":
+        return max(floor, gamma ** (done / steps_per_epoch))
+    if schedule == "step":
+        return max(floor, gamma ** (done // (step_epochs * steps_per_epoch)))
+    raise ValueError(f"unknown schedule {schedule!r} (cosine, exponential or step)")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule: linear warm-up from ~0 to each group's peak, then cosine to ``min_lr``."""
+    """Per-optimizer-step schedule ``train.schedule`` with ``train.warmup_epochs`` of linear
+    warm-up, each group scaled from its own peak (:func:`lr_factor`); call ``step()`` after
+    every optimizer step. ``steps_per_epoch``: loader batches per epoch (after train.max_steps);
+    a partial accumulation at the end of an epoch steps too, so an epoch has
+    ``ceil(steps_per_epoch / train.accum_steps)`` optimizer steps. The state is just the step
+    count: a resumed scheduler (``load_state_dict``) continues exactly."""
+    per_epoch = max(1, -(-steps_per_epoch // train.accum_steps))
+    shared = {
+        "schedule": train.schedule,
+        "steps_per_epoch": per_epoch,
+        "total_steps": per_epoch * train.epochs,
+        "warmup_steps": round(per_epoch * train.warmup_epochs),
+        "gamma": train.lr_gamma or DEFAULT_GAMMA.get(train.schedule, 1.0),
+        "step_epochs": train.step_epochs,
+    }
+
+    def factor(peak: float) -> Callable[[int], float]:
+        floor = min(train.min_lr / peak, 1.0) if peak > 0 else 0.0
+        return lambda step: lr_factor(step, floor=floor, **shared)
+
     peaks = [g["lr"] for g in optimizer.param_groups]
-
-    def factor(peak: float):
-        floor = min(min_lr / peak, 1.0) if peak > 0 else 0.0
-
-        def f(step: int) -> float:
-            if step < warmup_steps:
-                return (step + 1) / (warmup_steps + 1)
-            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            progress = min(progress, 1.0)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        return f
-
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(p) for p in peaks])

@@ -85,6 +85,7 @@ def check_resumable(
             f"{path} was trained on other data.joint datasets (names or classes) than this run"
         )
     keys = ("model.arch", "model.size", "model.patch_size", "data.frames", "data.size")
+    keys += ("train.optimizer", "data.val_fraction")  # optimizer state; the training videos
     changed = changed_keys(ckpt.get("config", {}), cfg, keys)
     if changed:
         key, then, now = changed[0]

@@ -96,13 +96,15 @@ def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:
 @dataclass
 class RunDataset:
     """One dataset of a run: its name ('' without ``data.joint``), its own config (``data``
-    and ``pose.cache_dir`` from its ``data.joint`` entry), train and test sets, class names."""
+    and ``pose.cache_dir`` from its ``data.joint`` entry), train and test sets, class names,
+    and the validation set taken from its training videos (``data.val_fraction``) or None."""
 
     name: str
     cfg: Config
     train: Dataset
     test: Dataset
     classes: list[str]
+    val: Dataset | None = None
 
 
 def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
@@ -115,13 +117,16 @@ def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
     for name, one in dataset_configs(cfg):
         try:
             check_pose_source(one)
+            source = build_joint_source(one)
+            built = build_datasets(one, joint_source=source, test_views=test_views)
         except UserError as err:
-            raise UserError(f"data.joint entry '{name}': {err}" if name else str(err)) from None
-        source = build_joint_source(one)
-        train_ds, test_ds, classes = build_datasets(one, joint_source=source, test_views=test_views)
+            if not name:
+                raise
+            raise UserError(f"data.joint entry '{name}': {err}") from None
         if isinstance(source, JointCache):
-            source.check_complete([*train_ds.records, *test_ds.records])
-        out.append(RunDataset(name, one, train_ds, test_ds, list(classes)))
+            parts = (built.train, built.test, built.val)
+            source.check_complete([r for ds in parts if ds is not None for r in ds.records])
+        out.append(RunDataset(name, one, built.train, built.test, built.classes, built.val))
     return out
 
 
@@ -154,25 +159,12 @@ def build_optimization(
     steps_per_epoch: int,
     device: torch.device,
 ) -> tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler | None]:
-    """AdamW, the warm-up + cosine schedule over the run's optimizer steps, and a GradScaler
-    for fp16 on CUDA (else None)."""
-    from hpnet.optim import build_optimizer, cosine_schedule
+    """The optimizer (train.optimizer), the warm-up + decay schedule (train.schedule) over the
+    run's optimizer steps, and a GradScaler for fp16 on CUDA (else None)."""
+    from hpnet.optim import build_optimizer, build_scheduler
 
-    opt_steps = max(1, -(-steps_per_epoch // cfg.train.accum_steps))  # partial accumulations step
-    optimizer = build_optimizer(
-        model,
-        lr=cfg.train.lr,
-        backbone_lr=cfg.train.backbone_lr,
-        weight_decay=cfg.train.weight_decay,
-        layer_decay=cfg.train.layer_decay,
-        fused=device.type == "cuda",
-    )
-    scheduler = cosine_schedule(
-        optimizer,
-        total_steps=opt_steps * cfg.train.epochs,
-        warmup_steps=round(opt_steps * cfg.train.warmup_epochs),
-        min_lr=cfg.train.min_lr,
-    )
+    optimizer = build_optimizer(model, cfg.train, fused=device.type == "cuda")
+    scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch)
     use_scaler = amp_dtype_for(cfg.train.amp, device) == torch.float16  # (CUDA only)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     return optimizer, scheduler, scaler

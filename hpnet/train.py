@@ -40,7 +40,7 @@ from hpnet.config import (
 )
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, train_one_epoch
-from hpnet.evaluate import run_dataset_tests, write_run_report
+from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
@@ -243,16 +243,15 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         is_best = False
         evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
         if evaluated or epoch + 1 == cfg.train.epochs:
-            reports = run_dataset_tests(
-                model, datasets, transform, device, amp_dtype, dist, crops=1
-            )
-            if dist.is_main:  # best.pt: the first dataset's top-1
-                record["test_top1"] = reports[0]["top1"]
-                for d, r in zip(datasets, reports, strict=True):
-                    if d.name:  # joint: each dataset's too
-                        record[f"test_top1_{d.name}"] = r["top1"]
-                is_best = reports[0]["top1"] > best
-                best = max(best, reports[0]["top1"])
+            tests = (model, datasets, transform, device, amp_dtype, dist)
+            reports = run_dataset_tests(*tests, crops=1)
+            vals = run_dataset_tests(*tests, crops=1, split="val")  # (data.val_fraction)
+            if dist.is_main:  # best.pt: the first dataset's val top-1, else its test top-1
+                _add_top1(record, datasets, reports, "test")
+                _add_top1(record, datasets, vals, "val")
+                chosen = (vals[0] or reports[0])["top1"]
+                is_best = chosen > best
+                best = max(best, chosen)
         if dist.is_main:
             _log(out, record, tb)
             print(_summary(record, cfg.train.epochs))
@@ -285,6 +284,18 @@ def _reduce_epoch_stats(stats: dict[str, float], device: torch.device, dist: Dis
     )
 
 
+def _add_top1(
+    record: dict[str, Any], datasets: list[RunDataset], reports: list, split: str
+) -> None:
+    """``<split>_top1`` of the first dataset and, joint, ``<split>_top1_<name>`` of each (None
+    reports: datasets without that split)."""
+    for i, (d, r) in enumerate(zip(datasets, reports, strict=True)):
+        if r is not None and i == 0:
+            record[f"{split}_top1"] = r["top1"]
+        if r is not None and d.name:
+            record[f"{split}_top1_{d.name}"] = r["top1"]
+
+
 def _final_test(
     model: torch.nn.Module,
     datasets: list[RunDataset],
@@ -294,23 +305,24 @@ def _final_test(
     out: Path,
     tb: Any,
 ) -> None:
-    """The multi-view test (eval.views x eval.crops) of every dataset: ``eval.json``, the
-    confusion matrices, a ``test`` record in metrics.jsonl and the printed summary."""
-    transform, device, amp_dtype = setup
-    reports = run_dataset_tests(
-        model, datasets, transform, device, amp_dtype, dist,
-        crops=cfg.eval.crops, views=cfg.eval.views,
-    )  # fmt: skip
+    """The multi-view test (eval.views x eval.crops) of every dataset, and of its validation
+    split if any: ``eval.json``, the confusion matrices, a ``test`` (and ``val``) record in
+    metrics.jsonl and the printed summary."""
+    tests = (model, datasets, *setup, dist)
+    views = {"crops": cfg.eval.crops, "views": cfg.eval.views}
+    reports = run_dataset_tests(*tests, **views)
+    vals = run_dataset_tests(*tests, **views, split="val")
     if not dist.is_main:
         return
-    report = write_run_report(reports, datasets, out, str(out / "last.pt"))
-    _log(out, {"type": "test", **{k: report[k] for k in ("top1", "top5", "mean_class_acc")}}, tb)
-    for d, r in zip(datasets, reports, strict=True):
-        print(
-            f"{d.name}: " * bool(d.name) + f"test top-1 {100 * r['top1']:.1f} %  "
-            f"top-5 {100 * r['top5']:.1f} %  mean class acc {100 * r['mean_class_acc']:.1f} %  "
-            f"({r['num_videos']} videos x {r['views']} views)"
-        )
+    write_run_report(reports, datasets, out, str(out / "last.pt"), vals)
+    keys = ("top1", "top5", "mean_class_acc")
+    if vals[0]:
+        _log(out, {"type": "val", **{k: vals[0][k] for k in keys}}, tb)
+    _log(out, {"type": "test", **{k: reports[0][k] for k in keys}}, tb)
+    for d, r, v in zip(datasets, reports, vals, strict=True):
+        for split, scores in (("val", v), ("test", r)):
+            if scores:
+                print(f"{d.name}: " * bool(d.name) + f"{split} " + summary_line(scores))
     print(f"run folder: {out.resolve()}")
 
 
@@ -319,6 +331,8 @@ def _summary(r: dict[str, Any], epochs: int) -> str:
         f"epoch {r['epoch']}/{epochs}  loss {r['loss']:.4f}  train acc {100 * r['acc']:.1f} %  "
         f"lr {r['lr']:.2e}  {r['clips_per_s']:.1f} clips/s  {r['time_s']:.0f} s"
     )
+    if "val_top1" in r:
+        s += f"  val top-1 {100 * r['val_top1']:.1f} %"
     if "test_top1" in r:
         s += f"  test top-1 {100 * r['test_top1']:.1f} %"
     if r.get("skipped"):

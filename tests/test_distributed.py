@@ -24,11 +24,13 @@ def _free_port() -> int:
 
 
 def _args(shared: Path, out: Path, batch: int) -> list[str]:
-    """The demo config shrunk, with every random augmentation off (the ranks draw their own)."""
+    """The demo config shrunk, with every random augmentation off (the ranks draw their own);
+    27 training clips of 11 actions, one of each action held out for validation: 16 train."""
     return [
         "-m", "hpnet.train", "--config", str(REPO / "configs" / "demo.yaml"),
         f"data.root={shared / 'synthetic'}", "data.frames=4", "data.size=32",
-        "data.load_size=32", "data.synthetic.train_videos=16", "data.synthetic.test_videos=6",
+        "data.load_size=32", "data.synthetic.train_videos=27", "data.synthetic.test_videos=6",
+        "data.val_fraction=0.25",
         "data.synthetic.resolution=32", "data.synthetic.length=8",
         "data.augment.flip=false", "data.augment.scale_min=1.0", "data.augment.ratio_max=1.0",
         "data.augment.jitter=0.0", "data.augment.blur_prob=0.0",
@@ -81,6 +83,7 @@ def test_two_gloo_processes_match_one(runs):
     assert diffs.max() < 2e-3, f"largest difference {diffs.max():.2e}"
     report = json.loads((double / "eval.json").read_text())
     assert report["num_videos"] == 6  # every test video exactly once across the 2 processes
+    assert report["val"]["num_videos"] == 11  # and every validation video
 
 
 def test_evaluate_on_two_processes_reports_what_one_does(runs, tmp_path):
@@ -98,6 +101,11 @@ def test_evaluate_on_two_processes_reports_what_one_does(runs, tmp_path):
         assert b[key] == pytest.approx(a[key]), key
     assert b["per_class"] == a["per_class"]
     assert (one / "confusion_matrix.csv").read_text() == (two / "confusion_matrix.csv").read_text()
+    # both ranks split the same validation videos off the training list: merged by index,
+    # their scores are those of one process
+    assert a["val"]["num_videos"] == b["val"]["num_videos"] == 11
+    assert b["val"]["per_class"] == a["val"]["per_class"]
+    assert b["val"]["top5"] == pytest.approx(a["val"]["top5"])
 
 
 # Run by torchrun: 2 Gloo ranks train a tiny HP-Net through engine.train_one_epoch with DDP and

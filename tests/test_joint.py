@@ -362,3 +362,33 @@ def test_two_gloo_processes_train_joint_linear_heads_like_one(joint_args, tmp_pa
     diffs = torch.cat([(b["model"][n] - t).abs().flatten() for n, t in a["model"].items()])
     assert (diffs <= 1e-5).float().mean() > 0.99, f"{(diffs > 1e-5).float().mean():.2%} differ"
     assert diffs.max() < 2e-3, f"largest difference {diffs.max():.2e}"
+
+
+def test_a_validation_split_per_dataset(joint_args, tmp_path):
+    """data.val_fraction in one entry: that dataset alone gets a validation set; its scores go
+    to metrics (val_top1_<name>) and eval.json (datasets.<name>.val), none at the top level."""
+    from hpnet.evaluate import write_run_report
+    from hpnet.metrics import classification_report
+    from hpnet.train import _add_top1
+
+    cfg = _cfg(joint_args, "data.joint.sports.val_fraction=0.25")
+    everyday, sports = build_run_datasets(cfg, test_views=1)
+    assert everyday.val is None and len(everyday.train) == 16
+    # 8 clips of 6 actions: the 2 actions with 2 clips give one each
+    assert sorted(sports.val.labels) == [0, 1] and len(sports.train) == 6
+
+    def report(d, ds):
+        labels = torch.tensor(ds.labels)
+        return {**classification_report(torch.eye(len(d.classes))[labels], labels, d.classes),
+                "views": 1, "skipped": 0}  # fmt: skip
+
+    tests = [report(d, d.test) for d in (everyday, sports)]
+    vals = [None, report(sports, sports.val)]
+    record: dict = {}
+    _add_top1(record, [everyday, sports], vals, "val")
+    assert record == {"val_top1_sports": 1.0}
+    written = write_run_report(tests, [everyday, sports], tmp_path, "x.pt", vals)
+    on_disk = json.loads((tmp_path / "eval.json").read_text())
+    assert "val" not in on_disk and "val" not in on_disk["datasets"]["everyday"]
+    assert on_disk["datasets"]["sports"]["val"]["num_videos"] == 2
+    assert on_disk["datasets"]["sports"]["num_videos"] == 3 and written["top1"] == 1.0

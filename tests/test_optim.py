@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
 import torch
 
 from hpnet.cli import UserError
-from hpnet.config import load_config
+from hpnet.config import TrainConfig, load_config
 from hpnet.models.hpnet import build_model
-from hpnet.optim import build_optimizer, cosine_schedule
+from hpnet.optim import build_optimizer, build_scheduler
 
 CLASSES = ["sit_down", "stand_up", "wave"]
 LR, BACKBONE_LR = 1e-3, 1e-4
@@ -74,7 +75,7 @@ def test_layer_decay_scales_each_block(tmp_path):
     # every trainable parameter is in exactly one group, and the schedule keeps each group's peak
     ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters() if p.requires_grad)
-    cosine_schedule(opt, total_steps=10, warmup_steps=0, min_lr=0.0)
+    build_scheduler(opt, TrainConfig(epochs=1, warmup_epochs=0, min_lr=0.0), 10)
     assert [g["lr"] for g in opt.param_groups] == [g["initial_lr"] for g in opt.param_groups]
 
 
@@ -92,3 +93,96 @@ def test_no_weight_decay_on_norms_biases_and_embeddings(tmp_path):
 def test_layer_decay_is_validated():
     with pytest.raises(UserError, match=r"train\.layer_decay"):
         load_config(None, ["train.layer_decay=1.5"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD)],
+)
+def test_each_optimizer_gets_the_same_groups_and_peaks(tmp_path, kind, cls):
+    model = _model(tmp_path)
+    train = TrainConfig(lr=LR, backbone_lr=BACKBONE_LR, layer_decay=0.7, optimizer=kind)
+    opt = build_optimizer(model, train, momentum=0.8)  # a keyword replaces train's field
+    reference = build_optimizer(model, train, optimizer="adamw")
+    assert type(opt) is cls
+    keys = ("name", "lr", "weight_decay")
+    assert [{k: g[k] for k in keys} for g in opt.param_groups] == [
+        {k: g[k] for k in keys} for g in reference.param_groups
+    ]
+    assert [[id(p) for p in g["params"]] for g in opt.param_groups] == [
+        [id(p) for p in g["params"]] for g in reference.param_groups
+    ]
+    assert {g["lr"] for g in opt.param_groups} >= {LR, BACKBONE_LR}
+    assert any(g["weight_decay"] == 0.0 for g in opt.param_groups)
+    if kind == "sgd":
+        assert all(g["momentum"] == 0.8 for g in opt.param_groups)
+
+
+def _lr_curve(steps: int, batches_per_epoch: int, **train) -> list[float]:
+    """Learning rate of a one-group optimizer (peak 1.0) before each of ``steps`` steps."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, TrainConfig(lr=1.0, **train), batches_per_epoch)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_schedules_at_chosen_steps():
+    # 4 optimizer steps per epoch (8 batches, accumulation 2), 1 epoch of warm-up
+    common = {"epochs": 5, "warmup_epochs": 1, "min_lr": 0.01, "accum_steps": 2}
+    warmup = [0.2, 0.4, 0.6, 0.8]  # (step + 1) / (4 + 1) for every schedule
+    cos = _lr_curve(20, 8, schedule="cosine", **common)
+    assert cos[:5] == pytest.approx([*warmup, 1.0])
+    assert cos[12] == pytest.approx(0.01 + 0.99 * 0.5)  # half-way through the decay
+    assert cos[19] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 15 / 16)))
+
+    exp = _lr_curve(20, 8, schedule="exponential", lr_gamma=0.5, **common)
+    assert exp[:5] == pytest.approx([*warmup, 1.0])
+    assert exp[6] == pytest.approx(0.5**0.5)  # smooth: half an epoch after the peak
+    assert exp[8] == pytest.approx(0.5) and exp[12] == pytest.approx(0.25)
+    assert exp[19] == pytest.approx(max(0.01, 0.5 ** (15 / 4)))
+
+    step = _lr_curve(20, 8, schedule="step", lr_gamma=0.1, step_epochs=2, **common)
+    assert step[:5] == pytest.approx([*warmup, 1.0])
+    assert step[11] == pytest.approx(1.0) and step[12] == pytest.approx(0.1)  # 2 epochs on
+    assert step[19] == pytest.approx(0.1)
+    floor = _lr_curve(20, 8, schedule="step", lr_gamma=0.05, step_epochs=1, **common)
+    assert floor[16] == pytest.approx(0.01)  # 0.05**3 is below min_lr: the floor holds
+
+    default = _lr_curve(9, 4, schedule="exponential", epochs=3, warmup_epochs=0, min_lr=0)
+    assert default[4] == pytest.approx(0.95) and default[8] == pytest.approx(0.95**2)
+
+
+def test_a_resumed_scheduler_continues_the_curve():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    train = TrainConfig(lr=1.0, epochs=4, warmup_epochs=0.5, schedule="step", step_epochs=1)
+    sched = build_scheduler(opt, train, 4)
+    for _ in range(6):
+        opt.step()
+        sched.step()
+    again = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    resumed = build_scheduler(again, train, 4)
+    again.load_state_dict(opt.state_dict())
+    resumed.load_state_dict(sched.state_dict())
+    for _ in range(5):
+        opt.step(), sched.step(), again.step(), resumed.step()
+        assert again.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)  # 2 drops after 10 steps of 4
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.optimizer=rmsprop", "train.optimizer"),
+        ("train.schedule=linear", "train.schedule"),
+        ("train.momentum=1.0", "train.momentum"),
+        ("train.lr_gamma=1.5", "train.lr_gamma"),
+        ("train.step_epochs=0", "train.step_epochs"),
+    ],
+)
+def test_new_train_keys_are_validated(override, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        load_config(None, [override])

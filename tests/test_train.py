@@ -117,10 +117,22 @@ def _same_weights(a: dict, b: dict) -> None:
         torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
 
 
-def test_mid_epoch_resume_gives_the_same_weights_and_metrics(tiny_args, tmp_path, monkeypatch):
+OTHER_OPTIONS = ["train.optimizer=sgd", "train.schedule=exponential", "train.lr_gamma=0.5",
+                 "data.val_fraction=0.2", "data.synthetic.train_videos=20",
+                 "data.synthetic.actions=[wave,kick,jump,bow]"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "options", [[], pytest.param(OTHER_OPTIONS, marks=pytest.mark.slow, id="sgd-exp-val")]
+)
+def test_mid_epoch_resume_gives_the_same_weights_and_metrics(
+    tiny_args, tmp_path, monkeypatch, options
+):
     """last.pt every optimizer step; crash in the middle of epoch 2, resume: same weights, same
-    metrics.jsonl (the half-finished epoch is logged once), same epoch loss."""
+    metrics.jsonl (the half-finished epoch is logged once), same epoch loss. Also with SGD, the
+    exponential schedule and a validation split (20 - 4 = 16 clips left to train on)."""
     every = ["train.checkpoint_steps=1", "data.augment.jitter=0.3", "model.drop_path=0.2"]
+    every += options
     whole = tmp_path / "whole"
     _run(tiny_args, whole, *every)
 
@@ -156,7 +168,7 @@ def test_mid_epoch_resume_gives_the_same_weights_and_metrics(tiny_args, tmp_path
                 for r in rows]  # fmt: skip
 
     got, want = records(crashed), records(whole)
-    assert [r["type"] for r in got] == ["train", "train", "test"]
+    assert [r["type"] for r in got] == ["train", "train", *["val"] * bool(options), "test"]
     for r, w in zip(got, want, strict=True):
         assert r.pop("type") == w.pop("type") and r == pytest.approx(w, rel=1e-6)
 
@@ -297,3 +309,44 @@ def test_a_warmup_as_long_as_the_run_is_reported(tiny_args, tmp_path, caplog):
         _run(tiny_args, tmp_path / "b", *short, "train.warmup_epochs=1")
     (record,) = [r for r in caplog.records if "warmup" in r.getMessage()]
     assert "never reaches train.lr" in record.getMessage()
+
+
+def test_sgd_with_a_step_schedule_trains(tiny_args, tmp_path):
+    out = tmp_path / "run"
+    extra = ["train.optimizer=sgd", "train.schedule=step", "train.lr_gamma=0.5",
+             "train.step_epochs=1", "train.warmup_epochs=0", "train.max_steps=2"]  # fmt: skip
+    assert _run(tiny_args, out, *extra) == 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in lines if r["type"] == "train"]
+    assert lrs == pytest.approx([1e-3 * 0.5, 1e-3 * 0.25])  # halved after each epoch of 2 steps
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["config"]["train"]["optimizer"] == "sgd"
+    assert all("momentum_buffer" in s for s in ckpt["optimizer"]["state"].values())
+    with pytest.raises(UserError, match=r"it used train\.optimizer=sgd, this run has adamw"):
+        _run(tiny_args, out, *extra[1:], "train.resume=auto", "train.epochs=3")
+
+
+def test_a_validation_split_is_scored_apart(tiny_args, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(tiny_args, out, "data.val_fraction=0.25", "train.max_steps=2") == 0
+    report = json.loads((out / "eval.json").read_text())
+    # 16 clips of 11 actions: the 5 actions with 2 clips give one each to validation
+    assert report["val"]["num_videos"] == 5 and report["num_videos"] == 8
+    assert set(report["val"]) >= {"top1", "top5", "mean_class_acc", "per_class"}
+    assert 0 <= report["val"]["top1"] <= report["val"]["top5"] <= 1
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in lines] == ["train", "train", "val", "test"]
+    assert all("val_top1" in r and "test_top1" in r for r in lines[:2])
+    assert lines[2]["top1"] == report["val"]["top1"] and lines[3]["top1"] == report["top1"]
+    assert lines[0]["clips"] == 8  # 2 steps x batch 4 of the 11 clips left to train on
+    printed = capsys.readouterr().out
+    assert "val top-1" in printed and "test top-1" in printed
+
+    from hpnet.evaluate import main as evaluate_main
+
+    again = tmp_path / "again"
+    assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--out", str(again)]) == 0
+    rerun = json.loads((again / "eval.json").read_text())
+    assert rerun["val"]["num_videos"] == 5 and "validation top-1" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"data\.val_fraction=0\.25, this run has 0\.0"):
+        _run(tiny_args, out, "train.resume=auto", "train.epochs=3")

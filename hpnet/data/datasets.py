@@ -33,7 +33,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source
 from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
+from hpnet.data.holdout import validation_split
 from hpnet.data.records import (
     VIDEO_EXTENSIONS,
     RecordSplits,
@@ -59,6 +61,7 @@ from hpnet.data.sampling import sample_frame_indices
 
 __all__ = [
     "VIDEO_EXTENSIONS",
+    "DatasetSplits",
     "EpochSampler",
     "JointSource",
     "RecordSplits",
@@ -357,12 +360,31 @@ def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> Rec
     raise ValueError(f"data.dataset={d.dataset!r} has no video records")
 
 
+@dataclass
+class DatasetSplits:
+    """The datasets of one config; unpacks (and indexes) as the tuple ``(train_ds, test_ds,
+    classes)``, as ``build_datasets`` returned before it had ``val``."""
+
+    train: Dataset
+    test: Dataset
+    classes: list[str]
+    val: Dataset | None = None  # data.val_fraction of the training videos (test mode), or None
+
+    def __iter__(self) -> Iterator:
+        return iter((self.train, self.test, self.classes))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.train, self.test, self.classes)[index]
+
+
 def build_datasets(
     cfg: Config, joint_source: JointSource | None = None, *, test_views: int | None = None
-) -> tuple[Dataset, Dataset, list[str]]:
-    """``(train_ds, test_ds, classes)`` for ``cfg.data.dataset``; decodes nothing yet.
+) -> DatasetSplits:
+    """Train, test (and validation) datasets for ``cfg.data.dataset``; decodes nothing yet.
 
-    The test set gives ``test_views`` temporal views per video (default ``eval.views``).
+    The test and validation sets give ``test_views`` temporal views per video (default
+    ``eval.views``). ``data.val_fraction > 0`` moves that share of each class's training videos
+    to ``val`` (:func:`~hpnet.data.holdout.validation_split`, seeded with ``data.seed``).
     Joints: ``pose.source=none`` gives zeros; ``cache`` uses ``joint_source`` (e.g.
     :class:`hpnet.pose.store.JointCache`); ``groundtruth`` (synthetic only) the rendered
     skeletons. Frame sampling is seeded with ``train.seed``; the folder hold-out with
@@ -393,9 +415,20 @@ def build_datasets(
         "persons": cfg.pose.persons,
         "classes": splits.classes,
     }
-    train_ds = VideoClipDataset(splits.train, train=True, views=1, **common)
+    keys = [r.rel for r in splits.train]
+    kept, held = _validation_split(cfg, keys, [r.label for r in splits.train], splits.classes)
+    train_ds = VideoClipDataset([splits.train[i] for i in kept], train=True, views=1, **common)
     test_ds = VideoClipDataset(splits.test, train=False, views=views, **common)
-    return train_ds, test_ds, list(splits.classes)
+    val_records = [splits.train[i] for i in held]
+    val_ds = VideoClipDataset(val_records, train=False, views=views, **common) if held else None
+    return DatasetSplits(train_ds, test_ds, list(splits.classes), val_ds)
+
+
+def _validation_split(
+    cfg: Config, keys: list[str], labels: list[int], classes: list[str]
+) -> tuple[list[int], list[int]]:
+    d = cfg.data
+    return validation_split(keys, labels, classes, d.val_fraction, d.seed)
 
 
 def warn_small_canvas(cfg: Config) -> None:
@@ -431,7 +464,7 @@ def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:
     return list_records(train_list, test_list, root, classes, allow_missing)
 
 
-def _rendered_datasets(cfg: Config, views: int) -> tuple[Dataset, Dataset, list[str]]:
+def _rendered_datasets(cfg: Config, views: int) -> DatasetSplits:
     """The in-memory synthetic dataset; ground-truth joints, or zeros for pose.source=none."""
     from hpnet.data.motions import ACTIONS
     from hpnet.data.synthetic import SyntheticActions
@@ -459,4 +492,10 @@ def _rendered_datasets(cfg: Config, views: int) -> tuple[Dataset, Dataset, list[
     }
     train_ds = SyntheticActions("train", num_videos=s.train_videos, train=True, **shared)
     test_ds = SyntheticActions("test", num_videos=s.test_videos, train=False, views=views, **shared)
-    return train_ds, test_ds, list(train_ds.classes)
+    classes = list(train_ds.classes)
+    if not d.val_fraction:
+        return DatasetSplits(train_ds, test_ds, classes)
+    keys = [str(i) for i in range(len(train_ds))]  # a rendered clip is its index
+    kept, held = _validation_split(cfg, keys, train_ds.labels, classes)
+    val_ds = train_ds.subset(held, train=False, views=views)
+    return DatasetSplits(train_ds.subset(kept, train=True), test_ds, classes, val_ds)

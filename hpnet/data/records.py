@@ -30,7 +30,6 @@ Names are taken literally: no shell, no glob patterns, no regular expressions on
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import defaultdict
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpnet.cli import UserError
+from hpnet.data.holdout import stratified_holdout
 
 logger = logging.getLogger(__name__)
 
@@ -331,21 +331,15 @@ def videos_under(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def holdout_order_key(rel: str, seed: int) -> str:
-    """Sort key that orders a class's videos for the hold-out split (stable per video)."""
-    return hashlib.sha256(f"{seed}:{rel}".encode("utf-8", "surrogateescape")).hexdigest()
-
-
 def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 0) -> RecordSplits:
     """Videos in ``<root>/<class>/...``; classes = sorted class folder names.
 
     The split: if both ``<root>/train`` and ``<root>/test`` exist, they are the splits
     (``<root>/train/<class>/...``, ``<root>/test/<class>/...``; classes = the union of their
-    class folders). Otherwise a deterministic stratified hold-out: in each class, the videos
-    are ordered by a hash of ``(seed, relative path)`` and the first
-    ``round(n * test_fraction)`` are the test set (at least one video on each side when the
-    class has two or more and ``test_fraction > 0``). The hash keeps each video on its side
-    when other videos are added or removed, and does not depend on the file system's order.
+    class folders). Otherwise a deterministic stratified hold-out
+    (:func:`~hpnet.data.holdout.stratified_holdout` of the relative paths with ``seed``): in
+    each class ``round(n * test_fraction)`` videos are the test set, at least one on each side
+    when the class has two or more and ``test_fraction > 0`` (a class of one video trains).
     Video files have the extensions in :data:`VIDEO_EXTENSIONS` and may sit in subfolders of
     a class folder.
     """
@@ -363,17 +357,14 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                     out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
     else:
         classes = _subfolders(root)
-        splits = RecordSplits([], [], classes)
-        for label, name in enumerate(classes):
-            rels = [p.relative_to(root).as_posix() for p in videos_under(root / name)]
-            rels.sort(key=lambda rel: holdout_order_key(rel, seed))
-            n_test = round(len(rels) * test_fraction)
-            if len(rels) >= 2 and test_fraction > 0:
-                n_test = min(max(n_test, 1), len(rels) - 1)
-            test = set(rels[:n_test])
-            for rel in sorted(rels):
-                record = VideoRecord(root / rel, label, rel)
-                (splits.test if rel in test else splits.train).append(record)
+        items = [
+            (rel, label)
+            for label, name in enumerate(classes)
+            for rel in sorted(p.relative_to(root).as_posix() for p in videos_under(root / name))
+        ]
+        records = [VideoRecord(root / rel, label, rel) for rel, label in items]
+        kept, held = stratified_holdout(items, test_fraction, seed)
+        splits = RecordSplits([records[i] for i in kept], [records[i] for i in held], classes)
     if not splits.train and not splits.test:
         raise UserError(
             f"no videos found in {root}: expected <root>/<class>/<video> (or <root>/train/<class>/"

@@ -19,6 +19,7 @@ The same clips as real files, for the file pipeline (decode, pose cache, list da
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import zipfile
@@ -248,6 +249,17 @@ class SyntheticActions(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch[0] = epoch
+
+    def subset(self, indices: Sequence[int], *, train: bool, views: int = 1) -> SyntheticActions:
+        """The clips at ``indices`` (renumbered from 0) in train or test mode (``views``); the
+        rest of the settings as here (a validation split of the training clips)."""
+        out = copy.copy(self)
+        rows = torch.as_tensor(list(indices), dtype=torch.long)
+        out.video, out.joints_gt = self.video[rows], self.joints_gt[rows]
+        out._labels = [self._labels[i] for i in indices]
+        out.train, out.views = train, 1 if train else views
+        out._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = range(len(self))[index]  # IndexError out of range; negative indices allowed

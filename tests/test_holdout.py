@@ -1,0 +1,102 @@
+"""The stratified hold-out behind data.val_fraction (and the folder dataset's test share)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import pytest
+
+from hpnet.cli import UserError
+from hpnet.config import load_config
+from hpnet.data.datasets import build_datasets
+from hpnet.data.holdout import stratified_holdout, validation_split
+
+# 3 classes of 10, 5 and 2 videos, listed class after class
+ITEMS = [(f"c{label}/v{i:02d}.avi", label) for label, n in enumerate((10, 5, 2)) for i in range(n)]
+CLASSES = ["a", "b", "c"]
+
+
+def _split(items, fraction, seed=0):
+    keys, labels = zip(*items, strict=True)
+    return validation_split(list(keys), list(labels), CLASSES, fraction, seed)
+
+
+def test_each_class_gives_its_share_and_keeps_one():
+    train, val = _split(ITEMS, 0.2)
+    held = Counter(ITEMS[i][1] for i in val)
+    assert held == {0: 2, 1: 1, 2: 1}  # round(10 * 0.2), round(5 * 0.2), at least one of 2
+    assert sorted(train + val) == list(range(len(ITEMS))) and not set(train) & set(val)
+    assert train == sorted(train) and val == sorted(val)  # in the list's order
+    big = _split(ITEMS, 0.9)[0]
+    assert Counter(ITEMS[i][1] for i in big) == {0: 1, 1: 1, 2: 1}  # one training video each
+
+
+def test_the_split_depends_on_seed_and_names_only():
+    train, val = _split(ITEMS, 0.3, seed=4)
+    assert _split(ITEMS, 0.3, seed=4) == (train, val)
+    assert _split(ITEMS, 0.3, seed=5)[1] != val
+    shuffled = ITEMS[::-1]  # another listing order picks the same videos
+    held = {shuffled[i][0] for i in _split(shuffled, 0.3, seed=4)[1]}
+    assert held == {ITEMS[i][0] for i in val}
+    grown = [*ITEMS, ("c0/v99.avi", 0)]  # a video added to class 0 moves no other video
+    held_then = {ITEMS[i][0] for i in val if ITEMS[i][1] == 1}
+    assert {grown[i][0] for i in _split(grown, 0.3, seed=4)[1] if grown[i][1] == 1} == held_then
+
+
+def test_a_class_of_one_video_stays_in_training(caplog):
+    items = [*ITEMS, ("c3/only.avi", 3)]
+    with caplog.at_level(logging.WARNING):
+        train, val = validation_split(*zip(*items, strict=True), [*CLASSES, "lonely"], 0.2, 0)
+    assert len(items) - 1 in train and len(items) - 1 not in val
+    assert "data.val_fraction=0.2" in caplog.text and "lonely" in caplog.text
+    with pytest.raises(UserError, match=r"data\.val_fraction=0\.5 gives no validation video"):
+        validation_split(["x", "y"], [0, 1], ["a", "b"], 0.5, 0)
+    assert stratified_holdout(ITEMS, 0.0, 0) == (list(range(len(ITEMS))), [])
+
+
+def test_val_fraction_is_validated():
+    with pytest.raises(UserError, match=r"data\.val_fraction"):
+        load_config(None, ["data.val_fraction=1"])
+
+
+def test_synthetic_val_split_comes_from_the_training_clips(tmp_path):
+    args = [f"data.root={tmp_path}", "data.synthetic.train_videos=12",
+            "data.synthetic.test_videos=4", "data.synthetic.resolution=16",
+            "data.synthetic.length=4", "data.frames=2", "data.size=16", "data.load_size=16",
+            "data.synthetic.actions=[wave,kick,jump]", "data.val_fraction=0.25",
+            "pose.source=groundtruth"]  # fmt: skip
+    built = build_datasets(load_config(None, args), test_views=2)
+    full = build_datasets(load_config(None, [*args, "data.val_fraction=0"]), test_views=2)
+    assert len(built.train) == 9 and len(built.val) == 3 and full.val is None
+    assert Counter(built.val.labels) == {0: 1, 1: 1, 2: 1}
+    sample = built.val[0]
+    assert sample["video"].shape[:2] == (2, 2)  # test mode: (V, T, 3, H, W)
+    assert built.train[0]["video"].shape[0] == 2  # training mode: (T, 3, H, W)
+    # the validation clips are the training clips the split names, and no longer train
+    _, val = _split([(str(i), label) for i, label in enumerate(full.train.labels)], 0.25)
+    for j, i in enumerate(val):
+        assert (built.val.video[j] == full.train.video[i]).all()
+    assert (
+        len({*map(bytes, built.train.video.numpy())} & {*map(bytes, built.val.video.numpy())}) == 0
+    )
+
+
+def test_list_dataset_val_split_is_split_off_the_training_list(tmp_path):
+    for rel, _ in ITEMS:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).touch()  # never decoded here
+    (tmp_path / "train.txt").write_text("".join(f"{rel} {label}\n" for rel, label in ITEMS))
+    (tmp_path / "test.txt").write_text(f"{ITEMS[0][0]} 0\n")
+    (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    files = {k: tmp_path / f"{k}.txt" for k in ("train", "test", "classes")}
+    args = ["data.dataset=list", f"data.root={tmp_path}", f"data.train_list={files['train']}",
+            f"data.test_list={files['test']}", f"data.classes_file={files['classes']}",
+            "pose.source=none", "data.val_fraction=0.2", "data.seed=3"]  # fmt: skip
+    built = build_datasets(load_config(None, args), test_views=3)
+    _, val = _split(ITEMS, 0.2, seed=3)
+    assert [r.rel for r in built.val.records] == [ITEMS[i][0] for i in val]
+    assert not built.val.train and built.val.views == 3 and built.train.train
+    assert {r.rel for r in built.train.records} == {rel for rel, _ in ITEMS} - {
+        r.rel for r in built.val.records
+    }

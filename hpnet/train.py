@@ -44,6 +44,7 @@ from hpnet.evaluate import run_dataset_tests, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
+    mid_epoch_saver,
     resume_path,
     resume_run,
     run_checkpoint,
@@ -201,18 +202,13 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         resume = resumed if epoch == start_epoch else None
         start_loader_epoch(train_loader, epoch, resume.batches if resume else 0)
 
-        def save_mid_epoch(
-            progress: EpochProgress, epoch: int = epoch, done: int = step, best: float = best
-        ) -> None:
-            if progress.batches >= steps_per_epoch or not clock.due(done + progress.steps):
-                return  # (the end-of-epoch checkpoint follows anyway)
-            where = {"world_size": dist.world_size, "batch_size": cfg.train.batch_size}
-            ckpt = run_checkpoint(
-                model, optimizer, scheduler, scaler, epoch, done + progress.steps, best, cfg,
-                datasets, progress={**where, "epoch": progress.to_dict()},
-            )  # fmt: skip
-            atomic_save(ckpt, out / "last.pt")
-            clock.saved()
+        save_mid_epoch = mid_epoch_saver(
+            clock, out, steps_per_epoch=steps_per_epoch, done=step, dist=dist,
+            batch_size=cfg.train.batch_size, save=atomic_save,
+            checkpoint=lambda at, where, epoch=epoch, best=best: run_checkpoint(
+                model, optimizer, scheduler, scaler, epoch, at, best, cfg, datasets, where
+            ),
+        )  # fmt: skip
 
         stats = train_one_epoch(
             net,

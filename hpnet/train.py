@@ -140,6 +140,11 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     out = Path(cfg.train.out_dir)
     resume_from = resume_path(cfg, out)
     check_model_config(cfg)  # before the data and the run folder
+    if cfg.data.dataset == "unlabeled":
+        raise UserError(
+            "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "
+            "python -m hpnet.pretrain, then fine-tune with model.pretrained=<its run>/last.pt"
+        )
     if cfg.train.warmup_epochs >= cfg.train.epochs and dist.is_main:
         logger.warning(
             "train.warmup_epochs=%g >= train.epochs=%d: the learning rate never reaches "

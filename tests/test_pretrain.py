@@ -20,6 +20,7 @@ from hpnet.models.lsvit import build_lsvit
 from hpnet.pretrain import run as pretrain_run
 from hpnet.pretrain.videomae import (
     VideoMAE,
+    embed_visible,
     masked_patch_loss,
     patchify,
     pixel_targets,
@@ -94,6 +95,18 @@ def test_the_same_positions_are_hidden_in_every_frame():
             torch.testing.assert_close(encode_changed(hidden, frame), before, rtol=0, atol=1e-6)
         visible = int((~mask[0]).nonzero()[0])
         assert not torch.allclose(encode_changed(visible, 2), before, atol=1e-3)
+
+
+def test_visible_embedding_is_the_encoders_embedding_at_the_visible_positions():
+    model = _tiny_mae()
+    with torch.no_grad():
+        model.encoder.smif.proj.weight.normal_(0, 0.05)  # (SMIF starts at zero)
+        video = torch.randn(2, 4, 3, 32, 32)
+        positions = visible_positions(tube_mask(2, 16, 0.75, torch.Generator().manual_seed(0)))
+        full = model.encoder.embed(video)  # (B, T, 1 + N, D)
+        keep = torch.cat([torch.zeros(2, 1, dtype=torch.long), positions + 1], 1)
+        want = full.gather(2, keep[:, None, :, None].expand(2, 4, -1, full.shape[-1]))
+        torch.testing.assert_close(embed_visible(model.encoder, video, positions), want)
 
 
 def test_the_encoder_sees_only_the_visible_tokens():

@@ -10,13 +10,13 @@ How it maps onto LS-ViT, whose tokens are per frame ``(B, T, 1 + N, D)``:
   same ``round(mask_ratio * N)`` positions in all T frames (VideoMAE's tubelets span 2 frames and
   one token; here each frame keeps its own token, so a tube is T tokens). Hiding the same place
   in every frame is what stops the model copying a hidden patch from a neighbouring frame.
-* **Encoder.** The clip is embedded as usual (patches + SMIF + CLS + positions), then only the
-  CLS token and the visible positions are kept, ``(B, T, 1 + N_v, D)``, and LS-ViT's own blocks
-  run on them. SMIF's motion embedding of a patch is a conv over the frame differences *inside
-  that patch*, so a visible token sees no hidden pixel. LMI pools each frame's tokens into a
-  gate and mixes each token position over time: with tube masking every frame keeps the same
-  positions, so the gate is pooled over the same places in every frame and the temporal mix
-  still joins a patch with itself in the neighbouring frames.
+* **Encoder.** Only the CLS token and the visible positions are embedded as LS-ViT embeds
+  them (patches + SMIF + positions, :func:`embed_visible`), ``(B, T, 1 + N_v, D)``, and
+  LS-ViT's own blocks run on them. SMIF's motion embedding of a patch is a conv over the
+  frame differences *inside that patch*, so a visible token sees no hidden pixel. LMI pools
+  each frame's tokens into a gate and mixes each token position over time: with tube masking
+  every frame keeps the same positions, so the gate is pooled over the same places in every
+  frame and the temporal mix still joins a patch with itself in the neighbouring frames.
 * **Decoder.** A linear map to ``decoder_width``, a learned mask token at every hidden
   position, learned position embeddings, ``decoder_depth`` LS-ViT blocks attending within each
   frame (like the encoder; no LMI), a norm, and a linear map to the ``p * p * 3`` pixels of
@@ -32,8 +32,10 @@ from functools import partial
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from hpnet.models.lsvit import Block, LSViT
+from hpnet.models.motion import frame_differences
 
 
 def tube_mask(
@@ -93,6 +95,34 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return per_patch.masked_select(mask.unsqueeze(1).expand_as(per_patch)).mean()
 
 
+def embed_visible(encoder: LSViT, video: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``encoder.embed(video)`` at the CLS token and the visible ``positions`` (B, N_v) only:
+    (B, T, 1 + N_v, D), the same numbers without embedding the hidden patches (the patch and
+    SMIF convolutions, kernel = stride = patch, become matrix products on the kept patches)."""
+    b, t, _, h, w = video.shape
+    if (h, w) != encoder.img_size:
+        raise ValueError(f"input frames are {h}x{w}, the model was built for {encoder.img_size}")
+    p = encoder.patch_size
+
+    def project(conv: nn.Conv2d, frames: torch.Tensor) -> torch.Tensor:
+        c = frames.shape[2]
+        cols = frames.reshape(b, t, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        cols = cols.reshape(b, t, -1, c * p * p)  # (B, T, N, C*p*p) in the kernel's order
+        cols = cols.gather(2, positions[:, None, :, None].expand(b, t, -1, cols.shape[-1]))
+        return F.linear(cols, conv.weight.flatten(1), conv.bias)  # (B, T, N_v, D)
+
+    patches = project(encoder.patch_embed.proj, video)
+    if encoder.smif is not None:
+        motion = frame_differences(video, encoder.smif.offsets)  # (B, T, 2KC, H, W)
+        patches = patches + project(encoder.smif.proj, motion)
+    pos = encoder.pos_embed[0]  # (1 + N, D)
+    cls = (encoder.cls_token[0] + pos[:1]).expand(b, t, 1, -1)  # (B, T, 1, D)
+    tokens = torch.cat([cls, patches + pos[1:][positions].unsqueeze(1)], dim=2)
+    if encoder.temporal_pos_embed is not None:
+        tokens = tokens + encoder.temporal_embedding(t)
+    return encoder.norm_pre(tokens)
+
+
 class VideoMAE(nn.Module):
     """An LS-ViT ``encoder`` (kept whole: its state dict is what fine-tuning loads) + decoder.
 
@@ -150,10 +180,7 @@ class VideoMAE(nn.Module):
     def encode(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """video (B, T, C, H, W), mask (B, N) -> encoded CLS + visible tokens (B, T, 1 + N_v, D)."""
         enc = self.encoder
-        tokens = enc.embed(video)  # (B, T, 1 + N, D)
-        b, t, _, d = tokens.shape
-        keep = torch.cat([mask.new_zeros(b, 1, dtype=torch.long), visible_positions(mask) + 1], 1)
-        x = tokens.gather(2, keep[:, None, :, None].expand(b, t, -1, d))  # (B, T, 1 + N_v, D)
+        x = embed_visible(enc, video, visible_positions(mask))  # (B, T, 1 + N_v, D)
         for block in enc.blocks:
             if enc.grad_checkpointing and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)

@@ -80,6 +80,11 @@ def check_resumable(
         raise UserError(
             f"{path} has checkpoint format {ckpt.get('format')}, expected {FORMAT_VERSION}"
         )
+    if ckpt.get("pretrain") and classes:  # a classifier run asked to continue a pretraining
+        raise UserError(
+            f"{path} is a pretraining checkpoint (python -m hpnet.pretrain): fine-tune from it "
+            f"with model.pretrained={path} in another train.out_dir"
+        )
     if ckpt.get("classes") != list(classes):
         raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
     if [tuple(s) for s in ckpt.get("label_sets") or []] != [tuple(s) for s in sets]:

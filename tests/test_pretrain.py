@@ -254,6 +254,11 @@ def test_unlabeled_folder_without_classes_and_preview(pretrain_args, tmp_path):
 
     with pytest.raises(UserError, match=r"data.dataset=unlabeled has no labels"):
         train_main([*args, f"train.out_dir={tmp_path / 'cls'}"])
+    with pytest.raises(UserError, match=r"it used pretrain.decoder_depth=2, this run has 1"):
+        _run(args, out, "train.resume=auto", "pretrain.decoder_depth=1")
+    tiny = [a for a in args if a != "data.dataset=unlabeled" and not a.startswith("data.root=")]
+    with pytest.raises(UserError, match=r"is a pretraining checkpoint"):
+        train_main([*tiny, f"train.out_dir={out}", "train.resume=auto", "model.pose=false"])
 
 
 def test_pretraining_settings_that_cannot_work_are_refused(pretrain_args, tmp_path):

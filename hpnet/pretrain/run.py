@@ -25,7 +25,14 @@ from torch.nn.parallel import DistributedDataParallel
 from hpnet.atomic import remove_stale_temp_files
 from hpnet.checkpoint import atomic_save
 from hpnet.cli import CommandParser, UserError, run_cli
-from hpnet.config import Config, add_config_arguments, describe, load_config, save_config
+from hpnet.config import (
+    Config,
+    add_config_arguments,
+    changed_keys,
+    describe,
+    load_config,
+    save_config,
+)
 from hpnet.distributed import DistInfo, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record, train_one_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
@@ -95,6 +102,24 @@ def check_pretrain_config(cfg: Config) -> None:
             "data.root, or data.dataset=unlabeled data.root=DIR for a folder of videos)"
         )
     check_model_config(cfg)
+
+
+def check_pretrain_resumable(path: Path, cfg: Config) -> None:
+    """``path`` is a pretraining checkpoint of this method and decoder (the rest is checked
+    like a training run's by :func:`~hpnet.resume.resume_run`)."""
+    from hpnet.models.lsvit_weights import read_pretrain_checkpoint
+
+    ckpt = read_pretrain_checkpoint(path)
+    if ckpt is None:
+        raise UserError(
+            f"cannot resume {path}: it is not a pretraining checkpoint (python -m hpnet.train "
+            "wrote it?); pretrain into another train.out_dir"
+        )
+    keys = ("pretrain.method", "pretrain.decoder_width", "pretrain.decoder_depth")
+    changed = changed_keys(ckpt.get("config", {}), cfg, keys)
+    if changed:
+        key, then, now = changed[0]
+        raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
 
 
 def pretrain_datasets(cfg: Config) -> list[RunDataset]:
@@ -189,6 +214,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
 
     start_epoch, step, resumed = 0, 0, None
     if resume_from is not None:
+        check_pretrain_resumable(resume_from, cfg)
         start_epoch, step, _, resumed = resume_run(resume_from, cfg, [], parts, dist, out)
     if dist.is_main:
         for name in ("last.pt", "metrics.jsonl"):

@@ -190,6 +190,23 @@ def pretrain_checkpoint(model, optimizer, scheduler, scaler, epoch, step, cfg, d
     return ckpt
 
 
+@dataclasses.dataclass
+class _Run:
+    """What the epochs of a pretraining run share (built by :func:`_pretrain`)."""
+
+    cfg: Config
+    out: Path
+    dist: DistInfo
+    device: torch.device
+    datasets: list[RunDataset]
+    parts: tuple  # model, optimizer, scheduler, scaler
+    net: torch.nn.Module  # the model as trained (compiled, DDP)
+    loader: Any
+    transform: Any
+    amp_dtype: torch.dtype | None
+    steps_per_epoch: int
+
+
 def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> int:
     """The run; ``held`` keeps the run folder's lock until it ends."""
     out = Path(cfg.train.out_dir)
@@ -204,8 +221,6 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
         held.enter_context(run_folder_lock(out))
         save_config(cfg, out / "config.yaml")
     loader = build_run_train_loader(datasets, dist)
-    transform = build_transform(cfg, device)
-    amp_dtype = amp_dtype_for(cfg.train.amp, device)
     steps_per_epoch = len(loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
@@ -223,51 +238,62 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     if dist.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(net, device_ids=device_ids)
-
+    transform, amp_dtype = build_transform(cfg, device), amp_dtype_for(cfg.train.amp, device)
+    run = _Run(
+        cfg, out, dist, device, datasets, parts, net, loader, transform, amp_dtype, steps_per_epoch
+    )
     tb = _tensorboard(cfg, out) if dist.is_main else None
     clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
     for epoch in range(start_epoch, cfg.train.epochs):
-        epoch_seed = cfg.train.seed * 100_003 + epoch  # as hpnet.train: (seed, epoch) decide all
         resume = resumed if epoch == start_epoch else None
-        start_loader_epoch(loader, epoch, resume.batches if resume else 0)
-        save_mid_epoch = mid_epoch_saver(
-            clock, out, steps_per_epoch=steps_per_epoch, done=step, dist=dist,
-            batch_size=cfg.train.batch_size, save=atomic_save,
-            checkpoint=lambda at, where, epoch=epoch: pretrain_checkpoint(
-                *parts, epoch, at, cfg, datasets, where
-            ),
-        )  # fmt: skip
-        stats = train_one_epoch(
-            net, loader, transform=transform, optimizer=optimizer, scheduler=scheduler,
-            scaler=scaler, loss_cfg=LossConfig(), device=device, amp_dtype=amp_dtype,
-            epoch=epoch, accum_steps=cfg.train.accum_steps, clip_grad=cfg.train.clip_grad,
-            max_steps=cfg.train.max_steps, generator=torch.Generator(),
-            seed=epoch_seed * 7919 + dist.rank, use_pose=False, progress=dist.is_main,
-            resume=resume, on_step=save_mid_epoch if dist.is_main else None,
-            batch_step=pretrain_batch,
-        )  # fmt: skip
-        step += int(stats["steps"])
-        if dist.enabled:
-            _reduce_epoch_stats(stats, device, dist)
-        stats.pop("acc")  # (no classes)
-        record = {"type": "train", "epoch": epoch + 1, **stats}
-        record["lr"] = optimizer.param_groups[0]["lr"]
-        if dist.is_main:
-            _log(out, record, tb)
-            print(
-                f"epoch {epoch + 1}/{cfg.train.epochs}  {cfg.pretrain.method} loss "
-                f"{record['loss']:.4f}  lr {record['lr']:.2e}  {record['clips_per_s']:.1f} "
-                f"clips/s  {record['time_s']:.0f} s"
-                + (f"  skipped {int(record['skipped'])} bad videos" if record["skipped"] else "")
-            )
-            ckpt = pretrain_checkpoint(*parts, epoch + 1, step, cfg, datasets, None)
-            atomic_save(ckpt, out / "last.pt")
-            clock.saved()
+        step = _epoch(run, epoch, step, resume, clock, tb)
     if tb is not None:
         tb.close()
     if dist.is_main:
         print(f"run folder: {out.resolve()}  (fine-tune: model.pretrained={out / 'last.pt'})")
     return 0
+
+
+def _epoch(
+    run: _Run, epoch: int, step: int, resume: EpochProgress | None, clock: CheckpointClock, tb
+) -> int:
+    """Train one epoch (from ``resume`` when set), log it, write last.pt; the step count after."""
+    cfg, dist, (_, optimizer, scheduler, scaler) = run.cfg, run.dist, run.parts
+    epoch_seed = cfg.train.seed * 100_003 + epoch  # as hpnet.train: (seed, epoch) decide all
+    start_loader_epoch(run.loader, epoch, resume.batches if resume else 0)
+    save_mid_epoch = mid_epoch_saver(
+        clock, run.out, steps_per_epoch=run.steps_per_epoch, done=step, dist=dist,
+        batch_size=cfg.train.batch_size, save=atomic_save,
+        checkpoint=lambda at, where: pretrain_checkpoint(
+            *run.parts, epoch, at, cfg, run.datasets, where
+        ),
+    )  # fmt: skip
+    stats = train_one_epoch(
+        run.net, run.loader, transform=run.transform, optimizer=optimizer, scheduler=scheduler,
+        scaler=scaler, loss_cfg=LossConfig(), device=run.device, amp_dtype=run.amp_dtype,
+        epoch=epoch, accum_steps=cfg.train.accum_steps, clip_grad=cfg.train.clip_grad,
+        max_steps=cfg.train.max_steps, generator=torch.Generator(),
+        seed=epoch_seed * 7919 + dist.rank, use_pose=False, progress=dist.is_main,
+        resume=resume, on_step=save_mid_epoch if dist.is_main else None,
+        batch_step=pretrain_batch,
+    )  # fmt: skip
+    step += int(stats["steps"])
+    if dist.enabled:
+        _reduce_epoch_stats(stats, run.device, dist)
+    stats.pop("acc")  # (no classes)
+    record = {"type": "train", "epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
+    if dist.is_main:
+        _log(run.out, record, tb)
+        print(
+            f"epoch {epoch + 1}/{cfg.train.epochs}  {cfg.pretrain.method} loss "
+            f"{record['loss']:.4f}  lr {record['lr']:.2e}  {record['clips_per_s']:.1f} "
+            f"clips/s  {record['time_s']:.0f} s"
+            + (f"  skipped {int(record['skipped'])} bad videos" if record["skipped"] else "")
+        )
+        ckpt = pretrain_checkpoint(*run.parts, epoch + 1, step, cfg, run.datasets, None)
+        atomic_save(ckpt, run.out / "last.pt")
+        clock.saved()
+    return step
 
 
 def cli() -> None:

@@ -60,7 +60,8 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    dataset: Literal["hmdb51", "ucf101", "folder", "list", "synthetic"] = "synthetic"  # reader
+    # reader; unlabeled = every video under data.root, recursively, no classes (pretraining)
+    dataset: Literal["hmdb51", "ucf101", "folder", "list", "synthetic", "unlabeled"] = "synthetic"
     root: str = "data/synthetic"  # dataset folder (videos under <root>/<class>/...)
     split: int = 1  # official split number (1-3) for hmdb51 / ucf101
     split_dir: str = ""  # folder of split files ('' = the dataset's usual place under root)
@@ -201,6 +202,17 @@ class EvalConfig:
 
 
 @dataclass
+class PretrainConfig:
+    # Self-supervised method of `python -m hpnet.pretrain` (one Literal entry per method):
+    # videomae = tube masking + pixel reconstruction with LS-ViT (model.arch=lsvit)
+    method: Literal["videomae"] = "videomae"
+    mask_ratio: float = 0.9  # share of patch positions hidden in every frame of a clip (tubes)
+    decoder_width: int = 0  # decoder token width (0 = half the encoder's: 384 for base, 64 tiny)
+    decoder_depth: int = 4  # decoder blocks (VideoMAE: 4 for ViT-B)
+    norm_pix_loss: bool = True  # targets are each patch's pixels normalised by its mean and std
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -208,6 +220,7 @@ class Config:
     text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 # ------------------------------------------------------------------------------ value limits
@@ -278,6 +291,9 @@ _LIMITS: dict[str, _Check] = {
     "eval.views": _POSITIVE,
     "eval.crops": (lambda v: v in (1, 3), "1 or 3"),
     "eval.batch_size": _POSITIVE,
+    "pretrain.mask_ratio": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "pretrain.decoder_width": _NON_NEG,
+    "pretrain.decoder_depth": _POSITIVE,
 }
 
 

@@ -112,6 +112,7 @@ def train_one_epoch(
     progress: bool = True,
     resume: EpochProgress | None = None,
     on_step: Callable[[EpochProgress], None] | None = None,
+    batch_step: Callable[..., None] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, accuracy, clips/s and skipped videos.
 
@@ -120,8 +121,11 @@ def train_one_epoch(
     the ``resume.batches`` batches it consumed. ``on_step(progress)`` runs after every
     optimizer step (gradients are zero then: the moment to write a checkpoint).
     ``loss_cfg``: one per dataset for a joint loader (batches with ``"dataset"``).
+    ``batch_step``: the forward + backward of one batch, called like :func:`_train_batch`
+    (default: classification; ``hpnet.pretrain`` passes its self-supervised step).
     """
     model.train()
+    batch_step = batch_step or _train_batch
     state = EpochProgress(**vars(resume)) if resume else EpochProgress()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     if max_steps:
@@ -156,7 +160,7 @@ def train_one_epoch(
             # (or flushes at the end of the epoch; unknown length: every micro-step).
             sync = steps_now or total is None or micro + 1 == total
             with contextlib.nullcontext() if sync or not ddp else model.no_sync():
-                _train_batch(
+                batch_step(
                     model, batch, state, transform=transform, device=device,
                     loss_cfg=loss_cfg if dataset is None else loss_cfg[dataset],
                     amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
@@ -238,10 +242,31 @@ def _train_batch(
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
         out = model(video, joints, **label_set)
     loss = classification_loss(out, labels, loss_cfg)
+    correct = (out["logits"].detach().argmax(1) == labels).sum()
+    backward_and_record(
+        loss, state, clips=labels.numel(), correct=correct, scaler=scaler, weight=weight,
+        loss_divisor=loss_divisor, where=where,
+    )  # fmt: skip
+
+
+def backward_and_record(
+    loss: torch.Tensor,
+    state: EpochProgress,
+    *,
+    clips: int,
+    correct: torch.Tensor | None,
+    scaler: torch.amp.GradScaler | None,
+    weight: float,
+    loss_divisor: int,
+    where: str,
+) -> None:
+    """Queue the backward of ``loss`` (scaled by ``weight / loss_divisor``), then the one host
+    sync: stop on a non-finite loss (:class:`NonFiniteLossError`), else add the batch's
+    ``clips``, loss and ``correct`` predictions (None: not a classifier) to ``state``."""
     scaled = loss * (weight / loss_divisor)
     (scaler.scale(scaled) if scaler else scaled).backward()
-    correct = (out["logits"].detach().argmax(1) == labels).sum()
-    value, hits = torch.stack([loss.detach().float(), correct.float()]).tolist()  # one sync
+    values = [loss.detach().float()] + ([correct.float()] if correct is not None else [])
+    value, *hits = torch.stack(values).tolist()  # one sync
     if not math.isfinite(value):
         raise NonFiniteLossError(
             f"loss is {value} at {where}: stopping before the weights "
@@ -249,10 +274,9 @@ def _train_batch(
             "resume from last.pt with train.resume=auto)"
         )
     if weight:
-        n = labels.numel()
-        state.loss_sum += value * n
-        state.correct += hits
-        state.seen += n
+        state.loss_sum += value * clips
+        state.correct += hits[0] if hits else 0.0
+        state.seen += clips
 
 
 def _optimizer_step(model, optimizer, scaler, clip_grad: float) -> None:

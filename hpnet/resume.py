@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hpnet.atomic import write_atomic
 from hpnet.checkpoint import (
     FORMAT_VERSION,
     OUT_DIR_OPTION,
+    atomic_save,
     load_checkpoint,
     rng_state,
     set_rng_state,
@@ -78,6 +80,11 @@ def check_resumable(
         raise UserError(
             f"{path} has checkpoint format {ckpt.get('format')}, expected {FORMAT_VERSION}"
         )
+    if ckpt.get("pretrain") and classes:  # a classifier run asked to continue a pretraining
+        raise UserError(
+            f"{path} is a pretraining checkpoint (python -m hpnet.pretrain): fine-tune from it "
+            f"with model.pretrained={path} in another train.out_dir"
+        )
     if ckpt.get("classes") != list(classes):
         raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
     if [tuple(s) for s in ckpt.get("label_sets") or []] != [tuple(s) for s in sets]:
@@ -118,6 +125,34 @@ class CheckpointClock:
 
     def saved(self) -> None:
         self.last = time.monotonic()
+
+
+def mid_epoch_saver(
+    clock: CheckpointClock,
+    out: Path,
+    *,
+    steps_per_epoch: int,
+    done: int,
+    dist: DistInfo,
+    batch_size: int,
+    checkpoint: Callable[[int, dict], dict],
+    save: Callable[[dict, Path], None] = atomic_save,
+) -> Callable[[EpochProgress], None]:
+    """The ``on_step`` of an epoch (:func:`hpnet.engine.train_one_epoch`): when ``clock`` is
+    due, ``save`` (atomically) to ``out/last.pt`` what ``checkpoint(step, progress)`` gives: the
+    run's checkpoint dict at optimizer step ``step`` (``done`` before this epoch) with
+    ``progress`` (where the epoch stands, the process count and batch size it was dealt out
+    for)."""
+
+    def save_if_due(progress: EpochProgress) -> None:
+        if progress.batches >= steps_per_epoch or not clock.due(done + progress.steps):
+            return  # (the end-of-epoch checkpoint follows anyway)
+        where = {"world_size": dist.world_size, "batch_size": batch_size}
+        ckpt = checkpoint(done + progress.steps, {**where, "epoch": progress.to_dict()})
+        save(ckpt, out / "last.pt")
+        clock.saved()
+
+    return save_if_due
 
 
 def rewind_metrics(path: Path, epoch: int) -> None:

@@ -44,6 +44,7 @@ from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
+    mid_epoch_saver,
     resume_path,
     resume_run,
     run_checkpoint,
@@ -139,6 +140,11 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     out = Path(cfg.train.out_dir)
     resume_from = resume_path(cfg, out)
     check_model_config(cfg)  # before the data and the run folder
+    if cfg.data.dataset == "unlabeled":
+        raise UserError(
+            "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "
+            "python -m hpnet.pretrain, then fine-tune with model.pretrained=<its run>/last.pt"
+        )
     if cfg.train.warmup_epochs >= cfg.train.epochs and dist.is_main:
         logger.warning(
             "train.warmup_epochs=%g >= train.epochs=%d: the learning rate never reaches "
@@ -201,18 +207,13 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         resume = resumed if epoch == start_epoch else None
         start_loader_epoch(train_loader, epoch, resume.batches if resume else 0)
 
-        def save_mid_epoch(
-            progress: EpochProgress, epoch: int = epoch, done: int = step, best: float = best
-        ) -> None:
-            if progress.batches >= steps_per_epoch or not clock.due(done + progress.steps):
-                return  # (the end-of-epoch checkpoint follows anyway)
-            where = {"world_size": dist.world_size, "batch_size": cfg.train.batch_size}
-            ckpt = run_checkpoint(
-                model, optimizer, scheduler, scaler, epoch, done + progress.steps, best, cfg,
-                datasets, progress={**where, "epoch": progress.to_dict()},
-            )  # fmt: skip
-            atomic_save(ckpt, out / "last.pt")
-            clock.saved()
+        save_mid_epoch = mid_epoch_saver(
+            clock, out, steps_per_epoch=steps_per_epoch, done=step, dist=dist,
+            batch_size=cfg.train.batch_size, save=atomic_save,
+            checkpoint=lambda at, where, epoch=epoch, best=best: run_checkpoint(
+                model, optimizer, scheduler, scaler, epoch, at, best, cfg, datasets, where
+            ),
+        )  # fmt: skip
 
         stats = train_one_epoch(
             net,

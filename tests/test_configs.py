@@ -7,6 +7,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from hpnet.config import load_config
 from hpnet.data.datasets import build_datasets
@@ -53,8 +55,8 @@ def test_real_recipes_start_from_clip(name):
     assert cfg.train.warmup_epochs < cfg.train.epochs
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_config_builds(path, tmp_path, request):
+def _tiny(path: Path, tmp_path: Path, request) -> list[str]:
+    """Overrides that shrink the config at ``path`` to a few tiny clips of real or rendered data."""
     cfg = load_config(path)  # as shipped
     overrides = [*TINY, f"text.cache_dir={tmp_path / 'text'}"]
     if cfg.data.dataset == "hmdb51":
@@ -73,10 +75,45 @@ def test_config_builds(path, tmp_path, request):
         ]
     else:
         pytest.skip(f"no tiny data for data.dataset={cfg.data.dataset}")
-    cfg = load_config(path, overrides)
+    return overrides
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_builds(path, tmp_path, request):
+    cfg = load_config(path, _tiny(path, tmp_path, request))
     train_ds, test_ds, classes = build_datasets(cfg)
     assert len(train_ds) > 0 and len(test_ds) > 0 and len(classes) > 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, classes)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+PRETRAIN_CONFIGS = [p for p in CONFIGS if "pretrain" in (yaml.safe_load(p.read_text()) or {})]
+
+
+def test_there_are_pretraining_configs():
+    assert {"videomae_demo.yaml", "hmdb51_videomae.yaml"} <= {p.name for p in PRETRAIN_CONFIGS}
+
+
+@pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=[p.stem for p in PRETRAIN_CONFIGS])
+def test_pretraining_config_builds_and_steps(path, tmp_path, request):
+    """A config with a ``pretrain`` section builds the method's model on its training videos
+    and takes a step; the fine-tuning configs that name its run read its last.pt."""
+    from hpnet.pretrain.run import build_pretrain_model, pretrain_datasets
+    from hpnet.runtime import build_transform
+
+    cfg = load_config(path, _tiny(path, tmp_path, request))
+    train = pretrain_datasets(cfg)[0].train
+    model = build_pretrain_model(cfg)
+    video, _ = build_transform(cfg, torch.device("cpu")).train(train[0]["video"][None])
+    model(video)["loss"].backward()
+    run = load_config(path).train.out_dir
+    for other in CONFIGS:
+        shipped = load_config(other)
+        if shipped.model.pretrained.startswith(run + "/"):
+            assert shipped.model.pretrained == f"{run}/last.pt"
+            assert (shipped.model.size, shipped.model.patch_size) == (
+                load_config(path).model.size,
+                load_config(path).model.patch_size,
+            )

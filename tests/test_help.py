@@ -12,6 +12,7 @@ from hpnet.cli import plain_text
 
 COMMANDS = [
     "hpnet.train",
+    "hpnet.pretrain.run",
     "hpnet.evaluate",
     "hpnet.predict",
     "hpnet.zeroshot",

@@ -357,6 +357,10 @@ def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> Rec
         )
     if d.dataset == "synthetic":
         return _synthetic_files(cfg, allow)
+    if d.dataset == "unlabeled":
+        from hpnet.data.unlabeled import unlabeled_records
+
+        return unlabeled_records(d.root)
     raise ValueError(f"data.dataset={d.dataset!r} has no video records")
 
 

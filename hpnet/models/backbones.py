@@ -84,6 +84,8 @@ def load_backbone_weights(
 ) -> tuple[ClipSource | None, PretrainedReport]:
     """Load ``model.pretrained`` into an LS-ViT: ``(its CLIP checkpoint or None, report)``.
 
+    An ``hpnet.pretrain`` run's checkpoint gives its encoder (the decoder is dropped).
+
     A tag of ``text.model`` is resolved like ``text.pretrained`` (an error when it cannot be
     had); a file is read once. The checkpoint is returned for the text tower when
     ``text.pretrained`` names the same weights, so that neither downloads nor reads it again;
@@ -91,9 +93,13 @@ def load_backbone_weights(
     checkpoints' config encodes new labels the same way (the backbone records its activation in
     its own state dict).
     """
+    from hpnet.models.lsvit_weights import load_pretrain_encoder, read_pretrain_checkpoint
     from hpnet.text.weights import parse_weights
 
     m, t = cfg.model, cfg.text
+    pretrain = read_pretrain_checkpoint(m.pretrained)  # RUN/last.pt of python -m hpnet.pretrain
+    if pretrain is not None:
+        return None, load_pretrain_encoder(backbone, m.pretrained, pretrain)
     source = ClipSource.resolve(
         t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True
     )

@@ -168,3 +168,64 @@ def load_pretrained(
     report.unexpected += list(result.unexpected_keys)
     report.loaded = [k for k in state if k in own]
     return report
+
+
+# ------------------------------------------------------------- hpnet pretraining checkpoints
+
+PRETRAIN_ENTRY = "pretrain"  # the checkpoint entry that marks a `python -m hpnet.pretrain` run
+
+
+def read_pretrain_checkpoint(path: str | Path) -> dict | None:
+    """The checkpoint at ``path`` when it is an hpnet pretraining run's (``last.pt`` of
+    ``python -m hpnet.pretrain``), else None (a tag, a CLIP or timm file, anything else).
+    Tensors are memory-mapped: telling costs no read of the weights."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format torch.save file: not ours
+        return None
+    if isinstance(ckpt, dict) and isinstance(ckpt.get(PRETRAIN_ENTRY), dict):
+        return ckpt
+    return None
+
+
+def load_pretrain_encoder(model: LSViT, path: str | Path, ckpt: dict) -> PretrainedReport:
+    """Load the encoder (``encoder.*``) of a pretraining checkpoint into ``model``; the rest (the
+    decoder) is dropped and listed as unused. Position embeddings are resized to the model's
+    grid and frames; a tensor of another shape (model.size, model.patch_size) is refused."""
+    weights = ckpt["model"]
+    state = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
+    method = ckpt[PRETRAIN_ENTRY].get("method", "?")
+    report = PretrainedReport(
+        str(path),
+        f"hpnet {method} pretraining (epoch {ckpt.get('epoch')}: encoder; decoder dropped)",
+    )
+    report.unexpected = [k for k in weights if not k.startswith("encoder.")]  # the decoder
+    own = model.state_dict()
+    mismatched = []
+    for key, value in list(state.items()):
+        if key not in own or value.shape == own[key].shape or key == "_extra_state":
+            continue
+        if key == "pos_embed":
+            state[key] = resize_pos_embed(value, model.grid_size)
+        elif key == "temporal_pos_embed":  # (1, T, 1, D) -> the model's frames
+            time = F.interpolate(value[:, :, 0].transpose(1, 2), size=own[key].shape[1])
+            state[key] = time.transpose(1, 2).unsqueeze(2)
+        else:
+            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
+            continue
+        report.resized.append(key)
+    if mismatched:
+        saved = ckpt.get("config", {}).get("model", {})
+        raise UserError(
+            f"model.pretrained={path}: its encoder does not fit this backbone: "
+            f"{'; '.join(mismatched[:3])} (it was pretrained with model.size="
+            f"{saved.get('size')} model.patch_size={saved.get('patch_size')}: set the same)"
+        )
+    result = model.load_state_dict(state, strict=False)
+    report.missing = list(result.missing_keys)
+    report.unexpected += list(result.unexpected_keys)
+    report.loaded = [k for k in state if k in own and k != "_extra_state"]
+    return report

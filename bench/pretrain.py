@@ -1,0 +1,177 @@
+"""VideoMAE pretraining: what a step costs, and what pretraining buys on synthetic data.
+
+    python bench/pretrain.py cost                      # tiny and small LS-ViT on the CPU
+    python bench/pretrain.py cost --size base --img 224 --frames 16 --batch 8 --device cuda
+    python bench/pretrain.py transfer --seeds 0        # pretrain, fine-tune 10 % vs scratch
+
+``cost``: seconds per clip of one optimizer step (forward, backward, AdamW) of VideoMAE
+pretraining vs fine-tuning the same LS-ViT (RGB, linear head) on the same batch; the ratio is
+the target (<= 0.4). ``--decoder-width/--decoder-depth`` as ``pretrain.*`` (0 = defaults).
+
+``transfer`` (RGB only, ``model.pose=false``): ``python -m hpnet.pretrain`` on the synthetic
+training videos (labels unread), then ``python -m hpnet.train`` on 10 % of them with labels
+(``data.synthetic.train_videos`` = a tenth: the first clips of the same split) from the
+pretrained encoder, and the same fine-tuning from random weights; test top-1 of each on the
+whole test split. Budgets: ``--pretrain-epochs``, ``--finetune-epochs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from hpnet.config import load_config
+from hpnet.models.hpnet import build_model
+from hpnet.optim import build_optimizer
+from hpnet.pretrain.run import build_pretrain_model
+
+
+def _step_seconds(step, steps: int, warmup: int, device: torch.device) -> float:
+    """Median wall time of ``step()`` over ``steps`` calls after ``warmup``."""
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cost(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    overrides = [
+        f"model.size={args.size}", f"model.patch_size={args.patch}", f"data.frames={args.frames}",
+        f"data.size={args.img}", "model.pose=false", "model.text=false", "text.pretrained=",
+        "model.drop_path=0.0", f"pretrain.decoder_width={args.decoder_width}",
+        f"pretrain.decoder_depth={args.decoder_depth or 4}", f"pretrain.mask_ratio={args.ratio}",
+    ]  # fmt: skip
+    cfg = load_config(None, overrides)
+    torch.manual_seed(0)
+    video = torch.randn(args.batch, args.frames, 3, args.img, args.img, device=device)
+    labels = torch.randint(0, 10, (args.batch,), device=device)
+    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    finetune = build_model(cfg, [f"c{i}" for i in range(10)]).to(device)
+    opt_f = build_optimizer(finetune, lr=1e-4, backbone_lr=0, weight_decay=0.05)
+
+    def finetune_step() -> None:
+        with torch.autocast(**amp):
+            logits = finetune(video, None)["logits"]
+        torch.nn.functional.cross_entropy(logits.float(), labels).backward()
+        opt_f.step()
+        opt_f.zero_grad(set_to_none=True)
+
+    mae = build_pretrain_model(cfg).to(device)
+    opt_p = build_optimizer(mae, lr=1e-4, backbone_lr=0, weight_decay=0.05)
+    gen = torch.Generator().manual_seed(0)
+
+    def pretrain_step() -> None:
+        with torch.autocast(**amp):
+            loss = mae(video, generator=gen)["loss"]
+        loss.backward()
+        opt_p.step()
+        opt_p.zero_grad(set_to_none=True)
+
+    f = _step_seconds(finetune_step, args.steps, args.warmup, device)
+    p = _step_seconds(pretrain_step, args.steps, args.warmup, device)
+    decoder = f"{mae.decoder_embed.out_features}x{len(mae.decoder_blocks)}"
+    return {
+        "size": args.size, "frames": args.frames, "img": args.img, "patch": args.patch,
+        "batch": args.batch, "mask_ratio": args.ratio, "decoder": decoder,
+        "device": str(device), "threads": torch.get_num_threads(),
+        "finetune_s_per_clip": f / args.batch, "pretrain_s_per_clip": p / args.batch,
+        "ratio": p / f,
+    }  # fmt: skip
+
+
+def _main(module: str, argv: list[str]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if module == "pretrain":
+            from hpnet.pretrain.run import main
+        else:
+            from hpnet.train import main
+        assert main(argv) == 0
+
+
+def transfer(args: argparse.Namespace) -> list[dict]:
+    out = Path(args.out)
+    demo = load_config(args.finetune_config)
+    labelled = max(2, round(demo.data.synthetic.train_videos * args.label_fraction))
+    common = [f"data.root={args.data_root}", f"train.threads={args.threads}", *args.extra]
+    finetune = [
+        "--config", args.finetune_config, *common, "model.pose=false", "pose.source=none",
+        f"data.synthetic.train_videos={labelled}", f"train.epochs={args.finetune_epochs}",
+        "train.eval_every=0", "train.resume=auto",
+    ]  # fmt: skip
+    rows = []
+    for seed in args.seeds:
+        run = out / f"seed{seed}"
+        start = time.perf_counter()
+        _main("pretrain", [
+            "--config", args.pretrain_config, *common, f"train.seed={seed}",
+            f"train.epochs={args.pretrain_epochs}", f"train.out_dir={run / 'pretrain'}",
+            "train.resume=auto",
+        ])  # fmt: skip
+        pretrain_s = time.perf_counter() - start
+        for name, init in (("videomae", str(run / "pretrain" / "last.pt")), ("scratch", "")):
+            folder = run / name
+            start = time.perf_counter()
+            _main("train", [*finetune, f"train.seed={seed}", f"model.pretrained={init}",
+                            f"train.out_dir={folder}"])  # fmt: skip
+            report = json.loads((folder / "eval.json").read_text())
+            rows.append({
+                "seed": seed, "init": name, "labelled_clips": labelled,
+                "test_top1": report["top1"], "test_videos": report["num_videos"],
+                "finetune_s": time.perf_counter() - start, "pretrain_s": pretrain_s,
+            })  # fmt: skip
+            print(json.dumps(rows[-1]))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("cost", help="seconds per clip: pretraining vs fine-tuning step")
+    c.add_argument("--size", default="tiny")
+    c.add_argument("--patch", type=int, default=8)
+    c.add_argument("--frames", type=int, default=8)
+    c.add_argument("--img", type=int, default=64)
+    c.add_argument("--batch", type=int, default=8)
+    c.add_argument("--ratio", type=float, default=0.9)
+    c.add_argument("--decoder-width", type=int, default=0)
+    c.add_argument("--decoder-depth", type=int, default=0)
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--steps", type=int, default=5)
+    c.add_argument("--warmup", type=int, default=2)
+    c.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    t = sub.add_parser("transfer", help="pretrain, fine-tune on 10 %% labels vs from scratch")
+    t.add_argument("--pretrain-config", default="configs/videomae_demo.yaml")
+    t.add_argument("--finetune-config", default="configs/demo.yaml")
+    t.add_argument("--label-fraction", type=float, default=0.1)
+    t.add_argument("--pretrain-epochs", type=int, default=10)
+    t.add_argument("--finetune-epochs", type=int, default=30)
+    t.add_argument("--seeds", type=int, nargs="+", default=[0])
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--data-root", default="data/synthetic")
+    t.add_argument("--out", default="runs/bench_pretrain")
+    t.add_argument("extra", nargs="*", help="key=value overrides for every run")
+    args = p.parse_args()
+    if args.what == "cost":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(cost(args)))
+    else:
+        transfer(args)
+
+
+if __name__ == "__main__":
+    main()

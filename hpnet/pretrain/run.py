@@ -1,0 +1,304 @@
+"""``python -m hpnet.pretrain --config X.yaml [key=value ...]``: self-supervised pretraining.
+
+Like ``hpnet.train`` (same config, run folder ``train.out_dir`` with ``config.yaml``,
+``metrics.jsonl`` and ``last.pt``, exact resume with ``train.resume=auto`` also mid-epoch,
+AMP on CUDA, torchrun, bad videos skipped), on the training split of ``data.dataset`` or on
+every video under ``data.root`` with ``data.dataset=unlabeled``. Labels are never read: the
+loss sees only the frames. ``pretrain.method`` picks the method (videomae: LS-ViT only).
+Fine-tune afterwards with ``python -m hpnet.train ... model.pretrained=<train.out_dir>/last.pt``.
+
+``--preview N`` writes ``<train.out_dir>/preview.png`` from the run's ``last.pt`` for N
+training clips (masked input, reconstruction, original) and exits without training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from hpnet.atomic import remove_stale_temp_files
+from hpnet.checkpoint import atomic_save
+from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.config import (
+    Config,
+    add_config_arguments,
+    changed_keys,
+    describe,
+    load_config,
+    save_config,
+)
+from hpnet.distributed import DistInfo, distributed_session
+from hpnet.engine import EpochProgress, LossConfig, backward_and_record, train_one_epoch
+from hpnet.models.backbones import build_backbone, check_model_config
+from hpnet.pretrain.videomae import VideoMAE
+from hpnet.resume import (
+    CheckpointClock,
+    mid_epoch_saver,
+    resume_path,
+    resume_run,
+    run_checkpoint,
+)
+from hpnet.run_lock import run_folder_lock
+from hpnet.runtime import (
+    RunDataset,
+    amp_dtype_for,
+    build_optimization,
+    build_run_train_loader,
+    build_transform,
+    pick_device,
+)
+from hpnet.runtime import start_epoch as start_loader_epoch
+from hpnet.train import _log, _reduce_epoch_stats, _tensorboard, seed_everything
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = CommandParser(prog="python -m hpnet.pretrain", description=__doc__.split("\n")[0])
+    add_config_arguments(parser)
+    parser.add_argument("--help-config", action="store_true", help="list every config key")
+    parser.add_argument(
+        "--preview",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write <train.out_dir>/preview.png for N clips from the run's last.pt, then exit",
+    )
+    args = parser.parse_intermixed_args(argv)
+    if args.help_config:
+        print(describe())
+        return 0
+    cfg = load_config(args.config, args.overrides)
+    check_pretrain_config(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.train.device)
+    if args.preview:
+        from hpnet.pretrain.preview import write_preview
+
+        print(f"preview: {write_preview(cfg, device, args.preview)}")
+        return 0
+    with distributed_session(device.type) as dist:
+        if device.type == "cuda" and dist.enabled:
+            device = torch.device("cuda", dist.local_rank)
+        with contextlib.ExitStack() as held:
+            return _pretrain(cfg, device, dist, held)
+
+
+def check_pretrain_config(cfg: Config) -> None:
+    """The settings pretraining cannot use, refused before anything is built."""
+    if cfg.pretrain.method == "videomae" and cfg.model.arch != "lsvit":
+        raise UserError(
+            f"pretrain.method=videomae pretrains LS-ViT; model.arch={cfg.model.arch} has no "
+            "token path to mask: set model.arch=lsvit"
+        )
+    if cfg.data.joint:
+        raise UserError(
+            "pretraining reads one dataset's videos: drop data.joint (set data.dataset and "
+            "data.root, or data.dataset=unlabeled data.root=DIR for a folder of videos)"
+        )
+    check_model_config(cfg)
+
+
+def check_pretrain_resumable(path: Path, cfg: Config) -> None:
+    """``path`` is a pretraining checkpoint of this method and decoder (the rest is checked
+    like a training run's by :func:`~hpnet.resume.resume_run`)."""
+    from hpnet.models.lsvit_weights import read_pretrain_checkpoint
+
+    ckpt = read_pretrain_checkpoint(path)
+    if ckpt is None:
+        raise UserError(
+            f"cannot resume {path}: it is not a pretraining checkpoint (python -m hpnet.train "
+            "wrote it?); pretrain into another train.out_dir"
+        )
+    keys = ("pretrain.method", "pretrain.decoder_width", "pretrain.decoder_depth")
+    changed = changed_keys(ckpt.get("config", {}), cfg, keys)
+    if changed:
+        key, then, now = changed[0]
+        raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
+
+
+def pretrain_datasets(cfg: Config) -> list[RunDataset]:
+    """The training videos of ``data.dataset`` as a one-dataset run without classes or joints
+    (pose settings and class balancing play no part: nothing reads labels or joints)."""
+    from hpnet.data.datasets import build_datasets
+
+    data = dataclasses.replace(cfg.data, balance="none")
+    plain = dataclasses.replace(cfg, data=data, pose=dataclasses.replace(cfg.pose, source="none"))
+    train_ds, test_ds, _ = build_datasets(plain, test_views=1)
+    if len(train_ds) == 0:
+        raise UserError(f"{cfg.data.dataset} at {cfg.data.root} has no training videos")
+    return [RunDataset("", plain, train_ds, test_ds, [])]
+
+
+def build_pretrain_model(cfg: Config) -> VideoMAE:
+    """The method's model around the backbone of ``model.*`` (``model.pretrained``, if set, is
+    where the encoder starts)."""
+    built = build_backbone(cfg)
+    encoder = built.module
+    encoder.pretrained_names = built.pretrained_names  # (pretrained groups get backbone_lr)
+    p = cfg.pretrain
+    model = VideoMAE(
+        encoder,
+        mask_ratio=p.mask_ratio,
+        decoder_width=p.decoder_width,
+        decoder_depth=p.decoder_depth,
+        norm_pix_loss=p.norm_pix_loss,
+    )
+    model.pretrained_report = str(built.report) if built.report else ""
+    return model
+
+
+def pretrain_batch(
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    state: EpochProgress,
+    *,
+    transform: Any,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    generator: torch.Generator | None,
+    scaler: torch.amp.GradScaler | None,
+    loss_divisor: int,
+    where: str,
+    weight: float = 1.0,
+    **_: Any,  # the classification step's loss_cfg and use_pose: unused
+) -> None:
+    """Forward + backward of one batch's frames (its labels and joints are never read); the
+    augmentation and the masks are drawn from ``generator``."""
+    video = batch["video"].to(device, non_blocking=True)
+    video, _ = transform.train(video, None, generator)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
+        loss = model(video, generator=generator)["loss"]
+    backward_and_record(
+        loss, state, clips=video.shape[0], correct=None, scaler=scaler, weight=weight,
+        loss_divisor=loss_divisor, where=where,
+    )  # fmt: skip
+
+
+def pretrain_checkpoint(model, optimizer, scheduler, scaler, epoch, step, cfg, datasets, where):
+    """:func:`~hpnet.resume.run_checkpoint` (no classes, no best top-1) marked as a
+    pretraining run: ``"pretrain": {"method": ...}`` is what ``model.pretrained`` recognises."""
+    ckpt = run_checkpoint(
+        model, optimizer, scheduler, scaler, epoch, step, -1.0, cfg, datasets, where
+    )
+    ckpt["pretrain"] = {"method": cfg.pretrain.method}
+    return ckpt
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the epochs of a pretraining run share (built by :func:`_pretrain`)."""
+
+    cfg: Config
+    out: Path
+    dist: DistInfo
+    device: torch.device
+    datasets: list[RunDataset]
+    parts: tuple  # model, optimizer, scheduler, scaler
+    net: torch.nn.Module  # the model as trained (compiled, DDP)
+    loader: Any
+    transform: Any
+    amp_dtype: torch.dtype | None
+    steps_per_epoch: int
+
+
+def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> int:
+    """The run; ``held`` keeps the run folder's lock until it ends."""
+    out = Path(cfg.train.out_dir)
+    resume_from = resume_path(cfg, out)
+    seed_everything(cfg.train.seed)
+    datasets = pretrain_datasets(cfg)
+    model = build_pretrain_model(cfg).to(device)
+    if dist.is_main:
+        if model.pretrained_report:
+            print(f"model.pretrained: {model.pretrained_report}")
+        out.mkdir(parents=True, exist_ok=True)
+        held.enter_context(run_folder_lock(out))
+        save_config(cfg, out / "config.yaml")
+    loader = build_run_train_loader(datasets, dist)
+    steps_per_epoch = len(loader)
+    if cfg.train.max_steps:
+        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
+    optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device)
+    parts = (model, optimizer, scheduler, scaler)
+
+    start_epoch, step, resumed = 0, 0, None
+    if resume_from is not None:
+        check_pretrain_resumable(resume_from, cfg)
+        start_epoch, step, _, resumed = resume_run(resume_from, cfg, [], parts, dist, out)
+    if dist.is_main:
+        for name in ("last.pt", "metrics.jsonl"):
+            remove_stale_temp_files(out / name)
+    net: torch.nn.Module = torch.compile(model) if cfg.train.compile else model
+    if dist.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(net, device_ids=device_ids)
+    transform, amp_dtype = build_transform(cfg, device), amp_dtype_for(cfg.train.amp, device)
+    run = _Run(
+        cfg, out, dist, device, datasets, parts, net, loader, transform, amp_dtype, steps_per_epoch
+    )
+    tb = _tensorboard(cfg, out) if dist.is_main else None
+    clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
+    for epoch in range(start_epoch, cfg.train.epochs):
+        resume = resumed if epoch == start_epoch else None
+        step = _epoch(run, epoch, step, resume, clock, tb)
+    if tb is not None:
+        tb.close()
+    if dist.is_main:
+        print(f"run folder: {out.resolve()}  (fine-tune: model.pretrained={out / 'last.pt'})")
+    return 0
+
+
+def _epoch(
+    run: _Run, epoch: int, step: int, resume: EpochProgress | None, clock: CheckpointClock, tb
+) -> int:
+    """Train one epoch (from ``resume`` when set), log it, write last.pt; the step count after."""
+    cfg, dist, (_, optimizer, scheduler, scaler) = run.cfg, run.dist, run.parts
+    epoch_seed = cfg.train.seed * 100_003 + epoch  # as hpnet.train: (seed, epoch) decide all
+    start_loader_epoch(run.loader, epoch, resume.batches if resume else 0)
+    save_mid_epoch = mid_epoch_saver(
+        clock, run.out, steps_per_epoch=run.steps_per_epoch, done=step, dist=dist,
+        batch_size=cfg.train.batch_size, save=atomic_save,
+        checkpoint=lambda at, where: pretrain_checkpoint(
+            *run.parts, epoch, at, cfg, run.datasets, where
+        ),
+    )  # fmt: skip
+    stats = train_one_epoch(
+        run.net, run.loader, transform=run.transform, optimizer=optimizer, scheduler=scheduler,
+        scaler=scaler, loss_cfg=LossConfig(), device=run.device, amp_dtype=run.amp_dtype,
+        epoch=epoch, accum_steps=cfg.train.accum_steps, clip_grad=cfg.train.clip_grad,
+        max_steps=cfg.train.max_steps, generator=torch.Generator(),
+        seed=epoch_seed * 7919 + dist.rank, use_pose=False, progress=dist.is_main,
+        resume=resume, on_step=save_mid_epoch if dist.is_main else None,
+        batch_step=pretrain_batch,
+    )  # fmt: skip
+    step += int(stats["steps"])
+    if dist.enabled:
+        _reduce_epoch_stats(stats, run.device, dist)
+    stats.pop("acc")  # (no classes)
+    record = {"type": "train", "epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
+    if dist.is_main:
+        _log(run.out, record, tb)
+        print(
+            f"epoch {epoch + 1}/{cfg.train.epochs}  {cfg.pretrain.method} loss "
+            f"{record['loss']:.4f}  lr {record['lr']:.2e}  {record['clips_per_s']:.1f} "
+            f"clips/s  {record['time_s']:.0f} s"
+            + (f"  skipped {int(record['skipped'])} bad videos" if record["skipped"] else "")
+        )
+        ckpt = pretrain_checkpoint(*run.parts, epoch + 1, step, cfg, run.datasets, None)
+        atomic_save(ckpt, run.out / "last.pt")
+        clock.saved()
+    return step
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -84,7 +84,14 @@ def check_resumable(
         raise UserError(
             f"{path} was trained on other data.joint datasets (names or classes) than this run"
         )
-    keys = ("model.arch", "model.size", "model.patch_size", "data.frames", "data.size")
+    keys = (
+        "model.arch",
+        "model.size",
+        "model.depth",
+        "model.patch_size",
+        "data.frames",
+        "data.size",
+    )
     changed = changed_keys(ckpt.get("config", {}), cfg, keys)
     if changed:
         key, then, now = changed[0]

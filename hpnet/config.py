@@ -102,14 +102,20 @@ class DataConfig:
 class ModelConfig:
     # Backbone family: lsvit = LS-ViT (the keys below up to lmi_every shape it), or one of
     # torchvision's video models, wrapped: r3d_18, mc3_18, r2plus1d_18, s3d, swin3d_t (any clip
-    # above a few frames and pixels), mvit_v2_s (exactly 16 frames of 224x224). Pose pooling and
-    # the text head work on every arch; model.feedback (token blocks) only on lsvit, set it false
-    # for the others. torchvision's Kinetics weights expect its normalisation: data.augment.mean
-    # =[0.43216,0.394666,0.37645] std=[0.22803,0.22145,0.216989]. model.drop_path also sets
-    # the stochastic depth of mvit_v2_s and swin3d_t (the CNNs have none).
-    arch: Literal["lsvit", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t"] = (
-        "lsvit"
-    )
+    # above a few frames and pixels), mvit_v2_s (exactly 16 frames of 224x224); or the seed
+    # study's baselines: late_fusion (a 2D ResNet of model.depth on every frame, features
+    # averaged), lrcn (the same + an LSTM over time), c3d (C3D; 8+ frames of 16x16+, seed 16 of
+    # 112x112). Pose pooling and the text head work on every arch; model.feedback (token blocks)
+    # only on lsvit, set it false for the others. torchvision's Kinetics weights expect its
+    # normalisation: data.augment.mean=[0.43216,0.394666,0.37645] std=[0.22803,0.22145,0.216989];
+    # its ImageNet ones (late_fusion, lrcn) mean=[0.485,0.456,0.406] std=[0.229,0.224,0.225];
+    # c3d-pytorch's Sports-1M C3D 0-255 pixels: mean=[0,0,0] std=[0.00392157,...] (x3).
+    # model.drop_path also sets the stochastic depth of mvit_v2_s and swin3d_t (no CNN has any).
+    arch: Literal[
+        "lsvit", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t",
+        "late_fusion", "lrcn", "c3d",
+    ] = "lsvit"  # fmt: skip
+    depth: int = 50  # ResNet depth of late_fusion / lrcn: 18, 34, 50, 101, 152 (seed: 152)
     size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)
     patch_size: int = 16  # ViT patch side in pixels
     smif: bool = True  # short-term motion from frame differences before patch embedding
@@ -126,7 +132,8 @@ class ModelConfig:
     pretrained: str = ""  # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
     # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone.
     # torchvision archs: a state dict file of that model, or its torchvision weights name
-    # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file)
+    # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
+    # late_fusion, lrcn: a 2D ResNet file (torchvision or timm) or IMAGENET1K_V1/V2; c3d: a file
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 
@@ -252,6 +259,7 @@ _LIMITS: dict[str, _Check] = {
     "data.augment.mean": (lambda v: len(v) == 3, "a list of 3 numbers"),
     "data.augment.std": (lambda v: len(v) == 3 and min(v) > 0, "a list of 3 numbers > 0"),
     "model.patch_size": _POSITIVE,
+    "model.depth": (lambda v: v in (18, 34, 50, 101, 152), "18, 34, 50, 101 or 152"),
     "model.smif_offsets": (lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of ints >= 1"),
     "model.lmi_every": _POSITIVE,
     "model.drop_path": (lambda v: 0 <= v < 1, "a number in [0, 1)"),

@@ -91,8 +91,8 @@ def check_resumable(
         raise UserError(
             f"{path} was trained on other data.joint datasets (names or classes) than this run"
         )
-    keys = ("model.arch", "model.size", "model.patch_size", "data.frames", "data.size")
-    keys += ("train.optimizer", "data.val_fraction")  # optimizer state; the training videos
+    keys = ("model.arch", "model.size", "model.depth", "model.patch_size", "data.frames")
+    keys += ("data.size", "train.optimizer", "data.val_fraction")  # optimizer state; videos
     changed = changed_keys(ckpt.get("config", {}), cfg, keys)
     if changed:
         key, then, now = changed[0]

@@ -2,10 +2,11 @@
 every backbone family (:func:`hpnet.models.hpnet.build_model` builds HP-Net on top of it).
 
 A plain dict of builder functions (:data:`BACKBONES`), no registry. The backbone contract
-(what :class:`~hpnet.models.hpnet.HPNet` reads): ``embed_dim``, ``no_weight_decay()``,
-``num_layers`` / ``layer_id(name)`` (layer-wise LR decay) and
+(what :class:`~hpnet.models.hpnet.HPNet` reads): ``embed_dim`` (D), ``no_weight_decay()``,
+``num_layers`` / ``layer_id(name)`` (layer-wise LR decay), optionally ``fmap_dim`` (Df, the
+feature map's width when it is not D: C3D's conv5b map is 512 wide, its fc7 feature 4096) and
 
-    fmap, pooled = backbone.forward_features(video)  # (B, T, 3, S, S) -> (B, T', h, w, D), (B, D)
+    fmap, pooled = backbone.forward_features(video)  # (B, T, 3, S, S) -> (B, T', h, w, Df), (B, D)
 
 except LS-ViT, whose token path HPNet runs block by block so that joint tokens can re-enter
 its last blocks (``model.feedback``, LS-ViT only: the other archs refuse it).
@@ -19,9 +20,14 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from hpnet.config import Config
+from hpnet.models import c3d, cnn2d
+from hpnet.models.c3d import C3D
+from hpnet.models.cnn2d import FrameResNet
+from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
-from hpnet.models.tv_video import MIN_INPUT, TV_ARCHS, build_tv_video
+from hpnet.models.tv_video import MIN_INPUT as TV_MIN_INPUT
+from hpnet.models.tv_video import TV_ARCHS, build_tv_video
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.weights import ClipSource
 
@@ -64,9 +70,16 @@ def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:
 
 
 def _torchvision(cfg: Config, load_weights: bool) -> BuiltBackbone:
+    return _with_weights(
+        cfg, load_weights, build_tv_video(cfg.model.arch, drop_path=cfg.model.drop_path)
+    )
+
+
+def _with_weights(cfg: Config, load_weights: bool, backbone: nn.Module) -> BuiltBackbone:
+    """A backbone wrapping a foreign ``backbone.model``, with ``model.pretrained`` loaded into
+    that module (:mod:`hpnet.models.tv_video_weights`)."""
     from hpnet.models.tv_video_weights import load_tv_weights
 
-    backbone = build_tv_video(cfg.model.arch, drop_path=cfg.model.drop_path)
     if not (cfg.model.pretrained and load_weights):
         return BuiltBackbone(backbone)
     report = load_tv_weights(backbone, cfg.model.pretrained)
@@ -76,7 +89,13 @@ def _torchvision(cfg: Config, load_weights: bool) -> BuiltBackbone:
 BACKBONES: dict[str, Callable[[Config, bool], BuiltBackbone]] = {
     "lsvit": _lsvit,
     **{arch: _torchvision for arch in TV_ARCHS},
+    "late_fusion": lambda cfg, load: _with_weights(cfg, load, FrameResNet(cfg.model.depth)),
+    "lrcn": lambda cfg, load: _with_weights(cfg, load, LRCN(cfg.model.depth)),
+    "c3d": lambda cfg, load: _with_weights(cfg, load, C3D()),
 }
+# Smallest (frames, side) each arch's strides leave a feature map for (not lsvit)
+MIN_INPUT = {**TV_MIN_INPUT, "late_fusion": cnn2d.MIN_INPUT, "lrcn": cnn2d.MIN_INPUT}
+MIN_INPUT["c3d"] = c3d.MIN_INPUT
 
 
 def load_backbone_weights(

@@ -16,7 +16,7 @@ Any other backbone (:mod:`hpnet.models.backbones`; torchvision's video models) g
 map and a pooled clip feature; the FPM pools the map at the joints resampled to its T' frames:
 
 ```
-clip (B,T,3,S,S) -> backbone.forward_features -> fmap (B,T',h,w,D), pooled (B,D)
+clip (B,T,3,S,S) -> backbone.forward_features -> fmap (B,T',h,w,Df), pooled (B,D)
 joints (B,T,P,K,3) -> resample_joints (T') -> pool_at_joints(fmap) -> PoseEncoder -> s (B,Ds)
 v = fuse(pooled, s);  E_b = TRMM(E | s);  logits = scale * cos(v, E_b);  aux from s
 ```
@@ -253,13 +253,14 @@ def build_model(
     m = cfg.model
     built = build_backbone(cfg, load_weights=load_weights)
     clip = built.clip  # LS-ViT: the CLIP checkpoint of model.pretrained, shared with the text
-    dim = built.module.embed_dim
+    dim = built.module.embed_dim  # pooled feature width
+    fmap_dim = getattr(built.module, "fmap_dim", dim)  # feature map width, read by the FPM
     pose_dim = None
     joint_tokens = pose_encoder = None
     if m.pose:
-        pose_dim = max(128, dim // 2)
+        pose_dim = max(128, fmap_dim // 2)
         pose_encoder = PoseEncoder(
-            dim,
+            fmap_dim,
             pose_dim,
             kind=m.pose_encoder,
             max_persons=cfg.pose.persons,

@@ -139,6 +139,7 @@ class TorchvisionVideo(nn.Module):
         if arch not in FAMILIES:
             raise ValueError(f"unknown torchvision video arch {arch!r}; one of {TV_ARCHS}")
         self.arch = arch
+        self.tv_builder = arch  # whose torchvision weights names model.pretrained may give
         self.family = FAMILIES[arch]
         setattr(model, self.family.classifier, nn.Identity())
         self.model = model

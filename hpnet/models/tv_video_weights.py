@@ -1,14 +1,20 @@
-"""``model.pretrained`` for torchvision's video models: a local state dict file or a weights name.
+"""``model.pretrained`` for backbones that wrap a foreign module as ``backbone.model``.
 
-- a file: a torchvision state dict of that arch (``torch.save(model.state_dict())``, also
-  wrapped in ``state_dict``/``model`` or with ``module.`` prefixes, or .safetensors);
-- a weights name of the arch's enum (``KINETICS400_V1``, ``DEFAULT``, or the full
+torchvision's video models (:mod:`hpnet.models.tv_video`), late fusion and LRCN (a torchvision
+2D ResNet, :mod:`hpnet.models.cnn2d`) and C3D (c3d-pytorch's layout, :mod:`hpnet.models.c3d`):
+
+- a file: a state dict of ``backbone.model`` (``torch.save(model.state_dict())``, also wrapped
+  in ``state_dict``/``model`` or with ``module.`` prefixes, or .safetensors); timm's ResNet files
+  use torchvision's key names and load as they are;
+- a weights name of the torchvision builder ``backbone.tv_builder`` (``KINETICS400_V1`` for
+  r3d_18, ``IMAGENET1K_V2`` for resnet50, ``DEFAULT``, or the full
   ``R3D_18_Weights.KINETICS400_V1``): read from torch hub's cache, else downloaded through
   torchvision's own weights API (``Weights.get_state_dict``); when the host cannot be reached
-  it is a :class:`~hpnet.cli.UserError` naming the file to download and the key to set.
+  it is a :class:`~hpnet.cli.UserError` naming the file to download and the key to set. A
+  backbone without torchvision weights (``tv_builder`` None: C3D) takes files only.
 
-The tensors are loaded into the wrapped torchvision module; its classifier (``fc``, ``head``,
-``classifier``) is not part of the backbone, so those tensors are reported unused.
+The tensors are loaded into ``backbone.model``; its classifier (``fc``, ``head``,
+``classifier``, C3D's ``fc8``) is not part of the backbone, so those tensors are reported unused.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+from torch import nn
 
 from hpnet.cli import UserError
-from hpnet.models.tv_video import TorchvisionVideo
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.weights import probe_host, read_weights_file
 
@@ -30,26 +36,50 @@ KEY = "model.pretrained"
 _NAME = re.compile(r"([A-Za-z0-9]+_Weights\.)?[A-Z][A-Z0-9_]*")  # KINETICS400_V1, DEFAULT
 
 
-def load_tv_weights(backbone: TorchvisionVideo, pretrained: str) -> PretrainedReport:
-    """Load ``pretrained`` (a file or a weights name, see the module) into ``backbone``."""
+def load_tv_weights(backbone: nn.Module, pretrained: str) -> PretrainedReport:
+    """Load ``pretrained`` (a file or a weights name, see the module) into ``backbone.model``."""
     path = Path(pretrained).expanduser()
+    builder = backbone.tv_builder
     if path.is_file():
-        state, _ = read_weights_file(path, KEY, what="torchvision weights")
+        state, _ = read_weights_file(path, KEY, what=f"{_flavour(backbone)} weights")
         return load_tv_state(backbone, state, str(path))
-    if _NAME.fullmatch(pretrained):
-        weights = weights_entry(backbone.arch, pretrained)
+    if builder and _NAME.fullmatch(pretrained):
+        weights = weights_entry(backbone.arch, pretrained, builder)
         return load_tv_state(backbone, fetch_state_dict(backbone.arch, weights), weights.url)
+    if builder:
+        from torchvision.models import get_model_weights
+
+        name = f", a weights name such as {next(iter(get_model_weights(builder))).name}"
+    else:
+        name = " (torchvision has no weights for it)"
     raise UserError(
-        f"torchvision weights not found: {path} ({KEY}; set it to a state dict file of "
-        f"model.arch={backbone.arch}, a weights name such as KINETICS400_V1, or '' for random)"
+        f"{_flavour(backbone)} weights not found: {path} ({KEY}; set it to a state dict file "
+        f"of model.arch={backbone.arch}{name}, or '' for random)"
     )
 
 
-def weights_entry(arch: str, name: str) -> Any:
-    """The ``torchvision.models.WeightsEnum`` member ``name`` (short or full) of ``arch``."""
+def _flavour(backbone: nn.Module) -> str:
+    """Where the backbone's layout comes from: ``torchvision`` or its arch (``c3d``)."""
+    return "torchvision" if backbone.tv_builder else backbone.arch
+
+
+def _model_name(backbone: nn.Module) -> str:
+    """The model a file must come from, for messages: ``torchvision's r3d_18``,
+    ``torchvision's resnet50 (model.arch=late_fusion model.depth=50)``, ``c3d``."""
+    builder, arch = backbone.tv_builder, backbone.arch
+    if builder == arch:
+        return f"torchvision's {arch}"
+    depth = getattr(backbone, "depth", None)
+    setting = f"model.arch={arch}" + (f" model.depth={depth}" if depth else "")
+    return f"torchvision's {builder} ({setting})" if builder else setting
+
+
+def weights_entry(arch: str, name: str, builder: str = "") -> Any:
+    """The ``torchvision.models.WeightsEnum`` member ``name`` (short or full) of torchvision's
+    ``builder`` (default: ``arch`` itself), for ``model.arch=arch``."""
     from torchvision.models import get_model_weights
 
-    enum = get_model_weights(arch)
+    enum = get_model_weights(builder or arch)
     prefix, _, short = name.rpartition(".")
     if prefix and prefix != enum.__name__:
         raise UserError(f"{KEY}={name} is not one of model.arch={arch}'s {enum.__name__}")
@@ -89,7 +119,7 @@ def fetch_state_dict(arch: str, weights: Any) -> dict[str, torch.Tensor]:
 
 
 def load_tv_state(
-    backbone: TorchvisionVideo, state: dict[str, torch.Tensor], path: str
+    backbone: nn.Module, state: dict[str, torch.Tensor], path: str
 ) -> PretrainedReport:
     """Load a torchvision state dict into ``backbone.model``; a report of what was used.
 
@@ -106,13 +136,14 @@ def load_tv_state(
     if mismatched or not loaded:
         problem = "; ".join(mismatched[:3]) or "none of its tensors is one of the model's"
         raise UserError(
-            f"weights {path} ({KEY}) do not fit torchvision's {backbone.arch}: {problem} "
-            f"(set model.arch to the model the file was saved from)"
+            f"weights {path} ({KEY}) do not fit {_model_name(backbone)}: {problem} "
+            f"(set {'model.arch, model.depth' if hasattr(backbone, 'depth') else 'model.arch'} "
+            "to the model the file was saved from)"
         )
     result = backbone.model.load_state_dict(state, strict=False)
     return PretrainedReport(
         path,
-        "torchvision",
+        _flavour(backbone),
         loaded=loaded,
         missing=list(result.missing_keys),
         unexpected=list(result.unexpected_keys),

@@ -1,8 +1,8 @@
 """What loading a foreign weight file into a backbone did: the report every loader returns.
 
 :func:`hpnet.models.lsvit_weights.load_pretrained` (CLIP / timm ViT files into LS-ViT) and
-:func:`hpnet.models.tv_video_weights.load_tv_weights` (torchvision files into its video models)
-both return a :class:`PretrainedReport`; ``hpnet.train`` prints it.
+:func:`hpnet.models.tv_video_weights.load_tv_weights` (torchvision video and 2D ResNet files,
+C3D files) both return a :class:`PretrainedReport`; ``hpnet.train`` prints it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ class PretrainedReport:
     """What a weight loader did; ``str(report)`` is a one-paragraph summary."""
 
     path: str
-    flavour: str  # "clip" (open_clip / OpenAI visual tower), "timm" (timm ViT) or "torchvision"
+    flavour: str  # "clip" (open_clip / OpenAI visual tower), "timm" (ViT), "torchvision", "c3d"
     loaded: list[str] = field(default_factory=list)  # model tensors set from the file
     missing: list[str] = field(default_factory=list)  # model tensors left at their init
     unexpected: list[str] = field(default_factory=list)  # converted file tensors not used

@@ -100,10 +100,21 @@ class ModelConfig:
     # the text head work on every arch; model.feedback (token blocks) only on lsvit, set it false
     # for the others. torchvision's Kinetics weights expect its normalisation: data.augment.mean
     # =[0.43216,0.394666,0.37645] std=[0.22803,0.22145,0.216989]. model.drop_path also sets
-    # the stochastic depth of mvit_v2_s and swin3d_t (the CNNs have none).
-    arch: Literal["lsvit", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t"] = (
-        "lsvit"
-    )
+    # the stochastic depth of mvit_v2_s and swin3d_t (the CNNs have none). i3d = ResNet-50
+    # inflated to 3D (Wang et al.'s I3D baseline), nonlocal = i3d + 5 non-local blocks in
+    # res3/res4: any clip; model.pretrained may be a 2D torchvision/timm ResNet-50 file, inflated
+    # (ImageNet normalisation: mean=[0.485,0.456,0.406] std=[0.229,0.224,0.225]).
+    arch: Literal[
+        "lsvit",
+        "r3d_18",
+        "mc3_18",
+        "r2plus1d_18",
+        "s3d",
+        "mvit_v2_s",
+        "swin3d_t",
+        "i3d",
+        "nonlocal",
+    ] = "lsvit"
     size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)
     patch_size: int = 16  # ViT patch side in pixels
     smif: bool = True  # short-term motion from frame differences before patch embedding
@@ -120,7 +131,8 @@ class ModelConfig:
     pretrained: str = ""  # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
     # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone.
     # torchvision archs: a state dict file of that model, or its torchvision weights name
-    # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file)
+    # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
+    # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated) or one of that arch
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 

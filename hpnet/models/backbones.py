@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from hpnet.config import Config
+from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lsvit import LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.tv_video import MIN_INPUT, TV_ARCHS, build_tv_video
@@ -73,10 +74,23 @@ def _torchvision(cfg: Config, load_weights: bool) -> BuiltBackbone:
     return BuiltBackbone(backbone, report, {f"model.{name}" for name in report.loaded})
 
 
+def _i3d(cfg: Config, load_weights: bool) -> BuiltBackbone:
+    from hpnet.models.i3d_weights import load_i3d_weights
+
+    backbone = build_i3d(cfg.model.arch)
+    if not (cfg.model.pretrained and load_weights):
+        return BuiltBackbone(backbone)
+    report = load_i3d_weights(backbone, cfg.model.pretrained)
+    return BuiltBackbone(backbone, report, set(report.loaded))
+
+
 BACKBONES: dict[str, Callable[[Config, bool], BuiltBackbone]] = {
     "lsvit": _lsvit,
     **{arch: _torchvision for arch in TV_ARCHS},
+    **{arch: _i3d for arch in I3D_ARCHS},
 }
+# Smallest (frames, side) of every arch but lsvit; mvit_v2_s: exactly these.
+SMALLEST_INPUT: dict[str, tuple[int, int]] = {**MIN_INPUT, **I3D_MIN_INPUT}
 
 
 def load_backbone_weights(
@@ -131,7 +145,7 @@ def check_model_config(cfg: Config) -> None:
             f"model.feedback=true needs token blocks (model.arch=lsvit); model.arch={m.arch} "
             "has none: set model.feedback=false (pose pooling still works)"
         )
-    frames, side = MIN_INPUT[m.arch]
+    frames, side = SMALLEST_INPUT[m.arch]
     if m.arch == "mvit_v2_s" and (d.frames, d.size) != (frames, side):
         raise UserError(
             f"model.arch=mvit_v2_s takes clips of exactly {frames} frames of {side}x{side} "

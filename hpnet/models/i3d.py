@@ -42,7 +42,8 @@ WIDTHS = (64, 128, 256, 512)  # bottleneck widths; outputs are 4x these
 INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
 # 1 = a non-local block follows the bottleneck (arch nonlocal only)
 NON_LOCAL = ((0, 0, 0), (0, 1, 0, 1), (0, 1, 0, 1, 0, 1), (0, 0, 0))
-# Smallest (frames, side) each arch takes: every stride pads, so any clip leaves a map.
+# Smallest (frames, side) each arch takes: every stride pads, so any clip leaves a map (the
+# side is data.size's own floor).
 I3D_MIN_INPUT: dict[str, tuple[int, int]] = {"i3d": (1, 8), "nonlocal": (1, 8)}
 STEM = ("conv1.", "bn1.")  # parameter prefixes of layer 0 (layer-wise LR decay)
 

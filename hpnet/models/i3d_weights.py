@@ -6,7 +6,8 @@
   temporal kernel length ``t`` and divided by ``t`` (Carreira & Zisserman's inflation: a video
   of one repeated frame then gives the 2D network's features of that frame); batch norms are
   copied; ``fc`` is reported unused and the non-local blocks new;
-- a state dict of this module (an ``i3d`` or ``nonlocal`` backbone), loaded as it is.
+- a state dict of this module (an ``i3d`` or ``nonlocal`` backbone), loaded as it is; in an
+  hpnet checkpoint (``RUN/last.pt`` of such an arch) its ``backbone.`` tensors.
 
 A file whose tensors have other shapes, or that fills nothing, is a UserError naming the file
 and ``model.arch``.
@@ -62,6 +63,10 @@ def load_i3d_weights(backbone: I3D, pretrained: str) -> PretrainedReport:
             f"{backbone.arch} state dict file of model.arch={backbone.arch}, or '' for random)"
         )
     state, _ = read_weights_file(path, KEY, what="ResNet weights")
+    if any(k.startswith("backbone.") for k in state):  # an hpnet checkpoint: its backbone
+        state = {
+            k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
+        }
     own = backbone.state_dict()
     fitted, inflated, mismatched = fit_state(own, state)
     if mismatched or not fitted:

@@ -110,10 +110,12 @@ class ModelConfig:
     # normalisation: data.augment.mean=[0.43216,0.394666,0.37645] std=[0.22803,0.22145,0.216989];
     # its ImageNet ones (late_fusion, lrcn) mean=[0.485,0.456,0.406] std=[0.229,0.224,0.225];
     # c3d-pytorch's Sports-1M C3D 0-255 pixels: mean=[0,0,0] std=[0.00392157,...] (x3).
+    # i3d = ResNet-50 inflated to 3D (Wang et al.'s I3D baseline), nonlocal = i3d + 5 non-local
+    # blocks in res3/res4: any clip; model.pretrained may be a 2D ResNet-50 file, inflated.
     # model.drop_path also sets the stochastic depth of mvit_v2_s and swin3d_t (no CNN has any).
     arch: Literal[
         "lsvit", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t",
-        "late_fusion", "lrcn", "c3d",
+        "late_fusion", "lrcn", "c3d", "i3d", "nonlocal",
     ] = "lsvit"  # fmt: skip
     depth: int = 50  # ResNet depth of late_fusion / lrcn: 18, 34, 50, 101, 152 (seed: 152)
     size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)
@@ -133,7 +135,8 @@ class ModelConfig:
     # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone.
     # torchvision archs: a state dict file of that model, or its torchvision weights name
     # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
-    # late_fusion, lrcn: a 2D ResNet file (torchvision or timm) or IMAGENET1K_V1/V2; c3d: a file
+    # late_fusion, lrcn: a 2D ResNet file (torchvision or timm) or IMAGENET1K_V1/V2; c3d: a file;
+    # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated) , one of that arch, or its hpnet run
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 

@@ -23,6 +23,7 @@ from hpnet.config import Config
 from hpnet.models import c3d, cnn2d
 from hpnet.models.c3d import C3D
 from hpnet.models.cnn2d import FrameResNet
+from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
@@ -86,16 +87,28 @@ def _with_weights(cfg: Config, load_weights: bool, backbone: nn.Module) -> Built
     return BuiltBackbone(backbone, report, {f"model.{name}" for name in report.loaded})
 
 
+def _i3d(cfg: Config, load_weights: bool) -> BuiltBackbone:
+    from hpnet.models.i3d_weights import load_i3d_weights
+
+    backbone = build_i3d(cfg.model.arch)
+    if not (cfg.model.pretrained and load_weights):
+        return BuiltBackbone(backbone)
+    report = load_i3d_weights(backbone, cfg.model.pretrained)
+    return BuiltBackbone(backbone, report, set(report.loaded))
+
+
 BACKBONES: dict[str, Callable[[Config, bool], BuiltBackbone]] = {
     "lsvit": _lsvit,
     **{arch: _torchvision for arch in TV_ARCHS},
     "late_fusion": lambda cfg, load: _with_weights(cfg, load, FrameResNet(cfg.model.depth)),
     "lrcn": lambda cfg, load: _with_weights(cfg, load, LRCN(cfg.model.depth)),
     "c3d": lambda cfg, load: _with_weights(cfg, load, C3D()),
+    **{arch: _i3d for arch in I3D_ARCHS},
 }
-# Smallest (frames, side) each arch's strides leave a feature map for (not lsvit)
+# Smallest (frames, side) each arch's strides leave a feature map for (not lsvit); mvit_v2_s:
+# exactly these.
 MIN_INPUT = {**TV_MIN_INPUT, "late_fusion": cnn2d.MIN_INPUT, "lrcn": cnn2d.MIN_INPUT}
-MIN_INPUT["c3d"] = c3d.MIN_INPUT
+MIN_INPUT |= {"c3d": c3d.MIN_INPUT, **I3D_MIN_INPUT}
 
 
 def load_backbone_weights(

@@ -49,12 +49,16 @@ def _simsiam_resnet18(proj_dim: int = 128) -> SimSiam:
     return SimSiam(build_resnet_trunk(18), 512, proj_dim=proj_dim, pred_dim=32, proj_layers=2)
 
 
+def _simsiam_tiny(proj_dim: int = 128, proj_layers: int = 2) -> SimSiam:
+    return SimSiam(_tiny_encoder(), 64, proj_dim=proj_dim, pred_dim=32, proj_layers=proj_layers)
+
+
 # ------------------------------------------------------------------------------------ SimSiam
 
 
 def test_loss_is_symmetric_and_a_negative_cosine() -> None:
     torch.manual_seed(0)
-    model = _simsiam_resnet18()
+    model = _simsiam_tiny(proj_layers=3)
     x1, x2 = torch.randn(2, 8, 3, 32, 32).unbind(0)
     a, b = model(x1, x2), model(x2, x1)
     torch.testing.assert_close(a["loss"], b["loss"])
@@ -79,10 +83,10 @@ class _DetachedInput(nn.Module):
 
 def test_gradient_reaches_z_only_through_the_predictor() -> None:
     torch.manual_seed(0)
-    model = _simsiam_resnet18()
+    model = _simsiam_tiny()
     x1, x2 = torch.randn(2, 8, 3, 32, 32).unbind(0)
     model(x1, x2)["loss"].backward()
-    assert model.encoder.conv1.weight.grad.abs().sum() > 0  # through p, normally
+    assert model.encoder[0].weight.grad.abs().sum() > 0  # through p, normally
     model.zero_grad(set_to_none=True)
     model.predictor = _DetachedInput(model.predictor)  # cut the p branch: only z's would remain
     model(x1, x2)["loss"].backward()
@@ -118,7 +122,7 @@ def _pretrain(model: SimSiam, frames: torch.Tensor, mode: str, steps: int, batch
 def test_loss_falls_on_synthetic_frames_without_collapse(frames, mode) -> None:
     torch.manual_seed(0)
     proj_dim = 128
-    model = SimSiam(_tiny_encoder(), 64, proj_dim=proj_dim, pred_dim=32, proj_layers=2)
+    model = _simsiam_tiny(proj_dim)
     losses, std = _pretrain(model, frames, mode, steps=40, batch=16)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.2, losses
@@ -148,6 +152,17 @@ def test_views_are_two_different_normalised_crops(frames, mode) -> None:
     y1, y2 = views(clips.float() / 255, torch.Generator().manual_seed(1))  # float clips in [0, 1]
     torch.testing.assert_close(y1, x1, atol=1e-4, rtol=0)
     torch.testing.assert_close(y2, x2, atol=1e-4, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["augment", "frames"])
+def test_views_on_cuda_match_the_cpu(frames, mode) -> None:
+    views = SimSiamViews(mode, 32, MEAN, STD)
+    cpu = views(frames[:8], torch.Generator().manual_seed(3))
+    gpu = views(frames[:8].cuda(), torch.Generator().manual_seed(3))  # parameters drawn on the CPU
+    for a, b in zip(cpu, gpu, strict=True):
+        torch.testing.assert_close(b.cpu(), a, atol=1e-3, rtol=0)
 
 
 def test_frame_pairs_are_the_same_frame_or_nearby_distinct_frames() -> None:

@@ -136,7 +136,7 @@ class ModelConfig:
     # torchvision archs: a state dict file of that model, or its torchvision weights name
     # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
     # late_fusion, lrcn: a 2D ResNet file (torchvision or timm) or IMAGENET1K_V1/V2; c3d: a file;
-    # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated) , one of that arch, or its hpnet run
+    # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated), one of that arch, or its hpnet run
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 

@@ -14,7 +14,14 @@ from hpnet.config import load_config
 from hpnet.data.datasets import build_datasets
 from hpnet.models.hpnet import build_model
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+BASELINES = [p for p in CONFIGS if p.parent.name == "baselines"]
+ARCH_TINY = {
+    "late_fusion": ["model.depth=18"],
+    "lrcn": ["model.depth=18"],
+    "c3d": ["data.frames=8"],
+}
 TINY = [
     "model.size=tiny",
     "model.patch_size=8",
@@ -48,17 +55,34 @@ def test_there_are_configs():
 @pytest.mark.parametrize("name", ["hmdb51_fusion.yaml", "ucf101_fusion.yaml", "hmdb51_lsvit.yaml"])
 def test_real_recipes_start_from_clip(name):
     """The shipped HMDB51/UCF101 recipes fine-tune CLIP ViT-B/16 with a lower pretrained LR."""
-    cfg = load_config(CONFIGS[0].parent / name)
+    cfg = load_config(CONFIG_DIR / name)
     assert cfg.model.pretrained == "openai" and cfg.text.model == "ViT-B-16"
     assert (cfg.model.size, cfg.model.patch_size, cfg.data.size) == ("base", 16, 224)
     assert 0 < cfg.train.backbone_lr <= cfg.train.lr / 5 and cfg.train.layer_decay < 1
     assert cfg.train.warmup_epochs < cfg.train.epochs
 
 
+def test_the_seed_studys_baselines_follow_its_protocol():
+    """configs/baselines: every seed model on HMDB51 and UCF101; 2D models on 5 uniform frames,
+    3D models on one 16-frame clip; the arch alone; a 20 % validation split."""
+    names = {p.stem for p in BASELINES}
+    for arch in ("late_fusion", "lrcn", "c3d", "i3d", "nonlocal"):
+        assert {f"{arch}_hmdb51", f"{arch}_ucf101"} <= names
+    for path in BASELINES:
+        cfg = load_config(path)
+        assert cfg.model.arch == path.stem.rsplit("_", 1)[0]
+        frames = 5 if cfg.model.arch in ("late_fusion", "lrcn") else 16
+        assert (cfg.data.frames, cfg.eval.views, cfg.eval.crops) == (frames, 1, 1)
+        assert cfg.data.size == (224 if frames == 5 else 112)
+        assert not (cfg.model.pose or cfg.model.text or cfg.model.feedback)
+        assert cfg.data.val_fraction == 0.2 and cfg.data.dataset == path.stem.rsplit("_", 1)[1]
+
+
 def _tiny(path: Path, tmp_path: Path, request) -> list[str]:
     """Overrides that shrink the config at ``path`` to a few tiny clips of real or rendered data."""
     cfg = load_config(path)  # as shipped
-    overrides = [*TINY, f"text.cache_dir={tmp_path / 'text'}"]
+    overrides = [*TINY, *ARCH_TINY.get(cfg.model.arch, []), f"text.cache_dir={tmp_path / 'text'}"]
+    overrides.append("data.val_fraction=0")  # one training video per class below
     if cfg.data.dataset == "hmdb51":
         root = request.getfixturevalue("hmdb51_mini")
         overrides += [f"data.root={root}", "data.allow_missing=true", "pose.source=none"]

@@ -33,6 +33,10 @@ TINY = {
     "lsvit": (4, 32, ["model.size=tiny", "model.patch_size=8"]),  # feedback on: joint tokens
     "r3d_18": (4, 32, ["model.feedback=false"]),  # fmap T' = 1: one map for all 4 frames
     "swin3d_t": (4, 32, ["model.feedback=false"]),  # T' = 2
+    "late_fusion": (4, 32, ["model.feedback=false", "model.depth=18"]),  # T' = T: per frame
+    "lrcn": (4, 32, ["model.feedback=false", "model.depth=18"]),  # pooled through an LSTM
+    "c3d": (8, 32, ["model.feedback=false"]),  # pooled from fc7, not an average of the map
+    "i3d": (4, 64, ["model.feedback=false"]),  # T' = 1, a 2x2 map
 }
 RELU_ARCH = "r3d_18"  # an arch built of (inplace) ReLUs
 

@@ -53,6 +53,10 @@ DEMO_OVERRIDES: dict[str, list[str]] = {
     "lsvit": [],
     "late_fusion": ["model.depth=18"],
     "lrcn": ["model.depth=18"],
+    "c3d": ["data.size=32", "data.load_size=32"],
+    "i3d": ["data.size=32", "data.load_size=32"],
+    "nonlocal": ["data.size=32", "data.load_size=32"],
+    "mvit_v2_s": ["data.frames=16", "data.size=224", "data.load_size=224"],
 }
 VARIANTS = {
     "alone": ["model.pose=false", "model.text=false"],

@@ -198,7 +198,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         )
 
     # ---- epochs ----------------------------------------------------------------------------
-    tb = _tensorboard(cfg, out) if dist.is_main else None
+    tb = open_tensorboard(cfg, out) if dist.is_main else None
     clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
     for epoch in range(start_epoch, cfg.train.epochs):
         # Everything random in an epoch derives from (seed, epoch): the order and frame offsets
@@ -238,7 +238,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         )
         step += int(stats["steps"])
         if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
-            _reduce_epoch_stats(stats, device, dist)
+            reduce_epoch_stats(stats, device, dist)
         record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
         record["lr"] = optimizer.param_groups[0]["lr"]
         is_best = False
@@ -254,7 +254,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
                 is_best = chosen > best
                 best = max(best, chosen)
         if dist.is_main:
-            _log(out, record, tb)
+            log_metrics(out, record, tb)
             print(_summary(record, cfg.train.epochs))
             ckpt = run_checkpoint(
                 model, optimizer, scheduler, scaler, epoch + 1, step, best, cfg, datasets
@@ -270,7 +270,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     return 0
 
 
-def _reduce_epoch_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:
+def reduce_epoch_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:
     """Loss, accuracy, clips, clips/s and skipped videos over all processes, in place."""
     seen = stats["clips"]
     total = all_reduce_sum(
@@ -318,8 +318,8 @@ def _final_test(
     write_run_report(reports, datasets, out, str(out / "last.pt"), vals)
     keys = ("top1", "top5", "mean_class_acc")
     if vals[0]:
-        _log(out, {"type": "val", **{k: vals[0][k] for k in keys}}, tb)
-    _log(out, {"type": "test", **{k: reports[0][k] for k in keys}}, tb)
+        log_metrics(out, {"type": "val", **{k: vals[0][k] for k in keys}}, tb)
+    log_metrics(out, {"type": "test", **{k: reports[0][k] for k in keys}}, tb)
     for d, r, v in zip(datasets, reports, vals, strict=True):
         for split, scores in (("val", v), ("test", r)):
             if scores:
@@ -341,7 +341,8 @@ def _summary(r: dict[str, Any], epochs: int) -> str:
     return s
 
 
-def _log(out: Path, record: dict[str, Any], tb: Any) -> None:
+def log_metrics(out: Path, record: dict[str, Any], tb: Any) -> None:
+    """Append ``record`` (time-stamped) to ``<out>/metrics.jsonl`` and to TensorBoard if on."""
     record = {"time": time.time(), **record}
     path = out / "metrics.jsonl"
     reported = write_errors_reported(path, what="metrics log", folder_option=OUT_DIR_OPTION)
@@ -354,7 +355,8 @@ def _log(out: Path, record: dict[str, Any], tb: Any) -> None:
                 tb.add_scalar(f"{record['type']}/{k}", v, step)
 
 
-def _tensorboard(cfg: Config, out: Path) -> Any:
+def open_tensorboard(cfg: Config, out: Path) -> Any:
+    """A TensorBoard writer in ``<out>/tb`` when ``train.tensorboard``, else None."""
     if not cfg.train.tensorboard:
         return None
     try:

@@ -54,7 +54,7 @@ from hpnet.runtime import (
     pick_device,
 )
 from hpnet.runtime import start_epoch as start_loader_epoch
-from hpnet.train import _log, _reduce_epoch_stats, _tensorboard, seed_everything
+from hpnet.train import log_metrics, open_tensorboard, reduce_epoch_stats, seed_everything
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,7 +242,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     run = _Run(
         cfg, out, dist, device, datasets, parts, net, loader, transform, amp_dtype, steps_per_epoch
     )
-    tb = _tensorboard(cfg, out) if dist.is_main else None
+    tb = open_tensorboard(cfg, out) if dist.is_main else None
     clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
     for epoch in range(start_epoch, cfg.train.epochs):
         resume = resumed if epoch == start_epoch else None
@@ -279,11 +279,11 @@ def _epoch(
     )  # fmt: skip
     step += int(stats["steps"])
     if dist.enabled:
-        _reduce_epoch_stats(stats, run.device, dist)
+        reduce_epoch_stats(stats, run.device, dist)
     stats.pop("acc")  # (no classes)
     record = {"type": "train", "epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
     if dist.is_main:
-        _log(run.out, record, tb)
+        log_metrics(run.out, record, tb)
         print(
             f"epoch {epoch + 1}/{cfg.train.epochs}  {cfg.pretrain.method} loss "
             f"{record['loss']:.4f}  lr {record['lr']:.2e}  {record['clips_per_s']:.1f} "

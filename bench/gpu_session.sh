@@ -73,6 +73,8 @@ done
 # (the GPU image has no ultralytics), on the 1-minute video made by --prepare.
 step timeline python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose \
   --size "$([ "$DEVICE" = cuda ] && echo base || echo tiny)" --device "$DEVICE"
+# VideoMAE (issue 15): a pretraining step per clip vs a fine-tuning step, same model and batch.
+step videomae_cost python3 bench/pretrain.py cost "${base[@]}" --batch 8
 # The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
 step gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py \
   tests/test_transforms.py tests/test_text.py tests/test_train.py

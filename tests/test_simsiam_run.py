@@ -138,13 +138,16 @@ def test_fine_tuning_loads_the_simsiam_encoder_and_reports_it(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, ["a", "b", "c"])
-    assert "hpnet simsiam pretraining" in model.pretrained_report
+    report = model.pretrained_report
+    assert "hpnet simsiam pretraining" in report and "predictor dropped" in report
     ckpt = torch.load(simsiam_run / "last.pt", weights_only=True)
     saved = _encoder(ckpt["model"], "encoder.")
     own = model.backbone.encoder.state_dict()
     assert own.keys() == saved.keys()
     for key, tensor in saved.items():
         assert torch.equal(own[key], tensor), key
+    dropped = [k for k in ckpt["model"] if not k.startswith("encoder.")]
+    assert f"loaded {len(saved)} tensors" in report and f"{len(dropped)} unused" in report
 
     capsys.readouterr()
     assert _train([*tiny_args, *SSL, pretrained], tmp_path / "ft", "train.max_steps=1") == 0

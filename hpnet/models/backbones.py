@@ -140,7 +140,11 @@ def load_simsiam_weights(backbone: nn.Module, path: str, depth: int) -> Pretrain
         report = load_frame_encoder(backbone, ckpt, str(path))
     except ValueError as err:
         raise UserError(f"model.pretrained={path} does not fit model.depth={depth}: {err}") from err
-    report.flavour = f"hpnet simsiam pretraining (epoch {ckpt.get('epoch')}: encoder)"
+    epoch = ckpt.get("epoch")
+    report.flavour = (
+        f"hpnet simsiam pretraining (epoch {epoch}: encoder; projector, predictor dropped)"
+    )
+    report.unexpected = [k for k in ckpt["model"] if not k.startswith("encoder.")]
     return report
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from crash import assert_same_weights, crash_after_saves
 
 from hpnet.cli import UserError
 from hpnet.config import load_config
@@ -87,29 +88,17 @@ def test_a_simsiam_run_resumed_mid_epoch_ends_with_the_same_weights(
     assert _run(simsiam_args, whole, *every) == 0
 
     crashed = tmp_path / "crashed"
-    real = pretrain_run.atomic_save
-    saves: list[dict] = []
-
-    def crash_after_the_third_save(obj, path):
-        real(obj, path)
-        saves.append(obj)
-        if len(saves) == 3:  # epoch 1: 1 mid-epoch + 1 end; epoch 2: after batch 1
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pretrain_run, "atomic_save", crash_after_the_third_save)
+    crash_after_saves(monkeypatch, pretrain_run, 3)  # epoch 1: 1 mid + 1 end; 2: after batch 1
     with pytest.raises(KeyboardInterrupt):
         _run(simsiam_args, crashed, *every)
     ckpt = torch.load(crashed / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["progress"]["epoch"]["batches"] == 1
     assert ckpt["progress"]["epoch"]["extra"]["collapse_std"] > 0
-    monkeypatch.setattr(pretrain_run, "atomic_save", real)
+    monkeypatch.undo()
     assert _run(simsiam_args, crashed, *every, "train.resume=auto") == 0
 
-    a = torch.load(whole / "last.pt", weights_only=True)
-    b = torch.load(crashed / "last.pt", weights_only=True)
+    a, b = assert_same_weights(whole / "last.pt", crashed / "last.pt")
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4
-    for name, tensor in a["model"].items():
-        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
     rows = [json.loads(x) for x in (crashed / "metrics.jsonl").read_text().splitlines()]
     wrows = [json.loads(x) for x in (whole / "metrics.jsonl").read_text().splitlines()]
     for key in ("loss", "collapse_std"):

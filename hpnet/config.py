@@ -142,7 +142,8 @@ class ModelConfig:
     # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
     # late_fusion, lrcn: a 2D ResNet file (torchvision or timm) or IMAGENET1K_V1/V2; c3d: a file;
     # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated), one of that arch, or its hpnet run
-    # ssl_transformer: the last.pt of a pretrain.method=simsiam run of the same model.depth
+    # ssl_transformer: the last.pt of a pretrain.method=simsiam run of the same model.depth,
+    # or (its frame encoder) what late_fusion takes
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 

@@ -194,10 +194,31 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
         )
     other = tmp_path / "other.pt"
     torch.save({"conv1.weight": torch.zeros(1)}, other)
-    with pytest.raises(UserError, match=r"model.pretrained=.*other.pt is no hpnet.pretrain"):
+    with pytest.raises(UserError, match=r"other.pt .* do not fit torchvision's resnet18 .*=18"):
         build_model(load_config(tiny_args[1], [*cfg_args, f"model.pretrained={other}"]), ["a", "b"])
     lsvit = [*tiny_args[2:], "model.size=tiny", "model.patch_size=8", f"model.pretrained={last}"]
     with pytest.raises(UserError, match=r"is a SimSiam run .*model.arch=ssl_transformer"):
         build_model(load_config(tiny_args[1], lsvit), ["a", "b"])
     with pytest.raises(UserError, match=r"model.temporal_width"):
         load_config(tiny_args[1], [*cfg_args, "model.temporal_width=100"])
+
+
+def test_a_torchvision_resnet_file_initialises_the_frame_encoder(tiny_args, tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    state = resnet18().state_dict()
+    torch.save(state, tmp_path / "resnet18.pt")
+    cfg = load_config(
+        tiny_args[1], [*tiny_args[2:], *SSL, f"model.pretrained={tmp_path}/resnet18.pt"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, ["a", "b"])
+    assert (
+        "torchvision" in model.pretrained_report
+        and "2 unused [fc.weight, fc.bias]" in model.pretrained_report
+    )
+    for key, tensor in model.backbone.encoder.state_dict().items():
+        assert torch.equal(tensor, state[key]), key
+    assert "backbone.encoder.conv1.weight" in model.pretrained_names

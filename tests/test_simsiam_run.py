@@ -222,3 +222,22 @@ def test_a_torchvision_resnet_file_initialises_the_frame_encoder(tiny_args, tmp_
     for key, tensor in model.backbone.encoder.state_dict().items():
         assert torch.equal(tensor, state[key]), key
     assert "backbone.encoder.conv1.weight" in model.pretrained_names
+
+
+@pytest.mark.slow  # two torchrun processes start torch each: ~20 s
+def test_simsiam_on_two_gloo_processes_logs_the_collapse_std(simsiam_args, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from test_distributed import _free_port
+
+    out = tmp_path / "run"
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    cmd = [sys.executable, *launch, "-m", "hpnet.pretrain", *simsiam_args, f"train.out_dir={out}"]
+    cmd += ["train.epochs=1", "train.max_steps=2", "train.batch_size=2"]
+    env = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["clips"] == 8 and 0 < row["collapse_std"] <= 1  # 2 ranks x 2 steps x 2 clips

@@ -35,7 +35,7 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.distributed import DistInfo, distributed_session
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record, train_one_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
 from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
@@ -316,7 +316,7 @@ def _epoch(
     )  # fmt: skip
     step += int(stats["steps"])
     if dist.enabled:
-        _reduce_epoch_stats(stats, run.device, dist)
+        _reduce_stats(stats, run.device, dist)
     stats.pop("acc")  # (no classes)
     record = {"type": "train", "epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
     if dist.is_main:
@@ -332,6 +332,17 @@ def _epoch(
         atomic_save(ckpt, run.out / "last.pt")
         clock.saved()
     return step
+
+
+def _reduce_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:
+    """:func:`~hpnet.train._reduce_epoch_stats`, and the method's per-clip means
+    (``collapse_std``) averaged over all clips of all processes, in place."""
+    extra = [key for key in stats if key == "collapse_std"]
+    sums = all_reduce_sum([stats[key] * stats["clips"] for key in extra], device) if extra else []
+    _reduce_epoch_stats(stats, device, dist)
+    stats.update(
+        {key: total / max(stats["clips"], 1) for key, total in zip(extra, sums, strict=True)}
+    )
 
 
 def cli() -> None:

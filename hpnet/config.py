@@ -113,11 +113,16 @@ class ModelConfig:
     # i3d = ResNet-50 inflated to 3D (Wang et al.'s I3D baseline), nonlocal = i3d + 5 non-local
     # blocks in res3/res4: any clip; model.pretrained may be a 2D ResNet-50 file, inflated.
     # model.drop_path also sets the stochastic depth of mvit_v2_s and swin3d_t (no CNN has any).
+    # ssl_transformer = a 2D ResNet of model.depth per frame (SimSiam-pretrained via
+    # model.pretrained=<pretrain run>/last.pt, or random) + a small Transformer over time.
     arch: Literal[
         "lsvit", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t",
-        "late_fusion", "lrcn", "c3d", "i3d", "nonlocal",
+        "late_fusion", "lrcn", "c3d", "i3d", "nonlocal", "ssl_transformer",
     ] = "lsvit"  # fmt: skip
-    depth: int = 50  # ResNet depth of late_fusion / lrcn: 18, 34, 50, 101, 152 (seed: 152)
+    depth: int = 50  # ResNet depth of late_fusion / lrcn / ssl_transformer: 18, 34, 50, 101, 152
+    freeze_backbone: bool = False  # ssl_transformer: frame encoder kept as loaded (no grads, BN)
+    temporal_depth: int = 2  # ssl_transformer: Transformer layers over the frame features
+    temporal_width: int = 256  # ssl_transformer: that Transformer's width (width / 64 heads)
     size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)
     patch_size: int = 16  # ViT patch side in pixels
     smif: bool = True  # short-term motion from frame differences before patch embedding
@@ -137,6 +142,8 @@ class ModelConfig:
     # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
     # late_fusion, lrcn: a 2D ResNet file (torchvision or timm) or IMAGENET1K_V1/V2; c3d: a file;
     # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated), one of that arch, or its hpnet run
+    # ssl_transformer: the last.pt of a pretrain.method=simsiam run of the same model.depth,
+    # or (its frame encoder) what late_fusion takes
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 
@@ -214,12 +221,18 @@ class EvalConfig:
 @dataclass
 class PretrainConfig:
     # Self-supervised method of `python -m hpnet.pretrain` (one Literal entry per method):
-    # videomae = tube masking + pixel reconstruction with LS-ViT (model.arch=lsvit)
-    method: Literal["videomae"] = "videomae"
+    # videomae = tube masking + pixel reconstruction with LS-ViT (model.arch=lsvit);
+    # simsiam = two views of a clip, a 2D ResNet of model.depth (model.arch=ssl_transformer)
+    method: Literal["videomae", "simsiam"] = "videomae"
     mask_ratio: float = 0.9  # share of patch positions hidden in every frame of a clip (tubes)
     decoder_width: int = 0  # decoder token width (0 = half the encoder's: 384 for base, 64 tiny)
     decoder_depth: int = 4  # decoder blocks (VideoMAE: 4 for ViT-B)
     norm_pix_loss: bool = True  # targets are each patch's pixels normalised by its mean and std
+    simsiam_views: Literal["augment", "frames"] = "augment"  # simsiam: 2 augmentations of a frame,
+    # or 2 frames of a clip at most pretrain.frame_gap clip frames apart (lightly augmented)
+    frame_gap: int = 4  # simsiam_views=frames: largest gap between the two frames
+    proj_dim: int = 2048  # simsiam: projector output width (paper: 2048)
+    pred_dim: int = 512  # simsiam: predictor bottleneck width (paper: 512)
 
 
 @dataclass
@@ -268,6 +281,8 @@ _LIMITS: dict[str, _Check] = {
     "model.drop_path": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "model.dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "model.aux_weight": _NON_NEG,
+    "model.temporal_depth": _POSITIVE,
+    "model.temporal_width": (lambda v: v >= 64 and v % 64 == 0, "a multiple of 64"),
     "pose.imgsz": (lambda v: v >= 32 and v % 32 == 0, "a multiple of 32"),
     "pose.conf": _FRACTION,
     "pose.iou": _FRACTION,
@@ -305,6 +320,9 @@ _LIMITS: dict[str, _Check] = {
     "pretrain.mask_ratio": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "pretrain.decoder_width": _NON_NEG,
     "pretrain.decoder_depth": _POSITIVE,
+    "pretrain.frame_gap": _POSITIVE,
+    "pretrain.proj_dim": _POSITIVE,
+    "pretrain.pred_dim": _POSITIVE,
 }
 
 

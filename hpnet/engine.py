@@ -12,7 +12,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -72,9 +72,10 @@ class EpochProgress:
     seen: float = 0.0  # clips trained on
     skipped: float = 0.0  # videos that could not be decoded
     time_s: float = 0.0  # seconds spent in this epoch before the current process took over
+    extra: dict[str, float] = field(default_factory=dict)  # per-clip sums a step adds (mean out)
 
-    def to_dict(self) -> dict[str, float]:
-        return dict(vars(self))
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "extra": dict(self.extra)}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> EpochProgress:
@@ -126,7 +127,7 @@ def train_one_epoch(
     """
     model.train()
     batch_step = batch_step or _train_batch
-    state = EpochProgress(**vars(resume)) if resume else EpochProgress()
+    state = EpochProgress.from_dict(resume.to_dict()) if resume else EpochProgress()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     if max_steps:
         total = min(total or max_steps, max_steps)
@@ -197,6 +198,7 @@ def train_one_epoch(
         "clips_per_s": state.seen / max(elapsed, 1e-9),
         "skipped": state.skipped,
         "time_s": elapsed,
+        **{key: total / max(state.seen, 1) for key, total in state.extra.items()},
     }
 
 

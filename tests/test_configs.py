@@ -21,6 +21,7 @@ ARCH_TINY = {
     "late_fusion": ["model.depth=18"],
     "lrcn": ["model.depth=18"],
     "c3d": ["data.frames=8"],
+    "ssl_transformer": ["model.depth=18"],
 }
 TINY = [
     "model.size=tiny",
@@ -117,7 +118,8 @@ PRETRAIN_CONFIGS = [p for p in CONFIGS if "pretrain" in (yaml.safe_load(p.read_t
 
 
 def test_there_are_pretraining_configs():
-    assert {"videomae_demo.yaml", "hmdb51_videomae.yaml"} <= {p.name for p in PRETRAIN_CONFIGS}
+    names = {p.name for p in PRETRAIN_CONFIGS}
+    assert {"videomae_demo.yaml", "hmdb51_videomae.yaml", "simsiam_demo.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=[p.stem for p in PRETRAIN_CONFIGS])
@@ -125,13 +127,20 @@ def test_pretraining_config_builds_and_steps(path, tmp_path, request):
     """A config with a ``pretrain`` section builds the method's model on its training videos
     and takes a step; the fine-tuning configs that name its run read its last.pt."""
     from hpnet.pretrain.run import build_pretrain_model, pretrain_datasets
+    from hpnet.pretrain.simsiam import build_views
     from hpnet.runtime import build_transform
 
     cfg = load_config(path, _tiny(path, tmp_path, request))
     train = pretrain_datasets(cfg)[0].train
     model = build_pretrain_model(cfg)
-    video, _ = build_transform(cfg, torch.device("cpu")).train(train[0]["video"][None])
-    model(video)["loss"].backward()
+    if cfg.pretrain.method == "simsiam":  # two views of each of 2 clips (BatchNorm: 2+)
+        clips = torch.stack([train[0]["video"], train[1]["video"]])
+        out = model(*build_views(cfg)(clips, torch.Generator().manual_seed(0)))
+        assert out["z1"].shape == (2, cfg.pretrain.proj_dim)
+    else:
+        video, _ = build_transform(cfg, torch.device("cpu")).train(train[0]["video"][None])
+        out = model(video)
+    out["loss"].backward()
     run = load_config(path).train.out_dir
     for other in CONFIGS:
         shipped = load_config(other)

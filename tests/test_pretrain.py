@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from crash import assert_same_weights, crash_after_saves
 from PIL import Image
 
 from hpnet.cli import UserError
@@ -160,29 +161,17 @@ def test_a_run_resumed_mid_epoch_ends_with_the_same_weights(pretrain_args, tmp_p
     assert _run(pretrain_args, whole, *every) == 0
 
     crashed = tmp_path / "crashed"
-    real = pretrain_run.atomic_save
-    saves: list[dict] = []
-
-    def crash_after_the_sixth_save(obj, path):
-        real(obj, path)
-        saves.append(obj)
-        if len(saves) == 6:  # epoch 1: 3 mid-epoch + 1 end; epoch 2: after batch 2
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pretrain_run, "atomic_save", crash_after_the_sixth_save)
+    crash_after_saves(monkeypatch, pretrain_run, 6)  # epoch 1: 3 mid + 1 end; 2: after batch 2
     with pytest.raises(KeyboardInterrupt):
         _run(pretrain_args, crashed, *every)
     ckpt = torch.load(crashed / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["progress"]["epoch"]["batches"] == 2
-    monkeypatch.setattr(pretrain_run, "atomic_save", real)
+    monkeypatch.undo()
     assert _run(pretrain_args, crashed, *every, "train.resume=auto") == 0
 
-    a = torch.load(whole / "last.pt", weights_only=True)
-    b = torch.load(crashed / "last.pt", weights_only=True)
+    a, b = assert_same_weights(whole / "last.pt", crashed / "last.pt")
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 8
     assert b["pretrain"] == {"method": "videomae"} and b["classes"] == []
-    for name, tensor in a["model"].items():
-        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
     rows = [json.loads(x) for x in (crashed / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
     assert (crashed / "config.yaml").is_file()

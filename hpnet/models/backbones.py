@@ -97,6 +97,76 @@ def _i3d(cfg: Config, load_weights: bool) -> BuiltBackbone:
     return BuiltBackbone(backbone, report, set(report.loaded))
 
 
+def _ssl_transformer(cfg: Config, load_weights: bool) -> BuiltBackbone:
+    from hpnet.models.ssl_transformer import build_ssl_transformer
+
+    m = cfg.model
+    backbone = build_ssl_transformer(
+        m.depth,
+        width=m.temporal_width,
+        depth=m.temporal_depth,
+        max_frames=max(64, cfg.data.frames),
+        dropout=m.dropout,
+        freeze=m.freeze_backbone,
+    )
+    if not (m.pretrained and load_weights):
+        return BuiltBackbone(backbone)
+    report = load_simsiam_weights(backbone, m.pretrained, m.depth)
+    return BuiltBackbone(backbone, report, set(report.loaded))
+
+
+def load_simsiam_weights(backbone: nn.Module, path: str, depth: int) -> PretrainedReport:
+    """Load the frame encoder of a ``pretrain.method=simsiam`` run's checkpoint at ``path``
+    into an :class:`~hpnet.models.ssl_transformer.SSLTransformer` of ResNet ``depth``; any
+    other ``path`` is a torchvision 2D ResNet file or weights name (:func:`_tv_frame_encoder`)."""
+    from hpnet.cli import UserError
+    from hpnet.models.lsvit_weights import PRETRAIN_ENTRY, read_pretrain_checkpoint
+    from hpnet.models.ssl_transformer import load_frame_encoder
+
+    ckpt = read_pretrain_checkpoint(path)
+    if ckpt is None:  # a torchvision / timm 2D ResNet file, or a torchvision weights name
+        return _tv_frame_encoder(backbone, path, depth)
+    method = ckpt[PRETRAIN_ENTRY].get("method")
+    if method != "simsiam":
+        raise UserError(
+            f"model.pretrained={path} is a {method} pretraining run: model.arch=ssl_transformer "
+            "loads the last.pt of a `python -m hpnet.pretrain pretrain.method=simsiam` run, a "
+            "2D ResNet file or IMAGENET1K_V1 (or '' for random)"
+        )
+    then = ckpt.get("config", {}).get("model", {}).get("depth")
+    if then is not None and then != depth:
+        raise UserError(
+            f"model.pretrained={path} is a ResNet-{then} (SimSiam), this run builds "
+            f"model.depth={depth}: set model.depth={then}"
+        )
+    try:
+        report = load_frame_encoder(backbone, ckpt, str(path))
+    except ValueError as err:
+        raise UserError(f"model.pretrained={path} does not fit model.depth={depth}: {err}") from err
+    epoch = ckpt.get("epoch")
+    report.flavour = (
+        f"hpnet simsiam pretraining (epoch {epoch}: encoder; projector, predictor dropped)"
+    )
+    report.unexpected = [k for k in ckpt["model"] if not k.startswith("encoder.")]
+    return report
+
+
+def _tv_frame_encoder(backbone: nn.Module, path: str, depth: int) -> PretrainedReport:
+    """A torchvision ``resnet{depth}`` state dict file (or weights name) into the frame encoder
+    (:mod:`hpnet.models.tv_video_weights`: same keys, ``fc`` unused); names get ``encoder.``."""
+    from types import SimpleNamespace
+
+    from hpnet.models.tv_video_weights import load_tv_weights
+
+    view = SimpleNamespace(
+        model=backbone.encoder, tv_builder=f"resnet{depth}", arch="ssl_transformer", depth=depth
+    )
+    report = load_tv_weights(view, path)
+    report.loaded = [f"encoder.{k}" for k in report.loaded]
+    report.missing = [f"encoder.{k}" for k in report.missing]
+    return report
+
+
 BACKBONES: dict[str, Callable[[Config, bool], BuiltBackbone]] = {
     "lsvit": _lsvit,
     **{arch: _torchvision for arch in TV_ARCHS},
@@ -104,11 +174,12 @@ BACKBONES: dict[str, Callable[[Config, bool], BuiltBackbone]] = {
     "lrcn": lambda cfg, load: _with_weights(cfg, load, LRCN(cfg.model.depth)),
     "c3d": lambda cfg, load: _with_weights(cfg, load, C3D()),
     **{arch: _i3d for arch in I3D_ARCHS},
+    "ssl_transformer": _ssl_transformer,
 }
 # Smallest (frames, side) each arch's strides leave a feature map for (not lsvit); mvit_v2_s:
 # exactly these.
 MIN_INPUT = {**TV_MIN_INPUT, "late_fusion": cnn2d.MIN_INPUT, "lrcn": cnn2d.MIN_INPUT}
-MIN_INPUT |= {"c3d": c3d.MIN_INPUT, **I3D_MIN_INPUT}
+MIN_INPUT |= {"c3d": c3d.MIN_INPUT, **I3D_MIN_INPUT, "ssl_transformer": cnn2d.MIN_INPUT}
 
 
 def load_backbone_weights(
@@ -131,6 +202,13 @@ def load_backbone_weights(
     m, t = cfg.model, cfg.text
     pretrain = read_pretrain_checkpoint(m.pretrained)  # RUN/last.pt of python -m hpnet.pretrain
     if pretrain is not None:
+        if pretrain["pretrain"].get("method") == "simsiam":
+            from hpnet.cli import UserError
+
+            raise UserError(
+                f"model.pretrained={m.pretrained} is a SimSiam run (a 2D ResNet): load it with "
+                "model.arch=ssl_transformer, or give LS-ViT a videomae run's last.pt"
+            )
         return None, load_pretrain_encoder(backbone, m.pretrained, pretrain)
     source = ClipSource.resolve(
         t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True

@@ -4,10 +4,11 @@ Like ``hpnet.train`` (same config, run folder ``train.out_dir`` with ``config.ya
 ``metrics.jsonl`` and ``last.pt``, exact resume with ``train.resume=auto`` also mid-epoch,
 AMP on CUDA, torchrun, bad videos skipped), on the training split of ``data.dataset`` or on
 every video under ``data.root`` with ``data.dataset=unlabeled``. Labels are never read: the
-loss sees only the frames. ``pretrain.method`` picks the method (videomae: LS-ViT only).
+loss sees only the frames. ``pretrain.method`` picks the method: videomae (model.arch=lsvit)
+or simsiam (model.arch=ssl_transformer: its 2D ResNet of ``model.depth``, :mod:`.simsiam`).
 Fine-tune afterwards with ``python -m hpnet.train ... model.pretrained=<train.out_dir>/last.pt``.
 
-``--preview N`` writes ``<train.out_dir>/preview.png`` from the run's ``last.pt`` for N
+``--preview N`` (videomae) writes ``<train.out_dir>/preview.png`` from the run's ``last.pt`` for N
 training clips (masked input, reconstruction, original) and exits without training.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,10 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.distributed import DistInfo, distributed_session
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record, train_one_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
+from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
 from hpnet.pretrain.videomae import VideoMAE
 from hpnet.resume import (
     CheckpointClock,
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train.device)
     if args.preview:
+        if cfg.pretrain.method != "videomae":
+            raise UserError("--preview shows VideoMAE reconstructions: pretrain.method=videomae")
         from hpnet.pretrain.preview import write_preview
 
         print(f"preview: {write_preview(cfg, device, args.preview)}")
@@ -96,6 +101,17 @@ def check_pretrain_config(cfg: Config) -> None:
             f"pretrain.method=videomae pretrains LS-ViT; model.arch={cfg.model.arch} has no "
             "token path to mask: set model.arch=lsvit"
         )
+    if cfg.pretrain.method == "simsiam":
+        if cfg.model.arch != "ssl_transformer":
+            raise UserError(
+                f"pretrain.method=simsiam pretrains the 2D ResNet of model.arch=ssl_transformer "
+                f"(model.depth); model.arch={cfg.model.arch}: set model.arch=ssl_transformer"
+            )
+        if cfg.model.pretrained:
+            raise UserError(
+                "pretrain.method=simsiam starts from a random ResNet: set model.pretrained='' "
+                "(continue a run with train.resume=auto instead)"
+            )
     if cfg.data.joint:
         raise UserError(
             "pretraining reads one dataset's videos: drop data.joint (set data.dataset and "
@@ -115,7 +131,9 @@ def check_pretrain_resumable(path: Path, cfg: Config) -> None:
             f"cannot resume {path}: it is not a pretraining checkpoint (python -m hpnet.train "
             "wrote it?); pretrain into another train.out_dir"
         )
-    keys = ("pretrain.method", "pretrain.decoder_width", "pretrain.decoder_depth")
+    keys: tuple[str, ...] = ("pretrain.method", "pretrain.decoder_width", "pretrain.decoder_depth")
+    if cfg.pretrain.method == "simsiam":
+        keys = ("pretrain.method", "model.depth", "pretrain.proj_dim", "pretrain.pred_dim")
     changed = changed_keys(ckpt.get("config", {}), cfg, keys)
     if changed:
         key, then, now = changed[0]
@@ -135,9 +153,13 @@ def pretrain_datasets(cfg: Config) -> list[RunDataset]:
     return [RunDataset("", plain, train_ds, test_ds, [])]
 
 
-def build_pretrain_model(cfg: Config) -> VideoMAE:
-    """The method's model around the backbone of ``model.*`` (``model.pretrained``, if set, is
-    where the encoder starts)."""
+def build_pretrain_model(cfg: Config) -> torch.nn.Module:
+    """The method's model: VideoMAE around the backbone of ``model.*`` (``model.pretrained``,
+    if set, is where the encoder starts), or SimSiam over a ResNet of ``model.depth``."""
+    if cfg.pretrain.method == "simsiam":
+        model = build_simsiam(cfg)
+        model.pretrained_report = ""
+        return model
     built = build_backbone(cfg)
     encoder = built.module
     encoder.pretrained_names = built.pretrained_names  # (pretrained groups get backbone_lr)
@@ -201,6 +223,7 @@ class _Run:
     datasets: list[RunDataset]
     parts: tuple  # model, optimizer, scheduler, scaler
     net: torch.nn.Module  # the model as trained (compiled, DDP)
+    batch_step: Any  # the method's forward + backward of one batch
     loader: Any
     transform: Any
     amp_dtype: torch.dtype | None
@@ -239,8 +262,22 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
         device_ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(net, device_ids=device_ids)
     transform, amp_dtype = build_transform(cfg, device), amp_dtype_for(cfg.train.amp, device)
+    batch_step = pretrain_batch
+    if cfg.pretrain.method == "simsiam":
+        batch_step = functools.partial(simsiam_batch, views=build_views(cfg))
     run = _Run(
-        cfg, out, dist, device, datasets, parts, net, loader, transform, amp_dtype, steps_per_epoch
+        cfg,
+        out,
+        dist,
+        device,
+        datasets,
+        parts,
+        net,
+        batch_step,
+        loader,
+        transform,
+        amp_dtype,
+        steps_per_epoch,
     )
     tb = open_tensorboard(cfg, out) if dist.is_main else None
     clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
@@ -275,11 +312,11 @@ def _epoch(
         max_steps=cfg.train.max_steps, generator=torch.Generator(),
         seed=epoch_seed * 7919 + dist.rank, use_pose=False, progress=dist.is_main,
         resume=resume, on_step=save_mid_epoch if dist.is_main else None,
-        batch_step=pretrain_batch,
+        batch_step=run.batch_step,
     )  # fmt: skip
     step += int(stats["steps"])
     if dist.enabled:
-        reduce_epoch_stats(stats, run.device, dist)
+        _reduce_stats(stats, run.device, dist)
     stats.pop("acc")  # (no classes)
     record = {"type": "train", "epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
     if dist.is_main:
@@ -288,12 +325,24 @@ def _epoch(
             f"epoch {epoch + 1}/{cfg.train.epochs}  {cfg.pretrain.method} loss "
             f"{record['loss']:.4f}  lr {record['lr']:.2e}  {record['clips_per_s']:.1f} "
             f"clips/s  {record['time_s']:.0f} s"
+            + (f"  collapse std {record['collapse_std']:.4f}" if "collapse_std" in record else "")
             + (f"  skipped {int(record['skipped'])} bad videos" if record["skipped"] else "")
         )
         ckpt = pretrain_checkpoint(*run.parts, epoch + 1, step, cfg, run.datasets, None)
         atomic_save(ckpt, run.out / "last.pt")
         clock.saved()
     return step
+
+
+def _reduce_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:
+    """:func:`~hpnet.train.reduce_epoch_stats`, and the method's per-clip means
+    (``collapse_std``) averaged over all clips of all processes, in place."""
+    extra = [key for key in stats if key == "collapse_std"]
+    sums = all_reduce_sum([stats[key] * stats["clips"] for key in extra], device) if extra else []
+    reduce_epoch_stats(stats, device, dist)
+    stats.update(
+        {key: total / max(stats["clips"], 1) for key, total in zip(extra, sums, strict=True)}
+    )
 
 
 def cli() -> None:

@@ -1,0 +1,243 @@
+"""``pretrain.method=simsiam`` through ``python -m hpnet.pretrain`` (metrics, exact resume) and
+``model.arch=ssl_transformer`` through train, evaluate and predict, fine-tuned from that run."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from crash import assert_same_weights, crash_after_saves
+
+from hpnet.cli import UserError
+from hpnet.config import load_config
+from hpnet.models.hpnet import build_model
+from hpnet.pretrain import run as pretrain_run
+
+REPO = Path(__file__).resolve().parents[1]
+# ResNet-18, 4 frames of 32x32, a small projector: a step takes well under a second
+SIMSIAM = [
+    "--config",
+    str(REPO / "configs" / "simsiam_demo.yaml"),
+    "pretrain.proj_dim=64",
+    "pretrain.pred_dim=16",
+]
+SSL = ["model.arch=ssl_transformer", "model.depth=18", "model.feedback=false"]
+SSL += ["model.temporal_width=64", "model.temporal_depth=1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def simsiam_args(tiny_args) -> list[str]:
+    shared = [a for a in tiny_args[2:] if a.split("=")[0].startswith(("data.", "train."))]
+    return [*SIMSIAM, *shared, "train.warmup_epochs=0"]
+
+
+def _run(args: list[str], out: Path, *extra: str) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pretrain_run.main([*args, f"train.out_dir={out}", *extra])
+
+
+def _train(args: list[str], out: Path, *extra: str) -> int:
+    from hpnet.train import main as train_main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train_main([*args, f"train.out_dir={out}", *extra])
+
+
+@pytest.fixture(scope="module")
+def simsiam_run(simsiam_args, tmp_path_factory) -> Path:
+    """A 2-step SimSiam run (batch 4 of the 16 tiny clips)."""
+    out = tmp_path_factory.mktemp("simsiam") / "run"
+    assert _run(simsiam_args, out, "train.epochs=1", "train.max_steps=2") == 0
+    return out
+
+
+def _encoder(state: dict, prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+def test_a_simsiam_run_writes_its_checkpoint_and_the_collapse_std(simsiam_run):
+    ckpt = torch.load(simsiam_run / "last.pt", weights_only=True)
+    assert ckpt["pretrain"] == {"method": "simsiam"} and ckpt["step"] == 2
+    assert ckpt["config"]["model"]["depth"] == 18
+    assert any(k.startswith("predictor.") for k in ckpt["model"])
+    assert len(_encoder(ckpt["model"], "encoder.")) > 50
+    (row,) = [json.loads(x) for x in (simsiam_run / "metrics.jsonl").read_text().splitlines()]
+    assert -1 <= row["loss"] <= 1 and row["clips"] == 8
+    assert 0 < row["collapse_std"] <= 1  # spread out: about 1/sqrt(64) = 0.125
+
+
+def test_a_simsiam_run_resumed_mid_epoch_ends_with_the_same_weights(
+    simsiam_args, tmp_path, monkeypatch
+):
+    every = ["train.checkpoint_steps=1", "train.epochs=2", "data.synthetic.train_videos=8"]
+    every += ["train.batch_size=4", "pretrain.simsiam_views=frames"]  # 2 steps an epoch
+    whole = tmp_path / "whole"
+    assert _run(simsiam_args, whole, *every) == 0
+
+    crashed = tmp_path / "crashed"
+    crash_after_saves(monkeypatch, pretrain_run, 3)  # epoch 1: 1 mid + 1 end; 2: after batch 1
+    with pytest.raises(KeyboardInterrupt):
+        _run(simsiam_args, crashed, *every)
+    ckpt = torch.load(crashed / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["progress"]["epoch"]["batches"] == 1
+    assert ckpt["progress"]["epoch"]["extra"]["collapse_std"] > 0
+    monkeypatch.undo()
+    assert _run(simsiam_args, crashed, *every, "train.resume=auto") == 0
+
+    a, b = assert_same_weights(whole / "last.pt", crashed / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4
+    rows = [json.loads(x) for x in (crashed / "metrics.jsonl").read_text().splitlines()]
+    wrows = [json.loads(x) for x in (whole / "metrics.jsonl").read_text().splitlines()]
+    for key in ("loss", "collapse_std"):
+        assert rows[-1][key] == pytest.approx(wrows[-1][key], abs=1e-5)
+    with pytest.raises(UserError, match=r"it used pretrain.proj_dim=64, this run has 32"):
+        _run(simsiam_args, crashed, *every, "train.resume=auto", "pretrain.proj_dim=32")
+    with pytest.raises(UserError, match=r"it used model.depth=18, this run has 34"):
+        _run(simsiam_args, crashed, *every, "train.resume=auto", "model.depth=34")
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tiny_args, simsiam_run, tmp_path_factory) -> Path:
+    """ssl_transformer fine-tuned one step from the SimSiam run, frame encoder frozen."""
+    out = tmp_path_factory.mktemp("ssl") / "run"
+    pretrained = f"model.pretrained={simsiam_run / 'last.pt'}"
+    args = [*tiny_args, *SSL, pretrained, "model.freeze_backbone=true"]
+    assert _train(args, out, "train.epochs=1", "train.max_steps=1") == 0
+    return out
+
+
+def test_fine_tuning_loads_the_simsiam_encoder_and_reports_it(
+    tiny_args, simsiam_run, tmp_path, capsys
+):
+    pretrained = f"model.pretrained={simsiam_run / 'last.pt'}"
+    cfg = load_config(tiny_args[1], [*tiny_args[2:], *SSL, pretrained])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, ["a", "b", "c"])
+    report = model.pretrained_report
+    assert "hpnet simsiam pretraining" in report and "predictor dropped" in report
+    ckpt = torch.load(simsiam_run / "last.pt", weights_only=True)
+    saved = _encoder(ckpt["model"], "encoder.")
+    own = model.backbone.encoder.state_dict()
+    assert own.keys() == saved.keys()
+    for key, tensor in saved.items():
+        assert torch.equal(own[key], tensor), key
+    dropped = [k for k in ckpt["model"] if not k.startswith("encoder.")]
+    assert f"loaded {len(saved)} tensors" in report and f"{len(dropped)} unused" in report
+
+    capsys.readouterr()
+    assert _train([*tiny_args, *SSL, pretrained], tmp_path / "ft", "train.max_steps=1") == 0
+    assert "model.pretrained: loaded" in capsys.readouterr().out
+    tuned = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["model"]
+    tuned = _encoder(tuned, "backbone.encoder.")
+    assert not torch.equal(tuned["conv1.weight"], saved["conv1.weight"])  # not frozen: learns
+
+
+def test_freeze_backbone_keeps_the_encoder_through_training(frozen_run, simsiam_run):
+    ckpt = torch.load(frozen_run / "last.pt", weights_only=True)
+    assert ckpt["config"]["model"]["arch"] == "ssl_transformer" and ckpt["step"] == 1
+    saved = _encoder(torch.load(simsiam_run / "last.pt", weights_only=True)["model"], "encoder.")
+    trained = _encoder(ckpt["model"], "backbone.encoder.")
+    assert trained.keys() == saved.keys()
+    for key, tensor in saved.items():  # weights and BN running statistics alike
+        assert torch.equal(trained[key], tensor), key
+
+
+def test_an_ssl_transformer_checkpoint_evaluates_and_predicts(
+    frozen_run, shared_data, tmp_path, capsys
+):
+    from hpnet.evaluate import main as evaluate_main
+    from hpnet.predict import main as predict_main
+
+    checkpoint = str(frozen_run / "last.pt")
+    assert evaluate_main(["--checkpoint", checkpoint, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["num_videos"] == 4 and 0 <= report["top1"] <= 1  # max_steps=1: one batch
+
+    clip = sorted((shared_data / "hmdb51_mini" / "golf").glob("*.avi"))[0]
+    capsys.readouterr()
+    base = [str(clip), "--checkpoint", checkpoint, "--no-pose-estimation", "--json"]
+    assert predict_main(base) == 0
+    (video,) = json.loads(capsys.readouterr().out)["videos"]
+    assert video["ok"] and len(video["top"]) >= 1
+    assert 0 < sum(t["prob"] for t in video["top"]) <= 1 + 1e-4
+
+
+def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_run, tmp_path):
+    last = simsiam_run / "last.pt"
+    cfg_args = [*tiny_args[2:], *SSL]
+    with pytest.raises(UserError, match=r"model.feedback=true needs token blocks"):
+        _train([*tiny_args, *SSL, "model.feedback=true"], tmp_path / "a")
+    with pytest.raises(UserError, match=r"set model.arch=ssl_transformer"):
+        _run(simsiam_args, tmp_path / "b", "model.arch=lsvit")
+    with pytest.raises(UserError, match=r"model.pretrained=''"):
+        _run(simsiam_args, tmp_path / "c", f"model.pretrained={last}")
+    with pytest.raises(UserError, match=r"--preview shows VideoMAE"):
+        _run(simsiam_args, simsiam_run, "--preview", "1")
+    with pytest.raises(UserError, match=r"is a ResNet-18 \(SimSiam\).*model.depth=34"):
+        build_model(
+            load_config(tiny_args[1], [*cfg_args, f"model.pretrained={last}", "model.depth=34"]),
+            ["a", "b"],
+        )
+    other = tmp_path / "other.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, other)
+    with pytest.raises(UserError, match=r"other.pt .* do not fit torchvision's resnet18 .*=18"):
+        build_model(load_config(tiny_args[1], [*cfg_args, f"model.pretrained={other}"]), ["a", "b"])
+    lsvit = [*tiny_args[2:], "model.size=tiny", "model.patch_size=8", f"model.pretrained={last}"]
+    with pytest.raises(UserError, match=r"is a SimSiam run .*model.arch=ssl_transformer"):
+        build_model(load_config(tiny_args[1], lsvit), ["a", "b"])
+    with pytest.raises(UserError, match=r"model.temporal_width"):
+        load_config(tiny_args[1], [*cfg_args, "model.temporal_width=100"])
+
+
+def test_a_torchvision_resnet_file_initialises_the_frame_encoder(tiny_args, tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    state = resnet18().state_dict()
+    torch.save(state, tmp_path / "resnet18.pt")
+    cfg = load_config(
+        tiny_args[1], [*tiny_args[2:], *SSL, f"model.pretrained={tmp_path}/resnet18.pt"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, ["a", "b"])
+    assert (
+        "torchvision" in model.pretrained_report
+        and "2 unused [fc.weight, fc.bias]" in model.pretrained_report
+    )
+    for key, tensor in model.backbone.encoder.state_dict().items():
+        assert torch.equal(tensor, state[key]), key
+    assert "backbone.encoder.conv1.weight" in model.pretrained_names
+
+
+@pytest.mark.slow  # two torchrun processes start torch each: ~20 s
+def test_simsiam_on_two_gloo_processes_logs_the_collapse_std(simsiam_args, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from test_distributed import _free_port
+
+    out = tmp_path / "run"
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    cmd = [sys.executable, *launch, "-m", "hpnet.pretrain", *simsiam_args, f"train.out_dir={out}"]
+    cmd += ["train.epochs=1", "train.max_steps=2", "train.batch_size=2"]
+    env = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["clips"] == 8 and 0 < row["collapse_std"] <= 1  # 2 ranks x 2 steps x 2 clips

@@ -35,6 +35,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hpnet.models.staged import StagedBackbone
+
 I3D_ARCHS = ("i3d", "nonlocal")
 DEPTHS = (3, 4, 6, 3)  # bottlenecks of res2..res5 (ResNet-50)
 WIDTHS = (64, 128, 256, 512)  # bottleneck widths; outputs are 4x these
@@ -123,8 +125,13 @@ class Bottleneck3d(nn.Module):
         return y if self.non_local is None else self.non_local(y)
 
 
-class I3D(nn.Module):
-    """I3D ResNet-50 (``non_local``: with the five non-local blocks) without classifier."""
+class I3D(StagedBackbone):
+    """I3D ResNet-50 (``non_local``: with the five non-local blocks) without classifier; its
+    parameters keep torchvision's resnet50 names on the module itself (``prefix`` '')."""
+
+    prefix = ""
+    stem = STEM
+    stages = tuple((f"layer{i}.",) for i in range(1, len(DEPTHS) + 1))  # res2..res5 (+ non-local)
 
     def __init__(self, arch: str = "i3d") -> None:
         super().__init__()
@@ -164,29 +171,6 @@ class I3D(nn.Module):
         x = self.pool2(self.layer1(x))
         x = self.layer4(self.layer3(self.layer2(x)))  # (B, 2048, T', h, w)
         return x.permute(0, 2, 3, 4, 1), x.mean(dim=(2, 3, 4))
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """video ``(B, T, 3, S, S)`` -> pooled clip feature ``(B, 2048)``."""
-        return self.forward_features(video)[1]
-
-    def no_weight_decay(self) -> set[str]:
-        """None: a CNN has no embeddings (norms and biases are excluded by :mod:`hpnet.optim`)."""
-        return set()
-
-    @property
-    def num_layers(self) -> int:
-        """The four residual stages res2..res5."""
-        return len(DEPTHS)
-
-    def layer_id(self, name: str) -> int:
-        """Layer of parameter ``name`` for layer-wise LR decay: 0 = stem (``conv1``, ``bn1``),
-        i = ``layer{i}`` (res2..res5, their non-local blocks included)."""
-        if name.startswith(STEM):
-            return 0
-        for i in range(1, self.num_layers + 1):
-            if name.startswith(f"layer{i}."):
-                return i
-        return self.num_layers + 1
 
 
 def build_i3d(arch: str) -> I3D:

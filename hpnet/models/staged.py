@@ -16,7 +16,8 @@ from torch import nn
 class StagedBackbone(nn.Module):
     """A backbone whose network ``self.model`` runs a stem, then :attr:`stages` in order."""
 
-    stem: tuple[str, ...] = ()  # parameter prefixes under ``model.`` of layer 0
+    prefix: str = "model."  # where the staged network's parameters live ('' = on self)
+    stem: tuple[str, ...] = ()  # parameter prefixes under ``prefix`` of layer 0
     stages: tuple[tuple[str, ...], ...] = ()  # parameter prefixes of layers 1..n, input first
 
     def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,8 +40,8 @@ class StagedBackbone(nn.Module):
     def layer_id(self, name: str) -> int:
         """Layer of parameter ``name`` for layer-wise LR decay: 0 = stem, i = stage i,
         ``num_layers + 1`` = anything outside ``model`` (e.g. LRCN's LSTM)."""
-        if name.startswith("model."):
-            name = name.removeprefix("model.")
+        if name.startswith(self.prefix):
+            name = name.removeprefix(self.prefix)
             if name.startswith(self.stem):
                 return 0
             for i, stage in enumerate(self.stages):

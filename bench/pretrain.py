@@ -12,7 +12,12 @@ the target (<= 0.4). ``--decoder-width/--decoder-depth`` as ``pretrain.*`` (0 = 
 training videos (labels unread), then ``python -m hpnet.train`` on 10 % of them with labels
 (``data.synthetic.train_videos`` = a tenth: the first clips of the same split) from the
 pretrained encoder, and the same fine-tuning from random weights; test top-1 of each on the
-whole test split. Budgets: ``--pretrain-epochs``, ``--finetune-epochs``.
+whole test split. Budgets: ``--pretrain-epochs``, ``--finetune-epochs``. ``--method videomae``
+pretrains and fine-tunes LS-ViT; ``--method simsiam`` pretrains a ResNet frame encoder and
+fine-tunes ``model.arch=ssl_transformer`` on it (its scratch twin: the same arch from random
+weights). ``--finetune-extra`` overrides only the fine-tuning runs (e.g. ``model.text=false``).
+
+    python bench/pretrain.py transfer --method simsiam --seeds 0 1 --finetune-extra model.text=false
 """
 
 from __future__ import annotations
@@ -102,27 +107,39 @@ def _main(module: str, argv: list[str]) -> None:
         assert main(argv) == 0
 
 
+# What each method pretrains with and fine-tunes (the scratch twin is the same fine-tuning).
+METHODS: dict[str, tuple[str, list[str]]] = {
+    "videomae": ("configs/videomae_demo.yaml", []),
+    "simsiam": (
+        "configs/simsiam_demo.yaml",
+        ["model.arch=ssl_transformer", "model.depth=18", "model.feedback=false"],
+    ),
+}
+
+
 def transfer(args: argparse.Namespace) -> list[dict]:
-    out = Path(args.out)
+    pretrain_config, arch = METHODS[args.method]
+    pretrain_config = args.pretrain_config or pretrain_config
+    out = Path(args.out) / args.method
     demo = load_config(args.finetune_config)
     labelled = max(2, round(demo.data.synthetic.train_videos * args.label_fraction))
     common = [f"data.root={args.data_root}", f"train.threads={args.threads}", *args.extra]
     finetune = [
-        "--config", args.finetune_config, *common, "model.pose=false", "pose.source=none",
+        "--config", args.finetune_config, *common, *arch, "model.pose=false", "pose.source=none",
         f"data.synthetic.train_videos={labelled}", f"train.epochs={args.finetune_epochs}",
-        "train.eval_every=0", "train.resume=auto",
+        "train.eval_every=0", "train.resume=auto", *args.finetune_extra,
     ]  # fmt: skip
     rows = []
     for seed in args.seeds:
         run = out / f"seed{seed}"
         start = time.perf_counter()
         _main("pretrain", [
-            "--config", args.pretrain_config, *common, f"train.seed={seed}",
+            "--config", pretrain_config, *common, f"train.seed={seed}",
             f"train.epochs={args.pretrain_epochs}", f"train.out_dir={run / 'pretrain'}",
             "train.resume=auto",
         ])  # fmt: skip
         pretrain_s = time.perf_counter() - start
-        for name, init in (("videomae", str(run / "pretrain" / "last.pt")), ("scratch", "")):
+        for name, init in ((args.method, str(run / "pretrain" / "last.pt")), ("scratch", "")):
             folder = run / name
             start = time.perf_counter()
             _main("train", [*finetune, f"train.seed={seed}", f"model.pretrained={init}",
@@ -154,7 +171,8 @@ def main() -> None:
     c.add_argument("--warmup", type=int, default=2)
     c.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     t = sub.add_parser("transfer", help="pretrain, fine-tune on 10 %% labels vs from scratch")
-    t.add_argument("--pretrain-config", default="configs/videomae_demo.yaml")
+    t.add_argument("--method", choices=sorted(METHODS), default="videomae")
+    t.add_argument("--pretrain-config", default="", help="default: the method's demo config")
     t.add_argument("--finetune-config", default="configs/demo.yaml")
     t.add_argument("--label-fraction", type=float, default=0.1)
     t.add_argument("--pretrain-epochs", type=int, default=10)
@@ -163,6 +181,7 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--data-root", default="data/synthetic")
     t.add_argument("--out", default="runs/bench_pretrain")
+    t.add_argument("--finetune-extra", nargs="*", default=[], help="overrides: fine-tuning only")
     t.add_argument("extra", nargs="*", help="key=value overrides for every run")
     args = p.parse_args()
     if args.what == "cost":

@@ -184,6 +184,7 @@ class TrainConfig:
     # gradient), sgd (with train.momentum; L2 too). Same parameter groups and peak lrs for all.
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     momentum: float = 0.9  # SGD momentum (train.optimizer=sgd only)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam(W) (VideoMAE: 0.95)
     weight_decay: float = 0.05  # never on norms, biases, embeddings (as L2 for adam/sgd: ~1e-4)
     # After the linear warm-up (each group from ~0 to its peak), per optimizer step: cosine to
     # train.min_lr at the end of the run; exponential: x lr_gamma per epoch, applied smoothly
@@ -302,6 +303,7 @@ _LIMITS: dict[str, _Check] = {
     "train.layer_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "train.min_lr": _NON_NEG,
     "train.momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "train.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "2 numbers in [0, 1)"),
     "train.lr_gamma": (lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = the schedule's default)"),
     "train.step_epochs": _POSITIVE,
     "train.weight_decay": _NON_NEG,

@@ -94,9 +94,9 @@ def build_optimizer(
     )  # fmt: skip
     kwargs = {"fused": True} if fused else {}
     if t.optimizer == "adamw":  # decoupled weight decay: p -= lr * wd * p, apart from the step
-        return torch.optim.AdamW(groups, betas=(0.9, 0.999), **kwargs)
+        return torch.optim.AdamW(groups, betas=tuple(t.betas), **kwargs)
     if t.optimizer == "adam":  # L2: wd * p joins the gradient, so Adam's normaliser scales it
-        return torch.optim.Adam(groups, betas=(0.9, 0.999), **kwargs)
+        return torch.optim.Adam(groups, betas=tuple(t.betas), **kwargs)
     if t.optimizer == "sgd":  # heavy ball, torch's form: v = m v + g (+ wd p as L2); p -= lr v
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, **kwargs)
     raise ValueError(f"unknown optimizer {t.optimizer!r} (adamw, adam or sgd)")

@@ -102,7 +102,7 @@ def test_layer_decay_is_validated():
 def test_each_optimizer_gets_the_same_groups_and_peaks(tmp_path, kind, cls):
     model = _model(tmp_path)
     train = TrainConfig(lr=LR, backbone_lr=BACKBONE_LR, layer_decay=0.7, optimizer=kind)
-    opt = build_optimizer(model, train, momentum=0.8)  # a keyword replaces train's field
+    opt = build_optimizer(model, train, momentum=0.8, betas=[0.9, 0.95])  # keywords replace fields
     reference = build_optimizer(model, train, optimizer="adamw")
     assert type(opt) is cls
     keys = ("name", "lr", "weight_decay")
@@ -116,6 +116,8 @@ def test_each_optimizer_gets_the_same_groups_and_peaks(tmp_path, kind, cls):
     assert any(g["weight_decay"] == 0.0 for g in opt.param_groups)
     if kind == "sgd":
         assert all(g["momentum"] == 0.8 for g in opt.param_groups)
+    else:  # train.betas reach both Adams (VideoMAE pretrains with 0.95)
+        assert all(g["betas"] == (0.9, 0.95) for g in opt.param_groups)
 
 
 def _lr_curve(steps: int, batches_per_epoch: int, **train) -> list[float]:
@@ -181,6 +183,8 @@ def test_a_resumed_scheduler_continues_the_curve():
         ("train.momentum=1.0", "train.momentum"),
         ("train.lr_gamma=1.5", "train.lr_gamma"),
         ("train.step_epochs=0", "train.step_epochs"),
+        ("train.betas=[0.9]", "train.betas"),
+        ("train.betas=[0.9,1.0]", "train.betas"),
     ],
 )
 def test_new_train_keys_are_validated(override, key):

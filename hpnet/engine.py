@@ -62,7 +62,7 @@ class EpochProgress:
     """How far an epoch has got: what a mid-epoch checkpoint stores to resume it exactly.
 
     Counted from the start of the epoch; ``batches`` is the number of loader batches consumed
-    (the resumed epoch skips that many, see :meth:`~hpnet.data.datasets.EpochSampler.set_epoch`).
+    (the resumed epoch skips that many, see :meth:`~hpnet.data.loader.EpochSampler.set_epoch`).
     """
 
     batches: int = 0  # loader batches (micro-steps) consumed

@@ -60,7 +60,7 @@ def run_test(
     Each process scores the videos ``rank::world_size`` (no padding duplicates); rank 0 merges
     the per-video probabilities by dataset index.
     """
-    from hpnet.data.datasets import build_loader
+    from hpnet.data.loader import build_loader
 
     shard = Subset(test_ds, range(dist.rank, len(test_ds), dist.world_size))
     loader = build_loader(

@@ -69,7 +69,7 @@ def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:
     torchrun, ``train.batch_size`` is per process: the global batch is world_size times it.
     """
     from hpnet.data.balance import class_balanced_sampler
-    from hpnet.data.datasets import build_loader
+    from hpnet.data.loader import build_loader
 
     # One permutation per (seed, epoch), dealt out rank by rank: N processes with batch b see
     # exactly the clips that one process with batch N x b sees, step by step.

@@ -183,7 +183,8 @@ def _folder_overrides(root: Path, *extra: str) -> list[str]:
 
 def _one_epoch(root: Path, workers: int) -> dict[str, Any]:
     """One training pass over the folder dataset through a DataLoader with ``workers``."""
-    from hpnet.data.datasets import build_datasets, build_loader
+    from hpnet.data.datasets import build_datasets
+    from hpnet.data.loader import build_loader
 
     cfg = load_config(None, _folder_overrides(root, f"data.workers={workers}"))
     train_ds, _, _ = build_datasets(cfg)

@@ -16,14 +16,8 @@ from videos import write_video
 from hpnet.cli import UserError
 from hpnet.config import load_config
 from hpnet.data.balance import class_balanced_sampler
-from hpnet.data.datasets import (
-    EpochSampler,
-    VideoClipDataset,
-    build_datasets,
-    build_loader,
-    collate_clips,
-    loader_canvas,
-)
+from hpnet.data.datasets import VideoClipDataset, build_datasets, loader_canvas
+from hpnet.data.loader import EpochSampler, build_loader, collate_clips
 from hpnet.data.records import (
     HMDB51_CLASSES,
     VideoRecord,

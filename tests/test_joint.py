@@ -14,8 +14,8 @@ from hpnet import engine
 from hpnet import train as hpnet_train
 from hpnet.cli import UserError
 from hpnet.config import dataset_configs, load_config
-from hpnet.data.datasets import build_loader
 from hpnet.data.joint import JointLoader, interleave
+from hpnet.data.loader import build_loader
 from hpnet.distributed import DistInfo
 from hpnet.evaluate import main as evaluate_main
 from hpnet.models.hpnet import build_model

@@ -1,4 +1,4 @@
-"""Clip datasets over real video files, the batch collate function and the DataLoader factory.
+"""Clip datasets over real video files, and the datasets a :class:`~hpnet.config.Config` names.
 
 :class:`VideoClipDataset` turns :class:`~hpnet.data.records.VideoRecord` s (from the split
 file parsers in :mod:`hpnet.data.records`) into sample dicts::
@@ -16,23 +16,24 @@ Train-time randomness: the frame offsets of sample ``index`` in epoch ``e`` come
 whatever the number of workers and whichever worker loads which sample, two samples never
 share a random stream, and each epoch draws new offsets. The epoch lives in shared memory,
 so :meth:`VideoClipDataset.set_epoch` reaches persistent workers too. The training loader's
-sampler (:class:`EpochSampler`, from :func:`build_loader`) calls it at the start of every
-pass with the epoch of the sampler it wraps (DistributedSampler, class-balanced) or its own
-count of passes from 0; ``loader.sampler.set_epoch(e)`` (the DistributedSampler idiom) sets
-it explicitly and is forwarded to the wrapped sampler, which exact resume needs. Without a
-wrapped sampler the shuffle order is drawn the same way, from ``(seed, epoch)``.
+sampler (:class:`~hpnet.data.loader.EpochSampler`, from :func:`~hpnet.data.loader.build_loader`)
+calls it at the start of every pass with the epoch of the sampler it wraps (DistributedSampler,
+class-balanced) or its own count of passes from 0; ``loader.sampler.set_epoch(e)`` (the
+DistributedSampler idiom) sets it explicitly and is forwarded to the wrapped sampler, which
+exact resume needs. Without a wrapped sampler the shuffle order is drawn the same way, from
+``(seed, epoch)``.
 
 Bad videos: decoding raises :class:`~hpnet.data.decode.VideoDecodeError`. With
 ``on_error="skip"`` the dataset logs a warning once per file, counts it and returns ``None``;
-:func:`collate_clips` drops the ``None`` s and reports how many in ``batch["skipped"]``, so an
-epoch never stops on a bad file. With ``on_error="raise"`` the error propagates.
+:func:`~hpnet.data.loader.collate_clips` drops the ``None`` s and reports how many in
+``batch["skipped"]``, so an epoch never stops on a bad file. With ``on_error="raise"`` the
+error propagates.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source
@@ -62,14 +63,11 @@ from hpnet.data.sampling import sample_frame_indices
 __all__ = [
     "VIDEO_EXTENSIONS",
     "DatasetSplits",
-    "EpochSampler",
     "JointSource",
     "RecordSplits",
     "VideoClipDataset",
     "VideoRecord",
     "build_datasets",
-    "build_loader",
-    "collate_clips",
     "folder_records",
     "hmdb51_records",
     "list_records",
@@ -217,122 +215,6 @@ class VideoClipDataset(Dataset):
                 f"expected ({indices.shape[0]}, {indices.shape[1]}, P, {NUM_JOINTS}, 3)"
             )
         return fit_joints(joints, self.canvas.place((info.height, info.width)))
-
-
-# ---------------------------------------------------------------------------------- batching
-
-
-def collate_clips(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
-    """Stack sample dicts into a batch; drop ``None`` (skipped videos) and count them.
-
-    Returns ``video uint8 (B, [V,] T, 3, H, W)``, ``joints float32 (B, [V,] T, P, 17, 3)``,
-    ``label int64 (B,)``, ``index int64 (B,)``, ``skipped`` (int). Other tensor fields are
-    stacked, other values kept as lists. A batch whose samples were all skipped has B = 0:
-    empty ``label`` and ``index``, and ``video`` / ``joints`` of shape ``(0,)``.
-    """
-    kept = [s for s in samples if s is not None]
-    skipped = len(samples) - len(kept)
-    if not kept:
-        return {
-            "video": torch.empty(0, dtype=torch.uint8),
-            "joints": torch.empty(0, dtype=torch.float32),
-            "label": torch.empty(0, dtype=torch.int64),
-            "index": torch.empty(0, dtype=torch.int64),
-            "skipped": skipped,
-        }
-    batch: dict[str, Any] = {}
-    for key, first in kept[0].items():
-        values = [s[key] for s in kept]
-        if isinstance(first, torch.Tensor):
-            batch[key] = torch.stack(values)
-        elif key in ("label", "index"):
-            batch[key] = torch.tensor(values, dtype=torch.int64)
-        else:
-            batch[key] = values
-    batch["skipped"] = skipped
-    return batch
-
-
-class EpochSampler(Sampler[int]):
-    """Training order for one pass; tells the dataset the epoch before the pass starts.
-
-    Without ``sampler``: a permutation drawn from ``numpy.random.default_rng([seed, epoch])``;
-    the epoch is counted here: each ``iter()`` uses the current one, then advances it by one,
-    and ``set_epoch(e)`` sets it (call it every epoch for exact resume).
-    With ``sampler`` (EpochShuffleSampler, class-balanced, DistributedSampler): its order, and
-    its own ``epoch`` attribute when it has one is the epoch handed to the dataset, so calling
-    ``set_epoch`` on that sampler (the DistributedSampler idiom) is enough.
-    ``set_epoch(e, skip=n)`` leaves out the first ``n`` indices of the next pass (an epoch
-    resumed from a mid-epoch checkpoint); ``len()`` stays the length of a whole pass.
-    """
-
-    def __init__(self, dataset: Dataset, *, seed: int, sampler: Sampler | None = None) -> None:
-        self.dataset = dataset
-        self.seed = seed
-        self.sampler = sampler
-        self.epoch = 0
-        self.skip = 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch = epoch
-        self.skip = skip
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler) if self.sampler is not None else len(self.dataset)
-
-    def __iter__(self):
-        if self.sampler is not None and hasattr(self.sampler, "epoch"):
-            epoch = int(self.sampler.epoch)  # the epoch the sampler is about to draw
-        else:
-            epoch, self.epoch = self.epoch, self.epoch + 1
-        skip, self.skip = self.skip, 0  # only the pass right after set_epoch(e, skip) skips
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        if self.sampler is not None:
-            return iter(list(self.sampler)[skip:])
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-        return iter(order[skip:].tolist())
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Seed Python's and NumPy's global generators from the worker's torch seed."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def build_loader(
-    ds: Dataset,
-    *,
-    batch_size: int,
-    train: bool,
-    workers: int,
-    sampler: Sampler | None = None,
-    seed: int = 0,
-) -> DataLoader:
-    """DataLoader with :func:`collate_clips`; training order through :class:`EpochSampler`.
-
-    Training drops the last incomplete batch (unless the dataset is smaller than one batch).
-    Workers are persistent, seeded from a generator seeded with ``seed``; memory is pinned
-    when CUDA is available.
-    """
-    if train:
-        sampler = EpochSampler(ds, seed=seed, sampler=sampler)
-    num_samples = len(sampler) if sampler is not None else len(ds)
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_clips,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=train and num_samples >= batch_size,
-        persistent_workers=workers > 0,
-        worker_init_fn=_seed_worker,
-        generator=torch.Generator().manual_seed(seed),
-    )
 
 
 # ----------------------------------------------------------------------- building from Config

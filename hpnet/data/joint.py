@@ -35,7 +35,7 @@ def interleave(counts: Sequence[int]) -> list[int]:
 
 
 class JointLoader:
-    """Several training loaders (:func:`hpnet.data.datasets.build_loader`, one per dataset)
+    """Several training loaders (:func:`hpnet.data.loader.build_loader`, one per dataset)
     iterated as one, in :func:`interleave` order; each batch gets ``batch["dataset"]``.
 
     ``len()`` is the total number of batches; :meth:`set_epoch` starts an epoch, also part way

@@ -209,6 +209,9 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test split every k epochs (0 = only at the end)
     tensorboard: bool = False  # also write TensorBoard logs to <out_dir>/tb
     compile: bool = False  # torch.compile the model
+    # under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm); the
+    # SimSiam configs turn it on. Ignored in one process and on the CPU (Gloo).
+    sync_bn: bool = False
     max_steps: int = 0  # stop each epoch after this many steps (0 = full epoch; for smoke runs)
     threads: int = 0  # CPU threads for torch (0 = torch's default)
 

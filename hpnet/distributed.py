@@ -97,6 +97,19 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def sync_batchnorm(model: torch.nn.Module, info: DistInfo, device: torch.device) -> bool:
+    """Turn ``model``'s BatchNorm layers into SyncBatchNorm (in place: the same parameters and
+    buffers, so state-dict keys and optimizer groups are unchanged): their batch statistics are
+    then taken over the global batch of all processes, as SimSiam's recipe does. Only under
+    torchrun on CUDA (torch's SyncBatchNorm runs on GPUs only); returns whether it did."""
+    if not (info.enabled and device.type == "cuda"):
+        return False
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if converted is not model:  # a bare BatchNorm module: nothing else to hold it
+        raise TypeError("sync_batchnorm: the model itself is a BatchNorm layer")
+    return True
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -38,7 +38,7 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, sync_batchnorm
 from hpnet.engine import EpochProgress, train_one_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
@@ -159,6 +159,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     # the model before the run folder: weights that cannot be had leave no folder behind, and
     # config.yaml records what loading them decided (text.quick_gelu)
     model = build_model(cfg, datasets[0].classes, label_sets=sets).to(device)
+    if cfg.train.sync_bn:
+        sync_batchnorm(model, dist, device)
     if dist.is_main:  # (only once data and weights are there: a typo leaves no run folder)
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")

@@ -13,6 +13,7 @@ from hpnet.data.simsiam_views import (
     sample_frame_pairs,
 )
 from hpnet.data.synthetic import render_split
+from hpnet.distributed import DistInfo, sync_batchnorm
 from hpnet.fusion.head import LinearHead
 from hpnet.fusion.pose_encoder import PoseEncoder
 from hpnet.models.hpnet import HPNet
@@ -250,3 +251,23 @@ def test_simsiam_checkpoint_initialises_the_frame_encoder(tmp_path) -> None:
     bad = {"encoder.conv1.weight": torch.zeros(8, 3, 3, 3)}
     with pytest.raises(ValueError, match=r"conv1\.weight"):
         load_frame_encoder(backbone, bad)
+
+
+def test_sync_bn_converts_every_batchnorm_in_place_under_torchrun_on_cuda() -> None:
+    model = SimSiam(_tiny_encoder(), feat_dim=64, proj_dim=32, pred_dim=16)
+    params, state = list(model.parameters()), model.state_dict()
+    count = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    two = DistInfo(rank=0, world_size=2)
+    # one process, or the CPU (torch's SyncBatchNorm runs on GPUs only): left alone
+    assert not sync_batchnorm(model, DistInfo(), torch.device("cuda"))
+    assert not sync_batchnorm(model, two, torch.device("cpu"))
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+    # two processes on CUDA (converting runs nothing on the device)
+    assert sync_batchnorm(model, two, torch.device("cuda"))
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert count >= 5 and len(norms) == count
+    assert all(isinstance(m, nn.SyncBatchNorm) for m in norms)
+    assert [id(p) for p in model.parameters()] == [id(p) for p in params]  # optimizer unchanged
+    after = model.state_dict()
+    assert list(after) == list(state)  # checkpoints keep their keys
+    assert all(torch.equal(after[k], v) for k, v in state.items())

@@ -35,7 +35,7 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, sync_batchnorm
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record, train_one_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
 from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
@@ -237,6 +237,8 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     seed_everything(cfg.train.seed)
     datasets = pretrain_datasets(cfg)
     model = build_pretrain_model(cfg).to(device)
+    if cfg.train.sync_bn:
+        sync_batchnorm(model, dist, device)
     if dist.is_main:
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")

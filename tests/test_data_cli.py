@@ -124,3 +124,42 @@ def test_pose_settings_do_not_stop_inspecting_a_folder(folder_with_bad_file, cap
     assert "classes     2" in capsys.readouterr().out
     with pytest.raises(UserError, match=r"groundtruth only exists for data\.dataset=synthetic"):
         build_datasets(load_config(None, args))
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "folder"])
+def test_the_report_shows_the_validation_split_training_holds_out(dataset, tmp_path, capsys):
+    from hpnet.config import load_config
+    from hpnet.data.datasets import build_datasets
+
+    if dataset == "synthetic":
+        args = [
+            "data.dataset=synthetic",
+            f"data.root={tmp_path}",
+            "pose.source=none",
+            "data.synthetic.train_videos=30",
+            "data.synthetic.actions=[wave,walk,jump]",
+        ]
+    else:  # 4 + 3 training videos, 1 + 1 test
+        for split, cls, n in [
+            ("train", "wave", 4),
+            ("train", "clap", 3),
+            ("test", "wave", 1),
+            ("test", "clap", 1),
+        ]:
+            for i in range(n):
+                write_video(tmp_path / split / cls / f"{cls}{i}.mp4", 4)
+        args = ["data.dataset=folder", f"data.root={tmp_path}", "pose.source=none"]
+    args += ["data.val_fraction=0.3", "data.frames=4", "data.size=32", "data.load_size=32"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    val = report["splits"]["val"]
+    built = build_datasets(load_config(None, args))  # what training holds out
+    assert val["videos"] == len(built.val) > 0 and val["fraction"] == 0.3
+    held = [built.classes[int(label)] for label in built.val.labels]
+    assert val["per_class"] == {c: held.count(c) for c in report["classes"]}
+    assert report["splits"]["train"]["videos"] == len(built.train) + len(built.val)
+    assert report["classes"] == built.classes
+    main(args)
+    text = capsys.readouterr().out
+    assert f"+ {val['videos']} validation (data.val_fraction=0.3)" in text
+    assert "(train/val/test)" in text

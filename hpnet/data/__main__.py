@@ -16,7 +16,8 @@ some are missing or undecodable; 2 for a bad argument or config.
   ``split_dir`` (folder of the split files; null when there is none)
 - ``classes`` (names, label = position), ``num_classes``
 - ``splits``: ``{"train": {"videos": int, "per_class": {name: int}}, "test": {...}}``
-  (videos that are on disk)
+  (videos that are on disk); with ``data.val_fraction`` > 0 also ``"val"``: the videos held out
+  of ``train`` for validation (the same ones training holds out), plus its ``"fraction"``
 - ``listed``: how many videos the split/list files name (HMDB51: the unused ones too)
 - ``missing``: paths relative to ``root`` of the listed videos that are not on disk
 - ``absent_classes``: classes none of whose listed videos is on disk
@@ -46,6 +47,7 @@ from tqdm import tqdm
 from hpnet.cli import CommandParser, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
+from hpnet.data.holdout import validation_split
 from hpnet.data.records import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, VideoRecord, per_class_counts
 
 _SHOW_MISSING = 10  # missing files the text report names
@@ -150,13 +152,22 @@ def _synthetic_report(cfg: Config) -> dict[str, Any]:
     from hpnet.data.synthetic import ACTIONS
 
     s = cfg.data.synthetic
-    classes = list(ACTIONS)
+    classes = list(s.actions) or list(ACTIONS)
     per_split = {}
     for name, num in (("train", s.train_videos), ("test", s.test_videos)):
         base, extra = divmod(num, len(classes))
         per_class = {c: base + (i < extra) for i, c in enumerate(classes)}
         per_split[name] = {"videos": num, "per_class": per_class}
     return {"classes": classes, "splits": per_split, "listed": s.train_videos + s.test_videos}
+
+
+def _validation_report(cfg: Config, keys: list[str], labels: list[int], classes: list[str]):
+    """The ``val`` split entry: what training holds out of ``train`` (``data.val_fraction``)."""
+    _, held = validation_split(keys, labels, classes, cfg.data.val_fraction, cfg.data.seed)
+    per_class = dict.fromkeys(classes, 0)
+    for i in held:
+        per_class[classes[labels[i]]] += 1
+    return {"videos": len(held), "per_class": per_class, "fraction": cfg.data.val_fraction}
 
 
 def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = True) -> dict:
@@ -179,6 +190,9 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     report["rendered"] = d.dataset == "synthetic" and cfg.pose.source != "cache"
     if report["rendered"]:  # in memory: no files to look for
         report.update(_synthetic_report(cfg))
+        num, classes = cfg.data.synthetic.train_videos, report["classes"]
+        train_keys = [str(i) for i in range(num)]  # a rendered clip is its index, label i % C
+        train_labels = [i % len(classes) for i in range(num)]
     else:
         with _quiet("hpnet.data.records"):
             splits = records_for_config(cfg, allow_missing=True)
@@ -188,6 +202,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
             for name, recs in (("train", splits.train), ("test", splits.test))
         }
         report["listed"] = splits.listed
+        train_keys, train_labels = [r.rel for r in splits.train], [r.label for r in splits.train]
         missing = [r.rel for r in splits.missing]
         listed_per_class = per_class_counts(splits.missing, splits.classes)
         for records in (splits.train, splits.test):
@@ -200,6 +215,9 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         if check_decode != 0:
             present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
             undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
+    if cfg.data.val_fraction and train_keys:
+        val = _validation_report(cfg, train_keys, train_labels, report["classes"])
+        report["splits"]["val"] = val
     report["num_classes"] = len(report["classes"])
     report.update(missing=missing, checked=checked, undecodable=undecodable, short_videos=short)
     report["missing_allowed"] = bool(cfg.data.allow_missing)
@@ -214,9 +232,9 @@ def _rel(record: VideoRecord) -> str:
 # ------------------------------------------------------------------------------- text report
 
 
-def _class_table(classes: Sequence[str], train: dict[str, int], test: dict[str, int]) -> list[str]:
-    """Per-class ``train/test`` counts in as many columns as fit the report width."""
-    cells = [(name, f"{train[name]}/{test[name]}") for name in classes]
+def _class_table(classes: Sequence[str], *counts: dict[str, int]) -> list[str]:
+    """Per-class ``train/test`` (or ``train/val/test``) counts in as many columns as fit."""
+    cells = [(name, "/".join(str(c[name]) for c in counts)) for name in classes]
     name_w = max(len(n) for n, _ in cells)
     count_w = max(len(c) for _, c in cells)
     cell_w = name_w + 1 + count_w
@@ -245,14 +263,26 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     ]
     if report["split_dir"]:
         lines.append(f"split files {report['split_dir']}")
-    lines += [
-        f"classes     {report['num_classes']}",
-        f"videos      {train['videos']} train, {test['videos']} test"
-        f" (on disk; {report['listed']} listed)",
-        "",
-        "videos per class (train/test):",
-        *_class_table(report["classes"], train["per_class"], test["per_class"]),
-    ]
+    lines.append(f"classes     {report['num_classes']}")
+    val = report["splits"].get("val")
+    if val:  # the training split less what is held out for validation
+        kept = {c: n - val["per_class"][c] for c, n in train["per_class"].items()}
+        lines += [
+            f"videos      {train['videos'] - val['videos']} train + {val['videos']} validation "
+            f"(data.val_fraction={val['fraction']:g}), {test['videos']} test"
+            f" (on disk; {report['listed']} listed)",
+            "",
+            "videos per class (train/val/test):",
+            *_class_table(report["classes"], kept, val["per_class"], test["per_class"]),
+        ]
+    else:
+        lines += [
+            f"videos      {train['videos']} train, {test['videos']} test"
+            f" (on disk; {report['listed']} listed)",
+            "",
+            "videos per class (train/test):",
+            *_class_table(report["classes"], train["per_class"], test["per_class"]),
+        ]
     no_train = [c for c in report["classes"] if train["per_class"][c] == 0]
     if no_train and train["videos"]:
         lines.append(f"  ! {len(no_train)} classes have no training video: {_some(no_train)}")

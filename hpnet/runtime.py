@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source, dataset_configs
 from hpnet.data.joint import JointLoader
 from hpnet.data.transforms import ClipTransform
-from hpnet.distributed import DistInfo
+from hpnet.distributed import DistInfo, sync_batchnorm
 from hpnet.engine import LossConfig
 
 
@@ -35,6 +36,29 @@ def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda" or amp == "off":
         return None
     return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def training_net(
+    model: torch.nn.Module,
+    cfg: Config,
+    dist: DistInfo,
+    device: torch.device,
+    *,
+    find_unused: bool = False,
+) -> torch.nn.Module:
+    """The module a training loop calls: ``model`` with SyncBatchNorm (``train.sync_bn``, under
+    torchrun on CUDA: converted in place), compiled (``train.compile``) and wrapped in DDP under
+    torchrun (``find_unused``: some parameters get no gradient in a step). Checkpoints keep
+    saving ``model`` itself: the same parameters, the same keys."""
+    if cfg.train.sync_bn:
+        sync_batchnorm(model, dist, device)
+    net = torch.compile(model) if cfg.train.compile else model
+    if dist.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(
+            net, device_ids=device_ids, find_unused_parameters=find_unused
+        )
+    return net
 
 
 def build_transform(cfg: Config, device: torch.device) -> ClipTransform:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from hpnet.atomic import remove_stale_temp_files, write_errors_reported
 from hpnet.checkpoint import (
@@ -38,7 +37,7 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, sync_batchnorm
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, train_one_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
@@ -60,6 +59,7 @@ from hpnet.runtime import (
     build_transform,
     label_sets,
     pick_device,
+    training_net,
 )
 from hpnet.runtime import start_epoch as start_loader_epoch
 from hpnet.splits import (
@@ -135,11 +135,9 @@ def _splits_argument(value: str | None, cfg: Config, overrides: Sequence[str]) -
     return splits
 
 
-def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:
-    """The run; ``held`` keeps what must stay open until it ends (the run folder's lock)."""
-    out = Path(cfg.train.out_dir)
-    resume_from = resume_path(cfg, out)
-    check_model_config(cfg)  # before the data and the run folder
+def _check_run_config(cfg: Config, dist: DistInfo) -> None:
+    """Refuse what cannot train a classifier; warn about settings that defeat themselves."""
+    check_model_config(cfg)
     if cfg.data.dataset == "unlabeled":
         raise UserError(
             "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "
@@ -151,6 +149,13 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
             "train.lr=%g (lower train.warmup_epochs)",
             cfg.train.warmup_epochs, cfg.train.epochs, cfg.train.lr,
         )  # fmt: skip
+
+
+def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:
+    """The run; ``held`` keeps what must stay open until it ends (the run folder's lock)."""
+    out = Path(cfg.train.out_dir)
+    resume_from = resume_path(cfg, out)
+    _check_run_config(cfg, dist)  # before the data and the run folder
     seed_everything(cfg.train.seed)
 
     # ---- data: one dataset, or one per data.joint entry (batches interleaved) ---------------
@@ -159,8 +164,6 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     # the model before the run folder: weights that cannot be had leave no folder behind, and
     # config.yaml records what loading them decided (text.quick_gelu)
     model = build_model(cfg, datasets[0].classes, label_sets=sets).to(device)
-    if cfg.train.sync_bn:
-        sync_batchnorm(model, dist, device)
     if dist.is_main:  # (only once data and weights are there: a typo leaves no run folder)
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")
@@ -189,15 +192,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
             remove_stale_temp_files(out / name)
 
-    net: torch.nn.Module = model
-    if cfg.train.compile:
-        net = torch.compile(net)
-    if dist.enabled:  # per-dataset linear heads: only the batch's own head has gradients
-        net = DistributedDataParallel(
-            net,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=bool(sets) and not cfg.model.text,
-        )
+    # per-dataset linear heads: only the batch's own head has gradients in a step
+    net = training_net(model, cfg, dist, device, find_unused=bool(sets) and not cfg.model.text)
 
     # ---- epochs ----------------------------------------------------------------------------
     tb = open_tensorboard(cfg, out) if dist.is_main else None
@@ -247,14 +243,9 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
         if evaluated or epoch + 1 == cfg.train.epochs:
             tests = (model, datasets, transform, device, amp_dtype, dist)
-            reports = run_dataset_tests(*tests, crops=1)
-            vals = run_dataset_tests(*tests, crops=1, split="val")  # (data.val_fraction)
-            if dist.is_main:  # best.pt: the first dataset's val top-1, else its test top-1
-                _add_top1(record, datasets, reports, "test")
-                _add_top1(record, datasets, vals, "val")
-                chosen = (vals[0] or reports[0])["top1"]
-                is_best = chosen > best
-                best = max(best, chosen)
+            chosen = _evaluate_epoch(record, tests)
+            if chosen is not None:  # (on the main process)
+                is_best, best = chosen > best, max(best, chosen)
         if dist.is_main:
             log_metrics(out, record, tb)
             print(_summary(record, cfg.train.epochs))
@@ -270,6 +261,22 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     if tb is not None:
         tb.close()
     return 0
+
+
+def _evaluate_epoch(record: dict[str, Any], tests: tuple) -> float | None:
+    """Score the test (and validation, ``data.val_fraction``) split of every dataset at the end
+    of an epoch, on all processes; on the main one add ``test_top1`` / ``val_top1`` to
+    ``record`` and return the top-1 that picks best.pt: the first dataset's validation top-1,
+    else its test top-1 (None on the other processes). ``tests`` = (model, datasets, transform,
+    device, amp_dtype, dist), as :func:`~hpnet.evaluate.run_dataset_tests` takes them."""
+    datasets, dist = tests[1], tests[-1]
+    reports = run_dataset_tests(*tests, crops=1)
+    vals = run_dataset_tests(*tests, crops=1, split="val")
+    if not dist.is_main:
+        return None
+    _add_top1(record, datasets, reports, "test")
+    _add_top1(record, datasets, vals, "val")
+    return (vals[0] or reports[0])["top1"]
 
 
 def reduce_epoch_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:

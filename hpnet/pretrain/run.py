@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from hpnet.atomic import remove_stale_temp_files
 from hpnet.checkpoint import atomic_save
@@ -35,7 +34,7 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, sync_batchnorm
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record, train_one_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
 from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
@@ -55,6 +54,7 @@ from hpnet.runtime import (
     build_run_train_loader,
     build_transform,
     pick_device,
+    training_net,
 )
 from hpnet.runtime import start_epoch as start_loader_epoch
 from hpnet.train import log_metrics, open_tensorboard, reduce_epoch_stats, seed_everything
@@ -237,8 +237,6 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     seed_everything(cfg.train.seed)
     datasets = pretrain_datasets(cfg)
     model = build_pretrain_model(cfg).to(device)
-    if cfg.train.sync_bn:
-        sync_batchnorm(model, dist, device)
     if dist.is_main:
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")
@@ -259,10 +257,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     if dist.is_main:
         for name in ("last.pt", "metrics.jsonl"):
             remove_stale_temp_files(out / name)
-    net: torch.nn.Module = torch.compile(model) if cfg.train.compile else model
-    if dist.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        net = DistributedDataParallel(net, device_ids=device_ids)
+    net = training_net(model, cfg, dist, device)
     transform, amp_dtype = build_transform(cfg, device), amp_dtype_for(cfg.train.amp, device)
     batch_step = pretrain_batch
     if cfg.pretrain.method == "simsiam":

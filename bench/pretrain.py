@@ -1,4 +1,4 @@
-"""VideoMAE pretraining: what a step costs, and what pretraining buys on synthetic data.
+"""Pretraining (VideoMAE, SimSiam): what a step costs, and what it buys on synthetic data.
 
     python bench/pretrain.py cost                      # tiny and small LS-ViT on the CPU
     python bench/pretrain.py cost --size base --img 224 --frames 16 --batch 8 --device cuda
@@ -16,6 +16,15 @@ whole test split. Budgets: ``--pretrain-epochs``, ``--finetune-epochs``. ``--met
 pretrains and fine-tunes LS-ViT; ``--method simsiam`` pretrains a ResNet frame encoder and
 fine-tunes ``model.arch=ssl_transformer`` on it (its scratch twin: the same arch from random
 weights). ``--finetune-extra`` overrides only the fine-tuning runs (e.g. ``model.text=false``).
+
+``probe``: a linear probe of a frozen encoder (``--init RUN/last.pt``, or none: random weights)
+on the synthetic clips: the backbone's clip feature of every training and test clip (centre
+view, no augmentation; LS-ViT: its mean-over-time CLS token and mean patch token, side by side),
+standardised, then a linear classifier (AdamW, lr 1e-2, weight decay 1e-3, 500 full-batch
+steps: fixed, not tuned on the test split) fitted on the first ``--labelled`` training clips
+(default 48 and 480) and scored on the whole test split.
+
+    python bench/pretrain.py probe --init runs/videomae_demo/last.pt --labelled 48 480
 
     python bench/pretrain.py transfer --method simsiam --seeds 0 1 --finetune-extra model.text=false
 """
@@ -154,6 +163,61 @@ def transfer(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+@torch.no_grad()
+def _clip_features(model: torch.nn.Module, dataset, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen backbone's feature (N, F) of every clip of ``dataset`` and the labels (N,)."""
+    from hpnet.data.transforms import normalize
+
+    feats, labels = [], []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        video = sample["video"]
+        video = normalize(video[0] if video.dim() == 5 else video, mean, std)[None]  # view 0
+        out = model.backbone.forward_features(video)
+        if isinstance(out, torch.Tensor):  # LS-ViT tokens (1, T, 1 + N, D)
+            feats.append(torch.cat([out[0, :, 0].mean(0), out[0, :, 1:].mean((0, 1))]))
+        else:  # (fmap, pooled)
+            feats.append(out[1][0])
+        labels.append(int(sample["label"]))
+    return torch.stack(feats), torch.tensor(labels)
+
+
+def probe(args: argparse.Namespace) -> list[dict]:
+    from hpnet.data.datasets import build_datasets
+
+    cfg = load_config(args.config, [
+        f"data.root={args.data_root}", "model.pose=false", "model.text=false",
+        "pose.source=none", f"model.pretrained={args.init}", *args.extra,
+    ])  # fmt: skip
+    torch.manual_seed(0)
+    data = build_datasets(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, data.classes).eval()
+    mean, std = cfg.data.augment.mean, cfg.data.augment.std
+    x_train, y_train = _clip_features(model, data.train, mean, std)
+    x_test, y_test = _clip_features(model, data.test, mean, std)
+    rows = []
+    for n in args.labelled:
+        centre, scale = x_train[:n].mean(0), x_train[:n].std(0) + 1e-6
+        torch.manual_seed(0)
+        head = torch.nn.Linear(x_train.shape[1], len(data.classes))
+        opt = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-3)
+        for _ in range(500):
+            loss = torch.nn.functional.cross_entropy(
+                head((x_train[:n] - centre) / scale), y_train[:n]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            top1 = (head((x_test - centre) / scale).argmax(1) == y_test).float().mean().item()
+        rows.append({"init": args.init or "random", "labelled_clips": n, "test_top1": top1,
+                     "test_videos": len(y_test), "feature_dim": x_train.shape[1]})  # fmt: skip
+        print(json.dumps(rows[-1]))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -183,8 +247,18 @@ def main() -> None:
     t.add_argument("--out", default="runs/bench_pretrain")
     t.add_argument("--finetune-extra", nargs="*", default=[], help="overrides: fine-tuning only")
     t.add_argument("extra", nargs="*", help="key=value overrides for every run")
+    r = sub.add_parser("probe", help="linear probe of a frozen (pretrained) encoder")
+    r.add_argument("--init", default="", help="model.pretrained (default: random weights)")
+    r.add_argument("--config", default="configs/demo.yaml")
+    r.add_argument("--labelled", type=int, nargs="+", default=[48, 480])
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--data-root", default="data/synthetic")
+    r.add_argument("extra", nargs="*", help="key=value overrides (e.g. model.arch=...)")
     args = p.parse_args()
-    if args.what == "cost":
+    if args.what == "probe":
+        torch.set_num_threads(args.threads)
+        probe(args)
+    elif args.what == "cost":
         if args.threads:
             torch.set_num_threads(args.threads)
         print(json.dumps(cost(args)))

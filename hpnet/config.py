@@ -233,9 +233,6 @@ class PretrainConfig:
     decoder_width: int = 0  # decoder token width (0 = half the encoder's: 384 for base, 64 tiny)
     decoder_depth: int = 4  # decoder blocks (VideoMAE: 4 for ViT-B)
     norm_pix_loss: bool = True  # targets are each patch's pixels normalised by its mean and std
-    # pixels: each hidden patch's pixels (VideoMAE); motion: its change to the next frame,
-    # x[t+1] - x[t], not normalised (moving parts carry the loss; static clutter costs nothing)
-    target: Literal["pixels", "motion"] = "pixels"
     simsiam_views: Literal["augment", "frames"] = "augment"  # simsiam: 2 augmentations of a frame,
     # or 2 frames of a clip at most pretrain.frame_gap clip frames apart (lightly augmented)
     frame_gap: int = 4  # simsiam_views=frames: largest gap between the two frames

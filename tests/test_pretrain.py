@@ -23,7 +23,6 @@ from hpnet.pretrain.videomae import (
     VideoMAE,
     embed_visible,
     masked_patch_loss,
-    motion_targets,
     patchify,
     pixel_targets,
     tube_mask,
@@ -56,12 +55,10 @@ def _run(args: list[str], out: Path, *extra: str) -> int:
         return pretrain_run.main([*args, f"train.out_dir={out}", *extra])
 
 
-def _tiny_mae(ratio: float = 0.75, target: str = "pixels") -> VideoMAE:
+def _tiny_mae(ratio: float = 0.75) -> VideoMAE:
     torch.manual_seed(0)
     encoder = build_lsvit("tiny", img_size=32, patch_size=8, num_frames=4)
-    return VideoMAE(
-        encoder, mask_ratio=ratio, decoder_width=32, decoder_depth=1, target=target
-    ).eval()
+    return VideoMAE(encoder, mask_ratio=ratio, decoder_width=32, decoder_depth=1).eval()
 
 
 @pytest.mark.parametrize("ratio", [0.5, 0.75, 0.9])
@@ -146,25 +143,6 @@ def test_norm_pix_targets_are_normalised_per_patch_and_channel():
     torch.testing.assert_close(target.mean(-2), torch.zeros(1, 2, 4, 3), atol=1e-5, rtol=0)
     torch.testing.assert_close(target.std(-2), torch.ones(1, 2, 4, 3), atol=1e-4, rtol=0)
     assert torch.equal(pixel_targets(video, 8, norm=False), patchify(video, 8))
-
-
-def test_motion_targets_are_the_change_to_the_next_frame():
-    video = torch.rand(2, 4, 3, 32, 32)
-    target = motion_targets(video, 8)  # (B, T, N, p*p*C)
-    torch.testing.assert_close(target[:, :3], patchify(video[:, 1:] - video[:, :-1], 8))
-    assert not target[:, 3].any()  # the last frame has no next one
-    still = video[:, :1].expand(-1, 4, -1, -1, -1)  # a static clip: nothing to predict
-    assert not motion_targets(still, 8).any()
-    # the model trains on them (never normalised, norm_pix_loss or not) and the reconstruction
-    # of a perfect prediction is the clip itself: frame t-1 plus the change at hidden patches
-    model = _tiny_mae(0.5, target="motion")
-    assert model.norm_pix_loss is False
-    out = model(video, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out["target"], target)
-    perfect = {**out, "pred": target}
-    torch.testing.assert_close(model.reconstruct(video, perfect), video)
-    with pytest.raises(ValueError, match="unknown VideoMAE target"):
-        VideoMAE(build_lsvit("tiny", img_size=32, patch_size=8, num_frames=4), target="flow")
 
 
 def test_every_parameter_learns():

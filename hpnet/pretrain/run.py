@@ -170,7 +170,6 @@ def build_pretrain_model(cfg: Config) -> torch.nn.Module:
         decoder_width=p.decoder_width,
         decoder_depth=p.decoder_depth,
         norm_pix_loss=p.norm_pix_loss,
-        target=p.target,
     )
     model.pretrained_report = str(built.report) if built.report else ""
     return model

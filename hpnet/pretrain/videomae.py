@@ -24,10 +24,6 @@ How it maps onto LS-ViT, whose tokens are per frame ``(B, T, 1 + N, D)``:
 * **Loss.** MSE between the prediction and each hidden patch's pixels, normalised per patch and
   channel by its own mean and standard deviation (``norm_pix_loss``; with it the input's
   normalisation does not matter), averaged over the hidden patches of every frame only.
-  ``target="motion"`` predicts instead each hidden patch's change to the next frame,
-  ``x[t+1] - x[t]`` (the last frame: 0), not normalised: static clutter then costs the model
-  nothing to predict and the moving parts carry the loss (as MotionMAE, Yang et al. 2022, adds
-  to pixel targets; here it replaces them).
 """
 
 from __future__ import annotations
@@ -39,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hpnet.models.lsvit import Block, LSViT
-from hpnet.models.motion import frame_differences, shifted_in_time
+from hpnet.models.motion import frame_differences
 
 
 def tube_mask(
@@ -88,16 +84,6 @@ def pixel_targets(video: torch.Tensor, patch: int, norm: bool) -> torch.Tensor:
         return patches
     mean, std = patch_stats(patches, video.shape[2])
     return ((patches.unflatten(-1, (-1, video.shape[2])) - mean) / std).flatten(-2)
-
-
-def motion_targets(video: torch.Tensor, patch: int) -> torch.Tensor:
-    """Reconstruction targets (B, T, N, p*p*C) of video (B, T, C, H, W): each patch's change to
-    the next frame, ``x[t+1] - x[t]`` (signed: the direction of time shows; 0 at the last frame)."""
-    video = video.float()
-    return patchify(shifted_in_time(video, 1) - video, patch)
-
-
-TARGETS = ("pixels", "motion")
 
 
 def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -153,16 +139,12 @@ class VideoMAE(nn.Module):
         decoder_width: int = 0,
         decoder_depth: int = 4,
         norm_pix_loss: bool = True,
-        target: str = "pixels",
         in_chans: int = 3,
     ) -> None:
         super().__init__()
-        if target not in TARGETS:
-            raise ValueError(f"unknown VideoMAE target {target!r}; one of {TARGETS}")
         self.encoder = encoder
         self.mask_ratio = mask_ratio
-        self.norm_pix_loss = norm_pix_loss and target == "pixels"  # (motion: never normalised)
-        self.target = target
+        self.norm_pix_loss = norm_pix_loss
         self.in_chans = in_chans
         width = decoder_width or encoder.embed_dim // 2
         heads = max(1, width // 64)  # 64 channels a head (VideoMAE: 384 wide, 6 heads)
@@ -232,25 +214,18 @@ class VideoMAE(nn.Module):
             mask = tube_mask(video.shape[0], self.encoder.num_patches, self.mask_ratio, generator)
         mask = mask.to(video.device)
         pred = self.decode(self.encode(video, mask), mask)
-        if self.target == "motion":
-            target = motion_targets(video, self.encoder.patch_size)
-        else:
-            target = pixel_targets(video, self.encoder.patch_size, self.norm_pix_loss)
+        target = pixel_targets(video, self.encoder.patch_size, self.norm_pix_loss)
         loss = masked_patch_loss(pred, target, mask)
         return {"loss": loss, "pred": pred, "mask": mask, "target": target}
 
     @torch.no_grad()
     def reconstruct(self, video: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """The clip (B, T, C, H, W) as the model fills it in: hidden patches from ``out["pred"]``
-        (back in ``video``'s scale), visible ones from ``video``. Motion targets: a hidden patch
-        of frame t is frame t - 1's true patch plus the predicted change (frame 0's as given)."""
+        (back in ``video``'s scale), visible ones from ``video``."""
         p, c = self.encoder.patch_size, self.in_chans
         patches = patchify(video.float(), p)  # (B, T, N, p*p*C)
         pred = out["pred"].float()
-        if self.target == "motion":
-            pred = shifted_in_time(patches + pred, -1)  # x[t-1] + (x[t] - x[t-1]) predicted
-            pred[:, 0] = patches[:, 0]
-        elif self.norm_pix_loss:
+        if self.norm_pix_loss:
             mean, std = patch_stats(patches, c)
             pred = (pred.unflatten(-1, (-1, c)) * std + mean).flatten(-2)
         hidden = out["mask"][:, None, :, None]  # (B, 1, N, 1)

@@ -21,8 +21,9 @@ fine-tuning runs (e.g. ``train.backbone_lr=1e-5``).
     python bench/pretrain.py transfer --method simsiam --seeds 0 1 --pretrain-epochs 30
 
 ``probe``: a linear probe of a frozen encoder (``--init RUN/last.pt``, or none: random weights)
-on the synthetic clips: the backbone's clip feature of every training and test clip (centre
-view, no augmentation; LS-ViT: its mean-over-time CLS token and mean patch token, side by side),
+on the synthetic clips: the backbone's clip feature of every training clip (as sampled in epoch
+0) and test clip (its first view), no augmentation (LS-ViT: its mean-over-time CLS token and
+mean patch token, side by side),
 standardised, then a linear classifier (AdamW, lr 1e-2, weight decay 1e-3, 500 full-batch
 steps: fixed, not tuned on the test split) fitted on the first ``--labelled`` training clips
 (default 48 and 480) and scored on the whole test split.
@@ -211,10 +212,9 @@ def probe(args: argparse.Namespace) -> list[dict]:
         torch.manual_seed(0)
         head = torch.nn.Linear(x_train.shape[1], len(data.classes))
         opt = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-3)
+        inputs = (x_train[:n] - centre) / scale
         for _ in range(500):
-            loss = torch.nn.functional.cross_entropy(
-                head((x_train[:n] - centre) / scale), y_train[:n]
-            )
+            loss = torch.nn.functional.cross_entropy(head(inputs), y_train[:n])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -46,8 +46,13 @@ from tqdm import tqdm
 
 from hpnet.cli import CommandParser, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
-from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
-from hpnet.data.holdout import validation_split
+from hpnet.data.datasets import (
+    VideoClipDataset,
+    config_validation_split,
+    loader_canvas,
+    records_for_config,
+    rendered_keys,
+)
 from hpnet.data.records import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, VideoRecord, per_class_counts
 
 _SHOW_MISSING = 10  # missing files the text report names
@@ -161,9 +166,11 @@ def _synthetic_report(cfg: Config) -> dict[str, Any]:
     return {"classes": classes, "splits": per_split, "listed": s.train_videos + s.test_videos}
 
 
-def _validation_report(cfg: Config, keys: list[str], labels: list[int], classes: list[str]):
+def _validation_report(
+    cfg: Config, keys: list[str], labels: list[int], classes: list[str]
+) -> dict[str, Any]:
     """The ``val`` split entry: what training holds out of ``train`` (``data.val_fraction``)."""
-    _, held = validation_split(keys, labels, classes, cfg.data.val_fraction, cfg.data.seed)
+    _, held = config_validation_split(cfg, keys, labels, classes)
     per_class = dict.fromkeys(classes, 0)
     for i in held:
         per_class[classes[labels[i]]] += 1
@@ -191,8 +198,8 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     if report["rendered"]:  # in memory: no files to look for
         report.update(_synthetic_report(cfg))
         num, classes = cfg.data.synthetic.train_videos, report["classes"]
-        train_keys = [str(i) for i in range(num)]  # a rendered clip is its index, label i % C
-        train_labels = [i % len(classes) for i in range(num)]
+        train_keys = rendered_keys(num)
+        train_labels = [i % len(classes) for i in range(num)]  # clip i has label i % C
     else:
         with _quiet("hpnet.data.records"):
             splits = records_for_config(cfg, allow_missing=True)
@@ -263,26 +270,24 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     ]
     if report["split_dir"]:
         lines.append(f"split files {report['split_dir']}")
-    lines.append(f"classes     {report['num_classes']}")
     val = report["splits"].get("val")
     if val:  # the training split less what is held out for validation
         kept = {c: n - val["per_class"][c] for c, n in train["per_class"].items()}
-        lines += [
-            f"videos      {train['videos'] - val['videos']} train + {val['videos']} validation "
+        counts, columns = (kept, val["per_class"], test["per_class"]), "train/val/test"
+        videos = (
+            f"{train['videos'] - val['videos']} train + {val['videos']} validation "
             f"(data.val_fraction={val['fraction']:g}), {test['videos']} test"
-            f" (on disk; {report['listed']} listed)",
-            "",
-            "videos per class (train/val/test):",
-            *_class_table(report["classes"], kept, val["per_class"], test["per_class"]),
-        ]
+        )
     else:
-        lines += [
-            f"videos      {train['videos']} train, {test['videos']} test"
-            f" (on disk; {report['listed']} listed)",
-            "",
-            "videos per class (train/test):",
-            *_class_table(report["classes"], train["per_class"], test["per_class"]),
-        ]
+        counts, columns = (train["per_class"], test["per_class"]), "train/test"
+        videos = f"{train['videos']} train, {test['videos']} test"
+    lines += [
+        f"classes     {report['num_classes']}",
+        f"videos      {videos} (on disk; {report['listed']} listed)",
+        "",
+        f"videos per class ({columns}):",
+        *_class_table(report["classes"], *counts),
+    ]
     no_train = [c for c in report["classes"] if train["per_class"][c] == 0]
     if no_train and train["videos"]:
         lines.append(f"  ! {len(no_train)} classes have no training video: {_some(no_train)}")

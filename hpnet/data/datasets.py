@@ -302,7 +302,8 @@ def build_datasets(
         "classes": splits.classes,
     }
     keys = [r.rel for r in splits.train]
-    kept, held = _validation_split(cfg, keys, [r.label for r in splits.train], splits.classes)
+    labels = [r.label for r in splits.train]
+    kept, held = config_validation_split(cfg, keys, labels, splits.classes)
     train_ds = VideoClipDataset([splits.train[i] for i in kept], train=True, views=1, **common)
     test_ds = VideoClipDataset(splits.test, train=False, views=views, **common)
     val_records = [splits.train[i] for i in held]
@@ -310,11 +311,18 @@ def build_datasets(
     return DatasetSplits(train_ds, test_ds, list(splits.classes), val_ds)
 
 
-def _validation_split(
+def config_validation_split(
     cfg: Config, keys: list[str], labels: list[int], classes: list[str]
 ) -> tuple[list[int], list[int]]:
+    """``(train, val)`` indices of a training split as ``cfg`` holds it out (``data.val_fraction``,
+    ``data.seed``); ``keys``: each video's relative path, or :func:`rendered_keys`."""
     d = cfg.data
     return validation_split(keys, labels, classes, d.val_fraction, d.seed)
+
+
+def rendered_keys(num_videos: int) -> list[str]:
+    """The hold-out keys of a rendered synthetic split: a rendered clip is its index."""
+    return [str(i) for i in range(num_videos)]
 
 
 def warn_small_canvas(cfg: Config) -> None:
@@ -381,7 +389,7 @@ def _rendered_datasets(cfg: Config, views: int) -> DatasetSplits:
     classes = list(train_ds.classes)
     if not d.val_fraction:
         return DatasetSplits(train_ds, test_ds, classes)
-    keys = [str(i) for i in range(len(train_ds))]  # a rendered clip is its index
-    kept, held = _validation_split(cfg, keys, train_ds.labels, classes)
+    keys = rendered_keys(len(train_ds))
+    kept, held = config_validation_split(cfg, keys, train_ds.labels, classes)
     val_ds = train_ds.subset(held, train=False, views=views)
     return DatasetSplits(train_ds.subset(kept, train=True), test_ds, classes, val_ds)

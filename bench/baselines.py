@@ -143,7 +143,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/baselines")
     p.add_argument("--data-root", default="data/synthetic")
     p.add_argument("extra", nargs="*", help="accuracy: more key=value overrides for every run")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     archs = args.archs.split(",")

@@ -4,10 +4,10 @@
 # Here, on the CPU machine, once per session (the GPU image has torch but not these packages,
 # and the real clips in ../shared/data do not travel):
 #   bash bench/gpu_session.sh --prepare
-# Then one device call (about 6-8 minutes; everything it prints also lands in $OUT/*.txt):
-#   run(command="bash bench/gpu_session.sh", carry=[".whl", ".gpu_data"], timeout_s=560)
-# and, when device time is left, the accuracy runs (~6 minutes):
-#   run(command="bash bench/gpu_session.sh --extra", carry=[".whl", ".gpu_data"], timeout_s=560)
+# Then one device call: every step, in order of value, inside a budget of BUDGET seconds (default
+# 570; a step that would outrun it is cut, later ones are skipped and say so). Everything printed
+# also lands in $OUT/session.txt (runs and data go under $WORK, so few files come back):
+#   run(command="bash bench/gpu_session.sh", carry=[".whl", ".gpu_data"], timeout_s=600)
 # Copy the tables into bench/RESULTS.md with the device line printed at the top.
 # Rehearsal on the CPU machine (tiny shapes, same steps, no install when the packages import):
 #   PATH=.venv/bin:$PATH HPNET_BENCH_DEVICE=cpu bash bench/gpu_session.sh
@@ -29,68 +29,76 @@ if [ "${1:-}" = "--prepare" ]; then
 fi
 
 OUT="${OUT:-/tmp/hpnet-gpu}"
+WORK="${WORK:-/tmp/hpnet-gpu-work}"
 DEVICE="${HPNET_BENCH_DEVICE:-cuda}"
-mkdir -p "$OUT"
+BUDGET="${BUDGET:-570}"
+mkdir -p "$OUT" "$WORK"
+LOG="$OUT/session.txt"
 if ! python3 -c 'import open_clip, av' 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH="/tmp/site:$PWD"
 fi
 export PYTHONPATH="${PYTHONPATH:-$PWD}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 YOLO_OFFLINE=1
-export PYTHONWARNINGS=ignore HPNET_TEST_DATA="$PWD/.gpu_data"
+export PYTHONWARNINGS=ignore HPNET_TEST_DATA="$PWD/.gpu_data" TQDM_DISABLE=1
 
-step() {  # name, then the command
-  local name="$1"
-  shift
-  echo "=== $name: $*"
-  timeout "${STEP_TIMEOUT:-150}" "$@" 2>&1 | tee "$OUT/$name.txt"
+step() {  # name, limit in seconds, then the command; cut at the session's budget
+  local name="$1" limit="$2" left=$((BUDGET - SECONDS))
+  shift 2
+  if [ "$left" -lt 20 ]; then
+    echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$LOG"
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "=== $name (limit ${limit}s, at ${SECONDS}s): $*" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
+  echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0))s" | tee -a "$LOG"
 }
 
 if [ "$DEVICE" = cuda ]; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
   python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' \
-    | tee -a "$OUT/device.txt"
+    | tee -a "$LOG"
   base=(--size base --patch 16 --frames 16 --img 224 --device cuda --steps 10 --warmup 3)
   big=16
+  size=base
 else
   base=(--size tiny --patch 8 --frames 8 --img 64 --device cpu --steps 2 --warmup 1)
   big=4
+  size=tiny
 fi
-if [ "${1:-}" != "--extra" ]; then
-step train_step_b8 python3 bench/train_step.py "${base[@]}" --batch 8
-step train_step_b$big python3 bench/train_step.py "${base[@]}" --batch $big
-step train_step_b${big}_compile python3 bench/train_step.py "${base[@]}" --batch $big --compile
-# The loader's clips/s per worker count, to hold against the step's clips/s above (PyAV: the GPU
-# image has neither torchcodec nor a system FFmpeg for it).
-step loader python3 bench/decode.py --data .gpu_data/hmdb51_mini --repeats 3 --loader-passes 20 --workers 0,4,8,12
+text=(text.pretrained= "text.cache_dir=$WORK/text")
+step train_step_b8 60 python3 bench/train_step.py "${base[@]}" --batch 8
+step train_step_b$big 60 python3 bench/train_step.py "${base[@]}" --batch $big
 # The training command itself on the device, AMP bf16 then fp16 (GradScaler), on a small
 # synthetic set: the loss must fall and the run folder be complete.
-tiny=(--config configs/demo.yaml "data.root=$OUT/synthetic" data.synthetic.train_videos=64
-  data.synthetic.test_videos=16 train.epochs=3 train.eval_every=0 "train.device=$DEVICE"
-  text.pretrained= "text.cache_dir=$OUT/text")
+tiny=(--config configs/demo.yaml "data.root=$WORK/synthetic" data.synthetic.train_videos=64
+  data.synthetic.test_videos=16 train.epochs=3 train.eval_every=0 "train.device=$DEVICE" "${text[@]}")
 for amp in bf16 fp16; do
-  step "train_$amp" python3 -m hpnet.train "${tiny[@]}" "train.amp=$amp" "train.out_dir=$OUT/run_$amp"
-  tail -n 4 "$OUT/run_$amp/metrics.jsonl" 2>/dev/null | cut -c1-200
+  step "train_$amp" 90 python3 -m hpnet.train "${tiny[@]}" "train.amp=$amp" "train.out_dir=$WORK/run_$amp"
+  tail -n 4 "$WORK/run_$amp/metrics.jsonl" 2>/dev/null | cut -c1-200 | tee -a "$LOG"
 done
-# Long-video timeline (issue 16): seconds of compute per second of video, base model, no pose
-# (the GPU image has no ultralytics), on the 1-minute video made by --prepare.
-step timeline python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose \
-  --size "$([ "$DEVICE" = cuda ] && echo base || echo tiny)" --device "$DEVICE"
-# VideoMAE (issue 15): a pretraining step per clip vs a fine-tuning step, same model and batch.
-step videomae_cost python3 bench/pretrain.py cost "${base[@]}" --batch 8
-# The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
-step gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py \
-  tests/test_transforms.py tests/test_text.py tests/test_train.py
-else
-# --extra: the accuracy runs that need a GPU's speed (a second device call, ~6 minutes).
 # Backbones (issue 14): mvit_v2_s takes only 16 x 224 clips (~100 min per 3-epoch run on the
 # CPU here); its row of the synthetic accuracy table (alone / +pose / +pose+text, 3 epochs).
-STEP_TIMEOUT=240 step mvit_accuracy python3 bench/baselines.py accuracy --archs mvit_v2_s \
-  --epochs 3 --out "$OUT/baselines" --data-root "$OUT/synthetic" "train.device=$DEVICE" \
-  text.pretrained= "text.cache_dir=$OUT/text"
-# Pretraining (issue 15): VideoMAE 100 epochs on the 480 synthetic clips, then fine-tuning on
-# 48 labelled ones vs the same from random weights (bench/RESULTS.md "Pretraining").
-STEP_TIMEOUT=300 step transfer python3 bench/pretrain.py transfer --seeds 0 \
-  --pretrain-epochs 100 --out "$OUT/transfer" --data-root "$OUT/synthetic" \
-  "train.device=$DEVICE" text.pretrained= "text.cache_dir=$OUT/text"
-fi
+# Frames are rendered at 64 and resized to 224 per clip: 8 loader workers keep up with the GPU.
+step mvit_accuracy 240 python3 bench/baselines.py accuracy --archs mvit_v2_s --epochs 3 \
+  --out "$WORK/baselines" --data-root "$WORK/synthetic" data.workers=8 "train.device=$DEVICE" \
+  "${text[@]}"
+# The loader's clips/s per worker count, to hold against the step's clips/s above (PyAV: the GPU
+# image has neither torchcodec nor a system FFmpeg for it).
+step loader 60 python3 bench/decode.py --data .gpu_data/hmdb51_mini --repeats 3 --loader-passes 20 --workers 0,4,8,12
+# VideoMAE (issue 15): a pretraining step per clip vs a fine-tuning step, same model and batch.
+step videomae_cost 60 python3 bench/pretrain.py cost "${base[@]}" --batch 8
+step train_step_b${big}_compile 120 python3 bench/train_step.py "${base[@]}" --batch $big --compile
+# Long-video timeline (issue 16): seconds of compute per second of video, base model, no pose
+# (the GPU image has no ultralytics), on the 1-minute video made by --prepare.
+step timeline 60 python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose --size $size --device "$DEVICE"
+# The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
+step gpu_tests 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py \
+  tests/test_transforms.py tests/test_text.py tests/test_train.py
+# Pretraining (issue 15), with what is left: VideoMAE 100 epochs on the 480 synthetic clips, then
+# fine-tuning on 48 labelled ones vs the same from random weights (bench/RESULTS.md "Pretraining").
+step transfer 600 python3 bench/pretrain.py transfer --seeds 0 --pretrain-epochs 100 --threads 8 \
+  --out "$WORK/transfer" --data-root "$WORK/synthetic" "train.device=$DEVICE" "${text[@]}"
+echo "=== done at ${SECONDS}s" | tee -a "$LOG"

@@ -130,6 +130,9 @@ class ModelConfig:
     smif_offsets: list[int] = field(default_factory=lambda: [1, 2])  # frame offsets SMIF diffs
     lmi: bool = True  # long-term motion interaction (motion-excited channel gate) in blocks
     lmi_every: int = 1  # apply LMI after every k-th block
+    # lsvit's clip feature for the head: cls = the CLS token averaged over time; mean = all
+    # patch tokens averaged (VideoMAE's fine-tuning; reads what masked pretraining put there)
+    pool: Literal["cls", "mean"] = "cls"
     pose: bool = True  # Feedback Pooling Module: pool backbone features at the joints
     feedback: bool = True  # pooled joint tokens re-enter the backbone's later blocks (lsvit only)
     feedback_from: int = -2  # first block the joint tokens re-enter (negative = from the end)

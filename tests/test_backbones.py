@@ -209,6 +209,11 @@ def test_feedback_is_refused_on_a_non_token_arch(text_cache):
     assert cfg.model.feedback is False  # without pose pooling there is nothing to feed back
 
 
+def test_model_pool_is_refused_on_other_archs(text_cache):
+    with pytest.raises(UserError, match=r"model\.pool=mean .*model\.arch=mc3_18.*model\.pool=cls"):
+        build_model(_cfg(text_cache, "mc3_18", "model.pool=mean"), CLASSES)
+
+
 @pytest.mark.parametrize(
     "arch, extra, match",
     [

@@ -63,6 +63,21 @@ def test_shapes_and_every_parameter_learns(text_cache):
     assert dead == []
 
 
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_the_head_reads_the_pooled_feature_model_pool_names(text_cache, pool):
+    model = _build(text_cache, f"model.pool={pool}", "model.pose=false").eval()
+    video, joints = _inputs()
+    seen = []
+    model.head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    with torch.no_grad():
+        model(video, joints)
+        tokens = model.backbone.forward_features(video)  # (B, T, 1 + N, D)
+    want = tokens[:, :, 1:].mean((1, 2)) if pool == "mean" else tokens[:, :, 0].mean(1)
+    torch.testing.assert_close(seen[0], want)
+    other = tokens[:, :, 0].mean(1) if pool == "mean" else tokens[:, :, 1:].mean((1, 2))
+    assert not torch.allclose(seen[0], other, atol=1e-3)
+
+
 def test_text_tower_is_frozen_and_outside_the_model(text_cache):
     model = _build(text_cache)
     names = [n for n, _ in model.named_parameters()]

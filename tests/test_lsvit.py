@@ -104,6 +104,16 @@ def test_model_shapes():
         model(torch.randn(1, T, 3, 16, 16))
 
 
+def test_mean_pool_averages_every_patch_token():
+    model = tiny(num_classes=0, pool="mean").eval()
+    tokens = torch.randn(B, T, 1 + N, D)
+    torch.testing.assert_close(model.forward_head(tokens), tokens[:, :, 1:].mean((1, 2)))
+    model.pool = "cls"
+    torch.testing.assert_close(model.forward_head(tokens), tokens[:, :, 0].mean(1))
+    with pytest.raises(ValueError, match="unknown pool 'max'"):
+        tiny(pool="max")
+
+
 @pytest.mark.parametrize("frames", [1, 3, 2 * T])
 def test_other_clip_lengths(frames):
     model = tiny(num_classes=3).eval()

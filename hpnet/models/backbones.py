@@ -62,6 +62,7 @@ def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:
         lmi_every=m.lmi_every,
         drop_path_rate=m.drop_path,
         drop_rate=m.dropout,
+        pool=m.pool,
     )
     if not (m.pretrained and load_weights):
         return BuiltBackbone(backbone)
@@ -242,6 +243,11 @@ def check_model_config(cfg: Config) -> None:
                 f"{m.patch_size}: the crops are cut into patches of that size"
             )
         return
+    if m.pool != "cls":
+        raise UserError(
+            f"model.pool={m.pool} chooses LS-ViT's clip feature; model.arch={m.arch} pools as "
+            "its paper does: leave model.pool=cls"
+        )
     if m.feedback:
         raise UserError(
             f"model.feedback=true needs token blocks (model.arch=lsvit); model.arch={m.arch} "

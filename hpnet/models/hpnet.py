@@ -165,7 +165,7 @@ class HPNet(nn.Module):
         self, video: torch.Tensor, joints: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """LS-ViT block by block, joint tokens fed back into the last blocks when ``joints``
-        are given and feedback is on: fmap ``(B,T,gh,gw,D)``, mean-over-time CLS ``(B,D)``,
+        are given and feedback is on: fmap ``(B,T,gh,gw,D)``, the pooled clip feature ``(B,D)``,
         the normalised fed-back joint tokens ``(B,T,P*K,D)`` or None."""
         bb = self.backbone
         x = bb.embed(video)  # (B, T, 1+N, D)
@@ -186,7 +186,7 @@ class HPNet(nn.Module):
             x = x[:, :, :n]
         x = bb.norm(x)
         fmap = x[:, :, 1:].unflatten(2, bb.grid_size)  # (B, T, gh, gw, D)
-        return fmap, x[:, :, 0].mean(1), fed_back
+        return fmap, bb.pool_tokens(x), fed_back
 
     def _pose_feature(
         self, fmap: torch.Tensor, joints: torch.Tensor, fed_back: torch.Tensor | None

@@ -3,7 +3,8 @@
 Frames (B, T, 3, H, W) are embedded per frame (patches + a per-frame CLS token + spatial and
 temporal position embeddings), with SMIF adding a motion patch embedding of frame differences
 (:mod:`hpnet.models.motion`). Blocks attend within each frame over its L tokens and, with LMI,
-gate and mix the tokens across frames. The head averages the CLS token over time.
+gate and mix the tokens across frames. The head averages the CLS token over time (``pool="cls"``)
+or every patch token of the clip (``pool="mean"``, VideoMAE's fine-tuning head).
 
     model = build_lsvit("tiny", img_size=64, patch_size=8, num_frames=8, num_classes=10)
     tokens = model.forward_features(clip)  # (B, T, 1 + N, D)
@@ -33,6 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from hpnet.models.motion import LongTermMotion, ShortTermMotion
 
 Activation = Literal["gelu", "quick_gelu"]
+Pool = Literal["cls", "mean"]
 
 # ------------------------------------------------------------------------------------------ layers
 
@@ -193,6 +195,7 @@ class LSViT(nn.Module):
         lmi: bool = True,
         lmi_every: int = 1,
         temporal_embed: bool | None = None,
+        pool: Pool = "cls",
     ) -> None:
         """Build the backbone.
 
@@ -201,6 +204,8 @@ class LSViT(nn.Module):
         drop_path_rate: stochastic depth of the last block (linear from 0 over the blocks).
         lmi_every: LMI after every k-th block. temporal_embed: learnable temporal position
         embedding (None = on when smif or lmi is on, so both off give a time-blind baseline).
+        pool: the clip feature the head reads, "cls" (the CLS token averaged over time) or
+        "mean" (every patch token of every frame averaged, as VideoMAE fine-tunes).
         """
         super().__init__()
         img_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
@@ -210,6 +215,9 @@ class LSViT(nn.Module):
             raise ValueError(f"unknown activation {act!r}; choose one of {sorted(ACTIVATIONS)}")
         if lmi_every < 1:
             raise ValueError(f"lmi_every must be >= 1, got {lmi_every}")
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"unknown pool {pool!r}; choose 'cls' or 'mean'")
+        self.pool = pool
         self.img_size = img_hw
         self.patch_size = patch_size
         self.grid_size = (img_hw[0] // patch_size, img_hw[1] // patch_size)
@@ -373,9 +381,16 @@ class LSViT(nn.Module):
                 x = block(x)
         return self.norm(x)
 
+    def pool_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """normalised tokens (B, T, 1 + N, D) -> clip feature (B, D): the CLS token averaged
+        over time, or (``pool="mean"``) the mean of all T * N patch tokens."""
+        if self.pool == "mean":
+            return tokens[:, :, self.num_prefix_tokens :].mean(dim=(1, 2))
+        return tokens[:, :, 0].mean(dim=1)
+
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """tokens (B, T, L, D) -> logits (B, num_classes), or the pooled feature (B, D)."""
-        x = self.head_drop(tokens[:, :, 0].mean(dim=1))  # CLS averaged over time
+        x = self.head_drop(self.pool_tokens(tokens))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

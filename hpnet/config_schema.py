@@ -1,0 +1,230 @@
+"""Every setting of hpnet: the dataclass sections, their defaults and a comment per key.
+
+Loading, overrides and validation are in :mod:`hpnet.config`, which re-exports these classes
+(``from hpnet.config import Config``); the limits on values are in :mod:`hpnet.config_limits`.
+``python -m hpnet.train --help-config`` lists every key with its default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# --------------------------------------------------------------------------------------- sections
+
+
+@dataclass
+class SyntheticConfig:
+    train_videos: int = 480  # clips in the synthetic train split
+    test_videos: int = 160  # clips in the synthetic test split
+    resolution: int = 64  # rendered frame side in pixels (square frames)
+    length: int = 32  # rendered frames per video (the sampler picks data.frames of them)
+    distractor: bool = False  # add a second, smaller figure doing a different action
+    fps: float = 15.0  # frame rate when written to disk as real video files
+    actions: list[str] = field(default_factory=list)  # rendered actions ([] = all; label order)
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True  # random horizontal flip in training (joints swap left/right)
+    scale_min: float = 0.4  # random resized crop: smallest fraction of the frame area kept
+    ratio_max: float = 1.333  # random resized crop: aspect ratios in [1/ratio_max, ratio_max]
+    jitter: float = 0.3  # brightness / contrast / saturation jitter strength (0 = off)
+    blur_prob: float = 0.1  # probability of a Gaussian blur per clip
+    mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])  # RGB
+    std: list[float] = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])  # RGB
+
+
+@dataclass
+class DataConfig:
+    # reader; unlabeled = every video under data.root, recursively, no classes (pretraining)
+    dataset: Literal["hmdb51", "ucf101", "folder", "list", "synthetic", "unlabeled"] = "synthetic"
+    root: str = "data/synthetic"  # dataset folder (videos under <root>/<class>/...)
+    split: int = 1  # official split number (1-3) for hmdb51 / ucf101
+    split_dir: str = ""  # folder of split files ('' = the dataset's usual place under root)
+    train_list: str = ""  # list dataset: text file of `path label` lines for training
+    test_list: str = ""  # list dataset: text file of `path label` lines for testing
+    classes_file: str = ""  # optional file of class names, one per line (label = line number)
+    frames: int = 16  # frames per clip (T)
+    size: int = 224  # side of the square crop fed to the model
+    load_size: int = 0  # height the loader resizes frames to before the crop (0 = size * 8 / 7)
+    aspect: float = 1.3333  # width / height of the canvas every video is put on by the loader
+    # How a frame gets onto that canvas: pad = aspect kept, long side scaled, black borders
+    # (default: it trained best and keeps every joint, bench/RESULTS.md); crop = aspect kept,
+    # short side scaled, centre cut to the canvas shape; stretch = aspect not kept.
+    resize: Literal["crop", "pad", "stretch"] = "pad"
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # antialiased resize to the canvas
+    workers: int = 4  # DataLoader worker processes
+    on_error: Literal["skip", "raise"] = "skip"  # what a video that fails to decode does
+    allow_missing: bool = False  # tolerate videos listed in split files but absent on disk
+    test_fraction: float = 0.3  # folder dataset without train/ and test/: share held out per class
+    # Validation split: this share of each class's training videos (0 = none) is held out of
+    # training and scored at every evaluation apart from the test split (metrics val_top1,
+    # eval.json `val`; best.pt then follows val top-1). Chosen by a hash of data.seed and the
+    # video; a class keeps at least one training video (a class of one gives none to val).
+    val_fraction: float = 0.0
+    seed: int = 0  # seed of the synthetic dataset and of dataset-side randomness
+    decoder: Literal["auto", "torchcodec", "pyav"] = "auto"  # auto: AVI with PyAV, else torchcodec
+    max_pixels: int = 4096 * 4096  # refuse videos whose width x height is larger (0 = no limit)
+    balance: Literal["none", "sampler", "loss"] = "none"  # class-balanced sampler or loss weights
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Joint training: [] = one dataset (the keys above); else one entry per dataset, each a
+    # mapping of `name` plus data.* keys that replace the ones above for that dataset (and
+    # `pose_cache_dir`, its pose.cache_dir). See dataset_configs().
+    joint: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    # Backbone family: lsvit = LS-ViT (the keys below up to lmi_every shape it), or one of
+    # torchvision's video models, wrapped: r3d_18, mc3_18, r2plus1d_18, s3d, swin3d_t (any clip
+    # above a few frames and pixels), mvit_v2_s (exactly 16 frames of 224x224); or the seed
+    # study's baselines: late_fusion (a 2D ResNet of model.depth on every frame, features
+    # averaged), lrcn (the same + an LSTM over time), c3d (C3D; 8+ frames of 16x16+, seed 16 of
+    # 112x112). Pose pooling and the text head work on every arch; model.feedback (token blocks)
+    # only on lsvit, set it false for the others. torchvision's Kinetics weights expect its
+    # normalisation: data.augment.mean=[0.43216,0.394666,0.37645] std=[0.22803,0.22145,0.216989];
+    # its ImageNet ones (late_fusion, lrcn) mean=[0.485,0.456,0.406] std=[0.229,0.224,0.225];
+    # c3d-pytorch's Sports-1M C3D 0-255 pixels: mean=[0,0,0] std=[0.00392157,...] (x3).
+    # i3d = ResNet-50 inflated to 3D (Wang et al.'s I3D baseline), nonlocal = i3d + 5 non-local
+    # blocks in res3/res4: any clip; model.pretrained may be a 2D ResNet-50 file, inflated.
+    # model.drop_path also sets the stochastic depth of mvit_v2_s and swin3d_t (no CNN has any).
+    # ssl_transformer = a 2D ResNet of model.depth per frame (SimSiam-pretrained via
+    # model.pretrained=<pretrain run>/last.pt, or random) + a small Transformer over time.
+    arch: Literal[
+        "lsvit", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t",
+        "late_fusion", "lrcn", "c3d", "i3d", "nonlocal", "ssl_transformer",
+    ] = "lsvit"  # fmt: skip
+    depth: int = 50  # ResNet depth of late_fusion / lrcn / ssl_transformer: 18, 34, 50, 101, 152
+    freeze_backbone: bool = False  # ssl_transformer: frame encoder kept as loaded (no grads, BN)
+    temporal_depth: int = 2  # ssl_transformer: Transformer layers over the frame features
+    temporal_width: int = 256  # ssl_transformer: that Transformer's width (width / 64 heads)
+    size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)
+    patch_size: int = 16  # ViT patch side in pixels
+    smif: bool = True  # short-term motion from frame differences before patch embedding
+    smif_offsets: list[int] = field(default_factory=lambda: [1, 2])  # frame offsets SMIF diffs
+    lmi: bool = True  # long-term motion interaction (motion-excited channel gate) in blocks
+    lmi_every: int = 1  # apply LMI after every k-th block
+    # lsvit's clip feature for the head: cls = the CLS token averaged over time; mean = all
+    # patch tokens averaged (VideoMAE's fine-tuning; reads what masked pretraining put there)
+    pool: Literal["cls", "mean"] = "cls"
+    pose: bool = True  # Feedback Pooling Module: pool backbone features at the joints
+    feedback: bool = True  # pooled joint tokens re-enter the backbone's later blocks (lsvit only)
+    feedback_from: int = -2  # first block the joint tokens re-enter (negative = from the end)
+    pose_encoder: Literal["gcn", "transformer"] = "gcn"  # joint/bone/motion encoder of FPM
+    text: bool = True  # classify by cosine to CLIP class-name embeddings (else a linear head)
+    drop_path: float = 0.1  # stochastic depth rate of the last block
+    dropout: float = 0.0  # dropout before the head
+    pretrained: str = ""  # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
+    # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone.
+    # torchvision archs: a state dict file of that model, or its torchvision weights name
+    # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
+    # late_fusion, lrcn: a 2D ResNet file (torchvision or timm) or IMAGENET1K_V1/V2; c3d: a file;
+    # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated), one of that arch, or its hpnet run
+    # ssl_transformer: the last.pt of a pretrain.method=simsiam run of the same model.depth,
+    # or (its frame encoder) what late_fusion takes
+    aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
+
+
+@dataclass
+class PoseConfig:
+    source: Literal["cache", "groundtruth", "none"] = "cache"  # where joints come from
+    cache_dir: str = "data/pose_cache"  # folder of cached joints (<cache_dir>/<video>.npz)
+    weights: str = "yolo11n-pose.pt"  # Ultralytics pose checkpoint name or path
+    imgsz: int = 640  # YOLO inference image size
+    conf: float = 0.25  # YOLO detection confidence threshold
+    iou: float = 0.7  # YOLO NMS IoU threshold
+    persons: int = 2  # persons kept per frame (P)
+    stride: int = 1  # cache joints for every stride-th frame
+    batch: int = 32  # frames per batch across videos (YOLO runs fixed-size passes of it)
+    workers: int = 2  # decoding processes feeding the pose model
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 CUDA, bf16 AMX CPU
+
+
+@dataclass
+class TextConfig:
+    model: str = "ViT-B-16"  # open_clip model name whose text tower embeds class names
+    pretrained: str = "openai"  # open_clip pretrained tag or a local weights file ('' = random)
+    quick_gelu: Literal["auto", "true", "false"] = "auto"  # QuickGELU for CLIP weights (OpenAI's);
+    # auto: from the tag, a -quickgelu model name or the file (ambiguous plain files are refused)
+    templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])  # prompts
+    cache_dir: str = "~/.cache/hpnet/text"  # where class-name embeddings are cached
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30  # passes over the training split
+    batch_size: int = 8  # clips per step per process
+    lr: float = 5e-4  # peak learning rate of newly initialised parts
+    backbone_lr: float = 0.0  # peak learning rate of pretrained parts (0 = same as lr)
+    layer_decay: float = 1.0  # pretrained block i peaks at backbone_lr * decay**(depth-i) (1 = off)
+    # adamw (decoupled weight decay), adam (torch's Adam: weight decay is L2 added to the
+    # gradient), sgd (with train.momentum; L2 too). Same parameter groups and peak lrs for all.
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    momentum: float = 0.9  # SGD momentum (train.optimizer=sgd only)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam(W) (VideoMAE: 0.95)
+    weight_decay: float = 0.05  # never on norms, biases, embeddings (as L2 for adam/sgd: ~1e-4)
+    # After the linear warm-up (each group from ~0 to its peak), per optimizer step: cosine to
+    # train.min_lr at the end of the run; exponential: x lr_gamma per epoch, applied smoothly
+    # (k epochs after warm-up: peak x gamma^k); step: x lr_gamma every step_epochs epochs. The
+    # decay counts from the end of warm-up; no schedule goes below train.min_lr.
+    schedule: Literal["cosine", "exponential", "step"] = "cosine"
+    lr_gamma: float = 0.0  # decay factor of exponential / step (0 = 0.95 / 0.1 respectively)
+    step_epochs: int = 10  # schedule=step: epochs between two multiplications by lr_gamma
+    min_lr: float = 1e-6  # learning rate floor: where cosine ends, below which no decay goes
+    warmup_epochs: float = 2.0  # linear warm-up length in epochs
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    clip_grad: float = 1.0  # max gradient norm (0 = no clipping)
+    accum_steps: int = 1  # gradient accumulation steps per optimizer step
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (CPU runs in fp32)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    resume: str = ""  # '' = fresh run, 'auto' = <out_dir>/last.pt if present, or a path
+    out_dir: str = "runs/default"  # run folder: config, metrics, checkpoints, evaluation
+    checkpoint_minutes: float = 10.0  # mid-epoch last.pt every N minutes (0 = off)
+    checkpoint_steps: int = 0  # mid-epoch last.pt every N optimizer steps (0 = off)
+    seed: int = 0  # seed of model init, sampling and augmentation
+    eval_every: int = 1  # evaluate on the test split every k epochs (0 = only at the end)
+    tensorboard: bool = False  # also write TensorBoard logs to <out_dir>/tb
+    compile: bool = False  # torch.compile the model
+    # under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm); the
+    # SimSiam configs turn it on. Ignored in one process and on the CPU (Gloo).
+    sync_bn: bool = False
+    max_steps: int = 0  # stop each epoch after this many steps (0 = full epoch; for smoke runs)
+    threads: int = 0  # CPU threads for torch (0 = torch's default)
+
+
+@dataclass
+class EvalConfig:
+    views: int = 2  # temporal clips per test video (averaged softmax)
+    crops: int = 3  # spatial crops per clip: 1 = centre, 3 = left/centre/right
+    batch_size: int = 8  # clips per evaluation step
+
+
+@dataclass
+class PretrainConfig:
+    # Self-supervised method of `python -m hpnet.pretrain` (one Literal entry per method):
+    # videomae = tube masking + pixel reconstruction with LS-ViT (model.arch=lsvit);
+    # simsiam = two views of a clip, a 2D ResNet of model.depth (model.arch=ssl_transformer)
+    method: Literal["videomae", "simsiam"] = "videomae"
+    mask_ratio: float = 0.9  # share of patch positions hidden in every frame of a clip (tubes)
+    decoder_width: int = 0  # decoder token width (0 = half the encoder's: 384 for base, 64 tiny)
+    decoder_depth: int = 4  # decoder blocks (VideoMAE: 4 for ViT-B)
+    norm_pix_loss: bool = True  # targets are each patch's pixels normalised by its mean and std
+    simsiam_views: Literal["augment", "frames"] = "augment"  # simsiam: 2 augmentations of a frame,
+    # or 2 frames of a clip at most pretrain.frame_gap clip frames apart (lightly augmented)
+    frame_gap: int = 4  # simsiam_views=frames: largest gap between the two frames
+    proj_dim: int = 2048  # simsiam: projector output width (paper: 2048)
+    pred_dim: int = 512  # simsiam: predictor bottleneck width (paper: 512)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -81,6 +81,20 @@ class EpochProgress:
     def from_dict(cls, state: dict[str, Any]) -> EpochProgress:
         return cls(**{k: type(getattr(cls(), k))(v) for k, v in state.items()})
 
+    def summary(self, elapsed: float) -> dict[str, float]:
+        """The epoch's metrics after ``elapsed`` seconds: means per clip, clips/s, counts."""
+        clips = max(self.seen, 1)
+        return {
+            "loss": self.loss_sum / clips,
+            "acc": self.correct / clips,
+            "clips": self.seen,
+            "steps": self.steps,
+            "clips_per_s": self.seen / max(elapsed, 1e-9),
+            "skipped": self.skipped,
+            "time_s": elapsed,
+            **{key: total / clips for key, total in self.extra.items()},
+        }
+
 
 def seed_step(seed: int, batch: int, generator: torch.Generator | None) -> None:
     """Seed torch's global RNG (dropout, drop-path) and the augmentation ``generator`` from
@@ -131,14 +145,8 @@ def train_one_epoch(
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     if max_steps:
         total = min(total or max_steps, max_steps)
-    bar = tqdm(
-        loader,
-        total=total,
-        initial=state.batches,
-        desc=f"epoch {epoch + 1}",
-        disable=not progress,
-        mininterval=1.0,
-    )
+    bar = tqdm(loader, total=total, initial=state.batches, desc=f"epoch {epoch + 1}",
+               disable=not progress, mininterval=1.0)  # fmt: skip
     start = time.perf_counter() - state.time_s
     optimizer.zero_grad(set_to_none=True)
     ddp = isinstance(model, DistributedDataParallel)
@@ -171,9 +179,7 @@ def train_one_epoch(
             pending += 1
             previous[dataset or 0] = batch
         if steps_now and pending:
-            _optimizer_step(model, optimizer, scaler, clip_grad)
-            scheduler.step()
-            state.steps += 1
+            _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state)
             pending = 0
             if on_step:
                 state.time_s = time.perf_counter() - start
@@ -185,21 +191,9 @@ def train_one_epoch(
                 clips_s=f"{state.seen / (time.perf_counter() - start):.1f}",
             )
     if pending:  # flush a partial accumulation at the end of the epoch
-        _optimizer_step(model, optimizer, scaler, clip_grad)
-        scheduler.step()
-        state.steps += 1
+        _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state)
     bar.close()
-    elapsed = time.perf_counter() - start
-    return {
-        "loss": state.loss_sum / max(state.seen, 1),
-        "acc": state.correct / max(state.seen, 1),
-        "clips": state.seen,
-        "steps": state.steps,
-        "clips_per_s": state.seen / max(elapsed, 1e-9),
-        "skipped": state.skipped,
-        "time_s": elapsed,
-        **{key: total / max(state.seen, 1) for key, total in state.extra.items()},
-    }
+    return state.summary(time.perf_counter() - start)
 
 
 def _stand_in(previous: dict[str, Any] | None, epoch: int, micro: int) -> dict[str, Any]:
@@ -281,7 +275,9 @@ def backward_and_record(
         state.seen += clips
 
 
-def _optimizer_step(model, optimizer, scaler, clip_grad: float) -> None:
+def _optimizer_step(model, optimizer, scheduler, scaler, clip_grad: float, state) -> None:
+    """Unscale, clip, step the optimizer (through the GradScaler) and the schedule; zero the
+    gradients; count the step in ``state``."""
     if scaler is not None:
         scaler.unscale_(optimizer)
     if clip_grad > 0:
@@ -292,6 +288,8 @@ def _optimizer_step(model, optimizer, scaler, clip_grad: float) -> None:
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    state.steps += 1
 
 
 @torch.no_grad()

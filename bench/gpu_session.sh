@@ -9,6 +9,7 @@
 # also lands in $OUT/session.txt (runs and data go under $WORK, so few files come back):
 #   run(command="bash bench/gpu_session.sh", carry=[".whl", ".gpu_data"], timeout_s=600)
 # Copy the tables into bench/RESULTS.md with the device line printed at the top.
+# A rerun of some steps only: STEPS="videomae_cost transfer" bash bench/gpu_session.sh
 # Rehearsal on the CPU machine (tiny shapes, same steps, no install when the packages import):
 #   PATH=.venv/bin:$PATH HPNET_BENCH_DEVICE=cpu bash bench/gpu_session.sh
 set -uo pipefail
@@ -45,6 +46,7 @@ export PYTHONWARNINGS=ignore HPNET_TEST_DATA="$PWD/.gpu_data" TQDM_DISABLE=1
 step() {  # name, limit in seconds, then the command; cut at the session's budget
   local name="$1" limit="$2" left=$((BUDGET - SECONDS))
   shift 2
+  [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]] && return
   if [ "$left" -lt 20 ]; then
     echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$LOG"
     return

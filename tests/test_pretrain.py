@@ -154,6 +154,16 @@ def test_every_parameter_learns():
     assert still == []
 
 
+def test_a_step_runs_under_bf16_autocast():
+    """The decoder's mask token (fp32) meets bf16 tokens under AMP (the GPU run caught it)."""
+    mae = _tiny_mae().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mae(torch.randn(2, 4, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    assert out["pred"].dtype == torch.bfloat16 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert mae.mask_token.grad is not None and mae.mask_token.grad.abs().sum() > 0
+
+
 def test_a_run_resumed_mid_epoch_ends_with_the_same_weights(pretrain_args, tmp_path, monkeypatch):
     every = ["train.checkpoint_steps=1", "train.epochs=2", "data.synthetic.train_videos=8"]
     every += ["train.batch_size=2"]  # 4 steps an epoch

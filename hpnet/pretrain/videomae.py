@@ -193,7 +193,7 @@ class VideoMAE(nn.Module):
         x = self.decoder_embed(latent)  # (B, T, 1 + N_v, W)
         b, t, _, w = x.shape
         keep = torch.cat([mask.new_zeros(b, 1, dtype=torch.long), visible_positions(mask) + 1], 1)
-        full = self.mask_token.expand(b, t, 1 + mask.shape[1], w)
+        full = self.mask_token.to(x.dtype).expand(b, t, 1 + mask.shape[1], w)  # x is bf16 under AMP
         full = full.scatter(2, keep[:, None, :, None].expand(b, t, -1, w), x)  # (B,T,1+N,W)
         full = full + self.decoder_pos_embed
         for block in self.decoder_blocks:

@@ -7,6 +7,9 @@
 ``cost``: seconds per clip of one optimizer step (forward, backward, AdamW) of VideoMAE
 pretraining vs fine-tuning the same LS-ViT (RGB, linear head) on the same batch; the ratio is
 the target (<= 0.4). ``--decoder-width/--decoder-depth`` as ``pretrain.*`` (0 = defaults).
+It also counts each step's FLOPs (``flop_ratio``) and the rate each step reaches (TFLOP/s): a
+time ratio far above the FLOP ratio means the pretraining step waits on something other than
+arithmetic (on a GPU, small kernels at a small batch: try ``--batch 32`` or ``--compile``).
 
 ``transfer`` (RGB only, ``model.pose=false``): ``python -m hpnet.pretrain`` on the synthetic
 training videos (labels unread), then ``python -m hpnet.train`` on 10 % of them with labels
@@ -16,7 +19,9 @@ whole test split (fine-tuning recipe: :data:`FINETUNE`). Budgets: ``--pretrain-e
 ``--finetune-epochs``. ``--method videomae`` pretrains and fine-tunes LS-ViT; ``--method
 simsiam`` pretrains a ResNet frame encoder and fine-tunes ``model.arch=ssl_transformer`` on it
 (its scratch twin: the same arch from random weights). ``--finetune-extra`` overrides only the
-fine-tuning runs (e.g. ``train.backbone_lr=1e-5``).
+fine-tuning runs (e.g. ``train.backbone_lr=1e-5``). ``--train-videos 4800`` pretrains on 4800
+rendered clips and fine-tunes on their first 480 (the synthetic split's first clips do not
+depend on its size).
 
     python bench/pretrain.py transfer --method simsiam --seeds 0 1 --pretrain-epochs 30
 
@@ -41,6 +46,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from hpnet.config import load_config
 from hpnet.models.hpnet import build_model
@@ -61,6 +67,13 @@ def _step_seconds(step, steps: int, warmup: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def _step_flops(step) -> float:
+    """FLOPs of one ``step()`` (forward and backward; PyTorch's FLOP counter, eager)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
 def cost(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     overrides = [
@@ -76,35 +89,41 @@ def cost(args: argparse.Namespace) -> dict:
     amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     finetune = build_model(cfg, [f"c{i}" for i in range(10)]).to(device)
-    opt_f = build_optimizer(finetune, lr=1e-4, backbone_lr=0, weight_decay=0.05)
-
-    def finetune_step() -> None:
-        with torch.autocast(**amp):
-            logits = finetune(video, None)["logits"]
-        torch.nn.functional.cross_entropy(logits.float(), labels).backward()
-        opt_f.step()
-        opt_f.zero_grad(set_to_none=True)
-
     mae = build_pretrain_model(cfg).to(device)
-    opt_p = build_optimizer(mae, lr=1e-4, backbone_lr=0, weight_decay=0.05)
     gen = torch.Generator().manual_seed(0)
 
-    def pretrain_step() -> None:
-        with torch.autocast(**amp):
-            loss = mae(video, generator=gen)["loss"]
-        loss.backward()
-        opt_p.step()
-        opt_p.zero_grad(set_to_none=True)
+    def make_step(model: torch.nn.Module, loss_of) -> tuple:
+        """(timed step, eager step): forward + backward + AdamW of ``model`` (compiled or not)."""
+        opt = build_optimizer(model, lr=1e-4, backbone_lr=0, weight_decay=0.05)
+        net = torch.compile(model) if args.compile else model
 
-    f = _step_seconds(finetune_step, args.steps, args.warmup, device)
-    p = _step_seconds(pretrain_step, args.steps, args.warmup, device)
+        def step(on: torch.nn.Module = net) -> None:
+            with torch.autocast(**amp):
+                loss = loss_of(on)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step, lambda: step(model)
+
+    def finetune_loss(net: torch.nn.Module) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(net(video, None)["logits"].float(), labels)
+
+    f_step, f_eager = make_step(finetune, finetune_loss)
+    p_step, p_eager = make_step(mae, lambda net: net(video, generator=gen)["loss"])
+    f = _step_seconds(f_step, args.steps, args.warmup, device)
+    p = _step_seconds(p_step, args.steps, args.warmup, device)
+    f_flop, p_flop = _step_flops(f_eager), _step_flops(p_eager)
     decoder = f"{mae.decoder_embed.out_features}x{len(mae.decoder_blocks)}"
     return {
         "size": args.size, "frames": args.frames, "img": args.img, "patch": args.patch,
         "batch": args.batch, "mask_ratio": args.ratio, "decoder": decoder,
         "device": str(device), "threads": torch.get_num_threads(),
         "finetune_s_per_clip": f / args.batch, "pretrain_s_per_clip": p / args.batch,
-        "ratio": p / f,
+        "ratio": p / f, "compiled": args.compile,
+        "finetune_gflop_per_clip": f_flop / args.batch / 1e9,
+        "pretrain_gflop_per_clip": p_flop / args.batch / 1e9, "flop_ratio": p_flop / f_flop,
+        "finetune_tflop_s": f_flop / f / 1e12, "pretrain_tflop_s": p_flop / p / 1e12,
     }  # fmt: skip
 
 
@@ -140,7 +159,8 @@ def transfer(args: argparse.Namespace) -> list[dict]:
     pretrain_config = args.pretrain_config or pretrain_config
     out = Path(args.out) / args.method
     demo = load_config(args.finetune_config)
-    labelled = max(2, round(demo.data.synthetic.train_videos * args.label_fraction))
+    unlabelled = args.train_videos or demo.data.synthetic.train_videos
+    labelled = max(2, round(unlabelled * args.label_fraction))
     common = [f"data.root={args.data_root}", f"train.threads={args.threads}", *args.extra]
     finetune = [
         "--config", args.finetune_config, *common, *arch, "model.pose=false", "pose.source=none",
@@ -153,6 +173,7 @@ def transfer(args: argparse.Namespace) -> list[dict]:
         start = time.perf_counter()
         _main("pretrain", [
             "--config", pretrain_config, *common, f"train.seed={seed}",
+            f"data.synthetic.train_videos={unlabelled}",
             f"train.epochs={args.pretrain_epochs}", f"train.out_dir={run / 'pretrain'}",
             "train.resume=auto",
         ])  # fmt: skip
@@ -242,11 +263,17 @@ def main() -> None:
     c.add_argument("--steps", type=int, default=5)
     c.add_argument("--warmup", type=int, default=2)
     c.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    c.add_argument("--compile", action="store_true", help="torch.compile both models")
     t = sub.add_parser("transfer", help="pretrain, fine-tune on 10 %% labels vs from scratch")
     t.add_argument("--method", choices=sorted(METHODS), default="videomae")
     t.add_argument("--pretrain-config", default="", help="default: the method's demo config")
     t.add_argument("--finetune-config", default="configs/demo.yaml")
     t.add_argument("--label-fraction", type=float, default=0.1)
+    t.add_argument(
+        "--train-videos", type=int, default=0,
+        help="synthetic clips to pretrain on (0: the fine-tuning config's); the first "
+        "label-fraction of them are the labelled ones",
+    )  # fmt: skip
     t.add_argument("--pretrain-epochs", type=int, default=10)
     t.add_argument("--finetune-epochs", type=int, default=100)
     t.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -130,6 +130,9 @@ def test_the_loss_is_on_hidden_patches_only():
         changed = tensor.masked_fill(visible, float("inf"))
         args = (changed, target) if tensor is pred else (pred, changed)
         assert masked_patch_loss(*args, mask) == loss
+    pred_inf = pred.masked_fill(visible, float("inf")).requires_grad_()
+    masked_patch_loss(pred_inf, target, mask).backward()  # nor into the gradient
+    assert torch.isfinite(pred_inf.grad).all() and (pred_inf.grad[visible] == 0).all()
     hidden_changed = pred.masked_fill(~visible, 0.0)
     assert masked_patch_loss(hidden_changed, target, mask) != loss
     per_patch = (pred - target).pow(2).mean(-1)

@@ -90,9 +90,11 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     """MSE over the hidden patches only: pred, target (B, T, N, P); mask (B, N) True = hidden.
 
     Visible patches are selected away, not weighted by zero, so nothing they hold (not even a
-    non-finite prediction) reaches the loss."""
-    per_patch = (pred.float() - target).pow(2).mean(-1)  # (B, T, N)
-    return per_patch.masked_select(mask.unsqueeze(1).expand_as(per_patch)).mean()
+    non-finite prediction) reaches the loss or its gradient; nothing waits on the device (no
+    data-dependent shape, so the host keeps queueing kernels)."""
+    hidden = mask[:, None, :, None].to(pred.device)  # (B, 1, N, 1)
+    squared = torch.where(hidden, pred.float() - target, 0.0).pow(2)  # (B, T, N, P)
+    return squared.sum() / (hidden.sum() * pred.shape[1] * pred.shape[-1])
 
 
 def embed_visible(encoder: LSViT, video: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -177,10 +179,14 @@ class VideoMAE(nn.Module):
         own = {"mask_token", "decoder_pos_embed"}
         return own | {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
 
-    def encode(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """video (B, T, C, H, W), mask (B, N) -> encoded CLS + visible tokens (B, T, 1 + N_v, D)."""
+    def encode(
+        self, video: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """video (B, T, C, H, W), mask (B, N) -> encoded CLS + visible tokens (B, T, 1 + N_v, D).
+        ``positions``: ``visible_positions(mask)`` when already known (saves a device sync)."""
         enc = self.encoder
-        x = embed_visible(enc, video, visible_positions(mask))  # (B, T, 1 + N_v, D)
+        positions = visible_positions(mask) if positions is None else positions
+        x = embed_visible(enc, video, positions)  # (B, T, 1 + N_v, D)
         for block in enc.blocks:
             if enc.grad_checkpointing and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
@@ -188,11 +194,14 @@ class VideoMAE(nn.Module):
                 x = block(x)
         return enc.norm(x)
 
-    def decode(self, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, latent: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """latent (B, T, 1 + N_v, D) -> predicted pixels (B, T, N, p*p*C) at every position."""
         x = self.decoder_embed(latent)  # (B, T, 1 + N_v, W)
         b, t, _, w = x.shape
-        keep = torch.cat([mask.new_zeros(b, 1, dtype=torch.long), visible_positions(mask) + 1], 1)
+        positions = visible_positions(mask) if positions is None else positions
+        keep = torch.cat([positions.new_zeros(b, 1), positions + 1], 1)  # CLS first
         full = self.mask_token.to(x.dtype).expand(b, t, 1 + mask.shape[1], w)  # x is bf16 under AMP
         full = full.scatter(2, keep[:, None, :, None].expand(b, t, -1, w), x)  # (B,T,1+N,W)
         full = full + self.decoder_pos_embed
@@ -212,8 +221,9 @@ class VideoMAE(nn.Module):
         ``target`` (B, T, N, p*p*C), ``mask`` (B, N) (drawn from ``generator`` when None)."""
         if mask is None:
             mask = tube_mask(video.shape[0], self.encoder.num_patches, self.mask_ratio, generator)
-        mask = mask.to(video.device)
-        pred = self.decode(self.encode(video, mask), mask)
+        positions = visible_positions(mask)  # on the CPU when drawn here: no device sync
+        mask, positions = mask.to(video.device), positions.to(video.device)
+        pred = self.decode(self.encode(video, mask, positions), mask, positions)
         target = pixel_targets(video, self.encoder.patch_size, self.norm_pix_loss)
         loss = masked_patch_loss(pred, target, mask)
         return {"loss": loss, "pred": pred, "mask": mask, "target": target}

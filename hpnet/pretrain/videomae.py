@@ -209,6 +209,17 @@ class VideoMAE(nn.Module):
             full = block(full)
         return self.decoder_pred(self.decoder_norm(full[:, :, 1:]))
 
+    @torch.compiler.disable  # data-dependent sizes and a CPU generator: one clean graph break
+    def _mask_and_positions(
+        self, video: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask (B, N) (drawn from ``generator`` when None) and its visible positions
+        (B, N_v), both on ``video``'s device; taken on the CPU when drawn here (no device sync)."""
+        if mask is None:
+            mask = tube_mask(video.shape[0], self.encoder.num_patches, self.mask_ratio, generator)
+        positions = visible_positions(mask)
+        return mask.to(video.device), positions.to(video.device)
+
     def forward(
         self,
         video: torch.Tensor,
@@ -219,10 +230,7 @@ class VideoMAE(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """video (B, T, C, H, W) normalised (``joints`` unused) -> ``loss`` (), ``pred`` and
         ``target`` (B, T, N, p*p*C), ``mask`` (B, N) (drawn from ``generator`` when None)."""
-        if mask is None:
-            mask = tube_mask(video.shape[0], self.encoder.num_patches, self.mask_ratio, generator)
-        positions = visible_positions(mask)  # on the CPU when drawn here: no device sync
-        mask, positions = mask.to(video.device), positions.to(video.device)
+        mask, positions = self._mask_and_positions(video, mask, generator)
         pred = self.decode(self.encode(video, mask, positions), mask, positions)
         target = pixel_targets(video, self.encoder.patch_size, self.norm_pix_loss)
         loss = masked_patch_loss(pred, target, mask)

@@ -73,7 +73,8 @@ def cache_pipeline(
 ) -> tuple[int, float]:
     """``python -m hpnet.pose.cache --videos folder --out out``: (frames, seconds)."""
     from hpnet.config import load_config
-    from hpnet.pose.cache import cache_videos, folder_videos
+    from hpnet.pose.cache import cache_videos
+    from hpnet.pose.jobs import folder_videos
 
     overrides = [f"pose.weights={weights}", f"pose.imgsz={imgsz}", f"pose.device={device}"]
     overrides += [f"pose.precision={precision}", f"pose.batch={batch}", f"pose.workers={workers}"]
@@ -151,8 +152,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    from hpnet.pose.cache import folder_videos
     from hpnet.pose.estimator import resolve_device, resolve_precision
+    from hpnet.pose.jobs import folder_videos
 
     videos = [job.path for job in folder_videos(args.videos)]
     auto = resolve_precision("auto", resolve_device(args.device))

@@ -32,23 +32,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hpnet.atomic import WriteError, remove_stale_temp_files
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
-from hpnet.data.decode import open_video
-from hpnet.data.decode_reader import sar_text
-from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
+from hpnet.data.records import VIDEO_EXTENSIONS
 from hpnet.pose.estimator import (
     FrameDetections,
     PoseEstimator,
-    letterbox_size,
     resolve_device,
     resolve_precision,
     track_persons,
     weights_fingerprint,
+)
+from hpnet.pose.frames import FrameChunks
+from hpnet.pose.jobs import (
+    VideoJob,
+    dataset_videos,
+    folder_videos,
+    parse_shard,
+    share_device,
+    this_share,
 )
 from hpnet.pose.preview import write_previews
 from hpnet.pose.store import (
@@ -62,138 +68,6 @@ from hpnet.pose.store import (
     save_joints,
     write_shard_report,
 )
-
-
-@dataclass(frozen=True)
-class VideoJob:
-    """One video to cache: its file and its path relative to the dataset or folder root."""
-
-    path: Path
-    rel: str
-
-
-# ----------------------------------------------------------------------------- which videos
-
-
-def folder_videos(folder: str | Path) -> list[VideoJob]:
-    """Every video file under ``folder`` (recursive, hidden entries skipped), sorted by path."""
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise UserError(f"video folder not found: {root} (--videos DIR)")
-    jobs = [VideoJob(p, p.relative_to(root).as_posix()) for p in videos_under(root)]
-    return sorted(jobs, key=lambda j: j.rel)
-
-
-def dataset_videos(cfg: Config) -> list[VideoJob]:
-    """Every video of ``cfg.data``'s dataset, all splits (HMDB51 / UCF101: splits 1-3)."""
-    from hpnet.data.datasets import records_for_config
-
-    if cfg.data.dataset == "synthetic":
-        jobs = folder_videos(cfg.data.root) if Path(cfg.data.root).is_dir() else []
-        if not jobs:
-            raise UserError(
-                f"no synthetic video files under data.root={cfg.data.root}: write them first "
-                "(hpnet.data.synthetic.write_synthetic_videos) or use pose.source=groundtruth"
-            )
-        return jobs
-    splits = (1, 2, 3) if cfg.data.dataset in ("hmdb51", "ucf101") else (cfg.data.split,)
-    found: dict[str, VideoJob] = {}
-    for split in splits:
-        cfg.data.split = split
-        train, test, _ = records_for_config(cfg)
-        for record in (*train, *test):
-            found[record.rel] = VideoJob(Path(record.path), record.rel)
-    return sorted(found.values(), key=lambda j: j.rel)
-
-
-# ----------------------------------------------------------------------------- shares
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` -> (K, N) with 0 <= K < N."""
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard {text!r} must look like K/N, e.g. 0/4") from None
-    if not 0 <= k < n:
-        raise UserError(f"--shard {text}: K must be in [0, N) (shards are numbered from 0)")
-    return k, n
-
-
-def this_share(shard: tuple[int, int] | None) -> tuple[int, int]:
-    """(index, count) of this process's share: ``--shard`` machines x torchrun ranks."""
-    k, n = shard or (0, 1)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    return k * world + rank, n * world
-
-
-def share_device(device: str) -> str:
-    """``auto``/``cuda`` under torchrun -> ``cuda:LOCAL_RANK``; anything else unchanged."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return device
-
-
-# ----------------------------------------------------------------------------- decoding
-
-
-class FrameChunks(IterableDataset):
-    """Chunks of every ``stride``-th frame of each video, decoded in DataLoader workers.
-
-    Each worker takes videos ``[worker::workers]`` and yields, per video, ``ceil(F / chunk)``
-    dicts ``{"video", "frames": uint8 (n, 3, h, w), "indices": int64 (n,), "chunks", "info"}``,
-    or one ``{"video", "error"}`` when the video cannot be decoded.
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[Path],
-        *,
-        stride: int,
-        chunk: int,
-        imgsz: int,
-        resize: bool,
-        backend: str = "auto",
-        max_pixels: int = 0,
-    ) -> None:
-        self.paths, self.stride, self.chunk = list(paths), stride, chunk
-        self.imgsz, self.resize, self.backend = imgsz, resize, backend
-        self.max_pixels = max_pixels  # larger frames: the video fails (data.max_pixels)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        worker = get_worker_info()
-        first, step = (worker.id, worker.num_workers) if worker else (0, 1)
-        for video in range(first, len(self.paths), step):
-            try:
-                yield from self._video_chunks(video)
-            except Exception as err:  # any decoder failure: reported, never fatal
-                yield {"video": video, "error": f"{type(err).__name__}: {err}"}
-
-    def _video_chunks(self, video: int) -> Iterator[dict[str, Any]]:
-        path = self.paths[video]
-        with open_video(path, backend=self.backend, max_pixels=self.max_pixels) as reader:
-            info = reader.info
-            if info.num_frames < 1:
-                raise ValueError("the video has no frames")
-            indices = torch.arange(0, info.num_frames, self.stride)
-            size = letterbox_size(info.height, info.width, self.imgsz)
-            if not self.resize and size[0] >= info.height:  # upscaling: the model device does it
-                size = None
-            parts = indices.split(self.chunk)
-            facts = (info.num_frames, float(info.fps), info.width, info.height, reader.backend)
-            facts += (info.rotation, sar_text(info.sar))  # how the frames were displayed
-            for part in parts:
-                frames = reader.frames(part.tolist(), size=size)
-                yield {
-                    "video": video,
-                    "frames": frames,
-                    "indices": part,
-                    "chunks": len(parts),
-                    "info": facts,
-                    "error": None,
-                }
-
 
 # ----------------------------------------------------------------------------- the run
 

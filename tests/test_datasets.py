@@ -18,16 +18,14 @@ from hpnet.config import load_config
 from hpnet.data.balance import class_balanced_sampler
 from hpnet.data.datasets import VideoClipDataset, build_datasets, loader_canvas
 from hpnet.data.loader import EpochSampler, build_loader, collate_clips
-from hpnet.data.records import (
+from hpnet.data.official_splits import (
     HMDB51_CLASSES,
-    VideoRecord,
-    folder_records,
     hmdb51_records,
-    list_records,
     read_hmdb51_splits,
     read_ucf101_splits,
     ucf101_records,
 )
+from hpnet.data.records import VideoRecord, folder_records, list_records
 
 # Split tags (split 1, 2, 3) of the 7 real clips in hmdb51_mini (SOURCES.md).
 MINI_TAGS = {

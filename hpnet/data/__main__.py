@@ -53,7 +53,8 @@ from hpnet.data.datasets import (
     records_for_config,
     rendered_keys,
 )
-from hpnet.data.records import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, VideoRecord, per_class_counts
+from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR
+from hpnet.data.records import VideoRecord, per_class_counts
 
 _SHOW_MISSING = 10  # missing files the text report names
 _WIDTH = 100  # text report width

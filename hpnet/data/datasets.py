@@ -48,15 +48,14 @@ from hpnet.config import Config, check_pose_source
 from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
 from hpnet.data.holdout import validation_split
+from hpnet.data.official_splits import hmdb51_records, ucf101_records
 from hpnet.data.records import (
     VIDEO_EXTENSIONS,
     RecordSplits,
     VideoRecord,
     folder_records,
-    hmdb51_records,
     list_records,
     read_classes_file,
-    ucf101_records,
 )
 from hpnet.data.sampling import sample_frame_indices
 

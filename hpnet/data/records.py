@@ -1,4 +1,5 @@
-"""Which videos a dataset has: parsers of the official split files, folders and list files.
+"""Which videos a dataset has: records, folders and list files (the official split files of
+HMDB51 and UCF101 are parsed in :mod:`hpnet.data.official_splits`).
 
 A *record* is one video: its path, its label and its path relative to the dataset root (the
 pose cache mirrors that relative path). The builders below only read text files and list
@@ -12,15 +13,7 @@ logged warning giving the count.
 
 Layouts:
 
-- HMDB51 (:func:`hmdb51_records`): ``<root>/<class>/<video>.avi`` and the official split files
-  ``<split_dir>/<class>_test_split{1,2,3}.txt`` (default ``<root>/testTrainMulti_7030_splits``),
-  lines ``<video>.avi <tag>`` with tag 1 = train, 2 = test, 0 = unused. Label = index in the
-  sorted list of the 51 class names. Every listed video is checked, the unused ones too: a
-  missing one means the copy of the dataset is incomplete.
-- UCF101 (:func:`ucf101_records`): ``<root>/<Class>/v_X.avi``, ``classInd.txt`` (1-based
-  ``idx name``), ``trainlist0N.txt`` (``Class/v_X.avi idx``), ``testlist0N.txt``
-  (``Class/v_X.avi``, label from the folder) in ``<split_dir>`` (default
-  ``<root>/ucfTrainTestlist``).
+- HMDB51 and UCF101's official split files: :mod:`hpnet.data.official_splits`.
 - Folder (:func:`folder_records`): ``<root>/<class>/<video>``, see its docstring for the split.
 - List files (:func:`list_records`): ``path label`` lines.
 
@@ -43,17 +36,6 @@ from hpnet.data.holdout import stratified_holdout
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
-HMDB51_SPLIT_DIR = "testTrainMulti_7030_splits"
-UCF101_SPLIT_DIR = "ucfTrainTestlist"
-HMDB51_CLASSES = (
-    "brush_hair", "cartwheel", "catch", "chew", "clap", "climb", "climb_stairs", "dive",
-    "draw_sword", "dribble", "drink", "eat", "fall_floor", "fencing", "flic_flac", "golf",
-    "handstand", "hit", "hug", "jump", "kick", "kick_ball", "kiss", "laugh", "pick", "pour",
-    "pullup", "punch", "push", "pushup", "ride_bike", "ride_horse", "run", "shake_hands",
-    "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault",
-    "stand", "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave",
-)  # fmt: skip
-HMDB51_TAGS = {0: "unused", 1: "train", 2: "test"}
 _SHOW = 5  # how many missing paths an error message names
 
 
@@ -83,7 +65,7 @@ class RecordSplits:
 # ------------------------------------------------------------------------------ text files
 
 
-def _read_lines(path: Path, what: str, fix: str) -> list[tuple[int, str]]:
+def read_lines(path: Path, what: str, fix: str) -> list[tuple[int, str]]:
     """``(line number, stripped text)`` of the non-blank lines of ``path`` (CRLF and BOM ok)."""
     try:
         text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")
@@ -96,7 +78,7 @@ def _read_lines(path: Path, what: str, fix: str) -> list[tuple[int, str]]:
 
 def read_classes_file(path: str | Path) -> list[str]:
     """Class names, one per line (label = 0-based line number among non-blank lines)."""
-    lines = _read_lines(Path(path).expanduser(), "classes file", "set data.classes_file")
+    lines = read_lines(Path(path).expanduser(), "classes file", "set data.classes_file")
     names = [text for _, text in lines if not text.startswith("#")]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -122,7 +104,7 @@ def _present(records: Sequence[VideoRecord]) -> list[bool]:
     return flags
 
 
-def _drop_missing(
+def drop_missing(
     splits: RecordSplits,
     everything: Sequence[VideoRecord],
     *,
@@ -163,152 +145,6 @@ def _drop_missing(
         len(splits.test),
     )
     return splits
-
-
-# ------------------------------------------------------------------------------------ HMDB51
-
-
-def read_hmdb51_splits(split_dir: str | Path, split: int) -> dict[str, list[tuple[str, int]]]:
-    """``{class name: [(video file name, tag), ...]}`` from the official split files.
-
-    Reads ``<split_dir>/<class>_test_split<split>.txt`` for the 51 classes, in class order;
-    tag 1 = train, 2 = test, 0 = unused. Lines are ``<video>.avi <tag>`` (a trailing space is
-    normal); the name is everything before the last whitespace.
-    """
-    split_dir = Path(split_dir).expanduser()
-    if split not in (1, 2, 3):
-        raise UserError(f"HMDB51 split must be 1, 2 or 3, got {split} (set data.split)")
-    if not split_dir.is_dir():
-        raise UserError(
-            f"HMDB51 split folder not found: {split_dir} (set data.split_dir to the folder of "
-            "<class>_test_split{1,2,3}.txt files from the official test_train_splits.rar)"
-        )
-    entries: dict[str, list[tuple[str, int]]] = {}
-    for name in HMDB51_CLASSES:
-        path = split_dir / f"{name}_test_split{split}.txt"
-        rows = []
-        for line_no, text in _read_lines(path, "HMDB51 split file", "set data.split_dir"):
-            parts = text.rsplit(None, 1)
-            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise UserError(
-                    f"{path}:{line_no}: expected '<video>.avi <tag>' with tag 0, 1 or 2, "
-                    f"got {text!r}"
-                )
-            rows.append((parts[0], int(parts[1])))
-        entries[name] = rows
-    return entries
-
-
-def hmdb51_records(
-    root: str | Path,
-    split: int,
-    split_dir: str | Path | None = None,
-    allow_missing: bool = False,
-) -> RecordSplits:
-    """HMDB51 ``train, test, classes`` of official split ``split`` (3,570 / 1,530 videos)."""
-    root = Path(root).expanduser()
-    split_dir = Path(split_dir).expanduser() if split_dir else root / HMDB51_SPLIT_DIR
-    entries = read_hmdb51_splits(split_dir, split)
-    classes = list(HMDB51_CLASSES)
-    splits = RecordSplits([], [], classes)
-    everything = []
-    for label, name in enumerate(classes):
-        for video, tag in entries[name]:
-            record = VideoRecord(root / name / video, label, f"{name}/{video}")
-            everything.append(record)
-            if tag == 1:
-                splits.train.append(record)
-            elif tag == 2:
-                splits.test.append(record)
-    hint = (
-        f"Check data.root: it must hold the 51 class folders (e.g. {root / classes[0]}/*.avi; "
-        "the official hmdb51_org.rar holds one .rar per class: extract each into <root>)."
-    )
-    return _drop_missing(
-        splits,
-        everything,
-        dataset=f"HMDB51 split {split}",
-        root=root,
-        allow_missing=allow_missing,
-        hint=hint,
-    )
-
-
-# ------------------------------------------------------------------------------------ UCF101
-
-
-def read_ucf101_splits(
-    split_dir: str | Path, split: int
-) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
-    """``classes, train, test`` from ``classInd.txt`` and ``train/testlist0<split>.txt``.
-
-    ``train`` and ``test`` are ``(relative path, 0-based label)``; a test label comes from the
-    video's folder, a train label from the file and must agree with the folder.
-    """
-    split_dir = Path(split_dir).expanduser()
-    if split not in (1, 2, 3):
-        raise UserError(f"UCF101 split must be 1, 2 or 3, got {split} (set data.split)")
-    fix = "set data.split_dir to the folder of the official ucfTrainTestlist files"
-    index_file = split_dir / "classInd.txt"
-    classes = []
-    for line_no, text in _read_lines(index_file, "UCF101 class index", fix):
-        parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(classes) + 1:
-            raise UserError(
-                f"{index_file}:{line_no}: expected '{len(classes) + 1} <ClassName>', got {text!r}"
-            )
-        classes.append(parts[1])
-    label_of = {name.lower(): i for i, name in enumerate(classes)}
-
-    def parse(path: Path, with_label: bool) -> list[tuple[str, int]]:
-        rows = []
-        for line_no, text in _read_lines(path, "UCF101 split file", fix):
-            parts = text.rsplit(None, 1) if with_label else [text]
-            rel = parts[0].replace("\\", "/")
-            label = label_of.get(rel.split("/", 1)[0].lower()) if "/" in rel else None
-            if label is None or (with_label and len(parts) != 2):
-                raise UserError(
-                    f"{path}:{line_no}: expected '<Class>/<video>.avi"
-                    f"{' <label>' if with_label else ''}' with a class of {index_file}, "
-                    f"got {text!r}"
-                )
-            if with_label and parts[1] != str(label + 1):
-                raise UserError(
-                    f"{path}:{line_no}: label {parts[1]} disagrees with the folder "
-                    f"{rel.split('/')[0]} (class {label + 1} in {index_file})"
-                )
-            rows.append((rel, label))
-        return rows
-
-    train = parse(split_dir / f"trainlist0{split}.txt", with_label=True)
-    test = parse(split_dir / f"testlist0{split}.txt", with_label=False)
-    return classes, train, test
-
-
-def ucf101_records(
-    root: str | Path,
-    split: int,
-    split_dir: str | Path | None = None,
-    allow_missing: bool = False,
-) -> RecordSplits:
-    """UCF101 ``train, test, classes`` of official split ``split`` (9,537 / 3,783 for split 1)."""
-    root = Path(root).expanduser()
-    split_dir = Path(split_dir).expanduser() if split_dir else root / UCF101_SPLIT_DIR
-    classes, train, test = read_ucf101_splits(split_dir, split)
-    splits = RecordSplits(
-        [VideoRecord(root / rel, label, rel) for rel, label in train],
-        [VideoRecord(root / rel, label, rel) for rel, label in test],
-        classes,
-    )
-    hint = f"Check data.root: it must hold the 101 class folders (e.g. {root / classes[0]}/*.avi)."
-    return _drop_missing(
-        splits,
-        splits.train + splits.test,
-        dataset=f"UCF101 split {split}",
-        root=root,
-        allow_missing=allow_missing,
-        hint=hint,
-    )
 
 
 # ------------------------------------------------------------------------------------ folder
@@ -384,7 +220,7 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
 def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
     """Records of a ``path label`` file (split on the last whitespace; ``#`` starts a comment)."""
     records = []
-    for line_no, text in _read_lines(path, "list file", "set data.train_list / data.test_list"):
+    for line_no, text in read_lines(path, "list file", "set data.train_list / data.test_list"):
         if text.startswith("#"):
             continue
         parts = text.rsplit(None, 1)
@@ -434,7 +270,7 @@ def list_records(
         classes = [f"class_{n}" for n in range(top + 1)]
     splits = RecordSplits(train, test, classes)
     hint = "Check data.root (list paths are relative to it) and the list files."
-    return _drop_missing(
+    return drop_missing(
         splits, train + test, dataset="list", root=root, allow_missing=allow_missing, hint=hint
     )
 

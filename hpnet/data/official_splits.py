@@ -1,0 +1,178 @@
+"""HMDB51's and UCF101's official split files -> :class:`~hpnet.data.records.RecordSplits`.
+
+HMDB51 (:func:`hmdb51_records`): ``<root>/<class>/<video>.avi`` and the official split files
+``<split_dir>/<class>_test_split{1,2,3}.txt`` (default ``<root>/testTrainMulti_7030_splits``),
+lines ``<video>.avi <tag>`` with tag 1 = train, 2 = test, 0 = unused. Label = index in the
+sorted list of the 51 class names. Every listed video is checked, the unused ones too: a
+missing one means the copy of the dataset is incomplete.
+
+UCF101 (:func:`ucf101_records`): ``<root>/<Class>/v_X.avi``, ``classInd.txt`` (1-based
+``idx name``), ``trainlist0N.txt`` (``Class/v_X.avi idx``), ``testlist0N.txt``
+(``Class/v_X.avi``, label from the folder) in ``<split_dir>`` (default
+``<root>/ucfTrainTestlist``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpnet.cli import UserError
+from hpnet.data.records import RecordSplits, VideoRecord, drop_missing, read_lines
+
+HMDB51_SPLIT_DIR = "testTrainMulti_7030_splits"
+UCF101_SPLIT_DIR = "ucfTrainTestlist"
+HMDB51_CLASSES = (
+    "brush_hair", "cartwheel", "catch", "chew", "clap", "climb", "climb_stairs", "dive",
+    "draw_sword", "dribble", "drink", "eat", "fall_floor", "fencing", "flic_flac", "golf",
+    "handstand", "hit", "hug", "jump", "kick", "kick_ball", "kiss", "laugh", "pick", "pour",
+    "pullup", "punch", "push", "pushup", "ride_bike", "ride_horse", "run", "shake_hands",
+    "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault",
+    "stand", "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave",
+)  # fmt: skip
+HMDB51_TAGS = {0: "unused", 1: "train", 2: "test"}
+
+
+# ------------------------------------------------------------------------------------ HMDB51
+
+
+def read_hmdb51_splits(split_dir: str | Path, split: int) -> dict[str, list[tuple[str, int]]]:
+    """``{class name: [(video file name, tag), ...]}`` from the official split files.
+
+    Reads ``<split_dir>/<class>_test_split<split>.txt`` for the 51 classes, in class order;
+    tag 1 = train, 2 = test, 0 = unused. Lines are ``<video>.avi <tag>`` (a trailing space is
+    normal); the name is everything before the last whitespace.
+    """
+    split_dir = Path(split_dir).expanduser()
+    if split not in (1, 2, 3):
+        raise UserError(f"HMDB51 split must be 1, 2 or 3, got {split} (set data.split)")
+    if not split_dir.is_dir():
+        raise UserError(
+            f"HMDB51 split folder not found: {split_dir} (set data.split_dir to the folder of "
+            "<class>_test_split{1,2,3}.txt files from the official test_train_splits.rar)"
+        )
+    entries: dict[str, list[tuple[str, int]]] = {}
+    for name in HMDB51_CLASSES:
+        path = split_dir / f"{name}_test_split{split}.txt"
+        rows = []
+        for line_no, text in read_lines(path, "HMDB51 split file", "set data.split_dir"):
+            parts = text.rsplit(None, 1)
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise UserError(
+                    f"{path}:{line_no}: expected '<video>.avi <tag>' with tag 0, 1 or 2, "
+                    f"got {text!r}"
+                )
+            rows.append((parts[0], int(parts[1])))
+        entries[name] = rows
+    return entries
+
+
+def hmdb51_records(
+    root: str | Path,
+    split: int,
+    split_dir: str | Path | None = None,
+    allow_missing: bool = False,
+) -> RecordSplits:
+    """HMDB51 ``train, test, classes`` of official split ``split`` (3,570 / 1,530 videos)."""
+    root = Path(root).expanduser()
+    split_dir = Path(split_dir).expanduser() if split_dir else root / HMDB51_SPLIT_DIR
+    entries = read_hmdb51_splits(split_dir, split)
+    classes = list(HMDB51_CLASSES)
+    splits = RecordSplits([], [], classes)
+    everything = []
+    for label, name in enumerate(classes):
+        for video, tag in entries[name]:
+            record = VideoRecord(root / name / video, label, f"{name}/{video}")
+            everything.append(record)
+            if tag == 1:
+                splits.train.append(record)
+            elif tag == 2:
+                splits.test.append(record)
+    hint = (
+        f"Check data.root: it must hold the 51 class folders (e.g. {root / classes[0]}/*.avi; "
+        "the official hmdb51_org.rar holds one .rar per class: extract each into <root>)."
+    )
+    return drop_missing(
+        splits,
+        everything,
+        dataset=f"HMDB51 split {split}",
+        root=root,
+        allow_missing=allow_missing,
+        hint=hint,
+    )
+
+
+# ------------------------------------------------------------------------------------ UCF101
+
+
+def read_ucf101_splits(
+    split_dir: str | Path, split: int
+) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
+    """``classes, train, test`` from ``classInd.txt`` and ``train/testlist0<split>.txt``.
+
+    ``train`` and ``test`` are ``(relative path, 0-based label)``; a test label comes from the
+    video's folder, a train label from the file and must agree with the folder.
+    """
+    split_dir = Path(split_dir).expanduser()
+    if split not in (1, 2, 3):
+        raise UserError(f"UCF101 split must be 1, 2 or 3, got {split} (set data.split)")
+    fix = "set data.split_dir to the folder of the official ucfTrainTestlist files"
+    index_file = split_dir / "classInd.txt"
+    classes = []
+    for line_no, text in read_lines(index_file, "UCF101 class index", fix):
+        parts = text.split()
+        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(classes) + 1:
+            raise UserError(
+                f"{index_file}:{line_no}: expected '{len(classes) + 1} <ClassName>', got {text!r}"
+            )
+        classes.append(parts[1])
+    label_of = {name.lower(): i for i, name in enumerate(classes)}
+
+    def parse(path: Path, with_label: bool) -> list[tuple[str, int]]:
+        rows = []
+        for line_no, text in read_lines(path, "UCF101 split file", fix):
+            parts = text.rsplit(None, 1) if with_label else [text]
+            rel = parts[0].replace("\\", "/")
+            label = label_of.get(rel.split("/", 1)[0].lower()) if "/" in rel else None
+            if label is None or (with_label and len(parts) != 2):
+                raise UserError(
+                    f"{path}:{line_no}: expected '<Class>/<video>.avi"
+                    f"{' <label>' if with_label else ''}' with a class of {index_file}, "
+                    f"got {text!r}"
+                )
+            if with_label and parts[1] != str(label + 1):
+                raise UserError(
+                    f"{path}:{line_no}: label {parts[1]} disagrees with the folder "
+                    f"{rel.split('/')[0]} (class {label + 1} in {index_file})"
+                )
+            rows.append((rel, label))
+        return rows
+
+    train = parse(split_dir / f"trainlist0{split}.txt", with_label=True)
+    test = parse(split_dir / f"testlist0{split}.txt", with_label=False)
+    return classes, train, test
+
+
+def ucf101_records(
+    root: str | Path,
+    split: int,
+    split_dir: str | Path | None = None,
+    allow_missing: bool = False,
+) -> RecordSplits:
+    """UCF101 ``train, test, classes`` of official split ``split`` (9,537 / 3,783 for split 1)."""
+    root = Path(root).expanduser()
+    split_dir = Path(split_dir).expanduser() if split_dir else root / UCF101_SPLIT_DIR
+    classes, train, test = read_ucf101_splits(split_dir, split)
+    splits = RecordSplits(
+        [VideoRecord(root / rel, label, rel) for rel, label in train],
+        [VideoRecord(root / rel, label, rel) for rel, label in test],
+        classes,
+    )
+    hint = f"Check data.root: it must hold the 101 class folders (e.g. {root / classes[0]}/*.avi)."
+    return drop_missing(
+        splits,
+        splits.train + splits.test,
+        dataset=f"UCF101 split {split}",
+        root=root,
+        allow_missing=allow_missing,
+        hint=hint,
+    )

@@ -38,12 +38,12 @@ from hpnet.config import (
     save_config,
 )
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
-from hpnet.engine import EpochProgress, train_one_epoch
+from hpnet.engine import EpochProgress
+from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
-    mid_epoch_saver,
     resume_path,
     resume_run,
     run_checkpoint,
@@ -61,7 +61,6 @@ from hpnet.runtime import (
     pick_device,
     training_net,
 )
-from hpnet.runtime import start_epoch as start_loader_epoch
 from hpnet.splits import (
     check_splits_usable,
     parse_splits,
@@ -194,73 +193,61 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
 
     # per-dataset linear heads: only the batch's own head has gradients in a step
     net = training_net(model, cfg, dist, device, find_unused=bool(sets) and not cfg.model.text)
-
-    # ---- epochs ----------------------------------------------------------------------------
+    run = EpochRun(
+        cfg, out, dist, device, datasets, (model, optimizer, scheduler, scaler), net,
+        train_loader, transform, amp_dtype, steps_per_epoch,
+        step_options={"loss_cfg": loss_cfg, "use_pose": cfg.model.pose},
+    )  # fmt: skip
     tb = open_tensorboard(cfg, out) if dist.is_main else None
     clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
     for epoch in range(start_epoch, cfg.train.epochs):
-        # Everything random in an epoch derives from (seed, epoch): the order and frame offsets
-        # (sampler, dataset), and per batch the augmentation and drop-path (engine.seed_step).
-        epoch_seed = cfg.train.seed * 100_003 + epoch
         resume = resumed if epoch == start_epoch else None
-        start_loader_epoch(train_loader, epoch, resume.batches if resume else 0)
-
-        save_mid_epoch = mid_epoch_saver(
-            clock, out, steps_per_epoch=steps_per_epoch, done=step, dist=dist,
-            batch_size=cfg.train.batch_size, save=atomic_save,
-            checkpoint=lambda at, where, epoch=epoch, best=best: run_checkpoint(
-                model, optimizer, scheduler, scaler, epoch, at, best, cfg, datasets, where
-            ),
-        )  # fmt: skip
-
-        stats = train_one_epoch(
-            net,
-            train_loader,
-            transform=transform,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            loss_cfg=loss_cfg,
-            device=device,
-            amp_dtype=amp_dtype,
-            epoch=epoch,
-            accum_steps=cfg.train.accum_steps,
-            clip_grad=cfg.train.clip_grad,
-            max_steps=cfg.train.max_steps,
-            generator=torch.Generator(),  # on the CPU: draws cost no device sync
-            seed=epoch_seed * 7919 + dist.rank,
-            use_pose=cfg.model.pose,
-            progress=dist.is_main,
-            resume=resume,
-            on_step=save_mid_epoch if dist.is_main else None,
-        )
-        step += int(stats["steps"])
-        if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
-            reduce_epoch_stats(stats, device, dist)
-        record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
-        record["lr"] = optimizer.param_groups[0]["lr"]
-        is_best = False
-        evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
-        if evaluated or epoch + 1 == cfg.train.epochs:
-            tests = (model, datasets, transform, device, amp_dtype, dist)
-            chosen = _evaluate_epoch(record, tests)
-            if chosen is not None:  # (on the main process)
-                is_best, best = chosen > best, max(best, chosen)
-        if dist.is_main:
-            log_metrics(out, record, tb)
-            print(_summary(record, cfg.train.epochs))
-            ckpt = run_checkpoint(
-                model, optimizer, scheduler, scaler, epoch + 1, step, best, cfg, datasets
-            )
-            atomic_save(ckpt, out / "last.pt")
-            clock.saved()
-            if is_best:
-                atomic_save(ckpt, out / "best.pt")
-
+        step, best = _epoch(run, epoch, step, best, resume, clock, tb)
     _final_test(model, datasets, cfg, (transform, device, amp_dtype), dist, out, tb)
     if tb is not None:
         tb.close()
     return 0
+
+
+def _epoch(
+    run: EpochRun,
+    epoch: int,
+    step: int,
+    best: float,
+    resume: EpochProgress | None,
+    clock: CheckpointClock,
+    tb: Any,
+) -> tuple[int, float]:
+    """Train one epoch, test when it is time, log, write last.pt (and best.pt when the top-1
+    that picks it improved); the step count and best top-1 after."""
+    cfg, dist, datasets = run.cfg, run.dist, run.datasets
+    model, optimizer = run.parts[:2]
+
+    def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
+        return run_checkpoint(*run.parts, epoch, at, best, cfg, datasets, where)
+
+    stats = run_epoch(run, epoch, step, resume, clock, checkpoint, save=atomic_save)
+    step += int(stats["steps"])
+    if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
+        reduce_epoch_stats(stats, run.device, dist)
+    record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
+    record["lr"] = optimizer.param_groups[0]["lr"]
+    is_best = False
+    evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
+    if evaluated or epoch + 1 == cfg.train.epochs:
+        tests = (model, datasets, run.transform, run.device, run.amp_dtype, dist)
+        chosen = _evaluate_epoch(record, tests)
+        if chosen is not None:  # (on the main process)
+            is_best, best = chosen > best, max(best, chosen)
+    if dist.is_main:
+        log_metrics(run.out, record, tb)
+        print(_summary(record, cfg.train.epochs))
+        ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets)
+        atomic_save(ckpt, run.out / "last.pt")
+        clock.saved()
+        if is_best:
+            atomic_save(ckpt, run.out / "best.pt")
+    return step, best
 
 
 def _evaluate_epoch(record: dict[str, Any], tests: tuple) -> float | None:

@@ -84,11 +84,11 @@ def test_resume_gives_the_same_weights(tiny_args, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the process dies here; last.pt holds epoch 1
         return real(*a, **kw)
 
-    monkeypatch.setattr("hpnet.train.train_one_epoch", crash_in_second_epoch)
+    monkeypatch.setattr("hpnet.epoch_run.train_one_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_args, crashed)
     assert torch.load(crashed / "last.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr("hpnet.train.train_one_epoch", real)
+    monkeypatch.setattr("hpnet.epoch_run.train_one_epoch", real)
     _run(tiny_args, crashed, "train.resume=auto")
 
     a = torch.load(whole / "last.pt", weights_only=True)

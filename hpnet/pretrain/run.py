@@ -35,13 +35,13 @@ from hpnet.config import (
     save_config,
 )
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
-from hpnet.engine import EpochProgress, LossConfig, backward_and_record, train_one_epoch
+from hpnet.engine import EpochProgress, LossConfig, backward_and_record
+from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
 from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
 from hpnet.pretrain.videomae import VideoMAE
 from hpnet.resume import (
     CheckpointClock,
-    mid_epoch_saver,
     resume_path,
     resume_run,
     run_checkpoint,
@@ -56,7 +56,6 @@ from hpnet.runtime import (
     pick_device,
     training_net,
 )
-from hpnet.runtime import start_epoch as start_loader_epoch
 from hpnet.train import log_metrics, open_tensorboard, reduce_epoch_stats, seed_everything
 
 
@@ -212,24 +211,6 @@ def pretrain_checkpoint(model, optimizer, scheduler, scaler, epoch, step, cfg, d
     return ckpt
 
 
-@dataclasses.dataclass
-class _Run:
-    """What the epochs of a pretraining run share (built by :func:`_pretrain`)."""
-
-    cfg: Config
-    out: Path
-    dist: DistInfo
-    device: torch.device
-    datasets: list[RunDataset]
-    parts: tuple  # model, optimizer, scheduler, scaler
-    net: torch.nn.Module  # the model as trained (compiled, DDP)
-    batch_step: Any  # the method's forward + backward of one batch
-    loader: Any
-    transform: Any
-    amp_dtype: torch.dtype | None
-    steps_per_epoch: int
-
-
 def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> int:
     """The run; ``held`` keeps the run folder's lock until it ends."""
     out = Path(cfg.train.out_dir)
@@ -262,20 +243,11 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     batch_step = pretrain_batch
     if cfg.pretrain.method == "simsiam":
         batch_step = functools.partial(simsiam_batch, views=build_views(cfg))
-    run = _Run(
-        cfg,
-        out,
-        dist,
-        device,
-        datasets,
-        parts,
-        net,
-        batch_step,
-        loader,
-        transform,
-        amp_dtype,
-        steps_per_epoch,
-    )
+    options = {"loss_cfg": LossConfig(), "use_pose": False, "batch_step": batch_step}
+    run = EpochRun(
+        cfg, out, dist, device, datasets, parts, net, loader, transform, amp_dtype,
+        steps_per_epoch, step_options=options,
+    )  # fmt: skip
     tb = open_tensorboard(cfg, out) if dist.is_main else None
     clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -289,28 +261,15 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
 
 
 def _epoch(
-    run: _Run, epoch: int, step: int, resume: EpochProgress | None, clock: CheckpointClock, tb
+    run: EpochRun, epoch: int, step: int, resume: EpochProgress | None, clock: CheckpointClock, tb
 ) -> int:
     """Train one epoch (from ``resume`` when set), log it, write last.pt; the step count after."""
-    cfg, dist, (_, optimizer, scheduler, scaler) = run.cfg, run.dist, run.parts
-    epoch_seed = cfg.train.seed * 100_003 + epoch  # as hpnet.train: (seed, epoch) decide all
-    start_loader_epoch(run.loader, epoch, resume.batches if resume else 0)
-    save_mid_epoch = mid_epoch_saver(
-        clock, run.out, steps_per_epoch=run.steps_per_epoch, done=step, dist=dist,
-        batch_size=cfg.train.batch_size, save=atomic_save,
-        checkpoint=lambda at, where: pretrain_checkpoint(
-            *run.parts, epoch, at, cfg, run.datasets, where
-        ),
-    )  # fmt: skip
-    stats = train_one_epoch(
-        run.net, run.loader, transform=run.transform, optimizer=optimizer, scheduler=scheduler,
-        scaler=scaler, loss_cfg=LossConfig(), device=run.device, amp_dtype=run.amp_dtype,
-        epoch=epoch, accum_steps=cfg.train.accum_steps, clip_grad=cfg.train.clip_grad,
-        max_steps=cfg.train.max_steps, generator=torch.Generator(),
-        seed=epoch_seed * 7919 + dist.rank, use_pose=False, progress=dist.is_main,
-        resume=resume, on_step=save_mid_epoch if dist.is_main else None,
-        batch_step=run.batch_step,
-    )  # fmt: skip
+    cfg, dist, optimizer = run.cfg, run.dist, run.parts[1]
+
+    def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
+        return pretrain_checkpoint(*run.parts, epoch, at, cfg, run.datasets, where)
+
+    stats = run_epoch(run, epoch, step, resume, clock, checkpoint, save=atomic_save)
     step += int(stats["steps"])
     if dist.enabled:
         _reduce_stats(stats, run.device, dist)

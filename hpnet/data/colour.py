@@ -1,0 +1,81 @@
+"""Colour on batched clips: jitter (one affine colour map per clip, normalisation folded in)
+and Gaussian blur (one sigma per clip); :mod:`hpnet.data.transforms` draws their parameters."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+
+
+def color_jitter_matrix(
+    brightness: Tensor, contrast: Tensor, saturation: Tensor, channel_mean: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Brightness, contrast and saturation as one affine colour map per clip: ``x -> A x + o``.
+
+    Factors ``(B,)`` (1 = unchanged); ``channel_mean``: ``(B, 3)`` mean RGB of each clip.
+    Brightness scales, contrast blends with the clip's mean grey (one mean for all T frames, so
+    a clip does not flicker), saturation blends with each pixel's grey (ITU-R 601 luma), in that
+    order, as torchvision but clamped once at the end instead of after each step. Returns
+    ``A (B, 3, 3)`` and ``o (B, 3)``.
+    """
+    luma = torch.tensor(_GRAY_WEIGHTS, dtype=channel_mean.dtype, device=channel_mean.device)
+    b, c, s = (f.to(channel_mean).view(-1, 1, 1) for f in (brightness, contrast, saturation))
+    eye = torch.eye(3, dtype=luma.dtype, device=luma.device)
+    matrix = c * b * (s * eye + (1 - s) * luma.expand(3, 3))  # rows: s * e_i + (1 - s) * luma
+    mean_gray = channel_mean @ luma  # (B,)
+    offset = ((1 - c) * b).view(-1, 1) * mean_gray.view(-1, 1)  # (B, 1), the same for R, G, B
+    return matrix, offset.expand(-1, 3)
+
+
+def color_jitter_normalize(
+    video: Tensor,
+    brightness: Tensor,
+    contrast: Tensor,
+    saturation: Tensor,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    max_value: float,
+) -> Tensor:
+    """Colour jitter (:func:`color_jitter_matrix`), clamp to the valid range and normalise, as
+    one batched matrix product. video: float ``(B, T, 3, H, W)`` in [0, max_value]; factors
+    ``(B,)``. Returns a new normalised ``(B, T, 3, H, W)``."""
+    b, t, c, h, w = video.shape
+    pixels = video.reshape(b * t, c, h * w)
+    channel_mean = pixels.mean(dim=2).view(b, t, c).mean(dim=1)  # (B, 3)
+    matrix, offset = color_jitter_matrix(brightness, contrast, saturation, channel_mean)
+    std_t = torch.as_tensor(std, dtype=video.dtype, device=video.device)
+    mean_t = torch.as_tensor(mean, dtype=video.dtype, device=video.device)
+    scale = 1.0 / (max_value * std_t)  # normalisation folded in: y = scale * (A x + o) - m / s
+    matrix = (scale[:, None] * matrix).repeat_interleave(t, dim=0)  # (B*T, 3, 3)
+    offset = (scale * offset - mean_t / std_t).repeat_interleave(t, dim=0)[:, :, None]
+    out = torch.baddbmm(offset, matrix, pixels)  # (B*T, 3, H*W)
+    low, high = (-mean_t / std_t).view(3, 1), ((1 - mean_t) / std_t).view(3, 1)
+    return out.clamp_(low, high).view(b, t, c, h, w)
+
+
+def gaussian_blur(video: Tensor, sigma: Tensor) -> Tensor:
+    """Separable Gaussian blur, one sigma (pixels, > 0) per clip, reflect padding.
+
+    video: float ``(B, T, C, H, W)``; sigma: ``(B,)``. Returns a new ``(B, T, C, H, W)``; the
+    kernel radius is ``ceil(3 * max(sigma))`` (at most H - 1, W - 1).
+    """
+    b, t, c, h, w = video.shape
+    sigma = sigma.to(torch.float64)
+    radius = max(1, min(math.ceil(3.0 * float(sigma.max())), h - 1, w - 1))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=sigma.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(video.device, video.dtype)
+    kernel = kernel.repeat_interleave(t * c, dim=0)  # (B*T*C, 2r+1): one depthwise filter each
+    x = video.reshape(1, b * t * c, h, w)
+    x = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    x = F.conv2d(x, kernel[:, None, None, :], groups=b * t * c)
+    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel[:, None, :, None], groups=b * t * c)
+    return x.view(b, t, c, h, w)

@@ -9,7 +9,8 @@ pretraining vs fine-tuning the same LS-ViT (RGB, linear head) on the same batch;
 the target (<= 0.4). ``--decoder-width/--decoder-depth`` as ``pretrain.*`` (0 = defaults).
 It also counts each step's FLOPs (``flop_ratio``) and the rate each step reaches (TFLOP/s): a
 time ratio far above the FLOP ratio means the pretraining step waits on something other than
-arithmetic (on a GPU, small kernels at a small batch: try ``--batch 32`` or ``--compile``).
+arithmetic (on a GPU, small kernels at a small batch: try ``--batch 32`` or ``--compile``); the
+ATen operator calls of each step (``*_aten_ops``) say what that launch-bound floor is made of.
 
 ``transfer`` (RGB only, ``model.pose=false``): ``python -m hpnet.pretrain`` on the synthetic
 training videos (labels unread), then ``python -m hpnet.train`` on 10 % of them with labels
@@ -74,6 +75,16 @@ def _step_flops(step) -> float:
     return float(counter.get_total_flops())
 
 
+def _step_ops(step) -> int:
+    """ATen operator calls of one eager ``step()`` (forward, backward, optimizer): what a GPU
+    pays per call in launch and dispatch time when the kernels are small."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+
+
 def cost(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     overrides = [
@@ -114,6 +125,7 @@ def cost(args: argparse.Namespace) -> dict:
     f = _step_seconds(f_step, args.steps, args.warmup, device)
     p = _step_seconds(p_step, args.steps, args.warmup, device)
     f_flop, p_flop = _step_flops(f_eager), _step_flops(p_eager)
+    f_ops, p_ops = _step_ops(f_eager), _step_ops(p_eager)
     decoder = f"{mae.decoder_embed.out_features}x{len(mae.decoder_blocks)}"
     return {
         "size": args.size, "frames": args.frames, "img": args.img, "patch": args.patch,
@@ -124,6 +136,7 @@ def cost(args: argparse.Namespace) -> dict:
         "finetune_gflop_per_clip": f_flop / args.batch / 1e9,
         "pretrain_gflop_per_clip": p_flop / args.batch / 1e9, "flop_ratio": p_flop / f_flop,
         "finetune_tflop_s": f_flop / f / 1e12, "pretrain_tflop_s": p_flop / p / 1e12,
+        "finetune_aten_ops": f_ops, "pretrain_aten_ops": p_ops,
     }  # fmt: skip
 
 

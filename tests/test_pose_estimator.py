@@ -12,14 +12,12 @@ import torch
 
 from hpnet.cli import UserError
 from hpnet.pose.estimator import (
-    FrameDetections,
-    PersonTracker,
     PoseEstimator,
     letterbox_size,
     resolve_precision,
     resolve_weights,
-    track_persons,
 )
+from hpnet.pose.tracking import FrameDetections, PersonTracker, track_persons
 
 # A random-init YOLO11n-pose scores every box around 1e-4: this threshold lets detections through.
 LOW_CONF = 1e-5

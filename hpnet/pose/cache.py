@@ -40,11 +40,9 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.records import VIDEO_EXTENSIONS
 from hpnet.pose.estimator import (
-    FrameDetections,
     PoseEstimator,
     resolve_device,
     resolve_precision,
-    track_persons,
     weights_fingerprint,
 )
 from hpnet.pose.frames import FrameChunks
@@ -68,6 +66,7 @@ from hpnet.pose.store import (
     save_joints,
     write_shard_report,
 )
+from hpnet.pose.tracking import FrameDetections, track_persons
 
 # ----------------------------------------------------------------------------- the run
 

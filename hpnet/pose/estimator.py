@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 
 from hpnet.cli import UserError
 from hpnet.pose.skeleton import NUM_KEYPOINTS
+from hpnet.pose.tracking import FrameDetections, track_persons
 
 STRIDE = 32  # YOLO's largest feature stride: the batch canvas is a multiple of it
 PAD_VALUE = 114 / 255  # Ultralytics' letterbox grey
@@ -42,23 +42,6 @@ PAD_VALUE = 114 / 255  # Ultralytics' letterbox grey
 CPU_FRAMES_PER_PASS = {"fp32": 1, "bf16": 4}
 CUDA_FRAMES_PER_PASS = 16
 _WEIGHTS_HINT = "set pose.weights=/path/to/yolo11n-pose.pt"
-
-
-@dataclass
-class FrameDetections:
-    """Persons found in one frame, best first (detection score x box area)."""
-
-    boxes: np.ndarray  # float32 (n, 4): x1, y1, x2, y2 normalised to the frame
-    scores: np.ndarray  # float32 (n,): detection confidence
-    keypoints: np.ndarray  # float32 (n, 17, 3): x, y normalised to the frame, confidence
-
-    @classmethod
-    def empty(cls) -> FrameDetections:
-        return cls(
-            np.zeros((0, 4), np.float32),
-            np.zeros((0,), np.float32),
-            np.zeros((0, NUM_KEYPOINTS, 3), np.float32),
-        )
 
 
 # ------------------------------------------------------------------------------- weights
@@ -342,66 +325,3 @@ def _to_detections(result, place: tuple[int, int, int, int]) -> FrameDetections:
     return FrameDetections(
         boxes[order].numpy(), scores[order].numpy(), kpts[order].contiguous().numpy()
     )
-
-
-# ------------------------------------------------------------------------------- person slots
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes a (m, 4) and b (n, 4) as x1, y1, x2, y2 -> (m, n)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-class PersonTracker:
-    """Keeps up to ``persons`` people in fixed slots across the frames of one video.
-
-    Each frame, slots in order (slot 0 first, so the main person keeps slot 0) take the free
-    detection whose box overlaps their last seen box most, if that IoU is >= ``min_iou``. Slots
-    left over take the remaining detections best-ranked first: slots that are truly free (never
-    used, or unseen for more than ``max_age`` frames) before slots whose person was just missed.
-    A slot with nobody in the frame gives zeros.
-    """
-
-    def __init__(self, persons: int, min_iou: float = 0.2, max_age: int = 15) -> None:
-        self.persons, self.min_iou, self.max_age = persons, min_iou, max_age
-        self.last_boxes: list[np.ndarray | None] = [None] * persons
-        self.unseen = [0] * persons  # frames since each slot's person was last seen
-
-    def _recent(self, slot: int) -> bool:
-        return self.last_boxes[slot] is not None and self.unseen[slot] <= self.max_age
-
-    def update(self, det: FrameDetections) -> np.ndarray:
-        """Detections of the next frame -> joints float32 (P, 17, 3) in slot order."""
-        out = np.zeros((self.persons, NUM_KEYPOINTS, 3), np.float32)
-        taken: dict[int, int] = {}  # slot -> detection
-        free_dets = list(range(len(det.scores)))  # in rank order
-        for slot in range(self.persons):
-            if not free_dets or not self._recent(slot):
-                continue
-            iou = box_iou(self.last_boxes[slot][None], det.boxes[free_dets])[0]
-            if iou.max() >= self.min_iou:
-                taken[slot] = free_dets.pop(int(iou.argmax()))
-        open_slots = sorted(
-            (s for s in range(self.persons) if s not in taken), key=lambda s: (self._recent(s), s)
-        )
-        for slot, d in zip(open_slots, free_dets, strict=False):
-            taken[slot] = d
-        for slot in range(self.persons):
-            self.unseen[slot] += 1
-        for slot, d in taken.items():
-            out[slot] = det.keypoints[d]
-            self.last_boxes[slot], self.unseen[slot] = det.boxes[d], 0
-        return out
-
-
-def track_persons(detections: Sequence[FrameDetections], persons: int) -> np.ndarray:
-    """Consecutive frames' detections -> joints float32 (F, P, 17, 3) with stable person slots."""
-    tracker = PersonTracker(persons)
-    if not detections:
-        return np.zeros((0, persons, NUM_KEYPOINTS, 3), np.float32)
-    return np.stack([tracker.update(d) for d in detections])

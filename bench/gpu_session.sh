@@ -100,7 +100,7 @@ step train_step_b${big}_compile 120 python3 bench/train_step.py "${base[@]}" --b
 # (the GPU image has no ultralytics), on the 1-minute video made by --prepare.
 step timeline 60 python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose --size $size --device "$DEVICE"
 # The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
-step gpu_tests 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py \
+step gpu_tests 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py tests/test_host_copy.py \
   tests/test_transforms.py tests/test_text.py tests/test_train.py
 # Pretraining (issue 15), with what is left: VideoMAE 100 epochs on the 480 synthetic clips, then
 # fine-tuning on 48 labelled ones vs the same from random weights (bench/RESULTS.md "Pretraining").

@@ -10,7 +10,8 @@ the target (<= 0.4). ``--decoder-width/--decoder-depth`` as ``pretrain.*`` (0 = 
 It also counts each step's FLOPs (``flop_ratio``) and the rate each step reaches (TFLOP/s): a
 time ratio far above the FLOP ratio means the pretraining step waits on something other than
 arithmetic (on a GPU, small kernels at a small batch: try ``--batch 32`` or ``--compile``); the
-ATen operator calls of each step (``*_aten_ops``) say what that launch-bound floor is made of.
+ATen operator calls of each forward + backward (``*_fwd_bwd_aten_ops``) say what that
+launch-bound floor is made of (AdamW is fused on CUDA, as in ``hpnet.train``).
 
 ``transfer`` (RGB only, ``model.pose=false``): ``python -m hpnet.pretrain`` on the synthetic
 training videos (labels unread), then ``python -m hpnet.train`` on 10 % of them with labels
@@ -76,8 +77,10 @@ def _step_flops(step) -> float:
 
 
 def _step_ops(step) -> int:
-    """ATen operator calls of one eager ``step()`` (forward, backward, optimizer): what a GPU
-    pays per call in launch and dispatch time when the kernels are small."""
+    """ATen operator calls (nested calls and views included) of one eager ``step()``: what a
+    GPU pays per call in dispatch and launch time when the kernels are small. Given forward +
+    backward only: the optimizer runs fused on CUDA (a few kernels, as in ``hpnet.train``) but
+    one parameter at a time on the CPU, where it would count ~6 k calls of its own."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -104,9 +107,18 @@ def cost(args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(0)
 
     def make_step(model: torch.nn.Module, loss_of) -> tuple:
-        """(timed step, eager step): forward + backward + AdamW of ``model`` (compiled or not)."""
-        opt = build_optimizer(model, lr=1e-4, backbone_lr=0, weight_decay=0.05)
+        """(timed step, eager step, eager forward + backward): forward + backward + AdamW of
+        ``model`` (compiled or not; AdamW fused on CUDA, as ``hpnet.train`` runs it)."""
+        opt = build_optimizer(
+            model, lr=1e-4, backbone_lr=0, weight_decay=0.05, fused=device.type == "cuda"
+        )
         net = torch.compile(model) if args.compile else model
+
+        def forward_backward() -> None:
+            with torch.autocast(**amp):
+                loss = loss_of(model)
+            loss.backward()
+            opt.zero_grad(set_to_none=True)
 
         def step(on: torch.nn.Module = net) -> None:
             with torch.autocast(**amp):
@@ -115,17 +127,17 @@ def cost(args: argparse.Namespace) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        return step, lambda: step(model)
+        return step, lambda: step(model), forward_backward
 
     def finetune_loss(net: torch.nn.Module) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(net(video, None)["logits"].float(), labels)
 
-    f_step, f_eager = make_step(finetune, finetune_loss)
-    p_step, p_eager = make_step(mae, lambda net: net(video, generator=gen)["loss"])
+    f_step, f_eager, f_fwd_bwd = make_step(finetune, finetune_loss)
+    p_step, p_eager, p_fwd_bwd = make_step(mae, lambda net: net(video, generator=gen)["loss"])
     f = _step_seconds(f_step, args.steps, args.warmup, device)
     p = _step_seconds(p_step, args.steps, args.warmup, device)
     f_flop, p_flop = _step_flops(f_eager), _step_flops(p_eager)
-    f_ops, p_ops = _step_ops(f_eager), _step_ops(p_eager)
+    f_ops, p_ops = _step_ops(f_fwd_bwd), _step_ops(p_fwd_bwd)
     decoder = f"{mae.decoder_embed.out_features}x{len(mae.decoder_blocks)}"
     return {
         "size": args.size, "frames": args.frames, "img": args.img, "patch": args.patch,
@@ -136,7 +148,7 @@ def cost(args: argparse.Namespace) -> dict:
         "finetune_gflop_per_clip": f_flop / args.batch / 1e9,
         "pretrain_gflop_per_clip": p_flop / args.batch / 1e9, "flop_ratio": p_flop / f_flop,
         "finetune_tflop_s": f_flop / f / 1e12, "pretrain_tflop_s": p_flop / p / 1e12,
-        "finetune_aten_ops": f_ops, "pretrain_aten_ops": p_ops,
+        "finetune_fwd_bwd_aten_ops": f_ops, "pretrain_fwd_bwd_aten_ops": p_ops,
     }  # fmt: skip
 
 

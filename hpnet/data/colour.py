@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hpnet.host_copy import constant, to_device
+
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
@@ -24,8 +26,10 @@ def color_jitter_matrix(
     order, as torchvision but clamped once at the end instead of after each step. Returns
     ``A (B, 3, 3)`` and ``o (B, 3)``.
     """
-    luma = torch.tensor(_GRAY_WEIGHTS, dtype=channel_mean.dtype, device=channel_mean.device)
-    b, c, s = (f.to(channel_mean).view(-1, 1, 1) for f in (brightness, contrast, saturation))
+    device, dtype = channel_mean.device, channel_mean.dtype
+    luma = constant(_GRAY_WEIGHTS, device, dtype)
+    factors = (brightness, contrast, saturation)
+    b, c, s = (to_device(f, device, dtype).view(-1, 1, 1) for f in factors)
     eye = torch.eye(3, dtype=luma.dtype, device=luma.device)
     matrix = c * b * (s * eye + (1 - s) * luma.expand(3, 3))  # rows: s * e_i + (1 - s) * luma
     mean_gray = channel_mean @ luma  # (B,)
@@ -50,8 +54,8 @@ def color_jitter_normalize(
     pixels = video.reshape(b * t, c, h * w)
     channel_mean = pixels.mean(dim=2).view(b, t, c).mean(dim=1)  # (B, 3)
     matrix, offset = color_jitter_matrix(brightness, contrast, saturation, channel_mean)
-    std_t = torch.as_tensor(std, dtype=video.dtype, device=video.device)
-    mean_t = torch.as_tensor(mean, dtype=video.dtype, device=video.device)
+    std_t = constant(std, video.device, video.dtype)
+    mean_t = constant(mean, video.device, video.dtype)
     scale = 1.0 / (max_value * std_t)  # normalisation folded in: y = scale * (A x + o) - m / s
     matrix = (scale[:, None] * matrix).repeat_interleave(t, dim=0)  # (B*T, 3, 3)
     offset = (scale * offset - mean_t / std_t).repeat_interleave(t, dim=0)[:, :, None]
@@ -71,7 +75,7 @@ def gaussian_blur(video: Tensor, sigma: Tensor) -> Tensor:
     radius = max(1, min(math.ceil(3.0 * float(sigma.max())), h - 1, w - 1))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=sigma.device)
     kernel = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2)
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(video.device, video.dtype)
+    kernel = to_device(kernel / kernel.sum(dim=1, keepdim=True), video.device, video.dtype)
     kernel = kernel.repeat_interleave(t * c, dim=0)  # (B*T*C, 2r+1): one depthwise filter each
     x = video.reshape(1, b * t * c, h, w)
     x = F.pad(x, (radius, radius, 0, 0), mode="reflect")

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from hpnet.data.canvas import place
 from hpnet.data.colour import color_jitter_normalize, gaussian_blur
+from hpnet.host_copy import constant, to_device
 from hpnet.pose.skeleton import crop_joints, mask_invalid_joints
 
 __all__ = [  # colour: hpnet.data.colour; joints: hpnet.pose.skeleton
@@ -62,8 +63,8 @@ def _normalize_(
 ) -> Tensor:
     """In place on float ``(..., 3, H, W)`` in [0, max_value]: ``(x / max_value - mean) / std``."""
     shape = (3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=video.dtype, device=video.device).view(shape)
-    mean_t = torch.as_tensor(mean, dtype=video.dtype, device=video.device).view(shape)
+    std_t = constant(std, video.device, video.dtype).view(shape)
+    mean_t = constant(mean, video.device, video.dtype).view(shape)
     return video.mul_(1.0 / (max_value * std_t)).sub_(mean_t / std_t)
 
 
@@ -134,8 +135,8 @@ def resized_crop(video: Tensor, boxes: Tensor, size: int, flip: Tensor | None = 
     b, t, c, h, w = video.shape
     dtype = _compute_dtype(video)
     frames = video.reshape(b, t * c, h, w).to(dtype)  # T folded into channels: one grid a clip
-    x0, y0, x1, y1 = boxes.to(video.device, dtype).unbind(1)
-    sign = 1.0 - 2.0 * flip.to(video.device, dtype) if flip is not None else 1.0
+    x0, y0, x1, y1 = to_device(boxes, video.device, dtype).unbind(1)
+    sign = 1.0 - 2.0 * to_device(flip, video.device, dtype) if flip is not None else 1.0
     theta = torch.zeros(b, 2, 3, dtype=dtype, device=video.device)
     theta[:, 0, 0] = (x1 - x0) * sign  # output u in [0, 1] samples input x0 + u * (x1 - x0)
     theta[:, 0, 2] = x0 + x1 - 1.0
@@ -279,7 +280,7 @@ def apply_train_params(
         _normalize_(out, mean, std, max_value)
     blurred = torch.nonzero(params.blur_sigma > 0).flatten()  # blur commutes with normalising
     if blurred.numel() > 0:
-        index = blurred.to(out.device)
+        index = to_device(blurred, out.device)
         out[index] = gaussian_blur(out[index], params.blur_sigma[blurred])
     if joints is not None:
         joints = crop_joints(joints, params.boxes, params.flip)

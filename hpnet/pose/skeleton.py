@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hpnet.host_copy import to_device
+
 KEYPOINTS: tuple[str, ...] = (
     "nose",
     "left_eye",
@@ -105,7 +107,8 @@ def crop_joints(joints: Tensor, boxes: Tensor, flip: Tensor | None = None) -> Te
     joints). Returns ``(B, ..., K, 3)``; joints outside the crop or missing are ``(0, 0, 0)``.
     """
     view = (joints.shape[0],) + (1,) * (joints.dim() - 2)
-    x0, y0, x1, y1 = (v.view(view) for v in boxes.to(joints.device, joints.dtype).unbind(1))
+    corners = to_device(boxes, joints.device, joints.dtype).unbind(1)
+    x0, y0, x1, y1 = (v.view(view) for v in corners)
     x = (joints[..., 0] - x0) / (x1 - x0)
     y = (joints[..., 1] - y0) / (y1 - y0)
     out = torch.stack([x, y, joints[..., 2]], dim=-1)
@@ -114,6 +117,6 @@ def crop_joints(joints: Tensor, boxes: Tensor, flip: Tensor | None = None) -> Te
             raise ValueError(
                 f"flipping needs COCO-17 joints (K={NUM_KEYPOINTS}), got K={out.shape[-2]}"
             )
-        flip = flip.to(out.device).view(*view, 1)
+        flip = to_device(flip, out.device).view(*view, 1)
         out = torch.where(flip, flip_joints(out), out)
     return mask_invalid_joints(out)

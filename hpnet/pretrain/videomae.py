@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hpnet.host_copy import to_device
 from hpnet.models.lsvit import Block, LSViT
 from hpnet.models.motion import frame_differences
 
@@ -214,11 +215,12 @@ class VideoMAE(nn.Module):
         self, video: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The mask (B, N) (drawn from ``generator`` when None) and its visible positions
-        (B, N_v), both on ``video``'s device; taken on the CPU when drawn here (no device sync)."""
+        (B, N_v), both on ``video``'s device; taken on the CPU when drawn here and copied
+        without a host wait (:func:`~hpnet.host_copy.to_device`)."""
         if mask is None:
             mask = tube_mask(video.shape[0], self.encoder.num_patches, self.mask_ratio, generator)
         positions = visible_positions(mask)
-        return mask.to(video.device), positions.to(video.device)
+        return to_device(mask, video.device), to_device(positions, video.device)
 
     def forward(
         self,

@@ -95,6 +95,10 @@ step loader 60 python3 bench/decode.py --data .gpu_data/hmdb51_mini --repeats 3 
 # FLOPs (small kernels); batch 32 says how much of that is launch overhead.
 step videomae_cost 60 python3 bench/pretrain.py cost "${base[@]}" --batch 8
 step videomae_cost_b32 90 python3 bench/pretrain.py cost "${base[@]}" --batch 32
+# The same at batch 8 replayed as CUDA graphs (torch.compile mode reduce-overhead): what is
+# left of the ratio once launch overhead is gone.
+step videomae_cost_graphs 150 python3 bench/pretrain.py cost "${base[@]}" --batch 8 --compile \
+  --compile-mode reduce-overhead
 step train_step_b${big}_compile 120 python3 bench/train_step.py "${base[@]}" --batch $big --compile
 # Long-video timeline (issue 16): seconds of compute per second of video, base model, no pose
 # (the GPU image has no ultralytics), on the 1-minute video made by --prepare.

@@ -9,7 +9,8 @@ pretraining vs fine-tuning the same LS-ViT (RGB, linear head) on the same batch;
 the target (<= 0.4). ``--decoder-width/--decoder-depth`` as ``pretrain.*`` (0 = defaults).
 It also counts each step's FLOPs (``flop_ratio``) and the rate each step reaches (TFLOP/s): a
 time ratio far above the FLOP ratio means the pretraining step waits on something other than
-arithmetic (on a GPU, small kernels at a small batch: try ``--batch 32`` or ``--compile``); the
+arithmetic (on a GPU, small kernels at a small batch: try ``--batch 32``, ``--compile`` or
+``--compile --compile-mode reduce-overhead``, which replays the step as CUDA graphs); the
 ATen operator calls of each forward + backward (``*_fwd_bwd_aten_ops``) say what that
 launch-bound floor is made of (AdamW is fused on CUDA, as in ``hpnet.train``).
 
@@ -112,7 +113,8 @@ def cost(args: argparse.Namespace) -> dict:
         opt = build_optimizer(
             model, lr=1e-4, backbone_lr=0, weight_decay=0.05, fused=device.type == "cuda"
         )
-        net = torch.compile(model) if args.compile else model
+        net = torch.compile(model, mode=args.compile_mode) if args.compile else model
+        graphs = args.compile and args.compile_mode.startswith("reduce-overhead")
 
         def forward_backward() -> None:
             with torch.autocast(**amp):
@@ -121,6 +123,8 @@ def cost(args: argparse.Namespace) -> dict:
             opt.zero_grad(set_to_none=True)
 
         def step(on: torch.nn.Module = net) -> None:
+            if graphs and on is net:  # CUDA graphs: a new step may overwrite the last's outputs
+                torch.compiler.cudagraph_mark_step_begin()
             with torch.autocast(**amp):
                 loss = loss_of(on)
             loss.backward()
@@ -144,7 +148,7 @@ def cost(args: argparse.Namespace) -> dict:
         "batch": args.batch, "mask_ratio": args.ratio, "decoder": decoder,
         "device": str(device), "threads": torch.get_num_threads(),
         "finetune_s_per_clip": f / args.batch, "pretrain_s_per_clip": p / args.batch,
-        "ratio": p / f, "compiled": args.compile,
+        "ratio": p / f, "compiled": args.compile and args.compile_mode,
         "finetune_gflop_per_clip": f_flop / args.batch / 1e9,
         "pretrain_gflop_per_clip": p_flop / args.batch / 1e9, "flop_ratio": p_flop / f_flop,
         "finetune_tflop_s": f_flop / f / 1e12, "pretrain_tflop_s": p_flop / p / 1e12,
@@ -289,6 +293,10 @@ def main() -> None:
     c.add_argument("--warmup", type=int, default=2)
     c.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     c.add_argument("--compile", action="store_true", help="torch.compile both models")
+    c.add_argument(
+        "--compile-mode", default="default",
+        help="torch.compile mode: reduce-overhead replays each step as CUDA graphs (launch cost)",
+    )  # fmt: skip
     t = sub.add_parser("transfer", help="pretrain, fine-tune on 10 %% labels vs from scratch")
     t.add_argument("--method", choices=sorted(METHODS), default="videomae")
     t.add_argument("--pretrain-config", default="", help="default: the method's demo config")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpnet.data import synthetic
+from hpnet.data import synthetic_splits
 from hpnet.data.motions import figure_points
 from hpnet.data.synthetic import (
     ACTIONS,
@@ -107,7 +107,7 @@ def test_distractor_does_another_action(monkeypatch):
         calls.append((action, other))
         return np.zeros((1, 3, 2, 2), np.uint8), np.zeros((1, 2, 17, 3), np.float32)
 
-    monkeypatch.setattr(synthetic, "render_clip", record)
+    monkeypatch.setattr(synthetic_splits, "render_clip", record)
     for i in range(3 * len(ACTIONS)):
         render_one(0, "train", i, distractor=True, **KW)
     assert all(other in ACTIONS and other != action for action, other in calls)
@@ -158,7 +158,7 @@ def test_disk_cache_is_reused(tmp_path, monkeypatch):
     def no_render(*a, **k):
         raise AssertionError("rendered again instead of reusing the cache")
 
-    monkeypatch.setattr(synthetic, "render_split", no_render)
+    monkeypatch.setattr(synthetic_splits, "render_split", no_render)
     again = SyntheticActions("train", root=tmp_path, **args)
     assert torch.equal(first.video, again.video)
     with pytest.raises(AssertionError, match="rendered again"):

@@ -20,9 +20,6 @@ The same clips as real files, for the file pipeline (decode, pose cache, list da
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import zipfile
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -33,12 +30,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hpnet.atomic import temp_name, write_atomic
-from hpnet.data import motions, render
+from hpnet.atomic import temp_name
 from hpnet.data.canvas import Canvas
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
-from hpnet.data.render import render_clip
 from hpnet.data.sampling import sample_frame_indices
+from hpnet.data.synthetic_splits import SPLIT_ID, load_or_render, render_one, render_split
 
 __all__ = [
     "ACTIONS",
@@ -49,125 +45,6 @@ __all__ = [
     "save_preview",
     "write_synthetic_videos",
 ]
-
-_SPLIT_ID = {"train": 0, "test": 1}
-_CACHE_VERSION = 1
-
-
-def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The generator that draws everything in clip ``index`` of ``split``."""
-    return np.random.default_rng([seed % 2**64, _SPLIT_ID[split], index, _CACHE_VERSION])
-
-
-def render_one(
-    seed: int,
-    split: str,
-    index: int,
-    *,
-    resolution: int,
-    length: int,
-    distractor: bool,
-    actions: Sequence[str] = ACTIONS,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Clip ``index``: ``video uint8 (L, 3, R, R)``, ``joints float32 (L, 2, 17, 3)``, label
-    (``index % len(actions)``: ``actions`` are the classes, a subset of :data:`ACTIONS`)."""
-    label = index % len(actions)
-    rng = clip_rng(seed, split, index)
-    other = None
-    if distractor:
-        choices = [a for a in ACTIONS if a != actions[label]]
-        other = choices[int(rng.integers(len(choices)))]
-    video, joints = render_clip(rng, actions[label], other, resolution=resolution, length=length)
-    return video, joints, label
-
-
-def render_split(
-    split: str,
-    *,
-    num_videos: int,
-    resolution: int,
-    length: int,
-    seed: int,
-    distractor: bool,
-    progress: bool = True,
-    actions: Sequence[str] = ACTIONS,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All clips of a split: ``video (N, L, 3, R, R)``, ``joints (N, L, 2, 17, 3)``, ``labels``."""
-    video = np.empty((num_videos, length, 3, resolution, resolution), np.uint8)
-    joints = np.empty((num_videos, length, 2, 17, 3), np.float32)
-    labels = np.empty(num_videos, np.int64)
-    for i in tqdm(range(num_videos), desc=f"rendering synthetic {split}", disable=not progress):
-        video[i], joints[i], labels[i] = render_one(
-            seed,
-            split,
-            i,
-            resolution=resolution,
-            length=length,
-            distractor=distractor,
-            actions=actions,
-        )
-    return video, joints, labels
-
-
-def _renderer_digest() -> str:
-    """Hash of the renderer's source: editing motions.py or render.py invalidates caches."""
-    digest = hashlib.sha256()
-    for module in (motions, render):
-        digest.update(Path(module.__file__ or "").read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def cache_file(root: str | Path, split: str, **settings: Any) -> Path:
-    """Where a rendered split is cached: ``<root>/synthetic-<key>/<split>.npz``."""
-    key = {"version": _CACHE_VERSION, "renderer": _renderer_digest(), "split": split, **settings}
-    text = json.dumps(key, sort_keys=True)
-    return (
-        Path(root) / f"synthetic-{hashlib.sha256(text.encode()).hexdigest()[:16]}" / f"{split}.npz"
-    )
-
-
-def load_or_render(
-    split: str,
-    *,
-    num_videos: int,
-    resolution: int,
-    length: int,
-    seed: int,
-    distractor: bool,
-    root: str | Path | None,
-    progress: bool = True,
-    actions: Sequence[str] = ACTIONS,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`render_split`, through the on-disk cache under ``root`` when one is given.
-
-    A missing, unreadable or mis-shaped cache file is rendered again and replaced (atomically,
-    so concurrent runs, e.g. DDP ranks, at worst render the same split twice)."""
-    settings = {
-        "num_videos": num_videos,
-        "resolution": resolution,
-        "length": length,
-        "seed": seed,
-        "distractor": distractor,
-    }
-    if tuple(actions) != ACTIONS:  # (the key of an all-actions split is unchanged)
-        settings["actions"] = list(actions)
-    path = None if root is None else cache_file(root, split, **settings)
-    if path is not None and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = data["video"], data["joints"], data["labels"]
-            if arrays[0].shape == (num_videos, length, 3, resolution, resolution):
-                return arrays
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # unreadable cache: render again and replace it
-    video, joints, labels = render_split(split, progress=progress, **settings)
-    if path is not None:
-        arrays = {"video": video, "joints": joints, "labels": labels}
-        where = {"what": "synthetic dataset cache", "folder_option": "data.root=DIR"}
-        write_atomic(path, lambda f: np.savez(f, **arrays), **where)
-        text = json.dumps({"split": split, **settings}, indent=1) + "\n"
-        write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), **where)
-    return video, joints, labels
 
 
 class SyntheticActions(Dataset):
@@ -204,7 +81,7 @@ class SyntheticActions(Dataset):
         progress: bool = True,
         actions: Sequence[str] = ACTIONS,
     ) -> None:
-        if split not in _SPLIT_ID:
+        if split not in SPLIT_ID:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         unknown = [a for a in actions if a not in ACTIONS]
         if unknown or len(set(actions)) != len(actions) or not actions:

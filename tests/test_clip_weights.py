@@ -24,6 +24,7 @@ from hpnet.cli import UserError
 from hpnet.config import Config, config_from_dict, config_to_dict
 from hpnet.models.clip_video import build_image_tower, zero_shot_classifier
 from hpnet.models.hpnet import build_model
+from hpnet.text import download as clip_download
 from hpnet.text import weights as clip_weights
 from hpnet.text.encoder import ClassTextEncoder
 
@@ -74,7 +75,7 @@ def hub(monkeypatch, tmp_path, weights_bin):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(clip_weights.socket, "create_connection", lambda *a, **k: _Closable())
+    monkeypatch.setattr(clip_download.socket, "create_connection", lambda *a, **k: _Closable())
     calls: list[str] = []
 
     def fetch(repo_id, filename, revision=None, cache_dir=None, **kwargs):

@@ -18,6 +18,7 @@ from torch import nn
 
 from hpnet.cli import UserError
 from hpnet.config import Config
+from hpnet.text import download as clip_download
 from hpnet.text import weights as clip_weights
 from hpnet.text.encoder import ClassTextEncoder, TextWeights, build_text_encoder, cache_key
 from hpnet.text.prompts import (
@@ -220,11 +221,11 @@ def test_unreachable_host_fails_fast_without_downloading(monkeypatch):
         monkeypatch.delenv(proxy, raising=False)
 
     def no_route(address, timeout):
-        assert timeout <= clip_weights.PROBE_TIMEOUT_S
+        assert timeout <= clip_download.PROBE_TIMEOUT_S
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(clip_weights.socket, "create_connection", no_route)
-    reason = clip_weights._offline_reason(get_pretrained_cfg("ViT-B-16", "openai"))
+    monkeypatch.setattr(clip_download.socket, "create_connection", no_route)
+    reason = clip_download._offline_reason(get_pretrained_cfg("ViT-B-16", "openai"))
     assert reason.startswith("cannot reach huggingface.co")
 
 

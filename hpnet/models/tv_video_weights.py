@@ -30,7 +30,8 @@ from torch import nn
 
 from hpnet.cli import UserError
 from hpnet.models.weights import PretrainedReport
-from hpnet.text.weights import probe_host, read_weights_file
+from hpnet.text.download import probe_host
+from hpnet.text.weights import read_weights_file
 
 KEY = "model.pretrained"
 _NAME = re.compile(r"([A-Za-z0-9]+_Weights\.)?[A-Z][A-Z0-9_]*")  # KINETICS400_V1, DEFAULT

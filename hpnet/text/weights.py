@@ -5,7 +5,7 @@ classification (:mod:`hpnet.models.clip_video`). ``text.pretrained`` (or ``--pre
 one of
 
 - an open_clip tag (``openai``): found in open_clip's download caches, else downloaded when the
-  host answers; when it cannot be had (``HF_HUB_OFFLINE=1``, no network) the tower is randomly
+  host answers (:mod:`hpnet.text.download`); when it cannot be had (``HF_HUB_OFFLINE=1``, no network) the tower is randomly
   initialised after one loud warning (:func:`warn_random_weights`);
 - a local ``.pt``/``.bin``/``.safetensors`` file (an open_clip or OpenAI CLIP checkpoint, also
   OpenAI's TorchScript archives); a missing file is a :class:`~hpnet.cli.UserError`;
@@ -20,21 +20,19 @@ activation the weights need (QuickGELU or GELU) is decided in :mod:`hpnet.text.a
 from __future__ import annotations
 
 import os
-import socket
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
 from hpnet.cli import UserError
 from hpnet.text.activation import OPENAI_RELEASE_KEYS, QUICK_GELU_KEY, resolve_quick_gelu
+from hpnet.text.download import download_location, fetch_tag_weights
 
 RANDOM_INIT_SEED = 0  # seed of a randomly initialised tower (same weights everywhere)
-PROBE_TIMEOUT_S = 3.0  # how long to wait for the weights host before treating it as offline
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 _WARNED: set[tuple[str, str]] = set()  # (model, tag) pairs already warned about in this process
 
@@ -207,97 +205,6 @@ def load_tower_state(
             f"open_clip model {model!r} (text.model): {problem}; set text.model to the "
             "architecture the file was saved from"
         )
-
-
-def fetch_tag_weights(pretrained_cfg: dict[str, Any], download_dir: str | None) -> tuple[str, str]:
-    """The local file of an open_clip pretrained config: ``(path, "")`` or ``("", reason)``.
-
-    Looks in the download caches first, then checks the host answers within a few seconds
-    before letting open_clip download (its Hugging Face client retries for ~50 s otherwise).
-    """
-    from open_clip.pretrained import download_pretrained
-
-    if pretrained_cfg.get("file"):
-        return pretrained_cfg["file"], ""
-    local = _cached_tag_file(pretrained_cfg, download_dir)
-    if local:
-        return local, ""
-    reason = _offline_reason(pretrained_cfg)
-    if reason:
-        return "", reason
-    try:
-        path = download_pretrained(pretrained_cfg, cache_dir=download_dir)
-    except Exception as err:
-        return "", f"download failed: {err}"
-    return (path, "") if path else ("", "open_clip knows no download source for it")
-
-
-def _hub_route(pretrained_cfg: dict[str, Any]) -> bool:
-    """Whether open_clip downloads this config from the Hugging Face hub (else from its url)."""
-    from open_clip.pretrained import has_hf_hub
-
-    return bool(pretrained_cfg.get("hf_hub")) and has_hf_hub()
-
-
-def _cached_tag_file(pretrained_cfg: dict[str, Any], download_dir: str | None) -> str:
-    if _hub_route(pretrained_cfg):
-        from huggingface_hub import hf_hub_download
-        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-        repo_id, filename = os.path.split(pretrained_cfg["hf_hub"])
-        names = [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
-        for name in names:
-            try:
-                return hf_hub_download(repo_id, name, cache_dir=download_dir, local_files_only=True)
-            except Exception:
-                continue
-    url = pretrained_cfg.get("url", "")
-    if url:
-        folder = Path(download_dir or "~/.cache/clip").expanduser()
-        candidate = folder / os.path.basename(url)
-        if candidate.is_file():
-            return str(candidate)
-    return ""
-
-
-def _offline_reason(pretrained_cfg: dict[str, Any]) -> str:
-    """Why a download cannot work now ('' when it may): offline mode or an unreachable host."""
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        return "HF_HUB_OFFLINE is set"
-    if _hub_route(pretrained_cfg):
-        from huggingface_hub import constants
-
-        if constants.is_offline_mode():
-            return "Hugging Face offline mode is on"
-        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    else:
-        host = urlparse(pretrained_cfg.get("url", "")).hostname or ""
-    return probe_host(host)
-
-
-def probe_host(host: str) -> str:
-    """Why ``host`` cannot serve a download now ('' when it answers on port 443 within
-    :data:`PROBE_TIMEOUT_S`, or when a proxy makes a direct probe meaningless)."""
-    if not host or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
-        return ""  # behind a proxy a direct probe proves nothing: let the download try
-    try:
-        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
-    except OSError as err:
-        return f"cannot reach {host}: {err}"
-    return ""
-
-
-def download_location(pretrained_cfg: dict[str, Any]) -> tuple[str, str]:
-    """``(url, file name)`` of the file open_clip would download for a pretrained config."""
-    hub = pretrained_cfg.get("hf_hub", "")
-    if hub:
-        from open_clip.constants import HF_WEIGHTS_NAME
-
-        repo_id, filename = os.path.split(hub)
-        filename = filename or HF_WEIGHTS_NAME
-        return f"https://huggingface.co/{repo_id}/resolve/main/{filename}", filename
-    url = pretrained_cfg.get("url", "")
-    return url, os.path.basename(url) or "weights.pt"
 
 
 def _activation_fix(pretrained_cfg: dict[str, Any]) -> str:

@@ -5,8 +5,8 @@ classification (:mod:`hpnet.models.clip_video`). ``text.pretrained`` (or ``--pre
 one of
 
 - an open_clip tag (``openai``): found in open_clip's download caches, else downloaded when the
-  host answers (:mod:`hpnet.text.download`); when it cannot be had (``HF_HUB_OFFLINE=1``, no network) the tower is randomly
-  initialised after one loud warning (:func:`warn_random_weights`);
+  host answers (:mod:`hpnet.text.download`); when it cannot be had (``HF_HUB_OFFLINE=1``, no
+  network) the tower is randomly initialised after one loud warning (:func:`warn_random_weights`);
 - a local ``.pt``/``.bin``/``.safetensors`` file (an open_clip or OpenAI CLIP checkpoint, also
   OpenAI's TorchScript archives); a missing file is a :class:`~hpnet.cli.UserError`;
 - ``""``: random init (seed :data:`RANDOM_INIT_SEED`, the same weights in every process).

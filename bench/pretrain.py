@@ -116,22 +116,17 @@ def cost(args: argparse.Namespace) -> dict:
         net = torch.compile(model, mode=args.compile_mode) if args.compile else model
         graphs = args.compile and args.compile_mode.startswith("reduce-overhead")
 
-        def forward_backward() -> None:
-            with torch.autocast(**amp):
-                loss = loss_of(model)
-            loss.backward()
-            opt.zero_grad(set_to_none=True)
-
-        def step(on: torch.nn.Module = net) -> None:
+        def step(on: torch.nn.Module = net, update: bool = True) -> None:
             if graphs and on is net:  # CUDA graphs: a new step may overwrite the last's outputs
                 torch.compiler.cudagraph_mark_step_begin()
             with torch.autocast(**amp):
                 loss = loss_of(on)
             loss.backward()
-            opt.step()
+            if update:
+                opt.step()
             opt.zero_grad(set_to_none=True)
 
-        return step, lambda: step(model), forward_backward
+        return step, lambda: step(model), lambda: step(model, update=False)
 
     def finetune_loss(net: torch.nn.Module) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(net(video, None)["logits"].float(), labels)

@@ -215,6 +215,7 @@ class PretrainConfig:
     simsiam_views: Literal["augment", "frames"] = "augment"  # simsiam: 2 augmentations of a frame,
     # or 2 frames of a clip at most pretrain.frame_gap clip frames apart (lightly augmented)
     frame_gap: int = 4  # simsiam_views=frames: largest gap between the two frames
+    hue: float = 0.1  # simsiam_views=augment: hue shifts in [-hue, hue] turns (paper: 0.1)
     proj_dim: int = 2048  # simsiam: projector output width (paper: 2048)
     pred_dim: int = 512  # simsiam: predictor bottleneck width (paper: 512)
 

@@ -7,7 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from hpnet.cli import UserError
+from hpnet.config import load_config
 from hpnet.data.simsiam_views import (
+    LIGHT,
+    STRONG,
     SimSiamViews,
     ViewAugment,
     sample_frame_pairs,
@@ -25,6 +29,7 @@ from hpnet.models.ssl_transformer import (
     load_frame_encoder,
     load_simsiam_encoder,
 )
+from hpnet.pretrain.simsiam import build_views
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -182,6 +187,20 @@ def test_greyscale_view_has_equal_channels(frames) -> None:
     x1, _ = views(frames[:4], torch.Generator().manual_seed(0))
     torch.testing.assert_close(x1[:, 0], x1[:, 1], atol=1e-4, rtol=0)
     torch.testing.assert_close(x1[:, 1], x1[:, 2], atol=1e-4, rtol=0)
+
+
+def test_strong_views_jitter_hue_as_simsiam_and_pretrain_hue_sets_it(frames) -> None:
+    assert STRONG.hue == 0.1 and LIGHT.hue == 0.0  # SimSiam: ColorJitter(0.4, 0.4, 0.4, 0.1)
+    cfg = load_config(None, ["pretrain.method=simsiam", "pretrain.hue=0.35", "data.size=32"])
+    assert build_views(cfg).aug.hue == 0.35
+    colour_only = dict(scale_min=1.0, flip_prob=0.0, jitter=0.0, jitter_prob=1.0, blur_prob=0.0)
+    outs = []
+    for hue in (0.0, 0.35):
+        views = SimSiamViews("augment", 32, MEAN, STD, strong=ViewAugment(hue=hue, **colour_only))
+        outs.append(views(frames[:8], torch.Generator().manual_seed(2))[0])
+    assert (outs[0] - outs[1]).abs().mean() > 0.05  # the hue moved; the crops are the same
+    with pytest.raises(UserError, match=r"pretrain\.hue"):
+        load_config(None, ["pretrain.hue=0.7"])
 
 
 # ---------------------------------------------------------------------------- ssl_transformer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hpnet.data.colour import hue_rotation_matrix
 from hpnet.data.transforms import (
     ClipTransform,
     TrainParams,
@@ -14,6 +15,7 @@ from hpnet.data.transforms import (
     gaussian_blur,
     normalize,
     sample_crop_boxes,
+    sample_train_params,
     short_side_crop_layout,
 )
 from hpnet.pose.skeleton import FLIP_PERMUTATION
@@ -212,6 +214,42 @@ def test_colour_jitter_matches_torchvision_when_nothing_clips():
     bright = color_jitter_normalize(video, 4 * ones, ones, ones, mean=MEAN, std=STD, max_value=1.0)
     # 4 x brightness: every pixel saturates to white, clamped to the valid range
     torch.testing.assert_close(bright, normalize(torch.ones_like(video), MEAN, STD))
+
+
+def test_hue_rotation_keeps_grey_and_luma_turns_colours_and_composes():
+    turns = torch.tensor([0.0, 0.1, -0.25, 0.5, 1.0])
+    m = hue_rotation_matrix(turns)
+    assert m.shape == (5, 3, 3)
+    eye = torch.eye(3, dtype=m.dtype).expand(2, 3, 3)
+    torch.testing.assert_close(m[[0, 4]], eye)  # no shift, a whole turn
+    ones, luma = torch.ones(3, dtype=m.dtype), torch.tensor([0.299, 0.587, 0.114], dtype=m.dtype)
+    torch.testing.assert_close(m @ ones, ones.expand(5, 3))  # grey stays grey
+    torch.testing.assert_close(luma @ m, luma.expand(5, 3))  # luma is kept
+    torch.testing.assert_close(m[1] @ m[2], hue_rotation_matrix(torch.tensor([-0.15]))[0])
+    red = m[3] @ torch.tensor([1.0, 0.0, 0.0], dtype=m.dtype)  # half a turn: red -> cyan
+    assert red[0] < 0 < red[1] and abs(float(red[1] - red[2])) < 1e-6
+
+
+def test_hue_jitter_is_drawn_last_and_moves_only_chroma():
+    kw = dict(scale_min=0.5, ratio_max=1.3, flip_prob=0.5, jitter=0.3, blur_prob=0.5)
+    plain = sample_train_params(64, (40, 56), **kw, generator=torch.Generator().manual_seed(3))
+    hued = sample_train_params(
+        64, (40, 56), **kw, hue=0.2, generator=torch.Generator().manual_seed(3)
+    )
+    assert plain.hue is None and hued.hue is not None
+    assert hued.hue.abs().max() <= 0.2 and hued.hue.std() > 0.05
+    for name in ("boxes", "flip", "brightness", "contrast", "saturation", "blur_sigma"):
+        assert torch.equal(getattr(plain, name), getattr(hued, name)), name  # the same stream
+    g = torch.Generator().manual_seed(0)
+    video = 0.3 + 0.4 * torch.rand(2, 2, 3, 8, 8, generator=g)  # nothing clips
+    ones = torch.ones(2)
+    args = dict(mean=(0.0,) * 3, std=(1.0,) * 3, max_value=1.0)
+    base = color_jitter_normalize(video, ones, ones, ones, **args)
+    turned = color_jitter_normalize(video, ones, ones, ones, hue=torch.tensor([0.0, 0.3]), **args)
+    torch.testing.assert_close(turned[0], base[0])
+    assert (turned[1] - base[1]).abs().mean() > 0.02
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    torch.testing.assert_close((turned * luma).sum(2), (base * luma).sum(2), atol=1e-5, rtol=0)
 
 
 def test_blur_smooths_and_keeps_the_mean():

@@ -1,5 +1,10 @@
 """Colour on batched clips: jitter (one affine colour map per clip, normalisation folded in)
-and Gaussian blur (one sigma per clip); :mod:`hpnet.data.transforms` draws their parameters."""
+and Gaussian blur (one sigma per clip); :mod:`hpnet.data.transforms` draws their parameters.
+
+Hue jitter is a rotation of RGB about the grey axis in YIQ space (the linear hue shift of
+image editors' hue-rotate filters): grey stays grey and luma is kept exactly, so it folds into
+the same 3 x 3 colour map as brightness, contrast and saturation.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +18,40 @@ from torch import Tensor
 from hpnet.host_copy import constant, to_device
 
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+_RGB_TO_YIQ = (_GRAY_WEIGHTS, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))  # rows: Y, I, Q
+_YIQ_TO_RGB = torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist()
+
+
+def hue_rotation_matrix(turns: Tensor) -> Tensor:
+    """Hue shifts ``(B,)`` in turns (0.5 = half the colour wheel, 0 = unchanged) as colour maps
+    ``(B, 3, 3)`` on ``turns``' device: RGB -> YIQ, rotate (I, Q) by ``2 pi turns``, back to
+    RGB. Grey and luma are kept exactly (I and Q of grey are 0: each of their rows sums to 0)."""
+    dtype = torch.float64 if turns.device.type in ("cpu", "cuda") else torch.float32
+    angle = 2.0 * math.pi * turns.to(dtype)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
+    rows = ((one, zero, zero), (zero, cos, -sin), (zero, sin, cos))
+    rotation = torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)  # (B, 3, 3)
+    to_yiq = constant(_RGB_TO_YIQ, turns.device, dtype)
+    return constant(_YIQ_TO_RGB, turns.device, dtype) @ rotation @ to_yiq
 
 
 def color_jitter_matrix(
-    brightness: Tensor, contrast: Tensor, saturation: Tensor, channel_mean: Tensor
+    brightness: Tensor,
+    contrast: Tensor,
+    saturation: Tensor,
+    channel_mean: Tensor,
+    hue: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Brightness, contrast and saturation as one affine colour map per clip: ``x -> A x + o``.
+    """Brightness, contrast, saturation (and hue) as one affine colour map per clip: ``x -> A x
+    + o``.
 
-    Factors ``(B,)`` (1 = unchanged); ``channel_mean``: ``(B, 3)`` mean RGB of each clip.
+    Factors ``(B,)`` (1 = unchanged); ``channel_mean``: ``(B, 3)`` mean RGB of each clip;
+    ``hue``: ``(B,)`` shifts in turns (:func:`hue_rotation_matrix`) or None (none).
     Brightness scales, contrast blends with the clip's mean grey (one mean for all T frames, so
-    a clip does not flicker), saturation blends with each pixel's grey (ITU-R 601 luma), in that
-    order, as torchvision but clamped once at the end instead of after each step. Returns
-    ``A (B, 3, 3)`` and ``o (B, 3)``.
+    a clip does not flicker), saturation blends with each pixel's grey (ITU-R 601 luma), then
+    the hue turns, in that order, as torchvision but clamped once at the end instead of after
+    each step. Returns ``A (B, 3, 3)`` and ``o (B, 3)``.
     """
     device, dtype = channel_mean.device, channel_mean.dtype
     luma = constant(_GRAY_WEIGHTS, device, dtype)
@@ -34,6 +61,8 @@ def color_jitter_matrix(
     matrix = c * b * (s * eye + (1 - s) * luma.expand(3, 3))  # rows: s * e_i + (1 - s) * luma
     mean_gray = channel_mean @ luma  # (B,)
     offset = ((1 - c) * b).view(-1, 1) * mean_gray.view(-1, 1)  # (B, 1), the same for R, G, B
+    if hue is not None:  # the offset is grey, which the rotation keeps
+        matrix = to_device(hue_rotation_matrix(hue), device, dtype) @ matrix
     return matrix, offset.expand(-1, 3)
 
 
@@ -46,14 +75,15 @@ def color_jitter_normalize(
     mean: Sequence[float],
     std: Sequence[float],
     max_value: float,
+    hue: Tensor | None = None,
 ) -> Tensor:
     """Colour jitter (:func:`color_jitter_matrix`), clamp to the valid range and normalise, as
     one batched matrix product. video: float ``(B, T, 3, H, W)`` in [0, max_value]; factors
-    ``(B,)``. Returns a new normalised ``(B, T, 3, H, W)``."""
+    and ``hue`` (turns, or None) ``(B,)``. Returns a new normalised ``(B, T, 3, H, W)``."""
     b, t, c, h, w = video.shape
     pixels = video.reshape(b * t, c, h * w)
     channel_mean = pixels.mean(dim=2).view(b, t, c).mean(dim=1)  # (B, 3)
-    matrix, offset = color_jitter_matrix(brightness, contrast, saturation, channel_mean)
+    matrix, offset = color_jitter_matrix(brightness, contrast, saturation, channel_mean, hue)
     std_t = constant(std, video.device, video.dtype)
     mean_t = constant(mean, video.device, video.dtype)
     scale = 1.0 / (max_value * std_t)  # normalisation folded in: y = scale * (A x + o) - m / s

@@ -7,10 +7,12 @@ depthwise blur), with per-sample parameters drawn on the generator's device, so 
 the same views on a CPU and a GPU.
 
 - ``augment``: one random frame per clip, two strong augmentations of it (SimSiam's recipe):
-  random resized crop (area ``[scale_min, 1]``), flip, colour jitter with probability
-  ``jitter_prob``, greyscale with probability ``gray_prob``, Gaussian blur with probability
-  ``blur_prob``. No hue jitter: the colour map of :mod:`hpnet.data.transforms` is brightness,
-  contrast and saturation; greyscale is saturation 0.
+  random resized crop (area ``[scale_min, 1]``), flip, colour jitter (brightness, contrast,
+  saturation and hue, :mod:`hpnet.data.colour`) with probability ``jitter_prob``, greyscale
+  (saturation 0) with probability ``gray_prob``, Gaussian blur with probability ``blur_prob``.
+  Hue jitter keeps two crops of one frame from agreeing on their colour histogram alone (SimCLR's
+  finding; the synthetic clips' backgrounds differ in colour from clip to clip):
+  ``STRONG.hue`` = 0.1 turn as SimSiam's ImageNet recipe (``pretrain.hue`` sets it).
 - ``frames``: two frames of one clip at most ``frame_gap`` clip frames apart (never the same
   frame when T > 1), each lightly augmented (``light`` settings: mild crop, flip, mild jitter, no
   greyscale or blur). The gap counts frames of the sampled clip, not of the video: with
@@ -43,13 +45,14 @@ class ViewAugment:
     ratio_max: float = 4 / 3  # crop aspect ratios in [1 / ratio_max, ratio_max]
     flip_prob: float = 0.5  # horizontal flip
     jitter: float = 0.4  # brightness / contrast / saturation factors in [1 - j, 1 + j]
-    jitter_prob: float = 0.8  # share of views that get the colour jitter
+    hue: float = 0.0  # hue shifts in [-hue, hue] turns (0.5 = any hue)
+    jitter_prob: float = 0.8  # share of views that get the colour jitter (hue included)
     gray_prob: float = 0.2  # share of views turned grey (saturation 0)
     blur_prob: float = 0.5  # share of views blurred
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # blur sigma range, pixels of a 224 view
 
 
-STRONG = ViewAugment()  # SimSiam's ImageNet recipe (minus hue)
+STRONG = ViewAugment(hue=0.1)  # SimSiam's ImageNet recipe
 LIGHT = ViewAugment(scale_min=0.6, jitter=0.2, gray_prob=0.0, blur_prob=0.0)  # frames mode
 
 
@@ -73,6 +76,7 @@ def sample_view_params(
         jitter=aug.jitter,
         blur_prob=aug.blur_prob,
         blur_sigma=(aug.blur_sigma[0] * scale, aug.blur_sigma[1] * scale),
+        hue=aug.hue,
         generator=generator,
     )
     u = torch.rand(2, batch, generator=generator, device=params.boxes.device)
@@ -83,6 +87,7 @@ def sample_view_params(
         brightness=torch.where(keep, params.brightness, 1.0),
         contrast=torch.where(keep, params.contrast, 1.0),
         saturation=torch.where(u[1] < aug.gray_prob, 0.0, saturation),
+        hue=None if params.hue is None else torch.where(keep, params.hue, 0.0),
     )
 
 

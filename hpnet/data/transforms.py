@@ -216,6 +216,7 @@ class TrainParams:
     contrast: Tensor  # (B,) factor, 1 = unchanged
     saturation: Tensor  # (B,) factor, 1 = unchanged
     blur_sigma: Tensor  # (B,) Gaussian sigma in output pixels, 0 = no blur
+    hue: Tensor | None = None  # (B,) hue shift in turns (0.5 = half the colour wheel); None = 0
 
     @classmethod
     def identity(cls, batch: int, boxes: Tensor | None = None, flip: bool = False) -> TrainParams:
@@ -236,12 +237,15 @@ def sample_train_params(
     jitter: float,
     blur_prob: float,
     blur_sigma: tuple[float, float] = (0.1, 2.0),
+    hue: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> TrainParams:
     """Draw :class:`TrainParams` for ``batch`` clips of ``frame_hw`` = (H, W) pixels.
 
     Every parameter is drawn every time, in a fixed order, so e.g. switching jitter off does not
-    change the crops a seed gives. Jitter factors are uniform in ``[1 - jitter, 1 + jitter]``.
+    change the crops a seed gives. Jitter factors are uniform in ``[1 - jitter, 1 + jitter]``;
+    hue shifts uniform in ``[-hue, hue]`` turns, drawn last and only when ``hue > 0`` (so a run
+    without hue jitter draws what it drew before hue existed).
     """
     boxes = sample_crop_boxes(
         batch, *frame_hw, scale_min=scale_min, ratio_max=ratio_max, generator=generator
@@ -257,6 +261,9 @@ def sample_train_params(
         contrast=jitter_factors[1],
         saturation=jitter_factors[2],
         blur_sigma=torch.where(u[4] < blur_prob, sigma, 0.0),
+        hue=hue * (2.0 * torch.rand(batch, generator=generator, device=device) - 1.0)
+        if hue > 0
+        else None,
     )
 
 
@@ -274,8 +281,10 @@ def apply_train_params(
     max_value = _value_range(video)
     out = resized_crop(video, params.boxes, size, flip=params.flip)
     factors = torch.stack([params.brightness, params.contrast, params.saturation])
-    if bool((factors != 1).any()):
-        out = color_jitter_normalize(out, *factors, mean=mean, std=std, max_value=max_value)
+    if params.hue is not None or bool((factors != 1).any()):
+        out = color_jitter_normalize(
+            out, *factors, mean=mean, std=std, max_value=max_value, hue=params.hue
+        )
     else:
         _normalize_(out, mean, std, max_value)
     blurred = torch.nonzero(params.blur_sigma > 0).flatten()  # blur commutes with normalising

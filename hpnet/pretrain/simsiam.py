@@ -12,12 +12,13 @@ outputs are spread out, 0 when they collapse).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from hpnet.config import Config
-from hpnet.data.simsiam_views import SimSiamViews
+from hpnet.data.simsiam_views import STRONG, SimSiamViews
 from hpnet.engine import EpochProgress, backward_and_record
 from hpnet.models.resnet_trunk import build_resnet_trunk
 from hpnet.models.simsiam import SimSiam, collapse_std
@@ -34,10 +35,12 @@ def build_simsiam(cfg: Config) -> SimSiam:
 
 
 def build_views(cfg: Config) -> SimSiamViews:
-    """The run's two-view sampler: ``data.size`` views normalised by ``data.augment``."""
-    a = cfg.data.augment
+    """The run's two-view sampler: ``data.size`` views normalised by ``data.augment``, the
+    strong augmentation's hue jitter ``pretrain.hue``."""
+    a, p = cfg.data.augment, cfg.pretrain
+    strong = replace(STRONG, hue=p.hue)
     return SimSiamViews(
-        cfg.pretrain.simsiam_views, cfg.data.size, a.mean, a.std, frame_gap=cfg.pretrain.frame_gap
+        p.simsiam_views, cfg.data.size, a.mean, a.std, frame_gap=p.frame_gap, strong=strong
     )
 
 

@@ -31,7 +31,8 @@ depend on its size).
 ``probe``: a linear probe of a frozen encoder (``--init RUN/last.pt``, or none: random weights)
 on the synthetic clips: the backbone's clip feature of every training clip (as sampled in epoch
 0) and test clip (its first view), no augmentation (LS-ViT: its mean-over-time CLS token and
-mean patch token, side by side),
+mean patch token, side by side; ssl_transformer: its frame encoder's features of the T frames in
+order, T x C, without the random temporal Transformer),
 standardised, then a linear classifier (AdamW, lr 1e-2, weight decay 1e-3, 500 full-batch
 steps: fixed, not tuned on the test split) fitted on the first ``--labelled`` training clips
 (default 48 and 480) and scored on the whole test split.
@@ -227,6 +228,11 @@ def _clip_features(model: torch.nn.Module, dataset, mean, std) -> tuple[torch.Te
         sample = dataset[i]
         video = sample["video"]
         video = normalize(video[0] if video.dim() == 5 else video, mean, std)[None]  # view 0
+        encoder = getattr(model.backbone, "encoder", None)
+        if encoder is not None:  # ssl_transformer: its frame encoder's (T, C), frames in order
+            feats.append(encoder(video[0]).flatten())
+            labels.append(int(sample["label"]))
+            continue
         out = model.backbone.forward_features(video)
         if isinstance(out, torch.Tensor):  # LS-ViT tokens (1, T, 1 + N, D)
             feats.append(torch.cat([out[0, :, 0].mean(0), out[0, :, 1:].mean((0, 1))]))

@@ -212,10 +212,14 @@ class PretrainConfig:
     decoder_width: int = 0  # decoder token width (0 = half the encoder's: 384 for base, 64 tiny)
     decoder_depth: int = 4  # decoder blocks (VideoMAE: 4 for ViT-B)
     norm_pix_loss: bool = True  # targets are each patch's pixels normalised by its mean and std
-    simsiam_views: Literal["augment", "frames"] = "augment"  # simsiam: 2 augmentations of a frame,
-    # or 2 frames of a clip at most pretrain.frame_gap clip frames apart (lightly augmented)
+    # simsiam: augment = 2 augmentations of a frame; foreground = the same, but the second keeps
+    # only what moves and takes the rest from another clip (FAME); frames = 2 frames of a clip at
+    # most pretrain.frame_gap clip frames apart (lightly augmented)
+    simsiam_views: Literal["augment", "frames", "foreground"] = "augment"
     frame_gap: int = 4  # simsiam_views=frames: largest gap between the two frames
-    hue: float = 0.1  # simsiam_views=augment: hue shifts in [-hue, hue] turns (paper: 0.1)
+    hue: float = 0.1  # simsiam augment/foreground: hue shifts in [-hue, hue] turns (paper: 0.1)
+    motion_threshold: float = 0.08  # foreground: a pixel moves if it is this far (0-1) from the
+    # clip's median frame in any channel
     proj_dim: int = 2048  # simsiam: projector output width (paper: 2048)
     pred_dim: int = 512  # simsiam: predictor bottleneck width (paper: 512)
 

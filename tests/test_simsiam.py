@@ -124,7 +124,7 @@ def _pretrain(model: SimSiam, frames: torch.Tensor, mode: str, steps: int, batch
     return losses, float(collapse_std(out["z1"]))
 
 
-@pytest.mark.parametrize("mode", ["augment", "frames"])
+@pytest.mark.parametrize("mode", ["augment", "frames", "foreground"])
 def test_loss_falls_on_synthetic_frames_without_collapse(frames, mode) -> None:
     torch.manual_seed(0)
     proj_dim = 128
@@ -146,7 +146,7 @@ def test_resnet18_simsiam_loss_falls_without_collapse(frames) -> None:
 # -------------------------------------------------------------------------------------- views
 
 
-@pytest.mark.parametrize("mode", ["augment", "frames"])
+@pytest.mark.parametrize("mode", ["augment", "frames", "foreground"])
 def test_views_are_two_different_normalised_crops(frames, mode) -> None:
     clips = frames[:8]
     views = SimSiamViews(mode, 32, MEAN, STD)
@@ -162,7 +162,7 @@ def test_views_are_two_different_normalised_crops(frames, mode) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("mode", ["augment", "frames"])
+@pytest.mark.parametrize("mode", ["augment", "frames", "foreground"])
 def test_views_on_cuda_match_the_cpu(frames, mode) -> None:
     views = SimSiamViews(mode, 32, MEAN, STD)
     cpu = views(frames[:8], torch.Generator().manual_seed(3))

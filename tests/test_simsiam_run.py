@@ -187,6 +187,8 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
         _run(simsiam_args, tmp_path / "c", f"model.pretrained={last}")
     with pytest.raises(UserError, match=r"--preview shows VideoMAE"):
         _run(simsiam_args, simsiam_run, "--preview", "1")
+    with pytest.raises(UserError, match=r"needs data.frames >= 3 and train.batch_size >= 2"):
+        _run(simsiam_args, tmp_path / "d", "pretrain.simsiam_views=foreground", "data.frames=2")
     with pytest.raises(UserError, match=r"is a ResNet-18 \(SimSiam\).*model.depth=34"):
         build_model(
             load_config(tiny_args[1], [*cfg_args, f"model.pretrained={last}", "model.depth=34"]),

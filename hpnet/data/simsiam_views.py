@@ -1,4 +1,5 @@
-"""Two views per clip for SimSiam: two augmentations of one frame, or two nearby frames.
+"""Two views per clip for SimSiam: two augmentations of one frame (the second maybe on another
+scene), or two nearby frames.
 
 Input is a clip batch as hpnet's loaders give it, ``(B, T, 3, H, W)`` uint8 (or float in
 [0, 1]), on any device; output two normalised ``(B, 3, S, S)`` float tensors. Everything runs
@@ -13,6 +14,10 @@ the same views on a CPU and a GPU.
   Hue jitter keeps two crops of one frame from agreeing on their colour histogram alone (SimCLR's
   finding; the synthetic clips' backgrounds differ in colour from clip to clip):
   ``STRONG.hue`` = 0.1 turn as SimSiam's ImageNet recipe (``pretrain.hue`` sets it).
+- ``foreground``: as ``augment``, but the second view's frame keeps only what moves in it and
+  takes the rest from another clip of the batch (:mod:`hpnet.data.foreground`; FAME, Ding et al.
+  2022): the two views share the moving person, not the scene. ``motion_threshold`` (pixel
+  units in [0, 1]) decides what moves; static camera assumed.
 - ``frames``: two frames of one clip at most ``frame_gap`` clip frames apart (never the same
   frame when T > 1), each lightly augmented (``light`` settings: mild crop, flip, mild jitter, no
   greyscale or blur). The gap counts frames of the sampled clip, not of the video: with
@@ -31,10 +36,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from hpnet.data.foreground import paste_foreground
 from hpnet.data.transforms import TrainParams, apply_train_params, sample_train_params
 
-ViewMode = Literal["augment", "frames"]
-VIEW_MODES: tuple[str, ...] = ("augment", "frames")
+ViewMode = Literal["augment", "frames", "foreground"]
+VIEW_MODES: tuple[str, ...] = ("augment", "frames", "foreground")
 
 
 @dataclass(frozen=True)
@@ -98,14 +104,14 @@ def sample_frame_pairs(
     frame_gap: int = 4,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Frame indices ``(B,)``, ``(B,)`` of the two views: ``augment``: the same random frame
-    twice; ``frames``: a random frame and another 1..``frame_gap`` frames before or after it
-    (inside the clip; the same frame only when T = 1)."""
+    """Frame indices ``(B,)``, ``(B,)`` of the two views: ``augment`` and ``foreground``: the
+    same random frame twice; ``frames``: a random frame and another 1..``frame_gap`` frames
+    before or after it (inside the clip; the same frame only when T = 1)."""
     if mode not in VIEW_MODES:
         raise ValueError(f"unknown view mode {mode!r}; one of {VIEW_MODES}")
     device = generator.device if generator is not None else torch.device("cpu")
     first = torch.randint(frames, (batch,), generator=generator, device=device)
-    if mode == "augment" or frames == 1:
+    if mode != "frames" or frames == 1:
         return first, first
     gap = torch.randint(1, max(1, frame_gap) + 1, (batch,), generator=generator, device=device)
     sign = torch.where(torch.rand(batch, generator=generator, device=device) < 0.5, -1, 1)
@@ -118,8 +124,9 @@ def sample_frame_pairs(
 class SimSiamViews:
     """Two normalised views ``(B, 3, S, S)`` of each clip of a ``(B, T, 3, H, W)`` batch.
 
-    mode: ``augment`` or ``frames`` (module docstring); ``mean``/``std``: RGB in [0, 1] (the
-    run's ``data.augment.mean/std``); ``strong``/``light``: the augmentations of each mode.
+    mode: ``augment``, ``frames`` or ``foreground`` (module docstring); ``mean``/``std``: RGB
+    in [0, 1] (the run's ``data.augment.mean/std``); ``strong``/``light``: the augmentations
+    (``light`` for ``frames``); ``motion_threshold``: ``foreground``'s moving-pixel threshold.
     """
 
     def __init__(
@@ -132,6 +139,7 @@ class SimSiamViews:
         frame_gap: int = 4,
         strong: ViewAugment = STRONG,
         light: ViewAugment = LIGHT,
+        motion_threshold: float = 0.08,
     ) -> None:
         if mode not in VIEW_MODES:
             raise ValueError(f"unknown view mode {mode!r}; one of {VIEW_MODES}")
@@ -139,7 +147,8 @@ class SimSiamViews:
             raise ValueError(f"frame_gap must be >= 1, got {frame_gap}")
         self.mode, self.size, self.frame_gap = mode, size, frame_gap
         self.mean, self.std = tuple(mean), tuple(std)
-        self.aug = strong if mode == "augment" else light
+        self.aug = light if mode == "frames" else strong
+        self.motion_threshold = motion_threshold
 
     def __call__(
         self, video: Tensor, generator: torch.Generator | None = None
@@ -150,9 +159,13 @@ class SimSiamViews:
         b, t = video.shape[:2]
         first, second = sample_frame_pairs(b, t, self.mode, self.frame_gap, generator)
         rows = torch.arange(b, device=video.device)
+        frames = [video[rows, index.to(video.device)] for index in (first, second)]
+        if self.mode == "foreground":
+            clips = video if video.is_floating_point() else video.float() / 255.0
+            frames[1], _ = paste_foreground(clips, second, threshold=self.motion_threshold)
         views = []
-        for index in (first, second):
-            frame = video[rows, index.to(video.device)].unsqueeze(1)  # (B, 1, 3, H, W)
+        for frame in frames:
+            frame = frame.unsqueeze(1)  # (B, 1, 3, H, W)
             params = sample_view_params(b, tuple(video.shape[-2:]), self.aug, self.size, generator)
             out, _ = apply_train_params(
                 frame, None, params, size=self.size, mean=self.mean, std=self.std

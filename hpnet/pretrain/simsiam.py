@@ -4,8 +4,8 @@ The encoder is a torchvision 2D ResNet of ``model.depth`` (:func:`build_resnet_t
 frame encoder that ``model.arch=ssl_transformer`` fine-tunes; the projector and predictor are
 :class:`~hpnet.models.simsiam.SimSiam`'s (``pretrain.proj_dim``, ``pretrain.pred_dim``). Each
 step draws two views of every clip on the clips' device (:class:`SimSiamViews`:
-``pretrain.simsiam_views`` = augment or frames), from the step's generator, so a run resumed
-mid-epoch draws the same views; the epoch's metrics add ``collapse_std``
+``pretrain.simsiam_views`` = augment, frames or foreground), from the step's generator, so a run
+resumed mid-epoch draws the same views; the epoch's metrics add ``collapse_std``
 (:func:`~hpnet.models.simsiam.collapse_std` of ``z1``: about ``1 / sqrt(proj_dim)`` while the
 outputs are spread out, 0 when they collapse).
 """
@@ -40,8 +40,9 @@ def build_views(cfg: Config) -> SimSiamViews:
     a, p = cfg.data.augment, cfg.pretrain
     strong = replace(STRONG, hue=p.hue)
     return SimSiamViews(
-        p.simsiam_views, cfg.data.size, a.mean, a.std, frame_gap=p.frame_gap, strong=strong
-    )
+        p.simsiam_views, cfg.data.size, a.mean, a.std,
+        frame_gap=p.frame_gap, strong=strong, motion_threshold=p.motion_threshold,
+    )  # fmt: skip
 
 
 def simsiam_batch(

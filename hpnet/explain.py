@@ -47,7 +47,8 @@ from torch import nn
 from hpnet.cli import UserError
 from hpnet.data.canvas import Canvas
 from hpnet.data.transforms import ClipTransform
-from hpnet.models.lsvit import LSViT, QuickGELU
+from hpnet.models.lsvit import LSViT
+from hpnet.models.vit_layers import QuickGELU
 
 METHODS = ("gradcam", "activation", "guided")
 # Modules whose backward guided backpropagation filters (functional calls are left as they are).

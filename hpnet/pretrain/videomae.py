@@ -35,8 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hpnet.host_copy import to_device
-from hpnet.models.lsvit import Block, LSViT
+from hpnet.models.lsvit import LSViT
 from hpnet.models.motion import frame_differences
+from hpnet.models.vit_layers import Block
 
 
 def tube_mask(

@@ -105,7 +105,7 @@ step train_step_b${big}_compile 120 python3 bench/train_step.py "${base[@]}" --b
 step timeline 60 python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose --size $size --device "$DEVICE"
 # The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
 step gpu_tests 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py tests/test_host_copy.py \
-  tests/test_transforms.py tests/test_text.py tests/test_train.py
+  tests/test_transforms.py tests/test_text.py tests/test_train.py tests/test_simsiam.py
 # Pretraining (issue 15), with what is left: VideoMAE 50 epochs on 4800 rendered synthetic clips
 # (the CPU managed 20: +1.9 points), then fine-tuning on their first 480 (labelled) vs the same
 # from random weights (bench/RESULTS.md "Pretraining"). Alone it needs most of a session (if cut

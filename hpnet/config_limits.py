@@ -88,6 +88,7 @@ LIMITS: dict[str, _Check] = {
     "pretrain.decoder_depth": _POSITIVE,
     "pretrain.frame_gap": _POSITIVE,
     "pretrain.motion_threshold": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "pretrain.crop_scale_min": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "pretrain.hue": (lambda v: 0 <= v <= 0.5, "a number in [0, 0.5] (turns of the colour wheel)"),
     "pretrain.proj_dim": _POSITIVE,
     "pretrain.pred_dim": _POSITIVE,

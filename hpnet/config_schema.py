@@ -218,6 +218,8 @@ class PretrainConfig:
     simsiam_views: Literal["augment", "frames", "foreground"] = "augment"
     frame_gap: int = 4  # simsiam_views=frames: largest gap between the two frames
     hue: float = 0.1  # simsiam augment/foreground: hue shifts in [-hue, hue] turns (paper: 0.1)
+    crop_scale_min: float = 0.2  # simsiam augment/foreground: smallest crop area (paper: 0.2;
+    # 1.0 = whole frames: the encoder is not taught to ignore where things are)
     motion_threshold: float = 0.08  # foreground: a pixel moves if it is this far (0-1) from the
     # clip's median frame in any channel
     proj_dim: int = 2048  # simsiam: projector output width (paper: 2048)

@@ -192,7 +192,9 @@ def test_greyscale_view_has_equal_channels(frames) -> None:
 def test_strong_views_jitter_hue_as_simsiam_and_pretrain_hue_sets_it(frames) -> None:
     assert STRONG.hue == 0.1 and LIGHT.hue == 0.0  # SimSiam: ColorJitter(0.4, 0.4, 0.4, 0.1)
     cfg = load_config(None, ["pretrain.method=simsiam", "pretrain.hue=0.35", "data.size=32"])
-    assert build_views(cfg).aug.hue == 0.35
+    assert build_views(cfg).aug.hue == 0.35 and build_views(cfg).aug.scale_min == 0.2
+    cfg = load_config(None, ["pretrain.method=simsiam", "pretrain.crop_scale_min=1.0"])
+    assert build_views(cfg).aug.scale_min == 1.0
     colour_only = dict(scale_min=1.0, flip_prob=0.0, jitter=0.0, jitter_prob=1.0, blur_prob=0.0)
     outs = []
     for hue in (0.0, 0.35):

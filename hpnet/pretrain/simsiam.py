@@ -35,10 +35,10 @@ def build_simsiam(cfg: Config) -> SimSiam:
 
 
 def build_views(cfg: Config) -> SimSiamViews:
-    """The run's two-view sampler: ``data.size`` views normalised by ``data.augment``, the
-    strong augmentation's hue jitter ``pretrain.hue``."""
+    """The run's two-view sampler: ``data.size`` views normalised by ``data.augment``; the
+    strong augmentation's hue jitter ``pretrain.hue``, smallest crop ``pretrain.crop_scale_min``."""
     a, p = cfg.data.augment, cfg.pretrain
-    strong = replace(STRONG, hue=p.hue)
+    strong = replace(STRONG, hue=p.hue, scale_min=p.crop_scale_min)
     return SimSiamViews(
         p.simsiam_views, cfg.data.size, a.mean, a.std,
         frame_gap=p.frame_gap, strong=strong, motion_threshold=p.motion_threshold,

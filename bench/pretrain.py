@@ -223,19 +223,16 @@ def _clip_features(model: torch.nn.Module, dataset, mean, std) -> tuple[torch.Te
     """The frozen backbone's feature (N, F) of every clip of ``dataset`` and the labels (N,)."""
     from hpnet.data.transforms import normalize
 
+    encoder = getattr(model.backbone, "encoder", None)  # ssl_transformer's frame encoder
     feats, labels = [], []
     for i in range(len(dataset)):
         sample = dataset[i]
         video = sample["video"]
         video = normalize(video[0] if video.dim() == 5 else video, mean, std)[None]  # view 0
-        encoder = getattr(model.backbone, "encoder", None)
-        if encoder is not None:  # ssl_transformer: its frame encoder's (T, C), frames in order
+        if encoder is not None:  # its features (T, C) of the frames in order
             feats.append(encoder(video[0]).flatten())
-            labels.append(int(sample["label"]))
-            continue
-        out = model.backbone.forward_features(video)
-        if isinstance(out, torch.Tensor):  # LS-ViT tokens (1, T, 1 + N, D)
-            feats.append(torch.cat([out[0, :, 0].mean(0), out[0, :, 1:].mean((0, 1))]))
+        elif isinstance(out := model.backbone.forward_features(video), torch.Tensor):
+            feats.append(torch.cat([out[0, :, 0].mean(0), out[0, :, 1:].mean((0, 1))]))  # LS-ViT
         else:  # (fmap, pooled)
             feats.append(out[1][0])
         labels.append(int(sample["label"]))

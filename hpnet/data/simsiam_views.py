@@ -159,10 +159,12 @@ class SimSiamViews:
         b, t = video.shape[:2]
         first, second = sample_frame_pairs(b, t, self.mode, self.frame_gap, generator)
         rows = torch.arange(b, device=video.device)
-        frames = [video[rows, index.to(video.device)] for index in (first, second)]
-        if self.mode == "foreground":
+        frames = [video[rows, first.to(video.device)]]
+        if self.mode == "foreground":  # the same frame, its scene swapped for another clip's
             clips = video if video.is_floating_point() else video.float() / 255.0
-            frames[1], _ = paste_foreground(clips, second, threshold=self.motion_threshold)
+            frames.append(paste_foreground(clips, second, threshold=self.motion_threshold)[0])
+        else:
+            frames.append(video[rows, second.to(video.device)])
         views = []
         for frame in frames:
             frame = frame.unsqueeze(1)  # (B, 1, 3, H, W)

@@ -17,6 +17,7 @@ _Check = tuple[Callable[[Any], bool], str]
 _POSITIVE: _Check = (lambda v: v > 0, "a number > 0")
 _NON_NEG: _Check = (lambda v: v >= 0, "a number >= 0")
 _FRACTION: _Check = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
+_HUE: _Check = (lambda v: 0 <= v <= 0.5, "a number in [0, 0.5] (turns of the colour wheel)")
 LIMITS: dict[str, _Check] = {
     "data.split": (lambda v: v in (1, 2, 3), "1, 2 or 3"),
     "data.frames": _POSITIVE,
@@ -37,6 +38,7 @@ LIMITS: dict[str, _Check] = {
     "data.augment.ratio_max": (lambda v: v >= 1, "a number >= 1"),
     "data.augment.jitter": _FRACTION,
     "data.augment.blur_prob": _FRACTION,
+    "data.augment.hue": _HUE,
     "data.augment.mean": (lambda v: len(v) == 3, "a list of 3 numbers"),
     "data.augment.std": (lambda v: len(v) == 3 and min(v) > 0, "a list of 3 numbers > 0"),
     "model.patch_size": _POSITIVE,
@@ -89,7 +91,7 @@ LIMITS: dict[str, _Check] = {
     "pretrain.frame_gap": _POSITIVE,
     "pretrain.motion_threshold": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "pretrain.crop_scale_min": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "pretrain.hue": (lambda v: 0 <= v <= 0.5, "a number in [0, 0.5] (turns of the colour wheel)"),
+    "pretrain.hue": _HUE,
     "pretrain.proj_dim": _POSITIVE,
     "pretrain.pred_dim": _POSITIVE,
 }

@@ -72,6 +72,7 @@ def build_transform(cfg: Config, device: torch.device) -> ClipTransform:
         ratio_max=a.ratio_max,
         jitter=a.jitter,
         blur_prob=a.blur_prob,
+        hue=a.hue,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hpnet.config import UserError, load_config
 from hpnet.data.colour import hue_rotation_matrix
 from hpnet.data.transforms import (
     ClipTransform,
@@ -19,6 +20,7 @@ from hpnet.data.transforms import (
     short_side_crop_layout,
 )
 from hpnet.pose.skeleton import FLIP_PERMUTATION
+from hpnet.runtime import build_transform
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -250,6 +252,30 @@ def test_hue_jitter_is_drawn_last_and_moves_only_chroma():
     assert (turned[1] - base[1]).abs().mean() > 0.02
     luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
     torch.testing.assert_close((turned * luma).sum(2), (base * luma).sum(2), atol=1e-5, rtol=0)
+
+
+def test_train_augmentation_hue_is_configured_and_keeps_crops_and_luma():
+    cfg = load_config(None, ["data.augment.hue=0.25", "data.size=32"])
+    assert build_transform(cfg, torch.device("cpu")).hue == 0.25
+    assert build_transform(load_config(None, []), torch.device("cpu")).hue == 0.0  # off by default
+    with pytest.raises(UserError, match=r"data\.augment\.hue"):
+        load_config(None, ["data.augment.hue=0.6"])
+    with pytest.raises(ValueError, match="hue"):
+        _transform(hue=-0.1)
+    g = torch.Generator().manual_seed(5)
+    video = (60 + 120 * torch.rand(4, 2, 3, 40, 56, generator=g)).to(torch.uint8)  # nothing clips
+    joints = torch.rand(4, 2, 1, 17, 3, generator=g)
+    plain, j_plain = _transform().train(video, joints, torch.Generator().manual_seed(1))
+    hued, j_hued = _transform(hue=0.25).train(video, joints, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(j_hued, j_plain)  # the same crops and flips
+    assert (hued - plain).abs().mean() > 0.02  # the colours turned
+    std, mean = torch.tensor(STD).view(3, 1, 1), torch.tensor(MEAN).view(3, 1, 1)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+
+    def brightness(x: torch.Tensor) -> torch.Tensor:
+        return ((x * std + mean) * luma).sum(-3)
+
+    torch.testing.assert_close(brightness(hued), brightness(plain), atol=1e-3, rtol=0)  # (clipping)
 
 
 def test_blur_smooths_and_keeps_the_mean():

@@ -313,7 +313,8 @@ def _check_shapes(video: Tensor, joints: Tensor | None, ndim: int, layout: str) 
 class ClipTransform:
     """Train augmentation and test crops with fixed settings (names of ``AugmentConfig``).
 
-    ``flip`` enables a horizontal flip with probability 0.5; ``mean``/``std`` are RGB in [0, 1].
+    ``flip`` enables a horizontal flip with probability 0.5; ``mean``/``std`` are RGB in [0, 1];
+    ``hue`` > 0 rotates each clip's hue by up to that many turns (:mod:`hpnet.data.colour`).
     Build it with ``ClipTransform(size=cfg.data.size, **dataclasses.asdict(cfg.data.augment))``.
     """
 
@@ -328,16 +329,19 @@ class ClipTransform:
         jitter: float = 0.3,
         blur_prob: float = 0.1,
         blur_sigma: tuple[float, float] = (0.1, 2.0),
+        hue: float = 0.0,
     ) -> None:
         ok = len(mean) == len(std) == 3 and min(std) > 0 and 0 < scale_min <= 1 <= ratio_max
-        if not (ok and 0 <= jitter <= 1 and 0 <= blur_prob <= 1):
+        if not (ok and 0 <= jitter <= 1 and 0 <= blur_prob <= 1 and 0 <= hue <= 0.5):
             raise ValueError(
                 "need 3 means, 3 stds > 0, 0 < scale_min <= 1 <= ratio_max, jitter and blur_prob "
-                f"in [0, 1]; got {mean}, {std}, {scale_min}, {ratio_max}, {jitter}, {blur_prob}"
+                f"in [0, 1], hue in [0, 0.5]; got {mean}, {std}, {scale_min}, {ratio_max}, "
+                f"{jitter}, {blur_prob}, {hue}"
             )
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
         self.flip, self.scale_min, self.ratio_max = flip, scale_min, ratio_max
         self.jitter, self.blur_prob, self.blur_sigma = jitter, blur_prob, blur_sigma
+        self.hue = hue
 
     def sample_params(
         self, batch: int, frame_hw: tuple[int, int], generator: torch.Generator | None = None
@@ -352,6 +356,7 @@ class ClipTransform:
             jitter=self.jitter,
             blur_prob=self.blur_prob,
             blur_sigma=self.blur_sigma,
+            hue=self.hue,
             generator=generator,
         )
 

@@ -24,7 +24,8 @@ simsiam`` pretrains a ResNet frame encoder and fine-tunes ``model.arch=ssl_trans
 (its scratch twin: the same arch from random weights). ``--finetune-extra`` overrides only the
 fine-tuning runs (e.g. ``train.backbone_lr=1e-5``). ``--train-videos 4800`` pretrains on 4800
 rendered clips and fine-tunes on their first 480 (the synthetic split's first clips do not
-depend on its size).
+depend on its size). Each arm's row is printed and appended to ``OUT/METHOD/transfer.jsonl`` as
+it ends; the last line is the mean of each arm over the seeds and the gain per seed.
 
     python bench/pretrain.py transfer --method simsiam --seeds 0 1 --pretrain-epochs 30
 
@@ -215,7 +216,22 @@ def transfer(args: argparse.Namespace) -> list[dict]:
                 "finetune_s": time.perf_counter() - start, "pretrain_s": pretrain_s,
             })  # fmt: skip
             print(json.dumps(rows[-1]))
+            with open(out / "transfer.jsonl", "a") as f:  # every arm, as it ends
+                f.write(json.dumps({**rows[-1], "method": args.method, "args": vars(args)}) + "\n")
+    print(json.dumps(_summary(rows, args.method)))
     return rows
+
+
+def _summary(rows: list[dict], method: str) -> dict:
+    """Mean test top-1 of each arm over the seeds, and the gain of pretraining per seed."""
+    by_seed = {(r["seed"], r["init"]): r["test_top1"] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    gains = [by_seed[s, method] - by_seed[s, "scratch"] for s in seeds]
+    return {
+        "seeds": seeds, "gains": gains, "mean_gain": statistics.mean(gains),
+        method: statistics.mean(by_seed[s, method] for s in seeds),
+        "scratch": statistics.mean(by_seed[s, "scratch"] for s in seeds),
+    }  # fmt: skip
 
 
 @torch.no_grad()

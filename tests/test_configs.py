@@ -119,7 +119,12 @@ PRETRAIN_CONFIGS = [p for p in CONFIGS if "pretrain" in (yaml.safe_load(p.read_t
 
 def test_there_are_pretraining_configs():
     names = {p.name for p in PRETRAIN_CONFIGS}
-    assert {"videomae_demo.yaml", "hmdb51_videomae.yaml", "simsiam_demo.yaml"} <= names
+    assert {
+        "videomae_demo.yaml",
+        "hmdb51_videomae.yaml",
+        "simsiam_demo.yaml",
+        "hmdb51_simsiam.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=[p.stem for p in PRETRAIN_CONFIGS])
@@ -146,7 +151,8 @@ def test_pretraining_config_builds_and_steps(path, tmp_path, request):
         shipped = load_config(other)
         if shipped.model.pretrained.startswith(run + "/"):
             assert shipped.model.pretrained == f"{run}/last.pt"
-            assert (shipped.model.size, shipped.model.patch_size) == (
-                load_config(path).model.size,
-                load_config(path).model.patch_size,
-            )
+            source = load_config(path).model  # the encoder it reads must fit it
+            fields = ("arch", "size", "patch_size", "depth")
+            assert [getattr(shipped.model, f) for f in fields] == [
+                getattr(source, f) for f in fields
+            ]

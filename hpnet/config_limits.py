@@ -49,6 +49,7 @@ LIMITS: dict[str, _Check] = {
     "model.dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "model.aux_weight": _NON_NEG,
     "model.temporal_depth": _POSITIVE,
+    "model.freeze_backbone_epochs": _NON_NEG,
     "model.temporal_width": (lambda v: v >= 64 and v % 64 == 0, "a multiple of 64"),
     "pose.imgsz": (lambda v: v >= 32 and v % 32 == 0, "a multiple of 32"),
     "pose.conf": _FRACTION,

@@ -99,6 +99,9 @@ class ModelConfig:
     ] = "lsvit"  # fmt: skip
     depth: int = 50  # ResNet depth of late_fusion / lrcn / ssl_transformer: 18, 34, 50, 101, 152
     freeze_backbone: bool = False  # ssl_transformer: frame encoder kept as loaded (no grads, BN)
+    # ssl_transformer: frame encoder frozen (as freeze_backbone) for the first N epochs, then
+    # fine-tuned with the rest (LP-FT: the head learns on the loaded features first); 0 = off
+    freeze_backbone_epochs: int = 0
     temporal_depth: int = 2  # ssl_transformer: Transformer layers over the frame features
     temporal_width: int = 256  # ssl_transformer: that Transformer's width (width / 64 heads)
     size: Literal["tiny", "small", "base"] = "base"  # backbone width/depth (base = ViT-B/16)

@@ -41,6 +41,7 @@ from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
+from hpnet.models.backbones import set_backbone_frozen
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
@@ -191,8 +192,10 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
             remove_stale_temp_files(out / name)
 
-    # per-dataset linear heads: only the batch's own head has gradients in a step
-    net = training_net(model, cfg, dist, device, find_unused=bool(sets) and not cfg.model.text)
+    # per-dataset linear heads: only the batch's own head has gradients in a step; a frame
+    # encoder frozen for the first epochs has none then
+    unused = (bool(sets) and not cfg.model.text) or cfg.model.freeze_backbone_epochs > 0
+    net = training_net(model, cfg, dist, device, find_unused=unused)
     run = EpochRun(
         cfg, out, dist, device, datasets, (model, optimizer, scheduler, scaler), net,
         train_loader, transform, amp_dtype, steps_per_epoch,
@@ -226,6 +229,9 @@ def _epoch(
     def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
         return run_checkpoint(*run.parts, epoch, at, best, cfg, datasets, where)
 
+    frozen = set_backbone_frozen(model, cfg, epoch)  # model.freeze_backbone_epochs
+    if frozen is False and epoch == cfg.model.freeze_backbone_epochs and dist.is_main:
+        print(f"epoch {epoch + 1}: the frame encoder is fine-tuned from here on")
     stats = run_epoch(run, epoch, step, resume, clock, checkpoint, save=atomic_save)
     step += int(stats["steps"])
     if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes

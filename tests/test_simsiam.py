@@ -254,6 +254,33 @@ def test_frozen_encoder_keeps_weights_and_bn_statistics() -> None:
     assert not model.encoder.bn1.training
 
 
+def test_set_frozen_holds_the_encoder_then_lets_it_learn() -> None:
+    torch.manual_seed(0)
+    model = build_ssl_transformer(18, width=128, depth=1).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)  # holds the encoder throughout
+    video = torch.randn(2, 3, 3, 32, 32)
+
+    def step() -> set[str]:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        opt.zero_grad(set_to_none=True)
+        model.forward_features(video)[1].pow(2).sum().backward()
+        opt.step()
+        return {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+
+    model.set_frozen(True)
+    assert model.training and not model.encoder.bn1.training
+    changed = step()  # no gradient, no weight decay, no BN statistics for the encoder
+    assert "proj.weight" in changed and not any(k.startswith("encoder.") for k in changed)
+    model.eval().train()
+    assert not model.encoder.bn1.training  # stays frozen across train()/eval()
+    model.set_frozen(False)
+    assert model.encoder.bn1.training
+    changed = step()
+    assert {"encoder.conv1.weight", "encoder.bn1.running_mean", "proj.weight"} <= changed
+    with pytest.raises(ValueError, match="built with freeze=True"):
+        build_ssl_transformer(18, width=128, depth=1, freeze=True).set_frozen(False)
+
+
 def test_simsiam_checkpoint_initialises_the_frame_encoder(tmp_path) -> None:
     torch.manual_seed(0)
     simsiam = _simsiam_resnet18()

@@ -156,6 +156,37 @@ def test_freeze_backbone_keeps_the_encoder_through_training(frozen_run, simsiam_
         assert torch.equal(trained[key], tensor), key
 
 
+def test_freeze_backbone_epochs_trains_the_head_first_then_the_encoder(
+    tiny_args, simsiam_run, tmp_path, monkeypatch, capsys
+):
+    from hpnet import train as train_module
+
+    args = [*tiny_args, *SSL, f"model.pretrained={simsiam_run / 'last.pt'}"]
+    args += ["model.freeze_backbone_epochs=1", "train.max_steps=1", "train.eval_every=0"]
+    saved = _encoder(torch.load(simsiam_run / "last.pt", weights_only=True)["model"], "encoder.")
+    whole = tmp_path / "whole"
+    assert _train(args, whole) == 0
+    assert "epoch 2: the frame encoder is fine-tuned from here on" in capsys.readouterr().out
+
+    crashed = tmp_path / "crashed"
+    crash_after_saves(monkeypatch, train_module, 1)  # killed once epoch 1's last.pt is written
+    with pytest.raises(KeyboardInterrupt):
+        _train(args, crashed)
+    monkeypatch.undo()
+    first = torch.load(crashed / "last.pt", weights_only=True)
+    assert first["epoch"] == 1
+    held = _encoder(first["model"], "backbone.encoder.")
+    for key, tensor in saved.items():  # epoch 1: weights and BN statistics as loaded
+        assert torch.equal(held[key], tensor), key
+    assert _train(args, crashed, "train.resume=auto") == 0  # epoch 2 after a restart
+    last, _ = assert_same_weights(whole / "last.pt", crashed / "last.pt")
+    tuned = _encoder(last["model"], "backbone.encoder.")
+    assert not torch.equal(tuned["conv1.weight"], saved["conv1.weight"])  # epoch 2: learns
+    assert not torch.equal(tuned["bn1.running_mean"], saved["bn1.running_mean"])
+    head = [k for k in last["model"] if not k.startswith("backbone.encoder.")]
+    assert any(not torch.equal(first["model"][k], last["model"][k]) for k in head)
+
+
 def test_an_ssl_transformer_checkpoint_evaluates_and_predicts(
     frozen_run, shared_data, tmp_path, capsys
 ):
@@ -181,6 +212,13 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
     cfg_args = [*tiny_args[2:], *SSL]
     with pytest.raises(UserError, match=r"model.feedback=true needs token blocks"):
         _train([*tiny_args, *SSL, "model.feedback=true"], tmp_path / "a")
+    with pytest.raises(UserError, match=r"model.arch=lsvit has none: leave them unset"):
+        _train([*tiny_args, "model.freeze_backbone_epochs=1"], tmp_path / "e")
+    with pytest.raises(UserError, match=r"for the first epochs only: set one of them"):
+        _train([*tiny_args, *SSL, "model.freeze_backbone=true", "model.freeze_backbone_epochs=1"],
+               tmp_path / "f")  # fmt: skip
+    with pytest.raises(UserError, match=r"covers all train.epochs=2: set model.freeze_backbone"):
+        _train([*tiny_args, *SSL, "model.freeze_backbone_epochs=2"], tmp_path / "g")
     with pytest.raises(UserError, match=r"set model.arch=ssl_transformer"):
         _run(simsiam_args, tmp_path / "b", "model.arch=lsvit")
     with pytest.raises(UserError, match=r"model.pretrained=''"):

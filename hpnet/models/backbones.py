@@ -236,6 +236,7 @@ def check_model_config(cfg: Config) -> None:
     from hpnet.cli import UserError
 
     m, d = cfg.model, cfg.data
+    _check_freeze(cfg)
     if m.arch == "lsvit":
         if d.size % m.patch_size:
             raise UserError(
@@ -265,3 +266,38 @@ def check_model_config(cfg: Config) -> None:
             f"model.arch={m.arch} needs data.frames >= {frames} and data.size >= {side} "
             f"(its strides leave no feature map of smaller clips; got {d.frames}, {d.size})"
         )
+
+
+def _check_freeze(cfg: Config) -> None:
+    """``model.freeze_backbone`` / ``freeze_backbone_epochs``: ssl_transformer's, one of them."""
+    from hpnet.cli import UserError
+
+    m = cfg.model
+    if (m.freeze_backbone or m.freeze_backbone_epochs) and m.arch != "ssl_transformer":
+        raise UserError(
+            "model.freeze_backbone and model.freeze_backbone_epochs freeze the frame encoder of "
+            f"model.arch=ssl_transformer; model.arch={m.arch} has none: leave them unset"
+        )
+    if m.freeze_backbone and m.freeze_backbone_epochs:
+        raise UserError(
+            f"model.freeze_backbone=true freezes the frame encoder for the whole run and "
+            f"model.freeze_backbone_epochs={m.freeze_backbone_epochs} for the first epochs "
+            "only: set one of them"
+        )
+    if m.freeze_backbone_epochs >= cfg.train.epochs:
+        raise UserError(
+            f"model.freeze_backbone_epochs={m.freeze_backbone_epochs} covers all "
+            f"train.epochs={cfg.train.epochs}: set model.freeze_backbone=true to keep the frame "
+            "encoder frozen, or fewer epochs to fine-tune it afterwards"
+        )
+
+
+def set_backbone_frozen(model: nn.Module, cfg: Config, epoch: int) -> bool | None:
+    """Apply ``model.freeze_backbone_epochs`` to ``model`` (an HP-Net) for ``epoch`` (0-based):
+    its frame encoder is frozen before that epoch, fine-tuned from it on. Returns the state
+    set, or None when there is no such schedule."""
+    if not cfg.model.freeze_backbone_epochs:
+        return None
+    frozen = epoch < cfg.model.freeze_backbone_epochs
+    model.backbone.set_frozen(frozen)
+    return frozen

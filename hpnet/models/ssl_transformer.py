@@ -15,7 +15,8 @@ commutes with the spatial mean), so the FPM pools ``fmap`` in the same D as the 
 ``pooled``; ``fmap`` is per frame (T' = T) and has no temporal context.
 
 ``freeze=True`` keeps the frame encoder as loaded: no gradients, and its BatchNorms stay in
-eval mode (running statistics untouched) even while the model trains.
+eval mode (running statistics untouched) even while the model trains. ``set_frozen`` freezes
+or releases it between epochs (LP-FT: the head first learns on the loaded features).
 
 Backbone contract (:mod:`hpnet.models.backbones`): ``embed_dim``, ``forward_features``,
 ``no_weight_decay()``, ``num_layers``, ``layer_id(name)``. Layers for layer-wise LR decay: 0 =
@@ -87,6 +88,17 @@ class SSLTransformer(nn.Module):
         if self.frozen:
             self.encoder.eval()
         return self
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Freeze the frame encoder (no gradients, BatchNorm statistics fixed) or fine-tune it
+        again, e.g. between epochs (``model.freeze_backbone_epochs``). Its parameters keep
+        ``requires_grad`` (the optimizer holds them throughout; a frozen step gives them no
+        gradient, which the optimizer skips), so unfreezing needs a model built with
+        ``freeze=False``."""
+        if not frozen and not all(p.requires_grad for p in self.encoder.parameters()):
+            raise ValueError("the encoder was built with freeze=True: it has no gradients to give")
+        self.frozen = frozen
+        self.encoder.train(self.training and not frozen)
 
     def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """video ``(B, T, 3, S, S)`` -> fmap ``(B, T, h, w, D)`` (h, w = S/32 rounded up),

@@ -229,8 +229,8 @@ def _epoch(
     def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
         return run_checkpoint(*run.parts, epoch, at, best, cfg, datasets, where)
 
-    frozen = set_backbone_frozen(model, cfg, epoch)  # model.freeze_backbone_epochs
-    if frozen is False and epoch == cfg.model.freeze_backbone_epochs and dist.is_main:
+    set_backbone_frozen(model, cfg, epoch)  # model.freeze_backbone_epochs
+    if epoch == cfg.model.freeze_backbone_epochs > 0 and dist.is_main:
         print(f"epoch {epoch + 1}: the frame encoder is fine-tuned from here on")
     stats = run_epoch(run, epoch, step, resume, clock, checkpoint, save=atomic_save)
     step += int(stats["steps"])

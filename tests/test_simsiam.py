@@ -236,20 +236,25 @@ def test_training_step_through_hpnet_reaches_every_parameter() -> None:
     assert not silent
 
 
+def _changed_by_a_step(model: torch.nn.Module, opt: torch.optim.Optimizer) -> set[str]:
+    """The state-dict keys (weights and BN statistics) one training step on a random clip
+    changes."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt.zero_grad(set_to_none=True)
+    model.forward_features(torch.randn(2, 3, 3, 32, 32))[1].pow(2).sum().backward()
+    opt.step()
+    return {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+
+
 def test_frozen_encoder_keeps_weights_and_bn_statistics() -> None:
     torch.manual_seed(0)
     model = build_ssl_transformer(18, width=128, depth=1, freeze=True).train()
     assert model.training and not any(m.training for m in model.encoder.modules())
     assert not any(p.requires_grad for p in model.encoder.parameters())
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=1e-2)
-    model.forward_features(torch.randn(2, 3, 3, 32, 32))[1].pow(2).sum().backward()
-    opt.step()
-    after = model.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    changed = _changed_by_a_step(model, torch.optim.AdamW(trainable, lr=1e-2))
     assert changed and not any(k.startswith("encoder.") for k in changed)
-    assert "encoder.bn1.running_mean" in after and "proj.weight" in changed
+    assert "encoder.bn1.running_mean" in model.state_dict() and "proj.weight" in changed
     model.eval().train()
     assert not model.encoder.bn1.training
 
@@ -258,24 +263,15 @@ def test_set_frozen_holds_the_encoder_then_lets_it_learn() -> None:
     torch.manual_seed(0)
     model = build_ssl_transformer(18, width=128, depth=1).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)  # holds the encoder throughout
-    video = torch.randn(2, 3, 3, 32, 32)
-
-    def step() -> set[str]:
-        before = {k: v.clone() for k, v in model.state_dict().items()}
-        opt.zero_grad(set_to_none=True)
-        model.forward_features(video)[1].pow(2).sum().backward()
-        opt.step()
-        return {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
-
     model.set_frozen(True)
     assert model.training and not model.encoder.bn1.training
-    changed = step()  # no gradient, no weight decay, no BN statistics for the encoder
+    changed = _changed_by_a_step(model, opt)  # no gradient, weight decay or BN statistics
     assert "proj.weight" in changed and not any(k.startswith("encoder.") for k in changed)
     model.eval().train()
     assert not model.encoder.bn1.training  # stays frozen across train()/eval()
     model.set_frozen(False)
     assert model.encoder.bn1.training
-    changed = step()
+    changed = _changed_by_a_step(model, opt)
     assert {"encoder.conv1.weight", "encoder.bn1.running_mean", "proj.weight"} <= changed
     with pytest.raises(ValueError, match="built with freeze=True"):
         build_ssl_transformer(18, width=128, depth=1, freeze=True).set_frozen(False)

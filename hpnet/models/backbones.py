@@ -292,12 +292,8 @@ def _check_freeze(cfg: Config) -> None:
         )
 
 
-def set_backbone_frozen(model: nn.Module, cfg: Config, epoch: int) -> bool | None:
+def set_backbone_frozen(model: nn.Module, cfg: Config, epoch: int) -> None:
     """Apply ``model.freeze_backbone_epochs`` to ``model`` (an HP-Net) for ``epoch`` (0-based):
-    its frame encoder is frozen before that epoch, fine-tuned from it on. Returns the state
-    set, or None when there is no such schedule."""
-    if not cfg.model.freeze_backbone_epochs:
-        return None
-    frozen = epoch < cfg.model.freeze_backbone_epochs
-    model.backbone.set_frozen(frozen)
-    return frozen
+    its frame encoder is frozen before that epoch, fine-tuned from it on (no schedule: as built)."""
+    if cfg.model.freeze_backbone_epochs:
+        model.backbone.set_frozen(epoch < cfg.model.freeze_backbone_epochs)

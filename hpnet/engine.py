@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -140,13 +141,12 @@ def train_one_epoch(
     (default: classification; ``hpnet.pretrain`` passes its self-supervised step).
     """
     model.train()
-    batch_step = batch_step or _train_batch
+    step = partial(
+        batch_step or _train_batch, transform=transform, device=device, amp_dtype=amp_dtype,
+        generator=generator, use_pose=use_pose, loss_divisor=accum_steps, scaler=scaler,
+    )  # fmt: skip
     state = EpochProgress.from_dict(resume.to_dict()) if resume else EpochProgress()
-    total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
-    if max_steps:
-        total = min(total or max_steps, max_steps)
-    bar = tqdm(loader, total=total, initial=state.batches, desc=f"epoch {epoch + 1}",
-               disable=not progress, mininterval=1.0)  # fmt: skip
+    bar, total = _progress_bar(loader, state, epoch, max_steps, progress)
     start = time.perf_counter() - state.time_s
     optimizer.zero_grad(set_to_none=True)
     ddp = isinstance(model, DistributedDataParallel)
@@ -169,11 +169,9 @@ def train_one_epoch(
             # (or flushes at the end of the epoch; unknown length: every micro-step).
             sync = steps_now or total is None or micro + 1 == total
             with contextlib.nullcontext() if sync or not ddp else model.no_sync():
-                batch_step(
-                    model, batch, state, transform=transform, device=device,
+                step(
+                    model, batch, state, weight=weight,
                     loss_cfg=loss_cfg if dataset is None else loss_cfg[dataset],
-                    amp_dtype=amp_dtype, generator=generator, use_pose=use_pose,
-                    loss_divisor=accum_steps, scaler=scaler, weight=weight,
                     where=f"epoch {epoch + 1}, batch {micro + 1}",
                 )  # fmt: skip
             pending += 1
@@ -185,15 +183,37 @@ def train_one_epoch(
                 state.time_s = time.perf_counter() - start
                 on_step(state)
         if progress and micro % 5 == 0 and state.seen:
-            bar.set_postfix(
-                loss=f"{state.loss_sum / state.seen:.3f}",
-                lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                clips_s=f"{state.seen / (time.perf_counter() - start):.1f}",
-            )
+            _show_progress(bar, state, optimizer.param_groups[0]["lr"], start)
     if pending:  # flush a partial accumulation at the end of the epoch
         _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state)
     bar.close()
     return state.summary(time.perf_counter() - start)
+
+
+def _progress_bar(
+    loader: Iterable[dict[str, Any]],
+    state: EpochProgress,
+    epoch: int,
+    max_steps: int,
+    progress: bool,
+) -> tuple[tqdm, int | None]:
+    """The epoch's progress bar over ``loader`` (from ``state.batches`` on a resumed epoch) and
+    the number of batches the epoch will run (None: the loader has no length)."""
+    total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+    if max_steps:
+        total = min(total or max_steps, max_steps)
+    bar = tqdm(loader, total=total, initial=state.batches, desc=f"epoch {epoch + 1}",
+               disable=not progress, mininterval=1.0)  # fmt: skip
+    return bar, total
+
+
+def _show_progress(bar: tqdm, state: EpochProgress, lr: float, start: float) -> None:
+    """The running loss, learning rate and clips/s on ``bar`` (``start``: the epoch's start)."""
+    bar.set_postfix(
+        loss=f"{state.loss_sum / state.seen:.3f}",
+        lr=f"{lr:.2e}",
+        clips_s=f"{state.seen / (time.perf_counter() - start):.1f}",
+    )
 
 
 def _stand_in(previous: dict[str, Any] | None, epoch: int, micro: int) -> dict[str, Any]:

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from ddp_launch import TORCHRUN
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _args(shared: Path, out: Path, batch: int) -> list[str]:
@@ -48,8 +42,7 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
-    launch = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
-    return _run([sys.executable, *launch, *args])
+    return _run([sys.executable, *TORCHRUN, *args])
 
 
 @pytest.fixture(scope="module")

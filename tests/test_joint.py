@@ -333,13 +333,10 @@ def test_two_gloo_processes_train_joint_linear_heads_like_one(joint_args, tmp_pa
     """Per-dataset linear heads under DDP: the head of the other dataset gets no gradient in a
     step (find_unused_parameters), and 2 processes x batch 2 train like 1 process x batch 4."""
     import os
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    from ddp_launch import TORCHRUN
 
     still = ["data.augment.flip=false", "data.augment.scale_min=1.0", "data.augment.ratio_max=1.0",
              "data.augment.jitter=0.0", "data.augment.blur_prob=0.0"]  # fmt: skip
@@ -348,8 +345,7 @@ def test_two_gloo_processes_train_joint_linear_heads_like_one(joint_args, tmp_pa
     runs = {}
     for name, batch, launch in (
         ("single", 4, []),
-        ("double", 2, ["-m", "torch.distributed.run", "--nproc_per_node=2",
-                       f"--master_port={port}"]),
+        ("double", 2, TORCHRUN),
     ):  # fmt: skip
         runs[name] = tmp_path / name
         cmd = [sys.executable, *launch, "-m", "hpnet.train", *joint_args, *still,

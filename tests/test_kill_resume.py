@@ -141,14 +141,10 @@ def _kill_tree(pid: int) -> None:
 def test_torchrun_killed_mid_epoch_resumes_like_an_uninterrupted_run(tiny_args, tmp_path):
     """2 Gloo processes: SIGKILL the whole launch after a few mid-epoch checkpoints, launch
     again with train.resume=auto: each rank skips exactly its own finished batches."""
-    import socket
+    from ddp_launch import TORCHRUN
 
     def launch(out: Path) -> list[str]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        ddp = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
-        return [sys.executable, *ddp, *_command(tiny_args, out)[1:], "train.batch_size=2"]
+        return [sys.executable, *TORCHRUN, *_command(tiny_args, out)[1:], "train.batch_size=2"]
 
     env = {**_env(), "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"

@@ -270,11 +270,10 @@ def test_simsiam_on_two_gloo_processes_logs_the_collapse_std(simsiam_args, tmp_p
     import subprocess
     import sys
 
-    from test_distributed import _free_port
+    from ddp_launch import TORCHRUN
 
     out = tmp_path / "run"
-    launch = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
-    cmd = [sys.executable, *launch, "-m", "hpnet.pretrain", *simsiam_args, f"train.out_dir={out}"]
+    cmd = [sys.executable, *TORCHRUN, "-m", "hpnet.pretrain", *simsiam_args, f"train.out_dir={out}"]
     cmd += ["train.epochs=1", "train.max_steps=2", "train.batch_size=2"]
     env = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_launch import TORCHRUN
 
 from hpnet import zeroshot
 from hpnet.cli import UserError
@@ -213,12 +213,6 @@ def test_train_splits_killed_mid_split_resume_to_the_same_summary(
     assert _scores(json.loads((killed / "summary.json").read_text())) == _scores(reference)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_stopping_on_timeout(cmd: list[str], env: dict, timeout: float) -> tuple[int, str, str]:
     """Run ``cmd``; past ``timeout`` (ranks that never meet hang) stop it with SIGTERM, which
     torchrun passes on to its workers (a SIGKILL would leave them running)."""
@@ -242,10 +236,8 @@ def _one_and_two_processes(module: str, args, tmp_path: Path) -> list[dict]:
     """``python -m module`` in 1 process (batch 2) and under torchrun in 2 (batch 1 each):
     the two ``summary.json`` s; ``args(out, batch)`` gives each run's arguments."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    port = _free_port()
-    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
     summaries = []
-    for name, launch, batch in (("one", [], 2), ("two", torchrun, 1)):
+    for name, launch, batch in (("one", [], 2), ("two", TORCHRUN, 1)):
         out = tmp_path / name
         cmd = [sys.executable, *launch, "-m", module, *args(out, batch)]
         code, stdout, stderr = _run_stopping_on_timeout(cmd, env, timeout=300)

@@ -324,15 +324,12 @@ def test_torchrun_rank0_checkpoint_error_stops_every_rank_and_keeps_last_pt(tiny
     """Under torchrun only rank 0 writes: its failed write must end the whole job (not leave
     rank 1 waiting in a collective) with the one-line message, and keep the previous last.pt,
     from which the run then resumes once the fault is gone."""
-    import socket
+    from ddp_launch import TORCHRUN_FLAGS
 
     out = tmp_path / "run"
 
     def torchrun(epochs: int, limit: int = resource.RLIM_INFINITY) -> subprocess.CompletedProcess:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        launch = ["--nproc_per_node=2", f"--master_port={port}", "-m", "hpnet.train"]
+        launch = [*TORCHRUN_FLAGS, "-m", "hpnet.train"]
         run = [*tiny_args, "train.batch_size=2", f"train.epochs={epochs}", "train.resume=auto"]
         cmd = [sys.executable, "-c", LIMITED_TORCHRUN, str(limit), *launch, *run]
         env = {**ENV, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

@@ -155,9 +155,10 @@ def test_dataset_split_is_scored_and_reported(clip_file, hmdb51_mini, tmp_path, 
 def test_dataset_split_on_two_processes_reports_what_one_does(clip_file, hmdb51_mini, tmp_path):
     """torchrun: each rank scores its share of the split, rank 0 writes the merged report."""
     import os
-    import socket
     import subprocess
     import sys
+
+    from ddp_launch import TORCHRUN
 
     path, _ = clip_file
     args = [
@@ -167,11 +168,7 @@ def test_dataset_split_on_two_processes_reports_what_one_does(clip_file, hmdb51_
         "eval.crops=1", "data.workers=0",
     ]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
-    cmd = [sys.executable, *launch, "-m", "hpnet.zeroshot", *args, "--out", str(tmp_path / "two")]
+    cmd = [sys.executable, *TORCHRUN, "-m", "hpnet.zeroshot", *args, "--out", str(tmp_path / "two")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -261,6 +261,52 @@ def _some(names: Sequence[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _missing_lines(report: dict[str, Any]) -> list[str]:
+    """The report's lines on listed videos absent from disk, and how to go on."""
+    missing = report["missing"]
+    if report["rendered"] and not missing:
+        return ["missing     none: the synthetic clips are rendered in memory"]
+    if not missing:
+        return [f"missing     none: all {report['listed']} listed videos are on disk"]
+    lines = [f"MISSING: {len(missing)} of {report['listed']} listed videos are not on disk"]
+    absent = report["absent_classes"]
+    if absent:
+        lines.append(f"  {len(absent)} classes have none of their videos: {_some(absent)}")
+    lines.append(f"  first {min(len(missing), _SHOW_MISSING)}:")
+    lines += [f"    {path}" for path in missing[:_SHOW_MISSING]]
+    if len(missing) > _SHOW_MISSING:
+        lines.append(f"    ... and {len(missing) - _SHOW_MISSING} more (--json lists them all)")
+    if report["missing_allowed"]:
+        lines.append("  allowed (data.allow_missing=true): a run uses the videos on disk")
+    else:
+        lines.append(
+            "  fix: check data.root, or set data.allow_missing=true to train on what is there"
+        )
+    return lines
+
+
+def _decode_lines(report: dict[str, Any], frames: int) -> list[str]:
+    """The report's lines on the decode check (``--check-decode``), if one ran."""
+    if not report["checked"]:
+        if report["rendered"]:
+            return []
+        return ["decoding    not checked (add --check-decode N or --check-decode all)"]
+    bad = report["undecodable"]
+    lines = [
+        f"decoded     {report['checked']} videos, {len(bad)} failed (as the test loader reads "
+        f"them: {frames} frames x {report['views']} views)"
+    ]
+    if report["short_videos"]:
+        lines.append(
+            f"            {report['short_videos']} have fewer than data.frames={frames} "
+            "frames (their last frame is repeated)"
+        )
+    if bad:
+        lines.append(f"UNDECODABLE: {len(bad)} videos (data.on_error=skip skips them):")
+        lines += [f"  {item['path']}: {item['error']}" for item in bad]
+    return lines
+
+
 def format_report(report: dict[str, Any], frames: int) -> str:
     """The human-readable report."""
     train, test = report["splits"]["train"], report["splits"]["test"]
@@ -292,43 +338,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     no_train = [c for c in report["classes"] if train["per_class"][c] == 0]
     if no_train and train["videos"]:
         lines.append(f"  ! {len(no_train)} classes have no training video: {_some(no_train)}")
-    missing = report["missing"]
-    lines.append("")
-    if missing:
-        lines.append(f"MISSING: {len(missing)} of {report['listed']} listed videos are not on disk")
-        absent = report["absent_classes"]
-        if absent:
-            lines.append(f"  {len(absent)} classes have none of their videos: {_some(absent)}")
-        lines.append(f"  first {min(len(missing), _SHOW_MISSING)}:")
-        lines += [f"    {path}" for path in missing[:_SHOW_MISSING]]
-        if len(missing) > _SHOW_MISSING:
-            lines.append(f"    ... and {len(missing) - _SHOW_MISSING} more (--json lists them all)")
-        if report["missing_allowed"]:
-            lines.append("  allowed (data.allow_missing=true): a run uses the videos on disk")
-        else:
-            lines.append(
-                "  fix: check data.root, or set data.allow_missing=true to train on what is there"
-            )
-    elif report["rendered"]:
-        lines.append("missing     none: the synthetic clips are rendered in memory")
-    else:
-        lines.append(f"missing     none: all {report['listed']} listed videos are on disk")
-    if report["checked"]:
-        bad = report["undecodable"]
-        lines.append(
-            f"decoded     {report['checked']} videos, {len(bad)} failed (as the test loader reads "
-            f"them: {frames} frames x {report['views']} views)"
-        )
-        if report["short_videos"]:
-            lines.append(
-                f"            {report['short_videos']} have fewer than data.frames={frames} "
-                "frames (their last frame is repeated)"
-            )
-        if bad:
-            lines.append(f"UNDECODABLE: {len(bad)} videos (data.on_error=skip skips them):")
-            lines += [f"  {item['path']}: {item['error']}" for item in bad]
-    elif not report["rendered"]:
-        lines.append("decoding    not checked (add --check-decode N or --check-decode all)")
+    lines += ["", *_missing_lines(report), *_decode_lines(report, frames)]
     lines += ["", "result      OK" if report["ok"] else "result      PROBLEMS FOUND (exit code 1)"]
     return "\n".join(lines)
 

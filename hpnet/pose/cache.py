@@ -206,6 +206,42 @@ def cache_settings(cfg: Config, precision: str) -> dict[str, Any]:
     }
 
 
+def _uncached(
+    jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]
+) -> list[VideoJob]:
+    """The jobs whose cache file is missing or was made with other settings; on the way,
+    the temporary files a killed run left beside each target are removed."""
+    todo = []
+    for job in jobs:
+        target = cache_path(cache_dir, job.rel)
+        remove_stale_temp_files(target)
+        if not is_cached(target, settings):
+            todo.append(job)
+    return todo
+
+
+def _frame_loader(todo: Sequence[VideoJob], cfg: Config, device: torch.device) -> DataLoader:
+    """Chunks of ``cfg.pose.batch`` sampled frames of ``todo``'s videos, in order, decoded by
+    up to ``cfg.pose.workers`` processes (each worker takes whole videos)."""
+    stream = FrameChunks(
+        [j.path for j in todo],
+        stride=cfg.pose.stride,
+        chunk=cfg.pose.batch,
+        imgsz=cfg.pose.imgsz,
+        resize=device.type == "cpu",
+        backend=cfg.data.decoder,
+        max_pixels=cfg.data.max_pixels,
+    )
+    workers = min(cfg.pose.workers, len(todo))
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        in_order=not workers,
+    )
+
+
 def cache_videos(
     jobs: Sequence[VideoJob],
     cfg: Config,
@@ -227,33 +263,10 @@ def cache_videos(
     precision = resolve_precision(cfg.pose.precision, device)
     settings = cache_settings(cfg, precision)
     report = ShardReport(shard=index, shards=count, videos=len(mine), settings=settings)
-    todo = []
-    for job in mine:
-        target = cache_path(cache_dir, job.rel)
-        remove_stale_temp_files(target)
-        if is_cached(target, settings):
-            report.skipped += 1
-        else:
-            todo.append(job)
+    todo = _uncached(mine, cache_dir, settings)
+    report.skipped = len(mine) - len(todo)
     if todo:
-        stream = FrameChunks(
-            [j.path for j in todo],
-            stride=cfg.pose.stride,
-            chunk=cfg.pose.batch,
-            imgsz=cfg.pose.imgsz,
-            resize=device.type == "cpu",
-            backend=cfg.data.decoder,
-            max_pixels=cfg.data.max_pixels,
-        )
-        workers = min(cfg.pose.workers, len(todo))
-        loader = DataLoader(
-            stream,
-            batch_size=None,
-            num_workers=workers,
-            prefetch_factor=4 if workers else None,
-            in_order=not workers,
-        )
-        chunks = iter(loader)  # forks the decoders before the model exists; they start at once
+        chunks = iter(_frame_loader(todo, cfg, device))  # forks the decoders before the model
         estimator = PoseEstimator(
             cfg.pose.weights,
             imgsz=cfg.pose.imgsz,

@@ -41,6 +41,20 @@ Pool = Literal["cls", "mean"]
 # ------------------------------------------------------------------------------------------- model
 
 
+def _check_options(
+    img_hw: tuple[int, int], patch_size: int, act: str, lmi_every: int, pool: str
+) -> None:
+    """ValueError for an LSViT option outside its range."""
+    if img_hw[0] % patch_size or img_hw[1] % patch_size:
+        raise ValueError(f"image size {img_hw} is not a multiple of patch size {patch_size}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; choose one of {sorted(ACTIVATIONS)}")
+    if lmi_every < 1:
+        raise ValueError(f"lmi_every must be >= 1, got {lmi_every}")
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"unknown pool {pool!r}; choose 'cls' or 'mean'")
+
+
 class LSViT(nn.Module):
     """Clip ViT with SMIF before the patch embedding and LMI after blocks.
 
@@ -87,14 +101,7 @@ class LSViT(nn.Module):
         """
         super().__init__()
         img_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        if img_hw[0] % patch_size or img_hw[1] % patch_size:
-            raise ValueError(f"image size {img_hw} is not a multiple of patch size {patch_size}")
-        if act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {act!r}; choose one of {sorted(ACTIVATIONS)}")
-        if lmi_every < 1:
-            raise ValueError(f"lmi_every must be >= 1, got {lmi_every}")
-        if pool not in ("cls", "mean"):
-            raise ValueError(f"unknown pool {pool!r}; choose 'cls' or 'mean'")
+        _check_options(img_hw, patch_size, act, lmi_every, pool)
         self.pool = pool
         self.img_size = img_hw
         self.patch_size = patch_size

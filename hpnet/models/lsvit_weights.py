@@ -103,6 +103,49 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid_size: tuple[int, int]) -> tor
     return torch.cat([prefix, grid], dim=1)
 
 
+def _clip_activation(
+    path: str, openai: bool, clip_quick_gelu: Callable[[], bool] | None
+) -> Activation:
+    """QuickGELU or GELU for CLIP weights: asked of ``clip_quick_gelu`` when given, else
+    OpenAI's files are QuickGELU and others tell by their provenance; refused if unknown."""
+    if clip_quick_gelu is not None:
+        known: bool | None = clip_quick_gelu()
+    else:
+        known = True if openai else quick_gelu_from_provenance(path)
+    if known is None:
+        raise ambiguous_activation_error(path, "model.pretrained")
+    return "quick_gelu" if known else "gelu"
+
+
+def _fit_shapes(
+    state: dict[str, torch.Tensor],
+    own: dict[str, torch.Tensor],
+    grid_size: tuple[int, int],
+    report: PretrainedReport,
+) -> None:
+    """Make ``state`` loadable into a model whose state dict is ``own``, in place: the position
+    embedding resized to ``grid_size``, a classifier of another shape dropped (both noted in
+    ``report``); any other shape that differs is a :class:`UserError` naming the fix."""
+    mismatched = []
+    for key, value in list(state.items()):
+        if key == "pos_embed" and key in own and value.shape != own[key].shape:
+            state[key] = value = resize_pos_embed(value, grid_size)
+            report.resized.append(key)
+        if key not in own or value.shape == own[key].shape:
+            continue
+        if key.startswith("head."):  # a classifier for other classes: not used
+            del state[key]
+            report.unexpected.append(key)
+        else:
+            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
+    if mismatched:
+        raise UserError(
+            f"pretrained weights {report.path} do not fit the backbone: "
+            f"{'; '.join(mismatched[:3])} (set model.size and model.patch_size "
+            f"to the checkpoint's, e.g. model.size=base model.patch_size=16)"
+        )
+
+
 def load_pretrained(
     model: LSViT,
     path: str | Path,
@@ -130,13 +173,7 @@ def load_pretrained(
     state, flavour = convert_backbone_state(state, path)
     clip_like = flavour == "clip" or "norm_pre.weight" in state
     if act is None and clip_like:
-        if clip_quick_gelu is not None:
-            known: bool | None = clip_quick_gelu()
-        else:
-            known = True if openai else quick_gelu_from_provenance(str(path))
-        if known is None:
-            raise ambiguous_activation_error(str(path), "model.pretrained")
-        act = "quick_gelu" if known else "gelu"
+        act = _clip_activation(str(path), openai, clip_quick_gelu)
     model.set_architecture(
         pre_norm="norm_pre.weight" in state,
         act=act or "gelu",
@@ -144,24 +181,7 @@ def load_pretrained(
     )
     own = model.state_dict()
     report = PretrainedReport(str(path), flavour, activation=model.act)
-    mismatched = []
-    for key, value in list(state.items()):
-        if key == "pos_embed" and key in own and value.shape != own[key].shape:
-            state[key] = value = resize_pos_embed(value, model.grid_size)
-            report.resized.append(key)
-        if key not in own or value.shape == own[key].shape:
-            continue
-        if key.startswith("head."):  # a classifier for other classes: not used
-            del state[key]
-            report.unexpected.append(key)
-        else:
-            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
-    if mismatched:
-        raise UserError(
-            f"pretrained weights {path} do not fit the backbone: "
-            f"{'; '.join(mismatched[:3])} (set model.size and model.patch_size "
-            f"to the checkpoint's, e.g. model.size=base model.patch_size=16)"
-        )
+    _fit_shapes(state, own, model.grid_size, report)
     architecture = {"_extra_state": model.get_extra_state()}  # as set above, not inferred
     result = model.load_state_dict({**state, **architecture}, strict=False)
     report.missing = list(result.missing_keys)

@@ -228,6 +228,8 @@ class PretrainConfig:
     # clip's median frame in any channel
     proj_dim: int = 2048  # simsiam: projector output width (paper: 2048)
     pred_dim: int = 512  # simsiam: predictor bottleneck width (paper: 512)
+    fix_pred_lr: bool = True  # simsiam: the predictor's lr stays at its peak after the warm-up
+    # (paper's recipe: it keeps adapting to the latest features); false = it decays like the rest
 
 
 @dataclass

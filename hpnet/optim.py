@@ -9,7 +9,8 @@ model lists in ``no_weight_decay()``. Pretrained parameters are the names the mo
 ``pretrained_prefixes``; they peak at ``backbone_lr`` times ``layer_decay ** (depth - layer)``
 (BEiT / VideoMAE fine-tuning), where the model's ``layer_id(name)`` gives a parameter's layer
 (0 = embeddings, i + 1 = block i) and ``num_layers`` its depth; parts new to the weights (heads,
-FPM, SMIF, LMI) peak at ``lr``.
+FPM, SMIF, LMI) peak at ``lr``. Parameters under one of the model's ``constant_lr_prefixes``
+(SimSiam's predictor) form groups of their own that stay at their peak after the warm-up.
 """
 
 from __future__ import annotations
@@ -59,23 +60,27 @@ def param_groups(
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
     is_pretrained = _pretrained_test(model)
     scale_of = layer_scales(model, layer_decay)
-    groups: dict[tuple[bool, bool, int], tuple[float, list[nn.Parameter]]] = {}
+    constant = tuple(getattr(model, "constant_lr_prefixes", ()))
+    groups: dict[tuple[bool, bool, bool, int], tuple[float, list[nn.Parameter]]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_decay = p.ndim <= 1 or name in skip or name.endswith(".bias") or "pos_embed" in name
         pretrained = is_pretrained(name)
         layer, scale = scale_of(name) if pretrained else (-1, 1.0)
-        groups.setdefault((pretrained, no_decay, layer), (scale, []))[1].append(p)
+        fixed = bool(constant) and name.startswith(constant)
+        groups.setdefault((fixed, pretrained, no_decay, layer), (scale, []))[1].append(p)
     out = []
-    for (pretrained, no_decay, layer), (scale, params) in sorted(groups.items()):
+    for (fixed, pretrained, no_decay, layer), (scale, params) in sorted(groups.items()):
         name = ("pretrained" if pretrained else "new") + ("/no_decay" if no_decay else "/decay")
+        name += f"/layer{layer}" if pretrained and layer_decay < 1.0 else ""
         out.append(
             {
                 "params": params,
                 "lr": (backbone_lr or lr) * scale if pretrained else lr,
                 "weight_decay": 0.0 if no_decay else weight_decay,
-                "name": name + (f"/layer{layer}" if pretrained and layer_decay < 1.0 else ""),
+                "name": name + ("/constant_lr" if fixed else ""),
+                "constant_lr": fixed,
             }
         )
     return out
@@ -141,8 +146,9 @@ def build_scheduler(
     warm-up, each group scaled from its own peak (:func:`lr_factor`); call ``step()`` after
     every optimizer step. ``steps_per_epoch``: loader batches per epoch (after train.max_steps);
     a partial accumulation at the end of an epoch steps too, so an epoch has
-    ``ceil(steps_per_epoch / train.accum_steps)`` optimizer steps. The state is just the step
-    count: a resumed scheduler (``load_state_dict``) continues exactly."""
+    ``ceil(steps_per_epoch / train.accum_steps)`` optimizer steps. A group marked
+    ``constant_lr`` (:func:`param_groups`) warms up and then stays at its peak. The state is
+    just the step count: a resumed scheduler (``load_state_dict``) continues exactly."""
     per_epoch = max(1, -(-steps_per_epoch // train.accum_steps))
     shared = {
         "schedule": train.schedule,
@@ -153,9 +159,11 @@ def build_scheduler(
         "step_epochs": train.step_epochs,
     }
 
-    def factor(peak: float) -> Callable[[int], float]:
+    def factor(group: dict) -> Callable[[int], float]:
+        peak = group["lr"]
         floor = min(train.min_lr / peak, 1.0) if peak > 0 else 0.0
+        if group.get("constant_lr"):
+            floor = 1.0  # no decay below the peak; the warm-up still applies
         return lambda step: lr_factor(step, floor=floor, **shared)
 
-    peaks = [g["lr"] for g in optimizer.param_groups]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(p) for p in peaks])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(g) for g in optimizer.param_groups])

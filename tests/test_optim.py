@@ -175,6 +175,33 @@ def test_a_resumed_scheduler_continues_the_curve():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)  # 2 drops after 10 steps of 4
 
 
+@pytest.mark.parametrize("fix_pred_lr", [True, False])
+def test_simsiam_predictor_lr_stays_at_its_peak_after_the_warm_up(fix_pred_lr):
+    from hpnet.models.simsiam import SimSiam
+
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8))
+    model = SimSiam(encoder, 8, proj_dim=8, pred_dim=4, proj_layers=2, fix_pred_lr=fix_pred_lr)
+    train = TrainConfig(lr=1.0, epochs=4, warmup_epochs=1, min_lr=0.01, schedule="cosine")
+    opt = build_optimizer(model, train)
+    sched = build_scheduler(opt, train, 4)
+    predictor = {id(p) for p in model.predictor.parameters()}
+    fixed = [g for g in opt.param_groups if g["constant_lr"]]
+    assert {id(p) for g in fixed for p in g["params"]} == (predictor if fix_pred_lr else set())
+    assert all(g["name"].endswith("/constant_lr") for g in fixed)
+    curves: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(16):
+        for g in opt.param_groups:
+            curves[g["constant_lr"]].append(g["lr"])
+        opt.step()
+        sched.step()
+    rest = curves[False][:: len(opt.param_groups) - len(fixed)]  # one decayed group's curve
+    assert rest[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0]) and rest[-1] < 0.05
+    if fix_pred_lr:
+        pred = curves[True][:: len(fixed)]
+        assert pred[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # the same warm-up
+        assert pred[5:] == pytest.approx([1.0] * 11)  # then no decay
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [

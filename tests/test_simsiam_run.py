@@ -107,6 +107,14 @@ def test_a_simsiam_run_resumed_mid_epoch_ends_with_the_same_weights(
         _run(simsiam_args, crashed, *every, "train.resume=auto", "pretrain.proj_dim=32")
     with pytest.raises(UserError, match=r"it used model.depth=18, this run has 34"):
         _run(simsiam_args, crashed, *every, "train.resume=auto", "model.depth=34")
+    # the predictor's constant lr makes optimizer groups of its own: a change is refused, and a
+    # checkpoint from before the option (no key) counts as a decayed predictor
+    with pytest.raises(UserError, match=r"it used pretrain.fix_pred_lr=True, this run has False"):
+        _run(simsiam_args, crashed, *every, "train.resume=auto", "pretrain.fix_pred_lr=false")
+    del ckpt["config"]["pretrain"]["fix_pred_lr"]
+    torch.save(ckpt, crashed / "last.pt")
+    with pytest.raises(UserError, match=r"it used pretrain.fix_pred_lr=False, this run has True"):
+        _run(simsiam_args, crashed, *every, "train.resume=auto")
 
 
 @pytest.fixture(scope="module")

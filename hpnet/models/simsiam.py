@@ -69,6 +69,8 @@ class SimSiam(nn.Module):
 
     encoder: ``(N, 3, S, S) -> (N, feat_dim)``; ``proj_dim`` the projector's output, ``pred_dim``
     the predictor's bottleneck (paper: 2048 and 512), ``proj_layers`` 3 (paper, ImageNet) or 2.
+    ``fix_pred_lr``: the predictor's lr is not decayed (paper; :mod:`hpnet.optim` reads
+    ``constant_lr_prefixes``).
     """
 
     def __init__(
@@ -78,11 +80,14 @@ class SimSiam(nn.Module):
         proj_dim: int = 2048,
         pred_dim: int = 512,
         proj_layers: int = 3,
+        fix_pred_lr: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = projection_mlp(feat_dim, proj_dim, proj_layers)
         self.predictor = prediction_mlp(proj_dim, pred_dim)
+        # read by hpnet.optim: parameters whose lr is not decayed by the schedule
+        self.constant_lr_prefixes = ("predictor.",) if fix_pred_lr else ()
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
         """Two views ``(N, 3, S, S)`` of the same N images -> ``loss`` (scalar in [-1, 1]),

@@ -139,9 +139,13 @@ def check_pretrain_resumable(path: Path, cfg: Config) -> None:
             "wrote it?); pretrain into another train.out_dir"
         )
     keys: tuple[str, ...] = ("pretrain.method", "pretrain.decoder_width", "pretrain.decoder_depth")
-    if cfg.pretrain.method == "simsiam":
+    saved = ckpt.get("config", {})
+    if cfg.pretrain.method == "simsiam":  # these shape the model or its optimizer's groups
         keys = ("pretrain.method", "model.depth", "pretrain.proj_dim", "pretrain.pred_dim")
-    changed = changed_keys(ckpt.get("config", {}), cfg, keys)
+        keys += ("pretrain.fix_pred_lr",)
+        # runs from before the option decayed the predictor's lr like the rest
+        saved = {**saved, "pretrain": {"fix_pred_lr": False, **saved.get("pretrain", {})}}
+    changed = changed_keys(saved, cfg, keys)
     if changed:
         key, then, now = changed[0]
         raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")

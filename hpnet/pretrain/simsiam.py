@@ -2,12 +2,12 @@
 
 The encoder is a torchvision 2D ResNet of ``model.depth`` (:func:`build_resnet_trunk`), the
 frame encoder that ``model.arch=ssl_transformer`` fine-tunes; the projector and predictor are
-:class:`~hpnet.models.simsiam.SimSiam`'s (``pretrain.proj_dim``, ``pretrain.pred_dim``). Each
-step draws two views of every clip on the clips' device (:class:`SimSiamViews`:
-``pretrain.simsiam_views`` = augment, frames or foreground), from the step's generator, so a run
-resumed mid-epoch draws the same views; the epoch's metrics add ``collapse_std``
-(:func:`~hpnet.models.simsiam.collapse_std` of ``z1``: about ``1 / sqrt(proj_dim)`` while the
-outputs are spread out, 0 when they collapse).
+:class:`~hpnet.models.simsiam.SimSiam`'s (``pretrain.proj_dim``, ``pretrain.pred_dim``; the
+predictor's lr is not decayed unless ``pretrain.fix_pred_lr=false``). Each step draws two
+views of every clip on the clips' device (:class:`SimSiamViews`: ``pretrain.simsiam_views`` =
+augment, frames or foreground), from the step's generator, so a run resumed mid-epoch draws the
+same views; the epoch's metrics add ``collapse_std`` (:func:`~hpnet.models.simsiam.collapse_std`
+of ``z1``: about ``1 / sqrt(proj_dim)`` while the outputs are spread out, 0 when they collapse).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def build_simsiam(cfg: Config) -> SimSiam:
     what resuming checks the run's labels against)."""
     trunk = build_resnet_trunk(cfg.model.depth)
     p = cfg.pretrain
-    model = SimSiam(trunk, trunk.out_dim, proj_dim=p.proj_dim, pred_dim=p.pred_dim)
+    model = SimSiam(
+        trunk, trunk.out_dim, proj_dim=p.proj_dim, pred_dim=p.pred_dim, fix_pred_lr=p.fix_pred_lr
+    )
     model.class_names = []
     return model
 

@@ -219,6 +219,22 @@ def test_fine_tuning_loads_the_encoder_and_reports_it(pretrain_args, tiny_args, 
     with pytest.raises(UserError, match=r"pretrained with model.size=tiny"):
         build_model(bigger, ["a", "b"])
 
+    # twice the frames: the temporal embedding is resized as the model interpolates it at run
+    # time (linear, align_corners=False), not repeated frame by frame
+    key = "encoder.temporal_pos_embed"
+    frames = ckpt["model"][key].shape[1]
+    ckpt["model"][key] = (
+        torch.arange(frames).float().view(1, frames, 1, 1).expand_as(ckpt["model"][key]).clone()
+    )
+    torch.save(ckpt, tmp_path / "ramp.pt")
+    longer = cfg_overrides(cfg) + [
+        f"data.frames={2 * frames}",
+        f"model.pretrained={tmp_path / 'ramp.pt'}",
+    ]
+    time = build_model(load_config(tiny_args[1], longer), ["a"]).backbone.temporal_pos_embed
+    expected = [min(max(j / 2 - 0.25, 0.0), frames - 1) for j in range(2 * frames)]
+    assert time[0, :, 0, 0].tolist() == pytest.approx(expected)  # nearest: 0, 0, 1, 1, ...
+
 
 def cfg_overrides(cfg) -> list[str]:
     """The overrides that rebuild ``cfg``'s data and model shape (tiny frames and patches)."""
@@ -268,6 +284,8 @@ def test_pretraining_settings_that_cannot_work_are_refused(pretrain_args, tmp_pa
         _run(pretrain_args, tmp_path / "a", "model.arch=r3d_18", "model.feedback=false")
     with pytest.raises(UserError, match=r"pretrain.mask_ratio"):
         _run(pretrain_args, tmp_path / "b", "pretrain.mask_ratio=1.0")
+    with pytest.raises(UserError, match=r"blur_prob=0.1: a blur spreads the hidden"):
+        _run(pretrain_args, tmp_path / "b", "data.augment.blur_prob=0.1")
     with pytest.raises(UserError, match=r"--preview needs a pretraining checkpoint"):
         _run(pretrain_args, tmp_path / "c", "--preview", "1")
 

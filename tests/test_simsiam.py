@@ -181,6 +181,10 @@ def test_frame_pairs_are_the_same_frame_or_nearby_distinct_frames() -> None:
     gap = (a - b).abs()
     assert gap.min() >= 1 and gap.max() <= 3 and b.min() >= 0 and b.max() <= 7
     assert set(gap.tolist()) == {1, 2, 3} and (b < a).any() and (b > a).any()
+    for frames, frame_gap in ((4, 4), (3, 4), (2, 2)):  # a gap as long as the clip is cut to T - 1
+        a, b = sample_frame_pairs(500, frames, "frames", frame_gap=frame_gap, generator=gen)
+        gap = (a - b).abs()
+        assert gap.min() >= 1 and gap.max() <= frames - 1 and b.min() >= 0 and b.max() < frames
 
 
 def test_greyscale_view_has_equal_channels(frames) -> None:

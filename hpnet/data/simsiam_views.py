@@ -105,20 +105,21 @@ def sample_frame_pairs(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Frame indices ``(B,)``, ``(B,)`` of the two views: ``augment`` and ``foreground``: the
-    same random frame twice; ``frames``: a random frame and another 1..``frame_gap`` frames
-    before or after it (inside the clip; the same frame only when T = 1)."""
+    same random frame twice; ``frames``: a random frame and another drawn uniformly from those
+    inside the clip at most ``frame_gap`` frames before or after it (the same frame only when
+    T = 1)."""
     if mode not in VIEW_MODES:
         raise ValueError(f"unknown view mode {mode!r}; one of {VIEW_MODES}")
     device = generator.device if generator is not None else torch.device("cpu")
     first = torch.randint(frames, (batch,), generator=generator, device=device)
     if mode != "frames" or frames == 1:
         return first, first
-    gap = torch.randint(1, max(1, frame_gap) + 1, (batch,), generator=generator, device=device)
-    sign = torch.where(torch.rand(batch, generator=generator, device=device) < 0.5, -1, 1)
-    second = first + sign * gap
-    outside = (second < 0) | (second >= frames)
-    second = torch.where(outside, first - sign * gap, second)  # the other direction
-    return first, second.clamp(0, frames - 1)
+    gap = max(1, frame_gap)
+    low = (first - gap).clamp(min=0)
+    count = (first + gap).clamp(max=frames - 1) - low  # frames in reach, the first one left out
+    pick = (torch.rand(batch, generator=generator, device=device) * count).long()
+    second = low + pick.minimum(count - 1)
+    return first, second + (second >= first).long()  # skip over the first frame
 
 
 class SimSiamViews:

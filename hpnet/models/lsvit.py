@@ -41,6 +41,16 @@ Pool = Literal["cls", "mean"]
 # ------------------------------------------------------------------------------------------- model
 
 
+def resize_temporal_embed(pe: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """A temporal position embedding ``(1, T', 1, D)`` linearly interpolated to
+    ``(1, num_frames, 1, D)`` (unchanged when T' = num_frames)."""
+    if pe.shape[1] == num_frames:
+        return pe
+    pe = pe[:, :, 0].transpose(1, 2)  # (1, D, T')
+    pe = F.interpolate(pe, size=num_frames, mode="linear", align_corners=False)
+    return pe.transpose(1, 2).unsqueeze(2)
+
+
 def _check_options(
     img_hw: tuple[int, int], patch_size: int, act: str, lmi_every: int, pool: str
 ) -> None:
@@ -232,12 +242,7 @@ class LSViT(nn.Module):
 
     def temporal_embedding(self, num_frames: int) -> torch.Tensor:
         """(1, T, 1, D) temporal position embedding, linearly interpolated to ``num_frames``."""
-        pe = self.temporal_pos_embed
-        if pe.shape[1] == num_frames:
-            return pe
-        pe = pe[:, :, 0].transpose(1, 2)  # (1, D, T_max)
-        pe = F.interpolate(pe, size=num_frames, mode="linear", align_corners=False)
-        return pe.transpose(1, 2).unsqueeze(2)
+        return resize_temporal_embed(self.temporal_pos_embed, num_frames)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """frames (B, T, C, H, W) -> tokens (B, T, 1 + N, D): patches (+ SMIF), CLS, positions."""

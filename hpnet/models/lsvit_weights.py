@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from hpnet.cli import UserError
-from hpnet.models.lsvit import Activation, LSViT
+from hpnet.models.lsvit import Activation, LSViT, resize_temporal_embed
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.activation import ambiguous_activation_error, quick_gelu_from_provenance
 from hpnet.text.weights import read_weights_file
@@ -230,9 +230,8 @@ def load_pretrain_encoder(model: LSViT, path: str | Path, ckpt: dict) -> Pretrai
             continue
         if key == "pos_embed":
             state[key] = resize_pos_embed(value, model.grid_size)
-        elif key == "temporal_pos_embed":  # (1, T, 1, D) -> the model's frames
-            time = F.interpolate(value[:, :, 0].transpose(1, 2), size=own[key].shape[1])
-            state[key] = time.transpose(1, 2).unsqueeze(2)
+        elif key == "temporal_pos_embed":  # (1, T, 1, D) -> the model's frames, as at run time
+            state[key] = resize_temporal_embed(value, own[key].shape[1])
         else:
             mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
             continue

@@ -100,6 +100,12 @@ def check_pretrain_config(cfg: Config) -> None:
             f"pretrain.method=videomae pretrains LS-ViT; model.arch={cfg.model.arch} has no "
             "token path to mask: set model.arch=lsvit"
         )
+    if cfg.pretrain.method == "videomae" and cfg.data.augment.blur_prob > 0:
+        raise UserError(
+            f"pretrain.method=videomae with data.augment.blur_prob={cfg.data.augment.blur_prob:g}:"
+            " a blur spreads the hidden patches' pixels into the visible ones the encoder sees "
+            "(configs/videomae_demo.yaml has it off): set data.augment.blur_prob=0"
+        )
     if cfg.pretrain.method == "simsiam":
         if cfg.model.arch != "ssl_transformer":
             raise UserError(

@@ -129,6 +129,7 @@ def train_one_epoch(
     resume: EpochProgress | None = None,
     on_step: Callable[[EpochProgress], None] | None = None,
     batch_step: Callable[..., None] | None = None,
+    stand_in: Callable[[int], dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, accuracy, clips/s and skipped videos.
 
@@ -139,11 +140,13 @@ def train_one_epoch(
     ``loss_cfg``: one per dataset for a joint loader (batches with ``"dataset"``).
     ``batch_step``: the forward + backward of one batch, called like :func:`_train_batch`
     (default: classification; ``hpnet.pretrain`` passes its self-supervised step).
+    ``stand_in(dataset)``: a batch of one clip of that dataset (index 0 for a single one), for
+    a DDP process whose whole batch failed before it had an earlier batch (:func:`_stand_in`).
     """
     model.train()
     step = partial(
         batch_step or _train_batch, transform=transform, device=device, amp_dtype=amp_dtype,
-        generator=generator, use_pose=use_pose, loss_divisor=accum_steps, scaler=scaler,
+        generator=generator, use_pose=use_pose, scaler=scaler,
     )  # fmt: skip
     state = EpochProgress.from_dict(resume.to_dict()) if resume else EpochProgress()
     bar, total = _progress_bar(loader, state, epoch, max_steps, progress)
@@ -163,7 +166,8 @@ def train_one_epoch(
         weight = 1.0
         dataset = batch.get("dataset")
         if batch["label"].numel() == 0 and ddp:  # every clip failed to decode, on this rank only
-            batch, weight = _stand_in(previous.get(dataset or 0), epoch, micro), 0.0
+            where = f"epoch {epoch + 1}, batch {micro + 1}"
+            batch, weight = _stand_in(previous, stand_in, dataset, where), 0.0
         if batch["label"].numel() > 0:  # else (one process) nothing to learn from: counted
             # Gradients are averaged across processes only on the micro-step that steps
             # (or flushes at the end of the epoch; unknown length: every micro-step).
@@ -171,6 +175,7 @@ def train_one_epoch(
             with contextlib.nullcontext() if sync or not ddp else model.no_sync():
                 step(
                     model, batch, state, weight=weight,
+                    loss_divisor=_group_size(micro, accum_steps, total),
                     loss_cfg=loss_cfg if dataset is None else loss_cfg[dataset],
                     where=f"epoch {epoch + 1}, batch {micro + 1}",
                 )  # fmt: skip
@@ -188,6 +193,16 @@ def train_one_epoch(
         _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state)
     bar.close()
     return state.summary(time.perf_counter() - start)
+
+
+def _group_size(micro: int, accum_steps: int, total: int | None) -> int:
+    """Micro-batches in the accumulation group of micro-batch ``micro`` (0-based): the gradient
+    is the mean over them. ``accum_steps``, but fewer in an epoch's last, partial group (when
+    the epoch's length ``total`` is known)."""
+    if total is None:
+        return accum_steps
+    start = micro - micro % accum_steps
+    return max(1, min(accum_steps, total - start))
 
 
 def _progress_bar(
@@ -216,17 +231,25 @@ def _show_progress(bar: tqdm, state: EpochProgress, lr: float, start: float) -> 
     )
 
 
-def _stand_in(previous: dict[str, Any] | None, epoch: int, micro: int) -> dict[str, Any]:
+def _stand_in(
+    previous: dict[int, dict[str, Any]],
+    make: Callable[[int], dict[str, Any]] | None,
+    dataset: int | None,
+    where: str,
+) -> dict[str, Any]:
     """The batch a DDP process trains on, with weight 0, when all of its clips failed: the
-    other processes are already in this step's gradient all-reduce and wait for this one."""
-    if previous is None:
+    other processes are already in this step's gradient all-reduce and wait for this one.
+    The dataset's last batch with clips in this epoch, else ``make(dataset)``'s."""
+    if (dataset or 0) in previous:
+        return previous[dataset or 0]
+    if make is None:
         raise UserError(
-            f"epoch {epoch + 1}, batch {micro + 1}: every video of this process's first batch "
-            "failed to decode, so it has nothing to stand in for it in the other processes' "
-            "gradient exchange; check the dataset with `python -m hpnet.data --config <your "
-            "config> --check-decode all`"
+            f"{where}: every video of this process's first batch failed to decode, so it has "
+            "nothing to stand in for it in the other processes' gradient exchange; check the "
+            "dataset with `python -m hpnet.data --config <your config> --check-decode all`"
         )
-    return previous
+    batch = make(dataset or 0)
+    return batch if dataset is None else {**batch, "dataset": dataset}
 
 
 def _train_batch(

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from hpnet.config import Config
+from hpnet.data.loader import first_clip_batch
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo
 from hpnet.engine import EpochProgress, train_one_epoch
@@ -73,5 +74,6 @@ def run_epoch(
         max_steps=cfg.train.max_steps,
         generator=torch.Generator(),  # on the CPU: draws cost no device sync
         seed=epoch_seed * 7919 + dist.rank, progress=dist.is_main, resume=resume,
-        on_step=save_mid_epoch if dist.is_main else None, **run.step_options,
+        on_step=save_mid_epoch if dist.is_main else None,
+        stand_in=lambda d: first_clip_batch(run.datasets[d].train), **run.step_options,
     )  # fmt: skip

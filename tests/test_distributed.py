@@ -102,10 +102,11 @@ def test_evaluate_on_two_processes_reports_what_one_does(runs, tmp_path):
 
 
 # Run by torchrun: 2 Gloo ranks train a tiny HP-Net through engine.train_one_epoch with DDP and
-# gradient accumulation 2; rank 1's second batch is empty (every video failed to decode).
+# gradient accumulation 2; rank 1's batch argv[1] is empty (every video failed to decode);
+# argv[2] = 1: a stand-in maker is given (a batch of one clip, as hpnet.epoch_run makes one).
 # Prints each rank's steps, clips and a checksum of its final weights.
 EMPTY_BATCH_ON_RANK_1 = r"""
-import json, torch, torch.distributed as dist
+import json, sys, torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from hpnet.config import load_config
 from hpnet.engine import LossConfig, train_one_epoch
@@ -124,7 +125,7 @@ for i in range(4):
     joints = torch.rand(2, 4, 1, 17, 3, generator=g)
     batch = {"video": torch.randint(0, 255, (2, 4, 3, 36, 36), dtype=torch.uint8, generator=g),
              "joints": joints, "label": torch.randint(0, 3, (2,), generator=g), "skipped": 0}
-    if rank == 1 and i == 1:
+    if rank == 1 and i == int(sys.argv[1]):
         batch = {"video": torch.empty(0, dtype=torch.uint8), "joints": torch.empty(0),
                  "label": torch.empty(0, dtype=torch.int64), "skipped": 2}
     batches.append(batch)
@@ -134,6 +135,8 @@ stats = train_one_epoch(
     DistributedDataParallel(model), batches, transform=build_transform(cfg, torch.device("cpu")),
     optimizer=opt, scheduler=sched, scaler=None, loss_cfg=LossConfig(aux_weight=0.5),
     device=torch.device("cpu"), amp_dtype=None, epoch=0, accum_steps=2, progress=False,
+    stand_in=(lambda d: {k: v[:1] if torch.is_tensor(v) else v for k, v in batches[2].items()})
+    if sys.argv[2] == "1" else None,
 )
 weights = torch.cat([p.detach().flatten() for p in model.parameters()])
 print(json.dumps({"rank": rank, "steps": stats["steps"], "clips": stats["clips"],
@@ -143,10 +146,15 @@ dist.destroy_process_group()
 """
 
 
-def test_a_process_with_an_empty_batch_keeps_step_with_the_others(tmp_path):
+@pytest.mark.parametrize(
+    ("empty", "maker"),
+    [(1, False), (0, True)],  # the earlier batch stands in; no earlier one: the maker's does
+)
+def test_a_process_with_an_empty_batch_keeps_step_with_the_others(tmp_path, empty, maker):
     script = tmp_path / "empty_batch.py"
     script.write_text(EMPTY_BATCH_ON_RANK_1)
-    done = _torchrun(str(script))  # without the stand-in: collectives out of step, rank 0 fails
+    # without a stand-in: collectives out of step, rank 0 fails
+    done = _torchrun(str(script), str(empty), str(int(maker)))
     rows = sorted((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
                   key=lambda r: r["rank"])  # fmt: skip
     assert [(r["steps"], r["clips"], r["skipped"]) for r in rows] == [(2, 8, 0), (2, 6, 2)]

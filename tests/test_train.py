@@ -13,6 +13,8 @@ import torch
 from hpnet import engine
 from hpnet import train as hpnet_train
 from hpnet.cli import UserError
+from hpnet.config import load_config
+from hpnet.distributed import DistInfo
 from hpnet.resume import CheckpointClock
 from hpnet.train import main
 
@@ -254,6 +256,79 @@ def test_an_empty_first_batch_under_ddp_is_a_one_line_error(monkeypatch):
             loss_cfg=engine.LossConfig(), device=torch.device("cpu"), amp_dtype=None, epoch=0,
             progress=False,
         )  # fmt: skip
+
+
+def test_the_stand_in_without_an_earlier_batch_is_the_first_clip_that_decodes(tiny_args):
+    """What hpnet.epoch_run gives a DDP process whose first batch failed: one clip, shaped as
+    the loader's, from the first training video that decodes; none decoding: the fix named."""
+    from hpnet.data.loader import first_clip_batch
+    from hpnet.runtime import build_run_datasets, build_run_train_loader
+
+    cfg = load_config(tiny_args[1], tiny_args[2:])
+    (data,) = build_run_datasets(cfg, test_views=1)
+    batch = next(iter(build_run_train_loader([data], DistInfo())))
+    stand_in = first_clip_batch(data.train)
+    assert stand_in["video"].shape == (1, *batch["video"].shape[1:])
+    assert stand_in["joints"].shape == (1, *batch["joints"].shape[1:])
+    assert torch.equal(stand_in["video"][0], data.train[0]["video"])
+
+    class Failing(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, index: int):
+            return None if index < 2 else data.train[0]
+
+    assert torch.equal(first_clip_batch(Failing())["video"][0], data.train[0]["video"])
+    Failing.__getitem__ = lambda self, index: None
+    with pytest.raises(UserError, match=r"none of the first 3 training videos decodes"):
+        first_clip_batch(Failing())
+
+
+class _Identity:
+    def train(self, video, joints, generator):
+        return video, joints
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, video, joints):
+        return {"logits": self.fc(video)}
+
+
+@pytest.mark.parametrize("known_length", [True, False])
+def test_an_epochs_last_partial_accumulation_steps_on_its_mean_gradient(known_length):
+    """5 batches, accumulation 4: the second optimizer step sees one batch, and its gradient is
+    that batch's (divided by 1, not 4) when the epoch's length is known."""
+    torch.manual_seed(0)
+    batches = [
+        {"video": torch.randn(2, 3), "joints": torch.zeros(2), "label": torch.tensor([0, 1])}
+        for _ in range(5)
+    ]
+    model = _Logits()
+    grads = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    optimizer.register_step_pre_hook(lambda *_: grads.append(model.fc.weight.grad.clone()))
+    reference = _Logits()
+    reference.load_state_dict(model.state_dict())
+    loader = batches if known_length else iter(batches)
+    engine.train_one_epoch(
+        model, loader, transform=_Identity(), optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), scaler=None,
+        loss_cfg=engine.LossConfig(), device=torch.device("cpu"), amp_dtype=None, epoch=0,
+        accum_steps=4, progress=False, use_pose=False,
+    )  # fmt: skip
+    loss = torch.nn.functional.cross_entropy(reference(batches[4]["video"], None)["logits"],
+                                             batches[4]["label"])  # fmt: skip
+    (last,) = torch.autograd.grad(loss, reference.fc.weight)
+    assert len(grads) == 2
+    if known_length:
+        torch.testing.assert_close(grads[1], last)
+    else:  # a loader without a length: the group's size is unknown, accum_steps divides
+        torch.testing.assert_close(grads[1], last / 4)
 
 
 def test_seed_step_takes_any_train_seed():

@@ -17,7 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["EpochSampler", "build_loader", "collate_clips"]
+from hpnet.cli import UserError
+
+__all__ = ["EpochSampler", "build_loader", "collate_clips", "first_clip_batch"]
+
+_STAND_IN_TRIES = 64  # videos first_clip_batch tries before it gives up
 
 
 def collate_clips(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
@@ -49,6 +53,21 @@ def collate_clips(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
             batch[key] = values
     batch["skipped"] = skipped
     return batch
+
+
+def first_clip_batch(dataset: Dataset) -> dict[str, Any]:
+    """A batch of one clip: the first of ``dataset``'s items that decodes, as
+    :func:`collate_clips` gives it (what a DDP process whose whole batch failed trains on with
+    weight 0, when it has no earlier batch). :class:`UserError` when none of the first
+    videos decodes."""
+    for index in range(min(len(dataset), _STAND_IN_TRIES)):
+        sample = dataset[index]
+        if sample is not None:
+            return collate_clips([sample])
+    raise UserError(
+        f"none of the first {min(len(dataset), _STAND_IN_TRIES)} training videos decodes; check "
+        "the dataset with `python -m hpnet.data --config <your config> --check-decode all`"
+    )
 
 
 class EpochSampler(Sampler[int]):

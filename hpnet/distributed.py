@@ -97,6 +97,17 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def broadcast_buffers(model: torch.nn.Module, src: int = 0) -> None:
+    """Set every process's buffers (BatchNorm running statistics) to process ``src``'s, in
+    place; nothing in one process. DDP copies rank 0's buffers at the start of each forward, so
+    after the last one of an epoch each process holds its own update: this makes the model the
+    processes evaluate the one rank 0 saves."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src)
+
+
 def sync_batchnorm(model: torch.nn.Module, info: DistInfo, device: torch.device) -> bool:
     """Turn ``model``'s BatchNorm layers into SyncBatchNorm (in place: the same parameters and
     buffers, so state-dict keys and optimizer groups are unchanged): their batch statistics are

@@ -78,6 +78,15 @@ def run_test(
         max_steps=cfg.train.max_steps,
     )
     parts = gather_objects({k: res[k] for k in ("probs", "labels", "indices", "views", "skipped")})
+    if not any(p["labels"].numel() for p in parts):  # every process knows: all stop alike
+        skipped = int(sum(p["skipped"] for p in parts))
+        if not skipped:
+            raise UserError("no test video to score: the test split is empty")
+        raise UserError(
+            f"no test video could be scored: all {skipped} failed to decode (data.on_error=skip "
+            "skips them); check the dataset with `python -m hpnet.data --config <your config> "
+            "--check-decode all`"
+        )
     if not dist.is_main:
         return {}
     probs = torch.cat([p["probs"] for p in parts if p["probs"].numel()])

@@ -37,7 +37,7 @@ from hpnet.config import (
     load_config,
     save_config,
 )
-from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
+from hpnet.distributed import DistInfo, all_reduce_sum, broadcast_buffers, distributed_session
 from hpnet.engine import EpochProgress
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
@@ -236,6 +236,7 @@ def _epoch(
     step += int(stats["steps"])
     if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
         reduce_epoch_stats(stats, run.device, dist)
+        broadcast_buffers(model)  # every process tests the BatchNorm statistics last.pt keeps
     record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
     record["lr"] = optimizer.param_groups[0]["lr"]
     is_best = False

@@ -360,3 +360,23 @@ if __name__ == "__main__":  # the end-to-end part, in a subprocess: ROOT RUN_DIR
     torch.set_num_threads(min(2, torch.get_num_threads()))
     result = end_to_end(Path(sys.argv[1]), Path(sys.argv[2]))
     Path(sys.argv[3]).write_text(json.dumps(result))
+
+
+def test_a_test_split_where_every_video_fails_is_a_one_line_error() -> None:
+    """Not a torch.cat traceback at the end of training: the count, and how to find them."""
+    from hpnet.distributed import DistInfo
+    from hpnet.evaluate import run_test
+
+    class Failing(torch.utils.data.Dataset):
+        classes = ("a", "b")
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, index: int) -> None:
+            return None  # data.on_error=skip: the video failed to decode
+
+    cfg = load_config(None, ["data.workers=0"])
+    with pytest.raises(UserError, match=r"all 3 failed to decode.*--check-decode all"):
+        run_test(torch.nn.Linear(1, 1), Failing(), cfg, None, torch.device("cpu"), None,
+                 DistInfo(), crops=1)  # fmt: skip

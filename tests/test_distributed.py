@@ -180,3 +180,33 @@ def test_a_baseline_trains_and_evaluates_on_two_gloo_processes(tmp_path):
     b = json.loads((two / "eval.json").read_text())
     assert a["num_videos"] == b["num_videos"] == 6
     assert b["per_class"] == a["per_class"] and b["top1"] == pytest.approx(a["top1"])
+
+
+# Run by torchrun: a BatchNorm under DDP, each rank's forward on its own data; prints each
+# rank's running mean before and after hpnet.distributed.broadcast_buffers.
+BUFFERS = r"""
+import json, torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from hpnet.distributed import broadcast_buffers
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+bn = torch.nn.BatchNorm1d(3)
+DistributedDataParallel(bn)(torch.randn(8, 3) + 10 * rank)
+before = bn.running_mean.tolist()
+broadcast_buffers(bn)
+print(json.dumps({"rank": rank, "before": before, "after": bn.running_mean.tolist(),
+                  "batches": int(bn.num_batches_tracked)}))
+dist.destroy_process_group()
+"""
+
+
+def test_broadcast_buffers_gives_every_process_rank_0s_batchnorm_statistics(tmp_path):
+    script = tmp_path / "buffers.py"
+    script.write_text(BUFFERS)
+    done = _torchrun(str(script))
+    rows = sorted((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
+                  key=lambda r: r["rank"])  # fmt: skip
+    assert rows[0]["before"] != rows[1]["before"]  # each forward updated its own statistics
+    assert rows[0]["after"] == rows[1]["after"] == rows[0]["before"]
+    assert rows[0]["batches"] == rows[1]["batches"] == 1

@@ -182,17 +182,17 @@ def test_a_baseline_trains_and_evaluates_on_two_gloo_processes(tmp_path):
     assert b["per_class"] == a["per_class"] and b["top1"] == pytest.approx(a["top1"])
 
 
-# Run by torchrun: a BatchNorm under DDP, each rank's forward on its own data; prints each
-# rank's running mean before and after hpnet.distributed.broadcast_buffers.
+# Run by torchrun: a BatchNorm whose statistics each rank updated on its own data (as after the
+# last DDP forward of an epoch); prints each rank's running mean before and after
+# hpnet.distributed.broadcast_buffers.
 BUFFERS = r"""
 import json, torch, torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 from hpnet.distributed import broadcast_buffers
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 bn = torch.nn.BatchNorm1d(3)
-DistributedDataParallel(bn)(torch.randn(8, 3) + 10 * rank)
+bn(torch.randn(8, 3) + 10 * rank)
 before = bn.running_mean.tolist()
 broadcast_buffers(bn)
 print(json.dumps({"rank": rank, "before": before, "after": bn.running_mean.tolist(),

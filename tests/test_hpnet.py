@@ -89,8 +89,17 @@ def test_text_tower_is_frozen_and_outside_the_model(text_cache):
     assert model.class_embeddings.grad is None
 
 
-def test_missing_joints_do_not_change_the_output(text_cache):
+@pytest.mark.parametrize("trained_lmi", [False, True])
+def test_missing_joints_do_not_change_the_output(text_cache, trained_lmi):
+    """Garbage where confidence is 0 changes nothing, nor does a padded person: also once LMI
+    has left its identity init (its gate pools, and its temporal mix reaches, only present
+    tokens)."""
     model = _build(text_cache).eval()
+    if trained_lmi:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if ".lmi." in name:
+                    p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
     video, joints = _inputs()
     joints[:, :, 1] = 0.0  # no second person
     joints[:, 1:3, 0, 9:11, :] = 0.0  # wrists missing in two frames
@@ -100,7 +109,9 @@ def test_missing_joints_do_not_change_the_output(text_cache):
     with torch.no_grad():
         a = model(video, joints)["logits"]
         b = model(video, moved)["logits"]
+        one = model(video, joints[:, :, :1])["logits"]  # the empty second person left out
     torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, one)
 
 
 @pytest.mark.parametrize(

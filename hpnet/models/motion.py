@@ -116,9 +116,15 @@ class MotionExcitation(nn.Module):
         constant = self.act(self.temporal.bias)  # hidden response to a motionless clip
         self.expand.bias.copy_(-F.linear(constant, self.expand.weight))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T, L, D) -> gate (B, T, 1, D) in (0, 2)."""
-        p = self.norm(x.mean(dim=2))  # (B, T, D)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T, L, D) -> gate (B, T, 1, D) in (0, 2); ``mask`` (B, T, L) bool: pool
+        only the tokens marked True (missing joints take no part)."""
+        if mask is None:
+            pooled = x.mean(dim=2)
+        else:
+            weight = mask.unsqueeze(-1).to(x.dtype)
+            pooled = (x * weight).sum(dim=2) / weight.sum(dim=2).clamp(min=1.0)
+        p = self.norm(pooled)  # (B, T, D)
         short = shifted_in_time(p, 1) - p
         long = shifted_in_time(p, self.long_offset(p.shape[1])) - p
         d = torch.cat([short, long], dim=-1).transpose(1, 2)  # (B, 2D, T)
@@ -151,7 +157,12 @@ class TemporalMix(nn.Module):
 
 
 class LongTermMotion(nn.Module):
-    """LMI: motion-excitation gate then temporal mixing, on tokens (B, T, L, D) for any L."""
+    """LMI: motion-excitation gate then temporal mixing, on tokens (B, T, L, D) for any L.
+
+    With a token mask (the fed-back joint tokens: False = a missing joint), masked tokens are
+    zeroed first and left out of the gate's pooling, so nothing of theirs reaches another token
+    (a zero token adds nothing to its neighbours in time: LayerNorm maps it to 0).
+    """
 
     def __init__(self, dim: int, reduction: int = 8) -> None:
         super().__init__()
@@ -162,6 +173,9 @@ class LongTermMotion(nn.Module):
         self.excite.init_weights()
         self.mix.init_weights()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T, L, D) -> (B, T, L, D); the identity at initialisation."""
-        return self.mix(x * self.excite(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T, L, D), mask (B, T, L) bool or None -> (B, T, L, D); the identity at
+        initialisation (on the unmasked tokens)."""
+        if mask is not None:
+            x = x * mask.unsqueeze(-1).to(x.dtype)
+        return self.mix(x * self.excite(x, mask))

@@ -122,7 +122,7 @@ class Block(nn.Module):
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), key_mask)))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         if self.lmi is not None:
-            x = self.lmi(x)
+            x = self.lmi(x, key_mask)  # masked tokens: out of its pooling and mixing
         return x
 
 

@@ -244,6 +244,26 @@ def test_more_people_than_slots_and_a_long_absence():
     assert tracker.update(_det(LEFT, [0.4]))[0, 0, 0] == pytest.approx(0.1)
 
 
+def test_a_briefly_missed_person_keeps_their_slot_from_a_bystander():
+    """B is missed for one frame while a small bystander C far off is found: C must not take
+    B's slot, and B is back in it when found again."""
+    a, b = [0.05, 0.1, 0.3, 0.9], [0.4, 0.1, 0.65, 0.9]
+    c = [0.9, 0.8, 0.98, 0.95]  # its centre 1.66 of B's widths right of B's
+    frames = [_det([a, b], [0.9, 0.8]), _det([a, c], [0.9, 0.3]), _det([a, b, c], [0.9, 0.8, 0.3])]
+    joints = track_persons(frames, persons=2)
+    assert joints[:, 0, 0, 0].tolist() == pytest.approx([0.05] * 3)
+    assert (joints[1, 1] == 0).all()  # nobody in B's slot while B is missed
+    assert joints[2, 1, 0, 0] == pytest.approx(0.4)
+
+
+def test_a_fast_moving_person_keeps_their_slot():
+    """No overlap with the last box (IoU 0) but the centre 1.1 box widths on: the same slot,
+    not the free one."""
+    start, jumped = [0.1, 0.1, 0.3, 0.9], [0.32, 0.1, 0.52, 0.9]
+    joints = track_persons([_det(start, [0.9]), _det(jumped, [0.9])], persons=2)
+    assert joints[1, 0, 0, 0] == pytest.approx(0.32) and (joints[1, 1] == 0).all()
+
+
 # ----------------------------------------------------------------------------- real weights
 
 # Per-clip fraction of frames where yolo11n-pose (imgsz 640, conf 0.25, bf16 on this CPU; fp32

@@ -39,14 +39,19 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+NEAR = 1.5  # a missed slot's person may have moved this many box sizes (per axis) in a frame
+
+
 class PersonTracker:
     """Keeps up to ``persons`` people in fixed slots across the frames of one video.
 
     Each frame, slots in order (slot 0 first, so the main person keeps slot 0) take the free
-    detection whose box overlaps their last seen box most, if that IoU is >= ``min_iou``. Slots
-    left over take the remaining detections best-ranked first: slots that are truly free (never
-    used, or unseen for more than ``max_age`` frames) before slots whose person was just missed.
-    A slot with nobody in the frame gives zeros.
+    detection whose box overlaps their last seen box most, if that IoU is >= ``min_iou``. A slot
+    whose person was seen within ``max_age`` frames but not matched then takes the best-ranked
+    remaining detection whose centre moved at most ``NEAR`` box widths / heights from its last
+    box's (the same person moving fast), else stays empty: a bystander elsewhere cannot take it
+    over while its person is briefly missed. Truly free slots (never used, or unseen for
+    longer) take what remains, best-ranked first. A slot with nobody in the frame gives zeros.
     """
 
     def __init__(self, persons: int, min_iou: float = 0.2, max_age: int = 15) -> None:
@@ -56,6 +61,14 @@ class PersonTracker:
 
     def _recent(self, slot: int) -> bool:
         return self.last_boxes[slot] is not None and self.unseen[slot] <= self.max_age
+
+    def _near(self, slot: int, box: np.ndarray) -> bool:
+        """Whether ``box``'s centre moved from that of ``slot``'s last box by at most 1.5 times
+        that box's width across and 1.5 times its height up or down."""
+        last = self.last_boxes[slot]
+        assert last is not None
+        shift = np.abs((box[:2] + box[2:]) / 2 - (last[:2] + last[2:]) / 2)
+        return bool((shift <= NEAR * (last[2:] - last[:2])).all())
 
     def update(self, det: FrameDetections) -> np.ndarray:
         """Detections of the next frame -> joints float32 (P, 17, 3) in slot order."""
@@ -68,10 +81,14 @@ class PersonTracker:
             iou = box_iou(self.last_boxes[slot][None], det.boxes[free_dets])[0]
             if iou.max() >= self.min_iou:
                 taken[slot] = free_dets.pop(int(iou.argmax()))
-        open_slots = sorted(
-            (s for s in range(self.persons) if s not in taken), key=lambda s: (self._recent(s), s)
-        )
-        for slot, d in zip(open_slots, free_dets, strict=False):
+        for slot in range(self.persons):
+            if slot not in taken and self._recent(slot):
+                near = [d for d in free_dets if self._near(slot, det.boxes[d])]
+                if near:
+                    taken[slot] = near[0]
+                    free_dets.remove(near[0])
+        free_slots = [s for s in range(self.persons) if s not in taken and not self._recent(s)]
+        for slot, d in zip(free_slots, free_dets, strict=False):
             taken[slot] = d
         for slot in range(self.persons):
             self.unseen[slot] += 1

@@ -209,7 +209,7 @@ def test_pose_cache_of_other_orientation_is_stale(clips: dict, tmp_path: Path) -
         with pytest.raises(
             UserError,
             match=r"stale pose cache file .*clip\.mp4\.npz: it was made from the video as stored "
-            r"\(rotation 0\) but the video is displayed rotated 180°; run `python -m "
+            r"\(rotation 0\) but the video is displayed rotated 180°; delete it and run `python -m "
             r"hpnet\.pose\.cache",
         ):
             _joints(tmp_path, video)

@@ -220,6 +220,24 @@ def test_rerun_skips_and_redoes_changed_or_corrupt_files(videos, reference, tmp_
     np.testing.assert_array_equal(load_joints(out / f"{GOOD[0]}.npz").frame_indices, [0, 5, 10])
 
 
+def test_rerun_redoes_the_file_of_a_replaced_video(videos, reference, tmp_path, capsys):
+    """A video replaced by another of the same name (here 14 -> 16 frames): its file, which
+    training would refuse as stale, is recomputed by the rerun, not kept as done."""
+    import shutil
+
+    mine, out = tmp_path / "videos", tmp_path / "cache"
+    shutil.copytree(videos, mine)
+    shutil.copytree(reference, out)
+    assert (
+        load_joints(out / f"{GOOD[1]}.npz").meta["video_bytes"] == (mine / GOOD[1]).stat().st_size
+    )
+    (mine / GOOD[1]).write_bytes((videos / GOOD[2]).read_bytes())
+    capsys.readouterr()
+    assert _run(mine, out, "pose.workers=0") == 1
+    assert "1 cached, 3 already done" in capsys.readouterr().out
+    assert load_joints(out / f"{GOOD[1]}.npz").meta["num_frames"] == 16
+
+
 def test_worker_processes_and_batches_across_videos_give_the_same_files(
     videos, reference, tmp_path
 ):

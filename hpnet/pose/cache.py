@@ -160,6 +160,7 @@ class CacheRun:
             "rotation": rotation,  # turned and pixel-aspect corrected so (see store.py)
             "pixel_aspect": pixel_aspect,
             "decoder": decoder,  # which reader numbered the frames (see JointCache)
+            "video_bytes": _size(job.path),  # another size on a rerun: the video was replaced
         }
         path = cache_path(self.cache_dir, job.rel)
         try:
@@ -206,16 +207,25 @@ def cache_settings(cfg: Config, precision: str) -> dict[str, Any]:
     }
 
 
+def _size(path: Path) -> int | None:
+    """The file's size in bytes (None when it cannot be read: the run reports it)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def _uncached(
     jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]
 ) -> list[VideoJob]:
-    """The jobs whose cache file is missing or was made with other settings; on the way,
-    the temporary files a killed run left beside each target are removed."""
+    """The jobs whose cache file is missing, was made with other settings or from a video of
+    another size (replaced since); on the way, the temporary files a killed run left beside each
+    target are removed."""
     todo = []
     for job in jobs:
         target = cache_path(cache_dir, job.rel)
         remove_stale_temp_files(target)
-        if not is_cached(target, settings):
+        if not is_cached(target, settings, _size(job.path)):
             todo.append(job)
     return todo
 

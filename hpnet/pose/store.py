@@ -128,11 +128,17 @@ def read_meta(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def is_cached(path: str | Path, settings: Mapping[str, Any]) -> bool:
-    """True when ``path`` is a complete cache file made with the same ``settings``."""
+def is_cached(
+    path: str | Path, settings: Mapping[str, Any], video_bytes: int | None = None
+) -> bool:
+    """True when ``path`` is a complete cache file made with the same ``settings`` and, when
+    given and recorded, from a video of ``video_bytes`` bytes (another size: the video was
+    replaced or re-encoded since, so the file is stale)."""
     meta = read_meta(path)
     wanted = {"format_version": FORMAT_VERSION, **settings}
     if meta is None or any(meta.get(k) != wanted.get(k) for k in SETTINGS_KEYS):
+        return False
+    if video_bytes is not None and meta.get("video_bytes", video_bytes) != video_bytes:
         return False
     try:
         load_joints(path)  # the arrays too: a file cut short fails here
@@ -254,7 +260,8 @@ def _check_same_video(path: Path, meta: dict[str, Any], info: Any) -> None:
         reason = "" if tuple(then) == now else _other_video(then, now)
     if reason:
         raise UserError(
-            f"stale pose cache file {path}: {reason}; run `{CACHE_COMMAND}` again to recompute it"
+            f"stale pose cache file {path}: {reason}; delete it and run `{CACHE_COMMAND}` to "
+            "recompute it"
         )
 
 

@@ -53,6 +53,7 @@ LIMITS: dict[str, _Check] = {
     "model.temporal_width": (lambda v: v >= 64 and v % 64 == 0, "a multiple of 64"),
     "pose.imgsz": (lambda v: v >= 32 and v % 32 == 0, "a multiple of 32"),
     "pose.conf": _FRACTION,
+    "pose.kpt_conf": _FRACTION,
     "pose.iou": _FRACTION,
     "pose.persons": _POSITIVE,
     "pose.stride": _POSITIVE,

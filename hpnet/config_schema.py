@@ -138,6 +138,8 @@ class PoseConfig:
     weights: str = "yolo11n-pose.pt"  # Ultralytics pose checkpoint name or path
     imgsz: int = 640  # YOLO inference image size
     conf: float = 0.25  # YOLO detection confidence threshold
+    kpt_conf: float = 0.25  # a joint less sure than this counts as missing (YOLO still guesses
+    # where occluded joints are, at confidence ~0.01-0.2; Ultralytics draws joints from 0.25)
     iou: float = 0.7  # YOLO NMS IoU threshold
     persons: int = 2  # persons kept per frame (P)
     stride: int = 1  # cache joints for every stride-th frame

@@ -114,6 +114,20 @@ def test_missing_joints_do_not_change_the_output(text_cache, trained_lmi):
     torch.testing.assert_close(a, one)
 
 
+def test_joints_below_pose_kpt_conf_count_as_missing(text_cache):
+    """YOLO's guesses at occluded joints (confidence ~0.1) are dropped like missing joints at the
+    default pose.kpt_conf=0.25, and kept at pose.kpt_conf=0."""
+    video, joints = _inputs()
+    unsure, missing = joints.clone(), joints.clone()
+    unsure[:, :, 0, 9:11, 2] = 0.1  # wrists: guessed
+    missing[:, :, 0, 9:11] = 0.0
+    with torch.no_grad():
+        model = _build(text_cache).eval()
+        torch.testing.assert_close(model(video, unsure)["logits"], model(video, missing)["logits"])
+        keep = _build(text_cache, "pose.kpt_conf=0").eval()
+        assert not torch.allclose(keep(video, unsure)["logits"], keep(video, missing)["logits"])
+
+
 @pytest.mark.parametrize(
     "switches",
     [

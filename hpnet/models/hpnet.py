@@ -63,8 +63,10 @@ class HPNet(nn.Module):
         window: int = 3,
         label_sets: Sequence[tuple[str, Sequence[str]]] = (),
         label_embeddings: Sequence[torch.Tensor] = (),
+        kpt_conf: float = 0.0,
     ) -> None:
         super().__init__()
+        self.kpt_conf = kpt_conf  # joints below this confidence count as missing
         self.backbone = backbone
         self.head = head
         self.joint_tokens = joint_tokens
@@ -148,6 +150,8 @@ class HPNet(nn.Module):
         """video ``(B,T,3,S,S)`` normalised, joints ``(B,T,P,K,3)`` -> ``{"logits": (B,C)}``;
         ``label_set`` i (joint models): over dataset i's C_i labels, else the current ones."""
         pose_on = self.pose_encoder is not None and joints is not None
+        if pose_on and self.kpt_conf > 0:  # x, y and confidence of unsure joints zeroed
+            joints = joints * (joints[..., 2:] >= self.kpt_conf).to(joints.dtype)
         fed_back = None
         if isinstance(self.backbone, LSViT):
             fmap, pooled, fed_back = self._lsvit_features(video, joints if pose_on else None)
@@ -283,6 +287,7 @@ def build_model(
         class_names=class_names,
         label_sets=label_sets,
         label_embeddings=label_embeddings if m.text and label_sets else (),
+        kpt_conf=cfg.pose.kpt_conf,
     )
     if m.pretrained:
         model.pretrained_prefixes = ("backbone.",)

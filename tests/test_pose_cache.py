@@ -374,6 +374,7 @@ def test_joint_cache_warns_once_when_read_with_another_decoder(tmp_path, caplog)
             JointCache(tmp_path, 1, decoder="pyav")(record, np.array([[0, 1]]))
     (warning,) = [r.getMessage() for r in caplog.records]
     assert "made with the torchcodec decoder, this run reads frames with pyav" in warning
+    assert "delete the cache files and cache again with data.decoder=pyav" in warning
 
 
 @pytest.mark.realdata

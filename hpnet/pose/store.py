@@ -231,8 +231,9 @@ def _warn_other_decoder(cache_dir: Path, made_with: str, reading_with: str) -> N
         logger.warning(
             "pose cache %s was made with the %s decoder, this run reads frames with %s: on "
             "MPEG-4 AVIs (HMDB51, UCF101) the two can number frames up to 2 apart, so the "
-            "joints may lag; set data.decoder=%s or cache again",
-            cache_dir, made_with, reading_with, made_with,
+            "joints may lag; set data.decoder=%s, or delete the cache files and cache again "
+            "with data.decoder=%s (a rerun keeps files whose settings did not change)",
+            cache_dir, made_with, reading_with, made_with, reading_with,
         )  # fmt: skip
 
 

@@ -194,6 +194,8 @@ def score_dataset(
         if dist.is_main:
             report["model"] = f"{cfg.text.model} {tower.weights.source or 'random init'}"
             report["templates"] = list(cfg.text.templates)
+            report["pretrained"] = cfg.text.pretrained  # as given: what --splits reruns compare
+            report["quick_gelu"] = cfg.text.quick_gelu
             write_report(report, list(classes), out)
     return report
 
@@ -295,19 +297,28 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
 
 
 def _scored(folder: Path, cfg: Config) -> bool:
-    """True when ``folder`` holds a zero-shot ``eval.json`` of the same CLIP and templates;
-    one of other settings is refused rather than averaged with this run's."""
+    """True when ``folder`` holds a zero-shot ``eval.json`` of the same CLIP (model, weights,
+    activation) and templates; one of other settings is refused rather than averaged with this
+    run's. (Reports from before the weights were recorded are compared by model name.)"""
     from hpnet.splits import REPORT, read_report
 
     report = read_report(folder)
     if report is None:
         return False
-    then = (str(report.get("model", "")).split(" ")[0], report.get("templates"))
-    now = (cfg.text.model, list(cfg.text.templates))
+    text = cfg.text
+    now = (text.model, text.pretrained, text.quick_gelu, list(text.templates))
+    then = (
+        str(report.get("model", "")).split(" ")[0],
+        report.get("pretrained", text.pretrained),
+        report.get("quick_gelu", text.quick_gelu),
+        report.get("templates"),
+    )
     if then != now:
+        names = ("CLIP", "text.pretrained", "text.quick_gelu", "templates")
+        changed = [(n, a, b) for n, a, b in zip(names, then, now, strict=True) if a != b]
+        said = ", ".join(f"{n} {a!r} (this run: {b!r})" for n, a, b in changed)
         raise UserError(
-            f"{folder / REPORT} was scored with CLIP {then[0]} and templates {then[1]}, this run "
-            f"uses {now[0]} and {now[1]}: choose another --out or delete {folder}"
+            f"{folder / REPORT} was scored with {said}: choose another --out or delete {folder}"
         )
     return True
 

@@ -311,8 +311,10 @@ def test_zeroshot_splits_rescore_only_what_is_missing(
     assert {s: (out / s / "eval.json").stat().st_mtime_ns for s in kept} == kept
     assert json.loads((out / "summary.json").read_text()) == first
 
-    with pytest.raises(UserError, match=r"split1/eval\.json was scored with CLIP ViT-S-32-alt"):
+    with pytest.raises(UserError, match=r"split1/eval\.json was scored with templates \["):
         zeroshot.main([*args, "--templates", "video"])  # not averaged with other prompts
+    with pytest.raises(UserError, match=r"scored with text\.pretrained '' \(this run: 'laion"):
+        zeroshot.main([*args, "--pretrained", "laion2b_s34b_b88k"])  # nor with other weights
 
 
 @pytest.mark.slow

@@ -56,6 +56,12 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     return single, double
 
 
+def _rank_rows(folder: Path) -> list[dict]:
+    """What each rank of a script wrote to ``folder/rank<r>.json`` (a file each: lines two
+    processes print to one pipe can interleave), in rank order."""
+    return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
+
+
 def test_two_gloo_processes_match_one(runs):
     single, double = runs
 
@@ -104,7 +110,7 @@ def test_evaluate_on_two_processes_reports_what_one_does(runs, tmp_path):
 # Run by torchrun: 2 Gloo ranks train a tiny HP-Net through engine.train_one_epoch with DDP and
 # gradient accumulation 2; rank 1's batch argv[1] is empty (every video failed to decode);
 # argv[2] = 1: a stand-in maker is given (a batch of one clip, as hpnet.epoch_run makes one).
-# Prints each rank's steps, clips and a checksum of its final weights.
+# Writes each rank's steps, clips and a checksum of its final weights to argv[3]/rank<r>.json.
 EMPTY_BATCH_ON_RANK_1 = r"""
 import json, sys, torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -139,9 +145,10 @@ stats = train_one_epoch(
     if sys.argv[2] == "1" else None,
 )
 weights = torch.cat([p.detach().flatten() for p in model.parameters()])
-print(json.dumps({"rank": rank, "steps": stats["steps"], "clips": stats["clips"],
-                  "skipped": stats["skipped"], "sum": float(weights.double().sum()),
-                  "abs": float(weights.double().abs().sum())}))
+row = {"rank": rank, "steps": stats["steps"], "clips": stats["clips"],
+       "skipped": stats["skipped"], "sum": float(weights.double().sum()),
+       "abs": float(weights.double().abs().sum())}
+open(f"{sys.argv[3]}/rank{rank}.json", "w").write(json.dumps(row))
 dist.destroy_process_group()
 """
 
@@ -154,9 +161,8 @@ def test_a_process_with_an_empty_batch_keeps_step_with_the_others(tmp_path, empt
     script = tmp_path / "empty_batch.py"
     script.write_text(EMPTY_BATCH_ON_RANK_1)
     # without a stand-in: collectives out of step, rank 0 fails
-    done = _torchrun(str(script), str(empty), str(int(maker)))
-    rows = sorted((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
-                  key=lambda r: r["rank"])  # fmt: skip
+    _torchrun(str(script), str(empty), str(int(maker)), str(tmp_path))
+    rows = _rank_rows(tmp_path)
     assert [(r["steps"], r["clips"], r["skipped"]) for r in rows] == [(2, 8, 0), (2, 6, 2)]
     assert rows[0]["sum"] == rows[1]["sum"] and rows[0]["abs"] == rows[1]["abs"]  # same weights
 
@@ -183,10 +189,10 @@ def test_a_baseline_trains_and_evaluates_on_two_gloo_processes(tmp_path):
 
 
 # Run by torchrun: a BatchNorm whose statistics each rank updated on its own data (as after the
-# last DDP forward of an epoch); prints each rank's running mean before and after
+# last DDP forward of an epoch); writes each rank's running mean before and after
 # hpnet.distributed.broadcast_buffers.
 BUFFERS = r"""
-import json, torch, torch.distributed as dist
+import json, sys, torch, torch.distributed as dist
 from hpnet.distributed import broadcast_buffers
 
 dist.init_process_group("gloo")
@@ -195,8 +201,9 @@ bn = torch.nn.BatchNorm1d(3)
 bn(torch.randn(8, 3) + 10 * rank)
 before = bn.running_mean.tolist()
 broadcast_buffers(bn)
-print(json.dumps({"rank": rank, "before": before, "after": bn.running_mean.tolist(),
-                  "batches": int(bn.num_batches_tracked)}))
+row = {"rank": rank, "before": before, "after": bn.running_mean.tolist(),
+       "batches": int(bn.num_batches_tracked)}
+open(f"{sys.argv[1]}/rank{rank}.json", "w").write(json.dumps(row))
 dist.destroy_process_group()
 """
 
@@ -204,9 +211,8 @@ dist.destroy_process_group()
 def test_broadcast_buffers_gives_every_process_rank_0s_batchnorm_statistics(tmp_path):
     script = tmp_path / "buffers.py"
     script.write_text(BUFFERS)
-    done = _torchrun(str(script))
-    rows = sorted((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
-                  key=lambda r: r["rank"])  # fmt: skip
+    _torchrun(str(script), str(tmp_path))
+    rows = _rank_rows(tmp_path)
     assert rows[0]["before"] != rows[1]["before"]  # each forward updated its own statistics
     assert rows[0]["after"] == rows[1]["after"] == rows[0]["before"]
     assert rows[0]["batches"] == rows[1]["batches"] == 1

@@ -165,8 +165,8 @@ def train_one_epoch(
         steps_now = (micro + 1) % accum_steps == 0  # this micro-batch ends an accumulation
         weight = 1.0
         dataset = batch.get("dataset")
+        where = f"epoch {epoch + 1}, batch {micro + 1}"
         if batch["label"].numel() == 0 and ddp:  # every clip failed to decode, on this rank only
-            where = f"epoch {epoch + 1}, batch {micro + 1}"
             batch, weight = _stand_in(previous, stand_in, dataset, where), 0.0
         if batch["label"].numel() > 0:  # else (one process) nothing to learn from: counted
             # Gradients are averaged across processes only on the micro-step that steps
@@ -176,8 +176,7 @@ def train_one_epoch(
                 step(
                     model, batch, state, weight=weight,
                     loss_divisor=_group_size(micro, accum_steps, total),
-                    loss_cfg=loss_cfg if dataset is None else loss_cfg[dataset],
-                    where=f"epoch {epoch + 1}, batch {micro + 1}",
+                    loss_cfg=loss_cfg if dataset is None else loss_cfg[dataset], where=where,
                 )  # fmt: skip
             pending += 1
             previous[dataset or 0] = batch

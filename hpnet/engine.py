@@ -181,7 +181,7 @@ def train_one_epoch(
             pending += 1
             previous[dataset or 0] = batch
         if steps_now and pending:
-            _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state)
+            _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state, where)
             pending = 0
             if on_step:
                 state.time_s = time.perf_counter() - start
@@ -189,7 +189,8 @@ def train_one_epoch(
         if progress and micro % 5 == 0 and state.seen:
             _show_progress(bar, state, optimizer.param_groups[0]["lr"], start)
     if pending:  # flush a partial accumulation at the end of the epoch
-        _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state)
+        where = f"the end of epoch {epoch + 1}"
+        _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state, where)
     bar.close()
     return state.summary(time.perf_counter() - start)
 
@@ -317,13 +318,23 @@ def backward_and_record(
         state.seen += clips
 
 
-def _optimizer_step(model, optimizer, scheduler, scaler, clip_grad: float, state) -> None:
+def _optimizer_step(
+    model, optimizer, scheduler, scaler, clip_grad: float, state, where: str
+) -> None:
     """Unscale, clip, step the optimizer (through the GradScaler) and the schedule; zero the
-    gradients; count the step in ``state``."""
+    gradients; count the step in ``state``.
+
+    fp16's GradScaler skips a step whose gradients overflowed; without one (fp32, bf16) a
+    non-finite gradient norm stops the run before the step (:class:`NonFiniteLossError`): the
+    loss can be finite while a backward overflows, and one such step turns every weight NaN
+    (which the next mid-epoch ``last.pt`` would keep). One host sync per optimizer step.
+    """
     if scaler is not None:
         scaler.unscale_(optimizer)
-    if clip_grad > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        if clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    else:
+        _check_gradients(model, clip_grad, where)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -332,6 +343,24 @@ def _optimizer_step(model, optimizer, scheduler, scaler, clip_grad: float, state
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
     state.steps += 1
+
+
+def _check_gradients(model: nn.Module, clip_grad: float, where: str) -> None:
+    """Clip the gradients to norm ``clip_grad`` (0: no clipping) and stop on a non-finite
+    norm (:class:`NonFiniteLossError`)."""
+    if clip_grad > 0:
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    else:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+    value = norm.item()
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"the gradient norm is {value} at {where} while the loss was finite: stopping "
+            "before the optimizer step corrupts the weights (lower train.lr, set "
+            "train.clip_grad, or try another train.amp; resume from last.pt with "
+            "train.resume=auto)"
+        )
 
 
 @torch.no_grad()

@@ -211,6 +211,45 @@ def test_non_finite_loss_stops_the_run(tiny_args, tmp_path, monkeypatch):
         _run(tiny_args, tmp_path / "nan", "train.max_steps=1", "train.epochs=1")
 
 
+class _OverflowingBackward(torch.autograd.Function):
+    """Adds 0 to the loss; its backward sends an infinite gradient into the logits."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
+        ctx.shape = logits.shape
+        return logits.sum() * 0
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return torch.full(ctx.shape, float("inf"))
+
+
+@pytest.mark.parametrize("clip", ["0", "1.0"])
+def test_non_finite_gradient_stops_before_the_step(tiny_args, tmp_path, monkeypatch, clip):
+    """A finite loss whose backward overflows (fp32 / bf16: no GradScaler to skip the step)
+    stops the run at that step; the mid-epoch last.pt of the step before keeps finite
+    weights, so the run can resume from it."""
+    calls = []
+    loss_fn = engine.classification_loss
+
+    def overflow_on_second_batch(out, labels, cfg):
+        calls.append(1)
+        loss = loss_fn(out, labels, cfg)
+        return loss + _OverflowingBackward.apply(out["logits"]) if len(calls) == 2 else loss
+
+    monkeypatch.setattr(engine, "classification_loss", overflow_on_second_batch)
+    out = tmp_path / "overflow"
+    message = r"gradient norm is (inf|nan) at epoch 1, batch 2"
+    with pytest.raises(engine.NonFiniteLossError, match=message):
+        _run(
+            tiny_args, out, "train.max_steps=3", "train.epochs=1", "train.checkpoint_steps=1",
+            f"train.clip_grad={clip}",
+        )  # fmt: skip
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 1
+    assert all(v.isfinite().all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
 @pytest.mark.parametrize("switch", ["model.pose=false", "model.text=false", "data.balance=loss"])
 def test_switches_train(tiny_args, tmp_path, switch):
     assert _run(tiny_args, tmp_path / "run", "train.max_steps=1", "train.epochs=1", switch) == 0

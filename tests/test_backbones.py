@@ -13,7 +13,9 @@ from torchvision.models import video as tv
 
 from hpnet.cli import UserError
 from hpnet.config import load_config
-from hpnet.fusion.fpm import resample_joints
+from hpnet.fusion.fpm import pool_at_joints, resample_joints
+from hpnet.models import hpnet as hpnet_model
+from hpnet.models.backbones import CELL_CENTRES, MIN_INPUT, build_backbone
 from hpnet.models.hpnet import HPNet, build_model
 from hpnet.models.tv_video import FAMILIES, TorchvisionVideo
 from hpnet.optim import param_groups
@@ -189,6 +191,53 @@ def test_pose_pooling_reads_the_strided_map_at_resampled_joints(text_cache):
         other[:, 0, :, :, :2] = torch.rand_like(other[:, 0, :, :, :2])  # a frame it does not
         assert not torch.allclose(model(video, moved)["logits"], base)
         torch.testing.assert_close(model(video, other)["logits"], base)
+
+
+# (frames, side) large enough that a middle cell's receptive field stays inside the frame, and
+# not a multiple of the stride (the map's size rounded up or down; s3d: not 5 frames, whose
+# temporal conv backward crashes torch 2.14's CPU oneDNN at this size)
+RF_SHAPES = {arch: (1, 264) for arch in ("r3d_18", "mc3_18", "r2plus1d_18")}
+RF_SHAPES |= {arch: (2, 464) for arch in ("late_fusion", "lrcn", "ssl_transformer", "i3d")}
+RF_SHAPES |= {"nonlocal": (2, 464), "c3d": (8, 264), "s3d": (8, 456)}
+
+
+@pytest.mark.parametrize("arch", sorted(RF_SHAPES))
+def test_cell_centres_are_where_each_cells_receptive_field_is(arch):
+    """CELL_CENTRES (where the FPM reads a joint) against the backbone itself: the input
+    pixels a middle cell's output depends on (its gradient's support) are centred at
+    ``first + stride * i`` on both axes (attention archs, whose cells see everything, aside)."""
+    frames, side = RF_SHAPES[arch]
+    cfg = load_config(None, [f"model.arch={arch}", f"data.size={side}", f"data.frames={frames}"])
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg, load_weights=False).module.eval()
+    video = torch.randn(1, frames, 3, side, side, requires_grad=True)
+    fmap, _ = backbone.forward_features(video)  # (1, T', h, w, D)
+    h, w = fmap.shape[2:4]
+    fmap[0, :, h // 2, w // 2].sum().backward()
+    stride, first = CELL_CENTRES[arch]
+    for axis, cell in ((-2, h // 2), (-1, w // 2)):
+        other = [d for d in range(video.dim()) if d != video.dim() + axis]
+        support = (video.grad.abs().sum(dim=other) > 0).nonzero().flatten()
+        lo, hi = support.min().item(), support.max().item()
+        assert lo > 0 and hi < side - 1, f"{arch}: the receptive field reaches the edge"
+        assert (lo + hi + 1) / 2 == first + stride * cell, (arch, axis, lo, hi)
+
+
+def test_pose_pooling_places_joints_by_the_archs_cells(text_cache, monkeypatch):
+    """Every arch but lsvit has its cells' layout, and the FPM reads the map through it with
+    the clip's frame size."""
+    assert set(CELL_CENTRES) == set(MIN_INPUT)
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["cells"], kwargs["frame_hw"]))
+        return pool_at_joints(*args, **kwargs)
+
+    monkeypatch.setattr(hpnet_model, "pool_at_joints", spy)
+    model = _build(text_cache, "r3d_18").eval()
+    with torch.no_grad():
+        model(*_inputs("r3d_18"))
+    assert seen == [((16, 0.5), (32, 32))]
 
 
 def test_resample_joints_takes_each_segments_centre_frame():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from hpnet.fusion.fpm import JointTokens, pool_at_joints
+from hpnet.fusion.fpm import JointTokens, pool_at_joints, sample_coords
 from hpnet.fusion.pose_encoder import PoseEncoder
 from hpnet.fusion.trmm import TRMM
 from hpnet.pose.skeleton import FLIP_PERMUTATION, flip_joints
@@ -32,6 +33,43 @@ def test_pool_reads_the_feature_under_the_joint():
     pooled = pool_at_joints(patches, (gh, gw), joints, window=1)
     assert pooled.shape == (1, 1, 1, 17, 2)
     torch.testing.assert_close(pooled[0, 0, 0], joints[0, 0, 0, :, :2], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("size", "cells", "grid"),
+    [
+        (112, (32, 0.5), 4),  # a ResNet: map rounded up (4 cells of 32 px over 112 px)
+        (128, (32, 0.5), 4),  # the same at a multiple of the stride
+        (100, (16, 8.0), 6),  # C3D: map rounded down (6 cells of 16 px over 100 px)
+    ],
+)
+def test_pool_reads_the_cell_centred_on_the_joint(size, cells, grid):
+    """With ``cells = (stride, first)``, a joint at pixel ``first + stride * i`` reads cell i
+    exactly, wherever the map's rounding puts its edge; the window steps a cell at a time."""
+    stride, first = cells
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    patches = torch.stack([xs, ys], -1).float().reshape(1, 1, grid * grid, 2)  # cell indices
+    i = torch.arange(1, grid - 1).float()  # interior cells: the window stays on the map
+    joints = torch.zeros(1, 1, 1, len(i), 3)
+    joints[..., 0] = (first + stride * i) / size
+    joints[..., 1] = (first + stride * i.flip(0)) / size
+    joints[..., 2] = 1.0
+    for window in (1, 3):
+        pooled = pool_at_joints(
+            patches, (grid, grid), joints, window, cells=cells, frame_hw=(size, size)
+        )
+        torch.testing.assert_close(pooled[0, 0, 0], torch.stack([i, i.flip(0)], -1))
+    # without cells the map is taken to tile the frame: the old reading, off here
+    tiled = pool_at_joints(patches, (grid, grid), joints, window=1)
+    assert (tiled[0, 0, 0] - torch.stack([i, i.flip(0)], -1)).abs().max() > 0.1
+
+
+def test_sample_coords_without_cells_tile_the_frame():
+    joints = _random_joints()
+    torch.testing.assert_close(sample_coords(joints, (4, 4)), joints[..., :2] * 2 - 1)
+    # a ViT's patches as cells: (patch, patch / 2) gives the same coordinates
+    same = sample_coords(joints, (4, 4), cells=(16, 8.0), frame_hw=(64, 64))
+    torch.testing.assert_close(same, joints[..., :2] * 2 - 1)
 
 
 def test_missing_joints_are_masked_not_pooled_at_origin():

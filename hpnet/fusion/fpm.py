@@ -3,9 +3,11 @@
 ``pool_at_joints`` samples the patch-token map (or any backbone's feature map) bilinearly at
 every joint of every person and frame (averaging a small neighbourhood window), masking joints
 with confidence 0 so they are never read at (0, 0); ``resample_joints`` first brings the joints
-to the map's frames when the backbone strides in time. ``JointTokens`` turns pooled features
-into tokens that re-enter the backbone's later blocks (the feedback), so patch tokens can
-attend to the body.
+to the map's frames when the backbone strides in time. ``sample_coords`` places a joint on the
+map: a ViT's patches tile the frame, a CNN's cell i is centred where its padded strided convs
+put it (pixel ``first + stride * i``), and its map may cover more or less than the frame.
+``JointTokens`` turns pooled features into tokens that re-enter the backbone's later blocks
+(the feedback), so patch tokens can attend to the body.
 """
 
 from __future__ import annotations
@@ -32,25 +34,53 @@ def resample_joints(joints: torch.Tensor, frames: int) -> torch.Tensor:
     return joints[:, centre.long().clamp(max=t - 1)]
 
 
+def sample_coords(
+    joints: torch.Tensor,
+    grid: tuple[int, int],
+    cells: tuple[float, float] | None = None,
+    frame_hw: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Joints ``(..., 3)`` (x, y in [0, 1] of the frame) -> ``(..., 2)`` ``grid_sample``
+    coordinates (``align_corners=False``) on a ``grid = (gh, gw)`` feature map.
+
+    ``cells`` None: the map tiles the frame (ViT patches: cell i of gw spans [i, i + 1) / gw).
+    ``cells = (stride, first)`` with ``frame_hw = (H, W)`` of the frame: cell i is centred at
+    pixel ``first + stride * i`` on both axes, where the map may cover more of the frame or
+    less (a CNN's padded strided convs centre cell i at ``stride * i``, and round the map's
+    size up or down when the frame is not a multiple of the stride).
+    """
+    xy = joints[..., :2]
+    if cells is None:
+        return xy * 2 - 1
+    stride, first = cells
+    pixels = xy * xy.new_tensor([frame_hw[1], frame_hw[0]])  # (x, y) in pixels
+    cell = (pixels - first) / stride  # in cells: cell i's centre at i
+    return (2 * cell + 1) / xy.new_tensor([grid[1], grid[0]]) - 1
+
+
 def pool_at_joints(
     patches: torch.Tensor,
     grid: tuple[int, int],
     joints: torch.Tensor,
     window: int = 3,
+    *,
+    cells: tuple[float, float] | None = None,
+    frame_hw: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Bilinear pooling of patch tokens around each joint.
 
-    patches: ``(B, T, N, D)`` patch tokens of a ``grid = (gh, gw)`` map covering the frame;
-    joints: ``(B, T, P, K, 3)`` with x, y in [0, 1] of that frame.
+    patches: ``(B, T, N, D)`` patch tokens of a ``grid = (gh, gw)`` map of the frame;
+    joints: ``(B, T, P, K, 3)`` with x, y in [0, 1] of that frame; ``cells`` / ``frame_hw``:
+    where the map's cells sit on the frame (:func:`sample_coords`; default: they tile it).
     Returns ``(B, T, P, K, D)``: the mean of ``window x window`` bilinear samples spaced one
-    patch apart, centred on the joint (window=1: the joint alone); zeros where the joint's
+    cell apart, centred on the joint (window=1: the joint alone); zeros where the joint's
     confidence is 0.
     """
     b, t, _, d = patches.shape
     gh, gw = grid
     p, k = joints.shape[2:4]
     fmap = patches.reshape(b * t, gh, gw, d).permute(0, 3, 1, 2)  # (BT, D, gh, gw)
-    xy = joints[..., :2].reshape(b * t, p * k, 1, 2) * 2 - 1  # grid_sample coords in [-1, 1]
+    xy = sample_coords(joints, grid, cells, frame_hw).reshape(b * t, p * k, 1, 2)
     if window > 1:
         r = torch.arange(window, device=joints.device, dtype=joints.dtype) - (window - 1) / 2
         dy, dx = torch.meshgrid(r * 2 / gh, r * 2 / gw, indexing="ij")

@@ -183,6 +183,22 @@ MIN_INPUT = {**TV_MIN_INPUT, "late_fusion": cnn2d.MIN_INPUT, "lrcn": cnn2d.MIN_I
 MIN_INPUT |= {"c3d": c3d.MIN_INPUT, **I3D_MIN_INPUT, "ssl_transformer": cnn2d.MIN_INPUT}
 
 
+# Where cell i of each CNN's feature map sits on the frame: ``(stride, first)``, its receptive
+# field centred at pixel ``first + stride * i`` (the FPM pools the joints there; lsvit, not
+# listed: patches tile the frame). Padded strided convs and pools centre cell i at
+# ``stride * i`` (first 0.5: the middle of pixel 0); C3D's unpadded 2x2 pools, S3D's last one
+# and Swin's patch embedding + merging put it mid-cell. tests/test_backbones.py measures the
+# convolutional ones (mvit_v2_s, swin3d_t: attention sees the whole frame; from their layers).
+CELL_CENTRES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(["r3d_18", "mc3_18", "r2plus1d_18"], (16, 0.5)),
+    **dict.fromkeys(["late_fusion", "lrcn", "ssl_transformer", "i3d", "nonlocal"], (32, 0.5)),
+    "c3d": (16, 8.0),
+    "s3d": (32, 8.5),
+    "mvit_v2_s": (32, 0.5),
+    "swin3d_t": (32, 16.0),
+}
+
+
 def load_backbone_weights(
     cfg: Config, backbone: LSViT
 ) -> tuple[ClipSource | None, PretrainedReport]:

@@ -44,7 +44,7 @@ from hpnet.config import Config
 from hpnet.fusion.fpm import JointTokens, pool_at_joints, resample_joints
 from hpnet.fusion.head import LinearHead, PerDatasetHead, TextHead
 from hpnet.fusion.pose_encoder import PoseEncoder
-from hpnet.models.backbones import build_backbone, check_model_config
+from hpnet.models.backbones import CELL_CENTRES, build_backbone, check_model_config
 from hpnet.models.lsvit import LSViT
 from hpnet.text.weights import ClipSource
 
@@ -64,9 +64,11 @@ class HPNet(nn.Module):
         label_sets: Sequence[tuple[str, Sequence[str]]] = (),
         label_embeddings: Sequence[torch.Tensor] = (),
         kpt_conf: float = 0.0,
+        cells: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.kpt_conf = kpt_conf  # joints below this confidence count as missing
+        self.cells = cells  # (stride, first): where fmap's cells sit on the frame (CNNs)
         self.backbone = backbone
         self.head = head
         self.joint_tokens = joint_tokens
@@ -158,7 +160,8 @@ class HPNet(nn.Module):
         else:
             fmap, pooled = self.backbone.forward_features(video)  # (B,T',h,w,D), (B,D)
         fmap = self.feature_map(fmap)  # unchanged; hooks on it see every arch's feature map
-        s = self._pose_feature(fmap, joints, fed_back) if pose_on else None
+        frame_hw = (video.shape[-2], video.shape[-1])
+        s = self._pose_feature(fmap, joints, fed_back, frame_hw) if pose_on else None
         if label_set is None or not self.label_sets:
             return self.head(pooled, s, self.class_embeddings)
         if isinstance(self.head, PerDatasetHead):
@@ -193,13 +196,21 @@ class HPNet(nn.Module):
         return fmap, bb.pool_tokens(x), fed_back
 
     def _pose_feature(
-        self, fmap: torch.Tensor, joints: torch.Tensor, fed_back: torch.Tensor | None
+        self,
+        fmap: torch.Tensor,
+        joints: torch.Tensor,
+        fed_back: torch.Tensor | None,
+        frame_hw: tuple[int, int],
     ) -> torch.Tensor:
-        """fmap ``(B,T',h,w,D)`` pooled at the joints ``(B,T,P,K,3)`` (resampled to the T'
-        frames), plus the fed-back joint tokens ``(B,T,P*K,D)`` -> pose feature ``s (B,Ds)``."""
+        """fmap ``(B,T',h,w,D)`` of ``frame_hw`` frames pooled at the joints ``(B,T,P,K,3)``
+        (resampled to the T' frames; placed by ``self.cells``), plus the fed-back joint tokens
+        ``(B,T,P*K,D)`` -> pose feature ``s (B,Ds)``."""
         b, t, h, w, d = fmap.shape
         joints = resample_joints(joints, t)
-        pooled = pool_at_joints(fmap.reshape(b, t, h * w, d), (h, w), joints, self.window)
+        pooled = pool_at_joints(
+            fmap.reshape(b, t, h * w, d), (h, w), joints, self.window,
+            cells=self.cells, frame_hw=frame_hw,
+        )  # fmt: skip
         if fed_back is not None:
             pooled = pooled + fed_back.view_as(pooled) * (joints[..., 2:] > 0)
         return self.pose_encoder(pooled, joints)
@@ -288,6 +299,7 @@ def build_model(
         label_sets=label_sets,
         label_embeddings=label_embeddings if m.text and label_sets else (),
         kpt_conf=cfg.pose.kpt_conf,
+        cells=CELL_CENTRES.get(m.arch),
     )
     if m.pretrained:
         model.pretrained_prefixes = ("backbone.",)

@@ -59,7 +59,7 @@ def save_confusion(
 ) -> None:
     """Write ``<stem>.csv`` and ``<stem>.png`` (row-normalised) to out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / f"{stem}.csv", "w", newline="") as f:
+    with open(out_dir / f"{stem}.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["true \\ predicted", *class_names])
         for name, row in zip(class_names, confusion, strict=True):

@@ -48,7 +48,7 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None
         path = Path(labels_file).expanduser()
         if not path.is_file():
             raise UserError(f"labels file not found: {path} (--labels-file)")
-        names = [line.strip() for line in path.read_text().splitlines()]
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     elif labels:
         names = [name.strip() for name in labels.split(",")]
     else:

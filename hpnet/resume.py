@@ -92,7 +92,9 @@ def check_resumable(
             f"{path} was trained on other data.joint datasets (names or classes) than this run"
         )
     keys = ("model.arch", "model.size", "model.depth", "model.patch_size", "data.frames")
-    keys += ("data.size", "train.optimizer", "data.val_fraction")  # optimizer state; videos
+    keys += ("data.size", "train.optimizer")  # the optimizer state
+    # which videos train and test: else a resumed run could train on the test videos
+    keys += ("data.dataset", "data.split", "data.seed", "data.test_fraction", "data.val_fraction")
     changed = changed_keys(ckpt.get("config", {}), cfg, keys)
     if changed:
         key, then, now = changed[0]
@@ -164,7 +166,7 @@ def rewind_metrics(path: Path, epoch: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

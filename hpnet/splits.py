@@ -77,7 +77,7 @@ def with_split(cfg: Config, split: int) -> Config:
 def read_report(folder: Path) -> dict[str, Any] | None:
     """``<folder>/eval.json``, or None when there is none (or it cannot be read as JSON)."""
     try:
-        report = json.loads((folder / REPORT).read_text())
+        report = json.loads((folder / REPORT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) else None
@@ -93,7 +93,7 @@ def training_finished(folder: Path, epochs: int) -> bool:
     if read_report(folder) is None:
         return False
     try:
-        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     except OSError:
         return False
     trained, tested = 0, False

@@ -349,7 +349,7 @@ def log_metrics(out: Path, record: dict[str, Any], tb: Any) -> None:
     record = {"time": time.time(), **record}
     path = out / "metrics.jsonl"
     reported = write_errors_reported(path, what="metrics log", folder_option=OUT_DIR_OPTION)
-    with reported, open(path, "a") as f:
+    with reported, open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     if tb is not None:
         step = record.get("epoch", 0)

@@ -95,7 +95,8 @@ def _templates_set(config: str | None, overrides: Sequence[str]) -> bool:
         return True
     if not config:
         return False
-    data = yaml.safe_load(Path(config).read_text()) or {}  # load_config checked the file
+    text = Path(config).read_text(encoding="utf-8")  # load_config checked the file
+    data = yaml.safe_load(text) or {}
     return isinstance(data.get("text"), dict) and "templates" in data["text"]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -69,6 +71,29 @@ def test_resume_with_another_model_shape_is_refused(tiny_args, tmp_path):
     _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
     with pytest.raises(UserError, match=r"it used data\.frames=4, this run has 8"):
         _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", "data.frames=8")
+
+
+def test_resume_with_other_videos_is_refused(tiny_args, tmp_path):
+    """The keys that choose the training and test videos (split, seeds of hold-outs and of the
+    synthetic data) cannot change on resume: the run would train on its old test videos."""
+    out = tmp_path / "run"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
+    for key, then, now in [("data.split", 1, 2), ("data.test_fraction", 0.3, 0.5)]:
+        with pytest.raises(UserError, match=rf"it used {key}={then}, this run has {now}"):
+            _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", f"{key}={now}")
+
+
+def test_confusion_csv_is_utf8_in_any_locale(tmp_path):
+    """Class names outside ASCII are written as UTF-8 even where the locale's encoding is
+    ASCII (it used to fail at the end of training, after the run's last epoch)."""
+    code = (  # the name escaped: argv is ASCII in the C locale
+        "import sys; from pathlib import Path; from hpnet.metrics import save_confusion; "
+        "save_confusion([[1, 0], [0, 1]], ['caf\\u00e9', 'jump'], Path(sys.argv[1]))"
+    )
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True)
+    text = (tmp_path / "confusion_matrix.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "true \\ predicted,café,jump"
 
 
 def test_resume_gives_the_same_weights(tiny_args, tmp_path, monkeypatch):

@@ -348,7 +348,7 @@ def _write_json(path: Path, data: Any, folder_option: str) -> None:
 
 def _read_report(path: Path) -> ShardReport | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         return ShardReport(**{k: v for k, v in data.items() if k != "failed"})
     except (OSError, ValueError, TypeError):
         return None

@@ -82,7 +82,7 @@ def quick_gelu_from_provenance(path: str) -> bool | None:
     config = file.parent / "open_clip_config.json"
     if config.is_file():
         try:
-            model_cfg = json.loads(config.read_text()).get("model_cfg", {})
+            model_cfg = json.loads(config.read_text(encoding="utf-8")).get("model_cfg", {})
         except (OSError, ValueError, AttributeError):
             model_cfg = {}
         if isinstance(model_cfg, dict) and model_cfg.get("quick_gelu") is True:

@@ -62,6 +62,13 @@ def check_splits_usable(cfg: Config, overrides: Sequence[str]) -> None:
         )
     if any(item.split("=", 1)[0].strip() == "data.split" for item in overrides):
         raise UserError("--splits sets data.split for each run: drop the data.split override")
+    if cfg.data.joint:  # each entry has its own split: --splits would rerun the same ones
+        names = ", ".join(str(entry.get("name", "?")) for entry in cfg.data.joint)
+        raise UserError(
+            f"--splits runs one dataset's official splits; data.joint trains several ({names}), "
+            "each reading the split its entry names: drop --splits and run each split N with "
+            "data.joint.<name>.split=N for every entry and a train.out_dir of its own"
+        )
 
 
 def split_folder(base: str | Path, split: int) -> Path:

@@ -100,6 +100,15 @@ def test_splits_need_a_dataset_with_splits(tiny_args, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_splits_refuse_a_joint_run(tmp_path):
+    """A joint run's entries each name their split: --splits would train split 1 three times
+    under three labels."""
+    config = REPO / "configs" / "hmdb51_ucf101_joint.yaml"
+    with pytest.raises(UserError, match=r"data\.joint trains several \(hmdb51, ucf101\)"):
+        train_main(["--config", str(config), "--splits", "1,2", f"train.out_dir={tmp_path}"])
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -158,9 +158,14 @@ class JointFinder:
             except UserError as err:  # a corrupt file: this video's joints come from YOLO
                 logger.warning("%s; estimating the joints instead", err)
         if self._build_estimator is None:
-            v, t = sampled.indices.shape
-            return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32), "none"
+            return self.missing(sampled), "none"
         return self.estimate(sampled), "estimated"
+
+    def missing(self, sampled: SampledVideo) -> np.ndarray:
+        """Joints ``(V, T, P, 17, 3)`` all missing (zeros: confidence 0), as the loader gives a
+        video without cached joints."""
+        v, t = sampled.indices.shape
+        return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32)
 
     @property
     def can_estimate(self) -> bool:

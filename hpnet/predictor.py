@@ -111,14 +111,17 @@ class Predictor:
     ) -> Predictor:
         """A predictor around ``model`` (its ``class_names`` are the labels) that prepares videos
         as ``cfg`` trained it: the loader canvas, the test crops, joints when ``uses_pose``
-        (from ``pose_cache`` or ``pose.cache_dir``, else the pose model if ``estimate_pose``)."""
+        (from ``pose_cache`` or ``pose.cache_dir``, else the pose model if ``estimate_pose``;
+        with ``pose.source=none`` the model trained on joints all missing, and gets the same)."""
         from hpnet.data.canvas import Canvas
         from hpnet.inference import JointFinder
         from hpnet.runtime import build_transform, pick_device
 
         canvas = Canvas.of(cfg.data)
         joints = None
-        if uses_pose and cfg.pose.source != "none":
+        if uses_pose and cfg.pose.source == "none":
+            joints = JointFinder("", cfg.pose.persons, None)  # every joint missing
+        elif uses_pose:
             cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
             build = partial(pose_estimator, cfg) if estimate_pose else None
             joints = JointFinder(cache_dir, cfg.pose.persons, build)

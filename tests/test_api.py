@@ -71,6 +71,22 @@ def test_predict_tensor_on_frames_in_memory(checkpoint, clips):
         clf.predict_tensor(sampled.frames[0].float())
 
 
+def test_without_a_joint_source_the_model_gets_missing_joints(checkpoint, clips):
+    """Trained with pose.source=none, a pose model saw every joint missing (zeros, as for a
+    video without joints): predict and predict_tensor give it the same, not no joints at all
+    (which skipped its pose branch: other scores than evaluate's, and a crash when exported)."""
+    no_source = hpnet.load(checkpoint, overrides=["eval.views=1", "pose.source=none"])
+    no_joints = hpnet.load(checkpoint, overrides=["eval.views=1"], **NO_POSE)
+    a, b = (c.predict(clips / "golf.avi", top_k=11) for c in (no_source, no_joints))
+    assert a["pose"] == b["pose"] == "none" and a["top"] == b["top"]
+    frames = read_sampled(clips / "golf.avi", frames=4, views=1, max_side=320).frames[0]
+    zeros = np.zeros((4, 2, 17, 3), np.float32)
+    for clf in (no_source, no_joints):
+        np.testing.assert_allclose(
+            clf.predict_tensor(frames)["probs"], clf.predict_tensor(frames, zeros)["probs"]
+        )
+
+
 def test_an_exported_file_predicts_like_its_checkpoint(checkpoint, clips, tmp_path):
     from hpnet.export import main as export_main
 
@@ -84,6 +100,8 @@ def test_an_exported_file_predicts_like_its_checkpoint(checkpoint, clips, tmp_pa
     np.testing.assert_allclose(
         [t["prob"] for t in a["top"]], [t["prob"] for t in b["top"]], atol=1e-4
     )
+    no_source = hpnet.load(out, overrides=["eval.views=1", "pose.source=none"])
+    assert no_source.predict(clips / "golf.avi", top_k=11)["top"] == b["top"]  # zero joints
     with pytest.raises(UserError, match="labels and config are baked in"):
         hpnet.load(out, labels=["a", "b"])
     with pytest.raises(UserError, match="exported"):

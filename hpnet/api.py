@@ -105,18 +105,18 @@ class Classifier:
         results = []
         for video, out, video_out in zip(found, plots, videos_out, strict=True):
             start = time.perf_counter()
-            try:
+            try:  # the overlay reads every frame: a damaged one may show only there
                 t = score_timeline(
                     self.predictor, video, window=window, stride=stride, smooth=smooth,
                     top_k=top_k, thumbnails=8 if out else 0,
                 )  # fmt: skip
+                if out is not None:
+                    write_timeline_png(out, t, title=video.rel)
+                if video_out is not None:
+                    write_timeline_video(video_out, video.path, t, backend=self.cfg.data.decoder)
             except VideoDecodeError as err:
                 results.append({"video": str(video.path), "ok": False, "error": str(err)})
                 continue
-            if out is not None:
-                write_timeline_png(out, t, title=video.rel)
-            if video_out is not None:
-                write_timeline_video(video_out, video.path, t, backend=self.cfg.data.decoder)
             results.append(
                 {
                     "video": str(video.path),

@@ -25,6 +25,7 @@ from typing import Any
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
+from hpnet.timeline import check_smooth
 
 __all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
 
@@ -132,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     long = parser.add_argument_group("long videos: actions over time")
     long.add_argument("--window", type=float, help="score windows of this many seconds")
     long.add_argument("--stride", type=float, help="seconds between windows (window / 4)")
-    long.add_argument("--smooth", type=int, default=3, help="windows averaged per score (3)")
+    long.add_argument("--smooth", type=int, default=3, help="windows averaged per score, odd (3)")
     long.add_argument("--timeline", help="draw the labels over time: out.png")
     return parser
 
@@ -221,8 +222,7 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
         raise UserError("--overlay with --window writes a video: name it out.mp4 (or .mkv, .avi)")
     if args.timeline and not args.timeline.lower().endswith(".png"):
         raise UserError(f"--timeline {args.timeline}: name it out.png")
-    if args.smooth < 1:
-        raise UserError(f"--smooth must be at least 1 window, got {args.smooth}")
+    check_smooth(args.smooth)
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

@@ -74,6 +74,15 @@ def plan_windows(
     return WindowPlan(num_frames, fps, frames, step, grid_stride, count)
 
 
+def check_smooth(smooth: int) -> None:
+    """``--smooth`` / ``smooth=``: an odd number of windows (a centred average)."""
+    if smooth < 1 or smooth % 2 == 0:
+        raise UserError(
+            f"--smooth must be an odd number of windows (a centred average: the window and "
+            f"as many on each side), got {smooth}: e.g. 1 (no smoothing), 3 or 5"
+        )
+
+
 def smooth_scores(probs: torch.Tensor, width: int) -> torch.Tensor:
     """``(N, C)`` window probabilities -> the centred moving average over ``width`` windows
     (odd; shrunk at both ends, so the first and last windows average fewer)."""
@@ -151,6 +160,7 @@ def score_timeline(
     from hpnet.inference import fit_size
     from hpnet.inference import top_k as best
 
+    check_smooth(smooth)
     p, store = predictor, _FrameStore()
     with open_video(video.path, backend=p.cfg.data.decoder, max_pixels=p.cfg.data.max_pixels) as r:
         info = r.info

@@ -86,8 +86,32 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
     assert png.is_file() and png.stat().st_size > 1000
     with pytest.raises(UserError, match=r"writes a video: name it out\.mp4"):
         predict_main([*args[:5], "--overlay", str(tmp_path / "o.png")])
+    with pytest.raises(UserError, match="--smooth must be an odd number of windows"):
+        predict_main([*args, "--smooth", "2"])
     with pytest.raises(UserError, match="go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
+
+
+def test_a_video_failing_in_its_overlay_is_reported_and_skipped(checkpoint, tmp_path, monkeypatch):
+    """The overlay decodes every frame, the windows only theirs: a damaged frame only the
+    overlay reads fails that video (``ok: false``), not the run and the other videos."""
+    from hpnet import timeline_plot
+    from hpnet.data.decode import VideoDecodeError
+
+    for name in ("a", "b"):
+        _long_video(tmp_path / f"{name}.mp4", seconds=3)
+    real = timeline_plot.write_timeline_video
+
+    def damaged_a(out, video, *args, **kwargs):
+        if Path(video).name == "a.mp4":
+            raise VideoDecodeError(f"{video}: frame 80 cannot be decoded")
+        return real(out, video, *args, **kwargs)
+
+    monkeypatch.setattr(timeline_plot, "write_timeline_video", damaged_a)
+    clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
+    a, b = clf.timeline([tmp_path / "a.mp4", tmp_path / "b.mp4"], overlay=str(tmp_path / "o.mp4"))
+    assert not a["ok"] and "frame 80" in a["error"]
+    assert b["ok"] and Path(b["overlay"]).is_file()
 
 
 def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch):

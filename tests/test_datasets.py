@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -204,7 +205,7 @@ def test_list_files(tmp_path):
     assert classes == ["class_0", "class_1", "class_2"]
     assert [(r.rel, r.label) for r in train] == [("my clips/a b.mp4", 2), (str(outside)[1:], 0)]
     assert train[1].path == outside
-    assert [(r.rel, r.path) for r in test] == [("c.avi", root / "c.avi")] * 2
+    assert [(r.rel, r.path) for r in test] == [("c.avi", root / "c.avi")]  # listed twice: once
     names = tmp_path / "names.txt"
     names.write_text("sit\nstand\nwave\n")
     assert list_records(train_list, None, root, names).classes == ["sit", "stand", "wave"]
@@ -228,7 +229,36 @@ def test_list_files(tmp_path):
         rels = [r.rel for r in list_records(None, test_list, "videos").test]
     finally:
         os.chdir(cwd)
-    assert rels == ["c.avi", "c.avi", str(outside)[1:]]
+    assert rels == ["c.avi", str(outside)[1:]]
+
+
+@pytest.mark.realdata
+def test_a_video_listed_for_training_and_testing_is_refused(hmdb51_mini, tmp_path, caplog):
+    """A test video listed for training too (by any of its names) would be scored after being
+    trained on: an error naming it. One listed twice on one side is used once; twice with two
+    labels is an error."""
+    root = tmp_path / "videos"
+    _touch(root, ["a.mp4", "b.mp4", "c.mp4"])
+    train_list, test_list = tmp_path / "train.txt", tmp_path / "test.txt"
+    train_list.write_text("a.mp4 0\nb.mp4 1\na.mp4 0\n")
+    test_list.write_text(f"c.mp4 1\n{root / 'b.mp4'} 1\n")
+    with pytest.raises(UserError, match=r"list: 1 video\(s\) are listed for both .*: b\.mp4"):
+        list_records(train_list, test_list, root)
+    test_list.write_text("c.mp4 1\n")
+    with caplog.at_level("WARNING"):
+        train = list_records(train_list, test_list, root).train
+    assert [r.rel for r in train] == ["a.mp4", "b.mp4"] and "listed more than once" in caplog.text
+    train_list.write_text("a.mp4 0\na.mp4 1\n")
+    with pytest.raises(UserError, match=r"a\.mp4 is listed twice for train, with labels 0 and 1"):
+        list_records(train_list, test_list, root)
+    # HMDB51: a video tagged 1 (train) and 2 (test) in its split file
+    split_dir = tmp_path / "splits"
+    shutil.copytree(hmdb51_mini / "testTrainMulti_7030_splits", split_dir)
+    golf = split_dir / "golf_test_split1.txt"
+    first = golf.read_text().split()[0]
+    golf.write_text(golf.read_text() + f"{first} 2\n{first} 1\n")
+    with pytest.raises(UserError, match=rf"HMDB51 split 1: 1 video.*: golf/{re.escape(first)}"):
+        hmdb51_records(hmdb51_mini, 1, split_dir, allow_missing=True)
 
 
 # ------------------------------------------------------------------------------ clip loading

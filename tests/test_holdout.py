@@ -87,7 +87,8 @@ def test_list_dataset_val_split_is_split_off_the_training_list(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).touch()  # never decoded here
     (tmp_path / "train.txt").write_text("".join(f"{rel} {label}\n" for rel, label in ITEMS))
-    (tmp_path / "test.txt").write_text(f"{ITEMS[0][0]} 0\n")
+    (tmp_path / "t.avi").touch()
+    (tmp_path / "test.txt").write_text("t.avi 0\n")  # (a training video there is refused)
     (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     files = {k: tmp_path / f"{k}.txt" for k in ("train", "test", "classes")}
     args = ["data.dataset=list", f"data.root={tmp_path}", f"data.train_list={files['train']}",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +104,37 @@ def _present(records: Sequence[VideoRecord]) -> list[bool]:
     return flags
 
 
+def _listed_once(splits: RecordSplits, dataset: str, hint: str) -> None:
+    """Keep the first of each video listed twice in ``splits.train`` or ``splits.test`` (one
+    warning); a video in both is a :class:`UserError` (its test score would be of a video
+    trained on). Videos are compared by their path relative to the root."""
+    for side in ("train", "test"):
+        records = getattr(splits, side)
+        first: dict[str, VideoRecord] = {}
+        for r in records:
+            kept = first.setdefault(r.rel, r)
+            if kept.label != r.label:
+                raise UserError(
+                    f"{dataset}: {r.rel} is listed twice for {side}, with labels {kept.label} "
+                    f"and {r.label}; a video has one class. {hint}"
+                )
+        once = list(first.values())
+        if len(once) < len(records):
+            twice = [rel for rel, n in Counter(r.rel for r in records).items() if n > 1]
+            logger.warning(
+                "%s: %d %s video(s) listed more than once (e.g. %s); each is used once",
+                dataset, len(twice), side, twice[0],
+            )  # fmt: skip
+            setattr(splits, side, once)
+    both = sorted({r.rel for r in splits.train} & {r.rel for r in splits.test})
+    if both:
+        more = f" and {len(both) - _SHOW} more" if len(both) > _SHOW else ""
+        raise UserError(
+            f"{dataset}: {len(both)} video(s) are listed for both training and testing: "
+            f"{', '.join(both[:_SHOW])}{more}; a test video must not be trained on. {hint}"
+        )
+
+
 def drop_missing(
     splits: RecordSplits,
     everything: Sequence[VideoRecord],
@@ -113,7 +144,10 @@ def drop_missing(
     allow_missing: bool,
     hint: str,
 ) -> RecordSplits:
-    """Check that every listed video exists; raise, or drop the missing ones with one warning."""
+    """Check that every listed video exists; raise, or drop the missing ones with one warning.
+    First a video listed twice on one side is kept once (a warning), and one listed for both
+    training and testing is an error (:func:`_listed_once`)."""
+    _listed_once(splits, dataset, hint)
     missing = [r for r, ok in zip(everything, _present(everything), strict=True) if not ok]
     splits.listed = len(everything)
     if not missing:

@@ -145,18 +145,33 @@ def _scores(report: dict[str, Any]) -> dict[str, Any]:
     return {k: report[k] for k in DATASET_KEYS}
 
 
+def protocol(cfg: Config) -> dict[str, Any]:
+    """What a test score stands for besides the weights: the dataset and its split, the clip
+    shape, views x crops. ``eval.json`` records it (``"protocol"``); ``--splits`` reruns
+    compare it before they reuse a split's score (:func:`hpnet.splits.check_protocol`)."""
+    d, e = cfg.data, cfg.eval
+    return {
+        "data.dataset": d.dataset, "data.split": d.split, "data.frames": d.frames,
+        "data.size": d.size, "eval.views": e.views, "eval.crops": e.crops,
+    }  # fmt: skip
+
+
 def write_run_report(
     reports: Sequence[dict[str, Any]],
     datasets: Sequence[RunDataset],
     out: Path,
     checkpoint: str,
     val_reports: Sequence[dict[str, Any] | None] = (),
+    cfg: Config | None = None,
 ) -> dict[str, Any]:
-    """``eval.json`` (the first dataset's test report; with a validation split ``val``: its
-    :data:`DATASET_KEYS` on the validation videos; with several datasets ``datasets``: each
-    one's, with its own ``val``) and the confusion matrices of the test sets; returns it."""
+    """``eval.json`` (the first dataset's test report, and ``cfg``'s :func:`protocol`; with a
+    validation split ``val``: its :data:`DATASET_KEYS` on the validation videos; with several
+    datasets ``datasets``: each one's, with its own ``val``) and the confusion matrices of the
+    test sets; returns it."""
     vals = list(val_reports) or [None] * len(datasets)
     report = {**reports[0], "checkpoint": checkpoint}
+    if cfg is not None:
+        report["protocol"] = protocol(cfg)
     if vals[0]:
         report["val"] = _scores(vals[0])
     if len(datasets) > 1:
@@ -217,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         vals = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops, split="val")
         if dist.is_main:
             out = Path(args.out) if args.out else Path(args.checkpoint).parent
-            write_run_report(reports, datasets, out, str(args.checkpoint), vals)
+            write_run_report(reports, datasets, out, str(args.checkpoint), vals, cfg)
             for d, report, val in zip(datasets, reports, vals, strict=True):
                 print(f"{d.name}: " * bool(d.name) + summary_line(report))
                 if val:  # the validation split, apart

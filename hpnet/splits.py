@@ -90,6 +90,26 @@ def read_report(folder: Path) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
+def check_protocol(folder: Path, cfg: Config, folder_option: str) -> None:
+    """Refuse to reuse ``<folder>/eval.json`` when it scored another protocol than ``cfg``, a
+    split's config (:func:`hpnet.evaluate.protocol`: another dataset, split, clip shape or
+    views x crops), rather than average it into this run's summary. No report, or one from
+    before the protocol was recorded: nothing to refuse."""
+    from hpnet.evaluate import protocol
+
+    then = (read_report(folder) or {}).get("protocol")
+    if not isinstance(then, dict):
+        return
+    changed = [(k, then[k], v) for k, v in protocol(cfg).items() if k in then and then[k] != v]
+    if changed:
+        said = ", ".join(f"{k}={a} (this run: {b})" for k, a, b in changed)
+        raise UserError(
+            f"{folder / REPORT} scored {said}, not split {cfg.data.split} of this run: choose "
+            f"another {folder_option} or delete {folder} (python -m hpnet.evaluate writes "
+            "eval.json next to its checkpoint unless given --out)"
+        )
+
+
 def training_finished(folder: Path, epochs: int) -> bool:
     """True when a training run in ``folder`` completed ``epochs`` epochs and its final test.
 

@@ -63,9 +63,11 @@ from hpnet.runtime import (
     training_net,
 )
 from hpnet.splits import (
+    check_protocol,
     check_splits_usable,
     parse_splits,
     run_splits,
+    split_folder,
     training_finished,
     with_split,
 )
@@ -104,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.ExitStack() as held:
                 return _train(cfg, device, dist, held)
 
+        base = Path(cfg.train.out_dir)
+        for split in splits:  # on every process, before any waits for the others
+            check_protocol(split_folder(base, split), with_split(cfg, split), OUT_DIR_OPTION)
+
         def run_split(split: int, folder: Path) -> None:
             train = dataclasses.replace(cfg.train, out_dir=str(folder), resume="auto")
             with contextlib.ExitStack() as held:  # the split folder's lock, released after it
@@ -111,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_splits(
             splits,
-            Path(cfg.train.out_dir),
+            base,
             cfg.data.dataset,
             finished=lambda folder: training_finished(folder, cfg.train.epochs),
             run=run_split,
@@ -318,7 +324,7 @@ def _final_test(
     vals = run_dataset_tests(*tests, **views, split="val")
     if not dist.is_main:
         return
-    write_run_report(reports, datasets, out, str(out / "last.pt"), vals)
+    write_run_report(reports, datasets, out, str(out / "last.pt"), vals, cfg)
     keys = ("top1", "top5", "mean_class_acc")
     if vals[0]:
         log_metrics(out, {"type": "val", **{k: vals[0][k] for k in keys}}, tb)

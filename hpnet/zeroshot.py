@@ -172,7 +172,7 @@ def score_dataset(
     """
     from hpnet.data.datasets import build_datasets
     from hpnet.distributed import distributed_session
-    from hpnet.evaluate import run_test, write_report
+    from hpnet.evaluate import protocol, run_test, write_report
     from hpnet.runtime import pick_device
 
     cfg = clip_eval_config(cfg)
@@ -197,6 +197,7 @@ def score_dataset(
             report["templates"] = list(cfg.text.templates)
             report["pretrained"] = cfg.text.pretrained  # as given: what --splits reruns compare
             report["quick_gelu"] = cfg.text.quick_gelu
+            report["protocol"] = protocol(cfg)
             write_report(report, list(classes), out)
     return report
 
@@ -272,8 +273,9 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
         raise UserError("give --split N or --splits LIST, not both")
     check_splits_usable(cfg, overrides)
     base = Path(args.out) if args.out else Path("runs") / f"zeroshot-{cfg.data.dataset}"
-    for split in splits:  # on every rank, before any waits for the others
-        _scored(split_folder(base, split), cfg)
+    split_cfgs = {split_folder(base, s): with_split(cfg, s) for s in splits}
+    for folder, split_cfg in split_cfgs.items():  # on every rank, before any waits for the others
+        _scored(folder, split_cfg)
 
     built: dict[tuple[str, ...], tuple[Predictor, Any]] = {}  # CLIP, built once for all splits
 
@@ -289,7 +291,7 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
             splits,
             base,
             cfg.data.dataset,
-            finished=lambda folder: _scored(folder, cfg),
+            finished=lambda folder: _scored(folder, split_cfgs[folder]),
             run=run,
             dist=dist,
             folder_option="--out DIR",
@@ -299,13 +301,15 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
 
 def _scored(folder: Path, cfg: Config) -> bool:
     """True when ``folder`` holds a zero-shot ``eval.json`` of the same CLIP (model, weights,
-    activation) and templates; one of other settings is refused rather than averaged with this
-    run's. (Reports from before the weights were recorded are compared by model name.)"""
-    from hpnet.splits import REPORT, read_report
+    activation) and templates and of the same protocol as ``cfg`` (a split's config: dataset,
+    split, views, ...); one of other settings is refused rather than averaged with this run's.
+    (Reports from before the weights were recorded are compared by model name.)"""
+    from hpnet.splits import REPORT, check_protocol, read_report
 
     report = read_report(folder)
     if report is None:
         return False
+    check_protocol(folder, clip_eval_config(cfg), "--out DIR")
     text = cfg.text
     now = (text.model, text.pretrained, text.quick_gelu, list(text.templates))
     then = (

@@ -147,6 +147,19 @@ def _train_args(hmdb51_mini: Path, tmp: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def test_a_split_folder_scored_under_another_protocol_is_refused(hmdb51_mini, tmp_path):
+    """A split folder whose eval.json scored another dataset, split or views (another run's
+    folder, or hpnet.evaluate writing next to the checkpoint) is not averaged into this run's
+    summary: refused before anything trains, naming what differs."""
+    out = tmp_path / "runs"
+    (out / "split2").mkdir(parents=True)
+    protocol = {"data.dataset": "ucf101", "data.split": 2, "data.frames": 2, "eval.views": 1}
+    (out / "split2" / "eval.json").write_text(json.dumps({"top1": 0.5, "protocol": protocol}))
+    with pytest.raises(UserError, match=r"split2/eval\.json scored data\.dataset=ucf101 \(this"):
+        train_main(["--splits", "1,2", *_train_args(hmdb51_mini, tmp_path), f"train.out_dir={out}"])
+    assert not (out / "split1").exists()
+
+
 def _train(args: list[str], out: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -324,6 +337,11 @@ def test_zeroshot_splits_rescore_only_what_is_missing(
         zeroshot.main([*args, "--templates", "video"])  # not averaged with other prompts
     with pytest.raises(UserError, match=r"scored with text\.pretrained '' \(this run: 'laion"):
         zeroshot.main([*args, "--pretrained", "laion2b_s34b_b88k"])  # nor with other weights
+    with pytest.raises(UserError, match=r"split1/eval\.json scored eval\.views=1 \(this run: 2\)"):
+        zeroshot.main([*args, "eval.views=2"])  # nor with another protocol
+    other = [a.replace("hmdb51", "ucf101") if a == "hmdb51" else a for a in args]
+    with pytest.raises(UserError, match=r"scored data\.dataset=hmdb51 \(this run: ucf101\)"):
+        zeroshot.main([*other, "data.split_dir=/nowhere"])  # nor another dataset's
 
 
 @pytest.mark.slow

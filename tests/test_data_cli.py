@@ -10,6 +10,8 @@ from videos import write_video
 
 from hpnet.data.__main__ import cli, main
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.mark.realdata
 def test_hmdb51_mini_reports_missing(hmdb51_mini, capsys):
@@ -109,6 +111,20 @@ def test_synthetic_dataset_report(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:  # pose.source=cache reads files that are not there
         cli(["data.dataset=synthetic", f"data.root={tmp_path}", "pose.source=cache"])
     assert err.value.code == 2 and "write_synthetic_videos" in capsys.readouterr().err
+
+
+def test_a_joint_config_reports_each_dataset_as_training_reads_it(tmp_path, capsys):
+    """data.joint: one report per entry with the entry's own classes, counts and seed (not the
+    shared top-level dataset); --json keys them by name."""
+    args = ["--config", str(REPO / "configs" / "joint_demo.yaml"), f"data.root={tmp_path}"]
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    everyday, sports = doc["datasets"]["everyday"], doc["datasets"]["sports"]
+    assert doc["ok"] and len(everyday["classes"]) == 7 and len(sports["classes"]) == 6
+    assert sports["splits"]["train"]["videos"] == 240 and sports["splits"]["test"]["videos"] == 120
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "== data.joint dataset everyday" in text and "== data.joint dataset sports" in text
 
 
 def test_pose_settings_do_not_stop_inspecting_a_folder(folder_with_bad_file, capsys):

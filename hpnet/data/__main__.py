@@ -29,6 +29,9 @@ some are missing or undecodable; 2 for a bad argument or config.
   ``pose.source=cache`` it is read from the video files written into ``root``)
 - ``missing_allowed``: ``data.allow_missing`` (missing videos are then no problem)
 - ``ok``: true when nothing is undecodable and nothing missing unless allowed (exit code 0)
+
+With ``data.joint`` each dataset of the joint run is reported in turn, as training reads it;
+``--json`` then prints ``{"datasets": {name: report}, "ok": all of them ok}``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from hpnet.cli import CommandParser, run_cli
-from hpnet.config import Config, add_config_arguments, load_config
+from hpnet.config import Config, add_config_arguments, dataset_configs, load_config
 from hpnet.data.datasets import (
     VideoClipDataset,
     config_validation_split,
@@ -344,15 +347,26 @@ def format_report(report: dict[str, Any], frames: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (UserError for bad config, see :func:`cli`)."""
+    """Run the command; returns the exit code (UserError for bad config, see :func:`cli`).
+    With ``data.joint``: one report per dataset (``--json``: ``{"datasets": {name: report},
+    "ok": ...}``), exit code 0 when every one is OK."""
     args = _parser().parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides)
-    report = inspect_dataset(cfg, args.check_decode, progress=not args.json)
+    entries = dataset_configs(cfg)
+    reports = {
+        name: inspect_dataset(one, args.check_decode, progress=not args.json)
+        for name, one in entries
+    }
+    ok = all(r["ok"] for r in reports.values())
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(reports.get("", {"datasets": reports, "ok": ok})))  # "": not joint
     else:
-        print(format_report(report, cfg.data.frames))
-    return 0 if report["ok"] else 1
+        texts = [
+            f"== data.joint dataset {name}\n" * bool(name) + format_report(r, one.data.frames)
+            for (name, one), r in zip(entries, reports.values(), strict=True)
+        ]
+        print("\n\n".join(texts))
+    return 0 if ok else 1
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

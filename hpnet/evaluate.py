@@ -216,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     else:  # the run's own config, with the command line's overrides on top
         cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
+    if not any(o.split("=", 1)[0].strip() == "train.max_steps" for o in args.overrides):
+        cfg.train.max_steps = 0  # a smoke run's cap on its steps: not on this test's videos
     device = pick_device(cfg.train.device)
     with distributed_session(device.type) as dist:
         datasets = build_run_datasets(cfg, test_views=cfg.eval.views)

@@ -192,6 +192,18 @@ def test_folder_train_test_layout_and_empty(tmp_path):
         folder_records(tmp_path / "nope")
 
 
+def test_folder_split_folders_are_not_taken_for_classes(tmp_path, caplog):
+    """<root>/train + <root>/val would be two classes "train" and "val": refused; a val/ beside
+    train/ and test/ is named as unread."""
+    _touch(tmp_path / "tv", ["train/a/1.mp4", "val/a/2.mp4"])
+    with pytest.raises(UserError, match=r"folders named train, val: .* rename the held-out"):
+        folder_records(tmp_path / "tv")
+    _touch(tmp_path / "tvt", ["train/a/1.mp4", "val/a/2.mp4", "test/a/3.mp4"])
+    with caplog.at_level("WARNING"):
+        train, test, classes = folder_records(tmp_path / "tvt")
+    assert classes == ["a"] and len(train) == len(test) == 1 and "val/ is not read" in caplog.text
+
+
 def test_list_files(tmp_path):
     root = tmp_path / "videos"
     _touch(root, ["my clips/a b.mp4", "c.avi"])

@@ -54,6 +54,10 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--out", str(again)]) == 0
     rerun = json.loads((again / "eval.json").read_text())
     assert rerun["num_videos"] == 8 and rerun["views"] == 2 * 1  # eval.views=2 x eval.crops=1
+    for extra, videos in (([], 8), (["train.max_steps=1"], 2)):  # 4 batches of 2 unless capped
+        args = ["--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "b2")]
+        assert evaluate_main([*args, "eval.batch_size=2", *extra]) == 0
+        assert json.loads((tmp_path / "b2" / "eval.json").read_text())["num_videos"] == videos
     assert (again / "confusion_matrix.png").is_file()
     with pytest.raises(UserError, match=r"does not fit this config: data\.frames=4 -> 8"):
         evaluate_main(["--checkpoint", str(out / "last.pt"), "data.frames=8"])

@@ -184,6 +184,10 @@ def drop_missing(
 # ------------------------------------------------------------------------------------ folder
 
 
+# Folder names that mean a split, not a class (two of them at the top of a folder dataset).
+SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
+
+
 def _subfolders(folder: Path) -> list[str]:
     return sorted(
         e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith((".", "_"))
@@ -218,6 +222,12 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
         raise UserError(f"dataset folder not found: {root} (set data.root)")
     layout = [("train", root / "train"), ("test", root / "test")]
     if all(folder.is_dir() for _, folder in layout):
+        unread = sorted(set(_subfolders(root)) & SPLIT_FOLDER_NAMES - {"train", "test"})
+        if unread:
+            logger.warning(
+                "%s: %s/ is not read (the splits are train/ and test/; data.val_fraction holds "
+                "validation videos out of train/)", root, "/, ".join(unread),
+            )  # fmt: skip
         classes = sorted(set(_subfolders(root / "train")) | set(_subfolders(root / "test")))
         splits = RecordSplits([], [], classes)
         for split_name, folder in layout:
@@ -227,6 +237,13 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                     out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
     else:
         classes = _subfolders(root)
+        split_like = set(classes) & SPLIT_FOLDER_NAMES
+        if len(split_like) >= 2:  # <root>/train + <root>/val: not two classes
+            raise UserError(
+                f"{root} holds folders named {', '.join(sorted(split_like))}: hpnet reads split "
+                f"folders only as <root>/train and <root>/test (here they would become classes); "
+                "rename the held-out folder to test, or point data.root at a folder of classes"
+            )
         items = [
             (rel, label)
             for label, name in enumerate(classes)

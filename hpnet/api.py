@@ -252,6 +252,16 @@ def _load_exported(
 
     exported = load_exported(path)
     cfg = apply_overrides(config_from_dict(exported.meta["config"]), overrides)
+    meta, d = exported.meta, cfg.data
+    baked = {"data.frames": meta["frames"], "data.size": meta["size"]}
+    baked["pose.persons"] = meta["persons"] if meta["uses_pose"] else cfg.pose.persons
+    asked = {"data.frames": d.frames, "data.size": d.size, "pose.persons": cfg.pose.persons}
+    changed = [f"{k}={asked[k]} (it takes {v})" for k, v in baked.items() if asked[k] != v]
+    if changed:
+        raise UserError(
+            f"{path}: an exported model's input shape is fixed, not {', '.join(changed)}: drop "
+            "those overrides, or export the checkpoint again with them"
+        )
     if cfg.train.device not in ("cpu", "auto"):
         raise UserError(f"{path}: an exported model runs on the CPU (drop device/train.device)")
     cfg.train.device = "cpu"

@@ -104,5 +104,7 @@ def test_an_exported_file_predicts_like_its_checkpoint(checkpoint, clips, tmp_pa
     assert no_source.predict(clips / "golf.avi", top_k=11)["top"] == b["top"]  # zero joints
     with pytest.raises(UserError, match="labels and config are baked in"):
         hpnet.load(out, labels=["a", "b"])
+    with pytest.raises(UserError, match=r"input shape is fixed, not data\.frames=8 \(it takes 4"):
+        hpnet.load(out, overrides=["data.frames=8"])
     with pytest.raises(UserError, match="exported"):
         exported.predict(clips / "golf.avi", overlay=str(tmp_path / "o.png"), cam=True)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import hpnet
 from hpnet.cli import UserError
 from hpnet.config import load_config
 from hpnet.export import export_model, load_exported, main
@@ -57,6 +58,7 @@ def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose
     else:
         with pytest.raises(ValueError, match="exported without pose"):
             exported(video, torch.rand(2, 4, 2, 17, 3))
+    assert hpnet.load(out, overrides=["pose.persons=3"] * (not pose)).labels == CLASSES
 
 
 @pytest.mark.slow

@@ -172,20 +172,30 @@ class JointFinder:
         """Whether a pose model is there for videos without cached joints."""
         return self._build_estimator is not None
 
-    def estimate(self, sampled: SampledVideo) -> np.ndarray:
-        """Joints ``(V, T, P, 17, 3)`` of the sampled frames from the pose model (built on first
-        use; there must be one)."""
-        v, t = sampled.indices.shape
+    def _pose_model(self) -> Any:
+        """The pose model, built on first use (there must be one: :attr:`can_estimate`)."""
         if self._estimator is None:
             self._estimator = self._build_estimator()
+        return self._estimator
+
+    def estimate(self, sampled: SampledVideo) -> np.ndarray:
+        """Joints ``(V, T, P, 17, 3)`` of the sampled frames from the pose model."""
+        v, t = sampled.indices.shape
         # Run the pose model once per distinct frame, in time order (its person tracker
         # follows the video), then lay the joints out as (V, T).
         flat = sampled.indices.reshape(-1)
         order, first = np.unique(flat, return_index=True)
         frames = sampled.frames.reshape(-1, *sampled.frames.shape[2:])[torch.from_numpy(first)]
-        joints = self._estimator(frames, self.persons)  # (U, P, 17, 3)
+        joints = self._pose_model()(frames, self.persons)  # (U, P, 17, 3)
         rows = np.searchsorted(order, flat)
         return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32)
+
+    def estimate_stream(self, frames: torch.Tensor, tracker: Any) -> np.ndarray:
+        """Joints ``(N, P, 17, 3)`` of the next consecutive frames ``uint8 (N, 3, H, W)`` of a
+        video read in pieces: ``tracker`` (a :class:`~hpnet.pose.tracking.PersonTracker`, one
+        per video) carries its people's slots from one piece to the next."""
+        detections = self._pose_model().detect(frames)
+        return np.stack([tracker.update(d) for d in detections]).astype(np.float32)
 
 
 def clip_probs(

@@ -133,6 +133,7 @@ class _FrameStore:
     def __init__(self) -> None:
         self.frames: dict[int, torch.Tensor] = {}
         self.joints: dict[int, np.ndarray] = {}
+        self.tracker: Any = None  # the video's PersonTracker, when the pose model runs
 
     def forget_before(self, index: int) -> None:
         for key in [k for k in self.frames if k < index]:
@@ -179,7 +180,7 @@ def score_timeline(
                 if cached is not None:
                     store.joints.update((i, cached[i]) for i in new.tolist())
                 elif p.joints is not None:
-                    joints = _joints_of(p, video, new, frames, info)
+                    joints = _joints_of(p, store, new, frames, info)
                     store.joints.update(zip(new.tolist(), joints, strict=True))
             probs.append(_window_probs(p, store, wanted))
             for i in sorted(keep.intersection(group)):
@@ -218,14 +219,18 @@ def _cached_joints(p: Any, video: Any, plan: WindowPlan, info: Any) -> dict | No
     return dict(zip(grid.tolist(), joints, strict=True))
 
 
-def _joints_of(p: Any, video: Any, indices: np.ndarray, frames: torch.Tensor, info: Any):
-    """Joints ``(U, P, 17, 3)`` of frames ``indices``: from the pose cache when the video has
-    a file there, else the pose model on the frames (in time order), else zeros."""
+def _joints_of(p: Any, store: _FrameStore, indices: np.ndarray, frames: torch.Tensor, info: Any):
+    """Joints ``(U, P, 17, 3)`` of the next frames ``indices`` (in time order) of a video
+    without a pose cache file: the pose model's, tracked by one tracker over the whole video
+    (its people keep their slots from batch to batch), else all missing."""
     from hpnet.inference import SampledVideo
+    from hpnet.pose.tracking import PersonTracker
 
-    sampled = SampledVideo(frames[None], indices[None], info)
-    joints, _ = p.joints(video, sampled)  # (1, U, P, 17, 3)
-    return joints[0]
+    if not p.joints.can_estimate:
+        return p.joints.missing(SampledVideo(frames[None], indices[None], info))[0]
+    if store.tracker is None:
+        store.tracker = PersonTracker(p.joints.persons)
+    return p.joints.estimate_stream(frames, store.tracker)
 
 
 def _window_probs(p: Any, store: _FrameStore, wanted: np.ndarray) -> torch.Tensor:

@@ -114,6 +114,41 @@ def test_a_video_failing_in_its_overlay_is_reported_and_skipped(checkpoint, tmp_
     assert b["ok"] and Path(b["overlay"]).is_file()
 
 
+class _TwoPeople:
+    """A pose model that sees A (left) and B (right) in every frame, A ranked first in the first
+    call and B from then on (B grew bigger): a tracker that starts afresh swaps their slots."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, frames: torch.Tensor) -> list:
+        from hpnet.pose.tracking import FrameDetections
+
+        boxes = np.array([[0.1, 0.1, 0.4, 0.9], [0.6, 0.3, 0.8, 0.7]], np.float32)  # A, B
+        kpts = np.ones((2, 17, 3), np.float32)
+        kpts[0, :, 0], kpts[1, :, 0] = 0.25, 0.7
+        order = [0, 1] if self.calls == 0 else [1, 0]
+        self.calls += 1
+        found = FrameDetections(boxes[order], np.ones(2, np.float32), kpts[order])
+        return [found] * len(frames)
+
+
+def test_estimated_people_keep_their_slots_across_batches():
+    """The timeline reads a video in batches of windows: one tracker follows the whole video,
+    so the person in slot 0 stays A when B outranks A in a later batch."""
+    from types import SimpleNamespace
+
+    from hpnet.inference import JointFinder
+    from hpnet.timeline import _FrameStore, _joints_of
+
+    p = SimpleNamespace(joints=JointFinder("", 2, _TwoPeople))
+    store, frames = _FrameStore(), torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    first = _joints_of(p, store, np.arange(3), frames, None)
+    later = _joints_of(p, store, np.arange(3, 6), frames, None)
+    assert (first[:, 0, :, 0] == 0.25).all() and (later[:, 0, :, 0] == 0.25).all()
+    assert (later[:, 1, :, 0] == 0.7).all()
+
+
 def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch):
     from hpnet.data import decode_reader
 

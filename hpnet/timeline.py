@@ -157,7 +157,7 @@ def score_timeline(
     smoothed ``(N, C)`` as a tensor), ``mean_probs`` (``(C,)``, over the raw windows), the
     ``plan``, ``num_decoded`` (distinct frames decoded) and ``thumbnails``: up to that many
     ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows."""
-    from hpnet.data.decode import open_video
+    from hpnet.data.decode import VideoDecodeError, open_video
     from hpnet.inference import fit_size
     from hpnet.inference import top_k as best
 
@@ -165,6 +165,8 @@ def score_timeline(
     p, store = predictor, _FrameStore()
     with open_video(video.path, backend=p.cfg.data.decoder, max_pixels=p.cfg.data.max_pixels) as r:
         info = r.info
+        if info.fps <= 0:  # this video's problem, not the run's: reported like a decode error
+            raise VideoDecodeError(video.path, "it records no frame rate (windows are in seconds)")
         plan = plan_windows(info.num_frames, info.fps, p.cfg.data.frames, window, stride)
         size = fit_size(info.height, info.width, p.max_side)
         probs, decoded, thumbs = [], 0, []

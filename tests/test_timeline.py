@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -92,7 +94,7 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
 
 
-def test_a_video_failing_in_its_overlay_is_reported_and_skipped(checkpoint, tmp_path, monkeypatch):
+def test_a_video_failing_its_overlay_or_windows_fails_alone(checkpoint, tmp_path, monkeypatch):
     """The overlay decodes every frame, the windows only theirs: a damaged frame only the
     overlay reads fails that video (``ok: false``), not the run and the other videos."""
     from hpnet import timeline_plot
@@ -112,6 +114,21 @@ def test_a_video_failing_in_its_overlay_is_reported_and_skipped(checkpoint, tmp_
     a, b = clf.timeline([tmp_path / "a.mp4", tmp_path / "b.mp4"], overlay=str(tmp_path / "o.mp4"))
     assert not a["ok"] and "frame 80" in a["error"]
     assert b["ok"] and Path(b["overlay"]).is_file()
+    # a video that records no frame rate fails alone too (windows are in seconds)
+    from hpnet.data import decode
+
+    real_open = decode.open_video
+
+    @contextlib.contextmanager
+    def no_rate_for_b(path, **kwargs):
+        with real_open(path, **kwargs) as reader:
+            if Path(path).name == "b.mp4":
+                reader._info = dataclasses.replace(reader.info, fps=0.0)
+            yield reader
+
+    monkeypatch.setattr(decode, "open_video", no_rate_for_b)
+    a, b = clf.timeline([tmp_path / "a.mp4", tmp_path / "b.mp4"])
+    assert a["ok"] and not b["ok"] and "records no frame rate" in b["error"]
 
 
 class _TwoPeople:

@@ -295,3 +295,29 @@ def test_overlay_files_never_overwrite_each_other():
         "out-clip.png", "out-clip-2.png", "out-golf_clip_x.png", "out-golf_clip_x-2.png",
         "out-clip-2-2.png",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv", "avi"])
+def test_an_overlay_video_is_written_whole_or_not_at_all(tmp_path, monkeypatch, suffix):
+    """Every rendered frame in the named container; an encoder failure half-way leaves no
+    partial file behind (and no temp file)."""
+    import av
+
+    from hpnet.overlay import write_overlay
+
+    frames = [np.full((31, 45, 3), 20 * i, np.uint8) for i in range(6)]
+    path = write_overlay(tmp_path / f"clip.{suffix}", frames, fps=5)
+    with av.open(str(path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 6
+    real, made = av.VideoFrame.from_ndarray, []
+
+    def fail_late(array, format):  # after the encoder has written packets
+        made.append(1)
+        if len(made) == 90:
+            raise OSError("disk full")
+        return real(array, format=format)
+
+    monkeypatch.setattr(av.VideoFrame, "from_ndarray", fail_late)
+    with pytest.raises(OSError, match="disk full"):
+        write_overlay(tmp_path / "broken" / f"clip.{suffix}", frames * 20, fps=5)
+    assert list((tmp_path / "broken").iterdir()) == []

@@ -1,4 +1,5 @@
-"""The training and evaluation loops, free of set-up: they take built parts and return numbers.
+"""The training loop, free of set-up: it takes built parts and returns numbers (the test loop:
+:mod:`hpnet.scoring`).
 
 A model here maps ``(video float (B,T,3,S,S), joints (B,T,P,K,3) | None)`` to a dict with
 ``"logits" (B,C)`` and optionally ``"aux_logits" (B,C)`` (the pose stream's own prediction).
@@ -23,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hpnet.cli import UserError
-from hpnet.data.transforms import ClipTransform, distinct_crop_count
+from hpnet.data.transforms import ClipTransform
+from hpnet.scoring import batch_to_device
 
 
 class NonFiniteLossError(UserError):
@@ -49,13 +51,6 @@ def classification_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, cfg:
         )
         loss = loss + cfg.aux_weight * aux
     return loss
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
-    video = batch["video"].to(device, non_blocking=True)
-    joints = batch["joints"].to(device, non_blocking=True)
-    labels = batch["label"].to(device, non_blocking=True)
-    return video, joints, labels
 
 
 @dataclass
@@ -275,7 +270,7 @@ def _train_batch(
     The backward is queued before the one host sync that reads the loss: a
     non-finite loss still stops the run before the optimizer step uses the gradients.
     """
-    video, joints, labels = _to_device(batch, device)
+    video, joints, labels = batch_to_device(batch, device)
     video, joints = transform.train(video, joints if use_pose else None, generator)
     label_set = {} if batch.get("dataset") is None else {"label_set": batch["dataset"]}
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
@@ -361,86 +356,3 @@ def _check_gradients(model: nn.Module, clip_grad: float, where: str) -> None:
             "train.clip_grad, or try another train.amp; resume from last.pt with "
             "train.resume=auto)"
         )
-
-
-@torch.no_grad()
-def view_probs(
-    model: nn.Module,
-    video: torch.Tensor,
-    joints: torch.Tensor | None,
-    *,
-    transform: ClipTransform,
-    amp_dtype: torch.dtype | None,
-    crops: int = 1,
-) -> torch.Tensor:
-    """Test crops + model on uint8 ``video (B,V,T,3,H,W)``, joints ``(B,V,T,P,K,3)`` | None:
-    class probabilities ``(B, C)``, the softmax averaged over V x the distinct crops (``crops``,
-    or 1 on a square canvas)."""
-    video, joints = transform.test(video, joints, crops=crops)
-    b, v = video.shape[:2]
-    flat_joints = joints.flatten(0, 1) if joints is not None else None
-    device_type = video.device.type
-    with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
-        out = model(video.flatten(0, 1), flat_joints)
-    return out["logits"].float().softmax(-1).view(b, v, -1).mean(1)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Iterable[dict[str, Any]],
-    *,
-    transform: ClipTransform,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    crops: int = 1,
-    use_pose: bool = True,
-    progress: bool = True,
-    max_steps: int = 0,
-) -> dict[str, Any]:
-    """Multi-view test: softmax averaged over temporal views x spatial crops per video.
-
-    The loader yields test batches with ``video (B,V,T,3,H,W)`` and ``joints (B,V,T,P,K,3)``.
-    Returns ``probs (N,C)``, ``labels (N,)``, ``indices (N,)`` (dataset indices, for merging
-    across processes), ``views`` (V x crops) and ``skipped``.
-    """
-    model.eval()
-    probs, labels, indices = [], [], []
-    skipped = 0
-    views = 0
-    bar = tqdm(loader, desc="eval", disable=not progress, mininterval=1.0, leave=False)
-    for step, batch in enumerate(bar):
-        if max_steps and step >= max_steps:
-            break
-        skipped += batch.get("skipped", 0)
-        if batch["label"].numel() == 0:
-            continue
-        video, joints, y = _to_device(batch, device)
-        p = view_probs(
-            model,
-            video,
-            joints if use_pose else None,
-            transform=transform,
-            amp_dtype=amp_dtype,
-            crops=crops,
-        )
-        views = video.shape[1] * distinct_crop_count(*video.shape[-2:], transform.size, crops)
-        probs.append(p.cpu())
-        labels.append(y.cpu())
-        indices.append(batch["index"].cpu())
-    bar.close()
-    if not probs:
-        return {
-            "probs": torch.zeros(0, 0),
-            "labels": torch.zeros(0, dtype=torch.long),
-            "indices": torch.zeros(0, dtype=torch.long),
-            "views": views,
-            "skipped": skipped,
-        }
-    return {
-        "probs": torch.cat(probs),
-        "labels": torch.cat(labels),
-        "indices": torch.cat(indices),
-        "views": views,
-        "skipped": skipped,
-    }

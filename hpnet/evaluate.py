@@ -37,9 +37,9 @@ from hpnet.config import (
 )
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo, gather_objects
-from hpnet.engine import evaluate
 from hpnet.metrics import classification_report, save_confusion
 from hpnet.runtime import RunDataset, label_sets
+from hpnet.scoring import evaluate
 
 DATASET_KEYS = ("top1", "top5", "mean_class_acc", "per_class", "num_videos", "skipped")
 

@@ -12,7 +12,7 @@ The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zerosho
   the YOLO pose model run on the sampled frames (built on first use);
 - :func:`clip_probs`: the loader's canvas (crop, pad or stretch: :mod:`hpnet.data.canvas`), the
   test crops and the model, softmax averaged over views x crops, as
-  :func:`hpnet.engine.evaluate` scores a test video.
+  :func:`hpnet.scoring.evaluate` scores a test video.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.data.sampling import sample_frame_indices
 from hpnet.data.transforms import ClipTransform
-from hpnet.engine import view_probs
+from hpnet.scoring import view_probs
 
 NUM_JOINTS = 17
 logger = logging.getLogger(__name__)

@@ -237,7 +237,7 @@ def _joints_of(p: Any, store: _FrameStore, indices: np.ndarray, frames: torch.Te
 
 def _window_probs(p: Any, store: _FrameStore, wanted: np.ndarray) -> torch.Tensor:
     """Probabilities ``(W, C)`` of the windows whose frame indices are ``wanted (W, T)``."""
-    from hpnet.engine import view_probs
+    from hpnet.scoring import view_probs
 
     flat = wanted.reshape(-1).tolist()
     frames = torch.stack([store.frames[i] for i in flat])  # (W*T, 3, h, w)

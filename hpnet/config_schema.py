@@ -197,7 +197,8 @@ class TrainConfig:
     # under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm); the
     # SimSiam configs turn it on. Ignored in one process and on the CPU (Gloo).
     sync_bn: bool = False
-    max_steps: int = 0  # stop each epoch after this many steps (0 = full epoch; for smoke runs)
+    # stop each epoch (and the run's tests) after this many batches (0 = all; for smoke runs)
+    max_steps: int = 0
     threads: int = 0  # CPU threads for torch (0 = torch's default)
 
 

@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")
     parser.add_argument("--out", help="folder for eval.json and the confusion matrix")
     add_config_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint)
     if args.config:

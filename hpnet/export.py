@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.config import apply_overrides, config_from_dict, load_config
     from hpnet.models.hpnet import model_from_checkpoint
 
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     if args.config:
         cfg = load_config(args.config, args.overrides)

@@ -72,7 +72,10 @@ def videos(tmp_path_factory) -> Path:
 
 
 def _run(videos: Path, out: Path, *extra: str) -> int:
-    return main(["--videos", str(videos), "--out", str(out), "--no-progress", *RANDOM_YOLO, *extra])
+    weights, *others = RANDOM_YOLO  # overrides before and after options
+    return main(
+        ["--videos", str(videos), weights, "--out", str(out), "--no-progress", *others, *extra]
+    )
 
 
 def _npz(out: Path) -> list[str]:

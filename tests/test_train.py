@@ -55,12 +55,18 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     rerun = json.loads((again / "eval.json").read_text())
     assert rerun["num_videos"] == 8 and rerun["views"] == 2 * 1  # eval.views=2 x eval.crops=1
     for extra, videos in (([], 8), (["train.max_steps=1"], 2)):  # 4 batches of 2 unless capped
-        args = ["--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "b2")]
-        assert evaluate_main([*args, "eval.batch_size=2", *extra]) == 0
+        args = ["--checkpoint", str(out / "last.pt"), "eval.batch_size=2"]  # options between
+        assert evaluate_main([*args, "--out", str(tmp_path / "b2"), *extra]) == 0
         assert json.loads((tmp_path / "b2" / "eval.json").read_text())["num_videos"] == videos
     assert (again / "confusion_matrix.png").is_file()
     with pytest.raises(UserError, match=r"does not fit this config: data\.frames=4 -> 8"):
         evaluate_main(["--checkpoint", str(out / "last.pt"), "data.frames=8"])
+    # another model with the same weights (the head would read another feature): refused too;
+    # a key that acts only in training is no other model
+    with pytest.raises(UserError, match=r"does not fit this config: model\.pool=cls -> mean"):
+        evaluate_main(["--checkpoint", str(out / "last.pt"), "model.pool=mean"])
+    args = ["--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "d")]
+    assert evaluate_main([*args, "model.dropout=0.5", "model.drop_path=0.3"]) == 0
 
 
 def test_refuses_to_overwrite_a_run(tiny_args, tmp_path):

@@ -333,11 +333,19 @@ def _build_head(
     return PerDatasetHead(heads) if label_sets else heads[0]
 
 
-def _shape_keys_changed(saved: dict, cfg: Config) -> list[str]:
-    """``key=then -> now`` for the settings that shape the weights and differ from ``saved``."""
+# model.* keys that only act in training: a trained model is the same model without them.
+TRAINING_ONLY = ("drop_path", "dropout", "aux_weight", "pretrained", "freeze_backbone")
+TRAINING_ONLY += ("freeze_backbone_epochs",)
+
+
+def _model_keys_changed(saved: dict, cfg: Config) -> list[str]:
+    """``key=then -> now`` for the settings that define the trained model (its weights' shapes,
+    and what its forward does with them: ``model.pool``, ``data.frames`` of a CNN, ...) and
+    differ from ``saved``."""
     from hpnet.config import changed_keys
 
     keys = [f"model.{f.name}" for f in dataclasses.fields(cfg.model)]
+    keys = [k for k in keys if k.removeprefix("model.") not in TRAINING_ONLY]
     keys += ["data.frames", "data.size", "pose.persons"]
     return [f"{key}={then} -> {now}" for key, then, now in changed_keys(saved, cfg, keys)]
 
@@ -366,14 +374,16 @@ def model_from_checkpoint(
     )  # fmt: skip
     if getattr(model.head, "aux", None) is None:  # older runs built it even with aux_weight=0
         state = {k: v for k, v in state.items() if not k.startswith("head.aux.")}
+    changed = _model_keys_changed(ckpt.get("config", {}), cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError:
-        changed = _shape_keys_changed(ckpt.get("config", {}), cfg)
+        changed = changed or ["its layers differ"]
+    if changed:  # (also those that change no weight: another model all the same)
         raise UserError(
-            f"{source} does not fit this config: {', '.join(changed) or 'its layers differ'} "
-            "(these keys shape the model; drop those overrides to use the checkpoint's values)"
-        ) from None
+            f"{source} does not fit this config: {', '.join(changed)} (these keys define the "
+            "trained model; drop those overrides to use the checkpoint's values)"
+        )
     if labels is None or list(labels) == classes:
         return model
     trained = [i for i, (_, names) in enumerate(model.label_sets) if names == list(labels)]

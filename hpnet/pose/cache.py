@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Raises ``UserError`` (exit code 2 under :func:`cli`) on a bad argument and on a cache folder
     that cannot take the files (:class:`hpnet.atomic.WriteError`).
     """
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)
     if not args.config and not args.videos:
         raise UserError("give --config FILE (the dataset's videos) or --videos DIR [--out DIR]")
     if args.preview < 0:

@@ -29,7 +29,9 @@ gradient is zero, and the final LayerNorm gives every token about the same size)
 backbone without joints (``mvit_v2_s``) has no Grad-CAM: a :class:`~hpnet.cli.UserError` says so.
 
 On the frames (:func:`expand_time`): frame t of T shows slot ``floor(t * T' / T)`` of the T'
-maps, i.e. each slot covers an equal share of the frames, in order.
+maps, i.e. each slot covers an equal share of the frames, in order. A CNN's map is laid on the
+crop's pixels where its cells are centred (:func:`on_pixels`, ``HPNet.cells``: cell i at pixel
+``first + stride * i``, as the FPM reads joints), not stretched over the crop.
 
 Nothing of the model changes: the hooks are removed, inplace flags and train/eval mode restored,
 and gradients are taken with :func:`torch.autograd.grad`, so no parameter's ``.grad`` is touched.
@@ -243,6 +245,25 @@ def expand_time(maps: torch.Tensor, frames: int) -> torch.Tensor:
     return maps[slots.to(maps.device)]
 
 
+def on_pixels(maps: torch.Tensor, cells: tuple[float, float], size: int) -> torch.Tensor:
+    """``(T', h, w)`` maps of a CNN's feature map -> ``(T', size, size)`` on the pixels of the
+    ``size x size`` crop it saw: each pixel reads the map (bilinearly) where its centre lies
+    among the cells, cell i centred at pixel ``first + stride * i`` (``cells``)."""
+    import torch.nn.functional as F
+
+    from hpnet.fusion.fpm import sample_coords
+
+    centres = (torch.arange(size, dtype=torch.float32, device=maps.device) + 0.5) / size
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    points = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (S, S, 3) as joints are
+    grid = sample_coords(points, tuple(maps.shape[-2:]), cells, (size, size))  # (S, S, 2)
+    grid = grid[None].expand(maps.shape[0], -1, -1, -1).to(maps.dtype)
+    sampled = F.grid_sample(
+        maps[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return sampled[:, 0]
+
+
 def centre_crop_cam(
     model: nn.Module,
     transform: ClipTransform,
@@ -262,8 +283,9 @@ def centre_crop_cam(
         canvas: the loader's canvas before the crop.
     Returns:
         ``heat (T, mh, mw)`` in [0, 1] (:func:`explain_clip`, spread over the T frames by
-        :func:`expand_time`) and the crop's box ``(x0, y0, x1, y1)`` in [0, 1] of the frame
-        (where to draw the map; outside [0, 1] where the canvas pads the frame).
+        :func:`expand_time`; a CNN's on the crop's pixels, :func:`on_pixels`) and the crop's
+        box ``(x0, y0, x1, y1)`` in [0, 1] of the frame (where to draw the map; outside [0, 1]
+        where the canvas pads the frame).
     """
     from hpnet.data.transforms import short_side_crop_layout
 
@@ -275,6 +297,9 @@ def centre_crop_cam(
     heat = explain_clip(
         model, video[:, 0], None if joint_batch is None else joint_batch[:, 0], target, method
     )
+    cells = getattr(model, "cells", None)
+    if cells is not None and check_method(method) != "guided":  # a CNN's map, not pixels
+        heat = on_pixels(heat, cells, transform.size)
     heat = expand_time(heat, frames.shape[0])
     (rh, rw), [(top, left)] = short_side_crop_layout(*canvas.hw, transform.size, 1)
     bx0, by0, bx1, by1 = canvas.place(tuple(frames.shape[-2:])).box().tolist()

@@ -23,6 +23,7 @@ from hpnet.explain import (
     guided_backprop,
     input_gradient,
     layer_map,
+    on_pixels,
 )
 from hpnet.fusion.head import LinearHead
 from hpnet.models.hpnet import HPNet, build_model
@@ -181,6 +182,21 @@ def test_frames_show_their_share_of_the_strided_maps():
     assert expand_time(maps, 5).flatten().tolist() == [0, 0, 0, 1, 1]
     assert expand_time(maps, 4).flatten().tolist() == [0, 0, 1, 1]
     assert expand_time(torch.arange(4.0).view(4, 1, 1), 4).flatten().tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(("cells", "size", "grid"), [((32, 0.5), 112, 4), ((16, 8.0), 100, 6)])
+def test_a_cnn_map_lies_on_the_pixels_its_cells_are_centred_on(cells, size, grid):
+    """A map hot in one cell peaks at that cell's centre on the crop (pixel first + stride *
+    i), not where stretching the map over the crop would put it ((i + 0.5) * size / grid)."""
+    stride, first = cells
+    maps = torch.zeros(2, grid, grid)
+    maps[0, 1, 2] = maps[1, 2, 1] = 1.0  # (row, column) per slot
+    pixels = on_pixels(maps, cells, size)
+    assert pixels.shape == (2, size, size)
+    for t, (row, col) in enumerate([(1, 2), (2, 1)]):
+        y, x = divmod(int(pixels[t].argmax()), size)
+        assert abs(x + 0.5 - (first + stride * col)) <= 0.5
+        assert abs(y + 0.5 - (first + stride * row)) <= 0.5
 
 
 class _ClassTokenOnly(nn.Module):

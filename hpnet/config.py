@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 import typing
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from hpnet.config_schema import (
 from hpnet.config_types import (
     coerce,
     fields_of,
+    load_yaml,
     parse_text,
     resolved_types,
     set_joint_entry,
@@ -70,7 +72,7 @@ def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
             node = getattr(node, part)
             continue
         if here == "data.joint" and i != len(parts) - 1:  # data.joint.<name>.<key>=value
-            set_joint_entry(node.joint, parts[i + 1 :], value, from_text=from_text)
+            set_joint_entry(node.joint, parts[i + 1 :], value, from_text=from_text, section=node)
             return
         if i != len(parts) - 1:
             raise UserError(f"config key '{here}' is a value, not a section ('{key}')")
@@ -82,6 +84,8 @@ def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
 def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
     for name, value in data.items():
         key = f"{prefix}{name}"
+        if value is None and _is_section(cfg, key):  # every key of it commented out
+            continue
         if isinstance(value, dict):
             node: Any = cfg
             for part in key.split("."):
@@ -94,15 +98,27 @@ def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
         _set(cfg, key, value, from_text=False)
 
 
+def _is_section(cfg: Config, key: str) -> bool:
+    node: Any = cfg
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node) or part not in fields_of(node):
+            return False
+        node = getattr(node, part)
+    return dataclasses.is_dataclass(node)
+
+
 def validate(cfg: Config) -> Config:
     """Check every value against its limits; raise UserError naming the first bad key."""
     for key, (ok, allowed) in LIMITS.items():
         value = get_value(cfg, key)
         if not ok(value):
             raise UserError(f"config key '{key}' got {value!r}; it must be {allowed}")
-    m = cfg.model
+    m, t = cfg.model, cfg.train
     if m.feedback and not m.pose:
         m.feedback = False  # feedback needs pooled joints; model.pose=false switches it off
+    t.out_dir = os.path.expanduser(t.out_dir)  # ~/runs/x as the shell would
+    if t.resume not in ("", "auto"):
+        t.resume = os.path.expanduser(t.resume)
     if cfg.data.dataset == "list" and not cfg.data.train_list and not cfg.data.test_list:
         raise UserError("data.dataset=list needs data.train_list and/or data.test_list")
     if cfg.data.classes_file and cfg.data.dataset != "list":
@@ -212,10 +228,14 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = load_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
             msg = str(err).replace("\n", " ")
             raise UserError(f"config file {path} is not valid YAML: {msg}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"config file {path} is not UTF-8 text (a YAML file?)") from None
+        except OSError as err:
+            raise UserError(f"cannot read config file {path}: {err.strerror}") from None
         if not isinstance(data, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {data!r}")
         _merge(cfg, data)

@@ -11,12 +11,63 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import math
+import re
 import typing
 from typing import Any, Literal
 
 import yaml
 
 from hpnet.cli import UserError
+
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML for configs: PyYAML's safe loader with numbers read as people write them (YAML
+    1.2's core schema): ``010`` is ten, not octal eight; ``1:30`` is text, not base-60
+    ninety; ``1e-4`` is a number without a dot. A key given twice in one mapping is an error
+    (the first would be dropped without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice (first on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    return int(text, 16) if text.lstrip("+-").lower().startswith("0x") else int(text, 10)
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^[-+]?([0-9][0-9_]*|0[xX][0-9a-fA-F_]+)$"), list("-+0123456789")
+)
+ConfigLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$"
+        r"|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+ConfigLoader.add_constructor(_INT_TAG, _construct_int)
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` read with :class:`ConfigLoader` (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader
 
 
 def type_name(tp: Any) -> str:
@@ -50,9 +101,10 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
             text = value.strip()
             try:
                 if text.startswith("[") and text.endswith("]"):
-                    value = yaml.safe_load(text)
+                    value = load_yaml(text)
                 else:
-                    value = [yaml.safe_load(v) if item is not str else v for v in text.split(",")]
+                    parts = [v.strip() for v in text.split(",")]
+                    value = [load_yaml(v) if item is not str else v for v in parts]
             except yaml.YAMLError:
                 raise UserError(
                     f"config key '{key}' got {value!r}; it must be {type_name(tp)}"
@@ -68,10 +120,11 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
-        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+        if isinstance(value, str):  # (a value set from Python as text)
             with contextlib.suppress(ValueError):
                 value = float(value)
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)  # inf / nan: no setting means them
         value = float(value) if ok else value
     elif tp is str:
         if value is None:
@@ -101,16 +154,37 @@ def unknown_key(key: str, section: Any) -> UserError:
 
 def parse_text(key: str, tp: Any, value: str) -> Any:
     try:
-        return yaml.safe_load(value)
+        return load_yaml(value)
     except yaml.YAMLError:
         raise UserError(f"config key '{key}' got {value!r}; it must be {type_name(tp)}") from None
 
 
+def _entry_key_type(section: Any, parts: list[str]) -> Any:
+    """The type of dotted key ``parts`` of a ``data.joint`` entry (``section``: the data
+    section, whose keys an entry sets; ``pose_cache_dir`` a string); None when unknown."""
+    if parts == ["pose_cache_dir"]:
+        return str
+    node, tp = section, None
+    for part in parts:
+        if not dataclasses.is_dataclass(node) or part not in fields_of(node):
+            return None
+        tp = resolved_types(node)[part]
+        node = getattr(node, part)
+    return tp
+
+
 def set_joint_entry(
-    entries: list[dict[str, Any]], parts: list[str], value: Any, *, from_text: bool
+    entries: list[dict[str, Any]],
+    parts: list[str],
+    value: Any,
+    *,
+    from_text: bool,
+    section: Any = None,
 ) -> None:
     """``data.joint.<name>.<key>=value``: set ``key`` (dotted) in the entry called ``name``;
-    checked with the entry in :func:`validate`."""
+    checked with the entry in :func:`validate`. Text is read as YAML unless the key is a
+    string one of ``section`` (the data section): ``root=/data/run #2`` stays whole, as
+    ``data.root=`` does."""
     names = [str(e.get("name")) for e in entries if isinstance(e, dict)]
     if len(parts) < 2 or parts[0] not in names:
         raise UserError(
@@ -122,7 +196,7 @@ def set_joint_entry(
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"data.joint.{'.'.join(parts)}: '{part}' is a value, not a section")
-    if from_text:
+    if from_text and _entry_key_type(section, parts[1:]) is not str:
         with contextlib.suppress(yaml.YAMLError):
-            value = yaml.safe_load(value)
+            value = load_yaml(value)
     node[parts[-1]] = value

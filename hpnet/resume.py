@@ -91,14 +91,6 @@ def check_resumable(
         raise UserError(
             f"{path} was trained on other data.joint datasets (names or classes) than this run"
         )
-    keys = ("model.arch", "model.size", "model.depth", "model.patch_size", "data.frames")
-    keys += ("data.size", "train.optimizer")  # the optimizer state
-    # which videos train and test: else a resumed run could train on the test videos
-    keys += ("data.dataset", "data.split", "data.seed", "data.test_fraction", "data.val_fraction")
-    changed = changed_keys(ckpt.get("config", {}), cfg, keys)
-    if changed:
-        key, then, now = changed[0]
-        raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
     position = ckpt.get("progress")
     if position:  # a mid-epoch checkpoint: the rest of the epoch is dealt out the same way
         then = (position["world_size"], position["batch_size"])
@@ -109,6 +101,28 @@ def check_resumable(
                 f"{then[1]}, this run has {now[0]} x {now[1]} (use the same process count and "
                 "train.batch_size)"
             )
+    keys = ("model.arch", "model.size", "model.depth", "model.patch_size", "data.frames")
+    keys += ("data.size", "train.optimizer")  # the optimizer state
+    # which videos train and test: else a resumed run could train on the test videos
+    keys += ("data.dataset", "data.split", "data.seed", "data.test_fraction", "data.val_fraction")
+    # what the saved optimizer and schedule hold (restored as saved, whatever the config says)
+    # and the step count the schedule runs on
+    keys += ("train.lr", "train.backbone_lr", "train.layer_decay", "train.weight_decay")
+    keys += ("train.betas", "train.momentum", "train.batch_size", "train.accum_steps")
+    changed = changed_keys(ckpt.get("config", {}), cfg, keys)
+    if changed:
+        key, then, now = changed[0]
+        raise UserError(
+            f"cannot resume {path}: it used {key}={then}, this run has {now} (drop that "
+            "override, or start a new run in another train.out_dir)"
+        )
+    saved_world = ckpt.get("world_size")
+    if saved_world is not None and saved_world != dist.world_size:
+        raise UserError(
+            f"cannot resume {path}: it ran {saved_world} process(es), this run has "
+            f"{dist.world_size} (its learning-rate schedule counts the steps of "
+            f"{saved_world} x train.batch_size clips): use {saved_world}"
+        )
 
 
 class CheckpointClock:
@@ -180,13 +194,15 @@ def rewind_metrics(path: Path, epoch: int) -> None:
 
 
 def run_checkpoint(
-    model, optimizer, scheduler, scaler, epoch, step, best, cfg, datasets, progress=None
-) -> dict:
+    model, optimizer, scheduler, scaler, epoch, step, best, cfg, datasets, progress=None,
+    *, world_size: int = 1,
+) -> dict:  # fmt: skip
     """The checkpoint dict (plain values); ``progress`` is set when written mid-epoch.
     ``classes``: the (first) dataset's; ``label_sets``: ``[name, classes]`` per dataset of a
-    joint run (None for one dataset)."""
+    joint run (None for one dataset); ``world_size``: the processes the run trains on."""
     sets = [[name, names] for name, names in label_sets(datasets)]
     return {
+        "world_size": world_size,
         "format": FORMAT_VERSION,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),

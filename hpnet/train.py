@@ -231,9 +231,10 @@ def _epoch(
     that picks it improved); the step count and best top-1 after."""
     cfg, dist, datasets = run.cfg, run.dist, run.datasets
     model, optimizer = run.parts[:2]
+    w = dist.world_size
 
     def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
-        return run_checkpoint(*run.parts, epoch, at, best, cfg, datasets, where)
+        return run_checkpoint(*run.parts, epoch, at, best, cfg, datasets, where, world_size=w)
 
     set_backbone_frozen(model, cfg, epoch)  # model.freeze_backbone_epochs
     if epoch == cfg.model.freeze_backbone_epochs > 0 and dist.is_main:
@@ -255,7 +256,7 @@ def _epoch(
     if dist.is_main:
         log_metrics(run.out, record, tb)
         print(_summary(record, cfg.train.epochs))
-        ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets)
+        ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets, world_size=w)
         atomic_save(ckpt, run.out / "last.pt")
         clock.saved()
         if is_best:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -93,6 +94,51 @@ def test_bad_file_values(tmp_path):
     path.write_text("data: [1, 2\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(path)
+
+
+def test_files_read_as_written(tmp_path):
+    """A key given twice is refused (the first copy was dropped without a word); a section
+    with every key commented out is empty; 010 is ten (not YAML 1.1's octal eight); a file
+    that is not UTF-8 text is a one-line error."""
+    path = tmp_path / "x.yaml"
+    path.write_text("train:\n  lr: 0.001\n  epochs: 5\nmodel:\n  size: tiny\ntrain:\n  seed: 2\n")
+    with pytest.raises(
+        UserError, match=r"not valid YAML: .*'train' is given twice \(first on line 1"
+    ):
+        load_config(path)
+    path.write_text("train:\n  # lr: 0.1\nmodel:\n  size: tiny\n")
+    assert load_config(path).model.size == "tiny"
+    path.write_text("train:\n  epochs: 010\n  lr: 1e-4\n")
+    assert load_config(path).train.epochs == 10 and load_config(path).train.lr == 1e-4
+    path.write_bytes("model:\n  size: tiny # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match="is not UTF-8 text"):
+        load_config(path)
+
+
+def test_overrides_read_as_written():
+    """010 is ten; 1:30 is no base-60 number; inf and nan are no setting; a comma list's
+    items lose their spaces; ~ in the run folder is the home folder; a joint entry's string
+    key keeps its text whole, as the same data key does."""
+    assert load_config(None, ["train.epochs=010"]).train.epochs == 10
+    with pytest.raises(UserError, match=r"'train\.epochs' got '1:30'; it must be an integer"):
+        load_config(None, ["train.epochs=1:30"])
+    for bad in ("inf", ".inf", "nan", "1e400"):
+        with pytest.raises(UserError, match=r"'train\.warmup_epochs' got"):
+            load_config(None, [f"train.warmup_epochs={bad}"])
+    cfg = load_config(
+        None, ["data.synthetic.actions=sit_down, stand_up", "text.templates=a {}, b {}"]
+    )
+    assert cfg.data.synthetic.actions == ["sit_down", "stand_up"]
+    assert cfg.text.templates == ["a {}", "b {}"]
+    cfg = load_config(None, ["train.out_dir=~/runs/x", "train.resume=~/runs/y/last.pt"])
+    assert cfg.train.out_dir == str(Path.home() / "runs/x")
+    assert cfg.train.resume == str(Path.home() / "runs/y/last.pt")
+    joint = [
+        "data.joint=[{name: a, dataset: synthetic}, {name: b, dataset: synthetic}]",
+        "data.joint.a.root=/data/run #2", "data.joint.b.root=0755",
+    ]  # fmt: skip
+    entries = load_config(None, joint).data.joint
+    assert [e["root"] for e in entries] == ["/data/run #2", "0755"]
 
 
 def test_cross_key_rules():

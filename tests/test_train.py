@@ -93,6 +93,24 @@ def test_resume_with_other_videos_is_refused(tiny_args, tmp_path):
             _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", f"{key}={now}")
 
 
+def test_resume_with_another_optimizer_setting_or_batch_is_refused(tiny_args, tmp_path):
+    """The saved optimizer and schedule come back as saved: a new train.lr (weight decay,
+    betas, ...) would be recorded in config.yaml but not used, and another batch size or
+    process count would run the schedule's step count against another total."""
+    out = tmp_path / "run"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
+    lr = load_config(tiny_args[1], tiny_args[2:]).train.lr
+    for key, now in [("train.lr", lr * 10), ("train.batch_size", 2), ("train.betas", "[0.9,0.95]")]:
+        with pytest.raises(UserError, match=rf"it used {key}=.*start a new run"):
+            _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", f"{key}={now}")
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["world_size"] == 1
+    ckpt["world_size"] = 2  # as if written by two processes
+    torch.save(ckpt, out / "last.pt")
+    with pytest.raises(UserError, match=r"it ran 2 process\(es\), this run has 1"):
+        _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", "train.epochs=2")
+
+
 def test_confusion_csv_is_utf8_in_any_locale(tmp_path):
     """Class names outside ASCII are written as UTF-8 even where the locale's encoding is
     ASCII (it used to fail at the end of training, after the run's last epoch)."""

@@ -219,12 +219,15 @@ def pretrain_batch(
     )  # fmt: skip
 
 
-def pretrain_checkpoint(model, optimizer, scheduler, scaler, epoch, step, cfg, datasets, where):
+def pretrain_checkpoint(
+    model, optimizer, scheduler, scaler, epoch, step, cfg, datasets, where, world_size
+):
     """:func:`~hpnet.resume.run_checkpoint` (no classes, no best top-1) marked as a
     pretraining run: ``"pretrain": {"method": ...}`` is what ``model.pretrained`` recognises."""
     ckpt = run_checkpoint(
-        model, optimizer, scheduler, scaler, epoch, step, -1.0, cfg, datasets, where
-    )
+        model, optimizer, scheduler, scaler, epoch, step, -1.0, cfg, datasets, where,
+        world_size=world_size,
+    )  # fmt: skip
     ckpt["pretrain"] = {"method": cfg.pretrain.method}
     return ckpt
 
@@ -283,9 +286,10 @@ def _epoch(
 ) -> int:
     """Train one epoch (from ``resume`` when set), log it, write last.pt; the step count after."""
     cfg, dist, optimizer = run.cfg, run.dist, run.parts[1]
+    w = dist.world_size
 
     def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
-        return pretrain_checkpoint(*run.parts, epoch, at, cfg, run.datasets, where)
+        return pretrain_checkpoint(*run.parts, epoch, at, cfg, run.datasets, where, w)
 
     stats = run_epoch(run, epoch, step, resume, clock, checkpoint, save=atomic_save)
     step += int(stats["steps"])
@@ -302,7 +306,7 @@ def _epoch(
             + (f"  collapse std {record['collapse_std']:.4f}" if "collapse_std" in record else "")
             + (f"  skipped {int(record['skipped'])} bad videos" if record["skipped"] else "")
         )
-        ckpt = pretrain_checkpoint(*run.parts, epoch + 1, step, cfg, run.datasets, None)
+        ckpt = pretrain_checkpoint(*run.parts, epoch + 1, step, cfg, run.datasets, None, w)
         atomic_save(ckpt, run.out / "last.pt")
         clock.saved()
     return step

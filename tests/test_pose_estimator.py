@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -135,14 +136,18 @@ def test_frames_do_not_depend_on_their_batch_neighbours(precision, random_yolo):
     together = est.detect(blocks)
     alone = [est.detect(frame)[0] for block in blocks for frame in block]
     assert len(together) == len(alone) == 7
+    # fp32: bit for bit. bf16: once in a full run a frame's keypoints came out a few bf16 steps
+    # apart (up to 0.04 of the frame through this random model's head; scores and boxes equal)
+    # while a frame placed wrong on its canvas is off by a 32-pixel grid step (0.3-1.0 of it).
+    same = partial(np.testing.assert_allclose, rtol=0, atol=0 if precision == "fp32" else 0.08)
     for i, (t, a) in enumerate(zip(together, alone, strict=True)):
         assert len(t.scores) == len(a.scores) > 0, f"frame {i}"
-        np.testing.assert_array_equal(t.scores, a.scores, err_msg=f"frame {i}")
-        np.testing.assert_array_equal(t.boxes, a.boxes, err_msg=f"frame {i}")
-        np.testing.assert_array_equal(t.keypoints, a.keypoints, err_msg=f"frame {i}")
+        same(t.scores, a.scores, err_msg=f"frame {i}")
+        same(t.boxes, a.boxes, err_msg=f"frame {i}")
+        same(t.keypoints, a.keypoints, err_msg=f"frame {i}")
     reversed_call = est.detect(blocks[::-1])  # the same blocks in the other order
     for t, r in zip(together[5:] + together[3:5] + together[:3], reversed_call, strict=True):
-        np.testing.assert_array_equal(t.keypoints, r.keypoints)
+        same(t.keypoints, r.keypoints)
 
 
 def test_frames_with_nobody_give_zeros(random_yolo):

@@ -53,7 +53,8 @@ __all__ = [
     "AugmentConfig", "Config", "DataConfig", "EvalConfig", "ModelConfig", "PoseConfig",
     "PretrainConfig", "SyntheticConfig", "TextConfig", "TrainConfig", "add_config_arguments",
     "apply_overrides", "changed_keys", "check_pose_source", "config_from_dict", "config_to_dict",
-    "dataset_configs", "describe", "get_value", "load_config", "save_config", "validate",
+    "dataset_configs", "describe", "get_value", "load_config", "overrides_key", "save_config",
+    "validate",
 ]  # fmt: skip
 
 
@@ -240,6 +241,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise UserError(f"config file {path} must hold a mapping of sections, not {data!r}")
         _merge(cfg, data)
     return apply_overrides(cfg, overrides)
+
+
+def overrides_key(overrides: Sequence[str], key: str) -> bool:
+    """Whether one of the ``key=value`` strings ``overrides`` sets ``key``."""
+    return any(item.split("=", 1)[0].strip() == key for item in overrides)
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:

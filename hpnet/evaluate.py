@@ -34,6 +34,7 @@ from hpnet.config import (
     apply_overrides,
     config_from_dict,
     load_config,
+    overrides_key,
 )
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo, gather_objects
@@ -216,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     else:  # the run's own config, with the command line's overrides on top
         cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
-    if not any(o.split("=", 1)[0].strip() == "train.max_steps" for o in args.overrides):
+    if not overrides_key(args.overrides, "train.max_steps"):
         cfg.train.max_steps = 0  # a smoke run's cap on its steps: not on this test's videos
     device = pick_device(cfg.train.device)
     with distributed_session(device.type) as dist:

@@ -27,7 +27,7 @@ from typing import Any
 
 from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
-from hpnet.config import Config
+from hpnet.config import Config, overrides_key
 from hpnet.distributed import DistInfo, gather_objects
 
 SPLIT_DATASETS = ("hmdb51", "ucf101")  # the datasets that have official splits
@@ -60,7 +60,7 @@ def check_splits_usable(cfg: Config, overrides: Sequence[str]) -> None:
             f"--splits needs a dataset with official splits (data.dataset=hmdb51 or ucf101); "
             f"data.dataset={cfg.data.dataset} has none: drop --splits"
         )
-    if any(item.split("=", 1)[0].strip() == "data.split" for item in overrides):
+    if overrides_key(overrides, "data.split"):
         raise UserError("--splits sets data.split for each run: drop the data.split override")
     if cfg.data.joint:  # each entry has its own split: --splits would rerun the same ones
         names = ", ".join(str(entry.get("name", "?")) for entry in cfg.data.joint)

@@ -38,10 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpnet.cli import CommandParser, UserError, run_cli
-from hpnet.config import Config, load_config
+from hpnet.config import Config, load_config, overrides_key
+from hpnet.config_types import load_yaml
 from hpnet.evaluate import summary_line
 from hpnet.predict import add_video_arguments, emit, read_labels, split_inputs
 from hpnet.predictor import Predictor, predict_videos
@@ -91,12 +90,12 @@ def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Conf
 
 def _templates_set(config: str | None, overrides: Sequence[str]) -> bool:
     """Whether the config file or an override gives ``text.templates`` (then they are used)."""
-    if any(item.split("=", 1)[0].strip() == "text.templates" for item in overrides):
+    if overrides_key(overrides, "text.templates"):
         return True
     if not config:
         return False
     text = Path(config).read_text(encoding="utf-8")  # load_config checked the file
-    data = yaml.safe_load(text) or {}
+    data = load_yaml(text) or {}
     return isinstance(data.get("text"), dict) and "templates" in data["text"]
 
 

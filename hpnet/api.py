@@ -168,9 +168,7 @@ class Classifier:
                     f"got {tuple(joints.shape)}"
                 )
         elif p.joints is not None:  # as predict() gives a video without cached joints
-            joints = (
-                p.joints.estimate(sampled) if p.joints.can_estimate else p.joints.missing(sampled)
-            )
+            joints, _ = p.joints.from_frames(sampled)
         probs = p.probs(sampled, joints)
         return {"top": best(probs, self.labels, top_k), "probs": probs.tolist()}
 

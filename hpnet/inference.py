@@ -157,15 +157,16 @@ class JointFinder:
                 return self.cache(cached, sampled.indices, sampled.info), "cache"
             except UserError as err:  # a corrupt file: this video's joints come from YOLO
                 logger.warning("%s; estimating the joints instead", err)
-        if self._build_estimator is None:
-            return self.missing(sampled), "none"
-        return self.estimate(sampled), "estimated"
+        return self.from_frames(sampled)
 
-    def missing(self, sampled: SampledVideo) -> np.ndarray:
-        """Joints ``(V, T, P, 17, 3)`` all missing (zeros: confidence 0), as the loader gives a
-        video without cached joints."""
+    def from_frames(self, sampled: SampledVideo) -> tuple[np.ndarray, str]:
+        """Joints ``(V, T, P, 17, 3)`` of the sampled frames without looking in the cache: the
+        pose model's (``"estimated"``), else all missing (``"none"``: zeros, confidence 0, as
+        the loader gives a video without cached joints)."""
+        if self.can_estimate:
+            return self.estimate(sampled), "estimated"
         v, t = sampled.indices.shape
-        return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32)
+        return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32), "none"
 
     @property
     def can_estimate(self) -> bool:
@@ -190,10 +191,13 @@ class JointFinder:
         rows = np.searchsorted(order, flat)
         return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32)
 
-    def estimate_stream(self, frames: torch.Tensor, tracker: Any) -> np.ndarray:
+    def from_stream(self, frames: torch.Tensor, tracker: Any) -> np.ndarray:
         """Joints ``(N, P, 17, 3)`` of the next consecutive frames ``uint8 (N, 3, H, W)`` of a
-        video read in pieces: ``tracker`` (a :class:`~hpnet.pose.tracking.PersonTracker`, one
-        per video) carries its people's slots from one piece to the next."""
+        video read in pieces, without looking in the cache: the pose model's, ``tracker`` (a
+        :class:`~hpnet.pose.tracking.PersonTracker`, one per video) carrying its people's slots
+        from one piece to the next; else all missing."""
+        if not self.can_estimate:
+            return np.zeros((len(frames), self.persons, NUM_JOINTS, 3), np.float32)
         detections = self._pose_model().detect(frames)
         return np.stack([tracker.update(d) for d in detections]).astype(np.float32)
 

@@ -182,7 +182,7 @@ def score_timeline(
                 if cached is not None:
                     store.joints.update((i, cached[i]) for i in new.tolist())
                 elif p.joints is not None:
-                    joints = _joints_of(p, store, new, frames, info)
+                    joints = _joints_of(p, store, frames)
                     store.joints.update(zip(new.tolist(), joints, strict=True))
             probs.append(_window_probs(p, store, wanted))
             for i in sorted(keep.intersection(group)):
@@ -221,18 +221,15 @@ def _cached_joints(p: Any, video: Any, plan: WindowPlan, info: Any) -> dict | No
     return dict(zip(grid.tolist(), joints, strict=True))
 
 
-def _joints_of(p: Any, store: _FrameStore, indices: np.ndarray, frames: torch.Tensor, info: Any):
-    """Joints ``(U, P, 17, 3)`` of the next frames ``indices`` (in time order) of a video
-    without a pose cache file: the pose model's, tracked by one tracker over the whole video
-    (its people keep their slots from batch to batch), else all missing."""
-    from hpnet.inference import SampledVideo
+def _joints_of(p: Any, store: _FrameStore, frames: torch.Tensor) -> np.ndarray:
+    """Joints ``(U, P, 17, 3)`` of the next frames (in time order) of a video without a pose
+    cache file: the pose model's, tracked by one tracker over the whole video (its people keep
+    their slots from batch to batch), else all missing."""
     from hpnet.pose.tracking import PersonTracker
 
-    if not p.joints.can_estimate:
-        return p.joints.missing(SampledVideo(frames[None], indices[None], info))[0]
     if store.tracker is None:
         store.tracker = PersonTracker(p.joints.persons)
-    return p.joints.estimate_stream(frames, store.tracker)
+    return p.joints.from_stream(frames, store.tracker)
 
 
 def _window_probs(p: Any, store: _FrameStore, wanted: np.ndarray) -> torch.Tensor:

@@ -160,8 +160,7 @@ def test_estimated_people_keep_their_slots_across_batches():
 
     p = SimpleNamespace(joints=JointFinder("", 2, _TwoPeople))
     store, frames = _FrameStore(), torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
-    first = _joints_of(p, store, np.arange(3), frames, None)
-    later = _joints_of(p, store, np.arange(3, 6), frames, None)
+    first, later = _joints_of(p, store, frames), _joints_of(p, store, frames)
     assert (first[:, 0, :, 0] == 0.25).all() and (later[:, 0, :, 0] == 0.25).all()
     assert (later[:, 1, :, 0] == 0.7).all()
 

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,31 +161,41 @@ def _strip(frames: Sequence[np.ndarray], header: str) -> Image.Image:
     return sheet
 
 
-def _video(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
-    """H.264 (MPEG-4 part 2 if this FFmpeg lacks an H.264 encoder), even frame sizes; written
-    atomically (a failed write leaves no partial file)."""
-    from fractions import Fraction
-
+@contextlib.contextmanager
+def video_output(path: Path) -> Iterator[tuple[Any, str]]:
+    """``(PyAV output container, codec)`` for a video at ``path`` (container by suffix: .mp4
+    .mkv .avi; H.264, or MPEG-4 part 2 if this FFmpeg lacks an H.264 encoder), written to a
+    temp file that replaces ``path`` only when the block ends without error (no partial file)."""
     import av
 
     from hpnet.atomic import temp_name
 
-    h, w = (max(f.shape[i] for f in frames) // 2 * 2 for i in (0, 1))
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     tmp, muxer = temp_name(path), path.suffix.lstrip(".").lower().replace("mkv", "matroska")
     try:
         with av.open(str(tmp), "w", format=muxer) as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-            stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
-            for frame in frames:
-                canvas = np.zeros((h, w, 3), np.uint8)
-                fh, fw = min(h, frame.shape[0]), min(w, frame.shape[1])
-                canvas[:fh, :fw] = frame[:fh, :fw]
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
-            container.mux(stream.encode())
+            yield container, codec
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _video(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+    """The frames as a video (:func:`video_output`), even frame sizes."""
+    from fractions import Fraction
+
+    import av
+
+    h, w = (max(f.shape[i] for f in frames) // 2 * 2 for i in (0, 1))
+    with video_output(path) as (container, codec):
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
+        for frame in frames:
+            canvas = np.zeros((h, w, 3), np.uint8)
+            fh, fw = min(h, frame.shape[0]), min(w, frame.shape[1])
+            canvas[:fh, :fw] = frame[:fh, :fw]
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        container.mux(stream.encode())
 
 
 def write_clip_overlay(

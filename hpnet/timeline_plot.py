@@ -76,42 +76,29 @@ def write_timeline_video(
 
     import av
 
-    from hpnet.atomic import temp_name
     from hpnet.data.decode import open_video
     from hpnet.inference import fit_size
-    from hpnet.overlay import render_frame
+    from hpnet.overlay import render_frame, video_output
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    try:
-        with open_video(video, backend=backend) as reader, av.open(str(tmp), "w", format=(
-            path.suffix.lstrip(".").replace("mkv", "matroska"))) as out:  # fmt: skip
-            info = reader.info
-            size = fit_size(info.height, info.width, max_side)
-            stream = None
-            for first in range(0, info.num_frames, chunk):
-                indices = range(first, min(first + chunk, info.num_frames))
-                frames = reader.frames(list(indices), size=size).permute(0, 2, 3, 1).numpy()
-                for index, frame in zip(indices, frames, strict=True):
-                    seconds = index / info.fps
-                    top = label_at(timeline, seconds)
-                    lines = [f"{top['label']}  {100 * top['prob']:.1f}%", f"{seconds:7.2f} s"]
-                    image = render_frame(frame, lines=lines)
-                    if stream is None:
-                        stream = out.add_stream(
-                            codec, rate=Fraction(info.fps).limit_denominator(1001)
-                        )
-                        stream.height, stream.width = (
-                            image.shape[0] // 2 * 2,
-                            image.shape[1] // 2 * 2,
-                        )
-                        stream.pix_fmt = "yuv420p"
-                    image = np.ascontiguousarray(image[: stream.height, : stream.width])
-                    out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-            if stream is not None:
-                out.mux(stream.encode())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open_video(video, backend=backend) as reader, video_output(path) as (out, codec):
+        info = reader.info
+        size = fit_size(info.height, info.width, max_side)
+        stream = None
+        for first in range(0, info.num_frames, chunk):
+            indices = range(first, min(first + chunk, info.num_frames))
+            frames = reader.frames(list(indices), size=size).permute(0, 2, 3, 1).numpy()
+            for index, frame in zip(indices, frames, strict=True):
+                seconds = index / info.fps
+                top = label_at(timeline, seconds)
+                lines = [f"{top['label']}  {100 * top['prob']:.1f}%", f"{seconds:7.2f} s"]
+                image = render_frame(frame, lines=lines)
+                if stream is None:
+                    stream = out.add_stream(codec, rate=Fraction(info.fps).limit_denominator(1001))
+                    stream.height, stream.width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+                    stream.pix_fmt = "yuv420p"
+                image = np.ascontiguousarray(image[: stream.height, : stream.width])
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        if stream is not None:
+            out.mux(stream.encode())

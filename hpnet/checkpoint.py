@@ -62,6 +62,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"cannot load checkpoint {path}: {type(err).__name__}: {reason}") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise UserError(f"{path} is not an hpnet checkpoint (no 'model' entry)")
+    fmt = ckpt.get("format")
+    if isinstance(fmt, int) and fmt > FORMAT_VERSION:  # its layout may mean something else
+        raise UserError(
+            f"{path} was written by a newer hpnet (checkpoint format {fmt}; this one reads "
+            f"format {FORMAT_VERSION}): upgrade hpnet (pip install -U hpnet) to load it"
+        )
     return ckpt
 
 

@@ -126,6 +126,9 @@ def test_a_foreign_pickle_in_a_checkpoint_is_never_run(tmp_path):
     assert not marker.exists()
     torch.save({"model": {"w": torch.zeros(2)}, "epoch": 1}, path)  # plain values: loads
     assert load_checkpoint(path)["epoch"] == 1
+    torch.save({"model": {}, "format": 2}, path)  # a newer layout: never misread
+    with pytest.raises(UserError, match=r"newer hpnet \(checkpoint format 2; .* reads format 1"):
+        load_checkpoint(path)
 
 
 class _RaisesInWorker:

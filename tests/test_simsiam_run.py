@@ -231,6 +231,10 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
         _run(simsiam_args, tmp_path / "b", "model.arch=lsvit")
     with pytest.raises(UserError, match=r"model.pretrained=''"):
         _run(simsiam_args, tmp_path / "c", f"model.pretrained={last}")
+    from hpnet.evaluate import main as evaluate_main
+
+    with pytest.raises(UserError, match=r"is a pretraining checkpoint .*model.pretrained=PATH"):
+        evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "ev")])
     with pytest.raises(UserError, match=r"--preview shows VideoMAE"):
         _run(simsiam_args, simsiam_run, "--preview", "1")
     with pytest.raises(UserError, match=r"needs data.frames >= 3 and train.batch_size >= 2"):

@@ -362,6 +362,11 @@ def model_from_checkpoint(
     from hpnet.cli import UserError
 
     classes = list(ckpt.get("classes", []))
+    if ckpt.get("pretrain"):  # hpnet.pretrain's encoder (and decoder): no classifier yet
+        raise UserError(
+            f"{source} is a pretraining checkpoint (python -m hpnet.pretrain): it has no "
+            f"classifier; fine-tune it first with python -m hpnet.train ... model.pretrained=PATH"
+        )
     if not classes:
         raise UserError(f"{source} records no class names: was it written by hpnet.train?")
     state = ckpt["model"]

@@ -10,7 +10,7 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 
 ``classes`` are the (first) dataset's class names; ``label_sets`` name every dataset of a joint
 run (``data.joint``) with its class names, in order (None for one dataset): what evaluate and
-predict need to score any of them (:func:`hpnet.models.hpnet.model_from_checkpoint`).
+predict need to score any of them (:func:`hpnet.models.from_checkpoint.model_from_checkpoint`).
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ def summary_line(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.distributed import distributed_session
-    from hpnet.models.hpnet import model_from_checkpoint
+    from hpnet.models.from_checkpoint import model_from_checkpoint
     from hpnet.runtime import amp_dtype_for, build_run_datasets, build_transform, pick_device
 
     parser = CommandParser(prog="python -m hpnet.evaluate", description=__doc__.split("\n")[0])

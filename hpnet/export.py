@@ -252,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.checkpoint import load_checkpoint
     from hpnet.config import apply_overrides, config_from_dict, load_config
-    from hpnet.models.hpnet import model_from_checkpoint
+    from hpnet.models.from_checkpoint import model_from_checkpoint
 
     args = _parser().parse_intermixed_args(argv)
     ckpt = load_checkpoint(args.checkpoint)

@@ -25,6 +25,7 @@ from typing import Any
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
+from hpnet.text.prompts import check_distinct_phrases
 from hpnet.timeline import check_smooth
 
 __all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
@@ -60,6 +61,7 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None
         raise UserError(f"label {twice[0]!r} is given twice (--labels/--labels-file)")
     if len(names) < 2:
         raise UserError(f"need at least 2 labels, got {names} (--labels/--labels-file)")
+    check_distinct_phrases(names, "--labels/--labels-file")
     return names
 
 

@@ -87,7 +87,7 @@ class Predictor:
         """The trained model of ``checkpoint`` with its own config (or ``config``) plus
         ``overrides``; ``labels`` other than the trained ones go through the text head."""
         from hpnet.checkpoint import load_checkpoint
-        from hpnet.models.hpnet import model_from_checkpoint
+        from hpnet.models.from_checkpoint import model_from_checkpoint
 
         ckpt = load_checkpoint(checkpoint)
         if config:

@@ -9,6 +9,7 @@ own ``hf_hub_download`` call serves a file saved from a randomly initialised mod
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -38,6 +39,7 @@ TINY_CFG = {
 OPENAI_REPO = "timm/hpnet_tiny_clip.openai"  # what the tags' weights are downloaded from
 LAION_REPO = "laion/hpnet-tiny-clip-laion"
 TEXTS = ["a video of a person climb.", "wave"]
+HALF = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # the laion tag's (as LAION's ViT-L-14)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +51,7 @@ def tiny_clip(monkeypatch):
     monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, QUICK, {**TINY_CFG, "quick_gelu": True})
     openai = _pcfg(hf_hub=f"{OPENAI_REPO}/", quick_gelu=True)
     monkeypatch.setitem(
-        _PRETRAINED, TINY, {"openai": openai, "laion": _pcfg(hf_hub=f"{LAION_REPO}/")}
+        _PRETRAINED, TINY, {"openai": openai, "laion": _pcfg(hf_hub=f"{LAION_REPO}/", **HALF)}
     )
     monkeypatch.setitem(_PRETRAINED, QUICK, {"openai": openai})  # as open_clip does for its own
     monkeypatch.setattr(clip_weights, "_WARNED", set())
@@ -227,6 +229,33 @@ def test_file_from_a_known_download_gets_its_tags_activation(
     path.parent.mkdir(parents=True)
     shutil.copy(weights_bin, path)
     assert_towers_match(str(path), reference(weights_bin, quick_gelu))
+
+
+def test_a_files_mean_and_std_come_from_its_download_or_its_config(weights_bin, tmp_path, caplog):
+    """Zero-shot normalises frames as the weights were trained: a file of a known download gets
+    its tag's mean/std, one with an open_clip_config.json its preprocess_cfg's; else OpenAI's,
+    with a warning when other weights of the model used others."""
+    openai_mean = build_image_tower(TINY, "", quick_gelu="false").mean
+    laion = tmp_path / f"hub/models--{LAION_REPO.replace('/', '--')}/snapshots/abc"
+    configured, plain = tmp_path / "configured", tmp_path / "plain"
+    for folder in (laion, configured, plain):
+        folder.mkdir(parents=True)
+        shutil.copy(weights_bin, folder / "open_clip_pytorch_model.bin")
+    preprocess = {"mean": [0.4, 0.4, 0.4], "std": [0.2, 0.3, 0.2]}
+    (configured / "open_clip_config.json").write_text(json.dumps({"preprocess_cfg": preprocess}))
+
+    def tower(folder: Path):
+        return build_image_tower(
+            TINY, str(folder / "open_clip_pytorch_model.bin"), quick_gelu="false"
+        )
+
+    assert (tower(laion).mean, tower(laion).std) == (HALF["mean"], HALF["std"])
+    assert (tower(configured).mean, tower(configured).std) == ((0.4,) * 3, (0.2, 0.3, 0.2))
+    with caplog.at_level(logging.WARNING):
+        assert tower(plain).mean == openai_mean != HALF["mean"]
+    assert (
+        "using OpenAI's image mean/std" in caplog.text and "tag(s) laion used others" in caplog.text
+    )
 
 
 def test_safetensors_and_openai_state_dict_and_torchscript_get_quick_gelu(weights_bin, tmp_path):

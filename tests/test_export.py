@@ -84,7 +84,7 @@ def test_onnx_matches_eager_with_onnx_runtime(tmp_path):
 def test_command_exports_a_checkpoint_with_its_labels(tiny_args, tmp_path, capsys):
     from hpnet.checkpoint import load_checkpoint
     from hpnet.config import config_from_dict
-    from hpnet.models.hpnet import model_from_checkpoint
+    from hpnet.models.from_checkpoint import model_from_checkpoint
     from hpnet.train import main as train_main
 
     run = tmp_path / "run"

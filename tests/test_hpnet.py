@@ -215,3 +215,14 @@ def test_linear_head_refuses_new_labels(text_cache):
     model = _build(text_cache, "model.text=false")
     with pytest.raises(ValueError, match="linear head"):
         model.set_class_embeddings(torch.randn(3, 8), ["a", "b", "c"])
+
+
+def test_classes_that_become_the_same_words_are_refused(text_cache):
+    from hpnet.cli import UserError
+
+    with pytest.raises(UserError, match=r"the classes of synthetic: 'run' and 'Run' are the same"):
+        build_model(_cfg(text_cache), ["run", "wave", "Run"])
+    assert build_model(_cfg(text_cache, "model.text=false"), ["run", "Run"]).class_names == [
+        "run",
+        "Run",
+    ]  # a linear head tells them apart by index

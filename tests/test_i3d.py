@@ -272,7 +272,7 @@ def test_a_file_of_another_model_is_refused(text_cache, tmp_path, make, match):
 
 def test_a_checkpoint_rebuilds_its_arch(text_cache):
     from hpnet.config import config_to_dict
-    from hpnet.models.hpnet import model_from_checkpoint
+    from hpnet.models.from_checkpoint import model_from_checkpoint
 
     switches = ("model.pose=false", "model.text=false")
     cfg = _cfg(text_cache, "nonlocal", *switches)

@@ -232,7 +232,7 @@ def test_backbone_cam_shape_range_and_no_leftover_gradients(checkpoint):
     from hpnet.checkpoint import load_checkpoint
     from hpnet.config import config_from_dict
     from hpnet.explain import explain_clip
-    from hpnet.models.hpnet import model_from_checkpoint
+    from hpnet.models.from_checkpoint import model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, config_from_dict(ckpt["config"]))

@@ -23,6 +23,7 @@ from hpnet.text import weights as clip_weights
 from hpnet.text.encoder import ClassTextEncoder, TextWeights, build_text_encoder, cache_key
 from hpnet.text.prompts import (
     TEMPLATE_SETS,
+    check_distinct_phrases,
     class_name_to_phrase,
     get_templates,
     make_prompts,
@@ -76,6 +77,25 @@ def test_templates_by_name_and_bad_templates():
         get_templates("fancy")
     with pytest.raises(UserError, match=r"no '\{\}'"):
         make_prompts(["climb"], ["a video of a person"])
+
+
+def test_labels_that_become_the_same_words_are_refused():
+    from hpnet.predict import read_labels
+
+    check_distinct_phrases(["brush_hair", "climb", "brush_hair"])  # the same name: not a clash
+    with pytest.raises(UserError, match=r"x: 'brush_hair' and 'BrushHair' are the same words"):
+        check_distinct_phrases(["brush_hair", "wave", "BrushHair"], "x")
+    with pytest.raises(UserError, match=r"--labels/--labels-file: 'Run' and 'run'"):
+        read_labels("Run,jump,run", None)
+
+
+def test_prompts_cut_at_the_context_length_are_warned_about(small_encoder, caplog):
+    with caplog.at_level(logging.WARNING, logger="hpnet.text.encoder"):
+        small_encoder.encode_class_names(["wave", "clap"], TEMPLATES)
+        assert not caplog.records
+        small_encoder.encode_class_names(["wave", " ".join(["jump"] * 90)], TEMPLATES)
+    (record,) = caplog.records
+    assert "2 prompt(s) reach the text tower's 77-token limit" in record.getMessage()
 
 
 # ----------------------------------------------------------------------------------- encoder
@@ -144,6 +164,10 @@ def test_cache_key_changes_with_model_weights_labels_and_templates(tmp_path):
     before = cache_key(SMALL, file, prompts)
     weights_file.write_bytes(b"012345")  # new size (and mtime): a different file
     assert cache_key(SMALL, file, prompts) != before
+    before, forced = cache_key(SMALL, file, prompts), cache_key(SMALL, file, prompts, "false")
+    (tmp_path / "open_clip_config.json").write_text('{"model_cfg": {"quick_gelu": true}}')
+    assert cache_key(SMALL, file, prompts) != before  # auto now decides QuickGELU: new key
+    assert cache_key(SMALL, file, prompts, "false") == forced  # a forced setting: no change
 
 
 def test_tower_is_frozen_and_outside_the_owner_parameters(small_encoder):

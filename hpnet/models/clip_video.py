@@ -26,6 +26,7 @@ from torch import nn
 
 from hpnet.cli import UserError
 from hpnet.fusion.head import fp32_region
+from hpnet.text.activation import base_model_name, from_known_source, open_clip_config_next_to
 from hpnet.text.weights import (
     RANDOM_INIT_SEED,
     ClipSource,
@@ -107,13 +108,48 @@ def build_image_tower(
 
 
 def _normalisation(source: ClipSource) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The RGB mean and std the weights were trained with (the tag's, else OpenAI's)."""
+    """The RGB mean and std the weights were trained with: the tag's; for a file, the
+    ``preprocess_cfg`` of an ``open_clip_config.json`` beside it, else the tag it was downloaded
+    as (its file or folder name, as for the activation); else OpenAI's."""
     from open_clip.pretrained import get_pretrained_cfg
 
-    tag_cfg: dict = {}
     if source.requested.kind == "tag":
-        tag_cfg = get_pretrained_cfg(source.model_name, source.requested.source)
-    return tuple(tag_cfg.get("mean", OPENAI_MEAN)), tuple(tag_cfg.get("std", OPENAI_STD))
+        return _mean_std(get_pretrained_cfg(source.model_name, source.requested.source))
+    if source.weights.kind != "file":
+        return _mean_std({})
+    path = source.weights.source
+    preprocess = open_clip_config_next_to(path).get("preprocess_cfg")
+    if isinstance(preprocess, dict) and "mean" in preprocess and "std" in preprocess:
+        return _mean_std(preprocess)
+    known = from_known_source(path, _mean_std)
+    if known is not None:
+        return known
+    others = _other_mean_std_tags(source.model_name)
+    if others:
+        logger.warning(
+            "%s: using OpenAI's image mean/std, as the file does not say which it was trained "
+            "with; %s weights of tag(s) %s used others. If it is one of those, put the "
+            "open_clip_config.json of its download beside it (its preprocess_cfg is read)",
+            path, source.model_name, ", ".join(others),
+        )  # fmt: skip
+    return _mean_std({})
+
+
+def _other_mean_std_tags(model_name: str) -> list[str]:
+    """open_clip tags of ``model_name`` trained with another mean/std than OpenAI's."""
+    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+
+    name = base_model_name(model_name)
+    return [
+        tag
+        for tag in list_pretrained_tags_by_model(name)
+        if _mean_std(get_pretrained_cfg(name, tag)) != _mean_std({})
+    ]
+
+
+def _mean_std(cfg: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` of an open_clip pretrained or preprocess config (OpenAI's if unset)."""
+    return tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD))
 
 
 class ClipVideoClassifier(nn.Module):

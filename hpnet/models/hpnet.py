@@ -34,7 +34,6 @@ dataset i's labels, :meth:`HPNet.select_label_set` makes one the default (evalua
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -46,6 +45,7 @@ from hpnet.fusion.head import LinearHead, PerDatasetHead, TextHead
 from hpnet.fusion.pose_encoder import PoseEncoder
 from hpnet.models.backbones import CELL_CENTRES, build_backbone, check_model_config
 from hpnet.models.lsvit import LSViT
+from hpnet.text.prompts import check_distinct_phrases
 from hpnet.text.weights import ClipSource
 
 
@@ -283,6 +283,9 @@ def build_model(
         )
         if m.feedback:
             joint_tokens = JointTokens(dim, max_persons=cfg.pose.persons)
+    if m.text and class_embeddings is None:  # a training run: its datasets' classes
+        for name, names in label_sets or [(cfg.data.dataset, class_names)]:
+            check_distinct_phrases(names, f"the classes of {name}")
     if label_sets and m.text and label_embeddings is None:
         label_embeddings = label_set_embeddings(cfg, label_sets, source=clip)  # one pass
         class_embeddings = label_embeddings[0] if class_embeddings is None else class_embeddings
@@ -331,74 +334,3 @@ def _build_head(
         for _, names in (label_sets or [("", class_names)])
     ]
     return PerDatasetHead(heads) if label_sets else heads[0]
-
-
-# model.* keys that only act in training: a trained model is the same model without them.
-TRAINING_ONLY = ("drop_path", "dropout", "aux_weight", "pretrained", "freeze_backbone")
-TRAINING_ONLY += ("freeze_backbone_epochs",)
-
-
-def _model_keys_changed(saved: dict, cfg: Config) -> list[str]:
-    """``key=then -> now`` for the settings that define the trained model (its weights' shapes,
-    and what its forward does with them: ``model.pool``, ``data.frames`` of a CNN, ...) and
-    differ from ``saved``."""
-    from hpnet.config import changed_keys
-
-    keys = [f"model.{f.name}" for f in dataclasses.fields(cfg.model)]
-    keys = [k for k in keys if k.removeprefix("model.") not in TRAINING_ONLY]
-    keys += ["data.frames", "data.size", "pose.persons"]
-    return [f"{key}={then} -> {now}" for key, then, now in changed_keys(saved, cfg, keys)]
-
-
-def model_from_checkpoint(
-    ckpt: dict, cfg: Config, labels: Sequence[str] | None = None, *, source: str = "checkpoint"
-) -> HPNet:
-    """The trained model of a checkpoint (from :func:`hpnet.checkpoint.load_checkpoint`).
-
-    ``labels`` other than the trained classes are classified through the text head (open
-    vocabulary; their embeddings come from ``cfg.text``); a linear head cannot, a
-    :class:`~hpnet.cli.UserError` naming ``source`` says so.
-    """
-    from hpnet.cli import UserError
-
-    classes = list(ckpt.get("classes", []))
-    if ckpt.get("pretrain"):  # hpnet.pretrain's encoder (and decoder): no classifier yet
-        raise UserError(
-            f"{source} is a pretraining checkpoint (python -m hpnet.pretrain): it has no "
-            f"classifier; fine-tune it first with python -m hpnet.train ... model.pretrained=PATH"
-        )
-    if not classes:
-        raise UserError(f"{source} records no class names: was it written by hpnet.train?")
-    state = ckpt["model"]
-    stored = state.get("class_embeddings")
-    sets = [(name, list(names)) for name, names in ckpt.get("label_sets") or []]
-    model = build_model(
-        cfg, classes, class_embeddings=stored, load_weights=False, label_sets=sets,
-        label_embeddings=[state[f"label_embeddings_{i}"] for i in range(len(sets))]
-        if stored is not None and sets else None,
-    )  # fmt: skip
-    if getattr(model.head, "aux", None) is None:  # older runs built it even with aux_weight=0
-        state = {k: v for k, v in state.items() if not k.startswith("head.aux.")}
-    changed = _model_keys_changed(ckpt.get("config", {}), cfg)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        changed = changed or ["its layers differ"]
-    if changed:  # (also those that change no weight: another model all the same)
-        raise UserError(
-            f"{source} does not fit this config: {', '.join(changed)} (these keys define the "
-            "trained model; drop those overrides to use the checkpoint's values)"
-        )
-    if labels is None or list(labels) == classes:
-        return model
-    trained = [i for i, (_, names) in enumerate(model.label_sets) if names == list(labels)]
-    if trained:  # the labels of another dataset of a joint run: its own embeddings or head
-        model.select_label_set(trained[0])
-    elif model.class_embeddings is None:
-        raise UserError(
-            f"{source} has a linear head (model.text=false): its {len(classes)} labels are "
-            "fixed; other labels need a model trained with the text head"
-        )
-    else:
-        model.set_class_embeddings(class_text_embeddings(cfg, labels), labels)
-    return model

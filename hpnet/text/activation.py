@@ -18,7 +18,9 @@ for a file, hpnet looks at where the file comes from. ``text.quick_gelu`` decide
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 from hpnet.cli import UserError
 
@@ -50,18 +52,22 @@ def has_quick_gelu_tags(model_name: str) -> bool:
     )
 
 
-def _known_sources() -> dict[str, bool]:
-    """Folder and file names of open_clip's tags -> their ``quick_gelu`` flag.
+def _quick_gelu_flag(pretrained_cfg: dict[str, Any]) -> bool:
+    return bool(pretrained_cfg.get("quick_gelu", False))
+
+
+def _known_sources(read: Callable[[dict[str, Any]], Hashable]) -> dict[str, Hashable]:
+    """Folder and file names of open_clip's tags -> ``read(pretrained_cfg)`` of their tags.
 
     Keys: ``org--repo`` and ``repo`` of each Hugging Face hub id, and the file name of each URL.
     A name used by tags that disagree is left out (it would decide nothing).
     """
     from open_clip.pretrained import get_pretrained_cfg, list_pretrained
 
-    flags: dict[str, set[bool]] = {}
+    values: dict[str, set[Hashable]] = {}
     for model, tag in list_pretrained():
         cfg = get_pretrained_cfg(model, tag)
-        flag = bool(cfg.get("quick_gelu", False))
+        value = read(cfg)
         names = []
         hub = cfg.get("hf_hub", "").strip("/")
         if hub:
@@ -72,22 +78,15 @@ def _known_sources() -> dict[str, bool]:
         if url:
             names.append(url.rsplit("/", 1)[-1].lower())
         for name in names:
-            flags.setdefault(name, set()).add(flag)
-    return {name: next(iter(v)) for name, v in flags.items() if len(v) == 1}
+            values.setdefault(name, set()).add(value)
+    return {name: next(iter(v)) for name, v in values.items() if len(v) == 1}
 
 
-def quick_gelu_from_provenance(path: str) -> bool | None:
-    """QuickGELU flag of a weights file judged by where it lies (``None``: cannot tell)."""
+def from_known_source(path: str, read: Callable[[dict[str, Any]], Hashable]) -> Any:
+    """``read(pretrained_cfg)`` of the open_clip tag a weights file was downloaded as, judged
+    by its file name or a folder above it (``None``: not a known download)."""
     file = Path(path)
-    config = file.parent / "open_clip_config.json"
-    if config.is_file():
-        try:
-            model_cfg = json.loads(config.read_text(encoding="utf-8")).get("model_cfg", {})
-        except (OSError, ValueError, AttributeError):
-            model_cfg = {}
-        if isinstance(model_cfg, dict) and model_cfg.get("quick_gelu") is True:
-            return True
-    known = _known_sources()
+    known = _known_sources(read)
     if file.name.lower() in known:
         return known[file.name.lower()]
     for folder in file.parents:
@@ -95,6 +94,26 @@ def quick_gelu_from_provenance(path: str) -> bool | None:
         if name in known:
             return known[name]
     return None
+
+
+def open_clip_config_next_to(path: str) -> dict[str, Any]:
+    """The ``open_clip_config.json`` beside a weights file (``{}``: none, or unreadable)."""
+    config = Path(path).parent / "open_clip_config.json"
+    if not config.is_file():
+        return {}
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def quick_gelu_from_provenance(path: str) -> bool | None:
+    """QuickGELU flag of a weights file judged by where it lies (``None``: cannot tell)."""
+    model_cfg = open_clip_config_next_to(path).get("model_cfg", {})
+    if isinstance(model_cfg, dict) and model_cfg.get("quick_gelu") is True:
+        return True
+    return from_known_source(path, _quick_gelu_flag)
 
 
 def resolve_quick_gelu(

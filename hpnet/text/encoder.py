@@ -40,6 +40,7 @@ from torch import nn
 
 from hpnet.atomic import WriteError, write_atomic
 from hpnet.cli import UserError
+from hpnet.text.activation import quick_gelu_from_provenance
 from hpnet.text.prompts import make_prompts
 from hpnet.text.weights import (
     RANDOM_INIT_SEED,
@@ -69,8 +70,10 @@ def cache_key(
     prompts: Sequence[Sequence[str]],
     quick_gelu: str = "auto",
 ) -> str:
-    """sha256 over the model, the weights' identity, the activation setting (``text.quick_gelu``:
-    ``auto`` decides the same for the same file), the exact prompts and open_clip's version."""
+    """sha256 over the model, the weights' identity, the activation setting (``text.quick_gelu``;
+    for ``auto`` and a file also what the file's surroundings say, which can change while the
+    file does not: :func:`~hpnet.text.activation.quick_gelu_from_provenance`), the exact prompts
+    and open_clip's version."""
     record = {
         "format": CACHE_FORMAT,
         "model": model_name,
@@ -79,6 +82,8 @@ def cache_key(
         "prompts": [list(p) for p in prompts],
         "open_clip": metadata.version("open_clip_torch"),
     }
+    if quick_gelu == "auto" and weights.kind == "file":
+        record["provenance"] = quick_gelu_from_provenance(weights.source)
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -201,8 +206,9 @@ class ClassTextEncoder:
         chunks = []
         with torch.no_grad():  # not inference_mode: callers may use the result in autograd
             for start in range(0, len(flat), self.batch_size):
-                tokens = self._tokenizer(flat[start : start + self.batch_size]).to(self.device)
-                chunks.append(F.normalize(tower(tokens).float(), dim=-1))  # (n, D)
+                tokens = self._tokenizer(flat[start : start + self.batch_size])  # (n, L)
+                _warn_if_cut(tokens, flat[start : start + self.batch_size])
+                chunks.append(F.normalize(tower(tokens.to(self.device)).float(), dim=-1))
         per_prompt = torch.cat(chunks).view(num_classes, num_templates, -1)  # (C, K, D)
         return F.normalize(per_prompt.mean(dim=1), dim=-1)  # (C, D)
 
@@ -297,6 +303,18 @@ class ClassTextEncoder:
             # away a run (a training, a prediction) over a file it does not need. Once per folder,
             # so a run that encodes several label sets does not repeat it.
             _warn_cache_unwritable(err, path.parent)
+
+
+def _warn_if_cut(tokens: torch.Tensor, texts: Sequence[str]) -> None:
+    """Warn when prompts fill the tower's context (``tokens (n, L)``: no padding left), as the
+    tokenizer cuts longer ones: two labels that differ only after the cut embed the same."""
+    full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
+    if full:
+        logger.warning(
+            "%d prompt(s) reach the text tower's %d-token limit and are cut there, e.g. %r: "
+            "words past it are not seen; shorten the labels or templates",
+            len(full), tokens.shape[1], texts[full[0]][:80],
+        )  # fmt: skip
 
 
 def _warn_cache_unwritable(err: WriteError, cache_dir: Path) -> None:

@@ -83,3 +83,18 @@ def make_prompts(class_names: Sequence[str], templates: Sequence[str]) -> list[l
     templates = check_templates(templates)
     phrases = [class_name_to_phrase(name) for name in class_names]
     return [[t.replace(PLACEHOLDER, phrase) for t in templates] for phrase in phrases]
+
+
+def check_distinct_phrases(class_names: Sequence[str], what: str = "labels") -> None:
+    """Refuse two labels of one label set that become the same phrase (``brush_hair``,
+    ``BrushHair``, ``Brush hair``): the text head would give them the same embedding, so
+    neither could ever win over the other. ``what`` names where the labels come from."""
+    seen: dict[str, str] = {}
+    for name in class_names:
+        phrase = class_name_to_phrase(name)
+        if phrase in seen and seen[phrase] != name:
+            raise UserError(
+                f"{what}: {seen[phrase]!r} and {name!r} are the same words ({phrase!r}) to the "
+                "text encoder, so they get one embedding and cannot be told apart; keep one"
+            )
+        seen.setdefault(phrase, name)

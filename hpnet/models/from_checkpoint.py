@@ -1,0 +1,136 @@
+"""A trained model back from its checkpoint, classifying its own labels or any others.
+
+``model_from_checkpoint(ckpt, cfg, labels)`` rebuilds the model of ``ckpt`` (what
+:func:`hpnet.checkpoint.load_checkpoint` returns) with ``cfg`` (its own config plus overrides,
+or another file); ``cfg`` must describe the same trained model (:func:`model_keys_changed`).
+
+Labels: the trained classes (or a joint run's dataset) keep the class embeddings the run trained
+with, stored in the checkpoint. Other labels, or other prompt templates (``text.templates``),
+go through the text head with new embeddings ``(C', Dt)`` from ``cfg.text``; those are only
+comparable with what the head learnt when they come from the same text tower, so the trained
+classes are re-encoded first and must give back their stored rows (:func:`check_text_space`):
+a tag that was random offline in training and resolves to real weights now, or another
+``text.pretrained``, is refused rather than scored in another embedding space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from hpnet.cli import UserError
+from hpnet.config import Config
+from hpnet.models.hpnet import HPNet, build_model, class_text_embeddings
+from hpnet.text.prompts import check_distinct_phrases
+
+# model.* keys that only act in training: a trained model is the same model without them.
+TRAINING_ONLY = ("drop_path", "dropout", "aux_weight", "pretrained", "freeze_backbone")
+TRAINING_ONLY += ("freeze_backbone_epochs",)
+SAME_SPACE = 0.999  # least cosine between a trained class's stored and re-encoded embedding
+
+
+def model_keys_changed(saved: dict, cfg: Config) -> list[str]:
+    """``key=then -> now`` for the settings that define the trained model (its weights' shapes,
+    and what its forward does with them: ``model.pool``, ``data.frames`` of a CNN, ...) and
+    differ from ``saved``."""
+    from hpnet.config import changed_keys
+
+    keys = [f"model.{f.name}" for f in dataclasses.fields(cfg.model)]
+    keys = [k for k in keys if k.removeprefix("model.") not in TRAINING_ONLY]
+    keys += ["data.frames", "data.size", "pose.persons"]
+    return [f"{key}={then} -> {now}" for key, then, now in changed_keys(saved, cfg, keys)]
+
+
+def model_from_checkpoint(
+    ckpt: dict, cfg: Config, labels: Sequence[str] | None = None, *, source: str = "checkpoint"
+) -> HPNet:
+    """The trained model of a checkpoint, over ``labels`` (None: the trained classes).
+
+    Labels other than a trained label set, or templates other than the trained ones, are
+    embedded by ``cfg.text`` for the text head (open vocabulary); a linear head cannot, a
+    :class:`~hpnet.cli.UserError` naming ``source`` says so.
+    """
+    if ckpt.get("pretrain"):  # hpnet.pretrain's encoder (and decoder): no classifier yet
+        raise UserError(
+            f"{source} is a pretraining checkpoint (python -m hpnet.pretrain): it has no "
+            f"classifier; fine-tune it first with python -m hpnet.train ... model.pretrained=PATH"
+        )
+    classes = list(ckpt.get("classes", []))
+    if not classes:
+        raise UserError(f"{source} records no class names: was it written by hpnet.train?")
+    model = _rebuild(ckpt, cfg, classes, source)
+    if model.class_embeddings is None or not _templates_changed(ckpt, cfg):
+        wanted = classes if labels is None else list(labels)
+        trained = [i for i, (_, names) in enumerate(model.label_sets) if names == wanted]
+        if wanted == classes:
+            return model
+        if trained:  # the labels of another dataset of a joint run: its own embeddings or head
+            model.select_label_set(trained[0])
+            return model
+    if model.class_embeddings is None:
+        raise UserError(
+            f"{source} has a linear head (model.text=false): its {len(classes)} labels are "
+            "fixed; other labels need a model trained with the text head"
+        )
+    labels = classes if labels is None else list(labels)
+    check_distinct_phrases(labels)
+    check_text_space(ckpt, cfg, classes, source)
+    model.set_class_embeddings(class_text_embeddings(cfg, labels), labels)
+    return model
+
+
+def _rebuild(ckpt: dict, cfg: Config, classes: list[str], source: str) -> HPNet:
+    """``cfg``'s model with the checkpoint's weights, refused when ``cfg`` changes it."""
+    state = ckpt["model"]
+    stored = state.get("class_embeddings")
+    sets = [(name, list(names)) for name, names in ckpt.get("label_sets") or []]
+    model = build_model(
+        cfg, classes, class_embeddings=stored, load_weights=False, label_sets=sets,
+        label_embeddings=[state[f"label_embeddings_{i}"] for i in range(len(sets))]
+        if stored is not None and sets else None,
+    )  # fmt: skip
+    if getattr(model.head, "aux", None) is None:  # older runs built it even with aux_weight=0
+        state = {k: v for k, v in state.items() if not k.startswith("head.aux.")}
+    changed = model_keys_changed(ckpt.get("config", {}), cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        changed = changed or ["its layers differ"]
+    if changed:  # (also those that change no weight: another model all the same)
+        raise UserError(
+            f"{source} does not fit this config: {', '.join(changed)} (these keys define the "
+            "trained model; drop those overrides to use the checkpoint's values)"
+        )
+    return model
+
+
+def _trained_templates(ckpt: dict, cfg: Config) -> list[str]:
+    """The prompt templates the run embedded its classes with (``cfg``'s if not recorded)."""
+    text = (ckpt.get("config") or {}).get("text") or {}
+    return list(text.get("templates", cfg.text.templates))
+
+
+def _templates_changed(ckpt: dict, cfg: Config) -> bool:
+    return list(cfg.text.templates) != _trained_templates(ckpt, cfg)
+
+
+def check_text_space(ckpt: dict, cfg: Config, classes: Sequence[str], source: str) -> None:
+    """Refuse ``cfg.text`` when its tower does not give back the trained classes' stored
+    embeddings (with the trained templates): new labels would land in another space."""
+    stored = ckpt["model"]["class_embeddings"].float().cpu()  # (C, Dt), unit rows
+    trained_text = dataclasses.replace(cfg.text, templates=_trained_templates(ckpt, cfg))
+    again = class_text_embeddings(dataclasses.replace(cfg, text=trained_text), classes)
+    if again.shape != stored.shape:
+        cosine = -1.0
+    else:
+        cosine = float((again.float().cpu() * stored).sum(dim=-1).min())
+    if cosine < SAME_SPACE:
+        text = cfg.text
+        raise UserError(
+            f"{source} was trained with other text embeddings than text.model={text.model} "
+            f"text.pretrained={text.pretrained!r} (text.quick_gelu={text.quick_gelu}) give now "
+            f"(its classes come back at cosine {cosine:.3f} to the stored rows; a tag that "
+            "fell back to random weights offline is one cause): new labels would be scored in "
+            "another embedding space. Set text.* as the run had them (its config.yaml), or "
+            "classify its own labels"
+        )

@@ -1,0 +1,101 @@
+"""A trained model back from its checkpoint: its own labels keep their stored embeddings, other
+labels or templates are embedded again, and only by the text tower the run trained with."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from hpnet.cli import UserError
+from hpnet.config import config_to_dict, load_config
+from hpnet.models.from_checkpoint import model_from_checkpoint
+from hpnet.models.hpnet import build_model, class_text_embeddings
+
+CLASSES = ["sit_down", "stand_up", "wave", "kick"]
+
+
+def _cfg(text_cache: str, *extra: str):
+    return load_config(
+        None,
+        [
+            "model.size=tiny", "model.patch_size=8", "data.size=32", "data.frames=4",
+            "text.model=ViT-S-32-alt", "text.pretrained=", f"text.cache_dir={text_cache}",
+            *extra,
+        ],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def text_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("text"))
+
+
+@pytest.fixture(scope="module")
+def ckpt(text_cache) -> dict:
+    """What hpnet.train saves of a text-head model (random text tower, seeded)."""
+    cfg = _cfg(text_cache)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, CLASSES)
+    return {"model": model.state_dict(), "classes": CLASSES, "config": config_to_dict(cfg)}
+
+
+def _rows(model) -> dict[str, torch.Tensor]:
+    return dict(zip(model.class_names, model.class_embeddings, strict=True))
+
+
+def test_new_labels_share_the_trained_embedding_space(ckpt, text_cache):
+    stored = dict(zip(CLASSES, ckpt["model"]["class_embeddings"], strict=True))
+    model = model_from_checkpoint(ckpt, _cfg(text_cache), ["jump", "wave", "kick"])
+    rows = _rows(model)
+    assert model.class_names == ["jump", "wave", "kick"]
+    torch.testing.assert_close(rows["wave"], stored["wave"])
+    torch.testing.assert_close(rows["kick"], stored["kick"])
+    with pytest.raises(UserError, match=r"'wave' and 'Wave' are the same words"):
+        model_from_checkpoint(ckpt, _cfg(text_cache), ["jump", "wave", "Wave"])
+    shuffled = model_from_checkpoint(ckpt, _cfg(text_cache), CLASSES[::-1])  # another order
+    for name in CLASSES:
+        torch.testing.assert_close(_rows(shuffled)[name], stored[name])
+
+
+def test_other_text_weights_are_refused_for_new_labels(ckpt, text_cache, tmp_path):
+    import open_clip
+
+    torch.manual_seed(1)  # another tower: as a tag that was random offline and is real now
+    other = open_clip.create_model("ViT-S-32-alt")
+    weights = tmp_path / "other_clip.pt"
+    torch.save(other.state_dict(), weights)
+    cfg = _cfg(text_cache, f"text.pretrained={weights}", "text.quick_gelu=false")
+    with pytest.raises(UserError, match=r"other text embeddings than .*other_clip.pt.* cosine"):
+        model_from_checkpoint(ckpt, cfg, ["jump", "wave"], source="run/last.pt")
+    assert model_from_checkpoint(ckpt, cfg).class_names == CLASSES  # its own: stored rows
+    tampered = {**ckpt, "model": dict(ckpt["model"])}
+    tampered["model"]["class_embeddings"] = ckpt["model"]["class_embeddings"].roll(1, dims=0)
+    with pytest.raises(UserError, match=r"run/last.pt was trained with other text embeddings"):
+        model_from_checkpoint(tampered, _cfg(text_cache), ["jump"], source="run/last.pt")
+
+
+def test_other_templates_re_embed_even_the_trained_labels(ckpt, text_cache):
+    cfg = _cfg(text_cache, 'text.templates=["a clip of {}.", "someone doing {}."]')
+    model = model_from_checkpoint(ckpt, cfg)  # the trained labels, new templates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = class_text_embeddings(cfg, CLASSES)
+    torch.testing.assert_close(model.class_embeddings, expected)
+    assert not torch.allclose(model.class_embeddings, ckpt["model"]["class_embeddings"])
+    reordered = model_from_checkpoint(ckpt, cfg, CLASSES[::-1])  # same prompts, any order
+    torch.testing.assert_close(reordered.class_embeddings, expected.flip(0))
+
+
+def test_a_linear_head_keeps_its_labels_whatever_the_templates(text_cache):
+    cfg = _cfg(text_cache, "model.text=false")
+    torch.manual_seed(0)
+    model = build_model(cfg, CLASSES)
+    ckpt = {"model": model.state_dict(), "classes": CLASSES, "config": config_to_dict(cfg)}
+    again = _cfg(text_cache, "model.text=false", 'text.templates=["{}"]')
+    assert model_from_checkpoint(ckpt, again).class_names == CLASSES
+    with pytest.raises(UserError, match="linear head"):
+        model_from_checkpoint(ckpt, again, ["a", "b"])

@@ -32,9 +32,10 @@ goes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,7 @@ def score_dataset(
         )
         if dist.is_main:
             report["model"] = f"{cfg.text.model} {tower.weights.source or 'random init'}"
+            report["weights"] = tower.weights.identity()  # what --splits reruns compare
             report["templates"] = list(cfg.text.templates)
             report["pretrained"] = cfg.text.pretrained  # as given: what --splits reruns compare
             report["quick_gelu"] = cfg.text.quick_gelu
@@ -273,8 +275,9 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
     check_splits_usable(cfg, overrides)
     base = Path(args.out) if args.out else Path("runs") / f"zeroshot-{cfg.data.dataset}"
     split_cfgs = {split_folder(base, s): with_split(cfg, s) for s in splits}
+    weights = functools.cache(lambda: _clip_weights(cfg))  # resolved once, when first needed
     for folder, split_cfg in split_cfgs.items():  # on every rank, before any waits for the others
-        _scored(folder, split_cfg)
+        _scored(folder, split_cfg, weights)
 
     built: dict[tuple[str, ...], tuple[Predictor, Any]] = {}  # CLIP, built once for all splits
 
@@ -290,7 +293,7 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
             splits,
             base,
             cfg.data.dataset,
-            finished=lambda folder: _scored(folder, split_cfgs[folder]),
+            finished=lambda folder: _scored(folder, split_cfgs[folder], weights),
             run=run,
             dist=dist,
             folder_option="--out DIR",
@@ -298,18 +301,40 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
     return 0
 
 
-def _scored(folder: Path, cfg: Config) -> bool:
-    """True when ``folder`` holds a zero-shot ``eval.json`` of the same CLIP (model, weights,
-    activation) and templates and of the same protocol as ``cfg`` (a split's config: dataset,
-    split, views, ...); one of other settings is refused rather than averaged with this run's.
-    (Reports from before the weights were recorded are compared by model name.)"""
-    from hpnet.splits import REPORT, check_protocol, read_report
+def _clip_weights(cfg: Config) -> dict[str, Any]:
+    """The identity of the CLIP weights ``cfg.text`` resolves to now (a tag: its file if it
+    can be had, else random init), as :func:`score_dataset` records it."""
+    from hpnet.text.weights import ClipSource
+
+    text = cfg.text
+    source = ClipSource.resolve(
+        text.model, text.pretrained, quick_gelu=text.quick_gelu, towers="image and text towers"
+    )
+    return source.weights.identity()
+
+
+def _said(weights: dict[str, Any]) -> str:
+    """A weights identity in words: ``random init`` or the file with its size and time."""
+    if "file" not in weights:
+        tag = weights.get("tag")
+        return "random init" + (f" (tag {tag} unavailable)" if tag else "")
+    return f"{weights['file']} ({weights['size']} bytes, mtime_ns {weights['mtime_ns']})"
+
+
+def _scored(folder: Path, cfg: Config, weights: Callable[[], dict[str, Any]]) -> bool:
+    """True when ``folder`` holds a zero-shot ``eval.json`` of the same CLIP (model, setting,
+    activation, and weights as resolved now: ``weights()``, asked only when the rest agrees) and
+    templates and of the same protocol as ``cfg`` (a split's config: dataset, split, views, ...);
+    one of other settings is refused rather than averaged with this run's. (Reports from before
+    the weights' identity was recorded tell only whether their weights were random.)"""
+    from hpnet.splits import check_protocol, read_report
 
     report = read_report(folder)
     if report is None:
         return False
     check_protocol(folder, clip_eval_config(cfg), "--out DIR")
     text = cfg.text
+    names = ("CLIP", "text.pretrained", "text.quick_gelu", "templates")
     now = (text.model, text.pretrained, text.quick_gelu, list(text.templates))
     then = (
         str(report.get("model", "")).split(" ")[0],
@@ -317,14 +342,28 @@ def _scored(folder: Path, cfg: Config) -> bool:
         report.get("quick_gelu", text.quick_gelu),
         report.get("templates"),
     )
-    if then != now:
-        names = ("CLIP", "text.pretrained", "text.quick_gelu", "templates")
-        changed = [(n, a, b) for n, a, b in zip(names, then, now, strict=True) if a != b]
+    _refuse_changes(folder, names, then, now)
+    resolved = weights()
+    was_random = str(report.get("model", "")).endswith("random init")
+    if "weights" in report:
+        earlier = _said(report["weights"])
+    elif was_random == ("file" not in resolved):
+        earlier = _said(resolved)
+    else:
+        earlier = "random init" if was_random else "a weights file"
+    _refuse_changes(folder, ("weights",), (earlier,), (_said(resolved),))
+    return True
+
+
+def _refuse_changes(folder: Path, names: Sequence[str], then: tuple, now: tuple) -> None:
+    from hpnet.splits import REPORT
+
+    changed = [(n, a, b) for n, a, b in zip(names, then, now, strict=True) if a != b]
+    if changed:
         said = ", ".join(f"{n} {a!r} (this run: {b!r})" for n, a, b in changed)
         raise UserError(
             f"{folder / REPORT} was scored with {said}: choose another --out or delete {folder}"
         )
-    return True
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

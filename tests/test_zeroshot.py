@@ -152,6 +152,33 @@ def test_dataset_split_is_scored_and_reported(clip_file, hmdb51_mini, tmp_path, 
     assert "zero-shot hmdb51 split 1" in capsys.readouterr().out
 
 
+def test_splits_rerun_refuses_a_split_scored_with_other_weights(clip_file, hmdb51_mini, tmp_path):
+    """A split is reused only when the weights resolve to the same file as then: another file
+    behind the same setting, or random weights then (an offline tag), are not averaged in."""
+    path, model = clip_file
+    weights = tmp_path / "clip.pt"
+    weights.write_bytes(path.read_bytes())
+    out = tmp_path / "zs"
+    args = [
+        "--dataset", "hmdb51", "--splits", "1", f"data.root={hmdb51_mini}",
+        "data.allow_missing=true", "--model", SMALL, "--pretrained", str(weights),
+        f"text.cache_dir={tmp_path / 'text'}", "data.frames=2", "eval.views=1", "eval.crops=1",
+        "data.workers=0", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((out / "split1" / "eval.json").read_text())
+    assert report["weights"]["file"] == str(weights.resolve())
+    assert main(args) == 0  # the same file: reused
+    torch.save({k: v + 1 for k, v in model.state_dict().items()}, weights)  # replaced
+    with pytest.raises(UserError, match=r"scored with weights .*clip.pt \(\d+ bytes.*this run"):
+        main(args)
+    report.pop("weights")  # a report from before weights were recorded, of a random CLIP
+    report["model"] = f"{SMALL} random init"
+    (out / "split1" / "eval.json").write_text(json.dumps(report))
+    with pytest.raises(UserError, match=r"scored with weights 'random init' \(this run: '/"):
+        main(args)
+
+
 def test_dataset_split_on_two_processes_reports_what_one_does(clip_file, hmdb51_mini, tmp_path):
     """torchrun: each rank scores its share of the split, rank 0 writes the merged report."""
     import os

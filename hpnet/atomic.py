@@ -54,16 +54,32 @@ def temp_name(path: Path) -> Path:
 def remove_stale_temp_files(path: Path) -> int:
     """Delete leftovers ``<path>.<pid>.tmp`` of killed runs; returns how many were removed.
 
-    One that cannot be removed (a read-only folder) stays: it is harmless, and writing the
-    cache file there then fails with a clear error.
+    The temp file of a process still alive on this machine is another run's write in progress
+    and stays. One that cannot be removed (a read-only folder) stays too: it is harmless, and
+    writing the cache file there then fails with a clear error.
     """
     removed = 0
     if path.parent.is_dir():
         for leftover in path.parent.glob(f"{_glob_escape(path.name)}.*.tmp"):
+            if _writer_alive(leftover.name.removeprefix(path.name + ".").removesuffix(".tmp")):
+                continue
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def _writer_alive(pid: str) -> bool:
+    """Whether process ``pid`` (a temp file's name part) lives on this machine."""
+    if not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, OverflowError):  # gone (or no pid at all)
+        return False
+    except PermissionError:  # there, owned by another user
+        return True
+    return True
 
 
 def _glob_escape(name: str) -> str:

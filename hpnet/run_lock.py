@@ -47,28 +47,35 @@ if hasattr(os, "register_at_fork"):
 
 
 @contextlib.contextmanager
-def run_folder_lock(folder: str | Path) -> Iterator[None]:
-    """Hold ``<folder>/.lock`` for the block; a :class:`UserError` if another process holds it."""
-    path = Path(folder) / LOCK_NAME
+def run_folder_lock(
+    folder: str | Path,
+    *,
+    name: str = LOCK_NAME,
+    what: str = "another run",
+    folder_option: str = OUT_DIR_OPTION,
+) -> Iterator[None]:
+    """Hold ``<folder>/<name>`` for the block; a :class:`UserError` if another process holds it
+    (``what`` says who that is, ``folder_option`` how to choose another folder)."""
+    path = Path(folder) / name
     if fcntl is None:
         yield
         return
-    with write_errors_reported(path, what="run lock", folder_option=OUT_DIR_OPTION):
-        f = open(path, "a+")  # noqa: SIM115 (closed below, after the block)
+    with write_errors_reported(path, what="run lock", folder_option=folder_option):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+b", buffering=0)  # noqa: SIM115 (closed below, after the block)
     with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "unknown"
+            holder = f.read().decode(errors="replace").strip() or "unknown"
             raise UserError(
-                f"another run is writing to {folder} (pid {holder}): let it finish or stop it, "
-                "or choose another train.out_dir"
+                f"{what} is writing to {folder} (pid {holder}): let it finish or stop it, "
+                f"or choose another {folder_option.split('=')[0].split()[0]}"
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        with contextlib.suppress(OSError):  # the pid only informs a refused run (a full disk)
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n".encode())  # unbuffered: nothing left to fail at close
         _HELD.add(f.fileno())
         try:
             yield

@@ -97,7 +97,8 @@ def build_train_loader(cfg: Config, ds: Dataset, dist: DistInfo) -> DataLoader:
     from hpnet.data.loader import build_loader
 
     # One permutation per (seed, epoch), dealt out rank by rank: N processes with batch b see
-    # exactly the clips that one process with batch N x b sees, step by step.
+    # the clips that one process with batch N x b sees, step by step, when N divides the number
+    # of clips (else the sampler repeats a few to give every rank as many: one step more, maybe).
     sampler: Sampler
     if cfg.data.balance == "sampler":
         sampler = class_balanced_sampler(
@@ -144,13 +145,13 @@ def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
             check_pose_source(one)
             source = build_joint_source(one)
             built = build_datasets(one, joint_source=source, test_views=test_views)
+            if isinstance(source, JointCache):
+                parts = (built.train, built.test, built.val)
+                source.check_complete([r for ds in parts if ds is not None for r in ds.records])
         except UserError as err:
             if not name:
                 raise
             raise UserError(f"data.joint entry '{name}': {err}") from None
-        if isinstance(source, JointCache):
-            parts = (built.train, built.test, built.val)
-            source.check_complete([r for ds in parts if ds is not None for r in ds.records])
         out.append(RunDataset(name, one, built.train, built.test, built.classes, built.val))
     return out
 

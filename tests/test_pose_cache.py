@@ -117,12 +117,17 @@ def test_save_load_roundtrip_and_settings(tmp_path):
 
 
 def test_stale_temp_files_are_removed(tmp_path):
+    """Those of dead processes; a live one's (another run writing the same file) stays."""
     path = cache_path(tmp_path, "x/[odd] name.mp4")
     path.parent.mkdir(parents=True)
-    (path.parent / f"{path.name}.123.tmp").write_bytes(b"half")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (path.parent / f"{path.name}.{gone}.tmp").write_bytes(b"half")
+    (path.parent / f"{path.name}.{os.getpid()}.tmp").write_bytes(b"being written")
     (path.parent / "other.mp4.npz.5.tmp").write_bytes(b"someone else's")
     assert remove_stale_temp_files(path) == 1
-    assert [p.name for p in path.parent.iterdir()] == ["other.mp4.npz.5.tmp"]
+    left = sorted(p.name for p in path.parent.iterdir())
+    assert left == sorted(["other.mp4.npz.5.tmp", f"{path.name}.{os.getpid()}.tmp"])
 
 
 def test_nearest_rows():
@@ -270,6 +275,20 @@ def test_shares_split_the_videos_and_merge_the_report(videos, reference, tmp_pat
     assert json.loads((out2 / "failures.json").read_text())["failed"] == 2
 
 
+def test_a_second_run_of_the_same_share_is_refused(videos, tmp_path):
+    """Two runs writing the same files would waste the work twice (and used to delete each
+    other's temp files); shares of one run write side by side."""
+    from hpnet.run_lock import run_folder_lock
+
+    out = tmp_path / "busy"
+    with run_folder_lock(out, name=".lock-0-of-1"):  # as a live unsharded run holds it
+        with pytest.raises(UserError, match=r"another pose cache run is writing to .*busy "
+                                            r"\(pid \d+\).*choose another --out"):  # fmt: skip
+            _run(videos, out, "pose.workers=0")
+        assert _run(videos, out, "pose.workers=0", "--shard", "1/2") == 1  # 1 bad file of 3
+    assert len(_npz(out)) == 2
+
+
 def test_killed_run_finishes_on_rerun(videos, reference, tmp_path):
     """SIGKILL mid-run, rerun: the same files as an uninterrupted run, and no debris."""
     out = tmp_path / "killed"
@@ -317,6 +336,44 @@ def test_config_mode_caches_every_split_and_writes_previews(videos, tmp_path, ca
     with Image.open(pngs[0]) as image:
         assert image.size == (480, 480)  # 64x64 frames drawn enlarged
     assert "previews: 2 PNGs" in capsys.readouterr().out
+
+
+def test_a_joint_config_caches_each_dataset_where_training_reads_it(tmp_path, capsys):
+    """data.joint: every entry's videos into its own pose_cache_dir (two entries in one folder
+    share a pass); a missing cache then names its entry."""
+    from hpnet.config import load_config
+    from hpnet.runtime import build_run_datasets
+
+    for name, rels in {
+        "a": ["walk/x1.mp4", "jump/y1.mp4"],
+        "b": ["sit/z1.mp4", "run/w1.mp4"],
+    }.items():
+        for i, rel in enumerate(rels):
+            _write_video(tmp_path / name / rel, frames=10, height=64, width=64, seed=20 + i)
+    entries = [
+        {"name": n, "dataset": "folder", "root": str(tmp_path / n), "test_fraction": 0.5,
+         "pose_cache_dir": str(tmp_path / f"pose_{n}")}
+        for n in ("a", "b")
+    ]  # fmt: skip
+    config = tmp_path / "joint.yaml"
+    config.write_text(yaml.safe_dump({"data": {"dataset": "folder", "joint": entries}}))
+    args = ["--config", str(config), "--no-progress", *RANDOM_YOLO, "pose.workers=0"]
+    with pytest.raises(UserError, match=r"entry 'a': .*no pose cache file .*pose_a"):
+        build_run_datasets(load_config(config, ["model.text=false"]), test_views=1)
+    with pytest.raises(UserError, match=r"--out with data.joint"):
+        main([*args, "--out", str(tmp_path / "one")])
+    assert main(args) == 0
+    assert _npz(tmp_path / "pose_a") == ["jump/y1.mp4.npz", "walk/x1.mp4.npz"]
+    assert _npz(tmp_path / "pose_b") == ["run/w1.mp4.npz", "sit/z1.mp4.npz"]
+    printed = capsys.readouterr().out
+    assert "pose cache (a): 2 videos: 2 cached" in printed and "pose cache (b): 2" in printed
+    assert len(build_run_datasets(load_config(config, ["model.text=false"]), test_views=1)) == 2
+    same = [{**e, "pose_cache_dir": str(tmp_path / "shared")} for e in entries]
+    config.write_text(yaml.safe_dump({"data": {"dataset": "folder", "joint": same}}))
+    assert main(args) == 0  # one pass over both datasets' videos into the shared folder
+    assert len(_npz(tmp_path / "shared")) == 4 and "pose cache (a, b): 4 videos" in (
+        capsys.readouterr().out
+    )
 
 
 def test_bad_arguments_are_user_errors(tmp_path):

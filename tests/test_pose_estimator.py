@@ -121,6 +121,29 @@ def test_batch_gives_the_same_joints_as_single_frames(random_yolo):
         np.testing.assert_allclose(b.scores, s.scores, rtol=1e-3)
 
 
+def test_every_frame_runs_at_the_callers_thread_count():
+    """Ultralytics resets torch's thread count when its first predict sets up: frames of the
+    first call ran at another count than later ones (other float sums: another cache file)."""
+    from ultralytics.utils import NUM_THREADS
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(NUM_THREADS + 1)  # not the count Ultralytics sets
+    try:
+        est = _random_estimator("fp32")
+        seen: list[tuple[int, int]] = []
+        hook = est.model.model.register_forward_pre_hook(
+            lambda m, args: seen.append((args[0].shape[-1], torch.get_num_threads()))
+        )
+        est.detect(_frames(2, 64, 64))
+        est.detect(_frames(2, 64, 64, seed=1))
+        hook.remove()
+        counts = [t for width, t in seen if width == 64]  # the frames' passes (64 px canvas)
+        assert len(counts) >= 2 and set(counts) == {NUM_THREADS + 1}
+        assert torch.get_num_threads() == NUM_THREADS + 1
+    finally:
+        torch.set_num_threads(threads)
+
+
 # Frame sizes whose solo canvases at imgsz 64 differ (64x64, 32x64, 64x32): one call holding all
 # three used to centre every frame on a 64x64 canvas, moving the small ones on the 32-pixel grid.
 MIXED_SIZES = ((3, 64, 64), (2, 24, 96), (2, 100, 50))
@@ -238,6 +261,16 @@ def test_main_person_keeps_slot_zero_after_a_duplicate_box():
     )
     assert (joints[:, 0, :, 2] > 0).all()
     assert (joints[2, 1] == 0).all()
+
+
+def test_overlapping_people_keep_their_slots_when_one_is_missed():
+    """A and B overlap (IoU 0.27); A is missed for a frame. B's box overlaps A's last box
+    enough to be taken, but it is B's own (IoU 1 with slot 1's): the slots must not swap."""
+    a, b = [0.20, 0.20, 0.55, 0.90], [0.40, 0.20, 0.75, 0.90]
+    joints = track_persons([_det([a, b], [0.9, 0.8]), _det(b, [0.9]), _det([a, b], [0.9, 0.8])], 2)
+    assert joints[:, 1, 0, 0].tolist() == pytest.approx([0.4] * 3)
+    assert joints[[0, 2], 0, 0, 0].tolist() == pytest.approx([0.2] * 2)
+    assert (joints[1, 0] == 0).all()
 
 
 def test_more_people_than_slots_and_a_long_absence():

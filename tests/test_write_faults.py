@@ -131,7 +131,9 @@ def _old_files(folder: Path, text_entry: tuple[str, bytes]) -> dict[Path, bytes]
 
 
 def _snapshot(folder: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the runs' lock files (``.lock*``: whose pid holds the folder)."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {p: p.read_bytes() for p in files if not p.name.startswith(".lock")}
 
 
 def _assert_intact(folder: Path, before: dict[Path, bytes]) -> None:

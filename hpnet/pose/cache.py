@@ -22,7 +22,6 @@ whichever finishes last merges them.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import time
 from collections import deque
@@ -35,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hpnet.atomic import WriteError, remove_stale_temp_files
+from hpnet.atomic import WriteError
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.records import VIDEO_EXTENSIONS
@@ -47,12 +46,15 @@ from hpnet.pose.estimator import (
 )
 from hpnet.pose.frames import FrameChunks
 from hpnet.pose.jobs import (
+    CacheFolder,
     VideoJob,
-    dataset_videos,
+    config_folders,
+    file_size,
     folder_videos,
     parse_shard,
     share_device,
     this_share,
+    uncached,
 )
 from hpnet.pose.preview import write_previews
 from hpnet.pose.store import (
@@ -62,11 +64,11 @@ from hpnet.pose.store import (
     ShardReport,
     cache_path,
     clear_shard_report,
-    is_cached,
     save_joints,
     write_shard_report,
 )
 from hpnet.pose.tracking import FrameDetections, track_persons
+from hpnet.run_lock import run_folder_lock
 
 # ----------------------------------------------------------------------------- the run
 
@@ -160,7 +162,7 @@ class CacheRun:
             "rotation": rotation,  # turned and pixel-aspect corrected so (see store.py)
             "pixel_aspect": pixel_aspect,
             "decoder": decoder,  # which reader numbered the frames (see JointCache)
-            "video_bytes": _size(job.path),  # another size on a rerun: the video was replaced
+            "video_bytes": file_size(job.path),  # another size on a rerun: the video was replaced
         }
         path = cache_path(self.cache_dir, job.rel)
         try:
@@ -207,29 +209,6 @@ def cache_settings(cfg: Config, precision: str) -> dict[str, Any]:
     }
 
 
-def _size(path: Path) -> int | None:
-    """The file's size in bytes (None when it cannot be read: the run reports it)."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
-def _uncached(
-    jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]
-) -> list[VideoJob]:
-    """The jobs whose cache file is missing, was made with other settings or from a video of
-    another size (replaced since); on the way, the temporary files a killed run left beside each
-    target are removed."""
-    todo = []
-    for job in jobs:
-        target = cache_path(cache_dir, job.rel)
-        remove_stale_temp_files(target)
-        if not is_cached(target, settings, _size(job.path)):
-            todo.append(job)
-    return todo
-
-
 def _frame_loader(todo: Sequence[VideoJob], cfg: Config, device: torch.device) -> DataLoader:
     """Chunks of ``cfg.pose.batch`` sampled frames of ``todo``'s videos, in order, decoded by
     up to ``cfg.pose.workers`` processes (each worker takes whole videos)."""
@@ -273,7 +252,7 @@ def cache_videos(
     precision = resolve_precision(cfg.pose.precision, device)
     settings = cache_settings(cfg, precision)
     report = ShardReport(shard=index, shards=count, videos=len(mine), settings=settings)
-    todo = _uncached(mine, cache_dir, settings)
+    todo = uncached(mine, cache_dir, settings)
     report.skipped = len(mine) - len(todo)
     if todo:
         chunks = iter(_frame_loader(todo, cfg, device))  # forks the decoders before the model
@@ -350,19 +329,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--preview {args.preview} must be >= 0")
     share = this_share(parse_shard(args.shard) if args.shard else None)
     cfg = load_config(args.config, args.overrides)
-    cache_dir = Path(args.out or cfg.pose.cache_dir).expanduser()
-    jobs = folder_videos(args.videos) if args.videos else dataset_videos(copy.deepcopy(cfg))
-    if not jobs:
-        where = args.videos or f"data.root={cfg.data.root}"
-        raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {where}")
+    if args.out and cfg.data.joint and not args.videos:
+        raise UserError(
+            "--out with data.joint: each entry's videos go to its own pose_cache_dir (else "
+            "pose.cache_dir), where training reads them; drop --out"
+        )
+    if args.out:
+        cfg.pose.cache_dir = args.out
+    if args.videos:
+        folders = [CacheFolder(Path(args.out or cfg.pose.cache_dir).expanduser(), cfg,
+                               folder_videos(args.videos), [""])]  # fmt: skip
+        if not folders[0].jobs:
+            raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {args.videos}")
+    else:
+        folders = config_folders(cfg)
     folder_option = "--out DIR" if args.out else CACHE_DIR_OPTION
-    clear_shard_report(cache_dir, *share, folder_option=folder_option)
-    progress = not args.no_progress and os.environ.get("RANK", "0") == "0"
-    report = cache_videos(
-        jobs, cfg, cache_dir, share=share, progress=progress, folder_option=folder_option
-    )
-    merged = write_shard_report(cache_dir, report, folder_option=folder_option)
+    failed = False
+    for folder in folders:
+        failed |= _cache_folder(folder, share, args, folder_option)
+    return 1 if failed else 0
+
+
+def _cache_folder(
+    folder: CacheFolder, share: tuple[int, int], args: argparse.Namespace, folder_option: str
+) -> bool:
+    """Cache one folder's videos (this process's share), print the summary; True if any failed."""
+    cache_dir, cfg, jobs = folder.cache_dir, folder.cfg, folder.jobs
+    k, n = share
+    lock = run_folder_lock(  # shares write side by side; one run per share
+        cache_dir, name=f".lock-{k}-of-{n}", folder_option=folder_option,
+        what="another pose cache run" + (f" of share {k}/{n}" if n > 1 else ""),
+    )  # fmt: skip
+    with lock:
+        clear_shard_report(cache_dir, *share, folder_option=folder_option)
+        progress = not args.no_progress and os.environ.get("RANK", "0") == "0"
+        report = cache_videos(
+            jobs, cfg, cache_dir, share=share, progress=progress, folder_option=folder_option
+        )
+        merged = write_shard_report(cache_dir, report, folder_option=folder_option)
     label = f"share {share[0]}/{share[1]}" if share[1] > 1 else "pose cache"
+    names = ", ".join(n for n in folder.names if n)
+    label += f" ({names})" if names else ""
     print(f"{label}: {report.summary()}")
     for failure in report.failures:
         print(f"  failed: {failure['path']}: {failure['error']}")
@@ -375,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir, [(j.path, j.rel) for j in jobs], args.preview, backend=cfg.data.decoder
         )
         print(f"previews: {len(pngs)} PNGs in {cache_dir / 'preview'}")
-    return 1 if report.failures else 0
+    return bool(report.failures)
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

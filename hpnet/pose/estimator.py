@@ -209,6 +209,7 @@ class PoseEstimator:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = _load_yolo(weights, seed)
+        self._set_up = False  # whether Ultralytics' predictor exists (a first predict made it)
 
     def _predict_args(self) -> dict:
         return {
@@ -263,16 +264,22 @@ class PoseEstimator:
         count = sum(len(b) for b in blocks)
         canvas, places = self._canvas(blocks, canvas_hw, math.ceil(count / step) * step)
         results = []
-        use_bf16 = self.precision == "bf16"
         threads = torch.get_num_threads()  # Ultralytics resets it to cores - 1 on the CPU
+        if not self._set_up:  # ... when its first call sets up its predictor, before the forward
+            self._predict(canvas[:1, :, :STRIDE, :STRIDE], threads)
+            self._set_up = True
+        for start in range(0, len(canvas), step):
+            results += self._predict(canvas[start : start + step], threads)
+        return [_to_detections(r, place) for r, place in zip(results[:count], places, strict=True)]
+
+    def _predict(self, batch: torch.Tensor, threads: int) -> list:
+        """Ultralytics' predict on a float batch ``(n, 3, Hc, Wc)``, at ``threads`` threads."""
+        use_bf16 = self.precision == "bf16"
         try:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                for start in range(0, len(canvas), step):
-                    batch = canvas[start : start + step]
-                    results += self.model.predict(batch, **self._predict_args())
+                return self.model.predict(batch, **self._predict_args())
         finally:
             torch.set_num_threads(threads)
-        return [_to_detections(r, place) for r, place in zip(results[:count], places, strict=True)]
 
     @torch.inference_mode()
     def detect(self, frames: torch.Tensor | Sequence[torch.Tensor]) -> list[FrameDetections]:

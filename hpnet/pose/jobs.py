@@ -8,14 +8,18 @@ The videos of a dataset (every split) or of a folder, sorted by path; a share is
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from hpnet.atomic import remove_stale_temp_files
 from hpnet.cli import UserError
 from hpnet.config import Config
 from hpnet.data.records import videos_under
+from hpnet.pose.store import cache_path, is_cached
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,80 @@ def dataset_videos(cfg: Config) -> list[VideoJob]:
         for record in (*train, *test):
             found[record.rel] = VideoJob(Path(record.path), record.rel)
     return sorted(found.values(), key=lambda j: j.rel)
+
+
+@dataclass
+class CacheFolder:
+    """The videos that go into one cache folder, with the config that caches them."""
+
+    cache_dir: Path
+    cfg: Config  # the (first) dataset's config: pose.*, data.decoder, data.max_pixels
+    jobs: list[VideoJob]
+    names: list[str]  # the data.joint entries caching here ([""] for one dataset)
+
+
+def config_folders(cfg: Config) -> list[CacheFolder]:
+    """Every dataset's videos by the cache folder training reads them from: ``pose.cache_dir``,
+    or per ``data.joint`` entry its ``pose_cache_dir`` (entries sharing a folder share a pass).
+
+    Raises UserError naming the entry for a dataset without videos, and for two datasets whose
+    different videos would get one file (the same path under their roots, in one folder).
+    """
+    import copy
+
+    from hpnet.config import dataset_configs
+    from hpnet.data.records import VIDEO_EXTENSIONS
+
+    folders: dict[Path, CacheFolder] = {}
+    for name, one in dataset_configs(cfg):
+        where = f"data.joint entry '{name}': " if name else ""
+        try:
+            jobs = dataset_videos(copy.deepcopy(one))
+        except UserError as err:
+            raise UserError(f"{where}{err}") from None
+        if not jobs:
+            raise UserError(
+                f"{where}no video files ({', '.join(VIDEO_EXTENSIONS)}) under "
+                f"data.root={one.data.root}"
+            )
+        cache_dir = Path(one.pose.cache_dir).expanduser()
+        folder = folders.setdefault(cache_dir, CacheFolder(cache_dir, one, [], []))
+        known = {job.rel: job for job in folder.jobs}
+        for job in jobs:
+            other = known.get(job.rel)
+            if other is not None and other.path != job.path:
+                raise UserError(
+                    f"{where}{job.path} and {other.path} would share the pose cache file "
+                    f"{cache_dir / job.rel}.npz: give the data.joint entries their own "
+                    "pose_cache_dir"
+                )
+            if other is None:
+                folder.jobs.append(job)
+        folder.names.append(name)
+    for folder in folders.values():
+        folder.jobs.sort(key=lambda j: j.rel)
+    return list(folders.values())
+
+
+def file_size(path: Path) -> int | None:
+    """The file's size in bytes (None when it cannot be read: the run reports it)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def uncached(jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]) -> list[VideoJob]:
+    """The jobs whose cache file is missing, was made with other settings or from a video of
+    another size (replaced since); on the way, the temporary files a killed run left beside each
+    target are removed."""
+    todo = []
+    for job in jobs:
+        target = cache_path(cache_dir, job.rel)
+        remove_stale_temp_files(target)
+        if not is_cached(target, settings, file_size(job.path)):
+            todo.append(job)
+    return todo
 
 
 # ----------------------------------------------------------------------------- shares

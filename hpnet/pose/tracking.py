@@ -40,13 +40,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 NEAR = 1.5  # a missed slot's person may have moved this many box sizes (per axis) in a frame
+CLEARER = 0.25  # IoU by which another slot's last box must beat a slot's to keep its person
 
 
 class PersonTracker:
     """Keeps up to ``persons`` people in fixed slots across the frames of one video.
 
     Each frame, slots in order (slot 0 first, so the main person keeps slot 0) take the free
-    detection whose box overlaps their last seen box most, if that IoU is >= ``min_iou``. A slot
+    detection whose box overlaps their last seen box most, if that IoU is >= ``min_iou`` and the
+    box is not clearly another slot's person (that slot's best match, by ``CLEARER`` more IoU:
+    two people overlapping, this slot's one missed in the frame). A slot
     whose person was seen within ``max_age`` frames but not matched then takes the best-ranked
     remaining detection whose centre moved at most ``NEAR`` box widths / heights from its last
     box's (the same person moving fast), else stays empty: a bystander elsewhere cannot take it
@@ -70,17 +73,38 @@ class PersonTracker:
         shift = np.abs((box[:2] + box[2:]) / 2 - (last[:2] + last[2:]) / 2)
         return bool((shift <= NEAR * (last[2:] - last[:2])).all())
 
+    def _overlap_match(
+        self, slot: int, iou: dict[int, np.ndarray], free: list[int], taken: dict[int, int]
+    ) -> int | None:
+        """The free detection overlapping ``slot``'s last box most (IoU >= ``min_iou``), passing
+        over one that is clearly another waiting slot's own person: that slot's best match, by
+        at least ``CLEARER`` more IoU (two overlapping people, this slot's one missed)."""
+        waiting = [s for s in iou if s != slot and s not in taken]
+        for d in sorted(free, key=lambda d: -iou[slot][d]):
+            if iou[slot][d] < self.min_iou:
+                return None
+            theirs = [
+                s for s in waiting
+                if iou[s][d] >= iou[slot][d] + CLEARER and max(free, key=lambda e: iou[s][e]) == d
+            ]  # fmt: skip
+            if not theirs:
+                return d
+        return None
+
     def update(self, det: FrameDetections) -> np.ndarray:
         """Detections of the next frame -> joints float32 (P, 17, 3) in slot order."""
         out = np.zeros((self.persons, NUM_KEYPOINTS, 3), np.float32)
         taken: dict[int, int] = {}  # slot -> detection
         free_dets = list(range(len(det.scores)))  # in rank order
-        for slot in range(self.persons):
-            if not free_dets or not self._recent(slot):
-                continue
-            iou = box_iou(self.last_boxes[slot][None], det.boxes[free_dets])[0]
-            if iou.max() >= self.min_iou:
-                taken[slot] = free_dets.pop(int(iou.argmax()))
+        recent = [s for s in range(self.persons) if self._recent(s)]
+        if recent and free_dets:  # IoU of each recent slot's last box with each detection
+            last = np.stack([self.last_boxes[s] for s in recent])
+            iou = dict(zip(recent, box_iou(last, det.boxes), strict=True))  # slot -> (n,)
+            for slot in recent:
+                d = self._overlap_match(slot, iou, free_dets, taken)
+                if d is not None:
+                    taken[slot] = d
+                    free_dets.remove(d)
         for slot in range(self.persons):
             if slot not in taken and self._recent(slot):
                 near = [d for d in free_dets if self._near(slot, det.boxes[d])]

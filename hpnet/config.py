@@ -53,8 +53,8 @@ __all__ = [
     "AugmentConfig", "Config", "DataConfig", "EvalConfig", "ModelConfig", "PoseConfig",
     "PretrainConfig", "SyntheticConfig", "TextConfig", "TrainConfig", "add_config_arguments",
     "apply_overrides", "changed_keys", "check_pose_source", "config_from_dict", "config_to_dict",
-    "dataset_configs", "describe", "get_value", "load_config", "overrides_key", "save_config",
-    "validate",
+    "dataset_configs", "describe", "flat_config", "get_value", "load_config", "overrides_key",
+    "save_config", "validate",
 ]  # fmt: skip
 
 
@@ -261,6 +261,19 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """The config as plain nested dicts (what checkpoints and config.yaml store)."""
     return dataclasses.asdict(cfg)
+
+
+def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The leaves of a :func:`config_to_dict` tree by dotted key (``data.augment.flip``);
+    lists (``data.joint``, ``text.templates``) are leaves."""
+    flat: dict[str, Any] = {}
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hpnet.atomic import write_atomic
 from hpnet.checkpoint import (
@@ -18,7 +19,7 @@ from hpnet.checkpoint import (
     set_rng_state,
 )
 from hpnet.cli import UserError
-from hpnet.config import Config, changed_keys, config_to_dict
+from hpnet.config import Config, config_to_dict, flat_config
 from hpnet.distributed import DistInfo
 from hpnet.engine import EpochProgress
 from hpnet.runtime import label_sets
@@ -73,6 +74,47 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
     return path
 
 
+# What a resumed run may set otherwise than the run it continues: where the files are, how fast
+# and how often it works and reports, and when it stops. Any other key would make the rest of
+# the run another experiment than its first epochs (the videos it trains and tests on, the
+# model, the augmentation, the loss, the schedule the saved optimizer and step count follow),
+# under a config.yaml that claims the new values for all of it.
+RESUME_MAY_CHANGE = (
+    "data.root", "data.split_dir", "data.train_list", "data.test_list", "data.classes_file",
+    "data.workers", "data.decoder", "data.on_error", "data.allow_missing", "data.max_pixels",
+    "model.pretrained", "text.pretrained", "text.cache_dir",  # read at the start only
+    "pose.cache_dir", "pose.batch", "pose.workers", "pose.device", "pose.precision",
+    "train.epochs", "train.max_steps", "train.resume", "train.out_dir", "train.device",
+    "train.checkpoint_minutes", "train.checkpoint_steps", "train.eval_every",
+    "train.tensorboard", "train.compile", "train.threads", "eval.views", "eval.crops",
+    "eval.batch_size",
+)  # fmt: skip
+JOINT_LOCATIONS = ("root", "split_dir", "train_list", "test_list", "classes_file")
+JOINT_LOCATIONS += ("pose_cache_dir",)
+
+
+def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
+    """``(key, saved value, cfg's value)`` for every key of the checkpoint's config that
+    ``cfg`` sets otherwise and a resumed run may not change (:data:`RESUME_MAY_CHANGE`; in
+    ``data.joint`` entries, their locations may change). Keys the checkpoint does not record
+    (from an older hpnet) are not compared."""
+    now = flat_config(config_to_dict(cfg))
+    changes = []
+    for key, then in flat_config(saved).items():
+        if key not in now or key in RESUME_MAY_CHANGE:
+            continue
+        was, is_ = then, now[key]
+        if key == "data.joint":
+            was, is_ = _without_locations(was), _without_locations(is_)
+        if was != is_:
+            changes.append((key, then, now[key]))
+    return changes
+
+
+def _without_locations(entries: list) -> list:
+    return [{k: v for k, v in e.items() if k not in JOINT_LOCATIONS} for e in entries or []]
+
+
 def check_resumable(
     ckpt: dict, cfg: Config, classes: list[str], sets: list, path: Path, dist: DistInfo
 ) -> None:
@@ -101,20 +143,13 @@ def check_resumable(
                 f"{then[1]}, this run has {now[0]} x {now[1]} (use the same process count and "
                 "train.batch_size)"
             )
-    keys = ("model.arch", "model.size", "model.depth", "model.patch_size", "data.frames")
-    keys += ("data.size", "train.optimizer")  # the optimizer state
-    # which videos train and test: else a resumed run could train on the test videos
-    keys += ("data.dataset", "data.split", "data.seed", "data.test_fraction", "data.val_fraction")
-    # what the saved optimizer and schedule hold (restored as saved, whatever the config says)
-    # and the step count the schedule runs on
-    keys += ("train.lr", "train.backbone_lr", "train.layer_decay", "train.weight_decay")
-    keys += ("train.betas", "train.momentum", "train.batch_size", "train.accum_steps")
-    changed = changed_keys(ckpt.get("config", {}), cfg, keys)
+    changed = resume_changes(ckpt.get("config", {}), cfg)
     if changed:
         key, then, now = changed[0]
+        more = f" (and {', '.join(k for k, _, _ in changed[1:])})" if len(changed) > 1 else ""
         raise UserError(
-            f"cannot resume {path}: it used {key}={then}, this run has {now} (drop that "
-            "override, or start a new run in another train.out_dir)"
+            f"cannot resume {path}: it used {key}={then}, this run has {now}{more} (drop those "
+            "overrides, or start a new run in another train.out_dir)"
         )
     saved_world = ckpt.get("world_size")
     if saved_world is not None and saved_world != dist.world_size:

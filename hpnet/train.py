@@ -175,7 +175,6 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
             print(f"model.pretrained: {model.pretrained_report}")
         out.mkdir(parents=True, exist_ok=True)
         held.enter_context(run_folder_lock(out))  # one run at a time writes here
-        save_config(cfg, out / "config.yaml")
     train_loader = build_run_train_loader(datasets, dist)
     transform = build_transform(cfg, device)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)
@@ -194,7 +193,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         start_epoch, step, best, resumed = resume_run(
             resume_from, cfg, sets, (model, optimizer, scheduler, scaler), dist, out
         )
-    if dist.is_main:
+    if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
+        save_config(cfg, out / "config.yaml")
         for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
             remove_stale_temp_files(out / name)
 

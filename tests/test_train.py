@@ -93,6 +93,34 @@ def test_resume_with_other_videos_is_refused(tiny_args, tmp_path):
             _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", f"{key}={now}")
 
 
+def test_resume_refuses_any_other_experiment_and_takes_where_and_when(tiny_args, tmp_path):
+    """Only where the files are, how it runs and reports, and when it stops may change on
+    resume: another augmentation, regulariser, loss or synthetic set would make the rest of
+    the run another experiment (bench scripts reusing finished runs reported stale numbers)."""
+    out = tmp_path / "run"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
+    for override in [
+        "data.synthetic.train_videos=20",
+        "model.drop_path=0.5",
+        "train.label_smoothing=0",
+        "data.augment.flip=false",
+        "train.warmup_epochs=1",
+    ]:
+        key = override.split("=")[0].replace(".", r"\.")
+        with pytest.raises(UserError, match=rf"cannot resume .*it used {key}="):
+            _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", override)
+    with pytest.raises(UserError, match=r"used model\.drop_path=.* \(and train\.clip_grad\)"):
+        _run(tiny_args, out, "train.resume=auto", "model.drop_path=0.5", "train.clip_grad=3")
+    config = (out / "config.yaml").read_text()
+    assert "drop_path: 0.5" not in config  # a refused resume leaves the run's config as it was
+    resumed = [
+        "train.resume=auto", "train.epochs=2", "train.max_steps=2", "data.workers=0",
+        "eval.views=1", "train.checkpoint_steps=1", f"text.cache_dir={tmp_path / 'text'}",
+    ]  # fmt: skip
+    assert _run(tiny_args, out, *resumed) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+
+
 def test_resume_with_another_optimizer_setting_or_batch_is_refused(tiny_args, tmp_path):
     """The saved optimizer and schedule come back as saved: a new train.lr (weight decay,
     betas, ...) would be recorded in config.yaml but not used, and another batch size or

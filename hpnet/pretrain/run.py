@@ -244,7 +244,6 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
             print(f"model.pretrained: {model.pretrained_report}")
         out.mkdir(parents=True, exist_ok=True)
         held.enter_context(run_folder_lock(out))
-        save_config(cfg, out / "config.yaml")
     loader = build_run_train_loader(datasets, dist)
     steps_per_epoch = len(loader)
     if cfg.train.max_steps:
@@ -256,7 +255,8 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     if resume_from is not None:
         check_pretrain_resumable(resume_from, cfg)
         start_epoch, step, _, resumed = resume_run(resume_from, cfg, [], parts, dist, out)
-    if dist.is_main:
+    if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
+        save_config(cfg, out / "config.yaml")
         for name in ("last.pt", "metrics.jsonl"):
             remove_stale_temp_files(out / name)
     net = training_net(model, cfg, dist, device)

@@ -22,9 +22,10 @@ if [ "${1:-}" = "--prepare" ]; then
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl \
     open-clip-torch==3.3.0 ftfy wcwidth av==18.1.0
-  cp -r "${HPNET_TEST_DATA:-../shared/data}/hmdb51_mini" .gpu_data/
+  cp -r "${HPNET_TEST_DATA:-../shared/data}/hmdb51_mini" .gpu_data/ || exit 1
   # A 1-minute video of the real clips for the long-video timeline (no FFmpeg on the GPU image).
-  .venv/bin/python bench/timeline.py --minutes 1 --work .gpu_data --no-pose --size tiny >/dev/null
+  .venv/bin/python bench/timeline.py --minutes 1 --work .gpu_data --no-pose --size tiny \
+    --data .gpu_data >/dev/null || { echo "--prepare: the timeline video failed" >&2; exit 1; }
   du -sh .whl .gpu_data
   exit 0
 fi

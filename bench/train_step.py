@@ -5,7 +5,9 @@
 
 Counts the model's FLOPs per step with torch.utils.flop_counter (forward + backward), times
 ``--steps`` steps after ``--warmup``, and on CUDA reports the fraction of ``--peak-tflops``
-(default: measured with a large bf16 matmul on the same GPU).
+(default: measured with a large bf16 matmul on the same GPU). Peak memory: on CUDA the most
+allocated during the timed steps; on the CPU the max RSS of a forked process that runs that
+variant alone (with torch and hpnet loaded).
 """
 
 from __future__ import annotations
@@ -105,6 +107,15 @@ def bench(variant: str, args: argparse.Namespace, device: torch.device) -> dict:
     }
 
 
+def _in_child(variant: str, args: argparse.Namespace) -> dict:
+    """:func:`bench` on the CPU in a forked process: its max RSS is this variant's peak, not
+    the largest of every variant run so far in one process (RSS only ever grows)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(bench, (variant, args, torch.device("cpu")))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", default="tiny")
@@ -140,7 +151,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for variant in args.variants.split(","):
-        r = bench(variant, args, device)
+        r = bench(variant, args, device) if device.type == "cuda" else _in_child(variant, args)
         frac = f"{100 * r['tflops'] / peak:.1f}" if peak else "-"
         print(
             f"| {variant} | {r['params_M']:.2f} | {r['step_s']:.3f} | {r['clips_per_s']:.1f} | "

@@ -129,8 +129,9 @@ def check_text_space(ckpt: dict, cfg: Config, classes: Sequence[str], source: st
         raise UserError(
             f"{source} was trained with other text embeddings than text.model={text.model} "
             f"text.pretrained={text.pretrained!r} (text.quick_gelu={text.quick_gelu}) give now "
-            f"(its classes come back at cosine {cosine:.3f} to the stored rows; a tag that "
-            "fell back to random weights offline is one cause): new labels would be scored in "
-            "another embedding space. Set text.* as the run had them (its config.yaml), or "
-            "classify its own labels"
+            f"(its classes come back at cosine {cosine:.3f} to the stored rows): new labels "
+            "would be scored in another embedding space. Set text.* as the run had them (its "
+            "config.yaml; a run whose text tag fell back to random weights offline: "
+            "text.pretrained='', with text.quick_gelu=true for an OpenAI tag), or classify its "
+            "own labels"
         )

@@ -273,6 +273,18 @@ def test_overlapping_people_keep_their_slots_when_one_is_missed():
     assert (joints[1, 0] == 0).all()
 
 
+def test_a_person_walking_over_a_hidden_persons_spot_keeps_their_slot():
+    """B is hidden behind A for frames 2-8 while A walks right, over B's last box: that old box
+    must not claim A for B's slot (it overlaps A far better than A's own box of last frame)."""
+    frames = []
+    for t in range(10):
+        a = [0.2 + 0.05 * t, 0.2, 0.4 + 0.05 * t, 0.9]
+        b = [0.4 - 0.04 * t, 0.2, 0.6 - 0.04 * t, 0.9]
+        frames.append(_det([a], [0.9]) if 2 <= t <= 8 else _det([a, b], [0.9, 0.8]))
+    joints = track_persons(frames, persons=2)
+    assert joints[:, 0, 0, 0].tolist() == pytest.approx([0.2 + 0.05 * t for t in range(10)])
+
+
 def test_more_people_than_slots_and_a_long_absence():
     tracker = PersonTracker(persons=1, max_age=2)
     first = tracker.update(_det([RIGHT, LEFT], [0.9, 0.5]))  # best-ranked first

@@ -51,17 +51,20 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
-def remove_stale_temp_files(path: Path) -> int:
+def remove_stale_temp_files(path: Path, *, keep_live_writers: bool = False) -> int:
     """Delete leftovers ``<path>.<pid>.tmp`` of killed runs; returns how many were removed.
 
-    The temp file of a process still alive on this machine is another run's write in progress
-    and stays. One that cannot be removed (a read-only folder) stays too: it is harmless, and
-    writing the cache file there then fails with a clear error.
+    ``keep_live_writers``: keep the temp file of another process alive on this machine (another
+    run writing the same file; a caller holding the folder's lock knows there is none, and a
+    dead run's pid may live on in an unrelated process). One that cannot be removed (a
+    read-only folder) stays: it is harmless, and writing the file there then fails with a
+    clear error.
     """
     removed = 0
     if path.parent.is_dir():
         for leftover in path.parent.glob(f"{_glob_escape(path.name)}.*.tmp"):
-            if _writer_alive(leftover.name.removeprefix(path.name + ".").removesuffix(".tmp")):
+            pid = leftover.name.removeprefix(path.name + ".").removesuffix(".tmp")
+            if keep_live_writers and pid != str(os.getpid()) and _writer_alive(pid):
                 continue
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)

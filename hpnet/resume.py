@@ -79,40 +79,46 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
 # the run another experiment than its first epochs (the videos it trains and tests on, the
 # model, the augmentation, the loss, the schedule the saved optimizer and step count follow),
 # under a config.yaml that claims the new values for all of it.
+# (model.pretrained may move, not come or go: it decides the optimizer's parameter groups.)
+DATA_MAY_CHANGE = ("root", "split_dir", "train_list", "test_list", "classes_file", "workers")
+DATA_MAY_CHANGE += ("decoder", "on_error", "allow_missing", "max_pixels")
 RESUME_MAY_CHANGE = (
-    "data.root", "data.split_dir", "data.train_list", "data.test_list", "data.classes_file",
-    "data.workers", "data.decoder", "data.on_error", "data.allow_missing", "data.max_pixels",
+    *(f"data.{key}" for key in DATA_MAY_CHANGE),
     "model.pretrained", "text.pretrained", "text.cache_dir",  # read at the start only
-    "pose.cache_dir", "pose.batch", "pose.workers", "pose.device", "pose.precision",
-    "train.epochs", "train.max_steps", "train.resume", "train.out_dir", "train.device",
-    "train.checkpoint_minutes", "train.checkpoint_steps", "train.eval_every",
-    "train.tensorboard", "train.compile", "train.threads", "eval.views", "eval.crops",
-    "eval.batch_size",
+    "pose.cache_dir", "pose.weights", "pose.batch", "pose.workers", "pose.device",
+    "pose.precision", "train.epochs", "train.max_steps", "train.resume", "train.out_dir",
+    "train.device", "train.amp", "train.checkpoint_minutes", "train.checkpoint_steps",
+    "train.eval_every", "train.tensorboard", "train.compile", "train.threads", "eval.views",
+    "eval.crops", "eval.batch_size",
 )  # fmt: skip
-JOINT_LOCATIONS = ("root", "split_dir", "train_list", "test_list", "classes_file")
-JOINT_LOCATIONS += ("pose_cache_dir",)
+JOINT_MAY_CHANGE = (*DATA_MAY_CHANGE, "pose_cache_dir")  # in a data.joint entry
 
 
 def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
     """``(key, saved value, cfg's value)`` for every key of the checkpoint's config that
-    ``cfg`` sets otherwise and a resumed run may not change (:data:`RESUME_MAY_CHANGE`; in
-    ``data.joint`` entries, their locations may change). Keys the checkpoint does not record
+    ``cfg`` sets otherwise and a resumed run may not change (:data:`RESUME_MAY_CHANGE`, and
+    :data:`JOINT_MAY_CHANGE` in ``data.joint`` entries). Keys the checkpoint does not record
     (from an older hpnet) are not compared."""
     now = flat_config(config_to_dict(cfg))
     changes = []
     for key, then in flat_config(saved).items():
-        if key not in now or key in RESUME_MAY_CHANGE:
+        if key not in now:
             continue
         was, is_ = then, now[key]
+        if key == "model.pretrained":  # another place for the same weights, not none or some
+            was, is_ = bool(was), bool(is_)
+        elif key in RESUME_MAY_CHANGE:
+            continue
         if key == "data.joint":
-            was, is_ = _without_locations(was), _without_locations(is_)
+            was, is_ = _fixed_part(was), _fixed_part(is_)
         if was != is_:
             changes.append((key, then, now[key]))
     return changes
 
 
-def _without_locations(entries: list) -> list:
-    return [{k: v for k, v in e.items() if k not in JOINT_LOCATIONS} for e in entries or []]
+def _fixed_part(entries: list) -> list:
+    """``data.joint`` entries without the keys a resume may change."""
+    return [{k: v for k, v in e.items() if k not in JOINT_MAY_CHANGE} for e in entries or []]
 
 
 def check_resumable(

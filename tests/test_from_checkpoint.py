@@ -99,3 +99,32 @@ def test_a_linear_head_keeps_its_labels_whatever_the_templates(text_cache):
     assert model_from_checkpoint(ckpt, again).class_names == CLASSES
     with pytest.raises(UserError, match="linear head"):
         model_from_checkpoint(ckpt, again, ["a", "b"])
+
+
+def test_new_templates_re_embed_every_label_set_of_a_joint_run(text_cache):
+    sets = [("a", CLASSES), ("b", ["jump", "clap", "wave"])]
+    cfg = _cfg(text_cache)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, CLASSES, label_sets=sets)
+    ckpt = {"model": model.state_dict(), "classes": CLASSES, "label_sets": sets}
+    ckpt["config"] = config_to_dict(cfg)
+    again = _cfg(text_cache, 'text.templates=["a clip of {}."]')
+    rebuilt = model_from_checkpoint(ckpt, again)
+    expected = class_text_embeddings(again, sets[1][1])
+    torch.testing.assert_close(rebuilt.label_embeddings_1, expected)  # what evaluate scores b by
+    with rebuilt.using_label_set(1):
+        torch.testing.assert_close(rebuilt.class_embeddings, expected)
+
+
+def test_new_labels_build_the_text_tower_once(ckpt, tmp_path, monkeypatch):
+    from hpnet.text.encoder import ClassTextEncoder
+
+    builds = []
+    build = ClassTextEncoder._build_tower
+    monkeypatch.setattr(
+        ClassTextEncoder, "_build_tower", lambda self: builds.append(1) or build(self)
+    )
+    model_from_checkpoint(ckpt, _cfg(str(tmp_path / "fresh")), ["jump", "wave"])  # no cache yet
+    assert len(builds) == 1  # the trained classes (the check) and the new labels: one tower

@@ -117,17 +117,21 @@ def test_save_load_roundtrip_and_settings(tmp_path):
 
 
 def test_stale_temp_files_are_removed(tmp_path):
-    """Those of dead processes; a live one's (another run writing the same file) stays."""
+    """Those of dead processes (and of an earlier process with this one's pid); a live one's,
+    maybe another run writing the same file, stays unless the caller holds the folder's lock."""
     path = cache_path(tmp_path, "x/[odd] name.mp4")
     path.parent.mkdir(parents=True)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     (path.parent / f"{path.name}.{gone}.tmp").write_bytes(b"half")
-    (path.parent / f"{path.name}.{os.getpid()}.tmp").write_bytes(b"being written")
+    (path.parent / f"{path.name}.{os.getpid()}.tmp").write_bytes(b"a dead run's with our pid")
     (path.parent / "other.mp4.npz.5.tmp").write_bytes(b"someone else's")
-    assert remove_stale_temp_files(path) == 1
+    (path.parent / f"{path.name}.1.tmp").write_bytes(b"of a live process, not this one")
+    assert remove_stale_temp_files(path, keep_live_writers=True) == 2  # the dead one, our own
     left = sorted(p.name for p in path.parent.iterdir())
-    assert left == sorted(["other.mp4.npz.5.tmp", f"{path.name}.{os.getpid()}.tmp"])
+    assert left == sorted(["other.mp4.npz.5.tmp", f"{path.name}.1.tmp"])
+    assert remove_stale_temp_files(path) == 1  # holding the folder's lock: any is stale
+    assert [p.name for p in path.parent.iterdir()] == ["other.mp4.npz.5.tmp"]
 
 
 def test_nearest_rows():
@@ -374,6 +378,10 @@ def test_a_joint_config_caches_each_dataset_where_training_reads_it(tmp_path, ca
     assert len(_npz(tmp_path / "shared")) == 4 and "pose cache (a, b): 4 videos" in (
         capsys.readouterr().out
     )
+    pyav = [{**same[0], "decoder": "pyav"}, same[1]]  # would read b's videos otherwise
+    config.write_text(yaml.safe_dump({"data": {"dataset": "folder", "joint": pyav}}))
+    with pytest.raises(UserError, match=r"entry 'b': its data.decoder .* entry 'a'"):
+        main(args)
 
 
 def test_bad_arguments_are_user_errors(tmp_path):

@@ -121,6 +121,24 @@ def test_resume_refuses_any_other_experiment_and_takes_where_and_when(tiny_args,
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
 
 
+def test_what_a_resume_may_change():
+    from hpnet.config import config_to_dict
+    from hpnet.resume import resume_changes
+
+    b = '{"name": "b", "dataset": "folder"}'
+    joint = f'[{{"name": "a", "root": "/a", "workers": 1}}, {b}]'
+    base = ["model.pretrained=/old/clip.pt", f"data.joint={joint}", "train.amp=bf16"]
+    saved = config_to_dict(load_config(None, base))
+    moved = f'[{{"name": "a", "root": "/new/a", "workers": 4, "decoder": "pyav"}}, {b}]'
+    same = ["model.pretrained=/new/clip.pt", f"data.joint={moved}", "train.amp=fp16"]
+    assert resume_changes(saved, load_config(None, same)) == []
+    none = load_config(None, [*base, "model.pretrained="])  # fewer optimizer groups
+    assert [k for k, _, _ in resume_changes(saved, none)] == ["model.pretrained"]
+    seeded = f'[{{"name": "a", "root": "/a", "seed": 3}}, {b}]'
+    other = load_config(None, [*base, f"data.joint={seeded}"])
+    assert [k for k, _, _ in resume_changes(saved, other)] == ["data.joint"]
+
+
 def test_resume_with_another_optimizer_setting_or_batch_is_refused(tiny_args, tmp_path):
     """The saved optimizer and schedule come back as saved: a new train.lr (weight decay,
     betas, ...) would be recorded in config.yaml but not used, and another batch size or

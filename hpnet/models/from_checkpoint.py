@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from hpnet.cli import UserError
 from hpnet.config import Config
-from hpnet.models.hpnet import HPNet, build_model, class_text_embeddings
+from hpnet.models.hpnet import HPNet, build_model
+from hpnet.text.encoder import ClassTextEncoder
 from hpnet.text.prompts import check_distinct_phrases
 
 # model.* keys that only act in training: a trained model is the same model without them.
@@ -74,9 +75,27 @@ def model_from_checkpoint(
         )
     labels = classes if labels is None else list(labels)
     check_distinct_phrases(labels)
-    check_text_space(ckpt, cfg, classes, source)
-    model.set_class_embeddings(class_text_embeddings(cfg, labels), labels)
+    _embed_labels(model, ckpt, cfg, labels, source)
     return model
+
+
+def _embed_labels(model: HPNet, ckpt: dict, cfg: Config, labels: list[str], source: str) -> None:
+    """Give the text head ``labels`` embedded by ``cfg.text`` (one tower for all of it), after
+    :func:`check_text_space`; with new templates also every label set of a joint run (which
+    evaluate scores through their own rows)."""
+    from hpnet.text.encoder import build_text_encoder
+
+    encoder = build_text_encoder(cfg)
+    try:
+        check_text_space(ckpt, cfg, ckpt["classes"], source, encoder)
+        if _templates_changed(ckpt, cfg):
+            for i, (_, names) in enumerate(model.label_sets):
+                rows = encoder.encode_class_names(names, cfg.text.templates)
+                setattr(model, f"label_embeddings_{i}", rows.to(model.class_embeddings))
+        rows = encoder.encode_class_names(labels, cfg.text.templates)
+    finally:
+        encoder.release()
+    model.set_class_embeddings(rows, labels)
 
 
 def _rebuild(ckpt: dict, cfg: Config, classes: list[str], source: str) -> HPNet:
@@ -114,12 +133,14 @@ def _templates_changed(ckpt: dict, cfg: Config) -> bool:
     return list(cfg.text.templates) != _trained_templates(ckpt, cfg)
 
 
-def check_text_space(ckpt: dict, cfg: Config, classes: Sequence[str], source: str) -> None:
-    """Refuse ``cfg.text`` when its tower does not give back the trained classes' stored
-    embeddings (with the trained templates): new labels would land in another space."""
+def check_text_space(
+    ckpt: dict, cfg: Config, classes: Sequence[str], source: str, encoder: ClassTextEncoder
+) -> None:
+    """Refuse ``cfg.text`` (its ``encoder``) when its tower does not give back the trained
+    classes' stored embeddings (with the trained templates): new labels would land in another
+    space."""
     stored = ckpt["model"]["class_embeddings"].float().cpu()  # (C, Dt), unit rows
-    trained_text = dataclasses.replace(cfg.text, templates=_trained_templates(ckpt, cfg))
-    again = class_text_embeddings(dataclasses.replace(cfg, text=trained_text), classes)
+    again = encoder.encode_class_names(list(classes), _trained_templates(ckpt, cfg))
     if again.shape != stored.shape:
         cosine = -1.0
     else:

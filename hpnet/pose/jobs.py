@@ -100,6 +100,13 @@ def config_folders(cfg: Config) -> list[CacheFolder]:
             )
         cache_dir = Path(one.pose.cache_dir).expanduser()
         folder = folders.setdefault(cache_dir, CacheFolder(cache_dir, one, [], []))
+        reading = ("decoder", "max_pixels")  # how the pass reads every video of the folder
+        if any(getattr(one.data, k) != getattr(folder.cfg.data, k) for k in reading):
+            raise UserError(
+                f"{where}its data.decoder / data.max_pixels differ from entry "
+                f"'{folder.names[0]}', which caches into the same pose_cache_dir {cache_dir}: "
+                "give the entries their own pose_cache_dir, or the same values"
+            )
         known = {job.rel: job for job in folder.jobs}
         for job in jobs:
             other = known.get(job.rel)
@@ -132,7 +139,7 @@ def uncached(jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]
     todo = []
     for job in jobs:
         target = cache_path(cache_dir, job.rel)
-        remove_stale_temp_files(target)
+        remove_stale_temp_files(target, keep_live_writers=True)  # (a run of other shares)
         if not is_cached(target, settings, file_size(job.path)):
             todo.append(job)
     return todo

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -147,6 +148,30 @@ def write_atomic(
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):  # never hide the real error behind a cleanup error
+            tmp.unlink(missing_ok=True)
+
+
+def copy_atomic(
+    source: str | Path, path: str | Path, *, what: str = "file", folder_option: str | None = None
+) -> None:
+    """Make ``path`` a copy of ``source`` as :func:`write_atomic` writes files: a hard link
+    where the file system has them (no byte written again: ``source`` is itself only ever
+    replaced by a rename, never changed in place), else a byte copy, fsynced."""
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        with write_errors_reported(path, what=what, folder_option=folder_option):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            try:
+                os.link(source, tmp)
+            except OSError:  # no hard links here (another file system, FAT, some mounts)
+                shutil.copyfile(source, tmp)
+                with tmp.open("rb+") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
 
 

@@ -69,9 +69,13 @@ class EpochProgress:
     skipped: float = 0.0  # videos that could not be decoded
     time_s: float = 0.0  # seconds spent in this epoch before the current process took over
     extra: dict[str, float] = field(default_factory=dict)  # per-clip sums a step adds (mean out)
+    # micro-batches recorded on the device, not yet read: (loss, correct | None, clips, weight,
+    # where); :func:`flush_records` reads them all in one sync at the optimizer step
+    queued: list[tuple] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**vars(self), "extra": dict(self.extra)}
+        kept = {k: v for k, v in vars(self).items() if k != "queued"}
+        return {**kept, "extra": dict(self.extra)}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> EpochProgress:
@@ -267,8 +271,9 @@ def _train_batch(
 
     ``weight`` 0: a stand-in batch (:func:`_stand_in`) that adds nothing to the gradients or
     the sums. A batch of a joint loader (``"dataset"`` i) is scored over dataset i's labels.
-    The backward is queued before the one host sync that reads the loss: a
-    non-finite loss still stops the run before the optimizer step uses the gradients.
+    Nothing is read back here: the loss and the hits stay on the device until the optimizer
+    step reads every micro-batch's at once (:func:`flush_records`); a non-finite loss still
+    stops the run before the optimizer step uses the gradients.
     """
     video, joints, labels = batch_to_device(batch, device)
     video, joints = transform.train(video, joints if use_pose else None, generator)
@@ -294,23 +299,40 @@ def backward_and_record(
     loss_divisor: int,
     where: str,
 ) -> None:
-    """Queue the backward of ``loss`` (scaled by ``weight / loss_divisor``), then the one host
-    sync: stop on a non-finite loss (:class:`NonFiniteLossError`), else add the batch's
-    ``clips``, loss and ``correct`` predictions (None: not a classifier) to ``state``."""
+    """Queue the backward of ``loss`` (scaled by ``weight / loss_divisor``) and record the
+    batch's ``clips``, loss and ``correct`` predictions (None: not a classifier) in ``state``,
+    on the device: no host sync here (:func:`flush_records` reads them before the optimizer
+    step, and stops on a non-finite loss)."""
     scaled = loss * (weight / loss_divisor)
     (scaler.scale(scaled) if scaler else scaled).backward()
-    values = [loss.detach().float()] + ([correct.float()] if correct is not None else [])
-    value, *hits = torch.stack(values).tolist()  # one sync
-    if not math.isfinite(value):
-        raise NonFiniteLossError(
-            f"loss is {value} at {where}: stopping before the weights "
-            "are corrupted (lower train.lr, raise train.warmup_epochs, or use train.amp=bf16; "
-            "resume from last.pt with train.resume=auto)"
-        )
-    if weight:
-        state.loss_sum += value * clips
-        state.correct += hits[0] if hits else 0.0
-        state.seen += clips
+    hits = correct.detach().float() if correct is not None else None
+    state.queued.append((loss.detach().float(), hits, clips, weight, where))
+
+
+def flush_records(state: EpochProgress, also: torch.Tensor | None = None) -> float | None:
+    """Read the queued micro-batch records of ``state`` (and the scalar ``also``, e.g. the
+    gradient norm) in one host sync; stop on a non-finite loss (:class:`NonFiniteLossError`,
+    naming its batch), else add them to the sums. Returns ``also``'s value."""
+    queued, state.queued = state.queued, []
+    values = [v for loss, hits, *_ in queued for v in (loss, hits) if v is not None]
+    values += [also.detach().float()] if also is not None else []
+    if not values:
+        return None
+    read = iter(torch.stack(values).tolist())  # the one sync
+    for _, hits, clips, weight, where in queued:
+        value = next(read)
+        correct = next(read) if hits is not None else 0.0
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"loss is {value} at {where}: stopping before the weights "
+                "are corrupted (lower train.lr, raise train.warmup_epochs, or use train.amp=bf16; "
+                "resume from last.pt with train.resume=auto)"
+            )
+        if weight:
+            state.loss_sum += value * clips
+            state.correct += correct
+            state.seen += clips
+    return next(read) if also is not None else None
 
 
 def _optimizer_step(
@@ -328,8 +350,9 @@ def _optimizer_step(
         scaler.unscale_(optimizer)
         if clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        flush_records(state)
     else:
-        _check_gradients(model, clip_grad, where)
+        _check_gradients(model, clip_grad, state, where)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -340,15 +363,15 @@ def _optimizer_step(
     state.steps += 1
 
 
-def _check_gradients(model: nn.Module, clip_grad: float, where: str) -> None:
+def _check_gradients(model: nn.Module, clip_grad: float, state: EpochProgress, where: str) -> None:
     """Clip the gradients to norm ``clip_grad`` (0: no clipping) and stop on a non-finite
-    norm (:class:`NonFiniteLossError`)."""
+    norm (:class:`NonFiniteLossError`), read with the queued losses in one sync."""
     if clip_grad > 0:
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
     else:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-    value = norm.item()
+    value = flush_records(state, norm)
     if not math.isfinite(value):
         raise NonFiniteLossError(
             f"the gradient norm is {value} at {where} while the loss was finite: stopping "

@@ -78,7 +78,7 @@ def evaluate(
         skipped += batch.get("skipped", 0)
         if batch["label"].numel() == 0:
             continue
-        video, joints, y = batch_to_device(batch, device)
+        video, joints, _ = batch_to_device(batch, device)
         p = view_probs(
             model,
             video,
@@ -88,9 +88,9 @@ def evaluate(
             crops=crops,
         )
         views = video.shape[1] * distinct_crop_count(*video.shape[-2:], transform.size, crops)
-        probs.append(p.cpu())
-        labels.append(y.cpu())
-        indices.append(batch["index"].cpu())
+        probs.append(p)  # on the device: read once at the end, not a sync per batch
+        labels.append(batch["label"])  # (the host copy the batch came with)
+        indices.append(batch["index"])
     bar.close()
     if not probs:
         return {
@@ -101,9 +101,9 @@ def evaluate(
             "skipped": skipped,
         }
     return {
-        "probs": torch.cat(probs),
-        "labels": torch.cat(labels),
-        "indices": torch.cat(indices),
+        "probs": torch.cat(probs).cpu(),
+        "labels": torch.cat(labels).cpu(),
+        "indices": torch.cat(indices).cpu(),
         "views": views,
         "skipped": skipped,
     }

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.atomic import remove_stale_temp_files, write_errors_reported
+from hpnet.atomic import copy_atomic, remove_stale_temp_files, write_errors_reported
 from hpnet.checkpoint import (
     OUT_DIR_OPTION,
     atomic_save,
@@ -259,8 +259,9 @@ def _epoch(
         ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets, world_size=w)
         atomic_save(ckpt, run.out / "last.pt")
         clock.saved()
-        if is_best:
-            atomic_save(ckpt, run.out / "best.pt")
+        if is_best:  # the same dict: linked, not serialised a second time
+            copy_atomic(run.out / "last.pt", run.out / "best.pt", what="checkpoint",
+                        folder_option=OUT_DIR_OPTION)  # fmt: skip
     return step, best
 
 

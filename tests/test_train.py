@@ -241,13 +241,13 @@ def test_mid_epoch_resume_gives_the_same_weights_and_metrics(
     real = hpnet_train.atomic_save
     saves: list[dict] = []
 
-    def crash_after_the_sixth_save(obj, path):
+    def crash_after_the_fifth_save(obj, path):
         real(obj, path)
         saves.append(obj)
-        if len(saves) == 6:  # epoch 1: 3 mid-epoch + 1 end (+ best.pt); epoch 2: batch 1
+        if len(saves) == 5:  # epoch 1: 3 mid-epoch + 1 end (best.pt: a link); epoch 2: batch 1
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(hpnet_train, "atomic_save", crash_after_the_sixth_save)
+    monkeypatch.setattr(hpnet_train, "atomic_save", crash_after_the_fifth_save)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_args, crashed, *every)
     ckpt = torch.load(crashed / "last.pt", weights_only=True)
@@ -299,6 +299,27 @@ def test_checkpoint_clock():
     assert timed.due(2)
     timed.saved()
     assert not timed.due(3)
+
+
+def test_the_loop_reads_the_device_once_per_optimizer_step(tiny_args, tmp_path, monkeypatch):
+    """Losses, hits and the gradient norm of every micro-batch of a step come back in one
+    read (each read waits for the GPU to drain): 2 steps of 2 micro-batches, 2 reads."""
+    reads = []
+    for name in ("tolist", "item", "cpu", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if sys._getframe(1).f_code.co_filename == engine.__file__:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    extra = ["train.max_steps=4", "train.epochs=1", "train.accum_steps=2", "train.eval_every=0"]
+    assert _run(tiny_args, tmp_path / "run", *extra) == 0
+    assert reads == ["tolist", "tolist"]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    (train,) = [r for r in rows if r["type"] == "train"]
+    assert train["clips"] == 16 and train["steps"] == 2 and 0 < train["loss"] < 20
 
 
 def test_non_finite_loss_stops_the_run(tiny_args, tmp_path, monkeypatch):

@@ -104,6 +104,12 @@ step train_step_b${big}_compile 120 python3 bench/train_step.py "${base[@]}" --b
 # Long-video timeline (issue 16): seconds of compute per second of video, base model, no pose
 # (the GPU image has no ultralytics), on the 1-minute video made by --prepare.
 step timeline 60 python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose --size $size --device "$DEVICE"
+# The whole training loop (loader, augmentation, syncs) against the step alone: the share of a
+# step the GPU waits on the host; then the data path alone (a one-layer model).
+step train_loop 90 python3 bench/train_loop.py "${base[@]}" --batch 8 --workers 8 \
+  --data "$WORK/synthetic_loop"
+step train_loop_data 60 python3 bench/train_loop.py "${base[@]}" --batch 8 --workers 8 \
+  --data "$WORK/synthetic_loop" --model trivial
 # The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
 step gpu_tests 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py tests/test_host_copy.py \
   tests/test_transforms.py tests/test_text.py tests/test_train.py tests/test_simsiam.py

@@ -154,21 +154,17 @@ def write_atomic(
 def copy_atomic(
     source: str | Path, path: str | Path, *, what: str = "file", folder_option: str | None = None
 ) -> None:
-    """Make ``path`` a copy of ``source`` as :func:`write_atomic` writes files: a hard link
-    where the file system has them (no byte written again: ``source`` is itself only ever
-    replaced by a rename, never changed in place), else a byte copy, fsynced."""
+    """Make ``path`` a byte copy of ``source`` as :func:`write_atomic` writes files (temp file,
+    fsync, rename): the kernel copies (``copy_file_range``, a reflink where the file system
+    has them), nothing is serialised again. A copy, not a hard link: a user editing one file,
+    or a tar of the folder extracted file by file, must not touch or need the other."""
     path = Path(path)
     tmp = temp_name(path)
     try:
         with write_errors_reported(path, what=what, folder_option=folder_option):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            try:
-                os.link(source, tmp)
-            except OSError:  # no hard links here (another file system, FAT, some mounts)
-                shutil.copyfile(source, tmp)
-                with tmp.open("rb+") as f:
-                    os.fsync(f.fileno())
+            shutil.copyfile(source, tmp)
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):

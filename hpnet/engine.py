@@ -70,7 +70,7 @@ class EpochProgress:
     time_s: float = 0.0  # seconds spent in this epoch before the current process took over
     extra: dict[str, float] = field(default_factory=dict)  # per-clip sums a step adds (mean out)
     # micro-batches recorded on the device, not yet read: (loss, correct | None, clips, weight,
-    # where); :func:`flush_records` reads them all in one sync at the optimizer step
+    # where, extra means); :func:`flush_records` reads them all in one sync at the optimizer step
     queued: list[tuple] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,15 +298,18 @@ def backward_and_record(
     weight: float,
     loss_divisor: int,
     where: str,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Queue the backward of ``loss`` (scaled by ``weight / loss_divisor``) and record the
-    batch's ``clips``, loss and ``correct`` predictions (None: not a classifier) in ``state``,
-    on the device: no host sync here (:func:`flush_records` reads them before the optimizer
-    step, and stops on a non-finite loss)."""
+    batch's ``clips``, loss, ``correct`` predictions (None: not a classifier) and ``extra``
+    per-clip means (scalars, summed over clips into ``state.extra``) in ``state``, on the
+    device: no host sync here (:func:`flush_records` reads them before the optimizer step, and
+    stops on a non-finite loss)."""
     scaled = loss * (weight / loss_divisor)
     (scaler.scale(scaled) if scaler else scaled).backward()
     hits = correct.detach().float() if correct is not None else None
-    state.queued.append((loss.detach().float(), hits, clips, weight, where))
+    means = {k: v.detach().float() for k, v in (extra or {}).items()}
+    state.queued.append((loss.detach().float(), hits, clips, weight, where, means))
 
 
 def flush_records(state: EpochProgress, also: torch.Tensor | None = None) -> float | None:
@@ -314,14 +317,18 @@ def flush_records(state: EpochProgress, also: torch.Tensor | None = None) -> flo
     gradient norm) in one host sync; stop on a non-finite loss (:class:`NonFiniteLossError`,
     naming its batch), else add them to the sums. Returns ``also``'s value."""
     queued, state.queued = state.queued, []
-    values = [v for loss, hits, *_ in queued for v in (loss, hits) if v is not None]
+    values = [
+        v for loss, hits, *_, means in queued for v in (loss, hits, *means.values())
+        if v is not None
+    ]  # fmt: skip
     values += [also.detach().float()] if also is not None else []
     if not values:
         return None
     read = iter(torch.stack(values).tolist())  # the one sync
-    for _, hits, clips, weight, where in queued:
+    for _, hits, clips, weight, where, means in queued:
         value = next(read)
         correct = next(read) if hits is not None else 0.0
+        extra = {key: next(read) for key in means}
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"loss is {value} at {where}: stopping before the weights "
@@ -332,6 +339,8 @@ def flush_records(state: EpochProgress, also: torch.Tensor | None = None) -> flo
             state.loss_sum += value * clips
             state.correct += correct
             state.seen += clips
+            for key, mean in extra.items():
+                state.extra[key] = state.extra.get(key, 0.0) + mean * clips
     return next(read) if also is not None else None
 
 

@@ -85,7 +85,7 @@ DATA_MAY_CHANGE += ("decoder", "on_error", "allow_missing", "max_pixels")
 RESUME_MAY_CHANGE = (
     *(f"data.{key}" for key in DATA_MAY_CHANGE),
     "model.pretrained", "text.pretrained", "text.cache_dir",  # read at the start only
-    "pose.cache_dir", "pose.weights", "pose.batch", "pose.workers", "pose.device",
+    "pose.cache_dir", "pose.batch", "pose.workers", "pose.device",
     "pose.precision", "train.epochs", "train.max_steps", "train.resume", "train.out_dir",
     "train.device", "train.amp", "train.checkpoint_minutes", "train.checkpoint_steps",
     "train.eval_every", "train.tensorboard", "train.compile", "train.threads", "eval.views",

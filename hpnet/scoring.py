@@ -78,7 +78,8 @@ def evaluate(
         skipped += batch.get("skipped", 0)
         if batch["label"].numel() == 0:
             continue
-        video, joints, _ = batch_to_device(batch, device)
+        video = batch["video"].to(device, non_blocking=True)
+        joints = batch["joints"].to(device, non_blocking=True)
         p = view_probs(
             model,
             video,

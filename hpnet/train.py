@@ -259,7 +259,7 @@ def _epoch(
         ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets, world_size=w)
         atomic_save(ckpt, run.out / "last.pt")
         clock.saved()
-        if is_best:  # the same dict: linked, not serialised a second time
+        if is_best:  # the same dict: copied, not serialised a second time
             copy_atomic(run.out / "last.pt", run.out / "best.pt", what="checkpoint",
                         folder_option=OUT_DIR_OPTION)  # fmt: skip
     return step, best

@@ -271,6 +271,11 @@ def test_overlapping_people_keep_their_slots_when_one_is_missed():
     assert joints[:, 1, 0, 0].tolist() == pytest.approx([0.4] * 3)
     assert joints[[0, 2], 0, 0, 0].tolist() == pytest.approx([0.2] * 2)
     assert (joints[1, 0] == 0).all()
+    # missed in turn: B, then A (B's slot, missed the frame before, still keeps its person)
+    both = _det([a, b], [0.9, 0.8])
+    joints = track_persons([both, _det(a, [0.9]), _det(b, [0.9]), both], 2)
+    assert joints[:, 0, 0, 0].tolist() == pytest.approx([0.2, 0.2, 0, 0.2])
+    assert joints[:, 1, 0, 0].tolist() == pytest.approx([0.4, 0, 0.4, 0.4])
 
 
 def test_a_person_walking_over_a_hidden_persons_spot_keeps_their_slot():

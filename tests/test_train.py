@@ -244,7 +244,7 @@ def test_mid_epoch_resume_gives_the_same_weights_and_metrics(
     def crash_after_the_fifth_save(obj, path):
         real(obj, path)
         saves.append(obj)
-        if len(saves) == 5:  # epoch 1: 3 mid-epoch + 1 end (best.pt: a link); epoch 2: batch 1
+        if len(saves) == 5:  # epoch 1: 3 mid-epoch + 1 end (best.pt: a copy); epoch 2: batch 1
             raise KeyboardInterrupt
 
     monkeypatch.setattr(hpnet_train, "atomic_save", crash_after_the_fifth_save)

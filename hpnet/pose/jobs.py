@@ -98,7 +98,7 @@ def config_folders(cfg: Config) -> list[CacheFolder]:
                 f"{where}no video files ({', '.join(VIDEO_EXTENSIONS)}) under "
                 f"data.root={one.data.root}"
             )
-        cache_dir = Path(one.pose.cache_dir).expanduser()
+        cache_dir = Path(one.pose.cache_dir).expanduser().resolve()  # one folder, one name
         folder = folders.setdefault(cache_dir, CacheFolder(cache_dir, one, [], []))
         reading = ("decoder", "max_pixels")  # how the pass reads every video of the folder
         if any(getattr(one.data, k) != getattr(folder.cfg.data, k) for k in reading):

@@ -41,6 +41,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 NEAR = 1.5  # a missed slot's person may have moved this many box sizes (per axis) in a frame
 CLEARER = 0.25  # IoU by which another slot's last box must beat a slot's to keep its person
+STEADY = 0.5  # a slot matching its last box at least this well keeps it from a stale claim
 
 
 class PersonTracker:
@@ -48,8 +49,8 @@ class PersonTracker:
 
     Each frame, slots in order (slot 0 first, so the main person keeps slot 0) take the free
     detection whose box overlaps their last seen box most, if that IoU is >= ``min_iou`` and the
-    box is not clearly the person another slot saw in the previous frame (that slot's best match,
-    by ``CLEARER`` more IoU: two people overlapping, this slot's one missed in the frame). A slot
+    box is not clearly another slot's person (that slot's best match, by ``CLEARER`` more IoU:
+    two people overlapping, this slot's one missed in the frame; see :meth:`_overlap_match`). A slot
     whose person was seen within ``max_age`` frames but not matched then takes the best-ranked
     remaining detection whose centre moved at most ``NEAR`` box widths / heights from its last
     box's (the same person moving fast), else stays empty: a bystander elsewhere cannot take it
@@ -77,18 +78,20 @@ class PersonTracker:
         self, slot: int, iou: dict[int, np.ndarray], free: list[int], taken: dict[int, int]
     ) -> int | None:
         """The free detection overlapping ``slot``'s last box most (IoU >= ``min_iou``), passing
-        over one that is clearly the person another slot saw in the previous frame: that slot's
-        best match, by at least ``CLEARER`` more IoU (two overlapping people, this slot's one
-        missed)."""
-        # other slots whose person was in the previous frame and is not matched yet (an older
-        # last box says little about where its person is now: someone may walk over the spot)
-        waiting = [s for s in iou if s != slot and s not in taken and self.unseen[s] == 0]
+        over one that is clearly another unmatched slot's person: that slot's best match, by at
+        least ``CLEARER`` more IoU (two overlapping people, this slot's one missed). A slot
+        whose person was missed in the previous frame claims it only from a slot that does not
+        continue smoothly (IoU < ``STEADY``): an old last box says little about where its
+        person is now, and someone may be walking over the spot."""
+        waiting = [s for s in iou if s != slot and s not in taken]
         for d in sorted(free, key=lambda d: -iou[slot][d]):
-            if iou[slot][d] < self.min_iou:
+            own = iou[slot][d]
+            if own < self.min_iou:
                 return None
             theirs = [
                 s for s in waiting
-                if iou[s][d] >= iou[slot][d] + CLEARER and max(free, key=lambda e: iou[s][e]) == d
+                if (self.unseen[s] == 0 or own < STEADY) and iou[s][d] >= own + CLEARER
+                and max(free, key=lambda e: iou[s][e]) == d
             ]  # fmt: skip
             if not theirs:
                 return d

@@ -70,8 +70,5 @@ def simsiam_batch(
         out = model(x1, x2)
     backward_and_record(
         out["loss"], state, clips=video.shape[0], correct=None, scaler=scaler, weight=weight,
-        loss_divisor=loss_divisor, where=where,
+        loss_divisor=loss_divisor, where=where, extra={"collapse_std": collapse_std(out["z1"])},
     )  # fmt: skip
-    if weight:
-        std = float(collapse_std(out["z1"]))
-        state.extra["collapse_std"] = state.extra.get("collapse_std", 0.0) + std * video.shape[0]

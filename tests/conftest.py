@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,21 @@ def tiny_checkpoint(tiny_args, tmp_path_factory) -> Path:
         args = [*tiny_args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=2"]
         assert train_main(args) == 0
     return out / "last.pt"
+
+
+def count_device_reads(monkeypatch, *files: str) -> list[tuple[str, str]]:
+    """From now on, ``(file name, method)`` of every tensor read to the host (``tolist``,
+    ``item``, ``cpu``, ``float()``, ``bool()``: each waits for a GPU to drain) called directly
+    from one of ``files`` (module ``__file__`` paths)."""
+    reads: list[tuple[str, str]] = []
+    for name in ("tolist", "item", "cpu", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if caller in files:
+                reads.append((Path(caller).name, _name))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads

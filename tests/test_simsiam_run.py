@@ -79,6 +79,22 @@ def test_a_simsiam_run_writes_its_checkpoint_and_the_collapse_std(simsiam_run):
     assert 0 < row["collapse_std"] <= 1  # spread out: about 1/sqrt(64) = 0.125
 
 
+def test_a_simsiam_step_reads_the_device_once(simsiam_args, tmp_path, monkeypatch):
+    """The collapse std comes back with the step's loss, in the engine's one read per step."""
+    from conftest import count_device_reads
+
+    from hpnet import engine
+    from hpnet.models import simsiam as simsiam_model
+    from hpnet.pretrain import simsiam as simsiam_step
+
+    files = (engine.__file__, simsiam_model.__file__, simsiam_step.__file__)
+    reads = count_device_reads(monkeypatch, *files)
+    assert _run(simsiam_args, tmp_path / "run", "train.epochs=1", "train.max_steps=2") == 0
+    assert reads == [("engine.py", "tolist")] * 2
+    (row,) = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert 0 < row["collapse_std"] <= 1
+
+
 def test_a_simsiam_run_resumed_mid_epoch_ends_with_the_same_weights(
     simsiam_args, tmp_path, monkeypatch
 ):

@@ -154,21 +154,15 @@ def write_atomic(
 def copy_atomic(
     source: str | Path, path: str | Path, *, what: str = "file", folder_option: str | None = None
 ) -> None:
-    """Make ``path`` a byte copy of ``source`` as :func:`write_atomic` writes files (temp file,
-    fsync, rename): the kernel copies (``copy_file_range``, a reflink where the file system
-    has them), nothing is serialised again. A copy, not a hard link: a user editing one file,
-    or a tar of the folder extracted file by file, must not touch or need the other."""
-    path = Path(path)
-    tmp = temp_name(path)
-    try:
-        with write_errors_reported(path, what=what, folder_option=folder_option):
-            shutil.copyfile(source, tmp)
-            with tmp.open("rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    """Make ``path`` a byte copy of ``source``, written by :func:`write_atomic`: nothing is
+    serialised again. A copy, not a hard link: a user editing one file, or a tar of the folder
+    extracted file by file, must not touch or need the other."""
+
+    def copy(f: BinaryIO) -> None:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, f, 1 << 20)
+
+    write_atomic(path, copy, what=what, folder_option=folder_option)
 
 
 @contextlib.contextmanager

@@ -78,8 +78,7 @@ def evaluate(
         skipped += batch.get("skipped", 0)
         if batch["label"].numel() == 0:
             continue
-        video = batch["video"].to(device, non_blocking=True)
-        joints = batch["joints"].to(device, non_blocking=True)
+        video, joints, _ = batch_to_device(batch, device)  # (labels: the host copy, below)
         p = view_probs(
             model,
             video,

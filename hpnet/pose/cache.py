@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         cfg.pose.cache_dir = args.out
     if args.videos:
-        folders = [CacheFolder(Path(args.out or cfg.pose.cache_dir).expanduser(), cfg,
+        folders = [CacheFolder(Path(cfg.pose.cache_dir).expanduser(), cfg,
                                folder_videos(args.videos), [""])]  # fmt: skip
         if not folders[0].jobs:
             raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {args.videos}")
@@ -367,17 +367,17 @@ def _cache_folder(
             jobs, cfg, cache_dir, share=share, progress=progress, folder_option=folder_option
         )
         merged = write_shard_report(cache_dir, report, folder_option=folder_option)
-    label = f"share {share[0]}/{share[1]}" if share[1] > 1 else "pose cache"
+    label = f"share {k}/{n}" if n > 1 else "pose cache"
     names = ", ".join(n for n in folder.names if n)
     label += f" ({names})" if names else ""
     print(f"{label}: {report.summary()}")
     for failure in report.failures:
         print(f"  failed: {failure['path']}: {failure['error']}")
-    if share[1] > 1 and merged is not None:
-        print(f"pose cache, all {share[1]} shares: {merged.summary()}")
+    if n > 1 and merged is not None:
+        print(f"pose cache, all {n} shares: {merged.summary()}")
     if merged is not None:
         print(f"report: {cache_dir / REPORT_NAME}")
-    if args.preview and share[0] == 0:
+    if args.preview and k == 0:
         pngs = write_previews(
             cache_dir, [(j.path, j.rel) for j in jobs], args.preview, backend=cfg.data.decoder
         )

@@ -7,6 +7,7 @@ The videos of a dataset (every split) or of a folder, sorted by path; a share is
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ import torch
 
 from hpnet.atomic import remove_stale_temp_files
 from hpnet.cli import UserError
-from hpnet.config import Config
-from hpnet.data.records import videos_under
+from hpnet.config import Config, dataset_configs
+from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.pose.store import cache_path, is_cached
 
 
@@ -81,11 +82,6 @@ def config_folders(cfg: Config) -> list[CacheFolder]:
     Raises UserError naming the entry for a dataset without videos, and for two datasets whose
     different videos would get one file (the same path under their roots, in one folder).
     """
-    import copy
-
-    from hpnet.config import dataset_configs
-    from hpnet.data.records import VIDEO_EXTENSIONS
-
     folders: dict[Path, CacheFolder] = {}
     for name, one in dataset_configs(cfg):
         where = f"data.joint entry '{name}': " if name else ""

@@ -33,9 +33,29 @@ def to_device(
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+_CONSTANTS: dict[tuple, torch.Tensor] = {}  # (values, device, dtype) -> tensor
+
+
 def constant(
-    values: Sequence[float], device: torch.device | str, dtype: torch.dtype
-) -> torch.Tensor:
-    """``torch.tensor(values)`` of ``dtype`` on ``device``, copied as :func:`to_device` does
-    (``torch.as_tensor(values, device="cuda")`` is a synchronising copy)."""
-    return to_device(torch.tensor(values, dtype=dtype), device)
+    values: Sequence[float] | Sequence[Sequence[float]], device: torch.device | str,
+    dtype: torch.dtype,
+) -> torch.Tensor:  # fmt: skip
+    """``torch.tensor(values)`` of ``dtype`` on ``device``, made once per (values, device,
+    dtype) and copied as :func:`to_device` does (``torch.as_tensor(values, device="cuda")`` is
+    a synchronising copy). Later calls return the same tensor: read it, never write to it.
+    Made outside inference mode, so a training step may use what a prediction made first."""
+    device = torch.device(device)
+    key = (_frozen(values), device, dtype)
+    found = _CONSTANTS.get(key)
+    if found is None:
+        with torch.inference_mode(False):
+            found = to_device(torch.tensor(values, dtype=dtype), device)
+        _CONSTANTS[key] = found
+    return found
+
+
+def _frozen(values: object) -> object:
+    """Nested sequences of numbers -> nested tuples (a dict key)."""
+    if isinstance(values, (list, tuple)):
+        return tuple(_frozen(v) for v in values)
+    return float(values)  # type: ignore[arg-type]

@@ -27,6 +27,17 @@ def test_to_device_casts_and_keeps_values():
     assert c.dtype == torch.bfloat16 and c.tolist() == [0.5, 0.25, 2.0]
 
 
+def test_constant_is_made_once_and_serves_training_after_inference():
+    with torch.inference_mode():  # a prediction asks first
+        first = constant([[1.0, 2.0], [3.0, 4.0]], "cpu", torch.float32)
+    again = constant(((1.0, 2.0), (3.0, 4.0)), torch.device("cpu"), torch.float32)
+    assert again is first and not first.is_inference()
+    assert constant([[1.0, 2.0], [3.0, 4.0]], "cpu", torch.float64) is not first
+    x = torch.ones(2, 2, requires_grad=True)
+    (x * again).sum().backward()  # an inference tensor could not be saved for backward
+    torch.testing.assert_close(x.grad, first)
+
+
 @contextlib.contextmanager
 def _no_host_sync():
     """Inside: any CUDA call that makes the host wait for the device raises."""

@@ -89,15 +89,19 @@ class Classifier:
         ``stride`` seconds, scores smoothed over ``smooth`` windows, cut into segments
         (:mod:`hpnet.timeline`). A result holds ``windows`` (``[{"start", "end", "top"}]``),
         ``segments`` (``[{"label", "start", "end", "score"}]``), ``top`` (the mean over the
-        windows), ``num_frames`` and ``frames_decoded``; ``plot``: a PNG of the label track,
+        windows), ``num_frames``, ``duration``, the ``window`` and ``stride`` as run (seconds,
+        whole steps of the window / ``data.frames``), ``frames_decoded`` and ``pose`` (where the
+        joints came from: cache, estimated or none); ``plot``: a PNG of the label track,
         ``overlay``: the video (.mp4/.mkv/.avi) with the label of the moment on every frame
         (one file per video, named as ``--overlay`` names them)."""
         from hpnet.data.decode import VideoDecodeError
         from hpnet.inference import top_k as best
         from hpnet.predictor import overlay_paths
-        from hpnet.timeline import score_timeline
+        from hpnet.timeline import check_smooth, check_window, score_timeline
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
+        check_window(window, stride)
+        check_smooth(smooth)
         one, found = _collect(videos)
         rels = [v.rel for v in found]
         plots = overlay_paths(plot, rels) if plot else [None] * len(found)
@@ -117,20 +121,25 @@ class Classifier:
             except VideoDecodeError as err:
                 results.append({"video": str(video.path), "ok": False, "error": str(err)})
                 continue
-            results.append(
-                {
-                    "video": str(video.path),
-                    "ok": True,
-                    "top": best(t["mean_probs"], self.labels, top_k),
-                    "num_frames": t["plan"].num_frames,
-                    "frames_decoded": t["num_decoded"],
-                    "windows": t["windows"],
-                    "segments": t["segments"],
-                    "seconds": {"total": round(time.perf_counter() - start, 4)},
-                    "timeline": str(out) if out else None,
-                    "overlay": str(video_out) if video_out else None,
-                }
-            )
+            plan = t["plan"]
+            result = {
+                "video": str(video.path),
+                "ok": True,
+                "top": best(t["mean_probs"], self.labels, top_k),
+                "num_frames": plan.num_frames,
+                "duration": round(plan.duration, 3),
+                "window": round(plan.frames * plan.step, 4),  # as run: whole grid steps
+                "stride": round(plan.stride * plan.step, 4),
+                "frames_decoded": t["num_decoded"],
+                "windows": t["windows"],
+                "segments": t["segments"],
+                "seconds": {"total": round(time.perf_counter() - start, 4)},
+                "timeline": str(out) if out else None,
+                "overlay": str(video_out) if video_out else None,
+            }
+            if t["pose"] is not None and self.predictor.reports_pose:
+                result["pose"] = t["pose"]
+            results.append(result)
         return results[0] if one else results
 
     def predict_tensor(

@@ -26,7 +26,7 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
 from hpnet.text.prompts import check_distinct_phrases
-from hpnet.timeline import check_smooth
+from hpnet.timeline import check_smooth, check_window
 
 __all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
 
@@ -76,6 +76,9 @@ def print_table(results: list[dict[str, Any]], top_k: int) -> None:
         print(f"{r['video']}  ({pose}{timing})")
         for rank, t in enumerate(r["top"][:top_k], 1):
             print(f"  {rank}. {t['label']:<28s} {100 * t['prob']:6.2f} %")
+        if "window" in r:  # a timeline: the windows as run (whole grid steps)
+            every = f"every {r['stride']:g} s over {r['duration']:g} s"
+            print(f"  windows of {r['window']:g} s {every}")
         for seg in r.get("segments", []):
             span = f"{seg['start']:8.2f} - {seg['end']:8.2f} s"
             print(f"  {span}  {seg['label']:<28s} {100 * seg['score']:6.2f} %")
@@ -224,6 +227,7 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
         raise UserError("--overlay with --window writes a video: name it out.mp4 (or .mkv, .avi)")
     if args.timeline and not args.timeline.lower().endswith(".png"):
         raise UserError(f"--timeline {args.timeline}: name it out.png")
+    check_window(args.window, args.stride if args.stride is not None else args.window / 4)
     check_smooth(args.smooth)
 
 

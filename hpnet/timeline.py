@@ -1,10 +1,13 @@
 """Actions along a long video: overlapping windows scored as streams, smoothed, cut into segments.
 
 A window of ``window`` seconds is sampled like a test clip (``data.frames`` frames, one per
-equal segment), but on a grid shared by all windows: frame ``round((j + 0.5) * step)`` for grid
-position ``j``, ``step = window * fps / T`` frames, and window ``i`` takes grid positions
-``i * s .. i * s + T - 1`` (``s`` = the stride in grid steps). Overlapping windows therefore
-share their frames, and each frame is decoded and pose-estimated once.
+equal segment), but on a grid shared by all windows: grid position ``j`` is the moment
+``(j + 0.5) * step`` seconds (``step = window / T``) and takes the frame on screen then (frame
+``floor((j + 0.5) * step * fps)``, or by the frames' own times in a variable-frame-rate video),
+and window ``i`` takes positions ``i * s .. i * s + T - 1`` (``s`` = the stride in grid steps),
+plus one last window that ends where the grid ends, so that at most one step of the video's end
+goes unscored. Overlapping windows therefore share their frames, and each frame is decoded and
+pose-estimated once.
 
 The video is read as a stream: windows go through decode, joints and model in batches of
 ``batch`` windows, and only the frames later windows still need are kept, so memory stays flat
@@ -18,9 +21,10 @@ average) and consecutive windows with the same top label become a segment::
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,50 +32,92 @@ import torch
 
 from hpnet.cli import UserError
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """Where the windows of a ``num_frames`` video at ``fps`` lie (see the module)."""
+    """Where the windows of a video lie (see the module); times in seconds from its first frame.
+
+    Grid position ``j`` is the moment ``(j + 0.5) * step`` and shows the frame on screen then;
+    window ``i`` takes positions ``starts[i] .. starts[i] + frames - 1``.
+    """
 
     num_frames: int
-    fps: float
+    fps: float  # average frame rate
     frames: int  # T per window
-    step: float  # frames between grid positions
-    stride: int  # grid positions between window starts
-    count: int  # number of windows
+    step: float  # seconds between grid positions: the window / T
+    stride: int  # grid positions between window starts (the last one may start closer)
+    starts: tuple[int, ...]  # first grid position of each window
+    duration: float  # seconds the video plays
+    # when each frame shows, for a variable-frame-rate video (None: frame i at i / fps)
+    times: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def count(self) -> int:
+        """Number of windows."""
+        return len(self.starts)
+
+    def _frames_at(self, positions: np.ndarray) -> np.ndarray:
+        """Grid positions ``(K,)`` -> the frame index shown at each ``(K,)``."""
+        if self.num_frames < self.frames:  # shorter than a clip: padded as a test clip is
+            return np.minimum(positions, self.num_frames - 1).astype(np.int64)
+        moments = (positions + 0.5) * self.step
+        if self.times is None:
+            index = np.floor(moments * self.fps + 1e-6)
+        else:
+            index = np.searchsorted(self.times, moments + 1e-9, side="right") - 1
+        return np.clip(index, 0, self.num_frames - 1).astype(np.int64)
 
     def indices(self, i: int) -> np.ndarray:
         """Frame indices ``(T,)`` of window ``i``."""
-        j = np.arange(i * self.stride, i * self.stride + self.frames)
-        return np.minimum(np.round((j + 0.5) * self.step), self.num_frames - 1).astype(np.int64)
+        return self._frames_at(np.arange(self.starts[i], self.starts[i] + self.frames))
 
     def grid(self) -> np.ndarray:
         """Every frame index ``(G,)`` some window uses, sorted, each once."""
-        j = np.arange(self.count * self.stride + self.frames - self.stride)
-        idx = np.minimum(np.round((j + 0.5) * self.step), self.num_frames - 1).astype(np.int64)
-        return np.unique(idx)
+        return np.unique(self._frames_at(np.arange(self.starts[-1] + self.frames)))
 
     def span(self, i: int) -> tuple[float, float]:
         """``(start, end)`` of window ``i`` in seconds."""
-        start = i * self.stride * self.step  # in frames
-        return start / self.fps, min(start + self.frames * self.step, self.num_frames) / self.fps
+        start = self.starts[i] * self.step
+        return start, min(start + self.frames * self.step, self.duration)
+
+
+def check_window(window: float, stride: float) -> None:
+    """``--window`` / ``--stride`` (seconds): finite and > 0."""
+    for name, value in (("--window", window), ("--stride", stride)):
+        if not (math.isfinite(value) and value > 0):
+            raise UserError(f"{name} must be a number of seconds > 0, got {value}")
 
 
 def plan_windows(
-    num_frames: int, fps: float, frames: int, window: float, stride: float
+    num_frames: int,
+    fps: float,
+    frames: int,
+    window: float,
+    stride: float,
+    times: np.ndarray | None = None,
 ) -> WindowPlan:
-    """Windows of ``window`` seconds every ``stride`` seconds over the video (a video shorter
-    than one window is one window over all of it)."""
-    if window <= 0 or stride <= 0:
-        raise UserError(f"--window and --stride must be > 0 seconds, got {window} and {stride}")
+    """Windows of ``window`` seconds every ``stride`` seconds (rounded to whole grid steps)
+    over a video of ``num_frames`` frames at ``fps``, the last one ending at the video's end;
+    ``times``: when each frame shows, for a variable frame rate (see
+    :meth:`~hpnet.data.decode_reader.VideoReader.frame_times`). A video shorter than one window
+    is one window over all of it; one shorter than ``frames`` frames pads it with its last
+    frame, as a test clip does."""
+    check_window(window, stride)
     if fps <= 0:
         raise UserError("the video does not say its frame rate: windows in seconds need one")
-    span = min(window * fps, num_frames)
-    step = max(span / frames, 1e-6)
-    grid_stride = max(1, round(stride * fps / step))
-    positions = max(1, math.floor(num_frames / step))  # grid positions inside the video
-    count = max(1, (positions - frames) // grid_stride + 1)
-    return WindowPlan(num_frames, fps, frames, step, grid_stride, count)
+    if times is None:
+        duration = num_frames / fps
+    else:  # the last frame shows for a mean frame's time
+        duration = float(times[-1]) * num_frames / max(num_frames - 1, 1)
+    step = min(window, duration) / frames
+    grid_stride = max(1, round(stride / step))
+    positions = max(frames, math.floor(duration / step + 1e-6))  # grid positions in the video
+    starts = list(range(0, positions - frames + 1, grid_stride))
+    if starts[-1] != positions - frames:  # the rest, shorter than a stride: one more window
+        starts.append(positions - frames)
+    return WindowPlan(num_frames, fps, frames, step, grid_stride, tuple(starts), duration, times)
 
 
 def check_smooth(smooth: int) -> None:
@@ -97,28 +143,37 @@ def smooth_scores(probs: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def segments(
-    probs: torch.Tensor, spans: Sequence[tuple[float, float]], labels: Sequence[str]
+    probs: torch.Tensor,
+    spans: Sequence[tuple[float, float]],
+    labels: Sequence[str],
+    end: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Consecutive windows with the same top label of ``probs (N, C)`` -> segments; a segment
-    runs from its first window's start to its last window's end (where the next segment
-    starts, when windows overlap), ``score`` = the mean probability of its label."""
+    """Consecutive windows with the same top label of ``probs (N, C)`` -> segments, ``score`` =
+    the mean probability of its label. Where the top label changes, the segments meet midway
+    between the centres of the two windows (each moment goes to the window centred nearest to
+    it); the first starts where the first window does, the last ends at ``end`` (the video's
+    end; default: where the last window ends)."""
     top = probs.argmax(1).tolist()
+    centres = [(a + b) / 2 for a, b in spans]
     out: list[dict[str, Any]] = []
-    first = 0
+    first, start = 0, spans[0][0] if spans else 0.0
     for i in range(1, len(top) + 1):
         if i < len(top) and top[i] == top[first]:
             continue
         label = top[first]
-        end = spans[i][0] if i < len(top) else spans[i - 1][1]
+        if i < len(top):
+            stop = (centres[i - 1] + centres[i]) / 2
+        else:
+            stop = end if end is not None else spans[i - 1][1]
         out.append(
             {
                 "label": labels[label],
-                "start": round(spans[first][0], 3),
-                "end": round(max(end, spans[first][0]), 3),
+                "start": round(start, 3),
+                "end": round(max(stop, start), 3),
                 "score": round(float(probs[first:i, label].mean()), 6),
             }
         )
-        first = i
+        first, start = i, stop
     return out
 
 
@@ -155,7 +210,8 @@ def score_timeline(
     """Score the windows of ``video`` (an :class:`~hpnet.inference.VideoInput`) with a
     :class:`~hpnet.predict.Predictor`; returns ``windows``, ``segments``, ``probs`` (the
     smoothed ``(N, C)`` as a tensor), ``mean_probs`` (``(C,)``, over the raw windows), the
-    ``plan``, ``num_decoded`` (distinct frames decoded) and ``thumbnails``: up to that many
+    ``plan``, ``pose`` (where the joints came from, see :func:`_pose_source`), ``num_decoded``
+    (distinct frames decoded) and ``thumbnails``: up to that many
     ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows."""
     from hpnet.data.decode import VideoDecodeError, open_video
     from hpnet.inference import fit_size
@@ -167,7 +223,10 @@ def score_timeline(
         info = r.info
         if info.fps <= 0:  # this video's problem, not the run's: reported like a decode error
             raise VideoDecodeError(video.path, "it records no frame rate (windows are in seconds)")
-        plan = plan_windows(info.num_frames, info.fps, p.cfg.data.frames, window, stride)
+        plan = plan_windows(
+            info.num_frames, info.fps, p.cfg.data.frames, window, stride, r.frame_times()
+        )
+        _warn_repeats(video, plan)
         size = fit_size(info.height, info.width, p.max_side)
         probs, decoded, thumbs = [], 0, []
         keep = set(np.linspace(0, plan.count - 1, thumbnails).round().astype(int).tolist())
@@ -198,13 +257,37 @@ def score_timeline(
     ]
     return {
         "windows": windows,
-        "segments": segments(smoothed, spans, p.labels),
+        "segments": segments(smoothed, spans, p.labels, end=plan.duration),
         "probs": smoothed,
         "mean_probs": raw.mean(0),
         "plan": plan,
+        "pose": _pose_source(p, cached),
         "num_decoded": decoded,
         "thumbnails": thumbs,
     }
+
+
+def _warn_repeats(video: Any, plan: WindowPlan) -> None:
+    """Warn when a window holds fewer frames than the model takes (a low frame rate, or a short
+    ``--window``): each window then shows the model some frames twice."""
+    shown = plan.step * plan.fps * plan.frames  # frames a window spans
+    if plan.num_frames >= plan.frames and shown < plan.frames - 1e-6:
+        logger.warning(
+            "%s: a window of %.2f s holds about %.0f frames at %.3g fps, fewer than the %d the "
+            "model takes, so frames repeat within it: use --window %.2f or longer",
+            video.path, plan.step * plan.frames, shown, plan.fps, plan.frames,
+            math.ceil(100 * plan.frames / plan.fps) / 100,
+        )  # fmt: skip
+
+
+def _pose_source(p: Any, cached: dict | None) -> str | None:
+    """Where the windows' joints came from: ``"cache"``, ``"estimated"`` (the pose model),
+    ``"none"`` (zeros), or None for a model that takes no joints."""
+    if p.joints is None:
+        return None
+    if cached is not None:
+        return "cache"
+    return "estimated" if p.joints.can_estimate else "none"
 
 
 def _cached_joints(p: Any, video: Any, plan: WindowPlan, info: Any) -> dict | None:
@@ -216,7 +299,8 @@ def _cached_joints(p: Any, video: Any, plan: WindowPlan, info: Any) -> dict | No
     grid = plan.grid()
     try:
         joints = p.joints.cache(record, grid[None], info)[0]  # (G, P, 17, 3)
-    except UserError:
+    except UserError as err:  # a corrupt file, or one of another video
+        logger.warning("%s; estimating the joints instead", err)
         return None
     return dict(zip(grid.tolist(), joints, strict=True))
 

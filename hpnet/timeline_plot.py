@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ def write_timeline_png(path: str | Path, timeline: dict[str, Any], title: str = 
     from hpnet.atomic import write_atomic
 
     segments, windows = timeline["segments"], timeline["windows"]
-    end = max(w["end"] for w in windows)
+    end = max(segments[-1]["end"], windows[-1]["end"])
     thumbs = timeline.get("thumbnails") or []
     fig = plt.figure(figsize=(12, 4.2 if thumbs else 2.6))
     grid = fig.add_gridspec(3 if thumbs else 2, max(1, len(thumbs)), height_ratios=(
@@ -60,6 +61,9 @@ def label_at(timeline: dict[str, Any], seconds: float) -> dict[str, Any]:
     return windows[int(np.abs(centres - seconds).argmin())]["top"][0]
 
 
+_MS = Fraction(1, 1000)  # the time base of a variable-frame-rate overlay
+
+
 def write_timeline_video(
     path: str | Path,
     video: Path,
@@ -71,9 +75,8 @@ def write_timeline_video(
 ) -> None:
     """Every frame of ``video`` with the label of the moment and the time written on it,
     decoded and encoded in chunks of ``chunk`` frames (memory flat in the video's length);
-    H.264 (MPEG-4 part 2 without libx264), written atomically."""
-    from fractions import Fraction
-
+    H.264 (MPEG-4 part 2 without libx264), written atomically. A variable-frame-rate video
+    keeps each frame's time (in .mp4 / .mkv; an .avi plays at the mean rate)."""
     import av
 
     from hpnet.data.decode import open_video
@@ -85,12 +88,13 @@ def write_timeline_video(
     with open_video(video, backend=backend) as reader, video_output(path) as (out, codec):
         info = reader.info
         size = fit_size(info.height, info.width, max_side)
+        times = reader.frame_times()  # None: frame i shows at i / fps
         stream = None
         for first in range(0, info.num_frames, chunk):
             indices = range(first, min(first + chunk, info.num_frames))
             frames = reader.frames(list(indices), size=size).permute(0, 2, 3, 1).numpy()
             for index, frame in zip(indices, frames, strict=True):
-                seconds = index / info.fps
+                seconds = index / info.fps if times is None else float(times[index])
                 top = label_at(timeline, seconds)
                 lines = [f"{top['label']}  {100 * top['prob']:.1f}%", f"{seconds:7.2f} s"]
                 image = render_frame(frame, lines=lines)
@@ -98,7 +102,12 @@ def write_timeline_video(
                     stream = out.add_stream(codec, rate=Fraction(info.fps).limit_denominator(1001))
                     stream.height, stream.width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
                     stream.pix_fmt = "yuv420p"
+                    if times is not None and path.suffix.lower() != ".avi":
+                        stream.codec_context.time_base = _MS
                 image = np.ascontiguousarray(image[: stream.height, : stream.width])
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+                picture = av.VideoFrame.from_ndarray(image, format="rgb24")
+                if stream.codec_context.time_base == _MS:  # the frame's own time
+                    picture.pts, picture.time_base = round(seconds * 1000), _MS
+                out.mux(stream.encode(picture))
         if stream is not None:
             out.mux(stream.encode())

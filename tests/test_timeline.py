@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import av
@@ -21,19 +22,64 @@ from hpnet.timeline import plan_windows, segments, smooth_scores
 
 
 def test_window_plan_shares_frames_between_overlapping_windows():
+    from hpnet.data.sampling import sample_frame_indices
+
     plan = plan_windows(num_frames=300, fps=30.0, frames=8, window=2.0, stride=0.5)
-    assert plan.step == pytest.approx(7.5) and plan.stride == 2
+    assert plan.step == pytest.approx(0.25) and plan.stride == 2
     first, second = plan.indices(0), plan.indices(1)
-    assert first.tolist() == [4, 11, 19, 26, 34, 41, 49, 56]  # segment centres of 0-60
+    assert first.tolist() == [3, 11, 18, 26, 33, 41, 48, 56]  # segment centres of 0-60
+    assert first.tolist() == sample_frame_indices(60, 8, train=False)[0].tolist()  # as a test clip
     assert set(second[:6]) == set(first[2:])  # a stride of 2 grid steps: 6 frames shared
     assert plan.span(1) == pytest.approx((0.5, 2.5))
     last = plan.indices(plan.count - 1)
-    assert last.max() < 300 and plan.span(plan.count - 1)[1] <= 10.0
+    assert last.max() < 300 and plan.span(plan.count - 1)[1] == pytest.approx(10.0)
     assert plan.count == (40 - 8) // 2 + 1  # 40 grid positions in 300 frames
+    # 24 fps, 16 frames a window: evenly spread, as the test sampler spreads them
+    even = plan_windows(num_frames=240, fps=24.0, frames=16, window=2.0, stride=0.5)
+    assert np.diff(even.indices(0)).tolist() == [3] * 15
     short = plan_windows(num_frames=20, fps=30.0, frames=8, window=2.0, stride=0.5)
     assert short.count == 1 and short.indices(0).max() < 20
+    tiny = plan_windows(num_frames=5, fps=30.0, frames=8, window=2.0, stride=0.5)
+    assert tiny.indices(0).tolist() == sample_frame_indices(5, 8, train=False)[0].tolist()
     with pytest.raises(UserError, match="frame rate"):
         plan_windows(num_frames=20, fps=0.0, frames=8, window=2.0, stride=0.5)
+
+
+def test_the_end_of_the_video_is_scored_whatever_the_stride():
+    """A last window ends where the grid ends: what is left unscored is under one grid step
+    (window / T), not up to a stride (half the video with windows of 10 s every 10 s)."""
+    plan = plan_windows(num_frames=599, fps=30.0, frames=8, window=10.0, stride=10.0)
+    assert plan.count == 2 and plan.span(1) == pytest.approx((8.75, 18.75))
+    assert plan.duration - plan.span(1)[1] < plan.step
+    # an fps a hair above 30 must not lose a window to rounding
+    assert plan_windows(300, 30.0000001, 16, 2.0, 0.5).count == 17
+    odd = plan_windows(310, 30.00097, 16, 2.0, 0.5)
+    assert odd.duration - odd.span(odd.count - 1)[1] < odd.step
+    starts = [odd.span(i)[0] for i in range(odd.count)]
+    assert starts[:-1] == pytest.approx([0.5 * i for i in range(odd.count - 1)])  # as asked
+
+
+def test_a_variable_frame_rate_video_is_cut_by_its_frames_own_times():
+    """Frames 0-149 at 30 fps (0-5 s), then 25 frames at 5 fps (5-10 s): each window takes the
+    frames on screen during its seconds, not those at index / mean fps."""
+    times = np.concatenate([np.arange(150) / 30, 5 + np.arange(25) / 5])
+    fps = 175 / 10.0
+    plan = plan_windows(175, fps, frames=8, window=2.0, stride=1.0, times=times)
+    assert plan.duration == pytest.approx(9.856, abs=1e-3) and plan.count == 9
+    for i in range(plan.count):
+        start, end = plan.span(i)
+        shown = times[plan.indices(i)]
+        assert (shown >= start - 1 / 30).all() and (shown < end).all()
+        assert shown.max() - shown.min() > 1.5  # spread over the window's 2 s
+    assert times[plan.indices(6)] == pytest.approx([6.0, 6.2, 6.6, 6.8, 7.0, 7.2, 7.6, 7.8])
+
+
+def test_window_and_stride_must_be_finite_and_positive():
+    cases = [(0.0, 0.5, "--window"), (float("nan"), 0.5, "--window")]
+    cases += [(2.0, float("inf"), "--stride"), (2.0, -1.0, "--stride")]
+    for window, stride, bad in cases:
+        with pytest.raises(UserError, match=f"^{bad} must be a number of seconds > 0"):
+            plan_windows(num_frames=300, fps=30.0, frames=8, window=window, stride=stride)
 
 
 def test_smoothing_and_segments():
@@ -44,11 +90,13 @@ def test_smoothing_and_segments():
     torch.testing.assert_close(smooth_scores(probs, 1), probs)
     spans = [(0.5 * i, 0.5 * i + 2.0) for i in range(5)]
     segs = segments(probs, spans, ["sit", "run"])
+    # the change lies midway between the centres of windows 1 (1.5 s) and 2 (2.0 s)
     assert [(s["label"], s["start"], s["end"]) for s in segs] == [
-        ("sit", 0.0, 1.0),
-        ("run", 1.0, 4.0),
+        ("sit", 0.0, 1.75),
+        ("run", 1.75, 4.0),
     ]
     assert segs[1]["score"] == pytest.approx(0.8)
+    assert segments(probs, spans, ["sit", "run"], end=4.3)[-1]["end"] == 4.3  # the video's end
 
 
 def _long_video(path: Path, seconds: int, fps: int = 10, size: tuple[int, int] = (48, 64)):
@@ -81,6 +129,7 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
     result = doc["videos"][0]
     windows, segs = result["windows"], result["segments"]
     assert len(windows) == 21 and windows[0]["start"] == 0.0 and windows[1]["start"] == 0.5
+    assert (result["window"], result["stride"], result["duration"]) == (2.0, 0.5, 12.0)
     assert result["frames_decoded"] < 21 * 4  # windows share their frames
     assert all(abs(sum(t["prob"] for t in w["top"]) - 1) < 0.5 for w in windows)
     assert segs[0]["start"] == 0.0 and segs[-1]["end"] == windows[-1]["end"]
@@ -90,6 +139,10 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
         predict_main([*args[:5], "--overlay", str(tmp_path / "o.png")])
     with pytest.raises(UserError, match="--smooth must be an odd number of windows"):
         predict_main([*args, "--smooth", "2"])
+    with pytest.raises(UserError, match="^--window must be a number of seconds > 0, got nan"):
+        predict_main([str(video), "--checkpoint", "none.pt", "--window", "nan"])  # before loading
+    with pytest.raises(UserError, match="^--stride must be"):
+        hpnet.load(checkpoint, pose_cache="", estimate_pose=False).timeline(video, stride=0)
     with pytest.raises(UserError, match="go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
 
@@ -192,7 +245,7 @@ def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch)
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_a_cached_video_reads_its_pose_file_once(checkpoint, tmp_path, monkeypatch):
+def test_a_cached_video_reads_its_pose_file_once(checkpoint, tmp_path, monkeypatch, caplog):
     """The joints of every window come from one read of the pose cache file, not one per
     batch of windows; they are the cache's joints (the model's scores change with them)."""
     from hpnet.data.decode import open_video
@@ -216,10 +269,14 @@ def test_a_cached_video_reads_its_pose_file_once(checkpoint, tmp_path, monkeypat
     clf = hpnet.load(checkpoint, pose_cache=str(tmp_path / "cache"), estimate_pose=False)
     result = clf.timeline(video, window=1.0, stride=0.25)
     assert len(result["windows"]) == plan.count > 16  # more than one batch of 16 windows
-    assert len(reads) == 1
+    assert len(reads) == 1 and result["pose"] == "cache"
     without = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
     plain = without.timeline(video, window=1.0, stride=0.25)
-    assert plain["windows"][0]["top"] != result["windows"][0]["top"]
+    assert plain["windows"][0]["top"] != result["windows"][0]["top"] and plain["pose"] == "none"
+    (tmp_path / "cache" / "long.mp4.npz").write_bytes(b"not a zip")  # corrupt: said, not hidden
+    with caplog.at_level(logging.WARNING, logger="hpnet.timeline"):
+        broken = clf.timeline(video, window=1.0, stride=0.25)
+    assert broken["pose"] == "none" and "corrupt pose cache file" in caplog.text
 
 
 @pytest.mark.slow
@@ -245,3 +302,60 @@ def test_a_multi_minute_video_streams_with_bounded_memory(checkpoint, tmp_path, 
     bound = 16 * plan.stride + plan.frames  # one batch of 16 windows and its overlap
     assert max(held) <= bound and len(held) == -(-plan.count // 16)
     assert result["segments"][-1]["end"] == pytest.approx(180.0, abs=0.5)
+
+
+def _vfr_video(path: Path) -> Path:
+    """5 s at 30 fps (dark), then 5 s at 5 fps (bright): 175 frames, each with its own time."""
+    from fractions import Fraction
+
+    ms = Fraction(1, 1000)
+    times = [k / 30 for k in range(150)] + [5 + k / 5 for k in range(25)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        stream.codec_context.time_base = ms
+        for t in times:
+            image = np.full((48, 64, 3), 40 if t < 5 else 200, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), ms
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("backend", ["pyav", "torchcodec"])
+def test_readers_give_the_times_of_a_variable_frame_rate_video(tmp_path, backend):
+    from hpnet.data.decode import open_video
+
+    with open_video(_vfr_video(tmp_path / "vfr.mp4"), backend=backend) as reader:
+        times = reader.frame_times()
+    assert times is not None and len(times) == 175
+    assert times[149] == pytest.approx(149 / 30, abs=1e-3)  # stored in milliseconds
+    assert times[150:152] == pytest.approx([5.0, 5.2])
+    with open_video(_long_video(tmp_path / "cfr.mp4", seconds=2), backend=backend) as reader:
+        assert reader.frame_times() is None  # evenly spaced: frame i at i / fps
+
+
+def test_timeline_of_a_variable_frame_rate_video(checkpoint, tmp_path, caplog):
+    video = _vfr_video(tmp_path / "vfr.mp4")
+    clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
+    out = tmp_path / "labelled.mp4"
+    result = clf.timeline(video, window=2.0, stride=0.3, overlay=str(out))
+    assert result["duration"] == pytest.approx(9.856, abs=0.01)
+    assert result["segments"][-1]["end"] == pytest.approx(result["duration"], abs=0.01)
+    step = 2.0 / clf.cfg.data.frames  # the stride asked, 0.3 s, is run in whole grid steps
+    assert result["window"] == 2.0 and result["stride"] == pytest.approx(step * round(0.3 / step))
+    starts = [w["start"] for w in result["windows"]]
+    assert starts[:-1] == pytest.approx([result["stride"] * i for i in range(len(starts) - 1)])
+    assert result["windows"][-1]["end"] > result["duration"] - 0.5  # the end is scored
+    with av.open(str(out)) as container:  # the overlay keeps each frame's time
+        shown = [float(f.time) for f in container.decode(container.streams.video[0])]
+    assert len(shown) == 175 and shown[150] - shown[149] == pytest.approx(1 / 30, abs=2e-3)
+    assert shown[152] - shown[151] == pytest.approx(0.2, abs=2e-3)
+    assert "frames repeat" not in caplog.text
+    frames = clf.cfg.data.frames
+    mean_fps = 175 / 9.8
+    clf.timeline(video, window=1.05 * frames / mean_fps, stride=0.5)  # T frames a window...
+    assert "frames repeat" not in caplog.text
+    clf.timeline(video, window=0.5 * frames / mean_fps, stride=0.5)  # ...and half as many
+    assert "frames repeat within it: use --window" in caplog.text

@@ -72,6 +72,7 @@ from hpnet.data.decode_reader import (
     VideoReader,
     display_geometry,
     refuse_larger,
+    uneven_times,
 )
 from hpnet.data.decode_reader import resize_frames as resize_frames  # re-exported: public here
 
@@ -152,7 +153,7 @@ class _TorchcodecReader(VideoReader):
         self._threads = threads
         self._decoders: list[Any] = [self._open_decoder(), None]
         self._last_index: list[int | None] = [None, None]  # last index each decoder returned
-        self._tail_reader: _PyAVReader | None = None  # opened on the first end-of-stream miss
+        self._tail_reader: _PyAVReader | None = None  # opened on first use (_pyav_twin)
         meta = self._decoders[0].metadata
         num_frames = int(meta.num_frames or 0)
         if num_frames < 1:
@@ -238,11 +239,24 @@ class _TorchcodecReader(VideoReader):
         self._last_index[slot] = group[-1]
         return batch
 
-    def _read_tail_with_pyav(self, group: list[int]) -> torch.Tensor:
-        """Frames at sorted ``group`` (ending near the end) read with PyAV -> uint8 (G, 3, H, W)."""
+    def _pyav_twin(self) -> _PyAVReader:
+        """A PyAV reader of the same file, opened on first use."""
         if self._tail_reader is None:
             self._tail_reader = _PyAVReader(self.path, self.device, self._threads, 0)
-        tail = self._tail_reader
+        return self._tail_reader
+
+    def frame_times(self) -> np.ndarray | None:
+        """See :meth:`VideoReader.frame_times`: from the packets' timestamps, as PyAV reads
+        them (None when its count of frames differs from torchcodec's)."""
+        twin = self._pyav_twin()
+        seconds = twin.packet_seconds()
+        if seconds is None or twin.info.num_frames != self.info.num_frames:
+            return None
+        return uneven_times(seconds, self.info.fps)
+
+    def _read_tail_with_pyav(self, group: list[int]) -> torch.Tensor:
+        """Frames at sorted ``group`` (ending near the end) read with PyAV -> uint8 (G, 3, H, W)."""
+        tail = self._pyav_twin()
         if tail.info.num_frames != self.info.num_frames:  # the two scans disagree: no mapping
             raise VideoDecodeError(
                 self.path,

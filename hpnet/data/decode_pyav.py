@@ -36,6 +36,7 @@ from hpnet.data.decode_reader import (
     VideoReader,
     display_geometry,
     refuse_larger,
+    uneven_times,
 )
 
 
@@ -127,6 +128,19 @@ class _PyAVReader(VideoReader):
             raise VideoDecodeError(self.path, "the video stream has no frames")
         self._picture_stamps = np.sort(np.asarray(pictures or stamps, np.int64))
         return np.sort(np.asarray(stamps, np.int64)), np.sort(np.asarray(keys or stamps[:1]))
+
+    def frame_times(self) -> np.ndarray | None:
+        """See :meth:`VideoReader.frame_times`: from the packets' timestamps."""
+        seconds = self.packet_seconds()
+        return None if seconds is None else uneven_times(seconds, self.info.fps)
+
+    def packet_seconds(self) -> np.ndarray | None:
+        """The sorted timestamps of the frames' packets in seconds ``(num_frames,)``; None
+        where they only number the frames (AVI) or have no time base."""
+        base = self._stream.time_base
+        if self._by_order or base is None:
+            return None
+        return self._timestamps * float(base)
 
     def _keyframe_before(self, stamp: int) -> int:
         position = max(int(np.searchsorted(self._keyframes, stamp, side="right")) - 1, 0)

@@ -106,6 +106,12 @@ class VideoReader:
         turned by ``info.rotation`` but at the stored pixel aspect (``frames`` resizes)."""
         raise NotImplementedError
 
+    def frame_times(self) -> np.ndarray | None:
+        """Seconds after the first frame at which each frame shows, float64 ``(num_frames,)``,
+        for a variable-frame-rate video (:func:`uneven_times`); None when the frames are
+        evenly spaced at ``info.fps`` (frame ``i`` at ``i / fps``) or the file does not say."""
+        return None
+
     def close(self) -> None:
         """Release the decoder."""
 
@@ -120,6 +126,17 @@ class VideoReader:
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def uneven_times(seconds: np.ndarray, fps: float) -> np.ndarray | None:
+    """Frame times ``(N,)`` in seconds (sorted) -> the same from the first frame when some frame
+    is more than half a frame away from even spacing at ``fps`` (a phone's variable frame
+    rate), else None (frame ``i`` shows at ``i / fps`` near enough)."""
+    if len(seconds) < 2 or fps <= 0:
+        return None
+    times = np.asarray(seconds, np.float64) - float(seconds[0])
+    even = np.arange(len(times)) / fps
+    return times if np.abs(times - even).max() > 0.5 / fps else None
 
 
 def refuse_larger(path: Path, width: int, height: int, max_pixels: int) -> None:

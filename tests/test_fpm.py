@@ -150,3 +150,34 @@ def test_trmm_identity_at_init_and_per_sample():
         trmm.film.weight.normal_()
     mod = trmm(text, pose, batch=3)
     assert not torch.allclose(mod[0], mod[1])  # each clip gets its own class embeddings
+
+
+def test_trmm_modulates_by_the_pose_as_film():
+    """e_c = t_c + refine(t_c) + gamma(pose) * t_c + beta(pose), with FiLM set by hand."""
+    torch.manual_seed(0)
+    trmm = TRMM(text_dim=4, pose_dim=2)
+    text, pose = torch.randn(3, 4), torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    with torch.no_grad():
+        trmm.film.weight.zero_()
+        trmm.film.weight[:4, 0] = 0.5  # gamma = 0.5 * pose_0 on every dimension
+        trmm.film.bias.copy_(torch.tensor([0.0] * 4 + [0.1, 0.2, 0.3, 0.4]))  # beta
+    refined = text + trmm.refine(text)
+    out = trmm(text, pose, batch=2)
+    torch.testing.assert_close(out[0], refined + 0.5 * text + torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    torch.testing.assert_close(out[1], refined + torch.tensor([0.1, 0.2, 0.3, 0.4]))
+
+
+def test_text_head_centres_the_classes_and_caps_its_temperature():
+    from hpnet.fusion.head import TextHead, centre_class_embeddings
+
+    text = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    centred = centre_class_embeddings(text)
+    expected = torch.nn.functional.normalize(text - text.mean(0), dim=-1)
+    torch.testing.assert_close(centred, expected)  # the shared first component is gone
+    assert centred[:, 0].abs().max() < 1e-6 and centred.norm(dim=-1).allclose(torch.ones(3))
+    torch.manual_seed(0)
+    head = TextHead(dim=6, pose_dim=None, text_dim=3)
+    with torch.no_grad():
+        head.logit_scale.fill_(10.0)  # exp(10) ~ 22026: the head caps it at 100
+    logits = head(torch.randn(4, 6), None, text)["logits"]
+    assert logits.abs().max() <= 100 + 1e-4 and logits.abs().max() > 50  # cosines times 100

@@ -159,6 +159,8 @@ def test_cache_key_changes_with_model_weights_labels_and_templates(tmp_path):
         cache_key(SMALL, file, prompts),
         cache_key(SMALL, random, make_prompts([*NAMES[:2], "stand_up"], TEMPLATES)),
         cache_key(SMALL, random, make_prompts(NAMES, TEMPLATES[:1])),
+        cache_key(SMALL, random, prompts, quick_gelu="true"),  # another activation: other rows
+        cache_key(SMALL, random, prompts, quick_gelu="false"),
     ]
     assert len({base, *others}) == 1 + len(others)
     before = cache_key(SMALL, file, prompts)

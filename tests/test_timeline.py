@@ -139,9 +139,9 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
         predict_main([*args[:5], "--overlay", str(tmp_path / "o.png")])
     with pytest.raises(UserError, match="--smooth must be an odd number of windows"):
         predict_main([*args, "--smooth", "2"])
-    with pytest.raises(UserError, match="^--window must be a number of seconds > 0, got nan"):
+    with pytest.raises(UserError, match=r"^--window must be a number of seconds > 0, got nan"):
         predict_main([str(video), "--checkpoint", "none.pt", "--window", "nan"])  # before loading
-    with pytest.raises(UserError, match="^--stride must be"):
+    with pytest.raises(UserError, match=r"^--stride must be"):
         hpnet.load(checkpoint, pose_cache="", estimate_pose=False).timeline(video, stride=0)
     with pytest.raises(UserError, match="go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])

@@ -477,6 +477,14 @@ def test_an_epochs_last_partial_accumulation_steps_on_its_mean_gradient(known_le
                                              batches[4]["label"])  # fmt: skip
     (last,) = torch.autograd.grad(loss, reference.fc.weight)
     assert len(grads) == 2
+    first = (
+        sum(
+            torch.nn.functional.cross_entropy(reference(b["video"], None)["logits"], b["label"])
+            for b in batches[:4]
+        )
+        / 4
+    )  # the first, whole group: the mean of its 4 batches' losses
+    torch.testing.assert_close(grads[0], torch.autograd.grad(first, reference.fc.weight)[0])
     if known_length:
         torch.testing.assert_close(grads[1], last)
     else:  # a loader without a length: the group's size is unknown, accum_steps divides
@@ -490,6 +498,10 @@ def test_seed_step_takes_any_train_seed():
     a = torch.rand(3)
     engine.seed_step(big, 3, torch.Generator())
     assert torch.equal(torch.rand(3), a)
+    engine.seed_step(big, 4, torch.Generator())  # the next batch draws otherwise
+    assert not torch.equal(torch.rand(3), a)
+    engine.seed_step(big + 1, 3, torch.Generator())  # and so does another rank or epoch
+    assert not torch.equal(torch.rand(3), a)
 
 
 # Holds the run lock of argv[1], forks a worker that outlives it (like a DataLoader worker whose

@@ -307,3 +307,33 @@ def test_flip_probability_and_bad_settings():
         crop_joints(
             torch.zeros(1, 5, 3), torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([True])
         )
+
+
+def test_train_draws_follow_their_settings():
+    """Over many clips: the blurred share is blur_prob, sigmas spread over blur_sigma, jitter
+    factors spread over [1 - jitter, 1 + jitter] both ways, hue over [-hue, hue] turns."""
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    params = sample_train_params(
+        n, (40, 56), scale_min=0.3, ratio_max=1.5, flip_prob=0.5, jitter=0.4, blur_prob=0.1,
+        blur_sigma=(0.5, 1.5), hue=0.1, generator=gen,
+    )  # fmt: skip
+    blurred = params.blur_sigma > 0
+    assert 0.08 < blurred.float().mean() < 0.12
+    sigma = params.blur_sigma[blurred]
+    assert sigma.min() >= 0.5 and sigma.max() <= 1.5 and sigma.std() > 0.25  # ~U(0.5, 1.5)
+    for factors in (params.brightness, params.contrast, params.saturation):
+        assert factors.min() >= 0.6 and factors.max() <= 1.4
+        assert abs(float(factors.mean()) - 1.0) < 0.02 and (factors < 0.8).float().mean() > 0.2
+    assert params.hue is not None and params.hue.abs().max() <= 0.1 and params.hue.min() < -0.09
+    assert sample_train_params(n, (40, 56), scale_min=0.3, ratio_max=1.5, flip_prob=0.5,
+                               jitter=0.4, blur_prob=0.0).blur_sigma.eq(0).all()  # fmt: skip
+
+
+def test_crop_boxes_fall_back_to_the_centred_largest_box():
+    """No draw fits (the whole area at an aspect far from the frame's): the centred box of the
+    frame with its aspect clamped to ratio_max, as torchvision's RandomResizedCrop."""
+    wide = sample_crop_boxes(3, 40, 160, scale_min=1.0, ratio_max=1.0)  # H=40, W=160
+    torch.testing.assert_close(wide, torch.tensor([[0.375, 0.0, 0.625, 1.0]] * 3))
+    tall = sample_crop_boxes(2, 160, 40, scale_min=1.0, ratio_max=2.0)  # aspect 1/4 -> 1/2
+    torch.testing.assert_close(tall, torch.tensor([[0.0, 0.25, 1.0, 0.75]] * 2))

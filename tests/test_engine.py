@@ -1,0 +1,114 @@
+"""The training step's arithmetic: the loss terms (class weights, label smoothing, the pose
+stream's auxiliary loss), a stand-in batch's zero weight, and the epoch's accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hpnet import engine
+
+
+def test_classification_loss_terms_by_hand():
+    torch.manual_seed(0)
+    logits, aux = torch.randn(4, 3), torch.randn(4, 3)
+    labels = torch.tensor([0, 2, 1, 2])
+    weights = torch.tensor([1.0, 3.0, 0.5])
+    cfg = engine.LossConfig(label_smoothing=0.1, aux_weight=0.5, class_weights=weights)
+    got = engine.classification_loss({"logits": logits, "aux_logits": aux}, labels, cfg)
+
+    def smoothed_weighted_ce(x: torch.Tensor) -> torch.Tensor:
+        """PyTorch's definition, written out: per clip, weight[y] x (0.9 x -log p_y) plus
+        0.1 / C x sum_c weight[c] x -log p_c; divided by the sum of weight[y]."""
+        logp = x.log_softmax(-1)
+        hit = -(weights[labels] * logp[torch.arange(4), labels]).sum() / weights[labels].sum()
+        spread = -(logp * weights).sum(-1).sum() / weights[labels].sum() / 3
+        return 0.9 * hit + 0.1 * spread
+
+    expected = smoothed_weighted_ce(logits) + 0.5 * smoothed_weighted_ce(aux)
+    torch.testing.assert_close(got, expected)
+    plain = engine.classification_loss({"logits": logits, "aux_logits": aux}, labels,
+                                       engine.LossConfig())  # fmt: skip
+    torch.testing.assert_close(plain, F.cross_entropy(logits, labels))  # aux_weight 0: off
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, video, joints):
+        return {"logits": self.fc(video)}
+
+
+class _Identity:
+    def train(self, video, joints, generator):
+        return video, joints
+
+
+def _step(model, batch, state, weight):
+    engine._train_batch(
+        model, batch, state, transform=_Identity(), device=torch.device("cpu"), amp_dtype=None,
+        generator=None, use_pose=False, scaler=None, weight=weight, loss_divisor=1,
+        loss_cfg=engine.LossConfig(), where="test",
+    )  # fmt: skip
+
+
+def test_a_stand_in_batch_adds_no_gradient_and_is_not_counted():
+    """A DDP process whose batch failed steps on a stand-in of weight 0: its backward joins the
+    collective but adds nothing, and its clips stay out of the epoch's numbers."""
+    torch.manual_seed(0)
+    model = _Linear()
+    batch = {"video": torch.randn(2, 3), "joints": torch.zeros(2), "label": torch.tensor([0, 1])}
+    state = engine.EpochProgress()
+    _step(model, batch, state, weight=0.0)
+    assert model.fc.weight.grad is not None and model.fc.weight.grad.abs().max() == 0
+    engine.flush_records(state)
+    assert state.seen == 0 and state.loss_sum == 0
+    _step(model, batch, state, weight=1.0)
+    assert model.fc.weight.grad.abs().max() > 0
+
+
+def test_epoch_accuracy_and_loss_are_per_clip_means():
+    """Three batches (2, 1, 3 clips) of a model that predicts class 0: acc = clips of class 0
+    over all clips, loss = the clip-weighted mean of the batch losses."""
+    model = _Linear()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.copy_(torch.tensor([2.0, 0.0]))  # always class 0
+    labels = [torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1, 1, 0])]
+    batches = [{"video": torch.randn(len(y), 3), "joints": torch.zeros(len(y)), "label": y}
+               for y in labels]  # fmt: skip
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    stats = engine.train_one_epoch(
+        model, batches, transform=_Identity(), optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), scaler=None,
+        loss_cfg=engine.LossConfig(), device=torch.device("cpu"), amp_dtype=None, epoch=0,
+        progress=False, use_pose=False,
+    )  # fmt: skip
+    every = torch.cat(labels)
+    assert stats["clips"] == 6 and stats["acc"] == pytest.approx(3 / 6)
+    expected = F.cross_entropy(torch.tensor([[2.0, 0.0]]).expand(6, 2), every)
+    assert stats["loss"] == pytest.approx(float(expected))
+
+
+def test_the_run_builds_its_loss_from_the_config():
+    """data.balance=loss weighs classes by inverse frequency; model.pose=false drops the pose
+    stream's auxiliary loss; train.label_smoothing goes through."""
+    from types import SimpleNamespace
+
+    from hpnet.config import load_config
+    from hpnet.runtime import build_loss_config
+
+    cfg = load_config(None, ["data.balance=loss", "train.label_smoothing=0.2",
+                             "model.aux_weight=0.3"])  # fmt: skip
+    data = SimpleNamespace(cfg=cfg, train=SimpleNamespace(labels=[0, 0, 0, 1]), classes=["a", "b"])
+    loss = build_loss_config(cfg, data, torch.device("cpu"))
+    assert loss.label_smoothing == 0.2 and loss.aux_weight == pytest.approx(0.3)
+    assert loss.class_weights is not None
+    assert loss.class_weights[1] / loss.class_weights[0] == pytest.approx(3.0)  # rarer: heavier
+    cfg = load_config(None, ["model.pose=false", "model.aux_weight=0.3", "pose.source=none"])
+    loss = build_loss_config(cfg, SimpleNamespace(cfg=cfg, train=data.train, classes=data.classes),
+                             torch.device("cpu"))  # fmt: skip
+    assert loss.class_weights is None and loss.aux_weight == 0.0

@@ -1,0 +1,75 @@
+"""The test loop's arithmetic: views and crops averaged as softmaxes, the views counted, and
+the classification report (top-1, top-5, per-class accuracy, confusion) against hand counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpnet.data.transforms import ClipTransform
+from hpnet.metrics import classification_report
+from hpnet.scoring import evaluate, view_probs
+
+
+class _MeanBrightness(torch.nn.Module):
+    """Logits ``(N, 2)`` = (10 x mean pixel, 0): a view's score follows its pixels."""
+
+    def forward(self, video, joints):
+        mean = video.float().mean(dim=(1, 2, 3, 4))
+        return {"logits": torch.stack([10 * mean, torch.zeros_like(mean)], dim=1)}
+
+
+def _clips(b: int, v: int, h: int, w: int) -> torch.Tensor:
+    """uint8 ``(b, v, 2, 3, h, w)``: each view of each clip a different flat grey, and the left
+    and right halves of every frame differ (so three crops of a wide frame see different means)."""
+    video = torch.zeros(b, v, 2, 3, h, w, dtype=torch.uint8)
+    for i in range(b):
+        for j in range(v):
+            video[i, j] = 30 + 60 * j + 20 * i
+    video[..., : w // 3] += 40
+    return video
+
+
+def test_views_and_crops_average_as_softmaxes():
+    transform = ClipTransform(16, (0.5,) * 3, (0.25,) * 3)
+    video = _clips(2, 3, 16, 32)  # wide: 3 distinct crops
+    model = _MeanBrightness()
+    probs = view_probs(model, video, None, transform=transform, amp_dtype=None, crops=3)
+    views, _ = transform.test(video, None, crops=3)  # (2, 9, T, 3, S, S)
+    each = model(views.flatten(0, 1), None)["logits"].softmax(-1).view(2, 9, 2)
+    assert each[0, :, 0].std() > 0.05  # the 9 views really differ
+    torch.testing.assert_close(probs, each.mean(1))  # the mean of softmaxes, over every view
+    mean_logits = model(views.flatten(0, 1), None)["logits"].view(2, 9, 2).mean(1).softmax(-1)
+    assert not torch.allclose(probs, mean_logits)
+    batch = {"video": video, "joints": torch.zeros(2, 3, 2, 1, 17, 3),
+             "label": torch.tensor([0, 1]), "index": torch.tensor([5, 6])}  # fmt: skip
+    out = evaluate(model, [batch], transform=transform, device=torch.device("cpu"),
+                   amp_dtype=None, crops=3, use_pose=False, progress=False)  # fmt: skip
+    assert out["views"] == 9 and out["indices"].tolist() == [5, 6]
+    torch.testing.assert_close(out["probs"], probs)
+    square = evaluate(model, [{**batch, "video": _clips(2, 3, 16, 16)}], transform=transform,
+                      device=torch.device("cpu"), amp_dtype=None, crops=3, use_pose=False,
+                      progress=False)  # fmt: skip
+    assert square["views"] == 3  # a square canvas has one distinct crop
+
+
+def test_classification_report_against_hand_counts():
+    names = ["a", "b", "c", "d", "e", "f"]
+    probs = torch.tensor(
+        [
+            [0.50, 0.20, 0.10, 0.10, 0.05, 0.05],  # true a: top-1 a
+            [0.06, 0.50, 0.20, 0.10, 0.09, 0.05],  # true a: top-1 b, a 5th: in the top 5
+            [0.30, 0.02, 0.40, 0.10, 0.10, 0.08],  # true b: top-1 c, b 6th: not in the top 5
+            [0.05, 0.05, 0.60, 0.10, 0.10, 0.10],  # true c: top-1 c
+        ]
+    )
+    labels = torch.tensor([0, 0, 1, 2])
+    report = classification_report(probs, labels, names)
+    assert report["top1"] == pytest.approx(2 / 4) and report["top5"] == pytest.approx(3 / 4)
+    assert report["per_class"] == {"a": 0.5, "b": 0.0, "c": 1.0, "d": None, "e": None, "f": None}
+    assert report["mean_class_acc"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)  # absent: left out
+    confusion = report["confusion"]  # rows: true class, columns: predicted
+    assert confusion[0][:3] == [1, 1, 0] and confusion[1][:3] == [0, 0, 1]
+    assert confusion[2][:3] == [0, 0, 1] and sum(map(sum, confusion)) == 4
+    with pytest.raises(ValueError, match="no videos"):
+        classification_report(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long), names)

@@ -1,5 +1,6 @@
-"""The training step's arithmetic: the loss terms (class weights, label smoothing, the pose
-stream's auxiliary loss), a stand-in batch's zero weight, and the epoch's accuracy."""
+"""The training loop's arithmetic: the loss terms (class weights, label smoothing, the pose
+stream's auxiliary loss), a stand-in batch's zero weight, the epoch's accuracy, gradient
+accumulation groups and the per-batch seeds."""
 
 from __future__ import annotations
 
@@ -33,18 +34,18 @@ def test_classification_loss_terms_by_hand():
     torch.testing.assert_close(plain, F.cross_entropy(logits, labels))  # aux_weight 0: off
 
 
-class _Linear(torch.nn.Module):
+class _Identity:
+    def train(self, video, joints, generator):
+        return video, joints
+
+
+class _Logits(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = torch.nn.Linear(3, 2)
 
     def forward(self, video, joints):
         return {"logits": self.fc(video)}
-
-
-class _Identity:
-    def train(self, video, joints, generator):
-        return video, joints
 
 
 def _step(model, batch, state, weight):
@@ -59,7 +60,7 @@ def test_a_stand_in_batch_adds_no_gradient_and_is_not_counted():
     """A DDP process whose batch failed steps on a stand-in of weight 0: its backward joins the
     collective but adds nothing, and its clips stay out of the epoch's numbers."""
     torch.manual_seed(0)
-    model = _Linear()
+    model = _Logits()
     batch = {"video": torch.randn(2, 3), "joints": torch.zeros(2), "label": torch.tensor([0, 1])}
     state = engine.EpochProgress()
     _step(model, batch, state, weight=0.0)
@@ -73,7 +74,7 @@ def test_a_stand_in_batch_adds_no_gradient_and_is_not_counted():
 def test_epoch_accuracy_and_loss_are_per_clip_means():
     """Three batches (2, 1, 3 clips) of a model that predicts class 0: acc = clips of class 0
     over all clips, loss = the clip-weighted mean of the batch losses."""
-    model = _Linear()
+    model = _Logits()
     with torch.no_grad():
         model.fc.weight.zero_()
         model.fc.bias.copy_(torch.tensor([2.0, 0.0]))  # always class 0
@@ -112,3 +113,56 @@ def test_the_run_builds_its_loss_from_the_config():
     loss = build_loss_config(cfg, SimpleNamespace(cfg=cfg, train=data.train, classes=data.classes),
                              torch.device("cpu"))  # fmt: skip
     assert loss.class_weights is None and loss.aux_weight == 0.0
+
+
+@pytest.mark.parametrize("known_length", [True, False])
+def test_an_epochs_last_partial_accumulation_steps_on_its_mean_gradient(known_length):
+    """5 batches, accumulation 4: the second optimizer step sees one batch, and its gradient is
+    that batch's (divided by 1, not 4) when the epoch's length is known."""
+    torch.manual_seed(0)
+    batches = [
+        {"video": torch.randn(2, 3), "joints": torch.zeros(2), "label": torch.tensor([0, 1])}
+        for _ in range(5)
+    ]
+    model = _Logits()
+    grads = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    optimizer.register_step_pre_hook(lambda *_: grads.append(model.fc.weight.grad.clone()))
+    reference = _Logits()
+    reference.load_state_dict(model.state_dict())
+    loader = batches if known_length else iter(batches)
+    engine.train_one_epoch(
+        model, loader, transform=_Identity(), optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), scaler=None,
+        loss_cfg=engine.LossConfig(), device=torch.device("cpu"), amp_dtype=None, epoch=0,
+        accum_steps=4, progress=False, use_pose=False,
+    )  # fmt: skip
+    loss = torch.nn.functional.cross_entropy(reference(batches[4]["video"], None)["logits"],
+                                             batches[4]["label"])  # fmt: skip
+    (last,) = torch.autograd.grad(loss, reference.fc.weight)
+    assert len(grads) == 2
+    first = (
+        sum(
+            torch.nn.functional.cross_entropy(reference(b["video"], None)["logits"], b["label"])
+            for b in batches[:4]
+        )
+        / 4
+    )  # the first, whole group: the mean of its 4 batches' losses
+    torch.testing.assert_close(grads[0], torch.autograd.grad(first, reference.fc.weight)[0])
+    if known_length:
+        torch.testing.assert_close(grads[1], last)
+    else:  # a loader without a length: the group's size is unknown, accum_steps divides
+        torch.testing.assert_close(grads[1], last / 4)
+
+
+def test_seed_step_takes_any_train_seed():
+    """train.py derives per-epoch seeds as (seed * 100_003 + epoch) * 7919 + rank: large."""
+    big = (2**31 * 100_003 + 7) * 7919 + 1
+    engine.seed_step(big, 3, torch.Generator())  # overflowed torch.manual_seed before
+    a = torch.rand(3)
+    engine.seed_step(big, 3, torch.Generator())
+    assert torch.equal(torch.rand(3), a)
+    engine.seed_step(big, 4, torch.Generator())  # the next batch draws otherwise
+    assert not torch.equal(torch.rand(3), a)
+    engine.seed_step(big + 1, 3, torch.Generator())  # and so does another rank or epoch
+    assert not torch.equal(torch.rand(3), a)

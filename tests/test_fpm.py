@@ -181,3 +181,13 @@ def test_text_head_centres_the_classes_and_caps_its_temperature():
         head.logit_scale.fill_(10.0)  # exp(10) ~ 22026: the head caps it at 100
     logits = head(torch.randn(4, 6), None, text)["logits"]
     assert logits.abs().max() <= 100 + 1e-4 and logits.abs().max() > 50  # cosines times 100
+
+
+def test_resampled_joints_come_from_each_segments_centre_frame():
+    from hpnet.fusion.fpm import resample_joints
+
+    joints = torch.arange(16.0).view(1, 16, 1, 1, 1).expand(1, 16, 1, 17, 3)  # value = frame
+    picked = resample_joints(joints, 3)[0, :, 0, 0, 0]  # 16 frames in 3 segments of 5.33
+    assert picked.tolist() == [2.0, 8.0, 13.0]
+    assert resample_joints(joints, 4)[0, :, 0, 0, 0].tolist() == [2.0, 6.0, 10.0, 14.0]
+    assert resample_joints(joints, 16) is joints

@@ -180,8 +180,33 @@ def test_at_init_the_non_local_branches_wait_for_their_batch_norm_scale():
     backbone = build_i3d("nonlocal").train()
     backbone(torch.randn(2, FRAMES, 3, SIDE, SIDE)).square().sum().backward()
     dead = [n for n, p in backbone.named_parameters() if not p.grad.abs().sum() > 0]
-    assert len(dead) == 5 * len(NON_LOCAL_BRANCH)
+    assert len(dead) == 5 * (len(NON_LOCAL_BRANCH) + 1)  # + theta's bias
     assert all(n.split(".")[-2] in NON_LOCAL_BRANCH for n in dead)
+
+
+def test_non_local_attention_starts_spread_out():
+    """Scaled scores and N(0, 0.01) convolutions (the authors' released models): at init each
+    query spreads its attention over the keys instead of one of them taking it all (a
+    saturated softmax, where theta and phi would get no gradient)."""
+    torch.manual_seed(0)
+    backbone = build_i3d("nonlocal").train()
+    spread: dict[str, tuple[float, int]] = {}
+
+    def watch(name):
+        def hook(module, inputs, output):
+            attn = module.attention(inputs[0])[0]  # (B, N, M)
+            spread[name] = float(attn.max(-1).values.mean()), attn.shape[-1]
+
+        return hook
+
+    for name, module in backbone.named_modules():
+        if isinstance(module, NonLocal3d):
+            module.register_forward_hook(watch(name))
+    with torch.no_grad():
+        backbone(torch.randn(2, 8, 3, 64, 64))
+    assert len(spread) == 5
+    for name, (top, keys) in spread.items():
+        assert top < 2.0 / keys, (name, top, keys)  # near 1 / M: no key dominates
 
 
 @pytest.mark.parametrize("arch", ["i3d", "nonlocal"])
@@ -224,9 +249,9 @@ def test_a_2d_file_is_inflated_and_reported(text_cache, resnet2d, file2d):
     assert f"from 2D ResNet-50 checkpoint {file2d}" in report
     assert "inflated 53 [conv1.weight, layer1.0.conv1.weight," in report
     assert "2 unused [fc.weight, fc.bias]" in report
-    # 5 blocks x (theta, phi, g, out, bn weight, bias, running mean, var): torch does not
-    # count a batch norm's num_batches_tracked as missing
-    assert "40 new [layer2.1.non_local.theta.weight, layer2.1.non_local.phi.weight," in report
+    # 5 blocks x (theta weight and bias, phi, g, out, bn weight, bias, running mean, var):
+    # torch does not count a batch norm's num_batches_tracked as missing
+    assert "45 new [layer2.1.non_local.theta.weight, layer2.1.non_local.theta.bias," in report
     assert "backbone.layer4.2.conv3.weight" in model.pretrained_names
     assert not any("non_local" in n for n in model.pretrained_names)
 

@@ -55,27 +55,39 @@ class NonLocal3d(nn.Module):
 
     ``theta``, ``phi``, ``g``: 1x1x1 convolutions to ``C/2``; ``phi`` and ``g`` are max-pooled
     1x2x2 (``subsample``, ceil mode so that odd and 1x1 maps work); ``y_i = sum_j
-    softmax_j(theta_i . phi_j) g_j`` over all ``T'hw`` positions; ``out`` back to ``C``, then
-    ``bn`` whose scale starts at zero, so the block starts as the identity. No biases: the
-    softmax cancels ``phi``'s and the batch norm cancels ``g``'s and ``out``'s.
+    softmax_j(theta_i . phi_j / sqrt(C/2)) g_j`` over all ``T'hw`` positions; ``out`` back to
+    ``C``, then ``bn`` whose scale starts at zero, so the block starts as the identity. As in
+    the authors' released models: the scores scaled by ``sqrt(C/2)``, the four convolutions
+    initialised N(0, 0.01), so the softmax starts spread rather than one-hot (where ``theta``
+    and ``phi`` get no gradient). Only ``theta`` has a bias: the softmax cancels ``phi``'s and
+    the batch norm cancels ``g``'s and ``out``'s.
     """
 
     def __init__(self, channels: int, subsample: bool = True) -> None:
         super().__init__()
         inner = channels // 2
-        self.theta = nn.Conv3d(channels, inner, 1, bias=False)
+        self.theta = nn.Conv3d(channels, inner, 1)
         self.phi = nn.Conv3d(channels, inner, 1, bias=False)
         self.g = nn.Conv3d(channels, inner, 1, bias=False)
         pool = nn.MaxPool3d((1, 2, 2), (1, 2, 2), ceil_mode=True)
         self.pool: nn.Module = pool if subsample else nn.Identity()
         self.out = nn.Conv3d(inner, channels, 1, bias=False)
         self.bn = nn.BatchNorm3d(channels)
+        self.scale = inner**-0.5
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, 0.01) convolutions, a zero ``theta`` bias, the batch norm's scale at zero."""
+        for conv in (self.theta, self.phi, self.g, self.out):
+            nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(self.theta.bias)
         nn.init.zeros_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
 
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``(B, C, T, h, w)`` -> attention ``(B, N, M)`` (rows sum to 1) and values
         ``g (B, M, C/2)``, ``N = T h w`` queries, ``M`` the (subsampled) keys."""
-        q = self.theta(x).flatten(2).transpose(1, 2)  # (B, N, C/2)
+        q = self.theta(x).flatten(2).transpose(1, 2) * self.scale  # (B, N, C/2)
         k = self.pool(self.phi(x)).flatten(2)  # (B, C/2, M)
         v = self.pool(self.g(x)).flatten(2).transpose(1, 2)  # (B, M, C/2)
         return torch.softmax(q @ k, dim=-1), v
@@ -157,11 +169,13 @@ class I3D(StagedBackbone):
 
     def _init_weights(self) -> None:
         """torchvision's ResNet init: Kaiming (fan out) convolutions, unit batch norms; the
-        non-local blocks' last batch norm stays at zero scale."""
+        non-local blocks keep their own (:meth:`NonLocal3d.reset_parameters`)."""
         for name, m in self.named_modules():
+            if ".non_local." in f".{name}.":
+                continue
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d) and not name.endswith("non_local.bn"):
+            elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 

@@ -187,7 +187,8 @@ def test_a_torchvision_resnet_file_loads_into_the_frame_cnn(text_cache, tmp_path
             assert torch.equal(own[key], value), key
     report = model.pretrained_report
     assert f"from torchvision checkpoint {path}" in report
-    assert "0 new []" in report and "2 unused [fc.weight, fc.bias]" in report
+    new = "4 new [lstm.weight_ih_l0, lstm.weight_hh_l0, " if arch == "lrcn" else "0 new []"
+    assert new in report and "2 unused [fc.weight, fc.bias]" in report
     assert "backbone.model.layer4.1.bn2.weight" in model.pretrained_names
     assert not any(n.startswith("backbone.lstm.") for n in model.pretrained_names)  # new
 
@@ -302,3 +303,27 @@ def test_a_checkpoint_of_each_arch_trains_evaluates_and_predicts(
     if arch == "late_fusion":  # another depth does not fit the checkpoint
         with pytest.raises(UserError, match=r"does not fit this config: model\.depth=18 -> 50"):
             evaluate_main(["--checkpoint", checkpoint, "model.depth=50"])
+
+
+def _deeper(state: dict, stage: int, blocks: int) -> dict:
+    """A ResNet state dict with stage ``stage`` grown to ``blocks`` blocks (copies of its last
+    one): every tensor the shallower model has keeps its name and shape."""
+    last = max(int(k.split(".")[1]) for k in state if k.startswith(f"layer{stage}."))
+    grown = dict(state)
+    for i in range(last + 1, blocks):
+        for key, value in state.items():
+            if key.startswith(f"layer{stage}.{last}."):
+                grown[key.replace(f"layer{stage}.{last}.", f"layer{stage}.{i}.", 1)] = value
+    return grown
+
+
+def test_a_resnet_file_of_another_depth_is_refused_not_cut_short(text_cache, tmp_path):
+    """A ResNet-34's first blocks are a ResNet-18's, names and shapes: loading it would leave
+    stage 3 three blocks short and stage 4 trained to follow them. Refused, naming the depth."""
+    state = _deeper(_deeper(_deeper(tvm.resnet18().state_dict(), 1, 3), 2, 4), 3, 6)
+    state = _deeper(state, 4, 3)
+    path = tmp_path / "resnet34.pth"
+    torch.save(state, path)
+    with pytest.raises(UserError, match=r"are a ResNet-34 or 50: blocks per stage \(3, 4, 6, 3\) "
+                       r"there, \(2, 2, 2, 2\) here; set model\.depth to the file's"):  # fmt: skip
+        _build(text_cache, "late_fusion", f"model.pretrained={path}")

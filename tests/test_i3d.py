@@ -256,6 +256,20 @@ def test_a_2d_file_is_inflated_and_reported(text_cache, resnet2d, file2d):
     assert not any("non_local" in n for n in model.pretrained_names)
 
 
+def test_a_deeper_2d_resnet_is_refused_not_cut_short(text_cache, resnet2d, tmp_path):
+    """A ResNet-101's first 6 blocks of res4 have a ResNet-50's names and shapes: inflating
+    them would give a res5 trained to follow 23 blocks. Refused, naming the depth."""
+    state = resnet2d.state_dict()
+    for i in range(6, 23):
+        state |= {k.replace("layer3.5.", f"layer3.{i}.", 1): v for k, v in
+                  resnet2d.state_dict().items() if k.startswith("layer3.5.")}  # fmt: skip
+    path = tmp_path / "resnet101.pth"
+    torch.save(state, path)
+    with pytest.raises(UserError, match=r"are a ResNet-101: blocks per stage \(3, 4, 23, 3\) there"
+                       r".*model\.arch=i3d inflates a ResNet-50"):  # fmt: skip
+        _build(text_cache, "i3d", f"model.pretrained={path}")
+
+
 def test_a_3d_file_round_trips(tmp_path):
     torch.manual_seed(3)
     saved = build_i3d("nonlocal")

@@ -161,6 +161,8 @@ def test_fine_tuning_loads_the_simsiam_encoder_and_reports_it(
         assert torch.equal(own[key], tensor), key
     dropped = [k for k in ckpt["model"] if not k.startswith("encoder.")]
     assert f"loaded {len(saved)} tensors" in report and f"{len(dropped)} unused" in report
+    temporal = [k for k in model.backbone.state_dict() if not k.startswith("encoder.")]
+    assert f"{len(temporal)} new [" in report and len(temporal) > 4  # the Transformer over time
 
     capsys.readouterr()
     assert _train([*tiny_args, *SSL, pretrained], tmp_path / "ft", "train.max_steps=1") == 0

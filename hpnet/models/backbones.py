@@ -85,7 +85,13 @@ def _with_weights(cfg: Config, load_weights: bool, backbone: nn.Module) -> Built
     if not (cfg.model.pretrained and load_weights):
         return BuiltBackbone(backbone)
     report = load_tv_weights(backbone, cfg.model.pretrained)
+    report.missing += _outside(backbone, "model.")  # LRCN's LSTM: new too
     return BuiltBackbone(backbone, report, {f"model.{name}" for name in report.loaded})
+
+
+def _outside(backbone: nn.Module, prefix: str) -> list[str]:
+    """The backbone's tensors around the module a file loads into (``prefix``): all new."""
+    return [k for k in backbone.state_dict() if not k.startswith(prefix)]
 
 
 def _i3d(cfg: Config, load_weights: bool) -> BuiltBackbone:
@@ -113,6 +119,7 @@ def _ssl_transformer(cfg: Config, load_weights: bool) -> BuiltBackbone:
     if not (m.pretrained and load_weights):
         return BuiltBackbone(backbone)
     report = load_simsiam_weights(backbone, m.pretrained, m.depth)
+    report.missing += _outside(backbone, "encoder.")  # the temporal Transformer: new
     return BuiltBackbone(backbone, report, set(report.loaded))
 
 

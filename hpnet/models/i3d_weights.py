@@ -21,7 +21,7 @@ import torch
 
 from hpnet.cli import UserError
 from hpnet.models.i3d import I3D
-from hpnet.models.weights import PretrainedReport
+from hpnet.models.weights import PretrainedReport, refuse_other_depth
 from hpnet.text.weights import read_weights_file
 
 KEY = "model.pretrained"
@@ -75,6 +75,8 @@ def load_i3d_weights(backbone: I3D, pretrained: str) -> PretrainedReport:
             f"weights {path} ({KEY}) do not fit model.arch={backbone.arch} (ResNet-50 inflated "
             f"to 3D): {problem} (set {KEY} to a 2D ResNet-50 or {backbone.arch} state dict)"
         )
+    fix = f"model.arch={backbone.arch} inflates a ResNet-50"
+    refuse_other_depth(own, state, str(path), fix)  # same shapes, other block counts
     result = backbone.load_state_dict(fitted, strict=False)
     return PretrainedReport(
         str(path),

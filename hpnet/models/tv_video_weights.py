@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from hpnet.cli import UserError
-from hpnet.models.weights import PretrainedReport
+from hpnet.models.weights import PretrainedReport, refuse_other_depth
 from hpnet.text.download import probe_host
 from hpnet.text.weights import read_weights_file
 
@@ -141,6 +141,11 @@ def load_tv_state(
             f"(set {'model.arch, model.depth' if hasattr(backbone, 'depth') else 'model.arch'} "
             "to the model the file was saved from)"
         )
+    if hasattr(backbone, "depth"):  # a 2D ResNet of model.depth
+        fix = f"set model.depth to the file's, or use a ResNet-{backbone.depth} file"
+    else:
+        fix = f"use a file of {_model_name(backbone)}"
+    refuse_other_depth(own, state, path, fix)  # same shapes, other block counts
     result = backbone.model.load_state_dict(state, strict=False)
     return PretrainedReport(
         path,

@@ -8,7 +8,20 @@ all return a :class:`PretrainedReport`; ``hpnet.train`` prints it.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from hpnet.cli import UserError
+
+_BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.")  # a ResNet block's tensors: layer3.22.conv1.weight
+# blocks per stage -> depth (torchvision ResNets; 34 and 50 differ in their blocks' shapes)
+RESNET_DEPTHS = {
+    (2, 2, 2, 2): "18",
+    (3, 4, 6, 3): "34 or 50",
+    (3, 4, 23, 3): "101",
+    (3, 8, 36, 3): "152",
+}
 
 
 @dataclass
@@ -38,3 +51,30 @@ class PretrainedReport:
             f"resized [{some(self.resized)}]; {len(self.missing)} new [{some(self.missing)}]; "
             f"{len(self.unexpected)} unused [{some(self.unexpected)}]"
         )
+
+
+def stage_blocks(names: Iterable[str]) -> tuple[int, ...]:
+    """ResNet state-dict names -> blocks per stage (``layer1`` ...), from the highest block
+    index each stage has; ``()`` for names of no ResNet."""
+    last: dict[int, int] = {}
+    for name in names:
+        if found := _BLOCK.match(name):
+            stage, block = int(found[1]), int(found[2])
+            last[stage] = max(last.get(stage, -1), block)
+    return tuple(last[stage] + 1 for stage in sorted(last))
+
+
+def refuse_other_depth(own: Iterable[str], file: Iterable[str], path: str, fix: str) -> None:
+    """A ResNet file of another depth shares its first blocks' names and shapes with the model
+    (a ResNet-101's layer3.0-5 are a ResNet-50's): loading it would silently give the model
+    part of a stage and a next stage trained to follow the rest. Raise a UserError naming the
+    file's depth and ``fix`` when the blocks per stage differ."""
+    mine, theirs = stage_blocks(own), stage_blocks(file)
+    if not mine or not theirs or mine == theirs:
+        return
+    depth = RESNET_DEPTHS.get(theirs)
+    what = f"a ResNet-{depth}" if depth else "a ResNet of another depth"
+    raise UserError(
+        f"weights {path} (model.pretrained) are {what}: blocks per stage {theirs} there, "
+        f"{mine} here; {fix}"
+    )

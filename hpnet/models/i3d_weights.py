@@ -4,13 +4,15 @@
   ``fc``; also wrapped in ``state_dict``/``model``, with ``module.`` prefixes, or .safetensors):
   each 2D kernel ``(O, I, kh, kw)`` becomes ``(O, I, t, kh, kw)``, repeated over the model's
   temporal kernel length ``t`` and divided by ``t`` (Carreira & Zisserman's inflation: a video
-  of one repeated frame then gives the 2D network's features of that frame); batch norms are
+  of one repeated frame then gives the 2D network's features of that frame, away from the
+  clip's first and last frames, where the temporal zero padding shows); batch norms are
   copied; ``fc`` is reported unused and the non-local blocks new;
 - a state dict of this module (an ``i3d`` or ``nonlocal`` backbone), loaded as it is; in an
   hpnet checkpoint (``RUN/last.pt`` of such an arch) its ``backbone.`` tensors.
 
-A file whose tensors have other shapes, or that fills nothing, is a UserError naming the file
-and ``model.arch``.
+A file whose tensors have other shapes, that fills nothing, or that is a ResNet of another
+depth (a ResNet-101's first blocks fit a ResNet-50's), is a UserError naming the file and
+``model.arch``.
 """
 
 from __future__ import annotations

@@ -103,9 +103,9 @@ class Classifier:
         check_window(window, stride)
         check_smooth(smooth)
         one, found = _collect(videos)
-        rels = [v.rel for v in found]
-        plots = overlay_paths(plot, rels) if plot else [None] * len(found)
-        videos_out = overlay_paths(overlay, rels) if overlay else [None] * len(found)
+        rels, paths = [v.rel for v in found], [v.path for v in found]
+        plots = overlay_paths(plot, rels, paths) if plot else [None] * len(found)
+        videos_out = overlay_paths(overlay, rels, paths) if overlay else [None] * len(found)
         results = []
         for video, out, video_out in zip(found, plots, videos_out, strict=True):
             start = time.perf_counter()

@@ -232,11 +232,16 @@ def explain_clip(
 ) -> torch.Tensor:
     """The map of ``method`` (:data:`METHODS`) for class ``target`` of one clip ``(1, T, 3, S,
     S)``: ``(T', h, w)`` on the explained layer (gradcam, activation) or ``(T, S, S)`` on the
-    pixels (guided), in [0, 1]."""
-    if check_method(method) == "guided":
-        grad = input_gradient(model, video, joints, target)  # (T, 3, S, S)
-        return _unit(grad.clamp(min=0).amax(dim=1))
-    return layer_map(model, video, joints, target, method)
+    pixels (guided), in [0, 1]. Works inside ``torch.inference_mode()`` too (a caller's
+    inference tensors are copied out of it: gradients need ordinary ones)."""
+    check_method(method)
+    with torch.inference_mode(False):
+        video = video.clone()
+        joints = joints.clone() if joints is not None else None
+        if method == "guided":
+            grad = input_gradient(model, video, joints, target)  # (T, 3, S, S)
+            return _unit(grad.clamp(min=0).amax(dim=1))
+        return layer_map(model, video, joints, target, method)
 
 
 def expand_time(maps: torch.Tensor, frames: int) -> torch.Tensor:

@@ -180,16 +180,25 @@ def video_output(path: Path) -> Iterator[tuple[Any, str]]:
         tmp.unlink(missing_ok=True)
 
 
-def _video(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
-    """The frames as a video (:func:`video_output`), even frame sizes."""
+def video_stream(container: Any, codec: str, fps: float, height: int, width: int) -> Any:
+    """A yuv420p video stream of ``codec`` at ``fps`` in ``container``; in an AVI without
+    B-frames (AVI stores no presentation times: reordered frames lose theirs)."""
     from fractions import Fraction
 
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+    stream.height, stream.width, stream.pix_fmt = height, width, "yuv420p"
+    if container.format.name == "avi":
+        stream.codec_context.max_b_frames = 0
+    return stream
+
+
+def _video(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+    """The frames as a video (:func:`video_output`), even frame sizes."""
     import av
 
     h, w = (max(f.shape[i] for f in frames) // 2 * 2 for i in (0, 1))
     with video_output(path) as (container, codec):
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
+        stream = video_stream(container, codec, fps, h, w)
         for frame in frames:
             canvas = np.zeros((h, w, 3), np.uint8)
             fh, fw = min(h, frame.shape[0]), min(w, frame.shape[1])

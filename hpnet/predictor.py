@@ -17,23 +17,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from hpnet.cli import UserError
 from hpnet.config import Config, apply_overrides, config_from_dict, load_config
 
 
-def overlay_paths(base: str, rels: Sequence[str]) -> list[Path]:
+def overlay_paths(base: str, rels: Sequence[str], inputs: Sequence[Path] = ()) -> list[Path]:
     """``--overlay`` for one video is the file itself; with several, one file per video named
-    after it (``out-golf_clip.png``), numbered when two names would clash (``out-clip-2.png``)."""
+    after it (``out-golf_clip.png``), numbered when two names would clash (``out-clip-2.png``).
+    One that is one of the ``inputs`` (the videos read) is refused: it would overwrite it."""
     path = Path(base)
-    if len(rels) == 1:
-        return [path]
     out: list[Path] = []
-    for rel in rels:
+    for rel in rels if len(rels) > 1 else ():
         stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix())
         name, n = f"{path.stem}-{stem}", 1
         while path.with_name(f"{name}{path.suffix}") in out:
             n += 1
             name = f"{path.stem}-{stem}-{n}"
         out.append(path.with_name(f"{name}{path.suffix}"))
+    out = out or [path]
+    read = {Path(p).resolve() for p in inputs}
+    for chosen in out:
+        if chosen.resolve() in read:
+            raise UserError(f"{base} would overwrite the input video {chosen}: name it otherwise")
     return out
 
 
@@ -272,7 +277,8 @@ def predict_videos(
     from hpnet.data.decode import VideoDecodeError
 
     results = []
-    outs = overlay_paths(overlay, [v.rel for v in videos]) if overlay else [None] * len(videos)
+    rels, paths = [v.rel for v in videos], [v.path for v in videos]
+    outs = overlay_paths(overlay, rels, paths) if overlay else [None] * len(videos)
     for video, out in zip(_progress(videos), outs, strict=True):
         try:
             results.append(predictor(video, top_k=top_k, overlay=out, explain=explain))

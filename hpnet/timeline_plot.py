@@ -81,7 +81,7 @@ def write_timeline_video(
 
     from hpnet.data.decode import open_video
     from hpnet.inference import fit_size
-    from hpnet.overlay import render_frame, video_output
+    from hpnet.overlay import render_frame, video_output, video_stream
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +99,8 @@ def write_timeline_video(
                 lines = [f"{top['label']}  {100 * top['prob']:.1f}%", f"{seconds:7.2f} s"]
                 image = render_frame(frame, lines=lines)
                 if stream is None:
-                    stream = out.add_stream(codec, rate=Fraction(info.fps).limit_denominator(1001))
-                    stream.height, stream.width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-                    stream.pix_fmt = "yuv420p"
+                    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+                    stream = video_stream(out, codec, info.fps, h, w)
                     if times is not None and path.suffix.lower() != ".avi":
                         stream.codec_context.time_base = _MS
                 image = np.ascontiguousarray(image[: stream.height, : stream.width])

@@ -38,7 +38,11 @@ TINY = {
     "lrcn": (4, 32, ["model.feedback=false", "model.depth=18"]),  # pooled through an LSTM
     "c3d": (8, 32, ["model.feedback=false"]),  # pooled from fc7, not an average of the map
     "i3d": (4, 64, ["model.feedback=false"]),  # T' = 1, a 2x2 map
-}
+    # a frozen frame encoder (a linear probe): no graph through it in training, but there is
+    # one for an explanation
+    "ssl_transformer": (4, 32, ["model.feedback=false", "model.depth=18",
+                                "model.freeze_backbone=true", "model.temporal_width=64"]),
+}  # fmt: skip
 RELU_ARCH = "r3d_18"  # an arch built of (inplace) ReLUs
 
 
@@ -146,6 +150,30 @@ def test_guided_differs_from_the_plain_input_gradient_on_a_relu_net(models):
     torch.testing.assert_close(plain, expected[0])
 
 
+@pytest.mark.parametrize("arch", list(TINY))
+def test_guided_gates_the_backbones_own_activations(models, arch):
+    """Every arch's backbone runs activation modules the guide can hook (C3D's were functional
+    calls: "guided" was the plain gradient), so guided and plain gradients differ."""
+    from hpnet.explain import GUIDED_ACTIVATIONS
+
+    model = models[arch]
+    assert any(isinstance(m, GUIDED_ACTIVATIONS) for m in model.backbone.modules())
+    video, joints = _inputs(arch)
+    plain = input_gradient(model, video, joints, 0, guided=False).flatten()
+    guided = input_gradient(model, video, joints, 0).flatten()
+    assert torch.nn.functional.cosine_similarity(plain, guided, dim=0) < 0.99
+
+
+def test_maps_can_be_drawn_inside_inference_mode(models):
+    model = models["r3d_18"]
+    video, joints = _inputs("r3d_18")
+    for method in METHODS:
+        expected = explain_clip(model, video, joints, 0, method)
+        with torch.inference_mode():
+            inside = explain_clip(model, video.clone(), joints.clone(), 0, method)
+        torch.testing.assert_close(inside, expected)
+
+
 def _hooks(model: nn.Module) -> list[str]:
     kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
     return [f"{n}.{k}" for n, m in model.named_modules() for k in kinds if getattr(m, k, None)]
@@ -160,10 +188,11 @@ def test_the_model_is_left_as_it_was(models, arch):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     inplace = {n: m.inplace for n, m in model.named_modules() if hasattr(m, "inplace")}
     model.train()
+    modes = [m.training for m in model.modules()]  # (a frozen encoder stays in eval mode)
     try:
         for method in METHODS:
             explain_clip(model, video, joints, target=1, method=method)
-        assert model.training and all(m.training for m in model.modules())
+        assert model.training and [m.training for m in model.modules()] == modes
     finally:
         model.eval()
     assert _hooks(model) == []

@@ -295,6 +295,11 @@ def test_overlay_files_never_overwrite_each_other():
         "out-clip.png", "out-clip-2.png", "out-golf_clip_x.png", "out-golf_clip_x-2.png",
         "out-clip-2-2.png",
     ]  # fmt: skip
+    video = Path("clips/../clips/golf.mp4")
+    with pytest.raises(UserError, match=r"would overwrite the input video clips/golf\.mp4"):
+        overlay_paths("clips/golf.mp4", ["golf.mp4"], [video])  # the same file, named otherwise
+    with pytest.raises(UserError, match="would overwrite the input video"):
+        overlay_paths("clips/out.mp4", ["a.mp4", "b.mp4"], [Path("clips/out-b.mp4")])
 
 
 @pytest.mark.parametrize("suffix", ["mp4", "mkv", "avi"])
@@ -305,6 +310,14 @@ def test_an_overlay_video_is_written_whole_or_not_at_all(tmp_path, monkeypatch, 
 
     from hpnet.overlay import write_overlay
 
+    ys, xs = np.mgrid[0:120, 0:212]  # moving gradients: H.264 would use B-frames
+    moving = [
+        np.stack([(xs + 7 * i) % 256, (ys + 3 * i) % 256, (xs + ys) % 256], -1) for i in range(8)
+    ]
+    path = write_overlay(tmp_path / f"moving.{suffix}", [f.astype(np.uint8) for f in moving], fps=4)
+    with av.open(str(path)) as container:
+        stamps = [f.pts for f in container.decode(video=0)]
+    assert len(stamps) == 8 and stamps == sorted(stamps)  # an AVI's frames keep their order
     frames = [np.full((31, 45, 3), 20 * i, np.uint8) for i in range(6)]
     path = write_overlay(tmp_path / f"clip.{suffix}", frames, fps=5)
     with av.open(str(path)) as container:

@@ -62,6 +62,7 @@ class C3DNet(nn.Module):
         self.fc6 = nn.Linear(512 * POOL5_SHAPE[0] * POOL5_SHAPE[1] * POOL5_SHAPE[2], 4096)
         self.fc7 = nn.Linear(4096, 4096)
         self.dropout = nn.Dropout(dropout)
+        self.relu = nn.ReLU()  # a module, not F.relu: guided backpropagation hooks it
         for m in self.modules():
             if isinstance(m, (nn.Conv3d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
@@ -70,7 +71,7 @@ class C3DNet(nn.Module):
     def conv_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, S, S)`` -> conv5b after its ReLU ``(B, 512, T/8, S/16, S/16)``."""
         for name, _, _ in _CONVS:
-            x = F.relu(getattr(self, name)(x))
+            x = self.relu(getattr(self, name)(x))
             if name == "conv1":
                 x = self.pool1(x)
             elif name in _POOLED_AFTER:
@@ -81,8 +82,8 @@ class C3DNet(nn.Module):
         """conv5b ``(B, 512, T', h, w)`` -> pool5 -> fc6 -> fc7 feature ``(B, 4096)``."""
         x = self.pool5(conv5b) if conv5b.shape[2] >= 2 else conv5b
         x = F.adaptive_max_pool3d(x, POOL5_SHAPE).flatten(1)  # (B, 8192)
-        x = self.dropout(F.relu(self.fc6(x)))
-        return self.dropout(F.relu(self.fc7(x)))
+        x = self.dropout(self.relu(self.fc6(x)))
+        return self.dropout(self.relu(self.fc7(x)))
 
 
 class C3D(StagedBackbone):

@@ -108,7 +108,10 @@ class SSLTransformer(nn.Module):
             raise ValueError(
                 f"{t} frames, but the time embedding covers {self.time_embed.shape[1]}"
             )
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+        # frozen: no graph through the encoder while training (an explanation's pixel
+        # gradient in eval mode still goes through it)
+        grad = torch.is_grad_enabled() and not (self.frozen and self.training)
+        with torch.set_grad_enabled(grad):
             maps, _ = self.encoder.forward_maps(video.flatten(0, 1))  # (B*T, C, h, w)
         fmap = self.proj(maps)  # (B*T, D, h, w)
         fmap = fmap.unflatten(0, (b, t)).permute(0, 1, 3, 4, 2)  # (B, T, h, w, D)

@@ -191,3 +191,48 @@ def test_resampled_joints_come_from_each_segments_centre_frame():
     assert picked.tolist() == [2.0, 8.0, 13.0]
     assert resample_joints(joints, 4)[0, :, 0, 0, 0].tolist() == [2.0, 6.0, 10.0, 14.0]
     assert resample_joints(joints, 16) is joints
+
+
+def test_pe_body_coordinates_ignore_where_and_how_big_the_person_is():
+    from hpnet.fusion.pose_encoder import body_coordinates
+
+    joints = _random_joints(missing=0.3)
+    present = joints[..., 2] > 0
+    moved = joints.clone()
+    moved[..., :2] = torch.where(present.unsqueeze(-1), joints[..., :2] * 0.5 + 0.2, 0.0)
+    torch.testing.assert_close(body_coordinates(joints, present), body_coordinates(moved, present))
+
+
+@pytest.mark.parametrize("kind", ["gcn", "transformer"])
+def test_pe_an_absent_second_person_changes_nothing(kind):
+    from hpnet.fusion.pose_encoder import PoseEncoder
+
+    torch.manual_seed(0)
+    enc = PoseEncoder(8, 16, kind=kind, max_persons=2).eval()
+    joints = _random_joints(1, 4, 2)
+    joints[:, :, 1] = 0
+    pooled = torch.randn(1, 4, 2, 17, 8) * (joints[..., 2:] > 0)
+    with torch.no_grad():
+        both = enc(pooled, joints)
+        alone = enc(pooled[:, :, :1], joints[:, :, :1])
+    assert torch.isfinite(both).all()
+    torch.testing.assert_close(both, alone)
+
+
+def test_pe_bone_and_motion_streams_are_zero_where_a_partner_is_missing():
+    from hpnet.fusion.pose_encoder import PoseEncoder
+    from hpnet.pose.skeleton import bone_parents
+
+    torch.manual_seed(0)
+    enc = PoseEncoder(8, 16).eval()
+    joints = _random_joints(1, 4, 2, missing=0.3)
+    seen = {}
+    enc.streams.register_forward_hook(lambda m, i, o: seen.update(inp=i[0]))
+    with torch.no_grad():
+        enc(torch.randn(1, 4, 2, 17, 8), joints)
+    _, bone, motion = seen["inp"].chunk(3, -1)
+    mask = joints[..., 2] > 0
+    parents = torch.tensor(bone_parents())
+    assert (bone[~(mask & mask[..., parents])] == 0).all()
+    both = mask[:, 1:] & mask[:, :-1]
+    assert (motion[:, :-1][~both] == 0).all() and (motion[:, -1] == 0).all()

@@ -17,14 +17,6 @@ import torch
 from videos import write_video
 
 
-def _random_joints(b=2, t=3, p=2, k=17, missing=0.2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    j = torch.rand(b, t, p, k, 3, generator=g)
-    j[..., 2] = (torch.rand(b, t, p, k, generator=g) > missing).float()
-    j[j[..., 2] == 0] = 0.0
-    return j
-
-
 # ---------------------------------------------------------------- motion / lsvit
 def test_mo_gate_sees_the_long_offset_difference():
     from hpnet.models.motion import MotionExcitation
@@ -93,79 +85,7 @@ def test_fp_window_samples_are_one_cell_apart_on_a_non_square_grid():
         torch.testing.assert_close(pooled.flatten(), torch.tensor([1 / 9]))
 
 
-# ---------------------------------------------------------------- pose encoder
-def test_pe_body_coordinates_ignore_where_and_how_big_the_person_is():
-    from hpnet.fusion.pose_encoder import body_coordinates
-
-    joints = _random_joints(missing=0.3)
-    present = joints[..., 2] > 0
-    moved = joints.clone()
-    moved[..., :2] = torch.where(present.unsqueeze(-1), joints[..., :2] * 0.5 + 0.2, 0.0)
-    torch.testing.assert_close(body_coordinates(joints, present), body_coordinates(moved, present))
-
-
-@pytest.mark.parametrize("kind", ["gcn", "transformer"])
-def test_pe_an_absent_second_person_changes_nothing(kind):
-    from hpnet.fusion.pose_encoder import PoseEncoder
-
-    torch.manual_seed(0)
-    enc = PoseEncoder(8, 16, kind=kind, max_persons=2).eval()
-    joints = _random_joints(1, 4, 2)
-    joints[:, :, 1] = 0
-    pooled = torch.randn(1, 4, 2, 17, 8) * (joints[..., 2:] > 0)
-    with torch.no_grad():
-        both = enc(pooled, joints)
-        alone = enc(pooled[:, :, :1], joints[:, :, :1])
-    assert torch.isfinite(both).all()
-    torch.testing.assert_close(both, alone)
-
-
-def test_pe_bone_and_motion_streams_are_zero_where_a_partner_is_missing():
-    from hpnet.fusion.pose_encoder import PoseEncoder
-    from hpnet.pose.skeleton import bone_parents
-
-    torch.manual_seed(0)
-    enc = PoseEncoder(8, 16).eval()
-    joints = _random_joints(1, 4, 2, missing=0.3)
-    seen = {}
-    enc.streams.register_forward_hook(lambda m, i, o: seen.update(inp=i[0]))
-    with torch.no_grad():
-        enc(torch.randn(1, 4, 2, 17, 8), joints)
-    _, bone, motion = seen["inp"].chunk(3, -1)
-    mask = joints[..., 2] > 0
-    parents = torch.tensor(bone_parents())
-    assert (bone[~(mask & mask[..., parents])] == 0).all()
-    both = mask[:, 1:] & mask[:, :-1]
-    assert (motion[:, :-1][~both] == 0).all() and (motion[:, -1] == 0).all()
-
-
 # ---------------------------------------------------------------- optim
-def _lr_curve(steps, batches_per_epoch, **train):
-    from hpnet.config import TrainConfig
-    from hpnet.optim import build_scheduler
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_scheduler(opt, TrainConfig(lr=1.0, **train), batches_per_epoch)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return lrs
-
-
-def test_op_partial_accumulation_is_a_step():
-    lrs = _lr_curve(6, 10, schedule="cosine", epochs=2, warmup_epochs=0, min_lr=0.0, accum_steps=4)
-    assert lrs[3] == pytest.approx(0.5)  # 3 optimizer steps an epoch: half-way at step 3 of 6
-
-
-def test_op_exponential_stops_at_min_lr():
-    exp = _lr_curve(
-        12, 4, schedule="exponential", lr_gamma=0.1, epochs=3, warmup_epochs=0, min_lr=0.01
-    )
-    assert exp[-1] == pytest.approx(0.01)
-
-
 # ---------------------------------------------------------------- data
 def test_ds_a_joint_source_of_the_wrong_frame_count_is_refused(tmp_path):
     from hpnet.data.datasets import VideoClipDataset

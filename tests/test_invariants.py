@@ -1,9 +1,10 @@
 """Small invariants the module tests left open, one per module: each test kills a mutation
 (a flipped comparison, a dropped term, an off-by-one) that survived the rest of the suite.
 
-Motion modules and LS-ViT, FPM pooling on non-square maps, the pose encoder's streams, the LR
-schedule, datasets and the epoch sampler, class files, the pose cache, tracking, the skeleton,
-RNG state in checkpoints, VideoMAE's decoder layout and reconstruction, SimSiam's views.
+Motion modules and LS-ViT, FPM pooling on non-square maps, datasets and the epoch sampler,
+class files, the pose cache, tracking, the skeleton, RNG state in checkpoints, VideoMAE's
+decoder layout and reconstruction, SimSiam's views (the schedule's and the pose encoder's are in
+test_optim.py and test_fpm.py).
 """
 
 from __future__ import annotations

@@ -26,19 +26,24 @@ def overlay_paths(base: str, rels: Sequence[str], inputs: Sequence[Path] = ()) -
     after it (``out-golf_clip.png``), numbered when two names would clash (``out-clip-2.png``).
     One that is one of the ``inputs`` (the videos read) is refused: it would overwrite it."""
     path = Path(base)
+    out = [path] if len(rels) == 1 else _per_video(path, rels)
+    read = {Path(p).resolve() for p in inputs}
+    for chosen in out:
+        if chosen.resolve() in read:
+            raise UserError(f"{base} would overwrite the input video {chosen}: name it otherwise")
+    return out
+
+
+def _per_video(path: Path, rels: Sequence[str]) -> list[Path]:
+    """``path`` with each video's name after its stem, numbered where two would clash."""
     out: list[Path] = []
-    for rel in rels if len(rels) > 1 else ():
+    for rel in rels:
         stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix())
         name, n = f"{path.stem}-{stem}", 1
         while path.with_name(f"{name}{path.suffix}") in out:
             n += 1
             name = f"{path.stem}-{stem}-{n}"
         out.append(path.with_name(f"{name}{path.suffix}"))
-    out = out or [path]
-    read = {Path(p).resolve() for p in inputs}
-    for chosen in out:
-        if chosen.resolve() in read:
-            raise UserError(f"{base} would overwrite the input video {chosen}: name it otherwise")
     return out
 
 

@@ -76,7 +76,8 @@ def write_timeline_video(
     """Every frame of ``video`` with the label of the moment and the time written on it,
     decoded and encoded in chunks of ``chunk`` frames (memory flat in the video's length);
     H.264 (MPEG-4 part 2 without libx264), written atomically. A variable-frame-rate video
-    keeps each frame's time (in .mp4 / .mkv; an .avi plays at the mean rate)."""
+    keeps each frame's time (in .mp4 / .mkv; an .avi plays at the mean rate), as the
+    timeline's plan found them (no second scan of the file)."""
     import av
 
     from hpnet.data.decode import open_video
@@ -88,7 +89,8 @@ def write_timeline_video(
     with open_video(video, backend=backend) as reader, video_output(path) as (out, codec):
         info = reader.info
         size = fit_size(info.height, info.width, max_side)
-        times = reader.frame_times()  # None: frame i shows at i / fps
+        times = timeline["plan"].times  # None: frame i shows at i / fps
+        own_times = times is not None and path.suffix.lower() != ".avi"
         stream = None
         for first in range(0, info.num_frames, chunk):
             indices = range(first, min(first + chunk, info.num_frames))
@@ -101,11 +103,11 @@ def write_timeline_video(
                 if stream is None:
                     h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
                     stream = video_stream(out, codec, info.fps, h, w)
-                    if times is not None and path.suffix.lower() != ".avi":
+                    if own_times:
                         stream.codec_context.time_base = _MS
                 image = np.ascontiguousarray(image[: stream.height, : stream.width])
                 picture = av.VideoFrame.from_ndarray(image, format="rgb24")
-                if stream.codec_context.time_base == _MS:  # the frame's own time
+                if own_times:  # the frame's own time
                     picture.pts, picture.time_base = round(seconds * 1000), _MS
                 out.mux(stream.encode(picture))
         if stream is not None:

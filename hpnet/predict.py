@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         estimate_pose=not args.no_pose_estimation,
     )
     if args.window is not None:
-        stride = args.stride if args.stride is not None else args.window / 4
+        stride = _stride(args)
         results = classifier.timeline(
             paths, window=args.window, stride=stride, smooth=args.smooth, top_k=args.top_k,
             plot=args.timeline, overlay=args.overlay,
@@ -227,8 +227,13 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
         raise UserError("--overlay with --window writes a video: name it out.mp4 (or .mkv, .avi)")
     if args.timeline and not args.timeline.lower().endswith(".png"):
         raise UserError(f"--timeline {args.timeline}: name it out.png")
-    check_window(args.window, args.stride if args.stride is not None else args.window / 4)
+    check_window(args.window, _stride(args))
     check_smooth(args.smooth)
+
+
+def _stride(args: argparse.Namespace) -> float:
+    """``--stride``, by default a quarter of ``--window``."""
+    return args.stride if args.stride is not None else args.window / 4
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

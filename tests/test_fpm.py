@@ -193,7 +193,7 @@ def test_resampled_joints_come_from_each_segments_centre_frame():
     assert resample_joints(joints, 16) is joints
 
 
-def test_pe_body_coordinates_ignore_where_and_how_big_the_person_is():
+def test_body_coordinates_ignore_where_and_how_big_the_person_is():
     from hpnet.fusion.pose_encoder import body_coordinates
 
     joints = _random_joints(missing=0.3)
@@ -204,7 +204,7 @@ def test_pe_body_coordinates_ignore_where_and_how_big_the_person_is():
 
 
 @pytest.mark.parametrize("kind", ["gcn", "transformer"])
-def test_pe_an_absent_second_person_changes_nothing(kind):
+def test_an_absent_second_person_changes_nothing(kind):
     from hpnet.fusion.pose_encoder import PoseEncoder
 
     torch.manual_seed(0)
@@ -219,7 +219,7 @@ def test_pe_an_absent_second_person_changes_nothing(kind):
     torch.testing.assert_close(both, alone)
 
 
-def test_pe_bone_and_motion_streams_are_zero_where_a_partner_is_missing():
+def test_bone_and_motion_streams_are_zero_where_a_partner_is_missing():
     from hpnet.fusion.pose_encoder import PoseEncoder
     from hpnet.pose.skeleton import bone_parents
 

@@ -19,7 +19,7 @@ from videos import write_video
 
 
 # ---------------------------------------------------------------- motion / lsvit
-def test_mo_gate_sees_the_long_offset_difference():
+def test_gate_sees_the_long_offset_difference():
     from hpnet.models.motion import MotionExcitation
 
     assert [MotionExcitation.long_offset(t) for t in (4, 8, 16)] == [2, 2, 4]
@@ -35,7 +35,7 @@ def test_mo_gate_sees_the_long_offset_difference():
     assert not torch.allclose(gate[0, 0], torch.ones(1, 8), atol=1e-4)  # frame 0 sees frame 2
 
 
-def test_mo_lmi_masked_tokens_reach_no_other_token():
+def test_lmi_masked_tokens_reach_no_other_token():
     from hpnet.models.motion import LongTermMotion
 
     torch.manual_seed(0)
@@ -51,7 +51,7 @@ def test_mo_lmi_masked_tokens_reach_no_other_token():
         torch.testing.assert_close(lmi(x, mask)[mask], lmi(garbage, mask)[mask])
 
 
-def test_ls_temporal_embedding_resize_values():
+def test_temporal_embedding_resize_values():
     from hpnet.models.lsvit import resize_temporal_embed
 
     pe = torch.arange(4.0).view(1, 4, 1, 1)
@@ -60,7 +60,7 @@ def test_ls_temporal_embedding_resize_values():
 
 
 # ---------------------------------------------------------------- fpm
-def test_fp_pool_reads_the_cell_on_a_non_square_frame():
+def test_pool_reads_the_cell_on_a_non_square_frame():
     from hpnet.fusion.fpm import pool_at_joints
 
     gh, gw, stride, first, h, w = 4, 6, 32, 16.0, 128, 192
@@ -74,7 +74,7 @@ def test_fp_pool_reads_the_cell_on_a_non_square_frame():
     torch.testing.assert_close(pooled[0, 0, 0], torch.tensor([[c, r] for r, c in cells]).float())
 
 
-def test_fp_window_samples_are_one_cell_apart_on_a_non_square_grid():
+def test_window_samples_are_one_cell_apart_on_a_non_square_grid():
     from hpnet.fusion.fpm import pool_at_joints
 
     gh, gw = 4, 8
@@ -88,7 +88,7 @@ def test_fp_window_samples_are_one_cell_apart_on_a_non_square_grid():
 
 # ---------------------------------------------------------------- optim
 # ---------------------------------------------------------------- data
-def test_ds_a_joint_source_of_the_wrong_frame_count_is_refused(tmp_path):
+def test_a_joint_source_of_the_wrong_frame_count_is_refused(tmp_path):
     from hpnet.data.datasets import VideoClipDataset
     from hpnet.data.records import VideoRecord
 
@@ -108,7 +108,7 @@ def test_ds_a_joint_source_of_the_wrong_frame_count_is_refused(tmp_path):
         ds[0]
 
 
-def test_lo_epoch_sampler_skips_in_its_own_permutation():
+def test_epoch_sampler_skips_in_its_own_permutation():
     from hpnet.data.loader import EpochSampler
 
     s = EpochSampler(list(range(10)), seed=3)
@@ -118,7 +118,7 @@ def test_lo_epoch_sampler_skips_in_its_own_permutation():
     assert list(s) == full[4:]
 
 
-def test_rc_classes_file_skips_comments(tmp_path):
+def test_classes_file_skips_comments(tmp_path):
     from hpnet.data.records import read_classes_file
 
     f = tmp_path / "classes.txt"
@@ -127,7 +127,7 @@ def test_rc_classes_file_skips_comments(tmp_path):
 
 
 # ---------------------------------------------------------------- pose store / tracking / skeleton
-def test_st_joint_cache_keeps_every_cached_person(tmp_path):
+def test_joint_cache_keeps_every_cached_person(tmp_path):
     from hpnet.data.records import VideoRecord
     from hpnet.pose.store import JointCache, cache_path, save_joints
 
@@ -150,7 +150,7 @@ def _det(boxes, scores):
     return FrameDetections(boxes, np.asarray(scores, np.float32), kp)
 
 
-def test_tr_a_slot_is_held_for_exactly_max_age_missed_frames():
+def test_a_slot_is_held_for_exactly_max_age_missed_frames():
     from hpnet.pose.tracking import FrameDetections, PersonTracker
 
     left, right = [0.1, 0.1, 0.3, 0.9], [0.6, 0.1, 0.9, 0.9]
@@ -161,7 +161,7 @@ def test_tr_a_slot_is_held_for_exactly_max_age_missed_frames():
     assert (tracker.update(_det(right, [0.9])) == 0).all()  # missed max_age frames: still held
 
 
-def test_tr_a_box_that_is_not_the_other_slots_best_match_is_taken():
+def test_a_box_that_is_not_the_other_slots_best_match_is_taken():
     from hpnet.pose.tracking import track_persons
 
     l0, l1 = [0.10, 0.40, 0.20, 0.60], [0.30, 0.40, 0.58, 0.60]
@@ -170,7 +170,7 @@ def test_tr_a_box_that_is_not_the_other_slots_best_match_is_taken():
     assert joints[1, 0, 0, 0] == pytest.approx(0.10) and joints[1, 1, 0, 0] == pytest.approx(0.30)
 
 
-def test_sk_flip_permutation_swaps_left_and_right_names():
+def test_flip_permutation_swaps_left_and_right_names():
     from hpnet.pose.skeleton import FLIP_PERMUTATION, KEYPOINTS
 
     for k, j in enumerate(FLIP_PERMUTATION):
@@ -178,7 +178,7 @@ def test_sk_flip_permutation_swaps_left_and_right_names():
         assert KEYPOINTS[j] == swapped
 
 
-def test_sk_adjacency_links_shoulders_and_hips():
+def test_adjacency_links_shoulders_and_hips():
     from hpnet.pose.skeleton import adjacency
 
     a = adjacency(self_loops=False, normalize=False)
@@ -186,7 +186,7 @@ def test_sk_adjacency_links_shoulders_and_hips():
 
 
 # ---------------------------------------------------------------- checkpoint
-def test_ck_rng_state_round_trip():
+def test_rng_state_round_trip():
     from hpnet.checkpoint import rng_state, set_rng_state
 
     state = rng_state()
@@ -205,13 +205,13 @@ def _tiny_mae():
     return VideoMAE(encoder, mask_ratio=0.75, decoder_width=32, decoder_depth=1).eval()
 
 
-def test_vm_tube_mask_keeps_one_visible_at_high_ratios():
+def test_tube_mask_keeps_one_visible_at_high_ratios():
     from hpnet.pretrain.videomae import tube_mask
 
     assert (tube_mask(8, 16, 0.99).sum(1) == 15).all()
 
 
-def test_vm_the_decoder_puts_each_encoded_token_at_its_position():
+def test_the_decoder_puts_each_encoded_token_at_its_position():
     from hpnet.pretrain.videomae import tube_mask, visible_positions
 
     model = _tiny_mae()
@@ -230,7 +230,7 @@ def test_vm_the_decoder_puts_each_encoded_token_at_its_position():
         torch.testing.assert_close(full[b, :, 1 + pos[b]], x[b, :, 1:])
 
 
-def test_vm_reconstruct_of_a_perfect_prediction_is_the_clip():
+def test_reconstruct_of_a_perfect_prediction_is_the_clip():
     from hpnet.pretrain.videomae import pixel_targets, tube_mask
 
     model = _tiny_mae()
@@ -241,7 +241,7 @@ def test_vm_reconstruct_of_a_perfect_prediction_is_the_clip():
 
 
 # ---------------------------------------------------------------- simsiam views
-def test_sv_jitter_and_grey_are_drawn_at_their_rates():
+def test_jitter_and_grey_are_drawn_at_their_rates():
     from hpnet.data.simsiam_views import STRONG, sample_view_params
 
     p = sample_view_params(4000, (32, 32), STRONG, 32, torch.Generator().manual_seed(0))
@@ -249,7 +249,7 @@ def test_sv_jitter_and_grey_are_drawn_at_their_rates():
     assert abs(float((p.saturation == 0).float().mean()) - 0.2) < 0.03
 
 
-def test_sv_frames_mode_is_lightly_augmented():
+def test_frames_mode_is_lightly_augmented():
     from hpnet.data.simsiam_views import LIGHT, STRONG, SimSiamViews
 
     mean = std = (0.5, 0.5, 0.5)

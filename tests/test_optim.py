@@ -219,12 +219,12 @@ def test_new_train_keys_are_validated(override, key):
         load_config(None, [override])
 
 
-def test_op_partial_accumulation_is_a_step():
+def test_partial_accumulation_is_a_step():
     lrs = _lr_curve(6, 10, schedule="cosine", epochs=2, warmup_epochs=0, min_lr=0.0, accum_steps=4)
     assert lrs[3] == pytest.approx(0.5)  # 3 optimizer steps an epoch: half-way at step 3 of 6
 
 
-def test_op_exponential_stops_at_min_lr():
+def test_exponential_stops_at_min_lr():
     exp = _lr_curve(
         12, 4, schedule="exponential", lr_gamma=0.1, epochs=3, warmup_epochs=0, min_lr=0.01
     )

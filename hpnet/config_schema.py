@@ -194,6 +194,10 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test split every k epochs (0 = only at the end)
     tensorboard: bool = False  # also write TensorBoard logs to <out_dir>/tb
     compile: bool = False  # torch.compile the model
+    # recompute LS-ViT's blocks in the backward pass instead of keeping their activations:
+    # far less memory for long clips and big models, about a third more time per step
+    # (model.arch=lsvit, train and VideoMAE pretraining)
+    grad_checkpointing: bool = False
     # under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm); the
     # SimSiam configs turn it on. Ignored in one process and on the CPU (Gloo).
     sync_bn: bool = False

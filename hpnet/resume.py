@@ -88,8 +88,8 @@ RESUME_MAY_CHANGE = (
     "pose.cache_dir", "pose.batch", "pose.workers", "pose.device",
     "pose.precision", "train.epochs", "train.max_steps", "train.resume", "train.out_dir",
     "train.device", "train.amp", "train.checkpoint_minutes", "train.checkpoint_steps",
-    "train.eval_every", "train.tensorboard", "train.compile", "train.threads", "eval.views",
-    "eval.crops", "eval.batch_size",
+    "train.eval_every", "train.tensorboard", "train.compile", "train.grad_checkpointing",
+    "train.threads", "eval.views", "eval.crops", "eval.batch_size",
 )  # fmt: skip
 JOINT_MAY_CHANGE = (*DATA_MAY_CHANGE, "pose_cache_dir")  # in a data.joint entry
 

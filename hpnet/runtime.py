@@ -20,6 +20,7 @@ from hpnet.data.joint import JointLoader
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo, sync_batchnorm
 from hpnet.engine import LossConfig
+from hpnet.models.lsvit import LSViT
 
 
 def pick_device(name: str) -> torch.device:
@@ -47,11 +48,16 @@ def training_net(
     find_unused: bool = False,
 ) -> torch.nn.Module:
     """The module a training loop calls: ``model`` with SyncBatchNorm (``train.sync_bn``, under
-    torchrun on CUDA: converted in place), compiled (``train.compile``) and wrapped in DDP under
-    torchrun (``find_unused``: some parameters get no gradient in a step). Checkpoints keep
-    saving ``model`` itself: the same parameters, the same keys."""
+    torchrun on CUDA: converted in place), its LS-ViT checkpointed (``train.grad_checkpointing``),
+    compiled (``train.compile``) and wrapped in DDP under torchrun (``find_unused``: some
+    parameters get no gradient in a step). Checkpoints keep saving ``model`` itself: the same
+    parameters, the same keys."""
     if cfg.train.sync_bn:
         sync_batchnorm(model, dist, device)
+    if cfg.train.grad_checkpointing:
+        for module in model.modules():
+            if isinstance(module, LSViT):
+                module.set_grad_checkpointing(True)
     net = torch.compile(model) if cfg.train.compile else model
     if dist.enabled:
         device_ids = [device.index] if device.type == "cuda" else None

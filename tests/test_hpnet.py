@@ -226,3 +226,58 @@ def test_classes_that_become_the_same_words_are_refused(text_cache):
         "run",
         "Run",
     ]  # a linear head tells them apart by index
+
+
+def _grads_and_block_calls(model: HPNet) -> tuple[dict[str, torch.Tensor], int]:
+    """One training step's gradients (drop-path drawn from seed 0) and how often blocks ran."""
+    calls = []
+
+    def counted(forward):
+        def run(*args, **kwargs):
+            calls.append(1)
+            return forward(*args, **kwargs)
+
+        return run
+
+    for block in model.backbone.blocks:  # not a hook: the recomputation runs hooks-off
+        block.forward = counted(block.forward)
+    model.zero_grad()
+    torch.manual_seed(0)
+    video, joints = _inputs()
+    model(video, joints)["logits"].logsumexp(1).sum().backward()
+    for block in model.backbone.blocks:
+        del block.forward
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return grads, len(calls)
+
+
+def test_grad_checkpointing_recomputes_blocks_with_the_same_gradients(text_cache):
+    """train.grad_checkpointing: every block (the fed-back ones too) runs again in the backward
+    pass, with the same drop-path draws, so the gradients are those of a plain step."""
+    from hpnet.distributed import DistInfo
+    from hpnet.runtime import training_net
+
+    model = _build(text_cache, "model.drop_path=0.5").train()
+    plain, plain_calls = _grads_and_block_calls(model)
+    cfg = _cfg(text_cache, "model.drop_path=0.5", "train.grad_checkpointing=true")
+    assert training_net(model, cfg, DistInfo(), torch.device("cpu")) is model
+    assert model.backbone.grad_checkpointing
+    ckpt, ckpt_calls = _grads_and_block_calls(model)
+    assert plain_calls == len(model.backbone.blocks) and ckpt_calls == 2 * plain_calls
+    assert plain.keys() == ckpt.keys()
+    for name, grad in plain.items():
+        torch.testing.assert_close(ckpt[name], grad, msg=name)
+
+
+def test_grad_checkpointing_is_refused_for_backbones_without_token_blocks(text_cache):
+    from hpnet.cli import UserError
+    from hpnet.models.hpnet import check_model_config
+
+    cfg = _cfg(text_cache, "model.arch=c3d", "model.feedback=false", "data.frames=8")
+    check_model_config(cfg)
+    cfg = _cfg(
+        text_cache, "model.arch=c3d", "model.feedback=false", "data.frames=8",
+        "train.grad_checkpointing=true",
+    )  # fmt: skip
+    with pytest.raises(UserError, match=r"train\.grad_checkpointing=true .* model\.arch=c3d"):
+        check_model_config(cfg)

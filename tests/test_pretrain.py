@@ -157,6 +157,37 @@ def test_every_parameter_learns():
     assert still == []
 
 
+def test_grad_checkpointing_recomputes_the_encoder_with_the_same_gradients():
+    """train.grad_checkpointing in pretraining: training_net finds VideoMAE's LS-ViT encoder."""
+    from hpnet.distributed import DistInfo
+    from hpnet.runtime import training_net
+
+    model = _tiny_mae().train()
+    runs = []
+    grads = []
+    for setting in ("false", "true"):
+        cfg = load_config(None, [f"train.grad_checkpointing={setting}"])
+        training_net(model, cfg, DistInfo(), torch.device("cpu"))
+        model.zero_grad()
+        calls = [0]
+        forward = model.encoder.blocks[0].forward
+
+        def counted(x, forward=forward, calls=calls):
+            calls[0] += 1
+            return forward(x)
+
+        model.encoder.blocks[0].forward = counted
+        torch.manual_seed(0)  # the same drop-path draws
+        video = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        model(video, generator=torch.Generator().manual_seed(0))["loss"].backward()
+        del model.encoder.blocks[0].forward
+        runs.append(calls[0])
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert runs == [1, 2]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, msg=name)
+
+
 def test_a_step_runs_under_bf16_autocast():
     """The decoder's mask token (fp32) meets bf16 tokens under AMP (the GPU run caught it)."""
     mae = _tiny_mae().train()

@@ -260,6 +260,11 @@ def check_model_config(cfg: Config) -> None:
 
     m, d = cfg.model, cfg.data
     _check_freeze(cfg)
+    if cfg.train.grad_checkpointing and m.arch != "lsvit":
+        raise UserError(
+            f"train.grad_checkpointing=true recomputes LS-ViT's blocks; model.arch={m.arch} "
+            "does not support it: set train.grad_checkpointing=false"
+        )
     if m.arch == "lsvit":
         if d.size % m.patch_size:
             raise UserError(

@@ -180,7 +180,7 @@ class HPNet(nn.Module):
         feedback = joints is not None and self.joint_tokens is not None
         start = self.feedback_from if feedback else len(bb.blocks)
         for blk in bb.blocks[:start]:
-            x = blk(x)
+            x = bb.run_block(blk, x)
         fed_back = None
         if start < len(bb.blocks):
             pooled = pool_at_joints(x[:, :, 1:], bb.grid_size, joints, self.window)
@@ -188,7 +188,7 @@ class HPNet(nn.Module):
             keep = torch.cat([mask.new_ones((*mask.shape[:2], n)), mask], dim=2)  # (B,T,L)
             x = torch.cat([x, tokens], dim=2)
             for blk in bb.blocks[start:]:
-                x = blk(x, key_mask=keep)
+                x = bb.run_block(blk, x, key_mask=keep)
             fed_back = bb.norm(x[:, :, n:])  # updated joint tokens (B, T, PK, D)
             x = x[:, :, :n]
         x = bb.norm(x)

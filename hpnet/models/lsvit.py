@@ -234,7 +234,15 @@ class LSViT(nn.Module):
         return len(self.blocks) + 1
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations
+        (``train.grad_checkpointing``): less memory, one more forward per block."""
         self.grad_checkpointing = enable
+
+    def run_block(self, block: nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``block(x, **kwargs)``, checkpointed when on and gradients are being recorded."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False, **kwargs)
+        return block(x, **kwargs)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -265,10 +273,7 @@ class LSViT(nn.Module):
         """frames (B, T, C, H, W) -> normalised tokens (B, T, 1 + N, D)."""
         x = self.embed(x)
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = self.run_block(block, x)
         return self.norm(x)
 
     def pool_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

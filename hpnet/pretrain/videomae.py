@@ -190,10 +190,7 @@ class VideoMAE(nn.Module):
         positions = visible_positions(mask) if positions is None else positions
         x = embed_visible(enc, video, positions)  # (B, T, 1 + N_v, D)
         for block in enc.blocks:
-            if enc.grad_checkpointing and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = enc.run_block(block, x)
         return enc.norm(x)
 
     def decode(

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from hpnet.cli import UserError
-
-EXPORTED = (".pt2", ".onnx")
+from hpnet.export import exported_format
 
 
 class Classifier:
@@ -232,7 +231,7 @@ def load(
 
     path = Path(path)
     overrides = [*overrides, *([f"train.device={device}"] if device else [])]
-    if path.suffix in EXPORTED:
+    if exported_format(path):
         if labels is not None or config is not None:
             raise UserError(
                 f"{path} is an exported model: its labels and config are baked in "

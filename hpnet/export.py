@@ -35,6 +35,12 @@ META_NAME = "hpnet.json"  # the metadata's name in both formats
 FORMATS = {".pt2": "torch.export", ".onnx": "onnx"}
 
 
+def exported_format(path: str | Path) -> str | None:
+    """``torch.export`` or ``onnx`` for a file named as an exported model (any case:
+    ``model.PT2`` too), None for anything else (a checkpoint)."""
+    return FORMATS.get(Path(path).suffix.lower())
+
+
 class LogitsModel(nn.Module):
     """``model(video, joints)["logits"]`` as a module with tensor inputs and one tensor output
     (what exporters take). ``joints`` is an input only when ``uses_pose``."""
@@ -89,7 +95,7 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path) -> dict[str, An
     """Export ``model`` (an HP-Net on the CPU) to ``out`` (``.pt2`` or ``.onnx``), atomically;
     returns the metadata written with it."""
     out = Path(out)
-    kind = FORMATS.get(out.suffix)
+    kind = exported_format(out)
     if kind is None:
         raise UserError(f"--out {out}: give a .pt2 (torch.export) or .onnx (ONNX) file name")
     meta = export_metadata(model, cfg)
@@ -206,13 +212,14 @@ def load_exported(path: str | Path) -> ExportedModel:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"exported model not found: {path}")
-    if path.suffix == ".pt2":
+    kind = exported_format(path)
+    if kind == "torch.export":
         extra = {META_NAME: ""}
         program = torch.export.load(str(path), extra_files=extra)
         if not extra[META_NAME]:
             raise UserError(f"{path} holds no {META_NAME}: was it written by hpnet.export?")
         return ExportedModel(path, json.loads(extra[META_NAME]), program.module())
-    if path.suffix == ".onnx":
+    if kind == "onnx":
         return _load_onnx(path)
     raise UserError(f"{path}: an exported model is a .pt2 or .onnx file")
 

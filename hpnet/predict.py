@@ -177,6 +177,7 @@ def emit(
 
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.api import explain_method, load
+    from hpnet.export import exported_format
     from hpnet.inference import collect_videos
 
     args = _parser().parse_intermixed_args(argv)
@@ -187,6 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if explain and not args.overlay:
         raise UserError(
             f"--explain {explain} draws on the overlay: add --overlay out.mp4 (or .png)"
+        )
+    if explain and exported_format(args.checkpoint):
+        raise UserError(
+            f"--explain needs the model's layers: {args.checkpoint} is exported "
+            "(give the checkpoint it was exported from)"
         )
     _check_window_arguments(args)
     if args.overlay:

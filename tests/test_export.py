@@ -37,7 +37,7 @@ def _inputs(batch: int, pose: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
 @pytest.mark.parametrize("pose", [True, False], ids=["pose", "rgb"])
 def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose):
     model, cfg = _model(pose)
-    out = tmp_path / "model.pt2"
+    out = tmp_path / ("model.pt2" if pose else "Model.PT2")  # the suffix in any case
     meta = export_model(model, cfg, out)
     assert meta["labels"] == CLASSES and meta["uses_pose"] is pose
     exported = load_exported(out)
@@ -59,6 +59,10 @@ def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose
         with pytest.raises(ValueError, match="exported without pose"):
             exported(video, torch.rand(2, 4, 2, 17, 3))
     assert hpnet.load(out, overrides=["pose.persons=3"] * (not pose)).labels == CLASSES
+    from hpnet.predict import main as predict_main
+
+    with pytest.raises(UserError, match=r"--explain needs the model's layers: .* is exported"):
+        predict_main(["v.mp4", "--checkpoint", str(out), "--overlay", "o.png", "--cam"])
 
 
 @pytest.mark.slow

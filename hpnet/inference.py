@@ -155,8 +155,8 @@ class JointFinder:
         if cached is not None:
             try:
                 return self.cache(cached, sampled.indices, sampled.info), "cache"
-            except UserError as err:  # a corrupt file: this video's joints come from YOLO
-                logger.warning("%s; estimating the joints instead", err)
+            except UserError as err:  # a corrupt file: as if the video had none
+                logger.warning("%s; %s", err, self.instead_of_cache)
         return self.from_frames(sampled)
 
     def from_frames(self, sampled: SampledVideo) -> tuple[np.ndarray, str]:
@@ -167,6 +167,13 @@ class JointFinder:
             return self.estimate(sampled), "estimated"
         v, t = sampled.indices.shape
         return np.zeros((v, t, self.persons, NUM_JOINTS, 3), np.float32), "none"
+
+    @property
+    def instead_of_cache(self) -> str:
+        """What gives the joints of a video whose cache file cannot be read (for warnings)."""
+        if self.can_estimate:
+            return "estimating the joints instead"
+        return "its joints count as missing (pose estimation is off)"
 
     @property
     def can_estimate(self) -> bool:

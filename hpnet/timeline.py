@@ -292,15 +292,15 @@ def _pose_source(p: Any, cached: dict | None) -> str | None:
 
 def _cached_joints(p: Any, video: Any, plan: WindowPlan, info: Any) -> dict | None:
     """Joints ``(P, 17, 3)`` by frame index of every grid frame, read from the video's pose
-    cache file in one go; None without a file (or with a corrupt one: the pose model then
-    estimates the joints batch by batch, as :func:`_joints_of` does)."""
+    cache file in one go; None without a file (or with a corrupt one: the joints then come
+    batch by batch from :func:`_joints_of`, as for a video without a file)."""
     if p.joints is None or (record := p.joints.cached_record(video)) is None:
         return None
     grid = plan.grid()
     try:
         joints = p.joints.cache(record, grid[None], info)[0]  # (G, P, 17, 3)
     except UserError as err:  # a corrupt file, or one of another video
-        logger.warning("%s; estimating the joints instead", err)
+        logger.warning("%s; %s", err, p.joints.instead_of_cache)
         return None
     return dict(zip(grid.tolist(), joints, strict=True))
 

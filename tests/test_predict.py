@@ -150,7 +150,9 @@ def test_linear_head_cannot_take_other_labels(tiny_args, clips, tmp_path):
         main([str(clips / "golf.avi"), "--checkpoint", str(linear), "--labels", "a,b"])
 
 
-def test_pose_from_the_cache_else_from_yolo(checkpoint, clips, yolo_weights, tmp_path, capsys):
+def test_pose_from_the_cache_else_from_yolo(
+    checkpoint, clips, yolo_weights, tmp_path, capsys, caplog
+):
     """A video with a cache file uses it (found by its path's tail), the others run YOLO."""
     cache = tmp_path / "cache"
     sampled = read_sampled(clips / "golf.avi", frames=4, views=1)
@@ -173,6 +175,7 @@ def test_pose_from_the_cache_else_from_yolo(checkpoint, clips, yolo_weights, tmp
         str(cache), f"pose.weights={yolo_weights}",
     )  # fmt: skip
     assert code == 0 and doc["videos"][0]["pose"] == "estimated"
+    assert "golf.avi.npz" in caplog.text and "estimating the joints instead" in caplog.text
 
 
 def test_joint_finder_lays_estimated_joints_out_per_sampled_frame():

@@ -277,6 +277,7 @@ def test_a_cached_video_reads_its_pose_file_once(checkpoint, tmp_path, monkeypat
     with caplog.at_level(logging.WARNING, logger="hpnet.timeline"):
         broken = clf.timeline(video, window=1.0, stride=0.25)
     assert broken["pose"] == "none" and "corrupt pose cache file" in caplog.text
+    assert "count as missing (pose estimation is off)" in caplog.text  # not "estimating"
 
 
 @pytest.mark.slow

@@ -73,6 +73,21 @@ def remove_stale_temp_files(path: Path, *, keep_live_writers: bool = False) -> i
     return removed
 
 
+def remove_dead_writers_temp_files(folder: Path) -> int:
+    """Delete every ``<name>.<pid>.tmp`` directly in ``folder`` whose writer is gone (all a
+    run folder's files at once, whatever they are named); returns how many were removed."""
+    removed = 0
+    if folder.is_dir():
+        for leftover in folder.glob("*.*.tmp"):
+            pid = leftover.name.removesuffix(".tmp").rpartition(".")[2]
+            if not pid.isdigit() or (pid != str(os.getpid()) and _writer_alive(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def _writer_alive(pid: str) -> bool:
     """Whether process ``pid`` (a temp file's name part) lives on this machine."""
     if not pid.isdigit() or int(pid) <= 0:

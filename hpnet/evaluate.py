@@ -99,15 +99,20 @@ def run_test(
     return report
 
 
-def write_report(report: dict[str, Any], classes: list[str], out: Path) -> None:
-    """``eval.json`` plus ``confusion_matrix.csv`` / ``.png`` in ``out``."""
-    from hpnet.atomic import write_atomic, write_errors_reported
+def write_report(
+    report: dict[str, Any], classes: list[str], out: Path, others: Sequence[tuple] = ()
+) -> None:
+    """``confusion_matrix.csv`` / ``.png`` (and ``confusion_matrix-<name>.*`` of each of
+    ``others``: (name, confusion, classes)), then ``eval.json`` in ``out``: last, so that a
+    report on disk means its whole evaluation is."""
+    from hpnet.atomic import write_atomic
 
+    save_confusion(report["confusion"], classes, out)
+    for name, confusion, names in others:
+        save_confusion(confusion, names, out, stem=f"confusion_matrix-{name}")
     public = {k: v for k, v in report.items() if k != "confusion"}
     text = json.dumps(public, indent=2) + "\n"
     write_atomic(out / "eval.json", lambda f: f.write(text.encode()), what="evaluation report")
-    with write_errors_reported(out / "confusion_matrix.png", what="confusion matrix"):
-        save_confusion(report["confusion"], classes, out)
 
 
 def run_dataset_tests(
@@ -180,14 +185,8 @@ def write_run_report(
             d.name: {**_scores(r), **({"val": _scores(v)} if v else {})}
             for d, r, v in zip(datasets, reports, vals, strict=True)
         }
-    write_report(report, datasets[0].classes, out)
-    if len(datasets) > 1:
-        from hpnet.atomic import write_errors_reported
-
-        for d, r in zip(datasets, reports, strict=True):
-            stem = f"confusion_matrix-{d.name}"
-            with write_errors_reported(out / f"{stem}.png", what="confusion matrix"):
-                save_confusion(r["confusion"], d.classes, out, stem=stem)
+    others = [(d.name, r["confusion"], d.classes) for d, r in zip(datasets, reports, strict=True)]
+    write_report(report, datasets[0].classes, out, others if len(datasets) > 1 else ())
     return report
 
 

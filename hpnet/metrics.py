@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from hpnet.atomic import write_atomic
 
 
 def classification_report(
@@ -57,13 +60,16 @@ def save_confusion(
     out_dir: Path,
     stem: str = "confusion_matrix",
 ) -> None:
-    """Write ``<stem>.csv`` and ``<stem>.png`` (row-normalised) to out_dir."""
+    """Write ``<stem>.csv`` and ``<stem>.png`` (row-normalised) to out_dir, each atomically
+    (a kill keeps the previous file whole; an OS error is a one-line :class:`UserError`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / f"{stem}.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["true \\ predicted", *class_names])
-        for name, row in zip(class_names, confusion, strict=True):
-            w.writerow([name, *row])
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["true \\ predicted", *class_names])
+    for name, row in zip(class_names, confusion, strict=True):
+        w.writerow([name, *row])
+    data = text.getvalue().encode("utf-8")
+    write_atomic(out_dir / f"{stem}.csv", lambda f: f.write(data), what="confusion matrix")
 
     import matplotlib
 
@@ -91,5 +97,11 @@ def save_confusion(
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title("confusion matrix (row-normalised)")
     fig.tight_layout()
-    fig.savefig(out_dir / f"{stem}.png", dpi=120)
-    plt.close(fig)
+    try:
+        write_atomic(
+            out_dir / f"{stem}.png",
+            lambda f: fig.savefig(f, format="png", dpi=120),
+            what="confusion matrix",
+        )
+    finally:
+        plt.close(fig)

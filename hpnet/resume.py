@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpnet.atomic import write_atomic
+import yaml
+
+from hpnet.atomic import remove_dead_writers_temp_files, write_atomic
 from hpnet.checkpoint import (
     FORMAT_VERSION,
     OUT_DIR_OPTION,
@@ -19,7 +21,7 @@ from hpnet.checkpoint import (
     set_rng_state,
 )
 from hpnet.cli import UserError
-from hpnet.config import Config, config_to_dict, flat_config
+from hpnet.config import Config, config_to_dict, flat_config, save_config
 from hpnet.distributed import DistInfo
 from hpnet.engine import EpochProgress
 from hpnet.runtime import label_sets
@@ -47,7 +49,6 @@ def resume_run(
         resumed = EpochProgress.from_dict(ckpt["progress"]["epoch"])
         step -= resumed.steps  # `step` counts the optimizer steps of finished epochs
     if dist.is_main:
-        rewind_metrics(out / "metrics.jsonl", start_epoch)
         where = (
             f"in epoch {start_epoch + 1} after batch {resumed.batches}"
             if resumed
@@ -116,6 +117,31 @@ def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
     return changes
 
 
+def check_run_config(folder: Path, cfg: Config) -> None:
+    """Refuse ``cfg`` for run folder ``folder`` when the run there (its ``config.yaml``) is
+    another experiment (:func:`resume_changes`): ``--splits`` checks every split's folder up
+    front, so that no finished split of other settings is averaged into the summary. A folder
+    without a readable ``config.yaml`` has nothing to refuse."""
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return
+    if isinstance(saved, dict):
+        _refuse_changes(resume_changes(saved, cfg), f"cannot continue the run in {folder}")
+
+
+def _refuse_changes(changed: list[tuple[str, Any, Any]], subject: str) -> None:
+    """The one-line refusal of :func:`resume_changes`' first change (the others named)."""
+    if not changed:
+        return
+    key, then, now = changed[0]
+    more = f" (and {', '.join(k for k, _, _ in changed[1:])})" if len(changed) > 1 else ""
+    raise UserError(
+        f"{subject}: it used {key}={then}, this run has {now}{more} (drop those overrides, or "
+        "start a new run in another train.out_dir)"
+    )
+
+
 def _fixed_part(entries: list) -> list:
     """``data.joint`` entries without the keys a resume may change."""
     return [{k: v for k, v in e.items() if k not in JOINT_MAY_CHANGE} for e in entries or []]
@@ -149,13 +175,12 @@ def check_resumable(
                 f"{then[1]}, this run has {now[0]} x {now[1]} (use the same process count and "
                 "train.batch_size)"
             )
-    changed = resume_changes(ckpt.get("config", {}), cfg)
-    if changed:
-        key, then, now = changed[0]
-        more = f" (and {', '.join(k for k, _, _ in changed[1:])})" if len(changed) > 1 else ""
+    _refuse_changes(resume_changes(ckpt.get("config", {}), cfg), f"cannot resume {path}")
+    if ckpt.get("epoch", 0) > cfg.train.epochs:  # the last.pt, config and metrics would disagree
         raise UserError(
-            f"cannot resume {path}: it used {key}={then}, this run has {now}{more} (drop those "
-            "overrides, or start a new run in another train.out_dir)"
+            f"cannot resume {path}: it has trained {ckpt['epoch']} epochs, more than "
+            f"train.epochs={cfg.train.epochs} (give train.epochs={ckpt['epoch']} or more, or "
+            "start a new run in another train.out_dir)"
         )
     saved_world = ckpt.get("world_size")
     if saved_world is not None and saved_world != dist.world_size:
@@ -210,6 +235,16 @@ def mid_epoch_saver(
         clock.saved()
 
     return save_if_due
+
+
+def prepare_run_folder(cfg: Config, out: Path, start_epoch: int) -> None:
+    """On the main process, once a resume (if any) is accepted: remove what killed writes left
+    (``*.<pid>.tmp``), write ``config.yaml`` and keep in ``metrics.jsonl`` only the records
+    of the ``start_epoch`` epochs the run starts after: none for a fresh run, whose folder may
+    hold the rows of a run killed before its first ``last.pt``."""
+    remove_dead_writers_temp_files(out)
+    save_config(cfg, out / "config.yaml")
+    rewind_metrics(out / "metrics.jsonl", start_epoch)
 
 
 def rewind_metrics(path: Path, epoch: int) -> None:

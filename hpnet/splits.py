@@ -113,11 +113,14 @@ def check_protocol(folder: Path, cfg: Config, folder_option: str) -> None:
 def training_finished(folder: Path, epochs: int) -> bool:
     """True when a training run in ``folder`` completed ``epochs`` epochs and its final test.
 
-    The signs (written in this order by ``hpnet.train``): ``eval.json``, and in
-    ``metrics.jsonl`` the record of epoch ``epochs`` (or later) followed by the ``test`` record.
-    A run killed before it wrote them, or one given more epochs since, is not finished.
+    The signs (written in this order by ``hpnet.train``): ``eval.json`` of its ``last.pt``,
+    and in ``metrics.jsonl`` the record of epoch ``epochs`` (or later) followed by the ``test``
+    record. A run killed before it wrote them, or one given more epochs since, is not finished;
+    nor is one whose ``eval.json`` ``hpnet.evaluate`` replaced with a score of another
+    checkpoint (``best.pt``): resuming it redoes the final test of ``last.pt``.
     """
-    if read_report(folder) is None:
+    report = read_report(folder)
+    if report is None or Path(str(report.get("checkpoint", "last.pt"))).name != "last.pt":
         return False
     try:
         lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()

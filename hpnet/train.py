@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.atomic import copy_atomic, remove_stale_temp_files, write_errors_reported
+from hpnet.atomic import copy_atomic, write_errors_reported
 from hpnet.checkpoint import (
     OUT_DIR_OPTION,
     atomic_save,
@@ -35,7 +35,6 @@ from hpnet.config import (
     add_config_arguments,
     describe,
     load_config,
-    save_config,
 )
 from hpnet.distributed import DistInfo, all_reduce_sum, broadcast_buffers, distributed_session
 from hpnet.engine import EpochProgress
@@ -45,6 +44,8 @@ from hpnet.models.backbones import set_backbone_frozen
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
+    check_run_config,
+    prepare_run_folder,
     resume_path,
     resume_run,
     run_checkpoint,
@@ -108,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         base = Path(cfg.train.out_dir)
         for split in splits:  # on every process, before any waits for the others
-            check_protocol(split_folder(base, split), with_split(cfg, split), OUT_DIR_OPTION)
+            folder, split_cfg = split_folder(base, split), with_split(cfg, split)
+            check_protocol(folder, split_cfg, OUT_DIR_OPTION)
+            check_run_config(folder, split_cfg)
 
         def run_split(split: int, folder: Path) -> None:
             train = dataclasses.replace(cfg.train, out_dir=str(folder), resume="auto")
@@ -194,9 +197,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
             resume_from, cfg, sets, (model, optimizer, scheduler, scaler), dist, out
         )
     if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
-        save_config(cfg, out / "config.yaml")
-        for name in ("last.pt", "best.pt", "metrics.jsonl"):  # what a killed write left
-            remove_stale_temp_files(out / name)
+        prepare_run_folder(cfg, out, start_epoch)
 
     # per-dataset linear heads: only the batch's own head has gradients in a step; a frame
     # encoder frozen for the first epochs has none then
@@ -257,12 +258,22 @@ def _epoch(
         log_metrics(run.out, record, tb)
         print(_summary(record, cfg.train.epochs))
         ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets, world_size=w)
-        atomic_save(ckpt, run.out / "last.pt")
+        _save_epoch_end(ckpt, run.out, is_best)
         clock.saved()
-        if is_best:  # the same dict: copied, not serialised a second time
-            copy_atomic(run.out / "last.pt", run.out / "best.pt", what="checkpoint",
-                        folder_option=OUT_DIR_OPTION)  # fmt: skip
     return step, best
+
+
+def _save_epoch_end(ckpt: dict[str, Any], out: Path, is_best: bool) -> None:
+    """``last.pt`` (and ``best.pt``, the same bytes, when ``is_best``). best.pt comes first: a
+    run killed between the two resumes from the previous last.pt and redoes this epoch, which
+    picks its best.pt again; the other way round, the resumed run would know this epoch's
+    top-1 as the best already and never write its best.pt."""
+    last, best = out / "last.pt", out / "best.pt"
+    if not is_best:
+        atomic_save(ckpt, last)
+        return
+    atomic_save(ckpt, best)
+    copy_atomic(best, last, what="checkpoint", folder_option=OUT_DIR_OPTION)
 
 
 def _evaluate_epoch(record: dict[str, Any], tests: tuple) -> float | None:

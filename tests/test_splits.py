@@ -69,11 +69,14 @@ def test_summary_mean_and_sample_std_by_hand():
     assert sample_std([1.0, 3.0]) == pytest.approx(math.sqrt(2))
 
 
-def _write_run(folder: Path, records: list[dict], report: bool = True) -> None:
+def _write_run(
+    folder: Path, records: list[dict], report: bool = True, checkpoint: str | None = None
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if report:
-        (folder / "eval.json").write_text('{"top1": 0.5}')
+        scored = {} if checkpoint is None else {"checkpoint": str(folder / checkpoint)}
+        (folder / "eval.json").write_text(json.dumps({"top1": 0.5, **scored}))
 
 
 def test_a_run_is_finished_after_its_last_epoch_and_final_test(tmp_path):
@@ -89,6 +92,10 @@ def test_a_run_is_finished_after_its_last_epoch_and_final_test(tmp_path):
     _write_run(tmp_path / "older_report", [train[0], test])  # eval.json of a 1-epoch run
     assert not training_finished(tmp_path / "older_report", epochs=2)
     assert not training_finished(tmp_path / "absent", epochs=1)
+    _write_run(tmp_path / "final", [*train, test], checkpoint="last.pt")
+    assert training_finished(tmp_path / "final", epochs=2)
+    _write_run(tmp_path / "evaluated_best", [*train, test], checkpoint="best.pt")
+    assert not training_finished(tmp_path / "evaluated_best", epochs=2)  # not last.pt's test
 
 
 # ----------------------------------------------------------------------------- argument errors
@@ -233,6 +240,10 @@ def test_train_splits_killed_mid_split_resume_to_the_same_summary(
     assert capsys.readouterr().out.count("finished earlier") == 3
     assert {p: p.stat().st_mtime_ns for p in killed.glob("split*/*.pt")} == before
     assert _scores(json.loads((killed / "summary.json").read_text())) == _scores(reference)
+    # Other settings are another experiment: refused up front, not averaged with these splits.
+    with pytest.raises(UserError, match=r"continue the run in .*split1: it used train\.lr="):
+        _train([*args, "train.lr=0.123"], killed)
+    assert {p: p.stat().st_mtime_ns for p in killed.glob("split*/*.pt")} == before
 
 
 def _run_stopping_on_timeout(cmd: list[str], env: dict, timeout: float) -> tuple[int, str, str]:

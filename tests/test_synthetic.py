@@ -166,6 +166,8 @@ def test_disk_cache_is_reused(tmp_path, monkeypatch):
     monkeypatch.undo()
     (path,) = tmp_path.glob("synthetic-*/train.npz")
     path.write_bytes(b"not a zip file")  # a damaged cache is rendered again and replaced
+    for name in ("train.npz.4000004.tmp", "train.json.4000005.tmp"):  # killed writers' halves
+        (path.parent / name).write_bytes(b"half")
     assert torch.equal(SyntheticActions("train", root=tmp_path, **args).video, first.video)
     assert not list(path.parent.glob("*.tmp"))
 

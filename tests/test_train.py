@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from crash import assert_same_weights, crash_after_saves
 
 from hpnet import engine
 from hpnet import train as hpnet_train
@@ -119,6 +120,8 @@ def test_resume_refuses_any_other_experiment_and_takes_where_and_when(tiny_args,
     ]  # fmt: skip
     assert _run(tiny_args, out, *resumed) == 0
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    with pytest.raises(UserError, match=r"has trained 2 epochs, more than train\.epochs=1"):
+        _run(tiny_args, out, *resumed, "train.epochs=1")
 
 
 def test_what_a_resume_may_change():
@@ -197,6 +200,55 @@ def test_resume_gives_the_same_weights(tiny_args, tmp_path, monkeypatch):
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
     for name, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_a_run_killed_between_its_best_and_last_writes_keeps_its_best(
+    tiny_args, tmp_path, monkeypatch
+):
+    """Killed just after an epoch's first checkpoint write: the rerun's best.pt is the one an
+    uninterrupted run writes (before, last.pt came first and best.pt was never written)."""
+    whole = tmp_path / "whole"
+    _run(tiny_args, whole, "train.epochs=1")
+    crashed = tmp_path / "crashed"
+    crash_after_saves(monkeypatch, hpnet_train, 1)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_args, crashed, "train.epochs=1")
+    monkeypatch.undo()
+    leftovers = [crashed / "config.yaml.4000001.tmp", crashed / "eval.json.4000002.tmp"]
+    for leftover in leftovers:  # what writes killed at other moments leave
+        leftover.write_text("half")
+    assert _run(tiny_args, crashed, "train.epochs=1", "train.resume=auto") == 0
+    first, second = assert_same_weights(whole / "best.pt", crashed / "best.pt")
+    assert first["epoch"] == second["epoch"] == 1 and second["best_top1"] == first["best_top1"]
+    rows = [_metric_rows(run) for run in (whole, crashed)]  # the killed run's row not repeated
+    assert rows[0] == rows[1] == [("train", 1), ("test", None)]
+    assert not any(leftover.exists() for leftover in leftovers)
+
+
+def _metric_rows(run: Path) -> list[tuple[str, int | None]]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [(r["type"], r.get("epoch")) for r in map(json.loads, lines)]
+
+
+def test_the_confusion_matrix_is_written_before_the_report(tmp_path, monkeypatch):
+    """eval.json last: a run killed while writing the confusion matrix has no report, so a
+    rerun of --splits does not take the evaluation for finished."""
+    from hpnet import evaluate
+
+    report = {"top1": 1.0, "confusion": [[1, 0], [0, 1]]}
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "save_confusion", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.write_report(report, ["a", "b"], tmp_path)
+    assert not (tmp_path / "eval.json").exists()
+    monkeypatch.undo()
+    evaluate.write_report(report, ["a", "b"], tmp_path, [("x", [[2]], ["c"])])
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"eval.json", *(f"confusion_matrix{s}" for s in (".csv", ".png", "-x.csv",
+                                                                      "-x.png"))}  # fmt: skip
 
 
 @pytest.mark.gpu

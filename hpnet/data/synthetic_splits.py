@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import remove_stale_temp_files, write_atomic
 from hpnet.data import motions, render
 from hpnet.data.motions import ACTIONS
 from hpnet.data.render import render_clip
@@ -133,6 +133,9 @@ def load_or_render(
     if tuple(actions) != ACTIONS:  # (the key of an all-actions split is unchanged)
         settings["actions"] = list(actions)
     path = None if root is None else cache_file(root, split, **settings)
+    if path is not None:  # what writers killed mid-write left (a DDP rank may be writing)
+        for name in (path, path.with_suffix(".json")):
+            remove_stale_temp_files(name, keep_live_writers=True)
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:

@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 
-from hpnet.atomic import remove_stale_temp_files
 from hpnet.checkpoint import atomic_save
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
@@ -32,7 +31,6 @@ from hpnet.config import (
     changed_keys,
     describe,
     load_config,
-    save_config,
 )
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record
@@ -42,6 +40,7 @@ from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
 from hpnet.pretrain.videomae import VideoMAE
 from hpnet.resume import (
     CheckpointClock,
+    prepare_run_folder,
     resume_path,
     resume_run,
     run_checkpoint,
@@ -256,9 +255,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
         check_pretrain_resumable(resume_from, cfg)
         start_epoch, step, _, resumed = resume_run(resume_from, cfg, [], parts, dist, out)
     if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
-        save_config(cfg, out / "config.yaml")
-        for name in ("last.pt", "metrics.jsonl"):
-            remove_stale_temp_files(out / name)
+        prepare_run_folder(cfg, out, start_epoch)
     net = training_net(model, cfg, dist, device)
     transform, amp_dtype = build_transform(cfg, device), amp_dtype_for(cfg.train.amp, device)
     batch_step = pretrain_batch

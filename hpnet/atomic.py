@@ -180,6 +180,22 @@ def copy_atomic(
     write_atomic(path, copy, what=what, folder_option=folder_option)
 
 
+def make_folder(
+    folder: str | Path, *, what: str = "folder", folder_option: str | None = None
+) -> Path:
+    """``folder`` created with its parents when missing; a file in the way, or an OS error (no
+    permission, a read-only place), is a one-line :class:`UserError` naming ``folder_option``
+    (how the user picks another folder). Call it before long work that writes there."""
+    folder = Path(folder)
+    other = f": choose another {folder_option}" if folder_option else ""
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise UserError(f"cannot make {what} {folder}: {part} is a file, not a folder{other}")
+    with write_errors_reported(folder, what=what, folder_option=folder_option):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextlib.contextmanager
 def write_errors_reported(
     path: str | Path, *, what: str = "file", folder_option: str | None = None

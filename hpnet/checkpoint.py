@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,20 @@ import numpy as np
 import torch
 
 from hpnet.atomic import write_atomic
-from hpnet.cli import UserError
+from hpnet.cli import UserError, error_reason
 
 FORMAT_VERSION = 1
 OUT_DIR_OPTION = "train.out_dir=DIR"  # how a user puts a run's files elsewhere (in messages)
+REQUIRED_ENTRIES = ("config", "model")  # what every run writes (hpnet.train and hpnet.pretrain)
+USE_RUN_CHECKPOINT = "use the last.pt or best.pt that hpnet.train wrote"
+# hpnet.export's file suffixes (its FORMATS; not imported: hpnet.export imports hpnet.config)
+EXPORTED_SUFFIXES = (".pt2", ".onnx")
+NOT_A_TORCH_FILE = "empty, truncated or not a PyTorch checkpoint file"
+HOLDS_OBJECTS = (
+    "it holds Python objects other than tensors and plain values, which hpnet never unpickles"
+)
+# What torch.load raises on an empty, truncated or foreign file (a text file: KeyError, ...)
+UNREADABLE_ERRORS = (EOFError, KeyError, IndexError, pickle.UnpicklingError, zipfile.BadZipFile)
 
 
 def atomic_save(obj: Any, path: str | Path, *, folder_option: str = OUT_DIR_OPTION) -> None:
@@ -41,40 +52,79 @@ def atomic_save(obj: Any, path: str | Path, *, folder_option: str = OUT_DIR_OPTI
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by hpnet, with ``weights_only=True`` (no arbitrary unpickling)."""
+    """Load a checkpoint written by hpnet, with ``weights_only=True`` (no arbitrary unpickling).
+
+    Anything else (a folder, an exported model, a file torch cannot read, another program's
+    checkpoint or state dict) is a :class:`UserError` that names the file and the fix.
+    """
     path = Path(path)
+    if path.is_dir():  # a run folder
+        raise UserError(f"{path} is a folder: pass {path / 'best.pt'} or {path / 'last.pt'}")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    if is_exported_model(path):
+        raise UserError(
+            f"{path} is an exported model: this command needs the last.pt/best.pt it was "
+            "exported from"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:  # weights_only refused an object: never unpickle it
-        if not _looks_like_torch_save(path):  # a text file, an image, ...
-            raise UserError(
-                f"cannot load checkpoint {path}: not a PyTorch checkpoint file "
-                "(use the last.pt or best.pt that hpnet.train wrote)"
-            ) from err
+    except Exception as err:  # torch raises many types for corrupt or foreign files
         raise UserError(
-            f"cannot load checkpoint {path}: it holds Python objects other than tensors and "
-            "plain values, which hpnet never unpickles (is it a checkpoint hpnet wrote?)"
+            f"cannot load checkpoint {path}: {load_error_reason(err, path)} ({USE_RUN_CHECKPOINT})"
         ) from err
-    except Exception as err:  # torch raises several types for corrupt or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"cannot load checkpoint {path}: {type(err).__name__}: {reason}") from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise UserError(f"{path} is not an hpnet checkpoint (no 'model' entry)")
+    if not isinstance(ckpt, dict):  # a tensor, a list, ... saved with torch.save
+        raise UserError(
+            f"{path} is not a checkpoint written by hpnet.train (it holds a "
+            f"{type(ckpt).__name__}, not a dict): {USE_RUN_CHECKPOINT}"
+        )
     fmt = ckpt.get("format")
     if isinstance(fmt, int) and fmt > FORMAT_VERSION:  # its layout may mean something else
         raise UserError(
             f"{path} was written by a newer hpnet (checkpoint format {fmt}; this one reads "
             f"format {FORMAT_VERSION}): upgrade hpnet (pip install -U hpnet) to load it"
         )
+    for entry in REQUIRED_ENTRIES:  # a bare state dict, or another program's checkpoint
+        if not isinstance(ckpt.get(entry), dict):
+            raise UserError(
+                f"{path} is not a checkpoint written by hpnet.train (no {entry!r} entry): "
+                f"{USE_RUN_CHECKPOINT}"
+            )
     return ckpt
 
 
+def is_exported_model(path: str | Path) -> bool:
+    """``path`` is named as a file of ``python -m hpnet.export`` (``.pt2``/``.onnx``, any case)."""
+    return Path(path).suffix.lower() in EXPORTED_SUFFIXES
+
+
+def load_error_reason(err: BaseException, path: str | Path | None = None) -> str:
+    """A short, one-line reason for ``err``, raised by ``torch.load`` (or another weights
+    reader) on a file: :data:`NOT_A_TORCH_FILE` for an unreadable file, :data:`HOLDS_OBJECTS`
+    when ``weights_only`` refused it, else ``Type: first line``. ``path``: the file, when it
+    was given to ``torch.load`` (any error on what is neither a zip archive nor a pickle
+    stream means it is no torch.save file)."""
+    text = str(err)
+    torch_file = path is None or _looks_like_torch_save(Path(path))  # a text file may unpickle
+    if isinstance(err, pickle.UnpicklingError) and "weights only" in text.lower() and torch_file:
+        return HOLDS_OBJECTS
+    if (
+        not torch_file
+        or isinstance(err, UNREADABLE_ERRORS)
+        or "PytorchStreamReader" in text  # torch's zip reader: a truncated or foreign archive
+    ):
+        return NOT_A_TORCH_FILE
+    return error_reason(err)
+
+
 def _looks_like_torch_save(path: Path) -> bool:
-    """A zip archive (torch.save's format) or a pickle stream (its legacy format)."""
-    with open(path, "rb") as f:
-        head = f.read(4)
+    """A zip archive (torch.save's format) or a pickle stream (its legacy format); True when
+    the file cannot be read (the error itself says more)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return True
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 

@@ -42,13 +42,24 @@ def plain_text(text: str) -> str:
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None):
-    """Run a command's ``main(argv)`` and turn a :class:`UserError` into exit code 2."""
+    """Run a command's ``main(argv)`` and turn a :class:`UserError` into exit code 2, a video
+    that stops a ``data.on_error=raise`` run into exit code 1 (both one line on stderr)."""
+    from hpnet.data.decode_errors import VideoDecodeError
+
     configure_logging()
     try:
         code = main(argv)
     except UserError as err:
         print(f"hpnet: error: {one_line(str(err))}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    except VideoDecodeError as err:
+        print(
+            f"hpnet: error: {one_line(str(err))} (data.on_error=raise stops at the first such "
+            "video; data.on_error=skip leaves them out, python -m hpnet.data --check-decode "
+            "all lists them)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     except KeyboardInterrupt:
         print("hpnet: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -62,12 +73,25 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colours and styles (torch uses bold)
+
+
 def one_line(message: str) -> str:
-    """The message itself when a DataLoader worker raised it: torch re-raises the same type in
+    """``message`` as one plain line: lines joined by spaces, ANSI escape codes dropped.
+
+    When a DataLoader worker raised it, the message itself: torch re-raises the same type in
     the main process with "Caught UserError in DataLoader worker process 0." and the worker's
     traceback, whose last line is ``hpnet.cli.UserError: <message>``."""
-    if not (message.startswith("Caught ") and "\nOriginal Traceback" in message):
-        return message
-    last = [line for line in message.splitlines() if line.strip()][-1]
-    name, sep, text = last.partition(": ")
-    return text if sep and " " not in name else last
+    if message.startswith("Caught ") and "\nOriginal Traceback" in message:
+        last = [line for line in message.splitlines() if line.strip()][-1]
+        name, sep, text = last.partition(": ")
+        message = text if sep and " " not in name else last
+    lines = ANSI_ESCAPE.sub("", message).splitlines()
+    return " ".join(line.strip() for line in lines if line.strip())
+
+
+def error_reason(err: BaseException) -> str:
+    """``Type: first line of its message`` (plain text), or ``Type`` when it has none: a short
+    reason for a library's exception inside a :class:`UserError` message."""
+    lines = [line.strip() for line in ANSI_ESCAPE.sub("", str(err)).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

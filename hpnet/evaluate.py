@@ -201,6 +201,7 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hpnet.atomic import make_folder
     from hpnet.distributed import distributed_session
     from hpnet.models.from_checkpoint import model_from_checkpoint
     from hpnet.runtime import amp_dtype_for, build_run_datasets, build_transform, pick_device
@@ -219,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not overrides_key(args.overrides, "train.max_steps"):
         cfg.train.max_steps = 0  # a smoke run's cap on its steps: not on this test's videos
     device = pick_device(cfg.train.device)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    make_folder(out, what="evaluation folder", folder_option="--out DIR")  # before the test
     with distributed_session(device.type) as dist:
         datasets = build_run_datasets(cfg, test_views=cfg.eval.views)
         model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
@@ -233,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops)
         vals = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops, split="val")
         if dist.is_main:
-            out = Path(args.out) if args.out else Path(args.checkpoint).parent
             write_run_report(reports, datasets, out, str(args.checkpoint), vals, cfg)
             for d, report, val in zip(datasets, reports, vals, strict=True):
                 print(f"{d.name}: " * bool(d.name) + summary_line(report))

@@ -215,7 +215,7 @@ def load_exported(path: str | Path) -> ExportedModel:
     kind = exported_format(path)
     if kind == "torch.export":
         extra = {META_NAME: ""}
-        program = torch.export.load(str(path), extra_files=extra)
+        program = _load_pt2(path, extra)
         if not extra[META_NAME]:
             raise UserError(f"{path} holds no {META_NAME}: was it written by hpnet.export?")
         return ExportedModel(path, json.loads(extra[META_NAME]), program.module())
@@ -224,12 +224,44 @@ def load_exported(path: str | Path) -> ExportedModel:
     raise UserError(f"{path}: an exported model is a .pt2 or .onnx file")
 
 
+def _unloadable(path: Path, reason: str) -> UserError:
+    return UserError(
+        f"cannot load exported model {path}: {reason} (was it written by python -m hpnet.export?)"
+    )
+
+
+def _load_pt2(path: Path, extra_files: dict[str, str]) -> Any:
+    """``torch.export.load``; a file that is no torch.export archive is a :class:`UserError`
+    (told before loading: torch logs a traceback when it falls back to its older format)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise _unloadable(path, "empty, truncated or not a torch.export archive")
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if not any(n.endswith("/archive_format") for n in names) and any(
+        n.endswith("/data.pkl") for n in names
+    ):
+        reason = "a torch.save checkpoint (a renamed last.pt?), not a torch.export archive"
+        raise _unloadable(path, reason)
+    try:
+        return torch.export.load(str(path), extra_files=extra_files)
+    except Exception as err:  # torch raises many types for archives it cannot read
+        from hpnet.cli import error_reason
+
+        raise _unloadable(path, error_reason(err)) from err
+
+
 def _load_onnx(path: Path) -> ExportedModel:
     try:
         import onnxruntime as ort
     except ImportError:
         raise UserError(f"running {path} needs ONNX Runtime: pip install 'hpnet[onnx]'") from None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # InvalidProtobuf, InvalidArgument, ...: "... failed:<reason>"
+        detail = str(err).rpartition("failed:")[2].strip().rstrip(".") or type(err).__name__
+        raise _unloadable(path, f"not a valid ONNX model ({detail})") from err
     props = session.get_modelmeta().custom_metadata_map
     if META_NAME not in props:
         raise UserError(f"{path} holds no {META_NAME}: was it written by hpnet.export?")
@@ -260,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.checkpoint import load_checkpoint
     from hpnet.config import apply_overrides, config_from_dict, load_config
     from hpnet.models.from_checkpoint import model_from_checkpoint
+    from hpnet.predict import read_labels
 
     args = _parser().parse_intermixed_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
@@ -267,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     else:
         cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
-    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    labels = read_labels(args.labels, None)  # (the checks of predict --labels)
     model = model_from_checkpoint(ckpt, cfg, labels, source=args.checkpoint)
     meta = export_model(model, cfg, args.out)
     inputs = " and ".join(f"{n} {_shape_text(s)}" for n, s in input_shapes(meta).items())

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import make_folder, write_atomic
 
 
 def classification_report(
@@ -62,7 +62,7 @@ def save_confusion(
 ) -> None:
     """Write ``<stem>.csv`` and ``<stem>.png`` (row-normalised) to out_dir, each atomically
     (a kill keeps the previous file whole; an OS error is a one-line :class:`UserError`)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, what="folder of the confusion matrix")
     text = io.StringIO(newline="")
     w = csv.writer(text)
     w.writerow(["true \\ predicted", *class_names])

@@ -25,7 +25,7 @@ from typing import Any
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
-from hpnet.text.prompts import check_distinct_phrases
+from hpnet.text.prompts import check_labels
 from hpnet.timeline import check_smooth, check_window
 
 __all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
@@ -43,26 +43,28 @@ def split_inputs(items: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None:
-    """``--labels "a,b,c"`` or ``--labels-file F`` (one label per line) -> labels, or None."""
-    if labels and labels_file:
+    """``--labels "a,b,c"`` or ``--labels-file F`` (one label per line, UTF-8) -> labels
+    (:func:`~hpnet.text.prompts.check_labels`), or None without either. Blank entries are
+    dropped; ``--labels ""`` (an unset shell variable) is refused, not read as "none"."""
+    if labels is not None and labels_file:
         raise UserError("give --labels or --labels-file, not both")
     if labels_file:
         path = Path(labels_file).expanduser()
         if not path.is_file():
             raise UserError(f"labels file not found: {path} (--labels-file)")
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    elif labels:
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as err:
+            raise UserError(
+                f"labels file {path} is not UTF-8 text ({err.reason} at byte {err.start}): "
+                "save it as UTF-8 (--labels-file)"
+            ) from None
+        names = [line.strip() for line in lines]
+    elif labels is not None:
         names = [name.strip() for name in labels.split(",")]
     else:
         return None
-    names = [n for n in names if n]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UserError(f"label {twice[0]!r} is given twice (--labels/--labels-file)")
-    if len(names) < 2:
-        raise UserError(f"need at least 2 labels, got {names} (--labels/--labels-file)")
-    check_distinct_phrases(names, "--labels/--labels-file")
-    return names
+    return check_labels([n for n in names if n], "--labels/--labels-file")
 
 
 def print_table(results: list[dict[str, Any]], top_k: int) -> None:
@@ -196,11 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     _check_window_arguments(args)
     if args.overlay:
+        from hpnet.atomic import make_folder
         from hpnet.overlay import OVERLAY_FORMATS, is_overlay_format
 
         if not is_overlay_format(args.overlay):
             formats = ", ".join(OVERLAY_FORMATS)
             raise UserError(f"--overlay {args.overlay}: name it with one of {formats}")
+        make_folder(Path(args.overlay).parent, what="overlay folder", folder_option="--overlay")
     collect_videos(paths)  # a missing folder or one without videos: refused before loading
     classifier = load(
         args.checkpoint,

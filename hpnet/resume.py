@@ -70,6 +70,11 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
     if r == "auto":
         return out / "last.pt" if (out / "last.pt").exists() else None
     path = Path(r)
+    if path.is_dir():  # a run folder
+        raise UserError(
+            f"train.resume={r} is a folder: give {path / 'last.pt'} (or train.resume=auto "
+            f"with train.out_dir={r})"
+        )
     if not path.is_file():
         raise UserError(f"train.resume={r}: no such checkpoint file")
     return path

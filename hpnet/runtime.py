@@ -162,6 +162,28 @@ def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
     return out
 
 
+def check_videos(datasets: list[RunDataset], splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Refuse a dataset without videos in one of ``splits``, before anything trains (an empty
+    training split trained 0 steps and reported a test score; an empty test split failed
+    after the whole training)."""
+    for d in datasets:
+        for split in splits:
+            if len(getattr(d, split)) == 0:
+                entry = f"data.joint entry '{d.name}': " if d.name else ""
+                raise UserError(
+                    f"{entry}the {split} split has no videos ({_split_source(d.cfg, split)}): "
+                    "python -m hpnet.data --config ... shows what it finds where"
+                )
+
+
+def _split_source(cfg: Config, split: str) -> str:
+    """Where the videos of ``split`` come from, as the user sets it."""
+    d = cfg.data
+    if d.dataset == "list":
+        return f"data.{split}_list={getattr(d, f'{split}_list') or '(not set)'}"
+    return f"data.dataset={d.dataset}, data.root={d.root}"
+
+
 def label_sets(datasets: list[RunDataset]) -> list[tuple[str, list[str]]]:
     """``(name, classes)`` per dataset of a joint run; ``[]`` for one dataset."""
     return [(d.name, d.classes) for d in datasets] if len(datasets) > 1 else []

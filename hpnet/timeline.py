@@ -103,7 +103,7 @@ def plan_windows(
     ``times``: when each frame shows, for a variable frame rate (see
     :meth:`~hpnet.data.decode_reader.VideoReader.frame_times`). A video shorter than one window
     is one window over all of it; one shorter than ``frames`` frames pads it with its last
-    frame, as a test clip does."""
+    frame, as a test clip does. A window shorter than one frame is refused."""
     check_window(window, stride)
     if fps <= 0:
         raise UserError("the video does not say its frame rate: windows in seconds need one")
@@ -111,6 +111,13 @@ def plan_windows(
         duration = num_frames / fps
     else:  # the last frame shows for a mean frame's time
         duration = float(times[-1]) * num_frames / max(num_frames - 1, 1)
+    frame_time = duration / max(num_frames, 1)  # (a mean frame's, with a variable rate)
+    if window < frame_time * (1 - 1e-6):  # (below, the windows would hold no frame at all)
+        raise UserError(
+            f"--window {window:g} s is shorter than one frame of this video ({frame_time:.3g} s "
+            f"at {num_frames / duration:.3g} fps): give at least {frames * frame_time:.3g} s, "
+            f"the model's {frames} frames"
+        )
     step = min(window, duration) / frames
     grid_stride = max(1, round(stride / step))
     positions = max(frames, math.floor(duration / step + 1e-6))  # grid positions in the video

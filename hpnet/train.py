@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.atomic import copy_atomic, write_errors_reported
+from hpnet.atomic import copy_atomic, make_folder, write_errors_reported
 from hpnet.checkpoint import (
     OUT_DIR_OPTION,
     atomic_save,
@@ -59,6 +59,7 @@ from hpnet.runtime import (
     build_run_datasets,
     build_run_train_loader,
     build_transform,
+    check_videos,
     label_sets,
     pick_device,
     training_net,
@@ -169,6 +170,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
 
     # ---- data: one dataset, or one per data.joint entry (batches interleaved) ---------------
     datasets = build_run_datasets(cfg, test_views=1)
+    check_videos(datasets)
     sets = label_sets(datasets)
     # the model before the run folder: weights that cannot be had leave no folder behind, and
     # config.yaml records what loading them decided (text.quick_gelu)
@@ -176,7 +178,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     if dist.is_main:  # (only once data and weights are there: a typo leaves no run folder)
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
         held.enter_context(run_folder_lock(out))  # one run at a time writes here
     train_loader = build_run_train_loader(datasets, dist)
     transform = build_transform(cfg, device)

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hpnet.atomic import make_folder
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config, overrides_key
 from hpnet.config_types import load_yaml
@@ -46,6 +47,8 @@ from hpnet.evaluate import summary_line
 from hpnet.predict import add_video_arguments, emit, read_labels, split_inputs
 from hpnet.predictor import Predictor, predict_videos
 from hpnet.text.prompts import get_templates
+
+OUT = {"what": "output folder", "folder_option": "--out DIR"}  # make_folder's words for --out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -222,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.splits is not None:
             return _score_splits(cfg, args, overrides)
         name = f"zeroshot-{cfg.data.dataset}-split{cfg.data.split}"
-        out = Path(args.out) if args.out else Path("runs") / name
+        out = make_folder(Path(args.out) if args.out else Path("runs") / name, **OUT)
         report = score_dataset(cfg, out)
         if report:
             where = f"{cfg.data.dataset} split {cfg.data.split} ({report['model']})"
@@ -274,6 +277,7 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
         raise UserError("give --split N or --splits LIST, not both")
     check_splits_usable(cfg, overrides)
     base = Path(args.out) if args.out else Path("runs") / f"zeroshot-{cfg.data.dataset}"
+    make_folder(base, **OUT)  # before any scoring
     split_cfgs = {split_folder(base, s): with_split(cfg, s) for s in splits}
     weights = functools.cache(lambda: _clip_weights(cfg))  # resolved once, when first needed
     for folder, split_cfg in split_cfgs.items():  # on every rank, before any waits for the others

@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from hpnet.cli import run_cli
 
@@ -124,7 +125,7 @@ def test_a_foreign_pickle_in_a_checkpoint_is_never_run(tmp_path):
     with pytest.raises(UserError, match="never unpickles"):
         load_checkpoint(path)
     assert not marker.exists()
-    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 1}, path)  # plain values: loads
+    torch.save({"model": {"w": torch.zeros(2)}, "config": {}, "epoch": 1}, path)  # plain: loads
     assert load_checkpoint(path)["epoch"] == 1
     torch.save({"model": {}, "format": 2}, path)  # a newer layout: never misread
     with pytest.raises(UserError, match=r"newer hpnet \(checkpoint format 2; .* reads format 1"):
@@ -154,3 +155,193 @@ def test_an_error_raised_in_a_loader_worker_is_still_one_line(capsys):
     assert capsys.readouterr().err.strip() == (
         "hpnet: error: no pose cache file /x/y.avi.npz: run `python -m hpnet.pose.cache`"
     )
+
+
+class _UndecodableInWorker(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int):
+        from hpnet.data.decode_errors import VideoDecodeError
+
+        raise VideoDecodeError("/x/clip.avi", "not a readable video")
+
+
+def test_a_video_that_stops_an_on_error_raise_run_is_one_line(capsys):
+    """data.on_error=raise: the first undecodable video ends the run with exit code 1 and one
+    line naming it and the alternatives (was a traceback), from a loader worker too."""
+
+    def main(argv):
+        next(iter(torch.utils.data.DataLoader(_UndecodableInWorker(), num_workers=1)))
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, [])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and len(err.splitlines()) == 1
+    assert err.startswith("hpnet: error: cannot decode /x/clip.avi: not a readable video (")
+    assert "data.on_error=skip" in err
+
+
+def _cli_error(module: str, argv: list[str], capsys) -> str:
+    """The one line ``module``'s command prints for ``argv`` (exit code 2, no traceback)."""
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("hpnet: error: "), err
+    assert "\x1b" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hpnet.evaluate"],
+        ["hpnet.export", "--out", "model.pt2"],
+        ["hpnet.predict", "clip.mp4"],
+        ["hpnet.zeroshot", "clip.mp4", "--labels", "a,b"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_a_state_dict_is_no_training_checkpoint(argv, tmp_path, capsys):
+    """Another program's checkpoint (``{'model': state_dict}``): no KeyError 'config'."""
+    import torch
+
+    path = tmp_path / "model_only.pt"
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict()}, path)
+    err = _cli_error(argv[0], [*argv[1:], "--checkpoint", str(path)], capsys)
+    assert f"{path} is not a checkpoint written by hpnet.train (no 'config' entry): use" in err
+
+
+def test_what_torch_save_wrote_but_hpnet_did_not(tmp_path):
+    """A tensor, a list, a bare state dict, a module: one clear line each; a pretraining
+    checkpoint still loads (and gets its own message where a classifier is needed)."""
+    import torch
+
+    from hpnet.checkpoint import load_checkpoint
+    from hpnet.cli import UserError
+    from hpnet.export import main as export_main
+
+    path = tmp_path / "x.pt"
+    for obj, message in [
+        (torch.zeros(3), "(it holds a Tensor, not a dict)"),
+        ([1, 2], "(it holds a list, not a dict)"),
+        (torch.nn.Linear(2, 2).state_dict(), "(no 'config' entry)"),
+        ({"config": {}, "epoch": 1}, "(no 'model' entry)"),
+        (torch.nn.Linear(2, 2), "which hpnet never unpickles"),
+    ]:
+        torch.save(obj, path)
+        with pytest.raises(UserError) as info:
+            load_checkpoint(path)
+        assert message in str(info.value) and "\n" not in str(info.value)
+    pretrain = {"format": 1, "config": {}, "model": {}, "classes": [], "pretrain": {"method": "x"}}
+    torch.save(pretrain, path)
+    assert load_checkpoint(path)["pretrain"] == {"method": "x"}
+    with pytest.raises(UserError, match="is a pretraining checkpoint"):
+        export_main(["--checkpoint", str(path), "--out", str(tmp_path / "m.pt2")])
+
+
+def test_unreadable_checkpoint_files_and_folders(tmp_path, capsys):
+    """Empty, text, truncated files: a reason, not ``EOFError: `` or ``KeyError: 101``; a run
+    folder names the files to pass instead."""
+    import torch
+
+    empty, text, truncated = tmp_path / "empty.pt", tmp_path / "text.pt", tmp_path / "cut.pt"
+    empty.write_bytes(b"")
+    text.write_text("every thing\nhello\n")
+    torch.save({"model": {"w": torch.zeros(100)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    for path in (empty, text, truncated):
+        err = _cli_error("hpnet.evaluate", ["--checkpoint", str(path)], capsys)
+        assert f"cannot load checkpoint {path}: empty, truncated or not a PyTorch checkpoint" in err
+        assert "Error" not in err
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    err = _cli_error("hpnet.evaluate", ["--checkpoint", str(run)], capsys)
+    assert err == f"hpnet: error: {run} is a folder: pass {run}/best.pt or {run}/last.pt"
+
+
+@pytest.mark.parametrize("name", ["model.pt2", "model.PT2", "model.onnx"])
+def test_an_exported_model_is_no_checkpoint(name, tmp_path, capsys):
+    import torch
+
+    from hpnet.checkpoint import EXPORTED_SUFFIXES
+    from hpnet.cli import UserError
+    from hpnet.export import FORMATS
+    from hpnet.text.weights import read_weights_file
+
+    assert set(EXPORTED_SUFFIXES) == set(FORMATS)  # the copy in hpnet.checkpoint is current
+    path = tmp_path / name
+    path.write_bytes(b"PK\x03\x04 an archive")
+    err = _cli_error("hpnet.export", ["--checkpoint", str(path), "--out", "x.pt2"], capsys)
+    needs = "this command needs the last.pt/best.pt it was exported from"
+    assert err == f"hpnet: error: {path} is an exported model: {needs}"
+    torch.save({"w": torch.zeros(1)}, path)  # even a readable one: model.pretrained refuses it
+    with pytest.raises(UserError, match=r"\(model.pretrained\): it is an exported model"):
+        read_weights_file(path, "model.pretrained")
+
+
+def test_a_broken_exported_model(tmp_path):
+    """Not a .pt2 archive, a checkpoint renamed .pt2, a broken .onnx: one line naming it."""
+    import torch
+
+    from hpnet.cli import UserError
+    from hpnet.export import load_exported
+
+    text, empty, renamed = tmp_path / "text.pt2", tmp_path / "empty.pt2", tmp_path / "last.pt2"
+    text.write_text("hello\n")
+    empty.write_bytes(b"")
+    torch.save({"model": {"w": torch.zeros(2)}, "config": {}}, renamed)
+    for path, reason in [
+        (text, "not a torch.export archive"),
+        (empty, "not a torch.export archive"),
+        (renamed, "a torch.save checkpoint"),
+    ]:
+        with pytest.raises(UserError) as info:
+            load_exported(path)
+        message = str(info.value)
+        assert message.startswith(f"cannot load exported model {path}: ") and reason in message
+        assert message.endswith("(was it written by python -m hpnet.export?)")
+    pytest.importorskip("onnxruntime")
+    onnx = tmp_path / "model.onnx"
+    onnx.write_text("hello\n")
+    with pytest.raises(UserError, match=r"model.onnx: not a valid ONNX model \(Protobuf parsing"):
+        load_exported(onnx)
+
+
+def test_unreadable_clip_weights_give_a_short_reason(tmp_path):
+    """Not torch.load's raw message: empty, ``101``, or six lines with ANSI codes."""
+    import torch
+
+    from hpnet.cli import UserError
+    from hpnet.text.weights import read_weights_file
+
+    empty, text, module = tmp_path / "empty.pt", tmp_path / "text.pt", tmp_path / "module.pt"
+    empty.write_bytes(b"")
+    text.write_text("every thing\nhello\n")
+    torch.save(torch.nn.Linear(2, 2), module)
+    for path, reason in [
+        (empty, "empty, truncated or not a PyTorch checkpoint file"),
+        (text, "empty, truncated or not a PyTorch checkpoint file"),
+        (module, "it holds Python objects other than tensors and plain values, which hpnet never"),
+    ]:
+        with pytest.raises(UserError) as info:
+            read_weights_file(path, "model.pretrained")
+        message = str(info.value)
+        assert message.startswith(f"cannot read CLIP weights file {path} (model.pretrained): ")
+        assert reason in message and "\n" not in message and "\x1b" not in message
+
+
+def test_a_user_error_is_printed_on_one_plain_line(capsys):
+    """Lines joined, ANSI escape codes (torch's bold) dropped."""
+    from hpnet.cli import UserError
+
+    def main(argv):
+        raise UserError("cannot read x.pt:\n  \x1b[1mdo this only if you trust it\x1b[0m\n\nok")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, [])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "hpnet: error: cannot read x.pt: do this only if you trust it ok"

@@ -179,3 +179,25 @@ def test_the_report_shows_the_validation_split_training_holds_out(dataset, tmp_p
     text = capsys.readouterr().out
     assert f"+ {val['videos']} validation (data.val_fraction=0.3)" in text
     assert "(train/val/test)" in text
+
+
+def test_an_empty_split_is_a_problem_and_training_refuses_it(tmp_path, capsys):
+    """A list run without its training list: reported as a problem here, refused by training
+    before anything trains (it trained 0 steps and reported a test score)."""
+    from hpnet.cli import UserError
+    from hpnet.train import main as train_main
+
+    for name in ("a.avi", "b.avi"):
+        (tmp_path / name).touch()  # never decoded: the checks come first
+    (tmp_path / "test.txt").write_text("a.avi 0\nb.avi 1\n")
+    args = ["data.dataset=list", f"data.root={tmp_path}", f"data.test_list={tmp_path}/test.txt",
+            "pose.source=none", "data.workers=0"]  # fmt: skip
+    assert main([*args, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["empty_splits"] == ["train"] and report["ok"] is False
+    assert main(args) == 1 and "EMPTY: the train split has no videos" in capsys.readouterr().out
+    overrides = ["--config", str(REPO / "configs" / "demo.yaml"), *args, "model.pose=false",
+                 "model.text=false", f"train.out_dir={tmp_path / 'run'}"]  # fmt: skip
+    with pytest.raises(UserError, match=r"the train split has no videos \(data\.train_list="):
+        train_main(overrides)
+    assert not (tmp_path / "run").exists()

@@ -114,6 +114,9 @@ def test_hmdb51_missing_split_file_names_file_and_setting(hmdb51_mini, tmp_path)
         hmdb51_records(tmp_path, 2, split_dir, allow_missing=True)
     with pytest.raises(UserError, match=r"split folder not found.*data\.split_dir"):
         hmdb51_records(tmp_path, 1, allow_missing=True)  # default <root>/testTrainMulti_7030_splits
+    for records in (hmdb51_records, ucf101_records):  # a root that is not there: said first
+        with pytest.raises(UserError, match=r"data\.root .*nowhere is not a folder"):
+            records(tmp_path / "nowhere", 1)
     bad = split_dir / "golf_test_split1.txt"
     bad.write_text(bad.read_text() + "some_video.avi 7 \n")
     with pytest.raises(UserError, match=r"golf_test_split1\.txt:\d+: expected"):

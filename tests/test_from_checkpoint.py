@@ -75,7 +75,7 @@ def test_other_text_weights_are_refused_for_new_labels(ckpt, text_cache, tmp_pat
     tampered = {**ckpt, "model": dict(ckpt["model"])}
     tampered["model"]["class_embeddings"] = ckpt["model"]["class_embeddings"].roll(1, dims=0)
     with pytest.raises(UserError, match=r"run/last.pt was trained with other text embeddings"):
-        model_from_checkpoint(tampered, _cfg(text_cache), ["jump"], source="run/last.pt")
+        model_from_checkpoint(tampered, _cfg(text_cache), ["jump", "wave"], source="run/last.pt")
 
 
 def test_other_templates_re_embed_even_the_trained_labels(ckpt, text_cache):

@@ -281,3 +281,16 @@ def test_grad_checkpointing_is_refused_for_backbones_without_token_blocks(text_c
     )  # fmt: skip
     with pytest.raises(UserError, match=r"train\.grad_checkpointing=true .* model\.arch=c3d"):
         check_model_config(cfg)
+
+
+def test_feedback_from_outside_the_blocks_is_refused_with_the_value_given(text_cache):
+    from hpnet.cli import UserError
+    from hpnet.models.hpnet import check_model_config
+
+    for ok in ("-4", "3"):  # tiny: 4 blocks
+        check_model_config(_cfg(text_cache, f"model.feedback_from={ok}"))
+    for bad in ("-20", "4"):
+        message = rf"model\.feedback_from={bad} names no block .*-4\.\.3"
+        with pytest.raises(UserError, match=message):
+            check_model_config(_cfg(text_cache, f"model.feedback_from={bad}"))
+    check_model_config(_cfg(text_cache, "model.feedback_from=9", "model.feedback=false"))

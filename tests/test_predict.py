@@ -122,6 +122,36 @@ def test_bad_files_are_reported_and_the_others_predicted(checkpoint, clips, tmp_
     assert "empty.mp4: FAILED" in printed and "3 of 6 videos could not be read" in printed
 
 
+def test_label_lists_are_checked_the_same_everywhere(tiny_checkpoint, tmp_path):
+    """--labels, --labels-file, export --labels and hpnet.load(labels=...) share one check: an
+    empty --labels (an unset shell variable) or a string for a list is refused, not ignored or
+    split into letters."""
+    import hpnet
+    from hpnet.text.prompts import check_labels
+
+    with pytest.raises(UserError, match=r"at least 2 labels, got \[\]"):
+        read_labels("", None)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("wave\nsauter \xe0 la corde\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin1\.txt is not UTF-8 text"):
+        read_labels(None, str(latin1))
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("wave\nclap\n".encode("utf-8-sig"))
+    assert read_labels(None, str(bom)) == ["wave", "clap"]  # (the BOM not in the first label)
+    for bad, message in [
+        ("wave,clap", "not the one string 'wave,clap'"), (["wave"], "at least 2 labels"),
+        (["wave", "wave"], "'wave' is given twice"), (["wave", " "], "non-empty string"),
+    ]:  # fmt: skip
+        with pytest.raises(UserError, match=message):
+            check_labels(bad)
+        with pytest.raises(UserError, match=message):
+            hpnet.load(tiny_checkpoint, labels=bad)
+    from hpnet.export import main as export_main
+
+    with pytest.raises(UserError, match="at least 2 labels"):  # (exported the trained ones)
+        export_main(["--checkpoint", str(tiny_checkpoint), "--out", "m.pt2", "--labels", ""])
+
+
 def test_open_vocabulary_labels_through_the_text_head(checkpoint, clips, tmp_path, capsys):
     labels = ["golf swing", "punch", "arm wrestling"]
     code, doc = _predict_json(

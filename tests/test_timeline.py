@@ -80,6 +80,11 @@ def test_window_and_stride_must_be_finite_and_positive():
     for window, stride, bad in cases:
         with pytest.raises(UserError, match=f"^{bad} must be a number of seconds > 0"):
             plan_windows(num_frames=300, fps=30.0, frames=8, window=window, stride=stride)
+    for tiny in (0.001, 1e-9):  # (a hang and a MemoryError: a grid of up to 1e10 steps)
+        with pytest.raises(UserError, match=r"shorter than one frame .*at least 0\.267 s"):
+            plan_windows(num_frames=300, fps=30.0, frames=8, window=tiny, stride=tiny)
+    one_frame = plan_windows(num_frames=300, fps=30.0, frames=8, window=1 / 30, stride=1 / 30)
+    assert one_frame.count == 300
 
 
 def test_smoothing_and_segments():

@@ -124,6 +124,14 @@ def test_resume_refuses_any_other_experiment_and_takes_where_and_when(tiny_args,
         _run(tiny_args, out, *resumed, "train.epochs=1")
 
 
+def test_resume_from_a_run_folder_names_its_last_pt(tmp_path):
+    from hpnet.resume import resume_path
+
+    cfg = load_config(None, [f"train.resume={tmp_path}"])
+    with pytest.raises(UserError, match=r"train\.resume=.* is a folder: give .*/last\.pt"):
+        resume_path(cfg, tmp_path / "out")
+
+
 def test_what_a_resume_may_change():
     from hpnet.config import config_to_dict
     from hpnet.resume import resume_changes

@@ -70,7 +70,8 @@ from hpnet.text.encoder import ClassTextEncoder
 ClassTextEncoder._compute = lambda self, prompts: torch.eye(len(prompts), 256)
 result = {}
 try:
-    atomic_save({"model": {"w": torch.randn(20000)}, "epoch": 2}, folder / "run" / "last.pt")
+    ckpt = {"model": {"w": torch.randn(20000)}, "config": {}, "epoch": 2}
+    atomic_save(ckpt, folder / "run" / "last.pt")
 except WriteError as err:
     result["checkpoint"] = str(err)
 rng = np.random.default_rng(0)
@@ -121,7 +122,8 @@ def text_entry(tmp_path_factory) -> tuple[str, bytes]:
 
 def _old_files(folder: Path, text_entry: tuple[str, bytes]) -> dict[Path, bytes]:
     """A small valid checkpoint, pose-cache file and text-cache file; returns their bytes."""
-    atomic_save({"model": {"w": torch.zeros(4)}, "epoch": 1}, folder / "run" / "last.pt")
+    ckpt = {"model": {"w": torch.zeros(4)}, "config": {}, "epoch": 1}
+    atomic_save(ckpt, folder / "run" / "last.pt")
     save_joints(
         folder / "pose" / "cls" / "v.mp4.npz", np.zeros((2, 1, 17, 3)), np.arange(2), {"stride": 1}
     )
@@ -287,7 +289,8 @@ def test_full_disk_enospc_keeps_previous_files(full_tmpfs, text_entry, monkeypat
     before = _snapshot(full_tmpfs)
     expected = _expected(full_tmpfs, "No space left on device [ENOSPC]", "free disk space")
     with pytest.raises(WriteError) as caught:
-        atomic_save({"model": {"w": torch.randn(20000)}, "epoch": 2}, full_tmpfs / "run/last.pt")
+        ckpt = {"model": {"w": torch.randn(20000)}, "config": {}, "epoch": 2}
+        atomic_save(ckpt, full_tmpfs / "run/last.pt")
     assert str(caught.value) == expected["checkpoint"] and caught.value.is_storage_error
     keypoints = np.random.default_rng(0).random((200, 2, 17, 3))
     with pytest.raises(WriteError) as caught:
@@ -433,10 +436,10 @@ def test_best_pt_is_a_copy_that_later_last_pt_writes_leave_alone(tmp_path):
     """best.pt is a byte copy of the last.pt just written (no second serialisation), its own
     file: a later last.pt, or an edit of either, leaves the other as it was."""
     last, best = tmp_path / "last.pt", tmp_path / "best.pt"
-    atomic_save({"model": {}, "epoch": 1}, last)
+    atomic_save({"model": {}, "config": {}, "epoch": 1}, last)
     hpnet.atomic.copy_atomic(last, best)
     assert best.read_bytes() == last.read_bytes() and best.stat().st_ino != last.stat().st_ino
-    atomic_save({"model": {}, "epoch": 2}, last)
+    atomic_save({"model": {}, "config": {}, "epoch": 2}, last)
     assert load_checkpoint(best)["epoch"] == 1 and load_checkpoint(last)["epoch"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
 
@@ -498,3 +501,27 @@ def test_pose_cache_command_storage_error_stops_other_write_errors_are_per_video
         "with --out DIR"
     )
     assert _snapshot(out) == before
+
+
+def test_a_file_where_a_folder_belongs_is_a_one_line_error_before_the_work(
+    tmp_path, tiny_checkpoint
+):
+    """A run, evaluation or overlay folder named where a file is (or below one): a one-line
+    error naming the file and the option, before any video is scored (was a traceback, for
+    --overlay and evaluate --out after the whole test set)."""
+    from hpnet.atomic import make_folder
+    from hpnet.cli import UserError
+    from hpnet.evaluate import main as evaluate_main
+    from hpnet.predict import main as predict_main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for folder in (afile, afile / "run"):
+        with pytest.raises(UserError, match=rf"run folder {folder}: {afile} is a file, not a "
+                           r"folder: choose another train\.out_dir=DIR"):  # fmt: skip
+            make_folder(folder, what="run folder", folder_option="train.out_dir=DIR")
+    assert make_folder(tmp_path / "a" / "b").is_dir()
+    with pytest.raises(UserError, match=r"afile is a file, not a folder: choose another --overlay"):
+        predict_main(["v.mp4", "--checkpoint", "x.pt", "--overlay", f"{afile}/o.png"])
+    with pytest.raises(UserError, match=r"evaluation folder .*afile is a file.*--out DIR"):
+        evaluate_main(["--checkpoint", str(tiny_checkpoint), "--out", str(afile)])

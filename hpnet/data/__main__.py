@@ -28,7 +28,9 @@ some are missing or undecodable; 2 for a bad argument or config.
 - ``rendered``: true for the synthetic dataset rendered in memory (no files to check; with
   ``pose.source=cache`` it is read from the video files written into ``root``)
 - ``missing_allowed``: ``data.allow_missing`` (missing videos are then no problem)
-- ``ok``: true when nothing is undecodable and nothing missing unless allowed (exit code 0)
+- ``empty_splits``: ``train`` / ``test`` when that split has no video on disk
+- ``ok``: true when nothing is undecodable, nothing missing unless allowed and no split
+  empty (exit code 0)
 
 With ``data.joint`` each dataset of the joint run is reported in turn, as training reads it;
 ``--json`` then prints ``{"datasets": {name: report}, "ok": all of them ok}``.
@@ -232,7 +234,9 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     report["num_classes"] = len(report["classes"])
     report.update(missing=missing, checked=checked, undecodable=undecodable, short_videos=short)
     report["missing_allowed"] = bool(cfg.data.allow_missing)
-    report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable
+    empty = [name for name in ("train", "test") if not report["splits"][name]["videos"]]
+    report["empty_splits"] = empty
+    report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable and not empty
     return report
 
 
@@ -342,6 +346,8 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     if no_train and train["videos"]:
         lines.append(f"  ! {len(no_train)} classes have no training video: {_some(no_train)}")
     lines += ["", *_missing_lines(report), *_decode_lines(report, frames)]
+    for split in report.get("empty_splits", []):  # (training refuses such a dataset)
+        lines.append(f"EMPTY: the {split} split has no videos on disk")
     lines += ["", "result      OK" if report["ok"] else "result      PROBLEMS FOUND (exit code 1)"]
     return "\n".join(lines)
 

@@ -32,6 +32,14 @@ HMDB51_CLASSES = (
 HMDB51_TAGS = {0: "unused", 1: "train", 2: "test"}
 
 
+def _beside(root: Path, name: str) -> Path:
+    """The split folder ``root/name`` the dataset's root holds by default; a root that is not
+    there is said first (not as a missing split folder inside it)."""
+    if not root.is_dir():
+        raise UserError(f"data.root {root} is not a folder: set data.root to the dataset's folder")
+    return root / name
+
+
 # ------------------------------------------------------------------------------------ HMDB51
 
 
@@ -74,7 +82,7 @@ def hmdb51_records(
 ) -> RecordSplits:
     """HMDB51 ``train, test, classes`` of official split ``split`` (3,570 / 1,530 videos)."""
     root = Path(root).expanduser()
-    split_dir = Path(split_dir).expanduser() if split_dir else root / HMDB51_SPLIT_DIR
+    split_dir = Path(split_dir).expanduser() if split_dir else _beside(root, HMDB51_SPLIT_DIR)
     entries = read_hmdb51_splits(split_dir, split)
     classes = list(HMDB51_CLASSES)
     splits = RecordSplits([], [], classes)
@@ -160,7 +168,7 @@ def ucf101_records(
 ) -> RecordSplits:
     """UCF101 ``train, test, classes`` of official split ``split`` (9,537 / 3,783 for split 1)."""
     root = Path(root).expanduser()
-    split_dir = Path(split_dir).expanduser() if split_dir else root / UCF101_SPLIT_DIR
+    split_dir = Path(split_dir).expanduser() if split_dir else _beside(root, UCF101_SPLIT_DIR)
     classes, train, test = read_ucf101_splits(split_dir, split)
     splits = RecordSplits(
         [VideoRecord(root / rel, label, rel) for rel, label in train],

@@ -25,7 +25,7 @@ from hpnet.models.c3d import C3D
 from hpnet.models.cnn2d import FrameResNet
 from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lrcn import LRCN
-from hpnet.models.lsvit import LSViT, build_lsvit
+from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.tv_video import MIN_INPUT as TV_MIN_INPUT
 from hpnet.models.tv_video import TV_ARCHS, build_tv_video
@@ -270,6 +270,12 @@ def check_model_config(cfg: Config) -> None:
             raise UserError(
                 f"data.size={d.size} is not a multiple of model.patch_size="
                 f"{m.patch_size}: the crops are cut into patches of that size"
+            )
+        depth = LSVIT_SIZES[m.size]["depth"]
+        if m.pose and m.feedback and not -depth <= m.feedback_from < depth:
+            raise UserError(
+                f"model.feedback_from={m.feedback_from} names no block of model.size={m.size}'s "
+                f"{depth}: give {-depth}..{depth - 1} (negative = from the end)"
             )
         return
     if m.pool != "cls":

@@ -22,7 +22,7 @@ from hpnet.cli import UserError
 from hpnet.config import Config
 from hpnet.models.hpnet import HPNet, build_model
 from hpnet.text.encoder import ClassTextEncoder
-from hpnet.text.prompts import check_distinct_phrases
+from hpnet.text.prompts import check_labels
 
 # model.* keys that only act in training: a trained model is the same model without them.
 TRAINING_ONLY = ("drop_path", "dropout", "aux_weight", "pretrained", "freeze_backbone")
@@ -59,6 +59,8 @@ def model_from_checkpoint(
     classes = list(ckpt.get("classes", []))
     if not classes:
         raise UserError(f"{source} records no class names: was it written by hpnet.train?")
+    if labels is not None:
+        labels = check_labels(labels)
     model = _rebuild(ckpt, cfg, classes, source)
     if model.class_embeddings is None or not _templates_changed(ckpt, cfg):
         wanted = classes if labels is None else list(labels)
@@ -73,8 +75,7 @@ def model_from_checkpoint(
             f"{source} has a linear head (model.text=false): its {len(classes)} labels are "
             "fixed; other labels need a model trained with the text head"
         )
-    labels = classes if labels is None else list(labels)
-    check_distinct_phrases(labels)
+    labels = classes if labels is None else labels
     _embed_labels(model, ckpt, cfg, labels, source)
     return model
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from hpnet.checkpoint import atomic_save
+from hpnet.atomic import make_folder
+from hpnet.checkpoint import OUT_DIR_OPTION, atomic_save
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
@@ -241,7 +242,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     if dist.is_main:
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
         held.enter_context(run_folder_lock(out))
     loader = build_run_train_loader(datasets, dist)
     steps_per_epoch = len(loader)

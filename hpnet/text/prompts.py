@@ -85,6 +85,27 @@ def make_prompts(class_names: Sequence[str], templates: Sequence[str]) -> list[l
     return [[t.replace(PLACEHOLDER, phrase) for t in templates] for phrase in phrases]
 
 
+def check_labels(labels: Sequence[str], what: str = "labels") -> list[str]:
+    """A label set a user gives (``--labels``, ``labels=``), as a list: at least 2 labels,
+    none empty, none twice, no two that the text encoder reads as the same words
+    (:func:`check_distinct_phrases`); ``what`` names where they come from."""
+    if isinstance(labels, str):
+        raise UserError(
+            f"{what}: give a list of labels, not the one string {labels!r} "
+            "(e.g. ['wave', 'clap'], or 'wave,clap'.split(','))"
+        )
+    names = list(labels)
+    if any(not isinstance(n, str) or not n.strip() for n in names):
+        raise UserError(f"{what}: every label must be a non-empty string, got {names}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"{what}: label {twice[0]!r} is given twice")
+    if len(names) < 2:
+        raise UserError(f"{what}: need at least 2 labels, got {names}")
+    check_distinct_phrases(names, what)
+    return names
+
+
 def check_distinct_phrases(class_names: Sequence[str], what: str = "labels") -> None:
     """Refuse two labels of one label set that become the same phrase (``brush_hair``,
     ``BrushHair``, ``Brush hair``): the text head would give them the same embedding, so

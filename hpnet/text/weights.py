@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from hpnet.checkpoint import is_exported_model, load_error_reason
 from hpnet.cli import UserError
 from hpnet.text.activation import OPENAI_RELEASE_KEYS, QUICK_GELU_KEY, resolve_quick_gelu
 from hpnet.text.download import download_location, fetch_tag_weights
@@ -153,9 +154,14 @@ def read_weights_file(
     the file is OpenAI's own CLIP (an archive, or its state dict: ``input_resolution``,
     ``context_length``, ``vocab_size`` entries, which are dropped from the state dict).
     """
-    openai = False
+    if is_exported_model(path):
+        raise UserError(
+            f"cannot read {what} {path} ({key}): it is an exported model (python -m "
+            "hpnet.export), not a weights file: give a torch.save, .safetensors or TorchScript file"
+        )
+    openai, safetensors = False, str(path).endswith(".safetensors")
     try:
-        if str(path).endswith(".safetensors"):
+        if safetensors:
             from safetensors.torch import load_file
 
             obj: Any = load_file(str(path))
@@ -166,13 +172,16 @@ def read_weights_file(
             openai = True
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        for wrapper in ("state_dict", "model", "module"):
-            if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-                obj = obj[wrapper]
-        if not isinstance(obj, dict):
-            raise ValueError(f"it holds a {type(obj).__name__}, not a state dict")
     except Exception as err:
-        raise UserError(f"cannot read {what} {path} ({key}): {err}") from err
+        reason = load_error_reason(err, None if safetensors else path)
+        raise UserError(f"cannot read {what} {path} ({key}): {reason}") from err
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict):
+        raise UserError(
+            f"cannot read {what} {path} ({key}): it holds a {type(obj).__name__}, not a state dict"
+        )
     state = {k.removeprefix("module."): v for k, v in obj.items() if torch.is_tensor(v)}
     openai = openai or all(k in state for k in OPENAI_RELEASE_KEYS)
     for k in OPENAI_RELEASE_KEYS:

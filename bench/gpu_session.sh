@@ -101,6 +101,8 @@ step videomae_cost_b32 90 python3 bench/pretrain.py cost "${base[@]}" --batch 32
 step videomae_cost_graphs 150 python3 bench/pretrain.py cost "${base[@]}" --batch 8 --compile \
   --compile-mode reduce-overhead
 step train_step_b${big}_compile 120 python3 bench/train_step.py "${base[@]}" --batch $big --compile
+# train.grad_checkpointing: peak memory and step time against train_step_b$big above.
+step train_step_b${big}_ckpt 60 python3 bench/train_step.py "${base[@]}" --batch $big --grad-checkpointing
 # Long-video timeline (issue 16): seconds of compute per second of video, base model, no pose
 # (the GPU image has no ultralytics), on the 1-minute video made by --prepare.
 step timeline 60 python3 bench/timeline.py --work .gpu_data --minutes 1 --no-pose --size $size --device "$DEVICE"

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import random
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.atomic import copy_atomic, make_folder, write_errors_reported
+from hpnet.atomic import copy_atomic, make_folder
 from hpnet.checkpoint import (
     OUT_DIR_OPTION,
     atomic_save,
@@ -36,8 +34,15 @@ from hpnet.config import (
     describe,
     load_config,
 )
-from hpnet.distributed import DistInfo, all_reduce_sum, broadcast_buffers, distributed_session
+from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session
 from hpnet.engine import EpochProgress
+from hpnet.epoch_report import (
+    epoch_summary,
+    evaluate_epoch,
+    log_metrics,
+    open_tensorboard,
+    reduce_epoch_stats,
+)
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
 from hpnet.models.backbones import set_backbone_frozen
@@ -253,12 +258,12 @@ def _epoch(
     evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
     if evaluated or epoch + 1 == cfg.train.epochs:
         tests = (model, datasets, run.transform, run.device, run.amp_dtype, dist)
-        chosen = _evaluate_epoch(record, tests)
+        chosen = evaluate_epoch(record, tests)
         if chosen is not None:  # (on the main process)
             is_best, best = chosen > best, max(best, chosen)
     if dist.is_main:
         log_metrics(run.out, record, tb)
-        print(_summary(record, cfg.train.epochs))
+        print(epoch_summary(record, cfg.train.epochs))
         ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets, world_size=w)
         _save_epoch_end(ckpt, run.out, is_best)
         clock.saved()
@@ -276,49 +281,6 @@ def _save_epoch_end(ckpt: dict[str, Any], out: Path, is_best: bool) -> None:
         return
     atomic_save(ckpt, best)
     copy_atomic(best, last, what="checkpoint", folder_option=OUT_DIR_OPTION)
-
-
-def _evaluate_epoch(record: dict[str, Any], tests: tuple) -> float | None:
-    """Score the test (and validation, ``data.val_fraction``) split of every dataset at the end
-    of an epoch, on all processes; on the main one add ``test_top1`` / ``val_top1`` to
-    ``record`` and return the top-1 that picks best.pt: the first dataset's validation top-1,
-    else its test top-1 (None on the other processes). ``tests`` = (model, datasets, transform,
-    device, amp_dtype, dist), as :func:`~hpnet.evaluate.run_dataset_tests` takes them."""
-    datasets, dist = tests[1], tests[-1]
-    reports = run_dataset_tests(*tests, crops=1)
-    vals = run_dataset_tests(*tests, crops=1, split="val")
-    if not dist.is_main:
-        return None
-    _add_top1(record, datasets, reports, "test")
-    _add_top1(record, datasets, vals, "val")
-    return (vals[0] or reports[0])["top1"]
-
-
-def reduce_epoch_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:
-    """Loss, accuracy, clips, clips/s and skipped videos over all processes, in place."""
-    seen = stats["clips"]
-    total = all_reduce_sum(
-        [stats["loss"] * seen, stats["acc"] * seen, seen, stats["skipped"]], device
-    )
-    stats.update(
-        loss=total[0] / max(total[2], 1),
-        acc=total[1] / max(total[2], 1),
-        clips=total[2],
-        clips_per_s=stats["clips_per_s"] * dist.world_size,
-        skipped=total[3],
-    )
-
-
-def _add_top1(
-    record: dict[str, Any], datasets: list[RunDataset], reports: list, split: str
-) -> None:
-    """``<split>_top1`` of the first dataset and, joint, ``<split>_top1_<name>`` of each (None
-    reports: datasets without that split)."""
-    for i, (d, r) in enumerate(zip(datasets, reports, strict=True)):
-        if r is not None and i == 0:
-            record[f"{split}_top1"] = r["top1"]
-        if r is not None and d.name:
-            record[f"{split}_top1_{d.name}"] = r["top1"]
 
 
 def _final_test(
@@ -349,47 +311,6 @@ def _final_test(
             if scores:
                 print(f"{d.name}: " * bool(d.name) + f"{split} " + summary_line(scores))
     print(f"run folder: {out.resolve()}")
-
-
-def _summary(r: dict[str, Any], epochs: int) -> str:
-    s = (
-        f"epoch {r['epoch']}/{epochs}  loss {r['loss']:.4f}  train acc {100 * r['acc']:.1f} %  "
-        f"lr {r['lr']:.2e}  {r['clips_per_s']:.1f} clips/s  {r['time_s']:.0f} s"
-    )
-    if "val_top1" in r:
-        s += f"  val top-1 {100 * r['val_top1']:.1f} %"
-    if "test_top1" in r:
-        s += f"  test top-1 {100 * r['test_top1']:.1f} %"
-    if r.get("skipped"):
-        s += f"  skipped {int(r['skipped'])} bad videos"
-    return s
-
-
-def log_metrics(out: Path, record: dict[str, Any], tb: Any) -> None:
-    """Append ``record`` (time-stamped) to ``<out>/metrics.jsonl`` and to TensorBoard if on."""
-    record = {"time": time.time(), **record}
-    path = out / "metrics.jsonl"
-    reported = write_errors_reported(path, what="metrics log", folder_option=OUT_DIR_OPTION)
-    with reported, open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-    if tb is not None:
-        step = record.get("epoch", 0)
-        for k, v in record.items():
-            if isinstance(v, float | int) and k not in ("epoch", "time"):
-                tb.add_scalar(f"{record['type']}/{k}", v, step)
-
-
-def open_tensorboard(cfg: Config, out: Path) -> Any:
-    """A TensorBoard writer in ``<out>/tb`` when ``train.tensorboard``, else None."""
-    if not cfg.train.tensorboard:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as err:
-        raise UserError(
-            "train.tensorboard=true needs the tensorboard package: pip install 'hpnet[tensorboard]'"
-        ) from err
-    return SummaryWriter(out / "tb")
 
 
 def cli() -> None:

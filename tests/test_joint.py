@@ -363,9 +363,9 @@ def test_two_gloo_processes_train_joint_linear_heads_like_one(joint_args, tmp_pa
 def test_a_validation_split_per_dataset(joint_args, tmp_path):
     """data.val_fraction in one entry: that dataset alone gets a validation set; its scores go
     to metrics (val_top1_<name>) and eval.json (datasets.<name>.val), none at the top level."""
+    from hpnet.epoch_report import add_top1
     from hpnet.evaluate import write_run_report
     from hpnet.metrics import classification_report
-    from hpnet.train import _add_top1
 
     cfg = _cfg(joint_args, "data.joint.sports.val_fraction=0.25")
     everyday, sports = build_run_datasets(cfg, test_views=1)
@@ -381,7 +381,7 @@ def test_a_validation_split_per_dataset(joint_args, tmp_path):
     tests = [report(d, d.test) for d in (everyday, sports)]
     vals = [None, report(sports, sports.val)]
     record: dict = {}
-    _add_top1(record, [everyday, sports], vals, "val")
+    add_top1(record, [everyday, sports], vals, "val")
     assert record == {"val_top1_sports": 1.0}
     written = write_run_report(tests, [everyday, sports], tmp_path, "x.pt", vals)
     on_disk = json.loads((tmp_path / "eval.json").read_text())

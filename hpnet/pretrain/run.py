@@ -35,6 +35,7 @@ from hpnet.config import (
 )
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record
+from hpnet.epoch_report import log_metrics, open_tensorboard, reduce_epoch_stats
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
 from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
@@ -56,7 +57,7 @@ from hpnet.runtime import (
     pick_device,
     training_net,
 )
-from hpnet.train import log_metrics, open_tensorboard, reduce_epoch_stats, seed_everything
+from hpnet.train import seed_everything
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -311,7 +312,7 @@ def _epoch(
 
 
 def _reduce_stats(stats: dict[str, float], device: torch.device, dist: DistInfo) -> None:
-    """:func:`~hpnet.train.reduce_epoch_stats`, and the method's per-clip means
+    """:func:`~hpnet.epoch_report.reduce_epoch_stats`, and the method's per-clip means
     (``collapse_std``) averaged over all clips of all processes, in place."""
     extra = [key for key in stats if key == "collapse_std"]
     sums = all_reduce_sum([stats[key] * stats["clips"] for key in extra], device) if extra else []

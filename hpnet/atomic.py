@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -56,16 +57,16 @@ def remove_stale_temp_files(path: Path, *, keep_live_writers: bool = False) -> i
     """Delete leftovers ``<path>.<pid>.tmp`` of killed runs; returns how many were removed.
 
     ``keep_live_writers``: keep the temp file of another process alive on this machine (another
-    run writing the same file; a caller holding the folder's lock knows there is none, and a
-    dead run's pid may live on in an unrelated process). One that cannot be removed (a
-    read-only folder) stays: it is harmless, and writing the file there then fails with a
-    clear error.
+    run writing the same file; a caller holding the folder's lock knows there is none), unless
+    it was last written over :data:`STALE_TEMP_S` ago (a dead run's pid reused by an unrelated
+    process, as containers do quickly). One that cannot be removed (a read-only folder) stays:
+    it is harmless, and writing the file there then fails with a clear error.
     """
     removed = 0
     if path.parent.is_dir():
         for leftover in path.parent.glob(f"{_glob_escape(path.name)}.*.tmp"):
             pid = leftover.name.removeprefix(path.name + ".").removesuffix(".tmp")
-            if keep_live_writers and pid != str(os.getpid()) and _writer_alive(pid):
+            if keep_live_writers and _being_written(leftover, pid):
                 continue
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
@@ -80,12 +81,25 @@ def remove_dead_writers_temp_files(folder: Path) -> int:
     if folder.is_dir():
         for leftover in folder.glob("*.*.tmp"):
             pid = leftover.name.removesuffix(".tmp").rpartition(".")[2]
-            if not pid.isdigit() or (pid != str(os.getpid()) and _writer_alive(pid)):
+            if not pid.isdigit() or _being_written(leftover, pid):
                 continue
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+STALE_TEMP_S = 3600.0  # a temp file untouched this long has no writer, whatever its pid says
+
+
+def _being_written(leftover: Path, pid: str) -> bool:
+    """Whether another live process may still be writing temp file ``leftover``."""
+    if pid == str(os.getpid()) or not _writer_alive(pid):
+        return False
+    try:
+        return time.time() - leftover.stat().st_mtime < STALE_TEMP_S
+    except OSError:  # gone meanwhile
+        return False
 
 
 def _writer_alive(pid: str) -> bool:

@@ -29,9 +29,10 @@ from hpnet.runtime import label_sets
 
 def resume_run(
     path: Path, cfg: Config, sets: list, parts: tuple, dist: DistInfo, out: Path
-) -> tuple[int, int, float, EpochProgress | None]:
+) -> tuple[int, int, float, EpochProgress | None, dict | None]:
     """Load ``path`` into ``parts`` (model, optimizer, scheduler, scaler) and the RNGs;
-    ``(start epoch, optimizer steps of finished epochs, best top-1, mid-epoch progress)``."""
+    ``(start epoch, optimizer steps of finished epochs, best top-1, mid-epoch progress, the
+    metrics record of a trained epoch whose test is still to do)``."""
     model, optimizer, scheduler, scaler = parts
     ckpt = load_checkpoint(path)  # on the CPU: load_state_dict moves to the device
     check_resumable(ckpt, cfg, model.class_names, sets, path, dist)
@@ -48,14 +49,15 @@ def resume_run(
         # and accuracy before the checkpoint are rank 0's share standing for each rank's.
         resumed = EpochProgress.from_dict(ckpt["progress"]["epoch"])
         step -= resumed.steps  # `step` counts the optimizer steps of finished epochs
+    untested = ckpt.get("untested")
     if dist.is_main:
         where = (
             f"in epoch {start_epoch + 1} after batch {resumed.batches}"
             if resumed
-            else f"after epoch {start_epoch}"
+            else f"after epoch {start_epoch}" + " (before its test)" * bool(untested)
         )
         print(f"resumed from {path} {where} (step {ckpt['step']})")
-    return start_epoch, step, best, resumed
+    return start_epoch, step, best, resumed, untested
 
 
 def resume_path(cfg: Config, out: Path) -> Path | None:
@@ -276,9 +278,10 @@ def rewind_metrics(path: Path, epoch: int) -> None:
 
 def run_checkpoint(
     model, optimizer, scheduler, scaler, epoch, step, best, cfg, datasets, progress=None,
-    *, world_size: int = 1,
+    *, world_size: int = 1, untested: dict | None = None,
 ) -> dict:  # fmt: skip
-    """The checkpoint dict (plain values); ``progress`` is set when written mid-epoch.
+    """The checkpoint dict (plain values); ``progress`` is set when written mid-epoch,
+    ``untested`` (the epoch's metrics record) when written after an epoch, before its test.
     ``classes``: the (first) dataset's; ``label_sets``: ``[name, classes]`` per dataset of a
     joint run (None for one dataset); ``world_size``: the processes the run trains on."""
     sets = [[name, names] for name, names in label_sets(datasets)]
@@ -297,4 +300,5 @@ def run_checkpoint(
         "classes": list(datasets[0].classes),
         "label_sets": sets or None,
         "progress": progress,
+        "untested": untested,
     }

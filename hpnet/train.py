@@ -199,12 +199,13 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
 
     start_epoch, step, best = 0, 0, -1.0
     resumed: EpochProgress | None = None  # set when last.pt was written mid-epoch
+    untested: dict | None = None  # set when last.pt was written before its epoch's test
     if resume_from is not None:
-        start_epoch, step, best, resumed = resume_run(
+        start_epoch, step, best, resumed, untested = resume_run(
             resume_from, cfg, sets, (model, optimizer, scheduler, scaler), dist, out
         )
     if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
-        prepare_run_folder(cfg, out, start_epoch)
+        prepare_run_folder(cfg, out, start_epoch - (untested is not None))
 
     # per-dataset linear heads: only the batch's own head has gradients in a step; a frame
     # encoder frozen for the first epochs has none then
@@ -217,6 +218,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     )  # fmt: skip
     tb = open_tensorboard(cfg, out) if dist.is_main else None
     clock = CheckpointClock(cfg.train.checkpoint_steps, cfg.train.checkpoint_minutes)
+    if untested is not None:  # killed in its last epoch's test: that test, not the epoch again
+        best = _end_epoch(run, start_epoch - 1, step, best, untested, True, clock, tb)
     for epoch in range(start_epoch, cfg.train.epochs):
         resume = resumed if epoch == start_epoch else None
         step, best = _epoch(run, epoch, step, best, resume, clock, tb)
@@ -254,20 +257,45 @@ def _epoch(
         broadcast_buffers(model)  # every process tests the BatchNorm statistics last.pt keeps
     record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
     record["lr"] = optimizer.param_groups[0]["lr"]
+    test = bool(cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0)
+    test = test or epoch + 1 == cfg.train.epochs
+    if test and dist.is_main:  # the epoch kept before its test: a run killed in it resumes here
+        ckpt = run_checkpoint(
+            *run.parts, epoch + 1, step, best, cfg, datasets, world_size=w, untested=record
+        )
+        atomic_save(ckpt, run.out / "last.pt")
+    return step, _end_epoch(run, epoch, step, best, record, test, clock, tb)
+
+
+def _end_epoch(
+    run: EpochRun,
+    epoch: int,
+    step: int,
+    best: float,
+    record: dict[str, Any],
+    test: bool,
+    clock: CheckpointClock,
+    tb: Any,
+) -> float:
+    """What epoch ``epoch`` (trained: ``record``, ``step`` steps) ends with: its test when
+    ``test``, the log line and record, last.pt (and best.pt when the top-1 that picks it
+    improved); the best top-1 after. Also the start of a run resumed from a last.pt written
+    before its epoch's test (``untested``)."""
+    cfg, dist, datasets = run.cfg, run.dist, run.datasets
     is_best = False
-    evaluated = cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0
-    if evaluated or epoch + 1 == cfg.train.epochs:
-        tests = (model, datasets, run.transform, run.device, run.amp_dtype, dist)
+    if test:
+        tests = (run.parts[0], datasets, run.transform, run.device, run.amp_dtype, dist)
         chosen = evaluate_epoch(record, tests)
         if chosen is not None:  # (on the main process)
             is_best, best = chosen > best, max(best, chosen)
     if dist.is_main:
         log_metrics(run.out, record, tb)
         print(epoch_summary(record, cfg.train.epochs))
+        w = dist.world_size
         ckpt = run_checkpoint(*run.parts, epoch + 1, step, best, cfg, datasets, world_size=w)
         _save_epoch_end(ckpt, run.out, is_best)
         clock.saved()
-    return step, best
+    return best
 
 
 def _save_epoch_end(ckpt: dict[str, Any], out: Path, is_best: bool) -> None:

@@ -130,6 +130,10 @@ def test_stale_temp_files_are_removed(tmp_path):
     assert remove_stale_temp_files(path, keep_live_writers=True) == 2  # the dead one, our own
     left = sorted(p.name for p in path.parent.iterdir())
     assert left == sorted(["other.mp4.npz.5.tmp", f"{path.name}.1.tmp"])
+    hour_ago = time.time() - 3601  # untouched for an hour: a dead run's, its pid reused
+    os.utime(path.parent / f"{path.name}.1.tmp", (hour_ago, hour_ago))
+    assert remove_stale_temp_files(path, keep_live_writers=True) == 1
+    (path.parent / f"{path.name}.1.tmp").write_bytes(b"of a live process, not this one")
     assert remove_stale_temp_files(path) == 1  # holding the folder's lock: any is stale
     assert [p.name for p in path.parent.iterdir()] == ["other.mp4.npz.5.tmp"]
 

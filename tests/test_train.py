@@ -233,6 +233,41 @@ def test_a_run_killed_between_its_best_and_last_writes_keeps_its_best(
     assert not any(leftover.exists() for leftover in leftovers)
 
 
+def test_a_run_killed_in_an_epochs_test_resumes_with_that_test(tiny_args, tmp_path, monkeypatch):
+    """last.pt is written before an epoch's test too: a run killed in epoch 2's test resumes
+    with that test, without training epoch 2 again, and ends as an uninterrupted run."""
+    whole = tmp_path / "whole"
+    _run(tiny_args, whole)
+    killed = tmp_path / "killed"
+    real_test = hpnet_train.evaluate_epoch
+    tests = []
+
+    def killed_in_the_second_test(*args, **kwargs):
+        tests.append(1)
+        if len(tests) == 2:
+            raise KeyboardInterrupt
+        return real_test(*args, **kwargs)
+
+    monkeypatch.setattr(hpnet_train, "evaluate_epoch", killed_in_the_second_test)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_args, killed)
+    monkeypatch.undo()
+    trained = []
+    real_epoch = engine.train_one_epoch
+    monkeypatch.setattr(
+        "hpnet.epoch_run.train_one_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k)
+    )
+    _run(tiny_args, killed, "train.resume=auto")
+    assert trained == []  # epoch 2 was kept, only its test redone
+    for name in ("last.pt", "best.pt"):
+        first, second = assert_same_weights(whole / name, killed / name)
+        assert (first["epoch"], first["best_top1"]) == (second["epoch"], second["best_top1"])
+    assert _metric_rows(whole) == _metric_rows(killed)
+    rows = [[json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            for run in (whole, killed)]  # fmt: skip
+    assert [r.get("test_top1") for r in rows[0]] == [r.get("test_top1") for r in rows[1]]
+
+
 def _metric_rows(run: Path) -> list[tuple[str, int | None]]:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [(r["type"], r.get("epoch")) for r in map(json.loads, lines)]
@@ -301,13 +336,13 @@ def test_mid_epoch_resume_gives_the_same_weights_and_metrics(
     real = hpnet_train.atomic_save
     saves: list[dict] = []
 
-    def crash_after_the_fifth_save(obj, path):
+    def crash_after_the_sixth_save(obj, path):
         real(obj, path)
         saves.append(obj)
-        if len(saves) == 5:  # epoch 1: 3 mid-epoch + 1 end (best.pt: a copy); epoch 2: batch 1
+        if len(saves) == 6:  # epoch 1: 3 mid-epoch, 1 before its test, 1 end; 2: batch 1
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(hpnet_train, "atomic_save", crash_after_the_fifth_save)
+    monkeypatch.setattr(hpnet_train, "atomic_save", crash_after_the_sixth_save)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_args, crashed, *every)
     ckpt = torch.load(crashed / "last.pt", weights_only=True)

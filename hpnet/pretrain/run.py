@@ -255,7 +255,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     start_epoch, step, resumed = 0, 0, None
     if resume_from is not None:
         check_pretrain_resumable(resume_from, cfg)
-        start_epoch, step, _, resumed = resume_run(resume_from, cfg, [], parts, dist, out)
+        start_epoch, step, _, resumed, _ = resume_run(resume_from, cfg, [], parts, dist, out)
     if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
         prepare_run_folder(cfg, out, start_epoch)
     net = training_net(model, cfg, dist, device)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.export import exported_format
 
 
@@ -224,12 +224,14 @@ def load(
         device: ``cpu``, ``cuda`` or ``auto`` (``train.device``; default: the config's).
         labels: classify over these labels through the text head (checkpoints only; an exported
             file has its labels baked in).
-        pose_cache: a pose cache folder to look in first ('' = never; default ``pose.cache_dir``).
+        pose_cache: a pose cache folder to look in first ('' = never; default ``pose.cache_dir``);
+            one given that is not a folder is refused.
         estimate_pose: run the pose model on videos without cached joints.
     """
     from hpnet.predictor import Predictor
 
     path = Path(path)
+    _check_pose_cache(pose_cache)
     overrides = [*overrides, *([f"train.device={device}"] if device else [])]
     if exported_format(path):
         if labels is not None or config is not None:
@@ -247,6 +249,17 @@ def load(
         estimate_pose=estimate_pose,
     )
     return Classifier(predictor, str(path))
+
+
+def _check_pose_cache(folder: str | None) -> None:
+    """A pose cache folder given (``--pose-cache``, ``pose_cache=``) that is missing or a file
+    would silently mean no cached joints: a one-line :class:`UserError` instead."""
+    if not folder or Path(folder).is_dir():
+        return
+    raise UserError(
+        f"pose cache folder {missing(folder, folder=True)}: {folder} (give the --out folder of "
+        "python -m hpnet.pose.cache, or '' to use no cache)"
+    )
 
 
 def _load_exported(

@@ -210,6 +210,19 @@ def make_folder(
     return folder
 
 
+def make_file_folder(
+    path: str | Path, *, what: str = "file", folder_option: str | None = None
+) -> Path:
+    """``path``, an output file, with its folder made by :func:`make_folder`; a folder already
+    at ``path`` is a one-line :class:`UserError` (writing there would fail after the work)."""
+    path = Path(path)
+    if path.is_dir():
+        other = f": choose another {folder_option}" if folder_option else ""
+        raise UserError(f"cannot write {what} {path}: it is a folder{other}")
+    make_folder(path.parent, what=f"folder of the {what}", folder_option=folder_option)
+    return path
+
+
 @contextlib.contextmanager
 def write_errors_reported(
     path: str | Path, *, what: str = "file", folder_option: str | None = None

@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -33,6 +34,14 @@ class CommandParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         """The help text, without the reST markup of the docstrings it is built from."""
         return plain_text(super().format_help())
+
+
+def missing(path: str | Path, *, folder: bool = False) -> str:
+    """Why ``path`` cannot be read as a file (as a folder when ``folder``), for a message
+    ``f"config file {missing(path)}: {path}"``: ``not found``, or that it is the other kind."""
+    if not Path(path).exists():
+        return "not found"
+    return "is a file, not a folder" if folder else "is a folder, not a file"
 
 
 def plain_text(text: str) -> str:

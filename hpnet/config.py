@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.config_limits import LIMITS
 from hpnet.config_schema import (
     AugmentConfig,
@@ -227,7 +227,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path:
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"config file not found: {path}")
+            raise UserError(f"config file {missing(path)}: {path}")
         try:
             data = load_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpnet.atomic import temp_name, write_atomic, write_errors_reported
-from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.atomic import make_file_folder, temp_name, write_atomic, write_errors_reported
+from hpnet.cli import CommandParser, UserError, missing, run_cli
 from hpnet.config import Config, config_to_dict
 
 META_NAME = "hpnet.json"  # the metadata's name in both formats
@@ -91,19 +91,26 @@ def example_inputs(meta: dict[str, Any], batch: int = 2) -> tuple[torch.Tensor, 
     return video, joints
 
 
+def check_out(out: Path) -> str:
+    """The format ``out`` names (see :func:`exported_format`), its folder made; a name of no
+    format, or a file or folder in the way, is a one-line :class:`UserError`."""
+    kind = exported_format(out)
+    if kind is None:
+        raise UserError(f"--out {out}: give a .pt2 (torch.export) or .onnx (ONNX) file name")
+    make_file_folder(out, what="export", folder_option="--out")
+    return kind
+
+
 def export_model(model: nn.Module, cfg: Config, out: str | Path) -> dict[str, Any]:
     """Export ``model`` (an HP-Net on the CPU) to ``out`` (``.pt2`` or ``.onnx``), atomically;
     returns the metadata written with it."""
     out = Path(out)
-    kind = exported_format(out)
-    if kind is None:
-        raise UserError(f"--out {out}: give a .pt2 (torch.export) or .onnx (ONNX) file name")
+    kind = check_out(out)
     meta = export_metadata(model, cfg)
     wrapped = LogitsModel(model.cpu(), meta["uses_pose"]).eval()
     inputs = example_inputs(meta)
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = {name: {0: batch} for name in meta["inputs"]}
-    out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         if kind == "torch.export":
             program = torch.export.export(wrapped, inputs, dynamic_shapes=shapes, strict=False)
@@ -211,7 +218,7 @@ def load_exported(path: str | Path) -> ExportedModel:
     Runtime on the CPU)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"exported model not found: {path}")
+        raise UserError(f"exported model {missing(path)}: {path}")
     kind = exported_format(path)
     if kind == "torch.export":
         extra = {META_NAME: ""}
@@ -295,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.predict import read_labels
 
     args = _parser().parse_intermixed_args(argv)
+    check_out(Path(args.out))  # before the checkpoint loads
     ckpt = load_checkpoint(args.checkpoint)
     if args.config:
         cfg = load_config(args.config, args.overrides)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from hpnet.atomic import make_folder
+from hpnet.atomic import make_file_folder
 from hpnet.pose.preview import DRAW_EDGES, LEFT_JOINTS, PERSON_COLOURS
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi")
@@ -139,7 +139,7 @@ def write_overlay(
         )
     if not frames:
         raise ValueError("no frames to write")
-    make_folder(path.parent, what="overlay folder")
+    make_file_folder(path, what="overlay")
     if suffix in IMAGE_SUFFIXES:
         _strip(frames, header).save(path)
     else:

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.atomic import make_file_folder
+from hpnet.cli import CommandParser, UserError, missing, run_cli
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
 from hpnet.text.prompts import check_labels
@@ -51,7 +52,7 @@ def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None
     if labels_file:
         path = Path(labels_file).expanduser()
         if not path.is_file():
-            raise UserError(f"labels file not found: {path} (--labels-file)")
+            raise UserError(f"labels file {missing(path)}: {path} (--labels-file)")
         try:
             lines = path.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError as err:
@@ -198,13 +199,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     _check_window_arguments(args)
     if args.overlay:
-        from hpnet.atomic import make_folder
         from hpnet.overlay import OVERLAY_FORMATS, is_overlay_format
 
         if not is_overlay_format(args.overlay):
             formats = ", ".join(OVERLAY_FORMATS)
             raise UserError(f"--overlay {args.overlay}: name it with one of {formats}")
-        make_folder(Path(args.overlay).parent, what="overlay folder", folder_option="--overlay")
+        make_file_folder(args.overlay, what="overlay", folder_option="--overlay")
+    if args.timeline:
+        make_file_folder(args.timeline, what="timeline plot", folder_option="--timeline")
     collect_videos(paths)  # a missing folder or one without videos: refused before loading
     classifier = load(
         args.checkpoint,

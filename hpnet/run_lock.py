@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from hpnet.atomic import write_errors_reported
+from hpnet.atomic import make_folder, write_errors_reported
 from hpnet.checkpoint import OUT_DIR_OPTION
 from hpnet.cli import UserError
 
@@ -60,8 +60,8 @@ def run_folder_lock(
     if fcntl is None:
         yield
         return
+    make_folder(path.parent, what="run folder", folder_option=folder_option)
     with write_errors_reported(path, what="run lock", folder_option=folder_option):
-        path.parent.mkdir(parents=True, exist_ok=True)
         f = open(path, "a+b", buffering=0)  # noqa: SIM115 (closed below, after the block)
     with f:
         try:

@@ -80,13 +80,13 @@ def write_timeline_video(
     timeline's plan found them (no second scan of the file)."""
     import av
 
-    from hpnet.atomic import make_folder
+    from hpnet.atomic import make_file_folder
     from hpnet.data.decode import open_video
     from hpnet.inference import fit_size
     from hpnet.overlay import render_frame, video_output, video_stream
 
     path = Path(path)
-    make_folder(path.parent, what="overlay folder")
+    make_file_folder(path, what="overlay")
     with open_video(video, backend=backend) as reader, video_output(path) as (out, codec):
         info = reader.info
         size = fit_size(info.height, info.width, max_side)

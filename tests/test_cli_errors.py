@@ -26,8 +26,11 @@ def _files(tmp: Path) -> dict[str, str]:
     for name in ("wave/a.mp4", "wave/b.mp4", "wave/c.mp4", "clap/d.mp4", "clap/e.mp4"):
         (videos / name).parent.mkdir(parents=True, exist_ok=True)
         (videos / name).write_bytes(b"")
+    (tmp / "adir").mkdir()
     return {
         "{text}": str(text),
+        "{dir}": str(tmp / "adir"),
+        "{root_is_file}": f"data.root={text}",
         "{videos}": f"data.root={videos}",
         "{bad_yaml}": str(bad_yaml),
         "{list_yaml}": str(not_a_mapping),
@@ -81,6 +84,11 @@ CASES = [
     ("hpnet.data.synthetic", ["--train", "x"], "--train"),
     ("hpnet.data", ["--config", f"{NOPE}/x.yaml"], f"{NOPE}/x.yaml"),
     ("hpnet.data", ["data.dataset=folder", f"data.root={NOPE}"], NOPE),
+    # the wrong kind of path is said as such, not as "not found"
+    ("hpnet.train", ["--config", "{dir}"], "config file is a folder, not a file: "),
+    ("hpnet.data", ["data.dataset=folder", "{root_is_file}"], "folder is a file, not a folder: "),
+    ("hpnet.pose.cache", ["--videos", "{text}", "--out", "{out}"], "is a file, not a folder: "),
+    ("hpnet.evaluate", ["--checkpoint", "{dir}"], "adir is a folder: pass "),
 ]
 
 

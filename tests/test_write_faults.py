@@ -525,3 +525,43 @@ def test_a_file_where_a_folder_belongs_is_a_one_line_error_before_the_work(
         predict_main(["v.mp4", "--checkpoint", "x.pt", "--overlay", f"{afile}/o.png"])
     with pytest.raises(UserError, match=r"evaluation folder .*afile is a file.*--out DIR"):
         evaluate_main(["--checkpoint", str(tiny_checkpoint), "--out", str(afile)])
+
+
+def test_a_folder_where_an_output_file_belongs_is_refused_before_the_work(tmp_path):
+    """--overlay, --timeline, export --out or a pose preview naming an existing folder, or a
+    folder below a file, or a --pose-cache that is no folder: one line before the checkpoint
+    loads (x.pt does not exist; these were tracebacks after the work, or a cache silently
+    unused)."""
+    import hpnet
+    from hpnet.atomic import make_file_folder
+    from hpnet.cli import UserError
+    from hpnet.export import main as export_main
+    from hpnet.overlay import write_overlay
+    from hpnet.predict import main as predict_main
+
+    taken = tmp_path / "o.mp4"
+    taken.mkdir()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(UserError, match=rf"cannot write overlay {taken}: it is a folder: choose "
+                       r"another --overlay$"):  # fmt: skip
+        predict_main(["v.mp4", "--checkpoint", "x.pt", "--overlay", str(taken)])
+    plot = tmp_path / "plot.png"
+    plot.mkdir()
+    with pytest.raises(UserError, match=r"cannot write timeline plot .*plot\.png: it is a folder"):
+        predict_main(["v.mp4", "--checkpoint", "x.pt", "--window", "2", "--timeline", str(plot)])
+    (tmp_path / "m.pt2").mkdir()
+    with pytest.raises(UserError, match=r"cannot write export .*m\.pt2: it is a folder: choose "
+                       r"another --out$"):  # fmt: skip
+        export_main(["--checkpoint", "x.pt", "--out", str(tmp_path / "m.pt2")])
+    with pytest.raises(UserError, match=r"afile is a file, not a folder: choose another --out$"):
+        export_main(["--checkpoint", "x.pt", "--out", str(afile / "m.onnx")])
+    with pytest.raises(UserError, match=r"it is a folder"):  # the Python API's writer too
+        write_overlay(taken, [np.zeros((8, 8, 3), np.uint8)])
+    assert make_file_folder(tmp_path / "new" / "p.png") == tmp_path / "new" / "p.png"
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "p.png").exists()
+    for cache, state in ((tmp_path / "nocache", "not found"), (afile, "is a file, not a folder")):
+        with pytest.raises(UserError, match=rf"pose cache folder {state}: {cache} \(give the"):
+            hpnet.load("x.pt", pose_cache=str(cache))
+    with pytest.raises(UserError, match=r"x\.pt"):  # a folder, or '', passes on to the load
+        hpnet.load("x.pt", pose_cache="")

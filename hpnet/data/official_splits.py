@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.data.records import RecordSplits, VideoRecord, drop_missing, read_lines
 
 HMDB51_SPLIT_DIR = "testTrainMulti_7030_splits"
@@ -55,8 +55,9 @@ def read_hmdb51_splits(split_dir: str | Path, split: int) -> dict[str, list[tupl
         raise UserError(f"HMDB51 split must be 1, 2 or 3, got {split} (set data.split)")
     if not split_dir.is_dir():
         raise UserError(
-            f"HMDB51 split folder not found: {split_dir} (set data.split_dir to the folder of "
-            "<class>_test_split{1,2,3}.txt files from the official test_train_splits.rar)"
+            f"HMDB51 split folder {missing(split_dir, folder=True)}: {split_dir} (set "
+            "data.split_dir to the folder of <class>_test_split{1,2,3}.txt files from the "
+            "official test_train_splits.rar)"
         )
     entries: dict[str, list[tuple[str, int]]] = {}
     for name in HMDB51_CLASSES:

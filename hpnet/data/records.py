@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.data.holdout import stratified_holdout
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise UserError(f"dataset folder not found: {root} (set data.root)")
+        raise UserError(f"dataset folder {missing(root, folder=True)}: {root} (set data.root)")
     layout = [("train", root / "train"), ("test", root / "test")]
     if all(folder.is_dir() for _, folder in layout):
         unread = sorted(set(_subfolders(root)) & SPLIT_FOLDER_NAMES - {"train", "test"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.data.records import VIDEO_EXTENSIONS, RecordSplits, VideoRecord, videos_under
 
 NO_LABEL = -1  # the label of every unlabelled record
@@ -20,7 +20,7 @@ def unlabeled_records(root: str | Path) -> RecordSplits:
     """Every video file under ``root`` (any depth, hidden files skipped) as training records."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise UserError(f"dataset folder not found: {root} (set data.root)")
+        raise UserError(f"dataset folder {missing(root, folder=True)}: {root} (set data.root)")
     paths = videos_under(root)
     if not paths:
         raise UserError(

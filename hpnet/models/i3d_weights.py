@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.models.i3d import I3D
 from hpnet.models.weights import PretrainedReport, refuse_other_depth
 from hpnet.text.weights import read_weights_file
@@ -61,7 +61,7 @@ def load_i3d_weights(backbone: I3D, pretrained: str) -> PretrainedReport:
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise UserError(
-            f"I3D weights not found: {path} ({KEY}; set it to a 2D ResNet-50 or an "
+            f"I3D weights {missing(path)}: {path} ({KEY}; set it to a 2D ResNet-50 or an "
             f"{backbone.arch} state dict file of model.arch={backbone.arch}, or '' for random)"
         )
     state, _ = read_weights_file(path, KEY, what="ResNet weights")

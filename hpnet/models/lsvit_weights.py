@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.models.lsvit import Activation, LSViT, resize_temporal_embed
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.activation import ambiguous_activation_error, quick_gelu_from_provenance
@@ -69,7 +69,7 @@ def read_backbone_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     if not path.is_file():
-        raise UserError(f"pretrained backbone weights not found: {path} ({_FIX})")
+        raise UserError(f"pretrained backbone weights {missing(path)}: {path} ({_FIX})")
     return read_weights_file(path, "model.pretrained", what="pretrained backbone weights")
 
 

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.models.weights import PretrainedReport, refuse_other_depth
 from hpnet.text.download import probe_host
 from hpnet.text.weights import read_weights_file
@@ -54,7 +54,7 @@ def load_tv_weights(backbone: nn.Module, pretrained: str) -> PretrainedReport:
     else:
         name = " (torchvision has no weights for it)"
     raise UserError(
-        f"{_flavour(backbone)} weights not found: {path} ({KEY}; set it to a state dict file "
+        f"{_flavour(backbone)} weights {missing(path)}: {path} ({KEY}; set it to a state dict file "
         f"of model.arch={backbone.arch}{name}, or '' for random)"
     )
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 from hpnet.pose.tracking import FrameDetections, track_persons
 
@@ -60,7 +60,7 @@ def resolve_weights(weights: str | Path) -> str:
     is_yaml = text.lower().endswith((".yaml", ".yml"))
     if path.parent != Path(".") or path.is_dir():  # a path, not a bare name
         what = "pose model config" if is_yaml else "pose weights file"
-        raise UserError(f"{what} not found: {path} ({_WEIGHTS_HINT})")
+        raise UserError(f"{what} {missing(path)}: {path} ({_WEIGHTS_HINT})")
     if is_yaml:
         return text  # a built-in model config, e.g. yolo11n-pose.yaml (random init, offline)
     from ultralytics.utils import SETTINGS, is_online

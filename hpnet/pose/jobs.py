@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from hpnet.atomic import remove_stale_temp_files
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.config import Config, dataset_configs
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.pose.store import cache_path, is_cached
@@ -38,7 +38,7 @@ def folder_videos(folder: str | Path) -> list[VideoJob]:
     """Every video file under ``folder`` (recursive, hidden entries skipped), sorted by path."""
     root = Path(folder).expanduser()
     if not root.is_dir():
-        raise UserError(f"video folder not found: {root} (--videos DIR)")
+        raise UserError(f"video folder {missing(root, folder=True)}: {root} (--videos DIR)")
     jobs = [VideoJob(p, p.relative_to(root).as_posix()) for p in videos_under(root)]
     return sorted(jobs, key=lambda j: j.rel)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpnet.atomic import make_file_folder
 from hpnet.pose.skeleton import BONES
 from hpnet.pose.store import cache_path, load_joints
 
@@ -67,7 +68,7 @@ def save_skeleton_png(
             bbox={"facecolor": "black", "alpha": 0.6, "pad": 2, "linewidth": 0},
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_file_folder(path, what="pose preview")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

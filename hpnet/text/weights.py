@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from hpnet.checkpoint import is_exported_model, load_error_reason
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 from hpnet.text.activation import OPENAI_RELEASE_KEYS, QUICK_GELU_KEY, resolve_quick_gelu
 from hpnet.text.download import download_location, fetch_tag_weights
 
@@ -68,7 +68,7 @@ def parse_weights(pretrained: str, key: str = "text.pretrained") -> ClipWeights:
         return ClipWeights("file", str(path.resolve()))
     if looks_like_path:
         raise UserError(
-            f"CLIP weights file not found: {path} ({key}); give an existing "
+            f"CLIP weights file {missing(path)}: {path} ({key}); give an existing "
             "open_clip/CLIP checkpoint, an open_clip tag such as 'openai', or '' for random init"
         )
     return ClipWeights("tag", pretrained)

@@ -509,3 +509,53 @@ def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path):
         assert from_files["label"] == in_memory["label"]
         assert from_files["video"].shape == in_memory["video"].shape == (2, 4, 3, 32, 32)
         assert torch.allclose(from_files["joints"], in_memory["joints"])
+
+
+def test_loader_workers_never_free_garbage_that_needs_the_parents_threads(tmp_path):
+    """Cyclic garbage whose finalizer needs a lock another thread holds (as a PyAV reformatter
+    needs its FFmpeg slice threads) is collected before the workers fork: freed in a worker,
+    it waited forever for a thread the fork did not copy (a test split hung so)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import gc, threading, time
+        import torch
+        from hpnet.data.loader import ForkSafeLoader
+
+        gc.disable()  # only the collections below, at known moments
+        lock = threading.Lock()
+
+        class NeedsTheThread:
+            def __del__(self):
+                with lock:
+                    pass
+
+        def garbage():
+            held = NeedsTheThread()
+            held.cycle = held
+
+        garbage()
+
+        def hold():
+            with lock:
+                time.sleep(1.0)
+
+        threading.Thread(target=hold).start()
+        time.sleep(0.2)  # the lock is held while the worker forks
+
+        class Collects(torch.utils.data.Dataset):
+            def __len__(self):
+                return 1
+
+            def __getitem__(self, index):
+                gc.collect()  # a worker's collector frees what it inherited
+                return torch.zeros(1)
+
+        print(next(iter(ForkSafeLoader(Collects(), num_workers=1))).tolist())
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "[[0.0]]", done.stderr

@@ -191,7 +191,9 @@ def test_decode_error_pickles_and_survives_dataloader(videos: dict) -> None:
         def __getitem__(self, index: int) -> torch.Tensor:
             return decode_frames(videos["mpeg4.avi"].parent / "gone.avi", [0])
 
-    loader = torch.utils.data.DataLoader(Missing(), num_workers=1)
+    from hpnet.data.loader import ForkSafeLoader  # (the loader hpnet's workers fork from)
+
+    loader = ForkSafeLoader(Missing(), num_workers=1)
     with pytest.raises(VideoDecodeError, match=r"gone\.avi: file not found"):
         next(iter(loader))
 

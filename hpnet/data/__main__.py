@@ -46,7 +46,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from hpnet.cli import CommandParser, run_cli
@@ -58,6 +58,7 @@ from hpnet.data.datasets import (
     records_for_config,
     rendered_keys,
 )
+from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR
 from hpnet.data.records import VideoRecord, per_class_counts
 
@@ -141,7 +142,7 @@ def _check_decode(
         backend=cfg.data.decoder,
         max_pixels=cfg.data.max_pixels,
     )
-    loader = DataLoader(
+    loader = ForkSafeLoader(
         _DecodeCheck(clips),
         batch_size=None,
         num_workers=min(cfg.data.workers, len(records)),

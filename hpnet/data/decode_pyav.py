@@ -249,6 +249,10 @@ class _PyAVReader(VideoReader):
 
     def close(self) -> None:
         self._pictures = None
+        # freed now, with its FFmpeg slice threads: left to the collector (a reader in a
+        # reference cycle, e.g. through an exception's traceback) it may be freed in a forked
+        # loader worker, where those threads do not exist, and hang it (see ForkSafeLoader)
+        self._reformatter = None
         self._container.close()
 
 

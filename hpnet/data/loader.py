@@ -9,8 +9,9 @@ the part of an epoch a mid-epoch checkpoint already covered. :func:`build_loader
 
 from __future__ import annotations
 
+import gc
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hpnet.cli import UserError
 
-__all__ = ["EpochSampler", "build_loader", "collate_clips", "first_clip_batch"]
+__all__ = ["EpochSampler", "ForkSafeLoader", "build_loader", "collate_clips", "first_clip_batch"]
 
 _STAND_IN_TRIES = 64  # videos first_clip_batch tries before it gives up
 
@@ -113,6 +114,21 @@ class EpochSampler(Sampler[int]):
         return iter(order[skip:].tolist())
 
 
+class ForkSafeLoader(DataLoader):
+    """A DataLoader whose worker processes are forked after a garbage collection here.
+
+    Cyclic garbage holding native threads (PyAV's frame reformatter keeps FFmpeg slice threads)
+    must be freed in the process its threads run in: freed in a forked worker (its collector
+    runs there too), it waits forever for threads the fork did not copy, and the loader with
+    it (seen: a test split hung after the long-video overlay tests).
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.num_workers > 0:  # (persistent workers fork once; a collection costs ~ms)
+            gc.collect()
+        return super().__iter__()
+
+
 def _seed_worker(worker_id: int) -> None:
     """Seed Python's and NumPy's global generators from the worker's torch seed."""
     seed = torch.initial_seed() % 2**32
@@ -138,7 +154,7 @@ def build_loader(
     if train:
         sampler = EpochSampler(ds, seed=seed, sampler=sampler)
     num_samples = len(sampler) if sampler is not None else len(ds)
-    return DataLoader(
+    return ForkSafeLoader(
         ds,
         batch_size=batch_size,
         sampler=sampler,

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from hpnet.atomic import WriteError
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
+from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.records import VIDEO_EXTENSIONS
 from hpnet.pose.estimator import (
     PoseEstimator,
@@ -222,7 +223,7 @@ def _frame_loader(todo: Sequence[VideoJob], cfg: Config, device: torch.device) -
         max_pixels=cfg.data.max_pixels,
     )
     workers = min(cfg.pose.workers, len(todo))
-    return DataLoader(
+    return ForkSafeLoader(
         stream,
         batch_size=None,
         num_workers=workers,

@@ -16,6 +16,7 @@ softmax averaged over views x crops::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ import torch
 
 from hpnet.cli import UserError, missing
 from hpnet.export import exported_format
+
+logger = logging.getLogger(__name__)
 
 
 class Classifier:
@@ -58,15 +61,16 @@ class Classifier:
         seconds per stage; a video that cannot be read gives ``{"ok": False, "error": ...}``.
         ``overlay``/``explain`` (``gradcam``, ``activation`` or ``guided``, any arch): as
         ``hpnet.predict --overlay/--explain``; ``cam=True`` is ``explain="gradcam"``."""
+        from hpnet.overlay import check_output_names
         from hpnet.predictor import predict_videos
 
-        if top_k < 1:
-            raise UserError(f"top_k must be at least 1, got {top_k}")
+        _check_top_k(top_k)
         explain = explain_method(explain, cam)
         if explain and not overlay:
             raise UserError(f"explain={explain!r} draws on the overlay: give overlay='out.png'")
         if explain and not hasattr(self.predictor.model, "backbone"):
             raise UserError(f"--explain needs the model's layers: {self.source} is exported")
+        check_output_names(overlay, names=API_NAMES)
         one, found = _collect(videos)
         results = predict_videos(
             self.predictor, found, top_k=top_k, overlay=overlay, explain=explain
@@ -95,12 +99,21 @@ class Classifier:
         (one file per video, named as ``--overlay`` names them)."""
         from hpnet.data.decode import VideoDecodeError
         from hpnet.inference import top_k as best
+        from hpnet.overlay import check_output_names
         from hpnet.predictor import overlay_paths
         from hpnet.timeline import check_smooth, check_window, score_timeline
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
+        _check_top_k(top_k)
         check_window(window, stride)
         check_smooth(smooth)
+        if stride > window:
+            logger.warning(
+                "--stride %g s is longer than --window %g s: %.3g s after each window is in "
+                "no window (unscored; the segments span it): give a stride <= the window to "
+                "score every moment", stride, window, stride - window,
+            )  # fmt: skip
+        check_output_names(overlay, plot, window=True, names=API_NAMES)
         one, found = _collect(videos)
         rels, paths = [v.rel for v in found], [v.path for v in found]
         plots = overlay_paths(plot, rels, paths) if plot else [None] * len(found)
@@ -157,6 +170,7 @@ class Classifier:
         from hpnet.inference import SampledVideo
         from hpnet.inference import top_k as best
 
+        _check_top_k(top_k)
         p = self.predictor
         frames = video[None] if video.dim() == 4 else video
         t = p.cfg.data.frames
@@ -182,6 +196,14 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.source!r}, {len(self.labels)} labels)"
+
+
+API_NAMES = ("overlay=", "plot=")  # as check_output_names calls them in the API's messages
+
+
+def _check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise UserError(f"top_k must be at least 1, got {top_k}")
 
 
 def explain_method(explain: str | None, cam: bool) -> str | None:
@@ -231,6 +253,10 @@ def load(
     from hpnet.predictor import Predictor
 
     path = Path(path)
+    if isinstance(overrides, str):  # (each character would be read as an override)
+        raise UserError(f"overrides must be a list of 'key=value' strings, e.g. [{overrides!r}]")
+    if device == "cuda" and not torch.cuda.is_available():  # (said as the API's argument)
+        raise UserError("device='cuda' but no CUDA GPU is visible (use device='auto' or 'cpu')")
     _check_pose_cache(pose_cache)
     overrides = [*overrides, *([f"train.device={device}"] if device else [])]
     if exported_format(path):
@@ -270,12 +296,14 @@ def _load_exported(
     from hpnet.predictor import Predictor
 
     exported = load_exported(path)
-    cfg = apply_overrides(config_from_dict(exported.meta["config"]), overrides)
+    baked = config_from_dict(exported.meta["config"])
+    baked.train.device = "cpu"  # whatever it trained on: only an override here may say cuda
+    cfg = apply_overrides(baked, overrides)
     meta, d = exported.meta, cfg.data
-    baked = {"data.frames": meta["frames"], "data.size": meta["size"]}
-    baked["pose.persons"] = meta["persons"] if meta["uses_pose"] else cfg.pose.persons
+    shape = {"data.frames": meta["frames"], "data.size": meta["size"]}
+    shape["pose.persons"] = meta["persons"] if meta["uses_pose"] else cfg.pose.persons
     asked = {"data.frames": d.frames, "data.size": d.size, "pose.persons": cfg.pose.persons}
-    changed = [f"{k}={asked[k]} (it takes {v})" for k, v in baked.items() if asked[k] != v]
+    changed = [f"{k}={asked[k]} (it takes {v})" for k, v in shape.items() if asked[k] != v]
     if changed:
         raise UserError(
             f"{path}: an exported model's input shape is fixed, not {', '.join(changed)}: drop "

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class UserError(Exception):
@@ -56,6 +59,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     from hpnet.data.decode_errors import VideoDecodeError
 
     configure_logging()
+    _stop_on_sigterm()
     try:
         code = main(argv)
     except UserError as err:
@@ -69,10 +73,38 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
             file=sys.stderr,
         )
         sys.exit(1)
+    except Terminated:
+        print("hpnet: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("hpnet: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler) in a command: unwinds like Ctrl-C, so that files
+    being written are left intact (temp files removed) and the command says why it stopped."""
+
+
+def _stop_on_sigterm() -> None:
+    """Raise :class:`Terminated` on SIGTERM in this process (a forked child, e.g. a data loader
+    worker, keeps the default: it just ends). Only from the main thread, and only where no other
+    handler was set."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    command = os.getpid()
+
+    def stop(signum: int, frame: Any) -> None:
+        if os.getpid() != command:  # a child forked after this was set
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def configure_logging() -> None:

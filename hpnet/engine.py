@@ -68,6 +68,7 @@ class EpochProgress:
     seen: float = 0.0  # clips trained on
     skipped: float = 0.0  # videos that could not be decoded
     time_s: float = 0.0  # seconds spent in this epoch before the current process took over
+    lr: float = 0.0  # the (first group's) learning rate of the last optimizer step taken
     extra: dict[str, float] = field(default_factory=dict)  # per-clip sums a step adds (mean out)
     # micro-batches recorded on the device, not yet read: (loss, correct | None, clips, weight,
     # where, extra means); :func:`flush_records` reads them all in one sync at the optimizer step
@@ -92,6 +93,7 @@ class EpochProgress:
             "clips_per_s": self.seen / max(elapsed, 1e-9),
             "skipped": self.skipped,
             "time_s": elapsed,
+            "lr": self.lr,
             **{key: total / clips for key, total in self.extra.items()},
         }
 
@@ -368,6 +370,7 @@ def _optimizer_step(
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    state.lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before the schedule's
     scheduler.step()
     state.steps += 1
 

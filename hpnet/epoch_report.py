@@ -90,6 +90,13 @@ def log_metrics(out: Path, record: dict[str, Any], tb: Any) -> None:
 
 def open_tensorboard(cfg: Config, out: Path) -> Any:
     """A TensorBoard writer in ``<out>/tb`` when ``train.tensorboard``, else None."""
+    writer = tensorboard_writer(cfg)
+    return None if writer is None else writer(out / "tb")
+
+
+def tensorboard_writer(cfg: Config) -> Any:
+    """TensorBoard's ``SummaryWriter`` class when ``train.tensorboard``, else None; without the
+    package a one-line :class:`UserError` (call it before the run folder is made)."""
     if not cfg.train.tensorboard:
         return None
     try:
@@ -98,4 +105,4 @@ def open_tensorboard(cfg: Config, out: Path) -> Any:
         raise UserError(
             "train.tensorboard=true needs the tensorboard package: pip install 'hpnet[tensorboard]'"
         ) from err
-    return SummaryWriter(out / "tb")
+    return SummaryWriter

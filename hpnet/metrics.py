@@ -24,7 +24,8 @@ def classification_report(
     n, c = probs.shape
     if n == 0:
         raise ValueError("no videos to score")
-    top = probs.topk(min(5, c), dim=1).indices  # (N, k)
+    # (N, k), ties in label order as predict's top-k (topk's order of ties is unspecified)
+    top = probs.argsort(dim=1, descending=True, stable=True)[:, : min(5, c)]
     hit1 = top[:, 0] == labels
     hit5 = (top == labels[:, None]).any(dim=1)
     confusion = confusion_matrix(top[:, 0], labels, c)
@@ -33,14 +34,14 @@ def classification_report(
     accs = []
     for k, name in enumerate(class_names):
         if support[k] > 0:
-            acc = float(confusion[k, k] / support[k])
+            acc = int(confusion[k, k]) / int(support[k])
             per_class[name] = acc
             accs.append(acc)
         else:
             per_class[name] = None
     return {
-        "top1": float(hit1.float().mean()),
-        "top5": float(hit5.float().mean()),
+        "top1": float(hit1.double().mean()),  # (0.6, not float32's 0.6000000238)
+        "top5": float(hit5.double().mean()),
         "mean_class_acc": float(sum(accs) / len(accs)),
         "per_class": per_class,
         "num_videos": n,

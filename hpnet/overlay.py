@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from hpnet.atomic import make_file_folder
+from hpnet.cli import UserError
 from hpnet.pose.preview import DRAW_EDGES, LEFT_JOINTS, PERSON_COLOURS
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi")
@@ -125,6 +126,34 @@ def _write_lines(draw: ImageDraw.ImageDraw, lines: Sequence[str], *, size: int) 
 def is_overlay_format(path: str | Path) -> bool:
     """Whether ``path``'s suffix names a format :func:`write_overlay` writes."""
     return Path(path).suffix.lower() in OVERLAY_FORMATS
+
+
+def check_output_names(
+    overlay: str | Path | None,
+    plot: str | Path | None = None,
+    *,
+    window: bool = False,
+    names: tuple[str, str] = ("--overlay", "--timeline"),
+) -> None:
+    """Refuse, before any video is scored, an ``overlay`` of no format :func:`write_overlay`
+    writes (with ``window``, of no video format) and a timeline ``plot`` not named .png, and
+    make their folders (:func:`~hpnet.atomic.make_file_folder`); ``names``: how the caller
+    calls the two (``--overlay``/``--timeline``, or ``overlay=``/``plot=``)."""
+    if overlay:
+        suffix = Path(overlay).suffix.lower()
+        if suffix not in OVERLAY_FORMATS:
+            formats = ", ".join(OVERLAY_FORMATS)
+            raise UserError(f"{names[0]} {overlay}: name it with one of {formats}")
+        if window and suffix not in VIDEO_SUFFIXES:
+            raise UserError(
+                f"{names[0]} {overlay}: a timeline's overlay writes a video: name it out.mp4 "
+                "(or .mkv, .avi)"
+            )
+        make_file_folder(overlay, what="overlay", folder_option=names[0])
+    if plot:
+        if Path(plot).suffix.lower() != ".png":
+            raise UserError(f"{names[1]} {plot}: name it out.png")
+        make_file_folder(plot, what="timeline plot", folder_option=names[1])
 
 
 def write_overlay(

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpnet.atomic import make_file_folder
 from hpnet.cli import CommandParser, UserError, missing, run_cli
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
@@ -182,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.api import explain_method, load
     from hpnet.export import exported_format
     from hpnet.inference import collect_videos
+    from hpnet.overlay import check_output_names
 
     args = _parser().parse_intermixed_args(argv)
     paths, overrides = split_inputs(args.inputs)
@@ -198,15 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(give the checkpoint it was exported from)"
         )
     _check_window_arguments(args)
-    if args.overlay:
-        from hpnet.overlay import OVERLAY_FORMATS, is_overlay_format
-
-        if not is_overlay_format(args.overlay):
-            formats = ", ".join(OVERLAY_FORMATS)
-            raise UserError(f"--overlay {args.overlay}: name it with one of {formats}")
-        make_file_folder(args.overlay, what="overlay", folder_option="--overlay")
-    if args.timeline:
-        make_file_folder(args.timeline, what="timeline plot", folder_option="--timeline")
+    check_output_names(args.overlay, args.timeline, window=args.window is not None)
     collect_videos(paths)  # a missing folder or one without videos: refused before loading
     classifier = load(
         args.checkpoint,
@@ -235,10 +227,6 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
         return
     if args.cam or args.explain:
         raise UserError("--explain (--cam) draws on one clip: drop --window, or --explain")
-    if args.overlay and args.overlay.lower().endswith(".png"):
-        raise UserError("--overlay with --window writes a video: name it out.mp4 (or .mkv, .avi)")
-    if args.timeline and not args.timeline.lower().endswith(".png"):
-        raise UserError(f"--timeline {args.timeline}: name it out.png")
     check_window(args.window, _stride(args))
     check_smooth(args.smooth)
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,9 +60,16 @@ class WindowPlan:
         """Number of windows."""
         return len(self.starts)
 
+    @property
+    def pads(self) -> bool:
+        """Whether the one window is a whole video of fewer than ``frames`` frames, which takes
+        each frame once and then its last again, as a test clip does (several windows over
+        such a video take the frames on screen at their grid positions)."""
+        return self.num_frames < self.frames and self.count == 1
+
     def _frames_at(self, positions: np.ndarray) -> np.ndarray:
         """Grid positions ``(K,)`` -> the frame index shown at each ``(K,)``."""
-        if self.num_frames < self.frames:  # shorter than a clip: padded as a test clip is
+        if self.pads:
             return np.minimum(positions, self.num_frames - 1).astype(np.int64)
         moments = (positions + 0.5) * self.step
         if self.times is None:
@@ -102,11 +111,11 @@ def plan_windows(
     over a video of ``num_frames`` frames at ``fps``, the last one ending at the video's end;
     ``times``: when each frame shows, for a variable frame rate (see
     :meth:`~hpnet.data.decode_reader.VideoReader.frame_times`). A video shorter than one window
-    is one window over all of it; one shorter than ``frames`` frames pads it with its last
-    frame, as a test clip does. A window shorter than one frame is refused."""
+    is one window over all of it (see :attr:`WindowPlan.pads`). A window shorter than one frame
+    is refused."""
     check_window(window, stride)
     if fps <= 0:
-        raise UserError("the video does not say its frame rate: windows in seconds need one")
+        raise UserError("the video records no frame rate (windows are in seconds)")
     if times is None:
         duration = num_frames / fps
     else:  # the last frame shows for a mean frame's time
@@ -220,7 +229,8 @@ def score_timeline(
     ``plan``, ``pose`` (where the joints came from, see :func:`_pose_source`), ``num_decoded``
     (distinct frames decoded) and ``thumbnails``: up to that many
     ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows."""
-    from hpnet.data.decode import VideoDecodeError, open_video
+    from hpnet.data.decode import open_video
+    from hpnet.data.decode_errors import VideoUnfitError
     from hpnet.inference import fit_size
     from hpnet.inference import top_k as best
 
@@ -228,16 +238,18 @@ def score_timeline(
     p, store = predictor, _FrameStore()
     with open_video(video.path, backend=p.cfg.data.decoder, max_pixels=p.cfg.data.max_pixels) as r:
         info = r.info
-        if info.fps <= 0:  # this video's problem, not the run's: reported like a decode error
-            raise VideoDecodeError(video.path, "it records no frame rate (windows are in seconds)")
-        plan = plan_windows(
-            info.num_frames, info.fps, p.cfg.data.frames, window, stride, r.frame_times()
-        )
+        try:  # this video's frame rate, not the run's settings: reported for this video only
+            plan = plan_windows(
+                info.num_frames, info.fps, p.cfg.data.frames, window, stride, r.frame_times()
+            )
+        except UserError as err:
+            raise VideoUnfitError(video.path, str(err)) from None
         _warn_repeats(video, plan)
         size = fit_size(info.height, info.width, p.max_side)
         probs, decoded, thumbs = [], 0, []
         keep = set(np.linspace(0, plan.count - 1, thumbnails).round().astype(int).tolist())
         cached = _cached_joints(p, video, plan, info)  # one read of the cache file, or None
+        bar = long_work_bar(plan.count, f"timeline {Path(video.path).name}", "window")
         for group in _batches(plan.count, batch):
             wanted = np.stack([plan.indices(i) for i in group])  # (W, T)
             new = np.setdiff1d(np.unique(wanted), np.fromiter(store.frames, np.int64))
@@ -251,10 +263,12 @@ def score_timeline(
                     joints = _joints_of(p, store, frames)
                     store.joints.update(zip(new.tolist(), joints, strict=True))
             probs.append(_window_probs(p, store, wanted))
+            bar.update(len(group))
             for i in sorted(keep.intersection(group)):
                 thumbs.append((plan.span(i)[0], store.frames[int(plan.indices(i)[0])].clone()))
             if group.stop < plan.count:
                 store.forget_before(int(plan.indices(group.stop)[0]))
+        bar.close()
     raw = torch.cat(probs)  # (N, C)
     smoothed = smooth_scores(raw, smooth)
     spans = [plan.span(i) for i in range(plan.count)]
@@ -274,11 +288,19 @@ def score_timeline(
     }
 
 
+def long_work_bar(total: int, desc: str, unit: str) -> Any:
+    """A progress bar on stderr for a video's windows or frames (shown from the start, so a
+    long video is never silent; gone when done: the results follow it)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, mininterval=1.0)
+
+
 def _warn_repeats(video: Any, plan: WindowPlan) -> None:
     """Warn when a window holds fewer frames than the model takes (a low frame rate, or a short
     ``--window``): each window then shows the model some frames twice."""
     shown = plan.step * plan.fps * plan.frames  # frames a window spans
-    if plan.num_frames >= plan.frames and shown < plan.frames - 1e-6:
+    if not plan.pads and shown < plan.frames - 1e-6:
         logger.warning(
             "%s: a window of %.2f s holds about %.0f frames at %.3g fps, fewer than the %d the "
             "model takes, so frames repeat within it: use --window %.2f or longer",

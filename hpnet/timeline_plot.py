@@ -84,6 +84,7 @@ def write_timeline_video(
     from hpnet.data.decode import open_video
     from hpnet.inference import fit_size
     from hpnet.overlay import render_frame, video_output, video_stream
+    from hpnet.timeline import long_work_bar
 
     path = Path(path)
     make_file_folder(path, what="overlay")
@@ -93,6 +94,7 @@ def write_timeline_video(
         times = timeline["plan"].times  # None: frame i shows at i / fps
         own_times = times is not None and path.suffix.lower() != ".avi"
         stream = None
+        bar = long_work_bar(info.num_frames, f"overlay {path.name}", "frame")
         for first in range(0, info.num_frames, chunk):
             indices = range(first, min(first + chunk, info.num_frames))
             frames = reader.frames(list(indices), size=size).permute(0, 2, 3, 1).numpy()
@@ -111,5 +113,7 @@ def write_timeline_video(
                 if own_times:  # the frame's own time
                     picture.pts, picture.time_base = round(seconds * 1000), _MS
                 out.mux(stream.encode(picture))
+            bar.update(len(indices))
+        bar.close()
         if stream is not None:
             out.mux(stream.encode())

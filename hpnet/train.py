@@ -42,6 +42,7 @@ from hpnet.epoch_report import (
     log_metrics,
     open_tensorboard,
     reduce_epoch_stats,
+    tensorboard_writer,
 )
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
@@ -183,6 +184,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     if dist.is_main:  # (only once data and weights are there: a typo leaves no run folder)
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")
+        tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
         make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
         held.enter_context(run_folder_lock(out))  # one run at a time writes here
     train_loader = build_run_train_loader(datasets, dist)
@@ -241,7 +243,7 @@ def _epoch(
     """Train one epoch, test when it is time, log, write last.pt (and best.pt when the top-1
     that picks it improved); the step count and best top-1 after."""
     cfg, dist, datasets = run.cfg, run.dist, run.datasets
-    model, optimizer = run.parts[:2]
+    model = run.parts[0]
     w = dist.world_size
 
     def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
@@ -255,8 +257,7 @@ def _epoch(
     if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
         reduce_epoch_stats(stats, run.device, dist)
         broadcast_buffers(model)  # every process tests the BatchNorm statistics last.pt keeps
-    record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}
-    record["lr"] = optimizer.param_groups[0]["lr"]
+    record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}  # lr: the last used
     test = bool(cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0)
     test = test or epoch + 1 == cfg.train.epochs
     if test and dist.is_main:  # the epoch kept before its test: a run killed in it resumes here

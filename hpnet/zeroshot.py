@@ -133,7 +133,7 @@ def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
     predictor = Predictor(
         model,
         labels,
-        cfg,
+        clip_eval_config(cfg),
         transform=transform,
         canvas=clip_canvas(tower.image_size),
         max_side=0,  # decoded straight at the scaled size: one resize, as CLIP's preprocess
@@ -144,7 +144,8 @@ def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
 
 def clip_eval_config(cfg: Config) -> Config:
     """``cfg`` with the data settings of CLIP's preprocessing (:func:`clip_canvas` at the tower's
-    input size) and no joints: what :func:`score_dataset` reads the test split with."""
+    input size: one crop, ``eval.crops=1``, as reported) and no joints: what the zero-shot
+    predictor and :func:`score_dataset` read videos with."""
     import dataclasses
 
     from hpnet.text.weights import clip_image_size
@@ -159,7 +160,12 @@ def clip_eval_config(cfg: Config) -> Config:
         resize=canvas.resize,
         interpolation=canvas.interpolation,
     )
-    return dataclasses.replace(cfg, data=data, pose=dataclasses.replace(cfg.pose, source="none"))
+    return dataclasses.replace(
+        cfg,
+        data=data,
+        pose=dataclasses.replace(cfg.pose, source="none"),
+        eval=dataclasses.replace(cfg.eval, crops=1),  # a square canvas has one distinct crop
+    )
 
 
 def score_dataset(

@@ -4,6 +4,7 @@ built on it), frames already in memory, and exported files through the same prep
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -47,6 +48,37 @@ def test_load_and_predict_match_the_command(checkpoint, clips, capsys):
     assert [v["top"] for v in doc["videos"]] == [r["top"] for r in many]
     with pytest.raises(UserError, match="top_k must be at least 1"):
         clf.predict(clips / "golf.avi", top_k=0)
+
+
+def test_bad_api_arguments_are_refused_before_any_video_is_scored(
+    checkpoint, clips, tmp_path, caplog
+):
+    """As the command refuses them (they were accepted: top_k=0 gave one label; a timeline plot
+    named .mp4 was a PNG; an overlay=.txt or a PNG timeline overlay failed after scoring)."""
+    clf = hpnet.load(checkpoint, overrides=["eval.views=1"], **NO_POSE)
+    video = clips / "golf.avi"
+    with pytest.raises(UserError, match="top_k must be at least 1, got -3"):
+        clf.timeline(video, top_k=-3)
+    with pytest.raises(UserError, match="top_k must be at least 1, got 0"):
+        clf.predict_tensor(np.zeros((4, 3, 32, 32), np.uint8), top_k=0)
+    with pytest.raises(UserError, match=r"overlay= .*o\.txt: name it with one of \.mp4"):
+        clf.predict(video, overlay=str(tmp_path / "o.txt"))
+    with pytest.raises(UserError, match=r"plot= .*t\.mp4: name it out\.png"):
+        clf.timeline(video, plot=str(tmp_path / "t.mp4"))
+    with pytest.raises(UserError, match=r"overlay= .*t\.png: a timeline's overlay writes a video"):
+        clf.timeline(video, overlay=str(tmp_path / "t.png"))
+    assert not list(tmp_path.iterdir())  # nothing written
+    with caplog.at_level(logging.WARNING, logger="hpnet.api"):
+        gaps = clf.timeline(video, window=0.5, stride=1.0, smooth=1)
+    assert gaps["windows"][1]["start"] - gaps["windows"][0]["end"] == pytest.approx(0.5)
+    assert "--stride 1 s is longer than --window 0.5 s: 0.5 s after each window" in caplog.text
+    with pytest.raises(UserError, match=r"overrides must be a list .*\['eval\.views=2'\]"):
+        hpnet.load(checkpoint, overrides="eval.views=2")  # (each letter was an override)
+    import torch
+
+    if not torch.cuda.is_available():  # said as the argument given (was: train.device=cuda)
+        with pytest.raises(UserError, match=r"^device='cuda' but no CUDA GPU is visible"):
+            hpnet.load(checkpoint, device="cuda")
 
 
 def test_predict_tensor_on_frames_in_memory(checkpoint, clips):
@@ -108,3 +140,17 @@ def test_an_exported_file_predicts_like_its_checkpoint(checkpoint, clips, tmp_pa
         hpnet.load(out, overrides=["data.frames=8"])
     with pytest.raises(UserError, match="exported"):
         exported.predict(clips / "golf.avi", overlay=str(tmp_path / "o.png"), cam=True)
+    # trained (or exported) with train.device=cuda: the baked config's device is not the caller's
+    on_cuda = tmp_path / "cuda.pt2"
+    assert (
+        export_main(["--checkpoint", str(checkpoint), "--out", str(on_cuda), "train.device=cuda"])
+        == 0
+    )
+    assert (
+        hpnet.load(on_cuda, overrides=["eval.views=1"], **NO_POSE).predict(
+            clips / "golf.avi", top_k=11
+        )["top"]
+        == b["top"]
+    )
+    with pytest.raises(UserError, match="an exported model runs on the CPU"):
+        hpnet.load(on_cuda, overrides=["train.device=cuda"])  # asked for by the caller

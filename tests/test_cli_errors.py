@@ -353,3 +353,43 @@ def test_a_user_error_is_printed_on_one_plain_line(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == "hpnet: error: cannot read x.pt: do this only if you trust it ok"
+
+
+def test_sigterm_stops_a_command_with_one_line_and_leaves_no_temp_file(tmp_path):
+    """``kill`` (SIGTERM) unwinds like Ctrl-C: the file being written keeps its old content, its
+    temp file is removed, one line says why, exit code 143; a forked worker still just ends
+    (it exited silently with the temp file left behind before)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    code = textwrap.dedent(f"""
+        import multiprocessing, os, signal, time
+        from hpnet.atomic import write_atomic
+        from hpnet.cli import run_cli
+
+        def write(f):
+            f.write(b"new, half written")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+
+        def main(argv):
+            worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+            worker.start()
+            time.sleep(0.5)  # (a signal in the instant after the fork is lost: Python's own race)
+            worker.terminate()
+            worker.join(10)
+            print("worker exit code", worker.exitcode, flush=True)
+            write_atomic({str(target)!r}, write)
+
+        run_cli(main, [])
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stdout.strip() == "worker exit code -15"
+    assert done.stderr.strip() == "hpnet: terminated (SIGTERM)"
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]

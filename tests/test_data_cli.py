@@ -110,7 +110,7 @@ def test_synthetic_dataset_report(tmp_path, capsys):
     assert "rendered in memory" in capsys.readouterr().out
     with pytest.raises(SystemExit) as err:  # pose.source=cache reads files that are not there
         cli(["data.dataset=synthetic", f"data.root={tmp_path}", "pose.source=cache"])
-    assert err.value.code == 2 and "write_synthetic_videos" in capsys.readouterr().err
+    assert err.value.code == 2 and "python -m hpnet.data.synthetic " in capsys.readouterr().err
 
 
 def test_a_joint_config_reports_each_dataset_as_training_reads_it(tmp_path, capsys):

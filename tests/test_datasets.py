@@ -195,6 +195,23 @@ def test_folder_train_test_layout_and_empty(tmp_path):
         folder_records(tmp_path / "nope")
 
 
+def test_folders_without_videos_are_no_classes(tmp_path, caplog):
+    """An empty class folder, or the ground-truth pose_cache/ that python -m hpnet.data.synthetic
+    writes beside the class folders, was a class no video has (a phantom output of the model)."""
+    _touch(
+        tmp_path / "flat", ["wave/1.mp4", "wave/2.mp4", "clap/3.mp4", "pose_cache/wave/1.mp4.npz"]
+    )
+    (tmp_path / "flat" / "empty").mkdir()
+    with caplog.at_level(logging.WARNING, logger="hpnet.data.records"):
+        flat = folder_records(tmp_path / "flat")
+    assert flat.classes == ["clap", "wave"] and {r.label for r in flat.train + flat.test} == {0, 1}
+    assert "folders without videos are no classes: empty, pose_cache" in caplog.text
+    _touch(tmp_path / "split", ["train/a/1.mp4", "test/b/2.mp4", "train/c/x.txt"])
+    (tmp_path / "split" / "test" / "c").mkdir()
+    split = folder_records(tmp_path / "split")
+    assert split.classes == ["a", "b"] and [r.label for r in split.test] == [1]
+
+
 def test_folder_split_folders_are_not_taken_for_classes(tmp_path, caplog):
     """<root>/train + <root>/val would be two classes "train" and "val": refused; a val/ beside
     train/ and test/ is named as unread."""
@@ -245,6 +262,19 @@ def test_list_files(tmp_path):
     finally:
         os.chdir(cwd)
     assert rels == ["c.avi", str(outside)[1:]]
+
+
+def test_a_list_dataset_without_class_names_is_said_to_the_text_head(tmp_path, caplog):
+    from hpnet.data.datasets import records_for_config
+
+    _touch(tmp_path, ["a.mp4", "b.mp4"])
+    (tmp_path / "train.txt").write_text("a.mp4 0\nb.mp4 1\n")
+    args = ["data.dataset=list", f"data.root={tmp_path}", f"data.train_list={tmp_path}/train.txt"]
+    with caplog.at_level(logging.WARNING, logger="hpnet.data.datasets"):
+        records_for_config(load_config(None, [*args, "model.text=false"]))  # a linear head
+        assert "classes_file" not in caplog.text
+        assert records_for_config(load_config(None, args)).classes == ["class_0", "class_1"]
+    assert "without data.classes_file: the classes are named class_0" in caplog.text
 
 
 @pytest.mark.realdata
@@ -488,7 +518,7 @@ def test_build_datasets_synthetic_joints_by_pose_source(tmp_path):
     assert test_ds[1]["video"].shape == (2, 4, 3, 32, 32)
     _, none_ds, _ = build_datasets(_synthetic_cfg(tmp_path, "pose.source=none"), test_views=1)
     assert none_ds[1]["video"].shape == (1, 4, 3, 32, 32) and not none_ds[1]["joints"].any()
-    with pytest.raises(UserError, match="write_synthetic_videos"):
+    with pytest.raises(UserError, match=r"write them with python -m hpnet\.data\.synthetic "):
         build_datasets(_synthetic_cfg(tmp_path, "pose.source=cache"))
 
 

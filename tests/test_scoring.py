@@ -73,3 +73,18 @@ def test_classification_report_against_hand_counts():
     assert confusion[2][:3] == [0, 0, 1] and sum(map(sum, confusion)) == 4
     with pytest.raises(ValueError, match="no videos"):
         classification_report(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long), names)
+    three_of_five = classification_report(torch.eye(6)[:5], torch.tensor([0, 1, 2, 0, 0]), names)
+    assert three_of_five["top1"] == 0.6  # exactly, as eval.json says it (not 0.6000000238)
+
+
+def test_tied_scores_rank_in_label_order_as_predict_ranks_them():
+    """All six tied: predicted a (as predict's top-k and argmax say), top-5 a-e (topk's order
+    of ties is unspecified: it predicted d and dropped b from the top 5)."""
+    from hpnet.inference import top_k
+
+    names = ["a", "b", "c", "d", "e", "f"]
+    tied = torch.full((4, 6), 1 / 6)
+    report = classification_report(tied, torch.tensor([0, 1, 4, 5]), names)
+    assert report["top1"] == 0.25 and report["top5"] == 0.75
+    assert [row[0] for row in report["confusion"]] == [1, 1, 0, 0, 1, 1]  # all predicted a
+    assert [t["label"] for t in top_k(tied[0], names, 5)] == names[:5]

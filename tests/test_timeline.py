@@ -21,8 +21,11 @@ from hpnet.predict import main as predict_main
 from hpnet.timeline import plan_windows, segments, smooth_scores
 
 
-def test_window_plan_shares_frames_between_overlapping_windows():
+def test_window_plan_shares_frames_between_overlapping_windows(caplog):
+    from types import SimpleNamespace
+
     from hpnet.data.sampling import sample_frame_indices
+    from hpnet.timeline import _warn_repeats
 
     plan = plan_windows(num_frames=300, fps=30.0, frames=8, window=2.0, stride=0.5)
     assert plan.step == pytest.approx(0.25) and plan.stride == 2
@@ -41,6 +44,17 @@ def test_window_plan_shares_frames_between_overlapping_windows():
     assert short.count == 1 and short.indices(0).max() < 20
     tiny = plan_windows(num_frames=5, fps=30.0, frames=8, window=2.0, stride=0.5)
     assert tiny.indices(0).tolist() == sample_frame_indices(5, 8, train=False)[0].tolist()
+    # several windows over a video of fewer frames than a clip: each takes the frames on screen
+    # in its time (was: the first took every frame, the others only the last)
+    few = plan_windows(num_frames=5, fps=5.0, frames=8, window=0.5, stride=0.5)
+    assert [few.span(i) for i in range(few.count)] == [(0.0, 0.5), (0.5, 1.0)]
+    assert few.indices(0).tolist() == [0, 0, 0, 1, 1, 1, 2, 2]  # frame k shows 0.2k..0.2k+0.2
+    assert few.indices(1).tolist() == [2, 2, 3, 3, 3, 4, 4, 4]
+    with caplog.at_level(logging.WARNING, logger="hpnet.timeline"):
+        _warn_repeats(SimpleNamespace(path="tiny.mp4"), tiny)  # one padded clip, as predict's
+        assert "frames repeat" not in caplog.text
+        _warn_repeats(SimpleNamespace(path="few.mp4"), few)
+    assert "few.mp4: a window of 0.50 s holds about 2 frames" in caplog.text
     with pytest.raises(UserError, match="frame rate"):
         plan_windows(num_frames=20, fps=0.0, frames=8, window=2.0, stride=0.5)
 
@@ -130,7 +144,9 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
     args = [str(video), "--checkpoint", str(checkpoint), "--window", "2", "--stride", "0.5"]
     args += ["--json", "--timeline", str(png), "--pose-cache", "", "--no-pose-estimation"]
     assert predict_main(args) == 0
-    doc = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert "timeline long.mp4:   0%|          | 0/21 " in captured.err  # shown from the start
     result = doc["videos"][0]
     windows, segs = result["windows"], result["segments"]
     assert len(windows) == 21 and windows[0]["start"] == 0.0 and windows[1]["start"] == 0.5
@@ -187,6 +203,11 @@ def test_a_video_failing_its_overlay_or_windows_fails_alone(checkpoint, tmp_path
     monkeypatch.setattr(decode, "open_video", no_rate_for_b)
     a, b = clf.timeline([tmp_path / "a.mp4", tmp_path / "b.mp4"])
     assert a["ok"] and not b["ok"] and "records no frame rate" in b["error"]
+    # a window shorter than one frame of a 1 fps video: its problem alone (was: none scored)
+    slow = _long_video(tmp_path / "slow.mp4", seconds=3, fps=1)
+    a, s = clf.timeline([tmp_path / "a.mp4", slow], window=0.5, stride=0.5)
+    assert a["ok"] and not s["ok"]
+    assert s["error"].startswith(f"cannot use {slow}: --window 0.5 s is shorter than one frame")
 
 
 class _TwoPeople:
@@ -223,7 +244,7 @@ def test_estimated_people_keep_their_slots_across_batches():
     assert (later[:, 1, :, 0] == 0.7).all()
 
 
-def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch):
+def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch, capsys):
     from hpnet.data import decode_reader
 
     video = _long_video(tmp_path / "long.mp4", seconds=8)
@@ -241,7 +262,9 @@ def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch)
     assert len(result["windows"]) > 20
     monkeypatch.undo()
     out = tmp_path / "labelled.mp4"
+    capsys.readouterr()
     assert clf.timeline(video, window=1.0, stride=0.25, overlay=str(out))["overlay"] == str(out)
+    assert "overlay labelled.mp4:   0%|          | 0/80 " in capsys.readouterr().err  # its frames
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]

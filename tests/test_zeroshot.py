@@ -115,8 +115,10 @@ def test_command_on_real_clips_json(clip_file, shared_data, tmp_path, capsys):
     for video in doc["videos"]:
         assert video["ok"] and "pose" not in video and "pose" not in video["seconds"]
         assert sum(t["prob"] for t in video["top"]) == pytest.approx(1.0, abs=1e-4)
-    assert main(args) == 0
+    assert doc["crops"] == 1
+    assert main([*args, "eval.crops=3"]) == 0  # CLIP's square canvas: one crop, said as one
     again = json.loads(capsys.readouterr().out)
+    assert again["crops"] == 1  # (it said 3 and computed 1)
     assert [v["top"] for v in again["videos"]] == [v["top"] for v in doc["videos"]]
 
 

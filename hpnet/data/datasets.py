@@ -233,6 +233,12 @@ def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> Rec
     if d.dataset == "folder":
         return folder_records(d.root, test_fraction=d.test_fraction, seed=d.seed)
     if d.dataset == "list":
+        if cfg.model.text and not d.classes_file:
+            logger.warning(
+                "data.dataset=list without data.classes_file: the classes are named class_0, "
+                "class_1, ... and the text head (model.text=true) embeds those names, not your "
+                "actions; give data.classes_file (one class name per line, in label order)"
+            )
         return list_records(
             d.train_list, d.test_list, d.root, d.classes_file or None, allow_missing=allow
         )
@@ -351,8 +357,8 @@ def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:
         raise UserError(
             "data.dataset=synthetic with pose.source=cache reads the synthetic clips as video "
             f"files, but {root} has no train.txt/test.txt/classes.txt: write them with "
-            "hpnet.data.synthetic.write_synthetic_videos(data.root, ...) and run "
-            "python -m hpnet.pose.cache, or use pose.source=groundtruth"
+            f"python -m hpnet.data.synthetic {root} and run python -m hpnet.pose.cache with "
+            "this config, or use pose.source=groundtruth"
         )
     return list_records(train_list, test_list, root, classes, allow_missing)
 

@@ -28,8 +28,18 @@ class VideoDecodeError(RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self.reason is None:
-            return (VideoDecodeError, (str(self),))
-        return (VideoDecodeError, (self.path, self.reason))
+            return (type(self), (str(self),))
+        return (type(self), (self.path, self.reason))
+
+
+class VideoUnfitError(VideoDecodeError):
+    """A readable video that the request cannot use (e.g. a ``--window`` shorter than one of its
+    frames): reported for that video, like a decode error, while the others go on."""
+
+    def __init__(self, path: str | Path | None, reason: str | None = None) -> None:
+        super().__init__(path, reason)
+        if reason is not None:
+            self.args = (f"cannot use {path}: {reason}",)
 
 
 def first_line(err: BaseException) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +194,17 @@ def _subfolders(folder: Path) -> list[str]:
     )
 
 
+def _with_videos(root: Path, names: list[str], videos: Callable[[str], list]) -> list[str]:
+    """The folder ``names`` that hold videos (``videos(name)`` not empty): the classes. The
+    others are said once and left out: an empty class folder, or another tool's folder (the
+    ground-truth ``pose_cache/`` of ``python -m hpnet.data.synthetic``), is no class to learn."""
+    classes = [name for name in names if videos(name)]
+    if len(classes) < len(names):
+        others = sorted(set(names) - set(classes))
+        logger.warning("%s: folders without videos are no classes: %s", root, ", ".join(others))
+    return classes
+
+
 def videos_under(folder: Path) -> list[Path]:
     """Video files under ``folder`` (recursively), sorted; hidden files are skipped."""
     found = []
@@ -206,7 +217,8 @@ def videos_under(folder: Path) -> list[Path]:
 
 
 def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 0) -> RecordSplits:
-    """Videos in ``<root>/<class>/...``; classes = sorted class folder names.
+    """Videos in ``<root>/<class>/...``; classes = the sorted names of the folders that hold
+    videos (others are left out, with a warning).
 
     The split: if both ``<root>/train`` and ``<root>/test`` exist, they are the splits
     (``<root>/train/<class>/...``, ``<root>/test/<class>/...``; classes = the union of their
@@ -228,26 +240,30 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                 "%s: %s/ is not read (the splits are train/ and test/; data.val_fraction holds "
                 "validation videos out of train/)", root, "/, ".join(unread),
             )  # fmt: skip
-        classes = sorted(set(_subfolders(root / "train")) | set(_subfolders(root / "test")))
+        names = sorted(set(_subfolders(root / "train")) | set(_subfolders(root / "test")))
+        found = {(s, n): videos_under(folder / n) for s, folder in layout for n in names}
+        classes = _with_videos(root, names, lambda n: found["train", n] or found["test", n])
         splits = RecordSplits([], [], classes)
-        for split_name, folder in layout:
+        for split_name, _ in layout:
             out = splits.train if split_name == "train" else splits.test
             for label, name in enumerate(classes):
-                for path in videos_under(folder / name):
+                for path in found[split_name, name]:
                     out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
     else:
-        classes = _subfolders(root)
-        split_like = set(classes) & SPLIT_FOLDER_NAMES
+        names = _subfolders(root)
+        split_like = set(names) & SPLIT_FOLDER_NAMES
         if len(split_like) >= 2:  # <root>/train + <root>/val: not two classes
             raise UserError(
                 f"{root} holds folders named {', '.join(sorted(split_like))}: hpnet reads split "
                 f"folders only as <root>/train and <root>/test (here they would become classes); "
                 "rename the held-out folder to test, or point data.root at a folder of classes"
             )
+        found = {name: videos_under(root / name) for name in names}
+        classes = _with_videos(root, names, found.__getitem__)
         items = [
             (rel, label)
             for label, name in enumerate(classes)
-            for rel in sorted(p.relative_to(root).as_posix() for p in videos_under(root / name))
+            for rel in sorted(p.relative_to(root).as_posix() for p in found[name])
         ]
         records = [VideoRecord(root / rel, label, rel) for rel, label in items]
         kept, held = stratified_holdout(items, test_fraction, seed)
@@ -258,9 +274,6 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
             f"... and <root>/test/<class>/...) with extensions {' '.join(VIDEO_EXTENSIONS)} "
             "(check data.root)"
         )
-    empty = sorted(set(classes) - {classes[r.label] for r in splits.train + splits.test})
-    if empty:
-        logger.warning("%s: class folders without videos: %s", root, ", ".join(empty))
     splits.listed = len(splits.train) + len(splits.test)
     return splits
 

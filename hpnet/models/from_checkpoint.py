@@ -119,7 +119,8 @@ def _rebuild(ckpt: dict, cfg: Config, classes: list[str], source: str) -> HPNet:
     if changed:  # (also those that change no weight: another model all the same)
         raise UserError(
             f"{source} does not fit this config: {', '.join(changed)} (these keys define the "
-            "trained model; drop those overrides to use the checkpoint's values)"
+            "trained model: drop those overrides, or set them in the config file given, to the "
+            "checkpoint's values)"
         )
     return model
 

@@ -52,7 +52,7 @@ def dataset_videos(cfg: Config) -> list[VideoJob]:
         if not jobs:
             raise UserError(
                 f"no synthetic video files under data.root={cfg.data.root}: write them first "
-                "(hpnet.data.synthetic.write_synthetic_videos) or use pose.source=groundtruth"
+                f"(python -m hpnet.data.synthetic {cfg.data.root}) or use pose.source=groundtruth"
             )
         return jobs
     splits = (1, 2, 3) if cfg.data.dataset in ("hmdb51", "ucf101") else (cfg.data.split,)

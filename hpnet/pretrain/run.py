@@ -35,7 +35,12 @@ from hpnet.config import (
 )
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record
-from hpnet.epoch_report import log_metrics, open_tensorboard, reduce_epoch_stats
+from hpnet.epoch_report import (
+    log_metrics,
+    open_tensorboard,
+    reduce_epoch_stats,
+    tensorboard_writer,
+)
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.models.backbones import build_backbone, check_model_config
 from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
@@ -243,6 +248,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     if dist.is_main:
         if model.pretrained_report:
             print(f"model.pretrained: {model.pretrained_report}")
+        tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
         make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
         held.enter_context(run_folder_lock(out))
     loader = build_run_train_loader(datasets, dist)
@@ -284,7 +290,7 @@ def _epoch(
     run: EpochRun, epoch: int, step: int, resume: EpochProgress | None, clock: CheckpointClock, tb
 ) -> int:
     """Train one epoch (from ``resume`` when set), log it, write last.pt; the step count after."""
-    cfg, dist, optimizer = run.cfg, run.dist, run.parts[1]
+    cfg, dist = run.cfg, run.dist
     w = dist.world_size
 
     def checkpoint(at: int, where: dict) -> dict:  # mid-epoch
@@ -295,7 +301,7 @@ def _epoch(
     if dist.enabled:
         _reduce_stats(stats, run.device, dist)
     stats.pop("acc")  # (no classes)
-    record = {"type": "train", "epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
+    record = {"type": "train", "epoch": epoch + 1, **stats}  # (lr: of the epoch's last step)
     if dist.is_main:
         log_metrics(run.out, record, tb)
         print(

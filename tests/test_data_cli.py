@@ -107,7 +107,8 @@ def test_synthetic_dataset_report(tmp_path, capsys):
     assert report["rendered"] is True and report["splits"]["train"]["videos"] == 20
     assert sum(report["splits"]["train"]["per_class"].values()) == 20
     assert main(args) == 0
-    assert "rendered in memory" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "rendered in memory" in text and "on disk" not in text  # (it said "test (on disk)")
     with pytest.raises(SystemExit) as err:  # pose.source=cache reads files that are not there
         cli(["data.dataset=synthetic", f"data.root={tmp_path}", "pose.source=cache"])
     assert err.value.code == 2 and "python -m hpnet.data.synthetic " in capsys.readouterr().err

@@ -336,9 +336,10 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     else:
         counts, columns = (train["per_class"], test["per_class"]), "train/test"
         videos = f"{train['videos']} train, {test['videos']} test"
+    where = "rendered in memory" if report["rendered"] else f"on disk; {report['listed']} listed"
     lines += [
         f"classes     {report['num_classes']}",
-        f"videos      {videos} (on disk; {report['listed']} listed)",
+        f"videos      {videos} ({where})",
         "",
         f"videos per class ({columns}):",
         *_class_table(report["classes"], *counts),

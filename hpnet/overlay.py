@@ -140,11 +140,10 @@ def check_output_names(
     make their folders (:func:`~hpnet.atomic.make_file_folder`); ``names``: how the caller
     calls the two (``--overlay``/``--timeline``, or ``overlay=``/``plot=``)."""
     if overlay:
-        suffix = Path(overlay).suffix.lower()
-        if suffix not in OVERLAY_FORMATS:
+        if not is_overlay_format(overlay):
             formats = ", ".join(OVERLAY_FORMATS)
             raise UserError(f"{names[0]} {overlay}: name it with one of {formats}")
-        if window and suffix not in VIDEO_SUFFIXES:
+        if window and Path(overlay).suffix.lower() not in VIDEO_SUFFIXES:
             raise UserError(
                 f"{names[0]} {overlay}: a timeline's overlay writes a video: name it out.mp4 "
                 "(or .mkv, .avi)"

@@ -164,8 +164,9 @@ class Classifier:
         """Classify frames already in memory: uint8 ``(T, 3, H, W)`` (one clip) or ``(V, T, 3,
         H, W)`` (V clips, averaged), T = ``data.frames``, any H x W (the canvas and the test
         crops are applied). ``joints``: ``(T, P, 17, 3)`` or ``(V, T, P, 17, 3)`` in [0, 1] of
-        the frame; None = estimated with the pose model when the model uses pose (all missing
-        without one, or with ``pose.source=none``). Returns
+        the frame; None = estimated with the pose model on these frames when the model uses
+        pose (there is no file to track people through at ``pose.track=dense``; all missing
+        without a pose model, or with ``pose.source=none``). Returns
         ``{"top": [...], "probs": [C floats]}``."""
         from hpnet.inference import SampledVideo
         from hpnet.inference import top_k as best
@@ -189,7 +190,7 @@ class Classifier:
                     f"joints must be ({t}, P, 17, 3) or ({v}, {t}, P, 17, 3) for this video, "
                     f"got {tuple(joints.shape)}"
                 )
-        elif p.joints is not None:  # as predict() gives a video without cached joints
+        elif p.joints is not None:  # as predict() at pose.track=sampled
             joints, _ = p.joints.from_frames(sampled)
         probs = p.probs(sampled, joints)
         return {"top": best(probs, self.labels, top_k), "probs": probs.tolist()}

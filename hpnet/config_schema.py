@@ -143,6 +143,11 @@ class PoseConfig:
     iou: float = 0.7  # YOLO NMS IoU threshold
     persons: int = 2  # persons kept per frame (P)
     stride: int = 1  # cache joints for every stride-th frame
+    # predict / API on a video without a cache file: dense = YOLO on every stride-th frame up to
+    # the last sampled one, people tracked through them as the cache tracks (its very joints);
+    # sampled = YOLO on the sampled frames only (far fewer frames on a CPU, but people ~10 frames
+    # apart can take other slots than the cache, and so training, gives them)
+    track: Literal["dense", "sampled"] = "dense"
     batch: int = 32  # frames per batch across videos (YOLO runs fixed-size passes of it)
     workers: int = 2  # decoding processes feeding the pose model
     device: str = "auto"  # auto, cpu, cuda, cuda:N

@@ -9,7 +9,8 @@ The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zerosho
   ``max_side``: the pose model and the overlay see undistorted frames; or straight at the
   canvas's scaled size when nothing else needs them);
 - :class:`JointFinder`: joints from the pose cache when the video has a file there, else from
-  the YOLO pose model run on the sampled frames (built on first use);
+  the YOLO pose model (built on first use), run as the cache runs it (every ``pose.stride``-th
+  frame, people tracked through them) or on the sampled frames only;
 - :func:`clip_probs`: the loader's canvas (crop, pad or stretch: :mod:`hpnet.data.canvas`), the
   test crops and the model, softmax averaged over views x crops, as
   :func:`hpnet.scoring.evaluate` scores a test video.
@@ -18,7 +19,8 @@ The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zerosho
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,15 +124,28 @@ class JointFinder:
         persons: P.
         estimator: a callable building the pose model on first use (``None`` = never
             estimate: videos without a cache file get no joints, all confidences 0).
+        dense_frames: ``partial(FrameChunks, stride=..., chunk=..., imgsz=..., ...)`` of the
+            cache's settings (:class:`~hpnet.pose.frames.FrameChunks` less its paths and
+            ``resize``): the pose model then runs on the frames the cache would run it on, and
+            a video gets the joints its cache file would hold (``pose.track=dense``); ``None``:
+            on the sampled frames only (``pose.track=sampled``, and frames given without a
+            video file).
     """
 
-    def __init__(self, cache_dir: str | Path, persons: int, estimator: Any = None) -> None:
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        persons: int,
+        estimator: Any = None,
+        dense_frames: Callable[..., Any] | None = None,
+    ) -> None:
         from hpnet.pose.store import JointCache
 
         self.cache = JointCache(cache_dir, persons) if cache_dir else None
         self.persons = persons
         self._build_estimator = estimator
         self._estimator: Any = None
+        self._dense_frames = dense_frames
 
     def cached_record(self, video: VideoInput) -> VideoInput | None:
         """The video as its cache file names it, or None without one.
@@ -157,12 +172,17 @@ class JointFinder:
                 return self.cache(cached, sampled.indices, sampled.info), "cache"
             except UserError as err:  # a corrupt file: as if the video had none
                 logger.warning("%s; %s", err, self.instead_of_cache)
-        return self.from_frames(sampled)
+        return self.from_frames(sampled, video.path)
 
-    def from_frames(self, sampled: SampledVideo) -> tuple[np.ndarray, str]:
+    def from_frames(
+        self, sampled: SampledVideo, path: Path | None = None
+    ) -> tuple[np.ndarray, str]:
         """Joints ``(V, T, P, 17, 3)`` of the sampled frames without looking in the cache: the
-        pose model's (``"estimated"``), else all missing (``"none"``: zeros, confidence 0, as
-        the loader gives a video without cached joints)."""
+        pose model's (``"estimated"``: tracked through the video at ``path`` when built with
+        ``dense_frames``, else through the sampled frames), else all missing (``"none"``: zeros,
+        confidence 0, as the loader gives a video without cached joints)."""
+        if self.can_estimate and path is not None and self._dense_frames is not None:
+            return self.track_dense(path, sampled), "estimated"
         if self.can_estimate:
             return self.estimate(sampled), "estimated"
         v, t = sampled.indices.shape
@@ -197,6 +217,37 @@ class JointFinder:
         joints = self._pose_model()(frames, self.persons)  # (U, P, 17, 3)
         rows = np.searchsorted(order, flat)
         return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32)
+
+    def track_dense(self, path: Path, sampled: SampledVideo) -> np.ndarray:
+        """Joints ``(V, T, P, 17, 3)`` at the sampled frames of the video at ``path``, as its
+        pose cache file would give them: the pose model on every ``pose.stride``-th frame up
+        to the first at or after the last sampled one (decoded and sized as the cache decodes
+        them), people tracked through all of them, and each sampled frame taking the nearest
+        such frame's joints.
+
+        Raises :class:`~hpnet.data.decode.VideoDecodeError` when the video cannot be decoded.
+        """
+        from hpnet.pose.store import nearest_rows
+        from hpnet.pose.tracking import PersonTracker
+
+        assert self._dense_frames is not None
+        model = self._pose_model()
+        tracker = PersonTracker(self.persons)
+        frames = self._dense_frames([path], resize=model.device.type == "cpu")
+        # Up to the first such frame at or after the last sampled one: it may be the nearest.
+        end = int(sampled.indices.max()) + frames.stride
+        joints: list[np.ndarray] = []
+        done: list[np.ndarray] = []
+        with closing(frames.video_chunks(0)) as chunks:  # closes the video on the break
+            for chunk in chunks:
+                indices = chunk["indices"].numpy()
+                n = int((indices < end).sum())  # the frames after those: unused
+                joints += [tracker.update(d) for d in model.detect(chunk["frames"][:n])]
+                done.append(indices[:n])
+                if n < len(indices):
+                    break
+        found = np.stack(joints).astype(np.float32)  # (F, P, 17, 3)
+        return found[nearest_rows(np.concatenate(done), sampled.indices)]
 
     def from_stream(self, frames: torch.Tensor, tracker: Any) -> np.ndarray:
         """Joints ``(N, P, 17, 3)`` of the next consecutive frames ``uint8 (N, 3, H, W)`` of a

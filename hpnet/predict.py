@@ -1,7 +1,8 @@
 """``python -m hpnet.predict VIDEO|FOLDER... --checkpoint run/best.pt [options] [key=value ...]``.
 
 Top-k actions with probabilities for each video: decode the sampled frames (the training
-sampler, test mode), joints from the pose cache or the YOLO pose model, the model over
+sampler, test mode), joints from the pose cache or the YOLO pose model (run as the cache runs
+it, ``pose.track``), the model over
 ``eval.views`` clips x ``eval.crops`` crops, softmax averaged. ``--labels`` classifies over
 another label set through the model's text head. A video that cannot be read is reported and
 skipped; the exit code is then 1 (0 when every video was predicted).

@@ -134,7 +134,7 @@ class Predictor:
         elif uses_pose:
             cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
             build = partial(pose_estimator, cfg) if estimate_pose else None
-            joints = JointFinder(cache_dir, cfg.pose.persons, build)
+            joints = JointFinder(cache_dir, cfg.pose.persons, build, dense_frames(cfg))
         return cls(
             model,
             model.class_names,
@@ -267,6 +267,23 @@ def pose_estimator(cfg: Config) -> Any:
     p = cfg.pose
     return PoseEstimator(
         p.weights, imgsz=p.imgsz, conf=p.conf, iou=p.iou, device=p.device, precision=p.precision
+    )
+
+
+def dense_frames(cfg: Config) -> Any:
+    """What :class:`~hpnet.inference.JointFinder` reads to run the pose model on a video as
+    the pose cache runs it (``pose.track=dense``), or None (``sampled``)."""
+    from hpnet.pose.frames import FrameChunks
+
+    if cfg.pose.track != "dense":
+        return None
+    return partial(
+        FrameChunks,
+        stride=cfg.pose.stride,
+        chunk=cfg.pose.batch,
+        imgsz=cfg.pose.imgsz,
+        backend=cfg.data.decoder,
+        max_pixels=cfg.data.max_pixels,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from functools import partial
 from pathlib import Path
 
 import av
@@ -31,6 +32,7 @@ VIDEO_KEYS = {
     "explain",
 }
 FAILED_KEYS = {"video", "ok", "error"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _train(args: list[str], out: Path, *extra: str) -> Path:
@@ -196,16 +198,48 @@ def test_pose_from_the_cache_else_from_yolo(
     code, doc = _predict_json(
         capsys, str(clips / "golf.avi"), str(clips / "wrestle.mp4"), "--checkpoint",
         str(checkpoint), "--pose-cache", str(cache), f"pose.weights={yolo_weights}",
+        "pose.track=sampled",  # YOLO on 4 frames (dense: test_estimated_joints_are_...)
     )  # fmt: skip
     assert code == 0
     assert [v["pose"] for v in doc["videos"]] == ["cache", "estimated"]
     (cache / f"{clips.name}/golf.avi.npz").write_bytes(b"corrupt")  # falls back to YOLO
     code, doc = _predict_json(
         capsys, str(clips / "golf.avi"), "--checkpoint", str(checkpoint), "--pose-cache",
-        str(cache), f"pose.weights={yolo_weights}",
+        str(cache), f"pose.weights={yolo_weights}", "pose.track=sampled",
     )  # fmt: skip
     assert code == 0 and doc["videos"][0]["pose"] == "estimated"
     assert "golf.avi.npz" in caplog.text and "estimating the joints instead" in caplog.text
+
+
+def test_estimated_joints_are_the_pose_caches_unless_pose_track_is_sampled(
+    clips, yolo_weights, tmp_path
+):
+    """``pose.track=dense`` (the default) runs YOLO on a video without a cache file as the cache
+    command runs it, so predict gives the model the very joints training read from the cache;
+    ``sampled`` (YOLO on the sampled frames only) puts the boxers in other slots."""
+    from hpnet.config import load_config
+    from hpnet.pose.cache import main as cache_main
+    from hpnet.pose.store import JointCache
+    from hpnet.predictor import dense_frames, pose_estimator
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(clips / "punch.avi", folder / "punch.avi")
+    settings = [f"pose.weights={yolo_weights}", "pose.stride=3", "pose.batch=8"]
+    assert cache_main(["--videos", str(folder), "--out", str(tmp_path / "cache"), *settings]) == 0
+    video = VideoInput(folder / "punch.avi", "punch.avi")
+    sampled = read_sampled(video.path, frames=16, views=2)
+    cached = JointCache(tmp_path / "cache", persons=2)(video, sampled.indices, sampled.info)
+    assert sampled.indices.max() % 3 == 2  # its nearest cached frame is the one after it
+    estimated = {}
+    for track in ("dense", "sampled"):
+        cfg = load_config(REPO / "configs" / "demo.yaml", [*settings, f"pose.track={track}"])
+        finder = JointFinder("", 2, partial(pose_estimator, cfg), dense_frames(cfg))
+        estimated[track], source = finder(video, sampled)
+        assert source == "estimated" and estimated[track].shape == (2, 16, 2, 17, 3)
+    np.testing.assert_array_equal(estimated["dense"], cached)
+    moved = np.abs(estimated["sampled"] - cached).max(axis=(-2, -1)) > 0.05  # (V, T, P)
+    assert moved.sum() >= 8
 
 
 def test_joint_finder_lays_estimated_joints_out_per_sampled_frame():

@@ -43,11 +43,12 @@ class FrameChunks(IterableDataset):
         first, step = (worker.id, worker.num_workers) if worker else (0, 1)
         for video in range(first, len(self.paths), step):
             try:
-                yield from self._video_chunks(video)
+                yield from self.video_chunks(video)
             except Exception as err:  # any decoder failure: reported, never fatal
                 yield {"video": video, "error": f"{type(err).__name__}: {err}"}
 
-    def _video_chunks(self, video: int) -> Iterator[dict[str, Any]]:
+    def video_chunks(self, video: int) -> Iterator[dict[str, Any]]:
+        """The chunks of video number ``video``, in order (raises what its decoder raises)."""
         path = self.paths[video]
         with open_video(path, backend=self.backend, max_pixels=self.max_pixels) as reader:
             info = reader.info

@@ -254,6 +254,42 @@ def test_rerun_redoes_the_file_of_a_replaced_video(videos, reference, tmp_path, 
     assert load_joints(out / f"{GOOD[1]}.npz").meta["num_frames"] == 16
 
 
+def test_rerun_tells_a_same_size_replacement_from_a_copy(
+    videos, reference, tmp_path, capsys, monkeypatch
+):
+    """A video replaced by one of the same size (here one byte of it changed) is redone; the
+    same video copied with a new modification time is kept, by its digest; with the time
+    unchanged the video is not read at all."""
+    import shutil
+
+    from hpnet.pose import store
+
+    mine, out = tmp_path / "videos", tmp_path / "cache"
+    shutil.copytree(videos, mine)
+    shutil.copytree(reference, out)
+    digests = []
+    real_digest = store.video_digest
+    monkeypatch.setattr(store, "video_digest", lambda p: digests.append(p) or real_digest(p))
+    capsys.readouterr()
+    assert _run(mine, out, "pose.workers=0") == 1
+    assert "0 cached, 4 already done" in capsys.readouterr().out and not digests
+    copied = mine / GOOD[0]  # the same bytes, written anew (as `cp` without -p makes them)
+    copied.unlink()
+    copied.write_bytes((videos / GOOD[0]).read_bytes())
+    os.utime(copied, ns=(0, (videos / GOOD[0]).stat().st_mtime_ns + 10**9))
+    assert _run(mine, out, "pose.workers=0") == 1
+    assert "0 cached, 4 already done" in capsys.readouterr().out and digests == [copied]
+    edited = mine / GOOD[1]  # the same size, one byte in the middle changed
+    data = bytearray(edited.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    edited.write_bytes(bytes(data))
+    assert _run(mine, out, "pose.workers=0") == 1
+    assert "3 already done" in capsys.readouterr().out
+    meta = load_joints(out / f"{GOOD[1]}.npz").meta
+    assert meta["video_digest"] == real_digest(edited)
+    assert meta["video_mtime_ns"] == edited.stat().st_mtime_ns
+
+
 def test_worker_processes_and_batches_across_videos_give_the_same_files(
     videos, reference, tmp_path
 ):

@@ -50,7 +50,6 @@ from hpnet.pose.jobs import (
     CacheFolder,
     VideoJob,
     config_folders,
-    file_size,
     folder_videos,
     parse_shard,
     share_device,
@@ -66,6 +65,7 @@ from hpnet.pose.store import (
     cache_path,
     clear_shard_report,
     save_joints,
+    video_facts,
     write_shard_report,
 )
 from hpnet.pose.tracking import FrameDetections, track_persons
@@ -163,7 +163,7 @@ class CacheRun:
             "rotation": rotation,  # turned and pixel-aspect corrected so (see store.py)
             "pixel_aspect": pixel_aspect,
             "decoder": decoder,  # which reader numbered the frames (see JointCache)
-            "video_bytes": file_size(job.path),  # another size on a rerun: the video was replaced
+            **video_facts(job.path),  # to tell on a rerun that the video was replaced
         }
         path = cache_path(self.cache_dir, job.rel)
         try:

@@ -120,23 +120,15 @@ def config_folders(cfg: Config) -> list[CacheFolder]:
     return list(folders.values())
 
 
-def file_size(path: Path) -> int | None:
-    """The file's size in bytes (None when it cannot be read: the run reports it)."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
 def uncached(jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]) -> list[VideoJob]:
-    """The jobs whose cache file is missing, was made with other settings or from a video of
-    another size (replaced since); on the way, the temporary files a killed run left beside each
-    target are removed."""
+    """The jobs whose cache file is missing, was made with other settings or from another
+    video than the one now at the job's path (replaced since); on the way, the temporary files
+    a killed run left beside each target are removed."""
     todo = []
     for job in jobs:
         target = cache_path(cache_dir, job.rel)
         remove_stale_temp_files(target, keep_live_writers=True)  # (a run of other shares)
-        if not is_cached(target, settings, file_size(job.path)):
+        if not is_cached(target, settings, job.path):
             todo.append(job)
     return todo
 

@@ -10,11 +10,13 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
   ``num_frames``, ``fps``, the ``width`` x ``height`` of the frames as displayed, the
   ``rotation`` (degrees counter-clockwise) and ``pixel_aspect`` (e.g. ``"64:51"``) that were
   applied to make them (a file whose video or orientation differs is refused as stale, naming
-  the difference) and the ``decoder`` that numbered the frames (a run reading with the other one
-  gets a warning). Files written before frames were turned and pixel-aspect corrected have no
-  ``frames_as`` (the cache command redoes them), no ``rotation`` and no ``pixel_aspect``: their
-  frames were as the decoder then gave them (torchcodec turned, PyAV as stored, neither
-  corrected the pixel aspect).
+  the difference), the ``decoder`` that numbered the frames (a run reading with the other one
+  gets a warning), and the video file's ``video_bytes``, ``video_mtime_ns`` and
+  ``video_digest`` (a rerun redoes the file of a video replaced since: :func:`same_video_file`).
+  Files written before frames were turned and pixel-aspect corrected have no ``frames_as`` (the
+  cache command redoes them), no ``rotation`` and no ``pixel_aspect``: their frames were as the
+  decoder then gave them (torchcodec turned, PyAV as stored, neither corrected the pixel
+  aspect).
 
     cached = load_joints("pose_cache/golf/clip.avi.npz")
     cached.keypoints.shape  # (F, P, 17, 3)
@@ -24,8 +26,10 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -128,17 +132,62 @@ def read_meta(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def is_cached(
-    path: str | Path, settings: Mapping[str, Any], video_bytes: int | None = None
-) -> bool:
+DIGEST_SPAN = 1 << 20  # bytes read at each end of a video for its digest
+
+
+def video_digest(path: Path) -> str:
+    """BLAKE2b of the video's first and last MiB (the whole file up to 2 MiB): where
+    containers keep their headers (MP4's moov, AVI's hdrl), so a video whose rotation or
+    other metadata changed, or that was re-encoded, gets another digest."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        digest.update(f.read(DIGEST_SPAN))
+        size = os.fstat(f.fileno()).st_size
+        if size > DIGEST_SPAN:
+            f.seek(max(DIGEST_SPAN, size - DIGEST_SPAN))
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def video_facts(path: Path) -> dict[str, Any]:
+    """What a cache file records of its video so a rerun can tell it was replaced since:
+    ``video_bytes``, ``video_mtime_ns`` and ``video_digest`` ({} when it cannot be read)."""
+    try:
+        stat = path.stat()
+        return {
+            "video_bytes": stat.st_size,
+            "video_mtime_ns": stat.st_mtime_ns,
+            "video_digest": video_digest(path),
+        }
+    except OSError:
+        return {}
+
+
+def same_video_file(meta: Mapping[str, Any], video: Path) -> bool:
+    """Whether the video at ``video`` is still the one a cache file with ``meta`` was made
+    from: the same size and either the same modification time or (a copy, which gets a new
+    time) the same :func:`video_digest`. What the file did not record (older files), or a
+    video that cannot be read (the run reports it), does not count against it."""
+    try:
+        stat = video.stat()
+        if meta.get("video_bytes", stat.st_size) != stat.st_size:
+            return False
+        if meta.get("video_mtime_ns", stat.st_mtime_ns) == stat.st_mtime_ns:
+            return True
+        return meta.get("video_digest") in (None, video_digest(video))
+    except OSError:
+        return True
+
+
+def is_cached(path: str | Path, settings: Mapping[str, Any], video: Path | None = None) -> bool:
     """True when ``path`` is a complete cache file made with the same ``settings`` and, when
-    given and recorded, from a video of ``video_bytes`` bytes (another size: the video was
-    replaced or re-encoded since, so the file is stale)."""
+    ``video`` is given, from that video as it is now (:func:`same_video_file`; a video
+    replaced or re-encoded since makes the file stale)."""
     meta = read_meta(path)
     wanted = {"format_version": FORMAT_VERSION, **settings}
     if meta is None or any(meta.get(k) != wanted.get(k) for k in SETTINGS_KEYS):
         return False
-    if video_bytes is not None and meta.get("video_bytes", video_bytes) != video_bytes:
+    if video is not None and not same_video_file(meta, video):
         return False
     try:
         load_joints(path)  # the arrays too: a file cut short fails here

@@ -152,11 +152,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    from hpnet.pose.estimator import resolve_device, resolve_precision
+    from hpnet.devices import pick_device
+    from hpnet.pose.estimator import resolve_precision
     from hpnet.pose.jobs import folder_videos
 
     videos = [job.path for job in folder_videos(args.videos)]
-    auto = resolve_precision("auto", resolve_device(args.device))
+    auto = resolve_precision("auto", pick_device(args.device, option="--device"))
     print(
         f"{len(videos)} videos from {args.videos}; weights {args.weights}; imgsz {args.imgsz}; "
         f"device {args.device}; torch threads {args.threads}; {platform.processor() or ''}"

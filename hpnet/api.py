@@ -251,13 +251,14 @@ def load(
             one given that is not a folder is refused.
         estimate_pose: run the pose model on videos without cached joints.
     """
+    from hpnet.devices import pick_device
     from hpnet.predictor import Predictor
 
     path = Path(path)
     if isinstance(overrides, str):  # (each character would be read as an override)
         raise UserError(f"overrides must be a list of 'key=value' strings, e.g. [{overrides!r}]")
-    if device == "cuda" and not torch.cuda.is_available():  # (said as the API's argument)
-        raise UserError("device='cuda' but no CUDA GPU is visible (use device='auto' or 'cpu')")
+    if device:
+        pick_device(device, option="device")  # a missing GPU said as the API's argument
     _check_pose_cache(pose_cache)
     overrides = [*overrides, *([f"train.device={device}"] if device else [])]
     if exported_format(path):

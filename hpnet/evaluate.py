@@ -202,9 +202,10 @@ def summary_line(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.atomic import make_folder
+    from hpnet.devices import pick_device
     from hpnet.distributed import distributed_session
     from hpnet.models.from_checkpoint import model_from_checkpoint
-    from hpnet.runtime import amp_dtype_for, build_run_datasets, build_transform, pick_device
+    from hpnet.runtime import amp_dtype_for, build_run_datasets, build_transform
 
     parser = CommandParser(prog="python -m hpnet.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by hpnet.train")

@@ -70,7 +70,8 @@ class Predictor:
         joints: Any = None,
         reports_pose: bool = True,
     ) -> None:
-        from hpnet.runtime import amp_dtype_for, pick_device
+        from hpnet.devices import pick_device
+        from hpnet.runtime import amp_dtype_for
 
         self.cfg = cfg
         self.labels = list(labels)
@@ -124,8 +125,9 @@ class Predictor:
         (from ``pose_cache`` or ``pose.cache_dir``, else the pose model if ``estimate_pose``;
         with ``pose.source=none`` the model trained on joints all missing, and gets the same)."""
         from hpnet.data.canvas import Canvas
+        from hpnet.devices import pick_device
         from hpnet.inference import JointFinder
-        from hpnet.runtime import build_transform, pick_device
+        from hpnet.runtime import build_transform
 
         canvas = Canvas.of(cfg.data)
         joints = None

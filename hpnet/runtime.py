@@ -23,15 +23,6 @@ from hpnet.engine import LossConfig
 from hpnet.models.lsvit import LSViT
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device=cuda but no CUDA GPU is visible (use train.device=auto)")
-    return torch.device(name)
-
-
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype: bf16 / fp16 on CUDA; None (fp32) on the CPU or with train.amp=off."""
     if device.type != "cuda" or amp == "off":

@@ -34,6 +34,7 @@ from hpnet.config import (
     describe,
     load_config,
 )
+from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session
 from hpnet.engine import EpochProgress
 from hpnet.epoch_report import (
@@ -67,7 +68,6 @@ from hpnet.runtime import (
     build_transform,
     check_videos,
     label_sets,
-    pick_device,
     training_net,
 )
 from hpnet.splits import (

@@ -180,9 +180,9 @@ def score_dataset(
     across calls (the splits of a dataset share their classes: CLIP is built once).
     """
     from hpnet.data.datasets import build_datasets
+    from hpnet.devices import pick_device
     from hpnet.distributed import distributed_session
     from hpnet.evaluate import protocol, run_test, write_report
-    from hpnet.runtime import pick_device
 
     cfg = clip_eval_config(cfg)
     _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
@@ -268,8 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str]) -> int:
     """``--dataset NAME --splits 1,2,3``: each split into ``<out>/split<N>``, then the summary."""
+    from hpnet.devices import pick_device
     from hpnet.distributed import distributed_session
-    from hpnet.runtime import pick_device
     from hpnet.splits import (
         check_splits_usable,
         parse_splits,

@@ -77,7 +77,8 @@ def test_bad_api_arguments_are_refused_before_any_video_is_scored(
     import torch
 
     if not torch.cuda.is_available():  # said as the argument given (was: train.device=cuda)
-        with pytest.raises(UserError, match=r"^device='cuda' but no CUDA GPU is visible"):
+        said = r"^device=cuda but no CUDA GPU is visible \(use device=auto or cpu\)"
+        with pytest.raises(UserError, match=said):
             hpnet.load(checkpoint, device="cuda")
 
 

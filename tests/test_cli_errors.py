@@ -393,3 +393,21 @@ def test_sigterm_stops_a_command_with_one_line_and_leaves_no_temp_file(tmp_path)
     assert done.stdout.strip() == "worker exit code -15"
     assert done.stderr.strip() == "hpnet: terminated (SIGTERM)"
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_a_gpu_that_is_not_there_is_refused_naming_the_setting(monkeypatch):
+    """``cuda`` / ``cuda:N`` beyond the visible GPUs: one line that names the setting asking."""
+    from hpnet.cli import UserError
+    from hpnet.devices import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    assert pick_device("auto") == torch.device("cuda")
+    with pytest.raises(UserError, match=r"^train\.device=cuda:2 but only 2 CUDA GPUs are visible"):
+        pick_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == pick_device("cpu") == torch.device("cpu")
+    said = r"^pose\.device=cuda but no CUDA GPU is visible \(use pose\.device=auto or cpu\)$"
+    with pytest.raises(UserError, match=said):
+        pick_device("cuda", option="pose.device")

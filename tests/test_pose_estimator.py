@@ -80,7 +80,7 @@ def test_precision_and_device_choices():
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", torch.device("cpu"))
     if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="CUDA is not available"):
+        with pytest.raises(UserError, match=r"^pose.device=cuda but no CUDA GPU is visible"):
             PoseEstimator("yolo11n-pose.yaml", device="cuda")
 
 

@@ -39,9 +39,9 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.records import VIDEO_EXTENSIONS
+from hpnet.devices import pick_device
 from hpnet.pose.estimator import (
     PoseEstimator,
-    resolve_device,
     resolve_precision,
     weights_fingerprint,
 )
@@ -249,7 +249,7 @@ def cache_videos(
     start = time.perf_counter()
     index, count = share
     mine = sorted(jobs, key=lambda j: j.rel)[index::count]
-    device = resolve_device(share_device(cfg.pose.device))
+    device = pick_device(share_device(cfg.pose.device), option="pose.device")
     precision = resolve_precision(cfg.pose.precision, device)
     settings = cache_settings(cfg, precision)
     report = ShardReport(shard=index, shards=count, videos=len(mine), settings=settings)

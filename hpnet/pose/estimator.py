@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from hpnet.cli import UserError, missing
+from hpnet.devices import pick_device
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 from hpnet.pose.tracking import FrameDetections, track_persons
 
@@ -133,16 +134,6 @@ def _load_yolo(weights: str | Path, seed: int):
 # ------------------------------------------------------------------------------- devices
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` = the first CUDA device when there is one, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"pose.device={device} but CUDA is not available (use pose.device=cpu)")
-    return dev
-
-
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 matrix units (AVX512-BF16 / AMX), where bf16 inference is faster."""
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
@@ -206,7 +197,7 @@ class PoseEstimator:
             raise UserError(f"pose.imgsz={imgsz} must be a multiple of {STRIDE}")
         self.weights = str(weights)
         self.imgsz, self.conf, self.iou, self.max_det = imgsz, conf, iou, max_det
-        self.device = resolve_device(device)
+        self.device = pick_device(device, option="pose.device")
         self.precision = resolve_precision(precision, self.device)
         self.model = _load_yolo(weights, seed)
         self._set_up = False  # whether Ultralytics' predictor exists (a first predict made it)

@@ -33,6 +33,7 @@ from hpnet.config import (
     describe,
     load_config,
 )
+from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record
 from hpnet.epoch_report import (
@@ -59,7 +60,6 @@ from hpnet.runtime import (
     build_optimization,
     build_run_train_loader,
     build_transform,
-    pick_device,
     training_net,
 )
 from hpnet.train import seed_everything

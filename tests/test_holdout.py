@@ -101,3 +101,60 @@ def test_list_dataset_val_split_is_split_off_the_training_list(tmp_path):
     assert {r.rel for r in built.train.records} == {rel for rel, _ in ITEMS} - {
         r.rel for r in built.val.records
     }
+
+
+def _ucf_items() -> list[tuple[str, int]]:
+    """UCF101-style names: 2 classes x 8 groups of 3-6 clips (clips of a group: one video)."""
+    return [
+        (f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi", label)
+        for label, name in enumerate(("Archery", "Rowing"))
+        for g in range(1, 9)
+        for c in range(1, 3 + (g + label) % 4 + 1)
+    ]
+
+
+def test_clips_of_one_source_video_are_held_out_together():
+    """UCF101 / HMDB51 names say which clips come from one video: validation takes whole
+    sources (none also trains), near the share per class; without the names, single clips."""
+    from hpnet.config import load_config
+    from hpnet.data.datasets import config_validation_split
+    from hpnet.data.holdout import hmdb51_source, ucf101_source
+
+    assert ucf101_source("Rowing/v_Rowing_g08_c01.avi") == "Rowing/v_Rowing_g08"
+    assert ucf101_source("Rowing/my clip.avi") == "Rowing/my clip.avi"
+    assert hmdb51_source("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi") == (
+        "brush_hair/April_09"
+    )
+    assert (
+        hmdb51_source("punch/punch_u_nm_np1_ba_med_23.avi") == "punch/punch_u_nm_np1_ba_med_23.avi"
+    )
+    items = _ucf_items()
+    keys, labels = [k for k, _ in items], [label for _, label in items]
+    for dataset, grouped in (("ucf101", True), ("folder", False)):
+        cfg = load_config(None, [f"data.dataset={dataset}", "data.val_fraction=0.25"])
+        train, val = config_validation_split(cfg, keys, labels, ["Archery", "Rowing"])
+        sources = {i: ucf101_source(keys[i]) for i in range(len(keys))}
+        shared = {sources[i] for i in val} & {sources[i] for i in train}
+        assert bool(shared) != grouped  # per clip, some group lands on both sides
+        for label in (0, 1):
+            n = labels.count(label)
+            held = sum(labels[i] == label for i in val)
+            assert abs(held - round(n * 0.25)) <= (3 if grouped else 0)
+    hmdb = [(f"kick/{src}_kick_f_nm_np1_fr_med_{i}.avi", 0) for src in "ab" for i in range(4)]
+    hmdb += [(f"kick/{src}_kick_u_cm_np1_le_bad_{i}.avi", 0) for src in "ab" for i in range(2)]
+    cfg = load_config(None, ["data.dataset=hmdb51", "data.val_fraction=0.3"])
+    _, val = config_validation_split(cfg, *map(list, zip(*hmdb, strict=True)), ["kick"])
+    assert len({hmdb51_source(hmdb[i][0]) for i in val}) == 1 and len(val) == 6
+
+
+def test_a_class_of_one_source_video_stays_in_training(caplog):
+    from hpnet.data.holdout import ucf101_source
+
+    items = [*_ucf_items(), *[(f"Surf/v_Surf_g01_c0{c}.avi", 2) for c in range(1, 5)]]
+    keys, labels = zip(*items, strict=True)
+    with caplog.at_level(logging.WARNING):
+        _, val = validation_split(keys, labels, ["a", "b", "Surf"], 0.25, 0, ucf101_source)
+    assert all(labels[i] != 2 for i in val) and {labels[i] for i in val} == {0, 1}
+    assert "1 class(es) with a single source video" in caplog.text and "Surf" in caplog.text
+    with pytest.raises(UserError, match="no class has training videos from 2 or more source"):
+        validation_split(keys[-4:], labels[-4:], ["a", "b", "Surf"], 0.25, 0, ucf101_source)

@@ -47,7 +47,7 @@ from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source
 from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
-from hpnet.data.holdout import validation_split
+from hpnet.data.holdout import SOURCE_GROUPS, validation_split
 from hpnet.data.official_splits import hmdb51_records, ucf101_records
 from hpnet.data.records import (
     VIDEO_EXTENSIONS,
@@ -322,7 +322,8 @@ def config_validation_split(
     """``(train, val)`` indices of a training split as ``cfg`` holds it out (``data.val_fraction``,
     ``data.seed``); ``keys``: each video's relative path, or :func:`rendered_keys`."""
     d = cfg.data
-    return validation_split(keys, labels, classes, d.val_fraction, d.seed)
+    source = SOURCE_GROUPS.get(d.dataset)  # clips of one source video: held out together
+    return validation_split(keys, labels, classes, d.val_fraction, d.seed, source)
 
 
 def rendered_keys(num_videos: int) -> list[str]:

@@ -74,15 +74,16 @@ def epoch_summary(r: dict[str, Any], epochs: int) -> str:
     return s
 
 
-def log_metrics(out: Path, record: dict[str, Any], tb: Any) -> None:
-    """Append ``record`` (time-stamped) to ``<out>/metrics.jsonl`` and to TensorBoard if on."""
+def log_metrics(out: Path, record: dict[str, Any], tb: Any, tb_step: int = 0) -> None:
+    """Append ``record`` (time-stamped) to ``<out>/metrics.jsonl`` and to TensorBoard if on, at
+    step ``record["epoch"]`` (``tb_step`` for a record of none: the final test's)."""
     record = {"time": time.time(), **record}
     path = out / "metrics.jsonl"
     reported = write_errors_reported(path, what="metrics log", folder_option=OUT_DIR_OPTION)
     with reported, open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     if tb is not None:
-        step = record.get("epoch", 0)
+        step = record.get("epoch", tb_step)
         for k, v in record.items():
             if isinstance(v, float | int) and k not in ("epoch", "time"):
                 tb.add_scalar(f"{record['type']}/{k}", v, step)

@@ -6,8 +6,9 @@ Groups: (new | pretrained) x (decay | no decay), and with layer-wise learning-ra
 pretrained group per depth. No weight decay on norms, biases, embeddings, tokens and anything the
 model lists in ``no_weight_decay()``. Pretrained parameters are the names the model lists in
 ``pretrained_names`` (what its weight file filled), else those starting with one of its
-``pretrained_prefixes``; they peak at ``backbone_lr`` times ``layer_decay ** (depth - layer)``
-(BEiT / VideoMAE fine-tuning), where the model's ``layer_id(name)`` gives a parameter's layer
+``pretrained_prefixes``; they peak at ``backbone_lr`` times ``layer_decay ** (depth + 1 -
+layer)`` (BEiT / VideoMAE fine-tuning; the decayed schedules end at ``min_lr`` times that same
+scale), where the model's ``layer_id(name)`` gives a parameter's layer
 (0 = embeddings, i + 1 = block i) and ``num_layers`` its depth; parts new to the weights (heads,
 FPM, SMIF, LMI) peak at ``lr``. Parameters under one of the model's ``constant_lr_prefixes``
 (SimSiam's predictor) form groups of their own that stay at their peak after the warm-up.
@@ -81,6 +82,7 @@ def param_groups(
                 "weight_decay": 0.0 if no_decay else weight_decay,
                 "name": name + ("/constant_lr" if fixed else ""),
                 "constant_lr": fixed,
+                "lr_scale": scale if pretrained else 1.0,  # its layer's share of the base lr
             }
         )
     return out
@@ -123,9 +125,9 @@ def lr_factor(
 ) -> float:
     """The multiple of a group's peak lr at optimizer step ``step`` (0-based): linear warm-up
     ``(step + 1) / (warmup_steps + 1)``, then the decay, counted from the end of warm-up and
-    never below ``floor`` (min_lr / peak): cosine reaching ``floor`` at ``total_steps``,
-    exponential ``gamma ** (steps since warm-up / steps_per_epoch)``, step ``gamma ** k``
-    after k whole periods of ``step_epochs`` epochs."""
+    never below ``floor`` (min_lr x the group's layer scale / peak): cosine reaching ``floor``
+    at ``total_steps``, exponential ``gamma ** (steps since warm-up / steps_per_epoch)``, step
+    ``gamma ** k`` after k whole periods of ``step_epochs`` epochs."""
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
     done = step - warmup_steps  # optimizer steps since the peak
@@ -160,8 +162,8 @@ def build_scheduler(
     }
 
     def factor(group: dict) -> Callable[[int], float]:
-        peak = group["lr"]
-        floor = min(train.min_lr / peak, 1.0) if peak > 0 else 0.0
+        peak = group["lr"]  # (the floor: min_lr scaled as the group's layer scales its peak)
+        floor = min(train.min_lr * group.get("lr_scale", 1.0) / peak, 1.0) if peak > 0 else 0.0
         if group.get("constant_lr"):
             floor = 1.0  # no decay below the peak; the warm-up still applies
         return lambda step: lr_factor(step, floor=floor, **shared)

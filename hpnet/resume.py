@@ -79,7 +79,20 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
         )
     if not path.is_file():
         raise UserError(f"train.resume={r}: no such checkpoint file")
+    own = out / "last.pt"
+    if own.is_file() and own.samefile(path):
+        return path
+    other = [name for name in RUN_FILES if (out / name).is_file()]
+    if other:  # its last.pt, config and metrics would be overwritten by another run's
+        raise UserError(
+            f"train.resume={r}, but train.out_dir={out} holds another run ({', '.join(other)}): "
+            "give train.out_dir a new folder to continue that checkpoint in, or continue the "
+            "folder's own run with train.resume=auto"
+        )
     return path
+
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a folder holding one holds a run
 
 
 # What a resumed run may set otherwise than the run it continues: where the files are, how fast
@@ -94,7 +107,7 @@ RESUME_MAY_CHANGE = (
     *(f"data.{key}" for key in DATA_MAY_CHANGE),
     "model.pretrained", "text.pretrained", "text.cache_dir",  # read at the start only
     "pose.cache_dir", "pose.batch", "pose.workers", "pose.device",
-    "pose.precision", "train.epochs", "train.max_steps", "train.resume", "train.out_dir",
+    "pose.precision", "train.epochs", "train.resume", "train.out_dir",
     "train.device", "train.amp", "train.checkpoint_minutes", "train.checkpoint_steps",
     "train.eval_every", "train.tensorboard", "train.compile", "train.grad_checkpointing",
     "train.threads", "eval.views", "eval.crops", "eval.batch_size",
@@ -183,11 +196,13 @@ def check_resumable(
                 "train.batch_size)"
             )
     _refuse_changes(resume_changes(ckpt.get("config", {}), cfg), f"cannot resume {path}")
-    if ckpt.get("epoch", 0) > cfg.train.epochs:  # the last.pt, config and metrics would disagree
+    trained = ckpt.get("epoch", 0) + bool(position)  # (mid-epoch: that epoch has begun)
+    if trained > cfg.train.epochs:  # the last.pt, config and metrics would disagree
+        begun = f"has begun epoch {trained}" if position else f"has trained {trained} epochs"
         raise UserError(
-            f"cannot resume {path}: it has trained {ckpt['epoch']} epochs, more than "
-            f"train.epochs={cfg.train.epochs} (give train.epochs={ckpt['epoch']} or more, or "
-            "start a new run in another train.out_dir)"
+            f"cannot resume {path}: it {begun}, more than train.epochs={cfg.train.epochs} "
+            f"(give train.epochs={trained} or more, or start a new run in another "
+            "train.out_dir)"
         )
     saved_world = ckpt.get("world_size")
     if saved_world is not None and saved_world != dist.world_size:

@@ -332,9 +332,10 @@ def _final_test(
         return
     write_run_report(reports, datasets, out, str(out / "last.pt"), vals, cfg)
     keys = ("top1", "top5", "mean_class_acc")
+    epochs = cfg.train.epochs  # (TensorBoard's step for the final records)
     if vals[0]:
-        log_metrics(out, {"type": "val", **{k: vals[0][k] for k in keys}}, tb)
-    log_metrics(out, {"type": "test", **{k: reports[0][k] for k in keys}}, tb)
+        log_metrics(out, {"type": "val", **{k: vals[0][k] for k in keys}}, tb, epochs)
+    log_metrics(out, {"type": "test", **{k: reports[0][k] for k in keys}}, tb, epochs)
     for d, r, v in zip(datasets, reports, vals, strict=True):
         for split, scores in (("val", v), ("test", r)):
             if scores:

@@ -79,6 +79,27 @@ def test_layer_decay_scales_each_block(tmp_path):
     assert [g["lr"] for g in opt.param_groups] == [g["initial_lr"] for g in opt.param_groups]
 
 
+def test_every_layer_anneals_to_min_lr_times_its_scale(tmp_path):
+    """With layer decay, each pretrained group's cosine ends at min_lr x its layer scale (BEiT /
+    VideoMAE), new parts at min_lr: the lowest layers, whose peaks sit below min_lr, decay too
+    instead of holding their peak for the whole run."""
+    model = _model(tmp_path)
+    train = TrainConfig(
+        lr=LR, backbone_lr=BACKBONE_LR, layer_decay=0.5, epochs=1, warmup_epochs=0, min_lr=1e-5
+    )
+    opt = build_optimizer(model, train)
+    scheduler = build_scheduler(opt, train, 10)
+    peaks = [g["lr"] for g in opt.param_groups]
+    assert min(peaks) < train.min_lr  # the embeddings: 1e-4 * 0.5 ** (depth + 1)
+    for _ in range(10):
+        opt.step()
+        scheduler.step()
+    for group, peak in zip(opt.param_groups, peaks, strict=True):
+        base = BACKBONE_LR if group["name"].startswith("pretrained") else LR
+        assert group["lr"] == pytest.approx(train.min_lr * peak / base)
+        assert group["lr"] < peak
+
+
 def test_no_weight_decay_on_norms_biases_and_embeddings(tmp_path):
     model = _model(tmp_path)
     opt = build_optimizer(model, lr=LR, backbone_lr=BACKBONE_LR, weight_decay=0.05, layer_decay=0.7)

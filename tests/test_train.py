@@ -88,6 +88,39 @@ def test_refuses_to_overwrite_a_run(tiny_args, tmp_path):
         _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
 
 
+def test_a_checkpoint_is_not_continued_into_another_runs_folder(tiny_args, tmp_path):
+    """``train.resume=PATH`` into a folder holding another run would overwrite its last.pt and
+    config and mix its metrics rows with the checkpoint's: refused; into its own folder (named
+    by path) or a new one it continues."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    one_step = ["train.max_steps=1", "train.epochs=1", "eval.views=1"]
+    _run(tiny_args, first, *one_step, "train.resume=")
+    _run(tiny_args, second, *one_step, "train.resume=", "train.lr=0.01")
+    before = (second / "last.pt").read_bytes()
+    with pytest.raises(UserError, match=rf"train\.out_dir={second} holds another run \(last\.pt"):
+        _run(tiny_args, second, *one_step, f"train.resume={first / 'last.pt'}")
+    assert (second / "last.pt").read_bytes() == before
+    own = [*one_step, f"train.resume={first / 'last.pt'}"]
+    assert _run(tiny_args, first, *own) == 0  # its own folder: nothing more to train
+    third = tmp_path / "third"
+    assert _run(tiny_args, third, *own[:-2], "train.epochs=2", own[-1]) == 0
+    records = [json.loads(line) for line in (third / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["type"] == "train"] == [2]
+
+
+def test_a_checkpoint_in_an_epoch_past_train_epochs_is_refused(tiny_args, tmp_path):
+    """A mid-epoch last.pt has begun its epoch: lowering train.epochs to the epochs before it
+    would test weights partway into an epoch the run says it never trained."""
+    out = tmp_path / "run"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "eval.views=1", "train.resume=")
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    ckpt["progress"] = {"world_size": 1, "batch_size": ckpt["config"]["train"]["batch_size"],
+                        "epoch": {"batches": 1, "steps": 1}}  # fmt: skip
+    torch.save(ckpt, out / "last.pt")  # as if killed one step into epoch 2
+    with pytest.raises(UserError, match=r"it has begun epoch 2, more than train\.epochs=1"):
+        _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=auto")
+
+
 def test_resume_with_another_model_shape_is_refused(tiny_args, tmp_path):
     out = tmp_path / "run"
     _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
@@ -117,16 +150,20 @@ def test_resume_refuses_any_other_experiment_and_takes_where_and_when(tiny_args,
         "train.label_smoothing=0",
         "data.augment.flip=false",
         "train.warmup_epochs=1",
+        "train.max_steps=2",  # the steps of every epoch, which the schedule counts
     ]:
         key = override.split("=")[0].replace(".", r"\.")
         with pytest.raises(UserError, match=rf"cannot resume .*it used {key}="):
             _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", override)
     with pytest.raises(UserError, match=r"used model\.drop_path=.* \(and train\.clip_grad\)"):
-        _run(tiny_args, out, "train.resume=auto", "model.drop_path=0.5", "train.clip_grad=3")
+        _run(
+            tiny_args, out, "train.resume=auto", "train.max_steps=1", "model.drop_path=0.5",
+            "train.clip_grad=3",
+        )  # fmt: skip
     config = (out / "config.yaml").read_text()
     assert "drop_path: 0.5" not in config  # a refused resume leaves the run's config as it was
     resumed = [
-        "train.resume=auto", "train.epochs=2", "train.max_steps=2", "data.workers=0",
+        "train.resume=auto", "train.epochs=2", "train.max_steps=1", "data.workers=0",
         "eval.views=1", "train.checkpoint_steps=1", f"text.cache_dir={tmp_path / 'text'}",
     ]  # fmt: skip
     assert _run(tiny_args, out, *resumed) == 0

@@ -222,6 +222,13 @@ def test_folder_split_folders_are_not_taken_for_classes(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         train, test, classes = folder_records(tmp_path / "tvt")
     assert classes == ["a"] and len(train) == len(test) == 1 and "val/ is not read" in caplog.text
+    _touch(tmp_path / "caps", ["Train/walk/1.mp4", "Train/run/2.mp4", "Test/run/3.mp4"])
+    train, test, classes = folder_records(tmp_path / "caps")  # (were classes Test and Train)
+    assert classes == ["run", "walk"] and [r.rel for r in test] == ["Test/run/3.mp4"]
+    assert [(r.rel, r.label) for r in train] == [("Train/run/2.mp4", 0), ("Train/walk/1.mp4", 1)]
+    _touch(tmp_path / "tv2", ["Training/a/1.mp4", "Validation/a/2.mp4"])
+    with pytest.raises(UserError, match=r"folders named Training, Validation: "):
+        folder_records(tmp_path / "tv2")
 
 
 def test_list_files(tmp_path):

@@ -98,7 +98,8 @@ def hmdb51_records(
                 splits.test.append(record)
     hint = (
         f"Check data.root: it must hold the 51 class folders (e.g. {root / classes[0]}/*.avi; "
-        "the official hmdb51_org.rar holds one .rar per class: extract each into <root>)."
+        "the official hmdb51_org.rar holds one .rar per class: extract each one's videos into "
+        "<root>/<class>/, as README.md's HMDB51 section does)."
     )
     return drop_missing(
         splits,

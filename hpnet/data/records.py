@@ -220,9 +220,9 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
     """Videos in ``<root>/<class>/...``; classes = the sorted names of the folders that hold
     videos (others are left out, with a warning).
 
-    The split: if both ``<root>/train`` and ``<root>/test`` exist, they are the splits
-    (``<root>/train/<class>/...``, ``<root>/test/<class>/...``; classes = the union of their
-    class folders). Otherwise a deterministic stratified hold-out
+    The split: if both ``<root>/train`` and ``<root>/test`` exist (in any case: ``Train/``,
+    ``TEST/``), they are the splits (``<root>/train/<class>/...``, ``<root>/test/<class>/...``;
+    classes = the union of their class folders). Otherwise a deterministic stratified hold-out
     (:func:`~hpnet.data.holdout.stratified_holdout` of the relative paths with ``seed``): in
     each class ``round(n * test_fraction)`` videos are the test set, at least one on each side
     when the class has two or more and ``test_fraction > 0`` (a class of one video trains).
@@ -232,15 +232,17 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"dataset folder {missing(root, folder=True)}: {root} (set data.root)")
-    layout = [("train", root / "train"), ("test", root / "test")]
-    if all(folder.is_dir() for _, folder in layout):
-        unread = sorted(set(_subfolders(root)) & SPLIT_FOLDER_NAMES - {"train", "test"})
+    subfolders = _subfolders(root)
+    split_named = {n.lower(): n for n in subfolders if n.lower() in SPLIT_FOLDER_NAMES}
+    if {"train", "test"} <= set(split_named):
+        layout = [(s, root / split_named[s]) for s in ("train", "test")]
+        unread = sorted(n for low, n in split_named.items() if low not in ("train", "test"))
         if unread:
             logger.warning(
                 "%s: %s/ is not read (the splits are train/ and test/; data.val_fraction holds "
                 "validation videos out of train/)", root, "/, ".join(unread),
             )  # fmt: skip
-        names = sorted(set(_subfolders(root / "train")) | set(_subfolders(root / "test")))
+        names = sorted({n for _, folder in layout for n in _subfolders(folder)})
         found = {(s, n): videos_under(folder / n) for s, folder in layout for n in names}
         classes = _with_videos(root, names, lambda n: found["train", n] or found["test", n])
         splits = RecordSplits([], [], classes)
@@ -250,8 +252,8 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                 for path in found[split_name, name]:
                     out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
     else:
-        names = _subfolders(root)
-        split_like = set(names) & SPLIT_FOLDER_NAMES
+        names = subfolders
+        split_like = set(split_named.values())
         if len(split_like) >= 2:  # <root>/train + <root>/val: not two classes
             raise UserError(
                 f"{root} holds folders named {', '.join(sorted(split_like))}: hpnet reads split "

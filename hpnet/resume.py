@@ -147,19 +147,20 @@ def check_run_config(folder: Path, cfg: Config) -> None:
     except (OSError, yaml.YAMLError):
         return
     if isinstance(saved, dict):
-        _refuse_changes(resume_changes(saved, cfg), f"cannot continue the run in {folder}")
+        refuse_changes(resume_changes(saved, cfg), f"cannot continue the run in {folder}")
 
 
-def _refuse_changes(changed: list[tuple[str, Any, Any]], subject: str) -> None:
+def refuse_changes(
+    changed: list[tuple[str, Any, Any]],
+    subject: str,
+    advice: str = "drop those overrides, or start a new run in another train.out_dir",
+) -> None:
     """The one-line refusal of :func:`resume_changes`' first change (the others named)."""
     if not changed:
         return
     key, then, now = changed[0]
     more = f" (and {', '.join(k for k, _, _ in changed[1:])})" if len(changed) > 1 else ""
-    raise UserError(
-        f"{subject}: it used {key}={then}, this run has {now}{more} (drop those overrides, or "
-        "start a new run in another train.out_dir)"
-    )
+    raise UserError(f"{subject}: it used {key}={then}, this run has {now}{more} ({advice})")
 
 
 def _fixed_part(entries: list) -> list:
@@ -195,7 +196,7 @@ def check_resumable(
                 f"{then[1]}, this run has {now[0]} x {now[1]} (use the same process count and "
                 "train.batch_size)"
             )
-    _refuse_changes(resume_changes(ckpt.get("config", {}), cfg), f"cannot resume {path}")
+    refuse_changes(resume_changes(ckpt.get("config", {}), cfg), f"cannot resume {path}")
     trained = ckpt.get("epoch", 0) + bool(position)  # (mid-epoch: that epoch has begun)
     if trained > cfg.train.epochs:  # the last.pt, config and metrics would disagree
         begun = f"has begun epoch {trained}" if position else f"has trained {trained} epochs"

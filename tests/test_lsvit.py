@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn as nn
@@ -297,7 +299,8 @@ def test_clip_visual_tower_loads_exactly(tmp_path):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_timm_vit_loads_exactly_with_resized_positions(tmp_path):
+@pytest.mark.parametrize("pre_norm", [False, True])  # True: timm's CLIP ViTs, no patch bias
+def test_timm_vit_loads_exactly_with_resized_positions(tmp_path, pre_norm):
     timm = pytest.importorskip("timm")
     vit = timm.create_model(
         "vit_tiny_patch16_224",
@@ -309,7 +312,9 @@ def test_timm_vit_loads_exactly_with_resized_positions(tmp_path):
         num_heads=2,
         num_classes=7,
         dynamic_img_size=True,
+        **({"pre_norm": True, "norm_layer": partial(nn.LayerNorm, eps=1e-5)} if pre_norm else {}),
     ).eval()
+    assert ("patch_embed.proj.bias" in vit.state_dict()) != pre_norm
     perturb_all(vit)
     path = tmp_path / "vit.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in vit.state_dict().items()}}, path)
@@ -317,7 +322,8 @@ def test_timm_vit_loads_exactly_with_resized_positions(tmp_path):
     model = build_lsvit(
         "tiny", img_size=S, patch_size=P, num_frames=T, embed_dim=64, depth=2, num_heads=2
     )
-    load_pretrained(model, str(path))
+    report = load_pretrained(model, str(path), act="gelu" if pre_norm else None)
+    assert "patch_embed.proj.bias" in report.loaded  # pre-norm: CLIP's zero, not a random one
     model.eval()
     frames = moving_frames(T, S)
     with torch.no_grad():

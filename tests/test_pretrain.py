@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -119,6 +120,22 @@ def test_the_encoder_sees_only_the_visible_tokens():
     d = model.encoder.embed_dim
     assert seen == [(3, 4, 1 + 4, d)] * len(model.encoder.blocks)  # CLS + 16 - 12 positions
     assert out["pred"].shape == (3, 4, 16, 8 * 8 * 3) and out["mask"].sum() == 3 * 12
+
+
+def test_a_mask_must_hide_as_many_patches_in_every_clip():
+    model = _tiny_mae(0.75)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[0, :12], mask[1, :8] = True, True  # 4 visible in clip 0, 8 in clip 1
+    with pytest.raises(ValueError, match=r"hide as many patches; visible: \[4, 8\]"):
+        model(torch.randn(2, 4, 3, 32, 32), mask=mask)
+
+
+def test_a_decoder_width_its_head_count_does_not_divide_gets_fewer_heads():
+    encoder = build_lsvit("tiny", img_size=32, patch_size=8, num_frames=4)
+    for width, heads in ((200, 2), (384, 6), (64, 1), (32, 1)):
+        model = VideoMAE(encoder, decoder_width=width, decoder_depth=1)
+        assert model.decoder_blocks[0].attn.num_heads == heads
+    model(torch.randn(1, 4, 3, 32, 32))
 
 
 def test_the_loss_is_on_hidden_patches_only():
@@ -249,6 +266,12 @@ def test_fine_tuning_loads_the_encoder_and_reports_it(pretrain_args, tiny_args, 
     bigger = load_config(tiny_args[1], [*cfg_overrides(cfg), "model.size=small"])
     with pytest.raises(UserError, match=r"pretrained with model.size=tiny"):
         build_model(bigger, ["a", "b"])
+    one_offset = load_config(tiny_args[1], [*cfg_overrides(cfg), "model.smif_offsets=[1]"])
+    with pytest.raises(UserError, match=r"smif.* model.smif_offsets=\[1,2\]: set the same"):
+        build_model(one_offset, ["a", "b"])
+    sparse = load_config(tiny_args[1], [*cfg_overrides(cfg), "model.lmi_every=2"])
+    report = build_model(sparse, ["a"]).pretrained_report  # the encoder's unused tensors first
+    assert re.search(r"\d+ unused \[blocks\.\d+\.lmi\.", report), report
 
     # twice the frames: the temporal embedding is resized as the model interpolates it at run
     # time (linear, align_corners=False), not repeated frame by frame
@@ -298,6 +321,11 @@ def test_unlabeled_folder_without_classes_and_preview(pretrain_args, tmp_path):
     assert _run(args, out, "--preview", "2") == 0
     with Image.open(out / "preview.png") as image:
         assert image.size == (4 * 34 - 2, 2 * 3 * 34 - 2)  # 4 frames x (2 clips x 3 rows)
+    # the run's settings, not the command line's: a forgotten override is named (it would draw
+    # normalised patches as pixels); another share of hidden patches is a preview's choice
+    with pytest.raises(UserError, match=r"cannot preview .*it used pretrain.norm_pix_loss=False"):
+        _run(args, out, "--preview", "1", "pretrain.norm_pix_loss=true")
+    assert _run(args, out, "--preview", "1", "pretrain.mask_ratio=0.5") == 0
 
     from hpnet.train import main as train_main
 

@@ -137,6 +137,27 @@ def test_loss_falls_on_synthetic_frames_without_collapse(frames, mode) -> None:
     assert std > 0.3 / proj_dim**0.5, std
 
 
+@pytest.mark.parametrize("mode", ["augment", "foreground"])
+def test_a_batch_left_with_one_clip_moves_nothing(frames, mode) -> None:
+    """Its other videos failed: BatchNorm cannot train on one clip, so the clip runs twice with
+    weight 0 (the step still happens, as DDP needs) and counts as no clip trained on."""
+    from hpnet.engine import EpochProgress, flush_records
+    from hpnet.pretrain.simsiam import simsiam_batch
+
+    torch.manual_seed(0)
+    model = _simsiam_tiny()
+    state = EpochProgress()
+    step = {"views": SimSiamViews(mode, 32, MEAN, STD), "device": torch.device("cpu")}
+    step |= {"amp_dtype": None, "scaler": None, "loss_divisor": 1, "where": "batch 1"}
+    simsiam_batch(model, {"video": frames[:1]}, state, generator=torch.Generator(), **step)
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    flush_records(state)
+    assert state.seen == 0
+    simsiam_batch(model, {"video": frames[:3]}, state, generator=torch.Generator(), **step)
+    flush_records(state)
+    assert state.seen == 3 and any(p.grad.any() for p in model.parameters())
+
+
 @pytest.mark.slow  # ~40 s on a loaded 2-core CPU (resnet18, 60 steps of 2 x 16 views)
 def test_resnet18_simsiam_loss_falls_without_collapse(frames) -> None:
     torch.manual_seed(0)

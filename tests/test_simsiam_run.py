@@ -255,8 +255,10 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
         evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "ev")])
     with pytest.raises(UserError, match=r"--preview shows VideoMAE"):
         _run(simsiam_args, simsiam_run, "--preview", "1")
-    with pytest.raises(UserError, match=r"needs data.frames >= 3 and train.batch_size >= 2"):
+    with pytest.raises(UserError, match=r"needs data.frames >= 3, got 2"):
         _run(simsiam_args, tmp_path / "d", "pretrain.simsiam_views=foreground", "data.frames=2")
+    with pytest.raises(UserError, match=r"train.batch_size must be 2 or more, got 1"):
+        _run(simsiam_args, tmp_path / "e", "train.batch_size=1")
     with pytest.raises(UserError, match=r"is a ResNet-18 \(SimSiam\).*model.depth=34"):
         build_model(
             load_config(tiny_args[1], [*cfg_args, f"model.pretrained={last}", "model.depth=34"]),

@@ -86,7 +86,12 @@ def convert_backbone_state(
     if "conv1.weight" in state and "class_embedding" in state:  # a bare CLIP visual tower
         return _convert_openai_clip(state), "clip"
     if "patch_embed.proj.weight" in state:
-        return dict(state), "timm"
+        out = dict(state)
+        if "patch_embed.proj.bias" not in out:  # timm's CLIP ViTs (pre-norm): no bias, as CLIP
+            out["patch_embed.proj.bias"] = out["patch_embed.proj.weight"].new_zeros(
+                out["patch_embed.proj.weight"].shape[0]
+            )
+        return out, "timm"
     raise UserError(
         f"{path} is not a CLIP or timm ViT checkpoint: expected 'visual.conv1.weight' "
         f"or 'patch_embed.proj.weight' among its keys ({_FIX})"
@@ -222,7 +227,7 @@ def load_pretrain_encoder(model: LSViT, path: str | Path, ckpt: dict) -> Pretrai
         str(path),
         f"hpnet {method} pretraining (epoch {ckpt.get('epoch')}: encoder; decoder dropped)",
     )
-    report.unexpected = [k for k in weights if not k.startswith("encoder.")]  # the decoder
+    decoder = [k for k in weights if not k.startswith("encoder.")]
     own = model.state_dict()
     mismatched = []
     for key, value in list(state.items()):
@@ -238,13 +243,16 @@ def load_pretrain_encoder(model: LSViT, path: str | Path, ckpt: dict) -> Pretrai
         report.resized.append(key)
     if mismatched:
         saved = ckpt.get("config", {}).get("model", {})
+        keys = ["size", "patch_size"]
+        keys += ["smif_offsets"] * any(m.startswith("smif") for m in mismatched)
+        said = " ".join(f"model.{k}={saved.get(k)}".replace(" ", "") for k in keys)
         raise UserError(
             f"model.pretrained={path}: its encoder does not fit this backbone: "
-            f"{'; '.join(mismatched[:3])} (it was pretrained with model.size="
-            f"{saved.get('size')} model.patch_size={saved.get('patch_size')}: set the same)"
+            f"{'; '.join(mismatched[:3])} (it was pretrained with {said}: set the same)"
         )
     result = model.load_state_dict(state, strict=False)
     report.missing = list(result.missing_keys)
-    report.unexpected += list(result.unexpected_keys)
+    # encoder tensors this backbone has no place for first: the decoder's are expected
+    report.unexpected = [*result.unexpected_keys, *decoder]
     report.loaded = [k for k in state if k in own and k != "_extra_state"]
     return report

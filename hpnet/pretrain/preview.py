@@ -3,7 +3,12 @@
 For each of N training clips (the first N, centre crop, no augmentation) three rows, one column
 per frame: the masked input (hidden patches grey), the reconstruction (hidden patches as
 predicted, put back in the clip's colours; visible ones as given) and the original. The masks
-are drawn from a fixed seed, so two previews of one checkpoint are the same picture.
+are drawn from a fixed seed, so two previews of one checkpoint are the same picture. The
+command's settings must be the run's (a forgotten override is named), but for
+``pretrain.mask_ratio``: a preview may hide another share of the patches. With
+``pretrain.norm_pix_loss`` the predicted patches are put back in each hidden patch's true mean
+and spread (as VideoMAE draws them): their colours come from the clip, their content from
+the model.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from hpnet.checkpoint import load_checkpoint
 from hpnet.cli import UserError
 from hpnet.config import Config
 from hpnet.pretrain.videomae import VideoMAE, unpatchify
+from hpnet.resume import refuse_changes, resume_changes
 from hpnet.runtime import build_transform
 
 GAP = 2  # pixels between frames and rows
+OPEN_KEYS = ("pretrain.mask_ratio",)  # a preview may hide another share than the run did
 MASK_GREY = 0.5  # colour of hidden patches in the masked row
 
 
@@ -37,8 +44,11 @@ def write_preview(cfg: Config, device: torch.device, clips: int) -> Path:
             f"--preview needs a pretraining checkpoint: {path} does not exist (run "
             "python -m hpnet.pretrain with this config first, or set train.out_dir)"
         )
+    ckpt = load_checkpoint(path)
+    changed = [c for c in resume_changes(ckpt.get("config", {}), cfg) if c[0] not in OPEN_KEYS]
+    refuse_changes(changed, f"cannot preview {path}", "give the run's config and overrides")
     model = build_pretrain_model(_without_pretrained(cfg))
-    model.load_state_dict(load_checkpoint(path)["model"])
+    model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     train = pretrain_datasets(cfg)[0].train
     samples = [s for s in (train[i] for i in range(min(clips, len(train)))) if s is not None]

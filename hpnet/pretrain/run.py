@@ -123,13 +123,16 @@ def check_pretrain_config(cfg: Config) -> None:
                 "pretrain.method=simsiam starts from a random ResNet: set model.pretrained='' "
                 "(continue a run with train.resume=auto instead)"
             )
-        if cfg.pretrain.simsiam_views == "foreground" and (
-            cfg.data.frames < 3 or cfg.train.batch_size < 2
-        ):
+        if cfg.train.batch_size < 2:
+            raise UserError(
+                "pretrain.method=simsiam normalises its projections over the batch (BatchNorm): "
+                f"train.batch_size must be 2 or more, got {cfg.train.batch_size}"
+            )
+        if cfg.pretrain.simsiam_views == "foreground" and cfg.data.frames < 3:
             raise UserError(
                 "pretrain.simsiam_views=foreground takes each clip's background as the median of "
                 "its frames and pastes the moving part on another clip's: it needs data.frames >= "
-                f"3 and train.batch_size >= 2, got {cfg.data.frames} and {cfg.train.batch_size}"
+                f"3, got {cfg.data.frames}"
             )
     if cfg.data.joint:
         raise UserError(

@@ -63,12 +63,19 @@ def simsiam_batch(
     **_: Any,  # the classification step's transform, loss_cfg and use_pose: unused
 ) -> None:
     """Forward + backward of one batch's clips ``(B, T, 3, H, W)`` (labels never read): two
-    views ``(B, 3, S, S)`` each, drawn from ``generator``; adds ``collapse_std`` to ``state``."""
+    views ``(B, 3, S, S)`` each, drawn from ``generator``; adds ``collapse_std`` to ``state``.
+
+    A batch left with one clip (its other videos failed to decode; a DDP stand-in) cannot go
+    through the BatchNorms in training mode: its clip runs twice with weight 0, so the
+    processes' gradient exchange still happens and the weights do not move."""
     video = batch["video"].to(device, non_blocking=True)
+    clips = video.shape[0]
+    if clips < 2:
+        video, weight, clips = video.repeat(2, *[1] * (video.dim() - 1)), 0.0, 0
     x1, x2 = views(video, generator)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
         out = model(x1, x2)
     backward_and_record(
-        out["loss"], state, clips=video.shape[0], correct=None, scaler=scaler, weight=weight,
+        out["loss"], state, clips=clips, correct=None, scaler=scaler, weight=weight,
         loss_divisor=loss_divisor, where=where, extra={"collapse_std": collapse_std(out["z1"])},
     )  # fmt: skip

@@ -53,7 +53,10 @@ def tube_mask(
 
 def visible_positions(mask: torch.Tensor) -> torch.Tensor:
     """mask (B, N) with the same count of False per row -> (B, N_v) visible positions, sorted."""
-    keep = int((~mask[0]).sum())
+    counts = (~mask).sum(dim=1)
+    if bool((counts != counts[0]).any()):
+        raise ValueError(f"every clip's mask must hide as many patches; visible: {counts.tolist()}")
+    keep = int(counts[0])
     return mask.int().argsort(dim=1, stable=True)[:, :keep]
 
 
@@ -151,7 +154,8 @@ class VideoMAE(nn.Module):
         self.norm_pix_loss = norm_pix_loss
         self.in_chans = in_chans
         width = decoder_width or encoder.embed_dim // 2
-        heads = max(1, width // 64)  # 64 channels a head (VideoMAE: 384 wide, 6 heads)
+        # 64 channels a head (VideoMAE: 384 wide, 6 heads), fewer heads where they do not divide
+        heads = max(h for h in range(1, max(1, width // 64) + 1) if width % h == 0)
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
         self.decoder_embed = nn.Linear(encoder.embed_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, 1, width))

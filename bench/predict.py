@@ -3,11 +3,14 @@ model, for the tiny and base HP-Net.
 
     python bench/predict.py [--data DIR] [--sizes tiny base] [--device cpu|cuda] [--threads N]
                             [--frames 16] [--views 2] [--crops 3] [--repeats 2]
+                            [--pose-track dense sampled] [--pose-stride 1]
 
 Every video of the 7 real HMDB51 clips (``<data>/hmdb51_mini``) goes through the same
 :class:`hpnet.predict.Predictor` the command uses: decode the ``views x frames`` sampled frames
-(torchcodec), YOLO11n-pose on the distinct sampled frames (the real weights in
-``<data>/weights``; no pose cache), then the model on ``views x crops`` clips at 224 px. The
+(torchcodec), YOLO11n-pose (the real weights in ``<data>/weights``; no pose cache) as
+``pose.track`` says: ``dense`` (the default) on every ``pose.stride``-th frame up to the last
+sampled one, people tracked through them as the pose cache does, ``sampled`` on the distinct
+sampled frames only; then the model on ``views x crops`` clips at 224 px. The
 models are randomly initialised (speed does not depend on the weights) with 51 classes and
 random text embeddings. One warm-up video first; the table reports the mean over the videos
 of the best of ``--repeats`` passes.
@@ -32,8 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "pose", "model")
 
 
-def build_predictor(size: str, args: argparse.Namespace, weights: Path) -> Predictor:
-    """A random-weight HP-Net of ``size`` behind the predict command's Predictor."""
+def build_predictor(size: str, track: str, args: argparse.Namespace, weights: Path) -> Predictor:
+    """A random-weight HP-Net of ``size`` behind the predict command's Predictor, estimating
+    joints with ``pose.track=track``."""
     cfg = load_config(
         REPO / "configs" / "hmdb51_fusion.yaml",
         [
@@ -45,6 +49,8 @@ def build_predictor(size: str, args: argparse.Namespace, weights: Path) -> Predi
             f"train.device={args.device}",
             f"pose.device={args.device}",
             f"pose.weights={weights}",
+            f"pose.track={track}",
+            f"pose.stride={args.pose_stride}",
         ],
     )
     classes = [f"class_{i}" for i in range(51)]
@@ -75,6 +81,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=2)
     parser.add_argument("--crops", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pose-track", nargs="+", default=["dense"], choices=["dense", "sampled"])
+    parser.add_argument("--pose-stride", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -88,13 +96,16 @@ def main() -> None:
     print(f"# {len(videos)} HMDB51 clips, {args.frames} frames x {args.views} views x ")
     print(f"# {args.crops} crops, device {args.device} ({device or platform.machine()}), ")
     print(f"# torch threads {torch.get_num_threads()}, torch {torch.__version__}")
-    print("| model | decode s | pose s | model s | total s/video |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"# pose.stride {args.pose_stride}")
+    print("| model | pose.track | decode s | pose s | model s | total s/video |")
+    print("|---|---|---:|---:|---:|---:|")
     for size in args.sizes:
-        seconds = time_videos(build_predictor(size, args, weights), videos, args.repeats)
-        total = sum(seconds.values())
-        cells = " | ".join(f"{seconds[s]:.3f}" for s in STAGES)
-        print(f"| {size} | {cells} | {total:.3f} |", flush=True)
+        for track in args.pose_track:
+            predictor = build_predictor(size, track, args, weights)
+            seconds = time_videos(predictor, videos, args.repeats)
+            total = sum(seconds.values())
+            cells = " | ".join(f"{seconds[s]:.3f}" for s in STAGES)
+            print(f"| {size} | {track} | {cells} | {total:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -241,7 +241,7 @@ def test_a_files_mean_and_std_come_from_its_download_or_its_config(weights_bin, 
     for folder in (laion, configured, plain):
         folder.mkdir(parents=True)
         shutil.copy(weights_bin, folder / "open_clip_pytorch_model.bin")
-    preprocess = {"mean": [0.4, 0.4, 0.4], "std": [0.2, 0.3, 0.2]}
+    preprocess = {"mean": [0.4, 0.4, 0.4], "std": [0.2, 0.3, 0.2], "resize_mode": "squash"}
     (configured / "open_clip_config.json").write_text(json.dumps({"preprocess_cfg": preprocess}))
 
     def tower(folder: Path):
@@ -250,7 +250,11 @@ def test_a_files_mean_and_std_come_from_its_download_or_its_config(weights_bin, 
         )
 
     assert (tower(laion).mean, tower(laion).std) == (HALF["mean"], HALF["std"])
-    assert (tower(configured).mean, tower(configured).std) == ((0.4,) * 3, (0.2, 0.3, 0.2))
+    assert "resize_mode" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        assert (tower(configured).mean, tower(configured).std) == ((0.4,) * 3, (0.2, 0.3, 0.2))
+    assert "resize_mode=squash, interpolation=bicubic; hpnet's zero-shot resizes" in caplog.text
+    caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert tower(plain).mean == openai_mean != HALF["mean"]
     assert (

@@ -114,11 +114,15 @@ def _normalisation(source: ClipSource) -> tuple[tuple[float, ...], tuple[float, 
     from open_clip.pretrained import get_pretrained_cfg
 
     if source.requested.kind == "tag":
-        return _mean_std(get_pretrained_cfg(source.model_name, source.requested.source))
+        tag_cfg = get_pretrained_cfg(source.model_name, source.requested.source)
+        _warn_other_resize(tag_cfg, f"{source.model_name} {source.requested.source}")
+        return _mean_std(tag_cfg)
     if source.weights.kind != "file":
         return _mean_std({})
     path = source.weights.source
     preprocess = open_clip_config_next_to(path).get("preprocess_cfg")
+    if isinstance(preprocess, dict):
+        _warn_other_resize(preprocess, str(path))
     if isinstance(preprocess, dict) and "mean" in preprocess and "std" in preprocess:
         return _mean_std(preprocess)
     known = from_known_source(path, _mean_std)
@@ -133,6 +137,19 @@ def _normalisation(source: ClipSource) -> tuple[tuple[float, ...], tuple[float, 
             path, source.model_name, ", ".join(others),
         )  # fmt: skip
     return _mean_std({})
+
+
+def _warn_other_resize(cfg: dict, weights: str) -> None:
+    """Zero-shot prepares frames as OpenAI's CLIP (short side, centre crop, bicubic): say so
+    for weights whose preprocessing resized otherwise (DFN5B, CLIPA, MetaCLIP 2 tags squash)."""
+    mode, interpolation = cfg.get("resize_mode", "shortest"), cfg.get("interpolation", "bicubic")
+    if (mode, interpolation) != ("shortest", "bicubic"):
+        logger.warning(
+            "%s was trained on images resized with resize_mode=%s, interpolation=%s; hpnet's "
+            "zero-shot resizes the short side (bicubic) and centre-crops, as OpenAI's CLIP: "
+            "its scores may be lower than open_clip's own preprocessing gives",
+            weights, mode, interpolation,
+        )  # fmt: skip
 
 
 def _other_mean_std_tags(model_name: str) -> list[str]:

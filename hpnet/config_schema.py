@@ -84,8 +84,9 @@ class ModelConfig:
     # study's baselines: late_fusion (a 2D ResNet of model.depth on every frame, features
     # averaged), lrcn (the same + an LSTM over time), c3d (C3D; 8+ frames of 16x16+, seed 16 of
     # 112x112). Pose pooling and the text head work on every arch; model.feedback (token blocks)
-    # only on lsvit, set it false for the others. torchvision's Kinetics weights expect its
-    # normalisation: data.augment.mean=[0.43216,0.394666,0.37645] std=[0.22803,0.22145,0.216989];
+    # only on lsvit, set it false for the others. torchvision's Kinetics weights expect their
+    # normalisation: r3d_18, mc3_18, r2plus1d_18, s3d data.augment.mean=[0.43216,0.394666,
+    # 0.37645] std=[0.22803,0.22145,0.216989]; mvit_v2_s 0.45 / 0.225; swin3d_t ImageNet's;
     # its ImageNet ones (late_fusion, lrcn) mean=[0.485,0.456,0.406] std=[0.229,0.224,0.225];
     # c3d-pytorch's Sports-1M C3D 0-255 pixels: mean=[0,0,0] std=[0.00392157,...] (x3).
     # i3d = ResNet-50 inflated to 3D (Wang et al.'s I3D baseline), nonlocal = i3d + 5 non-local

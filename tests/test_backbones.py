@@ -318,7 +318,19 @@ def test_a_local_torchvision_file_loads_into_the_wrapped_model(text_cache, tmp_p
     assert "backbone.model.stem.0.weight" in model.pretrained_names
 
 
-def test_a_weights_name_loads_through_torchvisions_cache(text_cache, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "arch", ["r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t"]
+)
+def test_the_mean_and_std_of_each_archs_weights_are_torchvisions(arch):
+    from torchvision.models import get_model_weights
+
+    from hpnet.models.tv_video import WEIGHTS_MEAN_STD
+
+    transform = get_model_weights(arch).KINETICS400_V1.transforms()
+    assert WEIGHTS_MEAN_STD[arch] == (tuple(transform.mean), tuple(transform.std))
+
+
+def test_a_weights_name_loads_through_torchvisions_cache(text_cache, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     url = tv.R3D_18_Weights.KINETICS400_V1.url
     cached = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
@@ -326,11 +338,19 @@ def test_a_weights_name_loads_through_torchvisions_cache(text_cache, tmp_path, m
     torch.manual_seed(2)
     ref = tv.r3d_18()
     torch.save(ref.state_dict(), cached)  # as torchvision's downloader leaves it
-    model = _build(text_cache, "r3d_18", "model.pretrained=KINETICS400_V1")
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+        model = _build(text_cache, "r3d_18", "model.pretrained=KINETICS400_V1")
     assert torch.equal(
         model.backbone.model.layer1[0].conv1[0].weight, ref.layer1[0].conv1[0].weight
     )
     assert url in model.pretrained_report
+    assert "set data.augment.mean=[0.43216,0.394666,0.37645] data.augment.std=" in caplog.text
+    caplog.clear()
+    kinetics = ["data.augment.mean=[0.43216,0.394666,0.37645]"]
+    kinetics += ["data.augment.std=[0.22803,0.22145,0.216989]"]
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+        _build(text_cache, "r3d_18", "model.pretrained=KINETICS400_V1", *kinetics)
+    assert "torchvision weights were trained on" not in caplog.text
 
 
 def test_a_weights_name_offline_is_a_one_line_error(text_cache, tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ its last blocks (``model.feedback``, LS-ViT only: the other archs refuse it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -28,9 +29,11 @@ from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.tv_video import MIN_INPUT as TV_MIN_INPUT
-from hpnet.models.tv_video import TV_ARCHS, build_tv_video
+from hpnet.models.tv_video import TV_ARCHS, WEIGHTS_MEAN_STD, build_tv_video
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.weights import ClipSource
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,9 +75,30 @@ def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:
 
 
 def _torchvision(cfg: Config, load_weights: bool) -> BuiltBackbone:
-    return _with_weights(
+    built = _with_weights(
         cfg, load_weights, build_tv_video(cfg.model.arch, drop_path=cfg.model.drop_path)
     )
+    if built.report is not None:
+        _warn_other_normalisation(cfg)
+    return built
+
+
+def _warn_other_normalisation(cfg: Config) -> None:
+    """torchvision's video weights were trained on their own mean/std, not CLIP's (the default):
+    a run with other values feeds them inputs they never saw."""
+    mean, std = WEIGHTS_MEAN_STD[cfg.model.arch]
+    a = cfg.data.augment
+    if not (_close(a.mean, mean) and _close(a.std, std)):
+        logger.warning(
+            "model.pretrained: %s's torchvision weights were trained on mean %s, std %s; this "
+            "run normalises with data.augment.mean=%s std=%s: set data.augment.mean=[%s] "
+            "data.augment.std=[%s]", cfg.model.arch, list(mean), list(std), list(a.mean),
+            list(a.std), ",".join(map(str, mean)), ",".join(map(str, std)),
+        )  # fmt: skip
+
+
+def _close(a: Sequence[float], b: Sequence[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) < 1e-4 for x, y in zip(a, b, strict=True))
 
 
 def _with_weights(cfg: Config, load_weights: bool, backbone: nn.Module) -> BuiltBackbone:

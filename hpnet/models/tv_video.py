@@ -17,11 +17,12 @@ torchvision's layers up to that classifier and returns the backbone contract tha
 | mvit_v2_s | 8, 7, 7 (T=16, S=224 only) | 768 | class token after ``norm`` |
 | swin3d_t | T/2, S/32, S/32 | 768 | ``avgpool`` after ``norm`` |
 
-(divisions rounded up; the smallest clips each arch takes are :data:`MIN_INPUT`)
+(divisions rounded up, but s3d's last 2x2x2 pool rounds down: 16 x 112 gives 2 x 3 x 3; the
+smallest clips each arch takes are :data:`MIN_INPUT`)
 
 torchvision's models take ``(B, 3, T, H, W)``: the clip is only permuted. Their Kinetics weights
-expect torchvision's normalisation (:data:`KINETICS_MEAN`, :data:`KINETICS_STD`), not CLIP's
-(``data.augment.mean/std``). Weights are loaded by :mod:`hpnet.models.tv_video_weights`.
+expect their own normalisation (:data:`WEIGHTS_MEAN_STD`), not CLIP's (``data.augment.mean/std``).
+Weights are loaded by :mod:`hpnet.models.tv_video_weights`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ import torch
 from torch import nn
 
 TV_ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)  # RGB mean of torchvision's video weights
-KINETICS_STD = (0.22803, 0.22145, 0.216989)  # RGB std of torchvision's video weights
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)  # RGB mean of torchvision's video ResNets, S3D
+KINETICS_STD = (0.22803, 0.22145, 0.216989)  # RGB std of torchvision's video ResNets, S3D
+# (mean, std) the KINETICS400_V1 weights of each arch were trained with (their transforms())
+WEIGHTS_MEAN_STD = {
+    **dict.fromkeys(("r3d_18", "mc3_18", "r2plus1d_18", "s3d"), (KINETICS_MEAN, KINETICS_STD)),
+    "mvit_v2_s": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
+    "swin3d_t": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
 Features = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -16,7 +16,6 @@ softmax averaged over views x crops::
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +26,6 @@ import torch
 
 from hpnet.cli import UserError, missing
 from hpnet.export import exported_format
-
-logger = logging.getLogger(__name__)
 
 
 class Classifier:
@@ -101,18 +98,13 @@ class Classifier:
         from hpnet.inference import top_k as best
         from hpnet.overlay import check_output_names
         from hpnet.predictor import overlay_paths
-        from hpnet.timeline import check_smooth, check_window, score_timeline
+        from hpnet.timeline import check_smooth, check_window, score_timeline, warn_stride_gap
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
         _check_top_k(top_k)
         check_window(window, stride)
         check_smooth(smooth)
-        if stride > window:
-            logger.warning(
-                "--stride %g s is longer than --window %g s: %.3g s after each window is in "
-                "no window (unscored; the segments span it): give a stride <= the window to "
-                "score every moment", stride, window, stride - window,
-            )  # fmt: skip
+        warn_stride_gap(window, stride, self.predictor.cfg.data.frames)
         check_output_names(overlay, plot, window=True, names=API_NAMES)
         one, found = _collect(videos)
         rels, paths = [v.rel for v in found], [v.path for v in found]

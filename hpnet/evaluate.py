@@ -90,8 +90,10 @@ def run_test(
         )
     if not dist.is_main:
         return {}
-    probs = torch.cat([p["probs"] for p in parts if p["probs"].numel()])
-    labels = torch.cat([p["labels"] for p in parts if p["labels"].numel()])
+    scored = [p for p in parts if p["labels"].numel()]
+    order = torch.cat([p["indices"] for p in scored]).argsort()  # the dataset's order
+    probs = torch.cat([p["probs"] for p in scored])[order]
+    labels = torch.cat([p["labels"] for p in scored])[order]
     classes = list(getattr(test_ds, "classes", [str(i) for i in range(probs.shape[1])]))
     report = classification_report(probs, labels, classes)
     report["views"] = max(p["views"] for p in parts)

@@ -153,9 +153,11 @@ def emit(
     top_k: int,
     as_json: bool,
     source: dict[str, Any],
+    views: int | None = None,
 ) -> int:
     """Print the results (table, or one JSON document with ``source`` first); the exit code:
-    1 when a video could not be read, else 0."""
+    1 when a video could not be read, else 0. ``views``: clips scored per video (default
+    ``eval.views``; a timeline's windows are one each)."""
     failed = sum(not r["ok"] for r in results)
     if as_json:
         cfg = predictor.cfg
@@ -164,7 +166,7 @@ def emit(
             "labels": predictor.labels,
             "top_k": top_k,
             "frames": cfg.data.frames,
-            "views": cfg.eval.views,
+            "views": cfg.eval.views if views is None else views,
             "crops": cfg.eval.crops,
             "videos": results,
             "failed": failed,
@@ -218,7 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, explain=explain)
     source = {"checkpoint": str(args.checkpoint)}
-    return emit(results, classifier.predictor, top_k=args.top_k, as_json=args.json, source=source)
+    views = None if args.window is None else 1  # (a timeline scores each window once)
+    return emit(
+        results, classifier.predictor, top_k=args.top_k, as_json=args.json, source=source,
+        views=views,
+    )  # fmt: skip
 
 
 def _check_window_arguments(args: argparse.Namespace) -> None:

@@ -145,17 +145,31 @@ def check_smooth(smooth: int) -> None:
         )
 
 
+def warn_stride_gap(window: float, stride: float, frames: int) -> None:
+    """Warn when the stride as run (whole grid steps of ``window / frames``) is longer than the
+    window: the moments between windows are then scored by none."""
+    step = window / frames
+    run = max(1, round(stride / step)) * step
+    if run > window * (1 + 1e-9):
+        logger.warning(
+            "--stride %g s (run as %.4g s, whole steps of %.4g s) is longer than --window %g s: "
+            "%.3g s after each window is in no window (unscored; the segments span it): give a "
+            "stride <= the window to score every moment", stride, run, step, window, run - window,
+        )  # fmt: skip
+
+
 def smooth_scores(probs: torch.Tensor, width: int) -> torch.Tensor:
     """``(N, C)`` window probabilities -> the centred moving average over ``width`` windows
     (odd; shrunk at both ends, so the first and last windows average fewer)."""
     if width <= 1 or probs.shape[0] < 2:
         return probs.clone()
     half = width // 2
-    padded = torch.cat([probs.new_zeros(1, probs.shape[1]), probs.cumsum(0)])
+    sums = probs.double().cumsum(0)  # (float32 sums drift over hours of windows)
+    padded = torch.cat([sums.new_zeros(1, probs.shape[1]), sums])
     n = probs.shape[0]
     lo = torch.clamp(torch.arange(n) - half, min=0)
     hi = torch.clamp(torch.arange(n) + half + 1, max=n)
-    return (padded[hi] - padded[lo]) / (hi - lo).unsqueeze(1).to(probs.dtype)
+    return ((padded[hi] - padded[lo]) / (hi - lo).unsqueeze(1)).to(probs.dtype)
 
 
 def segments(

@@ -106,8 +106,9 @@ def write_timeline_video(
                 if stream is None:
                     h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
                     stream = video_stream(out, codec, info.fps, h, w)
-                    if own_times:
+                    if own_times:  # (reordered B-frames would cut the track's duration short)
                         stream.codec_context.time_base = _MS
+                        stream.codec_context.max_b_frames = 0
                 image = np.ascontiguousarray(image[: stream.height, : stream.width])
                 picture = av.VideoFrame.from_ndarray(image, format="rgb24")
                 if own_times:  # the frame's own time

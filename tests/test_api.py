@@ -68,10 +68,15 @@ def test_bad_api_arguments_are_refused_before_any_video_is_scored(
     with pytest.raises(UserError, match=r"overlay= .*t\.png: a timeline's overlay writes a video"):
         clf.timeline(video, overlay=str(tmp_path / "t.png"))
     assert not list(tmp_path.iterdir())  # nothing written
-    with caplog.at_level(logging.WARNING, logger="hpnet.api"):
+    with caplog.at_level(logging.WARNING, logger="hpnet.timeline"):
         gaps = clf.timeline(video, window=0.5, stride=1.0, smooth=1)
     assert gaps["windows"][1]["start"] - gaps["windows"][0]["end"] == pytest.approx(0.5)
-    assert "--stride 1 s is longer than --window 0.5 s: 0.5 s after each window" in caplog.text
+    said = "--stride 1 s (run as 1 s, whole steps of 0.125 s) is longer than --window 0.5 s: 0.5 s"
+    assert said in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hpnet.timeline"):  # runs as 4 steps = 0.5 s
+        clf.timeline(video, window=0.5, stride=0.55, smooth=1)
+    assert "longer than --window" not in caplog.text
     with pytest.raises(UserError, match=r"overrides must be a list .*\['eval\.views=2'\]"):
         hpnet.load(checkpoint, overrides="eval.views=2")  # (each letter was an override)
     import torch

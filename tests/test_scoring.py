@@ -88,3 +88,32 @@ def test_tied_scores_rank_in_label_order_as_predict_ranks_them():
     assert report["top1"] == 0.25 and report["top5"] == 0.75
     assert [row[0] for row in report["confusion"]] == [1, 1, 0, 0, 1, 1]  # all predicted a
     assert [t["label"] for t in top_k(tied[0], names, 5)] == names[:5]
+
+
+def test_processes_results_are_merged_in_the_datasets_order(monkeypatch):
+    """Rank r scores videos r, r + 2, ...: rank 0 puts the gathered rows back in dataset order
+    (what per-video output needs; the metrics do not depend on it)."""
+    from hpnet import evaluate as evaluate_module
+    from hpnet.config import load_config
+    from hpnet.distributed import DistInfo
+
+    def part(indices: list[int]) -> dict:
+        index = torch.tensor(indices)
+        probs = torch.nn.functional.one_hot(index, 5).float()
+        return {"probs": probs, "labels": index, "indices": index, "views": 1, "skipped": 0}
+
+    parts = [part([0, 2, 4]), part([1, 3])]
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: parts[0])
+    monkeypatch.setattr(evaluate_module, "gather_objects", lambda _: parts)
+    seen = {}
+
+    def report(probs, labels, classes):
+        seen["labels"], seen["probs"] = labels.tolist(), probs.argmax(1).tolist()
+        return {}
+
+    monkeypatch.setattr(evaluate_module, "classification_report", report)
+    cfg = load_config(None, ["data.workers=0"])
+    dataset = [{"label": 0}] * 5
+    evaluate_module.run_test(None, dataset, cfg, None, torch.device("cpu"), None, DistInfo(0, 2),
+                             crops=1)  # fmt: skip
+    assert seen == {"labels": [0, 1, 2, 3, 4], "probs": [0, 1, 2, 3, 4]}

@@ -40,6 +40,7 @@ from hpnet.config_schema import (
 )
 from hpnet.config_types import (
     coerce,
+    dump_yaml,
     fields_of,
     load_yaml,
     parse_text,
@@ -287,7 +288,7 @@ def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (loadable again with ``--config``), atomically."""
     from hpnet.atomic import write_atomic
 
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    text = dump_yaml(config_to_dict(cfg))
     write_atomic(path, lambda f: f.write(text.encode()), what="config", folder_option=None)
 
 

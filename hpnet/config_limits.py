@@ -8,6 +8,7 @@ that a type cannot say.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,11 @@ _POSITIVE: _Check = (lambda v: v > 0, "a number > 0")
 _NON_NEG: _Check = (lambda v: v >= 0, "a number >= 0")
 _FRACTION: _Check = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
 _HUE: _Check = (lambda v: 0 <= v <= 0.5, "a number in [0, 0.5] (turns of the colour wheel)")
+_SEED: _Check = (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")  # (NumPy's seed range)
+_DEVICE: _Check = (
+    lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
+    "auto, cpu, cuda or cuda:N",
+)
 LIMITS: dict[str, _Check] = {
     "data.split": (lambda v: v in (1, 2, 3), "1, 2 or 3"),
     "data.frames": _POSITIVE,
@@ -25,7 +31,7 @@ LIMITS: dict[str, _Check] = {
     "data.load_size": _NON_NEG,
     "data.aspect": (lambda v: 0.25 <= v <= 4, "a number in [0.25, 4]"),
     "data.workers": _NON_NEG,
-    "data.seed": _NON_NEG,  # NumPy's seeding takes no negative numbers
+    "data.seed": _SEED,
     "data.test_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "data.val_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "data.max_pixels": _NON_NEG,
@@ -59,6 +65,7 @@ LIMITS: dict[str, _Check] = {
     "pose.stride": _POSITIVE,
     "pose.batch": _POSITIVE,
     "pose.workers": _NON_NEG,
+    "pose.device": _DEVICE,
     "text.templates": (
         lambda v: len(v) > 0 and all("{}" in t for t in v),
         "a non-empty list of strings, each with a '{}' for the class name",
@@ -66,7 +73,7 @@ LIMITS: dict[str, _Check] = {
     "train.epochs": _POSITIVE,
     "train.batch_size": _POSITIVE,
     "train.lr": _POSITIVE,
-    "train.seed": _NON_NEG,
+    "train.seed": _SEED,
     "train.backbone_lr": _NON_NEG,
     "train.layer_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "train.min_lr": _NON_NEG,
@@ -83,7 +90,7 @@ LIMITS: dict[str, _Check] = {
     "train.max_steps": _NON_NEG,
     "train.checkpoint_minutes": _NON_NEG,
     "train.checkpoint_steps": _NON_NEG,
-    "train.threads": _NON_NEG,
+    "train.threads": (lambda v: 0 <= v <= 4096, "an integer in [0, 4096] (0 = torch's default)"),
     "eval.views": _POSITIVE,
     "eval.crops": (lambda v: v in (1, 3), "1 or 3"),
     "eval.batch_size": _POSITIVE,

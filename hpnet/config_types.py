@@ -14,6 +14,7 @@ import difflib
 import math
 import re
 import typing
+from collections.abc import Hashable
 from typing import Any, Literal
 
 import yaml
@@ -21,18 +22,26 @@ import yaml
 from hpnet.cli import UserError
 
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class ConfigLoader(yaml.SafeLoader):
     """YAML for configs: PyYAML's safe loader with numbers read as people write them (YAML
     1.2's core schema): ``010`` is ten, not octal eight; ``1:30`` is text, not base-60
     ninety; ``1e-4`` is a number without a dot. A key given twice in one mapping is an error
-    (the first would be dropped without a word)."""
+    (the first would be dropped without a word); merge keys (``<<: *defaults``) work, their
+    keys giving way to the mapping's own, as YAML has them."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:  # (merged by SafeLoader's own construct_mapping)
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, not a {type(key).__name__}", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"{key!r} is given twice (first on line {seen[key] + 1})",
@@ -68,6 +77,21 @@ ConfigLoader.add_constructor(_INT_TAG, _construct_int)
 def load_yaml(text: str) -> Any:
     """``text`` read with :class:`ConfigLoader` (raises ``yaml.YAMLError``)."""
     return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """YAML that :class:`ConfigLoader` reads back as written: a string it would take for a
+    number (``1e3``, ``010``) is quoted."""
+
+
+ConfigDumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in ConfigLoader.yaml_implicit_resolvers.items()
+}
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML text that :func:`load_yaml` reads back equal (keys in their order)."""
+    return yaml.dump(data, Dumper=ConfigDumper, sort_keys=False)
 
 
 def type_name(tp: Any) -> str:

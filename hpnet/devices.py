@@ -13,7 +13,10 @@ def pick_device(name: str, option: str = "train.device") -> torch.device:
     ``train.device``, ``pose.device``, the API's ``device``)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"{option}={name} is not a device: auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:

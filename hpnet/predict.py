@@ -31,7 +31,9 @@ from hpnet.timeline import check_smooth, check_window
 
 __all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
 
-OVERRIDE = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+=")  # data.frames=8, not a file name
+# data.frames=8 (also a misspelt "frames=8" or a joint entry's "data.joint.a-1.root=x": named
+# as a bad key, not tried as a video), not a file name
+OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
 
 
 def split_inputs(items: Sequence[str]) -> tuple[list[str], list[str]]:

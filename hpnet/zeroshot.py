@@ -100,7 +100,8 @@ def _templates_set(config: str | None, overrides: Sequence[str]) -> bool:
         return False
     text = Path(config).read_text(encoding="utf-8")  # load_config checked the file
     data = load_yaml(text) or {}
-    return isinstance(data.get("text"), dict) and "templates" in data["text"]
+    nested = isinstance(data.get("text"), dict) and "templates" in data["text"]
+    return nested or "text.templates" in data  # (a dotted key at the top level is read too)
 
 
 def chosen_templates(given: list[str] | None) -> list[str]:

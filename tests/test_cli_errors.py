@@ -411,3 +411,5 @@ def test_a_gpu_that_is_not_there_is_refused_naming_the_setting(monkeypatch):
     said = r"^pose\.device=cuda but no CUDA GPU is visible \(use pose\.device=auto or cpu\)$"
     with pytest.raises(UserError, match=said):
         pick_device("cuda", option="pose.device")
+    with pytest.raises(UserError, match=r"^--device=gpu is not a device: auto, cpu, cuda or"):
+        pick_device("gpu", option="--device")

@@ -71,8 +71,12 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("text.templates=no placeholder", "'{}'"),
         ("noequals", "key.sub=value"),
         ("model.smif_offsets=[1,{2", "must be a list of"),
-        ("train.seed=-1", ">= 0"),
-        ("data.seed=-3", ">= 0"),
+        ("train.seed=-1", "in [0, 2**32)"),
+        ("data.seed=-3", "in [0, 2**32)"),
+        ("train.seed=99999999999999999999999", "in [0, 2**32)"),  # (was a torch overflow)
+        ("train.threads=99999999999", "in [0, 4096]"),
+        ("pose.device=gpu", "auto, cpu, cuda or cuda:N"),  # (was a RuntimeError traceback)
+        ("pose.device=cuda:x", "auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
@@ -113,6 +117,33 @@ def test_files_read_as_written(tmp_path):
     path.write_bytes("model:\n  size: tiny # caf\xe9\n".encode("latin-1"))
     with pytest.raises(UserError, match="is not UTF-8 text"):
         load_config(path)
+    path.write_text("? [a]\n: 1\n")  # (was a TypeError traceback)
+    with pytest.raises(UserError, match=r"not valid YAML: .*a key must be a name, not a list"):
+        load_config(path)
+    # merge keys: the entries share the anchored settings, their own keys win
+    joint = "  joint:\n    - &a {name: a, dataset: folder, root: /a, workers: 1}\n"
+    joint += "    - {<<: *a, name: b, root: /b}\n"
+    path.write_text("data:\n" + joint)
+    entries = load_config(path).data.joint
+    assert [(e["name"], e["root"], e["workers"]) for e in entries] == [
+        ("a", "/a", 1),
+        ("b", "/b", 1),
+    ]
+
+
+def test_a_saved_config_loads_back_the_same(tmp_path):
+    """Strings the config reader takes for numbers (1e3, 010) are written quoted."""
+    from hpnet.config import save_config
+
+    cfg = load_config(None, ["data.root=1e3", "train.out_dir=010", "text.templates=1e3 {}"])
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert (again.data.root, again.train.out_dir, again.text.templates) == (
+        "1e3",
+        "010",
+        ["1e3 {}"],
+    )
+    assert again == cfg
 
 
 def test_overrides_read_as_written():

@@ -335,6 +335,11 @@ def test_inputs_overrides_and_folders(tmp_path):
     odd = tmp_path / "data.frames=8"
     odd.write_bytes(b"1")
     assert split_inputs([str(odd)]) == ([str(odd)], [])
+    typos = ["frames=8", "eval.Views=1", "data.joint.a-1.root=/x"]  # bad keys, named as such
+    assert split_inputs(["clip.mp4", *typos, "my clips/a=b.mp4"]) == (
+        ["clip.mp4", "my clips/a=b.mp4"],
+        typos,
+    )
 
 
 def _empty(root: Path) -> Path:

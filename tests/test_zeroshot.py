@@ -255,3 +255,17 @@ def test_trained_hpnet_over_new_labels(tiny_args, shared_data, tmp_path, capsys)
     assert main([*args, "--json", "--templates", "someone doing {}, on video"]) == 0
     prompted = json.loads(capsys.readouterr().out)
     assert prompted["videos"][0]["top"] != doc["videos"][0]["top"]
+
+
+def test_templates_of_a_config_file_are_kept_nested_or_dotted(tmp_path):
+    """A config's text.templates (as a section or a dotted key) is used; without, the bare name."""
+    from hpnet.zeroshot import _templates_set
+
+    nested, dotted, other = (tmp_path / f"{n}.yaml" for n in ("nested", "dotted", "other"))
+    nested.write_text("text:\n  templates: ['a clip of {}']\n")
+    dotted.write_text("text.templates: ['a clip of {}']\n")
+    other.write_text("eval:\n  views: 1\n")
+    assert _templates_set(str(nested), []) and _templates_set(str(dotted), [])
+    assert not _templates_set(str(other), []) and _templates_set(
+        str(other), ["text.templates=x {}"]
+    )

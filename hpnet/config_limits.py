@@ -90,6 +90,7 @@ LIMITS: dict[str, _Check] = {
     "train.max_steps": _NON_NEG,
     "train.checkpoint_minutes": _NON_NEG,
     "train.checkpoint_steps": _NON_NEG,
+    "train.out_dir": (lambda v: bool(v.strip()), "a folder (an empty name would write here)"),
     "train.threads": (lambda v: 0 <= v <= 4096, "an integer in [0, 4096] (0 = torch's default)"),
     "eval.views": _POSITIVE,
     "eval.crops": (lambda v: v in (1, 3), "1 or 3"),

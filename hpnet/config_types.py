@@ -40,7 +40,10 @@ class ConfigLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a name, not a {type(key).__name__}", key_node.start_mark
+                    None,
+                    None,
+                    f"a key must be a name, not a {type(key).__name__}",
+                    key_node.start_mark,
                 )
             if key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -82,6 +82,11 @@ CASES = [
     ("hpnet.pose.cache", ["--bogus"], "--bogus"),
     ("hpnet.data", ["--check-decode", "some"], "--check-decode"),
     ("hpnet.data.synthetic", ["--train", "x"], "--train"),
+    ("hpnet.train", ["train.out_dir="], "an empty name would write here"),
+    ("hpnet.pretrain.run", ["--preview", "0"], "--preview 0: give the number of clips"),
+    ("hpnet.data.synthetic", ["{out}", "--length", "0"], "--length 0: it must be a number > 0"),
+    ("hpnet.data.synthetic", ["{out}", "--test", "-1"], "(data.synthetic.test_videos)"),
+    ("hpnet.data.synthetic", ["{text}", "--train", "1", "--length", "2"], "cannot write to "),
     ("hpnet.data", ["--config", f"{NOPE}/x.yaml"], f"{NOPE}/x.yaml"),
     ("hpnet.data", ["data.dataset=folder", f"data.root={NOPE}"], NOPE),
     # the wrong kind of path is said as such, not as "not found"

@@ -207,7 +207,7 @@ def write_synthetic_videos(
     if resolution % 2 or resolution < 16:
         raise ValueError(
             f"resolution must be even and >= 16 for yuv420p video files, got {resolution} "
-            f"(use {resolution + resolution % 2})"
+            f"(use {max(16, resolution + resolution % 2)})"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--preview", action="store_true", help="only write <out>/<class>.png, one clip per class"
     )
     args = parser.parse_args(argv)
+    _check_flags(parser, args)
     clip = {"resolution": args.resolution, "length": args.length, "distractor": args.distractor}
     if args.preview:
         for index, name in enumerate(ACTIONS):
@@ -294,8 +295,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as err:
         parser.error(str(err))
+    except OSError as err:  # e.g. the output folder is a file
+        parser.error(f"cannot write to {args.out}: {err.strerror or err}")
     print(f"wrote {args.train} + {args.test} clips to {out}")
     return 0
+
+
+def _check_flags(parser: Any, args: Any) -> None:
+    """The flags in the ranges of the ``data.*`` keys they stand for (:data:`LIMITS`)."""
+    from hpnet.config_limits import LIMITS
+
+    flags = {"train": "synthetic.train_videos", "test": "synthetic.test_videos", "seed": "seed"}
+    flags |= {name: f"synthetic.{name}" for name in ("resolution", "length", "fps")}
+    for flag, key in flags.items():
+        check, allowed = LIMITS[f"data.{key}"]
+        if not check(getattr(args, flag)):
+            parser.error(f"--{flag} {getattr(args, flag)}: it must be {allowed} (data.{key})")
 
 
 if __name__ == "__main__":

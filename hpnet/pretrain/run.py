@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--preview",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="write <train.out_dir>/preview.png for N clips from the run's last.pt, then exit",
     )
@@ -80,12 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.help_config:
         print(describe())
         return 0
+    if args.preview is not None and args.preview < 1:
+        raise UserError(f"--preview {args.preview}: give the number of clips to draw, 1 or more")
     cfg = load_config(args.config, args.overrides)
     check_pretrain_config(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train.device)
-    if args.preview:
+    if args.preview is not None:
         if cfg.pretrain.method != "videomae":
             raise UserError("--preview shows VideoMAE reconstructions: pretrain.method=videomae")
         from hpnet.pretrain.preview import write_preview

@@ -9,16 +9,18 @@ Frames come as displayed, from either backend: turned by the video's rotation me
 non-square pixels, resized to the display aspect (see :mod:`hpnet.data.decode_reader`);
 ``reader.info`` gives that displayed size, its ``rotation`` and pixel aspect ``sar``.
 
-Which backend (``data.decoder``): ``auto`` reads AVI files (recognised by their first bytes) with
-the PyAV reader and everything else with torchcodec; PyAV everywhere when torchcodec cannot load
-FFmpeg. AVI stores no presentation timestamps, and torchcodec finds a frame by the timestamps
-its FFmpeg gives the decoded pictures, which for a decoder that holds pictures back (B-frames,
-DivX/XviD packed bitstream, as in the HMDB51 and UCF101 clips here, and H.264 AVIs) are those
-of later packets: it then returns a neighbour instead of some pictures (measured: at least one
-picture of each of the 7 HMDB51 test clips, 6 of 73 on one, one of the UCF101 clip, two of the
+Which backend (``data.decoder``): ``auto`` reads AVI files and MPEG program and transport streams
+(``.mpg``, ``.ts``; recognised by their first bytes) with the PyAV reader and everything else with
+torchcodec (on MPEG streams torchcodec's seeks return other frames: 20 of 60 wrong on an MPEG-2
+``.mpg`` and on a ``.ts`` remux of an H.264 clip, none with PyAV); PyAV everywhere when torchcodec
+cannot load FFmpeg. AVI stores no presentation timestamps, and torchcodec finds a frame by the
+timestamps its FFmpeg gives the decoded pictures, which for a decoder that holds pictures back
+(B-frames, DivX/XviD packed bitstream, as in the HMDB51 and UCF101 clips here, and H.264 AVIs) are
+those of later packets: it then returns a neighbour instead of some pictures (measured: at least
+one picture of each of the 7 HMDB51 test clips, 6 of 73 on one, one of the UCF101 clip, two of the
 NTU H.264 AVI). The PyAV reader labels AVI pictures by their place in the decoder's output (see
-:mod:`hpnet.data.decode_pyav`) and returns every picture in order, at about torchcodec's speed
-on these small clips (``bench/decode.py``). ``torchcodec`` and ``pyav`` force one backend.
+:mod:`hpnet.data.decode_pyav`) and returns every picture in order, at about torchcodec's speed on
+these small clips (``bench/decode.py``). ``torchcodec`` and ``pyav`` force one backend.
 
 Frame numbering (the same for both backends): ``num_frames`` counts the video packets in the
 file (torchcodec's "exact" scan, not the header, which is wrong for truncated or re-muxed AVIs)
@@ -282,6 +284,17 @@ def _is_avi(head: bytes) -> bool:
     return head[:4] == b"RIFF" and head[8:12] == b"AVI "
 
 
+TS_SYNC = ((0, 188), (4, 192))  # (first sync byte, packet size) of .ts and .m2ts
+
+
+def _is_mpeg_stream(head: bytes) -> bool:
+    """Whether a file starts as an MPEG program stream (``.mpg``: pack header ``00 00 01 BA``)
+    or transport stream (``.ts``: sync byte 0x47 every 188 bytes; ``.m2ts``: 192, 4 bytes in)."""
+    if head[:4] == b"\x00\x00\x01\xba":
+        return True
+    return any(len(head) > i + step and head[i] == head[i + step] == 0x47 for i, step in TS_SYNC)
+
+
 def open_video(
     path: str | Path,
     *,
@@ -314,7 +327,7 @@ def open_video(
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
     try:
         with open(path, "rb") as f:
-            head = f.read(12)
+            head = f.read(200)
     except PermissionError:
         reason = "permission denied (this user may not read the file: fix its permissions)"
         raise VideoDecodeError(path, reason) from None
@@ -322,6 +335,8 @@ def open_video(
         raise VideoDecodeError(path, f"cannot read the file ({err.strerror or err})") from None
     chosen = resolve_backend(backend)
     if backend == "auto" and _is_avi(head):  # no timestamps: torchcodec may miss pictures
+        chosen = "pyav"
+    if backend == "auto" and _is_mpeg_stream(head):  # torchcodec seeks there to wrong frames
         chosen = "pyav"
     if chosen == "torchcodec":
         return _TorchcodecReader(path, device, threads, max_pixels)

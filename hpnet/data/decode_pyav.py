@@ -148,7 +148,10 @@ class _PyAVReader(VideoReader):
 
     def _seek(self, stamp: int) -> None:
         try:
-            self._container.seek(stamp, stream=self._stream, backward=True, any_frame=False)
+            if stamp == int(self._keyframes[0]):  # the start: MPEG-PS/TS seeks by timestamp
+                self._container.seek(0)  # land past the first keyframe, the file's start not
+            else:
+                self._container.seek(stamp, stream=self._stream, backward=True, any_frame=False)
         except self._av.FFmpegError as err:
             raise VideoDecodeError(self.path, f"cannot seek ({first_line(err)})") from None
         self._pictures, self._last_label, self._error = self._decode_forward(stamp), None, ""
@@ -193,13 +196,12 @@ class _PyAVReader(VideoReader):
             ):
                 return  # same keyframe group, ahead of us: keep decoding forward
         self._seek(keyframe)
-        if keyframe == self._keyframes[0]:
-            return
         head = next(self._pictures, None)  # FFmpeg may land past the keyframe: check
-        if head is not None and (head[1] or 0) <= first:
+        if head is not None and (head[1] or 0) > first and keyframe != self._keyframes[0]:
+            self._seek(int(self._keyframes[0]))  # then read on from the start
+            head = next(self._pictures, None)
+        if head is not None:
             self._pictures = itertools.chain([head], self._pictures)
-        else:
-            self._seek(int(self._keyframes[0]))
 
     def _read_sorted(self, wanted: list[int]) -> torch.Tensor:
         targets = self._timestamps[wanted]  # first picture at or after these timestamps

@@ -529,7 +529,7 @@ def test_build_datasets_synthetic_joints_by_pose_source(tmp_path):
         build_datasets(_synthetic_cfg(tmp_path, "pose.source=cache"))
 
 
-def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path):
+def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path, caplog):
     from hpnet.data.synthetic import write_synthetic_videos
     from hpnet.pose.store import JointCache
 
@@ -538,8 +538,16 @@ def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path):
     )
     cfg = _synthetic_cfg(root, "pose.source=cache")
     joints = JointCache(root / "pose_cache", persons=2)
-    train_ds, test_ds, _ = build_datasets(cfg, joint_source=joints)
+    with caplog.at_level("WARNING", logger="hpnet.data.datasets"):
+        train_ds, test_ds, _ = build_datasets(cfg, joint_source=joints)
     assert isinstance(test_ds, VideoClipDataset) and (len(train_ds), len(test_ds)) == (2, 2)
+    # the files are read as written, which is not what data.synthetic.* says (6 + 3 clips)
+    assert "(2 train, 2 test videos), not the 11 classes (6, 3)" in caplog.text
+    caplog.clear()
+    asked = ["data.synthetic.train_videos=2", "data.synthetic.test_videos=2"]
+    with caplog.at_level("WARNING", logger="hpnet.data.datasets"):
+        build_datasets(_synthetic_cfg(root, "pose.source=cache", *asked), joint_source=joints)
+    assert "data.synthetic.* asks for" not in caplog.text
     rendered = build_datasets(_synthetic_cfg(tmp_path / "mem", "pose.source=groundtruth"))[1]
     for i in range(2):  # the same clip, from the file + cache and rendered in memory
         from_files, in_memory = test_ds[i], rendered[i]

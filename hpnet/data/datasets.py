@@ -361,7 +361,27 @@ def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:
             f"python -m hpnet.data.synthetic {root} and run python -m hpnet.pose.cache with "
             "this config, or use pose.source=groundtruth"
         )
-    return list_records(train_list, test_list, root, classes, allow_missing)
+    splits = list_records(train_list, test_list, root, classes, allow_missing)
+    _warn_other_synthetic(cfg, splits, root)
+    return splits
+
+
+def _warn_other_synthetic(cfg: Config, splits: RecordSplits, root: Path) -> None:
+    """The files are read as written: say so when ``data.synthetic.*`` asks for other clips
+    (those settings made the files; here they change nothing)."""
+    from hpnet.data.motions import ACTIONS
+
+    s = cfg.data.synthetic
+    asked = (list(s.actions) or list(ACTIONS), s.train_videos, s.test_videos)
+    found = (list(splits.classes), len(splits.train), len(splits.test))
+    if asked != found:
+        logger.warning(
+            "%s holds synthetic clips of %d classes (%d train, %d test videos), not the %d "
+            "classes (%d, %d) data.synthetic.* asks for: with pose.source=cache the files are "
+            "read as they are; write others with python -m hpnet.data.synthetic %s --train %d "
+            "--test %d", root, len(found[0]), found[1], found[2], len(asked[0]), asked[1],
+            asked[2], root, asked[1], asked[2],
+        )  # fmt: skip
 
 
 def _rendered_datasets(cfg: Config, views: int) -> DatasetSplits:

@@ -108,6 +108,16 @@ def test_chunked_reading_matches_sparse_reading(videos: dict, backend: str) -> N
     assert torch.equal(decode_frames(path, clip, backend=backend), dense[clip])
 
 
+@pytest.mark.parametrize(("name", "decoders"), [("mpeg4.avi", 2), ("h264.mp4", 1)])
+def test_dense_torchcodec_reads_split_between_decoders_in_avis_only(videos, name, decoders):
+    """AVI packets may carry no picture: there consecutive frames alternate between two
+    decoders (each decodes every picture); other files read on with one (2x faster)."""
+    with open_video(videos[name], backend="torchcodec") as reader:
+        dense = reader.frames(range(NUM_FRAMES))
+        used = sum(d is not None for d in reader._decoders)
+    assert used == decoders and _frame_numbers(dense) == list(range(NUM_FRAMES))
+
+
 @pytest.mark.parametrize("name", ["mpeg4.avi", "h264.mp4"])
 def test_backends_agree(videos: dict, name: str) -> None:
     indices = [0, 4, 5, 6, 19, 19]

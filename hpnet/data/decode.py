@@ -141,9 +141,12 @@ class _TorchcodecReader(VideoReader):
     """torchcodec ``VideoDecoder`` in exact seek mode (frame-accurate, scanned frame count).
 
     torchcodec decodes an index that directly follows the previous one as "the next picture"
-    without checking timestamps; on files whose packets do not all carry a picture that shifts
-    later frames by one and fails at the end of the file. So no decoder is ever asked for index
-    ``k + 1`` right after ``k``: runs of consecutive indices alternate between two decoders.
+    without checking timestamps; on files whose packets do not all carry a picture (AVIs: drop
+    packets, packed bitstreams) that shifts later frames by one and fails at the end of the
+    file. So in an AVI no decoder is ever asked for index ``k + 1`` right after ``k``: runs of
+    consecutive indices alternate between two decoders (each then decodes every picture, so
+    other files, whose packets each carry one, are read by one decoder: 2-2.5x faster dense
+    reads, the same frames).
     Frames within ``_TAIL_SLACK`` of the end that torchcodec cannot find before the end of the
     stream are read with a PyAV reader of the same file (see the module docstring).
     """
@@ -155,6 +158,8 @@ class _TorchcodecReader(VideoReader):
         self._threads = threads
         self._decoders: list[Any] = [self._open_decoder(), None]
         self._last_index: list[int | None] = [None, None]  # last index each decoder returned
+        with open(path, "rb") as f:
+            self._alternate = _is_avi(f.read(12))  # (open_video read the file already)
         self._tail_reader: _PyAVReader | None = None  # opened on first use (_pyav_twin)
         meta = self._decoders[0].metadata
         num_frames = int(meta.num_frames or 0)
@@ -192,7 +197,10 @@ class _TorchcodecReader(VideoReader):
             raise VideoDecodeError(self.path, f"not a readable video ({message})") from None
 
     def _split_between_decoders(self, wanted: list[int]) -> list[list[int]]:
-        """Assign sorted indices to the two decoders so none gets k + 1 right after k."""
+        """Assign sorted indices to the two decoders so none gets k + 1 right after k (AVI;
+        other files: all to decoder 0)."""
+        if not self._alternate:
+            return [list(wanted), []]
         groups: list[list[int]] = [[], []]
         for index in wanted:
             for slot in (0, 1):

@@ -13,6 +13,7 @@ The sections and their defaults live in :mod:`hpnet.config_schema` (re-exported 
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import os
@@ -308,9 +309,20 @@ def describe() -> str:
     return "\n".join(lines)
 
 
+class _OneConfig(argparse.Action):
+    """``--config`` given once: a second one would drop the first without a word."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"--config is given twice ({getattr(namespace, self.dest)}, {values})")
+        setattr(namespace, self.dest, values)
+
+
 def add_config_arguments(parser: Any) -> None:
     """Add ``--config FILE`` and trailing ``key=value`` overrides to an argparse parser."""
-    parser.add_argument("--config", help="YAML config file (defaults: hpnet/config_schema.py)")
+    parser.add_argument(
+        "--config", action=_OneConfig, help="YAML config file (defaults: hpnet/config_schema.py)"
+    )
     parser.add_argument(
         "overrides",
         nargs="*",

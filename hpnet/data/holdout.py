@@ -13,8 +13,8 @@ clips those are (:data:`SOURCE_GROUPS`: UCF101's ``v_<Class>_gNN_cMM`` groups, H
 name before ``_<class>_``), as the official test splits keep them apart: per class the sources
 are ordered by the hash of ``(seed, source)`` and, in that order, each is held out whole when
 that brings the count nearer ``round(n * fraction)`` videos (at least one source, and never
-every source of a class).
-Otherwise a validation video's near-twin, a few seconds of the same scene, would train.
+every source of a class). Otherwise a validation video's near-twin, a few seconds of the same
+scene, would train.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -209,12 +210,20 @@ def video_output(path: Path) -> Iterator[tuple[Any, str]]:
         tmp.unlink(missing_ok=True)
 
 
-def video_stream(container: Any, codec: str, fps: float, height: int, width: int) -> Any:
-    """A yuv420p video stream of ``codec`` at ``fps`` in ``container``; in an AVI without
-    B-frames (AVI stores no presentation times: reordered frames lose theirs)."""
-    from fractions import Fraction
+def stream_rate(fps: float) -> Fraction:
+    """``fps`` as a stream's frame rate: a decoder's averaged 30.000968 is 30, 29.97003 is NTSC's
+    30000/1001 (within 1e-4 of either); other rates as the nearest fraction over at most 1001."""
+    for nice in (Fraction(round(fps)), Fraction(round(fps * 1.001) * 1000, 1001)):
+        if nice > 0 and abs(float(nice) - fps) <= 1e-4 * fps:
+            return nice
+    return Fraction(fps).limit_denominator(1001)
 
-    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+
+def video_stream(container: Any, codec: str, fps: float, height: int, width: int) -> Any:
+    """A yuv420p video stream of ``codec`` at ``fps`` (:func:`stream_rate`) in ``container``;
+    in an AVI without B-frames (AVI stores no presentation times: reordered frames lose
+    theirs)."""
+    stream = container.add_stream(codec, rate=stream_rate(fps))
     stream.height, stream.width, stream.pix_fmt = height, width, "yuv420p"
     if container.format.name == "avi":
         stream.codec_context.max_b_frames = 0

@@ -278,6 +278,19 @@ def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch,
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_overlay_streams_keep_the_videos_own_rate():
+    """A decoder's averaged rate (torchcodec: 30.000968 for a 30 fps mkv) is written as the
+    rate it stands for, 30/1 (was 30031/1001); NTSC rates as 1001ths."""
+    from fractions import Fraction
+
+    from hpnet.overlay import stream_rate
+
+    assert stream_rate(30.000968) == 30 and stream_rate(25.0) == 25
+    assert stream_rate(29.970029) == Fraction(30000, 1001)
+    assert stream_rate(23.976) == Fraction(24000, 1001)
+    assert stream_rate(12.5) == Fraction(25, 2) and stream_rate(7.69) == Fraction(769, 100)
+
+
 def test_a_cached_video_reads_its_pose_file_once(checkpoint, tmp_path, monkeypatch, caplog):
     """The joints of every window come from one read of the pose cache file, not one per
     batch of windows; they are the cache's joints (the model's scores change with them)."""

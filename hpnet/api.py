@@ -58,10 +58,11 @@ class Classifier:
         seconds per stage; a video that cannot be read gives ``{"ok": False, "error": ...}``.
         ``overlay``/``explain`` (``gradcam``, ``activation`` or ``guided``, any arch): as
         ``hpnet.predict --overlay/--explain``; ``cam=True`` is ``explain="gradcam"``."""
+        from hpnet.inference import check_top_k
         from hpnet.overlay import check_output_names
         from hpnet.predictor import predict_videos
 
-        _check_top_k(top_k)
+        check_top_k(top_k, "top_k")
         explain = explain_method(explain, cam)
         if explain and not overlay:
             raise UserError(f"explain={explain!r} draws on the overlay: give overlay='out.png'")
@@ -95,13 +96,14 @@ class Classifier:
         ``overlay``: the video (.mp4/.mkv/.avi) with the label of the moment on every frame
         (one file per video, named as ``--overlay`` names them)."""
         from hpnet.data.decode import VideoDecodeError
+        from hpnet.inference import check_top_k
         from hpnet.inference import top_k as best
         from hpnet.overlay import check_output_names
         from hpnet.predictor import overlay_paths
         from hpnet.timeline import check_smooth, check_window, score_timeline, warn_stride_gap
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
-        _check_top_k(top_k)
+        check_top_k(top_k, "top_k")
         check_window(window, stride)
         check_smooth(smooth)
         warn_stride_gap(window, stride, self.predictor.cfg.data.frames)
@@ -160,10 +162,10 @@ class Classifier:
         pose (there is no file to track people through at ``pose.track=dense``; all missing
         without a pose model, or with ``pose.source=none``). Returns
         ``{"top": [...], "probs": [C floats]}``."""
-        from hpnet.inference import SampledVideo
+        from hpnet.inference import SampledVideo, check_top_k
         from hpnet.inference import top_k as best
 
-        _check_top_k(top_k)
+        check_top_k(top_k, "top_k")
         p = self.predictor
         frames = video[None] if video.dim() == 4 else video
         t = p.cfg.data.frames
@@ -192,11 +194,6 @@ class Classifier:
 
 
 API_NAMES = ("overlay=", "plot=")  # as check_output_names calls them in the API's messages
-
-
-def _check_top_k(top_k: int) -> None:
-    if top_k < 1:
-        raise UserError(f"top_k must be at least 1, got {top_k}")
 
 
 def explain_method(explain: str | None, cam: bool) -> str | None:

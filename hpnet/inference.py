@@ -288,6 +288,12 @@ def clip_probs(
     )[0].cpu()
 
 
+def check_top_k(k: int, option: str = "--top-k") -> None:
+    """How many labels to list (``--top-k``, the API's ``top_k``): 1 or more."""
+    if k < 1:
+        raise UserError(f"{option} must be at least 1, got {k}")
+
+
 def top_k(probs: torch.Tensor, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
     """The ``k`` most probable labels: ``[{"label", "index", "prob"}, ...]``, best first.
 

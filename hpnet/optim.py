@@ -82,7 +82,7 @@ def param_groups(
                 "weight_decay": 0.0 if no_decay else weight_decay,
                 "name": name + ("/constant_lr" if fixed else ""),
                 "constant_lr": fixed,
-                "lr_scale": scale if pretrained else 1.0,  # its layer's share of the base lr
+                "lr_scale": scale,  # its layer's share of the base lr (1 for new parts)
             }
         )
     return out

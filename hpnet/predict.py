@@ -185,13 +185,12 @@ def emit(
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.api import explain_method, load
     from hpnet.export import exported_format
-    from hpnet.inference import collect_videos
+    from hpnet.inference import check_top_k, collect_videos
     from hpnet.overlay import check_output_names
 
     args = _parser().parse_intermixed_args(argv)
     paths, overrides = split_inputs(args.inputs)
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    check_top_k(args.top_k)
     explain = explain_method(args.explain, args.cam)
     if explain and not args.overlay:
         raise UserError(

@@ -214,13 +214,12 @@ def score_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hpnet.inference import collect_videos
+    from hpnet.inference import check_top_k, collect_videos
     from hpnet.models.clip_video import describe
 
     args = _parser().parse_intermixed_args(argv)
     paths, overrides = split_inputs(args.inputs)
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    check_top_k(args.top_k)
     labels = read_labels(args.labels, args.labels_file)
     if args.dataset:
         if paths or labels or args.checkpoint:

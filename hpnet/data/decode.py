@@ -153,13 +153,14 @@ class _TorchcodecReader(VideoReader):
 
     backend = "torchcodec"
 
-    def __init__(self, path: Path, device: torch.device, threads: int, max_pixels: int) -> None:
+    def __init__(
+        self, path: Path, device: torch.device, threads: int, max_pixels: int, avi: bool
+    ) -> None:
         super().__init__(path, device)
         self._threads = threads
         self._decoders: list[Any] = [self._open_decoder(), None]
         self._last_index: list[int | None] = [None, None]  # last index each decoder returned
-        with open(path, "rb") as f:
-            self._alternate = _is_avi(f.read(12))  # (open_video read the file already)
+        self._alternate = avi  # (see the class docstring)
         self._tail_reader: _PyAVReader | None = None  # opened on first use (_pyav_twin)
         meta = self._decoders[0].metadata
         num_frames = int(meta.num_frames or 0)
@@ -342,12 +343,13 @@ def open_video(
     except OSError as err:
         raise VideoDecodeError(path, f"cannot read the file ({err.strerror or err})") from None
     chosen = resolve_backend(backend)
-    if backend == "auto" and _is_avi(head):  # no timestamps: torchcodec may miss pictures
+    avi = _is_avi(head)
+    if backend == "auto" and avi:  # no timestamps: torchcodec may miss pictures
         chosen = "pyav"
     if backend == "auto" and _is_mpeg_stream(head):  # torchcodec seeks there to wrong frames
         chosen = "pyav"
     if chosen == "torchcodec":
-        return _TorchcodecReader(path, device, threads, max_pixels)
+        return _TorchcodecReader(path, device, threads, max_pixels, avi)
     return _PyAVReader(path, device, threads, max_pixels)
 
 

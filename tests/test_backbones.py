@@ -15,7 +15,7 @@ from hpnet.cli import UserError
 from hpnet.config import load_config
 from hpnet.fusion.fpm import pool_at_joints, resample_joints
 from hpnet.models import hpnet as hpnet_model
-from hpnet.models.backbones import CELL_CENTRES, MIN_INPUT, build_backbone
+from hpnet.models.backbones import CELL_CENTRES, MIN_INPUT, TIME_CELLS, build_backbone
 from hpnet.models.hpnet import HPNet, build_model
 from hpnet.models.tv_video import FAMILIES, TorchvisionVideo
 from hpnet.optim import param_groups
@@ -186,9 +186,9 @@ def test_pose_pooling_reads_the_strided_map_at_resampled_joints(text_cache):
     with torch.no_grad():
         base = model(video, joints)["logits"]
         moved = joints.clone()
-        moved[:, 2, :, :, :2] = torch.rand_like(moved[:, 2, :, :, :2])  # the frame T' reads
+        moved[:, 0, :, :, :2] = torch.rand_like(moved[:, 0, :, :, :2])  # the frame T' reads
         other = joints.clone()
-        other[:, 0, :, :, :2] = torch.rand_like(other[:, 0, :, :, :2])  # a frame it does not
+        other[:, 2, :, :, :2] = torch.rand_like(other[:, 2, :, :, :2])  # a frame it does not
         assert not torch.allclose(model(video, moved)["logits"], base)
         torch.testing.assert_close(model(video, other)["logits"], base)
 
@@ -210,26 +210,41 @@ def test_cell_centres_are_where_each_cells_receptive_field_is(arch):
     pixels a middle cell's output depends on (its gradient's support) are centred at
     ``first + stride * i`` on both axes (attention archs, whose cells see everything, aside)."""
     frames, side = RF_SHAPES[arch]
+    stride, first = CELL_CENTRES[arch]
+    for lo, hi, cell in _receptive_field(arch, frames, side, (2, 3)):  # height, width
+        assert lo > 0 and hi < side - 1, f"{arch}: the receptive field reaches the edge"
+        assert (lo + hi + 1) / 2 == first + stride * cell, (arch, lo, hi)
+
+
+def _receptive_field(
+    arch: str, frames: int, side: int, axes: tuple[int, ...]
+) -> list[tuple[int, int, int]]:
+    """``(lo, hi, i)`` along each of the feature map's ``axes`` (1 time, 2 height, 3 width):
+    the first and last frame / pixel of a ``(frames, side)`` clip that the map's middle cell i
+    depends on (its gradient's support; the other axes summed over)."""
     cfg = load_config(None, [f"model.arch={arch}", f"data.size={side}", f"data.frames={frames}"])
     torch.manual_seed(0)
     backbone = build_backbone(cfg, load_weights=False).module.eval()
     video = torch.randn(1, frames, 3, side, side, requires_grad=True)
     fmap, _ = backbone.forward_features(video)  # (1, T', h, w, D)
-    h, w = fmap.shape[2:4]
-    fmap[0, :, h // 2, w // 2].sum().backward()
-    stride, first = CELL_CENTRES[arch]
-    for axis, cell in ((-2, h // 2), (-1, w // 2)):
-        other = [d for d in range(video.dim()) if d != video.dim() + axis]
+    middle = [fmap.shape[a] // 2 for a in axes]
+    index = [0, slice(None), slice(None), slice(None)]
+    for a, i in zip(axes, middle, strict=True):
+        index[a] = i
+    fmap[tuple(index)].sum().backward()
+    found = []
+    for a, i in zip(axes, middle, strict=True):
+        dim = {1: 1, 2: 3, 3: 4}[a]  # the clip's (1, T, 3, S, S) axis
+        other = [d for d in range(video.dim()) if d != dim]
         support = (video.grad.abs().sum(dim=other) > 0).nonzero().flatten()
-        lo, hi = support.min().item(), support.max().item()
-        assert lo > 0 and hi < side - 1, f"{arch}: the receptive field reaches the edge"
-        assert (lo + hi + 1) / 2 == first + stride * cell, (arch, axis, lo, hi)
+        found.append((support.min().item(), support.max().item(), i))
+    return found
 
 
 def test_pose_pooling_places_joints_by_the_archs_cells(text_cache, monkeypatch):
     """Every arch but lsvit has its cells' layout, and the FPM reads the map through it with
     the clip's frame size."""
-    assert set(CELL_CENTRES) == set(MIN_INPUT)
+    assert set(CELL_CENTRES) == set(TIME_CELLS) == set(MIN_INPUT)
     seen = []
 
     def spy(*args, **kwargs):
@@ -243,11 +258,36 @@ def test_pose_pooling_places_joints_by_the_archs_cells(text_cache, monkeypatch):
     assert seen == [((16, 0.5), (32, 32))]
 
 
-def test_resample_joints_takes_each_segments_centre_frame():
-    joints = torch.arange(8.0).view(1, 8, 1, 1, 1).expand(1, 8, 1, 17, 3).clone()
-    assert resample_joints(joints, 2)[0, :, 0, 0, 0].tolist() == [2.0, 6.0]
-    assert resample_joints(joints, 1)[0, :, 0, 0, 0].tolist() == [4.0]
-    assert resample_joints(joints, 8) is joints
+def test_resample_joints_reads_the_frame_each_step_is_centred_on():
+    joints = torch.arange(16.0).view(1, 16, 1, 1, 1).expand(1, 16, 1, 17, 3).clone()
+
+    def frames(steps: int, cells: tuple[float, float]) -> list[float]:
+        return resample_joints(joints, steps, cells)[0, :, 0, 0, 0].tolist()
+
+    assert frames(2, TIME_CELLS["r3d_18"]) == [0.0, 8.0]  # padded: step i on frame 8i
+    assert frames(2, TIME_CELLS["c3d"]) == [4.0, 12.0]  # unpadded pools: mid-step
+    assert frames(8, TIME_CELLS["swin3d_t"]) == [1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0]
+    assert frames(3, TIME_CELLS["r3d_18"]) == [0.0, 8.0, 15.0]  # past the clip: its last frame
+    assert resample_joints(joints, 16, TIME_CELLS["r3d_18"]) is joints
+
+
+# (frames, side) with a middle step's temporal receptive field inside the clip, the frames not
+# a multiple of the stride (mvit_v2_s, swin3d_t: attention sees the whole clip; from their layers)
+TIME_RF_SHAPES = {"r3d_18": (137, 16), "r2plus1d_18": (137, 16), "i3d": (81, 8)}
+TIME_RF_SHAPES |= {"nonlocal": (81, 8), "c3d": (99, 16), "s3d": (131, 32)}
+
+
+@pytest.mark.parametrize(
+    "arch", [a if a == "i3d" else pytest.param(a, marks=SLOW) for a in TIME_RF_SHAPES]
+)
+def test_time_cells_are_where_each_steps_receptive_field_is(arch):
+    """TIME_CELLS (the frame whose joints the FPM reads for a step of the map) against the
+    backbone: the frames a middle step's output depends on are centred at ``first + stride * i``."""
+    frames, side = TIME_RF_SHAPES[arch]
+    ((lo, hi, step),) = _receptive_field(arch, frames, side, (1,))
+    assert lo > 0 and hi < frames - 1, f"{arch}: the receptive field reaches the clip's ends"
+    stride, first = TIME_CELLS[arch]
+    assert (lo + hi + 1) / 2 == first + stride * step, (arch, lo, hi)
 
 
 # ------------------------------------------------------------------------------- config checks

@@ -3,9 +3,10 @@
 ``pool_at_joints`` samples the patch-token map (or any backbone's feature map) bilinearly at
 every joint of every person and frame (averaging a small neighbourhood window), masking joints
 with confidence 0 so they are never read at (0, 0); ``resample_joints`` first brings the joints
-to the map's frames when the backbone strides in time. ``sample_coords`` places a joint on the
-map: a ViT's patches tile the frame, a CNN's cell i is centred where its padded strided convs
-put it (pixel ``first + stride * i``), and its map may cover more or less than the frame.
+to the map's frames when the backbone strides in time (each step reads the frame it is centred
+on). ``sample_coords`` places a joint on the map: a ViT's patches tile the frame, a CNN's cell i
+is centred where its padded strided convs put it (pixel ``first + stride * i``), and its map
+may cover more or less than the frame.
 ``JointTokens`` turns pooled features into tokens that re-enter the backbone's later blocks
 (the feedback), so patch tokens can attend to the body.
 """
@@ -22,16 +23,25 @@ def joint_mask(joints: torch.Tensor) -> torch.Tensor:
     return joints[..., 2] > 0
 
 
-def resample_joints(joints: torch.Tensor, frames: int) -> torch.Tensor:
+def resample_joints(
+    joints: torch.Tensor, frames: int, cells: tuple[float, float] | None = None
+) -> torch.Tensor:
     """Joints ``(B, T, P, K, 3)`` -> ``(B, frames, P, K, 3)`` for a feature map of ``frames``
-    time steps (a backbone that strides in time): the clip cut into ``frames`` equal segments,
-    each takes the joints of its centre frame (nearest; confidences come along, so a missing
-    joint stays masked). ``frames == T``: the joints themselves."""
+    time steps (a backbone that strides in time): map step i takes the joints of the frame its
+    receptive field is centred on (nearest; confidences come along, so a missing joint stays
+    masked). ``frames == T``: the joints themselves.
+
+    ``cells = (stride, first)``: step i is centred at time ``first + stride * i``, frame j
+    spanning [j, j + 1) (padded strided convs: ``(stride, 0.5)``, frame ``stride * i``; an
+    unpadded pool or patch embedding: mid-cell). None: the clip cut into ``frames`` equal
+    segments, each read at its centre.
+    """
     t = joints.shape[1]
     if frames == t:
         return joints
-    centre = (torch.arange(frames, device=joints.device) + 0.5) * (t / frames)
-    return joints[:, centre.long().clamp(max=t - 1)]
+    stride, first = cells if cells is not None else (t / frames, t / frames / 2)
+    centre = first + stride * torch.arange(frames, device=joints.device, dtype=torch.float64)
+    return joints[:, centre.floor().long().clamp(0, t - 1)]
 
 
 def sample_coords(

@@ -228,6 +228,20 @@ CELL_CENTRES: dict[str, tuple[float, float]] = {
     "mvit_v2_s": (32, 0.5),
     "swin3d_t": (32, 16.0),
 }
+# The same along time, frame j spanning [j, j + 1): step i of each map is centred at time
+# ``first + stride * i`` (the FPM reads the joints of that frame). R3D's and R(2+1)D's padded
+# strided convs, I3D's padded pools and MViT's patch conv centre step i on frame ``stride * i``;
+# C3D's unpadded pools and Swin's patch embedding put it mid-step; S3D's last pool is unpadded.
+# Per-frame 2D archs and mc3_18 (its later stages are 2D) keep every frame.
+TIME_CELLS: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(["r3d_18", "r2plus1d_18"], (8, 0.5)),
+    **dict.fromkeys(["mc3_18", "late_fusion", "lrcn", "ssl_transformer"], (1, 0.5)),
+    **dict.fromkeys(["i3d", "nonlocal"], (4, 0.5)),
+    "c3d": (8, 4.0),
+    "s3d": (8, 2.5),
+    "mvit_v2_s": (2, 0.5),
+    "swin3d_t": (2, 1.0),
+}
 
 
 def load_backbone_weights(

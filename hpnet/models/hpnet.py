@@ -43,7 +43,12 @@ from hpnet.config import Config
 from hpnet.fusion.fpm import JointTokens, pool_at_joints, resample_joints
 from hpnet.fusion.head import LinearHead, PerDatasetHead, TextHead
 from hpnet.fusion.pose_encoder import PoseEncoder
-from hpnet.models.backbones import CELL_CENTRES, build_backbone, check_model_config
+from hpnet.models.backbones import (
+    CELL_CENTRES,
+    TIME_CELLS,
+    build_backbone,
+    check_model_config,
+)
 from hpnet.models.lsvit import LSViT
 from hpnet.text.prompts import check_distinct_phrases
 from hpnet.text.weights import ClipSource
@@ -65,10 +70,12 @@ class HPNet(nn.Module):
         label_embeddings: Sequence[torch.Tensor] = (),
         kpt_conf: float = 0.0,
         cells: tuple[float, float] | None = None,
+        time_cells: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.kpt_conf = kpt_conf  # joints below this confidence count as missing
         self.cells = cells  # (stride, first): where fmap's cells sit on the frame (CNNs)
+        self.time_cells = time_cells  # (stride, first): where its steps sit in the clip
         self.backbone = backbone
         self.head = head
         self.joint_tokens = joint_tokens
@@ -203,10 +210,10 @@ class HPNet(nn.Module):
         frame_hw: tuple[int, int],
     ) -> torch.Tensor:
         """fmap ``(B,T',h,w,D)`` of ``frame_hw`` frames pooled at the joints ``(B,T,P,K,3)``
-        (resampled to the T' frames; placed by ``self.cells``), plus the fed-back joint tokens
-        ``(B,T,P*K,D)`` -> pose feature ``s (B,Ds)``."""
+        (resampled to the T' steps by ``self.time_cells``; placed by ``self.cells``), plus the
+        fed-back joint tokens ``(B,T,P*K,D)`` -> pose feature ``s (B,Ds)``."""
         b, t, h, w, d = fmap.shape
-        joints = resample_joints(joints, t)
+        joints = resample_joints(joints, t, self.time_cells)
         pooled = pool_at_joints(
             fmap.reshape(b, t, h * w, d), (h, w), joints, self.window,
             cells=self.cells, frame_hw=frame_hw,
@@ -303,6 +310,7 @@ def build_model(
         label_embeddings=label_embeddings if m.text and label_sets else (),
         kpt_conf=cfg.pose.kpt_conf,
         cells=CELL_CENTRES.get(m.arch),
+        time_cells=TIME_CELLS.get(m.arch),
     )
     if m.pretrained:
         model.pretrained_prefixes = ("backbone.",)

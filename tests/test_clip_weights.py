@@ -214,6 +214,22 @@ def test_plain_state_dict_of_a_model_with_openai_weights_is_refused_or_set(weigh
     assert_towers_match(str(weights_bin), reference(weights_bin, False), quick_gelu="false")
 
 
+def test_a_backbone_file_is_judged_by_its_own_shape_not_by_text_model(weights_bin, tmp_path):
+    """LS-ViT's file is an image tower of TINY's shape, which has OpenAI weights: refused as
+    ambiguous even when text.model (here ViT-S-32-alt, no QuickGELU tags) would say GELU."""
+    cfg = tiny_cfg(tmp_path, str(weights_bin))
+    cfg.text.model, cfg.text.pretrained, cfg.model.text = "ViT-S-32-alt", "", False
+    with pytest.raises(UserError, match=rf"\(model\.pretrained\).*{TINY} has both"):
+        build_model(cfg, ["a"])
+    cfg.text.quick_gelu = "true"
+    x = frames()
+    got = backbone_image_features(build_model(cfg, ["a"]).eval(), reference(weights_bin, True), x)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            got, reference(weights_bin, True).encode_image(x), atol=1e-4, rtol=1e-4
+        )
+
+
 @pytest.mark.parametrize(
     ("folder", "quick_gelu"),
     [

@@ -256,9 +256,11 @@ def load_backbone_weights(
     ``text.pretrained`` names the same weights, so that neither downloads nor reads it again;
     then ``text.quick_gelu=auto`` is replaced in ``cfg`` by what was decided, so that the
     checkpoints' config encodes new labels the same way (the backbone records its activation in
-    its own state dict).
+    its own state dict). A file whose activation its provenance does not tell is judged by the
+    open_clip architectures of the backbone's shape (not ``text.model``'s).
     """
     from hpnet.models.lsvit_weights import load_pretrain_encoder, read_pretrain_checkpoint
+    from hpnet.text.activation import vision_archs
     from hpnet.text.weights import parse_weights
 
     m, t = cfg.model, cfg.text
@@ -273,8 +275,9 @@ def load_backbone_weights(
             )
         return None, load_pretrain_encoder(backbone, m.pretrained, pretrain)
     source = ClipSource.resolve(
-        t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True
-    )
+        t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True,
+        archs=vision_archs(backbone.embed_dim, backbone.patch_size, len(backbone.blocks)),
+    )  # fmt: skip
     state = source.state_dict()
     report = load_pretrained(
         backbone, source.weights.source, state=state, clip_quick_gelu=lambda: source.quick_gelu

@@ -18,7 +18,7 @@ for a file, hpnet looks at where the file comes from. ``text.quick_gelu`` decide
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,21 @@ def has_quick_gelu_tags(model_name: str) -> bool:
         get_pretrained_cfg(name, tag).get("quick_gelu", False)
         for tag in list_pretrained_tags_by_model(name)
     )
+
+
+def vision_archs(width: int, patch_size: int, layers: int) -> list[str]:
+    """open_clip's architectures whose image tower has this shape (``-quickgelu`` names folded
+    into their base): the models a CLIP file loaded into such a backbone can come from."""
+    import open_clip
+    from open_clip.factory import get_model_config
+
+    found = []
+    for name in open_clip.list_models():
+        vision = (get_model_config(name) or {}).get("vision_cfg", {})
+        shape = (vision.get("width"), vision.get("patch_size"), vision.get("layers"))
+        if shape == (width, patch_size, layers) and base_model_name(name) not in found:
+            found.append(base_model_name(name))
+    return found
 
 
 def _quick_gelu_flag(pretrained_cfg: dict[str, Any]) -> bool:
@@ -124,12 +139,15 @@ def resolve_quick_gelu(
     path: str = "",
     openai_release: bool = False,
     key: str = "text.pretrained",
+    archs: Sequence[str] | None = None,
 ) -> bool:
     """Whether towers loading these weights must use QuickGELU (see the module docstring).
 
     ``tag``: the open_clip tag the weights were asked for; ``path``: their local file;
     ``openai_release``: the file is OpenAI's own (TorchScript archive, or its state dict with
-    ``input_resolution``/``context_length``/``vocab_size``); ``key``: the setting naming them.
+    ``input_resolution``/``context_length``/``vocab_size``); ``key``: the setting naming them;
+    ``archs``: the architectures a file may be (default ``[model_name]``; a backbone's file is
+    judged by its own shape, :func:`vision_archs`, not by ``text.model``).
     """
     if setting not in QUICK_GELU_SETTINGS:
         raise UserError(f"{QUICK_GELU_KEY}={setting!r}; it must be one of auto, true, false")
@@ -148,8 +166,9 @@ def resolve_quick_gelu(
     known = quick_gelu_from_provenance(path)
     if known is not None:
         return known
-    if has_quick_gelu_tags(model_name):
-        raise ambiguous_activation_error(path, key, model_name)
+    for arch in [model_name] if archs is None else archs:
+        if has_quick_gelu_tags(arch):
+            raise ambiguous_activation_error(path, key, arch)
     return False
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,8 +260,10 @@ class ClipSource:
         *,
         quick_gelu: str = "auto",
         key: str = "text.pretrained",
+        archs: Sequence[str] | None = None,
     ) -> None:
         self.model_name = model_name
+        self.archs = archs  # the architectures a file may be (None: model_name)
         self.requested = requested
         self.weights = weights
         self.quick_gelu_setting = quick_gelu
@@ -279,8 +282,11 @@ class ClipSource:
         key: str = "text.pretrained",
         towers: str = "text tower",
         required: bool = False,
+        archs: Sequence[str] | None = None,
     ) -> ClipSource:
-        """Classify ``pretrained`` and find (or download) a tag's file; see :func:`resolve_tag`."""
+        """Classify ``pretrained`` and find (or download) a tag's file; see :func:`resolve_tag`.
+        ``archs``: the open_clip architectures a file may be, when not ``model_name`` (a
+        backbone's file: those of its shape), for telling its activation."""
         requested = parse_weights(pretrained, key)
         weights = requested
         if requested.kind == "tag":
@@ -288,7 +294,7 @@ class ClipSource:
                 model_name, requested.source, download_dir, key=key, towers=towers,
                 required=required,
             )  # fmt: skip
-        return cls(model_name, requested, weights, quick_gelu=quick_gelu, key=key)
+        return cls(model_name, requested, weights, quick_gelu=quick_gelu, key=key, archs=archs)
 
     def __repr__(self) -> str:
         return f"ClipSource({self.model_name!r}, {self.weights}, quick_gelu={self.quick_gelu})"
@@ -314,6 +320,7 @@ class ClipSource:
             path=path,
             openai_release=self._openai_release,
             key=self.key,
+            archs=self.archs,
         )
 
     def release(self) -> None:

@@ -125,6 +125,7 @@ def test_without_a_joint_source_the_model_gets_missing_joints(checkpoint, clips)
         )
 
 
+@pytest.mark.slow  # two exports, ~20 s: with -m slow (tests/test_export.py checks the file itself)
 def test_an_exported_file_predicts_like_its_checkpoint(checkpoint, clips, tmp_path):
     from hpnet.export import main as export_main
 

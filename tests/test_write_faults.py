@@ -325,6 +325,7 @@ def test_pose_cache_command_stops_on_a_file_size_limit(videos, tmp_path):
     assert load_joints(out / "a" / "one.mp4.npz").meta["stride"] == 99
 
 
+@pytest.mark.slow  # two torchrun processes, ~25 s: with -m slow
 def test_torchrun_rank0_checkpoint_error_stops_every_rank_and_keeps_last_pt(tiny_args, tmp_path):
     """Under torchrun only rank 0 writes: its failed write must end the whole job (not leave
     rank 1 waiting in a collective) with the one-line message, and keep the previous last.pt,

@@ -181,6 +181,7 @@ def test_splits_rerun_refuses_a_split_scored_with_other_weights(clip_file, hmdb5
         main(args)
 
 
+@pytest.mark.slow  # two torchrun processes, ~15 s: with -m slow
 def test_dataset_split_on_two_processes_reports_what_one_does(clip_file, hmdb51_mini, tmp_path):
     """torchrun: each rank scores its share of the split, rank 0 writes the merged report."""
     import os

@@ -93,6 +93,23 @@ def test_right_frames_in_requested_order(videos: dict, name: str, backend: str) 
         assert _frame_numbers(reader.frames(np.arange(NUM_FRAMES))) == list(range(NUM_FRAMES))
 
 
+@pytest.mark.parametrize("name", ["mpeg4.avi", "h264.mp4", "mpeg4.mp4"])
+def test_pyav_seeks_past_keyframe_groups_with_no_wanted_frame(videos, name):
+    """Frames 1 and 18 (keyframes every 5): the groups between are skipped, not decoded."""
+    with open_video(videos[name], backend="pyav") as reader:
+        decoded = []
+        forward = reader._decode_forward
+
+        def counted(start):
+            for picture, label in forward(start):
+                decoded.append(label)
+                yield picture, label
+
+        reader._decode_forward = counted
+        assert _frame_numbers(reader.frames([18, 1])) == [18, 1]
+    assert len(decoded) <= 10, decoded  # group 0-4 up to 1, group 15-19 (and B-frame lookahead)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_chunked_reading_matches_sparse_reading(videos: dict, backend: str) -> None:
     path = videos["h264.mp4"]

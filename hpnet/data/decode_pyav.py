@@ -42,8 +42,9 @@ from hpnet.data.decode_reader import (
 
 class _PyAVReader(VideoReader):
     """PyAV (bundled FFmpeg): seek to the keyframe before the first wanted frame, decode
-    forward, convert only the wanted pictures. Keeps its position, so reading a video in
-    consecutive chunks decodes every picture once."""
+    forward, convert only the wanted pictures, and seek again where the next wanted frame
+    lies in a later keyframe group. Keeps its position, so reading a video in consecutive
+    chunks decodes every picture once."""
 
     backend = "pyav"
 
@@ -78,6 +79,7 @@ class _PyAVReader(VideoReader):
         self._start: int | None = None  # keyframe the generator started at
         self._last_label: int | None = None  # timestamp of the last picture it gave
         self._error = ""  # first decode error since the last seek
+        self._seeks_land = True  # a seek lands at or before the keyframe asked for
         self._stored = (context.width, context.height)  # size of the decoded pictures
         sar = self._stream.sample_aspect_ratio
         try:  # the pixel count does not depend on the rotation, known once a picture is decoded
@@ -198,6 +200,7 @@ class _PyAVReader(VideoReader):
         self._seek(keyframe)
         head = next(self._pictures, None)  # FFmpeg may land past the keyframe: check
         if head is not None and (head[1] or 0) > first and keyframe != self._keyframes[0]:
+            self._seeks_land = False  # no more seeks within a read: they would land here again
             self._seek(int(self._keyframes[0]))  # then read on from the start
             head = next(self._pictures, None)
         if head is not None:
@@ -205,10 +208,29 @@ class _PyAVReader(VideoReader):
 
     def _read_sorted(self, wanted: list[int]) -> torch.Tensor:
         targets = self._timestamps[wanted]  # first picture at or after these timestamps
-        self._resume_or_seek(int(targets[0]))
         width, height = self._stored
         out = np.empty((len(wanted), height, width, 3), np.uint8)  # (U, H, W, 3)
         filled, last_picture = 0, None
+        while filled < len(wanted):  # a pass per keyframe group holding wanted frames
+            self._resume_or_seek(int(targets[filled]))
+            filled, last_picture = self._fill(out, wanted, targets, filled, last_picture)
+        frames = torch.from_numpy(out).permute(0, 3, 1, 2)  # (U, 3, h, w) as stored
+        if self.info.rotation:  # turned counter-clockwise, as the display matrix says
+            frames = torch.rot90(frames, self.info.rotation // 90, dims=(2, 3))
+        return frames.to(self.device)
+
+    def _fill(
+        self,
+        out: np.ndarray,
+        wanted: list[int],
+        targets: np.ndarray,
+        filled: int,
+        last_picture: Any,
+    ) -> tuple[int, Any]:
+        """Decode on from the reader's position, converting into ``out[filled:]`` the pictures
+        of ``wanted`` (at timestamps ``targets``). Stops when all are there, or when the next
+        lies in a later keyframe group and seeks land where asked: the caller seeks there
+        instead of decoding the pictures between. ``(frames filled, last picture decoded)``."""
         for picture, label in self._pictures:
             label = self._last_label if label is None else label
             self._last_label, last_picture = label, picture
@@ -225,23 +247,22 @@ class _PyAVReader(VideoReader):
             while filled < len(wanted) and label >= targets[filled]:
                 out[filled] = rgb
                 filled += 1
-            if filled == len(wanted):
-                break
-        else:  # the stream ended before every wanted frame was found
-            self._pictures = None
-            missing = wanted[filled]
-            if self._error or last_picture is None or missing < self.info.num_frames - _TAIL_SLACK:
-                reason = self._error or "the stream ends before it"
-                raise VideoDecodeError(
-                    self.path,
-                    f"frame {missing} could not be decoded ({reason}); "
-                    "the file may be truncated or corrupt",
-                )
-            out[filled:] = self._rgb(last_picture)
-        frames = torch.from_numpy(out).permute(0, 3, 1, 2)  # (U, 3, h, w) as stored
-        if self.info.rotation:  # turned counter-clockwise, as the display matrix says
-            frames = torch.rot90(frames, self.info.rotation // 90, dims=(2, 3))
-        return frames.to(self.device)
+            if filled == len(wanted) or (
+                self._seeks_land
+                and self._keyframe_before(int(targets[filled])) > self._keyframe_before(label)
+            ):
+                return filled, last_picture
+        self._pictures = None  # the stream ended before every wanted frame was found
+        missing = wanted[filled]
+        if self._error or last_picture is None or missing < self.info.num_frames - _TAIL_SLACK:
+            reason = self._error or "the stream ends before it"
+            raise VideoDecodeError(
+                self.path,
+                f"frame {missing} could not be decoded ({reason}); "
+                "the file may be truncated or corrupt",
+            )
+        out[filled:] = self._rgb(last_picture)
+        return len(wanted), last_picture
 
     def _rgb(self, picture: Any) -> np.ndarray:
         """A decoded picture -> uint8 (h, w, 3) RGB at the stream's stored size."""

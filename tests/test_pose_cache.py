@@ -94,7 +94,7 @@ def _same_files(a: Path, b: Path) -> None:
 # ----------------------------------------------------------------------------- the file format
 
 
-def test_save_load_roundtrip_and_settings(tmp_path):
+def test_save_load_roundtrip_and_settings(tmp_path, monkeypatch):
     path = cache_path(tmp_path, "cls/v.avi")
     keypoints = np.random.default_rng(0).random((5, 2, 17, 3)).astype(np.float32)
     settings = {"model_id": "m", "imgsz": 64, "conf": 0.1, "iou": 0.7, "persons": 2, "stride": 2}
@@ -108,7 +108,10 @@ def test_save_load_roundtrip_and_settings(tmp_path):
     with np.load(path) as raw:  # plain numpy can read it (public format)
         assert json.loads(str(raw["meta"]))["stride"] == 2
     settings["format_version"] = 1
-    assert is_cached(path, settings)
+    opened, real_load = [], np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: opened.append(a[0]) or real_load(*a, **k))
+    assert is_cached(path, settings) and opened == [path]  # meta and arrays: one open
+    monkeypatch.undo()
     assert not is_cached(path, {**settings, "conf": 0.2})
     path.write_bytes(path.read_bytes()[:100])  # cut short
     assert read_meta(path) is None and not is_cached(path, settings)

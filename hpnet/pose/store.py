@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,11 +111,21 @@ def save_joints(
 
 def load_joints(path: str | Path) -> CachedJoints:
     """Read one cache file; raises ``ValueError`` (or ``OSError``) if corrupt or incomplete."""
+    return _load(path)
+
+
+def _load(
+    path: str | Path, keep: Callable[[dict[str, Any]], bool] | None = None
+) -> CachedJoints | None:
+    """Read one cache file, its arrays only when ``keep(meta)`` (if given) is true: None
+    then. Raises ``ValueError`` (or ``OSError``) if corrupt or incomplete."""
     try:
         with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if keep is not None and not keep(meta):
+                return None
             keypoints = data["keypoints"].astype(np.float32, copy=False)
             frame_indices = data["frame_indices"].astype(np.int64, copy=False)
-            meta = json.loads(str(data["meta"]))
     except (KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as err:
         raise ValueError(f"corrupt pose cache file {path}: {type(err).__name__}: {err}") from None
     if keypoints.ndim != 4 or keypoints.shape[0] != len(frame_indices) or not len(frame_indices):
@@ -182,18 +192,19 @@ def same_video_file(meta: Mapping[str, Any], video: Path) -> bool:
 def is_cached(path: str | Path, settings: Mapping[str, Any], video: Path | None = None) -> bool:
     """True when ``path`` is a complete cache file made with the same ``settings`` and, when
     ``video`` is given, from that video as it is now (:func:`same_video_file`; a video
-    replaced or re-encoded since makes the file stale)."""
-    meta = read_meta(path)
+    replaced or re-encoded since makes the file stale). The file is opened once; its arrays
+    are read (a file cut short fails there) only when its meta matches."""
     wanted = {"format_version": FORMAT_VERSION, **settings}
-    if meta is None or any(meta.get(k) != wanted.get(k) for k in SETTINGS_KEYS):
-        return False
-    if video is not None and not same_video_file(meta, video):
-        return False
+
+    def current(meta: dict[str, Any]) -> bool:
+        if any(meta.get(k) != wanted.get(k) for k in SETTINGS_KEYS):
+            return False
+        return video is None or same_video_file(meta, video)
+
     try:
-        load_joints(path)  # the arrays too: a file cut short fails here
+        return _load(path, current) is not None
     except (OSError, ValueError):
         return False
-    return True
 
 
 def nearest_rows(cached: np.ndarray, wanted: np.ndarray) -> np.ndarray:

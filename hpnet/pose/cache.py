@@ -57,17 +57,8 @@ from hpnet.pose.jobs import (
     uncached,
 )
 from hpnet.pose.preview import write_previews
-from hpnet.pose.store import (
-    CACHE_DIR_OPTION,
-    FRAMES_AS,
-    REPORT_NAME,
-    ShardReport,
-    cache_path,
-    clear_shard_report,
-    save_joints,
-    video_facts,
-    write_shard_report,
-)
+from hpnet.pose.report import REPORT_NAME, ShardReport, clear_shard_report, write_shard_report
+from hpnet.pose.store import CACHE_DIR_OPTION, FRAMES_AS, cache_path, save_joints, video_facts
 from hpnet.pose.tracking import FrameDetections, track_persons
 from hpnet.run_lock import run_folder_lock
 

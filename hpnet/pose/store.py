@@ -32,13 +32,13 @@ import logging
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from hpnet.atomic import write_atomic, write_error
+from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 from hpnet.data.decode_reader import sar_text
 from hpnet.pose.skeleton import NUM_KEYPOINTS
@@ -343,106 +343,3 @@ def _rotation_seen(meta: dict[str, Any], info: Any) -> int | None:
 
 def _turned(rotation: int) -> str:
     return f"rotated {rotation}°" if rotation else "as stored (rotation 0)"
-
-
-# ----------------------------------------------------------------------------- run reports
-
-REPORT_NAME = "failures.json"
-
-
-@dataclass
-class ShardReport:
-    """What one share of a cache run did; the merged report has the same fields."""
-
-    shard: int = 0
-    shards: int = 1
-    videos: int = 0  # videos in this share
-    cached: int = 0  # written by this run
-    skipped: int = 0  # already cached with the same settings
-    frames: int = 0  # frames through the model
-    seconds: float = 0.0  # wall time of the share (merged: the slowest share)
-    failures: list[dict[str, str]] = field(default_factory=list)  # {"path", "rel", "error"}
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    def summary(self) -> str:
-        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
-        return (
-            f"{self.videos} videos: {self.cached} cached, {self.skipped} already done, "
-            f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s "
-            f"({rate:.1f} frames/s)"
-        )
-
-
-def shard_report_path(cache_dir: str | Path, shard: int, shards: int) -> Path:
-    if shards == 1:
-        return Path(cache_dir) / REPORT_NAME
-    return Path(cache_dir) / f"failures-{shard}-of-{shards}.json"
-
-
-def clear_shard_report(
-    cache_dir: str | Path, shard: int, shards: int, *, folder_option: str = CACHE_DIR_OPTION
-) -> None:
-    """Remove this share's report of an earlier run (so no merge uses it)."""
-    if shards > 1:
-        path = shard_report_path(cache_dir, shard, shards)
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as err:
-            raise write_error(
-                path, err, what="pose cache report", folder_option=folder_option
-            ) from err
-
-
-def _write_json(path: Path, data: Any, folder_option: str) -> None:
-    write_atomic(
-        path,
-        lambda f: f.write(json.dumps(data, indent=1).encode()),
-        what="pose cache report",
-        folder_option=folder_option,
-    )
-
-
-def _read_report(path: Path) -> ShardReport | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return ShardReport(**{k: v for k, v in data.items() if k != "failed"})
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def write_shard_report(
-    cache_dir: str | Path, report: ShardReport, *, folder_option: str = CACHE_DIR_OPTION
-) -> ShardReport | None:
-    """Write this share's report; when every share's report is there, merge them.
-
-    The merge goes to ``<cache_dir>/failures.json`` (a single share writes it directly) and is
-    returned; None while other shares are still running. No process group is needed: the share
-    that finishes last sees all reports, and two shares merging at once write the same file.
-    A stale report of an earlier run can make an early merge incomplete; the last share's merge
-    replaces it. A failed write raises :class:`hpnet.atomic.WriteError`.
-    """
-    data = {**asdict(report), "failed": report.failed}
-    _write_json(shard_report_path(cache_dir, report.shard, report.shards), data, folder_option)
-    if report.shards == 1:
-        return report
-    parts = [
-        _read_report(shard_report_path(cache_dir, k, report.shards)) for k in range(report.shards)
-    ]
-    if any(p is None for p in parts):
-        return None
-    merged = ShardReport(shard=0, shards=report.shards, settings=report.settings)
-    for part in parts:
-        merged.videos += part.videos
-        merged.cached += part.cached
-        merged.skipped += part.skipped
-        merged.frames += part.frames
-        merged.seconds = max(merged.seconds, part.seconds)
-        merged.failures += part.failures
-    merged.failures.sort(key=lambda f: f.get("rel", ""))
-    merged_data = {**asdict(merged), "failed": merged.failed}
-    _write_json(Path(cache_dir) / REPORT_NAME, merged_data, folder_option)
-    return merged

@@ -150,18 +150,35 @@ class JointFinder:
     def cached_record(self, video: VideoInput) -> VideoInput | None:
         """The video as its cache file names it, or None without one.
 
-        Tried in order: ``<cache_dir>/<rel>.npz``, then the video's path with ever more of its
-        parent folders (``clip.avi``, ``golf/clip.avi``, ...), so a file given on its own
-        still finds the entry a dataset-wide cache run wrote for it.
+        Tried: ``<cache_dir>/<rel>.npz`` and the video's path with its parent folders, the
+        most folders first (..., ``golf/clip.avi``, ``clip.avi``), so a file given on its own
+        finds the entry a dataset-wide cache run wrote for it, and the most specific one.
+        A file made from another video (its recorded size, and mtime or digest, differ:
+        :func:`~hpnet.pose.store.same_video_file`) is passed over, with a warning when no
+        other file is found.
         """
+        from hpnet.pose.store import read_meta, same_video_file
+
         if self.cache is None:
             return None
         parts = video.path.resolve().parts
-        tails = [video.rel] + ["/".join(parts[-n:]) for n in range(1, len(parts))]
-        for rel in dict.fromkeys(tails):
+        tails = dict.fromkeys([video.rel] + ["/".join(parts[-n:]) for n in range(1, len(parts))])
+        passed_over = []
+        for rel in sorted(tails, key=lambda tail: -tail.count("/")):  # (stable)
             candidate = VideoInput(video.path, rel)
-            if self.cache.path(candidate).is_file():
+            path = self.cache.path(candidate)
+            if not path.is_file():
+                continue
+            meta = read_meta(path)  # None (unreadable): __call__ warns and does without it
+            if meta is None or same_video_file(meta, video.path):
                 return candidate
+            passed_over.append(str(path))
+        if passed_over:
+            logger.warning(
+                "pose cache file %s was made from another video than %s (or an earlier version "
+                "of it): not used; %s",
+                passed_over[0], video.path, self.instead_of_cache,
+            )  # fmt: skip
         return None
 
     def __call__(self, video: VideoInput, sampled: SampledVideo) -> tuple[np.ndarray, str]:

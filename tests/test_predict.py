@@ -242,6 +242,30 @@ def test_estimated_joints_are_the_pose_caches_unless_pose_track_is_sampled(
     assert moved.sum() >= 8
 
 
+def test_the_most_specific_cache_file_of_this_very_video_is_used(tmp_path, caplog):
+    """``b/run.mp4`` given alone finds ``b/run.mp4.npz`` before a root-level ``run.mp4.npz``;
+    a file recorded from another video (other size) is passed over, with a warning."""
+    from hpnet.pose.store import save_joints, video_facts
+
+    video = tmp_path / "videos" / "b" / "run.mp4"
+    video.parent.mkdir(parents=True)
+    video.write_bytes(b"x" * 1000)
+    cache = tmp_path / "cache"
+    joints = np.zeros((1, 1, 17, 3), np.float32)
+    for rel in ("run.mp4", "b/run.mp4"):
+        save_joints(cache / f"{rel}.npz", joints, np.arange(1), video_facts(video))
+    finder = JointFinder(cache, persons=2)
+    assert finder.cached_record(VideoInput(video, "run.mp4")).rel == "b/run.mp4"
+    other = tmp_path / "other.mp4"
+    other.write_bytes(b"y" * 999)
+    save_joints(cache / "b/run.mp4.npz", joints, np.arange(1), video_facts(other))
+    assert finder.cached_record(VideoInput(video, "run.mp4")).rel == "run.mp4"  # still this one
+    save_joints(cache / "run.mp4.npz", joints, np.arange(1), video_facts(other))
+    assert finder.cached_record(VideoInput(video, "run.mp4")) is None
+    assert "b/run.mp4.npz was made from another video than" in caplog.text
+    assert "its joints count as missing" in caplog.text
+
+
 def test_joint_finder_lays_estimated_joints_out_per_sampled_frame():
     """Repeated frames run once, in time order, and every (view, step) gets its frame's joints."""
     indices = np.array([[4, 0, 4], [2, 2, 6]])

@@ -385,6 +385,21 @@ def test_config_mode_caches_every_split_and_writes_previews(videos, tmp_path, ca
     assert "previews: 2 PNGs" in capsys.readouterr().out
 
 
+def test_previews_pass_over_leftover_files_of_failed_videos(videos, tmp_path, capsys):
+    """A corrupt leftover file of a video that fails this run, then a readable one of other
+    settings: no traceback, and only this run's files are drawn."""
+    out = tmp_path / "cache"
+    leftover = out / f"{BROKEN[0]}.npz"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"corrupt")
+    assert _run(videos, out, "--preview", "4") == 1  # the broken videos fail
+    save_joints(leftover, np.ones((3, 1, 17, 3), np.float32), np.arange(3), {"persons": 1})
+    assert _run(videos, out, "--preview", "4") == 1
+    pngs = sorted(p.name for p in (out / "preview").glob("*.png"))
+    assert len(pngs) == 4 and not [p for p in pngs if p.startswith("bad")], pngs
+    assert capsys.readouterr().out.count("previews: 4 PNGs") == 2
+
+
 def test_a_joint_config_caches_each_dataset_where_training_reads_it(tmp_path, capsys):
     """data.joint: every entry's videos into its own pose_cache_dir (two entries in one folder
     share a pass); a missing cache then names its entry."""

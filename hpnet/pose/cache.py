@@ -370,8 +370,9 @@ def _cache_folder(
     if merged is not None:
         print(f"report: {cache_dir / REPORT_NAME}")
     if args.preview and k == 0:
+        videos = [(j.path, j.rel) for j in jobs]
         pngs = write_previews(
-            cache_dir, [(j.path, j.rel) for j in jobs], args.preview, backend=cfg.data.decoder
+            cache_dir, videos, args.preview, settings=report.settings, backend=cfg.data.decoder
         )
         print(f"previews: {len(pngs)} PNGs in {cache_dir / 'preview'}")
     return bool(report.failures)

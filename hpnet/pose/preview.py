@@ -7,14 +7,15 @@ write_previews("pose_cache", [(path, rel), ...], count=8)  # -> pose_cache/previ
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hpnet.atomic import make_file_folder
 from hpnet.pose.skeleton import BONES
-from hpnet.pose.store import cache_path, load_joints
+from hpnet.pose.store import CachedJoints, cache_path, is_cached, load_joints
 
 logger = logging.getLogger(__name__)
 
@@ -104,26 +105,25 @@ def write_previews(
     videos: Sequence[tuple[Path, str]],
     count: int,
     *,
+    settings: Mapping[str, Any] | None = None,
     backend: str = "auto",
     seed: int = 0,
 ) -> list[Path]:
     """PNGs of ``count`` frames spread over the cached ``videos`` (path, rel), with joints drawn.
 
     Frames are drawn at random (seeded) from different videos first; files go to
-    ``<cache_dir>/preview/<rel with / as __>_f<frame>.png``. Videos without a cache file are
-    passed over; a frame that cannot be decoded is logged and skipped.
+    ``<cache_dir>/preview/<rel with / as __>_f<frame>.png``. Videos without a current cache
+    file (none, unreadable, or with other ``settings`` or from an earlier version of the
+    video: :func:`~hpnet.pose.store.is_cached`) are passed over; a frame that cannot be
+    decoded is logged and skipped.
     """
     from hpnet.data.decode import decode_frames
 
-    cached = [(path, rel) for path, rel in videos if cache_path(cache_dir, rel).is_file()]
-    if not cached or count < 1:
-        return []
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(cached))
+    picked = _current_files(cache_dir, videos, count, settings, rng)
     written = []
-    for n in range(count):
-        path, rel = cached[order[n % len(cached)]]
-        joints = load_joints(cache_path(cache_dir, rel))
+    for n in range(count if picked else 0):
+        path, rel, joints = picked[n % len(picked)]
         row = int(rng.integers(len(joints.frame_indices)))
         frame_index = int(joints.frame_indices[row])
         try:
@@ -141,3 +141,27 @@ def write_previews(
             )
         )
     return written
+
+
+def _current_files(
+    cache_dir: str | Path,
+    videos: Sequence[tuple[Path, str]],
+    count: int,
+    settings: Mapping[str, Any] | None,
+    rng: np.random.Generator,
+) -> list[tuple[Path, str, CachedJoints]]:
+    """Up to ``count`` of ``videos`` in random order with their current cache files read
+    (only as many files opened as it takes: a dataset's are not read for a few previews)."""
+    picked = []
+    for i in rng.permutation(len(videos)) if count > 0 else ():
+        path, rel = videos[i]
+        file = cache_path(cache_dir, rel)
+        if not file.is_file() or (settings is not None and not is_cached(file, settings, path)):
+            continue
+        try:
+            picked.append((path, rel, load_joints(file)))
+        except (OSError, ValueError):
+            continue  # unreadable: as if there were none
+        if len(picked) == count:
+            break
+    return picked

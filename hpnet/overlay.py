@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from hpnet.atomic import make_file_folder
+from hpnet.atomic import make_file_folder, write_atomic, write_error
 from hpnet.cli import UserError
 from hpnet.pose.preview import DRAW_EDGES, LEFT_JOINTS, PERSON_COLOURS
 
@@ -170,7 +170,8 @@ def write_overlay(
         raise ValueError("no frames to write")
     make_file_folder(path, what="overlay")
     if suffix in IMAGE_SUFFIXES:
-        _strip(frames, header).save(path)
+        sheet = _strip(frames, header)
+        write_atomic(path, lambda f: sheet.save(f, format="PNG"), what="overlay")
     else:
         _video(path, frames, fps)
     return path
@@ -195,7 +196,9 @@ def _strip(frames: Sequence[np.ndarray], header: str) -> Image.Image:
 def video_output(path: Path) -> Iterator[tuple[Any, str]]:
     """``(PyAV output container, codec)`` for a video at ``path`` (container by suffix: .mp4
     .mkv .avi; H.264, or MPEG-4 part 2 if this FFmpeg lacks an H.264 encoder), written to a
-    temp file that replaces ``path`` only when the block ends without error (no partial file)."""
+    temp file that replaces ``path`` only when the block ends without error (no partial file).
+    A failed write (no such folder, a full disk: PyAV raises OS errors) is the one-line
+    :class:`~hpnet.atomic.WriteError`."""
     import av
 
     from hpnet.atomic import temp_name
@@ -206,8 +209,13 @@ def video_output(path: Path) -> Iterator[tuple[Any, str]]:
         with av.open(str(tmp), "w", format=muxer) as container:
             yield container, codec
         tmp.replace(path)
+    except OSError as err:
+        if err.errno is None:
+            raise
+        raise write_error(path, err, what="overlay") from err
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never hide the real error behind a cleanup error
+            tmp.unlink(missing_ok=True)
 
 
 def stream_rate(fps: float) -> Fraction:

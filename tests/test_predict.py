@@ -398,6 +398,31 @@ def test_overlay_files_never_overwrite_each_other():
         overlay_paths("clips/out.mp4", ["a.mp4", "b.mp4"], [Path("clips/out-b.mp4")])
 
 
+def test_an_overlay_that_cannot_be_written_is_a_one_line_error(tmp_path, monkeypatch):
+    """A full disk under a PNG strip, a folder gone under a video: the WriteError naming the
+    file, and no file or temp file left."""
+    import errno
+
+    from PIL import Image
+
+    from hpnet.atomic import WriteError
+    from hpnet.overlay import write_overlay
+
+    def full(self, f, *args, **kwargs):
+        f.write(b"half a PNG")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 3
+    with pytest.raises(WriteError, match=r"could not write overlay .*o\.png: .*ENOSPC.*disk"):
+        write_overlay(tmp_path / "o.png", frames)
+    gone = tmp_path / "gone"
+    monkeypatch.setattr("hpnet.overlay.make_file_folder", lambda path, **kw: path)
+    with pytest.raises(WriteError, match=rf"could not write overlay {gone}/o\.mp4: .*ENOENT"):
+        write_overlay(gone / "o.mp4", frames)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("suffix", ["mp4", "mkv", "avi"])
 def test_an_overlay_video_is_written_whole_or_not_at_all(tmp_path, monkeypatch, suffix):
     """Every rendered frame in the named container; an encoder failure half-way leaves no

@@ -157,10 +157,10 @@ class Classifier:
     ) -> dict[str, Any]:
         """Classify frames already in memory: uint8 ``(T, 3, H, W)`` (one clip) or ``(V, T, 3,
         H, W)`` (V clips, averaged), T = ``data.frames``, any H x W (the canvas and the test
-        crops are applied). ``joints``: ``(T, P, 17, 3)`` or ``(V, T, P, 17, 3)`` in [0, 1] of
-        the frame; None = estimated with the pose model on these frames when the model uses
-        pose (there is no file to track people through at ``pose.track=dense``; all missing
-        without a pose model, or with ``pose.source=none``). Returns
+        crops are applied). ``joints``: ``(V, T, P, 17, 3)`` (or ``(T, P, 17, 3)`` for one clip)
+        in [0, 1] of the frame; None = estimated with the pose model on these frames when the
+        model uses pose (there is no file to track people through at ``pose.track=dense``; all
+        missing without a pose model, or with ``pose.source=none``). Returns
         ``{"top": [...], "probs": [C floats]}``."""
         from hpnet.inference import SampledVideo, check_top_k
         from hpnet.inference import top_k as best
@@ -177,12 +177,13 @@ class Classifier:
         v = frames.shape[0]
         sampled = SampledVideo(frames.cpu(), np.arange(v * t).reshape(v, t), info=None)  # type: ignore[arg-type]
         if joints is not None:
-            joints = torch.as_tensor(joints, dtype=torch.float32)
-            joints = (joints[None] if joints.dim() == 4 else joints).numpy()
-            if joints.shape[:2] != (v, t) or joints.shape[-2:] != (17, 3):
+            given = torch.as_tensor(joints, dtype=torch.float32)
+            joints = (given[None] if given.dim() == 4 else given).numpy()
+            if joints.ndim != 5 or joints.shape[:2] != (v, t) or joints.shape[-2:] != (17, 3):
+                wanted = f"({t}, P, 17, 3) or " if v == 1 else ""  # one clip's: V clips' differ
                 raise ValueError(
-                    f"joints must be ({t}, P, 17, 3) or ({v}, {t}, P, 17, 3) for this video, "
-                    f"got {tuple(joints.shape)}"
+                    f"joints must be {wanted}({v}, {t}, P, 17, 3) for this video of {v} "
+                    f"clip(s) of {t} frames, got {tuple(given.shape)}"
                 )
         elif p.joints is not None:  # as predict() at pose.track=sampled
             joints, _ = p.joints.from_frames(sampled)

@@ -101,8 +101,11 @@ def test_predict_tensor_on_frames_in_memory(checkpoint, clips):
     two = sampled.frames[0].expand(2, -1, -1, -1, -1)
     views = clf.predict_tensor(two, np.stack([zeros, zeros]))
     np.testing.assert_allclose(views["probs"], got["probs"], atol=1e-5)  # 2 equal views
-    with pytest.raises(ValueError, match=r"joints must be \(4, P, 17, 3\) or \(2, 4, P, 17, 3\)"):
-        clf.predict_tensor(two, zeros[None])
+    for joints in (zeros, zeros[None]):  # one clip's joints for two clips: what they are given
+        with pytest.raises(ValueError, match=r"must be \(2, 4, P, 17, 3\) for this video of 2 "):
+            clf.predict_tensor(two, joints)
+    with pytest.raises(ValueError, match=r"must be \(4, P, 17, 3\) or \(1, 4, P.*got \(4, 17, 3\)"):
+        clf.predict_tensor(sampled.frames[0], zeros[:, 0])
     with pytest.raises(ValueError, match=r"T = 4 \(data.frames\)"):
         clf.predict_tensor(sampled.frames[0, :3])
     with pytest.raises(ValueError, match="uint8"):

@@ -385,6 +385,13 @@ def test_config_mode_caches_every_split_and_writes_previews(videos, tmp_path, ca
     assert "previews: 2 PNGs" in capsys.readouterr().out
 
 
+def test_missing_weights_are_refused_before_the_cache_folder_is_made(videos, tmp_path):
+    out = tmp_path / "cache"
+    with pytest.raises(UserError, match=r"nothing\.pt"):
+        main(["--videos", str(videos), "--out", str(out), f"pose.weights={tmp_path}/nothing.pt"])
+    assert not out.exists()
+
+
 def test_previews_pass_over_leftover_files_of_failed_videos(videos, tmp_path, capsys):
     """A corrupt leftover file of a video that fails this run, then a readable one of other
     settings: no traceback, and only this run's files are drawn."""

@@ -43,6 +43,7 @@ from hpnet.devices import pick_device
 from hpnet.pose.estimator import (
     PoseEstimator,
     resolve_precision,
+    resolve_weights,
     weights_fingerprint,
 )
 from hpnet.pose.frames import FrameChunks
@@ -335,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {args.videos}")
     else:
         folders = config_folders(cfg)
+    for folder in folders:  # a bad pose.weights refused before any cache folder is made
+        resolve_weights(folder.cfg.pose.weights)
     folder_option = "--out DIR" if args.out else CACHE_DIR_OPTION
     failed = False
     for folder in folders:

@@ -234,13 +234,15 @@ def load(
     Args:
         config: a config file instead of the checkpoint's own (checkpoints only).
         overrides: ``key=value`` config overrides (e.g. ``eval.views=1``).
-        device: ``cpu``, ``cuda`` or ``auto`` (``train.device``; default: the config's).
+        device: ``cpu``, ``cuda`` or ``auto`` for the model and the pose model
+            (``train.device`` and ``pose.device``; default: the config's).
         labels: classify over these labels through the text head (checkpoints only; an exported
             file has its labels baked in).
         pose_cache: a pose cache folder to look in first ('' = never; default ``pose.cache_dir``);
             one given that is not a folder is refused.
         estimate_pose: run the pose model on videos without cached joints.
     """
+    from hpnet.config import overrides_key
     from hpnet.devices import pick_device
     from hpnet.predictor import Predictor
 
@@ -250,7 +252,9 @@ def load(
     if device:
         pick_device(device, option="device")  # a missing GPU said as the API's argument
     _check_pose_cache(pose_cache)
-    overrides = [*overrides, *([f"train.device={device}"] if device else [])]
+    if device:  # the pose model too, unless the overrides place it
+        pose = [] if overrides_key(overrides, "pose.device") else [f"pose.device={device}"]
+        overrides = [*overrides, f"train.device={device}", *pose]
     if exported_format(path):
         if labels is not None or config is not None:
             raise UserError(

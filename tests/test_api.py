@@ -81,6 +81,10 @@ def test_bad_api_arguments_are_refused_before_any_video_is_scored(
         hpnet.load(checkpoint, overrides="eval.views=2")  # (each letter was an override)
     import torch
 
+    on_cpu = hpnet.load(checkpoint, device="cpu", **NO_POSE).cfg
+    assert (on_cpu.train.device, on_cpu.pose.device) == ("cpu", "cpu")  # the pose model too
+    placed = hpnet.load(checkpoint, device="cpu", overrides=["pose.device=auto"], **NO_POSE).cfg
+    assert (placed.train.device, placed.pose.device) == ("cpu", "auto")
     if not torch.cuda.is_available():  # said as the argument given (was: train.device=cuda)
         said = r"^device=cuda but no CUDA GPU is visible \(use device=auto or cpu\)"
         with pytest.raises(UserError, match=said):

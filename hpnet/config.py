@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import os
 import re
+import textwrap
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -294,19 +295,52 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def describe() -> str:
-    """Every key with its default, one per line (``--help-config``)."""
+    """Every key with its default and its comment in :mod:`hpnet.config_schema`, one per line
+    (``--help-config``)."""
     lines: list[str] = []
 
     def walk(node: Any, prefix: str) -> None:
+        notes = field_comments(type(node))
         for name, tp in resolved_types(node).items():
             value = getattr(node, name)
             if dataclasses.is_dataclass(value):
                 walk(value, f"{prefix}{name}.")
             else:
-                lines.append(f"{prefix}{name}={value!r}  ({type_name(tp)})")
+                note = f"  {notes[name]}" if name in notes else ""
+                lines.append(f"{prefix}{name}={value!r}  ({type_name(tp)}){note}")
 
     walk(Config(), "")
     return "\n".join(lines)
+
+
+def field_comments(section: type) -> dict[str, str]:
+    """``{field: comment}`` of a config dataclass from its source: the comment lines right
+    above a field, then the one after it on its line, joined."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[int, str] = {}  # line -> comment text
+    code_lines: set[int] = set()
+    source = textwrap.dedent(inspect.getsource(section))
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            code_lines.add(token.start[0])
+    out: dict[str, str] = {}
+    for number, line in enumerate(source.splitlines(), 1):
+        found = re.match(r"\s+(\w+)\s*:", line)
+        if not found or found.group(1) not in section.__dataclass_fields__:
+            continue
+        above, k = [], number - 1
+        while k in comments and k not in code_lines:  # a block of comment-only lines
+            above.insert(0, comments[k])
+            k -= 1
+        after = [comments[number]] if number in comments else []
+        if above or after:
+            out[found.group(1)] = " ".join(above + after)
+    return out
 
 
 class _OneConfig(argparse.Action):

@@ -2,7 +2,7 @@
 
 Loading, overrides and validation are in :mod:`hpnet.config`, which re-exports these classes
 (``from hpnet.config import Config``); the limits on values are in :mod:`hpnet.config_limits`.
-``python -m hpnet.train --help-config`` lists every key with its default.
+``python -m hpnet.train --help-config`` lists every key with its default and its comment.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from hpnet.config import (
     config_from_dict,
     config_to_dict,
     describe,
+    flat_config,
     load_config,
     save_config,
 )
@@ -189,10 +191,22 @@ def test_round_trip_through_yaml_and_dict(tmp_path):
     assert config_from_dict(plain) == cfg
 
 
-def test_describe_lists_every_section():
-    text = describe()
+def test_describe_lists_every_key_with_its_comment():
+    """--help-config: every key, its default and type, and its comment in config_schema.py
+    (the one after it on its line, or the block of comment lines above it)."""
+    lines = describe().splitlines()
+    assert len(lines) == len(flat_config(config_to_dict(Config())))
     for key in ("data.frames=16", "model.size='base'", "pose.source='cache'", "train.amp='bf16'"):
-        assert key in text
+        assert sum(line.startswith(key) for line in lines) == 1
+    said = {line.split("=", 1)[0]: line for line in lines}
+    assert said["train.lr_gamma"].endswith(
+        "(a number)  decay factor of exponential / step (0 = 0.95 / 0.1 respectively)"
+    )
+    assert said["train.grad_checkpointing"].startswith(
+        "train.grad_checkpointing=False  (true or false)  recompute LS-ViT's blocks in the "
+        "backward pass instead of keeping their activations: far less memory"
+    )
+    assert [key for key, line in said.items() if not re.search(r"\)  \S", line)] == []
 
 
 def test_command_exits_2_with_one_line(tmp_path):

@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{d.name}: " * bool(d.name) + summary_line(report))
                 if val:  # the validation split, apart
                     print(f"{d.name}: " * bool(d.name) + "validation " + summary_line(val))
-            print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
+            print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix'}*.csv/.png")
     return 0
 
 

@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if report:
             where = f"{cfg.data.dataset} split {cfg.data.split} ({report['model']})"
             print(f"zero-shot {where}: {summary_line(report)}")
-            print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
+            print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix'}*.csv/.png")
         return 0
     if args.splits is not None:
         raise UserError("--splits scores a dataset's splits: give --dataset NAME with it")

@@ -3,9 +3,9 @@
 Prints the dataset, root, split, number of classes, videos per split and per class, and the
 videos the split/list files name that are not on disk. ``--check-decode N`` decodes N random
 videos (``all``: every video) the way the test loader does (``data.frames`` frames in
-``eval.views`` views, resized to the loader canvas), in ``data.workers`` worker processes, and
-lists the files that fail with their error. Unlike training, missing files never stop the
-command: they are all reported.
+``eval.views`` views, resized to the loader canvas), in ``data.workers`` worker processes (at
+most one per CPU), and lists the files that fail with their error. Unlike training, missing
+files never stop the command: they are all reported.
 
 Exit code: 0 when every listed video is there (and decodes, with ``--check-decode``); 1 when
 some are missing or undecodable; 2 for a bad argument or config.
@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -145,8 +146,8 @@ def _check_decode(
     loader = ForkSafeLoader(
         _DecodeCheck(clips),
         batch_size=None,
-        num_workers=min(cfg.data.workers, len(records)),
-    )
+        num_workers=min(cfg.data.workers, len(records), len(os.sched_getaffinity(0))),
+    )  # decoding is CPU work: no more processes than CPUs
     undecodable, short = [], 0
     for i, error, num_frames in tqdm(
         loader, total=len(records), desc="decoding", unit="video", disable=not show_progress
@@ -287,9 +288,7 @@ def _missing_lines(report: dict[str, Any]) -> list[str]:
     if report["missing_allowed"]:
         lines.append("  allowed (data.allow_missing=true): a run uses the videos on disk")
     else:
-        lines.append(
-            "  fix: check data.root, or set data.allow_missing=true to train on what is there"
-        )
+        lines.append("  fix: check data.root, or set data.allow_missing=true to use what is there")
     return lines
 
 

@@ -168,7 +168,7 @@ def drop_missing(
         raise UserError(f"{summary}: none of the train/test videos is there. {hint}")
     if not allow_missing:
         raise UserError(
-            f"{summary}: {first}{more}. {hint} Or set data.allow_missing=true to train on the "
+            f"{summary}: {first}{more}. {hint} Or set data.allow_missing=true to use the "
             f"{len(splits.train)} train / {len(splits.test)} test videos that are there "
             "(python -m hpnet.data --config ... lists what is missing)."
         )

@@ -122,7 +122,9 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         ok = value in options
     elif origin is list:
         item = typing.get_args(tp)[0]
-        if isinstance(value, str) and typing.get_origin(item) is dict:  # YAML flow style
+        if value is None or (isinstance(value, str) and not value.strip()):
+            value = []  # `key=` or YAML's `key:` (null): the empty list, not [''] or an error
+        elif isinstance(value, str) and typing.get_origin(item) is dict:  # YAML flow style
             value = parse_text(key, tp, value) or []
         elif isinstance(value, str):  # "a,b,c", or a YAML/JSON list "[a, 'b, c']"
             text = value.strip()

@@ -148,6 +148,17 @@ def test_a_saved_config_loads_back_the_same(tmp_path):
     assert again == cfg
 
 
+def test_an_empty_list_value_is_the_empty_list(tmp_path):
+    """``key=`` and YAML's ``key:`` (null) set a list key to [], as ``key=[]`` does (not [''],
+    not an error); a list that must not be empty says so."""
+    for override in ("data.synthetic.actions=", "data.synthetic.actions=[]"):
+        assert load_config(None, [override]).data.synthetic.actions == []
+    (tmp_path / "c.yaml").write_text("data:\n  synthetic:\n    actions:\n")
+    assert load_config(tmp_path / "c.yaml").data.synthetic.actions == []
+    with pytest.raises(UserError, match=r"'data\.augment\.mean' got \[\]; it must be a list of 3"):
+        load_config(None, ["data.augment.mean="])
+
+
 def test_overrides_read_as_written():
     """010 is ten; 1:30 is no base-60 number; inf and nan are no setting; a comma list's
     items lose their spaces; ~ in the run folder is the home folder; a joint entry's string

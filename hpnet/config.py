@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import logging
 import os
 import re
 import textwrap
@@ -59,6 +60,8 @@ __all__ = [
     "dataset_configs", "describe", "flat_config", "get_value", "load_config", "overrides_key",
     "save_config", "validate",
 ]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 
 def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
@@ -252,12 +255,18 @@ def overrides_key(overrides: Sequence[str], key: str) -> bool:
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
-    """Apply ``key.sub=value`` strings to ``cfg`` in place, type-checked; validate and return it."""
+    """Apply ``key.sub=value`` strings to ``cfg`` in place, type-checked; validate and return it.
+    A key given twice takes its last value, with a warning."""
+    given: dict[str, str] = {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} must look like key.sub=value (e.g. data.frames=8)")
-        key, value = item.split("=", 1)
-        _set(cfg, key.strip(), value.strip(), from_text=True)
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key in given and given[key] != value:
+            said = f"{key} is given twice ({given[key]}, then {value}): {value} is used"
+            logger.warning("%s", said)
+        given[key] = value
+        _set(cfg, key, value, from_text=True)
     return validate(cfg)
 
 

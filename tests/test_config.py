@@ -159,6 +159,13 @@ def test_an_empty_list_value_is_the_empty_list(tmp_path):
         load_config(None, ["data.augment.mean="])
 
 
+def test_a_key_given_twice_takes_the_last_value_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="hpnet.config"):
+        assert load_config(None, ["data.frames=8", "data.frames = 4"]).data.frames == 4
+        assert load_config(None, ["train.lr=1e-3", "train.lr=1e-3"]).train.lr == 1e-3  # same
+    assert caplog.messages == ["data.frames is given twice (8, then 4): 4 is used"]
+
+
 def test_overrides_read_as_written():
     """010 is ten; 1:30 is no base-60 number; inf and nan are no setting; a comma list's
     items lose their spaces; ~ in the run folder is the home folder; a joint entry's string

@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Config:
-    """The config file plus the flags (as ``text.*`` / ``data.*`` keys) plus overrides."""
+    """The config file plus the flags (as ``text.*`` / ``data.*`` keys) plus overrides; a
+    config file's ``train.max_steps`` (a smoke run's) does not cut the test short."""
     flags = []
     if args.model:
         flags.append(f"text.model={args.model}")
@@ -89,6 +90,8 @@ def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Conf
     cfg = load_config(args.config, [*flags, *overrides])
     if args.templates or not _templates_set(args.config, overrides):
         cfg.text.templates = chosen_templates(args.templates)
+    if not overrides_key(overrides, "train.max_steps"):
+        cfg.train.max_steps = 0  # a smoke run's cap on its steps: not on this test's videos
     return cfg
 
 

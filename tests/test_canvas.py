@@ -210,6 +210,14 @@ def test_zero_shot_keeps_config_templates_unless_flags_say_otherwise(tmp_path):
     assert zero_shot_config(_zero_shot_args(), []).text.templates == ["{}"]  # bare default
 
 
+def test_a_smoke_runs_max_steps_does_not_cut_a_zero_shot_test_short(tmp_path):
+    config = tmp_path / "run_config.yaml"  # e.g. a smoke run's config.yaml, given as --config
+    config.write_text("train:\n  max_steps: 1\n")
+    assert zero_shot_config(_zero_shot_args("--config", str(config)), []).train.max_steps == 0
+    asked = zero_shot_config(_zero_shot_args("--config", str(config)), ["train.max_steps=2"])
+    assert asked.train.max_steps == 2  # asked for on the command line: kept
+
+
 def test_crops_larger_than_the_canvas_are_warned_about(caplog):
     base = ["data.frames=2", "data.synthetic.train_videos=2", "data.synthetic.test_videos=2"]
     small = load_config(None, [*base, "data.size=64", "data.load_size=48", "data.aspect=1.0"])

@@ -88,6 +88,7 @@ def run_test(
             "skips them); check the dataset with `python -m hpnet.data --config <your config> "
             "--check-decode all`"
         )
+    _refuse_non_finite(parts, cfg)
     if not dist.is_main:
         return {}
     scored = [p for p in parts if p["labels"].numel()]
@@ -99,6 +100,18 @@ def run_test(
     report["views"] = max(p["views"] for p in parts)
     report["skipped"] = int(sum(p["skipped"] for p in parts))
     return report
+
+
+def _refuse_non_finite(parts: list[dict[str, Any]], cfg: Config) -> None:
+    """Stop every process alike when a video's class scores are NaN or infinite: ranked, they
+    would count as predictions of class 0."""
+    bad = sum(int((~torch.isfinite(p["probs"])).any(dim=1).sum()) for p in parts)
+    if bad:
+        total = sum(p["labels"].numel() for p in parts)
+        raise UserError(
+            f"{bad} of {total} test videos got non-finite class scores (NaN or inf): the model "
+            f"overflowed (train.amp={cfg.train.amp}: try bf16 or off) or its weights hold NaN"
+        )
 
 
 def write_report(

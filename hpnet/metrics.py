@@ -24,6 +24,8 @@ def classification_report(
     n, c = probs.shape
     if n == 0:
         raise ValueError("no videos to score")
+    if not torch.isfinite(probs).all():  # ranked, NaN would be a prediction of class 0
+        raise ValueError("class probabilities hold NaN or inf: nothing to rank")
     # (N, k), ties in label order as predict's top-k (topk's order of ties is unspecified)
     top = probs.argsort(dim=1, descending=True, stable=True)[:, : min(5, c)]
     hit1 = top[:, 0] == labels

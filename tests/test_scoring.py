@@ -117,3 +117,29 @@ def test_processes_results_are_merged_in_the_datasets_order(monkeypatch):
     evaluate_module.run_test(None, dataset, cfg, None, torch.device("cpu"), None, DistInfo(0, 2),
                              crops=1)  # fmt: skip
     assert seen == {"labels": [0, 1, 2, 3, 4], "probs": [0, 1, 2, 3, 4]}
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_non_finite_scores_stop_every_process_alike(monkeypatch, rank):
+    """A video whose class scores are NaN (an overflowed model) is no prediction of class 0:
+    every process stops with the same one-line error (not rank 0 alone, leaving others waiting)."""
+    from hpnet import evaluate as evaluate_module
+    from hpnet.cli import UserError
+    from hpnet.config import load_config
+    from hpnet.distributed import DistInfo
+
+    def part(probs: list[list[float]]) -> dict:
+        index = torch.arange(len(probs))
+        return {"probs": torch.tensor(probs), "labels": index, "indices": index, "views": 1,
+                "skipped": 0}  # fmt: skip
+
+    parts = [part([[1.0, 0.0], [float("nan")] * 2]), part([[0.0, 1.0]])]
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: parts[rank])
+    monkeypatch.setattr(evaluate_module, "gather_objects", lambda _: parts)
+    cfg = load_config(None, ["data.workers=0", "train.amp=fp16"])
+    said = r"^1 of 3 test videos got non-finite class scores \(NaN or inf\).*train\.amp=fp16"
+    with pytest.raises(UserError, match=said):
+        evaluate_module.run_test(None, [{"label": 0}] * 3, cfg, None, torch.device("cpu"), None,
+                                 DistInfo(rank, 2), crops=1)  # fmt: skip
+    with pytest.raises(ValueError, match="NaN or inf"):
+        classification_report(parts[0]["probs"], parts[0]["labels"], ["a", "b"])

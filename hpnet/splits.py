@@ -6,14 +6,15 @@ HMDB51 and UCF101 are reported as the mean over their three official train/test 
 ``<folder>/summary.json``::
 
     {"dataset": "hmdb51", "splits": {"1": {"top1": .., "top5": .., "mean_class_acc": ..,
-     "num_videos": .., "run": "<folder>/split1"}, ...},
+     "num_videos": .., "skipped": .., "run": "<folder>/split1"}, ...},
      "mean": {"top1": .., "top5": .., "mean_class_acc": ..},
      "std": {...}, "std_kind": "sample (n - 1)", "num_splits": 3}
 
-``std`` is the sample standard deviation (divisor n - 1, numpy's ``std(ddof=1)``): the spread
-one would expect between splits, not only among these; ``null`` for a single split. A rerun
-finishes what is unfinished: a split whose run is complete is read back, not run again
-(the command says how it tells, :func:`training_finished` for training).
+``skipped``: the split's test videos that could not be decoded (``data.on_error=skip``), not
+in ``num_videos`` nor in the scores. ``std`` is the sample standard deviation (divisor n - 1,
+numpy's ``std(ddof=1)``): the spread one would expect between splits, not only among these;
+``null`` for a single split. A rerun finishes what is unfinished: a split whose run is complete
+is read back, not run again (the command says how it tells, :func:`training_finished` for training).
 """
 
 from __future__ import annotations
@@ -142,7 +143,11 @@ def training_finished(folder: Path, epochs: int) -> bool:
 def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[int, Path]) -> dict:
     """Per-split scores and their mean and sample standard deviation (see the module doc)."""
     per_split = {
-        str(s): {**{k: r[k] for k in (*METRICS, "num_videos")}, "run": str(folders[s])}
+        str(s): {
+            **{k: r[k] for k in (*METRICS, "num_videos")},
+            "skipped": int(r.get("skipped", 0)),  # undecodable: not in num_videos
+            "run": str(folders[s]),
+        }
         for s, r in reports.items()
     }
     values = {k: [float(r[k]) for r in reports.values()] for k in METRICS}
@@ -173,7 +178,8 @@ def summary_text(summary: dict[str, Any]) -> str:
 
     lines = [
         f"split {s}: top-1 {pct(r['top1'])} %  top-5 {pct(r['top5'])} %  "
-        f"mean class acc {pct(r['mean_class_acc'])} %  ({r['num_videos']} videos)"
+        f"mean class acc {pct(r['mean_class_acc'])} %  ({r['num_videos']} videos"
+        + (f", {r['skipped']} undecodable skipped)" if r.get("skipped") else ")")
         for s, r in summary["splits"].items()
     ]
     mean, std = summary["mean"], summary["std"]

@@ -48,7 +48,7 @@ def test_parse_splits():
 def test_summary_mean_and_sample_std_by_hand():
     reports = {
         1: {"top1": 0.5, "top5": 0.8, "mean_class_acc": 0.4, "num_videos": 10},
-        2: {"top1": 0.6, "top5": 0.9, "mean_class_acc": 0.4, "num_videos": 12},
+        2: {"top1": 0.6, "top5": 0.9, "mean_class_acc": 0.4, "num_videos": 12, "skipped": 2},
         3: {"top1": 0.7, "top5": 1.0, "mean_class_acc": 0.7, "num_videos": 11},
     }
     folders = {s: Path(f"runs/x/split{s}") for s in reports}
@@ -59,10 +59,13 @@ def test_summary_mean_and_sample_std_by_hand():
     assert summary["std"] == pytest.approx(expected_std)
     assert summary["std_kind"] == "sample (n - 1)" and summary["num_splits"] == 3
     assert summary["splits"]["2"] == {
-        "top1": 0.6, "top5": 0.9, "mean_class_acc": 0.4, "num_videos": 12,
+        "top1": 0.6, "top5": 0.9, "mean_class_acc": 0.4, "num_videos": 12, "skipped": 2,
         "run": str(Path("runs/x/split2")),
     }  # fmt: skip
+    assert summary["splits"]["1"]["skipped"] == 0
     assert "top-1 60.00 +- 10.00 %" in summary_text(summary)
+    assert "(12 videos, 2 undecodable skipped)" in summary_text(summary)
+    assert "(10 videos)" in summary_text(summary)
     one = summarize("ucf101", {2: reports[2]}, folders)
     assert one["std"] == {"top1": None, "top5": None, "mean_class_acc": None}
     assert "top-1 60.00 +- n/a %" in summary_text(one)

@@ -108,6 +108,22 @@ def _encoder_output(kind: str, joints: torch.Tensor, pooled: torch.Tensor) -> to
     return enc(pooled, joints)
 
 
+def test_graph_layers_read_missing_joints_as_nothing():
+    """Whatever a missing joint's slot holds (the encoder leaves its streams' bias there), the
+    present joints' outputs are the same: neither the graph nor the temporal convolution reads
+    it from a neighbouring joint or frame."""
+    from hpnet.fusion.pose_encoder import GraphLayer
+
+    torch.manual_seed(0)
+    layer = GraphLayer(8).eval()
+    x = torch.randn(2, 2, 5, 17, 8)  # (B, P, T, K, C)
+    mask = torch.rand(2, 2, 5, 17) > 0.3
+    other = torch.where(mask.unsqueeze(-1), x, torch.randn_like(x) * 3)
+    with torch.no_grad():
+        a, b = layer(x, mask), layer(other, mask)
+    torch.testing.assert_close(a[mask], b[mask])
+
+
 def test_pose_encoder_ignores_where_missing_joints_are():
     """A joint with confidence 0 does not change the output, wherever its x, y claim to be."""
     joints = _random_joints()

@@ -45,7 +45,8 @@ def body_coordinates(joints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class GraphLayer(nn.Module):
-    """Spatial graph convolution over joints, then a depthwise temporal convolution; residual."""
+    """Spatial graph convolution over joints, then a depthwise temporal convolution; residual.
+    Both read missing joints (mask 0) as zeros, whatever their slots hold."""
 
     def __init__(self, dim: int, kernel_t: int = 3) -> None:
         super().__init__()
@@ -62,7 +63,7 @@ class GraphLayer(nn.Module):
         h = torch.einsum("jk,bptkc->bptjc", self.adj.to(x.dtype), self.norm1(x) * m)
         x = x + self.act(self.spatial(h)) * m
         b, p, t, k, c = x.shape
-        h = self.norm2(x).permute(0, 1, 3, 4, 2).reshape(b * p * k, c, t)  # time last
+        h = (self.norm2(x) * m).permute(0, 1, 3, 4, 2).reshape(b * p * k, c, t)  # time last
         h = self.temporal(h).reshape(b, p, k, c, t).permute(0, 1, 4, 2, 3)
         return x + self.act(h) * m
 

@@ -221,7 +221,7 @@ def test_a_smoke_runs_max_steps_does_not_cut_a_zero_shot_test_short(tmp_path):
 def test_crops_larger_than_the_canvas_are_warned_about(caplog):
     base = ["data.frames=2", "data.synthetic.train_videos=2", "data.synthetic.test_videos=2"]
     small = load_config(None, [*base, "data.size=64", "data.load_size=48", "data.aspect=1.0"])
-    from hpnet.data.datasets import warn_small_canvas
+    from hpnet.data.canvas import warn_small_canvas
 
     with caplog.at_level("WARNING"):
         warn_small_canvas(small)

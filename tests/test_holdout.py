@@ -117,8 +117,7 @@ def test_clips_of_one_source_video_are_held_out_together():
     """UCF101 / HMDB51 names say which clips come from one video: validation takes whole
     sources (none also trains), near the share per class; without the names, single clips."""
     from hpnet.config import load_config
-    from hpnet.data.datasets import config_validation_split
-    from hpnet.data.holdout import hmdb51_source, ucf101_source
+    from hpnet.data.holdout import config_validation_split, hmdb51_source, ucf101_source
 
     assert ucf101_source("Rowing/v_Rowing_g08_c01.avi") == "Rowing/v_Rowing_g08"
     assert ucf101_source("Rowing/my clip.avi") == "Rowing/my clip.avi"

@@ -52,13 +52,8 @@ from tqdm import tqdm
 
 from hpnet.cli import CommandParser, run_cli
 from hpnet.config import Config, add_config_arguments, dataset_configs, load_config
-from hpnet.data.datasets import (
-    VideoClipDataset,
-    config_validation_split,
-    loader_canvas,
-    records_for_config,
-    rendered_keys,
-)
+from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
+from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR
 from hpnet.data.records import VideoRecord, per_class_counts

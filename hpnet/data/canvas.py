@@ -24,14 +24,18 @@ the canvas in frame coordinates (outside [0, 1] where it pads), so
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from hpnet.config import DataConfig
+from hpnet.config import Config, DataConfig
 from hpnet.data.decode_reader import resize_frames
 from hpnet.pose.skeleton import crop_joints
+
+logger = logging.getLogger(__name__)
 
 ResizeMode = Literal["crop", "pad", "stretch"]
 Interpolation = Literal["bilinear", "bicubic"]
@@ -176,3 +180,17 @@ class Canvas:
         if joints is not None:
             joints = fit_joints(joints, self.place(tuple(frames.shape[-2:])))
         return self.fit(frames), joints
+
+
+def warn_small_canvas(cfg: Config) -> None:
+    """Warn when the loader canvas is smaller than the crops the model sees (``data.size`` above
+    ``data.load_size``): every crop is then upsampled, blurring what the model gets."""
+    d = cfg.data
+    canvas = loader_canvas(d.size, d.load_size, d.aspect)
+    if min(canvas) < d.size:
+        needed = math.ceil(d.size / min(1.0, d.aspect))  # the canvas height that fits the crop
+        logger.warning(
+            "data.size=%d is larger than the loader canvas %dx%d (data.load_size=%d, "
+            "data.aspect=%g): every crop is upsampled; set data.load_size >= %d (0 = size * 8/7)",
+            d.size, *canvas, d.load_size, d.aspect, needed,
+        )  # fmt: skip

@@ -33,7 +33,6 @@ error propagates.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,9 @@ from torch.utils.data import Dataset
 
 from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source
-from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas
+from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas, warn_small_canvas
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
-from hpnet.data.holdout import SOURCE_GROUPS, validation_split
+from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.official_splits import hmdb51_records, ucf101_records
 from hpnet.data.records import (
     VIDEO_EXTENSIONS,
@@ -314,35 +313,6 @@ def build_datasets(
     val_records = [splits.train[i] for i in held]
     val_ds = VideoClipDataset(val_records, train=False, views=views, **common) if held else None
     return DatasetSplits(train_ds, test_ds, list(splits.classes), val_ds)
-
-
-def config_validation_split(
-    cfg: Config, keys: list[str], labels: list[int], classes: list[str]
-) -> tuple[list[int], list[int]]:
-    """``(train, val)`` indices of a training split as ``cfg`` holds it out (``data.val_fraction``,
-    ``data.seed``); ``keys``: each video's relative path, or :func:`rendered_keys`."""
-    d = cfg.data
-    source = SOURCE_GROUPS.get(d.dataset)  # clips of one source video: held out together
-    return validation_split(keys, labels, classes, d.val_fraction, d.seed, source)
-
-
-def rendered_keys(num_videos: int) -> list[str]:
-    """The hold-out keys of a rendered synthetic split: a rendered clip is its index."""
-    return [str(i) for i in range(num_videos)]
-
-
-def warn_small_canvas(cfg: Config) -> None:
-    """Warn when the loader canvas is smaller than the crops the model sees (``data.size`` above
-    ``data.load_size``): every crop is then upsampled, blurring what the model gets."""
-    d = cfg.data
-    canvas = loader_canvas(d.size, d.load_size, d.aspect)
-    if min(canvas) < d.size:
-        needed = math.ceil(d.size / min(1.0, d.aspect))  # the canvas height that fits the crop
-        logger.warning(
-            "data.size=%d is larger than the loader canvas %dx%d (data.load_size=%d, "
-            "data.aspect=%g): every crop is upsampled; set data.load_size >= %d (0 = size * 8/7)",
-            d.size, *canvas, d.load_size, d.aspect, needed,
-        )  # fmt: skip
 
 
 def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:

@@ -24,8 +24,12 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from hpnet.cli import UserError
+
+if TYPE_CHECKING:
+    from hpnet.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +139,18 @@ def validation_split(
             "validate on: %s", fraction, len(lonely), one, names,
         )  # fmt: skip
     return train, val
+
+
+def config_validation_split(
+    cfg: Config, keys: list[str], labels: list[int], classes: list[str]
+) -> tuple[list[int], list[int]]:
+    """``(train, val)`` indices of a training split as ``cfg`` holds it out (``data.val_fraction``,
+    ``data.seed``); ``keys``: each video's relative path, or :func:`rendered_keys`."""
+    d = cfg.data
+    source = SOURCE_GROUPS.get(d.dataset)  # clips of one source video: held out together
+    return validation_split(keys, labels, classes, d.val_fraction, d.seed, source)
+
+
+def rendered_keys(num_videos: int) -> list[str]:
+    """The hold-out keys of a rendered synthetic split: a rendered clip is its index."""
+    return [str(i) for i in range(num_videos)]

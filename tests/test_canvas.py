@@ -96,6 +96,18 @@ def test_joints_cropped_away_become_missing():
     assert out[1].tolist() == pytest.approx([0.5, 0.5, 0.8])
 
 
+@pytest.mark.parametrize("mode", ["crop", "pad", "stretch"])
+def test_joints_are_cleaned_alike_whatever_the_frames_shape(mode):
+    """A missing joint is (0, 0, 0) and one off the frame is missing in every mode, also when
+    the frame already has the canvas's shape (320x240 on 341x256: no crop or pad to do)."""
+    from hpnet.data.canvas import fit_joints
+
+    joints = torch.tensor([[0.3, 0.4, 0.0], [1.2, 0.5, 0.8], [0.5, 0.5, 0.9]])
+    out = fit_joints(joints, place((240, 320), (256, 341), mode))
+    assert out[:2].tolist() == [[0.0, 0.0, 0.0]] * 2
+    assert out[2].tolist() == pytest.approx([0.5, 0.5, 0.9], abs=2e-3)
+
+
 @pytest.mark.parametrize("frame_hw", [(240, 426), (426, 240), (240, 320), (97, 150), (224, 224)])
 def test_crop_on_a_square_canvas_is_torchvisions_resize_and_centre_crop(frame_hw):
     from torchvision.transforms import InterpolationMode

@@ -33,7 +33,7 @@ import torch
 
 from hpnet.config import Config, DataConfig
 from hpnet.data.decode_reader import resize_frames
-from hpnet.pose.skeleton import crop_joints
+from hpnet.pose.skeleton import crop_joints, mask_invalid_joints
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,10 @@ def fit_frames(
 def fit_joints(joints: torch.Tensor, placement: Placement) -> torch.Tensor:
     """``(..., K, 3)`` joints in [0, 1] of the frame -> the same in [0, 1] of the canvas (cut off
     or missing: ``(0, 0, 0)``)."""
-    if joints.numel() == 0 or placement.scaled_hw == placement.canvas_hw:  # stretch: no change
+    if joints.numel() == 0:
         return joints
+    if placement.scaled_hw == placement.canvas_hw:  # stretch, or the canvas's own shape
+        return mask_invalid_joints(joints)  # the frame is the canvas: only the cleaning
     flat = joints.reshape(1, -1, *joints.shape[-2:])
     return crop_joints(flat, placement.box()[None]).view(joints.shape)
 

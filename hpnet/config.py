@@ -331,7 +331,10 @@ def field_comments(section: type) -> dict[str, str]:
 
     comments: dict[int, str] = {}  # line -> comment text
     code_lines: set[int] = set()
-    source = textwrap.dedent(inspect.getsource(section))
+    try:
+        source = textwrap.dedent(inspect.getsource(section))
+    except (OSError, TypeError):  # installed without its sources: the keys without comments
+        return {}
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.COMMENT:
             comments[token.start[0]] = token.string.lstrip("#").strip()

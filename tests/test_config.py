@@ -209,6 +209,14 @@ def test_round_trip_through_yaml_and_dict(tmp_path):
     assert config_from_dict(plain) == cfg
 
 
+def test_the_default_normalisation_is_clips():
+    """LS-ViT starts from CLIP: its frames are normalised with CLIP's mean/std (RGB order)."""
+    from hpnet.models.clip_video import OPENAI_MEAN, OPENAI_STD
+
+    augment = Config().data.augment
+    assert (tuple(augment.mean), tuple(augment.std)) == (OPENAI_MEAN, OPENAI_STD)
+
+
 def test_describe_lists_every_key_with_its_comment():
     """--help-config: every key, its default and type, and its comment in config_schema.py
     (the one after it on its line, or the block of comment lines above it)."""

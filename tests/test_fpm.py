@@ -252,3 +252,14 @@ def test_bone_and_motion_streams_are_zero_where_a_partner_is_missing():
     assert (bone[~(mask & mask[..., parents])] == 0).all()
     both = mask[:, 1:] & mask[:, :-1]
     assert (motion[:, :-1][~both] == 0).all() and (motion[:, -1] == 0).all()
+
+
+def test_the_window_steps_one_cell_per_axis_on_a_non_square_map():
+    """window=3 on a 4 x 8 map averages cells x in {2, 3, 4}, y in {0, 1, 2} around the joint's
+    cell (3, 1): a map of x^2 and y^2 (not linear: averages of a line hide the spacing)."""
+    gh, gw = 4, 8
+    ys, xs = torch.meshgrid(torch.arange(gh).float(), torch.arange(gw).float(), indexing="ij")
+    patches = torch.stack([xs**2, ys**2], -1).reshape(1, 1, gh * gw, 2)
+    joints = torch.tensor([(3 + 0.5) / gw, (1 + 0.5) / gh, 1.0]).view(1, 1, 1, 1, 3)
+    pooled = pool_at_joints(patches, (gh, gw), joints, window=3)
+    torch.testing.assert_close(pooled[0, 0, 0, 0], torch.tensor([29 / 3, 5 / 3]))

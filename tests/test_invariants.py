@@ -178,6 +178,15 @@ def test_flip_permutation_swaps_left_and_right_names():
         assert KEYPOINTS[j] == swapped
 
 
+def test_adjacency_is_symmetrically_normalised():
+    """The graph convolution's default adjacency is D^-1/2 (A + I) D^-1/2."""
+    from hpnet.pose.skeleton import adjacency
+
+    raw = adjacency(normalize=False)
+    d = raw.sum(1)
+    torch.testing.assert_close(adjacency(), raw / torch.sqrt(d[:, None] * d[None, :]))
+
+
 def test_adjacency_links_shoulders_and_hips():
     from hpnet.pose.skeleton import adjacency
 

@@ -99,3 +99,8 @@ def test_bad_arguments() -> None:
         sample_frame_indices(10, 4, train=False, views=0)
     with pytest.raises(ValueError, match="rng"):
         sample_frame_indices(10, 4, train=True)
+
+
+def test_train_views_are_independent_draws():
+    idx = sample_frame_indices(300, 16, train=True, views=4, rng=np.random.default_rng(0))
+    assert len({row.tobytes() for row in idx}) == 4

@@ -43,6 +43,8 @@ TINY = {
     "ssl_transformer": (4, 32, ["model.feedback=false", "model.depth=18",
                                 "model.freeze_backbone=true", "model.temporal_width=64"]),
 }  # fmt: skip
+# i3d's maps take ~10 s per test (a 64 px ResNet-50): with -m slow; the other archs here
+ARCHS = [pytest.param(a, marks=pytest.mark.slow) if a == "i3d" else a for a in TINY]
 RELU_ARCH = "r3d_18"  # an arch built of (inplace) ReLUs
 
 
@@ -91,7 +93,7 @@ def _fmap_shape(model: HPNet, video: torch.Tensor, joints: torch.Tensor) -> tupl
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("arch", list(TINY))
+@pytest.mark.parametrize("arch", ARCHS)
 def test_maps_have_the_layers_or_pixels_shape_in_unit_range(models, arch, method):
     model = models[arch]
     video, joints = _inputs(arch)
@@ -103,7 +105,7 @@ def test_maps_have_the_layers_or_pixels_shape_in_unit_range(models, arch, method
     assert float(heat.min()) < 1.0  # not one flat colour
 
 
-@pytest.mark.parametrize("arch", list(TINY))
+@pytest.mark.parametrize("arch", ARCHS)
 def test_gradcam_and_guided_depend_on_the_class(models, arch):
     model = models[arch]
     video, joints = _inputs(arch)
@@ -115,7 +117,7 @@ def test_gradcam_and_guided_depend_on_the_class(models, arch):
     torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("arch", list(TINY))
+@pytest.mark.parametrize("arch", ARCHS)
 def test_gradcam_without_joints_still_shows_something(models, arch):
     """Without joints the logits read the map only through the pooled feature: LS-ViT's class
     token (the tokens entering its last block), the CNNs' average pool of fmap's base tensor."""
@@ -150,7 +152,7 @@ def test_guided_differs_from_the_plain_input_gradient_on_a_relu_net(models):
     torch.testing.assert_close(plain, expected[0])
 
 
-@pytest.mark.parametrize("arch", list(TINY))
+@pytest.mark.parametrize("arch", ARCHS)
 def test_guided_gates_the_backbones_own_activations(models, arch):
     """Every arch's backbone runs activation modules the guide can hook (C3D's were functional
     calls: "guided" was the plain gradient), so guided and plain gradients differ."""
@@ -179,7 +181,7 @@ def _hooks(model: nn.Module) -> list[str]:
     return [f"{n}.{k}" for n, m in model.named_modules() for k in kinds if getattr(m, k, None)]
 
 
-@pytest.mark.parametrize("arch", list(TINY))
+@pytest.mark.parametrize("arch", ARCHS)
 def test_the_model_is_left_as_it_was(models, arch):
     model = models[arch]
     video, joints = _inputs(arch)

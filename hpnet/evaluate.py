@@ -102,6 +102,13 @@ def run_test(
     return report
 
 
+def score_every_video(cfg: Config, overrides: Sequence[str]) -> None:
+    """Lift a config's ``train.max_steps`` (a smoke run's cap on its steps) off a command that
+    tests, unless its own ``overrides`` set it: every test video is scored."""
+    if not overrides_key(overrides, "train.max_steps"):
+        cfg.train.max_steps = 0
+
+
 def _refuse_non_finite(parts: list[dict[str, Any]], cfg: Config) -> None:
     """Stop every process alike when a video's class scores are NaN or infinite: ranked, they
     would count as predictions of class 0."""
@@ -233,8 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     else:  # the run's own config, with the command line's overrides on top
         cfg = apply_overrides(config_from_dict(ckpt["config"]), args.overrides)
-    if not overrides_key(args.overrides, "train.max_steps"):
-        cfg.train.max_steps = 0  # a smoke run's cap on its steps: not on this test's videos
+    score_every_video(cfg, args.overrides)
     device = pick_device(cfg.train.device)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     make_folder(out, what="evaluation folder", folder_option="--out DIR")  # before the test

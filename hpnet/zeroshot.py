@@ -43,7 +43,7 @@ from hpnet.atomic import make_folder
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config, overrides_key
 from hpnet.config_types import load_yaml
-from hpnet.evaluate import summary_line
+from hpnet.evaluate import score_every_video, summary_line
 from hpnet.predict import add_video_arguments, emit, read_labels, split_inputs
 from hpnet.predictor import Predictor, predict_videos
 from hpnet.text.prompts import get_templates
@@ -90,8 +90,7 @@ def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Conf
     cfg = load_config(args.config, [*flags, *overrides])
     if args.templates or not _templates_set(args.config, overrides):
         cfg.text.templates = chosen_templates(args.templates)
-    if not overrides_key(overrides, "train.max_steps"):
-        cfg.train.max_steps = 0  # a smoke run's cap on its steps: not on this test's videos
+    score_every_video(cfg, overrides)
     return cfg
 
 

@@ -344,9 +344,8 @@ def open_video(
         raise VideoDecodeError(path, f"cannot read the file ({err.strerror or err})") from None
     chosen = resolve_backend(backend)
     avi = _is_avi(head)
-    if backend == "auto" and avi:  # no timestamps: torchcodec may miss pictures
-        chosen = "pyav"
-    if backend == "auto" and _is_mpeg_stream(head):  # torchcodec seeks there to wrong frames
+    # AVI: no timestamps, torchcodec may miss pictures; MPEG-PS/TS: its seeks land on others
+    if backend == "auto" and (avi or _is_mpeg_stream(head)):
         chosen = "pyav"
     if chosen == "torchcodec":
         return _TorchcodecReader(path, device, threads, max_pixels, avi)

@@ -200,7 +200,7 @@ class _PyAVReader(VideoReader):
         self._seek(keyframe)
         head = next(self._pictures, None)  # FFmpeg may land past the keyframe: check
         if head is not None and (head[1] or 0) > first and keyframe != self._keyframes[0]:
-            self._seeks_land = False  # no more seeks within a read: they would land here again
+            self._seeks_land = False  # this file's seeks overshoot: decode on, never skip
             self._seek(int(self._keyframes[0]))  # then read on from the start
             head = next(self._pictures, None)
         if head is not None:

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, progress_enabled
 from hpnet.data.transforms import ClipTransform
 from hpnet.scoring import batch_to_device
 
@@ -219,7 +219,7 @@ def _progress_bar(
     if max_steps:
         total = min(total or max_steps, max_steps)
     bar = tqdm(loader, total=total, initial=state.batches, desc=f"epoch {epoch + 1}",
-               disable=not progress, mininterval=1.0)  # fmt: skip
+               disable=not progress_enabled(progress), mininterval=1.0)  # fmt: skip
     return bar, total
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, progress_enabled
 from hpnet.config import Config, apply_overrides, config_from_dict, load_config
 
 
@@ -314,4 +314,10 @@ def predict_videos(
 def _progress(videos: list) -> Any:
     from tqdm import tqdm
 
-    return tqdm(videos, desc="predict", unit="video", disable=len(videos) < 2, file=sys.stderr)
+    return tqdm(
+        videos,
+        desc="predict",
+        unit="video",
+        disable=not progress_enabled(len(videos) > 1),
+        file=sys.stderr,
+    )

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hpnet.cli import progress_enabled
 from hpnet.data.transforms import ClipTransform, distinct_crop_count
 
 
@@ -71,7 +72,9 @@ def evaluate(
     probs, labels, indices = [], [], []
     skipped = 0
     views = 0
-    bar = tqdm(loader, desc="eval", disable=not progress, mininterval=1.0, leave=False)
+    bar = tqdm(
+        loader, desc="eval", disable=not progress_enabled(progress), mininterval=1.0, leave=False
+    )
     for step, batch in enumerate(bar):
         if max_steps and step >= max_steps:
             break

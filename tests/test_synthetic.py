@@ -211,3 +211,16 @@ def test_preview_png(tmp_path):
     video, joints, _ = render_one(0, "train", 4, distractor=True, **KW)
     path = save_preview(tmp_path / "wave.png", video, joints, columns=4)
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("switch", "drawn"), [(None, True), ("1", False), ("0", True)])
+def test_progress_bar_obeys_tqdm_disable(switch, drawn, monkeypatch, capsys) -> None:
+    """TQDM_DISABLE hides hpnet's bars too (tqdm reads it only when ``disable=`` is left out)."""
+    if switch is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", switch)
+    synthetic_splits.render_split(
+        "train", num_videos=2, resolution=32, length=4, seed=0, distractor=False, progress=True
+    )
+    assert ("rendering synthetic train" in capsys.readouterr().err) == drawn

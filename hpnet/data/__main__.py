@@ -50,7 +50,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hpnet.cli import CommandParser, run_cli
+from hpnet.cli import CommandParser, progress_enabled, run_cli
 from hpnet.config import Config, add_config_arguments, dataset_configs, load_config
 from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
 from hpnet.data.holdout import config_validation_split, rendered_keys
@@ -145,7 +145,11 @@ def _check_decode(
     )  # decoding is CPU work: no more processes than CPUs
     undecodable, short = [], 0
     for i, error, num_frames in tqdm(
-        loader, total=len(records), desc="decoding", unit="video", disable=not show_progress
+        loader,
+        total=len(records),
+        desc="decoding",
+        unit="video",
+        disable=not progress_enabled(show_progress),
     ):
         if error is not None:
             undecodable.append({"path": records[i].rel, "error": error})

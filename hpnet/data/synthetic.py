@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from hpnet.atomic import temp_name
+from hpnet.cli import progress_enabled
 from hpnet.data.canvas import Canvas
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
 from hpnet.data.sampling import sample_frame_indices
@@ -217,7 +218,11 @@ def write_synthetic_videos(
     meta |= {"width": resolution, "height": resolution}
     for split, n in (("train", num_train), ("test", num_test)):
         lines = []
-        for i in tqdm(range(n), desc=f"writing synthetic {split} videos", disable=not progress):
+        for i in tqdm(
+            range(n),
+            desc=f"writing synthetic {split} videos",
+            disable=not progress_enabled(progress),
+        ):
             video, joints, label = render_one(
                 seed, split, i, resolution=resolution, length=length, distractor=distractor
             )

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hpnet.atomic import remove_stale_temp_files, write_atomic
+from hpnet.cli import progress_enabled
 from hpnet.data import motions, render
 from hpnet.data.motions import ACTIONS
 from hpnet.data.render import render_clip
@@ -77,7 +78,11 @@ def render_split(
     video = np.empty((num_videos, length, 3, resolution, resolution), np.uint8)
     joints = np.empty((num_videos, length, 2, 17, 3), np.float32)
     labels = np.empty(num_videos, np.int64)
-    for i in tqdm(range(num_videos), desc=f"rendering synthetic {split}", disable=not progress):
+    for i in tqdm(
+        range(num_videos),
+        desc=f"rendering synthetic {split}",
+        disable=not progress_enabled(progress),
+    ):
         video[i], joints[i], labels[i] = render_one(
             seed,
             split,

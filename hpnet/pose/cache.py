@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hpnet.atomic import WriteError
-from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.cli import CommandParser, UserError, progress_enabled, run_cli
 from hpnet.config import Config, add_config_arguments, load_config
 from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.records import VIDEO_EXTENSIONS
@@ -270,7 +270,7 @@ def cache_videos(
             total=len(todo),
             unit="video",
             desc=f"pose cache {index}/{count}",
-            disable=not progress,
+            disable=not progress_enabled(progress),
             dynamic_ncols=True,
         ) as bar:
             run.run(chunks, bar)

@@ -44,13 +44,19 @@ def test_sampler_ddp_shards_are_disjoint_draws_of_one_epoch():
     single = class_balanced_sampler(LABELS, num_samples=101, seed=1)
     single.set_epoch(2)
     whole = list(single)
-    shards = []
+    shards, draws = [], set()
     for rank in range(2):
         shard = class_balanced_sampler(LABELS, num_samples=101, seed=1, num_replicas=2, rank=rank)
         shard.set_epoch(2)
         shards.append(list(shard))
         assert len(shards[-1]) == len(shard) == 51  # ceil(101 / 2), equal on every rank
+        draws |= set(zip(shards[-1], shard.draw_numbers, strict=True))
     assert shards[0][:50] == whole[0:100:2] and shards[1][:50] == whole[1:101:2]
+    # repeats are numbered over both ranks: no (index, draw) pair twice, numbers from 0 up
+    assert len(draws) == 102 and max(n for _, n in draws) > 0
+    for index in {i for i, _ in draws}:
+        numbers = sorted(n for i, n in draws if i == index)
+        assert numbers == list(range(len(numbers)))
     with pytest.raises(ValueError, match="rank"):
         class_balanced_sampler(LABELS, num_replicas=2, rank=2)
 

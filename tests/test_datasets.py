@@ -452,6 +452,30 @@ def test_train_sampling_reproducible_across_workers_and_new_each_epoch(tmp_path)
         assert [v // 12 for v in values] == [0, 1, 2, 3]
 
 
+def test_class_balanced_repeats_sample_their_own_frames(tmp_path):
+    """A rare clip the balanced sampler draws many times in a pass gets new frames each time
+    (the repeats travel as draw keys), the same ones again on a rerun of the epoch."""
+    path = write_video(tmp_path / "v.mp4", 120, size=(16, 16))
+    records = [VideoRecord(path, 0, f"v{i}.mp4") for i in range(11)]
+    records.append(VideoRecord(path, 1, "rare.mp4"))  # 1 clip of class 1: half of the draws
+    ds = _clips(records, train=True, frames=4, joint_source=_index_joints, seed=2)
+    sampler = class_balanced_sampler(ds.labels, seed=5)
+    loader = build_loader(ds, batch_size=1, train=True, workers=0, sampler=sampler, seed=5)
+
+    def rare_draws() -> list[tuple[int, ...]]:
+        got = []
+        for batch in loader:
+            if batch["index"].item() == 11:
+                got.append(tuple((batch["joints"][0, :, 0, 0, 2].long() - 1).tolist()))
+        return got
+
+    loader.sampler.set_epoch(3)
+    first = rare_draws()
+    assert len(first) >= 3 and len(set(first)) == len(first)
+    loader.sampler.set_epoch(3)
+    assert rare_draws() == first
+
+
 def test_epoch_sampler_and_loader_options(tmp_path):
     ds = _clips([VideoRecord(tmp_path / f"{i}.mp4", 0, f"{i}.mp4") for i in range(10)])
     sampler = EpochSampler(ds, seed=3)

@@ -36,6 +36,10 @@ class ClassBalancedSampler(WeightedRandomSampler):
     draws of equal length (``ceil(num_samples / num_replicas)``) without talking to each other.
     The epoch advances by itself at each ``iter()``; call :meth:`set_epoch` (as with
     DistributedSampler) to make a resumed run draw exactly what the original one did.
+    After each ``iter()``, ``draw_numbers[i]`` says how many times the ``i``-th index this rank
+    got was drawn before in the pass, on any rank (0 for its first draw): the
+    :class:`~hpnet.data.loader.EpochSampler` hands repeats to the dataset as draw keys, so each
+    samples its own frames.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class ClassBalancedSampler(WeightedRandomSampler):
         self.per_replica = math.ceil(total / num_replicas)
         super().__init__(weights, self.per_replica, replacement=True)
         self.seed, self.epoch = seed, 0
+        self.draw_numbers: list[int] = []
         self.num_replicas, self.rank = num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
@@ -70,11 +75,22 @@ class ClassBalancedSampler(WeightedRandomSampler):
         self.epoch += 1
         draws = torch.multinomial(
             self.weights, self.per_replica * self.num_replicas, True, generator=generator
-        )
-        return iter(draws[self.rank :: self.num_replicas].tolist())
+        ).tolist()
+        self.draw_numbers = _draw_numbers(draws)[self.rank :: self.num_replicas]
+        return iter(draws[self.rank :: self.num_replicas])
 
     def __len__(self) -> int:
         return self.per_replica
+
+
+def _draw_numbers(draws: list[int]) -> list[int]:
+    """For every draw, how many times its index was drawn before it in the pass (all ranks)."""
+    seen: dict[int, int] = {}
+    numbers = []
+    for index in draws:
+        numbers.append(seen.get(index, 0))
+        seen[index] = numbers[-1] + 1
+    return numbers
 
 
 def class_balanced_sampler(

@@ -12,16 +12,18 @@ loader canvas ``(H, W)`` (cropped, padded or stretched there: :mod:`hpnet.data.c
 asks the joint source for the joints at the same frames, moved onto the canvas likewise.
 
 Train-time randomness: the frame offsets of sample ``index`` in epoch ``e`` come from
-``numpy.random.default_rng([seed, e, index])``. So a run is reproducible for a fixed seed
-whatever the number of workers and whichever worker loads which sample, two samples never
-share a random stream, and each epoch draws new offsets. The epoch lives in shared memory,
-so :meth:`VideoClipDataset.set_epoch` reaches persistent workers too. The training loader's
-sampler (:class:`~hpnet.data.loader.EpochSampler`, from :func:`~hpnet.data.loader.build_loader`)
-calls it at the start of every pass with the epoch of the sampler it wraps (DistributedSampler,
-class-balanced) or its own count of passes from 0; ``loader.sampler.set_epoch(e)`` (the
-DistributedSampler idiom) sets it explicitly and is forwarded to the wrapped sampler, which
-exact resume needs. Without a wrapped sampler the shuffle order is drawn the same way, from
-``(seed, epoch)``.
+``numpy.random.default_rng([seed, e, index])`` (:func:`~hpnet.data.sampling.sample_rng`). So a
+run is reproducible for a fixed seed whatever the number of workers and whichever worker loads
+which sample, two samples never share a random stream, and each epoch draws new offsets. A
+class-balanced pass draws rare clips several times: its sampler hands the repeats over as
+:func:`~hpnet.data.sampling.draw_key` s, and each repeat samples its own frames. The epoch
+lives in shared memory, so :meth:`VideoClipDataset.set_epoch` reaches persistent workers too.
+The training loader's sampler (:class:`~hpnet.data.loader.EpochSampler`, from
+:func:`~hpnet.data.loader.build_loader`) calls it at the start of every pass with the epoch of
+the sampler it wraps (DistributedSampler, class-balanced) or its own count of passes from 0;
+``loader.sampler.set_epoch(e)`` (the DistributedSampler idiom) sets it explicitly and is
+forwarded to the wrapped sampler, which exact resume needs. Without a wrapped sampler the
+shuffle order is drawn the same way, from ``(seed, epoch)``.
 
 Bad videos: decoding raises :class:`~hpnet.data.decode.VideoDecodeError`. With
 ``on_error="skip"`` the dataset logs a warning once per file, counts it and returns ``None``;
@@ -56,7 +58,7 @@ from hpnet.data.records import (
     list_records,
     read_classes_file,
 )
-from hpnet.data.sampling import sample_frame_indices
+from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -93,6 +95,8 @@ class VideoClipDataset(Dataset):
     (0 = no limit), so no worker decodes, say, 8K frames at full size. ``resize`` and
     ``interpolation``: how frames get onto the canvas (:class:`~hpnet.data.canvas.Canvas`).
     """
+
+    draw_keys = True  # takes (index, draw) keys: a repeat in a pass samples its own frames
 
     def __init__(
         self,
@@ -157,13 +161,15 @@ class VideoClipDataset(Dataset):
         """``(record, times it failed)`` for every video that could not be decoded so far."""
         return [(self.records[i], int(n)) for i, n in enumerate(self._failures.tolist()) if n]
 
-    def rng_for(self, index: int) -> np.random.Generator:
-        """The generator of sample ``index``'s frame offsets in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, index])
+    def rng_for(self, index: int, draw: int = 0) -> np.random.Generator:
+        """The generator of sample ``index``'s frame offsets in the current epoch (``draw``: its
+        repeat in a class-balanced pass, from 0)."""
+        return sample_rng(self.seed, self.epoch, index, draw)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, key: DrawKey) -> dict[str, Any] | None:
+        index, draw = split_draw_key(key)  # key: an index or a draw_key
         record = self.records[index]
-        rng = self.rng_for(index) if self.train else None
+        rng = self.rng_for(index, draw) if self.train else None
         try:
             video, indices, info = self.read_clip(record, rng)
         except VideoDecodeError as err:

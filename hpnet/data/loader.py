@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hpnet.cli import UserError
+from hpnet.data.sampling import DrawKey, draw_key
 
 __all__ = ["EpochSampler", "ForkSafeLoader", "build_loader", "collate_clips", "first_clip_batch"]
 
@@ -71,7 +72,7 @@ def first_clip_batch(dataset: Dataset) -> dict[str, Any]:
     )
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[DrawKey]):
     """Training order for one pass; tells the dataset the epoch before the pass starts.
 
     Without ``sampler``: a permutation drawn from ``numpy.random.default_rng([seed, epoch])``;
@@ -79,7 +80,9 @@ class EpochSampler(Sampler[int]):
     and ``set_epoch(e)`` sets it (call it every epoch for exact resume).
     With ``sampler`` (EpochShuffleSampler, class-balanced, DistributedSampler): its order, and
     its own ``epoch`` attribute when it has one is the epoch handed to the dataset, so calling
-    ``set_epoch`` on that sampler (the DistributedSampler idiom) is enough.
+    ``set_epoch`` on that sampler (the DistributedSampler idiom) is enough. A sampler that
+    repeats indices in a pass (class-balanced: its ``draw_numbers``) has the repeats handed to
+    a dataset with ``draw_keys = True`` as :func:`~hpnet.data.sampling.draw_key` s.
     ``set_epoch(e, skip=n)`` leaves out the first ``n`` indices of the next pass (an epoch
     resumed from a mid-epoch checkpoint); ``len()`` stays the length of a whole pass.
     """
@@ -109,9 +112,17 @@ class EpochSampler(Sampler[int]):
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         if self.sampler is not None:
-            return iter(list(self.sampler)[skip:])
+            return iter(self._keys(list(self.sampler))[skip:])
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
         return iter(order[skip:].tolist())
+
+    def _keys(self, order: list[int]) -> list[DrawKey]:
+        """``order`` with every repeat of an index in the pass as its ``draw_key`` (the wrapped
+        sampler's ``draw_numbers``), when the dataset takes them."""
+        numbers = getattr(self.sampler, "draw_numbers", None)
+        if not getattr(self.dataset, "draw_keys", False) or numbers is None:
+            return order
+        return [draw_key(i, n) for i, n in zip(order, numbers, strict=True)]
 
 
 class ForkSafeLoader(DataLoader):

@@ -65,3 +65,28 @@ def sample_frame_indices(
         fraction = (np.arange(views, dtype=np.float64) + 0.5) / views  # (views,)
         offsets = np.floor(fraction[:, None] * lengths[None, :]).astype(np.int64)
     return (starts[None, :] + offsets).astype(np.int64)
+
+
+DrawKey = int | tuple[int, int]
+
+
+def draw_key(index: int, draw: int) -> DrawKey:
+    """The key a training sampler hands a dataset for the ``draw``-th draw (from 0) of sample
+    ``index`` in one pass: ``index`` itself for the first draw, ``(index, draw)`` for a repeat.
+    A class-balanced pass draws rare clips several times, and each draw must sample its own
+    frames (:func:`sample_rng`)."""
+    return (index, draw) if draw else index
+
+
+def split_draw_key(key: DrawKey) -> tuple[int, int]:
+    """``(index, draw)`` of a :func:`draw_key`; a plain index is draw 0."""
+    if isinstance(key, tuple):
+        return key
+    return key, 0
+
+
+def sample_rng(seed: int, epoch: int, index: int, draw: int = 0) -> np.random.Generator:
+    """The generator of a training sample's frame offsets: one stream per (seed, epoch, index,
+    draw), whatever the worker that loads it."""
+    key = [seed % 2**64, epoch, index] + ([draw] if draw else [])
+    return np.random.default_rng(key)

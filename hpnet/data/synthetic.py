@@ -34,7 +34,7 @@ from hpnet.atomic import temp_name
 from hpnet.cli import progress_enabled
 from hpnet.data.canvas import Canvas
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
-from hpnet.data.sampling import sample_frame_indices
+from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
 from hpnet.data.synthetic_splits import SPLIT_ID, load_or_render, render_one, render_split
 
 __all__ = [
@@ -60,6 +60,8 @@ class SyntheticActions(Dataset):
     ``classes`` = ``actions`` (default :data:`ACTIONS`); ``labels`` (``index % C``) for
     class-balanced sampling.
     """
+
+    draw_keys = True  # takes (index, draw) keys: a repeat in a pass samples its own frames
 
     def __init__(
         self,
@@ -139,10 +141,11 @@ class SyntheticActions(Dataset):
         out._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         return out
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: DrawKey) -> dict[str, Any]:
+        index, draw = split_draw_key(key)  # key: an index or a draw_key
         index = range(len(self))[index]  # IndexError out of range; negative indices allowed
         length = self.video.shape[1]
-        rng = np.random.default_rng([self.sample_seed % 2**64, int(self._epoch[0]), index])
+        rng = sample_rng(self.sample_seed, int(self._epoch[0]), index, draw)
         idx = sample_frame_indices(
             length, self.frames, train=self.train, views=1 if self.train else self.views, rng=rng
         )  # (V, T)

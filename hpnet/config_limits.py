@@ -39,7 +39,7 @@ LIMITS: dict[str, _Check] = {
     "data.synthetic.test_videos": _POSITIVE,
     "data.synthetic.resolution": (lambda v: v >= 16, "an integer >= 16"),
     "data.synthetic.length": _POSITIVE,
-    "data.synthetic.fps": _POSITIVE,
+    "data.synthetic.fps": (lambda v: v >= 0.1, "a number >= 0.1 (frames per second)"),
     "data.augment.scale_min": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "data.augment.ratio_max": (lambda v: v >= 1, "a number >= 1"),
     "data.augment.jitter": _FRACTION,

@@ -560,18 +560,25 @@ def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path, caplog):
     root = write_synthetic_videos(
         tmp_path / "syn", num_train=2, num_test=2, resolution=32, length=8
     )
-    cfg = _synthetic_cfg(root, "pose.source=cache")
+    cfg = _synthetic_cfg(root, "pose.source=cache", "data.seed=5", "data.synthetic.fps=30")
     joints = JointCache(root / "pose_cache", persons=2)
-    with caplog.at_level("WARNING", logger="hpnet.data.datasets"):
+    with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
         train_ds, test_ds, _ = build_datasets(cfg, joint_source=joints)
     assert isinstance(test_ds, VideoClipDataset) and (len(train_ds), len(test_ds)) == (2, 2)
     # the files are read as written, which is not what data.synthetic.* says (6 + 3 clips)
-    assert "(2 train, 2 test videos), not the 11 classes (6, 3)" in caplog.text
+    differ = "train 2 (asked: 6), test 2 (asked: 3), fps 15.0 (asked: 30.0), seed 0 (asked: 5)"
+    assert differ in caplog.text
+    command = f"python -m hpnet.data.synthetic {root} --train 6 --test 3 --resolution 32 "
+    assert command + "--length 8 --fps 30.0 --seed 5 (then" in caplog.text
     caplog.clear()
     asked = ["data.synthetic.train_videos=2", "data.synthetic.test_videos=2"]
-    with caplog.at_level("WARNING", logger="hpnet.data.datasets"):
+    with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
         build_datasets(_synthetic_cfg(root, "pose.source=cache", *asked), joint_source=joints)
-    assert "data.synthetic.* asks for" not in caplog.text
+    assert "holds synthetic clips" not in caplog.text
+    (root / "synthetic.json").unlink()  # files of an interrupted or older writer
+    with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
+        build_datasets(_synthetic_cfg(root, "pose.source=cache", *asked), joint_source=joints)
+    assert "settings unknown (no synthetic.json" in caplog.text
     rendered = build_datasets(_synthetic_cfg(tmp_path / "mem", "pose.source=groundtruth"))[1]
     for i in range(2):  # the same clip, from the file + cache and rendered in memory
         from_files, in_memory = test_ds[i], rendered[i]

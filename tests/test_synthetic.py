@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -205,6 +207,31 @@ def test_written_videos_decode_and_have_joint_files(tmp_path):
     assert error < 20 and error < 0.5 * np.abs(decoded - other).mean()
     with pytest.raises(ValueError, match="even"):
         write_synthetic_videos(tmp_path / "odd", num_train=1, num_test=1, resolution=33)
+    with pytest.raises(ValueError, match=r"fps must be >= 0\.1"):
+        write_synthetic_videos(tmp_path / "slow", num_train=1, num_test=1, fps=0.0001)
+
+
+def test_rewrite_stopped_half_way_leaves_no_old_joints(tmp_path, monkeypatch):
+    """Writing other clips over a folder removes each old joints file before its new video,
+    and the manifest until the end: a stop half-way never pairs a new video with old joints."""
+    from hpnet.data import synthetic_files
+    from hpnet.pose.store import cache_path
+
+    out = write_synthetic_videos(tmp_path, num_train=2, num_test=1, resolution=32, length=10)
+    assert json.loads((out / "synthetic.json").read_text())["seed"] == 0
+    rel = (out / "train.txt").read_text().split()[0]
+    stop = KeyboardInterrupt("stopped after the first video")
+
+    def stop_after_video(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr("hpnet.pose.store.save_joints", stop_after_video)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic_files.write_synthetic_videos(
+            out, num_train=2, num_test=1, resolution=32, length=10, seed=1
+        )
+    assert not cache_path(out / "pose_cache", rel).exists()
+    assert not (out / "synthetic.json").exists()
 
 
 def test_preview_png(tmp_path):
@@ -224,3 +251,45 @@ def test_progress_bar_obeys_tqdm_disable(switch, drawn, monkeypatch, capsys) -> 
         "train", num_videos=2, resolution=32, length=4, seed=0, distractor=False, progress=True
     )
     assert ("rendering synthetic train" in capsys.readouterr().err) == drawn
+
+
+def test_joints_land_on_the_figures_pixels(monkeypatch) -> None:
+    """On a black scene without lighting noise (the same random draws otherwise), nearly every
+    visible joint falls on a pixel of the figure: a shifted, mirrored, transposed or
+    time-reversed skeleton does not."""
+    from hpnet.data import render
+    from hpnet.data.motions import ACTIONS
+
+    scene = render.render_background
+    monkeypatch.setattr(render, "render_background", lambda rng, n, r: scene(rng, n, r) * 0)
+
+    def unlit(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return (np.clip(frames, 0, 1) * 255).astype(np.uint8).transpose(0, 3, 1, 2)
+
+    monkeypatch.setattr(render, "apply_lighting", unlit)
+    size, hits = 64, []
+    for i, action in enumerate(ACTIONS):
+        rng = synthetic_splits.clip_rng(0, "train", i)
+        video, joints = render.render_clip(rng, action, None, resolution=size, length=12)
+        figure = video.max(1) > 0  # (L, R, R)
+        t, k = np.nonzero(joints[:, 0, :, 2] > 0)
+        x = np.minimum((joints[t, 0, k, 0] * size).astype(int), size - 1)
+        y = np.minimum((joints[t, 0, k, 1] * size).astype(int), size - 1)
+        hits.append(figure[t, y, x])
+    assert np.concatenate(hits).mean() > 0.98
+
+
+def test_left_joints_are_the_figures_left() -> None:
+    """COCO-17 left is the person's own left: facing the camera, the left eye, shoulder and hip
+    are on the image's right."""
+    from hpnet.data.motions import ACTION_SPECS, ACTIONS
+
+    facing = [a for a in ACTIONS if ACTION_SPECS[a].yaw[1] <= 60]
+    assert facing
+    for action in facing:
+        _, joints, _ = synthetic_splits.render_one(
+            0, "train", ACTIONS.index(action), resolution=64, length=8, distractor=False
+        )
+        x = joints[:, 0, :, 0]  # (L, 17)
+        assert (x[:, 1] > x[:, 2]).all() and (x[:, 5] > x[:, 6]).all(), action
+        assert (x[:, 11] > x[:, 12]).all(), action

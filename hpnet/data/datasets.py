@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -227,7 +226,8 @@ class VideoClipDataset(Dataset):
 def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> RecordSplits:
     """The records of ``cfg.data``; ``allow_missing`` overrides ``data.allow_missing``.
 
-    For ``synthetic`` these are the clips written as files (see :func:`_synthetic_files`).
+    For ``synthetic`` these are the clips written as files
+    (:func:`~hpnet.data.synthetic_files.synthetic_file_records`).
     """
     d = cfg.data
     allow = d.allow_missing if allow_missing is None else allow_missing
@@ -248,7 +248,9 @@ def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> Rec
             d.train_list, d.test_list, d.root, d.classes_file or None, allow_missing=allow
         )
     if d.dataset == "synthetic":
-        return _synthetic_files(cfg, allow)
+        from hpnet.data.synthetic_files import synthetic_file_records
+
+        return synthetic_file_records(cfg, allow)
     if d.dataset == "unlabeled":
         from hpnet.data.unlabeled import unlabeled_records
 
@@ -319,45 +321,6 @@ def build_datasets(
     val_records = [splits.train[i] for i in held]
     val_ds = VideoClipDataset(val_records, train=False, views=views, **common) if held else None
     return DatasetSplits(train_ds, test_ds, list(splits.classes), val_ds)
-
-
-def _synthetic_files(cfg: Config, allow_missing: bool) -> RecordSplits:
-    """The synthetic clips written as video files (for ``pose.source=cache``).
-
-    The pose cache is computed on files (``write_synthetic_videos`` into ``data.root``:
-    ``train.txt``, ``test.txt``, ``classes.txt``), so they are read like a list dataset and
-    the cached joints match the frames the pose model saw.
-    """
-    root = Path(cfg.data.root).expanduser()
-    train_list, test_list, classes = root / "train.txt", root / "test.txt", root / "classes.txt"
-    if not all(f.is_file() for f in (train_list, test_list, classes)):
-        raise UserError(
-            "data.dataset=synthetic with pose.source=cache reads the synthetic clips as video "
-            f"files, but {root} has no train.txt/test.txt/classes.txt: write them with "
-            f"python -m hpnet.data.synthetic {root} and run python -m hpnet.pose.cache with "
-            "this config, or use pose.source=groundtruth"
-        )
-    splits = list_records(train_list, test_list, root, classes, allow_missing)
-    _warn_other_synthetic(cfg, splits, root)
-    return splits
-
-
-def _warn_other_synthetic(cfg: Config, splits: RecordSplits, root: Path) -> None:
-    """The files are read as written: say so when ``data.synthetic.*`` asks for other clips
-    (those settings made the files; here they change nothing)."""
-    from hpnet.data.motions import ACTIONS
-
-    s = cfg.data.synthetic
-    asked = (list(s.actions) or list(ACTIONS), s.train_videos, s.test_videos)
-    found = (list(splits.classes), len(splits.train), len(splits.test))
-    if asked != found:
-        logger.warning(
-            "%s holds synthetic clips of %d classes (%d train, %d test videos), not the %d "
-            "classes (%d, %d) data.synthetic.* asks for: with pose.source=cache the files are "
-            "read as they are; write others with python -m hpnet.data.synthetic %s --train %d "
-            "--test %d", root, len(found[0]), found[1], found[2], len(asked[0]), asked[1],
-            asked[2], root, asked[1], asked[2],
-        )  # fmt: skip
 
 
 def _rendered_datasets(cfg: Config, views: int) -> DatasetSplits:

@@ -21,26 +21,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from hpnet.atomic import temp_name
-from hpnet.cli import progress_enabled
 from hpnet.data.canvas import Canvas
 from hpnet.data.motions import ACTIONS, REVERSAL_PAIRS
 from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
+from hpnet.data.synthetic_files import main, save_preview, write_synthetic_videos
 from hpnet.data.synthetic_splits import SPLIT_ID, load_or_render, render_one, render_split
 
 __all__ = [
     "ACTIONS",
     "REVERSAL_PAIRS",
     "SyntheticActions",
+    "main",
     "render_one",
     "render_split",
     "save_preview",
@@ -162,163 +159,6 @@ class SyntheticActions(Dataset):
         if self.train:
             video, joints = video[0], joints[0]
         return {"video": video, "joints": joints, "label": self._labels[index], "index": index}
-
-
-def _write_mp4(path: Path, video: np.ndarray, fps: float) -> None:
-    """Encode ``video`` uint8 ``(L, 3, H, W)`` as H.264 (or MPEG-4 Part 2) yuv420p, atomically."""
-    import av
-
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    tmp = temp_name(path)
-    try:
-        with av.open(str(tmp), "w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height = video.shape[3], video.shape[2]
-            stream.pix_fmt = "yuv420p"
-            if codec == "libx264":
-                stream.options = {"crf": "18", "preset": "veryfast"}
-            for frame in video:
-                rgb = np.ascontiguousarray(frame.transpose(1, 2, 0))
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-            container.mux(stream.encode())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_synthetic_videos(
-    out_dir: str | Path,
-    *,
-    num_train: int,
-    num_test: int,
-    resolution: int = 64,
-    length: int = 32,
-    fps: float = 15.0,
-    seed: int = 0,
-    distractor: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Write the dataset as real videos so the whole file pipeline can run on it.
-
-    ``<out>/<class>/<split>_<index>.mp4`` (H.264, yuv420p), ``train.txt`` / ``test.txt``
-    (``<relative path> <label>`` lines, for ``data.dataset=list``), ``classes.txt``, and the
-    ground-truth joints in the pose-cache format under ``<out>/pose_cache/`` (for
-    ``pose.source=cache`` with ``pose.cache_dir=<out>/pose_cache``). The clips are the ones
-    :class:`SyntheticActions` renders for the same settings. Returns ``out_dir``.
-    """
-    from hpnet.pose.store import cache_path, save_joints
-
-    if resolution % 2 or resolution < 16:
-        raise ValueError(
-            f"resolution must be even and >= 16 for yuv420p video files, got {resolution} "
-            f"(use {max(16, resolution + resolution % 2)})"
-        )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "classes.txt").write_text("\n".join(ACTIONS) + "\n")
-    meta = {"source": "groundtruth", "model": "groundtruth", "model_id": "groundtruth"}
-    meta |= {"persons": 2, "stride": 1, "num_frames": length, "fps": fps}
-    meta |= {"width": resolution, "height": resolution}
-    for split, n in (("train", num_train), ("test", num_test)):
-        lines = []
-        for i in tqdm(
-            range(n),
-            desc=f"writing synthetic {split} videos",
-            disable=not progress_enabled(progress),
-        ):
-            video, joints, label = render_one(
-                seed, split, i, resolution=resolution, length=length, distractor=distractor
-            )
-            rel = f"{ACTIONS[label]}/{split}_{i:05d}.mp4"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            _write_mp4(out / rel, video, fps)
-            save_joints(cache_path(out / "pose_cache", rel), joints, np.arange(length), meta)
-            lines.append(f"{rel} {label}")
-        (out / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines))
-    return out
-
-
-def save_preview(
-    path: str | Path, video: np.ndarray, joints: np.ndarray | None = None, *, columns: int = 8
-) -> Path:
-    """A PNG strip of ``columns`` evenly spaced frames of ``video`` uint8 ``(T, 3, H, W)`` with
-    the skeletons of ``joints`` ``(T, P, 17, 3)`` drawn on top (person 0 red, 1 blue)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from hpnet.pose.preview import DRAW_EDGES, PERSON_COLOURS
-
-    video = np.asarray(video)
-    picks = np.linspace(0, len(video) - 1, min(columns, len(video))).round().astype(int)
-    height, width = video.shape[2:]
-    fig, axes = plt.subplots(1, len(picks), figsize=(2 * len(picks), 2), squeeze=False)
-    for ax, t in zip(axes[0], picks, strict=True):
-        ax.imshow(video[t].transpose(1, 2, 0), extent=(0, width, height, 0))
-        ax.set_title(f"frame {t}", fontsize=8)
-        ax.axis("off")
-        for p, person in enumerate(np.zeros((0, 17, 3)) if joints is None else joints[t]):
-            colour, (x, y, conf) = PERSON_COLOURS[p % len(PERSON_COLOURS)], person.T
-            x, y = x * width, y * height
-            for i, j in DRAW_EDGES:
-                if conf[i] > 0 and conf[j] > 0:
-                    ax.plot([x[i], x[j]], [y[i], y[j]], color=colour, lw=1)
-            ax.scatter(x[conf > 0], y[conf > 0], s=4, color=colour)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hpnet.data.synthetic OUT``: write the clips as files (or ``--preview`` PNGs)."""
-    from hpnet.cli import CommandParser
-
-    parser = CommandParser(prog="python -m hpnet.data.synthetic", description=__doc__)
-    parser.add_argument("out", help="output folder")
-    parser.add_argument("--train", type=int, default=480, help="train clips")
-    parser.add_argument("--test", type=int, default=160, help="test clips")
-    parser.add_argument("--resolution", type=int, default=64, help="frame side (even)")
-    parser.add_argument("--length", type=int, default=32, help="frames per clip")
-    parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the files")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (data.seed)")
-    parser.add_argument("--distractor", action="store_true", help="add a second figure")
-    parser.add_argument(
-        "--preview", action="store_true", help="only write <out>/<class>.png, one clip per class"
-    )
-    args = parser.parse_args(argv)
-    _check_flags(parser, args)
-    clip = {"resolution": args.resolution, "length": args.length, "distractor": args.distractor}
-    if args.preview:
-        for index, name in enumerate(ACTIONS):
-            video, joints, _ = render_one(args.seed, "train", index, **clip)
-            print(save_preview(Path(args.out) / f"{name}.png", video, joints))
-        return 0
-    try:
-        out = write_synthetic_videos(
-            args.out, num_train=args.train, num_test=args.test, fps=args.fps, seed=args.seed, **clip
-        )
-    except ValueError as err:
-        parser.error(str(err))
-    except OSError as err:  # e.g. the output folder is a file
-        parser.error(f"cannot write to {args.out}: {err.strerror or err}")
-    print(f"wrote {args.train} + {args.test} clips to {out}")
-    return 0
-
-
-def _check_flags(parser: Any, args: Any) -> None:
-    """The flags in the ranges of the ``data.*`` keys they stand for (:data:`LIMITS`)."""
-    from hpnet.config_limits import LIMITS
-
-    flags = {"train": "synthetic.train_videos", "test": "synthetic.test_videos", "seed": "seed"}
-    flags |= {name: f"synthetic.{name}" for name in ("resolution", "length", "fps")}
-    for flag, key in flags.items():
-        check, allowed = LIMITS[f"data.{key}"]
-        if not check(getattr(args, flag)):
-            parser.error(f"--{flag} {getattr(args, flag)}: it must be {allowed} (data.{key})")
 
 
 if __name__ == "__main__":

@@ -96,10 +96,11 @@ def render_split(
 
 
 def _renderer_digest() -> str:
-    """Hash of the renderer's source: editing motions.py or render.py invalidates caches."""
+    """Hash of the renderer's source: editing motions.py, render.py or this file (labels,
+    distractors, seeding) invalidates caches."""
     digest = hashlib.sha256()
-    for module in (motions, render):
-        digest.update(Path(module.__file__ or "").read_bytes())
+    for path in (motions.__file__, render.__file__, __file__):
+        digest.update(Path(path or "").read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -48,11 +48,14 @@ def dataset_videos(cfg: Config) -> list[VideoJob]:
     from hpnet.data.datasets import records_for_config
 
     if cfg.data.dataset == "synthetic":
+        from hpnet.data.synthetic_files import config_settings, write_command
+
         jobs = folder_videos(cfg.data.root) if Path(cfg.data.root).is_dir() else []
         if not jobs:
             raise UserError(
                 f"no synthetic video files under data.root={cfg.data.root}: write them first "
-                f"(python -m hpnet.data.synthetic {cfg.data.root}) or use pose.source=groundtruth"
+                f"({write_command(cfg.data.root, config_settings(cfg))}) or use "
+                "pose.source=groundtruth"
             )
         return jobs
     splits = (1, 2, 3) if cfg.data.dataset in ("hmdb51", "ucf101") else (cfg.data.split,)

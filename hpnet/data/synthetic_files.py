@@ -1,0 +1,292 @@
+"""The synthetic clips as real files: ``python -m hpnet.data.synthetic OUT``.
+
+:func:`write_synthetic_videos` writes the clips :class:`~hpnet.data.synthetic.SyntheticActions`
+renders as mp4 files with list files and their ground-truth pose cache, and records the settings
+it wrote them with in ``synthetic.json``; a run that reads the files (``pose.source=cache``)
+reads them as a list dataset (:func:`synthetic_file_records`) and warns when its
+``data.synthetic.*`` and ``data.seed`` ask for other clips.
+:func:`save_preview` draws a clip with its skeletons as a PNG strip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from hpnet.atomic import temp_name, write_atomic
+from hpnet.cli import CommandParser, UserError, progress_enabled
+from hpnet.data.motions import ACTIONS
+from hpnet.data.records import RecordSplits, list_records
+from hpnet.data.synthetic_splits import render_one
+
+if TYPE_CHECKING:
+    from hpnet.config import Config
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "synthetic.json"  # the settings the files of a folder were written with
+MIN_FPS = 0.1  # slower rates do not fit a video stream's time base (written as 24 fps)
+
+
+def config_settings(cfg: Config) -> dict[str, Any]:
+    """The settings (``python -m hpnet.data.synthetic`` flags) of the clips ``cfg`` asks for."""
+    s = cfg.data.synthetic
+    return {
+        "train": s.train_videos,
+        "test": s.test_videos,
+        "resolution": s.resolution,
+        "length": s.length,
+        "fps": float(s.fps),
+        "seed": cfg.data.seed,
+        "distractor": s.distractor,
+    }
+
+
+def write_command(root: str | Path, settings: dict[str, Any]) -> str:
+    """The command line that writes the clips of ``settings`` into ``root``."""
+    flags = [f"--{key} {value}" for key, value in settings.items() if key != "distractor"]
+    extra = ["--distractor"] if settings.get("distractor") else []
+    return " ".join(["python -m hpnet.data.synthetic", str(root), *flags, *extra])
+
+
+def written_settings(root: str | Path) -> dict[str, Any] | None:
+    """The settings ``root``'s files were written with; None without a readable manifest
+    (files of an interrupted or older writer)."""
+    try:
+        settings = json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def settings_differ(root: str | Path, cfg: Config) -> str:
+    """What differs between the files in ``root`` and the clips ``cfg`` asks for, as text
+    ("" when nothing does, or nothing is known: see :func:`written_settings`)."""
+    written = written_settings(root)
+    if written is None:
+        return ""
+    asked = config_settings(cfg)
+    return ", ".join(
+        f"{key} {written.get(key)} (asked: {value})"
+        for key, value in asked.items()
+        if written.get(key) != value
+    )
+
+
+def synthetic_file_records(cfg: Config, allow_missing: bool) -> RecordSplits:
+    """The synthetic clips written as video files (for ``pose.source=cache``).
+
+    The pose cache is computed on files (``write_synthetic_videos`` into ``data.root``:
+    ``train.txt``, ``test.txt``, ``classes.txt``), so they are read like a list dataset and
+    the cached joints match the frames the pose model saw.
+    """
+    root = Path(cfg.data.root).expanduser()
+    train_list, test_list, classes = root / "train.txt", root / "test.txt", root / "classes.txt"
+    if not all(f.is_file() for f in (train_list, test_list, classes)):
+        raise UserError(
+            "data.dataset=synthetic with pose.source=cache reads the synthetic clips as video "
+            f"files, but {root} has no train.txt/test.txt/classes.txt: write them with "
+            f"{write_command(root, config_settings(cfg))} and run python -m hpnet.pose.cache "
+            "with this config, or use pose.source=groundtruth"
+        )
+    splits = list_records(train_list, test_list, root, classes, allow_missing)
+    _warn_other_settings(cfg, splits, root)
+    return splits
+
+
+def _warn_other_settings(cfg: Config, splits: RecordSplits, root: Path) -> None:
+    """The files are read as written: say so when ``data.synthetic.*`` or ``data.seed`` ask
+    for other clips (those settings made the files; here they change nothing)."""
+    command = write_command(root, config_settings(cfg))
+    if written_settings(root) is None:
+        differ = f"settings unknown (no {MANIFEST}: an interrupted or older writer)"
+        differ += f", {len(splits.train)} train and {len(splits.test)} test videos"
+    else:
+        differ = settings_differ(root, cfg)
+    actions = list(cfg.data.synthetic.actions) or list(ACTIONS)
+    if actions != list(splits.classes):
+        differ += f"{', ' if differ else ''}{len(splits.classes)} classes ({len(actions)} asked)"
+    if differ:
+        logger.warning(
+            "%s holds synthetic clips with %s: with pose.source=cache the files are read as "
+            "they are, whatever data.synthetic.* and data.seed say; write the asked ones with "
+            "%s (then cache their joints again)", root, differ, command,
+        )  # fmt: skip
+
+
+def _write_mp4(path: Path, video: np.ndarray, fps: float) -> None:
+    """Encode ``video`` uint8 ``(L, 3, H, W)`` as H.264 (or MPEG-4 Part 2) yuv420p, atomically."""
+    import av
+
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    tmp = temp_name(path)
+    try:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = video.shape[3], video.shape[2]
+            stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                stream.options = {"crf": "18", "preset": "veryfast"}
+            for frame in video:
+                rgb = np.ascontiguousarray(frame.transpose(1, 2, 0))
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            container.mux(stream.encode())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_synthetic_videos(
+    out_dir: str | Path,
+    *,
+    num_train: int,
+    num_test: int,
+    resolution: int = 64,
+    length: int = 32,
+    fps: float = 15.0,
+    seed: int = 0,
+    distractor: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write the dataset as real videos so the whole file pipeline can run on it.
+
+    ``<out>/<class>/<split>_<index>.mp4`` (H.264, yuv420p), ``train.txt`` / ``test.txt``
+    (``<relative path> <label>`` lines, for ``data.dataset=list``), ``classes.txt``, and the
+    ground-truth joints in the pose-cache format under ``<out>/pose_cache/`` (for
+    ``pose.source=cache`` with ``pose.cache_dir=<out>/pose_cache``). The clips are the ones
+    :class:`~hpnet.data.synthetic.SyntheticActions` renders for the same settings, and
+    ``synthetic.json`` the settings, written last (a rewrite stopped half-way leaves none, and
+    no old joints beside a new video). Returns ``out_dir``.
+    """
+    from hpnet.pose.store import cache_path, save_joints
+
+    if resolution % 2 or resolution < 16:
+        raise ValueError(
+            f"resolution must be even and >= 16 for yuv420p video files, got {resolution} "
+            f"(use {max(16, resolution + resolution % 2)})"
+        )
+    if fps < MIN_FPS:
+        raise ValueError(f"fps must be >= {MIN_FPS}, got {fps}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    meta = {"source": "groundtruth", "model": "groundtruth", "model_id": "groundtruth"}
+    meta |= {"persons": 2, "stride": 1, "num_frames": length, "fps": fps}
+    meta |= {"width": resolution, "height": resolution}
+    for split, n in (("train", num_train), ("test", num_test)):
+        lines = []
+        for i in tqdm(
+            range(n),
+            desc=f"writing synthetic {split} videos",
+            disable=not progress_enabled(progress),
+        ):
+            video, joints, label = render_one(
+                seed, split, i, resolution=resolution, length=length, distractor=distractor
+            )
+            rel = f"{ACTIONS[label]}/{split}_{i:05d}.mp4"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            joints_path = cache_path(out / "pose_cache", rel)
+            joints_path.unlink(missing_ok=True)  # never an old clip's joints beside a new video
+            _write_mp4(out / rel, video, fps)
+            save_joints(joints_path, joints, np.arange(length), meta)
+            lines.append(f"{rel} {label}")
+        _write_text(out / f"{split}.txt", "".join(f"{line}\n" for line in lines))
+    _write_text(out / "classes.txt", "\n".join(ACTIONS) + "\n")
+    settings = {"train": num_train, "test": num_test, "resolution": resolution}
+    settings |= {"length": length, "fps": float(fps), "seed": seed, "distractor": distractor}
+    _write_text(out / MANIFEST, json.dumps(settings, indent=1) + "\n")
+    return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text.encode()), what="synthetic dataset file")
+
+
+def save_preview(
+    path: str | Path, video: np.ndarray, joints: np.ndarray | None = None, *, columns: int = 8
+) -> Path:
+    """A PNG strip of ``columns`` evenly spaced frames of ``video`` uint8 ``(T, 3, H, W)`` with
+    the skeletons of ``joints`` ``(T, P, 17, 3)`` drawn on top (person 0 red, 1 blue)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from hpnet.pose.preview import DRAW_EDGES, PERSON_COLOURS
+
+    video = np.asarray(video)
+    picks = np.linspace(0, len(video) - 1, min(columns, len(video))).round().astype(int)
+    height, width = video.shape[2:]
+    fig, axes = plt.subplots(1, len(picks), figsize=(2 * len(picks), 2), squeeze=False)
+    for ax, t in zip(axes[0], picks, strict=True):
+        ax.imshow(video[t].transpose(1, 2, 0), extent=(0, width, height, 0))
+        ax.set_title(f"frame {t}", fontsize=8)
+        ax.axis("off")
+        for p, person in enumerate(np.zeros((0, 17, 3)) if joints is None else joints[t]):
+            colour, (x, y, conf) = PERSON_COLOURS[p % len(PERSON_COLOURS)], person.T
+            x, y = x * width, y * height
+            for i, j in DRAW_EDGES:
+                if conf[i] > 0 and conf[j] > 0:
+                    ax.plot([x[i], x[j]], [y[i], y[j]], color=colour, lw=1)
+            ax.scatter(x[conf > 0], y[conf > 0], s=4, color=colour)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hpnet.data.synthetic OUT``: write the clips as files (or ``--preview`` PNGs)."""
+    from hpnet.data import synthetic
+
+    parser = CommandParser(prog="python -m hpnet.data.synthetic", description=synthetic.__doc__)
+    parser.add_argument("out", help="output folder")
+    parser.add_argument("--train", type=int, default=480, help="train clips")
+    parser.add_argument("--test", type=int, default=160, help="test clips")
+    parser.add_argument("--resolution", type=int, default=64, help="frame side (even)")
+    parser.add_argument("--length", type=int, default=32, help="frames per clip")
+    parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the files")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (data.seed)")
+    parser.add_argument("--distractor", action="store_true", help="add a second figure")
+    parser.add_argument(
+        "--preview", action="store_true", help="only write <out>/<class>.png, one clip per class"
+    )
+    args = parser.parse_args(argv)
+    _check_flags(parser, args)
+    clip = {"resolution": args.resolution, "length": args.length, "distractor": args.distractor}
+    if args.preview:
+        for index, name in enumerate(ACTIONS):
+            video, joints, _ = render_one(args.seed, "train", index, **clip)
+            print(save_preview(Path(args.out) / f"{name}.png", video, joints))
+        return 0
+    try:
+        out = write_synthetic_videos(
+            args.out, num_train=args.train, num_test=args.test, fps=args.fps, seed=args.seed, **clip
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    except OSError as err:  # e.g. the output folder is a file
+        parser.error(f"cannot write to {args.out}: {err.strerror or err}")
+    print(f"wrote {args.train} + {args.test} clips to {out}")
+    return 0
+
+
+def _check_flags(parser: Any, args: Any) -> None:
+    """The flags in the ranges of the ``data.*`` keys they stand for (:data:`LIMITS`)."""
+    from hpnet.config_limits import LIMITS
+
+    flags = {"train": "synthetic.train_videos", "test": "synthetic.test_videos", "seed": "seed"}
+    flags |= {name: f"synthetic.{name}" for name in ("resolution", "length", "fps")}
+    for flag, key in flags.items():
+        check, allowed = LIMITS[f"data.{key}"]
+        if not check(getattr(args, flag)):
+            parser.error(f"--{flag} {getattr(args, flag)}: it must be {allowed} (data.{key})")

@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--data-root", default="data/synthetic")
     p.add_argument("extra", nargs="*", help="more key=value overrides for every run")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()  # overrides before or after the options
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for variant in args.variants.split(","):

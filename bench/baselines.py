@@ -47,6 +47,7 @@ SEED_INPUT: dict[str, tuple[int, int, list[str]]] = {
     "s3d": (16, 224, []),
     "mvit_v2_s": (16, 224, []),
     "swin3d_t": (16, 224, []),
+    "ssl_transformer": (16, 224, ["model.depth=50"]),  # configs/hmdb51_ssl_transformer.yaml
 }
 # What configs/demo.yaml (8 frames of 64x64, LS-ViT tiny) needs per arch on the CPU.
 DEMO_OVERRIDES: dict[str, list[str]] = {
@@ -147,6 +148,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     archs = args.archs.split(",")
+    unknown = [a for a in archs if a not in SEED_INPUT]
+    if unknown:
+        p.error(f"--archs: no SEED_INPUT entry for {','.join(unknown)} (add one in {__file__})")
     print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     if args.what == "cost":
         print("| arch | input (T x S) | params (M) | forward GMACs / clip | train clips/s |")

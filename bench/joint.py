@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench_joint")
     p.add_argument("--data-root", default="data/synthetic")
     p.add_argument("extra", nargs="*", help="more key=value overrides for every run")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()  # overrides before or after the options
     common = [
         f"data.root={args.data_root}",
         f"train.epochs={args.epochs}",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -37,6 +38,8 @@ from hpnet.runtime import (
     start_epoch,
 )
 from hpnet.scoring import batch_to_device
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Trivial(nn.Module):
@@ -58,7 +61,7 @@ def setup(args: argparse.Namespace):
         f"train.device={args.device}", f"data.root={args.data}", "train.epochs=1000",
         f"data.synthetic.train_videos={max(args.batch * (args.steps + args.warmup) * 2, 64)}",
     ]  # fmt: skip
-    cfg = load_config("configs/demo.yaml", overrides)
+    cfg = load_config(REPO / "configs" / "demo.yaml", overrides)
     device = torch.device(args.device)
     datasets = build_run_datasets(cfg, test_views=1)
     classes = datasets[0].classes

@@ -24,13 +24,15 @@ def to_device(
 ) -> torch.Tensor:
     """``tensor.to(device, dtype)`` (same shape); a CPU tensor bound for CUDA is cast on the
     CPU, pinned and copied with ``non_blocking=True`` (the caching host allocator keeps the
-    pinned block alive until the copy has run, so the source may be dropped at once)."""
+    pinned block alive until the copy has run, so the source may be dropped at once). An
+    expanded tensor (stride 0: ``box.expand(N, 4)``) is made contiguous first: pinning copies
+    into the source's strides, which a tensor whose elements share memory cannot take."""
     device = torch.device(device)
     if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device, dtype)
     if dtype is not None:
         tensor = tensor.to(dtype)
-    return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.contiguous().pin_memory().to(device, non_blocking=True)
 
 
 _CONSTANTS: dict[tuple, torch.Tensor] = {}  # (values, device, dtype) -> tensor

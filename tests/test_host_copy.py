@@ -57,6 +57,10 @@ def test_to_device_on_cuda_keeps_values():
         out = to_device(x, "cuda", torch.float32)
     assert out.is_cuda and out.dtype == torch.float32
     torch.testing.assert_close(out.cpu(), x.float())
+    box = torch.tensor([0.1, 0.2, 0.9, 0.8])
+    with _no_host_sync():  # an expanded tensor (stride 0), as the test crops pass one
+        boxes = to_device(box.expand(5, 4), "cuda")
+    torch.testing.assert_close(boxes.cpu(), box.expand(5, 4))
 
 
 @pytest.mark.gpu

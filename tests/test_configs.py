@@ -79,6 +79,21 @@ def test_the_seed_studys_baselines_follow_its_protocol():
         assert cfg.data.val_fraction == 0.2 and cfg.data.dataset == path.stem.rsplit("_", 1)[1]
 
 
+def test_pretrained_weights_get_their_normalisation():
+    """A config that loads weights of known normalisation normalises as they were trained."""
+    from hpnet.models.backbones import PRETRAINED_MEAN_STD
+
+    checked = []
+    for path in CONFIGS:
+        cfg = load_config(path)
+        if cfg.model.pretrained and cfg.model.arch in PRETRAINED_MEAN_STD:
+            mean, std = PRETRAINED_MEAN_STD[cfg.model.arch]
+            assert cfg.data.augment.mean == pytest.approx(mean, abs=1e-4), path.name
+            assert cfg.data.augment.std == pytest.approx(std, abs=1e-4), path.name
+            checked.append(path.stem)
+    assert {"c3d_hmdb51", "late_fusion_ucf101", "lrcn_hmdb51"} <= set(checked)
+
+
 def _tiny(path: Path, tmp_path: Path, request) -> list[str]:
     """Overrides that shrink the config at ``path`` to a few tiny clips of real or rendered data."""
     cfg = load_config(path)  # as shipped

@@ -193,6 +193,21 @@ def test_a_torchvision_resnet_file_loads_into_the_frame_cnn(text_cache, tmp_path
     assert not any(n.startswith("backbone.lstm.") for n in model.pretrained_names)  # new
 
 
+def test_imagenet_weights_warn_of_clips_normalisation(text_cache, tmp_path, caplog):
+    """A frame CNN loaded with an ImageNet ResNet but normalised as CLIP (the default) is told
+    the values its weights were trained on; with those values it is not."""
+    path = tmp_path / "resnet18.pth"
+    torch.save(tvm.resnet18().state_dict(), path)
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+        _build(text_cache, "late_fusion", f"model.pretrained={path}")
+    assert "set data.augment.mean=[0.485,0.456,0.406] data.augment.std=[0.229" in caplog.text
+    caplog.clear()
+    imagenet = ["data.augment.mean=[0.485,0.456,0.406]", "data.augment.std=[0.229,0.224,0.225]"]
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+        _build(text_cache, "lrcn", f"model.pretrained={path}", *imagenet)
+    assert "weights were trained on" not in caplog.text
+
+
 def test_a_timm_resnet_safetensors_file_loads(text_cache, tmp_path):
     timm = pytest.importorskip("timm")
     from safetensors.torch import save_file

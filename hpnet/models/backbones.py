@@ -23,7 +23,7 @@ from torch import nn
 from hpnet.config import Config
 from hpnet.models import c3d, cnn2d
 from hpnet.models.c3d import C3D
-from hpnet.models.cnn2d import FrameResNet
+from hpnet.models.cnn2d import IMAGENET_MEAN, IMAGENET_STD, FrameResNet
 from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
@@ -74,27 +74,41 @@ def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:
     return BuiltBackbone(backbone, report, set(report.loaded), clip)
 
 
+# (mean, std) the weights model.pretrained loads into each arch were trained with: torchvision's
+# Kinetics ones, the ImageNet 2D ResNets of the frame CNNs, c3d-pytorch's Sports-1M C3D (0-255
+# pixels, mean-free). Not i3d/nonlocal (a 2D file or an hpnet run) nor ssl_transformer (its run's).
+PRETRAINED_MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    **WEIGHTS_MEAN_STD,
+    **dict.fromkeys(("late_fusion", "lrcn"), (IMAGENET_MEAN, IMAGENET_STD)),
+    "c3d": ((0.0, 0.0, 0.0), (1 / 255,) * 3),
+}
+
+
 def _torchvision(cfg: Config, load_weights: bool) -> BuiltBackbone:
-    built = _with_weights(
+    return _with_weights(
         cfg, load_weights, build_tv_video(cfg.model.arch, drop_path=cfg.model.drop_path)
     )
-    if built.report is not None:
-        _warn_other_normalisation(cfg)
-    return built
 
 
 def _warn_other_normalisation(cfg: Config) -> None:
-    """torchvision's video weights were trained on their own mean/std, not CLIP's (the default):
-    a run with other values feeds them inputs they never saw."""
-    mean, std = WEIGHTS_MEAN_STD[cfg.model.arch]
+    """Pretrained weights were trained on their own mean/std (:data:`PRETRAINED_MEAN_STD`), not
+    CLIP's (the default): a run with other values feeds them inputs they never saw."""
+    if cfg.model.arch not in PRETRAINED_MEAN_STD:
+        return
+    mean, std = PRETRAINED_MEAN_STD[cfg.model.arch]
     a = cfg.data.augment
     if not (_close(a.mean, mean) and _close(a.std, std)):
         logger.warning(
-            "model.pretrained: %s's torchvision weights were trained on mean %s, std %s; this "
+            "model.pretrained: %s's pretrained weights were trained on mean %s, std %s; this "
             "run normalises with data.augment.mean=%s std=%s: set data.augment.mean=[%s] "
-            "data.augment.std=[%s]", cfg.model.arch, list(mean), list(std), list(a.mean),
-            list(a.std), ",".join(map(str, mean)), ",".join(map(str, std)),
+            "data.augment.std=[%s]", cfg.model.arch, _rounded(mean), _rounded(std),
+            list(a.mean), list(a.std), ",".join(map(str, _rounded(mean))),
+            ",".join(map(str, _rounded(std))),
         )  # fmt: skip
+
+
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(v, 8) for v in values]
 
 
 def _close(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -110,6 +124,7 @@ def _with_weights(cfg: Config, load_weights: bool, backbone: nn.Module) -> Built
         return BuiltBackbone(backbone)
     report = load_tv_weights(backbone, cfg.model.pretrained)
     report.missing += _outside(backbone, "model.")  # LRCN's LSTM: new too
+    _warn_other_normalisation(cfg)
     return BuiltBackbone(backbone, report, {f"model.{name}" for name in report.loaded})
 
 

@@ -28,10 +28,11 @@ final normed patch tokens reach the logits only through pose pooling, so without
 gradient is zero, and the final LayerNorm gives every token about the same size). A class-token
 backbone without joints (``mvit_v2_s``) has no Grad-CAM: a :class:`~hpnet.cli.UserError` says so.
 
-On the frames (:func:`expand_time`): frame t of T shows slot ``floor(t * T' / T)`` of the T'
-maps, i.e. each slot covers an equal share of the frames, in order. A CNN's map is laid on the
-crop's pixels where its cells are centred (:func:`on_pixels`, ``HPNet.cells``: cell i at pixel
-``first + stride * i``, as the FPM reads joints), not stretched over the crop.
+On the frames (:func:`expand_time`): frame t of T shows the slot of the T' maps centred
+nearest to it, slot i at time ``first + stride * i`` (``HPNet.time_cells``, the steps the FPM
+reads joints at), or without those each slot an equal share of the frames. A CNN's map is
+laid on the crop's pixels where its cells are centred (:func:`on_pixels`, ``HPNet.cells``: cell
+i at pixel ``first + stride * i``, as the FPM reads joints), not stretched over the crop.
 
 Nothing of the model changes: the hooks are removed, inplace flags and train/eval mode restored,
 and gradients are taken with :func:`torch.autograd.grad`, so no parameter's ``.grad`` is touched.
@@ -40,6 +41,7 @@ and gradients are taken with :func:`torch.autograd.grad`, so no parameter's ``.g
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -51,6 +53,8 @@ from hpnet.data.canvas import Canvas
 from hpnet.data.transforms import ClipTransform
 from hpnet.models.lsvit import LSViT
 from hpnet.models.vit_layers import QuickGELU
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("gradcam", "activation", "guided")
 # Modules whose backward guided backpropagation filters (functional calls are left as they are).
@@ -135,6 +139,8 @@ def layer_map(
         logits = model(video.detach(), joints)["logits"]
         held, layout = seen[-1]
         acts = layout(held)[0].detach().float()  # (T', h, w, D)
+        if acts.shape[1:3] == (1, 1):
+            _warn_one_cell(model, video.shape[-1], method)
         if not grad_on:
             return _unit(acts.abs().mean(-1), low=True)
         grad = _gradient_at(logits[0, target], held)
@@ -148,6 +154,21 @@ def layer_map(
         )
     weights = grad.mean(dim=(1, 2), keepdim=True)  # (T', 1, 1, D)
     return _unit((acts * weights).sum(-1).clamp(min=0))
+
+
+_WARNED_ONE_CELL: set[tuple[str, int]] = set()
+
+
+def _warn_one_cell(model: nn.Module, size: int, method: str) -> None:
+    """A 1 x 1 feature map gives one value for the whole crop: say so once per arch and size."""
+    arch = str(getattr(model.backbone, "arch", type(model.backbone).__name__))
+    if (arch, size) not in _WARNED_ONE_CELL:
+        _WARNED_ONE_CELL.add((arch, size))
+        logger.warning(
+            "--explain %s: the feature map of %s is 1 x 1 at data.size=%d, so its map is one "
+            "value for the whole crop (all heat or none); use --explain guided, or a model "
+            "trained at a larger data.size", method, arch, size,
+        )  # fmt: skip
 
 
 def _gradient_at(output: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor | None:
@@ -244,9 +265,19 @@ def explain_clip(
         return layer_map(model, video, joints, target, method)
 
 
-def expand_time(maps: torch.Tensor, frames: int) -> torch.Tensor:
-    """``(T', h, w)`` maps -> ``(frames, h, w)``: frame t shows slot ``floor(t * T' / frames)``."""
-    slots = torch.arange(frames) * maps.shape[0] // frames
+def expand_time(
+    maps: torch.Tensor, frames: int, cells: tuple[float, float] | None = None
+) -> torch.Tensor:
+    """``(T', h, w)`` maps -> ``(frames, h, w)``: frame t (spanning [t, t + 1)) shows the slot
+    centred nearest to it, slot i at time ``first + stride * i`` (``cells``; the earlier slot on
+    a tie). ``cells`` None: frame t shows slot ``floor(t * T' / frames)``, an equal share each."""
+    if cells is None:
+        slots = torch.arange(frames) * maps.shape[0] // frames
+    else:
+        stride, first = cells
+        centres = first + stride * torch.arange(maps.shape[0], dtype=torch.float64)
+        times = torch.arange(frames, dtype=torch.float64) + 0.5
+        slots = (times[:, None] - centres[None]).abs().argmin(1)
     return maps[slots.to(maps.device)]
 
 
@@ -302,10 +333,12 @@ def centre_crop_cam(
     heat = explain_clip(
         model, video[:, 0], None if joint_batch is None else joint_batch[:, 0], target, method
     )
+    layer = check_method(method) != "guided"  # a map of the explained layer, not pixels
     cells = getattr(model, "cells", None)
-    if cells is not None and check_method(method) != "guided":  # a CNN's map, not pixels
+    if cells is not None and layer:  # a CNN's map
         heat = on_pixels(heat, cells, transform.size)
-    heat = expand_time(heat, frames.shape[0])
+    time_cells = getattr(model, "time_cells", None) if layer else None
+    heat = expand_time(heat, frames.shape[0], time_cells)
     (rh, rw), [(top, left)] = short_side_crop_layout(*canvas.hw, transform.size, 1)
     bx0, by0, bx1, by1 = canvas.place(tuple(frames.shape[-2:])).box().tolist()
     sx, sy = (bx1 - bx0) / rw, (by1 - by0) / rh  # frame units per resized-canvas pixel

@@ -126,6 +126,57 @@ def test_gradcam_without_joints_still_shows_something(models, arch):
     assert float(heat.max()) == pytest.approx(1.0)
 
 
+def _hand_gradcam(model: HPNet, arch: str, joints: torch.Tensor | None) -> torch.Tensor:
+    """Grad-CAM by hand (``relu(sum_D mean_hw(dy/dA) * A)``, over its maximum) at the layer
+    it explains: r3d_18's last stage, C3D's conv5b (the base of its fmap view; fc7 reads it, so
+    its gradient varies over the map), LS-ViT's patch tokens entering its last block."""
+    video, _ = _inputs(arch)
+    seen = []
+    if arch == "lsvit":
+        layer = model.backbone.blocks[-1]
+        hook = layer.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    elif arch == "c3d":  # fmap (B, T', h, w, D) = conv5b.permute(...)
+        hook = model.feature_map.register_forward_hook(lambda m, i, o: seen.append(o._base))
+    else:
+        hook = model.backbone.model.layer4.register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        logits = model(video, joints)["logits"]
+    finally:
+        hook.remove()
+    (grads,) = torch.autograd.grad(logits[0, 2], seen[0])
+    if arch == "lsvit":  # (B, T, 1 + h*w + ..., D): the patch tokens after the class token
+        gh, gw = model.backbone.grid_size
+        acts, grads = (t[0, :, 1 : 1 + gh * gw].unflatten(1, (gh, gw)) for t in (seen[0], grads))
+    else:  # (B, D, T', h, w)
+        acts, grads = (t[0].permute(1, 2, 3, 0) for t in (seen[0], grads))
+    cam = (acts.detach() * grads.mean(dim=(1, 2), keepdim=True)).sum(-1).clamp(min=0)
+    return cam / cam.max()
+
+
+@pytest.mark.parametrize("with_joints", [True, False])
+@pytest.mark.parametrize("arch", ["r3d_18", "c3d", "lsvit"])
+def test_gradcam_equals_grad_cam_by_hand(models, arch, with_joints):
+    model = models[arch]
+    video, joints = _inputs(arch)
+    joints = joints if with_joints else None
+    expected = _hand_gradcam(model, arch, joints)
+    torch.testing.assert_close(layer_map(model, video, joints, 2, "gradcam"), expected)
+
+
+def test_a_one_cell_map_is_warned_about(models, caplog, monkeypatch):
+    """r3d_18 on a 16 px crop has a 1 x 1 map: Grad-CAM is all heat, the activation map none."""
+    monkeypatch.setattr("hpnet.explain._WARNED_ONE_CELL", set())
+    video = torch.randn(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with caplog.at_level("WARNING", logger="hpnet.explain"):
+        heat = explain_clip(models["r3d_18"], video, None, target=0, method="gradcam")
+    assert tuple(heat.shape[1:]) == (1, 1)
+    assert "feature map of r3d_18 is 1 x 1 at data.size=16" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.explain"):
+        explain_clip(models["r3d_18"], _inputs("r3d_18")[0], None, target=0, method="gradcam")
+    assert "1 x 1" not in caplog.text  # 32 px: a 2 x 2 map
+
+
 def test_the_gradient_at_a_view_is_its_bases_laid_out_as_the_view():
     x = torch.randn(2, 3, 4, 5, requires_grad=True)
     weights = torch.randn(2, 3, 4, 5)
@@ -213,6 +264,28 @@ def test_frames_show_their_share_of_the_strided_maps():
     assert expand_time(maps, 5).flatten().tolist() == [0, 0, 0, 1, 1]
     assert expand_time(maps, 4).flatten().tolist() == [0, 0, 1, 1]
     assert expand_time(torch.arange(4.0).view(4, 1, 1), 4).flatten().tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("arch", ["r3d_18", "i3d", "c3d", "s3d", "swin3d_t", "mvit_v2_s"])
+def test_frames_show_the_step_centred_nearest_them(arch):
+    """With a strided arch's time cells, each frame shows the map step centred nearest to it,
+    so the frame whose joints the FPM gives a step (resample_joints) shows that step."""
+    from hpnet.fusion.fpm import resample_joints
+    from hpnet.models.backbones import TIME_CELLS
+
+    stride, first = TIME_CELLS[arch]
+    frames = 16
+    steps = max(1, int(frames // stride))
+    shown = expand_time(torch.arange(float(steps)).view(steps, 1, 1), frames, (stride, first))
+    shown = shown.flatten().long()
+    clip = torch.arange(float(frames)).view(1, frames, 1, 1, 1).expand(1, frames, 1, 17, 3)
+    read = resample_joints(clip, steps, (stride, first))[0, :, 0, 0, 0].long()  # (steps,)
+    assert shown[read].tolist() == list(range(steps))
+    centres = first + stride * torch.arange(steps)
+    for t in range(frames):  # and no other step is nearer to the frame's middle
+        assert abs(t + 0.5 - centres[shown[t]]) == (t + 0.5 - centres).abs().min()
+    if arch == "r3d_18":  # steps at frames 0 and 8: frames 5-7 are nearer the second
+        assert shown.tolist() == [0] * 5 + [1] * 11
 
 
 @pytest.mark.parametrize(("cells", "size", "grid"), [((32, 0.5), 112, 4), ((16, 8.0), 100, 6)])

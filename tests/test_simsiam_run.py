@@ -312,3 +312,20 @@ def test_simsiam_on_two_gloo_processes_logs_the_collapse_std(simsiam_args, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     (row,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert row["clips"] == 8 and 0 < row["collapse_std"] <= 1  # 2 ranks x 2 steps x 2 clips
+
+
+def test_augment_views_on_videos_are_told_to_decode_one_frame(caplog):
+    """simsiam_views=augment uses one frame of each clip: decoding 8 of them is waste it is told
+    of (the shipped HMDB51 recipe decodes one); the rendered clips cost nothing to decode."""
+    recipe = Path(__file__).parents[1] / "configs" / "hmdb51_simsiam.yaml"
+    assert load_config(recipe).data.frames == 1
+    for frames, dataset, told in [
+        (8, "hmdb51", True),
+        (1, "hmdb51", False),
+        (8, "synthetic", False),
+    ]:
+        caplog.clear()
+        cfg = load_config(recipe, [f"data.frames={frames}", f"data.dataset={dataset}"])
+        with caplog.at_level("WARNING", logger="hpnet.pretrain.run"):
+            pretrain_run.check_pretrain_config(cfg)
+        assert ("set data.frames=1" in caplog.text) == told, (frames, dataset)

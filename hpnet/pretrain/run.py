@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ from hpnet.runtime import (
     training_net,
 )
 from hpnet.train import seed_everything
+
+logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +133,13 @@ def check_pretrain_config(cfg: Config) -> None:
                 "pretrain.method=simsiam normalises its projections over the batch (BatchNorm): "
                 f"train.batch_size must be 2 or more, got {cfg.train.batch_size}"
             )
+        one_frame = cfg.pretrain.simsiam_views == "augment"
+        if one_frame and cfg.data.frames > 1 and cfg.data.dataset != "synthetic":
+            logger.warning(  # (rendered clips cost no decoding)
+                "pretrain.simsiam_views=augment makes both views of one frame per clip, but "
+                "data.frames=%d decodes %d: set data.frames=1 (one random frame of the whole "
+                "video, as now, for a fraction of the decoding)", cfg.data.frames, cfg.data.frames,
+            )  # fmt: skip
         if cfg.pretrain.simsiam_views == "foreground" and cfg.data.frames < 3:
             raise UserError(
                 "pretrain.simsiam_views=foreground takes each clip's background as the median of "

@@ -7,8 +7,9 @@
 ``loop``: :func:`hpnet.engine.train_one_epoch` as training runs it: the synthetic dataset's
 loader (``--workers`` decoding processes), the augmentation on the device, the model, the
 loss, the optimizer and the schedule, with its reseeding, checks and host reads. ``step``: the
-same model's forward + backward + optimizer step, timed on one prepared batch over and over
-(what ``bench/train_step.py`` times). ``overhead`` = 1 - step time / loop time: the share of a
+same model's forward + the loop's loss (auxiliary head, label smoothing) + backward + gradient
+clipping + optimizer step, timed on one prepared batch over and over (what
+``bench/train_step.py`` times). ``overhead`` = 1 - step time / loop time: the share of a
 loop step the GPU would wait on the host (loading, augmentation launches, syncs). ``--model
 trivial`` swaps in a one-layer model to time the data path alone (clips/s it can feed).
 Each timed pass follows an untimed warm-up pass of ``--warmup`` steps.
@@ -26,7 +27,7 @@ from torch import nn
 
 from hpnet.config import load_config
 from hpnet.distributed import DistInfo
-from hpnet.engine import train_one_epoch
+from hpnet.engine import classification_loss, train_one_epoch
 from hpnet.models.hpnet import build_model
 from hpnet.runtime import (
     amp_dtype_for,
@@ -95,11 +96,14 @@ def time_step(args, cfg, device, datasets, model) -> float:
     video, joints = build_transform(cfg, device).train(video, joints, None)
     optimizer, _, _ = build_optimization(cfg, model, 1, device)
     amp = amp_dtype_for(cfg.train.amp, device)
+    loss_cfg = build_loss_config(cfg, datasets[0], device)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=bool(amp)):
             out = model(video, joints if cfg.model.pose else None)
-        torch.nn.functional.cross_entropy(out["logits"].float(), labels).backward()
+        classification_loss(out, labels, loss_cfg).backward()  # the loop's loss (aux head too)
+        if cfg.train.clip_grad > 0:  # the loop's clipping, without its one host read
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -86,6 +86,7 @@ LIMITS: dict[str, _Check] = {
     "train.label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "train.clip_grad": _NON_NEG,
     "train.accum_steps": _POSITIVE,
+    "train.base_batch": _NON_NEG,
     "train.eval_every": _NON_NEG,
     "train.max_steps": _NON_NEG,
     "train.checkpoint_minutes": _NON_NEG,

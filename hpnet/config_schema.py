@@ -171,6 +171,10 @@ class TrainConfig:
     batch_size: int = 8  # clips per step per process
     lr: float = 5e-4  # peak learning rate of newly initialised parts
     backbone_lr: float = 0.0  # peak learning rate of pretrained parts (0 = same as lr)
+    # The global batch train.lr and train.backbone_lr are given for (0 = as given): a run scales
+    # both by its batch_size x accum_steps x processes / base_batch (the linear scaling rule of
+    # MAE, VideoMAE and SimSiam: lr = base lr x batch / 256); min_lr stays as given.
+    base_batch: int = 0
     layer_decay: float = 1.0  # pretrained block i peaks at backbone_lr * decay**(depth-i) (1 = off)
     # adamw (decoupled weight decay), adam (torch's Adam: weight decay is L2 added to the
     # gradient), sgd (with train.momentum; L2 too). Same parameter groups and peak lrs for all.

@@ -88,6 +88,16 @@ def param_groups(
     return out
 
 
+def batch_scaled(train: TrainConfig, processes: int = 1) -> TrainConfig:
+    """``train`` with ``lr`` and ``backbone_lr`` scaled by the run's global batch
+    (``batch_size x accum_steps x processes``) over ``train.base_batch``; as it is when that
+    is 0."""
+    if not train.base_batch:
+        return train
+    factor = train.batch_size * train.accum_steps * processes / train.base_batch
+    return dataclasses.replace(train, lr=train.lr * factor, backbone_lr=train.backbone_lr * factor)
+
+
 def build_optimizer(
     model: nn.Module, train: TrainConfig | None = None, *, fused: bool = False, **settings: Any
 ) -> torch.optim.Optimizer:

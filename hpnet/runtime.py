@@ -203,13 +203,25 @@ def build_optimization(
     model: torch.nn.Module,
     steps_per_epoch: int,
     device: torch.device,
+    dist: DistInfo | None = None,
 ) -> tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler | None]:
     """The optimizer (train.optimizer), the warm-up + decay schedule (train.schedule) over the
-    run's optimizer steps, and a GradScaler for fp16 on CUDA (else None)."""
-    from hpnet.optim import build_optimizer, build_scheduler
+    run's optimizer steps, and a GradScaler for fp16 on CUDA (else None). With
+    ``train.base_batch`` the peak lrs are scaled to the global batch of ``dist``'s processes
+    (:func:`~hpnet.optim.batch_scaled`), which the main process prints."""
+    from hpnet.optim import batch_scaled, build_optimizer, build_scheduler
 
-    optimizer = build_optimizer(model, cfg.train, fused=device.type == "cuda")
-    scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch)
+    dist = dist or DistInfo()
+    train = batch_scaled(cfg.train, dist.world_size)
+    if train is not cfg.train and dist.is_main:
+        t = cfg.train
+        batch = f"{t.batch_size} x {t.accum_steps} accum x {dist.world_size} processes"
+        rates = f"train.lr {t.lr:.3g} -> {train.lr:.3g}"
+        if t.backbone_lr:
+            rates += f", train.backbone_lr {t.backbone_lr:.3g} -> {train.backbone_lr:.3g}"
+        print(f"train.base_batch={t.base_batch}: global batch {batch}: {rates}")
+    optimizer = build_optimizer(model, train, fused=device.type == "cuda")
+    scheduler = build_scheduler(optimizer, train, steps_per_epoch)
     use_scaler = amp_dtype_for(cfg.train.amp, device) == torch.float16  # (CUDA only)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     return optimizer, scheduler, scaler

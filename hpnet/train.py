@@ -195,7 +195,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
-    optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device)
+    optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device, dist)
     loss_cfgs = [build_loss_config(cfg, d, device) for d in datasets]
     loss_cfg = loss_cfgs if sets else loss_cfgs[0]
 

@@ -250,3 +250,25 @@ def test_exponential_stops_at_min_lr():
         12, 4, schedule="exponential", lr_gamma=0.1, epochs=3, warmup_epochs=0, min_lr=0.01
     )
     assert exp[-1] == pytest.approx(0.01)
+
+
+def test_base_batch_scales_the_peak_rates_to_the_global_batch(capsys):
+    """train.base_batch: lr and backbone_lr scale by batch x accum x processes / base_batch
+    (the main process says so); min_lr stays; 0 leaves them as given."""
+    from hpnet.distributed import DistInfo
+    from hpnet.runtime import build_optimization
+
+    model = torch.nn.Linear(4, 2)
+    cfg = load_config(None, ["train.batch_size=24", "train.accum_steps=2", "train.lr=3e-4",
+                             "train.base_batch=256", "train.min_lr=1e-5"])  # fmt: skip
+    optimizer, _, _ = build_optimization(cfg, model, 10, torch.device("cpu"), DistInfo(0, 8))
+    peaks = [group["initial_lr"] for group in optimizer.param_groups]
+    assert peaks == pytest.approx([3e-4 * 24 * 2 * 8 / 256] * len(peaks))
+    assert (
+        "train.base_batch=256: global batch 24 x 2 accum x 8 processes" in capsys.readouterr().out
+    )
+    build_optimization(cfg, model, 10, torch.device("cpu"), DistInfo(1, 8))
+    assert capsys.readouterr().out == ""  # the other processes say nothing
+    plain = load_config(None, ["train.lr=3e-4", "train.batch_size=24"])
+    optimizer, _, _ = build_optimization(plain, model, 10, torch.device("cpu"), DistInfo(0, 8))
+    assert {group["initial_lr"] for group in optimizer.param_groups} == {3e-4}

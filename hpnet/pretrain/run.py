@@ -270,7 +270,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     steps_per_epoch = len(loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
-    optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device)
+    optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device, dist)
     parts = (model, optimizer, scheduler, scaler)
 
     start_epoch, step, resumed = 0, 0, None

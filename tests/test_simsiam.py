@@ -239,13 +239,30 @@ def test_forward_features_shapes_and_layers() -> None:
     model = build_ssl_transformer(18, width=128, depth=2)
     fmap, pooled = model.forward_features(torch.randn(2, 4, 3, 64, 64))
     assert fmap.shape == (2, 4, 2, 2, 128) and pooled.shape == (2, 128)
-    assert model.embed_dim == 128 and model.num_layers == 7
+    assert model.embed_dim == 128 and model.num_layers == 4  # the encoder's stages
     assert model.layer_id("encoder.conv1.weight") == 0
     assert model.layer_id("encoder.layer4.1.bn2.weight") == 4
-    assert model.layer_id("time_embed") == 5
-    assert model.layer_id("temporal.layers.1.linear1.weight") == 7
-    assert model.layer_id("norm.weight") == 8
+    for new in ("time_embed", "temporal.layers.1.linear1.weight", "norm.weight"):
+        assert model.layer_id(new) == 5  # above the encoder
     assert model.no_weight_decay() <= {n for n, _ in model.named_parameters()}
+
+
+def test_layer_decay_counts_down_from_the_encoders_top_stage() -> None:
+    """The pretrained encoder's top stage peaks at backbone_lr x decay and its stem at
+    x decay^5, however many Transformer layers (new, at lr) sit above it."""
+    from hpnet.optim import param_groups
+
+    for depth in (1, 4):
+        backbone = build_ssl_transformer(18, width=64, depth=depth)
+        model = HPNet(backbone, LinearHead(64, 64, 3))
+        names = [n for n, _ in model.named_parameters()]
+        model.pretrained_names = {n for n in names if n.startswith("backbone.encoder.")}
+        groups = param_groups(model, lr=1e-3, backbone_lr=1e-4, weight_decay=0.05, layer_decay=0.5)
+        peak = {id(p): g["lr"] for g in groups for p in g["params"]}
+        params = dict(model.named_parameters())
+        assert peak[id(params["backbone.encoder.layer4.0.conv1.weight"])] == pytest.approx(5e-5)
+        assert peak[id(params["backbone.encoder.conv1.weight"])] == pytest.approx(1e-4 * 0.5**5)
+        assert peak[id(params["backbone.temporal.layers.0.linear1.weight"])] == 1e-3
 
 
 def test_training_step_through_hpnet_reaches_every_parameter() -> None:

@@ -19,9 +19,10 @@ eval mode (running statistics untouched) even while the model trains. ``set_froz
 or releases it between epochs (LP-FT: the head first learns on the loaded features).
 
 Backbone contract (:mod:`hpnet.models.backbones`): ``embed_dim``, ``forward_features``,
-``no_weight_decay()``, ``num_layers``, ``layer_id(name)``. Layers for layer-wise LR decay: 0 =
-the ResNet stem, 1-4 = its stages, 5 = projection, class token and time embedding,
-6 .. 5 + depth = the Transformer layers, ``num_layers + 1`` = the final norm.
+``no_weight_decay()``, ``num_layers``, ``layer_id(name)``. Layers for layer-wise LR decay count
+the pretrained encoder only (as LS-ViT's count its blocks): 0 = the ResNet stem, 1-4 = its
+stages, ``num_layers + 1`` = 5 = all that follows it (projection, tokens, Transformer, norm), so
+the top stage peaks at ``backbone_lr x layer_decay`` and the stem at ``x layer_decay ** 5``.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ class SSLTransformer(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        """ResNet stages (4), the token entry (1) and the Transformer layers."""
-        return len(STAGES) + 1 + self.depth
+        """The pretrained encoder's ResNet stages (4): the layers layer decay counts down."""
+        return len(STAGES)
 
     def layer_id(self, name: str) -> int:
         """Layer of parameter ``name`` for layer-wise LR decay (module docstring)."""
@@ -140,10 +141,6 @@ class SSLTransformer(nn.Module):
             if name.startswith(STEM):
                 return 0
             return next((i + 1 for i, s in enumerate(STAGES) if name.startswith(s + ".")), 0)
-        if name.startswith(("proj.", "cls_token", "time_embed")):
-            return len(STAGES) + 1
-        if name.startswith("temporal.layers."):
-            return len(STAGES) + 2 + int(name.split(".")[2])
         return self.num_layers + 1
 
 

@@ -7,6 +7,7 @@ one :class:`RunDataset` per dataset either way.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo, sync_batchnorm
 from hpnet.engine import LossConfig
 from hpnet.models.lsvit import LSViT
+
+logger = logging.getLogger(__name__)
 
 
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
@@ -220,6 +223,12 @@ def build_optimization(
         if t.backbone_lr:
             rates += f", train.backbone_lr {t.backbone_lr:.3g} -> {train.backbone_lr:.3g}"
         print(f"train.base_batch={t.base_batch}: global batch {batch}: {rates}")
+    if train.warmup_epochs >= train.epochs and dist.is_main:
+        logger.warning(
+            "train.warmup_epochs=%g >= train.epochs=%d: the learning rate never reaches "
+            "train.lr=%g (lower train.warmup_epochs)", train.warmup_epochs, train.epochs,
+            train.lr,
+        )  # fmt: skip
     optimizer = build_optimizer(model, train, fused=device.type == "cuda")
     scheduler = build_scheduler(optimizer, train, steps_per_epoch)
     use_scaler = amp_dtype_for(cfg.train.amp, device) == torch.float16  # (CUDA only)

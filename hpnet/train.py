@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,8 +78,6 @@ from hpnet.splits import (
     training_finished,
     with_split,
 )
-
-logger = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -151,27 +148,22 @@ def _splits_argument(value: str | None, cfg: Config, overrides: Sequence[str]) -
     return splits
 
 
-def _check_run_config(cfg: Config, dist: DistInfo) -> None:
-    """Refuse what cannot train a classifier; warn about settings that defeat themselves."""
+def _check_run_config(cfg: Config) -> None:
+    """Refuse what cannot train a classifier (a warm-up past the run's end is warned of by
+    :func:`~hpnet.runtime.build_optimization`)."""
     check_model_config(cfg)
     if cfg.data.dataset == "unlabeled":
         raise UserError(
             "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "
             "python -m hpnet.pretrain, then fine-tune with model.pretrained=<its run>/last.pt"
         )
-    if cfg.train.warmup_epochs >= cfg.train.epochs and dist.is_main:
-        logger.warning(
-            "train.warmup_epochs=%g >= train.epochs=%d: the learning rate never reaches "
-            "train.lr=%g (lower train.warmup_epochs)",
-            cfg.train.warmup_epochs, cfg.train.epochs, cfg.train.lr,
-        )  # fmt: skip
 
 
 def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:
     """The run; ``held`` keeps what must stay open until it ends (the run folder's lock)."""
     out = Path(cfg.train.out_dir)
     resume_from = resume_path(cfg, out)
-    _check_run_config(cfg, dist)  # before the data and the run folder
+    _check_run_config(cfg)  # before the data and the run folder
     seed_everything(cfg.train.seed)
 
     # ---- data: one dataset, or one per data.joint entry (batches interleaved) ---------------

@@ -617,13 +617,13 @@ def test_a_killed_runs_lock_is_free_though_its_workers_linger(tmp_path):
 def test_a_warmup_as_long_as_the_run_is_reported(tiny_args, tmp_path, caplog):
     import logging
 
-    with caplog.at_level(logging.WARNING, logger="hpnet.train"):
+    with caplog.at_level(logging.WARNING, logger="hpnet.runtime"):
         short = ["train.max_steps=1", "train.epochs=1"]
         _run(tiny_args, tmp_path / "a", *short)  # warmup 0.5 of 1 epoch
-        said = [r for r in caplog.records if r.name == "hpnet.train" and "warmup" in r.message]
+        said = [r for r in caplog.records if r.name == "hpnet.runtime" and "warmup" in r.message]
         assert not said
         _run(tiny_args, tmp_path / "b", *short, "train.warmup_epochs=1")
-    (record,) = [r for r in caplog.records if r.name == "hpnet.train" and "warmup" in r.message]
+    (record,) = [r for r in caplog.records if r.name == "hpnet.runtime" and "warmup" in r.message]
     assert "never reaches train.lr" in record.getMessage()
 
 

@@ -118,11 +118,12 @@ JOINT_MAY_CHANGE = (*DATA_MAY_CHANGE, "pose_cache_dir")  # in a data.joint entry
 def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
     """``(key, saved value, cfg's value)`` for every key of the checkpoint's config that
     ``cfg`` sets otherwise and a resumed run may not change (:data:`RESUME_MAY_CHANGE`, and
-    :data:`JOINT_MAY_CHANGE` in ``data.joint`` entries). Keys the checkpoint does not record
-    (from an older hpnet) are not compared."""
+    :data:`JOINT_MAY_CHANGE` in ``data.joint`` entries). A key the checkpoint does not record
+    (it predates the key) ran with the key's default, and is compared as that."""
     now = flat_config(config_to_dict(cfg))
+    recorded = {**flat_config(config_to_dict(Config())), **flat_config(saved)}
     changes = []
-    for key, then in flat_config(saved).items():
+    for key, then in recorded.items():
         if key not in now:
             continue
         was, is_ = then, now[key]

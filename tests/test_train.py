@@ -196,6 +196,11 @@ def test_what_a_resume_may_change():
     seeded = f'[{{"name": "a", "root": "/a", "seed": 3}}, {b}]'
     other = load_config(None, [*base, f"data.joint={seeded}"])
     assert [k for k, _, _ in resume_changes(saved, other)] == ["data.joint"]
+    # a key the checkpoint predates ran with its default: compared as that
+    older = {**saved, "train": {k: v for k, v in saved["train"].items() if k != "base_batch"}}
+    assert resume_changes(older, load_config(None, base)) == []
+    scaled = load_config(None, [*base, "train.base_batch=256"])
+    assert resume_changes(older, scaled) == [("train.base_batch", 0, 256)]
 
 
 def test_resume_with_another_optimizer_setting_or_batch_is_refused(tiny_args, tmp_path):

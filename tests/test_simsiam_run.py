@@ -257,6 +257,8 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
         _run(simsiam_args, simsiam_run, "--preview", "1")
     with pytest.raises(UserError, match=r"needs data.frames >= 3, got 2"):
         _run(simsiam_args, tmp_path / "d", "pretrain.simsiam_views=foreground", "data.frames=2")
+    with pytest.raises(UserError, match=r"needs data.frames >= 2 \(e.g. 8\), got 1"):
+        _run(simsiam_args, tmp_path / "d", "pretrain.simsiam_views=frames", "data.frames=1")
     with pytest.raises(UserError, match=r"train.batch_size must be 2 or more, got 1"):
         _run(simsiam_args, tmp_path / "e", "train.batch_size=1")
     with pytest.raises(UserError, match=r"is a ResNet-18 \(SimSiam\).*model.depth=34"):

@@ -140,6 +140,12 @@ def check_pretrain_config(cfg: Config) -> None:
                 "data.frames=%d decodes %d: set data.frames=1 (one random frame of the whole "
                 "video, as now, for a fraction of the decoding)", cfg.data.frames, cfg.data.frames,
             )  # fmt: skip
+        if cfg.pretrain.simsiam_views == "frames" and cfg.data.frames < 2:
+            raise UserError(
+                "pretrain.simsiam_views=frames pairs two frames of a clip at most "
+                "pretrain.frame_gap apart: it needs data.frames >= 2 (e.g. 8), got "
+                f"{cfg.data.frames}"
+            )
         if cfg.pretrain.simsiam_views == "foreground" and cfg.data.frames < 3:
             raise UserError(
                 "pretrain.simsiam_views=foreground takes each clip's background as the median of "

@@ -116,10 +116,9 @@ def configure_logging() -> None:
 
 def progress_enabled(wanted: bool) -> bool:
     """Whether a progress bar the caller ``wanted`` is drawn: not when ``TQDM_DISABLE`` is set
-    (to anything but ``0``/``false``/``no``). tqdm reads that variable only for bars that leave
-    ``disable=`` out, and every hpnet bar passes it."""
-    switch = os.environ.get("TQDM_DISABLE", "").strip().lower()
-    return wanted and switch in ("", "0", "false", "no")
+    to anything (tqdm's own reading of it, which it applies only to bars that leave
+    ``disable=`` out; every hpnet bar passes it)."""
+    return wanted and not os.environ.get("TQDM_DISABLE")
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colours and styles (torch uses bold)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hpnet.cli import UserError
 from hpnet.data import synthetic_splits
 from hpnet.data.motions import figure_points
 from hpnet.data.synthetic import (
@@ -240,7 +241,9 @@ def test_preview_png(tmp_path):
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize(("switch", "drawn"), [(None, True), ("1", False), ("0", True)])
+@pytest.mark.parametrize(
+    ("switch", "drawn"), [(None, True), ("", True), ("1", False), ("0", False)]
+)
 def test_progress_bar_obeys_tqdm_disable(switch, drawn, monkeypatch, capsys) -> None:
     """TQDM_DISABLE hides hpnet's bars too (tqdm reads it only when ``disable=`` is left out)."""
     if switch is None:
@@ -293,3 +296,34 @@ def test_left_joints_are_the_figures_left() -> None:
         x = joints[:, 0, :, 0]  # (L, 17)
         assert (x[:, 1] > x[:, 2]).all() and (x[:, 5] > x[:, 6]).all(), action
         assert (x[:, 11] > x[:, 12]).all(), action
+
+
+def test_a_subset_of_actions_is_written_and_checked(tmp_path, caplog):
+    """--actions writes those classes only; a run asking for them reads the files without a
+    warning, one asking for others is told the command that writes them."""
+    from hpnet.config import load_config
+    from hpnet.data.synthetic_files import main, synthetic_file_records
+
+    out = tmp_path / "two"
+    flags = ["--train", "2", "--test", "2", "--resolution", "32", "--length", "8"]
+    assert main([str(out), *flags, "--actions", "wave,kick"]) == 0
+    assert (out / "classes.txt").read_text().split() == ["wave", "kick"]
+    assert (out / "train.txt").read_text().split()[::2] == [
+        "wave/train_00000.mp4",
+        "kick/train_00001.mp4",
+    ]
+
+    def settings(actions: str) -> list[str]:
+        return [f"data.root={out}", "data.dataset=synthetic", f"data.synthetic.actions={actions}",
+                "data.synthetic.train_videos=2", "data.synthetic.test_videos=2",
+                "data.synthetic.resolution=32", "data.synthetic.length=8"]  # fmt: skip
+
+    with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
+        splits = synthetic_file_records(load_config(None, settings("[wave,kick]")), False)
+    assert list(splits.classes) == ["wave", "kick"] and not caplog.text
+    with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
+        synthetic_file_records(load_config(None, settings("[wave,clap]")), False)
+    assert "actions wave,kick (asked: wave,clap)" in caplog.text
+    assert "--length 8 --fps 15.0 --seed 0 --actions wave,clap (then" in caplog.text
+    with pytest.raises(UserError, match=r"actions must be some of sit_down,"):
+        main([str(tmp_path / "bad"), *flags, "--actions", "wave,fly"])

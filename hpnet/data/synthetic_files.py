@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "synthetic.json"  # the settings the files of a folder were written with
 MIN_FPS = 0.1  # slower rates do not fit a video stream's time base (written as 24 fps)
+SETTING_FLAGS = ("train", "test", "resolution", "length", "fps", "seed")  # with values
+ALL_ACTIONS = ",".join(ACTIONS)
 
 
 def config_settings(cfg: Config) -> dict[str, Any]:
@@ -46,14 +48,18 @@ def config_settings(cfg: Config) -> dict[str, Any]:
         "fps": float(s.fps),
         "seed": cfg.data.seed,
         "distractor": s.distractor,
+        "actions": ",".join(s.actions or ACTIONS),
     }
 
 
 def write_command(root: str | Path, settings: dict[str, Any]) -> str:
     """The command line that writes the clips of ``settings`` into ``root``."""
-    flags = [f"--{key} {value}" for key, value in settings.items() if key != "distractor"]
-    extra = ["--distractor"] if settings.get("distractor") else []
-    return " ".join(["python -m hpnet.data.synthetic", str(root), *flags, *extra])
+    flags = [f"--{key} {settings[key]}" for key in SETTING_FLAGS]
+    if settings.get("distractor"):
+        flags.append("--distractor")
+    if settings.get("actions", ALL_ACTIONS) != ALL_ACTIONS:
+        flags.append(f"--actions {settings['actions']}")
+    return " ".join(["python -m hpnet.data.synthetic", str(root), *flags])
 
 
 def written_settings(root: str | Path) -> dict[str, Any] | None:
@@ -105,14 +111,13 @@ def _warn_other_settings(cfg: Config, splits: RecordSplits, root: Path) -> None:
     """The files are read as written: say so when ``data.synthetic.*`` or ``data.seed`` ask
     for other clips (those settings made the files; here they change nothing)."""
     command = write_command(root, config_settings(cfg))
+    differ = settings_differ(root, cfg)
     if written_settings(root) is None:
         differ = f"settings unknown (no {MANIFEST}: an interrupted or older writer)"
         differ += f", {len(splits.train)} train and {len(splits.test)} test videos"
-    else:
-        differ = settings_differ(root, cfg)
-    actions = list(cfg.data.synthetic.actions) or list(ACTIONS)
-    if actions != list(splits.classes):
-        differ += f"{', ' if differ else ''}{len(splits.classes)} classes ({len(actions)} asked)"
+        asked = list(cfg.data.synthetic.actions) or list(ACTIONS)
+        if asked != list(splits.classes):
+            differ += f", {len(splits.classes)} classes ({len(asked)} asked)"
     if differ:
         logger.warning(
             "%s holds synthetic clips with %s: with pose.source=cache the files are read as "
@@ -154,6 +159,7 @@ def write_synthetic_videos(
     seed: int = 0,
     distractor: bool = False,
     progress: bool = True,
+    actions: Sequence[str] = ACTIONS,
 ) -> Path:
     """Write the dataset as real videos so the whole file pipeline can run on it.
 
@@ -161,7 +167,8 @@ def write_synthetic_videos(
     (``<relative path> <label>`` lines, for ``data.dataset=list``), ``classes.txt``, and the
     ground-truth joints in the pose-cache format under ``<out>/pose_cache/`` (for
     ``pose.source=cache`` with ``pose.cache_dir=<out>/pose_cache``). The clips are the ones
-    :class:`~hpnet.data.synthetic.SyntheticActions` renders for the same settings, and
+    :class:`~hpnet.data.synthetic.SyntheticActions` renders for the same settings (``actions``:
+    the classes, in label order, a subset of :data:`~hpnet.data.motions.ACTIONS`), and
     ``synthetic.json`` the settings, written last (a rewrite stopped half-way leaves none, and
     no old joints beside a new video). Returns ``out_dir``.
     """
@@ -174,6 +181,9 @@ def write_synthetic_videos(
         )
     if fps < MIN_FPS:
         raise ValueError(f"fps must be >= {MIN_FPS}, got {fps}")
+    unknown = [a for a in actions if a not in ACTIONS]
+    if unknown or not actions:
+        raise ValueError(f"actions must be some of {ALL_ACTIONS}, got {','.join(actions)!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
@@ -188,9 +198,10 @@ def write_synthetic_videos(
             disable=not progress_enabled(progress),
         ):
             video, joints, label = render_one(
-                seed, split, i, resolution=resolution, length=length, distractor=distractor
-            )
-            rel = f"{ACTIONS[label]}/{split}_{i:05d}.mp4"
+                seed, split, i, resolution=resolution, length=length, distractor=distractor,
+                actions=actions,
+            )  # fmt: skip
+            rel = f"{actions[label]}/{split}_{i:05d}.mp4"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             joints_path = cache_path(out / "pose_cache", rel)
             joints_path.unlink(missing_ok=True)  # never an old clip's joints beside a new video
@@ -198,9 +209,10 @@ def write_synthetic_videos(
             save_joints(joints_path, joints, np.arange(length), meta)
             lines.append(f"{rel} {label}")
         _write_text(out / f"{split}.txt", "".join(f"{line}\n" for line in lines))
-    _write_text(out / "classes.txt", "\n".join(ACTIONS) + "\n")
+    _write_text(out / "classes.txt", "\n".join(actions) + "\n")
     settings = {"train": num_train, "test": num_test, "resolution": resolution}
     settings |= {"length": length, "fps": float(fps), "seed": seed, "distractor": distractor}
+    settings |= {"actions": ",".join(actions)}
     _write_text(out / MANIFEST, json.dumps(settings, indent=1) + "\n")
     return out
 
@@ -258,11 +270,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (data.seed)")
     parser.add_argument("--distractor", action="store_true", help="add a second figure")
     parser.add_argument(
+        "--actions",
+        default=ALL_ACTIONS,
+        help="the classes, comma-separated (data.synthetic.actions)",
+    )
+    parser.add_argument(
         "--preview", action="store_true", help="only write <out>/<class>.png, one clip per class"
     )
     args = parser.parse_args(argv)
     _check_flags(parser, args)
     clip = {"resolution": args.resolution, "length": args.length, "distractor": args.distractor}
+    actions = [a.strip() for a in args.actions.split(",") if a.strip()]
     if args.preview:
         for index, name in enumerate(ACTIONS):
             video, joints, _ = render_one(args.seed, "train", index, **clip)
@@ -270,8 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         out = write_synthetic_videos(
-            args.out, num_train=args.train, num_test=args.test, fps=args.fps, seed=args.seed, **clip
-        )
+            args.out, num_train=args.train, num_test=args.test, fps=args.fps, seed=args.seed,
+            actions=actions, **clip,
+        )  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     except OSError as err:  # e.g. the output folder is a file

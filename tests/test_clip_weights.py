@@ -418,3 +418,26 @@ def test_train_prints_the_load_report_and_evaluate_rebuilds_without_the_file(
 
     path.unlink()  # evaluate and predict rebuild from the checkpoint alone
     assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "ev")]) == 0
+
+
+def test_an_untrained_hpnet_scores_clips_as_clips_image_tower(weights_bin, tmp_path):
+    """With the backbone and text tower from one CLIP file, the head starts from CLIP's image
+    projection (and a near-zero pose projection): before any training a clip's image
+    embedding is CLIP's mean frame embedding, so the logits rank classes as zero-shot CLIP."""
+    from hpnet.fusion.head import centre_class_embeddings
+
+    cfg = tiny_cfg(tmp_path, str(weights_bin), quick_gelu="false")
+    cfg.model.pose = True
+    model = build_model(cfg, ["climb", "wave", "run", "kick"]).eval()
+    assert model.pretrained_report.endswith("CLIP's image projection -> head.fuse.rgb")
+    assert "head.fuse.rgb.weight" in model.pretrained_names  # trained at backbone_lr
+    ref = reference(weights_bin, quick_gelu=False)
+    x = frames(4)
+    clips = x.unsqueeze(1).repeat(1, 2, 1, 1, 1)  # (4, 2, 3, 32, 32): still clips
+    joints = torch.rand(4, 2, 2, 17, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        image = F.normalize(ref.encode_image(x), dim=-1)
+        out = model(clips, joints)
+        zero_shot = image @ centre_class_embeddings(model.class_embeddings.float()).t()
+    scale = model.head.logit_scale.exp()
+    torch.testing.assert_close(out["logits"] / scale, zero_shot, atol=1e-2, rtol=0)

@@ -275,6 +275,7 @@ def build_model(
     m = cfg.model
     built = build_backbone(cfg, load_weights=load_weights)
     clip = built.clip  # LS-ViT: the CLIP checkpoint of model.pretrained, shared with the text
+    image_proj = clip.state_dict().get("visual.proj") if clip is not None and m.text else None
     dim = built.module.embed_dim  # pooled feature width
     fmap_dim = getattr(built.module, "fmap_dim", dim)  # feature map width, read by the FPM
     pose_dim = None
@@ -317,9 +318,31 @@ def build_model(
     if built.report is not None:
         model.pretrained_names = {f"backbone.{name}" for name in built.pretrained_names}
     model.pretrained_report = str(built.report) if built.report is not None else ""
+    if image_proj is not None and start_from_clip_alignment(model.head, image_proj):
+        model.pretrained_names |= {"head.fuse.rgb.weight"}
+        model.pretrained_report += "; CLIP's image projection -> head.fuse.rgb"
     if clip is not None:
         clip.release()
     return model
+
+
+def start_from_clip_alignment(head: nn.Module, proj: torch.Tensor) -> bool:
+    """The text head's image projection ``fuse.rgb`` set to CLIP's (``visual.proj (D, Dt)``,
+    no bias) and its pose projection near zero, so that an untrained HP-Net scores a clip as
+    CLIP's image tower does (mean of its frames' embeddings against the class embeddings),
+    not at chance. True when done (a head with ``fuse`` of that shape)."""
+    fuse = getattr(head, "fuse", None)
+    if fuse is None:
+        return False
+    if tuple(proj.shape) != (fuse.rgb.in_features, fuse.rgb.out_features):
+        return False
+    with torch.no_grad():
+        fuse.rgb.weight.copy_(proj.t())
+        fuse.rgb.bias.zero_()
+        if fuse.pose is not None:  # near zero, as the TRMM's modulation: every weight learns
+            nn.init.normal_(fuse.pose.weight, std=1e-4)
+            nn.init.zeros_(fuse.pose.bias)
+    return True
 
 
 def _build_head(

@@ -74,6 +74,16 @@ def remove_stale_temp_files(path: Path, *, keep_live_writers: bool = False) -> i
     return removed
 
 
+def temp_file_names(folder: Path) -> set[str]:
+    """The names of the ``*.tmp`` files directly in ``folder`` (none when it is missing): one
+    listing to test many targets against, instead of a glob per target."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name for e in entries if e.name.endswith(".tmp")}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
 def remove_dead_writers_temp_files(folder: Path) -> int:
     """Delete every ``<name>.<pid>.tmp`` directly in ``folder`` whose writer is gone (all a
     run folder's files at once, whatever they are named); returns how many were removed."""

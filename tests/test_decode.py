@@ -439,3 +439,19 @@ def test_mpeg_streams_give_each_index_its_own_picture(tmp_path, name, muxer):
         assert (
             some.float().mean(dim=(1, 2, 3)) / 4 - torch.tensor([45, 3, 21, 0])
         ).abs().max() < 0.5
+
+
+def test_auto_on_avis_never_imports_torchcodec(hmdb51_mini: Path) -> None:
+    """auto reads AVIs with PyAV, decided before torchcodec is imported (~4 s a process)."""
+    import subprocess
+    import sys
+
+    clip = next(hmdb51_mini.glob("*/*.avi"))
+    code = (
+        "import sys\nfrom hpnet.data.decode import open_video\n"
+        f"with open_video({str(clip)!r}) as r:\n    assert r.backend == 'pyav', r.backend\n"
+        "print('torchcodec' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -342,11 +342,13 @@ def open_video(
         raise VideoDecodeError(path, reason) from None
     except OSError as err:
         raise VideoDecodeError(path, f"cannot read the file ({err.strerror or err})") from None
-    chosen = resolve_backend(backend)
     avi = _is_avi(head)
-    # AVI: no timestamps, torchcodec may miss pictures; MPEG-PS/TS: its seeks land on others
+    # AVI: no timestamps, torchcodec may miss pictures; MPEG-PS/TS: its seeks land on others.
+    # (decided first: resolving "auto" imports torchcodec, ~4 s, which such files never use)
     if backend == "auto" and (avi or _is_mpeg_stream(head)):
         chosen = "pyav"
+    else:
+        chosen = resolve_backend(backend)
     if chosen == "torchcodec":
         return _TorchcodecReader(path, device, threads, max_pixels, avi)
     return _PyAVReader(path, device, threads, max_pixels)

@@ -7,9 +7,10 @@ model, for the tiny and base HP-Net.
 
 Every video of the 7 real HMDB51 clips (``<data>/hmdb51_mini``) goes through the same
 :class:`hpnet.predict.Predictor` the command uses: decode the ``views x frames`` sampled frames
-(torchcodec), YOLO11n-pose (the real weights in ``<data>/weights``; no pose cache) as
-``pose.track`` says: ``dense`` (the default) on every ``pose.stride``-th frame up to the last
-sampled one, people tracked through them as the pose cache does, ``sampled`` on the distinct
+(``data.decoder=auto``: PyAV for these AVIs), YOLO11n-pose (the real weights in
+``<data>/weights``; no pose cache) as ``pose.track`` says: ``dense`` (the default) on every
+``pose.stride``-th frame up to the last sampled one, people tracked through them as the pose
+cache does (their decoding is counted in the pose column), ``sampled`` on the distinct
 sampled frames only; then the model on ``views x crops`` clips at 224 px. The
 models are randomly initialised (speed does not depend on the weights) with 51 classes and
 random text embeddings. One warm-up video first; the table reports the mean over the videos

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -183,40 +182,32 @@ def test_frames_with_nobody_give_zeros(random_yolo):
 
 
 def test_joints_are_normalised_to_each_frame(random_yolo, monkeypatch):
-    """A point Ultralytics reports on the padded canvas maps back to the frame it came from."""
+    """A point Ultralytics reports on the padded canvas maps back to the frame it came from;
+    one in the padding is missing, one past the canvas is clipped onto it (as Ultralytics'
+    Results clip)."""
     blocks = [_frames(1, 48, 64), _frames(1, 64, 32, seed=1)]  # letterboxed to 48x64 and 64x32
     points = [(0.25, 0.75), (0.5, 0.1)]
     # Each frame's own canvas (letterbox size rounded up to 32): frame by canvas shape.
     by_canvas = {(64, 64): (points[0], (48, 64)), (64, 32): (points[1], (64, 32))}
 
-    def fake_predict(canvas, **kwargs):
+    def fake_predict(canvas, threads):
         assert len(canvas) == random_yolo.frames_per_pass
         (x, y), (h, w) = by_canvas[tuple(canvas.shape[-2:])]
         top, left = (canvas.shape[-2] - h) // 2, (canvas.shape[-1] - w) // 2
-        px, py = left + x * w, top + y * h
-        kpts = torch.zeros(1, 17, 3)
-        kpts[0, 0] = torch.tensor([px, py, 0.9])
-        kpts[0, 1] = torch.tensor([left - 1, top - 1, 0.9])  # outside the frame
-        box = torch.tensor([[left, top, left + w / 2, top + h / 2]], dtype=torch.float32)
-        boxes = _Boxes(box, torch.tensor([0.8]))
-        return [SimpleNamespace(boxes=boxes, keypoints=SimpleNamespace(data=kpts))] * len(canvas)
+        row = torch.zeros(6 + 17 * 3)
+        row[:5] = torch.tensor([left, top, left + w / 2, top + h / 2, 0.8])
+        kpts = row[6:].view(17, 3)
+        kpts[0] = torch.tensor([left + x * w, top + y * h, 0.9])
+        kpts[1] = torch.tensor([left + w / 2, top - 1, 0.9])  # above the frame
+        return [row[None].clone() for _ in canvas]
 
-    monkeypatch.setattr(random_yolo.model, "predict", fake_predict)
+    monkeypatch.setattr(random_yolo, "_predict", fake_predict)
     dets = random_yolo.detect(blocks)
     for det, (x, y) in zip(dets, points, strict=True):
         np.testing.assert_allclose(det.keypoints[0, 0], [x, y, 0.9], atol=1e-5)
-        assert (det.keypoints[0, 1] == 0).all()
         np.testing.assert_allclose(det.boxes[0], [0, 0, 0.5, 0.5], atol=1e-5)
-
-
-class _Boxes:
-    """The part of Ultralytics' Boxes the estimator reads."""
-
-    def __init__(self, xyxy: torch.Tensor, conf: torch.Tensor) -> None:
-        self.xyxy, self.conf = xyxy, conf
-
-    def __len__(self) -> int:
-        return len(self.conf)
+    assert (dets[0].keypoints[0, 1] == 0).all()  # in the canvas's padding: missing
+    np.testing.assert_allclose(dets[1].keypoints[0, 1], [0.5, 0, 0.9])  # clipped to the top
 
 
 def test_random_init_model_is_the_same_in_every_process():
@@ -442,3 +433,53 @@ def test_detection_leaves_torchs_thread_count_alone(random_yolo):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def _from_results(result, place: tuple[int, int, int, int]) -> FrameDetections:
+    """An Ultralytics Results (from its own predict()) as hpnet's detections: the reference."""
+    if result.boxes is None or len(result.boxes) == 0:
+        return FrameDetections.empty()
+    top, left, h, w = place
+    offset = torch.tensor([left, top], dtype=torch.float32)
+    size = torch.tensor([w, h], dtype=torch.float32)
+    boxes = ((result.boxes.xyxy.float().cpu().view(-1, 2, 2) - offset) / size).clamp_(0, 1)
+    boxes = boxes.view(-1, 4)
+    scores = result.boxes.conf.float().cpu()
+    kpts = result.keypoints.data.float().cpu().clone()
+    kpts[..., :2] = (kpts[..., :2] - offset) / size
+    outside = (kpts[..., :2] < 0).any(-1) | (kpts[..., :2] > 1).any(-1) | (kpts[..., 2] <= 0)
+    kpts[outside] = 0
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = torch.argsort(scores * area, descending=True, stable=True)
+    return FrameDetections(
+        boxes[order].numpy(), scores[order].numpy(), kpts[order].contiguous().numpy()
+    )
+
+
+@pytest.mark.realdata
+def test_detections_equal_ultralytics_own_predict(hmdb51_mini, real_yolo):
+    """detect() runs Ultralytics' preprocess, forward and NMS without predict()'s Results: the
+    same detections, bit for bit, as predict() and its Results on the same canvases."""
+    import math
+
+    from hpnet.pose.estimator import canvas_size
+
+    frames = _clip(hmdb51_mini, "punch", 12)  # people, some hard: boxes and joints near edges
+    got = real_yolo.detect(frames)
+    step = real_yolo.frames_per_pass
+    hw = canvas_size(frames.shape[-2], frames.shape[-1], real_yolo.imgsz)
+    canvas, places = real_yolo._canvas([frames], hw, math.ceil(len(frames) / step) * step)
+    bf16 = real_yolo.precision == "bf16"
+    expected, threads = [], torch.get_num_threads()  # (Ultralytics' predict() resets it)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(canvas), step):
+            expected += real_yolo.model.predict(
+                canvas[start : start + step], **real_yolo._predict_args()
+            )
+    torch.set_num_threads(threads)
+    expected = [_from_results(r, p) for r, p in zip(expected[: len(frames)], places, strict=True)]
+    assert sum(len(d.scores) for d in got) > len(frames) // 2  # people were found
+    for ours, theirs in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(ours.boxes, theirs.boxes)
+        np.testing.assert_array_equal(ours.scores, theirs.scores)
+        np.testing.assert_array_equal(ours.keypoints, theirs.keypoints)

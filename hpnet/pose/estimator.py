@@ -254,21 +254,50 @@ class PoseEstimator:
         step = self.frames_per_pass
         count = sum(len(b) for b in blocks)
         canvas, places = self._canvas(blocks, canvas_hw, math.ceil(count / step) * step)
-        results = []
+        found: list[torch.Tensor] = []
         threads = torch.get_num_threads()  # Ultralytics resets it to cores - 1 on the CPU
-        if not self._set_up:  # ... when its first call sets up its predictor, before the forward
-            self._predict(canvas[:1, :, :STRIDE, :STRIDE], threads)
-            self._set_up = True
         for start in range(0, len(canvas), step):
-            results += self._predict(canvas[start : start + step], threads)
-        return [_to_detections(r, place) for r, place in zip(results[:count], places, strict=True)]
+            found += self._predict(canvas[start : start + step], threads)
+        found = found[:count]
+        if not any(len(f) for f in found):
+            return [FrameDetections.empty() for _ in found]
+        sizes = [len(f) for f in found]
+        # Ultralytics' clipping to the canvas (its Results' scaling is the identity here: the
+        # canvas is the network input), in the predictions' dtype; then one host copy
+        every = torch.cat(found)
+        canvas_h, canvas_w = canvas_hw
+        every[:, [0, 2]] = every[:, [0, 2]].clamp(0, canvas_w)
+        every[:, [1, 3]] = every[:, [1, 3]].clamp(0, canvas_h)
+        kpts = every[:, 6:].view(len(every), NUM_KEYPOINTS, 3)
+        kpts[..., 0] = kpts[..., 0].clamp(0, canvas_w)
+        kpts[..., 1] = kpts[..., 1].clamp(0, canvas_h)
+        rows = every.float().cpu().split(sizes)
+        return [_to_detections(r, place) for r, place in zip(rows, places, strict=True)]
 
-    def _predict(self, batch: torch.Tensor, threads: int) -> list:
-        """Ultralytics' predict on a float batch ``(n, 3, Hc, Wc)``, at ``threads`` threads."""
+    def _predict(self, batch: torch.Tensor, threads: int) -> list[torch.Tensor]:
+        """Detections per frame of a float batch ``(n, 3, Hc, Wc)``, at ``threads`` threads:
+        ``(k, 6 + 51)`` rows (box xyxy, score, class, 17 x (x, y, conf)) in canvas pixels.
+
+        Ultralytics' predictor's own preprocess, forward and NMS with its arguments; a first
+        ``predict()`` sets that predictor up. Not ``predict()`` each time: it would also scan
+        the batch, copy every canvas to the host as uint8 and wrap each frame in a Results."""
+        from ultralytics.utils import nms
+
         use_bf16 = self.precision == "bf16"
         try:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                return self.model.predict(batch, **self._predict_args())
+                if not self._set_up:
+                    self.model.predict(batch[:1, :, :STRIDE, :STRIDE], **self._predict_args())
+                    self._set_up = True
+                    torch.set_num_threads(threads)  # (the set-up changed it)
+                predictor = self.model.predictor
+                args = predictor.args
+                preds = predictor.inference(predictor.preprocess(batch))
+                return nms.non_max_suppression(
+                    preds, args.conf, args.iou, args.classes, args.agnostic_nms,
+                    max_det=args.max_det, nc=len(predictor.model.names),
+                    end2end=getattr(predictor.model, "end2end", False),
+                )  # fmt: skip
         finally:
             torch.set_num_threads(threads)
 
@@ -304,17 +333,18 @@ class PoseEstimator:
         return track_persons(self.detect(frames), persons)
 
 
-def _to_detections(result, place: tuple[int, int, int, int]) -> FrameDetections:
-    """One Ultralytics Results (canvas pixels) -> detections normalised to the frame, ranked."""
-    if result.boxes is None or len(result.boxes) == 0 or result.keypoints is None:
+def _to_detections(pred: torch.Tensor, place: tuple[int, int, int, int]) -> FrameDetections:
+    """One frame's detections ``(k, 6 + 51)`` (float32, canvas pixels, clipped to the canvas)
+    -> detections normalised to the frame, ranked."""
+    if len(pred) == 0:
         return FrameDetections.empty()
     top, left, h, w = place
     offset = torch.tensor([left, top], dtype=torch.float32)
     size = torch.tensor([w, h], dtype=torch.float32)
-    boxes = result.boxes.xyxy.float().cpu().view(-1, 2, 2)
+    boxes = pred[:, :4].reshape(-1, 2, 2)
     boxes = ((boxes - offset) / size).clamp_(0, 1).view(-1, 4)
-    scores = result.boxes.conf.float().cpu()
-    kpts = result.keypoints.data.float().cpu().clone()  # (n, 17, 3) canvas pixels
+    scores = pred[:, 4].contiguous()
+    kpts = pred[:, 6:].reshape(-1, NUM_KEYPOINTS, 3).clone()  # (k, 17, 3) canvas pixels
     kpts[..., :2] = (kpts[..., :2] - offset) / size
     outside = (kpts[..., :2] < 0).any(-1) | (kpts[..., :2] > 1).any(-1) | (kpts[..., 2] <= 0)
     kpts[outside] = 0  # missing joint: confidence 0 and x = y = 0

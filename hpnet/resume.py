@@ -37,7 +37,14 @@ def resume_run(
     ckpt = load_checkpoint(path)  # on the CPU: load_state_dict moves to the device
     check_resumable(ckpt, cfg, model.class_names, sets, path, dist)
     model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except ValueError as err:  # other parameter groups: a run an older hpnet started
+        raise UserError(
+            f"cannot resume {path}: its optimizer state has other parameter groups than this "
+            f"hpnet makes for the model ({err}); finish the run with the hpnet that started "
+            "it, or start a new run (train.resume='' and another train.out_dir)"
+        ) from None
     scheduler.load_state_dict(ckpt["scheduler"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])

@@ -673,3 +673,16 @@ def test_a_validation_split_is_scored_apart(tiny_args, tmp_path, capsys):
     assert rerun["val"]["num_videos"] == 5 and "validation top-1" in capsys.readouterr().out
     with pytest.raises(UserError, match=r"data\.val_fraction=0\.25, this run has 0\.0"):
         _run(tiny_args, out, "train.resume=auto", "train.epochs=3")
+
+
+def test_a_checkpoint_with_other_optimizer_groups_is_refused_in_one_line(tiny_args, tmp_path):
+    """A run whose optimizer groups this hpnet makes otherwise (an older hpnet started it)
+    is refused with the way out, not a traceback from torch."""
+    out = tmp_path / "run"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.eval_every=0")
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    groups = ckpt["optimizer"]["param_groups"]
+    groups[0]["params"] = groups[0]["params"][:-1]  # one parameter fewer in the first group
+    torch.save(ckpt, out / "last.pt")
+    with pytest.raises(UserError, match=r"its optimizer state has other parameter groups"):
+        _run(tiny_args, out, "train.max_steps=1", "train.epochs=2", "train.resume=auto")

@@ -203,7 +203,7 @@ RF_SHAPES |= {"nonlocal": (2, 464), "c3d": (8, 264), "s3d": (8, 456)}
 
 @pytest.mark.parametrize(
     "arch",
-    [a if a in ("r3d_18", "late_fusion") else pytest.param(a, marks=SLOW) for a in RF_SHAPES],
+    [a if a == "r3d_18" else pytest.param(a, marks=SLOW) for a in RF_SHAPES],
 )  # the others (seconds each) with -m slow
 def test_cell_centres_are_where_each_cells_receptive_field_is(arch):
     """CELL_CENTRES (where the FPM reads a joint) against the backbone itself: the input

@@ -319,7 +319,11 @@ def _in_decoding_order(read: list[bytes], decoded: list[bytes]) -> bool:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("backend", [*BACKENDS, "auto"])
+@pytest.mark.parametrize(  # torchcodec (which auto no longer reads AVIs with) with -m slow
+    "backend",
+    [pytest.param(b, marks=pytest.mark.slow) if b == "torchcodec" else b for b in BACKENDS]
+    + ["auto"],
+)
 def test_real_clips_give_their_pictures_in_display_order(hmdb51_mini: Path, backend: str):
     """Frames 0..n-1 follow the decoder's output (display) order. PyAV gives every picture
     once (a neighbour may repeat where a packet has no picture); it once labelled the pictures

@@ -155,7 +155,8 @@ dist.destroy_process_group()
 
 @pytest.mark.parametrize(
     ("empty", "maker"),
-    [(1, False), (0, True)],  # the earlier batch stands in; no earlier one: the maker's does
+    # the earlier batch stands in (with -m slow); no earlier one: the maker's does
+    [pytest.param(1, False, marks=pytest.mark.slow), (0, True)],
 )
 def test_a_process_with_an_empty_batch_keeps_step_with_the_others(tmp_path, empty, maker):
     script = tmp_path / "empty_batch.py"

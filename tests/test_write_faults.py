@@ -306,6 +306,7 @@ def test_full_disk_enospc_keeps_previous_files(full_tmpfs, text_entry, monkeypat
     _assert_intact(full_tmpfs, before)
 
 
+@pytest.mark.slow  # (the full-disk case runs by default)
 def test_pose_cache_command_stops_on_a_file_size_limit(videos, tmp_path):
     """EFBIG is no video's fault: exit 2 with one line, not a failure per video."""
     out = tmp_path / "cache"

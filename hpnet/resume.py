@@ -39,11 +39,12 @@ def resume_run(
     model.load_state_dict(ckpt["model"])
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
-    except ValueError as err:  # other parameter groups: a run an older hpnet started
+    except ValueError as err:  # other parameter groups: e.g. a run an older hpnet started
         raise UserError(
             f"cannot resume {path}: its optimizer state has other parameter groups than this "
-            f"hpnet makes for the model ({err}); finish the run with the hpnet that started "
-            "it, or start a new run (train.resume='' and another train.out_dir)"
+            f"run makes for the model ({err}); the run was started by another hpnet version or "
+            "with other model settings: finish it with those, or start a new run "
+            "(train.resume='' and another train.out_dir)"
         ) from None
     scheduler.load_state_dict(ckpt["scheduler"])
     if scaler is not None and ckpt.get("scaler"):

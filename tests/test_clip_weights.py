@@ -430,7 +430,7 @@ def test_an_untrained_hpnet_scores_clips_as_clips_image_tower(weights_bin, tmp_p
     cfg.model.pose = True
     model = build_model(cfg, ["climb", "wave", "run", "kick"]).eval()
     assert model.pretrained_report.endswith("CLIP's image projection -> head.fuse.rgb")
-    assert "head.fuse.rgb.weight" in model.pretrained_names  # trained at backbone_lr
+    assert "head.fuse.rgb.weight" not in model.pretrained_names  # a head weight, at train.lr
     ref = reference(weights_bin, quick_gelu=False)
     x = frames(4)
     clips = x.unsqueeze(1).repeat(1, 2, 1, 1, 1)  # (4, 2, 3, 32, 32): still clips
@@ -441,3 +441,5 @@ def test_an_untrained_hpnet_scores_clips_as_clips_image_tower(weights_bin, tmp_p
         zero_shot = image @ centre_class_embeddings(model.class_embeddings.float()).t()
     scale = model.head.logit_scale.exp()
     torch.testing.assert_close(out["logits"] / scale, zero_shot, atol=1e-2, rtol=0)
+    cfg.model.pool = "mean"  # CLIP projects the class token only: a mean of tokens is not
+    assert "image projection" not in build_model(cfg, ["climb", "wave"]).pretrained_report

@@ -483,3 +483,18 @@ def test_detections_equal_ultralytics_own_predict(hmdb51_mini, real_yolo):
         np.testing.assert_array_equal(ours.boxes, theirs.boxes)
         np.testing.assert_array_equal(ours.scores, theirs.scores)
         np.testing.assert_array_equal(ours.keypoints, theirs.keypoints)
+
+
+def test_thresholds_changed_after_the_first_call_apply(random_yolo):
+    """conf and max_det are read at every pass, as each predict() call read them."""
+    frames = _frames(3, 64, 64, seed=2)
+    before = random_yolo.detect(frames)
+    assert any(len(d.scores) > 1 for d in before)
+    conf, max_det = random_yolo.conf, random_yolo.max_det
+    try:
+        random_yolo.max_det = 1
+        assert all(len(d.scores) <= 1 for d in random_yolo.detect(frames))
+        random_yolo.conf = 1.0
+        assert not any(len(d.scores) for d in random_yolo.detect(frames))
+    finally:
+        random_yolo.conf, random_yolo.max_det = conf, max_det

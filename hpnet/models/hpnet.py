@@ -275,7 +275,8 @@ def build_model(
     m = cfg.model
     built = build_backbone(cfg, load_weights=load_weights)
     clip = built.clip  # LS-ViT: the CLIP checkpoint of model.pretrained, shared with the text
-    image_proj = clip.state_dict().get("visual.proj") if clip is not None and m.text else None
+    aligned = clip is not None and m.text and m.pool == "cls"  # CLIP projects the class token
+    image_proj = clip.state_dict().get("visual.proj") if aligned else None
     dim = built.module.embed_dim  # pooled feature width
     fmap_dim = getattr(built.module, "fmap_dim", dim)  # feature map width, read by the FPM
     pose_dim = None
@@ -319,7 +320,8 @@ def build_model(
         model.pretrained_names = {f"backbone.{name}" for name in built.pretrained_names}
     model.pretrained_report = str(built.report) if built.report is not None else ""
     if image_proj is not None and start_from_clip_alignment(model.head, image_proj):
-        model.pretrained_names |= {"head.fuse.rgb.weight"}
+        # (a head weight still, at train.lr: the optimizer's groups never depend on whether
+        # the two towers' settings name the same file, which may change on resume)
         model.pretrained_report += "; CLIP's image projection -> head.fuse.rgb"
     if clip is not None:
         clip.release()
@@ -328,9 +330,11 @@ def build_model(
 
 def start_from_clip_alignment(head: nn.Module, proj: torch.Tensor) -> bool:
     """The text head's image projection ``fuse.rgb`` set to CLIP's (``visual.proj (D, Dt)``,
-    no bias) and its pose projection near zero, so that an untrained HP-Net scores a clip as
-    CLIP's image tower does (mean of its frames' embeddings against the class embeddings),
-    not at chance. True when done (a head with ``fuse`` of that shape)."""
+    no bias) and its pose projection near zero, so that an untrained HP-Net scores a clip
+    close to CLIP's image tower (mean of its frames' embeddings against the class embeddings),
+    not at chance: exactly up to the head's own LayerNorm (it recentres CLIP's ``ln_post``
+    output) and, with ``model.feedback``, the joint tokens the class token attends to. True
+    when done (a head with ``fuse`` of that shape)."""
     fuse = getattr(head, "fuse", None)
     if fuse is None:
         return False

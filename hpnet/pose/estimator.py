@@ -278,9 +278,10 @@ class PoseEstimator:
         """Detections per frame of a float batch ``(n, 3, Hc, Wc)``, at ``threads`` threads:
         ``(k, 6 + 51)`` rows (box xyxy, score, class, 17 x (x, y, conf)) in canvas pixels.
 
-        Ultralytics' predictor's own preprocess, forward and NMS with its arguments; a first
-        ``predict()`` sets that predictor up. Not ``predict()`` each time: it would also scan
-        the batch, copy every canvas to the host as uint8 and wrap each frame in a Results."""
+        Ultralytics' predictor's own preprocess, forward and NMS (with this estimator's
+        ``conf``, ``iou`` and ``max_det``); a first ``predict()`` sets that predictor up, with
+        the device and precision it keeps. Not ``predict()`` each time: it would also scan the
+        batch, copy every canvas to the host as uint8 and wrap each frame in a Results."""
         from ultralytics.utils import nms
 
         use_bf16 = self.precision == "bf16"
@@ -293,9 +294,9 @@ class PoseEstimator:
                 predictor = self.model.predictor
                 args = predictor.args
                 preds = predictor.inference(predictor.preprocess(batch))
-                return nms.non_max_suppression(
-                    preds, args.conf, args.iou, args.classes, args.agnostic_nms,
-                    max_det=args.max_det, nc=len(predictor.model.names),
+                return nms.non_max_suppression(  # (this estimator's settings, as each
+                    preds, self.conf, self.iou, args.classes, args.agnostic_nms,  # predict())
+                    max_det=self.max_det, nc=len(predictor.model.names),
                     end2end=getattr(predictor.model, "end2end", False),
                 )  # fmt: skip
         finally:

@@ -121,7 +121,7 @@ class ModelConfig:
     text: bool = True  # classify by cosine to CLIP class-name embeddings (else a linear head)
     drop_path: float = 0.1  # stochastic depth rate of the last block
     dropout: float = 0.0  # dropout before the head
-    pretrained: str = ""  # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
+    # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
     # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone.
     # torchvision archs: a state dict file of that model, or its torchvision weights name
     # (KINETICS400_V1, DEFAULT; downloaded by torchvision, offline an error naming the file);
@@ -129,6 +129,7 @@ class ModelConfig:
     # i3d/nonlocal: a 2D ResNet-50 state dict file (inflated), one of that arch, or its hpnet run
     # ssl_transformer: the last.pt of a pretrain.method=simsiam run of the same model.depth,
     # or (its frame encoder) what late_fusion takes
+    pretrained: str = ""
     aux_weight: float = 0.5  # weight of the auxiliary pose-stream loss
 
 
@@ -139,8 +140,9 @@ class PoseConfig:
     weights: str = "yolo11n-pose.pt"  # Ultralytics pose checkpoint name or path
     imgsz: int = 640  # YOLO inference image size
     conf: float = 0.25  # YOLO detection confidence threshold
-    kpt_conf: float = 0.25  # a joint less sure than this counts as missing (YOLO still guesses
+    # a joint less sure than this counts as missing (YOLO still guesses
     # where occluded joints are, at confidence ~0.01-0.2; Ultralytics draws joints from 0.25)
+    kpt_conf: float = 0.25
     iou: float = 0.7  # YOLO NMS IoU threshold
     persons: int = 2  # persons kept per frame (P)
     stride: int = 1  # cache joints for every stride-th frame
@@ -161,8 +163,9 @@ class PoseConfig:
 class TextConfig:
     model: str = "ViT-B-16"  # open_clip model name whose text tower embeds class names
     pretrained: str = "openai"  # open_clip pretrained tag or a local weights file ('' = random)
-    quick_gelu: Literal["auto", "true", "false"] = "auto"  # QuickGELU for CLIP weights (OpenAI's);
+    # QuickGELU for CLIP weights (OpenAI's);
     # auto: from the tag, a -quickgelu model name or the file (ambiguous plain files are refused)
+    quick_gelu: Literal["auto", "true", "false"] = "auto"
     templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])  # prompts
     cache_dir: str = "~/.cache/hpnet/text"  # where class-name embeddings are cached
 
@@ -241,14 +244,17 @@ class PretrainConfig:
     simsiam_views: Literal["augment", "frames", "foreground"] = "augment"
     frame_gap: int = 4  # simsiam_views=frames: largest gap between the two frames
     hue: float = 0.1  # simsiam augment/foreground: hue shifts in [-hue, hue] turns (paper: 0.1)
-    crop_scale_min: float = 0.2  # simsiam augment/foreground: smallest crop area (paper: 0.2;
+    # simsiam augment/foreground: smallest crop area (paper: 0.2;
     # 1.0 = whole frames: the encoder is not taught to ignore where things are)
-    motion_threshold: float = 0.08  # foreground: a pixel moves if it is this far (0-1) from the
+    crop_scale_min: float = 0.2
+    # foreground: a pixel moves if it is this far (0-1) from the
     # clip's median frame in any channel
+    motion_threshold: float = 0.08
     proj_dim: int = 2048  # simsiam: projector output width (paper: 2048)
     pred_dim: int = 512  # simsiam: predictor bottleneck width (paper: 512)
-    fix_pred_lr: bool = True  # simsiam: the predictor's lr stays at its peak after the warm-up
+    # simsiam: the predictor's lr stays at its peak after the warm-up
     # (paper's recipe: it keeps adapting to the latest features); false = it decays like the rest
+    fix_pred_lr: bool = True
 
 
 @dataclass

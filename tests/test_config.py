@@ -233,6 +233,13 @@ def test_describe_lists_every_key_with_its_comment():
         "backward pass instead of keeping their activations: far less memory"
     )
     assert [key for key, line in said.items() if not re.search(r"\)  \S", line)] == []
+    # a note that runs onto comment lines stays with its key (it was cut short there, and its
+    # rest shown under the next key)
+    assert [key for key, line in said.items() if line.count("(") != line.count(")")] == []
+    assert said["model.aux_weight"].endswith("(a number)  weight of the auxiliary pose-stream loss")
+    assert (
+        "ssl_transformer: the last.pt of a pretrain.method=simsiam run" in said["model.pretrained"]
+    )
 
 
 def test_describe_without_the_sources_lists_the_keys(monkeypatch):

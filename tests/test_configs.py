@@ -171,3 +171,13 @@ def test_pretraining_config_builds_and_steps(path, tmp_path, request):
             assert [getattr(shipped.model, f) for f in fields] == [
                 getattr(source, f) for f in fields
             ]
+
+
+def test_a_recipe_whose_pretraining_run_is_missing_says_to_run_it(tmp_path):
+    from hpnet.cli import UserError
+    from hpnet.models.backbones import check_model_config
+
+    gone = f"model.pretrained={tmp_path / 'runs' / 'x' / 'last.pt'}"
+    for name in ("hmdb51_videomae_finetune.yaml", "hmdb51_ssl_transformer.yaml"):
+        with pytest.raises(UserError, match=r"it names a run's last.pt; run that run first"):
+            check_model_config(load_config(CONFIG_DIR / name, [gone]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
@@ -316,6 +317,14 @@ def check_model_config(cfg: Config) -> None:
 
     m, d = cfg.model, cfg.data
     _check_freeze(cfg)
+    run_file = Path(m.pretrained).expanduser()
+    if run_file.name == "last.pt" and not run_file.exists():  # a run's: not made yet
+        raise UserError(
+            f"model.pretrained={m.pretrained} does not exist: it names a run's last.pt; run that "
+            "run first (e.g. python -m hpnet.pretrain --config configs/hmdb51_videomae.yaml for "
+            "hmdb51_videomae_finetune.yaml, configs/hmdb51_simsiam.yaml for "
+            "hmdb51_ssl_transformer.yaml) or point model.pretrained at its last.pt"
+        )
     if cfg.train.grad_checkpointing and m.arch != "lsvit":
         raise UserError(
             f"train.grad_checkpointing=true recomputes LS-ViT's blocks; model.arch={m.arch} "

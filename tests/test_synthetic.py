@@ -325,5 +325,13 @@ def test_a_subset_of_actions_is_written_and_checked(tmp_path, caplog):
         synthetic_file_records(load_config(None, settings("[wave,clap]")), False)
     assert "actions wave,kick (asked: wave,clap)" in caplog.text
     assert "--length 8 --fps 15.0 --seed 0 --actions wave,clap (then" in caplog.text
+    assert "or describe these files: data.synthetic.actions=[wave,kick]" in caplog.text
+    suggested = caplog.text.split("describe these files: ")[1].split()
+    caplog.clear()
+    described = [*settings("[wave,clap]"), *suggested]  # the run's, then the suggestion
+    with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
+        synthetic_file_records(load_config(None, described), False)
+    said = [r for r in caplog.records if r.name == "hpnet.data.synthetic_files"]
+    assert not said  # the described settings are the files'
     with pytest.raises(UserError, match=r"actions must be some of sit_down,"):
         main([str(tmp_path / "bad"), *flags, "--actions", "wave,fly"])

@@ -122,8 +122,32 @@ def _warn_other_settings(cfg: Config, splits: RecordSplits, root: Path) -> None:
         logger.warning(
             "%s holds synthetic clips with %s: with pose.source=cache the files are read as "
             "they are, whatever data.synthetic.* and data.seed say; write the asked ones with "
-            "%s (then cache their joints again)", root, differ, command,
+            "%s (then cache their joints again)%s", root, differ, command, _as_written(root, cfg),
         )  # fmt: skip
+
+
+SETTING_KEYS = {"seed": "data.seed", "train": "data.synthetic.train_videos"}
+SETTING_KEYS |= {"test": "data.synthetic.test_videos"}
+
+
+def _as_written(root: Path, cfg: Config) -> str:
+    """``, or describe these files: <overrides>`` that make ``cfg`` ask for what ``root``'s
+    files hold ("" when their settings are unknown)."""
+    written = written_settings(root)
+    if written is None:
+        return ""
+    asked = config_settings(cfg)
+    overrides = []
+    for key, value in written.items():
+        if key not in asked or asked[key] == value:
+            continue
+        option = SETTING_KEYS.get(key, f"data.synthetic.{key}")
+        if key == "actions":
+            value = f"[{value}]"
+        elif key == "distractor":
+            value = str(value).lower()
+        overrides.append(f"{option}={value}")
+    return f", or describe these files: {' '.join(overrides)}" if overrides else ""
 
 
 def _write_mp4(path: Path, video: np.ndarray, fps: float) -> None:

@@ -223,6 +223,12 @@ def build_optimization(
         if t.backbone_lr:
             rates += f", train.backbone_lr {t.backbone_lr:.3g} -> {train.backbone_lr:.3g}"
         print(f"train.base_batch={t.base_batch}: global batch {batch}: {rates}")
+    if train.min_lr > train.lr and dist.is_main:
+        logger.warning(
+            "train.min_lr=%g is above the peak train.lr=%g (scaled by train.base_batch=%d to "
+            "this run's batch): the schedule is flat at the peak; lower train.min_lr",
+            train.min_lr, train.lr, train.base_batch,
+        )  # fmt: skip
     if train.warmup_epochs >= train.epochs and dist.is_main:
         logger.warning(
             "train.warmup_epochs=%g >= train.epochs=%d: the learning rate never reaches "

@@ -252,7 +252,7 @@ def test_exponential_stops_at_min_lr():
     assert exp[-1] == pytest.approx(0.01)
 
 
-def test_base_batch_scales_the_peak_rates_to_the_global_batch(capsys):
+def test_base_batch_scales_the_peak_rates_to_the_global_batch(capsys, caplog):
     """train.base_batch: lr and backbone_lr scale by batch x accum x processes / base_batch
     (the main process says so); min_lr stays; 0 leaves them as given."""
     from hpnet.distributed import DistInfo
@@ -269,6 +269,11 @@ def test_base_batch_scales_the_peak_rates_to_the_global_batch(capsys):
     )
     build_optimization(cfg, model, 10, torch.device("cpu"), DistInfo(1, 8))
     assert capsys.readouterr().out == ""  # the other processes say nothing
+    small = load_config(None, ["train.batch_size=2", "train.lr=3e-4", "train.base_batch=256",
+                               "train.min_lr=1e-5"])  # fmt: skip
+    with caplog.at_level("WARNING", logger="hpnet.runtime"):
+        build_optimization(small, model, 10, torch.device("cpu"), DistInfo(0, 1))
+    assert "train.min_lr=1e-05 is above the peak train.lr=2.34375e-06" in caplog.text
     plain = load_config(None, ["train.lr=3e-4", "train.batch_size=24"])
     optimizer, _, _ = build_optimization(plain, model, 10, torch.device("cpu"), DistInfo(0, 8))
     assert {group["initial_lr"] for group in optimizer.param_groups} == {3e-4}

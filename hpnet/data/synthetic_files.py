@@ -306,8 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     clip = {"resolution": args.resolution, "length": args.length, "distractor": args.distractor}
     actions = [a.strip() for a in args.actions.split(",") if a.strip()]
     if args.preview:
-        for index, name in enumerate(ACTIONS):
-            video, joints, _ = render_one(args.seed, "train", index, **clip)
+        for index, name in enumerate(actions):
+            video, joints, _ = render_one(args.seed, "train", index, actions=actions, **clip)
             print(save_preview(Path(args.out) / f"{name}.png", video, joints))
         return 0
     try:

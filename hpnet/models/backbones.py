@@ -50,6 +50,17 @@ class BuiltBackbone:
 def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
     """The backbone of ``model.arch``; ``model.pretrained`` loaded unless ``load_weights`` is
     False (the caller then loads a whole checkpoint)."""
+    run_file = Path(cfg.model.pretrained).expanduser()
+    if load_weights and run_file.name == "last.pt" and not run_file.exists():  # not made yet
+        from hpnet.cli import UserError
+
+        raise UserError(
+            f"model.pretrained={cfg.model.pretrained} does not exist: it names a run's last.pt; "
+            "run that run first (e.g. python -m hpnet.pretrain --config "
+            "configs/hmdb51_videomae.yaml for hmdb51_videomae_finetune.yaml, "
+            "configs/hmdb51_simsiam.yaml for hmdb51_ssl_transformer.yaml) or point "
+            "model.pretrained at its last.pt"
+        )
     return BACKBONES[cfg.model.arch](cfg, load_weights)
 
 
@@ -317,14 +328,6 @@ def check_model_config(cfg: Config) -> None:
 
     m, d = cfg.model, cfg.data
     _check_freeze(cfg)
-    run_file = Path(m.pretrained).expanduser()
-    if run_file.name == "last.pt" and not run_file.exists():  # a run's: not made yet
-        raise UserError(
-            f"model.pretrained={m.pretrained} does not exist: it names a run's last.pt; run that "
-            "run first (e.g. python -m hpnet.pretrain --config configs/hmdb51_videomae.yaml for "
-            "hmdb51_videomae_finetune.yaml, configs/hmdb51_simsiam.yaml for "
-            "hmdb51_ssl_transformer.yaml) or point model.pretrained at its last.pt"
-        )
     if cfg.train.grad_checkpointing and m.arch != "lsvit":
         raise UserError(
             f"train.grad_checkpointing=true recomputes LS-ViT's blocks; model.arch={m.arch} "

@@ -72,13 +72,9 @@ def written_settings(root: str | Path) -> dict[str, Any] | None:
     return settings if isinstance(settings, dict) else None
 
 
-def settings_differ(root: str | Path, cfg: Config) -> str:
-    """What differs between the files in ``root`` and the clips ``cfg`` asks for, as text
-    ("" when nothing does, or nothing is known: see :func:`written_settings`)."""
-    written = written_settings(root)
-    if written is None:
-        return ""
-    asked = config_settings(cfg)
+def settings_differ(written: dict[str, Any], asked: dict[str, Any]) -> str:
+    """What differs between the settings files were ``written`` with and the ``asked`` ones
+    (:func:`config_settings`), as text ("" when nothing does)."""
     return ", ".join(
         f"{key} {written.get(key)} (asked: {value})"
         for key, value in asked.items()
@@ -110,19 +106,21 @@ def synthetic_file_records(cfg: Config, allow_missing: bool) -> RecordSplits:
 def _warn_other_settings(cfg: Config, splits: RecordSplits, root: Path) -> None:
     """The files are read as written: say so when ``data.synthetic.*`` or ``data.seed`` ask
     for other clips (those settings made the files; here they change nothing)."""
-    command = write_command(root, config_settings(cfg))
-    differ = settings_differ(root, cfg)
-    if written_settings(root) is None:
+    asked, written = config_settings(cfg), written_settings(root)
+    if written is not None:
+        differ = settings_differ(written, asked)
+    else:
         differ = f"settings unknown (no {MANIFEST}: an interrupted or older writer)"
         differ += f", {len(splits.train)} train and {len(splits.test)} test videos"
-        asked = list(cfg.data.synthetic.actions) or list(ACTIONS)
-        if asked != list(splits.classes):
-            differ += f", {len(splits.classes)} classes ({len(asked)} asked)"
+        actions = list(cfg.data.synthetic.actions) or list(ACTIONS)
+        if actions != list(splits.classes):
+            differ += f", {len(splits.classes)} classes ({len(actions)} asked)"
     if differ:
         logger.warning(
             "%s holds synthetic clips with %s: with pose.source=cache the files are read as "
             "they are, whatever data.synthetic.* and data.seed say; write the asked ones with "
-            "%s (then cache their joints again)%s", root, differ, command, _as_written(root, cfg),
+            "%s (then cache their joints again)%s", root, differ, write_command(root, asked),
+            "" if written is None else _as_written(written, asked),
         )  # fmt: skip
 
 
@@ -130,13 +128,9 @@ SETTING_KEYS = {"seed": "data.seed", "train": "data.synthetic.train_videos"}
 SETTING_KEYS |= {"test": "data.synthetic.test_videos"}
 
 
-def _as_written(root: Path, cfg: Config) -> str:
-    """``, or describe these files: <overrides>`` that make ``cfg`` ask for what ``root``'s
-    files hold ("" when their settings are unknown)."""
-    written = written_settings(root)
-    if written is None:
-        return ""
-    asked = config_settings(cfg)
+def _as_written(written: dict[str, Any], asked: dict[str, Any]) -> str:
+    """``, or describe these files: <overrides>`` that make a run ask for the settings files
+    were ``written`` with instead of the ``asked`` ones ("" when they are the same)."""
     overrides = []
     for key, value in written.items():
         if key not in asked or asked[key] == value:

@@ -575,11 +575,20 @@ def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
         build_datasets(_synthetic_cfg(root, "pose.source=cache", *asked), joint_source=joints)
     assert "holds synthetic clips" not in caplog.text
+    with caplog.at_level("WARNING", logger="hpnet.data.datasets"):  # the files go unread
+        build_datasets(_synthetic_cfg(root, "pose.source=groundtruth", *asked))
+    assert f"{root} holds synthetic clips written as files, but pose.source=groundtruth" in (
+        caplog.text
+    )
+    caplog.clear()
     (root / "synthetic.json").unlink()  # files of an interrupted or older writer
     with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
         build_datasets(_synthetic_cfg(root, "pose.source=cache", *asked), joint_source=joints)
     assert "settings unknown (no synthetic.json" in caplog.text
-    rendered = build_datasets(_synthetic_cfg(tmp_path / "mem", "pose.source=groundtruth"))[1]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.data.datasets"):
+        rendered = build_datasets(_synthetic_cfg(tmp_path / "mem", "pose.source=groundtruth"))[1]
+    assert "holds synthetic clips" not in caplog.text
     for i in range(2):  # the same clip, from the file + cache and rendered in memory
         from_files, in_memory = test_ds[i], rendered[i]
         assert from_files["label"] == in_memory["label"]

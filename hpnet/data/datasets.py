@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -323,12 +324,30 @@ def build_datasets(
     return DatasetSplits(train_ds, test_ds, list(splits.classes), val_ds)
 
 
+def _warn_written_files_unread(cfg: Config) -> None:
+    """Say so when ``data.root`` holds clips written as files (``python -m
+    hpnet.data.synthetic``) that this run does not read: without ``pose.source=cache`` the
+    clips are rendered in memory (and cached under ``data.root``)."""
+    from hpnet.data.synthetic_files import MANIFEST
+
+    root = Path(cfg.data.root).expanduser() if cfg.data.root else None
+    if root is not None and (root / MANIFEST).is_file():
+        logger.warning(
+            "%s holds synthetic clips written as files, but pose.source=%s renders the clips "
+            "in memory and does not read them: to train on the files, cache their joints "
+            "(python -m hpnet.pose.cache) and add pose.source=cache (or "
+            "pose.cache_dir=%s pose.source=cache for their ground-truth joints)",
+            root, cfg.pose.source, root / "pose_cache",
+        )  # fmt: skip
+
+
 def _rendered_datasets(cfg: Config, views: int) -> DatasetSplits:
     """The in-memory synthetic dataset; ground-truth joints, or zeros for pose.source=none."""
     from hpnet.data.motions import ACTIONS
     from hpnet.data.synthetic import SyntheticActions
 
     d, s = cfg.data, cfg.data.synthetic
+    _warn_written_files_unread(cfg)
     actions = tuple(s.actions) or ACTIONS
     unknown = sorted(set(actions) - set(ACTIONS))
     if unknown or len(set(actions)) < max(2, len(actions)):

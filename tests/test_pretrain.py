@@ -325,7 +325,10 @@ def test_unlabeled_folder_without_classes_and_preview(pretrain_args, tmp_path):
     # normalised patches as pixels); another share of hidden patches is a preview's choice
     with pytest.raises(UserError, match=r"cannot preview .*it used pretrain.norm_pix_loss=False"):
         _run(args, out, "--preview", "1", "pretrain.norm_pix_loss=true")
-    assert _run(args, out, "--preview", "1", "pretrain.mask_ratio=0.5") == 0
+    with pytest.raises(UserError, match=r"e\.g\. --config .*run/config\.yaml\)"):
+        _run(args, out, "--preview", "1", "data.frames=2")
+    # another share of hidden patches, or training settings, draw the run's model as it is
+    assert _run(args, out, "--preview", "1", "pretrain.mask_ratio=0.5", "train.lr=0.5") == 0
 
     from hpnet.train import main as train_main
 

@@ -29,6 +29,9 @@ from hpnet.resume import refuse_changes, resume_changes
 from hpnet.runtime import build_transform
 
 GAP = 2  # pixels between frames and rows
+# A preview must build the run's model and feed it clips as the run did: keys of these sections
+# must match the run's (the others, e.g. train.lr or train.epochs, draw the same picture).
+PREVIEW_SECTIONS = ("data", "model", "pretrain")
 OPEN_KEYS = ("pretrain.mask_ratio",)  # a preview may hide another share than the run did
 MASK_GREY = 0.5  # colour of hidden patches in the masked row
 
@@ -45,8 +48,13 @@ def write_preview(cfg: Config, device: torch.device, clips: int) -> Path:
             "python -m hpnet.pretrain with this config first, or set train.out_dir)"
         )
     ckpt = load_checkpoint(path)
-    changed = [c for c in resume_changes(ckpt.get("config", {}), cfg) if c[0] not in OPEN_KEYS]
-    refuse_changes(changed, f"cannot preview {path}", "give the run's config and overrides")
+    changed = [
+        (key, then, now)
+        for key, then, now in resume_changes(ckpt.get("config", {}), cfg)
+        if key.split(".")[0] in PREVIEW_SECTIONS and key not in OPEN_KEYS
+    ]
+    advice = f"give the run's settings, e.g. --config {out / 'config.yaml'}"
+    refuse_changes(changed, f"cannot preview {path}", advice)
     model = build_pretrain_model(_without_pretrained(cfg))
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()

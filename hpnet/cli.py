@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,6 +24,11 @@ from typing import Any, NoReturn
 
 class UserError(Exception):
     """An error caused by the user's input; the message says what is wrong and how to fix it."""
+
+
+class HpnetWarning(UserWarning):
+    """A warning of hpnet's own (``warnings.warn(..., HpnetWarning)``): a command shows it as
+    ``WARNING: message``, like its log lines (:func:`configure_logging`)."""
 
 
 EXIT_USAGE = 2
@@ -110,8 +116,28 @@ def _stop_on_sigterm() -> None:
 def configure_logging() -> None:
     """Warnings on stderr as ``WARNING: message``, all run long. Without a handler the first
     ones would print bare and, once a library calls ``logging.info()`` (open_clip does), the rest
-    as ``WARNING:hpnet.module:message``; the libraries' info chatter stays hidden."""
+    as ``WARNING:hpnet.module:message``; the libraries' info chatter stays hidden. Python
+    warnings (``warnings.warn``) become such lines too (:func:`_log_warning`)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Show a Python warning as a log line: an :class:`HpnetWarning` as ``WARNING: message``;
+    a library's with its category and place, ``WARNING: message (UserWarning, torch/x.py:12)``,
+    instead of Python's two lines with the path and the source line that raised it."""
+    text = one_line(str(message))
+    if not issubclass(category, HpnetWarning):
+        place = filename.split("site-packages/")[-1]
+        text += f" ({category.__name__}, {place}:{lineno})"
+    logging.getLogger("py.warnings").warning("%s", text)
 
 
 def progress_enabled(wanted: bool) -> bool:

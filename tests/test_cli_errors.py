@@ -362,6 +362,27 @@ def test_a_user_error_is_printed_on_one_plain_line(capsys):
     assert err == "hpnet: error: cannot read x.pt: do this only if you trust it ok"
 
 
+def test_python_warnings_of_a_command_are_one_log_line_each(caplog, capsys):
+    """hpnet's own warning as its message, a library's with its category and place; not
+    Python's two lines with the path and the source line."""
+    import warnings
+
+    from hpnet.data.balance import class_weights
+
+    def main(argv):
+        class_weights([0, 0, 2], 3)  # an HpnetWarning
+        warnings.warn("a library's\nnotice", FutureWarning, stacklevel=1)
+
+    with caplog.at_level("WARNING"), pytest.raises(SystemExit):
+        run_cli(main, [])
+    lines = [r.getMessage() for r in caplog.records if r.name == "py.warnings"]
+    assert lines == [
+        "1 of 3 classes have no training samples (class indices 1); their loss weight is 0",
+        f"a library's notice (FutureWarning, {__file__}:{main.__code__.co_firstlineno + 2})",
+    ]
+    assert "Warning:" not in capsys.readouterr().err
+
+
 def test_sigterm_stops_a_command_with_one_line_and_leaves_no_temp_file(tmp_path):
     """``kill`` (SIGTERM) unwinds like Ctrl-C: the file being written keeps its old content, its
     temp file is removed, one line says why, exit code 143; a forked worker still just ends

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
 
+from hpnet.cli import HpnetWarning
+
 
 def _label_tensor(labels: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
     """Labels as int64 ``(N,)``; ValueError when empty or negative."""
@@ -135,6 +137,7 @@ def class_weights(
         warnings.warn(
             f"{len(missing)} of {num_classes} classes have no training samples "
             f"(class indices {shown}); their loss weight is 0",
+            HpnetWarning,
             stacklevel=2,
         )
     return weights.float()

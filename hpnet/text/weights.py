@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from hpnet.checkpoint import is_exported_model, load_error_reason
-from hpnet.cli import UserError, missing
+from hpnet.cli import HpnetWarning, UserError, missing
 from hpnet.text.activation import OPENAI_RELEASE_KEYS, QUICK_GELU_KEY, resolve_quick_gelu
 from hpnet.text.download import download_location, fetch_tag_weights
 
@@ -225,7 +225,8 @@ def _activation_fix(pretrained_cfg: dict[str, Any]) -> str:
 def warn_random_weights(
     model: str, tag: str, reason: str, pretrained_cfg: dict[str, Any], towers: str = "text tower"
 ) -> None:
-    """Say once per process (one warning, no log line) that ``towers`` are randomly initialised."""
+    """Say once per process (a UserWarning; a command shows it as a WARNING line) that ``towers``
+    are randomly initialised."""
     if (model, tag) in _WARNED:
         return
     _WARNED.add((model, tag))
@@ -238,7 +239,7 @@ def warn_random_weights(
         f"access so open_clip downloads them, or download {url} and set "
         f"text.pretrained=/path/to/{name} {_activation_fix(pretrained_cfg).strip()}."
     )
-    warnings.warn(message, UserWarning, stacklevel=3)
+    warnings.warn(message, HpnetWarning, stacklevel=3)
 
 
 class ClipSource:

@@ -5,9 +5,9 @@ The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zerosho
 - :func:`collect_videos`: files and folders (searched recursively for video files) -> inputs;
 - :func:`read_sampled`: opens one video, samples ``views`` test clips of ``frames`` frames with
   the training sampler (:func:`~hpnet.data.sampling.sample_frame_indices`, centre of each
-  segment) and decodes only those frames, keeping their aspect ratio (long side at most
-  ``max_side``: the pose model and the overlay see undistorted frames; or straight at the
-  canvas's scaled size when nothing else needs them);
+  segment) and decodes only those frames, once: at the size the loader's canvas scales them to
+  (as the training loader decodes them) and, for the pose model and the overlays, with their
+  aspect ratio and long side at most ``max_side``;
 - :class:`JointFinder`: joints from the pose cache when the video has a file there, else from
   the YOLO pose model (built on first use), run as the cache runs it (every ``pose.stride``-th
   frame, people tracked through them) or on the sampled frames only;
@@ -31,7 +31,7 @@ from torch import nn
 
 from hpnet.cli import UserError
 from hpnet.data.canvas import Canvas
-from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
+from hpnet.data.decode import VideoDecodeError, VideoInfo, VideoReader, open_video
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.data.sampling import sample_frame_indices
 from hpnet.data.transforms import ClipTransform
@@ -51,11 +51,18 @@ class VideoInput:
 
 @dataclass
 class SampledVideo:
-    """The sampled frames of one video."""
+    """The sampled frames of one video: as the model gets them and, where those are small,
+    larger ones for the pose model and the overlays."""
 
-    frames: torch.Tensor  # uint8 (V, T, 3, h, w), the video's aspect ratio
+    frames: torch.Tensor  # uint8 (V, T, 3, h, w), the video's aspect ratio: the model's
     indices: np.ndarray  # int64 (V, T) frame numbers in the video
     info: VideoInfo
+    large: torch.Tensor | None = None  # uint8 (V, T, 3, h', w') the same frames (None: frames)
+
+    @property
+    def shown(self) -> torch.Tensor:
+        """The frames the pose model and the overlays get ``(V, T, 3, h', w')``."""
+        return self.frames if self.large is None else self.large
 
 
 def collect_videos(inputs: Sequence[str | Path]) -> list[VideoInput]:
@@ -99,20 +106,43 @@ def read_sampled(
 ) -> SampledVideo:
     """Decode the ``views`` x ``frames`` test-sampled frames of ``path`` (raises
     :class:`~hpnet.data.decode.VideoDecodeError` for an unreadable video, or one whose frames
-    have more than ``max_pixels`` pixels). ``max_side=0`` with a ``canvas``: decode straight at
-    the size the canvas scales the video to (one resize, as the training loader)."""
+    have more than ``max_pixels`` pixels): see :func:`decode_for_model`."""
     with open_video(path, backend=backend, max_pixels=max_pixels) as reader:
         info = reader.info
         if info.num_frames < 1:
             raise VideoDecodeError(path, "the video reports no frames")
         indices = sample_frame_indices(info.num_frames, frames, train=False, views=views)
-        if max_side == 0 and canvas is not None:
-            size = canvas.place((info.height, info.width)).scaled_hw
-            video = reader.frames(indices.reshape(-1), size, canvas.interpolation)
-        else:
-            size = fit_size(info.height, info.width, max_side or max(info.height, info.width))
-            video = reader.frames(indices.reshape(-1), size=size)  # (V*T, 3, h, w)
-    return SampledVideo(video.view(*indices.shape, *video.shape[1:]), indices, info)
+        video, large = decode_for_model(reader, indices.reshape(-1), canvas, max_side)
+    v, t = indices.shape
+    return SampledVideo(
+        video.view(v, t, *video.shape[1:]),
+        indices,
+        info,
+        None if large is None else large.view(v, t, *large.shape[1:]),
+    )
+
+
+def decode_for_model(
+    reader: VideoReader, indices: np.ndarray, canvas: Canvas | None, max_side: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The frames at ``indices (N,)``, decoded once: uint8 ``(N, 3, h, w)`` for the model, and
+    the same frames with their long side at most ``max_side`` (for the pose model and the
+    overlays; None when ``max_side`` is 0, or when they are the model's).
+
+    With a ``canvas`` the model's are at the size it scales the video to, one resize of the
+    decoded frames as the training loader makes it: predict and evaluate see the same pixels.
+    Without one, the model's are those of ``max_side`` (0: as displayed)."""
+    info = reader.info
+    large = fit_size(info.height, info.width, max_side or max(info.height, info.width))
+    if canvas is None:
+        return reader.frames(indices, size=large), None
+    scaled = canvas.place((info.height, info.width)).scaled_hw
+    if max_side == 0:
+        return reader.frames(indices, scaled, canvas.interpolation), None
+    model, shown = reader.frames_at_sizes(
+        indices, [(scaled, canvas.interpolation), (large, "bilinear")]
+    )
+    return model, shown
 
 
 class JointFinder:
@@ -230,7 +260,8 @@ class JointFinder:
         # follows the video), then lay the joints out as (V, T).
         flat = sampled.indices.reshape(-1)
         order, first = np.unique(flat, return_index=True)
-        frames = sampled.frames.reshape(-1, *sampled.frames.shape[2:])[torch.from_numpy(first)]
+        shown = sampled.shown
+        frames = shown.reshape(-1, *shown.shape[2:])[torch.from_numpy(first)]
         joints = self._pose_model()(frames, self.persons)  # (U, P, 17, 3)
         rows = np.searchsorted(order, flat)
         return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32)

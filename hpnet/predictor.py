@@ -52,8 +52,10 @@ class Predictor:
 
     Build it from a training checkpoint with :meth:`from_checkpoint`; ``hpnet.zeroshot``
     builds one around a frozen CLIP. ``canvas`` is the loader's canvas before the test crops
-    (``None``: crop the decoded frames as they are, aspect kept); frames are decoded with their
-    long side at most ``max_side`` (0: straight at the canvas's scaled size); ``joints`` finds
+    (``None``: crop the decoded frames as they are, aspect kept); the frames the model gets are
+    decoded as the loader decodes them, and the pose model and the overlays get them with their
+    long side at most ``max_side`` (0: the model's; :func:`~hpnet.inference.decode_for_model`);
+    ``joints`` finds
     the joints of a video (``None``: the model gets none); ``reports_pose=False`` leaves the
     pose fields out of the results (a model that never takes joints).
     """
@@ -252,7 +254,7 @@ class Predictor:
             )
         write_clip_overlay(
             path,
-            sampled.frames[0],
+            sampled.shown[0],  # (the map's box is in [0, 1] of the frame: any size)
             sampled.indices[0],
             None if joints is None else joints[0],
             top,

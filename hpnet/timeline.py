@@ -245,7 +245,7 @@ def score_timeline(
     ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows."""
     from hpnet.data.decode import open_video
     from hpnet.data.decode_errors import VideoUnfitError
-    from hpnet.inference import fit_size
+    from hpnet.inference import decode_for_model
     from hpnet.inference import top_k as best
 
     check_smooth(smooth)
@@ -259,7 +259,6 @@ def score_timeline(
         except UserError as err:
             raise VideoUnfitError(video.path, str(err)) from None
         _warn_repeats(video, plan)
-        size = fit_size(info.height, info.width, p.max_side)
         probs, decoded, thumbs = [], 0, []
         keep = set(np.linspace(0, plan.count - 1, thumbnails).round().astype(int).tolist())
         cached = _cached_joints(p, video, plan, info)  # one read of the cache file, or None
@@ -268,13 +267,13 @@ def score_timeline(
             wanted = np.stack([plan.indices(i) for i in group])  # (W, T)
             new = np.setdiff1d(np.unique(wanted), np.fromiter(store.frames, np.int64))
             if new.size:
-                frames = r.frames(new, size=size)  # (U, 3, h, w), each frame once
+                frames, large = decode_for_model(r, new, p.canvas, p.max_side)  # (U, 3, h, w)
                 decoded += int(new.size)
                 store.frames.update(zip(new.tolist(), frames, strict=True))
                 if cached is not None:
                     store.joints.update((i, cached[i]) for i in new.tolist())
                 elif p.joints is not None:
-                    joints = _joints_of(p, store, frames)
+                    joints = _joints_of(p, store, frames if large is None else large)
                     store.joints.update(zip(new.tolist(), joints, strict=True))
             probs.append(_window_probs(p, store, wanted))
             bar.update(len(group))

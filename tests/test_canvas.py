@@ -152,6 +152,24 @@ def test_synthetic_clips_follow_the_canvas_mode():
     torch.testing.assert_close(p[..., 1][seen], j[..., 1][seen])
 
 
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_predict_gives_the_model_the_pixels_of_the_test_loader(tmp_path, mode):
+    """The model's frames are one resize of the decoded frames, as the loader makes them, also
+    when larger ones are decoded for the pose model: predict and evaluate score the same pixels
+    (resized again from the pose model's 640 px frames, a real clip was 26 of 255 off)."""
+    path = tmp_path / "square.mp4"
+    _square_video(path, (240, 400), frames=5)
+    canvas = Canvas((96, 128), mode)
+    loader = VideoClipDataset(
+        [VideoRecord(path, 0, "square.mp4")], frames=2, train=False, views=2,
+        canvas_hw=canvas.hw, resize=mode,
+    )  # fmt: skip
+    sampled = read_sampled(path, frames=2, views=2, max_side=300, canvas=canvas)
+    assert sampled.shown.shape == (2, 2, 3, 180, 300)  # the pose model's: aspect kept
+    on_canvas, _ = canvas.apply(sampled.frames.flatten(0, 1))
+    assert torch.equal(on_canvas.view(2, 2, 3, 96, 128), loader[0]["video"])
+
+
 def test_zero_shot_files_and_dataset_give_the_same_pixels(hmdb51_mini):
     cfg = load_config(
         None,

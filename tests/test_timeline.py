@@ -254,13 +254,13 @@ def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch,
 
     video = _long_video(tmp_path / "long.mp4", seconds=8)
     seen: list[int] = []
-    original = decode_reader.VideoReader.frames
+    original = decode_reader.VideoReader.frames_at_sizes  # (frames() calls it)
 
     def counting(self, indices, *a, **kw):
         seen.extend(int(i) for i in indices)
         return original(self, indices, *a, **kw)
 
-    monkeypatch.setattr(decode_reader.VideoReader, "frames", counting)
+    monkeypatch.setattr(decode_reader.VideoReader, "frames_at_sizes", counting)
     clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
     result = clf.timeline(video, window=1.0, stride=0.25)
     assert len(seen) == len(set(seen)) == result["frames_decoded"]

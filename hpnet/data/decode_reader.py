@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -90,16 +91,33 @@ class VideoReader:
         NCHW costs as much as a resize, and batching copies it anyway). Raises VideoDecodeError
         for indices outside ``[0, num_frames)`` or frames that cannot be decoded.
         """
+        return self.frames_at_sizes(indices, [(size, interpolation)])[0]
+
+    def frames_at_sizes(
+        self,
+        indices: Sequence[int] | np.ndarray,
+        sizes: Sequence[tuple[tuple[int, int] | None, str]],
+    ) -> list[torch.Tensor]:
+        """The frames at ``indices`` once per ``(size, interpolation)`` of ``sizes``, decoded
+        once: each is what :meth:`frames` gives at that size (one resize of the decoded frame,
+        e.g. the model's frames and larger ones for the pose model)."""
         wanted, inverse = _unique_indices(indices, self.info.num_frames, self.path)
-        if size is not None and (len(size) != 2 or min(size) < 1):
-            raise ValueError(f"size must be (height, width) with positive sides, got {size}")
-        shown = size or (self.info.height, self.info.width)  # also corrects non-square pixels
+        for size, _ in sizes:
+            if size is not None and (len(size) != 2 or min(size) < 1):
+                raise ValueError(f"size must be (height, width) with positive sides, got {size}")
+        # (a size of None is the displayed one: that also corrects non-square pixels)
+        shown = [(size or (self.info.height, self.info.width), how) for size, how in sizes]
         if wanted.size == 0:
-            return torch.empty((0, 3, *shown), dtype=torch.uint8, device=self.device)
-        unique = resize_frames(self._read_sorted(wanted.tolist()), shown, interpolation)
-        if len(inverse) == len(wanted) and (np.diff(inverse) > 0).all():  # already in order
-            return unique
-        return unique.index_select(0, torch.from_numpy(inverse).to(unique.device))
+            empty = partial(torch.empty, dtype=torch.uint8, device=self.device)
+            return [empty((0, 3, *size)) for size, _ in shown]
+        decoded = self._read_sorted(wanted.tolist())
+        in_order = len(inverse) == len(wanted) and (np.diff(inverse) > 0).all()
+        rows = None if in_order else torch.from_numpy(inverse).to(decoded.device)
+        out = []
+        for size, interpolation in shown:
+            unique = resize_frames(decoded, size, interpolation)
+            out.append(unique if rows is None else unique.index_select(0, rows))
+        return out
 
     def _read_sorted(self, wanted: list[int]) -> torch.Tensor:
         """Frames at sorted, distinct, in-range indices -> uint8 (U, 3, H, W) on self.device,

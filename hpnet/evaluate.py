@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     make_folder(out, what="evaluation folder", folder_option="--out DIR")  # before the test
     with distributed_session(device.type) as dist:
-        datasets = build_run_datasets(cfg, test_views=cfg.eval.views)
+        datasets = build_run_datasets(cfg, test_views=cfg.eval.views, used=("test", "val"))
         model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
         if len(datasets) > 1 and model.label_sets != label_sets(datasets):
             raise UserError(

@@ -133,9 +133,11 @@ class RunDataset:
     val: Dataset | None = None
 
 
-def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
+def build_run_datasets(
+    cfg: Config, *, test_views: int, used: tuple[str, ...] = ("train", "test", "val")
+) -> list[RunDataset]:
     """Every dataset of the run, in ``data.joint`` order (one without it); with cached joints,
-    checked complete at start (not at the first batch without them)."""
+    the ``used`` splits checked complete at start (not at the first batch without them)."""
     from hpnet.data.datasets import build_datasets
     from hpnet.pose.store import JointCache
 
@@ -146,8 +148,9 @@ def build_run_datasets(cfg: Config, *, test_views: int) -> list[RunDataset]:
             source = build_joint_source(one)
             built = build_datasets(one, joint_source=source, test_views=test_views)
             if isinstance(source, JointCache):
-                parts = (built.train, built.test, built.val)
-                source.check_complete([r for ds in parts if ds is not None for r in ds.records])
+                parts = [getattr(built, split) for split in used]
+                records = [r for ds in parts if ds is not None for r in ds.records]
+                source.check_complete(records, one.data.on_error)
         except UserError as err:
             if not name:
                 raise

@@ -175,6 +175,58 @@ def test_joint_cache_missing_or_corrupt_entry_says_what_to_run(tmp_path):
         cache(record, np.zeros((1, 4), np.int64), None)
 
 
+def test_videos_the_cache_command_could_not_decode_are_bad_videos(tmp_path, caplog):
+    """Listed in failures.json: skipped as bad videos (data.on_error=skip, with one warning at
+    start), or the run stops there (raise); not "missing" joints that no cache run can fill."""
+    from videos import write_video
+
+    from hpnet.data.datasets import VideoClipDataset
+
+    good, bad, absent = (
+        VideoRecord(write_video(tmp_path / "v" / name, num_frames=6), 0, name)
+        for name in ("good.mp4", "bad.mp4", "absent.mp4")
+    )
+    cache_dir = tmp_path / "cache"
+    save_joints(cache_path(cache_dir, "good.mp4"), np.ones((6, 1, 17, 3), np.float32), range(6), {})
+    failure = {"path": str(bad.path), "rel": "bad.mp4", "error": "cannot decode: truncated"}
+    (cache_dir / "failures.json").write_text(json.dumps({"failures": [failure]}))
+    cache = JointCache(cache_dir, persons=1)
+    with caplog.at_level("WARNING", logger="hpnet.pose.store"):
+        cache.check_complete([good, bad])
+    assert f"could not decode 1 of these videos (listed in {cache_dir / 'failures.json'}" in (
+        caplog.text
+    )
+    assert "bad.mp4: cannot decode: truncated): they are left out as bad videos" in caplog.text
+    with pytest.raises(UserError, match=r"fix or remove them, or set data.on_error=skip"):
+        cache.check_complete([good, bad], on_error="raise")
+    with pytest.raises(UserError, match=r"^1 of 3 videos have no pose cache file; .*absent"):
+        cache.check_complete([good, bad, absent])
+    clips = VideoClipDataset([good, bad], frames=2, train=False, canvas_hw=(24, 32),
+                             joint_source=cache)  # fmt: skip
+    assert clips[0] is not None and clips[1] is None  # its frames decode; it has no joints
+    assert clips.failed() == [(bad, 1)]
+
+
+def test_evaluation_checks_the_joints_of_the_videos_it_scores_only(tmp_path):
+    from videos import write_video
+
+    from hpnet.config import load_config
+    from hpnet.runtime import build_run_datasets
+
+    cache_dir = tmp_path / "cache"
+    for split, cls in ((s, c) for s in ("train", "test") for c in ("a", "b")):
+        write_video(tmp_path / "clips" / split / cls / "v.mp4", num_frames=4)
+        if split == "test":
+            keypoints = np.ones((4, 1, 17, 3), np.float32)
+            save_joints(cache_path(cache_dir, f"test/{cls}/v.mp4"), keypoints, range(4), {})
+    overrides = ["data.dataset=folder", f"data.root={tmp_path / 'clips'}", "pose.source=cache"]
+    cfg = load_config(None, [*overrides, f"pose.cache_dir={cache_dir}"])
+    [scored] = build_run_datasets(cfg, test_views=1, used=("test", "val"))
+    assert len(scored.test) == 2
+    with pytest.raises(UserError, match=r"^2 of 4 videos have no pose cache file; .*train/a"):
+        build_run_datasets(cfg, test_views=1)  # training reads them all
+
+
 def test_joint_cache_refuses_a_file_made_for_another_video(tmp_path):
     """Same name, other video (replaced, re-encoded, or predict finding it by file name)."""
     from hpnet.data.decode import VideoInfo

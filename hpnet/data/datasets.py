@@ -172,6 +172,7 @@ class VideoClipDataset(Dataset):
         rng = self.rng_for(index, draw) if self.train else None
         try:
             video, indices, info = self.read_clip(record, rng)
+            joints = self._joints(record, indices, info)  # (one the pose cache could not read)
         except VideoDecodeError as err:
             if self.on_error == "raise":
                 raise
@@ -179,7 +180,6 @@ class VideoClipDataset(Dataset):
                 logger.warning("skipping a video (data.on_error=skip): %s", err)
             self._failures[index] += 1
             return None
-        joints = self._joints(record, indices, info)
         if self.train:
             video, joints = video[0], joints[0]
         return {"video": video, "joints": joints, "label": record.label, "index": index}

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hpnet.atomic import write_atomic, write_error
-from hpnet.pose.store import CACHE_DIR_OPTION
-
-REPORT_NAME = "failures.json"
+from hpnet.pose.store import CACHE_DIR_OPTION, REPORT_NAME
 
 
 @dataclass

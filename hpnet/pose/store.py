@@ -40,6 +40,7 @@ import numpy as np
 
 from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
+from hpnet.data.decode_errors import VideoDecodeError
 from hpnet.data.decode_reader import sar_text
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
@@ -52,6 +53,7 @@ SETTINGS_KEYS = (
 FRAMES_AS = "displayed"  # the ``frames_as`` of files whose joints are of the frames as displayed
 CACHE_COMMAND = "python -m hpnet.pose.cache --config <your config>"
 CACHE_DIR_OPTION = "pose.cache_dir=DIR"  # how a user points the cache elsewhere (in messages)
+REPORT_NAME = "failures.json"  # the cache command's report: the videos it could not decode
 
 
 @dataclass
@@ -64,6 +66,7 @@ class CachedJoints:
 
 
 class _Record(Protocol):
+    path: Path  # the video file
     rel: str
 
 
@@ -235,6 +238,7 @@ class JointCache:
         self.cache_dir = Path(cache_dir).expanduser()
         self.persons = persons
         self.decoder = decoder  # the reader of the run ("torchcodec" / "pyav"; "" = unknown)
+        self._undecodable: dict[str, str] | None = None  # read from the report on first need
 
     def path(self, record: _Record) -> Path:
         return cache_path(self.cache_dir, record.rel)
@@ -243,10 +247,39 @@ class JointCache:
         """The records that have no cache file (to check a whole split before a long run)."""
         return [r for r in records if not self.path(r).is_file()]
 
-    def check_complete(self, records: Sequence[_Record]) -> None:
+    @property
+    def undecodable(self) -> dict[str, str]:
+        """``{rel: error}`` of the videos the cache command could not decode (its
+        ``failures.json``; empty without one)."""
+        if self._undecodable is None:
+            try:
+                report = json.loads((self.cache_dir / REPORT_NAME).read_text(encoding="utf-8"))
+                failures = report.get("failures", [])
+                self._undecodable = {str(f["rel"]): str(f.get("error", "")) for f in failures}
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                self._undecodable = {}
+        return self._undecodable
+
+    def check_complete(self, records: Sequence[_Record], on_error: str = "skip") -> None:
         """Raise the missing-file error (with the count) unless every record has a file: a
-        run checks this at start instead of failing at its first batch without joints."""
+        run checks this at start instead of failing at its first batch without joints.
+
+        A video the cache command could not decode is a bad video, not a missing file: with
+        ``on_error="skip"`` (``data.on_error``) the run is told it will be left out (the
+        loader skips it: :meth:`__call__` raises ``VideoDecodeError``); with ``"raise"``
+        it stops the run here."""
         gone = self.missing(records)
+        bad = [r for r in gone if r.rel in self.undecodable]
+        if bad:
+            first = f"{bad[0].path}: {self.undecodable[bad[0].rel]}"
+            listed = f"the pose cache command could not decode {len(bad)} of these videos "
+            listed += f"(listed in {self.cache_dir / REPORT_NAME}; the first: {first})"
+            if on_error == "raise":
+                raise UserError(
+                    f"{listed}: fix or remove them, or set data.on_error=skip to leave them out"
+                )
+            logger.warning("%s: they are left out as bad videos (data.on_error=skip)", listed)
+        gone = [r for r in gone if r.rel not in self.undecodable]
         if gone:
             error = self._missing_error(self.path(gone[0]), "no")
             count = f"{len(gone)} of {len(records)} videos have no pose cache file"
@@ -262,6 +295,9 @@ class JointCache:
         """Joints float32 (V, T, P, 17, 3) at ``frame_indices`` int (V, T) of ``record``'s video."""
         path = self.path(record)
         if not path.is_file():
+            if record.rel in self.undecodable:  # a bad video: the loader's data.on_error
+                error = self.undecodable[record.rel]
+                raise VideoDecodeError(record.path, f"the pose cache command failed: {error}")
             raise self._missing_error(path, "no")
         try:
             cached = load_joints(path)

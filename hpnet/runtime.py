@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source, dataset_configs
 from hpnet.data.joint import JointLoader
+from hpnet.data.records import some_names
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo, sync_batchnorm
 from hpnet.engine import LossConfig
@@ -162,15 +163,23 @@ def build_run_datasets(
 def check_videos(datasets: list[RunDataset], splits: tuple[str, ...] = ("train", "test")) -> None:
     """Refuse a dataset without videos in one of ``splits``, before anything trains (an empty
     training split trained 0 steps and reported a test score; an empty test split failed
-    after the whole training)."""
+    after the whole training); warn about classes without a training video."""
     for d in datasets:
+        entry = f"data.joint entry '{d.name}': " if d.name else ""
         for split in splits:
             if len(getattr(d, split)) == 0:
-                entry = f"data.joint entry '{d.name}': " if d.name else ""
                 raise UserError(
                     f"{entry}the {split} split has no videos ({_split_source(d.cfg, split)}): "
                     "python -m hpnet.data --config ... shows what it finds where"
                 )
+        trained = set(d.train.labels)
+        untrained = [name for label, name in enumerate(d.classes) if label not in trained]
+        if untrained:
+            logger.warning(
+                "%s%d of %d classes have no training video: %s (never learnt: their test "
+                "videos count as errors)", entry, len(untrained), len(d.classes),
+                some_names(untrained),
+            )  # fmt: skip
 
 
 def _split_source(cfg: Config, split: str) -> str:

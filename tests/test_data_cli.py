@@ -182,7 +182,7 @@ def test_the_report_shows_the_validation_split_training_holds_out(dataset, tmp_p
     assert "(train/val/test)" in text
 
 
-def test_an_empty_split_is_a_problem_and_training_refuses_it(tmp_path, capsys):
+def test_an_empty_split_is_a_problem_and_training_refuses_it(tmp_path, capsys, caplog):
     """A list run without its training list: reported as a problem here, refused by training
     before anything trains (it trained 0 steps and reported a test score)."""
     from hpnet.cli import UserError
@@ -202,3 +202,12 @@ def test_an_empty_split_is_a_problem_and_training_refuses_it(tmp_path, capsys):
     with pytest.raises(UserError, match=r"the train split has no videos \(data\.train_list="):
         train_main(overrides)
     assert not (tmp_path / "run").exists()
+    from hpnet.config import load_config
+    from hpnet.runtime import build_run_datasets, check_videos
+
+    (tmp_path / "c.avi").touch()
+    (tmp_path / "train.txt").write_text("c.avi 0\n")  # a class only the test split has
+    cfg = load_config(None, [*args, f"data.train_list={tmp_path}/train.txt"])
+    with caplog.at_level("WARNING", logger="hpnet.runtime"):
+        check_videos(build_run_datasets(cfg, test_views=1))
+    assert "1 of 2 classes have no training video: class_1 (never learnt" in caplog.text

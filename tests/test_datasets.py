@@ -212,6 +212,32 @@ def test_folders_without_videos_are_no_classes(tmp_path, caplog):
     assert split.classes == ["a", "b"] and [r.label for r in split.test] == [1]
 
 
+def test_folder_datasets_read_what_users_keep_videos_in(tmp_path, caplog):
+    """Phone and camcorder files, linked folders (a link back up read once), one class for two
+    Unicode forms of its name; a folder starting with _ is said to be left out."""
+    import unicodedata
+
+    nfc, nfd = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    _touch(tmp_path / "real", ["x.mp4"])
+    _touch(tmp_path, [f"train/{nfc}/1.3gp", "train/walk/2.MTS", "train/walk/3.wmv",
+                      f"test/{nfd}/4.m2ts", "test/walk/5.flv", "train/_misc/6.mp4"])  # fmt: skip
+    (tmp_path / "train" / "walk" / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "up").symlink_to(tmp_path / "real")  # a loop
+    with caplog.at_level("WARNING", logger="hpnet.data.records"):
+        train, test, classes = folder_records(tmp_path)
+    assert classes == [nfc, "walk"] and [(r.rel, r.label) for r in test] == [
+        (f"test/{nfd}/4.m2ts", 0),
+        ("test/walk/5.flv", 1),
+    ]
+    assert [r.rel for r in train] == [
+        f"train/{nfc}/1.3gp",
+        "train/walk/2.MTS",
+        "train/walk/3.wmv",
+        "train/walk/linked/x.mp4",
+    ]
+    assert "folders whose names start with _ are not read (no class): _misc" in caplog.text
+
+
 def test_folder_split_folders_are_not_taken_for_classes(tmp_path, caplog):
     """<root>/train + <root>/val would be two classes "train" and "val": refused; a val/ beside
     train/ and test/ is named as unread."""

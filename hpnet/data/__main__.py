@@ -56,7 +56,7 @@ from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_con
 from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR
-from hpnet.data.records import VideoRecord, per_class_counts
+from hpnet.data.records import VideoRecord, per_class_counts, some_names
 
 _SHOW_MISSING = 10  # missing files the text report names
 _WIDTH = 100  # text report width
@@ -263,12 +263,6 @@ def _class_table(classes: Sequence[str], *counts: dict[str, int]) -> list[str]:
     return lines
 
 
-def _some(names: Sequence[str], limit: int = 8) -> str:
-    """The first ``limit`` names, comma-separated, and how many more."""
-    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def _missing_lines(report: dict[str, Any]) -> list[str]:
     """The report's lines on listed videos absent from disk, and how to go on."""
     missing = report["missing"]
@@ -279,7 +273,7 @@ def _missing_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"MISSING: {len(missing)} of {report['listed']} listed videos are not on disk"]
     absent = report["absent_classes"]
     if absent:
-        lines.append(f"  {len(absent)} classes have none of their videos: {_some(absent)}")
+        lines.append(f"  {len(absent)} classes have none of their videos: {some_names(absent)}")
     lines.append(f"  first {min(len(missing), _SHOW_MISSING)}:")
     lines += [f"    {path}" for path in missing[:_SHOW_MISSING]]
     if len(missing) > _SHOW_MISSING:
@@ -344,7 +338,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     ]
     no_train = [c for c in report["classes"] if train["per_class"][c] == 0]
     if no_train and train["videos"]:
-        lines.append(f"  ! {len(no_train)} classes have no training video: {_some(no_train)}")
+        lines.append(f"  ! {len(no_train)} classes have no training video: {some_names(no_train)}")
     lines += ["", *_missing_lines(report), *_decode_lines(report, frames)]
     for split in report.get("empty_splits", []):  # (training refuses such a dataset)
         lines.append(f"EMPTY: the {split} split has no videos on disk")

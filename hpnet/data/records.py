@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from hpnet.data.holdout import stratified_holdout
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
+VIDEO_EXTENSIONS += (".3gp", ".3g2", ".wmv", ".asf", ".flv", ".ts", ".mts", ".m2ts", ".vob")
+VIDEO_EXTENSIONS += (".mxf",)  # (phone, camcorder, broadcast: each read right by "auto")
 _SHOW = 5  # how many missing paths an error message names
 
 
@@ -189,9 +192,28 @@ SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "test",
 
 
 def _subfolders(folder: Path) -> list[str]:
-    return sorted(
-        e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith((".", "_"))
-    )
+    """The sorted names of ``folder``'s folders that may be classes or splits: not hidden, not
+    starting with ``_`` (said when such a folder holds videos: a dataset leaves them out)."""
+    names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name[0] != ".")
+    unread = [name for name in names if name[0] == "_" and videos_under(folder / name)]
+    if unread:
+        logger.warning(
+            "%s: folders whose names start with _ are not read (no class): %s",
+            folder, ", ".join(unread),
+        )  # fmt: skip
+    return [name for name in names if name[0] != "_"]
+
+
+def some_names(names: Sequence[str], limit: int = 8) -> str:
+    """The first ``limit`` names, comma-separated, and how many more."""
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def same_names(names: list[str]) -> dict[str, str]:
+    """``{NFC form: name}`` of folder names: a class has one name whichever Unicode form its
+    folders have (macOS writes "café" as "cafe" + a combining accent)."""
+    return {unicodedata.normalize("NFC", name): name for name in names}
 
 
 def _with_videos(root: Path, names: list[str], videos: Callable[[str], list]) -> list[str]:
@@ -206,9 +228,15 @@ def _with_videos(root: Path, names: list[str], videos: Callable[[str], list]) ->
 
 
 def videos_under(folder: Path) -> list[Path]:
-    """Video files under ``folder`` (recursively), sorted; hidden files are skipped."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    """Video files under ``folder`` (recursively, into linked folders too), sorted; hidden
+    files are skipped."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        stat = os.stat(dirpath)
+        if (stat.st_dev, stat.st_ino) in seen:  # a link back up: read once
+            dirnames[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
@@ -242,8 +270,13 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                 "%s: %s/ is not read (the splits are train/ and test/; data.val_fraction holds "
                 "validation videos out of train/)", root, "/, ".join(unread),
             )  # fmt: skip
-        names = sorted({n for _, folder in layout for n in _subfolders(folder)})
-        found = {(s, n): videos_under(folder / n) for s, folder in layout for n in names}
+        folders = {s: same_names(_subfolders(folder)) for s, folder in layout}
+        names = sorted(set(folders["train"]) | set(folders["test"]))
+        found = {
+            (s, n): videos_under(folder / folders[s][n]) if n in folders[s] else []
+            for s, folder in layout
+            for n in names
+        }
         classes = _with_videos(root, names, lambda n: found["train", n] or found["test", n])
         splits = RecordSplits([], [], classes)
         for split_name, _ in layout:

@@ -378,7 +378,7 @@ def test_a_weights_name_loads_through_torchvisions_cache(text_cache, tmp_path, m
     torch.manual_seed(2)
     ref = tv.r3d_18()
     torch.save(ref.state_dict(), cached)  # as torchvision's downloader leaves it
-    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+    with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
         model = _build(text_cache, "r3d_18", "model.pretrained=KINETICS400_V1")
     assert torch.equal(
         model.backbone.model.layer1[0].conv1[0].weight, ref.layer1[0].conv1[0].weight
@@ -388,7 +388,7 @@ def test_a_weights_name_loads_through_torchvisions_cache(text_cache, tmp_path, m
     caplog.clear()
     kinetics = ["data.augment.mean=[0.43216,0.394666,0.37645]"]
     kinetics += ["data.augment.std=[0.22803,0.22145,0.216989]"]
-    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+    with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
         _build(text_cache, "r3d_18", "model.pretrained=KINETICS400_V1", *kinetics)
     assert "weights were trained on" not in caplog.text
 

@@ -81,7 +81,7 @@ def test_the_seed_studys_baselines_follow_its_protocol():
 
 def test_pretrained_weights_get_their_normalisation():
     """A config that loads weights of known normalisation normalises as they were trained."""
-    from hpnet.models.backbones import PRETRAINED_MEAN_STD
+    from hpnet.models.normalisation import PRETRAINED_MEAN_STD
 
     checked = []
     for path in CONFIGS:

@@ -106,6 +106,18 @@ def test_c3d_matches_c3d_pytorchs_layers_and_pool5_at_the_seed_size():
         h = F.max_pool3d(conv5b, 2, 2, padding=(0, 1, 1)).view(-1, 8192)  # the port's pool5
         expected = F.relu(net.fc7(F.relu(net.fc6(h))))
         torch.testing.assert_close(net.clip_feature(conv5b), expected)
+        # 8 frames: one step left, pool5's padded spatial windows {0}, [1, 3), [3, 5), [5, 7)
+        one_step = conv5b[:, :, :1]
+        h = F.max_pool3d(one_step, (1, 2, 2), (1, 2, 2), padding=(0, 1, 1)).view(-1, 8192)
+        expected = F.relu(net.fc7(F.relu(net.fc6(h))))
+        torch.testing.assert_close(net.clip_feature(one_step), expected)
+        net.train()  # one dropout before the classifier (the head's): fc7's output is whole
+        pool5 = F.max_pool3d(conv5b, 2, 2, padding=(0, 1, 1)).view(-1, 8192)
+        torch.manual_seed(1)
+        trained = net.clip_feature(conv5b)
+        torch.manual_seed(1)
+        torch.testing.assert_close(trained, F.relu(net.fc7(net.dropout(F.relu(net.fc6(pool5))))))
+        net.eval()
         for side in (16, 32, 48):  # maps of 1x1, 2x2 and 3x3: pooled to fc6's 1x4x4 too
             fmap, pooled = C3D().eval().forward_features(_video(8, side, b=1))
             assert fmap.shape == (1, 1, side // 16, side // 16, 512) and pooled.shape == (1, 4096)
@@ -198,12 +210,12 @@ def test_imagenet_weights_warn_of_clips_normalisation(text_cache, tmp_path, capl
     the values its weights were trained on; with those values it is not."""
     path = tmp_path / "resnet18.pth"
     torch.save(tvm.resnet18().state_dict(), path)
-    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+    with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
         _build(text_cache, "late_fusion", f"model.pretrained={path}")
     assert "set data.augment.mean=[0.485,0.456,0.406] data.augment.std=[0.229" in caplog.text
     caplog.clear()
     imagenet = ["data.augment.mean=[0.485,0.456,0.406]", "data.augment.std=[0.229,0.224,0.225]"]
-    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+    with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
         _build(text_cache, "lrcn", f"model.pretrained={path}", *imagenet)
     assert "weights were trained on" not in caplog.text
 

@@ -238,8 +238,11 @@ def test_feedback_is_refused(text_cache):
 # --------------------------------------------------------------------------------- weights
 
 
-def test_a_2d_file_is_inflated_and_reported(text_cache, resnet2d, file2d):
-    model = _build(text_cache, "nonlocal", f"model.pretrained={file2d}", "model.pose=false")
+def test_a_2d_file_is_inflated_and_reported(text_cache, resnet2d, file2d, caplog):
+    with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
+        model = _build(text_cache, "nonlocal", f"model.pretrained={file2d}", "model.pose=false")
+    # ImageNet weights under CLIP's normalisation (the default) are told the values to set
+    assert "set data.augment.mean=[0.485,0.456,0.406] data.augment.std=[0.229" in caplog.text
     conv = model.backbone.layer1[0].conv1.weight  # (64, 64, 3, 1, 1) from (64, 64, 1, 1)
     torch.testing.assert_close(
         conv, resnet2d.layer1[0].conv1.weight.unsqueeze(2).repeat(1, 1, 3, 1, 1) / 3

@@ -15,7 +15,7 @@ its last blocks (``model.feedback``, LS-ViT only: the other archs refuse it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +29,9 @@ from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
+from hpnet.models.normalisation import warn_other_normalisation
 from hpnet.models.tv_video import MIN_INPUT as TV_MIN_INPUT
-from hpnet.models.tv_video import TV_ARCHS, WEIGHTS_MEAN_STD, build_tv_video
+from hpnet.models.tv_video import TV_ARCHS, build_tv_video
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.weights import ClipSource
 
@@ -86,45 +87,10 @@ def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:
     return BuiltBackbone(backbone, report, set(report.loaded), clip)
 
 
-# (mean, std) the weights model.pretrained loads into each arch were trained with: torchvision's
-# Kinetics ones, the ImageNet 2D ResNets of the frame CNNs, c3d-pytorch's Sports-1M C3D (0-255
-# pixels, mean-free). Not i3d/nonlocal (a 2D file or an hpnet run) nor ssl_transformer (its run's).
-PRETRAINED_MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    **WEIGHTS_MEAN_STD,
-    **dict.fromkeys(("late_fusion", "lrcn"), (IMAGENET_MEAN, IMAGENET_STD)),
-    "c3d": ((0.0, 0.0, 0.0), (1 / 255,) * 3),
-}
-
-
 def _torchvision(cfg: Config, load_weights: bool) -> BuiltBackbone:
     return _with_weights(
         cfg, load_weights, build_tv_video(cfg.model.arch, drop_path=cfg.model.drop_path)
     )
-
-
-def _warn_other_normalisation(cfg: Config) -> None:
-    """Pretrained weights were trained on their own mean/std (:data:`PRETRAINED_MEAN_STD`), not
-    CLIP's (the default): a run with other values feeds them inputs they never saw."""
-    if cfg.model.arch not in PRETRAINED_MEAN_STD:
-        return
-    mean, std = PRETRAINED_MEAN_STD[cfg.model.arch]
-    a = cfg.data.augment
-    if not (_close(a.mean, mean) and _close(a.std, std)):
-        logger.warning(
-            "model.pretrained: %s's pretrained weights were trained on mean %s, std %s; this "
-            "run normalises with data.augment.mean=%s std=%s: set data.augment.mean=[%s] "
-            "data.augment.std=[%s]", cfg.model.arch, _rounded(mean), _rounded(std),
-            list(a.mean), list(a.std), ",".join(map(str, _rounded(mean))),
-            ",".join(map(str, _rounded(std))),
-        )  # fmt: skip
-
-
-def _rounded(values: Sequence[float]) -> list[float]:
-    return [round(v, 8) for v in values]
-
-
-def _close(a: Sequence[float], b: Sequence[float]) -> bool:
-    return len(a) == len(b) and all(abs(x - y) < 1e-4 for x, y in zip(a, b, strict=True))
 
 
 def _with_weights(cfg: Config, load_weights: bool, backbone: nn.Module) -> BuiltBackbone:
@@ -136,7 +102,7 @@ def _with_weights(cfg: Config, load_weights: bool, backbone: nn.Module) -> Built
         return BuiltBackbone(backbone)
     report = load_tv_weights(backbone, cfg.model.pretrained)
     report.missing += _outside(backbone, "model.")  # LRCN's LSTM: new too
-    _warn_other_normalisation(cfg)
+    warn_other_normalisation(cfg)
     return BuiltBackbone(backbone, report, {f"model.{name}" for name in report.loaded})
 
 
@@ -152,6 +118,8 @@ def _i3d(cfg: Config, load_weights: bool) -> BuiltBackbone:
     if not (cfg.model.pretrained and load_weights):
         return BuiltBackbone(backbone)
     report = load_i3d_weights(backbone, cfg.model.pretrained)
+    if report.inflated:  # an ImageNet 2D ResNet-50 (an hpnet run keeps its own mean/std)
+        warn_other_normalisation(cfg, (IMAGENET_MEAN, IMAGENET_STD))
     return BuiltBackbone(backbone, report, set(report.loaded))
 
 

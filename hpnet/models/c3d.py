@@ -4,7 +4,8 @@ The seed study's C3D baseline (16 x 112 x 112 clips, Sports-1M weights)::
 
     conv1 64, pool1 1x2x2 | conv2 128, pool2 | conv3a/b 256, pool3 | conv4a/b 512, pool4 |
     conv5a/b 512, pool5 (2x2x2, padded 0x1x1) | fc6 8192 -> 4096 | fc7 4096 -> 4096
-    (ReLU after each; pools 2x2x2 with stride 2 unless said; dropout 0.5 after fc6 and fc7)
+    (ReLU after each; pools 2x2x2 with stride 2 unless said; dropout 0.5 after fc6 and fc7:
+    fc7's is the classifier head's, ``model.dropout``, as in every hpnet arch)
 
 :class:`C3DNet` names its layers as the widely used c3d-pytorch port does (``conv1``,
 ``conv2``, ``conv3a``, ``conv3b``, ..., ``fc6``, ``fc7``), so its Sports-1M ``c3d.pickle`` state
@@ -16,7 +17,8 @@ reported unused). :class:`C3D` wraps it as an hpnet backbone::
     # pooled (B, 4096): fc7's feature (embed_dim 4096)
 
 At the seed's 16 x 112 x 112 pool5 leaves 1 x 4 x 4 x 512 = fc6's 8192 inputs. Other clips
-(from 8 frames of 16 x 16, :data:`MIN_INPUT`) get pool5 where its window fits in time, then an
+(from 8 frames of 16 x 16, :data:`MIN_INPUT`) get pool5 (its 1x2x2 spatial part, padded the
+same, where one time step is left: 8 x 112 x 112 gives fc6 the cells 16 frames do), then an
 adaptive max pool to 1 x 4 x 4 (identity at the seed's size; a smaller map is repeated), so fc6
 and its Sports-1M weights fit every clip. The port takes RGB 0-255 values without mean
 subtraction: with its weights set ``data.augment.mean=[0,0,0]`` and
@@ -79,11 +81,15 @@ class C3DNet(nn.Module):
         return x
 
     def clip_feature(self, conv5b: torch.Tensor) -> torch.Tensor:
-        """conv5b ``(B, 512, T', h, w)`` -> pool5 -> fc6 -> fc7 feature ``(B, 4096)``."""
-        x = self.pool5(conv5b) if conv5b.shape[2] >= 2 else conv5b
+        """conv5b ``(B, 512, T', h, w)`` -> pool5 -> fc6 -> fc7 feature ``(B, 4096)`` (after
+        its ReLU; the head's dropout follows)."""
+        if conv5b.shape[2] >= 2:
+            x = self.pool5(conv5b)
+        else:  # pool5's spatial windows: Sports-1M's fc6 reads those cells
+            x = F.max_pool3d(conv5b, kernel_size=(1, 2, 2), stride=(1, 2, 2), padding=(0, 1, 1))
         x = F.adaptive_max_pool3d(x, POOL5_SHAPE).flatten(1)  # (B, 8192)
         x = self.dropout(self.relu(self.fc6(x)))
-        return self.dropout(self.relu(self.fc7(x)))
+        return self.relu(self.fc7(x))
 
 
 class C3D(StagedBackbone):

@@ -10,8 +10,10 @@ the ``B * T`` frames of a clip; the backbone contract::
     # pooled (B, D): each frame's avgpool feature (what torchvision's fc reads), mean over T
 
 D = 512 (depth 18, 34) or 2048 (50, 101, 152). Averaging the features is averaging the scores
-of a linear head (the seed's late fusion); the text head's cosine is taken of the averaged
-feature. :mod:`hpnet.models.lrcn` puts an LSTM over the same per-frame features.
+of a linear head (the seed's late fusion), up to the LayerNorm every hpnet head puts before its
+classifier (:class:`~hpnet.fusion.head.Fuse`: the mean frame's feature is normalised, not each
+frame's); the text head's cosine is taken of the averaged feature. :mod:`hpnet.models.lrcn`
+puts an LSTM over the same per-frame features.
 
 ``model`` holds torchvision's layers under their own names, so torchvision (and timm: same key
 names for ResNets) state dict files load into it unchanged

@@ -9,8 +9,9 @@ one-layer LSTM of :data:`HIDDEN` units::
     # pooled (B, 512): the LSTM's outputs averaged over the T steps (embed_dim 512)
 
 Donahue et al. average the per-step predictions over time; for a linear head that is the head
-of the averaged outputs. The CNN's tensors keep torchvision's names under ``model.``, so the
-same 2D weight files load; the LSTM (``lstm.``) always starts from random weights.
+of the averaged outputs (up to the LayerNorm before hpnet's classifier, as in late fusion).
+The CNN's tensors keep torchvision's names under ``model.``, so the same 2D weight files load;
+the LSTM (``lstm.``) always starts from random weights.
 """
 
 from __future__ import annotations

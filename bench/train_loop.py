@@ -73,7 +73,7 @@ def setup(args: argparse.Namespace):
 def time_loop(args, cfg, device, datasets, model) -> float:
     """Seconds per optimizer step of ``train_one_epoch`` after a warm-up pass."""
     loader = build_run_train_loader(datasets, DistInfo())
-    transform = build_transform(cfg, device)
+    transform = build_transform(cfg)
     optimizer, scheduler, scaler = build_optimization(cfg, model, len(loader), device)
     options = dict(
         transform=transform, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
@@ -93,7 +93,7 @@ def time_step(args, cfg, device, datasets, model) -> float:
     loader = build_run_train_loader(datasets, DistInfo())
     start_epoch(loader, 0)
     video, joints, labels = batch_to_device(next(iter(loader)), device)
-    video, joints = build_transform(cfg, device).train(video, joints, None)
+    video, joints = build_transform(cfg).train(video, joints, None)
     optimizer, _, _ = build_optimization(cfg, model, 1, device)
     amp = amp_dtype_for(cfg.train.amp, device)
     loss_cfg = build_loss_config(cfg, datasets[0], device)

@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "dataset with data.joint=[] and its data.* keys, or use the run's own config"
             )
         model.to(device)
-        setup = (build_transform(cfg, device), device, amp_dtype_for(cfg.train.amp, device), dist)
+        setup = (build_transform(cfg), device, amp_dtype_for(cfg.train.amp, device), dist)
         reports = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops)
         vals = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops, split="val")
         if dist.is_main:

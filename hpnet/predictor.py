@@ -127,7 +127,6 @@ class Predictor:
         (from ``pose_cache`` or ``pose.cache_dir``, else the pose model if ``estimate_pose``;
         with ``pose.source=none`` the model trained on joints all missing, and gets the same)."""
         from hpnet.data.canvas import Canvas
-        from hpnet.devices import pick_device
         from hpnet.inference import JointFinder
         from hpnet.runtime import build_transform
 
@@ -143,7 +142,7 @@ class Predictor:
             model,
             model.class_names,
             cfg,
-            transform=build_transform(cfg, pick_device(cfg.train.device)),
+            transform=build_transform(cfg),
             canvas=canvas,
             max_side=max(cfg.pose.imgsz, *canvas.hw),
             joints=joints,

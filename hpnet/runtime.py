@@ -62,7 +62,9 @@ def training_net(
     return net
 
 
-def build_transform(cfg: Config, device: torch.device) -> ClipTransform:
+def build_transform(cfg: Config) -> ClipTransform:
+    """The GPU-side clip transform of ``cfg.data`` (crops, flips, colour, normalisation): it
+    runs on whatever device the batches it is given are on."""
     a = cfg.data.augment
     return ClipTransform(
         size=cfg.data.size,

@@ -180,7 +180,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
         held.enter_context(run_folder_lock(out))  # one run at a time writes here
     train_loader = build_run_train_loader(datasets, dist)
-    transform = build_transform(cfg, device)
+    transform = build_transform(cfg)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)
 
     # ---- optimizer, schedule, loss ----------------------------------------------------------

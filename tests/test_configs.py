@@ -158,7 +158,7 @@ def test_pretraining_config_builds_and_steps(path, tmp_path, request):
         out = model(*build_views(cfg)(clips, torch.Generator().manual_seed(0)))
         assert out["z1"].shape == (2, cfg.pretrain.proj_dim)
     else:
-        video, _ = build_transform(cfg, torch.device("cpu")).train(train[0]["video"][None])
+        video, _ = build_transform(cfg).train(train[0]["video"][None])
         out = model(video)
     out["loss"].backward()
     run = load_config(path).train.out_dir

@@ -138,7 +138,7 @@ for i in range(4):
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 stats = train_one_epoch(
-    DistributedDataParallel(model), batches, transform=build_transform(cfg, torch.device("cpu")),
+    DistributedDataParallel(model), batches, transform=build_transform(cfg),
     optimizer=opt, scheduler=sched, scaler=None, loss_cfg=LossConfig(aux_weight=0.5),
     device=torch.device("cpu"), amp_dtype=None, epoch=0, accum_steps=2, progress=False,
     stand_in=(lambda d: {k: v[:1] if torch.is_tensor(v) else v for k, v in batches[2].items()})

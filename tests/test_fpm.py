@@ -91,6 +91,8 @@ def test_flip_consistency():
     a = pool_at_joints(patches, (gh, gw), joints)
     f = pool_at_joints(flipped, (gh, gw), flip_joints(joints))
     torch.testing.assert_close(f, a[..., list(FLIP_PERMUTATION), :], atol=1e-5, rtol=1e-5)
+    missing = torch.zeros(2, 17, 3)
+    assert torch.equal(flip_joints(missing), missing)  # never a point at x = 1
 
 
 def test_joint_tokens_zero_for_missing():

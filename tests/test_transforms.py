@@ -256,8 +256,8 @@ def test_hue_jitter_is_drawn_last_and_moves_only_chroma():
 
 def test_train_augmentation_hue_is_configured_and_keeps_crops_and_luma():
     cfg = load_config(None, ["data.augment.hue=0.25", "data.size=32"])
-    assert build_transform(cfg, torch.device("cpu")).hue == 0.25
-    assert build_transform(load_config(None, []), torch.device("cpu")).hue == 0.0  # off by default
+    assert build_transform(cfg).hue == 0.25
+    assert build_transform(load_config(None, [])).hue == 0.0  # off by default
     with pytest.raises(UserError, match=r"data\.augment\.hue"):
         load_config(None, ["data.augment.hue=0.6"])
     with pytest.raises(ValueError, match="hue"):

@@ -29,7 +29,6 @@ HMDB51_CLASSES = (
     "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault",
     "stand", "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave",
 )  # fmt: skip
-HMDB51_TAGS = {0: "unused", 1: "train", 2: "test"}
 
 
 def _beside(root: Path, name: str) -> Path:

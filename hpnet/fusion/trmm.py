@@ -2,8 +2,10 @@
 
     E_b = E + FiLM(E | s) + refine(E),   FiLM(E | s) = gamma(s) * E + beta(s)
 
-E ``(C, Dt)`` are the frozen CLIP text embeddings of the class names, s ``(B, Ds)`` the pose
-feature of each clip; E_b ``(B, C, Dt)`` are per-clip class embeddings. ``refine`` is a residual
+E ``(C, Dt)`` are the frozen CLIP text embeddings of the class names (as the text head gives
+them: centred on their mean and renormalised, ``centre_class_embeddings`` in
+:mod:`hpnet.fusion.head`), s ``(B, Ds)`` the pose feature of each clip; E_b ``(B, C, Dt)`` are
+per-clip class embeddings. ``refine`` is a residual
 MLP applied to each class embedding (so it works for any label set, also unseen ones); gamma,
 beta and refine start near zero (tiny random weights, so that every parameter learns from the
 first step), so an untrained TRMM is close to the identity on E.

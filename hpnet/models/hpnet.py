@@ -156,8 +156,10 @@ class HPNet(nn.Module):
         joints: torch.Tensor | None = None,
         label_set: int | None = None,
     ) -> dict[str, torch.Tensor]:
-        """video ``(B,T,3,S,S)`` normalised, joints ``(B,T,P,K,3)`` -> ``{"logits": (B,C)}``;
-        ``label_set`` i (joint models): over dataset i's C_i labels, else the current ones."""
+        """video ``(B,T,3,S,S)`` normalised, joints ``(B,T,P,K,3)`` -> ``{"logits": (B,C)}``,
+        with ``"aux_logits": (B,C)`` (the pose feature's own, for the auxiliary loss) when the
+        head has them and joints are given; ``label_set`` i (joint models): over dataset i's
+        C_i labels, else the current ones."""
         pose_on = self.pose_encoder is not None and joints is not None
         if pose_on and self.kpt_conf > 0:  # x, y and confidence of unsure joints zeroed
             joints = joints * (joints[..., 2:] >= self.kpt_conf).to(joints.dtype)

@@ -244,10 +244,6 @@ class LSViT(nn.Module):
             return checkpoint(block, x, use_reentrant=False, **kwargs)
         return block(x, **kwargs)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-
     def temporal_embedding(self, num_frames: int) -> torch.Tensor:
         """(1, T, 1, D) temporal position embedding, linearly interpolated to ``num_frames``."""
         return resize_temporal_embed(self.temporal_pos_embed, num_frames)

@@ -57,16 +57,6 @@ def _convert_openai_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def read_backbone_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """A local CLIP or timm ViT checkpoint as (state dict in LSViT names, "clip" | "timm").
-
-    Reads torch.save files (plain or wrapped in "state_dict"/"model", "module." prefixes),
-    OpenAI's TorchScript CLIP archives and .safetensors files.
-    """
-    state, _ = _read(Path(path).expanduser())
-    return convert_backbone_state(state, path)
-
-
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     if not path.is_file():
         raise UserError(f"pretrained backbone weights {missing(path)}: {path} ({_FIX})")

@@ -84,10 +84,10 @@ def adjacency(self_loops: bool = True, normalize: bool = True) -> torch.Tensor:
 def flip_joints(joints: torch.Tensor) -> torch.Tensor:
     """Mirror joints horizontally: ``(..., K, 3)`` -> ``(..., K, 3)``, x -> 1 - x, left <-> right.
 
-    Joints with confidence 0 stay at confidence 0 (their x is flipped like the others).
+    A missing joint stays exactly ``(0, 0, 0)``.
     """
     out = joints[..., list(FLIP_PERMUTATION), :].clone()
-    out[..., 0] = 1.0 - out[..., 0]
+    out[..., 0] = torch.where(out[..., 2] > 0, 1.0 - out[..., 0], 0.0)
     return out
 
 

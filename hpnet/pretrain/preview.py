@@ -63,7 +63,7 @@ def write_preview(cfg: Config, device: torch.device, clips: int) -> Path:
     if not samples:
         raise UserError(f"--preview {clips}: no clip of the training videos could be decoded")
     video = torch.stack([s["video"] for s in samples]).unsqueeze(1).to(device)  # (B, 1, T, ...)
-    transform = build_transform(cfg, device)
+    transform = build_transform(cfg)
     video = transform.test(video)[0][:, 0]  # (B, T, 3, S, S) normalised, centre crop
     with torch.no_grad():
         result = model(video, generator=torch.Generator().manual_seed(0))

@@ -286,7 +286,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
         prepare_run_folder(cfg, out, start_epoch)
     net = training_net(model, cfg, dist, device)
-    transform, amp_dtype = build_transform(cfg, device), amp_dtype_for(cfg.train.amp, device)
+    transform, amp_dtype = build_transform(cfg), amp_dtype_for(cfg.train.amp, device)
     batch_step = pretrain_batch
     if cfg.pretrain.method == "simsiam":
         batch_step = functools.partial(simsiam_batch, views=build_views(cfg))

@@ -190,11 +190,6 @@ def read_weights_file(
     return state, openai
 
 
-def read_clip_state_dict(path: str, key: str = "text.pretrained") -> dict[str, torch.Tensor]:
-    """The state dict of a CLIP checkpoint file: open_clip/OpenAI layout, or TorchScript."""
-    return read_weights_file(path, key)[0]
-
-
 def load_tower_state(
     tower: torch.nn.Module,
     state: dict[str, Any],

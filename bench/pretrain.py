@@ -56,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hpnet.config import load_config
 from hpnet.models.hpnet import build_model
 from hpnet.optim import build_optimizer
-from hpnet.pretrain.run import build_pretrain_model
+from hpnet.pretrain.setup import build_pretrain_model
 
 
 def _step_seconds(step, steps: int, warmup: int, device: torch.device) -> float:

@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.checkpoint import load_checkpoint
     from hpnet.config import apply_overrides, config_from_dict, load_config
     from hpnet.models.from_checkpoint import model_from_checkpoint
-    from hpnet.predict import read_labels
+    from hpnet.text.prompts import read_labels
 
     args = _parser().parse_intermixed_args(argv)
     check_out(Path(args.out))  # before the checkpoint loads

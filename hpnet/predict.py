@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpnet.cli import CommandParser, UserError, missing, run_cli
+from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
-from hpnet.text.prompts import check_labels
+from hpnet.text.prompts import read_labels
 from hpnet.timeline import check_smooth, check_window
 
 __all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
@@ -43,31 +43,6 @@ def split_inputs(items: Sequence[str]) -> tuple[list[str], list[str]]:
         is_override = OVERRIDE.match(item) and not Path(item).exists()
         (overrides if is_override else videos).append(item)
     return videos, overrides
-
-
-def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None:
-    """``--labels "a,b,c"`` or ``--labels-file F`` (one label per line, UTF-8) -> labels
-    (:func:`~hpnet.text.prompts.check_labels`), or None without either. Blank entries are
-    dropped; ``--labels ""`` (an unset shell variable) is refused, not read as "none"."""
-    if labels is not None and labels_file:
-        raise UserError("give --labels or --labels-file, not both")
-    if labels_file:
-        path = Path(labels_file).expanduser()
-        if not path.is_file():
-            raise UserError(f"labels file {missing(path)}: {path} (--labels-file)")
-        try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
-        except UnicodeDecodeError as err:
-            raise UserError(
-                f"labels file {path} is not UTF-8 text ({err.reason} at byte {err.start}): "
-                "save it as UTF-8 (--labels-file)"
-            ) from None
-        names = [line.strip() for line in lines]
-    elif labels is not None:
-        names = [name.strip() for name in labels.split(",")]
-    else:
-        return None
-    return check_labels([n for n in names if n], "--labels/--labels-file")
 
 
 def print_table(results: list[dict[str, Any]], top_k: int) -> None:

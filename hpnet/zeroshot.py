@@ -44,9 +44,9 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config, overrides_key
 from hpnet.config_types import load_yaml
 from hpnet.evaluate import score_every_video, summary_line
-from hpnet.predict import add_video_arguments, emit, read_labels, split_inputs
+from hpnet.predict import add_video_arguments, emit, split_inputs
 from hpnet.predictor import Predictor, predict_videos
-from hpnet.text.prompts import get_templates
+from hpnet.text.prompts import get_templates, read_labels
 
 OUT = {"what": "output folder", "folder_option": "--out DIR"}  # make_folder's words for --out
 

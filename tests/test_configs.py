@@ -146,7 +146,7 @@ def test_there_are_pretraining_configs():
 def test_pretraining_config_builds_and_steps(path, tmp_path, request):
     """A config with a ``pretrain`` section builds the method's model on its training videos
     and takes a step; the fine-tuning configs that name its run read its last.pt."""
-    from hpnet.pretrain.run import build_pretrain_model, pretrain_datasets
+    from hpnet.pretrain.setup import build_pretrain_model, pretrain_datasets
     from hpnet.pretrain.simsiam import build_views
     from hpnet.runtime import build_transform
 

@@ -16,7 +16,8 @@ import torch
 
 from hpnet.cli import UserError
 from hpnet.inference import JointFinder, SampledVideo, VideoInput, collect_videos, read_sampled
-from hpnet.predict import main, read_labels, split_inputs
+from hpnet.predict import main, split_inputs
+from hpnet.text.prompts import read_labels
 
 # The keys README.md documents for `--json` (document, per video, per failed video).
 DOCUMENT_KEYS = {"checkpoint", "labels", "top_k", "frames", "views", "crops", "videos", "failed"}

@@ -15,6 +15,7 @@ from hpnet.cli import UserError
 from hpnet.config import load_config
 from hpnet.models.hpnet import build_model
 from hpnet.pretrain import run as pretrain_run
+from hpnet.pretrain.setup import check_pretrain_config
 
 REPO = Path(__file__).resolve().parents[1]
 # ResNet-18, 4 frames of 32x32, a small projector: a step takes well under a second
@@ -329,5 +330,5 @@ def test_augment_views_on_videos_are_told_to_decode_one_frame(caplog):
         caplog.clear()
         cfg = load_config(recipe, [f"data.frames={frames}", f"data.dataset={dataset}"])
         with caplog.at_level("WARNING", logger="hpnet.pretrain.run"):
-            pretrain_run.check_pretrain_config(cfg)
+            check_pretrain_config(cfg)
         assert ("set data.frames=1" in caplog.text) == told, (frames, dataset)

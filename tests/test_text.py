@@ -80,7 +80,7 @@ def test_templates_by_name_and_bad_templates():
 
 
 def test_labels_that_become_the_same_words_are_refused():
-    from hpnet.predict import read_labels
+    from hpnet.text.prompts import read_labels
 
     check_distinct_phrases(["brush_hair", "climb", "brush_hair"])  # the same name: not a clash
     with pytest.raises(UserError, match=r"x: 'brush_hair' and 'BrushHair' are the same words"):

@@ -164,4 +164,4 @@ class SyntheticActions(Dataset):
 if __name__ == "__main__":
     from hpnet.cli import run_cli
 
-    run_cli(main)
+    run_cli(lambda argv: main(argv, description=__doc__))

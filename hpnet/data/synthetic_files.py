@@ -274,11 +274,12 @@ def save_preview(
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hpnet.data.synthetic OUT``: write the clips as files (or ``--preview`` PNGs)."""
-    from hpnet.data import synthetic
-
-    parser = CommandParser(prog="python -m hpnet.data.synthetic", description=synthetic.__doc__)
+def main(argv: Sequence[str] | None = None, description: str | None = None) -> int:
+    """``python -m hpnet.data.synthetic OUT``: write the clips as files (or ``--preview`` PNGs);
+    ``--help`` shows ``description`` (the dataset module's docstring; default this one's)."""
+    parser = CommandParser(
+        prog="python -m hpnet.data.synthetic", description=description or __doc__
+    )
     parser.add_argument("out", help="output folder")
     parser.add_argument("--train", type=int, default=480, help="train clips")
     parser.add_argument("--test", type=int, default=160, help="test clips")

@@ -24,6 +24,7 @@ from hpnet.atomic import write_atomic
 from hpnet.checkpoint import load_checkpoint
 from hpnet.cli import UserError
 from hpnet.config import Config
+from hpnet.pretrain.setup import build_pretrain_model, pretrain_datasets
 from hpnet.pretrain.videomae import VideoMAE, unpatchify
 from hpnet.resume import refuse_changes, resume_changes
 from hpnet.runtime import build_transform
@@ -38,8 +39,6 @@ MASK_GREY = 0.5  # colour of hidden patches in the masked row
 
 def write_preview(cfg: Config, device: torch.device, clips: int) -> Path:
     """Write ``<train.out_dir>/preview.png`` for ``clips`` clips from the run's ``last.pt``."""
-    from hpnet.pretrain.run import build_pretrain_model, pretrain_datasets
-
     out = Path(cfg.train.out_dir)
     path = out / "last.pt"
     if not path.is_file():

@@ -15,7 +15,6 @@ training clips (masked input, reconstruction, original) and exits without traini
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -30,7 +29,6 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
-    changed_keys,
     describe,
     load_config,
 )
@@ -44,9 +42,13 @@ from hpnet.epoch_report import (
     tensorboard_writer,
 )
 from hpnet.epoch_run import EpochRun, run_epoch
-from hpnet.models.backbones import build_backbone, check_model_config
-from hpnet.pretrain.simsiam import build_simsiam, build_views, simsiam_batch
-from hpnet.pretrain.videomae import VideoMAE
+from hpnet.pretrain.setup import (
+    build_pretrain_model,
+    check_pretrain_config,
+    check_pretrain_resumable,
+    pretrain_datasets,
+)
+from hpnet.pretrain.simsiam import build_views, simsiam_batch
 from hpnet.resume import (
     CheckpointClock,
     prepare_run_folder,
@@ -56,7 +58,6 @@ from hpnet.resume import (
 )
 from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import (
-    RunDataset,
     amp_dtype_for,
     build_optimization,
     build_run_train_loader,
@@ -102,121 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             device = torch.device("cuda", dist.local_rank)
         with contextlib.ExitStack() as held:
             return _pretrain(cfg, device, dist, held)
-
-
-def check_pretrain_config(cfg: Config) -> None:
-    """The settings pretraining cannot use, refused before anything is built."""
-    if cfg.pretrain.method == "videomae" and cfg.model.arch != "lsvit":
-        raise UserError(
-            f"pretrain.method=videomae pretrains LS-ViT; model.arch={cfg.model.arch} has no "
-            "token path to mask: set model.arch=lsvit"
-        )
-    if cfg.pretrain.method == "videomae" and cfg.data.augment.blur_prob > 0:
-        raise UserError(
-            f"pretrain.method=videomae with data.augment.blur_prob={cfg.data.augment.blur_prob:g}:"
-            " a blur spreads the hidden patches' pixels into the visible ones the encoder sees "
-            "(configs/videomae_demo.yaml has it off): set data.augment.blur_prob=0"
-        )
-    if cfg.pretrain.method == "simsiam":
-        if cfg.model.arch != "ssl_transformer":
-            raise UserError(
-                f"pretrain.method=simsiam pretrains the 2D ResNet of model.arch=ssl_transformer "
-                f"(model.depth); model.arch={cfg.model.arch}: set model.arch=ssl_transformer"
-            )
-        if cfg.model.pretrained:
-            raise UserError(
-                "pretrain.method=simsiam starts from a random ResNet: set model.pretrained='' "
-                "(continue a run with train.resume=auto instead)"
-            )
-        if cfg.train.batch_size < 2:
-            raise UserError(
-                "pretrain.method=simsiam normalises its projections over the batch (BatchNorm): "
-                f"train.batch_size must be 2 or more, got {cfg.train.batch_size}"
-            )
-        one_frame = cfg.pretrain.simsiam_views == "augment"
-        if one_frame and cfg.data.frames > 1 and cfg.data.dataset != "synthetic":
-            logger.warning(  # (rendered clips cost no decoding)
-                "pretrain.simsiam_views=augment makes both views of one frame per clip, but "
-                "data.frames=%d decodes %d: set data.frames=1 (one random frame of the whole "
-                "video, as now, for a fraction of the decoding)", cfg.data.frames, cfg.data.frames,
-            )  # fmt: skip
-        if cfg.pretrain.simsiam_views == "frames" and cfg.data.frames < 2:
-            raise UserError(
-                "pretrain.simsiam_views=frames pairs two frames of a clip at most "
-                "pretrain.frame_gap apart: it needs data.frames >= 2 (e.g. 8), got "
-                f"{cfg.data.frames}"
-            )
-        if cfg.pretrain.simsiam_views == "foreground" and cfg.data.frames < 3:
-            raise UserError(
-                "pretrain.simsiam_views=foreground takes each clip's background as the median of "
-                "its frames and pastes the moving part on another clip's: it needs data.frames >= "
-                f"3, got {cfg.data.frames}"
-            )
-    if cfg.data.joint:
-        raise UserError(
-            "pretraining reads one dataset's videos: drop data.joint (set data.dataset and "
-            "data.root, or data.dataset=unlabeled data.root=DIR for a folder of videos)"
-        )
-    check_model_config(cfg)
-
-
-def check_pretrain_resumable(path: Path, cfg: Config) -> None:
-    """``path`` is a pretraining checkpoint of this method and decoder (the rest is checked
-    like a training run's by :func:`~hpnet.resume.resume_run`)."""
-    from hpnet.models.lsvit_weights import read_pretrain_checkpoint
-
-    ckpt = read_pretrain_checkpoint(path)
-    if ckpt is None:
-        raise UserError(
-            f"cannot resume {path}: it is not a pretraining checkpoint (python -m hpnet.train "
-            "wrote it?); pretrain into another train.out_dir"
-        )
-    keys: tuple[str, ...] = ("pretrain.method", "pretrain.decoder_width", "pretrain.decoder_depth")
-    saved = ckpt.get("config", {})
-    if cfg.pretrain.method == "simsiam":  # these shape the model or its optimizer's groups
-        keys = ("pretrain.method", "model.depth", "pretrain.proj_dim", "pretrain.pred_dim")
-        keys += ("pretrain.fix_pred_lr",)
-        # runs from before the option decayed the predictor's lr like the rest
-        saved = {**saved, "pretrain": {"fix_pred_lr": False, **saved.get("pretrain", {})}}
-    changed = changed_keys(saved, cfg, keys)
-    if changed:
-        key, then, now = changed[0]
-        raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
-
-
-def pretrain_datasets(cfg: Config) -> list[RunDataset]:
-    """The training videos of ``data.dataset`` as a one-dataset run without classes or joints
-    (pose settings and class balancing play no part: nothing reads labels or joints)."""
-    from hpnet.data.datasets import build_datasets
-
-    data = dataclasses.replace(cfg.data, balance="none")
-    plain = dataclasses.replace(cfg, data=data, pose=dataclasses.replace(cfg.pose, source="none"))
-    train_ds, test_ds, _ = build_datasets(plain, test_views=1)
-    if len(train_ds) == 0:
-        raise UserError(f"{cfg.data.dataset} at {cfg.data.root} has no training videos")
-    return [RunDataset("", plain, train_ds, test_ds, [])]
-
-
-def build_pretrain_model(cfg: Config) -> torch.nn.Module:
-    """The method's model: VideoMAE around the backbone of ``model.*`` (``model.pretrained``,
-    if set, is where the encoder starts), or SimSiam over a ResNet of ``model.depth``."""
-    if cfg.pretrain.method == "simsiam":
-        model = build_simsiam(cfg)
-        model.pretrained_report = ""
-        return model
-    built = build_backbone(cfg)
-    encoder = built.module
-    encoder.pretrained_names = built.pretrained_names  # (pretrained groups get backbone_lr)
-    p = cfg.pretrain
-    model = VideoMAE(
-        encoder,
-        mask_ratio=p.mask_ratio,
-        decoder_width=p.decoder_width,
-        decoder_depth=p.decoder_depth,
-        norm_pix_loss=p.norm_pix_loss,
-    )
-    model.pretrained_report = str(built.report) if built.report else ""
-    return model
 
 
 def pretrain_batch(

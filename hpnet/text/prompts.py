@@ -9,14 +9,17 @@ sentences. :func:`class_name_to_phrase` turns a name into the words a caption wo
     #  ["apply eye makeup", "a video of a person apply eye makeup."]]
 
 Templates are plain strings with a ``{}`` where the phrase goes (as in ``text.templates``).
+:func:`check_labels` checks a label list and :func:`read_labels` reads the ``--labels`` /
+``--labels-file`` of predict, zero-shot and export.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, missing
 
 PLACEHOLDER = "{}"
 
@@ -119,3 +122,28 @@ def check_distinct_phrases(class_names: Sequence[str], what: str = "labels") -> 
                 "text encoder, so they get one embedding and cannot be told apart; keep one"
             )
         seen.setdefault(phrase, name)
+
+
+def read_labels(labels: str | None, labels_file: str | None) -> list[str] | None:
+    """``--labels "a,b,c"`` or ``--labels-file F`` (one label per line, UTF-8) -> labels
+    (:func:`~hpnet.text.prompts.check_labels`), or None without either. Blank entries are
+    dropped; ``--labels ""`` (an unset shell variable) is refused, not read as "none"."""
+    if labels is not None and labels_file:
+        raise UserError("give --labels or --labels-file, not both")
+    if labels_file:
+        path = Path(labels_file).expanduser()
+        if not path.is_file():
+            raise UserError(f"labels file {missing(path)}: {path} (--labels-file)")
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as err:
+            raise UserError(
+                f"labels file {path} is not UTF-8 text ({err.reason} at byte {err.start}): "
+                "save it as UTF-8 (--labels-file)"
+            ) from None
+        names = [line.strip() for line in lines]
+    elif labels is not None:
+        names = [name.strip() for name in labels.split(",")]
+    else:
+        return None
+    return check_labels([n for n in names if n], "--labels/--labels-file")

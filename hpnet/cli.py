@@ -150,6 +150,11 @@ def progress_enabled(wanted: bool) -> bool:
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colours and styles (torch uses bold)
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless one: ``"1 video"``, ``"3 videos"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def one_line(message: str) -> str:
     """``message`` as one plain line: lines joined by spaces, ANSI escape codes dropped.
 

@@ -12,7 +12,7 @@ import torch
 
 from hpnet.atomic import write_errors_reported
 from hpnet.checkpoint import OUT_DIR_OPTION
-from hpnet.cli import UserError
+from hpnet.cli import UserError, counted
 from hpnet.config import Config
 from hpnet.distributed import DistInfo, all_reduce_sum
 from hpnet.evaluate import run_dataset_tests
@@ -70,7 +70,7 @@ def epoch_summary(r: dict[str, Any], epochs: int) -> str:
     if "test_top1" in r:
         s += f"  test top-1 {100 * r['test_top1']:.1f} %"
     if r.get("skipped"):
-        s += f"  skipped {int(r['skipped'])} bad videos"
+        s += f"  skipped {counted(int(r['skipped']), 'bad video')}"
     return s
 
 

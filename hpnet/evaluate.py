@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from hpnet.checkpoint import load_checkpoint
-from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.cli import CommandParser, UserError, counted, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -217,7 +217,7 @@ def summary_line(report: dict[str, Any]) -> str:
     return (
         f"top-1 {100 * report['top1']:.2f} %  top-5 {100 * report['top5']:.2f} %  "
         f"mean class acc {100 * report['mean_class_acc']:.2f} %  "
-        f"({report['num_videos']} videos x {report['views']} views, "
+        f"({counted(report['num_videos'], 'video')} x {counted(report['views'], 'view')}, "
         f"{report['skipped']} skipped)"
     )
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpnet.atomic import write_atomic
-from hpnet.cli import UserError
+from hpnet.cli import UserError, counted
 from hpnet.config import Config, overrides_key
 from hpnet.distributed import DistInfo, gather_objects
 
@@ -178,7 +178,7 @@ def summary_text(summary: dict[str, Any]) -> str:
 
     lines = [
         f"split {s}: top-1 {pct(r['top1'])} %  top-5 {pct(r['top5'])} %  "
-        f"mean class acc {pct(r['mean_class_acc'])} %  ({r['num_videos']} videos"
+        f"mean class acc {pct(r['mean_class_acc'])} %  ({counted(r['num_videos'], 'video')}"
         + (f", {r['skipped']} undecodable skipped)" if r.get("skipped") else ")")
         for s, r in summary["splits"].items()
     ]

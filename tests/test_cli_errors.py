@@ -348,6 +348,12 @@ def test_unreadable_clip_weights_give_a_short_reason(tmp_path):
         assert reason in message and "\n" not in message and "\x1b" not in message
 
 
+def test_counted_nouns():
+    from hpnet.cli import counted
+
+    assert [counted(n, "video") for n in (0, 1, 2)] == ["0 videos", "1 video", "2 videos"]
+
+
 def test_a_user_error_is_printed_on_one_plain_line(capsys):
     """Lines joined, ANSI escape codes (torch's bold) dropped."""
     from hpnet.cli import UserError

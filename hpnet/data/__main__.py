@@ -50,7 +50,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hpnet.cli import CommandParser, progress_enabled, run_cli
+from hpnet.cli import CommandParser, counted, progress_enabled, run_cli
 from hpnet.config import Config, add_config_arguments, dataset_configs, load_config
 from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
 from hpnet.data.holdout import config_validation_split, rendered_keys
@@ -293,8 +293,8 @@ def _decode_lines(report: dict[str, Any], frames: int) -> list[str]:
         return ["decoding    not checked (add --check-decode N or --check-decode all)"]
     bad = report["undecodable"]
     lines = [
-        f"decoded     {report['checked']} videos, {len(bad)} failed (as the test loader reads "
-        f"them: {frames} frames x {report['views']} views)"
+        f"decoded     {counted(report['checked'], 'video')}, {len(bad)} failed (as the test "
+        f"loader reads them: {frames} frames x {report['views']} views)"
     ]
     if report["short_videos"]:
         lines.append(
@@ -302,7 +302,7 @@ def _decode_lines(report: dict[str, Any], frames: int) -> list[str]:
             "frames (their last frame is repeated)"
         )
     if bad:
-        lines.append(f"UNDECODABLE: {len(bad)} videos (data.on_error=skip skips them):")
+        lines.append(f"UNDECODABLE: {counted(len(bad), 'video')} (data.on_error=skip skips them):")
         lines += [f"  {item['path']}: {item['error']}" for item in bad]
     return lines
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hpnet.atomic import write_atomic, write_error
+from hpnet.cli import counted
 from hpnet.pose.store import CACHE_DIR_OPTION, REPORT_NAME
 
 
@@ -35,7 +36,7 @@ class ShardReport:
     def summary(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
         return (
-            f"{self.videos} videos: {self.cached} cached, {self.skipped} already done, "
+            f"{counted(self.videos, 'video')}: {self.cached} cached, {self.skipped} already done, "
             f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s "
             f"({rate:.1f} frames/s)"
         )

@@ -25,7 +25,7 @@ import torch
 
 from hpnet.atomic import make_folder
 from hpnet.checkpoint import OUT_DIR_OPTION, atomic_save
-from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.cli import CommandParser, UserError, counted, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -211,12 +211,13 @@ def _epoch(
     record = {"type": "train", "epoch": epoch + 1, **stats}  # (lr: of the epoch's last step)
     if dist.is_main:
         log_metrics(run.out, record, tb)
+        skipped = int(record["skipped"])
         print(
             f"epoch {epoch + 1}/{cfg.train.epochs}  {cfg.pretrain.method} loss "
             f"{record['loss']:.4f}  lr {record['lr']:.2e}  {record['clips_per_s']:.1f} "
             f"clips/s  {record['time_s']:.0f} s"
             + (f"  collapse std {record['collapse_std']:.4f}" if "collapse_std" in record else "")
-            + (f"  skipped {int(record['skipped'])} bad videos" if record["skipped"] else "")
+            + (f"  skipped {counted(skipped, 'bad video')}" if skipped else "")
         )
         ckpt = pretrain_checkpoint(*run.parts, epoch + 1, step, cfg, run.datasets, None, w)
         atomic_save(ckpt, run.out / "last.pt")

@@ -235,6 +235,21 @@ def test_rewrite_stopped_half_way_leaves_no_old_joints(tmp_path, monkeypatch):
     assert not (out / "synthetic.json").exists()
 
 
+def test_a_rewrite_removes_the_clips_it_does_not_write_again(tmp_path):
+    """Fewer clips over a folder: the earlier write's others go, with their joints and the
+    class folders they leave empty (a --videos cache run would have read them)."""
+    kw = {"resolution": 16, "length": 4, "progress": False}
+    out = write_synthetic_videos(tmp_path, num_train=4, num_test=2, **kw)
+    before = {p.relative_to(out).as_posix() for p in out.rglob("*.mp4")}
+    (out / "notes.txt").write_text("mine")
+    write_synthetic_videos(out, num_train=2, num_test=1, actions=("wave", "kick"), **kw)
+    listed = {line.split()[0] for n in ("train", "test") for line in (out / f"{n}.txt").open()}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.mp4")} == listed
+    assert len(before) == 6 and len(listed) == 3 and (out / "notes.txt").exists()
+    assert {p.relative_to(out / "pose_cache").as_posix()[:-4] for p in out.rglob("*.npz")} == listed
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["kick", "pose_cache", "wave"]
+
+
 def test_preview_png(tmp_path):
     video, joints, _ = render_one(0, "train", 4, distractor=True, **KW)
     path = save_preview(tmp_path / "wave.png", video, joints, columns=4)

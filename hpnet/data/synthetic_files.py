@@ -10,6 +10,7 @@ reads them as a list dataset (:func:`synthetic_file_records`) and warns when its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -205,6 +206,7 @@ def write_synthetic_videos(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
+    earlier = _listed_clips(out)  # (a rewrite removes those it does not write again)
     meta = {"source": "groundtruth", "model": "groundtruth", "model_id": "groundtruth"}
     meta |= {"persons": 2, "stride": 1, "num_frames": length, "fps": fps}
     meta |= {"width": resolution, "height": resolution}
@@ -228,11 +230,40 @@ def write_synthetic_videos(
             lines.append(f"{rel} {label}")
         _write_text(out / f"{split}.txt", "".join(f"{line}\n" for line in lines))
     _write_text(out / "classes.txt", "\n".join(actions) + "\n")
+    _remove_clips(out, earlier - _listed_clips(out))
     settings = {"train": num_train, "test": num_test, "resolution": resolution}
     settings |= {"length": length, "fps": float(fps), "seed": seed, "distractor": distractor}
     settings |= {"actions": ",".join(actions)}
     _write_text(out / MANIFEST, json.dumps(settings, indent=1) + "\n")
     return out
+
+
+def _listed_clips(out: Path) -> set[str]:
+    """The clips ``out``'s ``train.txt`` and ``test.txt`` list (relative paths)."""
+    listed = set()
+    for split in ("train", "test"):
+        try:
+            lines = (out / f"{split}.txt").read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        listed |= {line.rsplit(" ", 1)[0] for line in lines if line.strip()}
+    return listed
+
+
+def _remove_clips(out: Path, rels: set[str]) -> None:
+    """Remove the clips ``rels`` of ``out`` (an earlier write's that this one did not write
+    again), their ground-truth joints and the class folders they leave empty."""
+    from hpnet.pose.store import cache_path
+
+    for rel in sorted(rels):
+        video = (out / rel).resolve()
+        if not video.is_relative_to(out.resolve()):  # (a list edited by hand)
+            continue
+        video.unlink(missing_ok=True)
+        cache_path(out / "pose_cache", rel).unlink(missing_ok=True)
+        for folder in (video.parent, cache_path(out / "pose_cache", rel).parent):
+            with contextlib.suppress(OSError):  # not empty: other clips, other files
+                folder.rmdir()
 
 
 def _write_text(path: Path, text: str) -> None:

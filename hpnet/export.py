@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,9 @@ def _export_onnx(
         ) from None
     tmp = temp_name(out)
     try:
-        with write_errors_reported(out, what="export"):
+        with write_errors_reported(out, what="export"), warnings.catch_warnings():
+            # every input's axis 0 is the one "batch" (the file names it so): not news
+            warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
             torch.onnx.export(
                 wrapped,
                 inputs,

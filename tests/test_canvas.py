@@ -14,9 +14,10 @@ import torch
 from hpnet.config import load_config
 from hpnet.data.canvas import Canvas, fit_frames, place
 from hpnet.data.datasets import VideoClipDataset, VideoRecord, build_datasets
+from hpnet.data.decode import open_video
 from hpnet.data.synthetic import SyntheticActions
 from hpnet.data.transforms import ClipTransform, distinct_crop_count
-from hpnet.inference import read_sampled
+from hpnet.inference import JointFinder, read_sampled
 from hpnet.zeroshot import _parser, clip_canvas, clip_eval_config, zero_shot_config
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -168,6 +169,30 @@ def test_predict_gives_the_model_the_pixels_of_the_test_loader(tmp_path, mode):
     assert sampled.shown.shape == (2, 2, 3, 180, 300)  # the pose model's: aspect kept
     on_canvas, _ = canvas.apply(sampled.frames.flatten(0, 1))
     assert torch.equal(on_canvas.view(2, 2, 3, 96, 128), loader[0]["video"])
+    seen = []  # the pose model gets the large frames (not the model's 96 px ones)
+
+    def pose_model(frames: torch.Tensor, persons: int) -> np.ndarray:
+        seen.append(tuple(frames.shape[1:]))
+        return np.zeros((len(frames), persons, 17, 3), np.float32)
+
+    JointFinder("", 1, estimator=lambda: pose_model).estimate(sampled)
+    assert seen == [(3, 180, 300)]
+    small = read_sampled(path, frames=2, views=1, max_side=640, canvas=canvas)
+    assert small.shown.shape[-2:] == (240, 400)  # never upscaled for the pose model
+
+
+def test_frames_at_sizes_resizes_each_as_asked(tmp_path):
+    """One decode, one resize per size with its interpolation: each what frames() gives."""
+    path = tmp_path / "square.mp4"
+    _square_video(path, (240, 400), frames=3)
+    with open_video(path) as reader:
+        full = reader.frames([2, 0])
+        cubic, linear = reader.frames_at_sizes(
+            [2, 0], [((90, 150), "bicubic"), ((90, 150), "bilinear")]
+        )
+    assert torch.equal(cubic, fit_frames(full, (90, 150), "stretch", "bicubic"))
+    assert torch.equal(linear, fit_frames(full, (90, 150), "stretch", "bilinear"))
+    assert not torch.equal(cubic, linear)
 
 
 def test_zero_shot_files_and_dataset_give_the_same_pixels(hmdb51_mini):

@@ -225,6 +225,11 @@ def test_evaluation_checks_the_joints_of_the_videos_it_scores_only(tmp_path):
     assert len(scored.test) == 2
     with pytest.raises(UserError, match=r"^2 of 4 videos have no pose cache file; .*train/a"):
         build_run_datasets(cfg, test_views=1)  # training reads them all
+    failure = {"rel": "train/a/v.mp4", "error": "cannot decode"}  # the cache command's report
+    (cache_dir / "failures.json").write_text(json.dumps({"failures": [failure]}))
+    stop = load_config(None, [*overrides, f"pose.cache_dir={cache_dir}", "data.on_error=raise"])
+    with pytest.raises(UserError, match=r"could not decode 1 of these .* fix or remove them"):
+        build_run_datasets(stop, test_views=1)
 
 
 def test_joint_cache_refuses_a_file_made_for_another_video(tmp_path):

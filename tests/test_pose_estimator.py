@@ -269,6 +269,14 @@ def test_overlapping_people_keep_their_slots_when_one_is_missed():
     assert joints[:, 1, 0, 0].tolist() == pytest.approx([0.4, 0, 0.4, 0.4])
 
 
+def test_a_lone_detection_goes_to_the_slot_it_overlaps_clearly_better():
+    """Two people, then one found: it overlaps B's last box (IoU 0.41) far more than A's
+    (0.20, near enough to claim it by position): B's slot keeps it, A's is empty."""
+    a, b = [0.097, 0.212, 0.299, 0.598], [0.144, 0.162, 0.419, 0.551]
+    joints = track_persons([_det([a, b], [0.9, 0.8]), _det([0.211, 0.259, 0.471, 0.654], [0.9])], 2)
+    assert joints[1, 1, 0, 0] == pytest.approx(0.211) and (joints[1, 0] == 0).all()
+
+
 def test_a_person_walking_over_a_hidden_persons_spot_keeps_their_slot():
     """B is hidden behind A for frames 2-8 while A walks right, over B's last box: that old box
     must not claim A for B's slot (it overlaps A far better than A's own box of last frame)."""

@@ -288,13 +288,23 @@ def test_joint_finder_lays_estimated_joints_out_per_sampled_frame():
     np.testing.assert_array_equal(joints[..., 0, 0, 0], indices)
 
 
-def test_overlays_png_strip_and_mp4_with_grad_cam(checkpoint, clips, tmp_path, capsys):
+def test_overlays_png_strip_and_mp4_with_grad_cam(checkpoint, clips, tmp_path, capsys, monkeypatch):
+    import hpnet.overlay
+
     png, mp4 = tmp_path / "golf.png", tmp_path / "golf.mp4"
     base = [str(clips / "golf.avi"), "--checkpoint", str(checkpoint), "--no-pose-estimation"]
     # A 2-step model's Grad-CAM can be all negative (nothing to draw) for a label; on the cropped
     # canvas it is positive for the top label of this clip (pad gives a different input).
     base.append("data.resize=crop")
+    drawn, draw = [], hpnet.overlay.write_clip_overlay
+
+    def recorded(path, frames, *args, **kwargs):
+        drawn.append(tuple(frames.shape))
+        return draw(path, frames, *args, **kwargs)
+
+    monkeypatch.setattr(hpnet.overlay, "write_clip_overlay", recorded)
     assert main([*base, "--overlay", str(png)]) == 0
+    assert drawn == [(4, 3, 240, 320)]  # the frames as decoded (the model's are the canvas's)
     assert main([*base, "--overlay", str(mp4), "--cam"]) == 0
     assert f"overlay: {mp4}" in capsys.readouterr().out
     from PIL import Image

@@ -249,6 +249,24 @@ def test_estimated_people_keep_their_slots_across_batches():
     assert (later[:, 1, :, 0] == 0.7).all()
 
 
+def test_the_pose_model_gets_the_frames_as_decoded(checkpoint, tmp_path):
+    """Not the model's (the canvas's 32 px) ones: the pose model's are at most its size."""
+    from hpnet.inference import JointFinder
+    from hpnet.pose.tracking import FrameDetections
+
+    seen: set[tuple[int, ...]] = set()
+
+    class PoseModel:
+        def detect(self, frames):
+            seen.add(tuple(frames.shape[1:]))
+            return [FrameDetections.empty() for _ in frames]
+
+    clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
+    clf.predictor.joints = JointFinder("", 2, estimator=PoseModel)
+    clf.timeline(_long_video(tmp_path / "v.mp4", seconds=2), window=1.0, stride=0.5)
+    assert seen == {(3, 48, 64)}
+
+
 def test_api_timeline_decodes_each_frame_once(checkpoint, tmp_path, monkeypatch, capsys):
     from hpnet.data import decode_reader
 

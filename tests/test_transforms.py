@@ -18,6 +18,7 @@ from hpnet.data.transforms import (
     sample_crop_boxes,
     sample_train_params,
     short_side_crop_layout,
+    short_side_crops,
 )
 from hpnet.pose.skeleton import FLIP_PERMUTATION
 from hpnet.runtime import build_transform
@@ -337,3 +338,14 @@ def test_crop_boxes_fall_back_to_the_centred_largest_box():
     torch.testing.assert_close(wide, torch.tensor([[0.375, 0.0, 0.625, 1.0]] * 3))
     tall = sample_crop_boxes(2, 160, 40, scale_min=1.0, ratio_max=2.0)  # aspect 1/4 -> 1/2
     torch.testing.assert_close(tall, torch.tensor([[0.0, 0.25, 1.0, 0.75]] * 2))
+
+
+def test_the_test_crop_is_torchvisions_resize_and_centre_crop():
+    """Antialiased bilinear resize of the short side, then the centre square (float frames)."""
+    from torchvision.transforms import v2 as tv
+
+    torch.manual_seed(0)
+    video = torch.randint(0, 256, (1, 2, 3, 96, 128), dtype=torch.uint8)
+    ours = short_side_crops(video, 40, 1)[:, 0]  # (1, 2, 3, 40, 40)
+    reference = tv.Compose([tv.Resize(40, antialias=True), tv.CenterCrop(40)])(video[0].float())
+    torch.testing.assert_close(ours[0], reference, atol=1e-3, rtol=0)

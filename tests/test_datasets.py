@@ -236,6 +236,13 @@ def test_folder_datasets_read_what_users_keep_videos_in(tmp_path, caplog):
         "train/walk/linked/x.mp4",
     ]
     assert "folders whose names start with _ are not read (no class): _misc" in caplog.text
+    # both forms in one folder of classes (no split folders): one class, every video of it
+    _touch(tmp_path / "flat", [f"{nfc}/1.mp4", f"{nfd}/2.mp4", "walk/3.mp4", "walk/4.mp4"])
+    (tmp_path / "flat" / "walk" / "up").symlink_to(tmp_path / "flat")  # a link to the root
+    flat = folder_records(tmp_path / "flat", test_fraction=0.5)
+    assert flat.classes == [nfc, "walk"]
+    rels = sorted(r.rel for r in flat.train + flat.test)
+    assert rels == sorted([f"{nfc}/1.mp4", f"{nfd}/2.mp4", "walk/3.mp4", "walk/4.mp4"])
 
 
 def test_folder_split_folders_are_not_taken_for_classes(tmp_path, caplog):

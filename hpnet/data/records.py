@@ -210,10 +210,19 @@ def some_names(names: Sequence[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def same_names(names: list[str]) -> dict[str, str]:
-    """``{NFC form: name}`` of folder names: a class has one name whichever Unicode form its
-    folders have (macOS writes "café" as "cafe" + a combining accent)."""
-    return {unicodedata.normalize("NFC", name): name for name in names}
+def class_folders(names: Sequence[str]) -> dict[str, list[str]]:
+    """``{class name: its folder names}`` of folder ``names``: a class is one class whichever
+    Unicode form its folders' names have (macOS writes "café" as "cafe" + a combining accent),
+    its name the NFC form."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(unicodedata.normalize("NFC", name), []).append(name)
+    return groups
+
+
+def _videos_in(parent: Path, names: Sequence[str]) -> list[Path]:
+    """:func:`videos_under` each of ``parent``'s folders ``names``, together, sorted."""
+    return sorted(path for name in names for path in videos_under(parent / name))
 
 
 def _with_videos(root: Path, names: list[str], videos: Callable[[str], list]) -> list[str]:
@@ -230,10 +239,11 @@ def _with_videos(root: Path, names: list[str], videos: Callable[[str], list]) ->
 def videos_under(folder: Path) -> list[Path]:
     """Video files under ``folder`` (recursively, into linked folders too), sorted; hidden
     files are skipped."""
-    found, seen = [], set()
+    found = []
+    seen = {(s.st_dev, s.st_ino) for s in map(os.stat, Path(folder).resolve().parents)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         stat = os.stat(dirpath)
-        if (stat.st_dev, stat.st_ino) in seen:  # a link back up: read once
+        if (stat.st_dev, stat.st_ino) in seen:  # a link back up (to here or above): not read
             dirnames[:] = []
             continue
         seen.add((stat.st_dev, stat.st_ino))
@@ -270,12 +280,10 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                 "%s: %s/ is not read (the splits are train/ and test/; data.val_fraction holds "
                 "validation videos out of train/)", root, "/, ".join(unread),
             )  # fmt: skip
-        folders = {s: same_names(_subfolders(folder)) for s, folder in layout}
+        folders = {s: class_folders(_subfolders(folder)) for s, folder in layout}
         names = sorted(set(folders["train"]) | set(folders["test"]))
         found = {
-            (s, n): videos_under(folder / folders[s][n]) if n in folders[s] else []
-            for s, folder in layout
-            for n in names
+            (s, n): _videos_in(folder, folders[s].get(n, [])) for s, folder in layout for n in names
         }
         classes = _with_videos(root, names, lambda n: found["train", n] or found["test", n])
         splits = RecordSplits([], [], classes)
@@ -285,7 +293,6 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                 for path in found[split_name, name]:
                     out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
     else:
-        names = subfolders
         split_like = set(split_named.values())
         if len(split_like) >= 2:  # <root>/train + <root>/val: not two classes
             raise UserError(
@@ -293,7 +300,9 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
                 f"folders only as <root>/train and <root>/test (here they would become classes); "
                 "rename the held-out folder to test, or point data.root at a folder of classes"
             )
-        found = {name: videos_under(root / name) for name in names}
+        groups = class_folders(subfolders)
+        names = sorted(groups)
+        found = {name: _videos_in(root, groups[name]) for name in names}
         classes = _with_videos(root, names, found.__getitem__)
         items = [
             (rel, label)

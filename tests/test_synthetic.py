@@ -242,12 +242,24 @@ def test_a_rewrite_removes_the_clips_it_does_not_write_again(tmp_path):
     out = write_synthetic_videos(tmp_path, num_train=4, num_test=2, **kw)
     before = {p.relative_to(out).as_posix() for p in out.rglob("*.mp4")}
     (out / "notes.txt").write_text("mine")
+    (out / "mine").mkdir()
+    (out / "mine" / "clip.mp4").write_bytes(b"a user's own clip, listed by hand")
+    (out / "wave").mkdir(exist_ok=True)
+    (out / "wave" / "wave_00001.mp4").write_bytes(b"another of the user's")
+    with (out / "train.txt").open("a") as listed:
+        listed.write("mine/clip.mp4 0\nwave/wave_00001.mp4 0\n../outside.mp4 0\n")
     write_synthetic_videos(out, num_train=2, num_test=1, actions=("wave", "kick"), **kw)
     listed = {line.split()[0] for n in ("train", "test") for line in (out / f"{n}.txt").open()}
-    assert {p.relative_to(out).as_posix() for p in out.rglob("*.mp4")} == listed
+    kept = {"mine/clip.mp4", "wave/wave_00001.mp4"}  # not this writer's: left alone
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.mp4")} == listed | kept
     assert len(before) == 6 and len(listed) == 3 and (out / "notes.txt").exists()
     assert {p.relative_to(out / "pose_cache").as_posix()[:-4] for p in out.rglob("*.npz")} == listed
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["kick", "pose_cache", "wave"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "kick",
+        "mine",
+        "pose_cache",
+        "wave",
+    ]
 
 
 def test_preview_png(tmp_path):

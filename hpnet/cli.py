@@ -31,6 +31,11 @@ class HpnetWarning(UserWarning):
     ``WARNING: message``, like its log lines (:func:`configure_logging`)."""
 
 
+class HpnetRuntimeWarning(HpnetWarning, RuntimeWarning):
+    """An :class:`HpnetWarning` about the machine (e.g. a decoder falling back): a
+    ``RuntimeWarning`` too, for filters written for one."""
+
+
 EXIT_USAGE = 2
 
 
@@ -64,6 +69,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     that stops a ``data.on_error=raise`` run into exit code 1 (both one line on stderr)."""
     from hpnet.data.decode_errors import VideoDecodeError
 
+    shown_before = warnings.showwarning  # (put back when the command ends: run in a session)
     configure_logging()
     _stop_on_sigterm()
     try:
@@ -85,6 +91,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("hpnet: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        warnings.showwarning = shown_before
     sys.exit(code or 0)
 
 

@@ -373,6 +373,7 @@ def test_python_warnings_of_a_command_are_one_log_line_each(caplog, capsys):
     Python's two lines with the path and the source line."""
     import warnings
 
+    from hpnet import cli
     from hpnet.data.balance import class_weights
 
     def main(argv):
@@ -387,6 +388,7 @@ def test_python_warnings_of_a_command_are_one_log_line_each(caplog, capsys):
         f"a library's notice (FutureWarning, {__file__}:{main.__code__.co_firstlineno + 2})",
     ]
     assert "Warning:" not in capsys.readouterr().err
+    assert warnings.showwarning is not cli._log_warning  # put back when the command ended
 
 
 def test_sigterm_stops_a_command_with_one_line_and_leaves_no_temp_file(tmp_path):

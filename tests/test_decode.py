@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from hpnet.cli import HpnetWarning
 from hpnet.data import decode
 from hpnet.data.decode import (
     VideoDecodeError,
@@ -254,7 +253,7 @@ def test_pyav_fallback_when_torchcodec_cannot_load_ffmpeg(videos: dict, monkeypa
 
     monkeypatch.setattr(decode, "_import_torchcodec_decoder", broken)
     monkeypatch.setattr(decode, "_TORCHCODEC", {})
-    with pytest.warns(HpnetWarning, match=r"PyAV instead.*") as record:
+    with pytest.warns(RuntimeWarning, match=r"PyAV instead.*") as record:
         assert resolve_backend("auto") == "pyav"
     assert len(record) == 1 and "libavutil" in str(record[0].message)
     with warnings.catch_warnings():

@@ -61,7 +61,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from hpnet.cli import HpnetWarning
+from hpnet.cli import HpnetRuntimeWarning
 from hpnet.data.decode_errors import (
     VideoDecodeError,
     ffmpeg_reason,
@@ -129,7 +129,7 @@ def resolve_backend(backend: str = "auto") -> Literal["torchcodec", "pyav"]:
         warnings.warn(
             f"torchcodec cannot load FFmpeg ({reason}); decoding videos with PyAV instead "
             "(slower; install FFmpeg 4-8 for torchcodec, or set data.decoder=pyav to silence this)",
-            HpnetWarning,
+            HpnetRuntimeWarning,
             stacklevel=3,
         )
     return "pyav"

@@ -189,13 +189,13 @@ def test_videos_the_cache_command_could_not_decode_are_bad_videos(tmp_path, capl
     cache_dir = tmp_path / "cache"
     save_joints(cache_path(cache_dir, "good.mp4"), np.ones((6, 1, 17, 3), np.float32), range(6), {})
     failure = {"path": str(bad.path), "rel": "bad.mp4", "error": "cannot decode: truncated"}
-    (cache_dir / "failures.json").write_text(json.dumps({"failures": [failure]}))
+    odd = [{"path": "x"}, "text", {"rel": "other.mp4", "error": None}]  # passed over, or kept
+    (cache_dir / "failures.json").write_text(json.dumps({"failures": [*odd, failure]}))
     cache = JointCache(cache_dir, persons=1)
+    assert cache.undecodable == {"other.mp4": "", "bad.mp4": "cannot decode: truncated"}
     with caplog.at_level("WARNING", logger="hpnet.pose.store"):
         cache.check_complete([good, bad])
-    assert f"could not decode 1 of these videos (listed in {cache_dir / 'failures.json'}" in (
-        caplog.text
-    )
+    assert f"failed on 1 of these videos (listed in {cache_dir / 'failures.json'}" in (caplog.text)
     assert "bad.mp4: cannot decode: truncated): they are left out as bad videos" in caplog.text
     with pytest.raises(UserError, match=r"fix or remove them, or set data.on_error=skip"):
         cache.check_complete([good, bad], on_error="raise")
@@ -228,7 +228,7 @@ def test_evaluation_checks_the_joints_of_the_videos_it_scores_only(tmp_path):
     failure = {"rel": "train/a/v.mp4", "error": "cannot decode"}  # the cache command's report
     (cache_dir / "failures.json").write_text(json.dumps({"failures": [failure]}))
     stop = load_config(None, [*overrides, f"pose.cache_dir={cache_dir}", "data.on_error=raise"])
-    with pytest.raises(UserError, match=r"could not decode 1 of these .* fix or remove them"):
+    with pytest.raises(UserError, match=r"failed on 1 of these .* fix or remove them"):
         build_run_datasets(stop, test_views=1)
 
 

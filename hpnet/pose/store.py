@@ -249,15 +249,16 @@ class JointCache:
 
     @property
     def undecodable(self) -> dict[str, str]:
-        """``{rel: error}`` of the videos the cache command could not decode (its
-        ``failures.json``; empty without one)."""
+        """``{rel: error}`` of the videos the cache command failed on (its ``failures.json``;
+        empty without one; an entry without its ``rel`` is passed over)."""
         if self._undecodable is None:
             try:
                 report = json.loads((self.cache_dir / REPORT_NAME).read_text(encoding="utf-8"))
-                failures = report.get("failures", [])
-                self._undecodable = {str(f["rel"]): str(f.get("error", "")) for f in failures}
-            except (OSError, ValueError, TypeError, KeyError, AttributeError):
-                self._undecodable = {}
+                failures = report.get("failures", []) if isinstance(report, dict) else []
+            except (OSError, ValueError):
+                failures = []
+            entries = [f for f in failures if isinstance(f, dict) and f.get("rel")]
+            self._undecodable = {str(f["rel"]): str(f.get("error") or "") for f in entries}
         return self._undecodable
 
     def check_complete(self, records: Sequence[_Record], on_error: str = "skip") -> None:
@@ -272,7 +273,7 @@ class JointCache:
         bad = [r for r in gone if r.rel in self.undecodable]
         if bad:
             first = f"{bad[0].path}: {self.undecodable[bad[0].rel]}"
-            listed = f"the pose cache command could not decode {len(bad)} of these videos "
+            listed = f"the pose cache command failed on {len(bad)} of these videos "
             listed += f"(listed in {self.cache_dir / REPORT_NAME}; the first: {first})"
             if on_error == "raise":
                 raise UserError(
@@ -297,7 +298,7 @@ class JointCache:
         if not path.is_file():
             if record.rel in self.undecodable:  # a bad video: the loader's data.on_error
                 error = self.undecodable[record.rel]
-                raise VideoDecodeError(record.path, f"the pose cache command failed: {error}")
+                raise VideoDecodeError(record.path, f"the pose cache command failed on it: {error}")
             raise self._missing_error(path, "no")
         try:
             cached = load_joints(path)

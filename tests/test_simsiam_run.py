@@ -329,6 +329,6 @@ def test_augment_views_on_videos_are_told_to_decode_one_frame(caplog):
     ]:
         caplog.clear()
         cfg = load_config(recipe, [f"data.frames={frames}", f"data.dataset={dataset}"])
-        with caplog.at_level("WARNING", logger="hpnet.pretrain.run"):
+        with caplog.at_level("WARNING", logger="hpnet.pretrain.setup"):
             check_pretrain_config(cfg)
         assert ("set data.frames=1" in caplog.text) == told, (frames, dataset)

@@ -31,7 +31,8 @@ from hpnet.runtime import build_transform
 
 GAP = 2  # pixels between frames and rows
 # A preview must build the run's model and feed it clips as the run did: keys of these sections
-# must match the run's (the others, e.g. train.lr or train.epochs, draw the same picture).
+# must match the run's (the others leave the model and its inputs as they were: train.lr or
+# train.epochs change nothing here, train.seed which frames are drawn).
 PREVIEW_SECTIONS = ("data", "model", "pretrain")
 OPEN_KEYS = ("pretrain.mask_ratio",)  # a preview may hide another share than the run did
 MASK_GREY = 0.5  # colour of hidden patches in the masked row

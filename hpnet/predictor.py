@@ -55,9 +55,9 @@ class Predictor:
     (``None``: crop the decoded frames as they are, aspect kept); the frames the model gets are
     decoded as the loader decodes them, and the pose model and the overlays get them with their
     long side at most ``max_side`` (0: the model's; :func:`~hpnet.inference.decode_for_model`);
-    ``joints`` finds
-    the joints of a video (``None``: the model gets none); ``reports_pose=False`` leaves the
-    pose fields out of the results (a model that never takes joints).
+    ``joints`` finds the joints of a video (``None``: the model gets none);
+    ``reports_pose=False`` leaves the pose fields out of the results (a model that never takes
+    joints).
     """
 
     def __init__(

@@ -207,7 +207,7 @@ def write_synthetic_videos(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    earlier = _listed_clips(out)  # (a rewrite removes those it does not write again)
+    earlier, written = _listed_clips(out), set()  # (a rewrite removes what it does not redo)
     meta = {"source": "groundtruth", "model": "groundtruth", "model_id": "groundtruth"}
     meta |= {"persons": 2, "stride": 1, "num_frames": length, "fps": fps}
     meta |= {"width": resolution, "height": resolution}
@@ -229,9 +229,10 @@ def write_synthetic_videos(
             _write_mp4(out / rel, video, fps)
             save_joints(joints_path, joints, np.arange(length), meta)
             lines.append(f"{rel} {label}")
+            written.add(rel)
         _write_text(out / f"{split}.txt", "".join(f"{line}\n" for line in lines))
     _write_text(out / "classes.txt", "\n".join(actions) + "\n")
-    _remove_clips(out, earlier - _listed_clips(out))
+    _remove_clips(out, earlier - written)
     settings = {"train": num_train, "test": num_test, "resolution": resolution}
     settings |= {"length": length, "fps": float(fps), "seed": seed, "distractor": distractor}
     settings |= {"actions": ",".join(actions)}
@@ -260,10 +261,10 @@ def _remove_clips(out: Path, rels: set[str]) -> None:
         action, _, name = rel.partition("/")
         if action not in ACTIONS or not re.fullmatch(r"(train|test)_\d{5}\.mp4", name):
             continue  # not a clip this writer names so (a list edited by hand): left alone
-        video = out / rel
+        video, joints = out / rel, cache_path(out / "pose_cache", rel)
         video.unlink(missing_ok=True)
-        cache_path(out / "pose_cache", rel).unlink(missing_ok=True)
-        for folder in (video.parent, cache_path(out / "pose_cache", rel).parent):
+        joints.unlink(missing_ok=True)
+        for folder in (video.parent, joints.parent):
             with contextlib.suppress(OSError):  # not empty: other clips, other files
                 folder.rmdir()
 

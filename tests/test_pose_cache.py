@@ -190,7 +190,8 @@ def test_videos_the_cache_command_could_not_decode_are_bad_videos(tmp_path, capl
     save_joints(cache_path(cache_dir, "good.mp4"), np.ones((6, 1, 17, 3), np.float32), range(6), {})
     failure = {"path": str(bad.path), "rel": "bad.mp4", "error": "cannot decode: truncated"}
     odd = [{"path": "x"}, "text", {"rel": "other.mp4", "error": None}]  # passed over, or kept
-    (cache_dir / "failures.json").write_text(json.dumps({"failures": [*odd, failure]}))
+    report = {"failures": [*odd, failure], "failed": 4, "from_a_newer_hpnet": 1}  # keys passed over
+    (cache_dir / "failures.json").write_text(json.dumps(report))
     cache = JointCache(cache_dir, persons=1)
     assert cache.undecodable == {"other.mp4": "", "bad.mp4": "cannot decode: truncated"}
     with caplog.at_level("WARNING", logger="hpnet.pose.store"):

@@ -6,13 +6,14 @@ run, merged by whichever share finishes last.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hpnet.atomic import write_atomic, write_error
 from hpnet.cli import counted
-from hpnet.pose.store import CACHE_DIR_OPTION, REPORT_NAME
+
+REPORT_NAME = "failures.json"  # the cache command's report: the videos it could not decode
 
 
 @dataclass
@@ -49,7 +50,7 @@ def shard_report_path(cache_dir: str | Path, shard: int, shards: int) -> Path:
 
 
 def clear_shard_report(
-    cache_dir: str | Path, shard: int, shards: int, *, folder_option: str = CACHE_DIR_OPTION
+    cache_dir: str | Path, shard: int, shards: int, *, folder_option: str
 ) -> None:
     """Remove this share's report of an earlier run (so no merge uses it)."""
     if shards > 1:
@@ -72,15 +73,28 @@ def _write_json(path: Path, data: Any, folder_option: str) -> None:
 
 
 def _read_report(path: Path) -> ShardReport | None:
+    """The report at ``path`` (keys it does not know are passed over); None when it is missing
+    or not a report (cut short, hand-edited into something else)."""
+    known = {f.name for f in fields(ShardReport)}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ShardReport(**{k: v for k, v in data.items() if k != "failed"})
-    except (OSError, ValueError, TypeError):
+        return ShardReport(**{k: v for k, v in data.items() if k in known})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
+def undecodable_videos(cache_dir: str | Path) -> dict[str, str]:
+    """``{rel: error}`` of the videos the cache command could not decode, from
+    ``<cache_dir>/failures.json``; empty without a readable report. An entry without its
+    ``rel`` is passed over."""
+    report = _read_report(Path(cache_dir) / REPORT_NAME)
+    failures = report.failures if report is not None and isinstance(report.failures, list) else []
+    entries = [f for f in failures if isinstance(f, dict) and f.get("rel")]
+    return {str(f["rel"]): str(f.get("error") or "") for f in entries}
+
+
 def write_shard_report(
-    cache_dir: str | Path, report: ShardReport, *, folder_option: str = CACHE_DIR_OPTION
+    cache_dir: str | Path, report: ShardReport, *, folder_option: str
 ) -> ShardReport | None:
     """Write this share's report; when every share's report is there, merge them.
 

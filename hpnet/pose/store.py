@@ -42,6 +42,7 @@ from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 from hpnet.data.decode_errors import VideoDecodeError
 from hpnet.data.decode_reader import sar_text
+from hpnet.pose.report import REPORT_NAME, undecodable_videos
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ SETTINGS_KEYS = (
 FRAMES_AS = "displayed"  # the ``frames_as`` of files whose joints are of the frames as displayed
 CACHE_COMMAND = "python -m hpnet.pose.cache --config <your config>"
 CACHE_DIR_OPTION = "pose.cache_dir=DIR"  # how a user points the cache elsewhere (in messages)
-REPORT_NAME = "failures.json"  # the cache command's report: the videos it could not decode
 
 
 @dataclass
@@ -252,13 +252,7 @@ class JointCache:
         """``{rel: error}`` of the videos the cache command failed on (its ``failures.json``;
         empty without one; an entry without its ``rel`` is passed over)."""
         if self._undecodable is None:
-            try:
-                report = json.loads((self.cache_dir / REPORT_NAME).read_text(encoding="utf-8"))
-                failures = report.get("failures", []) if isinstance(report, dict) else []
-            except (OSError, ValueError):
-                failures = []
-            entries = [f for f in failures if isinstance(f, dict) and f.get("rel")]
-            self._undecodable = {str(f["rel"]): str(f.get("error") or "") for f in entries}
+            self._undecodable = undecodable_videos(self.cache_dir)
         return self._undecodable
 
     def check_complete(self, records: Sequence[_Record], on_error: str = "skip") -> None:

@@ -257,14 +257,15 @@ def build_optimization(
 
 
 def build_loss_config(cfg: Config, data: RunDataset, device: torch.device) -> LossConfig:
-    """The loss of one dataset's batches (its class weights with data.balance=loss)."""
+    """The loss of one dataset's batches (its class weights with data.balance=loss; a class
+    without training videos gets weight 0, named by :func:`check_videos`' warning)."""
     from hpnet.data.balance import class_weights
 
     return LossConfig(
         label_smoothing=cfg.train.label_smoothing,
         aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
         class_weights=(
-            class_weights(data.train.labels, len(data.classes)).to(device)
+            class_weights(data.train.labels, len(data.classes), warn=False).to(device)
             if data.cfg.data.balance == "loss"
             else None
         ),

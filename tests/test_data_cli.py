@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from videos import write_video
 
 from hpnet.data.__main__ import cli, main
@@ -203,11 +205,15 @@ def test_an_empty_split_is_a_problem_and_training_refuses_it(tmp_path, capsys, c
         train_main(overrides)
     assert not (tmp_path / "run").exists()
     from hpnet.config import load_config
-    from hpnet.runtime import build_run_datasets, check_videos
+    from hpnet.runtime import build_loss_config, build_run_datasets, check_videos
 
     (tmp_path / "c.avi").touch()
     (tmp_path / "train.txt").write_text("c.avi 0\n")  # a class only the test split has
-    cfg = load_config(None, [*args, f"data.train_list={tmp_path}/train.txt"])
+    cfg = load_config(None, [*args, f"data.train_list={tmp_path}/train.txt", "data.balance=loss"])
     with caplog.at_level("WARNING", logger="hpnet.runtime"):
-        check_videos(build_run_datasets(cfg, test_views=1))
+        check_videos(datasets := build_run_datasets(cfg, test_views=1))
     assert "1 of 2 classes have no training video: class_1 (never learnt" in caplog.text
+    with warnings.catch_warnings():  # said once: not again by the class-balanced loss
+        warnings.simplefilter("error")
+        loss = build_loss_config(cfg, datasets[0], torch.device("cpu"))
+    assert loss.class_weights.tolist() == [1.0, 0.0]

@@ -114,7 +114,7 @@ def class_balanced_sampler(
 
 
 def class_weights(
-    labels: Sequence[int] | np.ndarray | torch.Tensor, num_classes: int
+    labels: Sequence[int] | np.ndarray | torch.Tensor, num_classes: int, *, warn: bool = True
 ) -> torch.Tensor:
     """Inverse-frequency cross-entropy weights: float32 ``(num_classes,)``.
 
@@ -122,7 +122,8 @@ def class_weights(
     split gets all ones). A class with no samples gets 0 and a warning: it can never be a
     target, so its weight would only matter through label smoothing, where 0 keeps the loss from
     pulling probability towards a class the data never shows (an infinite 1/0 would make NaNs).
-    A missing class usually means a class list that does not match the split.
+    A missing class usually means a class list that does not match the split (``warn=False``:
+    the caller has named those classes already).
     """
     label_t = _label_tensor(labels)
     if int(label_t.max()) >= num_classes:
@@ -131,7 +132,7 @@ def class_weights(
     present = counts > 0
     weights = torch.where(present, 1.0 / counts.clamp(min=1), 0.0)
     weights *= present.sum() / weights.sum()
-    if not bool(present.all()):
+    if warn and not bool(present.all()):
         missing = torch.nonzero(~present).flatten().tolist()
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         warnings.warn(

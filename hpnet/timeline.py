@@ -245,7 +245,6 @@ def score_timeline(
     ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows."""
     from hpnet.data.decode import open_video
     from hpnet.data.decode_errors import VideoUnfitError
-    from hpnet.inference import decode_for_model
     from hpnet.inference import top_k as best
 
     check_smooth(smooth)
@@ -267,14 +266,8 @@ def score_timeline(
             wanted = np.stack([plan.indices(i) for i in group])  # (W, T)
             new = np.setdiff1d(np.unique(wanted), np.fromiter(store.frames, np.int64))
             if new.size:
-                frames, large = decode_for_model(r, new, p.canvas, p.max_side)  # (U, 3, h, w)
+                _add_frames(p, store, r, new, cached)
                 decoded += int(new.size)
-                store.frames.update(zip(new.tolist(), frames, strict=True))
-                if cached is not None:
-                    store.joints.update((i, cached[i]) for i in new.tolist())
-                elif p.joints is not None:
-                    joints = _joints_of(p, store, frames if large is None else large)
-                    store.joints.update(zip(new.tolist(), joints, strict=True))
             probs.append(_window_probs(p, store, wanted))
             bar.update(len(group))
             for i in sorted(keep.intersection(group)):
@@ -299,6 +292,23 @@ def score_timeline(
         "num_decoded": decoded,
         "thumbnails": thumbs,
     }
+
+
+def _add_frames(
+    p: Any, store: _FrameStore, reader: Any, new: np.ndarray, cached: dict | None
+) -> None:
+    """Decode frames ``new`` (sorted indices, none in ``store``) into ``store`` with their
+    joints: rows of the cache file's ``cached`` or, without it, the pose model's on the large
+    frames (none when the predictor uses no joints)."""
+    from hpnet.inference import decode_for_model
+
+    frames, large = decode_for_model(reader, new, p.canvas, p.max_side)  # (U, 3, h, w)
+    store.frames.update(zip(new.tolist(), frames, strict=True))
+    if cached is not None:
+        store.joints.update((i, cached[i]) for i in new.tolist())
+    elif p.joints is not None:
+        joints = _joints_of(p, store, frames if large is None else large)
+        store.joints.update(zip(new.tolist(), joints, strict=True))
 
 
 def long_work_bar(total: int, desc: str, unit: str) -> Any:

@@ -273,45 +273,9 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
     subfolders = _subfolders(root)
     split_named = {n.lower(): n for n in subfolders if n.lower() in SPLIT_FOLDER_NAMES}
     if {"train", "test"} <= set(split_named):
-        layout = [(s, root / split_named[s]) for s in ("train", "test")]
-        unread = sorted(n for low, n in split_named.items() if low not in ("train", "test"))
-        if unread:
-            logger.warning(
-                "%s: %s/ is not read (the splits are train/ and test/; data.val_fraction holds "
-                "validation videos out of train/)", root, "/, ".join(unread),
-            )  # fmt: skip
-        folders = {s: class_folders(_subfolders(folder)) for s, folder in layout}
-        names = sorted(set(folders["train"]) | set(folders["test"]))
-        found = {
-            (s, n): _videos_in(folder, folders[s].get(n, [])) for s, folder in layout for n in names
-        }
-        classes = _with_videos(root, names, lambda n: found["train", n] or found["test", n])
-        splits = RecordSplits([], [], classes)
-        for split_name, _ in layout:
-            out = splits.train if split_name == "train" else splits.test
-            for label, name in enumerate(classes):
-                for path in found[split_name, name]:
-                    out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
+        splits = _split_folder_records(root, split_named)
     else:
-        split_like = set(split_named.values())
-        if len(split_like) >= 2:  # <root>/train + <root>/val: not two classes
-            raise UserError(
-                f"{root} holds folders named {', '.join(sorted(split_like))}: hpnet reads split "
-                f"folders only as <root>/train and <root>/test (here they would become classes); "
-                "rename the held-out folder to test, or point data.root at a folder of classes"
-            )
-        groups = class_folders(subfolders)
-        names = sorted(groups)
-        found = {name: _videos_in(root, groups[name]) for name in names}
-        classes = _with_videos(root, names, found.__getitem__)
-        items = [
-            (rel, label)
-            for label, name in enumerate(classes)
-            for rel in sorted(p.relative_to(root).as_posix() for p in found[name])
-        ]
-        records = [VideoRecord(root / rel, label, rel) for rel, label in items]
-        kept, held = stratified_holdout(items, test_fraction, seed)
-        splits = RecordSplits([records[i] for i in kept], [records[i] for i in held], classes)
+        splits = _held_out_records(root, subfolders, set(split_named.values()), test_fraction, seed)
     if not splits.train and not splits.test:
         raise UserError(
             f"no videos found in {root}: expected <root>/<class>/<video> (or <root>/train/<class>/"
@@ -320,6 +284,56 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
         )
     splits.listed = len(splits.train) + len(splits.test)
     return splits
+
+
+def _split_folder_records(root: Path, split_named: dict[str, str]) -> RecordSplits:
+    """``<root>/train/<class>/...`` and ``<root>/test/<class>/...`` (``split_named``: the split
+    folders by lower-case name); other split-like folders are named in a warning."""
+    layout = [(s, root / split_named[s]) for s in ("train", "test")]
+    unread = sorted(n for low, n in split_named.items() if low not in ("train", "test"))
+    if unread:
+        logger.warning(
+            "%s: %s/ is not read (the splits are train/ and test/; data.val_fraction holds "
+            "validation videos out of train/)", root, "/, ".join(unread),
+        )  # fmt: skip
+    folders = {s: class_folders(_subfolders(folder)) for s, folder in layout}
+    names = sorted(set(folders["train"]) | set(folders["test"]))
+    found = {
+        (s, n): _videos_in(folder, folders[s].get(n, [])) for s, folder in layout for n in names
+    }
+    classes = _with_videos(root, names, lambda n: found["train", n] or found["test", n])
+    splits = RecordSplits([], [], classes)
+    for split_name, _ in layout:
+        out = splits.train if split_name == "train" else splits.test
+        for label, name in enumerate(classes):
+            for path in found[split_name, name]:
+                out.append(VideoRecord(path, label, path.relative_to(root).as_posix()))
+    return splits
+
+
+def _held_out_records(
+    root: Path, subfolders: list[str], split_like: set[str], test_fraction: float, seed: int
+) -> RecordSplits:
+    """``<root>/<class>/...`` split by a stratified hold-out; refuses two split-like folders
+    (``<root>/train`` + ``<root>/val``: not two classes)."""
+    if len(split_like) >= 2:
+        raise UserError(
+            f"{root} holds folders named {', '.join(sorted(split_like))}: hpnet reads split "
+            f"folders only as <root>/train and <root>/test (here they would become classes); "
+            "rename the held-out folder to test, or point data.root at a folder of classes"
+        )
+    groups = class_folders(subfolders)
+    names = sorted(groups)
+    found = {name: _videos_in(root, groups[name]) for name in names}
+    classes = _with_videos(root, names, found.__getitem__)
+    items = [
+        (rel, label)
+        for label, name in enumerate(classes)
+        for rel in sorted(p.relative_to(root).as_posix() for p in found[name])
+    ]
+    records = [VideoRecord(root / rel, label, rel) for rel, label in items]
+    kept, held = stratified_holdout(items, test_fraction, seed)
+    return RecordSplits([records[i] for i in kept], [records[i] for i in held], classes)
 
 
 # --------------------------------------------------------------------------------- list file

@@ -10,6 +10,7 @@ error too (one line, exit 2) rather than argparse's usage block.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -128,6 +129,19 @@ def configure_logging() -> None:
     warnings (``warnings.warn``) become such lines too (:func:`_log_warning`)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     warnings.showwarning = _log_warning
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """Silence logger ``name``'s warnings (and its children's) for the block: for a check
+    whose warnings the real work says again, or a report that lists what it would warn of."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _log_warning(

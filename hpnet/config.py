@@ -202,7 +202,31 @@ def _entry_config(cfg: Config, name: str, entry: dict[str, Any]) -> Config:
             _set(one, "pose.cache_dir", entry["pose_cache_dir"], from_text=False)
         return validate(one)
     except UserError as err:
-        raise UserError(f"data.joint entry '{name}': {err}") from None
+        raise joint_entry_error(name, err) from None
+
+
+_KEY_IN_TEXT = re.compile(r"(?<![\w./-])(data\.(\w+)|pose\.cache_dir\b)")
+
+
+def joint_entry_keys(name: str, text: str) -> str:
+    """``text`` about data.joint entry ``name`` with the keys the entry sets named as its own
+    (``data.root`` -> ``data.joint.<name>.root``, ``pose.cache_dir`` ->
+    ``data.joint.<name>.pose_cache_dir``): the fix a message gives is then the one that works.
+    The keys of :data:`JOINT_SHARED` stay as they are."""
+
+    def own(match: re.Match[str]) -> str:
+        key = match.group(2)
+        if key is None:  # pose.cache_dir
+            return f"data.joint.{name}.pose_cache_dir"
+        return match.group(0) if key in JOINT_SHARED else f"data.joint.{name}.{key}"
+
+    return _KEY_IN_TEXT.sub(own, text)
+
+
+def joint_entry_error(name: str, err: UserError) -> UserError:
+    """``err`` of data.joint entry ``name``: prefixed with the entry, its keys named as the
+    entry's (:func:`joint_entry_keys`)."""
+    return UserError(f"data.joint entry '{name}': {joint_entry_keys(name, str(err))}")
 
 
 def changed_keys(saved: dict[str, Any], cfg: Config, keys: Sequence[str]) -> list[tuple]:

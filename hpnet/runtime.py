@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hpnet.cli import UserError
-from hpnet.config import Config, check_pose_source, dataset_configs
+from hpnet.config import Config, check_pose_source, dataset_configs, joint_entry_error
 from hpnet.data.joint import JointLoader
 from hpnet.data.records import some_names
 from hpnet.data.transforms import ClipTransform
@@ -157,7 +157,7 @@ def build_run_datasets(
         except UserError as err:
             if not name:
                 raise
-            raise UserError(f"data.joint entry '{name}': {err}") from None
+            raise joint_entry_error(name, err) from None
         out.append(RunDataset(name, one, built.train, built.test, built.classes, built.val))
     return out
 

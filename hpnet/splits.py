@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpnet.atomic import write_atomic
-from hpnet.cli import UserError, counted
+from hpnet.cli import UserError, counted, quiet_logger
 from hpnet.config import Config, overrides_key
 from hpnet.distributed import DistInfo, gather_objects
 
@@ -70,6 +70,17 @@ def check_splits_usable(cfg: Config, overrides: Sequence[str]) -> None:
             "each reading the split its entry names: drop --splits and run each split N with "
             "data.joint.<name>.split=N for every entry and a train.out_dir of its own"
         )
+
+
+def check_split_lists(cfg: Config, splits: Sequence[int]) -> None:
+    """Read the lists of every split in ``splits`` before the first one runs: a missing split
+    file or listed video then stops the command at once, not after the splits before it have
+    run. Text files and folder listings only; the warnings are left to each split's own run."""
+    from hpnet.data.datasets import records_for_config
+
+    with quiet_logger("hpnet.data"):
+        for split in splits:
+            records_for_config(with_split(cfg, split))
 
 
 def split_folder(base: str | Path, split: int) -> Path:

@@ -71,6 +71,7 @@ from hpnet.runtime import (
 )
 from hpnet.splits import (
     check_protocol,
+    check_split_lists,
     check_splits_usable,
     parse_splits,
     run_splits,
@@ -116,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder, split_cfg = split_folder(base, split), with_split(cfg, split)
             check_protocol(folder, split_cfg, OUT_DIR_OPTION)
             check_run_config(folder, split_cfg)
+        check_split_lists(cfg, splits)
 
         def run_split(split: int, folder: Path) -> None:
             train = dataclasses.replace(cfg.train, out_dir=str(folder), resume="auto")

@@ -273,6 +273,7 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
     from hpnet.devices import pick_device
     from hpnet.distributed import distributed_session
     from hpnet.splits import (
+        check_split_lists,
         check_splits_usable,
         parse_splits,
         run_splits,
@@ -290,6 +291,7 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
     weights = functools.cache(lambda: _clip_weights(cfg))  # resolved once, when first needed
     for folder, split_cfg in split_cfgs.items():  # on every rank, before any waits for the others
         _scored(folder, split_cfg, weights)
+    check_split_lists(cfg, splits)
 
     built: dict[tuple[str, ...], tuple[Predictor, Any]] = {}  # CLIP, built once for all splits
 

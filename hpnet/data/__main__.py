@@ -39,23 +39,29 @@ With ``data.joint`` each dataset of the joint run is reported in turn, as traini
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hpnet.cli import CommandParser, counted, progress_enabled, run_cli
-from hpnet.config import Config, add_config_arguments, dataset_configs, load_config
+from hpnet.cli import CommandParser, UserError, counted, progress_enabled, quiet_logger, run_cli
+from hpnet.config import (
+    Config,
+    add_config_arguments,
+    dataset_configs,
+    joint_entry_error,
+    joint_entry_keys,
+    load_config,
+)
 from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
 from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.loader import ForkSafeLoader
-from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR
+from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, default_split_dir
 from hpnet.data.records import VideoRecord, per_class_counts, some_names
 
 _SHOW_MISSING = 10  # missing files the text report names
@@ -86,18 +92,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Silence a logger's warnings (the report itself lists what it would warn about)."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 class _DecodeCheck(Dataset):
@@ -195,7 +189,9 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     }
     if d.dataset in ("hmdb51", "ucf101"):
         default = HMDB51_SPLIT_DIR if d.dataset == "hmdb51" else UCF101_SPLIT_DIR
-        report["split_dir"] = d.split_dir or f"{d.root.rstrip('/')}/{default}"
+        root = Path(d.root).expanduser()
+        found = default_split_dir(root, default) if root.is_dir() else root / default
+        report["split_dir"] = d.split_dir or str(found)
     report["views"] = cfg.eval.views
     report["absent_classes"] = []
     missing: list[str] = []
@@ -208,7 +204,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         train_keys = rendered_keys(num)
         train_labels = [i % len(classes) for i in range(num)]  # clip i has label i % C
     else:
-        with _quiet("hpnet.data.records"):
+        with quiet_logger("hpnet.data.records"):
             splits = records_for_config(cfg, allow_missing=True)
         report["classes"] = list(splits.classes)
         report["splits"] = {
@@ -353,17 +349,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides)
     entries = dataset_configs(cfg)
-    reports = {
-        name: inspect_dataset(one, args.check_decode, progress=not args.json)
-        for name, one in entries
-    }
-    ok = all(r["ok"] for r in reports.values())
+    reports = {}
+    for name, one in entries:
+        try:
+            reports[name] = inspect_dataset(one, args.check_decode, progress=not args.json)
+        except UserError as err:
+            raise joint_entry_error(name, err) if name else err from None
+    ok, frames = all(r["ok"] for r in reports.values()), cfg.data.frames  # one for all entries
     if args.json:
         print(json.dumps(reports.get("", {"datasets": reports, "ok": ok})))  # "": not joint
     else:
         texts = [
-            f"== data.joint dataset {name}\n" * bool(name) + format_report(r, one.data.frames)
-            for (name, one), r in zip(entries, reports.values(), strict=True)
+            f"== data.joint dataset {name}\n{joint_entry_keys(name, format_report(r, frames))}"
+            if name
+            else format_report(r, frames)
+            for (name, _), r in zip(entries, reports.values(), strict=True)
         ]
         print("\n\n".join(texts))
     return 0 if ok else 1

@@ -8,15 +8,18 @@ missing one means the copy of the dataset is incomplete.
 
 UCF101 (:func:`ucf101_records`): ``<root>/<Class>/v_X.avi``, ``classInd.txt`` (1-based
 ``idx name``), ``trainlist0N.txt`` (``Class/v_X.avi idx``), ``testlist0N.txt``
-(``Class/v_X.avi``, label from the folder) in ``<split_dir>`` (default
-``<root>/ucfTrainTestlist``).
+(``Class/v_X.avi``, label from the folder; a label column, as some copies have, must agree
+with it) in ``<split_dir>`` (default ``<root>/ucfTrainTestlist``, or ``<root>/../ucfTrainTestlist``
+as the official archives unpack; HMDB51's the same way).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from hpnet.cli import UserError, missing
+from hpnet.cli import UserError, counted, missing
 from hpnet.data.records import RecordSplits, VideoRecord, drop_missing, read_lines
 
 HMDB51_SPLIT_DIR = "testTrainMulti_7030_splits"
@@ -31,12 +34,35 @@ HMDB51_CLASSES = (
 )  # fmt: skip
 
 
-def _beside(root: Path, name: str) -> Path:
-    """The split folder ``root/name`` the dataset's root holds by default; a root that is not
-    there is said first (not as a missing split folder inside it)."""
+def default_split_dir(root: Path, name: str) -> Path:
+    """The split folder by default: ``root/name``, or ``root/../name`` when only that one is
+    there (UCF101's official archives unpack to ``UCF-101/`` and ``ucfTrainTestlist/`` side by
+    side). A root that is not there is said first (not as a missing split folder inside it)."""
     if not root.is_dir():
         raise UserError(f"data.root {root} is not a folder: set data.root to the dataset's folder")
-    return root / name
+    inside, beside = root / name, root.parent / name
+    return beside if not inside.is_dir() and beside.is_dir() else inside
+
+
+def _root_hint(root: Path, folders: Sequence[str], what: str) -> str:
+    """What to check when listed videos are missing under ``root``: the folder one level down
+    that holds the class ``folders`` (data.root set to the archive's parent folder), folders
+    whose names differ only in case, or else ``what`` data.root must hold."""
+    children = sorted(e.name for e in os.scandir(root) if e.is_dir()) if root.is_dir() else []
+    absent = [f for f in dict.fromkeys(folders) if not (root / f).is_dir()]
+    if absent and len(absent) == len(set(folders)):
+        inner = next((root / c for c in children if (root / c / absent[0]).is_dir()), None)
+        if inner is not None:
+            return f"The class folders are one level down: set data.root={inner}."
+    by_case = {c.lower(): c for c in children}
+    differ = [(f, by_case[f.lower()]) for f in absent if f.lower() in by_case]
+    if differ:
+        shown = ", ".join(f"{f}/ (on disk {c}/)" for f, c in differ[:3])
+        return (
+            f"{counted(len(differ), 'class folder')} of the split files differ from the folders "
+            f"under data.root in case only: {shown}; rename the folders to the listed names."
+        )
+    return f"Check data.root: it must hold {what}."
 
 
 # ------------------------------------------------------------------------------------ HMDB51
@@ -82,7 +108,9 @@ def hmdb51_records(
 ) -> RecordSplits:
     """HMDB51 ``train, test, classes`` of official split ``split`` (3,570 / 1,530 videos)."""
     root = Path(root).expanduser()
-    split_dir = Path(split_dir).expanduser() if split_dir else _beside(root, HMDB51_SPLIT_DIR)
+    split_dir = (
+        Path(split_dir).expanduser() if split_dir else default_split_dir(root, HMDB51_SPLIT_DIR)
+    )
     entries = read_hmdb51_splits(split_dir, split)
     classes = list(HMDB51_CLASSES)
     splits = RecordSplits([], [], classes)
@@ -95,10 +123,12 @@ def hmdb51_records(
                 splits.train.append(record)
             elif tag == 2:
                 splits.test.append(record)
-    hint = (
-        f"Check data.root: it must hold the 51 class folders (e.g. {root / classes[0]}/*.avi; "
-        "the official hmdb51_org.rar holds one .rar per class: extract each one's videos into "
-        "<root>/<class>/, as README.md's HMDB51 section does)."
+    hint = _root_hint(
+        root,
+        classes,
+        f"the 51 class folders (e.g. {root / classes[0]}/*.avi; the official hmdb51_org.rar "
+        "holds one .rar per class: extract each one's videos into <root>/<class>/, as "
+        "README.md's HMDB51 section does)",
     )
     return drop_missing(
         splits,
@@ -131,7 +161,9 @@ def read_ucf101_splits(
         parts = text.split()
         if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(classes) + 1:
             raise UserError(
-                f"{index_file}:{line_no}: expected '{len(classes) + 1} <ClassName>', got {text!r}"
+                f"{index_file}:{line_no}: expected '{len(classes) + 1} <ClassName>', got "
+                f"{text!r} (the classes are numbered 1, 2, 3, ... in order: for a subset, "
+                "renumber them, and the labels of trainlist0N.txt to match)"
             )
         classes.append(parts[1])
     label_of = {name.lower(): i for i, name in enumerate(classes)}
@@ -139,7 +171,9 @@ def read_ucf101_splits(
     def parse(path: Path, with_label: bool) -> list[tuple[str, int]]:
         rows = []
         for line_no, text in read_lines(path, "UCF101 split file", fix):
-            parts = text.rsplit(None, 1) if with_label else [text]
+            parts = text.rsplit(None, 1)
+            if not with_label and (len(parts) == 1 or not parts[1].isdigit()):
+                parts = [text]  # a test line without the label column (the official form)
             rel = parts[0].replace("\\", "/")
             label = label_of.get(rel.split("/", 1)[0].lower()) if "/" in rel else None
             if label is None or (with_label and len(parts) != 2):
@@ -148,7 +182,7 @@ def read_ucf101_splits(
                     f"{' <label>' if with_label else ''}' with a class of {index_file}, "
                     f"got {text!r}"
                 )
-            if with_label and parts[1] != str(label + 1):
+            if len(parts) == 2 and parts[1] != str(label + 1):
                 raise UserError(
                     f"{path}:{line_no}: label {parts[1]} disagrees with the folder "
                     f"{rel.split('/')[0]} (class {label + 1} in {index_file})"
@@ -169,14 +203,17 @@ def ucf101_records(
 ) -> RecordSplits:
     """UCF101 ``train, test, classes`` of official split ``split`` (9,537 / 3,783 for split 1)."""
     root = Path(root).expanduser()
-    split_dir = Path(split_dir).expanduser() if split_dir else _beside(root, UCF101_SPLIT_DIR)
+    split_dir = (
+        Path(split_dir).expanduser() if split_dir else default_split_dir(root, UCF101_SPLIT_DIR)
+    )
     classes, train, test = read_ucf101_splits(split_dir, split)
     splits = RecordSplits(
         [VideoRecord(root / rel, label, rel) for rel, label in train],
         [VideoRecord(root / rel, label, rel) for rel, label in test],
         classes,
     )
-    hint = f"Check data.root: it must hold the 101 class folders (e.g. {root / classes[0]}/*.avi)."
+    listed = [rel.split("/", 1)[0] for rel, _ in train + test]
+    hint = _root_hint(root, listed, f"the 101 class folders (e.g. {root / classes[0]}/*.avi)")
     return drop_missing(
         splits,
         splits.train + splits.test,

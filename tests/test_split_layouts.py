@@ -1,0 +1,114 @@
+"""The official split files as users unpack them: UCF101's archives side by side, data.root one
+level too high, folders differing in case, a label column in testlist, a subset classInd; a
+joint entry's errors name its own keys; ``--splits`` reads every split's lists first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpnet.cli import UserError
+from hpnet.config import load_config
+from hpnet.data.official_splits import read_ucf101_splits, ucf101_records
+
+CLASSES = ("ApplyEyeMakeup", "Biking")
+
+
+def _ucf101(top: Path, splits: tuple[int, ...] = (1, 2)) -> Path:
+    """``top/UCF-101/<Class>/v_*.avi`` (empty files: only their presence is read) and
+    ``top/ucfTrainTestlist/`` beside it, as the official archives unpack; returns the video
+    root. Groups 1-2 test, 3-4 train, in every split."""
+    root, lists = top / "UCF-101", top / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("".join(f"{i} {c}\r\n" for i, c in enumerate(CLASSES, 1)))
+    train, test = [], []
+    for label, name in enumerate(CLASSES, 1):
+        (root / name).mkdir(parents=True)
+        for group in range(1, 5):
+            rel = f"{name}/v_{name}_g{group:02d}_c01.avi"
+            (root / rel).touch()
+            (test if group <= 2 else train).append(rel if group <= 2 else f"{rel} {label}")
+    for split in splits:
+        (lists / f"trainlist0{split}.txt").write_text("\r\n".join(train) + "\r\n")
+        (lists / f"testlist0{split}.txt").write_text("\r\n".join(test) + "\r\n")
+    return root
+
+
+def test_ucf101_as_its_archives_unpack(tmp_path):
+    """data.root=UCF-101 finds ucfTrainTestlist/ beside it; data.root at their parent folder
+    is told where the class folders are (not offered data.allow_missing first)."""
+    root = _ucf101(tmp_path)
+    splits = ucf101_records(root, 1)
+    assert (len(splits.train), len(splits.test)) == (4, 4)
+    assert {(r.rel, r.label) for r in splits.test} >= {("Biking/v_Biking_g01_c01.avi", 1)}
+    with pytest.raises(UserError, match=rf"one level down: set data\.root={root}\."):
+        ucf101_records(tmp_path, 1)
+
+
+def test_ucf101_folders_that_differ_in_case_are_named(tmp_path):
+    root = _ucf101(tmp_path)
+    (root / "Biking").rename(root / "biking")
+    with pytest.raises(UserError, match=r"1 class folder of the split files .* Biking/ \(on disk"):
+        ucf101_records(root, 1)
+
+
+def test_ucf101_testlist_with_a_label_column(tmp_path):
+    """Some copies write the label in testlist too: read (it must agree with the folder)."""
+    root = _ucf101(tmp_path)
+    lists = tmp_path / "ucfTrainTestlist"
+    (lists / "testlist01.txt").write_text(
+        "Biking/v_Biking_g01_c01.avi 2\nBiking/v_Biking_g02_c01.avi\n"
+    )
+    assert read_ucf101_splits(lists, 1)[2] == [
+        (f"Biking/v_Biking_g0{g}_c01.avi", 1) for g in (1, 2)
+    ]
+    assert len(ucf101_records(root, 1).test) == 2
+    (lists / "testlist01.txt").write_text("Biking/v_Biking_g01_c01.avi 1\n")
+    with pytest.raises(UserError, match=r"testlist01\.txt:1: label 1 disagrees with the folder"):
+        read_ucf101_splits(lists, 1)
+    (lists / "classInd.txt").write_text("1 ApplyEyeMakeup\n11 Biking\n")  # a subset, numbers kept
+    with pytest.raises(UserError, match=r"classInd\.txt:2: .* renumber them"):
+        read_ucf101_splits(lists, 1)
+
+
+def test_a_joint_entry_error_names_the_entry_keys(tmp_path, capsys):
+    """``data.joint.<name>.root``, not ``data.root`` (which a joint run does not read), in
+    training's errors and in ``python -m hpnet.data``'s report."""
+    from hpnet.data.__main__ import main as data_main
+    from hpnet.runtime import build_run_datasets
+
+    root = _ucf101(tmp_path / "ucf")
+    config = tmp_path / "joint.yaml"
+    config.write_text(
+        "data:\n  joint:\n"
+        "    - {name: ucf, dataset: ucf101, root: " + str(tmp_path / "ucf") + "}\n"
+        "    - {name: mine, dataset: folder, root: " + str(root) + "}\n"
+        "pose: {source: none}\nmodel: {pose: false, text: false}\n"
+    )
+    with pytest.raises(UserError) as err:
+        build_run_datasets(load_config(config, []), test_views=1)
+    message = str(err.value)
+    assert message.startswith("data.joint entry 'ucf': UCF101 split 1")
+    assert f"set data.joint.ucf.root={root}" in message
+    assert "data.root" not in message.replace("data.joint.ucf.root", "")
+    assert data_main(["--config", str(config)]) == 1
+    report = capsys.readouterr().out
+    assert "fix: check data.joint.ucf.root, or set data.joint.ucf.allow_missing=true" in report
+    (tmp_path / "ucf" / "ucfTrainTestlist" / "classInd.txt").unlink()
+    with pytest.raises(
+        UserError, match=r"^data\.joint entry 'ucf': .*\(set data\.joint\.ucf\.split_dir to"
+    ):
+        data_main(["--config", str(config)])
+
+
+def test_splits_reads_every_split_list_before_the_first_split_trains(tmp_path):
+    from hpnet.train import main
+
+    root = _ucf101(tmp_path, splits=(1, 2))  # no split 3 files
+    out = tmp_path / "runs"
+    args = ["data.dataset=ucf101", f"data.root={root}", "pose.source=none", "model.pose=false",
+            "model.text=false", f"train.out_dir={out}", "train.device=cpu"]  # fmt: skip
+    with pytest.raises(UserError, match=r"split file not found: .*list03\.txt"):
+        main([*args, "--splits", "1,2,3"])
+    assert not out.exists()  # nothing ran: split 1 did not train first

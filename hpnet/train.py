@@ -51,12 +51,12 @@ from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
     check_run_config,
+    lock_run_folder,
     prepare_run_folder,
     resume_path,
     resume_run,
     run_checkpoint,
 )
-from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import (
     RunDataset,
     amp_dtype_for,
@@ -180,7 +180,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
             print(f"model.pretrained: {model.pretrained_report}")
         tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
         make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
-        held.enter_context(run_folder_lock(out))  # one run at a time writes here
+        lock_run_folder(held, cfg, out, resume_from)  # one run at a time writes here
     train_loader = build_run_train_loader(datasets, dist)
     transform = build_transform(cfg)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)

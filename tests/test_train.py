@@ -686,3 +686,25 @@ def test_a_checkpoint_with_other_optimizer_groups_is_refused_in_one_line(tiny_ar
     torch.save(ckpt, out / "last.pt")
     with pytest.raises(UserError, match=r"its optimizer state has other parameter groups"):
         _run(tiny_args, out, "train.max_steps=1", "train.epochs=2", "train.resume=auto")
+
+
+@pytest.mark.parametrize("resume", ["", "auto"])
+def test_a_run_that_finished_while_this_one_started_is_not_overwritten(
+    tiny_args, tmp_path, monkeypatch, resume
+):
+    """Two commands started into one empty folder: the one that gets the folder's lock second
+    finds the other's last.pt and stops (it started fresh and overwrote the run before)."""
+    from hpnet.atomic import make_folder
+
+    out = tmp_path / "run"
+
+    def make_folder_as_the_other_run_finishes(folder, **kwargs):
+        make_folder(folder, **kwargs)
+        (folder / "last.pt").write_bytes(b"the other run's")
+
+    monkeypatch.setattr(hpnet_train, "make_folder", make_folder_as_the_other_run_finishes)
+    message = "appeared while this run was starting" if resume else "last.pt exists: continue"
+    with pytest.raises(UserError, match=message):
+        _run(tiny_args, out, f"train.resume={resume}", "train.max_steps=1")
+    assert (out / "last.pt").read_bytes() == b"the other run's"
+    assert not (out / "config.yaml").exists()

@@ -51,12 +51,12 @@ from hpnet.pretrain.setup import (
 from hpnet.pretrain.simsiam import build_views, simsiam_batch
 from hpnet.resume import (
     CheckpointClock,
+    lock_run_folder,
     prepare_run_folder,
     resume_path,
     resume_run,
     run_checkpoint,
 )
-from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import (
     amp_dtype_for,
     build_optimization,
@@ -157,7 +157,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
             print(f"model.pretrained: {model.pretrained_report}")
         tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
         make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
-        held.enter_context(run_folder_lock(out))
+        lock_run_folder(held, cfg, out, resume_from)  # one run at a time writes here
     loader = build_run_train_loader(datasets, dist)
     steps_per_epoch = len(loader)
     if cfg.train.max_steps:

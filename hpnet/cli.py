@@ -75,6 +75,10 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     _stop_on_sigterm()
     try:
         code = main(argv)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not at exit with a traceback
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (nothing more to say)
+        sys.exit(128 + signal.SIGPIPE)
     except UserError as err:
         print(f"hpnet: error: {one_line(str(err))}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

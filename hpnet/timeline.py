@@ -386,3 +386,14 @@ def _window_probs(p: Any, store: _FrameStore, wanted: np.ndarray) -> torch.Tenso
     return view_probs(
         p.model, video, joints, transform=p.transform, amp_dtype=p.amp_dtype, crops=p.cfg.eval.crops
     ).cpu()
+
+
+if __name__ == "__main__":  # a library module: say which command runs it
+    import sys
+
+    print(
+        "hpnet: error: hpnet.timeline is no command: run python -m hpnet.predict VIDEO "
+        "--checkpoint RUN/best.pt --window SECONDS (README.md: Long videos)",
+        file=sys.stderr,
+    )
+    sys.exit(2)

@@ -449,3 +449,30 @@ def test_a_gpu_that_is_not_there_is_refused_naming_the_setting(monkeypatch):
         pick_device("cuda", option="pose.device")
     with pytest.raises(UserError, match=r"^--device=gpu is not a device: auto, cpu, cuda or"):
         pick_device("gpu", option="--device")
+
+
+def test_a_reader_that_stops_early_ends_a_command_quietly():
+    """``python -m hpnet.train --help-config | head -1``: exit 141 (SIGPIPE) and nothing on
+    stderr, not a BrokenPipeError traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpnet.train", "--help-config"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # gone before the command prints (it imports torch first)
+    _, err = proc.communicate(timeout=120)
+    assert err.decode() == "" and proc.returncode == 128 + signal.SIGPIPE
+
+
+def test_python_m_hpnet_timeline_names_the_command_that_runs_it():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "hpnet.timeline", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "run python -m hpnet.predict VIDEO" in done.stderr

@@ -67,6 +67,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} is an exported model: this command needs the last.pt/best.pt it was "
             "exported from"
         )
+    if is_torchscript_archive(path):  # (torch.load would warn, then advise weights_only=False)
+        raise UserError(
+            f"{path} is a TorchScript archive (as OpenAI released CLIP), not a checkpoint "
+            f"written by hpnet.train: give it as model.pretrained or text.pretrained, or "
+            f"{USE_RUN_CHECKPOINT}"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
@@ -91,6 +97,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"{USE_RUN_CHECKPOINT}"
             )
     return ckpt
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (how OpenAI released its CLIP weights)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def is_exported_model(path: str | Path) -> bool:

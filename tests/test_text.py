@@ -306,6 +306,15 @@ def test_weights_parsing_and_openai_style_torchscript_archive(tmp_path):
     encoder = ClassTextEncoder(SMALL, str(scripted), cache_dir=None)
     torch.testing.assert_close(encoder.encode_texts(texts), expected, atol=1e-5, rtol=0)
 
+    from hpnet.checkpoint import load_checkpoint
+    from hpnet.models.lsvit_weights import read_pretrain_checkpoint
+
+    with warnings.catch_warnings():  # told apart before torch.load (which warns on one)
+        warnings.simplefilter("error")
+        assert read_pretrain_checkpoint(scripted) is None  # not a VideoMAE run: a CLIP file
+        with pytest.raises(UserError, match=r"is a TorchScript archive .* as model\.pretrained"):
+            load_checkpoint(scripted)  # given as --checkpoint: one line, no weights_only advice
+
 
 def test_build_text_encoder_reads_the_text_config():
     cfg = Config()

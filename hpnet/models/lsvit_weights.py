@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from hpnet.checkpoint import is_torchscript_archive
 from hpnet.cli import UserError, missing
 from hpnet.models.lsvit import Activation, LSViT, resize_temporal_embed
 from hpnet.models.weights import PretrainedReport
@@ -195,7 +196,7 @@ def read_pretrain_checkpoint(path: str | Path) -> dict | None:
     ``python -m hpnet.pretrain``), else None (a tag, a CLIP or timm file, anything else).
     Tensors are memory-mapped: telling costs no read of the weights."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.is_file() or is_torchscript_archive(path):  # (torch.load would warn on one)
         return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import warnings
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import torch
 
-from hpnet.checkpoint import is_exported_model, load_error_reason
+from hpnet.checkpoint import is_exported_model, is_torchscript_archive, load_error_reason
 from hpnet.cli import HpnetWarning, UserError, missing
 from hpnet.text.activation import OPENAI_RELEASE_KEYS, QUICK_GELU_KEY, resolve_quick_gelu
 from hpnet.text.download import download_location, fetch_tag_weights
@@ -73,15 +72,6 @@ def parse_weights(pretrained: str, key: str = "text.pretrained") -> ClipWeights:
             "open_clip/CLIP checkpoint, an open_clip tag such as 'openai', or '' for random init"
         )
     return ClipWeights("tag", pretrained)
-
-
-def is_torchscript_archive(path: str | Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (how OpenAI released its CLIP weights)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/constants.pkl") for name in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def clip_image_size(model_name: str) -> int:

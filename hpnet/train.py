@@ -26,7 +26,7 @@ from hpnet.checkpoint import (
     OUT_DIR_OPTION,
     atomic_save,
 )
-from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.cli import CommandParser, UserError, counted, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -200,6 +200,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
         start_epoch, step, best, resumed, untested = resume_run(
             resume_from, cfg, sets, (model, optimizer, scheduler, scaler), dist, out
         )
+        if start_epoch >= cfg.train.epochs and untested is None:
+            _check_continues(resume_from, out, start_epoch, cfg.train.epochs)
     if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
         prepare_run_folder(cfg, out, start_epoch - (untested is not None))
 
@@ -223,6 +225,18 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     if tb is not None:
         tb.close()
     return 0
+
+
+def _check_continues(resume_from: Path, out: Path, done: int, epochs: int) -> None:
+    """Refuse another run's checkpoint that has no epoch left to train here: the new folder
+    would get its test but no last.pt (its eval.json naming a file that is not there)."""
+    own = out / "last.pt"
+    if not (own.is_file() and own.samefile(resume_from)):
+        raise UserError(
+            f"train.resume={resume_from} has trained {counted(done, 'epoch')} "
+            f"(train.epochs={epochs} trains none more): raise train.epochs to train it on in "
+            f"{out}, or test it with python -m hpnet.evaluate --checkpoint {resume_from}"
+        )
 
 
 def _epoch(

@@ -128,6 +128,16 @@ def test_resume_with_another_model_shape_is_refused(tiny_args, tmp_path):
         _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", "data.frames=8")
 
 
+def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_args, tmp_path):
+    """Its folder would get a test and an eval.json naming a last.pt that is not there."""
+    out, other = tmp_path / "run", tmp_path / "other"
+    _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
+    resume = [f"train.resume={out / 'last.pt'}", "train.max_steps=1"]
+    with pytest.raises(UserError, match=r"has trained 1 epoch \(train\.epochs=1 trains none"):
+        _run(tiny_args, other, *resume, "train.epochs=1")
+    assert not (other / "eval.json").exists()
+
+
 def test_resume_with_other_videos_is_refused(tiny_args, tmp_path):
     """The keys that choose the training and test videos (split, seeds of hold-outs and of the
     synthetic data) cannot change on resume: the run would train on its old test videos."""

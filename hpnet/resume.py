@@ -123,7 +123,8 @@ def lock_run_folder(held: contextlib.ExitStack, cfg: Config, out: Path, decided:
 # the run another experiment than its first epochs (the videos it trains and tests on, the
 # model, the augmentation, the loss, the schedule the saved optimizer and step count follow),
 # under a config.yaml that claims the new values for all of it.
-# (model.pretrained may move, not come or go: it decides the optimizer's parameter groups.)
+# (model.pretrained and text.pretrained may move, not come or go: the first decides the
+# optimizer's parameter groups, the second the text embeddings the class weights live among.)
 DATA_MAY_CHANGE = ("root", "split_dir", "train_list", "test_list", "classes_file", "workers")
 DATA_MAY_CHANGE += ("decoder", "on_error", "allow_missing", "max_pixels")
 RESUME_MAY_CHANGE = (
@@ -136,6 +137,7 @@ RESUME_MAY_CHANGE = (
     "train.threads", "eval.views", "eval.crops", "eval.batch_size",
 )  # fmt: skip
 JOINT_MAY_CHANGE = (*DATA_MAY_CHANGE, "pose_cache_dir")  # in a data.joint entry
+WEIGHTS_MAY_MOVE = ("model.pretrained", "text.pretrained")  # (text: with model.text only)
 
 
 def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
@@ -150,8 +152,8 @@ def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
         if key not in now:
             continue
         was, is_ = then, now[key]
-        if key == "model.pretrained":  # another place for the same weights, not none or some
-            was, is_ = bool(was), bool(is_)
+        if key in WEIGHTS_MAY_MOVE and (key != "text.pretrained" or cfg.model.text):
+            was, is_ = bool(was), bool(is_)  # another place for the same weights, not none or some
         elif key in RESUME_MAY_CHANGE:
             continue
         if key == "data.joint":

@@ -203,6 +203,12 @@ def test_what_a_resume_may_change():
     assert resume_changes(saved, load_config(None, same)) == []
     none = load_config(None, [*base, "model.pretrained="])  # fewer optimizer groups
     assert [k for k, _, _ in resume_changes(saved, none)] == ["model.pretrained"]
+    moved_text = load_config(None, [*same, "text.pretrained=/elsewhere/clip.pt"])
+    assert resume_changes(saved, moved_text) == []  # saved: the default tag 'openai'
+    random_text = load_config(None, [*same, "text.pretrained="])  # other class embeddings
+    assert [k for k, _, _ in resume_changes(saved, random_text)] == ["text.pretrained"]
+    no_text = load_config(None, [*same, "text.pretrained=", "model.text=false"])
+    assert [k for k, _, _ in resume_changes(saved, no_text)] == ["model.text"]  # not read then
     seeded = f'[{{"name": "a", "root": "/a", "seed": 3}}, {b}]'
     other = load_config(None, [*base, f"data.joint={seeded}"])
     assert [k for k, _, _ in resume_changes(saved, other)] == ["data.joint"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from videos import write_video
 
+from hpnet.cli import UserError
 from hpnet.data.__main__ import cli, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +115,11 @@ def test_synthetic_dataset_report(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:  # pose.source=cache reads files that are not there
         cli(["data.dataset=synthetic", f"data.root={tmp_path}", "pose.source=cache"])
     assert err.value.code == 2 and "python -m hpnet.data.synthetic " in capsys.readouterr().err
+    for actions in ("wav,walk", "wave", "wave,wave"):  # refused here as training refuses them
+        with pytest.raises(UserError, match=r"give 2 or more distinct actions"):
+            main([*args, f"data.synthetic.actions={actions}"])
+    with pytest.raises(UserError, match=r"\('wav': did you mean 'wave'\?\)"):
+        main([*args, "data.synthetic.actions=wav,walk"])
 
 
 def test_a_joint_config_reports_each_dataset_as_training_reads_it(tmp_path, capsys):
@@ -133,7 +139,6 @@ def test_a_joint_config_reports_each_dataset_as_training_reads_it(tmp_path, caps
 def test_pose_settings_do_not_stop_inspecting_a_folder(folder_with_bad_file, capsys):
     """The demo config's pose.source=groundtruth is no reason to refuse inspecting a folder;
     building clips with joints from it still is (train stops before its run folder)."""
-    from hpnet.cli import UserError
     from hpnet.config import load_config
     from hpnet.data.datasets import build_datasets
 
@@ -187,7 +192,6 @@ def test_the_report_shows_the_validation_split_training_holds_out(dataset, tmp_p
 def test_an_empty_split_is_a_problem_and_training_refuses_it(tmp_path, capsys, caplog):
     """A list run without its training list: reported as a problem here, refused by training
     before anything trains (it trained 0 steps and reported a test score)."""
-    from hpnet.cli import UserError
     from hpnet.train import main as train_main
 
     for name in ("a.avi", "b.avi"):

@@ -58,7 +58,12 @@ from hpnet.config import (
     joint_entry_keys,
     load_config,
 )
-from hpnet.data.datasets import VideoClipDataset, loader_canvas, records_for_config
+from hpnet.data.datasets import (
+    VideoClipDataset,
+    loader_canvas,
+    records_for_config,
+    synthetic_actions,
+)
 from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, default_split_dir
@@ -155,10 +160,8 @@ def _check_decode(
 
 def _synthetic_report(cfg: Config) -> dict[str, Any]:
     """Counts of the rendered dataset (clip i has label i % C): nothing to read from disk."""
-    from hpnet.data.synthetic import ACTIONS
-
     s = cfg.data.synthetic
-    classes = list(s.actions) or list(ACTIONS)
+    classes = list(synthetic_actions(cfg))  # refused as training refuses them
     per_split = {}
     for name, num in (("train", s.train_videos), ("test", s.test_videos)):
         base, extra = divmod(num, len(classes))

@@ -341,20 +341,33 @@ def _warn_written_files_unread(cfg: Config) -> None:
         )  # fmt: skip
 
 
+def synthetic_actions(cfg: Config) -> tuple[str, ...]:
+    """The classes of the rendered synthetic dataset: ``data.synthetic.actions`` (``[]``: all of
+    :data:`~hpnet.data.motions.ACTIONS`), refused unless 2 or more distinct known actions."""
+    import difflib
+
+    from hpnet.data.motions import ACTIONS
+
+    given = list(cfg.data.synthetic.actions)
+    actions = tuple(given) or ACTIONS
+    unknown = [a for a in dict.fromkeys(actions) if a not in ACTIONS]
+    if unknown or len(set(actions)) < max(2, len(actions)):
+        close = difflib.get_close_matches(unknown[0], ACTIONS, n=1) if unknown else []
+        hint = f" ('{unknown[0]}': did you mean '{close[0]}'?)" if close else ""
+        raise UserError(
+            f"data.synthetic.actions={given}: give 2 or more distinct actions of "
+            f"{', '.join(ACTIONS)} (or [] for all){hint}"
+        )
+    return actions
+
+
 def _rendered_datasets(cfg: Config, views: int) -> DatasetSplits:
     """The in-memory synthetic dataset; ground-truth joints, or zeros for pose.source=none."""
-    from hpnet.data.motions import ACTIONS
     from hpnet.data.synthetic import SyntheticActions
 
     d, s = cfg.data, cfg.data.synthetic
     _warn_written_files_unread(cfg)
-    actions = tuple(s.actions) or ACTIONS
-    unknown = sorted(set(actions) - set(ACTIONS))
-    if unknown or len(set(actions)) < max(2, len(actions)):
-        raise UserError(
-            f"data.synthetic.actions={list(s.actions)}: give 2 or more distinct actions of "
-            f"{', '.join(ACTIONS)} (or [] for all)"
-        )
+    actions = synthetic_actions(cfg)
     shared: dict[str, Any] = {
         "frames": d.frames,
         "resolution": s.resolution,

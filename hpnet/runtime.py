@@ -238,10 +238,10 @@ def build_optimization(
             rates += f", train.backbone_lr {t.backbone_lr:.3g} -> {train.backbone_lr:.3g}"
         print(f"train.base_batch={t.base_batch}: global batch {batch}: {rates}")
     if train.min_lr > train.lr and dist.is_main:
+        scaled = f" (scaled by train.base_batch={train.base_batch})" if train.base_batch else ""
         logger.warning(
-            "train.min_lr=%g is above the peak train.lr=%g (scaled by train.base_batch=%d to "
-            "this run's batch): the schedule is flat at the peak; lower train.min_lr",
-            train.min_lr, train.lr, train.base_batch,
+            "train.min_lr=%g is above the peak train.lr=%g%s: the schedule is flat at the peak; "
+            "lower train.min_lr", train.min_lr, train.lr, scaled,
         )  # fmt: skip
     if train.warmup_epochs >= train.epochs and dist.is_main:
         logger.warning(

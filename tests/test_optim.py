@@ -273,7 +273,14 @@ def test_base_batch_scales_the_peak_rates_to_the_global_batch(capsys, caplog):
                                "train.min_lr=1e-5"])  # fmt: skip
     with caplog.at_level("WARNING", logger="hpnet.runtime"):
         build_optimization(small, model, 10, torch.device("cpu"), DistInfo(0, 1))
-    assert "train.min_lr=1e-05 is above the peak train.lr=2.34375e-06" in caplog.text
+    assert (
+        "min_lr=1e-05 is above the peak train.lr=2.34375e-06 (scaled by train.base_batch=256)"
+        in (caplog.text)
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.runtime"):  # no scaling to speak of
+        build_optimization(load_config(None, ["train.min_lr=0.1"]), model, 10, torch.device("cpu"))
+    assert "train.min_lr=0.1 is above the peak train.lr=0.0005: the schedule is flat" in caplog.text
     plain = load_config(None, ["train.lr=3e-4", "train.batch_size=24"])
     optimizer, _, _ = build_optimization(plain, model, 10, torch.device("cpu"), DistInfo(0, 8))
     assert {group["initial_lr"] for group in optimizer.param_groups} == {3e-4}

@@ -155,7 +155,8 @@ def test_train_sampling_depends_on_epoch():
 
 def test_disk_cache_is_reused(tmp_path, monkeypatch):
     args = {"num_videos": 3, "frames": 4, "seed": 0, "distractor": False, "train": True, **KW}
-    first = SyntheticActions("train", root=tmp_path, **args)
+    monkeypatch.setenv("HOME", str(tmp_path.parent))
+    first = SyntheticActions("train", root=f"~/{tmp_path.name}", **args)  # (not a ./~ folder)
     assert list(tmp_path.glob("synthetic-*/train.npz"))
 
     def no_render(*a, **k):

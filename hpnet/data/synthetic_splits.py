@@ -105,12 +105,11 @@ def _renderer_digest() -> str:
 
 
 def cache_file(root: str | Path, split: str, **settings: Any) -> Path:
-    """Where a rendered split is cached: ``<root>/synthetic-<key>/<split>.npz``."""
+    """Where a rendered split is cached: ``<root>/synthetic-<key>/<split>.npz`` (``~`` in
+    ``root`` is the home folder, as for every other path hpnet reads)."""
     key = {"version": _CACHE_VERSION, "renderer": _renderer_digest(), "split": split, **settings}
-    text = json.dumps(key, sort_keys=True)
-    return (
-        Path(root) / f"synthetic-{hashlib.sha256(text.encode()).hexdigest()[:16]}" / f"{split}.npz"
-    )
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(root).expanduser() / f"synthetic-{digest}" / f"{split}.npz"
 
 
 def load_or_render(

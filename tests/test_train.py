@@ -77,6 +77,8 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     # a key that acts only in training is no other model
     with pytest.raises(UserError, match=r"does not fit this config: model\.pool=cls -> mean"):
         evaluate_main(["--checkpoint", str(out / "last.pt"), "model.pool=mean"])
+    with pytest.raises(UserError, match=r"does not fit this config: model\.arch=lsvit -> r3d_18"):
+        evaluate_main(["--checkpoint", str(out / "last.pt"), "model.arch=r3d_18"])  # (not feedback)
     args = ["--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "d")]
     assert evaluate_main([*args, "model.dropout=0.5", "model.drop_path=0.3"]) == 0
 

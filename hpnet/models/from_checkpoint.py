@@ -104,6 +104,9 @@ def _rebuild(ckpt: dict, cfg: Config, classes: list[str], source: str) -> HPNet:
     state = ckpt["model"]
     stored = state.get("class_embeddings")
     sets = [(name, list(names)) for name, names in ckpt.get("label_sets") or []]
+    changed = model_keys_changed(ckpt.get("config", {}), cfg)
+    if changed:  # said before building (whose own checks would blame another key)
+        raise _refusal(source, changed)
     model = build_model(
         cfg, classes, class_embeddings=stored, load_weights=False, label_sets=sets,
         label_embeddings=[state[f"label_embeddings_{i}"] for i in range(len(sets))]
@@ -111,18 +114,21 @@ def _rebuild(ckpt: dict, cfg: Config, classes: list[str], source: str) -> HPNet:
     )  # fmt: skip
     if getattr(model.head, "aux", None) is None:  # older runs built it even with aux_weight=0
         state = {k: v for k, v in state.items() if not k.startswith("head.aux.")}
-    changed = model_keys_changed(ckpt.get("config", {}), cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError:
-        changed = changed or ["its layers differ"]
-    if changed:  # (also those that change no weight: another model all the same)
-        raise UserError(
-            f"{source} does not fit this config: {', '.join(changed)} (these keys define the "
-            "trained model: drop those overrides, or set them in the config file given, to the "
-            "checkpoint's values)"
-        )
+        raise _refusal(source, ["its layers differ"]) from None
     return model
+
+
+def _refusal(source: str, changed: list[str]) -> UserError:
+    """The refusal of a config whose model keys differ from the checkpoint's (also those that
+    change no weight: another model all the same)."""
+    return UserError(
+        f"{source} does not fit this config: {', '.join(changed)} (these keys define the "
+        "trained model: drop those overrides, or set them in the config file given, to the "
+        "checkpoint's values)"
+    )
 
 
 def _trained_templates(ckpt: dict, cfg: Config) -> list[str]:

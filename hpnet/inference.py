@@ -69,7 +69,8 @@ def collect_videos(inputs: Sequence[str | Path]) -> list[VideoInput]:
     """Video files from ``inputs`` (files as given; folders searched recursively, sorted).
 
     A path that does not exist is kept (it is reported as failed when read), so one typo does
-    not hide the other videos. A folder without any video file is an error.
+    not hide the other videos; when none of them exists, or a folder has no video file, it is
+    an error (before any model is loaded).
     """
     videos: list[VideoInput] = []
     for item in inputs:
@@ -85,6 +86,9 @@ def collect_videos(inputs: Sequence[str | Path]) -> list[VideoInput]:
         videos += [VideoInput(p, p.relative_to(path).as_posix()) for p in found]
     if not videos:
         raise UserError("no videos given: pass video files or folders")
+    if not any(v.path.exists() for v in videos):
+        shown = ", ".join(str(v.path) for v in videos[:3]) + (", ..." if len(videos) > 3 else "")
+        raise UserError(f"video not found: {shown} (check the path)")
     return videos
 
 

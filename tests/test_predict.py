@@ -99,6 +99,18 @@ def test_json_over_real_clips_sums_to_one_and_is_stable(checkpoint, clips, capsy
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in again["videos"]]
 
 
+def test_a_video_that_is_not_there_is_said_before_the_model_loads(tmp_path):
+    """One typo among other videos is reported with them; when no video given exists, the
+    command stops at once (here before reading a checkpoint that is not there either)."""
+    missing = tmp_path / "golf_video.avi"
+    with pytest.raises(UserError, match=rf"video not found: {missing} \(check the path\)"):
+        main([str(missing), "--checkpoint", str(tmp_path / "no_run" / "best.pt")])
+    assert [v.rel for v in collect_videos([missing, __file__])] == [
+        "golf_video.avi",
+        "test_predict.py",
+    ]
+
+
 def test_bad_files_are_reported_and_the_others_predicted(checkpoint, clips, tmp_path, capsys):
     folder = tmp_path / "mixed"
     shutil.copytree(clips, folder)

@@ -259,18 +259,30 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not path.is_file():
             raise UserError(f"config file {missing(path)}: {path}")
         try:
-            data = load_yaml(path.read_text(encoding="utf-8")) or {}
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
-            msg = str(err).replace("\n", " ")
-            raise UserError(f"config file {path} is not valid YAML: {msg}") from None
+            raise UserError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
         except UnicodeDecodeError:
             raise UserError(f"config file {path} is not UTF-8 text (a YAML file?)") from None
         except OSError as err:
             raise UserError(f"cannot read config file {path}: {err.strerror}") from None
-        if not isinstance(data, dict):
+        if data is None:
+            logger.warning("config file %s sets nothing: every key has its default", path)
+        elif not isinstance(data, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {data!r}")
-        _merge(cfg, data)
+        _merge(cfg, data or {})
     return apply_overrides(cfg, overrides)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: what is wrong and where (line, column of the file)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(err).split())
+    where = f" (line {mark.line + 1}, column {mark.column + 1})"
+    tabs = "; indent with spaces, not tabs" if "'\\t'" in problem else ""
+    return f"{problem}{where}{tabs}"
 
 
 def overrides_key(overrides: Sequence[str], key: str) -> bool:

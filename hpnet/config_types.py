@@ -100,9 +100,12 @@ def dump_yaml(data: Any) -> str:
 def type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is list:
+    if typing.get_origin(tp) is list:  # "a list of integers", "... of 'a' or 'b'"
         item = type_name(typing.get_args(tp)[0])
-        return f"a list of {item[2:]}s" if item == "a mapping" else f"a list of {item}"
+        if item.startswith("one of "):
+            return f"a list of values, each {item}"
+        plural = item.split(" ", 1)[1] + "s" if item.startswith(("a ", "an ")) else item
+        return f"a list of {plural}"
     if typing.get_origin(tp) is dict:
         return "a mapping"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
@@ -177,7 +180,14 @@ def unknown_key(key: str, section: Any) -> UserError:
     prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
     names = [prefix + n for n in fields_of(section)]
     close = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if not close and not prefix:  # a bare key (frames=8): the sections that have it
+        sections = {n: getattr(section, n) for n in fields_of(section)}
+        close = [
+            f"{n}.{key}"
+            for n, sub in sections.items()
+            if dataclasses.is_dataclass(sub) and key in fields_of(sub)
+        ]
+    hint = " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)" if close else ""
     return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
 
 

@@ -88,7 +88,10 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
             f"with train.out_dir={r})"
         )
     if not path.is_file():
-        raise UserError(f"train.resume={r}: no such checkpoint file")
+        raise UserError(
+            f"train.resume={r}: no such checkpoint file (train.resume=auto continues "
+            f"{out / 'last.pt'} when it is there, '' starts a fresh run)"
+        )
     own = out / "last.pt"
     if own.is_file() and own.samefile(path):
         return path

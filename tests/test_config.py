@@ -62,6 +62,8 @@ def test_int_accepted_for_float_and_str_keeps_digits():
     [
         ("data.frames=0", "'data.frames' got 0"),
         ("data.frame=3", "did you mean 'data.frames'"),
+        ("frames=3", "did you mean 'data.frames'?"),  # a bare key: the sections that have it
+        ("seed=3", "did you mean 'data.seed' or 'train.seed'?"),
         ("data.frames=abc", "must be an integer"),
         ("data.frames=1.5", "must be an integer"),
         ("data.dataset=kinetics", "'hmdb51', 'ucf101', 'folder', 'list', 'synthetic'"),
@@ -72,7 +74,7 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("eval.crops=2", "1 or 3"),
         ("text.templates=no placeholder", "'{}'"),
         ("noequals", "key.sub=value"),
-        ("model.smif_offsets=[1,{2", "must be a list of"),
+        ("model.smif_offsets=[1,{2", "must be a list of integers"),
         ("train.seed=-1", "in [0, 2**32)"),
         ("data.seed=-3", "in [0, 2**32)"),
         ("train.seed=99999999999999999999999", "in [0, 2**32)"),  # (was a torch overflow)
@@ -85,6 +87,20 @@ def test_bad_overrides_name_the_key(override, fragment):
     with pytest.raises(UserError, match=None) as err:
         load_config(None, [override])
     assert fragment in str(err.value)
+
+
+def test_yaml_mistakes_are_said_with_their_line(tmp_path, caplog):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n\tframes: 4\n")
+    with pytest.raises(UserError, match=r"'\\t' .*\(line 2, column 1\); indent with spaces, not"):
+        load_config(path)
+    path.write_text("data:\n  frames: [4\n")
+    with pytest.raises(UserError, match=r"c\.yaml is not valid YAML: expected ',' or '\]'.*line 3"):
+        load_config(path)
+    path.write_text("# all commented out\n")
+    with caplog.at_level("WARNING", logger="hpnet.config"):
+        assert load_config(path) == load_config(None)
+    assert f"config file {path} sets nothing" in caplog.text
 
 
 def test_bad_file_values(tmp_path):

@@ -190,6 +190,9 @@ def test_resume_from_a_run_folder_names_its_last_pt(tmp_path):
     cfg = load_config(None, [f"train.resume={tmp_path}"])
     with pytest.raises(UserError, match=r"train\.resume=.* is a folder: give .*/last\.pt"):
         resume_path(cfg, tmp_path / "out")
+    cfg = load_config(None, ["train.resume=yes"])  # not a file: the values that are no files
+    with pytest.raises(UserError, match=r"=yes: no such checkpoint file \(train\.resume=auto"):
+        resume_path(cfg, tmp_path / "out")
 
 
 def test_what_a_resume_may_change():

@@ -71,11 +71,12 @@ CASES = [
     ("hpnet.evaluate", ["--checkpoint", f"{NOPE}/best.pt"], f"{NOPE}/best.pt"),
     ("hpnet.evaluate", ["--checkpoint", "{garbage}"], "garbage.pt"),
     ("hpnet.evaluate", [], "--checkpoint"),
-    ("hpnet.predict", ["clip.mp4", "--checkpoint", f"{NOPE}/best.pt"], f"{NOPE}/best.pt"),
-    ("hpnet.predict", ["clip.mp4", "--checkpoint", "{garbage}"], "garbage.pt"),
+    ("hpnet.predict", ["{text}", "--checkpoint", f"{NOPE}/best.pt"], f"{NOPE}/best.pt"),
+    ("hpnet.predict", ["{text}", "--checkpoint", "{garbage}"], "garbage.pt"),
+    ("hpnet.predict", ["clip.mp4", "--checkpoint", f"{NOPE}/best.pt"], "video not found: clip"),
     ("hpnet.predict", ["clip.mp4", "--top-k", "many", "--checkpoint", "x.pt"], "--top-k"),
     ("hpnet.predict", ["clip.mp4", "--checkpoint", "x.pt", "--overlay", "o.gif"], "o.gif: name"),
-    ("hpnet.predict", ["clip.mp4", "--checkpoint", "x.pt", "--labels", "a,b,a"], "'a' is given"),
+    ("hpnet.predict", ["{text}", "--checkpoint", "x.pt", "--labels", "a,b,a"], "'a' is given"),
     ("hpnet.zeroshot", ["clip.mp4"], "--labels"),
     ("hpnet.zeroshot", ["--dataset", "hmdb51", f"data.root={NOPE}"], NOPE),
     ("hpnet.pose.cache", ["--videos", NOPE, "--out", "{out}"], NOPE),
@@ -214,8 +215,8 @@ def _cli_error(module: str, argv: list[str], capsys) -> str:
     [
         ["hpnet.evaluate"],
         ["hpnet.export", "--out", "model.pt2"],
-        ["hpnet.predict", "clip.mp4"],
-        ["hpnet.zeroshot", "clip.mp4", "--labels", "a,b"],
+        ["hpnet.predict", __file__],  # (a file that is there: a video that is not is said first)
+        ["hpnet.zeroshot", __file__, "--labels", "a,b"],
     ],
     ids=lambda a: a[0],
 )

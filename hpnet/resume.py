@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,22 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
 
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a folder holding one holds a run
+
+
+@contextlib.contextmanager
+def interrupt_note(out: Path, dist: DistInfo) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM in the block, say (main process) which checkpoint is kept and how
+    to continue from it; the interrupt goes on (the command then says it stopped)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if dist.is_main and (out / "last.pt").is_file():
+            print(
+                f"hpnet: {out / 'last.pt'} is kept: run the same command with "
+                "train.resume=auto to continue from it",
+                file=sys.stderr,
+            )
+        raise
 
 
 def lock_run_folder(held: contextlib.ExitStack, cfg: Config, out: Path, decided: Path | None):

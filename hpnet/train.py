@@ -51,6 +51,7 @@ from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
     check_run_config,
+    interrupt_note,
     lock_run_folder,
     prepare_run_folder,
     resume_path,
@@ -164,6 +165,7 @@ def _check_run_config(cfg: Config) -> None:
 def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:
     """The run; ``held`` keeps what must stay open until it ends (the run folder's lock)."""
     out = Path(cfg.train.out_dir)
+    held.enter_context(interrupt_note(out, dist))  # Ctrl-C: which last.pt is kept, and how on
     resume_from = resume_path(cfg, out)
     _check_run_config(cfg)  # before the data and the run folder
     seed_everything(cfg.train.seed)

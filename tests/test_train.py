@@ -729,3 +729,17 @@ def test_a_run_that_finished_while_this_one_started_is_not_overwritten(
         _run(tiny_args, out, f"train.resume={resume}", "train.max_steps=1")
     assert (out / "last.pt").read_bytes() == b"the other run's"
     assert not (out / "config.yaml").exists()
+
+
+def test_ctrl_c_says_which_checkpoint_is_kept_and_how_to_continue(
+    tiny_args, tmp_path, monkeypatch, capsys
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpnet_train, "_final_test", interrupted)  # after last.pt is written
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_args, out, "train.max_steps=1", "train.epochs=1")
+    said = capsys.readouterr().err
+    assert f"hpnet: {out / 'last.pt'} is kept: run the same command with train.resume=auto" in said

@@ -51,6 +51,7 @@ from hpnet.pretrain.setup import (
 from hpnet.pretrain.simsiam import build_views, simsiam_batch
 from hpnet.resume import (
     CheckpointClock,
+    interrupt_note,
     lock_run_folder,
     prepare_run_folder,
     resume_path,
@@ -148,6 +149,7 @@ def pretrain_checkpoint(
 def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> int:
     """The run; ``held`` keeps the run folder's lock until it ends."""
     out = Path(cfg.train.out_dir)
+    held.enter_context(interrupt_note(out, dist))  # Ctrl-C: which last.pt is kept, and how on
     resume_from = resume_path(cfg, out)
     seed_everything(cfg.train.seed)
     datasets = pretrain_datasets(cfg)

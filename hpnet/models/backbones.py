@@ -30,6 +30,7 @@ from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.normalisation import warn_other_normalisation
+from hpnet.models.run_weights import load_run_backbone, read_run_checkpoint
 from hpnet.models.tv_video import MIN_INPUT as TV_MIN_INPUT
 from hpnet.models.tv_video import TV_ARCHS, build_tv_video
 from hpnet.models.weights import PretrainedReport
@@ -50,7 +51,9 @@ class BuiltBackbone:
 
 def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
     """The backbone of ``model.arch``; ``model.pretrained`` loaded unless ``load_weights`` is
-    False (the caller then loads a whole checkpoint)."""
+    False (the caller then loads a whole checkpoint). A ``python -m hpnet.train`` run's
+    checkpoint gives its backbone to any arch (:mod:`hpnet.models.run_weights`); the other
+    files go to the arch's own loader."""
     run_file = Path(cfg.model.pretrained).expanduser()
     if load_weights and run_file.name == "last.pt" and not run_file.exists():  # not made yet
         from hpnet.cli import UserError
@@ -62,7 +65,15 @@ def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
             "configs/hmdb51_simsiam.yaml for hmdb51_ssl_transformer.yaml) or point "
             "model.pretrained at its last.pt"
         )
-    return BACKBONES[cfg.model.arch](cfg, load_weights)
+    run = read_run_checkpoint(run_file) if load_weights and cfg.model.pretrained else None
+    if run is None:
+        return BACKBONES[cfg.model.arch](cfg, load_weights)
+    backbone = BACKBONES[cfg.model.arch](cfg, False).module  # another run's backbone, as trained
+    report = load_run_backbone(backbone, cfg.model.pretrained, run, cfg.model.arch)
+    augment = run["config"].get("data", {}).get("augment", {})
+    if "mean" in augment and "std" in augment:  # the normalisation the run trained with
+        warn_other_normalisation(cfg, (tuple(augment["mean"]), tuple(augment["std"])))
+    return BuiltBackbone(backbone, report, set(report.loaded))
 
 
 def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:

@@ -10,11 +10,13 @@ embedding to the model's grid, and report what was loaded (:class:`PretrainedRep
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hpnet.checkpoint import is_torchscript_archive
 from hpnet.cli import UserError, missing
@@ -195,55 +197,88 @@ def read_pretrain_checkpoint(path: str | Path) -> dict | None:
     """The checkpoint at ``path`` when it is an hpnet pretraining run's (``last.pt`` of
     ``python -m hpnet.pretrain``), else None (a tag, a CLIP or timm file, anything else).
     Tensors are memory-mapped: telling costs no read of the weights."""
+    ckpt = read_saved_dict(path)
+    return ckpt if ckpt is not None and isinstance(ckpt.get(PRETRAIN_ENTRY), dict) else None
+
+
+def read_saved_dict(path: str | Path) -> dict[str, Any] | None:
+    """The dict that ``torch.save`` wrote at ``path``, tensors memory-mapped (telling what a
+    file is costs no read of its weights); None for anything else (no such file, a tag, a
+    TorchScript archive, another format)."""
     path = Path(path).expanduser()
     if not path.is_file() or is_torchscript_archive(path):  # (torch.load would warn on one)
         return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format torch.save file: not ours
+    except Exception:  # not a zip-format torch.save file
         return None
-    if isinstance(ckpt, dict) and isinstance(ckpt.get(PRETRAIN_ENTRY), dict):
-        return ckpt
-    return None
+    return ckpt if isinstance(ckpt, dict) else None
+
+
+def fit_embeddings(model: nn.Module, state: dict[str, Any], report: PretrainedReport) -> list[str]:
+    """Resize in ``state`` (another run's tensors for ``model``) an LS-ViT's position embeddings
+    to its grid and its temporal embedding to its frames, as at run time (listed in
+    ``report.resized``); returns the tensors of another shape that cannot be (none fit)."""
+    own = model.state_dict()
+    mismatched = []
+    for key, value in list(state.items()):
+        if key not in own or not torch.is_tensor(value) or value.shape == own[key].shape:
+            continue
+        if isinstance(model, LSViT) and key == "pos_embed":
+            state[key] = resize_pos_embed(value, model.grid_size)
+        elif isinstance(model, LSViT) and key == "temporal_pos_embed":  # (1, T, 1, D)
+            state[key] = resize_temporal_embed(value, own[key].shape[1])
+        else:
+            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
+            continue
+        report.resized.append(key)
+    return mismatched
 
 
 def load_pretrain_encoder(model: LSViT, path: str | Path, ckpt: dict) -> PretrainedReport:
     """Load the encoder (``encoder.*``) of a pretraining checkpoint into ``model``; the rest (the
     decoder) is dropped and listed as unused. Position embeddings are resized to the model's
     grid and frames; a tensor of another shape (model.size, model.patch_size) is refused."""
-    weights = ckpt["model"]
-    state = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
     method = ckpt[PRETRAIN_ENTRY].get("method", "?")
-    report = PretrainedReport(
-        str(path),
-        f"hpnet {method} pretraining (epoch {ckpt.get('epoch')}: encoder; decoder dropped)",
-    )
-    decoder = [k for k in weights if not k.startswith("encoder.")]
+    flavour = f"hpnet {method} pretraining (epoch {ckpt.get('epoch')}: encoder; decoder dropped)"
+    keys = ["size", "patch_size", "smif_offsets"]
+    return load_checkpoint_part(
+        model, path, ckpt, prefix="encoder.", flavour=flavour, shape_keys=keys,
+        said="its encoder does not fit this backbone", had="it was pretrained with",
+    )  # fmt: skip
+
+
+def load_checkpoint_part(
+    model: nn.Module,
+    path: str | Path,
+    ckpt: dict[str, Any],
+    *,
+    prefix: str,
+    flavour: str,
+    shape_keys: Sequence[str],
+    said: str,
+    had: str,
+) -> PretrainedReport:
+    """Load the ``prefix`` tensors of hpnet checkpoint ``ckpt`` (a pretraining run's
+    ``encoder.``, a training run's ``backbone.``) into ``model``, embeddings resized
+    (:func:`fit_embeddings`); the checkpoint's other tensors (a decoder, heads) are listed as
+    unused. A tensor of another shape is refused: ``said``, and ``had`` the ``shape_keys`` of
+    the checkpoint's model config."""
+    weights = ckpt["model"]
+    state = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+    report = PretrainedReport(str(path), flavour)
     own = model.state_dict()
-    mismatched = []
-    for key, value in list(state.items()):
-        if key not in own or value.shape == own[key].shape or key == "_extra_state":
-            continue
-        if key == "pos_embed":
-            state[key] = resize_pos_embed(value, model.grid_size)
-        elif key == "temporal_pos_embed":  # (1, T, 1, D) -> the model's frames, as at run time
-            state[key] = resize_temporal_embed(value, own[key].shape[1])
-        else:
-            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
-            continue
-        report.resized.append(key)
+    mismatched = fit_embeddings(model, state, report)
     if mismatched:
         saved = ckpt.get("config", {}).get("model", {})
-        keys = ["size", "patch_size"]
-        keys += ["smif_offsets"] * any(m.startswith("smif") for m in mismatched)
-        said = " ".join(f"model.{k}={saved.get(k)}".replace(" ", "") for k in keys)
+        shown = " ".join(f"model.{k}={saved[k]}".replace(" ", "") for k in shape_keys if k in saved)
         raise UserError(
-            f"model.pretrained={path}: its encoder does not fit this backbone: "
-            f"{'; '.join(mismatched[:3])} (it was pretrained with {said}: set the same)"
+            f"model.pretrained={path}: {said}: {'; '.join(mismatched[:3])} ({had} {shown}: set "
+            "the same)"
         )
     result = model.load_state_dict(state, strict=False)
     report.missing = list(result.missing_keys)
-    # encoder tensors this backbone has no place for first: the decoder's are expected
-    report.unexpected = [*result.unexpected_keys, *decoder]
+    # tensors this model has no place for first: the rest of the checkpoint's are expected
+    report.unexpected = [*result.unexpected_keys, *(k for k in weights if not k.startswith(prefix))]
     report.loaded = [k for k in state if k in own and k != "_extra_state"]
     return report

@@ -1,0 +1,58 @@
+"""model.pretrained = another hpnet.train run's checkpoint: its backbone, for any arch (fine-tune
+HMDB51 from a UCF101 run); another arch or shape is refused, naming the run's keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpnet.cli import UserError
+from hpnet.config import config_to_dict, load_config
+from hpnet.models.hpnet import build_model
+
+CLASSES = ["climb", "golf", "punch"]  # another dataset's classes than the run's
+
+
+def _cfg(tiny_args: list[str], *overrides: str):
+    return load_config(tiny_args[1], [*tiny_args[2:], "model.text=false", *overrides])
+
+
+def _backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+
+
+def test_an_lsvit_run_gives_its_backbone_at_other_frames(tiny_args, tiny_checkpoint):
+    run = torch.load(tiny_checkpoint, weights_only=True)
+    cfg = _cfg(tiny_args, "data.frames=8", f"model.pretrained={tiny_checkpoint}")
+    model = build_model(cfg, CLASSES)
+    trained, now = _backbone(run["model"]), model.backbone.state_dict()
+    assert run["config"]["data"]["frames"] == 4 and now["temporal_pos_embed"].shape[1] == 8
+    same = [k for k in trained if k != "temporal_pos_embed" and torch.is_tensor(trained[k])]
+    assert len(same) > 50 and all(torch.equal(trained[k], now[k]) for k in same)
+    report = model.pretrained_report
+    assert "from hpnet lsvit run (epoch 1: backbone; heads dropped)" in report
+    assert "resized [temporal_pos_embed]" in report and "head." in report  # the run's head: unused
+    assert model.pretrained_names == {f"backbone.{k}" for k in trained if k != "_extra_state"}
+    with pytest.raises(UserError, match=r"is a model\.arch=lsvit run; .* set model\.arch=lsvit"):
+        build_model(_cfg(tiny_args, "model.arch=r3d_18", "model.feedback=false",
+                         f"model.pretrained={tiny_checkpoint}"), CLASSES)  # fmt: skip
+    with pytest.raises(UserError, match=r"does not fit this one: .*\(the run had model\.size=tiny"):
+        build_model(
+            _cfg(tiny_args, "model.size=small", f"model.pretrained={tiny_checkpoint}"), CLASSES
+        )
+
+
+def test_a_torchvision_arch_run_gives_its_backbone(tiny_args, tmp_path: Path):
+    keys = ["model.arch=r3d_18", "model.feedback=false", "model.pose=false"]
+    cfg = _cfg(tiny_args, *keys)
+    first = build_model(cfg, ["a", "b"])
+    path = tmp_path / "last.pt"
+    torch.save({"model": first.state_dict(), "config": config_to_dict(cfg), "epoch": 3}, path)
+    second = build_model(_cfg(tiny_args, *keys, f"model.pretrained={path}"), CLASSES)
+    trained, now = first.backbone.state_dict(), second.backbone.state_dict()
+    assert all(torch.equal(trained[k], now[k]) for k in trained)
+    assert (
+        f"loaded {len(trained)} tensors from hpnet r3d_18 run (epoch 3" in second.pretrained_report
+    )

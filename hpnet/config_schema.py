@@ -76,6 +76,17 @@ class DataConfig:
     joint: list[dict[str, Any]] = field(default_factory=list)
 
 
+# model.* keys that only some archs read: key -> those archs (the other archs ignore the key:
+# it is warned of when set in training, and no difference when a checkpoint is loaded).
+FRAME_RESNETS = ("late_fusion", "lrcn", "ssl_transformer")
+ARCH_KEYS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(["size", "patch_size", "smif", "smif_offsets", "lmi", "lmi_every"], ("lsvit",)),
+    "feedback_from": ("lsvit",),
+    "depth": FRAME_RESNETS,
+    **dict.fromkeys(["temporal_depth", "temporal_width"], ("ssl_transformer",)),
+}
+
+
 @dataclass
 class ModelConfig:
     # Backbone family: lsvit = LS-ViT (the keys below up to lmi_every shape it), or one of

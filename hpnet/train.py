@@ -46,7 +46,7 @@ from hpnet.epoch_report import (
 )
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
-from hpnet.models.backbones import set_backbone_frozen
+from hpnet.models.backbones import set_backbone_frozen, warn_unread_model_keys
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
@@ -155,6 +155,7 @@ def _check_run_config(cfg: Config) -> None:
     """Refuse what cannot train a classifier (a warm-up past the run's end is warned of by
     :func:`~hpnet.runtime.build_optimization`)."""
     check_model_config(cfg)
+    warn_unread_model_keys(cfg)
     if cfg.data.dataset == "unlabeled":
         raise UserError(
             "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "

@@ -128,3 +128,28 @@ def test_new_labels_build_the_text_tower_once(ckpt, tmp_path, monkeypatch):
     )
     model_from_checkpoint(ckpt, _cfg(str(tmp_path / "fresh")), ["jump", "wave"])  # no cache yet
     assert len(builds) == 1  # the trained classes (the check) and the new labels: one tower
+
+
+def test_keys_only_other_archs_read_are_no_other_model_and_are_warned_of_in_training(caplog):
+    """model.depth on LS-ViT: the same model (evaluate refused it as another), and a training
+    run that sets it is told the arch ignores it."""
+    from hpnet.models.backbones import warn_unread_model_keys
+    from hpnet.models.from_checkpoint import model_keys_changed
+
+    lsvit = config_to_dict(load_config(None, []))
+    assert model_keys_changed(lsvit, load_config(None, ["model.depth=18"])) == []
+    small = load_config(None, ["model.size=small"])
+    assert model_keys_changed(lsvit, small) == ["model.size=base -> small"]
+    late = ["model.arch=late_fusion", "model.feedback=false"]
+    changed = load_config(None, [*late, "model.depth=18"])
+    assert model_keys_changed(config_to_dict(load_config(None, late)), changed) == [
+        "model.depth=50 -> 18"
+    ]
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+        warn_unread_model_keys(load_config(None, ["model.depth=18", "model.lmi=false"]))
+        warn_unread_model_keys(changed)  # late_fusion reads model.depth: nothing to say
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "model.depth=18 (late_fusion, lrcn, ssl_transformer): read by other archs only (in "
+        "brackets); model.arch=lsvit ignores them"
+    )  # model.lmi=false: LS-ViT's own key

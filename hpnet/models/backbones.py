@@ -349,6 +349,25 @@ def check_model_config(cfg: Config) -> None:
         )
 
 
+def warn_unread_model_keys(cfg: Config) -> None:
+    """One warning naming the ``model.*`` keys set (not at their defaults) that only other archs
+    read (:data:`~hpnet.config_schema.ARCH_KEYS`): ``model.depth=18`` on LS-ViT trains the same
+    model, and the config.yaml that records it would suggest otherwise."""
+    from hpnet.config_schema import ARCH_KEYS, ModelConfig
+
+    m, defaults = cfg.model, ModelConfig()
+    unread = [
+        f"model.{key}={getattr(m, key)} ({', '.join(archs)})"
+        for key, archs in ARCH_KEYS.items()
+        if m.arch not in archs and getattr(m, key) != getattr(defaults, key)
+    ]
+    if unread:
+        logger.warning(
+            "%s: read by other archs only (in brackets); model.arch=%s ignores them",
+            "; ".join(unread), m.arch,
+        )  # fmt: skip
+
+
 def _check_freeze(cfg: Config) -> None:
     """``model.freeze_backbone`` / ``freeze_backbone_epochs``: ssl_transformer's, one of them."""
     from hpnet.cli import UserError

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from hpnet.cli import UserError
 from hpnet.config import Config
+from hpnet.config_schema import ARCH_KEYS
 from hpnet.models.hpnet import HPNet, build_model
 from hpnet.text.encoder import ClassTextEncoder
 from hpnet.text.prompts import check_labels
@@ -36,8 +37,9 @@ def model_keys_changed(saved: dict, cfg: Config) -> list[str]:
     differ from ``saved``."""
     from hpnet.config import changed_keys
 
-    keys = [f"model.{f.name}" for f in dataclasses.fields(cfg.model)]
-    keys = [k for k in keys if k.removeprefix("model.") not in TRAINING_ONLY]
+    arch = (saved.get("model") or {}).get("arch", cfg.model.arch)  # (a change is said as such)
+    names = [f.name for f in dataclasses.fields(cfg.model) if f.name not in TRAINING_ONLY]
+    keys = [f"model.{n}" for n in names if n not in ARCH_KEYS or arch in ARCH_KEYS[n]]
     keys += ["data.frames", "data.size", "pose.persons"]
     return [f"{key}={then} -> {now}" for key, then, now in changed_keys(saved, cfg, keys)]
 

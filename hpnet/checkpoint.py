@@ -34,6 +34,7 @@ USE_RUN_CHECKPOINT = "use the last.pt or best.pt that hpnet.train wrote"
 # hpnet.export's file suffixes (its FORMATS; not imported: hpnet.export imports hpnet.config)
 EXPORTED_SUFFIXES = (".pt2", ".onnx")
 NOT_A_TORCH_FILE = "empty, truncated or not a PyTorch checkpoint file"
+NEWER_TORCH = "written by a newer PyTorch than this one: upgrade torch to read it"
 HOLDS_OBJECTS = (
     "it holds Python objects other than tensors and plain values, which hpnet never unpickles"
 )
@@ -76,9 +77,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise UserError(
-            f"cannot load checkpoint {path}: {load_error_reason(err, path)} ({USE_RUN_CHECKPOINT})"
-        ) from err
+        reason = load_error_reason(err, path)
+        fix = "" if reason == NEWER_TORCH else f" ({USE_RUN_CHECKPOINT})"  # (it may be one)
+        raise UserError(f"cannot load checkpoint {path}: {reason}{fix}") from err
     if not isinstance(ckpt, dict):  # a tensor, a list, ... saved with torch.save
         raise UserError(
             f"{path} is not a checkpoint written by hpnet.train (it holds a "
@@ -123,6 +124,8 @@ def load_error_reason(err: BaseException, path: str | Path | None = None) -> str
     torch_file = path is None or _looks_like_torch_save(Path(path))  # a text file may unpickle
     if isinstance(err, pickle.UnpicklingError) and "weights only" in text.lower() and torch_file:
         return HOLDS_OBJECTS
+    if "maximum supported version" in text:  # the archive's format version is newer
+        return NEWER_TORCH
     if (
         not torch_file
         or isinstance(err, UNREADABLE_ERRORS)

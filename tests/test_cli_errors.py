@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hpnet.cli import run_cli
+from hpnet.cli import UserError, run_cli
 
 NOPE = "/nonexistent/hpnet"
 
@@ -477,3 +477,23 @@ def test_python_m_hpnet_timeline_names_the_command_that_runs_it():
         [sys.executable, "-m", "hpnet.timeline", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "run python -m hpnet.predict VIDEO" in done.stderr
+
+
+def test_a_checkpoint_from_a_newer_torch_says_to_upgrade_torch(tmp_path):
+    """Not torch's paragraph, nor "use the last.pt that hpnet.train wrote" (it may be one)."""
+    import zipfile
+
+    from hpnet.checkpoint import load_checkpoint
+
+    plain, newer = tmp_path / "plain.pt", tmp_path / "last.pt"
+    torch.save({"config": {}, "model": {}}, plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(newer, "w") as dst:
+        for item in src.infolist():  # the same archive, its format version raised
+            data = b"99\n" if item.filename.endswith("/version") else src.read(item.filename)
+            dst.writestr(item, data)
+    with pytest.raises(UserError) as err:
+        load_checkpoint(newer)
+    assert str(err.value) == (
+        f"cannot load checkpoint {newer}: written by a newer PyTorch than this one: upgrade "
+        "torch to read it"
+    )

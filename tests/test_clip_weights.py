@@ -443,3 +443,21 @@ def test_an_untrained_hpnet_scores_clips_as_clips_image_tower(weights_bin, tmp_p
     torch.testing.assert_close(out["logits"] / scale, zero_shot, atol=1e-2, rtol=0)
     cfg.model.pool = "mean"  # CLIP projects the class token only: a mean of tokens is not
     assert "image projection" not in build_model(cfg, ["climb", "wave"]).pretrained_report
+
+
+def test_a_vit_of_another_width_is_said_with_the_files_shapes():
+    """The file's (1, 197, 768) position embedding, not the grid-resized (1, 65, 768)."""
+    from hpnet.models.lsvit_weights import _fit_shapes
+    from hpnet.models.weights import PretrainedReport
+
+    state = {"pos_embed": torch.zeros(1, 197, 768)}  # ViT-B/16 at 224
+    own = {"pos_embed": torch.zeros(1, 65, 192)}  # a tiny one on an 8 x 8 grid
+    with pytest.raises(UserError, match=r"pos_embed is \(1, 197, 768\) there, \(1, 65, 192\) here"):
+        _fit_shapes(state, own, (8, 8), PretrainedReport("vit_b16.pt", "clip"))
+
+
+def test_a_folder_given_as_weights_is_said_to_be_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()  # no "/" in the name: read as a tag first
+    with pytest.raises(UserError, match=r"neither an open_clip tag .* \(w is a folder: give the"):
+        clip_weights.resolve_tag("ViT-S-32-alt", "w", None, key="model.pretrained")

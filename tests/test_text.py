@@ -331,3 +331,11 @@ def test_encodes_on_cuda_like_on_cpu(tmp_path):
     gpu = ClassTextEncoder(SMALL, "", cache_dir=None, device="cuda").encode_texts(["wave", "climb"])
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+def test_an_image_tower_alone_as_text_weights_is_said_to_be_one(tmp_path):
+    path = tmp_path / "visual_only.pt"
+    state = {"visual.conv1.weight": torch.zeros(2, 3, 4, 4), "logit_scale": torch.ones(())}
+    torch.save(state, path)
+    with pytest.raises(UserError, match=r"only\.pt \(text\.pretrained\) holds no text tower"):
+        ClassTextEncoder(SMALL, str(path), cache_dir=None).encode_texts(["wave"])

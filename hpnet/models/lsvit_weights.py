@@ -126,6 +126,7 @@ def _fit_shapes(
     ``report``); any other shape that differs is a :class:`UserError` naming the fix."""
     mismatched = []
     for key, value in list(state.items()):
+        there = tuple(value.shape)  # (as the file has it: said when it does not fit)
         if key == "pos_embed" and key in own and value.shape != own[key].shape:
             state[key] = value = resize_pos_embed(value, grid_size)
             report.resized.append(key)
@@ -135,7 +136,7 @@ def _fit_shapes(
             del state[key]
             report.unexpected.append(key)
         else:
-            mismatched.append(f"{key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here")
+            mismatched.append(f"{key} is {there} there, {tuple(own[key].shape)} here")
     if mismatched:
         raise UserError(
             f"pretrained weights {report.path} do not fit the backbone: "

@@ -232,7 +232,14 @@ class ClassTextEncoder:
             torch.manual_seed(RANDOM_INIT_SEED)
             tower = _build_text_tower(config["embed_dim"], config["text_cfg"], source.quick_gelu)
         if state is not None:
-            load_tower_state(tower, text_part(state), source.weights.source, self.model_name)
+            text = text_part(state)
+            if not text:  # only visual.* keys
+                raise UserError(
+                    f"weights file {source.weights.source} (text.pretrained) holds no text "
+                    "tower (an image tower alone): give a whole CLIP checkpoint, or '' for a "
+                    "random text tower"
+                )
+            load_tower_state(tower, text, source.weights.source, self.model_name)
         else:
             logger.info("text tower %s: random init (seed %d)", self.model_name, RANDOM_INIT_SEED)
         tower.requires_grad_(False)

@@ -117,9 +117,10 @@ def resolve_tag(
     pretrained_cfg = get_pretrained_cfg(model_name, tag)
     if not pretrained_cfg:
         tags = ", ".join(list_pretrained_tags_by_model(model_name)) or "none"
+        folder = f" ({tag} is a folder: give the weights file in it)" if Path(tag).is_dir() else ""
         raise UserError(
             f"{key}={tag!r} is neither an open_clip tag of {model_name} (text.model; "
-            f"tags: {tags}) nor an existing weights file"
+            f"tags: {tags}) nor an existing weights file{folder}"
         )
     path, reason = fetch_tag_weights(pretrained_cfg, download_dir)
     if path:

@@ -38,10 +38,9 @@ def test_an_lsvit_run_gives_its_backbone_at_other_frames(tiny_args, tiny_checkpo
     with pytest.raises(UserError, match=r"is a model\.arch=lsvit run; .* set model\.arch=lsvit"):
         build_model(_cfg(tiny_args, "model.arch=r3d_18", "model.feedback=false",
                          f"model.pretrained={tiny_checkpoint}"), CLASSES)  # fmt: skip
-    with pytest.raises(UserError, match=r"does not fit this one: .*\(the run had model\.size=tiny"):
-        build_model(
-            _cfg(tiny_args, "model.size=small", f"model.pretrained={tiny_checkpoint}"), CLASSES
-        )
+    small = _cfg(tiny_args, "model.size=small", f"model.pretrained={tiny_checkpoint}")
+    with pytest.raises(UserError, match=r"another shape: the run had model\.size=tiny \(this one"):
+        build_model(small, CLASSES)
 
 
 def test_a_torchvision_arch_run_gives_its_backbone(tiny_args, tmp_path: Path):
@@ -56,3 +55,42 @@ def test_a_torchvision_arch_run_gives_its_backbone(tiny_args, tmp_path: Path):
     assert (
         f"loaded {len(trained)} tensors from hpnet r3d_18 run (epoch 3" in second.pretrained_report
     )
+
+
+def _save_run(model, cfg, path: Path) -> Path:
+    torch.save({"model": model.state_dict(), "config": config_to_dict(cfg), "epoch": 1}, path)
+    return path
+
+
+def test_a_resnet_run_of_another_depth_is_refused_not_loaded_cut_short(tiny_args, tmp_path):
+    """ResNet-18 and -34 share their first blocks' names and shapes: the run's model.depth
+    must be this one's."""
+    keys = ["model.arch=late_fusion", "model.feedback=false", "model.pose=false"]
+    deep = _cfg(tiny_args, *keys, "model.depth=34")
+    run = _save_run(build_model(deep, ["a"]), deep, tmp_path / "last.pt")
+    with pytest.raises(UserError, match=r"the run had model\.depth=34 \(this one model\.depth"):
+        build_model(_cfg(tiny_args, *keys, "model.depth=18", f"model.pretrained={run}"), CLASSES)
+
+
+def test_an_i3d_run_starts_a_non_local_net(tiny_args, tmp_path):
+    """Wang et al.'s recipe: the non-local blocks are new, the rest is the I3D run's."""
+    keys = ["model.feedback=false", "model.pose=false"]
+    i3d_cfg = _cfg(tiny_args, *keys, "model.arch=i3d")
+    i3d = build_model(i3d_cfg, ["a"])
+    run = _save_run(i3d, i3d_cfg, tmp_path / "last.pt")
+    cfg = _cfg(tiny_args, *keys, "model.arch=nonlocal", f"model.pretrained={run}")
+    non_local = build_model(cfg, CLASSES)
+    trained, now = i3d.backbone.state_dict(), non_local.backbone.state_dict()
+    assert all(torch.equal(trained[k], now[k]) for k in trained)
+    report = non_local.pretrained_report
+    assert "hpnet i3d run" in report and "new [layer2.1.non_local" in report  # its blocks: new
+
+
+def test_another_programs_model_and_config_file_is_no_run(tmp_path):
+    """``{'model': state_dict, 'config': ...}`` without hpnet's backbone tensors goes to the
+    arch's own loader (it was taken for a run and loaded nothing)."""
+    from hpnet.models.run_weights import read_run_checkpoint
+
+    path = tmp_path / "other.pt"
+    torch.save({"model": {"conv1.weight": torch.zeros(1)}, "config": {"lr": 1}}, path)
+    assert read_run_checkpoint(path) is None

@@ -69,7 +69,7 @@ def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
     if run is None:
         return BACKBONES[cfg.model.arch](cfg, load_weights)
     backbone = BACKBONES[cfg.model.arch](cfg, False).module  # another run's backbone, as trained
-    report = load_run_backbone(backbone, cfg.model.pretrained, run, cfg.model.arch)
+    report = load_run_backbone(backbone, cfg.model.pretrained, run, cfg.model)
     augment = run["config"].get("data", {}).get("augment", {})
     if "mean" in augment and "std" in augment:  # the normalisation the run trained with
         warn_other_normalisation(cfg, (tuple(augment["mean"]), tuple(augment["std"])))

@@ -268,7 +268,6 @@ def load_checkpoint_part(
     weights = ckpt["model"]
     state = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
     report = PretrainedReport(str(path), flavour)
-    own = model.state_dict()
     mismatched = fit_embeddings(model, state, report)
     if mismatched:
         saved = ckpt.get("config", {}).get("model", {})
@@ -281,5 +280,6 @@ def load_checkpoint_part(
     report.missing = list(result.missing_keys)
     # tensors this model has no place for first: the rest of the checkpoint's are expected
     report.unexpected = [*result.unexpected_keys, *(k for k in weights if not k.startswith(prefix))]
-    report.loaded = [k for k in state if k in own and k != "_extra_state"]
+    loaded = model.state_dict()  # (with what the architecture loaded made: CLIP's norm_pre)
+    report.loaded = [k for k in state if k in loaded and k != "_extra_state"]
     return report

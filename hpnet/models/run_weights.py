@@ -31,31 +31,54 @@ SHAPE_KEYS = {
 
 
 def read_run_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` when it is an ``hpnet.train`` run's (``model`` and ``config``
-    entries, no ``pretrain`` one), else None (a tag, another program's file, a pretraining run).
-    Tensors are memory-mapped: telling costs no read of the weights."""
+    """The checkpoint at ``path`` when it is an ``hpnet.train`` run's (a ``model`` state dict
+    with ``backbone.*`` tensors and a ``config`` with its ``model`` section; no ``pretrain``
+    entry), else None (a tag, another program's file, a pretraining run). Tensors are
+    memory-mapped: telling costs no read of the weights."""
     ckpt = read_saved_dict(path)
     if ckpt is None or "pretrain" in ckpt:
         return None
-    ours = isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("config"), dict)
+    weights, config = ckpt.get("model"), ckpt.get("config")
+    if not (isinstance(weights, dict) and isinstance(config, dict)):
+        return None
+    ours = isinstance(config.get("model"), dict) and any(k.startswith("backbone.") for k in weights)
     return ckpt if ours else None
 
 
+# Archs whose runs start each other: Wang et al. start the non-local net from I3D (the non-local
+# blocks are then new; from a non-local run, an I3D leaves them unused).
+FAMILIES = ({"i3d", "nonlocal"},)
+
+
 def load_run_backbone(
-    backbone: nn.Module, path: str | Path, ckpt: dict[str, Any], arch: str
+    backbone: nn.Module, path: str | Path, ckpt: dict[str, Any], model: Any
 ) -> PretrainedReport:
-    """Load the ``backbone.*`` tensors of run checkpoint ``ckpt`` into ``backbone`` (of
-    ``model.arch`` ``arch``); the rest (pose stream, head) is listed as unused."""
-    saved = ckpt["config"].get("model", {})
+    """Load the ``backbone.*`` tensors of run checkpoint ``ckpt`` into ``backbone`` (built for
+    ``model``, the ``model`` config section); the rest (pose stream, head) is listed as unused.
+    The run's arch must be ``model.arch`` (or of its family) and its :data:`SHAPE_KEYS` the
+    same: ResNets of other depths share their first blocks' names and shapes, and would load
+    cut short."""
+    saved, arch = ckpt["config"]["model"], model.arch
     then = saved.get("arch", "lsvit")
-    if then != arch:
+    if then != arch and not any({then, arch} <= family for family in FAMILIES):
         raise UserError(
             f"model.pretrained={path} is a model.arch={then} run; this run builds "
             f"model.arch={arch}: set model.arch={then} (model.pretrained gives its backbone)"
         )
-    return load_checkpoint_part(
+    keys = SHAPE_KEYS.get(arch, ())
+    other = [k for k in keys if k in saved and saved[k] != getattr(model, k)]
+    if other:
+        said = " ".join(f"model.{k}={saved[k]}".replace(" ", "") for k in other)
+        raise UserError(
+            f"model.pretrained={path}: its backbone is another shape: the run had {said} "
+            f"(this one {' '.join(f'model.{k}={getattr(model, k)}' for k in other)}); set "
+            "the same"
+        )
+    report = load_checkpoint_part(
         backbone, path, ckpt, prefix="backbone.",
-        flavour=f"hpnet {arch} run (epoch {ckpt.get('epoch')}: backbone; heads dropped)",
-        shape_keys=SHAPE_KEYS.get(arch, ()), said="its backbone does not fit this one",
-        had="the run had",
+        flavour=f"hpnet {then} run (epoch {ckpt.get('epoch')}: backbone; heads dropped)",
+        shape_keys=keys, said="its backbone does not fit this one", had="the run had",
     )  # fmt: skip
+    if not report.loaded:
+        raise UserError(f"model.pretrained={path}: none of its backbone tensors fits this one")
+    return report

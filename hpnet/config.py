@@ -205,7 +205,7 @@ def _entry_config(cfg: Config, name: str, entry: dict[str, Any]) -> Config:
         raise joint_entry_error(name, err) from None
 
 
-_KEY_IN_TEXT = re.compile(r"(?<![\w./-])(data\.(\w+)|pose\.cache_dir\b)")
+_KEY_IN_TEXT = re.compile(r"(?<![\w./-])(data\.(\w+)(?![\w/-])|pose\.cache_dir\b)")
 
 
 def joint_entry_keys(name: str, text: str) -> str:
@@ -214,11 +214,13 @@ def joint_entry_keys(name: str, text: str) -> str:
     ``data.joint.<name>.pose_cache_dir``): the fix a message gives is then the one that works.
     The keys of :data:`JOINT_SHARED` stay as they are."""
 
+    entry_keys = set(fields_of(DataConfig())) - set(JOINT_SHARED)  # (not data.csv, a file)
+
     def own(match: re.Match[str]) -> str:
         key = match.group(2)
         if key is None:  # pose.cache_dir
             return f"data.joint.{name}.pose_cache_dir"
-        return match.group(0) if key in JOINT_SHARED else f"data.joint.{name}.{key}"
+        return f"data.joint.{name}.{key}" if key in entry_keys else match.group(0)
 
     return _KEY_IN_TEXT.sub(own, text)
 

@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder, split_cfg = split_folder(base, split), with_split(cfg, split)
             check_protocol(folder, split_cfg, OUT_DIR_OPTION)
             check_run_config(folder, split_cfg)
-        check_split_lists(cfg, splits)
+        left = [s for s in splits if not training_finished(split_folder(base, s), cfg.train.epochs)]
+        check_split_lists(cfg, left)  # (a finished split's run is read back, not its lists)
 
         def run_split(split: int, folder: Path) -> None:
             train = dataclasses.replace(cfg.train, out_dir=str(folder), resume="auto")

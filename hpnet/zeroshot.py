@@ -289,9 +289,11 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
     make_folder(base, **OUT)  # before any scoring
     split_cfgs = {split_folder(base, s): with_split(cfg, s) for s in splits}
     weights = functools.cache(lambda: _clip_weights(cfg))  # resolved once, when first needed
-    for folder, split_cfg in split_cfgs.items():  # on every rank, before any waits for the others
-        _scored(folder, split_cfg, weights)
-    check_split_lists(cfg, splits)
+    left = [  # on every rank, before any waits for the others (_scored checks the protocol)
+        split for split, (folder, split_cfg) in zip(splits, split_cfgs.items(), strict=True)
+        if not _scored(folder, split_cfg, weights)
+    ]  # fmt: skip
+    check_split_lists(cfg, left)  # (a scored split's report is read back, not its lists)
 
     built: dict[tuple[str, ...], tuple[Predictor, Any]] = {}  # CLIP, built once for all splits
 

@@ -44,6 +44,9 @@ def test_ucf101_as_its_archives_unpack(tmp_path):
     assert {(r.rel, r.label) for r in splits.test} >= {("Biking/v_Biking_g01_c01.avi", 1)}
     with pytest.raises(UserError, match=rf"one level down: set data\.root={root}\."):
         ucf101_records(tmp_path, 1)
+    (root / "Biking" / "v_Biking_g01_c01.avi").unlink()  # the lists beside the root are named
+    with pytest.raises(UserError, match=r"\(the split files are .*ucfTrainTestlist/, beside"):
+        ucf101_records(root, 1)
 
 
 def test_ucf101_folders_that_differ_in_case_are_named(tmp_path):
@@ -102,6 +105,16 @@ def test_a_joint_entry_error_names_the_entry_keys(tmp_path, capsys):
         data_main(["--config", str(config)])
 
 
+def test_only_the_entry_keys_are_renamed_in_a_joint_entry_message():
+    from hpnet.config import joint_entry_keys
+
+    text = "list data.csv, folder data.hmdb51/x: set data.root. (data.frames=8, pose.cache_dir)"
+    assert joint_entry_keys("u", text) == (
+        "list data.csv, folder data.hmdb51/x: set data.joint.u.root. (data.frames=8, "
+        "data.joint.u.pose_cache_dir)"
+    )
+
+
 def test_splits_reads_every_split_list_before_the_first_split_trains(tmp_path):
     from hpnet.train import main
 
@@ -112,3 +125,27 @@ def test_splits_reads_every_split_list_before_the_first_split_trains(tmp_path):
     with pytest.raises(UserError, match=r"split file not found: .*list03\.txt"):
         main([*args, "--splits", "1,2,3"])
     assert not out.exists()  # nothing ran: split 1 did not train first
+
+
+def test_a_finished_split_is_read_back_without_its_lists(tmp_path, monkeypatch):
+    """Only the splits still to run need their split files (a summary is printed again from
+    copied run folders, or after the dataset moved)."""
+    import hpnet.train
+    from hpnet.train import main
+
+    checked = []
+
+    class Checked(Exception):
+        pass
+
+    def record(cfg, splits):
+        checked.append(list(splits))
+        raise Checked
+
+    monkeypatch.setattr(hpnet.train, "training_finished", lambda folder, _: folder.name == "split3")
+    monkeypatch.setattr(hpnet.train, "check_split_lists", record)
+    args = ["data.dataset=ucf101", f"data.root={tmp_path}", "pose.source=none",
+            "model.pose=false", "model.text=false", f"train.out_dir={tmp_path}/runs"]  # fmt: skip
+    with pytest.raises(Checked):
+        main([*args, "--splits", "1,2,3"])
+    assert checked == [[1, 2]]

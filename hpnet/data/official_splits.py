@@ -44,6 +44,15 @@ def default_split_dir(root: Path, name: str) -> Path:
     return beside if not inside.is_dir() and beside.is_dir() else inside
 
 
+def _beside_note(root: Path, split_dir: Path, given: object) -> str:
+    """Where the split files came from when :func:`default_split_dir` found them beside
+    ``root`` (``given``: data.split_dir, then set): a sibling's lists of another copy of the
+    dataset would otherwise go unnoticed."""
+    if not given and split_dir.parent != root:
+        return f" (the split files are {split_dir}/, beside data.root: set data.split_dir)"
+    return ""
+
+
 def _root_hint(root: Path, folders: Sequence[str], what: str) -> str:
     """What to check when listed videos are missing under ``root``: the folder one level down
     that holds the class ``folders`` (data.root set to the archive's parent folder), folders
@@ -108,9 +117,8 @@ def hmdb51_records(
 ) -> RecordSplits:
     """HMDB51 ``train, test, classes`` of official split ``split`` (3,570 / 1,530 videos)."""
     root = Path(root).expanduser()
-    split_dir = (
-        Path(split_dir).expanduser() if split_dir else default_split_dir(root, HMDB51_SPLIT_DIR)
-    )
+    given = split_dir
+    split_dir = Path(given).expanduser() if given else default_split_dir(root, HMDB51_SPLIT_DIR)
     entries = read_hmdb51_splits(split_dir, split)
     classes = list(HMDB51_CLASSES)
     splits = RecordSplits([], [], classes)
@@ -129,7 +137,7 @@ def hmdb51_records(
         f"the 51 class folders (e.g. {root / classes[0]}/*.avi; the official hmdb51_org.rar "
         "holds one .rar per class: extract each one's videos into <root>/<class>/, as "
         "README.md's HMDB51 section does)",
-    )
+    ) + _beside_note(root, split_dir, given)
     return drop_missing(
         splits,
         everything,
@@ -203,9 +211,8 @@ def ucf101_records(
 ) -> RecordSplits:
     """UCF101 ``train, test, classes`` of official split ``split`` (9,537 / 3,783 for split 1)."""
     root = Path(root).expanduser()
-    split_dir = (
-        Path(split_dir).expanduser() if split_dir else default_split_dir(root, UCF101_SPLIT_DIR)
-    )
+    given = split_dir
+    split_dir = Path(given).expanduser() if given else default_split_dir(root, UCF101_SPLIT_DIR)
     classes, train, test = read_ucf101_splits(split_dir, split)
     splits = RecordSplits(
         [VideoRecord(root / rel, label, rel) for rel, label in train],
@@ -214,6 +221,7 @@ def ucf101_records(
     )
     listed = [rel.split("/", 1)[0] for rel, _ in train + test]
     hint = _root_hint(root, listed, f"the 101 class folders (e.g. {root / classes[0]}/*.avi)")
+    hint += _beside_note(root, split_dir, given)
     return drop_missing(
         splits,
         splits.train + splits.test,

@@ -24,6 +24,7 @@ from hpnet.checkpoint import (
 )
 from hpnet.cli import UserError
 from hpnet.config import Config, config_to_dict, flat_config, save_config
+from hpnet.config_schema import ARCH_KEYS
 from hpnet.distributed import DistInfo
 from hpnet.engine import EpochProgress
 from hpnet.run_lock import run_folder_lock
@@ -167,13 +168,17 @@ def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
     (it predates the key) ran with the key's default, and is compared as that."""
     now = flat_config(config_to_dict(cfg))
     recorded = {**flat_config(config_to_dict(Config())), **flat_config(saved)}
+    arch = recorded["model.arch"]
     changes = []
     for key, then in recorded.items():
-        if key not in now:
-            continue
+        name = key.removeprefix("model.")
+        if key not in now or (name in ARCH_KEYS and arch not in ARCH_KEYS[name]):
+            continue  # (a key the run's arch does not read changes nothing)
         was, is_ = then, now[key]
         if key in WEIGHTS_MAY_MOVE and (key != "text.pretrained" or cfg.model.text):
-            was, is_ = bool(was), bool(is_)  # another place for the same weights, not none or some
+            was, is_ = _weights_kind(was), _weights_kind(is_)  # the same weights, moved
+            if "file" in (was, is_) and "random" not in (was, is_):
+                continue  # a file for a tag or another file: maybe the same weights
         elif key in RESUME_MAY_CHANGE:
             continue
         if key == "data.joint":
@@ -181,6 +186,16 @@ def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
         if was != is_:
             changes.append((key, then, now[key]))
     return changes
+
+
+def _weights_kind(value: str) -> Any:
+    """``"random"`` (''), ``"file"`` (a path) or ``("tag", value)``: a resumed run may give
+    its weights elsewhere (a file, or a tag's downloaded file), not none for some, some for
+    none, nor another tag."""
+    if not value:
+        return "random"
+    suffix = Path(value).suffix.lower() in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+    return "file" if suffix or "/" in value or value.startswith(("~", ".")) else ("tag", value)
 
 
 def check_run_config(folder: Path, cfg: Config) -> None:

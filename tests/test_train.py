@@ -214,6 +214,10 @@ def test_what_a_resume_may_change():
     assert [k for k, _, _ in resume_changes(saved, random_text)] == ["text.pretrained"]
     no_text = load_config(None, [*same, "text.pretrained=", "model.text=false"])
     assert [k for k, _, _ in resume_changes(saved, no_text)] == ["model.text"]  # not read then
+    other_tag = load_config(None, [*same, "text.pretrained=laion2b_s34b_b88k"])  # other weights
+    assert [k for k, _, _ in resume_changes(saved, other_tag)] == ["text.pretrained"]
+    unread = load_config(None, [*same, "model.depth=18"])  # LS-ViT reads no model.depth
+    assert resume_changes(saved, unread) == []
     seeded = f'[{{"name": "a", "root": "/a", "seed": 3}}, {b}]'
     other = load_config(None, [*base, f"data.joint={seeded}"])
     assert [k for k, _, _ in resume_changes(saved, other)] == ["data.joint"]

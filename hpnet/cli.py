@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -77,6 +78,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         code = main(argv)
         sys.stdout.flush()  # a reader gone (`| head`) shows here, not at exit with a traceback
     except BrokenPipeError:
+        if not _stdout_gone():  # another pipe broke (a worker's): an error of its own
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (nothing more to say)
         sys.exit(128 + signal.SIGPIPE)
     except UserError as err:
@@ -99,6 +102,22 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     finally:
         warnings.showwarning = shown_before
     sys.exit(code or 0)
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``| head`` has read enough)."""
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):  # no file behind it (captured), or closed
+        return False
+    if not hasattr(select, "poll"):
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
 
 
 class Terminated(KeyboardInterrupt):

@@ -497,3 +497,13 @@ def test_a_checkpoint_from_a_newer_torch_says_to_upgrade_torch(tmp_path):
         f"cannot load checkpoint {newer}: written by a newer PyTorch than this one: upgrade "
         "torch to read it"
     )
+
+
+def test_a_broken_pipe_that_is_not_standard_outputs_is_an_error(capsys):
+    """Only a reader of stdout gone is a quiet exit; another pipe's (a worker's) is raised."""
+
+    def main(argv):
+        raise BrokenPipeError("a worker's pipe")
+
+    with pytest.raises(BrokenPipeError, match="a worker's pipe"):
+        run_cli(main, [])

@@ -62,6 +62,7 @@ def _rank_rows(folder: Path) -> list[dict]:
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.mark.slow  # (the two runs of its fixture: ~30 s; the default suite keeps to its budget)
 def test_two_gloo_processes_match_one(runs):
     single, double = runs
 
@@ -85,6 +86,7 @@ def test_two_gloo_processes_match_one(runs):
     assert report["val"]["num_videos"] == 11  # and every validation video
 
 
+@pytest.mark.slow  # (the fixture's runs, then two evaluations: ~15 s more)
 def test_evaluate_on_two_processes_reports_what_one_does(runs, tmp_path):
     """Each rank scores its own share of the test videos; rank 0 writes the merged report."""
     single, _ = runs

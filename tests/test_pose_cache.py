@@ -394,6 +394,7 @@ def test_a_second_run_of_the_same_share_is_refused(videos, tmp_path):
     assert len(_npz(out)) == 2
 
 
+@pytest.mark.slow  # (~20 s: a real cache run killed and run again)
 def test_killed_run_finishes_on_rerun(videos, reference, tmp_path):
     """SIGKILL mid-run, rerun: the same files as an uninterrupted run, and no debris."""
     out = tmp_path / "killed"

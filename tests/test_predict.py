@@ -224,6 +224,7 @@ def test_pose_from_the_cache_else_from_yolo(
     assert "golf.avi.npz" in caplog.text and "estimating the joints instead" in caplog.text
 
 
+@pytest.mark.slow  # (~18 s: YOLO on every frame of real clips, twice)
 def test_estimated_joints_are_the_pose_caches_unless_pose_track_is_sampled(
     clips, yolo_weights, tmp_path
 ):

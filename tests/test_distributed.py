@@ -211,6 +211,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow  # (~9 s: two gloo processes; the default suite keeps to its budget)
 def test_broadcast_buffers_gives_every_process_rank_0s_batchnorm_statistics(tmp_path):
     script = tmp_path / "buffers.py"
     script.write_text(BUFFERS)

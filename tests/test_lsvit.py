@@ -221,6 +221,7 @@ def moving_dots(n: int, frames: int, size: int, gen: torch.Generator) -> torch.T
     return (blob * 4 - 0.5).unsqueeze(2).expand(n, frames, 3, size, size)
 
 
+@pytest.mark.slow  # (~10 s of training)
 def test_learns_to_tell_a_clip_from_its_time_reversal():
     """Left-to-right vs right-to-left: same frames, only their order differs."""
     torch.manual_seed(0)

@@ -183,6 +183,7 @@ def test_freeze_backbone_keeps_the_encoder_through_training(frozen_run, simsiam_
         assert torch.equal(trained[key], tensor), key
 
 
+@pytest.mark.slow  # (~10 s: two epochs of ssl_transformer)
 def test_freeze_backbone_epochs_trains_the_head_first_then_the_encoder(
     tiny_args, simsiam_run, tmp_path, monkeypatch, capsys
 ):

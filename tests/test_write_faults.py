@@ -306,7 +306,7 @@ def test_full_disk_enospc_keeps_previous_files(full_tmpfs, text_entry, monkeypat
     _assert_intact(full_tmpfs, before)
 
 
-@pytest.mark.slow  # (the full-disk case runs by default)
+@pytest.mark.slow  # (as the full-disk case: with -m slow)
 def test_pose_cache_command_stops_on_a_file_size_limit(videos, tmp_path):
     """EFBIG is no video's fault: exit 2 with one line, not a failure per video."""
     out = tmp_path / "cache"
@@ -363,6 +363,7 @@ def test_torchrun_rank0_checkpoint_error_stops_every_rank_and_keeps_last_pt(tiny
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
 
 
+@pytest.mark.slow  # (~11 s: a real cache run onto a full disk)
 def test_pose_cache_command_stops_on_a_full_disk(videos, full_tmpfs):
     """ENOSPC, with a decoding worker process running: exit 2 with one line, nothing changed."""
     out = full_tmpfs / "cache"

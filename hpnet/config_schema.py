@@ -87,6 +87,12 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+def arch_reads(arch: str, key: str) -> bool:
+    """Whether ``model.arch=arch`` reads ``model.<key>`` (every arch reads the keys that are
+    not in :data:`ARCH_KEYS`)."""
+    return key not in ARCH_KEYS or arch in ARCH_KEYS[key]
+
+
 @dataclass
 class ModelConfig:
     # Backbone family: lsvit = LS-ViT (the keys below up to lmi_every shape it), or one of

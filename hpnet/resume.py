@@ -24,11 +24,12 @@ from hpnet.checkpoint import (
 )
 from hpnet.cli import UserError
 from hpnet.config import Config, config_to_dict, flat_config, save_config
-from hpnet.config_schema import ARCH_KEYS
+from hpnet.config_schema import arch_reads
 from hpnet.distributed import DistInfo
 from hpnet.engine import EpochProgress
 from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import label_sets
+from hpnet.text.weights import looks_like_path
 
 
 def resume_run(
@@ -171,8 +172,7 @@ def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
     arch = recorded["model.arch"]
     changes = []
     for key, then in recorded.items():
-        name = key.removeprefix("model.")
-        if key not in now or (name in ARCH_KEYS and arch not in ARCH_KEYS[name]):
+        if key not in now or not arch_reads(arch, key.removeprefix("model.")):
             continue  # (a key the run's arch does not read changes nothing)
         was, is_ = then, now[key]
         if key in WEIGHTS_MAY_MOVE and (key != "text.pretrained" or cfg.model.text):
@@ -194,8 +194,7 @@ def _weights_kind(value: str) -> Any:
     none, nor another tag."""
     if not value:
         return "random"
-    suffix = Path(value).suffix.lower() in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-    return "file" if suffix or "/" in value or value.startswith(("~", ".")) else ("tag", value)
+    return "file" if looks_like_path(value) else ("tag", value)
 
 
 def check_run_config(folder: Path, cfg: Config) -> None:

@@ -353,13 +353,13 @@ def warn_unread_model_keys(cfg: Config) -> None:
     """One warning naming the ``model.*`` keys set (not at their defaults) that only other archs
     read (:data:`~hpnet.config_schema.ARCH_KEYS`): ``model.depth=18`` on LS-ViT trains the same
     model, and the config.yaml that records it would suggest otherwise."""
-    from hpnet.config_schema import ARCH_KEYS, ModelConfig
+    from hpnet.config_schema import ARCH_KEYS, ModelConfig, arch_reads
 
     m, defaults = cfg.model, ModelConfig()
     unread = [
         f"model.{key}={getattr(m, key)} ({', '.join(archs)})"
         for key, archs in ARCH_KEYS.items()
-        if m.arch not in archs and getattr(m, key) != getattr(defaults, key)
+        if not arch_reads(m.arch, key) and getattr(m, key) != getattr(defaults, key)
     ]
     if unread:
         logger.warning(

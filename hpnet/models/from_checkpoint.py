@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from hpnet.cli import UserError
 from hpnet.config import Config
-from hpnet.config_schema import ARCH_KEYS
+from hpnet.config_schema import arch_reads
 from hpnet.models.hpnet import HPNet, build_model
 from hpnet.text.encoder import ClassTextEncoder
 from hpnet.text.prompts import check_labels
@@ -39,7 +39,7 @@ def model_keys_changed(saved: dict, cfg: Config) -> list[str]:
 
     arch = (saved.get("model") or {}).get("arch", cfg.model.arch)  # (a change is said as such)
     names = [f.name for f in dataclasses.fields(cfg.model) if f.name not in TRAINING_ONLY]
-    keys = [f"model.{n}" for n in names if n not in ARCH_KEYS or arch in ARCH_KEYS[n]]
+    keys = [f"model.{n}" for n in names if arch_reads(arch, n)]
     keys += ["data.frames", "data.size", "pose.persons"]
     return [f"{key}={then} -> {now}" for key, then, now in changed_keys(saved, cfg, keys)]
 

@@ -56,17 +56,22 @@ class ClipWeights:
         return {"random_seed": RANDOM_INIT_SEED, "tag": self.fallback_from}
 
 
+def looks_like_path(value: str) -> bool:
+    """Whether a ``*.pretrained`` value names a file (a folder in it, ``~``/``.``, or a weights
+    suffix) rather than a tag, whether or not the file is there."""
+    return (
+        "/" in value or os.sep in value or value.startswith(("~", "."))
+    ) or value.lower().endswith(_WEIGHT_SUFFIXES)
+
+
 def parse_weights(pretrained: str, key: str = "text.pretrained") -> ClipWeights:
     """Classify a ``text.pretrained``-like value (setting ``key``); a path must be a file."""
     if not pretrained:
         return ClipWeights("random")
     path = Path(pretrained).expanduser()
-    looks_like_path = (
-        "/" in pretrained or os.sep in pretrained or pretrained.startswith(("~", "."))
-    ) or pretrained.lower().endswith(_WEIGHT_SUFFIXES)
     if path.is_file():
         return ClipWeights("file", str(path.resolve()))
-    if looks_like_path:
+    if looks_like_path(pretrained):
         raise UserError(
             f"CLIP weights file {missing(path)}: {path} ({key}); give an existing "
             "open_clip/CLIP checkpoint, an open_clip tag such as 'openai', or '' for random init"

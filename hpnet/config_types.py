@@ -191,6 +191,9 @@ def unknown_key(key: str, section: Any) -> UserError:
     return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
 
 
+YAML_NULLS = ("null", "Null", "NULL", "~")  # what YAML reads as null (a string key: '')
+
+
 def parse_text(key: str, tp: Any, value: str) -> Any:
     try:
         return load_yaml(value)
@@ -238,4 +241,6 @@ def set_joint_entry(
     if from_text and _entry_key_type(section, parts[1:]) is not str:
         with contextlib.suppress(yaml.YAMLError):
             value = load_yaml(value)
+    elif from_text and value.strip() in YAML_NULLS:  # as `key: null` in a file: ''
+        value = ""
     node[parts[-1]] = value

@@ -175,6 +175,24 @@ def test_an_empty_list_value_is_the_empty_list(tmp_path):
         load_config(None, ["data.augment.mean="])
 
 
+def test_null_on_the_command_line_empties_a_string_key_as_in_a_file(tmp_path):
+    """``model.pretrained=null`` is YAML's ``pretrained: null`` (''), not a file called null;
+    a joint entry's string keys read it the same way; other text stays as written."""
+    for word in ("null", "~", "NULL"):
+        assert load_config(None, [f"model.pretrained={word}"]).model.pretrained == ""
+    (tmp_path / "c.yaml").write_text("model:\n  pretrained: null\n")
+    assert load_config(tmp_path / "c.yaml").model.pretrained == ""
+    assert load_config(None, ["text.pretrained=nullish"]).text.pretrained == "nullish"
+    joint = load_config(
+        None,
+        [
+            "data.joint=[{name: a, dataset: synthetic, root: x}, {name: b, dataset: synthetic}]",
+            "data.joint.a.classes_file=null",
+        ],
+    )
+    assert joint.data.joint[0]["classes_file"] == ""
+
+
 def test_a_key_given_twice_takes_the_last_value_with_a_warning(caplog):
     with caplog.at_level("WARNING", logger="hpnet.config"):
         assert load_config(None, ["data.frames=8", "data.frames = 4"]).data.frames == 4

@@ -352,6 +352,18 @@ def test_pretraining_settings_that_cannot_work_are_refused(pretrain_args, tmp_pa
         _run(pretrain_args, tmp_path / "c", "--preview", "1")
 
 
+def test_pretraining_warns_of_model_keys_its_arch_ignores(caplog):
+    """model.depth on a VideoMAE (LS-ViT) run is ignored, as in training: said, not silent."""
+    from hpnet.config import load_config
+    from hpnet.pretrain.setup import check_pretrain_config
+
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+        check_pretrain_config(load_config(None, ["model.depth=18", "data.augment.blur_prob=0"]))
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "model.depth=18 (late_fusion, lrcn, ssl_transformer)"
+    ]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(pretrain_args, tmp_path):
     from test_kill_resume import _env, _kill_after

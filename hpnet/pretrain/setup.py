@@ -17,7 +17,7 @@ import torch
 
 from hpnet.cli import UserError
 from hpnet.config import Config, changed_keys
-from hpnet.models.backbones import build_backbone, check_model_config
+from hpnet.models.backbones import build_backbone, check_model_config, warn_unread_model_keys
 from hpnet.pretrain.simsiam import build_simsiam
 from hpnet.pretrain.videomae import VideoMAE
 from hpnet.runtime import RunDataset
@@ -79,6 +79,7 @@ def check_pretrain_config(cfg: Config) -> None:
             "data.root, or data.dataset=unlabeled data.root=DIR for a folder of videos)"
         )
     check_model_config(cfg)
+    warn_unread_model_keys(cfg)
 
 
 def check_pretrain_resumable(path: Path, cfg: Config) -> None:

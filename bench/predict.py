@@ -6,7 +6,7 @@ model, for the tiny and base HP-Net.
                             [--pose-track dense sampled] [--pose-stride 1]
 
 Every video of the 7 real HMDB51 clips (``<data>/hmdb51_mini``) goes through the same
-:class:`hpnet.predict.Predictor` the command uses: decode the ``views x frames`` sampled frames
+:class:`hpnet.predictor.Predictor` the command uses: decode the ``views x frames`` sampled frames
 (``data.decoder=auto``: PyAV for these AVIs), YOLO11n-pose (the real weights in
 ``<data>/weights``; no pose cache) as ``pose.track`` says: ``dense`` (the default) on every
 ``pose.stride``-th frame up to the last sampled one, people tracked through them as the pose

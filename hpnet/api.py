@@ -32,7 +32,7 @@ class Classifier:
     """A trained model that classifies videos (build it with :func:`load`)."""
 
     def __init__(self, predictor: Any, source: str) -> None:
-        self.predictor = predictor  # hpnet.predict.Predictor: model, config, transforms, joints
+        self.predictor = predictor  # hpnet.predictor.Predictor: model, config, transforms, joints
         self.source = source
 
     @property

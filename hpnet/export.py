@@ -197,7 +197,7 @@ class ExportedModel:
 
 
 class ExportedModule(nn.Module):
-    """An exported file as a model :class:`~hpnet.predict.Predictor` can drive (on the CPU):
+    """An exported file as a model :class:`~hpnet.predictor.Predictor` can drive (on the CPU):
     ``forward(video, joints) -> {"logits": (B, C)}``, ``class_names`` its labels."""
 
     def __init__(self, exported: ExportedModel) -> None:

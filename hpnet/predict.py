@@ -25,11 +25,11 @@ from typing import Any
 
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.explain import METHODS
-from hpnet.predictor import Predictor, overlay_paths, pose_estimator, predict_videos
+from hpnet.predictor import Predictor
 from hpnet.text.prompts import read_labels
 from hpnet.timeline import check_smooth, check_window
 
-__all__ = ["Predictor", "main", "overlay_paths", "pose_estimator", "predict_videos"]
+__all__ = ["main"]
 
 # data.frames=8 (also a misspelt "frames=8" or a joint entry's "data.joint.a-1.root=x": named
 # as a bad key, not tried as a video), not a file name

@@ -238,7 +238,7 @@ def score_timeline(
     thumbnails: int = 0,
 ) -> dict[str, Any]:
     """Score the windows of ``video`` (an :class:`~hpnet.inference.VideoInput`) with a
-    :class:`~hpnet.predict.Predictor`; returns ``windows``, ``segments``, ``probs`` (the
+    :class:`~hpnet.predictor.Predictor`; returns ``windows``, ``segments``, ``probs`` (the
     smoothed ``(N, C)`` as a tensor), ``mean_probs`` (``(C,)``, over the raw windows), the
     ``plan``, ``pose`` (where the joints came from, see :func:`_pose_source`), ``num_decoded``
     (distinct frames decoded) and ``thumbnails``: up to that many

@@ -120,7 +120,7 @@ def clip_canvas(size: int) -> Any:
 
 
 def clip_predictor(cfg: Config, labels: Sequence[str]) -> tuple[Predictor, Any]:
-    """A :class:`~hpnet.predict.Predictor` around a frozen CLIP over ``labels``, and its tower."""
+    """A :class:`~hpnet.predictor.Predictor` around a frozen CLIP over ``labels``, and its tower."""
     from hpnet.data.transforms import ClipTransform
     from hpnet.models.clip_video import zero_shot_classifier
 

@@ -76,3 +76,14 @@ def test_no_module_imports_itself_back():
 def test_only_the_pose_estimator_imports_ultralytics():
     _, others = _graph()
     assert [m for m, names in others.items() if "ultralytics" in names] == ["hpnet.pose.estimator"]
+
+
+def test_imports_are_absolute():
+    """The graph above reads absolute imports only: a relative one would hide its edge."""
+    relative = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.level
+    ]
+    assert relative == []

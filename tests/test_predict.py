@@ -406,7 +406,7 @@ def test_data_max_pixels_applies_to_predict(checkpoint, clips, capsys):
 
 
 def test_overlay_files_never_overwrite_each_other():
-    from hpnet.predict import overlay_paths
+    from hpnet.predictor import overlay_paths
 
     assert overlay_paths("ov/out.png", ["golf/clip.avi"]) == [Path("ov/out.png")]
     rels = ["clip.mp4", "clip.mp4", "golf/clip_x.avi", "golf_clip/x.avi", "clip-2.mp4"]

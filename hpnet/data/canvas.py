@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -37,8 +36,6 @@ from hpnet.pose.skeleton import crop_joints, mask_invalid_joints
 
 logger = logging.getLogger(__name__)
 
-ResizeMode = Literal["crop", "pad", "stretch"]
-Interpolation = Literal["bilinear", "bicubic"]
 RESIZE_MODES: tuple[str, ...] = ("crop", "pad", "stretch")
 INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic")
 

@@ -50,31 +50,18 @@ from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas, war
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
 from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.official_splits import hmdb51_records, ucf101_records
-from hpnet.data.records import (
-    VIDEO_EXTENSIONS,
-    RecordSplits,
-    VideoRecord,
-    folder_records,
-    list_records,
-    read_classes_file,
-)
+from hpnet.data.records import RecordSplits, VideoRecord, folder_records, list_records
 from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
     "DatasetSplits",
     "JointSource",
-    "RecordSplits",
     "VideoClipDataset",
     "VideoRecord",
     "build_datasets",
-    "folder_records",
-    "hmdb51_records",
-    "list_records",
     "loader_canvas",
-    "read_classes_file",
     "records_for_config",
-    "ucf101_records",
+    "synthetic_actions",
 ]
 
 logger = logging.getLogger(__name__)

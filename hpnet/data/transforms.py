@@ -35,14 +35,13 @@ from torch import Tensor
 from hpnet.data.canvas import place
 from hpnet.data.colour import color_jitter_normalize, gaussian_blur
 from hpnet.host_copy import constant, to_device
-from hpnet.pose.skeleton import crop_joints, mask_invalid_joints
+from hpnet.pose.skeleton import crop_joints
 
 __all__ = [  # colour: hpnet.data.colour; joints: hpnet.pose.skeleton
     "ClipTransform",
     "color_jitter_normalize",
     "crop_joints",
     "gaussian_blur",
-    "mask_invalid_joints",
 ]
 
 

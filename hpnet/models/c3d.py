@@ -111,7 +111,7 @@ class C3D(StagedBackbone):
     def __init__(self) -> None:
         super().__init__()
         self.model = C3DNet()
-        self.embed_dim = self.num_features = self.model.fc7.out_features  # 4096
+        self.embed_dim = self.model.fc7.out_features  # 4096
         self.fmap_dim = self.model.conv5b.out_channels  # 512
 
     def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,7 +50,7 @@ class FrameResNet(StagedBackbone):
         self.tv_builder = f"resnet{depth}"
         # torchvision's resnet{depth} less avgpool and fc: its own layer names, so its keys
         self.model = build_resnet_trunk(depth, zero_init_residual=False)
-        self.embed_dim = self.num_features = self.model.out_dim  # pooled width: 512 or 2048
+        self.embed_dim = self.model.out_dim  # pooled width: 512 or 2048
         self.fmap_dim = self.embed_dim  # feature map width (LRCN's pooled one differs)
 
     def frame_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

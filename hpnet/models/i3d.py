@@ -164,7 +164,7 @@ class I3D(StagedBackbone):
                 blocks.append(Bottleneck3d(inplanes, width, stride, bool(INFLATE[i][j]), non_local))
                 inplanes = width * Bottleneck3d.expansion
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.embed_dim = self.num_features = inplanes  # 2048
+        self.embed_dim = inplanes  # 2048
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -33,7 +33,7 @@ class LRCN(FrameResNet):
     def __init__(self, depth: int) -> None:
         super().__init__(depth)
         self.lstm = nn.LSTM(self.fmap_dim, HIDDEN, batch_first=True)
-        self.embed_dim = self.num_features = HIDDEN
+        self.embed_dim = HIDDEN
 
     def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """video ``(B, T, 3, S, S)`` -> fmap ``(B, T, h, w, D)``, mean LSTM output ``(B, 512)``."""

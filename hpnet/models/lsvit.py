@@ -119,7 +119,7 @@ class LSViT(nn.Module):
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.num_frames = num_frames
         self.num_classes = num_classes
-        self.embed_dim = self.num_features = embed_dim
+        self.embed_dim = embed_dim
         self.act = act
         self.grad_checkpointing = False
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)

@@ -76,7 +76,7 @@ class SSLTransformer(nn.Module):
         )
         self.temporal = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
-        self.embed_dim = self.num_features = width
+        self.embed_dim = width
         self.depth = depth
         self.frozen = freeze
         if freeze:

@@ -150,7 +150,7 @@ class TorchvisionVideo(nn.Module):
         self.family = FAMILIES[arch]
         setattr(model, self.family.classifier, nn.Identity())
         self.model = model
-        self.embed_dim = self.num_features = self.family.dim
+        self.embed_dim = self.family.dim
         self.stages = self.family.stages(model)
 
     def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

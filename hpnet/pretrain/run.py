@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,8 +65,6 @@ from hpnet.runtime import (
     training_net,
 )
 from hpnet.train import seed_everything
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from hpnet.cli import UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,38 @@ def distributed_session(device_type: str) -> Iterator[DistInfo]:
     finally:
         if not outer:
             shutdown_distributed()
+
+
+def main_only(info: DistInfo, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``fn(*args, **kwargs)`` on the main process alone (what a run does once: make and lock
+    its folder, write its config), its outcome shared: when it fails there, every process stops.
+
+    Otherwise the main process exits with its one-line refusal while the others walk into
+    their first collective and die there with a Gloo/NCCL traceback ("Connection closed by
+    peer"). The main process raises its own exception, the others a :class:`UserError` with
+    its message. Returns ``fn``'s result on the main process, None on the others."""
+    if not info.enabled:
+        return fn(*args, **kwargs)
+    result, failure = None, None
+    if info.is_main:
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as err:  # shared below, then raised here as it was
+            failure = err
+    said = [None if failure is None else _said(failure)]
+    dist.broadcast_object_list(said, src=0)
+    if failure is not None:
+        raise failure
+    if said[0] is not None:
+        raise UserError(said[0])
+    return result
+
+
+def _said(err: Exception) -> str:
+    """What the other processes say when the main process failed with ``err``."""
+    if isinstance(err, UserError):
+        return str(err)
+    return f"process 0 stopped ({type(err).__name__}: {err}); its traceback says where"
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

@@ -3,11 +3,9 @@ and the checkpoint dict a run writes (``last.pt`` / ``best.pt``, see :mod:`hpnet
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,6 @@ from hpnet.config import Config, config_to_dict, flat_config, save_config
 from hpnet.config_schema import arch_reads
 from hpnet.distributed import DistInfo
 from hpnet.engine import EpochProgress
-from hpnet.run_lock import run_folder_lock
 from hpnet.runtime import label_sets
 from hpnet.text.weights import looks_like_path
 
@@ -109,35 +106,6 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
 
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a folder holding one holds a run
-
-
-@contextlib.contextmanager
-def interrupt_note(out: Path, dist: DistInfo) -> Iterator[None]:
-    """On Ctrl-C or SIGTERM in the block, say (main process) which checkpoint is kept and how
-    to continue from it; the interrupt goes on (the command then says it stopped)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if dist.is_main and (out / "last.pt").is_file():
-            print(
-                f"hpnet: {out / 'last.pt'} is kept: run the same command with "
-                "train.resume=auto to continue from it",
-                file=sys.stderr,
-            )
-        raise
-
-
-def lock_run_folder(held: contextlib.ExitStack, cfg: Config, out: Path, decided: Path | None):
-    """Take ``out``'s run lock (kept by ``held``) and check again what :func:`resume_path`
-    ``decided`` before it: two commands started into one folder at once both found it empty,
-    and the one that got the lock second would overwrite the other's finished run."""
-    held.enter_context(run_folder_lock(out))
-    if resume_path(cfg, out) != decided:  # resume="" raises its "last.pt exists" itself
-        raise UserError(
-            f"{out}/last.pt appeared while this run was starting (another run wrote it): "
-            "continue that run with train.resume=auto, or start this one in another "
-            "train.out_dir"
-        )
 
 
 # What a resumed run may set otherwise than the run it continues: where the files are, how fast

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.atomic import copy_atomic, make_folder
+from hpnet.atomic import copy_atomic
 from hpnet.checkpoint import (
     OUT_DIR_OPTION,
     atomic_save,
 )
-from hpnet.cli import CommandParser, UserError, counted, run_cli
+from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
@@ -34,7 +34,7 @@ from hpnet.config import (
     load_config,
 )
 from hpnet.devices import pick_device
-from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session
+from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session, main_only
 from hpnet.engine import EpochProgress
 from hpnet.epoch_report import (
     epoch_summary,
@@ -42,7 +42,6 @@ from hpnet.epoch_report import (
     log_metrics,
     open_tensorboard,
     reduce_epoch_stats,
-    tensorboard_writer,
 )
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
@@ -51,13 +50,12 @@ from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
     check_run_config,
-    interrupt_note,
-    lock_run_folder,
     prepare_run_folder,
     resume_path,
     resume_run,
     run_checkpoint,
 )
+from hpnet.run_folder import check_continues, interrupt_note, open_run_folder
 from hpnet.runtime import (
     RunDataset,
     amp_dtype_for,
@@ -179,12 +177,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     # the model before the run folder: weights that cannot be had leave no folder behind, and
     # config.yaml records what loading them decided (text.quick_gelu)
     model = build_model(cfg, datasets[0].classes, label_sets=sets).to(device)
-    if dist.is_main:  # (only once data and weights are there: a typo leaves no run folder)
-        if model.pretrained_report:
-            print(f"model.pretrained: {model.pretrained_report}")
-        tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
-        make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
-        lock_run_folder(held, cfg, out, resume_from)  # one run at a time writes here
+    # only once data and weights are there: a typo leaves no run folder
+    open_run_folder(held, cfg, out, resume_from, dist, model.pretrained_report)
     train_loader = build_run_train_loader(datasets, dist)
     transform = build_transform(cfg)
     amp_dtype = amp_dtype_for(cfg.train.amp, device)
@@ -205,9 +199,10 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
             resume_from, cfg, sets, (model, optimizer, scheduler, scaler), dist, out
         )
         if start_epoch >= cfg.train.epochs and untested is None:
-            _check_continues(resume_from, out, start_epoch, cfg.train.epochs)
-    if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
-        prepare_run_folder(cfg, out, start_epoch - (untested is not None))
+            test = f"test it with python -m hpnet.evaluate --checkpoint {resume_from}"
+            check_continues(resume_from, out, start_epoch, cfg.train.epochs, test)
+    # after the resume checks: a refused resume leaves config.yaml as it was
+    main_only(dist, prepare_run_folder, cfg, out, start_epoch - (untested is not None))
 
     # per-dataset linear heads: only the batch's own head has gradients in a step; a frame
     # encoder frozen for the first epochs has none then
@@ -229,18 +224,6 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     if tb is not None:
         tb.close()
     return 0
-
-
-def _check_continues(resume_from: Path, out: Path, done: int, epochs: int) -> None:
-    """Refuse another run's checkpoint that has no epoch left to train here: the new folder
-    would get its test but no last.pt (its eval.json naming a file that is not there)."""
-    own = out / "last.pt"
-    if not (own.is_file() and own.samefile(resume_from)):
-        raise UserError(
-            f"train.resume={resume_from} has trained {counted(done, 'epoch')} "
-            f"(train.epochs={epochs} trains none more): raise train.epochs to train it on in "
-            f"{out}, or test it with python -m hpnet.evaluate --checkpoint {resume_from}"
-        )
 
 
 def _epoch(

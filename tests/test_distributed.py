@@ -220,3 +220,23 @@ def test_broadcast_buffers_gives_every_process_rank_0s_batchnorm_statistics(tmp_
     assert rows[0]["before"] != rows[1]["before"]  # each forward updated its own statistics
     assert rows[0]["after"] == rows[1]["after"] == rows[0]["before"]
     assert rows[0]["batches"] == rows[1]["batches"] == 1
+
+
+@pytest.mark.slow  # (~15 s: two gloo processes, and torchrun's 5 s monitor)
+def test_a_refusal_of_the_main_process_alone_stops_every_process_in_one_line(tmp_path):
+    """Only the main process takes the run folder's lock: when another run holds it, the other
+    process stops with the same one-line refusal, not in its first collective (a Gloo
+    "Connection closed by peer" traceback once torchrun is slower to stop it than it is)."""
+    from hpnet.run_lock import run_folder_lock
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    with run_folder_lock(out):  # another live run
+        proc = subprocess.run(
+            [sys.executable, *TORCHRUN, "--monitor-interval=5", *_args(tmp_path, out, batch=2)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert said.count("hpnet: error: another run is writing to") == 2, said[-3000:]
+    assert "Connection closed by peer" not in said and f"{REPO / 'hpnet'}" not in said

@@ -262,6 +262,16 @@ def test_fine_tuning_loads_the_encoder_and_reports_it(pretrain_args, tiny_args, 
     args = [*tiny_args, "model.pose=false", f"model.pretrained={run / 'last.pt'}"]
     assert train_main([*args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=1"]) == 0
     assert "model.pretrained: loaded" in capsys.readouterr().out
+    again = tmp_path / "again"  # a finished pretraining run has nothing to continue elsewhere
+    with pytest.raises(UserError, match=r"has trained 1 epoch .*fine-tune from it with model"):
+        _run(
+            pretrain_args,
+            again,
+            f"train.resume={run / 'last.pt'}",
+            "train.epochs=1",
+            "train.max_steps=2",
+        )
+    assert not again.exists()
 
     bigger = load_config(tiny_args[1], [*cfg_overrides(cfg), "model.size=small"])
     with pytest.raises(UserError, match=r"pretrained with model.size=tiny"):

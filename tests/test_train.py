@@ -13,7 +13,7 @@ import pytest
 import torch
 from crash import assert_same_weights, crash_after_saves
 
-from hpnet import engine
+from hpnet import engine, run_folder
 from hpnet import train as hpnet_train
 from hpnet.cli import UserError
 from hpnet.config import load_config
@@ -137,7 +137,23 @@ def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_arg
     resume = [f"train.resume={out / 'last.pt'}", "train.max_steps=1"]
     with pytest.raises(UserError, match=r"has trained 1 epoch \(train\.epochs=1 trains none"):
         _run(tiny_args, other, *resume, "train.epochs=1")
-    assert not (other / "eval.json").exists()
+    assert not other.exists()  # the folder it made for the run is gone again
+
+
+def test_under_torchrun_a_failed_collective_still_says_which_checkpoint_is_kept(tmp_path, capsys):
+    """Another process died: the main one fails in a collective (a RuntimeError), and is told,
+    as on Ctrl-C, that last.pt is kept; one process's RuntimeError is a bug, not a note."""
+    from hpnet.distributed import DistInfo
+    from hpnet.run_folder import interrupt_note
+
+    (tmp_path / "last.pt").write_bytes(b"")
+    for world in (2, 1):
+        with pytest.raises(RuntimeError), interrupt_note(tmp_path, DistInfo(0, world)):
+            raise RuntimeError("Connection closed by peer")
+        said = capsys.readouterr().err
+        assert ("last.pt is kept: run the same command with train.resume=auto" in said) == (
+            world == 2
+        )
 
 
 def test_resume_with_other_videos_is_refused(tiny_args, tmp_path):
@@ -727,7 +743,7 @@ def test_a_run_that_finished_while_this_one_started_is_not_overwritten(
         make_folder(folder, **kwargs)
         (folder / "last.pt").write_bytes(b"the other run's")
 
-    monkeypatch.setattr(hpnet_train, "make_folder", make_folder_as_the_other_run_finishes)
+    monkeypatch.setattr(run_folder, "make_folder", make_folder_as_the_other_run_finishes)
     message = "appeared while this run was starting" if resume else "last.pt exists: continue"
     with pytest.raises(UserError, match=message):
         _run(tiny_args, out, f"train.resume={resume}", "train.max_steps=1")

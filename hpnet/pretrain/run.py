@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-from hpnet.atomic import make_folder
-from hpnet.checkpoint import OUT_DIR_OPTION, atomic_save
+from hpnet.checkpoint import atomic_save
 from hpnet.cli import CommandParser, UserError, counted, run_cli
 from hpnet.config import (
     Config,
@@ -32,13 +31,12 @@ from hpnet.config import (
     load_config,
 )
 from hpnet.devices import pick_device
-from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session
+from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, main_only
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record
 from hpnet.epoch_report import (
     log_metrics,
     open_tensorboard,
     reduce_epoch_stats,
-    tensorboard_writer,
 )
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.pretrain.setup import (
@@ -50,13 +48,12 @@ from hpnet.pretrain.setup import (
 from hpnet.pretrain.simsiam import build_views, simsiam_batch
 from hpnet.resume import (
     CheckpointClock,
-    interrupt_note,
-    lock_run_folder,
     prepare_run_folder,
     resume_path,
     resume_run,
     run_checkpoint,
 )
+from hpnet.run_folder import check_continues, interrupt_note, open_run_folder
 from hpnet.runtime import (
     amp_dtype_for,
     build_optimization,
@@ -151,12 +148,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     seed_everything(cfg.train.seed)
     datasets = pretrain_datasets(cfg)
     model = build_pretrain_model(cfg).to(device)
-    if dist.is_main:
-        if model.pretrained_report:
-            print(f"model.pretrained: {model.pretrained_report}")
-        tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
-        make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
-        lock_run_folder(held, cfg, out, resume_from)  # one run at a time writes here
+    open_run_folder(held, cfg, out, resume_from, dist, model.pretrained_report)
     loader = build_run_train_loader(datasets, dist)
     steps_per_epoch = len(loader)
     if cfg.train.max_steps:
@@ -168,8 +160,11 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     if resume_from is not None:
         check_pretrain_resumable(resume_from, cfg)
         start_epoch, step, _, resumed, _ = resume_run(resume_from, cfg, [], parts, dist, out)
-    if dist.is_main:  # after the resume checks: a refused resume leaves config.yaml as it was
-        prepare_run_folder(cfg, out, start_epoch)
+        if start_epoch >= cfg.train.epochs:
+            use = f"fine-tune from it with model.pretrained={resume_from}"
+            check_continues(resume_from, out, start_epoch, cfg.train.epochs, use)
+    # after the resume checks: a refused resume leaves config.yaml as it was
+    main_only(dist, prepare_run_folder, cfg, out, start_epoch)
     net = training_net(model, cfg, dist, device)
     transform, amp_dtype = build_transform(cfg), amp_dtype_for(cfg.train.amp, device)
     batch_step = pretrain_batch

@@ -1,0 +1,112 @@
+"""The folder a training or pretraining run writes (``train.out_dir``): opened once the data and
+the model are there (made, locked, checked again), left as it was when a run stops before
+writing anything in it, and noted on an interrupt (which ``last.pt`` is kept).
+
+Under torchrun the main process alone opens it; :func:`~hpnet.distributed.main_only` makes the
+others stop with its refusal rather than in their first collective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from hpnet.atomic import make_folder
+from hpnet.checkpoint import OUT_DIR_OPTION
+from hpnet.cli import UserError, counted
+from hpnet.config import Config
+from hpnet.distributed import DistInfo, main_only
+from hpnet.epoch_report import tensorboard_writer
+from hpnet.resume import resume_path
+from hpnet.run_lock import LOCK_NAME, run_folder_lock
+
+
+def open_run_folder(
+    held: contextlib.ExitStack,
+    cfg: Config,
+    out: Path,
+    resume_from: Path | None,
+    dist: DistInfo,
+    pretrained_report: str = "",
+) -> None:
+    """On the main process: say what ``model.pretrained`` loaded, check that TensorBoard can
+    be had, make ``out`` and take its lock (kept by ``held``), then check again what
+    :func:`~hpnet.resume.resume_path` decided as ``resume_from``. Every process raises when
+    one of these fails. A folder this run made is removed again when the run stops before
+    writing anything in it (a refused resume leaves no empty folder behind)."""
+
+    def open_folder() -> None:
+        if pretrained_report:
+            print(f"model.pretrained: {pretrained_report}")
+        tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
+        made = not out.exists()
+        make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
+        lock_run_folder(held, cfg, out, resume_from, made=made)  # one run at a time writes
+
+    main_only(dist, open_folder)
+
+
+def lock_run_folder(
+    held: contextlib.ExitStack, cfg: Config, out: Path, decided: Path | None, *, made: bool
+) -> None:
+    """Take ``out``'s run lock (kept by ``held``) and check again what :func:`resume_path`
+    ``decided`` before it: two commands started into one folder at once both found it empty,
+    and the one that got the lock second would overwrite the other's finished run. ``made``:
+    this run made ``out`` (removed on a failure that leaves nothing but the lock in it)."""
+    held.enter_context(run_folder_lock(out))
+    if made:  # (runs before the lock is let go: no other run can have taken it yet)
+        held.push(_remove_if_unused(out))
+    if resume_path(cfg, out) != decided:  # resume="" raises its "last.pt exists" itself
+        raise UserError(
+            f"{out}/last.pt appeared while this run was starting (another run wrote it): "
+            "continue that run with train.resume=auto, or start this one in another "
+            "train.out_dir"
+        )
+
+
+def _remove_if_unused(out: Path) -> Callable[..., bool]:
+    """An exit callback that removes ``out`` when the block failed and left only the lock."""
+
+    def remove(exc_type: type[BaseException] | None, *_: object) -> bool:
+        if exc_type is not None:
+            with contextlib.suppress(OSError):  # (a file appeared: the folder stays)
+                if [p.name for p in out.iterdir()] == [LOCK_NAME]:
+                    (out / LOCK_NAME).unlink()
+                    out.rmdir()
+        return False
+
+    return remove
+
+
+def check_continues(resume_from: Path, out: Path, done: int, epochs: int, use: str) -> None:
+    """Refuse another run's checkpoint that has no epoch left to train here: the new folder
+    would get no last.pt of its own (training: an eval.json naming a file that is not there;
+    pretraining: a fine-tuning hint naming one). ``use``: how else to use the checkpoint."""
+    own = out / "last.pt"
+    if not (own.is_file() and own.samefile(resume_from)):
+        raise UserError(
+            f"train.resume={resume_from} has trained {counted(done, 'epoch')} "
+            f"(train.epochs={epochs} trains none more): raise train.epochs to train it on in "
+            f"{out}, or {use}"
+        )
+
+
+@contextlib.contextmanager
+def interrupt_note(out: Path, dist: DistInfo) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM in the block, say (main process) which checkpoint is kept and how
+    to continue from it; the interrupt goes on (the command then says it stopped). Under
+    torchrun the same for a RuntimeError: how a collective fails when another process died."""
+    try:
+        yield
+    except (KeyboardInterrupt, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not dist.enabled:
+            raise
+        if dist.is_main and (out / "last.pt").is_file():
+            print(
+                f"hpnet: {out / 'last.pt'} is kept: run the same command with "
+                "train.resume=auto to continue from it",
+                file=sys.stderr,
+            )
+        raise

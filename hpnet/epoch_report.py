@@ -34,6 +34,18 @@ def reduce_epoch_stats(stats: dict[str, float], device: torch.device, dist: Dist
     )
 
 
+def check_epoch_learned(stats: dict[str, float], epoch: int) -> None:
+    """Refuse an epoch in which every video read failed to decode (``stats`` over all
+    processes: every process stops alike): its weights learned nothing, and a run that went on
+    would end as a success (a pretraining run: with a last.pt to fine-tune from)."""
+    if stats["clips"] == 0 and stats["skipped"] > 0:
+        raise UserError(
+            f"epoch {epoch + 1}: all {counted(int(stats['skipped']), 'video')} it read failed to "
+            "decode (data.on_error=skip skips them), so nothing was learned; check the dataset "
+            "with `python -m hpnet.data --config <your config> --check-decode all`"
+        )
+
+
 def evaluate_epoch(record: dict[str, Any], tests: tuple) -> float | None:
     """Score the test (and validation, ``data.val_fraction``) split of every dataset at the end
     of an epoch, on all processes; on the main one add ``test_top1`` / ``val_top1`` to

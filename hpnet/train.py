@@ -37,6 +37,7 @@ from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session, main_only
 from hpnet.engine import EpochProgress
 from hpnet.epoch_report import (
+    check_epoch_learned,
     epoch_summary,
     evaluate_epoch,
     log_metrics,
@@ -252,6 +253,7 @@ def _epoch(
     if dist.enabled:  # loss, accuracy, clips/s and skipped videos over all processes
         reduce_epoch_stats(stats, run.device, dist)
         broadcast_buffers(model)  # every process tests the BatchNorm statistics last.pt keeps
+    check_epoch_learned(stats, epoch)
     record: dict[str, Any] = {"type": "train", "epoch": epoch + 1, **stats}  # lr: the last used
     test = bool(cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0)
     test = test or epoch + 1 == cfg.train.epochs

@@ -314,7 +314,9 @@ def cfg_overrides(cfg) -> list[str]:
     ]
 
 
-def test_unlabeled_folder_without_classes_and_preview(pretrain_args, tmp_path):
+def test_unlabeled_folder_without_classes_and_preview(
+    pretrain_args, tmp_path, tiny_checkpoint, capsys, caplog
+):
     """Videos at any depth, no class folders or lists: pretraining runs on all of them (their
     placeholder labels are never read); --preview draws 3 rows a clip, one frame a column."""
     from videos import write_video
@@ -344,11 +346,31 @@ def test_unlabeled_folder_without_classes_and_preview(pretrain_args, tmp_path):
 
     with pytest.raises(UserError, match=r"data.dataset=unlabeled has no labels"):
         train_main([*args, f"train.out_dir={tmp_path / 'cls'}"])
-    with pytest.raises(UserError, match=r"it used pretrain.decoder_depth=2, this run has 1"):
+    with pytest.raises(UserError, match=r"decoder_depth=2, this run has 1 \(set pretrain\.deco"):
         _run(args, out, "train.resume=auto", "pretrain.decoder_depth=1")
+    capsys.readouterr()
+    assert _run(args, out, "train.resume=auto", "train.epochs=1") == 0  # nothing left to do
+    assert "finished: train.epochs=1 (raise it to train on)" in capsys.readouterr().out
+    with caplog.at_level("WARNING", logger="hpnet.pretrain.preview"):
+        assert _run(args, out, "--preview", "9") == 0
+    assert "--preview 9: 4 clips of the 4 training videos drawn" in caplog.messages
+    with pytest.raises(UserError, match=r"not a pretraining checkpoint .*; drop train\.resume"):
+        _run(args, tmp_path / "r", f"train.resume={tiny_checkpoint}")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(UserError, match=r"cannot load checkpoint .*junk\.pt: "):
+        _run(args, tmp_path / "r", f"train.resume={tmp_path / 'junk.pt'}")
     tiny = [a for a in args if a != "data.dataset=unlabeled" and not a.startswith("data.root=")]
     with pytest.raises(UserError, match=r"is a pretraining checkpoint"):
         train_main([*tiny, f"train.out_dir={out}", "train.resume=auto", "model.pose=false"])
+
+    junk = tmp_path / "junk"  # no video decodes: an error, not a run that learned nothing
+    for rel in ("a.mp4", "b/b.mp4"):
+        (junk / rel).parent.mkdir(parents=True, exist_ok=True)
+        (junk / rel).write_bytes(b"not a video")
+    bad = [*args, f"data.root={junk}"]
+    with pytest.raises(UserError, match=r"epoch 1: all 2 videos it read failed to decode"):
+        _run(bad, tmp_path / "bad", "train.epochs=1")
+    assert not (tmp_path / "bad" / "last.pt").exists()
 
 
 def test_pretraining_settings_that_cannot_work_are_refused(pretrain_args, tmp_path):

@@ -94,3 +94,17 @@ def test_another_programs_model_and_config_file_is_no_run(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"model": {"conv1.weight": torch.zeros(1)}, "config": {"lr": 1}}, path)
     assert read_run_checkpoint(path) is None
+
+
+def test_a_run_folder_or_a_missing_file_is_named_with_a_runs_checkpoint(tiny_args, tmp_path):
+    """A run folder is told to give its last.pt; a weights file that is not there is refused by
+    the arch's loader, and the message says model.pretrained also takes a run's last.pt."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    with pytest.raises(UserError, match=rf"is a run folder: .*model\.pretrained={run}/last\.pt"):
+        build_model(_cfg(tiny_args, f"model.pretrained={run}"), CLASSES)
+    for arch in (["model.arch=lsvit"], ["model.arch=r3d_18", "model.feedback=false"]):
+        cfg = _cfg(tiny_args, *arch, f"model.pretrained={tmp_path / 'nope.pt'}")
+        with pytest.raises(UserError, match=r"not found: .*also takes a run's checkpoint"):
+            build_model(cfg, CLASSES)

@@ -140,6 +140,20 @@ def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_arg
     assert not other.exists()  # the folder it made for the run is gone again
 
 
+def test_an_epoch_whose_every_video_failed_to_decode_stops_the_run(
+    tiny_args, tmp_path, monkeypatch
+):
+    """Nothing was learned: an error before last.pt is written, not a run that goes on."""
+
+    def nothing_decoded(run, epoch, *args, **kwargs):
+        return {"clips": 0, "skipped": 3, "steps": 0, "loss": 0.0, "acc": 0.0}
+
+    monkeypatch.setattr(hpnet_train, "run_epoch", nothing_decoded)
+    with pytest.raises(UserError, match=r"epoch 1: all 3 videos it read failed to decode"):
+        _run(tiny_args, tmp_path / "run", "train.epochs=1")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_under_torchrun_a_failed_collective_still_says_which_checkpoint_is_kept(tmp_path, capsys):
     """Another process died: the main one fails in a collective (a RuntimeError), and is told,
     as on Ctrl-C, that last.pt is kept; one process's RuntimeError is a bug, not a note."""

@@ -30,7 +30,12 @@ from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
 from hpnet.models.lsvit_weights import load_pretrained
 from hpnet.models.normalisation import warn_other_normalisation
-from hpnet.models.run_weights import load_run_backbone, read_run_checkpoint
+from hpnet.models.run_weights import (
+    check_run_path,
+    load_run_backbone,
+    read_run_checkpoint,
+    with_run_hint,
+)
 from hpnet.models.tv_video import MIN_INPUT as TV_MIN_INPUT
 from hpnet.models.tv_video import TV_ARCHS, build_tv_video
 from hpnet.models.weights import PretrainedReport
@@ -54,20 +59,16 @@ def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
     False (the caller then loads a whole checkpoint). A ``python -m hpnet.train`` run's
     checkpoint gives its backbone to any arch (:mod:`hpnet.models.run_weights`); the other
     files go to the arch's own loader."""
-    run_file = Path(cfg.model.pretrained).expanduser()
-    if load_weights and run_file.name == "last.pt" and not run_file.exists():  # not made yet
-        from hpnet.cli import UserError
+    from hpnet.cli import UserError
 
-        raise UserError(
-            f"model.pretrained={cfg.model.pretrained} does not exist: it names a run's last.pt; "
-            "run that run first (e.g. python -m hpnet.pretrain --config "
-            "configs/hmdb51_videomae.yaml for hmdb51_videomae_finetune.yaml, "
-            "configs/hmdb51_simsiam.yaml for hmdb51_ssl_transformer.yaml) or point "
-            "model.pretrained at its last.pt"
-        )
-    run = read_run_checkpoint(run_file) if load_weights and cfg.model.pretrained else None
+    given = cfg.model.pretrained if load_weights else ""
+    check_run_path(given)
+    run = read_run_checkpoint(Path(given).expanduser()) if given else None
     if run is None:
-        return BACKBONES[cfg.model.arch](cfg, load_weights)
+        try:
+            return BACKBONES[cfg.model.arch](cfg, load_weights)
+        except UserError as err:
+            raise with_run_hint(err, given) from None
     backbone = BACKBONES[cfg.model.arch](cfg, False).module  # another run's backbone, as trained
     report = load_run_backbone(backbone, cfg.model.pretrained, run, cfg.model)
     augment = run["config"].get("data", {}).get("augment", {})

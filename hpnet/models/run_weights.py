@@ -20,6 +20,7 @@ from torch import nn
 from hpnet.cli import UserError
 from hpnet.models.lsvit_weights import load_checkpoint_part, read_saved_dict
 from hpnet.models.weights import PretrainedReport
+from hpnet.text.weights import looks_like_path
 
 # The model keys that shape a backbone (said when a run's backbone does not fit this one);
 # the other archs have one shape each.
@@ -82,3 +83,33 @@ def load_run_backbone(
     if not report.loaded:
         raise UserError(f"model.pretrained={path}: none of its backbone tensors fits this one")
     return report
+
+
+def check_run_path(value: str) -> None:
+    """Refuse a ``model.pretrained`` that names a run that is not there, before an arch's
+    loader reads it as its own kind of file: a run folder (its ``last.pt`` is the file), or a
+    ``last.pt`` not written yet."""
+    path = Path(value).expanduser()
+    if value and path.is_dir() and (path / "last.pt").is_file():
+        raise UserError(
+            f"model.pretrained={value} is a run folder: give its checkpoint, "
+            f"model.pretrained={path / 'last.pt'}"
+        )
+    if path.name == "last.pt" and not path.exists():
+        raise UserError(
+            f"model.pretrained={value} does not exist: it names a run's last.pt; run that run "
+            "first (e.g. python -m hpnet.pretrain --config configs/hmdb51_videomae.yaml for "
+            "hmdb51_videomae_finetune.yaml, configs/hmdb51_simsiam.yaml for "
+            "hmdb51_ssl_transformer.yaml) or point model.pretrained at its last.pt"
+        )
+
+
+def with_run_hint(err: UserError, value: str) -> UserError:
+    """An arch loader's refusal of a ``model.pretrained`` file that is not there, with what
+    else the setting takes: a run's checkpoint (``err`` as it is for any other refusal)."""
+    if not (looks_like_path(value) and not Path(value).expanduser().exists()):
+        return err
+    return UserError(
+        f"{err} (model.pretrained also takes a run's checkpoint: the last.pt of python -m "
+        "hpnet.train or python -m hpnet.pretrain)"
+    )

@@ -14,6 +14,7 @@ the model.
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,14 @@ from PIL import Image
 
 from hpnet.atomic import write_atomic
 from hpnet.checkpoint import load_checkpoint
-from hpnet.cli import UserError
+from hpnet.cli import UserError, counted
 from hpnet.config import Config
 from hpnet.pretrain.setup import build_pretrain_model, pretrain_datasets
 from hpnet.pretrain.videomae import VideoMAE, unpatchify
 from hpnet.resume import refuse_changes, resume_changes
 from hpnet.runtime import build_transform
+
+logger = logging.getLogger(__name__)
 
 GAP = 2  # pixels between frames and rows
 # A preview must build the run's model and feed it clips as the run did: keys of these sections
@@ -62,6 +65,11 @@ def write_preview(cfg: Config, device: torch.device, clips: int) -> Path:
     samples = [s for s in (train[i] for i in range(min(clips, len(train)))) if s is not None]
     if not samples:
         raise UserError(f"--preview {clips}: no clip of the training videos could be decoded")
+    if len(samples) < clips:  # fewer videos, or some failed to decode
+        logger.warning(
+            "--preview %d: %s of the %s drawn", clips, counted(len(samples), "clip"),
+            counted(len(train), "training video"),
+        )  # fmt: skip
     video = torch.stack([s["video"] for s in samples]).unsqueeze(1).to(device)  # (B, 1, T, ...)
     transform = build_transform(cfg)
     video = transform.test(video)[0][:, 0]  # (B, T, 3, S, S) normalised, centre crop

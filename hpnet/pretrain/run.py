@@ -34,6 +34,7 @@ from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, main_only
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record
 from hpnet.epoch_report import (
+    check_epoch_learned,
     log_metrics,
     open_tensorboard,
     reduce_epoch_stats,
@@ -163,6 +164,8 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
         if start_epoch >= cfg.train.epochs:
             use = f"fine-tune from it with model.pretrained={resume_from}"
             check_continues(resume_from, out, start_epoch, cfg.train.epochs, use)
+            if dist.is_main:
+                print(f"finished: train.epochs={cfg.train.epochs} (raise it to train on)")
     # after the resume checks: a refused resume leaves config.yaml as it was
     main_only(dist, prepare_run_folder, cfg, out, start_epoch)
     net = training_net(model, cfg, dist, device)
@@ -201,6 +204,7 @@ def _epoch(
     step += int(stats["steps"])
     if dist.enabled:
         _reduce_stats(stats, run.device, dist)
+    check_epoch_learned(stats, epoch)
     stats.pop("acc")  # (no classes)
     record = {"type": "train", "epoch": epoch + 1, **stats}  # (lr: of the epoch's last step)
     if dist.is_main:

@@ -85,13 +85,20 @@ def check_pretrain_config(cfg: Config) -> None:
 def check_pretrain_resumable(path: Path, cfg: Config) -> None:
     """``path`` is a pretraining checkpoint of this method and decoder (the rest is checked
     like a training run's by :func:`~hpnet.resume.resume_run`)."""
+    from hpnet.checkpoint import load_checkpoint
     from hpnet.models.lsvit_weights import read_pretrain_checkpoint
 
     ckpt = read_pretrain_checkpoint(path)
     if ckpt is None:
+        load_checkpoint(path)  # a file torch cannot read: refused with its reason
+        fix = (  # the folder holds another run; or the file was given
+            "pretrain into another train.out_dir"
+            if cfg.train.resume == "auto"
+            else f"drop train.resume (model.pretrained={path} starts from its weights)"
+        )
         raise UserError(
             f"cannot resume {path}: it is not a pretraining checkpoint (python -m hpnet.train "
-            "wrote it?); pretrain into another train.out_dir"
+            f"wrote it?); {fix}"
         )
     keys: tuple[str, ...] = ("pretrain.method", "pretrain.decoder_width", "pretrain.decoder_depth")
     saved = ckpt.get("config", {})
@@ -103,7 +110,10 @@ def check_pretrain_resumable(path: Path, cfg: Config) -> None:
     changed = changed_keys(saved, cfg, keys)
     if changed:
         key, then, now = changed[0]
-        raise UserError(f"cannot resume {path}: it used {key}={then}, this run has {now}")
+        raise UserError(
+            f"cannot resume {path}: it used {key}={then}, this run has {now} (set {key}={then}, "
+            "or start a new run in another train.out_dir)"
+        )
 
 
 def pretrain_datasets(cfg: Config) -> list[RunDataset]:

@@ -243,7 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     score_every_video(cfg, args.overrides)
     device = pick_device(cfg.train.device)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    make_folder(out, what="evaluation folder", folder_option="--out DIR")  # before the test
     with distributed_session(device.type) as dist:
         datasets = build_run_datasets(cfg, test_views=cfg.eval.views, used=("test", "val"))
         model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
@@ -253,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({', '.join(d.name for d in datasets)}, with their classes); evaluate one "
                 "dataset with data.joint=[] and its data.* keys, or use the run's own config"
             )
+        # before the test, after what can refuse the checkpoint (no empty folder left then)
+        make_folder(out, what="evaluation folder", folder_option="--out DIR")
         model.to(device)
         setup = (build_transform(cfg), device, amp_dtype_for(cfg.train.amp, device), dist)
         reports = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops)

@@ -255,6 +255,7 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
 
     with pytest.raises(UserError, match=r"is a pretraining checkpoint .*model.pretrained=PATH"):
         evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "ev")])
+    assert not (tmp_path / "ev").exists()  # a refused evaluation leaves no folder
     with pytest.raises(UserError, match=r"--preview shows VideoMAE"):
         _run(simsiam_args, simsiam_run, "--preview", "1")
     with pytest.raises(UserError, match=r"needs data.frames >= 3, got 2"):

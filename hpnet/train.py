@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
     add_config_arguments,
+    config_to_dict,
     describe,
     load_config,
 )
@@ -79,6 +81,8 @@ from hpnet.splits import (
     training_finished,
     with_split,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -156,11 +160,26 @@ def _check_run_config(cfg: Config) -> None:
     :func:`~hpnet.runtime.build_optimization`)."""
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
+    _warn_pretrain_keys(cfg)
     if cfg.data.dataset == "unlabeled":
         raise UserError(
             "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "
             "python -m hpnet.pretrain, then fine-tune with model.pretrained=<its run>/last.pt"
         )
+
+
+def _warn_pretrain_keys(cfg: Config) -> None:
+    """One warning naming the ``pretrain.*`` keys set: only ``python -m hpnet.pretrain`` reads
+    them (say, a pretraining run's config.yaml given to training, which then starts from
+    random weights rather than from that run)."""
+    defaults = config_to_dict(Config())["pretrain"]
+    given = config_to_dict(cfg)["pretrain"]
+    changed = [f"pretrain.{k}={v}" for k, v in given.items() if v != defaults[k]]
+    if changed:
+        logger.warning(
+            "%s: read by python -m hpnet.pretrain only; this run trains a classifier (to start "
+            "from a pretraining run, set model.pretrained=<its run>/last.pt)", ", ".join(changed),
+        )  # fmt: skip
 
 
 def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.ExitStack) -> int:

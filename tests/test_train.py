@@ -777,3 +777,14 @@ def test_ctrl_c_says_which_checkpoint_is_kept_and_how_to_continue(
         _run(tiny_args, out, "train.max_steps=1", "train.epochs=1")
     said = capsys.readouterr().err
     assert f"hpnet: {out / 'last.pt'} is kept: run the same command with train.resume=auto" in said
+
+
+def test_pretraining_keys_given_to_training_are_warned_of(caplog):
+    """A pretraining config (or run's config.yaml) given to hpnet.train trains from random
+    weights: its pretrain.* keys are named, and a plain config says nothing."""
+    with caplog.at_level("WARNING", logger="hpnet.train"):
+        hpnet_train._check_run_config(load_config(None, []))
+        assert caplog.messages == []
+        hpnet_train._check_run_config(load_config(None, ["pretrain.mask_ratio=0.75"]))
+    (said,) = caplog.messages
+    assert said.startswith("pretrain.mask_ratio=0.75: read by python -m hpnet.pretrain only")

@@ -263,6 +263,31 @@ def test_a_rewrite_removes_the_clips_it_does_not_write_again(tmp_path):
     ]
 
 
+def test_a_rewrite_stopped_half_way_leaves_no_clip_unlisted(tmp_path, monkeypatch):
+    """Fewer clips over a folder, stopped in the test split: the lists still name the earlier
+    clips, so the next rewrite removes every clip it does not write again."""
+    from hpnet.pose import store
+
+    kw = {"resolution": 16, "length": 4, "progress": False}
+    out = write_synthetic_videos(tmp_path, num_train=4, num_test=2, **kw)
+    saved, save = [], store.save_joints
+
+    def stop_in_the_test_split(*args, **kwargs):
+        saved.append(args[0])
+        if len(saved) == 3:  # the train split's 2 clips are written
+            raise KeyboardInterrupt
+        save(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save_joints", stop_in_the_test_split)
+    with pytest.raises(KeyboardInterrupt):
+        write_synthetic_videos(out, num_train=2, num_test=1, **kw)
+    monkeypatch.setattr(store, "save_joints", save)
+    write_synthetic_videos(out, num_train=2, num_test=1, **kw)
+    listed = {line.split()[0] for n in ("train", "test") for line in (out / f"{n}.txt").open()}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.mp4")} == listed
+    assert len(listed) == 3
+
+
 def test_preview_png(tmp_path):
     video, joints, _ = render_one(0, "train", 4, distractor=True, **KW)
     path = save_preview(tmp_path / "wave.png", video, joints, columns=4)

@@ -11,6 +11,7 @@ reads them as a list dataset (:func:`synthetic_file_records`) and warns when its
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -192,8 +193,33 @@ def write_synthetic_videos(
     ``synthetic.json`` the settings, written last (a rewrite stopped half-way leaves none, and
     no old joints beside a new video). Returns ``out_dir``.
     """
-    from hpnet.pose.store import cache_path, save_joints
+    _check_settings(resolution, fps, actions)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    earlier = _listed_clips(out)  # (a rewrite removes what it does not redo)
+    render = functools.partial(
+        render_one, seed, resolution=resolution, length=length, distractor=distractor,
+        actions=actions,
+    )  # fmt: skip
+    lists = {
+        split: _write_split(out, split, n, render, actions, fps, progress)
+        for split, n in (("train", num_train), ("test", num_test))
+    }
+    # the lists once every clip is there: a rewrite stopped half-way leaves the old lists,
+    # whose clips the next rewrite then removes (none left behind unlisted)
+    for split, clips in lists.items():
+        _write_text(out / f"{split}.txt", "".join(f"{rel} {label}\n" for rel, label in clips))
+    _write_text(out / "classes.txt", "\n".join(actions) + "\n")
+    _remove_clips(out, earlier - {rel for clips in lists.values() for rel, _ in clips})
+    settings = {"train": num_train, "test": num_test, "resolution": resolution}
+    settings |= {"length": length, "fps": float(fps), "seed": seed, "distractor": distractor}
+    settings |= {"actions": ",".join(actions)}
+    _write_text(out / MANIFEST, json.dumps(settings, indent=1) + "\n")
+    return out
 
+
+def _check_settings(resolution: int, fps: float, actions: Sequence[str]) -> None:
     if resolution % 2 or resolution < 16:
         raise ValueError(
             f"resolution must be even and >= 16 for yuv420p video files, got {resolution} "
@@ -204,40 +230,41 @@ def write_synthetic_videos(
     unknown = [a for a in actions if a not in ACTIONS]
     if unknown or not actions:
         raise ValueError(f"actions must be some of {ALL_ACTIONS}, got {','.join(actions)!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
-    earlier, written = _listed_clips(out), set()  # (a rewrite removes what it does not redo)
-    meta = {"source": "groundtruth", "model": "groundtruth", "model_id": "groundtruth"}
-    meta |= {"persons": 2, "stride": 1, "num_frames": length, "fps": fps}
-    meta |= {"width": resolution, "height": resolution}
-    for split, n in (("train", num_train), ("test", num_test)):
-        lines = []
-        for i in tqdm(
-            range(n),
-            desc=f"writing synthetic {split} videos",
-            disable=not progress_enabled(progress),
-        ):
-            video, joints, label = render_one(
-                seed, split, i, resolution=resolution, length=length, distractor=distractor,
-                actions=actions,
-            )  # fmt: skip
-            rel = f"{actions[label]}/{split}_{i:05d}.mp4"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            joints_path = cache_path(out / "pose_cache", rel)
-            joints_path.unlink(missing_ok=True)  # never an old clip's joints beside a new video
-            _write_mp4(out / rel, video, fps)
-            save_joints(joints_path, joints, np.arange(length), meta)
-            lines.append(f"{rel} {label}")
-            written.add(rel)
-        _write_text(out / f"{split}.txt", "".join(f"{line}\n" for line in lines))
-    _write_text(out / "classes.txt", "\n".join(actions) + "\n")
-    _remove_clips(out, earlier - written)
-    settings = {"train": num_train, "test": num_test, "resolution": resolution}
-    settings |= {"length": length, "fps": float(fps), "seed": seed, "distractor": distractor}
-    settings |= {"actions": ",".join(actions)}
-    _write_text(out / MANIFEST, json.dumps(settings, indent=1) + "\n")
-    return out
+
+
+def _write_split(
+    out: Path,
+    split: str,
+    count: int,
+    render: Any,
+    actions: Sequence[str],
+    fps: float,
+    progress: bool,
+) -> list[tuple[str, int]]:
+    """Write clips ``0 .. count-1`` of ``split`` (``render(split, i)`` -> video (L, 3, R, R),
+    joints (L, 2, 17, 3), label into ``actions``) and their ground-truth joints; each clip's
+    relative path and label."""
+    from hpnet.pose.store import cache_path, save_joints
+
+    clips = []
+    bar = tqdm(
+        range(count), desc=f"writing synthetic {split} videos",
+        disable=not progress_enabled(progress),
+    )  # fmt: skip
+    for i in bar:
+        video, joints, label = render(split, i)
+        length = video.shape[0]
+        rel = f"{actions[label]}/{split}_{i:05d}.mp4"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        joints_path = cache_path(out / "pose_cache", rel)
+        joints_path.unlink(missing_ok=True)  # never an old clip's joints beside a new video
+        _write_mp4(out / rel, video, fps)
+        meta = {"source": "groundtruth", "model": "groundtruth", "model_id": "groundtruth"}
+        meta |= {"persons": 2, "stride": 1, "num_frames": length, "fps": fps}
+        meta |= {"width": video.shape[-1], "height": video.shape[-2]}
+        save_joints(joints_path, joints, np.arange(length), meta)
+        clips.append((rel, label))
+    return clips
 
 
 def _listed_clips(out: Path) -> set[str]:

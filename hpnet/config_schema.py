@@ -87,6 +87,23 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Names other training frameworks give these settings: an unknown key ending in one (bare or
+# in any section) is told the hpnet key (difflib's nearest name can be far off:
+# train.learning_rate is nearest to train.clip_grad).
+KEY_ALIASES: dict[str, str] = {
+    **dict.fromkeys(["learning_rate", "base_lr"], "train.lr"),
+    **dict.fromkeys(["num_frames", "clip_len", "clip_length"], "data.frames"),
+    **dict.fromkeys(["image_size", "img_size", "input_size", "crop_size"], "data.size"),
+    **dict.fromkeys(["num_workers", "workers_per_gpu"], "data.workers"),
+    **dict.fromkeys(["max_epochs", "num_epochs", "total_epochs"], "train.epochs"),
+    **dict.fromkeys(["wd", "weight_decay_rate"], "train.weight_decay"),
+    **dict.fromkeys(["warmup", "warmup_epoch"], "train.warmup_epochs"),
+    **dict.fromkeys(["backbone", "model_name", "network"], "model.arch"),
+    **dict.fromkeys(["gpu", "gpus"], "train.device"),
+    **dict.fromkeys(["fp16", "mixed_precision"], "train.amp"),
+}
+
+
 def arch_reads(arch: str, key: str) -> bool:
     """Whether ``model.arch=arch`` reads ``model.<key>`` (every arch reads the keys that are
     not in :data:`ARCH_KEYS`)."""

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from hpnet.cli import UserError
+from hpnet.config_schema import KEY_ALIASES
 
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -179,7 +180,8 @@ def resolved_types(section: Any) -> dict[str, Any]:
 def unknown_key(key: str, section: Any) -> UserError:
     prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
     names = [prefix + n for n in fields_of(section)]
-    close = difflib.get_close_matches(key, names, n=1)
+    alias = KEY_ALIASES.get(key.rsplit(".", 1)[-1])
+    close = [alias] if alias else difflib.get_close_matches(key, names, n=1)
     if not close and not prefix:  # a bare key (frames=8): the sections that have it
         sections = {n: getattr(section, n) for n in fields_of(section)}
         close = [

@@ -64,6 +64,8 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("data.frame=3", "did you mean 'data.frames'"),
         ("frames=3", "did you mean 'data.frames'?"),  # a bare key: the sections that have it
         ("seed=3", "did you mean 'data.seed' or 'train.seed'?"),
+        ("learning_rate=3", "did you mean 'train.lr'?"),  # another framework's name
+        ("train.learning_rate=3", "did you mean 'train.lr'?"),  # (nearest: train.clip_grad)
         ("data.frames=abc", "must be an integer"),
         ("data.frames=1.5", "must be an integer"),
         ("data.dataset=kinetics", "'hmdb51', 'ucf101', 'folder', 'list', 'synthetic'"),
@@ -191,6 +193,17 @@ def test_null_on_the_command_line_empties_a_string_key_as_in_a_file(tmp_path):
         ],
     )
     assert joint.data.joint[0]["classes_file"] == ""
+
+
+def test_key_aliases_name_real_keys_and_shadow_none():
+    """Each alias points at a key there is, and no alias is itself a key's name (it would
+    never be unknown, so never suggested)."""
+    from hpnet.config import flat_config
+    from hpnet.config_schema import KEY_ALIASES
+
+    keys = set(flat_config(config_to_dict(load_config(None, []))))
+    assert set(KEY_ALIASES.values()) <= keys
+    assert not {key.rsplit(".", 1)[-1] for key in keys} & set(KEY_ALIASES)
 
 
 def test_a_key_given_twice_takes_the_last_value_with_a_warning(caplog):

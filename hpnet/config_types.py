@@ -193,7 +193,8 @@ def unknown_key(key: str, section: Any) -> UserError:
     return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
 
 
-YAML_NULLS = ("null", "Null", "NULL", "~")  # what YAML reads as null (a string key: '')
+# what YAML reads as null (a string key: ''), less '~': on a command line that is the home folder
+YAML_NULLS = ("null", "Null", "NULL")
 
 
 def parse_text(key: str, tp: Any, value: str) -> Any:

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import torch
+
 from hpnet.atomic import make_folder
 from hpnet.checkpoint import OUT_DIR_OPTION
 from hpnet.cli import UserError, counted
@@ -101,7 +103,7 @@ def interrupt_note(out: Path, dist: DistInfo) -> Iterator[None]:
     try:
         yield
     except (KeyboardInterrupt, RuntimeError) as err:
-        if isinstance(err, RuntimeError) and not dist.enabled:
+        if isinstance(err, RuntimeError) and not (dist.enabled and _lost_peers(err)):
             raise
         if dist.is_main and (out / "last.pt").is_file():
             print(
@@ -110,3 +112,12 @@ def interrupt_note(out: Path, dist: DistInfo) -> Iterator[None]:
                 file=sys.stderr,
             )
         raise
+
+
+def _lost_peers(err: RuntimeError) -> bool:
+    """Whether ``err`` may be a collective failing because another process died (Gloo raises
+    a plain RuntimeError), not one of the errors a rerun would meet again: a video that
+    stops a ``data.on_error=raise`` run, running out of memory."""
+    from hpnet.data.decode_errors import VideoDecodeError
+
+    return not isinstance(err, VideoDecodeError | torch.OutOfMemoryError)

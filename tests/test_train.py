@@ -138,6 +138,10 @@ def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_arg
     with pytest.raises(UserError, match=r"has trained 1 epoch \(train\.epochs=1 trains none"):
         _run(tiny_args, other, *resume, "train.epochs=1")
     assert not other.exists()  # the folder it made for the run is gone again
+    other.mkdir()  # a folder that was there before the run stays
+    with pytest.raises(UserError, match=r"has trained 1 epoch"):
+        _run(tiny_args, other, *resume, "train.epochs=1")
+    assert [p.name for p in other.iterdir()] == [".lock"]
 
 
 def test_an_epoch_whose_every_video_failed_to_decode_stops_the_run(
@@ -157,17 +161,22 @@ def test_an_epoch_whose_every_video_failed_to_decode_stops_the_run(
 def test_under_torchrun_a_failed_collective_still_says_which_checkpoint_is_kept(tmp_path, capsys):
     """Another process died: the main one fails in a collective (a RuntimeError), and is told,
     as on Ctrl-C, that last.pt is kept; one process's RuntimeError is a bug, not a note."""
+    from hpnet.data.decode_errors import VideoDecodeError
     from hpnet.distributed import DistInfo
     from hpnet.run_folder import interrupt_note
 
     (tmp_path / "last.pt").write_bytes(b"")
-    for world in (2, 1):
+    cases = [  # a rerun would meet a bad video or the memory limit again: no note
+        (2, RuntimeError("Connection closed by peer"), True),
+        (1, RuntimeError("Connection closed by peer"), False),
+        (2, VideoDecodeError("x.mp4", "no video stream"), False),
+        (2, torch.OutOfMemoryError("CUDA out of memory"), False),
+    ]
+    for world, error, noted in cases:
         with pytest.raises(RuntimeError), interrupt_note(tmp_path, DistInfo(0, world)):
-            raise RuntimeError("Connection closed by peer")
+            raise error
         said = capsys.readouterr().err
-        assert ("last.pt is kept: run the same command with train.resume=auto" in said) == (
-            world == 2
-        )
+        assert ("last.pt is kept: run the same command with train.resume=auto" in said) == noted
 
 
 def test_resume_with_other_videos_is_refused(tiny_args, tmp_path):

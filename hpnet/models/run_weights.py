@@ -110,6 +110,6 @@ def with_run_hint(err: UserError, value: str) -> UserError:
     if not (looks_like_path(value) and not Path(value).expanduser().exists()):
         return err
     return UserError(
-        f"{err} (model.pretrained also takes a run's checkpoint: the last.pt of python -m "
-        "hpnet.train or python -m hpnet.pretrain)"
+        f"{err}; model.pretrained also takes a run's checkpoint: the last.pt of python -m "
+        "hpnet.train or python -m hpnet.pretrain"
     )

@@ -356,6 +356,11 @@ def test_unlabeled_folder_without_classes_and_preview(
     assert "--preview 9: 4 clips of the 4 training videos drawn" in caplog.messages
     with pytest.raises(UserError, match=r"not a pretraining checkpoint .*; drop train\.resume"):
         _run(args, tmp_path / "r", f"train.resume={tiny_checkpoint}")
+    trained = tmp_path / "trained"  # a training run's folder: not resumed, not written over
+    trained.mkdir()
+    (trained / "last.pt").write_bytes(tiny_checkpoint.read_bytes())
+    with pytest.raises(UserError, match=r"not a pretraining checkpoint .*; pretrain into another"):
+        _run(args, trained, "train.resume=auto")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(UserError, match=r"cannot load checkpoint .*junk\.pt: "):
         _run(args, tmp_path / "r", f"train.resume={tmp_path / 'junk.pt'}")

@@ -91,9 +91,10 @@ def check_pretrain_resumable(path: Path, cfg: Config) -> None:
     ckpt = read_pretrain_checkpoint(path)
     if ckpt is None:
         load_checkpoint(path)  # a file torch cannot read: refused with its reason
-        fix = (  # the folder holds another run; or the file was given
+        own = Path(cfg.train.out_dir) / "last.pt"
+        fix = (  # the folder holds another run; or another folder's file was given
             "pretrain into another train.out_dir"
-            if cfg.train.resume == "auto"
+            if own.is_file() and own.samefile(path)
             else f"drop train.resume (model.pretrained={path} starts from its weights)"
         )
         raise UserError(

@@ -13,13 +13,11 @@ The sections and their defaults live in :mod:`hpnet.config_schema` (re-exported 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import logging
 import os
 import re
-import textwrap
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,15 +48,14 @@ from hpnet.config_types import (
     parse_text,
     resolved_types,
     set_joint_entry,
-    type_name,
     unknown_key,
 )
 
 __all__ = [
     "AugmentConfig", "Config", "DataConfig", "EvalConfig", "ModelConfig", "PoseConfig",
-    "PretrainConfig", "SyntheticConfig", "TextConfig", "TrainConfig", "add_config_arguments",
+    "PretrainConfig", "SyntheticConfig", "TextConfig", "TrainConfig",
     "apply_overrides", "changed_keys", "check_pose_source", "config_from_dict", "config_to_dict",
-    "dataset_configs", "describe", "flat_config", "get_value", "load_config", "overrides_key",
+    "dataset_configs", "flat_config", "get_value", "load_config", "overrides_key",
     "save_config", "validate",
 ]  # fmt: skip
 
@@ -342,77 +339,3 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
     text = dump_yaml(config_to_dict(cfg))
     write_atomic(path, lambda f: f.write(text.encode()), what="config", folder_option=None)
-
-
-def describe() -> str:
-    """Every key with its default and its comment in :mod:`hpnet.config_schema`, one per line
-    (``--help-config``)."""
-    lines: list[str] = []
-
-    def walk(node: Any, prefix: str) -> None:
-        notes = field_comments(type(node))
-        for name, tp in resolved_types(node).items():
-            value = getattr(node, name)
-            if dataclasses.is_dataclass(value):
-                walk(value, f"{prefix}{name}.")
-            else:
-                note = f"  {notes[name]}" if name in notes else ""
-                lines.append(f"{prefix}{name}={value!r}  ({type_name(tp)}){note}")
-
-    walk(Config(), "")
-    return "\n".join(lines)
-
-
-def field_comments(section: type) -> dict[str, str]:
-    """``{field: comment}`` of a config dataclass from its source: the comment lines right
-    above a field, then the one after it on its line, joined."""
-    import inspect
-    import io
-    import tokenize
-
-    comments: dict[int, str] = {}  # line -> comment text
-    code_lines: set[int] = set()
-    try:
-        source = textwrap.dedent(inspect.getsource(section))
-    except (OSError, TypeError):  # installed without its sources: the keys without comments
-        return {}
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            comments[token.start[0]] = token.string.lstrip("#").strip()
-        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
-            code_lines.add(token.start[0])
-    out: dict[str, str] = {}
-    for number, line in enumerate(source.splitlines(), 1):
-        found = re.match(r"\s+(\w+)\s*:", line)
-        if not found or found.group(1) not in section.__dataclass_fields__:
-            continue
-        above, k = [], number - 1
-        while k in comments and k not in code_lines:  # a block of comment-only lines
-            above.insert(0, comments[k])
-            k -= 1
-        after = [comments[number]] if number in comments else []
-        if above or after:
-            out[found.group(1)] = " ".join(above + after)
-    return out
-
-
-class _OneConfig(argparse.Action):
-    """``--config`` given once: a second one would drop the first without a word."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        if getattr(namespace, self.dest, None) is not None:
-            parser.error(f"--config is given twice ({getattr(namespace, self.dest)}, {values})")
-        setattr(namespace, self.dest, values)
-
-
-def add_config_arguments(parser: Any) -> None:
-    """Add ``--config FILE`` and trailing ``key=value`` overrides to an argparse parser."""
-    parser.add_argument(
-        "--config", action=_OneConfig, help="YAML config file (defaults: hpnet/config_schema.py)"
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="override a config key, e.g. data.frames=8",
-    )

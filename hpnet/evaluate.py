@@ -30,12 +30,12 @@ from hpnet.checkpoint import load_checkpoint
 from hpnet.cli import CommandParser, UserError, counted, run_cli
 from hpnet.config import (
     Config,
-    add_config_arguments,
     apply_overrides,
     config_from_dict,
     load_config,
     overrides_key,
 )
+from hpnet.config_cli import add_config_arguments
 from hpnet.data.transforms import ClipTransform
 from hpnet.distributed import DistInfo, gather_objects
 from hpnet.metrics import classification_report, save_confusion

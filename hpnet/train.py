@@ -30,11 +30,10 @@ from hpnet.checkpoint import (
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import (
     Config,
-    add_config_arguments,
     config_to_dict,
-    describe,
     load_config,
 )
+from hpnet.config_cli import add_config_arguments, describe
 from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session, main_only
 from hpnet.engine import EpochProgress

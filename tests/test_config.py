@@ -15,11 +15,11 @@ from hpnet.config import (
     Config,
     config_from_dict,
     config_to_dict,
-    describe,
     flat_config,
     load_config,
     save_config,
 )
+from hpnet.config_cli import describe
 
 
 def test_defaults_are_valid():

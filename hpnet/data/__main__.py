@@ -52,12 +52,12 @@ from tqdm import tqdm
 from hpnet.cli import CommandParser, UserError, counted, progress_enabled, quiet_logger, run_cli
 from hpnet.config import (
     Config,
-    add_config_arguments,
     dataset_configs,
     joint_entry_error,
     joint_entry_keys,
     load_config,
 )
+from hpnet.config_cli import add_config_arguments
 from hpnet.data.datasets import (
     VideoClipDataset,
     loader_canvas,

@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from hpnet.atomic import WriteError
 from hpnet.cli import CommandParser, UserError, progress_enabled, run_cli
-from hpnet.config import Config, add_config_arguments, load_config
+from hpnet.config import Config, load_config
+from hpnet.config_cli import add_config_arguments
 from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.records import VIDEO_EXTENSIONS
 from hpnet.devices import pick_device

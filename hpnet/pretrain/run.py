@@ -26,10 +26,9 @@ from hpnet.checkpoint import atomic_save
 from hpnet.cli import CommandParser, UserError, counted, run_cli
 from hpnet.config import (
     Config,
-    add_config_arguments,
-    describe,
     load_config,
 )
+from hpnet.config_cli import add_config_arguments, describe
 from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, main_only
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record

@@ -66,7 +66,7 @@ def field_comments(section: type) -> dict[str, str]:
     return out
 
 
-class _OneConfig(argparse.Action):
+class OneConfig(argparse.Action):
     """``--config`` given once: a second one would drop the first without a word."""
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
@@ -78,7 +78,7 @@ class _OneConfig(argparse.Action):
 def add_config_arguments(parser: Any) -> None:
     """Add ``--config FILE`` and trailing ``key=value`` overrides to an argparse parser."""
     parser.add_argument(
-        "--config", action=_OneConfig, help="YAML config file (defaults: hpnet/config_schema.py)"
+        "--config", action=OneConfig, help="YAML config file (defaults: hpnet/config_schema.py)"
     )
     parser.add_argument(
         "overrides",

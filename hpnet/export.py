@@ -31,6 +31,7 @@ from torch import nn
 from hpnet.atomic import make_file_folder, temp_name, write_atomic, write_errors_reported
 from hpnet.cli import CommandParser, UserError, missing, run_cli
 from hpnet.config import Config, config_to_dict
+from hpnet.config_cli import OneConfig
 
 META_NAME = "hpnet.json"  # the metadata's name in both formats
 FORMATS = {".pt2": "torch.export", ".onnx": "onnx"}
@@ -293,7 +294,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint of hpnet.train")
     parser.add_argument("--out", required=True, help="model.pt2 (torch.export) or model.onnx")
     parser.add_argument("--labels", help='classify over other labels: "a,b,c" (text head)')
-    parser.add_argument("--config", help="a config file instead of the checkpoint's own")
+    parser.add_argument(
+        "--config", action=OneConfig, help="a config file instead of the checkpoint's own"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     return parser
 

@@ -86,6 +86,8 @@ CASES = [
     ("hpnet.train", ["train.out_dir="], "an empty name would write here"),
     ("hpnet.train", ["--config", "a.yaml", "--config", "b.yaml"], "--config is given twice (a"),
     ("hpnet.pretrain.run", ["--config", "a.yaml", "--config", "b.yaml"], "--config is given twice"),
+    ("hpnet.predict", ["v.mp4", "--config", "a.yaml", "--config", "b.yaml"], "given twice"),
+    ("hpnet.export", ["--config", "a.yaml", "--config", "b.yaml"], "--config is given twice"),
     ("hpnet.pretrain.run", ["--preview", "0"], "--preview 0: give the number of clips"),
     ("hpnet.data.synthetic", ["{out}", "--length", "0"], "--length 0: it must be a number > 0"),
     ("hpnet.data.synthetic", ["{out}", "--test", "-1"], "(data.synthetic.test_videos)"),

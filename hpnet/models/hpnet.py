@@ -281,27 +281,11 @@ def build_model(
     image_proj = clip.state_dict().get("visual.proj") if aligned else None
     dim = built.module.embed_dim  # pooled feature width
     fmap_dim = getattr(built.module, "fmap_dim", dim)  # feature map width, read by the FPM
-    pose_dim = None
-    joint_tokens = pose_encoder = None
-    if m.pose:
-        pose_dim = max(128, fmap_dim // 2)
-        pose_encoder = PoseEncoder(
-            fmap_dim,
-            pose_dim,
-            kind=m.pose_encoder,
-            max_persons=cfg.pose.persons,
-            max_frames=max(64, cfg.data.frames),
+    pose_dim, pose_encoder, joint_tokens = _pose_stream(cfg, dim, fmap_dim)
+    if m.text:
+        class_embeddings, label_embeddings = _text_embeddings(
+            cfg, class_names, class_embeddings, label_sets, label_embeddings, clip
         )
-        if m.feedback:
-            joint_tokens = JointTokens(dim, max_persons=cfg.pose.persons)
-    if m.text and class_embeddings is None:  # a training run: its datasets' classes
-        for name, names in label_sets or [(cfg.data.dataset, class_names)]:
-            check_distinct_phrases(names, f"the classes of {name}")
-    if label_sets and m.text and label_embeddings is None:
-        label_embeddings = label_set_embeddings(cfg, label_sets, source=clip)  # one pass
-        class_embeddings = label_embeddings[0] if class_embeddings is None else class_embeddings
-    if m.text and class_embeddings is None:
-        class_embeddings = class_text_embeddings(cfg, class_names, source=clip)  # (C, Dt)
     model = HPNet(
         built.module,
         _build_head(cfg, dim, pose_dim, class_embeddings, class_names, label_sets),
@@ -328,6 +312,49 @@ def build_model(
     if clip is not None:
         clip.release()
     return model
+
+
+def _pose_stream(
+    cfg: Config, dim: int, fmap_dim: int
+) -> tuple[int | None, PoseEncoder | None, JointTokens | None]:
+    """``model.pose``: the pose feature's width, its encoder (joints + the ``fmap_dim`` wide
+    feature map) and, with ``model.feedback``, the joint tokens fed back into the ``dim``
+    wide token path; all None without pose."""
+    m = cfg.model
+    if not m.pose:
+        return None, None, None
+    pose_dim = max(128, fmap_dim // 2)
+    pose_encoder = PoseEncoder(
+        fmap_dim,
+        pose_dim,
+        kind=m.pose_encoder,
+        max_persons=cfg.pose.persons,
+        max_frames=max(64, cfg.data.frames),
+    )
+    joint_tokens = JointTokens(dim, max_persons=cfg.pose.persons) if m.feedback else None
+    return pose_dim, pose_encoder, joint_tokens
+
+
+def _text_embeddings(
+    cfg: Config,
+    class_names: Sequence[str],
+    class_embeddings: torch.Tensor | None,
+    label_sets: Sequence[tuple[str, Sequence[str]]],
+    label_embeddings: Sequence[torch.Tensor] | None,
+    clip: ClipSource | None,
+) -> tuple[torch.Tensor, Sequence[torch.Tensor] | None]:
+    """The text head's class embeddings ``(C, Dt)`` and a joint run's per dataset, from the
+    text encoder for those not given (one pass for every dataset; ``clip``: the backbone's
+    CLIP checkpoint, which the text tower may share)."""
+    if class_embeddings is None:  # a training run: its datasets' classes
+        for name, names in label_sets or [(cfg.data.dataset, class_names)]:
+            check_distinct_phrases(names, f"the classes of {name}")
+    if label_sets and label_embeddings is None:
+        label_embeddings = label_set_embeddings(cfg, label_sets, source=clip)
+        class_embeddings = label_embeddings[0] if class_embeddings is None else class_embeddings
+    if class_embeddings is None:
+        class_embeddings = class_text_embeddings(cfg, class_names, source=clip)
+    return class_embeddings, label_embeddings
 
 
 def start_from_clip_alignment(head: nn.Module, proj: torch.Tensor) -> bool:

@@ -501,6 +501,19 @@ def test_a_checkpoint_from_a_newer_torch_says_to_upgrade_torch(tmp_path):
     )
 
 
+def test_standard_output_whose_flush_breaks_is_gone(monkeypatch):
+    import sys
+
+    from hpnet.cli import _stdout_gone
+
+    class Gone:
+        def flush(self) -> None:
+            raise BrokenPipeError
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    assert _stdout_gone()
+
+
 def test_a_broken_pipe_that_is_not_standard_outputs_is_an_error(capsys):
     """Only a reader of stdout gone is a quiet exit; another pipe's (a worker's) is raised."""
 

@@ -330,7 +330,9 @@ def test_unlabeled_folder_without_classes_and_preview(
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["step"] == 2 and ckpt["classes"] == []
 
-    assert _run(args, out, "--preview", "2") == 0
+    with caplog.at_level("WARNING", logger="hpnet.pretrain.preview"):
+        assert _run(args, out, "--preview", "2") == 0
+    assert not [m for m in caplog.messages if "--preview" in m]  # as many clips as asked
     with Image.open(out / "preview.png") as image:
         assert image.size == (4 * 34 - 2, 2 * 3 * 34 - 2)  # 4 frames x (2 clips x 3 rows)
     # the run's settings, not the command line's: a forgotten override is named (it would draw

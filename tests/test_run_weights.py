@@ -94,6 +94,15 @@ def test_another_programs_model_and_config_file_is_no_run(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"model": {"conv1.weight": torch.zeros(1)}, "config": {"lr": 1}}, path)
     assert read_run_checkpoint(path) is None
+    torch.save({"model": {"conv1.weight": torch.zeros(1)}, "config": {"model": {}}}, path)
+    assert read_run_checkpoint(path) is None  # a model section, but no backbone tensors
+
+    r3d = ["model.arch=r3d_18", "model.feedback=false", "model.text=false"]
+    config = config_to_dict(load_config(None, r3d))
+    torch.save({"model": {"backbone.nope": torch.zeros(1)}, "config": config}, path)  # a run,
+    # but not one tensor of it has a place here
+    with pytest.raises(UserError, match=r"none of its backbone tensors fits this one"):
+        build_model(load_config(None, [*r3d, f"model.pretrained={path}"]), CLASSES)
 
 
 def test_a_run_folder_or_a_missing_file_is_named_with_a_runs_checkpoint(tiny_args, tmp_path):
@@ -108,3 +117,9 @@ def test_a_run_folder_or_a_missing_file_is_named_with_a_runs_checkpoint(tiny_arg
         cfg = _cfg(tiny_args, *arch, f"model.pretrained={tmp_path / 'nope.pt'}")
         with pytest.raises(UserError, match=r"not found: .*also takes a run's checkpoint"):
             build_model(cfg, CLASSES)
+    (tmp_path / "empty").mkdir()  # a folder without a last.pt, or a file there: the arch's say
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for given in (tmp_path / "empty", tmp_path / "junk.pt"):
+        with pytest.raises(UserError) as refused:
+            build_model(_cfg(tiny_args, f"model.pretrained={given}"), CLASSES)
+        assert "run folder" not in str(refused.value) and "also takes" not in str(refused.value)

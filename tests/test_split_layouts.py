@@ -108,9 +108,9 @@ def test_a_joint_entry_error_names_the_entry_keys(tmp_path, capsys):
 def test_only_the_entry_keys_are_renamed_in_a_joint_entry_message():
     from hpnet.config import joint_entry_keys
 
-    text = "list data.csv, folder data.hmdb51/x: set data.root. (data.frames=8, pose.cache_dir)"
+    text = "list data.csv, folder data.root/x: set data.root. (data.frames=8, pose.cache_dir)"
     assert joint_entry_keys("u", text) == (
-        "list data.csv, folder data.hmdb51/x: set data.joint.u.root. (data.frames=8, "
+        "list data.csv, folder data.root/x: set data.joint.u.root. (data.frames=8, "
         "data.joint.u.pose_cache_dir)"
     )
 

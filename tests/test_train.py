@@ -177,6 +177,21 @@ def test_under_torchrun_a_failed_collective_still_says_which_checkpoint_is_kept(
             raise error
         said = capsys.readouterr().err
         assert ("last.pt is kept: run the same command with train.resume=auto" in said) == noted
+    # the main process alone says it, and only of a last.pt there is
+    for folder, rank in ((tmp_path, 1), (tmp_path / "empty", 0)):
+        with pytest.raises(RuntimeError), interrupt_note(folder, DistInfo(rank, 2)):
+            raise RuntimeError("Connection closed by peer")
+        assert capsys.readouterr().err == ""
+
+
+def test_what_the_other_processes_say_when_the_main_one_failed():
+    from hpnet.distributed import DistInfo, _said, main_only
+    from hpnet.epoch_report import check_epoch_learned
+
+    assert _said(UserError("refused")) == "refused"
+    assert _said(ValueError("x")) == "process 0 stopped (ValueError: x); its traceback says where"
+    assert main_only(DistInfo(), lambda a, b=0: a + b, 1, b=2) == 3  # one process: just runs
+    check_epoch_learned({"clips": 0, "skipped": 0}, 0)  # an empty epoch: nothing failed
 
 
 def test_resume_with_other_videos_is_refused(tiny_args, tmp_path):

@@ -47,6 +47,9 @@ def test_ucf101_as_its_archives_unpack(tmp_path):
     (root / "Biking" / "v_Biking_g01_c01.avi").unlink()  # the lists beside the root are named
     with pytest.raises(UserError, match=r"\(the split files are .*ucfTrainTestlist/, beside"):
         ucf101_records(root, 1)
+    with pytest.raises(UserError) as given:  # the folder was given: nothing to point out
+        ucf101_records(root, 1, tmp_path / "ucfTrainTestlist")
+    assert "beside data.root" not in str(given.value)
 
 
 def test_ucf101_folders_that_differ_in_case_are_named(tmp_path):

@@ -43,7 +43,7 @@ def open_run_folder(
         if pretrained_report:
             print(f"model.pretrained: {pretrained_report}")
         tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
-        made = not out.exists()
+        made = _first_missing(out)
         make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
         lock_run_folder(held, cfg, out, resume_from, made=made)  # one run at a time writes
 
@@ -51,15 +51,21 @@ def open_run_folder(
 
 
 def lock_run_folder(
-    held: contextlib.ExitStack, cfg: Config, out: Path, decided: Path | None, *, made: bool
+    held: contextlib.ExitStack,
+    cfg: Config,
+    out: Path,
+    decided: Path | None,
+    *,
+    made: Path | None = None,
 ) -> None:
     """Take ``out``'s run lock (kept by ``held``) and check again what :func:`resume_path`
     ``decided`` before it: two commands started into one folder at once both found it empty,
     and the one that got the lock second would overwrite the other's finished run. ``made``:
-    this run made ``out`` (removed on a failure that leaves nothing but the lock in it)."""
+    the first folder of ``out``'s path this run made (on a failure that leaves nothing but the
+    lock in ``out``, the folders from ``out`` up to it go again)."""
     held.enter_context(run_folder_lock(out))
-    if made:  # (runs before the lock is let go: no other run can have taken it yet)
-        held.push(_remove_if_unused(out))
+    if made is not None:  # (runs before the lock is let go: no other run can have taken it)
+        held.push(_remove_if_unused(out, made))
     if resume_path(cfg, out) != decided:  # resume="" raises its "last.pt exists" itself
         raise UserError(
             f"{out}/last.pt appeared while this run was starting (another run wrote it): "
@@ -68,15 +74,30 @@ def lock_run_folder(
         )
 
 
-def _remove_if_unused(out: Path) -> Callable[..., bool]:
-    """An exit callback that removes ``out`` when the block failed and left only the lock."""
+def _first_missing(folder: Path) -> Path | None:
+    """The first folder of ``folder``'s path that is not there (``folder`` itself or one of its
+    parents), None when ``folder`` is."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return missing
+        missing = path
+    return missing
+
+
+def _remove_if_unused(out: Path, made: Path) -> Callable[..., bool]:
+    """An exit callback: when the block failed and left only the lock in ``out``, remove it
+    and the folders above it up to ``made``, each while empty."""
 
     def remove(exc_type: type[BaseException] | None, *_: object) -> bool:
         if exc_type is not None:
             with contextlib.suppress(OSError):  # (a file appeared: the folder stays)
                 if [p.name for p in out.iterdir()] == [LOCK_NAME]:
                     (out / LOCK_NAME).unlink()
-                    out.rmdir()
+                    for folder in (out, *out.parents):
+                        folder.rmdir()  # (not empty: OSError, the rest stays)
+                        if folder == made:
+                            break
         return False
 
     return remove

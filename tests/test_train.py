@@ -138,6 +138,9 @@ def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_arg
     with pytest.raises(UserError, match=r"has trained 1 epoch \(train\.epochs=1 trains none"):
         _run(tiny_args, other, *resume, "train.epochs=1")
     assert not other.exists()  # the folder it made for the run is gone again
+    with pytest.raises(UserError, match=r"has trained 1 epoch"):  # and every folder it made
+        _run(tiny_args, tmp_path / "deep" / "er", *resume, "train.epochs=1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     other.mkdir()  # a folder that was there before the run stays
     with pytest.raises(UserError, match=r"has trained 1 epoch"):
         _run(tiny_args, other, *resume, "train.epochs=1")

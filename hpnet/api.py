@@ -97,7 +97,6 @@ class Classifier:
         (one file per video, named as ``--overlay`` names them)."""
         from hpnet.data.decode import VideoDecodeError
         from hpnet.inference import check_top_k
-        from hpnet.inference import top_k as best
         from hpnet.overlay import check_output_names
         from hpnet.predictor import overlay_paths
         from hpnet.timeline import check_smooth, check_window, score_timeline, warn_stride_gap
@@ -127,26 +126,43 @@ class Classifier:
             except VideoDecodeError as err:
                 results.append({"video": str(video.path), "ok": False, "error": str(err)})
                 continue
-            plan = t["plan"]
-            result = {
-                "video": str(video.path),
-                "ok": True,
-                "top": best(t["mean_probs"], self.labels, top_k),
-                "num_frames": plan.num_frames,
-                "duration": round(plan.duration, 3),
-                "window": round(plan.frames * plan.step, 4),  # as run: whole grid steps
-                "stride": round(plan.stride * plan.step, 4),
-                "frames_decoded": t["num_decoded"],
-                "windows": t["windows"],
-                "segments": t["segments"],
-                "seconds": {"total": round(time.perf_counter() - start, 4)},
-                "timeline": str(out) if out else None,
-                "overlay": str(video_out) if video_out else None,
-            }
-            if t["pose"] is not None and self.predictor.reports_pose:
-                result["pose"] = t["pose"]
-            results.append(result)
+            seconds = time.perf_counter() - start
+            results.append(self._timeline_result(video.path, t, top_k, seconds, out, video_out))
         return results[0] if one else results
+
+    def _timeline_result(
+        self,
+        path: Path,
+        t: dict[str, Any],
+        top_k: int,
+        seconds: float,
+        plot: Path | None,
+        video: Path | None,
+    ) -> dict[str, Any]:
+        """What :meth:`timeline` returns for one video from its
+        :func:`~hpnet.timeline.score_timeline` result ``t`` (``seconds``: the time it took;
+        ``plot`` / ``video``: the files written, or None)."""
+        from hpnet.inference import top_k as best
+
+        plan = t["plan"]
+        result = {
+            "video": str(path),
+            "ok": True,
+            "top": best(t["mean_probs"], self.labels, top_k),
+            "num_frames": plan.num_frames,
+            "duration": round(plan.duration, 3),
+            "window": round(plan.frames * plan.step, 4),  # as run: whole grid steps
+            "stride": round(plan.stride * plan.step, 4),
+            "frames_decoded": t["num_decoded"],
+            "windows": t["windows"],
+            "segments": t["segments"],
+            "seconds": {"total": round(seconds, 4)},
+            "timeline": str(plot) if plot else None,
+            "overlay": str(video) if video else None,
+        }
+        if t["pose"] is not None and self.predictor.reports_pose:
+            result["pose"] = t["pose"]
+        return result
 
     def predict_tensor(
         self,

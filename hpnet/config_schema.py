@@ -231,6 +231,13 @@ class TrainConfig:
     min_lr: float = 1e-6  # learning rate floor: where cosine ends, below which no decay goes
     warmup_epochs: float = 2.0  # linear warm-up length in epochs
     label_smoothing: float = 0.1  # cross-entropy label smoothing
+    # Mixup / CutMix of each training batch with itself mirrored (VideoMAE fine-tunes with
+    # mixup 0.8, cutmix 1.0): the Beta(a, a) of the mixing weight, 0 = off; RGB only
+    # (model.pose=false: joints cannot be mixed). Training accuracy counts the larger share.
+    mixup: float = 0.0
+    cutmix: float = 0.0  # the Beta(a, a) of cutmix's box share (0 = off), same box every frame
+    mix_prob: float = 1.0  # share of batches mixed
+    mix_switch: float = 0.5  # with both on: share of the mixed batches that use cutmix
     clip_grad: float = 1.0  # max gradient norm (0 = no clipping)
     accum_steps: int = 1  # gradient accumulation steps per optimizer step
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (CPU runs in fp32)

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hpnet.cli import UserError, progress_enabled
+from hpnet.data.mixing import Mixing, mix_clips
 from hpnet.data.transforms import ClipTransform
 from hpnet.scoring import batch_to_device
 
@@ -37,6 +38,7 @@ class LossConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     aux_weight: float = 0.0  # weight of the auxiliary pose-stream loss
     class_weights: torch.Tensor | None = None  # (C,) per-class loss weights (balance=loss)
+    mixing: Mixing = field(default_factory=Mixing)  # mixup / cutmix of the batch's clips
 
 
 def classification_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, cfg: LossConfig):
@@ -279,10 +281,15 @@ def _train_batch(
     """
     video, joints, labels = batch_to_device(batch, device)
     video, joints = transform.train(video, joints if use_pose else None, generator)
+    video, lam = mix_clips(video, loss_cfg.mixing, generator) or (video, 1.0)
     label_set = {} if batch.get("dataset") is None else {"label_set": batch["dataset"]}
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
         out = model(video, joints, **label_set)
     loss = classification_loss(out, labels, loss_cfg)
+    if lam < 1.0:  # mixed with the mirrored batch: its labels weigh 1 - lam
+        partner = labels.flip(0)
+        loss = lam * loss + (1.0 - lam) * classification_loss(out, partner, loss_cfg)
+        labels = labels if lam >= 0.5 else partner  # (accuracy: on the larger share)
     correct = (out["logits"].detach().argmax(1) == labels).sum()
     backward_and_record(
         loss, state, clips=labels.numel(), correct=correct, scaler=scaler, weight=weight,

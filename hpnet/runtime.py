@@ -260,10 +260,13 @@ def build_loss_config(cfg: Config, data: RunDataset, device: torch.device) -> Lo
     """The loss of one dataset's batches (its class weights with data.balance=loss; a class
     without training videos gets weight 0, named by :func:`check_videos`' warning)."""
     from hpnet.data.balance import class_weights
+    from hpnet.data.mixing import Mixing
 
+    t = cfg.train
     return LossConfig(
         label_smoothing=cfg.train.label_smoothing,
         aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
+        mixing=Mixing(t.mixup, t.cutmix, t.mix_prob, t.mix_switch),
         class_weights=(
             class_weights(data.train.labels, len(data.classes), warn=False).to(device)
             if data.cfg.data.balance == "loss"

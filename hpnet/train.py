@@ -160,6 +160,12 @@ def _check_run_config(cfg: Config) -> None:
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
     _warn_pretrain_keys(cfg)
+    if (cfg.train.mixup or cfg.train.cutmix) and cfg.model.pose:
+        raise UserError(
+            f"train.mixup={cfg.train.mixup:g} / train.cutmix={cfg.train.cutmix:g} mix two clips' "
+            "pixels, but their joints cannot be mixed: set model.pose=false (RGB only, as "
+            "VideoMAE fine-tunes) or train.mixup=0 train.cutmix=0"
+        )
     if cfg.data.dataset == "unlabeled":
         raise UserError(
             "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "

@@ -56,6 +56,30 @@ def _step(model, batch, state, weight):
     )  # fmt: skip
 
 
+def test_a_mixed_batch_takes_lam_of_each_label_and_counts_the_larger_share():
+    from hpnet.data.mixing import Mixing, mix_clips
+
+    torch.manual_seed(0)
+    model, video, labels = _Logits(), torch.randn(4, 3), torch.tensor([0, 1, 1, 1])
+    cfg = engine.LossConfig(label_smoothing=0.1, mixing=Mixing(mixup=0.8))
+    state = engine.EpochProgress()
+    batch = {"video": video, "joints": torch.zeros(4), "label": labels}
+    engine._train_batch(
+        model, batch, state, transform=_Identity(), device=torch.device("cpu"), amp_dtype=None,
+        generator=torch.Generator().manual_seed(3), use_pose=False, scaler=None,
+        loss_divisor=1, loss_cfg=cfg, where="test",
+    )  # fmt: skip
+    mixed, lam = mix_clips(video, cfg.mixing, torch.Generator().manual_seed(3))
+    logits = model(mixed, None)["logits"].detach()
+    own = F.cross_entropy(logits, labels, label_smoothing=0.1)
+    partner = F.cross_entropy(logits, labels.flip(0), label_smoothing=0.1)
+    engine.flush_records(state)
+    assert 0 < lam < 1
+    assert state.loss_sum / state.seen == pytest.approx(float(lam * own + (1 - lam) * partner))
+    counted = labels if lam >= 0.5 else labels.flip(0)
+    assert state.correct == int((logits.argmax(1) == counted).sum())
+
+
 def test_a_stand_in_batch_adds_no_gradient_and_is_not_counted():
     """A DDP process whose batch failed steps on a stand-in of weight 0: its backward joins the
     collective but adds nothing, and its clips stay out of the epoch's numbers."""

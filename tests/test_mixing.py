@@ -1,0 +1,75 @@
+"""Mixup and CutMix (train.mixup, train.cutmix): what a mixed batch holds, the weight ``lam`` of
+each clip's own label, the settings refused, a run (the training step's loss from a mixed batch:
+test_engine.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from hpnet.cli import UserError
+from hpnet.config import load_config
+from hpnet.data.mixing import Mixing, mix_clips
+
+
+def _clips(batch: int = 4) -> torch.Tensor:
+    """Clip i is the constant i: (B, T, 3, S, S) = (batch, 2, 3, 16, 20)."""
+    return torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1, 1).expand(-1, 2, 3, 16, 20)
+
+
+def test_mixup_blends_each_clip_with_its_mirror_by_lam():
+    video = _clips()
+    mixed, lam = mix_clips(video, Mixing(mixup=0.8), torch.Generator().manual_seed(0))
+    assert 0 < lam < 1
+    torch.testing.assert_close(mixed, lam * video + (1 - lam) * video.flip(0))
+    again, same = mix_clips(video, Mixing(mixup=0.8), torch.Generator().manual_seed(0))
+    assert same == lam and torch.equal(again, mixed)  # the generator decides: resumable
+
+
+def test_cutmix_pastes_one_box_in_every_frame_and_lam_is_the_share_left():
+    video = _clips()
+    for seed in range(5):
+        mixed, lam = mix_clips(video, Mixing(cutmix=1.0), torch.Generator().manual_seed(seed))
+        pasted = mixed != video  # clip i holds i, its partner 3 - i (none is its own mirror)
+        assert torch.equal(pasted[0], pasted[0, :1].expand_as(pasted[0]))  # one box, all frames
+        assert torch.equal(mixed[pasted], video.flip(0)[pasted])
+        assert lam == pytest.approx(1 - pasted[0, 0, 0].float().mean().item())
+        assert torch.equal(video, _clips())  # the batch itself is left as it was
+
+
+def test_a_batch_is_left_alone_when_mixing_is_off_unlucky_or_alone():
+    video, g = _clips(), torch.Generator().manual_seed(0)
+    assert mix_clips(video, Mixing(), g) is None
+    assert mix_clips(video, Mixing(mixup=0.8, prob=0.0), g) is None
+    assert mix_clips(video[:1], Mixing(mixup=0.8), g) is None
+    kinds = set()
+    for seed in range(20):  # both on: some batches cut, some blend
+        mixed, _ = mix_clips(video, Mixing(mixup=0.8, cutmix=1.0), g.manual_seed(seed))
+        kinds.add(bool(((mixed - video) % 1 == 0).all()))  # a cut keeps whole values
+    assert kinds == {True, False}
+
+
+def test_mixing_is_refused_with_the_pose_stream_and_read_from_the_config():
+    from hpnet.runtime import build_loss_config
+    from hpnet.train import _check_run_config
+
+    with pytest.raises(UserError, match=r"train\.mixup=0\.8 .*joints cannot be mixed"):
+        _check_run_config(load_config(None, ["train.mixup=0.8"]))
+    with pytest.raises(UserError, match=r"train\.mix_prob"):
+        load_config(None, ["train.mix_prob=1.5"])
+    cfg = load_config(None, ["train.mixup=0.8", "train.cutmix=1", "model.pose=false"])
+    _check_run_config(cfg)
+
+    data = SimpleNamespace(cfg=cfg, train=SimpleNamespace(labels=[0, 1]), classes=["a", "b"])
+    assert build_loss_config(cfg, data, torch.device("cpu")).mixing == Mixing(0.8, 1.0, 1.0, 0.5)
+
+
+def test_an_rgb_run_trains_with_mixup_and_cutmix(tiny_args, tmp_path):
+    from hpnet.train import main
+
+    args = [*tiny_args, "model.pose=false", "train.mixup=0.8", "train.cutmix=1.0"]
+    assert main([*args, f"train.out_dir={tmp_path}", "train.epochs=1", "train.max_steps=2"]) == 0
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]
+    assert (saved["mixup"], saved["cutmix"]) == (0.8, 1.0)

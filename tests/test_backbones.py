@@ -411,6 +411,8 @@ def test_a_weights_name_offline_is_a_one_line_error(text_cache, tmp_path, monkey
     [
         ("KINETICS_V9", r"no such weights for model\.arch=r3d_18; one of DEFAULT, KINETICS400_V1"),
         ("S3D_Weights.KINETICS400_V1", r"not one of model\.arch=r3d_18's R3D_18_Weights"),
+        ("R2Plus1D_18_Weights.KINETICS400_V1", r"not one of model\.arch=r3d_18's R3D_18_W"),
+        ("R3D_18_Weights.KINETICS_V9", r"R3D_18_Weights\.KINETICS_V9: torchvision has no such"),
         ("nowhere/r3d.pth", r"torchvision weights not found: nowhere/r3d\.pth \(model\.pretrained"),
     ],
 )

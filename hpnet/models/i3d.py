@@ -13,8 +13,13 @@ Zisserman's inflation applied to ResNet-50)::
     res4   layer3: 6 bottlenecks, 1024                   T/4,  S/16
     res5   layer4: 3 bottlenecks, 2048                   T/4,  S/32
 
-(divisions rounded up.) A bottleneck is torchvision's (stride on the 3x3): ``conv1`` 1x1x1, or
-3x1x1 in the inflated blocks (:data:`INFLATE`: res2 all, res3 blocks 0 and 2, res4 0, 2, 4, res5
+(divisions rounded up.) Time is divided by 4, not by Table 1's 8 (its conv1 and pool1 each
+stride 2 in time; the released 8-frame models by 2: pool1 1x3x3): conv1 here strides 1 in time,
+as in those released models, and pool1 and pool2 stride 2 as in Table 1, so a 16-frame clip
+reaches res5 with 4 time steps.
+
+A bottleneck is torchvision's (stride on the 3x3): ``conv1`` 1x1x1, or 3x1x1 in the inflated
+blocks (:data:`INFLATE`: res2 all, res3 blocks 0 and 2, res4 0, 2, 4, res5
 1), ``conv2`` 1x3x3, ``conv3`` 1x1x1, ``downsample`` 1x1x1. Temporal padding is zeros, as in the
 paper. ``nonlocal`` adds five embedded-Gaussian non-local blocks (:class:`NonLocal3d`) after
 every other bottleneck of res3 (blocks 1, 3) and res4 (blocks 1, 3, 5), the paper's
@@ -54,7 +59,9 @@ class NonLocal3d(nn.Module):
     """Embedded-Gaussian non-local block (Wang et al. 2018), residual: ``x + BN(W y)``.
 
     ``theta``, ``phi``, ``g``: 1x1x1 convolutions to ``C/2``; ``phi`` and ``g`` are max-pooled
-    1x2x2 (``subsample``, ceil mode so that odd and 1x1 maps work); ``y_i = sum_j
+    1x2x2 after them, as the paper words it (``subsample``, ceil mode so that odd and 1x1 maps
+    work; the released code pools ``x`` before the two convolutions, a quarter of their cost
+    and not the same function); ``y_i = sum_j
     softmax_j(theta_i . phi_j / sqrt(C/2)) g_j`` over all ``T'hw`` positions; ``out`` back to
     ``C``, then ``bn`` whose scale starts at zero, so the block starts as the identity. As in
     the authors' released models: the scores scaled by ``sqrt(C/2)``, the four convolutions

@@ -34,7 +34,8 @@ from hpnet.text.download import probe_host
 from hpnet.text.weights import read_weights_file
 
 KEY = "model.pretrained"
-_NAME = re.compile(r"([A-Za-z0-9]+_Weights\.)?[A-Z][A-Z0-9_]*")  # KINETICS400_V1, DEFAULT
+# KINETICS400_V1, DEFAULT, R3D_18_Weights.KINETICS400_V1, MViT_V2_S_Weights.DEFAULT
+_NAME = re.compile(r"([A-Za-z0-9_]+_Weights\.)?[A-Z][A-Z0-9_]*")
 
 
 def load_tv_weights(backbone: nn.Module, pretrained: str) -> PretrainedReport:

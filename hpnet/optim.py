@@ -56,8 +56,10 @@ def param_groups(
     backbone_lr: float,
     weight_decay: float,
     layer_decay: float = 1.0,
+    decay_all: bool = False,
 ) -> list[dict]:
-    """Optimizer parameter groups; each group carries its peak ``lr`` and a ``name`` for logging."""
+    """Optimizer parameter groups; each group carries its peak ``lr`` and a ``name`` for logging.
+    Norms, biases and embeddings get no weight decay unless ``decay_all``."""
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
     is_pretrained = _pretrained_test(model)
     scale_of = layer_scales(model, layer_decay)
@@ -67,6 +69,7 @@ def param_groups(
         if not p.requires_grad:
             continue
         no_decay = p.ndim <= 1 or name in skip or name.endswith(".bias") or "pos_embed" in name
+        no_decay = no_decay and not decay_all
         pretrained = is_pretrained(name)
         layer, scale = scale_of(name) if pretrained else (-1, 1.0)
         fixed = bool(constant) and name.startswith(constant)
@@ -107,7 +110,7 @@ def build_optimizer(
     t = dataclasses.replace(train or TrainConfig(), **settings)
     groups = param_groups(
         model, lr=t.lr, backbone_lr=t.backbone_lr, weight_decay=t.weight_decay,
-        layer_decay=t.layer_decay,
+        layer_decay=t.layer_decay, decay_all=t.decay_all,
     )  # fmt: skip
     kwargs = {"fused": True} if fused else {}
     if t.optimizer == "adamw":  # decoupled weight decay: p -= lr * wd * p, apart from the step

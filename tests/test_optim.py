@@ -109,6 +109,8 @@ def test_no_weight_decay_on_norms_biases_and_embeddings(tmp_path):
                  "backbone.blocks.1.attn.qkv.bias"):  # fmt: skip
         assert decay_of[id(named[name])] == 0.0, name
     assert decay_of[id(named["backbone.blocks.1.attn.qkv.weight"])] == 0.05
+    every = build_optimizer(model, lr=LR, weight_decay=0.05, decay_all=True)  # SimSiam's way
+    assert {g["weight_decay"] for g in every.param_groups} == {0.05}
 
 
 def test_layer_decay_is_validated():

@@ -220,7 +220,7 @@ class TrainConfig:
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     momentum: float = 0.9  # SGD momentum (train.optimizer=sgd only)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam(W) (VideoMAE: 0.95)
-    weight_decay: float = 0.05  # never on norms, biases, embeddings (as L2 for adam/sgd: ~1e-4)
+    weight_decay: float = 0.05  # not on norms, biases, embeddings (as L2 for adam/sgd: ~1e-4)
     decay_all: bool = False  # weight decay on norms, biases, embeddings too (SimSiam's recipe)
     # After the linear warm-up (each group from ~0 to its peak), per optimizer step: cosine to
     # train.min_lr at the end of the run; exponential: x lr_gamma per epoch, applied smoothly

@@ -180,7 +180,9 @@ def resolved_types(section: Any) -> dict[str, Any]:
 def unknown_key(key: str, section: Any) -> UserError:
     prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
     names = [prefix + n for n in fields_of(section)]
-    alias = KEY_ALIASES.get(key.rsplit(".", 1)[-1])
+    alias = KEY_ALIASES.get(key.rsplit(".", 1)[-1], "")
+    if prefix and not alias.startswith(prefix):  # (train.backbone: train.backbone_lr first)
+        alias = ""
     close = [alias] if alias else difflib.get_close_matches(key, names, n=1)
     if not close and not prefix:  # a bare key (frames=8): the sections that have it
         sections = {n: getattr(section, n) for n in fields_of(section)}

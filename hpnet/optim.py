@@ -59,7 +59,8 @@ def param_groups(
     decay_all: bool = False,
 ) -> list[dict]:
     """Optimizer parameter groups; each group carries its peak ``lr`` and a ``name`` for logging.
-    Norms, biases and embeddings get no weight decay unless ``decay_all``."""
+    Norms, biases, embeddings and the model's ``no_weight_decay()`` names get no weight decay
+    unless ``decay_all``."""
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
     is_pretrained = _pretrained_test(model)
     scale_of = layer_scales(model, layer_decay)

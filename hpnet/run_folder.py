@@ -9,6 +9,7 @@ others stop with its refusal rather than in their first collective.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ def open_run_folder(
         if pretrained_report:
             print(f"model.pretrained: {pretrained_report}")
         tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
-        made = _first_missing(out)
+        made = _first_missing(_absolute(out))
         make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
         lock_run_folder(held, cfg, out, resume_from, made=made)  # one run at a time writes
 
@@ -65,13 +66,19 @@ def lock_run_folder(
     lock in ``out``, the folders from ``out`` up to it go again)."""
     held.enter_context(run_folder_lock(out))
     if made is not None:  # (runs before the lock is let go: no other run can have taken it)
-        held.push(_remove_if_unused(out, made))
+        held.push(_remove_if_unused(_absolute(out), made))
     if resume_path(cfg, out) != decided:  # resume="" raises its "last.pt exists" itself
         raise UserError(
             f"{out}/last.pt appeared while this run was starting (another run wrote it): "
             "continue that run with train.resume=auto, or start this one in another "
             "train.out_dir"
         )
+
+
+def _absolute(folder: Path) -> Path:
+    """``folder`` absolute, ``..`` and ``.`` taken out (``new/../old/run`` is ``old/run``: its
+    parent by name, ``new/..``, would be said missing while ``new`` is)."""
+    return Path(os.path.abspath(folder))
 
 
 def _first_missing(folder: Path) -> Path | None:

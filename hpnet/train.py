@@ -181,9 +181,14 @@ def _warn_pretrain_keys(cfg: Config) -> None:
     given = config_to_dict(cfg)["pretrain"]
     changed = [f"pretrain.{k}={v}" for k, v in given.items() if v != defaults[k]]
     if changed:
+        hint = (
+            ""
+            if cfg.model.pretrained
+            else (" (to start from a pretraining run, set model.pretrained=<its run>/last.pt)")
+        )
         logger.warning(
-            "%s: read by python -m hpnet.pretrain only; this run trains a classifier (to start "
-            "from a pretraining run, set model.pretrained=<its run>/last.pt)", ", ".join(changed),
+            "%s: read by python -m hpnet.pretrain only; this run trains a classifier%s",
+            ", ".join(changed), hint,
         )  # fmt: skip
 
 

@@ -66,6 +66,7 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("seed=3", "did you mean 'data.seed' or 'train.seed'?"),
         ("learning_rate=3", "did you mean 'train.lr'?"),  # another framework's name
         ("train.learning_rate=3", "did you mean 'train.lr'?"),  # (nearest: train.clip_grad)
+        ("train.backbone=3", "did you mean 'train.backbone_lr'?"),  # (an alias of another section)
         ("data.frames=abc", "must be an integer"),
         ("data.frames=1.5", "must be an integer"),
         ("data.dataset=kinetics", "'hmdb51', 'ucf101', 'folder', 'list', 'synthetic'"),

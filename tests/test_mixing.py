@@ -66,10 +66,20 @@ def test_mixing_is_refused_with_the_pose_stream_and_read_from_the_config():
     assert build_loss_config(cfg, data, torch.device("cpu")).mixing == Mixing(0.8, 1.0, 1.0, 0.5)
 
 
-def test_an_rgb_run_trains_with_mixup_and_cutmix(tiny_args, tmp_path):
+def test_an_rgb_run_trains_with_mixup_and_cutmix(tiny_args, tmp_path, monkeypatch):
+    from hpnet import engine
     from hpnet.train import main
 
+    lams = []
+
+    def recorded(video, mixing, generator):
+        mixed = mix_clips(video, mixing, generator)
+        lams.append(None if mixed is None else mixed[1])
+        return mixed
+
+    monkeypatch.setattr(engine, "mix_clips", recorded)
     args = [*tiny_args, "model.pose=false", "train.mixup=0.8", "train.cutmix=1.0"]
     assert main([*args, f"train.out_dir={tmp_path}", "train.epochs=1", "train.max_steps=2"]) == 0
+    assert len(lams) == 2 and all(lam is not None and 0 <= lam < 1 for lam in lams)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]
     assert (saved["mixup"], saved["cutmix"]) == (0.8, 1.0)

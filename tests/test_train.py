@@ -141,6 +141,10 @@ def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_arg
     with pytest.raises(UserError, match=r"has trained 1 epoch"):  # and every folder it made
         _run(tiny_args, tmp_path / "deep" / "er", *resume, "train.epochs=1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    (tmp_path / "mine").mkdir()  # a folder of the user's, reached through .. of a new one
+    with pytest.raises(UserError, match=r"has trained 1 epoch"):
+        _run(tiny_args, tmp_path / "new" / ".." / "mine" / "run", *resume, "train.epochs=1")
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "run").exists()
     other.mkdir()  # a folder that was there before the run stays
     with pytest.raises(UserError, match=r"has trained 1 epoch"):
         _run(tiny_args, other, *resume, "train.epochs=1")
@@ -815,3 +819,10 @@ def test_pretraining_keys_given_to_training_are_warned_of(caplog):
         hpnet_train._check_run_config(load_config(None, ["pretrain.mask_ratio=0.75"]))
     (said,) = caplog.messages
     assert said.startswith("pretrain.mask_ratio=0.75: read by python -m hpnet.pretrain only")
+    assert said.endswith("set model.pretrained=<its run>/last.pt)")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.train"):  # a run that starts from one
+        hpnet_train._check_run_config(
+            load_config(None, ["pretrain.mask_ratio=0.75", "model.pretrained=x/last.pt"])
+        )
+    assert caplog.messages[0].endswith("this run trains a classifier")

@@ -24,6 +24,8 @@ __all__ = ["Mixing", "mix_clips"]
 
 @dataclass(frozen=True)
 class Mixing:
+    """How a training batch is mixed (the ``train.mixup`` ... ``train.mix_switch`` keys)."""
+
     mixup: float = 0.0  # Beta(a, a) of mixup's lam (0 = no mixup)
     cutmix: float = 0.0  # Beta(a, a) of cutmix's lam (0 = no cutmix)
     prob: float = 1.0  # share of batches mixed

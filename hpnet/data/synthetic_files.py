@@ -15,7 +15,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,7 +236,7 @@ def _write_split(
     out: Path,
     split: str,
     count: int,
-    render: Any,
+    render: Callable[[str, int], tuple[np.ndarray, np.ndarray, int]],
     actions: Sequence[str],
     fps: float,
     progress: bool,

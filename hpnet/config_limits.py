@@ -44,6 +44,7 @@ LIMITS: dict[str, _Check] = {
     "data.augment.ratio_max": (lambda v: v >= 1, "a number >= 1"),
     "data.augment.jitter": _FRACTION,
     "data.augment.blur_prob": _FRACTION,
+    "data.augment.erase_prob": _FRACTION,
     "data.augment.hue": _HUE,
     "data.augment.mean": (lambda v: len(v) == 3, "a list of 3 numbers"),
     "data.augment.std": (lambda v: len(v) == 3 and min(v) > 0, "a list of 3 numbers > 0"),

@@ -76,6 +76,7 @@ def build_transform(cfg: Config) -> ClipTransform:
         jitter=a.jitter,
         blur_prob=a.blur_prob,
         hue=a.hue,
+        erase_prob=a.erase_prob,
     )
 
 

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from hpnet.data.canvas import place
 from hpnet.data.colour import color_jitter_normalize, gaussian_blur
+from hpnet.data.erasing import erase_frames
 from hpnet.host_copy import constant, to_device
 from hpnet.pose.skeleton import crop_joints
 
@@ -313,7 +314,8 @@ class ClipTransform:
     """Train augmentation and test crops with fixed settings (names of ``AugmentConfig``).
 
     ``flip`` enables a horizontal flip with probability 0.5; ``mean``/``std`` are RGB in [0, 1];
-    ``hue`` > 0 rotates each clip's hue by up to that many turns (:mod:`hpnet.data.colour`).
+    ``hue`` > 0 rotates each clip's hue by up to that many turns (:mod:`hpnet.data.colour`);
+    ``erase_prob`` > 0 erases frames after all that (:mod:`hpnet.data.erasing`).
     Build it with ``ClipTransform(size=cfg.data.size, **dataclasses.asdict(cfg.data.augment))``.
     """
 
@@ -329,18 +331,20 @@ class ClipTransform:
         blur_prob: float = 0.1,
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         hue: float = 0.0,
+        erase_prob: float = 0.0,
     ) -> None:
         ok = len(mean) == len(std) == 3 and min(std) > 0 and 0 < scale_min <= 1 <= ratio_max
+        ok = ok and 0 <= erase_prob <= 1
         if not (ok and 0 <= jitter <= 1 and 0 <= blur_prob <= 1 and 0 <= hue <= 0.5):
             raise ValueError(
-                "need 3 means, 3 stds > 0, 0 < scale_min <= 1 <= ratio_max, jitter and blur_prob "
-                f"in [0, 1], hue in [0, 0.5]; got {mean}, {std}, {scale_min}, {ratio_max}, "
-                f"{jitter}, {blur_prob}, {hue}"
+                "need 3 means, 3 stds > 0, 0 < scale_min <= 1 <= ratio_max, jitter, blur_prob "
+                f"and erase_prob in [0, 1], hue in [0, 0.5]; got {mean}, {std}, {scale_min}, "
+                f"{ratio_max}, {jitter}, {blur_prob}, {erase_prob}, {hue}"
             )
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
         self.flip, self.scale_min, self.ratio_max = flip, scale_min, ratio_max
         self.jitter, self.blur_prob, self.blur_sigma = jitter, blur_prob, blur_sigma
-        self.hue = hue
+        self.hue, self.erase_prob = hue, erase_prob
 
     def sample_params(
         self, batch: int, frame_hw: tuple[int, int], generator: torch.Generator | None = None
@@ -366,9 +370,10 @@ class ClipTransform:
         normalised, joints mapped. Deterministic given ``generator``."""
         _check_shapes(video, joints, 5, "(B, T, 3, H, W)")
         params = self.sample_params(video.shape[0], tuple(video.shape[-2:]), generator)
-        return apply_train_params(
+        out, joints = apply_train_params(
             video, joints, params, size=self.size, mean=self.mean, std=self.std
         )
+        return erase_frames(out, self.erase_prob, generator), joints
 
     def test(
         self, video: Tensor, joints: Tensor | None = None, crops: int = 1

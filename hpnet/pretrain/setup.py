@@ -38,6 +38,12 @@ def check_pretrain_config(cfg: Config) -> None:
             " a blur spreads the hidden patches' pixels into the visible ones the encoder sees "
             "(configs/videomae_demo.yaml has it off): set data.augment.blur_prob=0"
         )
+    if cfg.data.augment.erase_prob > 0:
+        raise UserError(
+            f"data.augment.erase_prob={cfg.data.augment.erase_prob:g}: pretraining erases no "
+            "frames (VideoMAE would reconstruct the noise; SimSiam's views are its own): set "
+            "data.augment.erase_prob=0"
+        )
     if cfg.pretrain.method == "simsiam":
         if cfg.model.arch != "ssl_transformer":
             raise UserError(

@@ -2,9 +2,10 @@
 
     python bench/transforms.py [--threads 2] [--device cpu|cuda] [--reps 5]
 
-Prints clips/s of ClipTransform.train (B=8, T=16, 256x341 -> 224, all augmentations on) and
-.test (3 crops), and the time of one batched random resized crop by ``grid_sample`` (used) and
-by ``torchvision.ops.roi_align`` (the alternative; adaptive sampling, i.e. antialiased).
+Prints clips/s of ClipTransform.train (B=8, T=16, 256x341 -> 224, all augmentations on; also
+with random erasing at 0.25 per frame) and .test (3 crops), and the time of one batched random
+resized crop by ``grid_sample`` (used) and by ``torchvision.ops.roi_align`` (the alternative;
+adaptive sampling, i.e. antialiased).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def main() -> None:
     tf = ClipTransform(
         S, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), jitter=0.3, blur_prob=0.1
     )
+    erasing = ClipTransform(
+        S, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), jitter=0.3, blur_prob=0.1,
+        erase_prob=0.25,
+    )  # fmt: skip
     boxes = sample_crop_boxes(B, H, W, scale_min=0.4, ratio_max=1.333, generator=gen)
 
     def crop_roi_align() -> torch.Tensor:
@@ -60,6 +65,7 @@ def main() -> None:
     print(f"device={device} threads={args.threads} B={B} T={T} {H}x{W} -> {S}")
     rows = {
         "train()": lambda: tf.train(video, joints, gen),
+        "train(erase 0.25)": lambda: erasing.train(video, joints, gen),
         "test(crops=3)": lambda: tf.test(video[:, None], joints[:, None], crops=3),
         "crop: grid_sample": lambda: resized_crop(video, boxes, S),
         "crop: roi_align": crop_roi_align,

@@ -27,21 +27,28 @@ TRIES = 10
 
 
 def erase_frames(video: Tensor, prob: float, generator: torch.Generator | None = None) -> Tensor:
-    """``video (B, T, 3, S_h, S_w)`` normalised -> a new tensor, each frame erased with
-    probability ``prob`` (``video`` itself when ``prob`` is 0)."""
+    """``video (B, T, 3, S_h, S_w)`` normalised -> each frame erased with probability ``prob``:
+    a new tensor, or ``video`` itself when no frame is (``prob`` 0). Noise is drawn for the
+    erased frames only."""
     if prob <= 0:
         return video
-    b, t, _, s_h, s_w = video.shape
+    b, t, c, s_h, s_w = video.shape
     box = _boxes(b * t, s_h, s_w, prob, generator)  # (B T, 4): top, bottom, left, right
-    box = to_device(box, video.device).view(b, t, 1, 4, 1, 1)
+    noise_seed = int(torch.randint(2**62, (1,), generator=generator))
+    hit = (box[:, 1] > box[:, 0]).nonzero()[:, 0]  # the erased frames (on the CPU: no sync)
+    if len(hit) == 0:
+        return video
+    box = to_device(box[hit], video.device).view(-1, 1, 4, 1, 1)
     rows = torch.arange(s_h, device=video.device).view(s_h, 1)
     cols = torch.arange(s_w, device=video.device).view(1, s_w)
-    inside = (rows >= box[..., 0, :, :]) & (rows < box[..., 1, :, :])
-    inside = inside & (cols >= box[..., 2, :, :]) & (cols < box[..., 3, :, :])  # (B, T, 1, h, w)
-    noise_seed = int(torch.randint(2**62, (1,), generator=generator))
+    inside = (rows >= box[:, :, 0]) & (rows < box[:, :, 1])
+    inside = inside & (cols >= box[:, :, 2]) & (cols < box[:, :, 3])  # (n, 1, S_h, S_w)
     noise_gen = torch.Generator(device=video.device).manual_seed(noise_seed)
-    noise = torch.randn(video.shape, generator=noise_gen, device=video.device, dtype=video.dtype)
-    return torch.where(inside, noise, video)
+    shape = (len(hit), c, s_h, s_w)
+    noise = torch.randn(shape, generator=noise_gen, device=video.device, dtype=video.dtype)
+    flat, index = video.reshape(b * t, c, s_h, s_w), to_device(hit, video.device)
+    patched = torch.where(inside, noise, flat.index_select(0, index))
+    return flat.index_copy(0, index, patched).view_as(video)
 
 
 def _boxes(

@@ -44,8 +44,9 @@ def open_run_folder(
         if pretrained_report:
             print(f"model.pretrained: {pretrained_report}")
         tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
-        made = _first_missing(_absolute(out))
-        make_folder(out, what="run folder", folder_option=OUT_DIR_OPTION)
+        real = Path(os.path.realpath(out))  # (new/../mine: mine, as mkdir -p would reach it)
+        made = _first_missing(real)
+        make_folder(real, what="run folder", folder_option=OUT_DIR_OPTION)
         lock_run_folder(held, cfg, out, resume_from, made=made)  # one run at a time writes
 
     main_only(dist, open_folder)
@@ -62,11 +63,12 @@ def lock_run_folder(
     """Take ``out``'s run lock (kept by ``held``) and check again what :func:`resume_path`
     ``decided`` before it: two commands started into one folder at once both found it empty,
     and the one that got the lock second would overwrite the other's finished run. ``made``:
-    the first folder of ``out``'s path this run made (on a failure that leaves nothing but the
-    lock in ``out``, the folders from ``out`` up to it go again)."""
-    held.enter_context(run_folder_lock(out))
+    the first folder of ``out``'s real path this run made (on a failure that leaves nothing
+    but the lock in ``out``, the folders from ``out`` up to it go again)."""
+    real = Path(os.path.realpath(out))  # (no folder made on the way through new/..)
+    held.enter_context(run_folder_lock(real))
     if made is not None:  # (runs before the lock is let go: no other run can have taken it)
-        held.push(_remove_if_unused(_absolute(out), made))
+        held.push(_remove_if_unused(real, made))
     if resume_path(cfg, out) != decided:  # resume="" raises its "last.pt exists" itself
         raise UserError(
             f"{out}/last.pt appeared while this run was starting (another run wrote it): "
@@ -75,15 +77,9 @@ def lock_run_folder(
         )
 
 
-def _absolute(folder: Path) -> Path:
-    """``folder`` absolute, ``..`` and ``.`` taken out (``new/../old/run`` is ``old/run``: its
-    parent by name, ``new/..``, would be said missing while ``new`` is)."""
-    return Path(os.path.abspath(folder))
-
-
 def _first_missing(folder: Path) -> Path | None:
-    """The first folder of ``folder``'s path that is not there (``folder`` itself or one of its
-    parents), None when ``folder`` is."""
+    """The first folder of ``folder``'s path (a real path: no ``..``, no links) that is not
+    there (``folder`` itself or one of its parents), None when ``folder`` is."""
     missing = None
     for path in (folder, *folder.parents):
         if path.exists():

@@ -142,9 +142,14 @@ def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_arg
         _run(tiny_args, tmp_path / "deep" / "er", *resume, "train.epochs=1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     (tmp_path / "mine").mkdir()  # a folder of the user's, reached through .. of a new one
-    with pytest.raises(UserError, match=r"has trained 1 epoch"):
-        _run(tiny_args, tmp_path / "new" / ".." / "mine" / "run", *resume, "train.epochs=1")
-    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "run").exists()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")  # and .. of a link: a/, not ./
+    for out_dir in (tmp_path / "new" / ".." / "mine" / "run", tmp_path / "link" / ".." / "c"):
+        with pytest.raises(UserError, match=r"has trained 1 epoch"):
+            _run(tiny_args, out_dir, *resume, "train.epochs=1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "link", "mine", "run"]
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b"]
+    assert not any((tmp_path / "mine").iterdir())
     other.mkdir()  # a folder that was there before the run stays
     with pytest.raises(UserError, match=r"has trained 1 epoch"):
         _run(tiny_args, other, *resume, "train.epochs=1")

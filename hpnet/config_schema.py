@@ -32,7 +32,7 @@ class AugmentConfig:
     jitter: float = 0.3  # brightness / contrast / saturation jitter strength (0 = off)
     blur_prob: float = 0.1  # probability of a Gaussian blur per clip
     hue: float = 0.0  # hue shifts in [-hue, hue] turns of the colour wheel per clip (0 = off)
-    erase_prob: float = 0.0  # random erasing: chance per frame of a noise box (VideoMAE: 0.25)
+    erase_prob: float = 0.0  # random erasing: chance per clip of a noise box in every frame (0.25)
     mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])  # RGB
     std: list[float] = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])  # RGB
 

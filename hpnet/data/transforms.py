@@ -34,7 +34,7 @@ from torch import Tensor
 
 from hpnet.data.canvas import place
 from hpnet.data.colour import color_jitter_normalize, gaussian_blur
-from hpnet.data.erasing import erase_frames
+from hpnet.data.erasing import erase_clips
 from hpnet.host_copy import constant, to_device
 from hpnet.pose.skeleton import crop_joints
 
@@ -315,7 +315,7 @@ class ClipTransform:
 
     ``flip`` enables a horizontal flip with probability 0.5; ``mean``/``std`` are RGB in [0, 1];
     ``hue`` > 0 rotates each clip's hue by up to that many turns (:mod:`hpnet.data.colour`);
-    ``erase_prob`` > 0 erases frames after all that (:mod:`hpnet.data.erasing`).
+    ``erase_prob`` > 0 erases clips after all that (:mod:`hpnet.data.erasing`).
     Build it with ``ClipTransform(size=cfg.data.size, **dataclasses.asdict(cfg.data.augment))``.
     """
 
@@ -373,7 +373,7 @@ class ClipTransform:
         out, joints = apply_train_params(
             video, joints, params, size=self.size, mean=self.mean, std=self.std
         )
-        return erase_frames(out, self.erase_prob, generator), joints
+        return erase_clips(out, self.erase_prob, generator), joints
 
     def test(
         self, video: Tensor, joints: Tensor | None = None, crops: int = 1

@@ -37,8 +37,10 @@ def test_every_clip_gets_one_tube_of_the_allowed_size_at_probability_one():
 
 
 def test_erasing_is_off_at_zero_partial_at_a_share_and_follows_the_generator():
-    video = _video(40)
-    assert erase_clips(video, 0.0) is video
+    video, g = _video(40), torch.Generator().manual_seed(0)
+    state = g.get_state()
+    assert erase_clips(video, 0.0, g) is video
+    assert torch.equal(g.get_state(), state)  # off: no draw, runs without it draw as before
     hit = (erase_clips(video, 0.5, torch.Generator().manual_seed(1)) != 5.0).flatten(1).any(1)
     assert 0 < int(hit.sum()) < len(hit)
     a = erase_clips(video, 0.5, torch.Generator().manual_seed(2))

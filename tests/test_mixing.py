@@ -41,7 +41,9 @@ def test_cutmix_pastes_one_box_in_every_frame_and_lam_is_the_share_left():
 
 def test_a_batch_is_left_alone_when_mixing_is_off_unlucky_or_alone():
     video, g = _clips(), torch.Generator().manual_seed(0)
+    state = g.get_state()
     assert mix_clips(video, Mixing(), g) is None
+    assert torch.equal(g.get_state(), state)  # off: no draw, runs without it draw as before
     assert mix_clips(video, Mixing(mixup=0.8, prob=0.0), g) is None
     assert mix_clips(video[:1], Mixing(mixup=0.8), g) is None
     kinds = set()

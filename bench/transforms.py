@@ -3,9 +3,9 @@
     python bench/transforms.py [--threads 2] [--device cpu|cuda] [--reps 5]
 
 Prints clips/s of ClipTransform.train (B=8, T=16, 256x341 -> 224, all augmentations on; also
-with random erasing of a quarter of the clips) and .test (3 crops), and the time of one batched random
-resized crop by ``grid_sample`` (used) and by ``torchvision.ops.roi_align`` (the alternative;
-adaptive sampling, i.e. antialiased).
+with random erasing of a quarter of the clips) and .test (3 crops), and the time of one batched
+random resized crop by ``grid_sample`` (used) and by ``torchvision.ops.roi_align`` (the
+alternative; adaptive sampling, i.e. antialiased).
 """
 
 from __future__ import annotations

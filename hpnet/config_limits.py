@@ -85,6 +85,7 @@ LIMITS: dict[str, _Check] = {
     "train.weight_decay": _NON_NEG,
     "train.warmup_epochs": _NON_NEG,
     "train.label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "model.head_init_scale": _POSITIVE,
     "train.mixup": _NON_NEG,
     "train.cutmix": _NON_NEG,
     "train.mix_prob": _FRACTION,

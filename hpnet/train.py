@@ -160,6 +160,12 @@ def _check_run_config(cfg: Config) -> None:
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
     _warn_pretrain_keys(cfg)
+    if cfg.model.text and cfg.model.head_init_scale != 1.0:
+        raise UserError(
+            f"model.head_init_scale={cfg.model.head_init_scale:g} scales the linear head's "
+            "initial weights; the text head (model.text=true) has none to scale: set "
+            "model.text=false or model.head_init_scale=1"
+        )
     if (cfg.train.mixup or cfg.train.cutmix) and cfg.model.pose:
         raise UserError(
             f"train.mixup={cfg.train.mixup:g} / train.cutmix={cfg.train.cutmix:g} mix two clips' "

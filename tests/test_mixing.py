@@ -1,6 +1,7 @@
-"""Mixup and CutMix (train.mixup, train.cutmix): what a mixed batch holds, the weight ``lam`` of
-each clip's own label, the settings refused, a run (the training step's loss from a mixed batch:
-test_engine.py)."""
+"""VideoMAE's fine-tuning regularisers: mixup and CutMix (train.mixup, train.cutmix: what a mixed
+batch holds, the weight ``lam`` of each clip's own label, the settings refused, a run; the
+training step's loss from a mixed batch: test_engine.py) and a small linear head at the start
+(model.head_init_scale)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,25 @@ def test_an_rgb_run_trains_with_mixup_and_cutmix(tiny_args, tmp_path, monkeypatc
     assert len(lams) == 2 and all(lam is not None and 0 <= lam < 1 for lam in lams)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]
     assert (saved["mixup"], saved["cutmix"]) == (0.8, 1.0)
+
+
+def test_a_linear_head_can_start_small_and_the_text_head_refuses_it():
+    """model.head_init_scale (VideoMAE's init_scale): the linear head's logits layers start at
+    that share of their default init; a training-only setting (evaluate reads the weights)."""
+    from hpnet.fusion.head import LinearHead
+    from hpnet.models.from_checkpoint import model_keys_changed
+    from hpnet.train import _check_run_config
+
+    torch.manual_seed(0)
+    plain = LinearHead(16, 8, 5)
+    torch.manual_seed(0)
+    small = LinearHead(16, 8, 5, init_scale=0.001)
+    scaled = dict(small.named_parameters())
+    for name, a in plain.named_parameters():  # the logits layers scaled, the norm as it was
+        expected = a if name.startswith("fuse.norm.") else a * 0.001
+        torch.testing.assert_close(scaled[name], expected, msg=name)
+    with pytest.raises(UserError, match=r"head_init_scale=0\.001 .* set model\.text=false"):
+        _check_run_config(load_config(None, ["model.head_init_scale=0.001"]))
+    _check_run_config(load_config(None, ["model.head_init_scale=0.001", "model.text=false"]))
+    saved = {"model": {"head_init_scale": 1.0}}
+    assert model_keys_changed(saved, load_config(None, ["model.head_init_scale=0.1"])) == []

@@ -100,10 +100,19 @@ class LinearHead(nn.Module):
         num_classes: int,
         dropout: float = 0.0,
         aux: bool = True,
+        init_scale: float = 1.0,
     ) -> None:
+        """``init_scale``: the initial weights and biases of the layers that give the logits
+        times this (VideoMAE's ``init_scale``: small logits while the backbone adapts)."""
         super().__init__()
         self.fuse = Fuse(dim, pose_dim, num_classes, dropout)
         self.aux = nn.Linear(pose_dim, num_classes) if pose_dim and aux else None
+        if init_scale != 1.0:
+            with torch.no_grad():
+                for layer in (self.fuse.rgb, self.fuse.pose, self.aux):
+                    if layer is not None:
+                        layer.weight.mul_(init_scale)
+                        layer.bias.mul_(init_scale)
 
     def forward(
         self, cls: torch.Tensor, pose: torch.Tensor | None, text: torch.Tensor | None = None

@@ -27,7 +27,7 @@ from hpnet.text.prompts import check_labels
 
 # model.* keys that only act in training: a trained model is the same model without them.
 TRAINING_ONLY = ("drop_path", "dropout", "aux_weight", "pretrained", "freeze_backbone")
-TRAINING_ONLY += ("freeze_backbone_epochs",)
+TRAINING_ONLY += ("freeze_backbone_epochs", "head_init_scale")
 SAME_SPACE = 0.999  # least cosine between a trained class's stored and re-encoded embedding
 
 

@@ -393,8 +393,9 @@ def _build_head(
         return TextHead(
             dim, pose_dim, class_embeddings.shape[1], dropout=m.dropout, aux=m.aux_weight > 0
         )
+    kw = {"dropout": m.dropout, "aux": m.aux_weight > 0, "init_scale": m.head_init_scale}
     heads = [
-        LinearHead(dim, pose_dim, len(names), dropout=m.dropout, aux=m.aux_weight > 0)
-        for _, names in (label_sets or [("", class_names)])
+        LinearHead(dim, pose_dim, len(names), **kw)
+        for _, names in label_sets or [("", class_names)]
     ]
     return PerDatasetHead(heads) if label_sets else heads[0]

@@ -86,6 +86,7 @@ LIMITS: dict[str, _Check] = {
     "train.warmup_epochs": _NON_NEG,
     "train.label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "model.head_init_scale": _POSITIVE,
+    "train.repeat_aug": (lambda v: 1 <= v <= 16, "an integer in [1, 16]"),
     "train.mixup": _NON_NEG,
     "train.cutmix": _NON_NEG,
     "train.mix_prob": _FRACTION,

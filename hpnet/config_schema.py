@@ -243,6 +243,9 @@ class TrainConfig:
     cutmix: float = 0.0  # the Beta(a, a) of cutmix's box share (0 = off), same box every frame
     mix_prob: float = 1.0  # share of batches mixed
     mix_switch: float = 0.5  # with both on: share of the mixed batches that use cutmix
+    # repeated augmentation: each loaded clip's frames augmented this many times in its batch
+    # (VideoMAE fine-tunes with 2): batch_size x repeat_aug clips a step, decoded once
+    repeat_aug: int = 1
     clip_grad: float = 1.0  # max gradient norm (0 = no clipping)
     accum_steps: int = 1  # gradient accumulation steps per optimizer step
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (CPU runs in fp32)

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hpnet.cli import UserError, progress_enabled
-from hpnet.data.mixing import Mixing, mix_clips
+from hpnet.data.mixing import Mixing, mix_clips, repeat_clips
 from hpnet.data.transforms import ClipTransform
 from hpnet.scoring import batch_to_device
 
@@ -39,6 +39,7 @@ class LossConfig:
     aux_weight: float = 0.0  # weight of the auxiliary pose-stream loss
     class_weights: torch.Tensor | None = None  # (C,) per-class loss weights (balance=loss)
     mixing: Mixing = field(default_factory=Mixing)  # mixup / cutmix of the batch's clips
+    repeats: int = 1  # repeated augmentation: each clip this many times in its batch
 
 
 def classification_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, cfg: LossConfig):
@@ -279,7 +280,7 @@ def _train_batch(
     step reads every micro-batch's at once (:func:`flush_records`); a non-finite loss still
     stops the run before the optimizer step uses the gradients.
     """
-    video, joints, labels = batch_to_device(batch, device)
+    video, joints, labels = repeat_clips(loss_cfg.repeats, *batch_to_device(batch, device))
     video, joints = transform.train(video, joints if use_pose else None, generator)
     video, lam = mix_clips(video, loss_cfg.mixing, generator) or (video, 1.0)
     label_set = {} if batch.get("dataset") is None else {"label_set": batch["dataset"]}

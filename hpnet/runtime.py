@@ -268,6 +268,7 @@ def build_loss_config(cfg: Config, data: RunDataset, device: torch.device) -> Lo
         label_smoothing=cfg.train.label_smoothing,
         aux_weight=cfg.model.aux_weight if cfg.model.pose else 0.0,
         mixing=Mixing(t.mixup, t.cutmix, t.mix_prob, t.mix_switch),
+        repeats=t.repeat_aug,
         class_weights=(
             class_weights(data.train.labels, len(data.classes), warn=False).to(device)
             if data.cfg.data.balance == "loss"

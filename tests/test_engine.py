@@ -80,6 +80,28 @@ def test_a_mixed_batch_takes_lam_of_each_label_and_counts_the_larger_share():
     assert state.correct == int((logits.argmax(1) == counted).sum())
 
 
+def test_repeated_augmentation_trains_on_each_clip_twice():
+    from hpnet.data.mixing import repeat_clips
+
+    a, b = torch.tensor([1, 2]), torch.tensor([[1.0], [2.0]])
+    assert [t.tolist() for t in repeat_clips(2, a, b)] == [[1, 1, 2, 2], [[1], [1], [2], [2]]]
+    torch.manual_seed(0)
+    model, video, labels = _Logits(), torch.randn(3, 3), torch.tensor([0, 1, 1])
+    sums = []
+    for repeats in (1, 2):
+        state = engine.EpochProgress()
+        engine._train_batch(
+            model, {"video": video, "joints": torch.zeros(3), "label": labels}, state,
+            transform=_Identity(), device=torch.device("cpu"), amp_dtype=None, generator=None,
+            use_pose=False, scaler=None, loss_divisor=1, where="test",
+            loss_cfg=engine.LossConfig(repeats=repeats),
+        )  # fmt: skip
+        engine.flush_records(state)
+        sums.append((state.seen, state.loss_sum / state.seen))
+    assert sums[1][0] == 2 * sums[0][0] == 6
+    assert sums[1][1] == pytest.approx(sums[0][1])  # the same clips, unaugmented: the same loss
+
+
 def test_a_stand_in_batch_adds_no_gradient_and_is_not_counted():
     """A DDP process whose batch failed steps on a stand-in of weight 0: its backward joins the
     collective but adds nothing, and its clips stay out of the epoch's numbers."""

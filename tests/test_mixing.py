@@ -5,6 +5,7 @@ training step's loss from a mixed batch: test_engine.py) and a small linear head
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -82,8 +83,11 @@ def test_an_rgb_run_trains_with_mixup_and_cutmix(tiny_args, tmp_path, monkeypatc
 
     monkeypatch.setattr(engine, "mix_clips", recorded)
     args = [*tiny_args, "model.pose=false", "train.mixup=0.8", "train.cutmix=1.0"]
+    args += ["train.repeat_aug=2"]  # and each clip twice, augmented apart
     assert main([*args, f"train.out_dir={tmp_path}", "train.epochs=1", "train.max_steps=2"]) == 0
     assert len(lams) == 2 and all(lam is not None and 0 <= lam < 1 for lam in lams)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    assert [r["clips"] for r in rows if r["type"] == "train"] == [2 * 2 * 4]  # steps x 2 x batch
     saved = torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]
     assert (saved["mixup"], saved["cutmix"]) == (0.8, 1.0)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Mixing", "mix_clips"]
+__all__ = ["Mixing", "mix_clips", "repeat_clips"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,15 @@ def mix_clips(
     mixed = video.clone()
     mixed[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
     return mixed, 1.0 - (bottom - top) * (right - left) / (s_h * s_w)
+
+
+def repeat_clips(times: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Repeated augmentation (``train.repeat_aug``): each tensor's clips (dim 0) ``times`` times
+    in a row, ``a a b b`` (each copy then gets its own crops, flips and colours); as they are
+    for ``times`` 1."""
+    if times == 1:
+        return tensors
+    return tuple(t.repeat_interleave(times, 0) for t in tensors)
 
 
 def _box(

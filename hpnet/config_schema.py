@@ -236,7 +236,7 @@ class TrainConfig:
     min_lr: float = 1e-6  # learning rate floor: where cosine ends, below which no decay goes
     warmup_epochs: float = 2.0  # linear warm-up length in epochs
     label_smoothing: float = 0.1  # cross-entropy label smoothing
-    # Mixup / CutMix of each training batch with itself mirrored (VideoMAE fine-tunes with
+    # Mixup / CutMix of each training clip with another of its batch (VideoMAE fine-tunes with
     # mixup 0.8, cutmix 1.0): the Beta(a, a) of the mixing weight, 0 = off; RGB only
     # (model.pose=false: joints cannot be mixed). Training accuracy counts the larger share.
     mixup: float = 0.0

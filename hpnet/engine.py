@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hpnet.cli import UserError, progress_enabled
-from hpnet.data.mixing import Mixing, mix_clips, repeat_clips
+from hpnet.data.mixing import Mixing, mix_clips, partners, repeat_clips
 from hpnet.data.transforms import ClipTransform
 from hpnet.scoring import batch_to_device
 
@@ -282,13 +282,13 @@ def _train_batch(
     """
     video, joints, labels = repeat_clips(loss_cfg.repeats, *batch_to_device(batch, device))
     video, joints = transform.train(video, joints if use_pose else None, generator)
-    video, lam = mix_clips(video, loss_cfg.mixing, generator) or (video, 1.0)
+    video, lam = mix_clips(video, loss_cfg.mixing, generator, loss_cfg.repeats) or (video, 1.0)
     label_set = {} if batch.get("dataset") is None else {"label_set": batch["dataset"]}
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
         out = model(video, joints, **label_set)
     loss = classification_loss(out, labels, loss_cfg)
-    if lam < 1.0:  # mixed with the mirrored batch: its labels weigh 1 - lam
-        partner = labels.flip(0)
+    if lam < 1.0:  # mixed with its partners: their labels weigh 1 - lam
+        partner = partners(labels, loss_cfg.repeats)
         loss = lam * loss + (1.0 - lam) * classification_loss(out, partner, loss_cfg)
         labels = labels if lam >= 0.5 else partner  # (accuracy: on the larger share)
     correct = (out["logits"].detach().argmax(1) == labels).sum()

@@ -72,11 +72,11 @@ def test_a_mixed_batch_takes_lam_of_each_label_and_counts_the_larger_share():
     mixed, lam = mix_clips(video, cfg.mixing, torch.Generator().manual_seed(3))
     logits = model(mixed, None)["logits"].detach()
     own = F.cross_entropy(logits, labels, label_smoothing=0.1)
-    partner = F.cross_entropy(logits, labels.flip(0), label_smoothing=0.1)
+    partner = F.cross_entropy(logits, labels.roll(1, 0), label_smoothing=0.1)
     engine.flush_records(state)
     assert 0 < lam < 1
     assert state.loss_sum / state.seen == pytest.approx(float(lam * own + (1 - lam) * partner))
-    counted = labels if lam >= 0.5 else labels.flip(0)
+    counted = labels if lam >= 0.5 else labels.roll(1, 0)
     assert state.correct == int((logits.argmax(1) == counted).sum())
 
 
@@ -87,18 +87,24 @@ def test_repeated_augmentation_trains_on_each_clip_twice():
     assert [t.tolist() for t in repeat_clips(2, a, b)] == [[1, 1, 2, 2], [[1], [1], [2], [2]]]
     torch.manual_seed(0)
     model, video, labels = _Logits(), torch.randn(3, 3), torch.tensor([0, 1, 1])
-    sums = []
+    sums, seen = [], []
+
+    class Recording(_Identity):  # the copies reach the augmentation, to be augmented apart
+        def train(self, video, joints, generator):
+            seen.append(video.shape[0])
+            return video, joints
+
     for repeats in (1, 2):
         state = engine.EpochProgress()
         engine._train_batch(
             model, {"video": video, "joints": torch.zeros(3), "label": labels}, state,
-            transform=_Identity(), device=torch.device("cpu"), amp_dtype=None, generator=None,
+            transform=Recording(), device=torch.device("cpu"), amp_dtype=None, generator=None,
             use_pose=False, scaler=None, loss_divisor=1, where="test",
             loss_cfg=engine.LossConfig(repeats=repeats),
         )  # fmt: skip
         engine.flush_records(state)
         sums.append((state.seen, state.loss_sum / state.seen))
-    assert sums[1][0] == 2 * sums[0][0] == 6
+    assert sums[1][0] == 2 * sums[0][0] == 6 and seen == [3, 6]
     assert sums[1][1] == pytest.approx(sums[0][1])  # the same clips, unaugmented: the same loss
 
 

@@ -68,3 +68,6 @@ def test_erasing_is_a_fraction_and_not_for_pretraining():
     cfg = load_config(None, ["data.augment.erase_prob=0.25", "data.augment.blur_prob=0"])
     with pytest.raises(UserError, match=r"erase_prob=0\.25: pretraining erases no frames"):
         check_pretrain_config(cfg)
+    cfg = load_config(None, ["train.repeat_aug=2", "data.augment.blur_prob=0"])
+    with pytest.raises(UserError, match=r"repeat_aug=2: read by python -m hpnet\.train only"):
+        check_pretrain_config(cfg)

@@ -13,7 +13,7 @@ import torch
 
 from hpnet.cli import UserError
 from hpnet.config import load_config
-from hpnet.data.mixing import Mixing, mix_clips
+from hpnet.data.mixing import Mixing, mix_clips, partners, repeat_clips
 
 
 def _clips(batch: int = 4) -> torch.Tensor:
@@ -25,7 +25,7 @@ def test_mixup_blends_each_clip_with_its_mirror_by_lam():
     video = _clips()
     mixed, lam = mix_clips(video, Mixing(mixup=0.8), torch.Generator().manual_seed(0))
     assert 0 < lam < 1
-    torch.testing.assert_close(mixed, lam * video + (1 - lam) * video.flip(0))
+    torch.testing.assert_close(mixed, lam * video + (1 - lam) * video.roll(1, 0))
     again, same = mix_clips(video, Mixing(mixup=0.8), torch.Generator().manual_seed(0))
     assert same == lam and torch.equal(again, mixed)  # the generator decides: resumable
 
@@ -34,9 +34,9 @@ def test_cutmix_pastes_one_box_in_every_frame_and_lam_is_the_share_left():
     video = _clips()
     for seed in range(5):
         mixed, lam = mix_clips(video, Mixing(cutmix=1.0), torch.Generator().manual_seed(seed))
-        pasted = mixed != video  # clip i holds i, its partner 3 - i (none is its own mirror)
+        pasted = mixed != video  # clip i holds i, its partner i - 1 (mod 4)
         assert torch.equal(pasted[0], pasted[0, :1].expand_as(pasted[0]))  # one box, all frames
-        assert torch.equal(mixed[pasted], video.flip(0)[pasted])
+        assert torch.equal(mixed[pasted], video.roll(1, 0)[pasted])
         assert lam == pytest.approx(1 - pasted[0, 0, 0].float().mean().item())
         assert torch.equal(video, _clips())  # the batch itself is left as it was
 
@@ -48,6 +48,10 @@ def test_a_batch_is_left_alone_when_mixing_is_off_unlucky_or_alone():
     assert torch.equal(g.get_state(), state)  # off: no draw, runs without it draw as before
     assert mix_clips(video, Mixing(mixup=0.8, prob=0.0), g) is None
     assert mix_clips(video[:1], Mixing(mixup=0.8), g) is None
+    copies = repeat_clips(2, video[:1])[0]  # one video twice: still one video, nothing to mix
+    assert mix_clips(copies, Mixing(mixup=0.8), g, repeats=2) is None
+    three = repeat_clips(2, torch.arange(3))[0]  # its partners: another video's, always
+    assert (partners(three, 2) != three).all() and three.tolist() == [0, 0, 1, 1, 2, 2]
     kinds = set()
     for seed in range(20):  # both on: some batches cut, some blend
         mixed, _ = mix_clips(video, Mixing(mixup=0.8, cutmix=1.0), g.manual_seed(seed))
@@ -76,8 +80,9 @@ def test_an_rgb_run_trains_with_mixup_and_cutmix(tiny_args, tmp_path, monkeypatc
 
     lams = []
 
-    def recorded(video, mixing, generator):
-        mixed = mix_clips(video, mixing, generator)
+    def recorded(video, mixing, generator, repeats):
+        assert repeats == 2 and video.shape[0] == 2 * 4  # the copies are in the batch mixed
+        mixed = mix_clips(video, mixing, generator, repeats)
         lams.append(None if mixed is None else mixed[1])
         return mixed
 

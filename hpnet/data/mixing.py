@@ -1,7 +1,9 @@
 """Mixup and CutMix of a training batch (``train.mixup``, ``train.cutmix``), as timm's ``Mixup``
-does for VideoMAE's fine-tuning: each clip is mixed with the clip at the mirrored place of
-the batch (``video.flip(0)``), and the loss is ``lam`` x the loss on its own label plus
-``1 - lam`` x the loss on its partner's.
+does for VideoMAE's fine-tuning, and repeated augmentation (``train.repeat_aug``). Each clip is
+mixed with its partner, the clip ``repeats`` places before it (:func:`partners`: the batch
+rolled, so never a clip itself or a copy of its own video; timm flips the batch, which pairs
+the middle clip of an odd batch with itself), and the loss is ``lam`` x the loss on its own
+label plus ``1 - lam`` x the loss on its partner's.
 
 Mixup blends the two clips' pixels with ``lam ~ Beta(a, a)``; CutMix pastes a box of the
 partner, the same box in every frame, whose area is ``1 - lam`` of the frame (``lam`` is then
@@ -36,13 +38,20 @@ class Mixing:
         return self.mixup > 0 or self.cutmix > 0
 
 
+def partners(x: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+    """``x`` (clips first) as each clip's mixing partner sees it: rolled by ``repeats``, the
+    copies of one video (:func:`repeat_clips`)."""
+    return x.roll(repeats, 0)
+
+
 def mix_clips(
-    video: torch.Tensor, mixing: Mixing, generator: torch.Generator | None
+    video: torch.Tensor, mixing: Mixing, generator: torch.Generator | None, repeats: int = 1
 ) -> tuple[torch.Tensor, float] | None:
-    """Mix ``video (B, T, 3, S, S)`` (normalised, a new tensor) with ``video.flip(0)``; returns
-    it and ``lam``, the weight of each clip's own label, or None when this batch is not mixed
-    (mixing off, the draw said no, or one clip)."""
-    if not mixing.enabled or video.shape[0] < 2:
+    """Mix ``video (B, T, 3, S, S)`` (normalised; ``repeats`` copies of each video in a row)
+    with its :func:`partners`; returns it (a new tensor) and ``lam``, the weight of each clip's
+    own label, or None when this batch is not mixed (mixing off, the draw said no, or fewer
+    than 2 videos)."""
+    if not mixing.enabled or video.shape[0] < 2 * repeats:
         return None
     draws = torch.rand(2, generator=generator).tolist()  # (a CPU generator: no device sync)
     if draws[0] >= mixing.prob:
@@ -51,7 +60,7 @@ def mix_clips(
     alpha = mixing.cutmix if use_cutmix else mixing.mixup
     rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
     lam = float(rng.beta(alpha, alpha))
-    partner = video.flip(0)
+    partner = partners(video, repeats)
     if not use_cutmix:
         return video * lam + partner * (1.0 - lam), lam
     s_h, s_w = video.shape[-2:]

@@ -38,6 +38,13 @@ def check_pretrain_config(cfg: Config) -> None:
             " a blur spreads the hidden patches' pixels into the visible ones the encoder sees "
             "(configs/videomae_demo.yaml has it off): set data.augment.blur_prob=0"
         )
+    t = cfg.train
+    if t.mixup or t.cutmix or t.repeat_aug != 1:
+        raise UserError(
+            f"train.mixup={t.mixup:g} train.cutmix={t.cutmix:g} train.repeat_aug={t.repeat_aug}: "
+            "read by python -m hpnet.train only (pretraining has no labels to mix or batches "
+            "to repeat): set them to 0, 0 and 1"
+        )
     if cfg.data.augment.erase_prob > 0:
         raise UserError(
             f"data.augment.erase_prob={cfg.data.augment.erase_prob:g}: pretraining erases no "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Mixing", "mix_clips", "repeat_clips"]
+__all__ = ["Mixing", "mix_clips", "partners", "repeat_clips"]
 
 
 @dataclass(frozen=True)

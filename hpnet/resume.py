@@ -92,8 +92,7 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
             f"train.resume={r}: no such checkpoint file (train.resume=auto continues "
             f"{out / 'last.pt'} when it is there, '' starts a fresh run)"
         )
-    own = out / "last.pt"
-    if own.is_file() and own.samefile(path):
+    if is_own_checkpoint(out, path):
         return path
     other = [name for name in RUN_FILES if (out / name).is_file()]
     if other:  # its last.pt, config and metrics would be overwritten by another run's
@@ -106,6 +105,12 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
 
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a folder holding one holds a run
+
+
+def is_own_checkpoint(out: Path, path: Path) -> bool:
+    """Whether ``path`` is run folder ``out``'s own ``last.pt`` (the same file, by any name)."""
+    own = out / "last.pt"
+    return own.is_file() and own.samefile(path)
 
 
 # What a resumed run may set otherwise than the run it continues: where the files are, how fast

@@ -22,7 +22,7 @@ from hpnet.cli import UserError, counted
 from hpnet.config import Config
 from hpnet.distributed import DistInfo, main_only
 from hpnet.epoch_report import tensorboard_writer
-from hpnet.resume import resume_path
+from hpnet.resume import is_own_checkpoint, resume_path
 from hpnet.run_lock import LOCK_NAME, run_folder_lock
 
 
@@ -37,44 +37,30 @@ def open_run_folder(
     """On the main process: say what ``model.pretrained`` loaded, check that TensorBoard can
     be had, make ``out`` and take its lock (kept by ``held``), then check again what
     :func:`~hpnet.resume.resume_path` decided as ``resume_from``. Every process raises when
-    one of these fails. A folder this run made is removed again when the run stops before
-    writing anything in it (a refused resume leaves no empty folder behind)."""
+    one of these fails. The folders of ``out``'s path this run made are removed again when
+    the run stops before writing anything in it (a refused resume leaves no empty folder)."""
 
     def open_folder() -> None:
         if pretrained_report:
             print(f"model.pretrained: {pretrained_report}")
         tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
-        real = Path(os.path.realpath(out))  # (new/../mine: mine, as mkdir -p would reach it)
+        # its real path, as mkdir -p reaches it (new/../mine is mine: no new/ made on the way)
+        real = Path(os.path.realpath(out))
         made = _first_missing(real)
         make_folder(real, what="run folder", folder_option=OUT_DIR_OPTION)
-        lock_run_folder(held, cfg, out, resume_from, made=made)  # one run at a time writes
+        held.enter_context(run_folder_lock(real))  # one run at a time writes here
+        if made is not None:  # (runs before the lock is let go: no other run can have it)
+            held.push(_remove_if_unused(real, made))
+        # two commands started into one empty folder both found it so: the one that got the
+        # lock second would overwrite the other's finished run
+        if resume_path(cfg, out) != resume_from:  # (resume="" raises "last.pt exists" itself)
+            raise UserError(
+                f"{out}/last.pt appeared while this run was starting (another run wrote it): "
+                "continue that run with train.resume=auto, or start this one in another "
+                "train.out_dir"
+            )
 
     main_only(dist, open_folder)
-
-
-def lock_run_folder(
-    held: contextlib.ExitStack,
-    cfg: Config,
-    out: Path,
-    decided: Path | None,
-    *,
-    made: Path | None = None,
-) -> None:
-    """Take ``out``'s run lock (kept by ``held``) and check again what :func:`resume_path`
-    ``decided`` before it: two commands started into one folder at once both found it empty,
-    and the one that got the lock second would overwrite the other's finished run. ``made``:
-    the first folder of ``out``'s real path this run made (on a failure that leaves nothing
-    but the lock in ``out``, the folders from ``out`` up to it go again)."""
-    real = Path(os.path.realpath(out))  # (no folder made on the way through new/..)
-    held.enter_context(run_folder_lock(real))
-    if made is not None:  # (runs before the lock is let go: no other run can have taken it)
-        held.push(_remove_if_unused(real, made))
-    if resume_path(cfg, out) != decided:  # resume="" raises its "last.pt exists" itself
-        raise UserError(
-            f"{out}/last.pt appeared while this run was starting (another run wrote it): "
-            "continue that run with train.resume=auto, or start this one in another "
-            "train.out_dir"
-        )
 
 
 def _first_missing(folder: Path) -> Path | None:
@@ -110,8 +96,7 @@ def check_continues(resume_from: Path, out: Path, done: int, epochs: int, use: s
     """Refuse another run's checkpoint that has no epoch left to train here: the new folder
     would get no last.pt of its own (training: an eval.json naming a file that is not there;
     pretraining: a fine-tuning hint naming one). ``use``: how else to use the checkpoint."""
-    own = out / "last.pt"
-    if not (own.is_file() and own.samefile(resume_from)):
+    if not is_own_checkpoint(out, resume_from):
         raise UserError(
             f"train.resume={resume_from} has trained {counted(done, 'epoch')} "
             f"(train.epochs={epochs} trains none more): raise train.epochs to train it on in "

@@ -100,14 +100,14 @@ def check_pretrain_resumable(path: Path, cfg: Config) -> None:
     like a training run's by :func:`~hpnet.resume.resume_run`)."""
     from hpnet.checkpoint import load_checkpoint
     from hpnet.models.lsvit_weights import read_pretrain_checkpoint
+    from hpnet.resume import is_own_checkpoint
 
     ckpt = read_pretrain_checkpoint(path)
     if ckpt is None:
         load_checkpoint(path)  # a file torch cannot read: refused with its reason
-        own = Path(cfg.train.out_dir) / "last.pt"
         fix = (  # the folder holds another run; or another folder's file was given
             "pretrain into another train.out_dir"
-            if own.is_file() and own.samefile(path)
+            if is_own_checkpoint(Path(cfg.train.out_dir), path)
             else f"drop train.resume (model.pretrained={path} starts from its weights)"
         )
         raise UserError(

@@ -3,7 +3,8 @@
     python bench/transforms.py [--threads 2] [--device cpu|cuda] [--reps 5]
 
 Prints clips/s of ClipTransform.train (B=8, T=16, 256x341 -> 224, all augmentations on; also
-with random erasing of a quarter of the clips) and .test (3 crops), and the time of one batched
+with random erasing of a quarter of the clips, and with VideoMAE's RandAugment, n=4 m=7) and
+.test (3 crops), and the time of one batched
 random resized crop by ``grid_sample`` (used) and by ``torchvision.ops.roi_align`` (the
 alternative; adaptive sampling, i.e. antialiased).
 """
@@ -22,8 +23,9 @@ from hpnet.data.transforms import ClipTransform, resized_crop, sample_crop_boxes
 B, T, H, W, S = 8, 16, 256, 341, 224
 
 
-def best_seconds(fn: Callable[[], object], reps: int, device: torch.device) -> float:
-    """Fastest of ``reps`` timed calls after one warm-up call."""
+def timed_seconds(fn: Callable[[], object], reps: int, device: torch.device) -> tuple[float, float]:
+    """Fastest and mean of ``reps`` timed calls after one warm-up call (they differ where the
+    random draws do: erasing, RandAugment)."""
     fn()
     times = []
     for _ in range(reps):
@@ -34,7 +36,7 @@ def best_seconds(fn: Callable[[], object], reps: int, device: torch.device) -> f
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return min(times), sum(times) / len(times)
 
 
 def main() -> None:
@@ -55,6 +57,10 @@ def main() -> None:
         S, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), jitter=0.3, blur_prob=0.1,
         erase_prob=0.25,
     )  # fmt: skip
+    randaug = ClipTransform(
+        S, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), jitter=0.3, blur_prob=0.1,
+        randaug_n=4, randaug_m=7.0,
+    )  # fmt: skip
     boxes = sample_crop_boxes(B, H, W, scale_min=0.4, ratio_max=1.333, generator=gen)
 
     def crop_roi_align() -> torch.Tensor:
@@ -66,13 +72,17 @@ def main() -> None:
     rows = {
         "train()": lambda: tf.train(video, joints, gen),
         "train(erase 0.25)": lambda: erasing.train(video, joints, gen),
+        "train(randaug n4)": lambda: randaug.train(video, joints, gen),
         "test(crops=3)": lambda: tf.test(video[:, None], joints[:, None], crops=3),
         "crop: grid_sample": lambda: resized_crop(video, boxes, S),
         "crop: roi_align": crop_roi_align,
     }
     for name, fn in rows.items():
-        seconds = best_seconds(fn, args.reps, device)
-        print(f"{name:18s} {seconds * 1000:8.1f} ms/batch  {B / seconds:8.1f} clips/s")
+        best, mean = timed_seconds(fn, args.reps, device)
+        print(
+            f"{name:18s} {best * 1000:8.1f} ms/batch (mean {mean * 1000:6.1f})  "
+            f"{B / best:8.1f} clips/s"
+        )
 
 
 if __name__ == "__main__":

@@ -323,7 +323,7 @@ def centre_crop_cam(
         box ``(x0, y0, x1, y1)`` in [0, 1] of the frame (where to draw the map; outside [0, 1]
         where the canvas pads the frame).
     """
-    from hpnet.data.transforms import short_side_crop_layout
+    from hpnet.data.eval_crops import short_side_crop_layout
 
     device = next(model.parameters()).device
     on, joint_tensor = canvas.apply(frames, None if joints is None else torch.from_numpy(joints))

@@ -77,6 +77,9 @@ def build_transform(cfg: Config) -> ClipTransform:
         blur_prob=a.blur_prob,
         hue=a.hue,
         erase_prob=a.erase_prob,
+        randaug_n=a.randaug_n,
+        randaug_m=a.randaug_m,
+        randaug_mstd=a.randaug_mstd,
     )
 
 

@@ -16,7 +16,8 @@ from torch import nn
 from tqdm import tqdm
 
 from hpnet.cli import progress_enabled
-from hpnet.data.transforms import ClipTransform, distinct_crop_count
+from hpnet.data.eval_crops import distinct_crop_count
+from hpnet.data.transforms import ClipTransform
 
 
 def batch_to_device(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:

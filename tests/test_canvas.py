@@ -15,8 +15,9 @@ from hpnet.config import load_config
 from hpnet.data.canvas import Canvas, fit_frames, place
 from hpnet.data.datasets import VideoClipDataset, VideoRecord, build_datasets
 from hpnet.data.decode import open_video
+from hpnet.data.eval_crops import distinct_crop_count
 from hpnet.data.synthetic import SyntheticActions
-from hpnet.data.transforms import ClipTransform, distinct_crop_count
+from hpnet.data.transforms import ClipTransform
 from hpnet.inference import JointFinder, read_sampled
 from hpnet.zeroshot import _parser, clip_canvas, clip_eval_config, zero_shot_config
 

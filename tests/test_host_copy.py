@@ -8,6 +8,7 @@ import contextlib
 import pytest
 import torch
 
+from hpnet.data.randaugment import OPS, rand_augment, sample_randaugment
 from hpnet.data.transforms import ClipTransform
 from hpnet.host_copy import constant, to_device
 from hpnet.models.lsvit import build_lsvit
@@ -75,6 +76,19 @@ def test_the_train_augmentation_makes_the_host_wait_for_nothing():
     with _no_host_sync():
         out, mapped = tf.train(video, joints, torch.Generator().manual_seed(1))
     assert out.shape == (4, 3, 3, 32, 32) and mapped.shape == joints.shape
+
+
+@pytest.mark.gpu
+@cuda
+def test_randaugment_makes_the_host_wait_for_nothing():
+    video = torch.rand(len(OPS), 3, 3, 32, 32, device="cuda") * 255
+    joints = torch.rand(len(OPS), 3, 2, 17, 3, device="cuda")
+    params = sample_randaugment(len(OPS), 1, 7.0, 0.5, torch.Generator().manual_seed(0))
+    params.op[:, 0], params.applied[:] = torch.arange(len(OPS)), True  # every operation once
+    rand_augment(video, joints, params, 255.0)  # warm-up
+    with _no_host_sync():
+        out, moved = rand_augment(video, joints, params, 255.0)
+    assert out.shape == video.shape and moved.shape == joints.shape
 
 
 @pytest.mark.gpu

@@ -7,6 +7,7 @@ import torch
 
 from hpnet.config import UserError, load_config
 from hpnet.data.colour import hue_rotation_matrix
+from hpnet.data.eval_crops import short_side_crop_layout, short_side_crops
 from hpnet.data.transforms import (
     ClipTransform,
     TrainParams,
@@ -17,8 +18,6 @@ from hpnet.data.transforms import (
     normalize,
     sample_crop_boxes,
     sample_train_params,
-    short_side_crop_layout,
-    short_side_crops,
 )
 from hpnet.pose.skeleton import FLIP_PERMUTATION
 from hpnet.runtime import build_transform

@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hpnet.data.canvas import place
 from hpnet.data.colour import color_jitter_normalize, gaussian_blur
 from hpnet.data.erasing import erase_clips
+from hpnet.data.eval_crops import short_side_crop_joints, short_side_crops
+from hpnet.data.randaugment import RandAugmentParams, rand_augment, sample_randaugment
 from hpnet.host_copy import constant, to_device
 from hpnet.pose.skeleton import crop_joints
 
@@ -147,62 +148,6 @@ def resized_crop(video: Tensor, boxes: Tensor, size: int, flip: Tensor | None = 
     return out.view(b, t, c, size, size)
 
 
-def short_side_crop_layout(
-    height: int, width: int, size: int, crops: int
-) -> tuple[tuple[int, int], list[tuple[int, int]]]:
-    """Test-time crops: the frame resized so its short side is ``size`` (aspect kept, sizes as
-    torchvision's ``Resize``), then squares of ``size``: ``crops`` = 1: the centre (offsets as
-    torchvision's ``CenterCrop``); 3: left, centre, right along a wide frame (top, centre,
-    bottom along a tall one). Crops that would be identical (a square frame) are given once, so
-    a square canvas gets one crop whatever ``crops`` says. Returns ``(resized_h, resized_w)``
-    and the distinct (top, left) offsets."""
-    if crops not in (1, 3):
-        raise ValueError(f"crops must be 1 or 3, got {crops} (eval.crops)")
-    placed = place((height, width), (size, size), "crop")
-    (rh, rw), centre = placed.scaled_hw, (-placed.top, -placed.left)
-    room = max(rh, rw) - size
-    if crops == 1 or room == 0:
-        return (rh, rw), [centre]
-    if rw >= rh:
-        return (rh, rw), [(centre[0], 0), centre, (centre[0], room)]
-    return (rh, rw), [(0, centre[1]), centre, (room, centre[1])]
-
-
-def distinct_crop_count(height: int, width: int, size: int, crops: int) -> int:
-    """How many distinct test crops an ``height x width`` canvas gives (1 when square)."""
-    return len(short_side_crop_layout(height, width, size, crops)[1])
-
-
-def short_side_crops(video: Tensor, size: int, crops: int) -> Tensor:
-    """``(N, T, C, H, W)`` -> float ``(N, K, T, C, size, size)``: antialiased bilinear resize,
-    then the K distinct :func:`short_side_crop_layout` crops (input value range kept)."""
-    n, t, c, h, w = video.shape
-    (rh, rw), offsets = short_side_crop_layout(h, w, size, crops)
-    dtype = _compute_dtype(video)
-    frames = video.reshape(n, t * c, h, w).to(dtype)
-    if (rh, rw) != (h, w):
-        if frames.device.type == "cpu" and frames.element_size() < 4:  # no CPU half antialias
-            frames = frames.float()
-        frames = F.interpolate(
-            frames, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False
-        ).to(dtype)
-    out = [frames[:, :, y : y + size, x : x + size] for y, x in offsets]
-    return torch.stack(out, dim=1).view(n, len(offsets), t, c, size, size)
-
-
-def short_side_crop_joints(
-    joints: Tensor, frame_hw: tuple[int, int], size: int, crops: int
-) -> Tensor:
-    """``(N, ..., K, 3)`` joints of an ``frame_hw`` frame -> ``(N, C, ..., K, 3)`` in [0, 1] of
-    each of the C distinct :func:`short_side_crop_layout` crops (outside or missing: zeros)."""
-    (rh, rw), offsets = short_side_crop_layout(*frame_hw, size, crops)
-    mapped = []
-    for y, x in offsets:
-        box = torch.tensor([x / rw, y / rh, (x + size) / rw, (y + size) / rh], dtype=torch.float64)
-        mapped.append(crop_joints(joints, box.expand(joints.shape[0], 4)))
-    return torch.stack(mapped, dim=1)
-
-
 # ------------------------------------------------------------------------- train-time pipeline
 
 
@@ -275,11 +220,17 @@ def apply_train_params(
     size: int,
     mean: Sequence[float],
     std: Sequence[float],
+    rand: RandAugmentParams | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """Crop + flip + colour + blur + normalise ``(B, T, 3, H, W)`` -> float ``(B, T, 3, S, S)``;
-    joints ``(B, T, P, K, 3)`` go through the same crop and flip (or stay None)."""
+    """Crop + flip (+ RandAugment ``rand``) + colour + blur + normalise ``(B, T, 3, H, W)`` ->
+    float ``(B, T, 3, S, S)``; joints ``(B, T, P, K, 3)`` go through the same crop, flip and
+    warps (or stay None)."""
     max_value = _value_range(video)
     out = resized_crop(video, params.boxes, size, flip=params.flip)
+    if joints is not None:
+        joints = crop_joints(joints, params.boxes, params.flip)
+    if rand is not None:
+        out, joints = rand_augment(out, joints, rand, max_value)
     factors = torch.stack([params.brightness, params.contrast, params.saturation])
     if params.hue is not None or bool((factors != 1).any()):
         out = color_jitter_normalize(
@@ -291,8 +242,6 @@ def apply_train_params(
     if blurred.numel() > 0:
         index = to_device(blurred, out.device)
         out[index] = gaussian_blur(out[index], params.blur_sigma[blurred])
-    if joints is not None:
-        joints = crop_joints(joints, params.boxes, params.flip)
     return out, joints
 
 
@@ -315,7 +264,9 @@ class ClipTransform:
 
     ``flip`` enables a horizontal flip with probability 0.5; ``mean``/``std`` are RGB in [0, 1];
     ``hue`` > 0 rotates each clip's hue by up to that many turns (:mod:`hpnet.data.colour`);
-    ``erase_prob`` > 0 erases clips after all that (:mod:`hpnet.data.erasing`).
+    ``randaug_n`` > 0 runs that many RandAugment operations of magnitude ``randaug_m`` (noise
+    ``randaug_mstd``) on each crop (:mod:`hpnet.data.randaugment`); ``erase_prob`` > 0 erases
+    clips after all that (:mod:`hpnet.data.erasing`).
     Build it with ``ClipTransform(size=cfg.data.size, **dataclasses.asdict(cfg.data.augment))``.
     """
 
@@ -332,19 +283,24 @@ class ClipTransform:
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         hue: float = 0.0,
         erase_prob: float = 0.0,
+        randaug_n: int = 0,
+        randaug_m: float = 7.0,
+        randaug_mstd: float = 0.5,
     ) -> None:
         ok = len(mean) == len(std) == 3 and min(std) > 0 and 0 < scale_min <= 1 <= ratio_max
-        ok = ok and 0 <= erase_prob <= 1
+        ok = ok and 0 <= erase_prob <= 1 and randaug_n >= 0 and 0 <= randaug_m <= 10
         if not (ok and 0 <= jitter <= 1 and 0 <= blur_prob <= 1 and 0 <= hue <= 0.5):
             raise ValueError(
                 "need 3 means, 3 stds > 0, 0 < scale_min <= 1 <= ratio_max, jitter, blur_prob "
-                f"and erase_prob in [0, 1], hue in [0, 0.5]; got {mean}, {std}, {scale_min}, "
-                f"{ratio_max}, {jitter}, {blur_prob}, {erase_prob}, {hue}"
+                "and erase_prob in [0, 1], hue in [0, 0.5], randaug_n >= 0, randaug_m in "
+                f"[0, 10]; got {mean}, {std}, {scale_min}, {ratio_max}, {jitter}, {blur_prob}, "
+                f"{erase_prob}, {hue}, {randaug_n}, {randaug_m}"
             )
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
         self.flip, self.scale_min, self.ratio_max = flip, scale_min, ratio_max
         self.jitter, self.blur_prob, self.blur_sigma = jitter, blur_prob, blur_sigma
         self.hue, self.erase_prob = hue, erase_prob
+        self.randaug = (randaug_n, randaug_m, randaug_mstd)
 
     def sample_params(
         self, batch: int, frame_hw: tuple[int, int], generator: torch.Generator | None = None
@@ -370,8 +326,11 @@ class ClipTransform:
         normalised, joints mapped. Deterministic given ``generator``."""
         _check_shapes(video, joints, 5, "(B, T, 3, H, W)")
         params = self.sample_params(video.shape[0], tuple(video.shape[-2:]), generator)
+        rand = None  # drawn after the rest: a run without RandAugment draws what it drew before
+        if self.randaug[0] > 0:
+            rand = sample_randaugment(video.shape[0], *self.randaug, generator=generator)
         out, joints = apply_train_params(
-            video, joints, params, size=self.size, mean=self.mean, std=self.std
+            video, joints, params, size=self.size, mean=self.mean, std=self.std, rand=rand
         )
         return erase_clips(out, self.erase_prob, generator), joints
 
@@ -380,8 +339,8 @@ class ClipTransform:
     ) -> tuple[Tensor, Tensor | None]:
         """uint8 ``(B, V, T, 3, H, W)``, joints ``(B, V, T, P, K, 3)`` -> float
         ``(B, V * C, T, 3, S, S)`` normalised and joints ``(B, V * C, T, P, K, 3)``; view-major
-        order (index ``v * C + c``); C = ``crops`` distinct :func:`short_side_crop_layout`
-        crops (1 on a square canvas, :func:`distinct_crop_count`)."""
+        order (index ``v * C + c``); C = ``crops`` distinct test crops
+        (:mod:`hpnet.data.eval_crops`; 1 on a square canvas)."""
         _check_shapes(video, joints, 6, "(B, V, T, 3, H, W)")
         b, v, t, c, h, w = video.shape
         out = short_side_crops(video.reshape(b * v, t, c, h, w), self.size, crops)

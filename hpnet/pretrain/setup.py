@@ -45,11 +45,12 @@ def check_pretrain_config(cfg: Config) -> None:
             "read by python -m hpnet.train only (pretraining has no labels to mix or batches "
             "to repeat): set them to 0, 0 and 1"
         )
-    if cfg.data.augment.erase_prob > 0:
+    a = cfg.data.augment
+    if a.erase_prob > 0 or a.randaug_n > 0:
         raise UserError(
-            f"data.augment.erase_prob={cfg.data.augment.erase_prob:g}: pretraining erases no "
-            "frames (VideoMAE would reconstruct the noise; SimSiam's views are its own): set "
-            "data.augment.erase_prob=0"
+            f"data.augment.erase_prob={a.erase_prob:g} data.augment.randaug_n={a.randaug_n}: "
+            "pretraining neither erases nor RandAugments frames (VideoMAE would reconstruct the "
+            "noise; SimSiam's views are its own): set both to 0"
         )
     if cfg.pretrain.method == "simsiam":
         if cfg.model.arch != "ssl_transformer":

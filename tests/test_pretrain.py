@@ -403,6 +403,24 @@ def test_pretraining_warns_of_model_keys_its_arch_ignores(caplog):
     ]
 
 
+def test_pretraining_warns_of_train_keys_only_training_reads(caplog):
+    """A training config's label smoothing or evaluation schedule changes no pretraining run."""
+    from hpnet.config import load_config
+    from hpnet.pretrain.setup import check_pretrain_config
+
+    base = ["data.augment.blur_prob=0"]
+    with caplog.at_level("WARNING", logger="hpnet.pretrain.setup"):
+        check_pretrain_config(load_config(None, base))
+        assert caplog.messages == []
+        check_pretrain_config(load_config(None, [*base, "train.label_smoothing=0.2"]))
+        check_pretrain_config(load_config(None, [*base, "train.eval_every=5"]))
+    assert [m.split(":")[0] for m in caplog.messages] == [
+        "train.label_smoothing=0.2",
+        "train.eval_every=5",
+    ]
+    assert "read by python -m hpnet.train only" in caplog.messages[0]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(pretrain_args, tmp_path):
     from test_kill_resume import _env, _kill_after

@@ -94,6 +94,27 @@ def check_pretrain_config(cfg: Config) -> None:
         )
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
+    _warn_training_only_keys(cfg)
+
+
+TRAINING_ONLY = ("label_smoothing", "mix_prob", "mix_switch", "eval_every")  # train.* keys
+
+
+def _warn_training_only_keys(cfg: Config) -> None:
+    """One warning naming the ``train.*`` keys set that only ``python -m hpnet.train`` reads
+    (labels, mixing, evaluation): a training config given to pretraining changes nothing by
+    them, and the config.yaml that records them would suggest otherwise."""
+    defaults = dataclasses.asdict(type(cfg.train)())
+    given = [
+        f"train.{key}={getattr(cfg.train, key)}"
+        for key in TRAINING_ONLY
+        if getattr(cfg.train, key) != defaults[key]
+    ]
+    if given:
+        logger.warning(
+            "%s: read by python -m hpnet.train only; pretraining has no labels to smooth or "
+            "mix and evaluates nothing", "; ".join(given),
+        )  # fmt: skip
 
 
 def check_pretrain_resumable(path: Path, cfg: Config) -> None:

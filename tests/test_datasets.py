@@ -614,6 +614,9 @@ def test_build_datasets_synthetic_files_with_the_pose_cache(tmp_path, caplog):
         caplog.text
     )
     caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.data.datasets"):  # once a folder and process
+        build_datasets(_synthetic_cfg(root, "pose.source=groundtruth", *asked))
+    assert "holds synthetic clips" not in caplog.text
     (root / "synthetic.json").unlink()  # files of an interrupted or older writer
     with caplog.at_level("WARNING", logger="hpnet.data.synthetic_files"):
         build_datasets(_synthetic_cfg(root, "pose.source=cache", *asked), joint_source=joints)

@@ -311,14 +311,19 @@ def build_datasets(
     return DatasetSplits(train_ds, test_ds, list(splits.classes), val_ds)
 
 
+_WARNED_UNREAD: set[Path] = set()  # data.root folders warned of by _warn_written_files_unread
+
+
 def _warn_written_files_unread(cfg: Config) -> None:
     """Say so when ``data.root`` holds clips written as files (``python -m
     hpnet.data.synthetic``) that this run does not read: without ``pose.source=cache`` the
-    clips are rendered in memory (and cached under ``data.root``)."""
+    clips are rendered in memory (and cached under ``data.root``). Once per folder and process
+    (``--splits`` and a joint run build datasets more than once)."""
     from hpnet.data.synthetic_files import MANIFEST
 
     root = Path(cfg.data.root).expanduser() if cfg.data.root else None
-    if root is not None and (root / MANIFEST).is_file():
+    if root is not None and root not in _WARNED_UNREAD and (root / MANIFEST).is_file():
+        _WARNED_UNREAD.add(root)
         logger.warning(
             "%s holds synthetic clips written as files, but pose.source=%s renders the clips "
             "in memory and does not read them: to train on the files, cache their joints "

@@ -40,11 +40,11 @@ from hpnet.config_schema import (
     TrainConfig,
 )
 from hpnet.config_types import (
-    YAML_NULLS,
     coerce,
     dump_yaml,
     fields_of,
     load_yaml,
+    null_as_empty,
     parse_text,
     resolved_types,
     set_joint_entry,
@@ -83,8 +83,8 @@ def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
             raise UserError(f"config key '{here}' is a value, not a section ('{key}')")
         if from_text and tp is not str and typing.get_origin(tp) is not list:
             value = parse_text(key, tp, value)
-        elif from_text and tp is str and value.strip() in YAML_NULLS:  # as `key: null` in a file
-            value = ""
+        elif from_text and tp is str:
+            value = null_as_empty(value)
         setattr(node, part, coerce(key, tp, value))
 
 

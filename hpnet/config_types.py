@@ -199,6 +199,11 @@ def unknown_key(key: str, section: Any) -> UserError:
 YAML_NULLS = ("null", "Null", "NULL")
 
 
+def null_as_empty(text: str) -> str:
+    """A string key's command-line text: ``''`` for a YAML null (as ``key: null`` in a file)."""
+    return "" if text.strip() in YAML_NULLS else text
+
+
 def parse_text(key: str, tp: Any, value: str) -> Any:
     try:
         return load_yaml(value)
@@ -246,6 +251,6 @@ def set_joint_entry(
     if from_text and _entry_key_type(section, parts[1:]) is not str:
         with contextlib.suppress(yaml.YAMLError):
             value = load_yaml(value)
-    elif from_text and value.strip() in YAML_NULLS:  # as `key: null` in a file: ''
-        value = ""
+    elif from_text:
+        value = null_as_empty(value)
     node[parts[-1]] = value

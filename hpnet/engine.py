@@ -58,11 +58,9 @@ def classification_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, cfg:
 
 @dataclass
 class EpochProgress:
-    """How far an epoch has got: what a mid-epoch checkpoint stores to resume it exactly.
-
-    Counted from the start of the epoch; ``batches`` is the number of loader batches consumed
-    (the resumed epoch skips that many, see :meth:`~hpnet.data.loader.EpochSampler.set_epoch`).
-    """
+    """How far an epoch has got, counted from its start: what a mid-epoch checkpoint stores to
+    resume it exactly (the resumed epoch skips ``batches``, see
+    :meth:`~hpnet.data.loader.EpochSampler.set_epoch`)."""
 
     batches: int = 0  # loader batches (micro-steps) consumed
     steps: int = 0  # optimizer steps taken
@@ -276,9 +274,7 @@ def _train_batch(
 
     ``weight`` 0: a stand-in batch (:func:`_stand_in`) that adds nothing to the gradients or
     the sums. A batch of a joint loader (``"dataset"`` i) is scored over dataset i's labels.
-    Nothing is read back here: the loss and the hits stay on the device until the optimizer
-    step reads every micro-batch's at once (:func:`flush_records`); a non-finite loss still
-    stops the run before the optimizer step uses the gradients.
+    Reads nothing back: the loss and the hits stay on the device (:func:`backward_and_record`).
     """
     video, joints, labels = repeat_clips(loss_cfg.repeats, *batch_to_device(batch, device))
     video, joints = transform.train(video, joints if use_pose else None, generator)
@@ -370,12 +366,10 @@ def _optimizer_step(
         if clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         flush_records(state)
-    else:
-        _check_gradients(model, clip_grad, state, where)
-    if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
+        _check_gradients(model, clip_grad, state, where)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     state.lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before the schedule's

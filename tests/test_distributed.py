@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -240,3 +241,26 @@ def test_a_refusal_of_the_main_process_alone_stops_every_process_in_one_line(tmp
     assert proc.returncode != 0
     assert said.count("hpnet: error: another run is writing to") == 2, said[-3000:]
     assert "Connection closed by peer" not in said and f"{REPO / 'hpnet'}" not in said
+
+
+@pytest.mark.slow  # (~10 s: two gloo processes, and torchrun's 5 s monitor)
+def test_a_splits_refusal_under_torchrun_stops_every_process_in_one_line(tmp_path):
+    """``--splits`` checks every split before any process waits for the others: split lists
+    missing for the dataset stop both processes with the one-line refusal (exit code 2 each;
+    torchrun itself exits 1 with its summary of the failed workers), none in a collective."""
+    root, out = tmp_path / "ucf101", tmp_path / "runs"
+    root.mkdir()  # the videos' folder, without the official ucfTrainTestlist files
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, *TORCHRUN, "--monitor-interval=5", "-m", "hpnet.train",
+         "data.dataset=ucf101", f"data.root={root}", "train.device=cpu",
+         f"train.out_dir={out}", "--splits", "1,2,3"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert said.count("hpnet: error: UCF101 class index not found") == 2, said[-3000:]
+    exits = re.findall(r"rank\s*:\s*(\d+).*\n\s*exitcode\s*:\s*(\d+)", said)  # torchrun's
+    assert sorted(exits) == [("0", "2"), ("1", "2")], said[-3000:]  # summary, rank by rank
+    assert "Connection closed" not in said and f"{REPO / 'hpnet'}" not in said
+    assert not out.exists()  # refused before any split's run folder

@@ -142,3 +142,24 @@ class PerDatasetHead(nn.Module):
         """cls ``(B, D)``, pose ``(B, Ds)`` | None -> logits ``(B, C_i)`` of head i =
         ``label_set`` (default :attr:`active`)."""
         return self.heads[self.active if label_set is None else label_set](cls, pose)
+
+
+def start_from_clip_alignment(head: nn.Module, proj: torch.Tensor) -> bool:
+    """The text head's image projection ``fuse.rgb`` set to CLIP's (``visual.proj (D, Dt)``,
+    no bias) and its pose projection near zero, so that an untrained HP-Net scores a clip
+    close to CLIP's image tower (mean of its frames' embeddings against the class embeddings),
+    not at chance: exactly up to the head's own LayerNorm (it recentres CLIP's ``ln_post``
+    output) and, with ``model.feedback``, the joint tokens the class token attends to. True
+    when done (a head with ``fuse`` of that shape)."""
+    fuse = getattr(head, "fuse", None)
+    if fuse is None:
+        return False
+    if tuple(proj.shape) != (fuse.rgb.in_features, fuse.rgb.out_features):
+        return False
+    with torch.no_grad():
+        fuse.rgb.weight.copy_(proj.t())
+        fuse.rgb.bias.zero_()
+        if fuse.pose is not None:  # near zero, as the TRMM's modulation: every weight learns
+            nn.init.normal_(fuse.pose.weight, std=1e-4)
+            nn.init.zeros_(fuse.pose.bias)
+    return True

@@ -41,7 +41,7 @@ from torch import nn
 
 from hpnet.config import Config
 from hpnet.fusion.fpm import JointTokens, pool_at_joints, resample_joints
-from hpnet.fusion.head import LinearHead, PerDatasetHead, TextHead
+from hpnet.fusion.head import LinearHead, PerDatasetHead, TextHead, start_from_clip_alignment
 from hpnet.fusion.pose_encoder import PoseEncoder
 from hpnet.models.backbones import (
     CELL_CENTRES,
@@ -355,27 +355,6 @@ def _text_embeddings(
     if class_embeddings is None:
         class_embeddings = class_text_embeddings(cfg, class_names, source=clip)
     return class_embeddings, label_embeddings
-
-
-def start_from_clip_alignment(head: nn.Module, proj: torch.Tensor) -> bool:
-    """The text head's image projection ``fuse.rgb`` set to CLIP's (``visual.proj (D, Dt)``,
-    no bias) and its pose projection near zero, so that an untrained HP-Net scores a clip
-    close to CLIP's image tower (mean of its frames' embeddings against the class embeddings),
-    not at chance: exactly up to the head's own LayerNorm (it recentres CLIP's ``ln_post``
-    output) and, with ``model.feedback``, the joint tokens the class token attends to. True
-    when done (a head with ``fuse`` of that shape)."""
-    fuse = getattr(head, "fuse", None)
-    if fuse is None:
-        return False
-    if tuple(proj.shape) != (fuse.rgb.in_features, fuse.rgb.out_features):
-        return False
-    with torch.no_grad():
-        fuse.rgb.weight.copy_(proj.t())
-        fuse.rgb.bias.zero_()
-        if fuse.pose is not None:  # near zero, as the TRMM's modulation: every weight learns
-            nn.init.normal_(fuse.pose.weight, std=1e-4)
-            nn.init.zeros_(fuse.pose.bias)
-    return True
 
 
 def _build_head(

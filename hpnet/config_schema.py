@@ -159,8 +159,8 @@ class ModelConfig:
     text: bool = True  # classify by cosine to CLIP class-name embeddings (else a linear head)
     drop_path: float = 0.1  # stochastic depth rate of the last block
     dropout: float = 0.0  # dropout before the head
-    # the linear head's (model.text=false) initial weights and biases times this: small logits
-    # at the start (VideoMAE fine-tunes with 0.001); 1 = torch's default init
+    # the linear head's (model.text=false) initial weights: N(0, 0.02) times this, biases 0,
+    # small logits at the start (VideoMAE fine-tunes with 0.001); 1 = torch's default init
     head_init_scale: float = 1.0
     # backbone init: open_clip tag of text.model, CLIP/timm ViT file, or ''
     # ('' = random init); a tag that cannot be downloaded is an error, never a random backbone.

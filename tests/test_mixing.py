@@ -98,20 +98,24 @@ def test_an_rgb_run_trains_with_mixup_and_cutmix(tiny_args, tmp_path, monkeypatc
 
 
 def test_a_linear_head_can_start_small_and_the_text_head_refuses_it():
-    """model.head_init_scale (VideoMAE's init_scale): the linear head's logits layers start at
-    that share of their default init; a training-only setting (evaluate reads the weights)."""
+    """model.head_init_scale (VideoMAE's init_scale): the linear head's logits layers start as
+    VideoMAE's head, N(0, 0.02) times the scale, biases 0; a training-only setting (evaluate
+    reads the weights)."""
     from hpnet.fusion.head import LinearHead
     from hpnet.models.from_checkpoint import model_keys_changed
     from hpnet.train import _check_run_config
 
     torch.manual_seed(0)
-    plain = LinearHead(16, 8, 5)
-    torch.manual_seed(0)
-    small = LinearHead(16, 8, 5, init_scale=0.001)
-    scaled = dict(small.named_parameters())
-    for name, a in plain.named_parameters():  # the logits layers scaled, the norm as it was
-        expected = a if name.startswith("fuse.norm.") else a * 0.001
-        torch.testing.assert_close(scaled[name], expected, msg=name)
+    plain = LinearHead(256, 128, 400)
+    small = LinearHead(256, 128, 400, init_scale=0.001)
+    scaled = {name: p.detach() for name, p in small.named_parameters()}
+    for name, a in plain.named_parameters():
+        if name.startswith("fuse.norm."):  # the norm as it was
+            torch.testing.assert_close(scaled[name], a, msg=name)
+        elif name.endswith("bias"):
+            assert torch.equal(scaled[name], torch.zeros_like(a)), name
+        else:  # torch's default is U(+-1/sqrt(fan_in)): std 0.036 / 0.051 here
+            assert 0.95 < float(scaled[name].std()) / (0.02 * 0.001) < 1.05, name
     with pytest.raises(UserError, match=r"head_init_scale=0\.001 .* set model\.text=false"):
         _check_run_config(load_config(None, ["model.head_init_scale=0.001"]))
     _check_run_config(load_config(None, ["model.head_init_scale=0.001", "model.text=false"]))

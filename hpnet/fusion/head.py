@@ -102,8 +102,9 @@ class LinearHead(nn.Module):
         aux: bool = True,
         init_scale: float = 1.0,
     ) -> None:
-        """``init_scale``: the initial weights and biases of the layers that give the logits
-        times this (VideoMAE's ``init_scale``: small logits while the backbone adapts)."""
+        """``init_scale`` != 1: the layers that give the logits start as VideoMAE's head
+        (``init_scale``: small logits while the backbone adapts): weights from a truncated
+        N(0, 0.02) times ``init_scale``, biases 0; 1 keeps torch's default init."""
         super().__init__()
         self.fuse = Fuse(dim, pose_dim, num_classes, dropout)
         self.aux = nn.Linear(pose_dim, num_classes) if pose_dim and aux else None
@@ -111,8 +112,9 @@ class LinearHead(nn.Module):
             with torch.no_grad():
                 for layer in (self.fuse.rgb, self.fuse.pose, self.aux):
                     if layer is not None:
+                        nn.init.trunc_normal_(layer.weight, std=0.02)
                         layer.weight.mul_(init_scale)
-                        layer.bias.mul_(init_scale)
+                        nn.init.zeros_(layer.bias)
 
     def forward(
         self, cls: torch.Tensor, pose: torch.Tensor | None, text: torch.Tensor | None = None

@@ -180,3 +180,17 @@ def test_a_pose_run_trains_with_randaugment_moving_its_joints(tiny_args, tmp_pat
     assert calls == [((4, 2), True)] * 2  # each step's batch of 4, joints along
     saved = torch.load(tmp_path / "last.pt", weights_only=True)["config"]["data"]["augment"]
     assert (saved["randaug_n"], saved["randaug_m"]) == (2, 9.0)
+
+
+def test_the_commands_import_no_torchvision_until_randaugment_runs() -> None:
+    """torchvision.transforms.v2 costs ~1.5 s to import: only a RandAugment run pays it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport hpnet.train, hpnet.evaluate, hpnet.predict\n"
+        "print('torchvision' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from hpnet.host_copy import to_device
 from hpnet.pose.skeleton import mask_invalid_joints
@@ -122,6 +121,8 @@ def rand_augment(
 
 def _pixel_op(name: str, level: float, frames: Tensor) -> Tensor:
     """One colour / tone operation at signed ``level`` on ``frames (T, 3, H, W)`` uint8."""
+    from torchvision.transforms.v2 import functional as TF  # (~1.5 s to import: when used)
+
     v = abs(level)
     if name == "AutoContrast":
         return TF.autocontrast(frames)

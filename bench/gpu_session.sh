@@ -112,6 +112,9 @@ step train_loop 90 python3 bench/train_loop.py "${base[@]}" --batch 8 --workers 
   --data "$WORK/synthetic_loop"
 step train_loop_data 60 python3 bench/train_loop.py "${base[@]}" --batch 8 --workers 8 \
   --data "$WORK/synthetic_loop" --model trivial
+# The batched clip augmentation (crops, colour, erasing, RandAugment n=4: one clip at a time)
+# against the step: clips/s per batch of 8 x 16 x 256x341.
+step transforms 40 python3 bench/transforms.py --device "$DEVICE" --reps 10
 # The CUDA-only tests that CI (no GPU) skips; these files import neither torchcodec nor ultralytics.
 step gpu_tests 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_decode.py tests/test_host_copy.py \
   tests/test_transforms.py tests/test_text.py tests/test_train.py tests/test_simsiam.py

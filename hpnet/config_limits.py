@@ -45,7 +45,7 @@ LIMITS: dict[str, _Check] = {
     "data.augment.jitter": _FRACTION,
     "data.augment.blur_prob": _FRACTION,
     "data.augment.erase_prob": _FRACTION,
-    "data.augment.randaug_n": _NON_NEG,
+    "data.augment.randaug_n": (lambda v: 0 <= v <= 30, "an integer in [0, 30]"),
     "data.augment.randaug_m": (lambda v: 0 <= v <= 10, "a number in [0, 10]"),
     "data.augment.randaug_mstd": _NON_NEG,
     "data.augment.hue": _HUE,

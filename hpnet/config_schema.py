@@ -33,7 +33,7 @@ class AugmentConfig:
     blur_prob: float = 0.1  # probability of a Gaussian blur per clip
     hue: float = 0.0  # hue shifts in [-hue, hue] turns of the colour wheel per clip (0 = off)
     erase_prob: float = 0.0  # random erasing: chance per clip of a noise box in every frame (0.25)
-    randaug_n: int = 0  # RandAugment: operations per clip (0 = off; VideoMAE fine-tunes with 4)
+    randaug_n: int = 0  # RandAugment: operations per clip, 0-30 (0 = off; VideoMAE: 4)
     randaug_m: float = 7.0  # RandAugment magnitude in [0, 10] (VideoMAE: 7)
     randaug_mstd: float = 0.5  # RandAugment: std of the magnitude's noise per operation
     mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])  # RGB

@@ -85,6 +85,29 @@ def test_each_operation_matches_timm_on_pil(name: str, v: float, sign: float) ->
         assert diff.max() <= 1
 
 
+def test_a_magnitude_near_0_leaves_the_magnitude_operations_as_identities() -> None:
+    """timm at level 0: no turn, shear or shift, factor 1, solarize threshold 256 (nothing;
+    a uint8 comparison with 256 would invert every pixel), as up to level 0.039."""
+    frame = _frame()
+    for name in set(OPS) - {"AutoContrast", "Equalize", "Invert", "Posterize"}:
+        out, _ = rand_augment(frame[None, None], None, _one(name, 0.0, -1.0), 255.0)
+        assert torch.equal(out[0, 0], frame), name
+    for name in ("Solarize", "SolarizeAdd"):
+        out, _ = rand_augment(frame[None, None], None, _one(name, 0.03, 1.0), 255.0)
+        assert torch.equal(out[0, 0], frame), name
+
+
+def test_float_and_uint8_clips_take_the_same_path() -> None:
+    """A float clip in [0, 1] is rounded (not truncated) to the uint8 values PIL works on."""
+    frame = _frame()
+    nudged = (frame.double() - 0.4) / 255  # rounds back to frame, truncates to frame - 1
+    for params in (_one("Invert", 0.0, 1.0), _one("Rotate", 8.0, 1.0)):
+        as_uint8, _ = rand_augment(frame[None, None], None, params, 255.0)
+        as_float, _ = rand_augment(nudged[None, None], None, params, 1.0)
+        assert as_uint8.dtype == torch.uint8 and as_float.dtype == torch.float64
+        assert torch.equal((as_float * 255).round().to(torch.uint8), as_uint8)
+
+
 def test_a_clip_s_frames_get_the_same_operations_and_clips_their_own() -> None:
     frame = _frame()
     video = frame.expand(3, 4, 3, 48, 64).float() / 255  # float in [0, 1], 4 equal frames
@@ -103,7 +126,7 @@ def test_joints_move_with_the_pixels(name: str) -> None:
     frame = torch.full((3, 48, 64), 128, dtype=torch.uint8)  # grey, as the fill
     frame[:, 20:23, 30:33] = 255  # a dot whose centre is pixel (31, 21)
     video = frame[None, None].float()
-    joints = torch.zeros(1, 1, 1, 2, 3)
+    joints = torch.zeros(1, 1, 1, 3, 3)  # joint 2 missing: (0, 0, 0), and it stays that
     joints[..., 0, :] = torch.tensor([31.5 / 64, 21.5 / 48, 0.9])  # on the dot
     joints[..., 1, :] = torch.tensor([63.5 / 64, 47.5 / 48, 0.8])  # a corner: pushed out
     params = _one(name, 9.0, -1.0)
@@ -115,6 +138,7 @@ def test_joints_move_with_the_pixels(name: str) -> None:
     assert abs(float(moved[0, 0, 0, 0, 1]) * 48 - y) < 0.25
     assert float(moved[0, 0, 0, 0, 2]) == pytest.approx(0.9)
     assert torch.equal(moved[0, 0, 0, 1], torch.zeros(3))  # left the frame: missing
+    assert torch.equal(moved[0, 0, 0, 2], torch.zeros(3))
 
 
 def test_colour_operations_leave_joints_and_draws_are_reproducible() -> None:
@@ -126,7 +150,9 @@ def test_colour_operations_leave_joints_and_draws_are_reproducible() -> None:
     b = sample_randaugment(6, 4, 7.0, 0.5, torch.Generator().manual_seed(1))
     assert all(torch.equal(x, y) for x, y in zip(vars(a).values(), vars(b).values(), strict=True))
     many = sample_randaugment(4000, 4, 7.0, 0.5, torch.Generator().manual_seed(2))
-    assert set(many.op.unique().tolist()) == set(range(len(OPS)))  # drawn with replacement
+    assert set(many.op.unique().tolist()) == set(range(len(OPS)))
+    repeats = torch.tensor([len(set(row)) < 4 for row in many.op.tolist()]).float().mean()
+    assert 0.3 < repeats < 0.42  # with replacement: 1 - 15 * 14 * 13 * 12 / 15**4 = 0.353
     assert 0.47 < many.applied.float().mean() < 0.53
     assert many.magnitude.min() >= 0 and many.magnitude.max() <= 10
     assert abs(float(many.magnitude.mean()) - 7.0) < 0.05
@@ -157,8 +183,11 @@ def test_randaugment_settings_are_checked_and_not_for_pretraining() -> None:
 
     with pytest.raises(UserError, match=r"data\.augment\.randaug_m"):
         load_config(None, ["data.augment.randaug_m=11"])
-    with pytest.raises(UserError, match=r"data\.augment\.randaug_n"):
-        load_config(None, ["data.augment.randaug_n=-1"])
+    for bad in ("-1", "31", "1.5"):
+        with pytest.raises(UserError, match=r"data\.augment\.randaug_n"):
+            load_config(None, [f"data.augment.randaug_n={bad}"])
+    with pytest.raises(ValueError, match="randaug_n an int in"):
+        ClipTransform(8, [0.5] * 3, [0.25] * 3, randaug_n=2.0)
     cfg = load_config(None, ["data.augment.randaug_n=4", "data.augment.blur_prob=0"])
     with pytest.raises(UserError, match=r"randaug_n=4: pretraining neither erases nor"):
         check_pretrain_config(cfg)

@@ -27,8 +27,10 @@ TranslateX, Y      shift +-0.045 v of the frame side                +-31 % of 22
 Geometric operations fill with grey 128, as timm does without an ``img_mean``, and move the
 joints with the pixels (a joint pushed out of the frame becomes missing). Differences from
 VideoMAE: it runs on the training crop (after the random resized crop and flip) instead of
-the whole frame before it, so a shift is a share of the crop; resampling is bilinear (timm:
-bicubic or a random pick). Clips are ``uint8`` between operations, as PIL images are.
+the whole frame before it, so a shift is a share of the crop; resampling is bilinear (VideoMAE:
+bicubic). Clips are ``uint8`` between operations, as PIL images are. One clip and operation at
+a time (a few small kernels each): on a CPU ~4x the rest of the augmentation
+(``bench/transforms.py``).
 
 All draws come from the step's CPU generator (:func:`sample_randaugment`), so a resumed epoch
 augments as the uninterrupted one did; the operations run on the clips' device.
@@ -43,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hpnet.host_copy import to_device
+from hpnet.host_copy import constant, to_device
 from hpnet.pose.skeleton import mask_invalid_joints
 
 __all__ = ["OPS", "RandAugmentParams", "rand_augment", "sample_randaugment"]
@@ -97,9 +99,9 @@ def sample_randaugment(
 def rand_augment(
     video: Tensor, joints: Tensor | None, params: RandAugmentParams, max_value: float
 ) -> tuple[Tensor, Tensor | None]:
-    """Float ``video (B, T, 3, H, W)`` in [0, ``max_value``] -> the same, each clip through its
-    applied operations; ``joints (B, T, P, K, 3)`` (x, y in [0, 1] of the frame) move with
-    the geometric ones, or stay None."""
+    """``video (B, T, 3, H, W)`` in [0, ``max_value``] (float, or uint8 with 255) -> the same,
+    each clip through its applied operations; ``joints (B, T, P, K, 3)`` (x, y in [0, 1] of the
+    frame) move with the geometric ones, or stay None."""
     scale = 255.0 / max_value
     clips = (video * scale).round_().clamp_(0, 255).to(torch.uint8)
     moved = None if joints is None else joints.clone()
@@ -116,6 +118,8 @@ def rand_augment(
             clips[i] = _warp(clips[i], matrix)
             if moved is not None:
                 moved[i] = _move_joints(moved[i], matrix, clips.shape[-2:])
+    if not video.is_floating_point():
+        return clips.to(video.dtype), moved
     return clips.to(video.dtype).div_(scale), moved
 
 
@@ -133,8 +137,8 @@ def _pixel_op(name: str, level: float, frames: Tensor) -> Tensor:
     if name == "Posterize":
         return TF.posterize(frames, 4 - int(v / MAX_LEVEL * 4))
     if name == "Solarize":
-        threshold = 256 - int(v / MAX_LEVEL * 256)
-        return torch.where(frames >= threshold, 255 - frames, frames)
+        threshold = 256 - int(v / MAX_LEVEL * 256)  # 256: nothing (uint8 would wrap it to 0)
+        return frames if threshold > 255 else torch.where(frames >= threshold, 255 - frames, frames)
     if name == "SolarizeAdd":
         added = (frames.to(torch.int16) + int(v / MAX_LEVEL * 110)).clamp_(max=255)
         return torch.where(frames < 128, added.to(torch.uint8), frames)
@@ -143,9 +147,25 @@ def _pixel_op(name: str, level: float, frames: Tensor) -> Tensor:
         "Color": TF.adjust_saturation,
         "Contrast": TF.adjust_contrast,
         "Brightness": TF.adjust_brightness,
-        "Sharpness": TF.adjust_sharpness,
+        "Sharpness": _sharpness,
     }[name]
     return enhance(frames, factor)
+
+
+def _sharpness(frames: Tensor, factor: float) -> Tensor:
+    """PIL's ``ImageEnhance.Sharpness`` on ``frames (T, 3, H, W)`` uint8, as torchvision's
+    ``adjust_sharpness`` computes it (blend with PIL's SMOOTH filter, the 1-pixel border kept),
+    its kernel made once per device (torchvision's is a synchronising copy every call)."""
+    c, h, w = frames.shape[-3:]
+    if h <= 2 or w <= 2:
+        return frames
+    a, b = 1.0 / 13.0, 5.0 / 13.0
+    kernel = constant([[a, a, a], [a, b, a], [a, a, a]], frames.device, torch.float32)
+    out = frames.float()
+    smooth = F.conv2d(out, kernel.expand(c, 1, 3, 3), groups=c).round_()
+    inner = out[..., 1:-1, 1:-1]
+    inner.add_(smooth.sub_(inner), alpha=1.0 - factor)
+    return out.clamp_(0, 255).to(torch.uint8)
 
 
 def _warp_matrix(name: str, level: float, hw: tuple[int, int]) -> Tensor | None:

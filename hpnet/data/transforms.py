@@ -288,13 +288,15 @@ class ClipTransform:
         randaug_mstd: float = 0.5,
     ) -> None:
         ok = len(mean) == len(std) == 3 and min(std) > 0 and 0 < scale_min <= 1 <= ratio_max
-        ok = ok and 0 <= erase_prob <= 1 and randaug_n >= 0 and 0 <= randaug_m <= 10
+        ok = ok and 0 <= erase_prob <= 1 and isinstance(randaug_n, int) and 0 <= randaug_n <= 30
+        ok = ok and 0 <= randaug_m <= 10 and randaug_mstd >= 0
         if not (ok and 0 <= jitter <= 1 and 0 <= blur_prob <= 1 and 0 <= hue <= 0.5):
             raise ValueError(
                 "need 3 means, 3 stds > 0, 0 < scale_min <= 1 <= ratio_max, jitter, blur_prob "
-                "and erase_prob in [0, 1], hue in [0, 0.5], randaug_n >= 0, randaug_m in "
-                f"[0, 10]; got {mean}, {std}, {scale_min}, {ratio_max}, {jitter}, {blur_prob}, "
-                f"{erase_prob}, {hue}, {randaug_n}, {randaug_m}"
+                "and erase_prob in [0, 1], hue in [0, 0.5], randaug_n an int in [0, 30], "
+                f"randaug_m in [0, 10], randaug_mstd >= 0; got {mean}, {std}, {scale_min}, "
+                f"{ratio_max}, {jitter}, {blur_prob}, {erase_prob}, {hue}, {randaug_n}, "
+                f"{randaug_m}, {randaug_mstd}"
             )
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
         self.flip, self.scale_min, self.ratio_max = flip, scale_min, ratio_max

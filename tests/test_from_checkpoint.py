@@ -153,3 +153,18 @@ def test_keys_only_other_archs_read_are_no_other_model_and_are_warned_of_in_trai
         "model.depth=18 (late_fusion, lrcn, ssl_transformer): read by other archs only (in "
         "brackets); model.arch=lsvit ignores them"
     )  # model.lmi=false: LS-ViT's own key
+
+
+def test_a_label_that_reads_almost_as_a_trained_one_is_warned_of(ckpt, text_cache, caplog):
+    """'sit_dwon' is embedded anew (open vocabulary), said as a likely misspelling; 'Sit-Down'
+    is the same words as 'sit_down' and a new class ('jump') is no miss: no warning."""
+    with caplog.at_level("WARNING", logger="hpnet.models.from_checkpoint"):
+        model_from_checkpoint(ckpt, _cfg(text_cache), ["jump", "Sit-Down", "wave"], source="r")
+        assert caplog.messages == []
+        model = model_from_checkpoint(ckpt, _cfg(text_cache), ["sit_dwon", "wave"], source="r")
+    assert model.class_names == ["sit_dwon", "wave"]
+    assert caplog.messages == [
+        "'sit_dwon' (trained: 'sit_down'): is not among the labels r was trained on: embedded "
+        "anew by the text encoder (open vocabulary); to score the trained classes, spell them "
+        "as trained"
+    ]

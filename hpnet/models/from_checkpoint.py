@@ -16,6 +16,7 @@ a tag that was random offline in training and resolves to real weights now, or a
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 from hpnet.cli import UserError
@@ -23,12 +24,13 @@ from hpnet.config import Config
 from hpnet.config_schema import arch_reads
 from hpnet.models.hpnet import HPNet, build_model
 from hpnet.text.encoder import ClassTextEncoder
-from hpnet.text.prompts import check_labels
+from hpnet.text.prompts import check_labels, class_name_to_phrase
 
 # model.* keys that only act in training: a trained model is the same model without them.
 TRAINING_ONLY = ("drop_path", "dropout", "aux_weight", "pretrained", "freeze_backbone")
 TRAINING_ONLY += ("freeze_backbone_epochs", "head_init_scale")
 SAME_SPACE = 0.999  # least cosine between a trained class's stored and re-encoded embedding
+logger = logging.getLogger(__name__)
 
 
 def model_keys_changed(saved: dict, cfg: Config) -> list[str]:
@@ -78,8 +80,34 @@ def model_from_checkpoint(
             "fixed; other labels need a model trained with the text head"
         )
     labels = classes if labels is None else labels
+    trained = [*classes, *(n for _, names in model.label_sets for n in names)]
+    _warn_near_misses(labels, trained, source)
     _embed_labels(model, ckpt, cfg, labels, source)
     return model
+
+
+def _warn_near_misses(labels: Sequence[str], trained: Sequence[str], source: str) -> None:
+    """One warning naming the labels that are not trained ones but read almost as one
+    (``brush hiar`` for ``brush_hair``; ``Brush-Hair`` is the same words, not a miss): the text
+    head embeds them anew, right for a new class, a quiet loss for a misspelt trained one."""
+    import difflib
+
+    phrases = {class_name_to_phrase(t): t for t in trained}
+    misses = []
+    for label in labels:
+        phrase = class_name_to_phrase(label)
+        if phrase in phrases:
+            continue
+        close = difflib.get_close_matches(phrase, list(phrases), n=1, cutoff=0.85)
+        if close:
+            misses.append(f"'{label}' (trained: '{phrases[close[0]]}')")
+    if misses:
+        logger.warning(
+            "%s: %s not among the labels %s was trained on: embedded anew by the text encoder "
+            "(open vocabulary); to score the trained classes, spell them as trained",
+            ", ".join(misses[:5]) + (f" and {len(misses) - 5} more" if len(misses) > 5 else ""),
+            "is" if len(misses) == 1 else "are", source,
+        )  # fmt: skip
 
 
 def _embed_labels(model: HPNet, ckpt: dict, cfg: Config, labels: list[str], source: str) -> None:

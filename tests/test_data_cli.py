@@ -221,3 +221,19 @@ def test_an_empty_split_is_a_problem_and_training_refuses_it(tmp_path, capsys, c
         warnings.simplefilter("error")
         loss = build_loss_config(cfg, datasets[0], torch.device("cpu"))
     assert loss.class_weights.tolist() == [1.0, 0.0]
+
+
+def test_an_unlabeled_folder_is_reported_without_classes_or_a_test_split(tmp_path, capsys):
+    """data.dataset=unlabeled (pretraining): every video under the root, no classes, no test
+    split by design; it crashed in the class table and called the empty test split a problem."""
+    for n in (6, 8):
+        write_video(tmp_path / "cams" / f"c{n}.mp4", n)
+    args = ["data.dataset=unlabeled", f"data.root={tmp_path}", "data.frames=4"]
+    assert main([*args, "--check-decode", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "videos      2 under data.root, without labels (pretraining)" in out
+    assert "decoded     2 videos, 0 failed" in out and "result      OK" in out
+    assert "EMPTY" not in out and "classes" not in out
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["empty_splits"] == [] and report["ok"] is True and report["num_classes"] == 0

@@ -234,7 +234,8 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     report["num_classes"] = len(report["classes"])
     report.update(missing=missing, checked=checked, undecodable=undecodable, short_videos=short)
     report["missing_allowed"] = bool(cfg.data.allow_missing)
-    empty = [name for name in ("train", "test") if not report["splits"][name]["videos"]]
+    needed = ("train",) if cfg.data.dataset == "unlabeled" else ("train", "test")  # (no test)
+    empty = [name for name in needed if not report["splits"][name]["videos"]]
     report["empty_splits"] = empty
     report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable and not empty
     return report
@@ -267,6 +268,8 @@ def _missing_lines(report: dict[str, Any]) -> list[str]:
     missing = report["missing"]
     if report["rendered"] and not missing:
         return ["missing     none: the synthetic clips are rendered in memory"]
+    if report["dataset"] == "unlabeled":
+        return ["missing     none: no list files, every video under data.root is read"]
     if not missing:
         return [f"missing     none: all {report['listed']} listed videos are on disk"]
     lines = [f"MISSING: {len(missing)} of {report['listed']} listed videos are not on disk"]
@@ -328,13 +331,16 @@ def format_report(report: dict[str, Any], frames: int) -> str:
         counts, columns = (train["per_class"], test["per_class"]), "train/test"
         videos = f"{train['videos']} train, {test['videos']} test"
     where = "rendered in memory" if report["rendered"] else f"on disk; {report['listed']} listed"
-    lines += [
-        f"classes     {report['num_classes']}",
-        f"videos      {videos} ({where})",
-        "",
-        f"videos per class ({columns}):",
-        *_class_table(report["classes"], *counts),
-    ]
+    if not report["classes"]:  # data.dataset=unlabeled: every video is a training one
+        lines.append(f"videos      {train['videos']} under data.root, without labels (pretraining)")
+    else:
+        lines += [
+            f"classes     {report['num_classes']}",
+            f"videos      {videos} ({where})",
+            "",
+            f"videos per class ({columns}):",
+            *_class_table(report["classes"], *counts),
+        ]
     no_train = [c for c in report["classes"] if train["per_class"][c] == 0]
     if no_train and train["videos"]:
         lines.append(f"  ! {len(no_train)} classes have no training video: {some_names(no_train)}")

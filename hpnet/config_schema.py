@@ -105,6 +105,17 @@ KEY_ALIASES: dict[str, str] = {
     **dict.fromkeys(["backbone", "model_name", "network"], "model.arch"),
     **dict.fromkeys(["gpu", "gpus"], "train.device"),
     **dict.fromkeys(["fp16", "mixed_precision"], "train.amp"),
+    # VideoMAE's / timm's fine-tuning arguments
+    "reprob": "data.augment.erase_prob",
+    "aa": "data.augment.randaug_n",  # rand-m7-n4-mstd0.5: randaug_n=4 randaug_m=7 mstd=0.5
+    "num_sample": "train.repeat_aug",
+    "smoothing": "train.label_smoothing",
+    "init_scale": "model.head_init_scale",
+    "update_freq": "train.accum_steps",
+    "test_num_segment": "eval.views",
+    "test_num_crop": "eval.crops",
+    "opt": "train.optimizer",
+    "opt_betas": "train.betas",
 }
 
 

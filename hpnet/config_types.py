@@ -178,21 +178,34 @@ def resolved_types(section: Any) -> dict[str, Any]:
 
 
 def unknown_key(key: str, section: Any) -> UserError:
+    """The error for ``key``, unknown in ``section``, with the likeliest meant key: an alias
+    (:data:`~hpnet.config_schema.KEY_ALIASES`), the same name in another section
+    (``train.randaug_n``: ``data.augment.randaug_n``), a near spelling in this section, or, for a
+    bare key (``frames=8``), the sections that have it."""
+    from hpnet.config_schema import Config
+
     prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
     names = [prefix + n for n in fields_of(section)]
-    alias = KEY_ALIASES.get(key.rsplit(".", 1)[-1], "")
+    name = key.rsplit(".", 1)[-1]
+    alias = KEY_ALIASES.get(name, "")
     if prefix and not alias.startswith(prefix):  # (train.backbone: train.backbone_lr first)
         alias = ""
-    close = [alias] if alias else difflib.get_close_matches(key, names, n=1)
-    if not close and not prefix:  # a bare key (frames=8): the sections that have it
-        sections = {n: getattr(section, n) for n in fields_of(section)}
-        close = [
-            f"{n}.{key}"
-            for n, sub in sections.items()
-            if dataclasses.is_dataclass(sub) and key in fields_of(sub)
-        ]
+    elsewhere = [k for k in _dotted_keys(Config()) if k.rsplit(".", 1)[-1] == name]
+    close = [alias] if alias else elsewhere or difflib.get_close_matches(key, names, n=1)
     hint = " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)" if close else ""
     return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
+
+
+def _dotted_keys(section: Any, prefix: str = "") -> list[str]:
+    """Every value key under ``section``, dotted (``data.augment.erase_prob``)."""
+    keys = []
+    for name in fields_of(section):
+        value = getattr(section, name)
+        if dataclasses.is_dataclass(value):
+            keys += _dotted_keys(value, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
 
 
 # what YAML reads as null (a string key: ''), less '~': on a command line that is the home folder

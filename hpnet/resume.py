@@ -74,10 +74,7 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
     r = cfg.train.resume
     if not r:
         if (out / "last.pt").exists():
-            raise UserError(
-                f"{out}/last.pt exists: continue that run with train.resume=auto, "
-                "or start a new one in another train.out_dir"
-            )
+            raise UserError(_run_there(out / "last.pt"))
         return None
     if r == "auto":
         return out / "last.pt" if (out / "last.pt").exists() else None
@@ -105,6 +102,24 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
 
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a folder holding one holds a run
+
+
+def _run_there(last: Path) -> str:
+    """What to do about run folder ``last.pt`` when a run starts in its folder: a training
+    run's is continued with ``train.resume=auto``; a pretraining run's also by the command
+    that made it, or fine-tuned from (it is no training run to continue)."""
+    from hpnet.models.lsvit_weights import read_pretrain_checkpoint
+
+    if read_pretrain_checkpoint(last) is None:
+        return (
+            f"{last} exists: continue that run with train.resume=auto, or start a new one in "
+            "another train.out_dir"
+        )
+    return (
+        f"{last} exists, a pretraining run's: continue it with python -m hpnet.pretrain ... "
+        f"train.resume=auto, or fine-tune from it (model.pretrained={last}) or start a new run "
+        "in another train.out_dir"
+    )
 
 
 def is_own_checkpoint(out: Path, path: Path) -> bool:

@@ -369,6 +369,8 @@ def test_unlabeled_folder_without_classes_and_preview(
     tiny = [a for a in args if a != "data.dataset=unlabeled" and not a.startswith("data.root=")]
     with pytest.raises(UserError, match=r"is a pretraining checkpoint"):
         train_main([*tiny, f"train.out_dir={out}", "train.resume=auto", "model.pose=false"])
+    with pytest.raises(UserError, match=r"last\.pt exists, a pretraining run's: continue it wi"):
+        train_main([*tiny, f"train.out_dir={out}", "model.pose=false", "train.resume="])
 
     junk = tmp_path / "junk"  # no video decodes: an error, not a run that learned nothing
     for rel in ("a.mp4", "b/b.mp4"):

@@ -406,7 +406,8 @@ def test_pretraining_warns_of_model_keys_its_arch_ignores(caplog):
 
 
 def test_pretraining_warns_of_train_keys_only_training_reads(caplog):
-    """A training config's label smoothing or evaluation schedule changes no pretraining run."""
+    """A fine-tuning config's label smoothing, evaluation schedule or head changes no
+    pretraining run: said, not silent."""
     from hpnet.config import load_config
     from hpnet.pretrain.setup import check_pretrain_config
 
@@ -416,9 +417,15 @@ def test_pretraining_warns_of_train_keys_only_training_reads(caplog):
         assert caplog.messages == []
         check_pretrain_config(load_config(None, [*base, "train.label_smoothing=0.2"]))
         check_pretrain_config(load_config(None, [*base, "train.eval_every=5"]))
+        check_pretrain_config(load_config(None, [*base, "model.head_init_scale=0.001"]))
+        check_pretrain_config(
+            load_config(None, [*base, "model.size=tiny", "pretrain.decoder_width=384"])
+        )
     assert [m.split(":")[0] for m in caplog.messages] == [
         "train.label_smoothing=0.2",
         "train.eval_every=5",
+        "model.head_init_scale=0.001",
+        "pretrain.decoder_width=384 is wider than the model.size=tiny encoder (128)",
     ]
     assert "read by python -m hpnet.train only" in caplog.messages[0]
 

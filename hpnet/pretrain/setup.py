@@ -43,7 +43,8 @@ def check_pretrain_config(cfg: Config) -> None:
         raise UserError(
             f"train.mixup={t.mixup:g} train.cutmix={t.cutmix:g} train.repeat_aug={t.repeat_aug}: "
             "read by python -m hpnet.train only (pretraining has no labels to mix or batches "
-            "to repeat): set them to 0, 0 and 1"
+            "to repeat; a fine-tuning config? fine-tune with python -m hpnet.train): set them to "
+            "0, 0 and 1"
         )
     a = cfg.data.augment
     if a.erase_prob > 0 or a.randaug_n > 0:
@@ -95,25 +96,44 @@ def check_pretrain_config(cfg: Config) -> None:
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
     _warn_training_only_keys(cfg)
+    if cfg.pretrain.method == "videomae":
+        _warn_wide_decoder(cfg)
 
 
-TRAINING_ONLY = ("label_smoothing", "mix_prob", "mix_switch", "eval_every")  # train.* keys
+def _warn_wide_decoder(cfg: Config) -> None:
+    """A VideoMAE decoder wider than its encoder (the base recipe's 384 on a tiny LS-ViT) holds
+    most of the weights and compute of a step: said, with VideoMAE's proportion (half)."""
+    from hpnet.models.lsvit import LSVIT_SIZES
+
+    width = LSVIT_SIZES[cfg.model.size]["embed_dim"]
+    if cfg.pretrain.decoder_width > width:
+        logger.warning(
+            "pretrain.decoder_width=%d is wider than the model.size=%s encoder (%d): the "
+            "decoder holds most of the weights (VideoMAE's is half its encoder's width: "
+            "pretrain.decoder_width=%d)", cfg.pretrain.decoder_width, cfg.model.size, width,
+            width // 2,
+        )  # fmt: skip
+
+
+# the keys only python -m hpnet.train reads: labels, mixing, evaluation, the classifier's head
+TRAINING_ONLY = ("train.label_smoothing", "train.mix_prob", "train.mix_switch", "train.eval_every")
+TRAINING_ONLY += ("model.dropout", "model.head_init_scale", "model.aux_weight", "model.pool")
 
 
 def _warn_training_only_keys(cfg: Config) -> None:
-    """One warning naming the ``train.*`` keys set that only ``python -m hpnet.train`` reads
-    (labels, mixing, evaluation): a training config given to pretraining changes nothing by
-    them, and the config.yaml that records them would suggest otherwise."""
-    defaults = dataclasses.asdict(type(cfg.train)())
-    given = [
-        f"train.{key}={getattr(cfg.train, key)}"
-        for key in TRAINING_ONLY
-        if getattr(cfg.train, key) != defaults[key]
-    ]
-    if given:
+    """One warning naming the keys set (not at their defaults) that only ``python -m
+    hpnet.train`` reads: a fine-tuning config given to pretraining changes nothing by them,
+    and the config.yaml that records them would suggest otherwise."""
+    from hpnet.config import config_to_dict, flat_config
+
+    given = flat_config(config_to_dict(cfg))
+    defaults = flat_config(config_to_dict(type(cfg)()))
+    set_keys = [f"{key}={given[key]}" for key in TRAINING_ONLY if given[key] != defaults[key]]
+    if set_keys:
         logger.warning(
-            "%s: read by python -m hpnet.train only; pretraining has no labels to smooth or "
-            "mix and evaluates nothing", "; ".join(given),
+            "%s: read by python -m hpnet.train only (pretraining has no labels or classifier "
+            "and evaluates nothing; a fine-tuning config? fine-tune with python -m hpnet.train)",
+            "; ".join(set_keys),
         )  # fmt: skip
 
 

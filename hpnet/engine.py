@@ -188,11 +188,13 @@ def train_one_epoch(
             if on_step:
                 state.time_s = time.perf_counter() - start
                 on_step(state)
-        if progress and micro % 5 == 0 and state.seen:
-            _show_progress(bar, state, optimizer.param_groups[0]["lr"], start)
+            if progress:
+                _show_progress(bar, state, start)
     if pending:  # flush a partial accumulation at the end of the epoch
         where = f"the end of epoch {epoch + 1}"
         _optimizer_step(model, optimizer, scheduler, scaler, clip_grad, state, where)
+        if progress:
+            _show_progress(bar, state, start)
     bar.close()
     return state.summary(time.perf_counter() - start)
 
@@ -224,13 +226,16 @@ def _progress_bar(
     return bar, total
 
 
-def _show_progress(bar: tqdm, state: EpochProgress, lr: float, start: float) -> None:
-    """The running loss, learning rate and clips/s on ``bar`` (``start``: the epoch's start)."""
-    bar.set_postfix(
-        loss=f"{state.loss_sum / state.seen:.3f}",
-        lr=f"{lr:.2e}",
-        clips_s=f"{state.seen / (time.perf_counter() - start):.1f}",
-    )
+def _show_progress(bar: tqdm, state: EpochProgress, start: float) -> None:
+    """After an optimizer step: the epoch's running loss, the learning rate that step used and
+    clips/s on ``bar`` (``start``: the epoch's start), drawn at the bar's next refresh."""
+    if state.seen:
+        bar.set_postfix(
+            loss=f"{state.loss_sum / state.seen:.3f}",
+            lr=f"{state.lr:.2e}",
+            clips_s=f"{state.seen / (time.perf_counter() - start):.1f}",
+            refresh=False,
+        )
 
 
 def _stand_in(

@@ -146,6 +146,31 @@ def test_epoch_accuracy_and_loss_are_per_clip_means():
     assert stats["loss"] == pytest.approx(float(expected))
 
 
+def test_the_progress_bar_shows_each_steps_own_rate_and_the_epochs_last_loss(monkeypatch):
+    """After every optimizer step (and the end-of-epoch flush): the rate that step used, not
+    the schedule's next, and the running loss the epoch ends with."""
+    shown = []
+    monkeypatch.setattr(
+        engine, "_show_progress", lambda bar, state, start: shown.append((state.lr, state.seen))
+    )
+    batches = [
+        {"video": torch.randn(2, 3), "joints": torch.zeros(2), "label": torch.tensor([0, 1])}
+        for _ in range(5)
+    ]
+    model = _Logits()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    used = []
+    optimizer.register_step_pre_hook(lambda *_: used.append(optimizer.param_groups[0]["lr"]))
+    stats = engine.train_one_epoch(
+        model, batches, transform=_Identity(), optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5**s), scaler=None,
+        loss_cfg=engine.LossConfig(), device=torch.device("cpu"), amp_dtype=None, epoch=0,
+        accum_steps=2, progress=True, use_pose=False,
+    )  # fmt: skip
+    assert [lr for lr, _ in shown] == used == [1.0, 0.5, 0.25]  # 2 + 2 + the flushed 1
+    assert [seen for _, seen in shown] == [4, 8, 10] and stats["clips"] == 10
+
+
 def test_the_run_builds_its_loss_from_the_config():
     """data.balance=loss weighs classes by inverse frequency; model.pose=false drops the pose
     stream's auxiliary loss; train.label_smoothing goes through."""

@@ -59,7 +59,7 @@ class DataConfig:
     # short side scaled, centre cut to the canvas shape; stretch = aspect not kept.
     resize: Literal["crop", "pad", "stretch"] = "pad"
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # antialiased resize to the canvas
-    workers: int = 4  # DataLoader worker processes
+    workers: int = 4  # DataLoader worker processes (at most one per CPU: fewer are used)
     on_error: Literal["skip", "raise"] = "skip"  # what a video that fails to decode does
     allow_missing: bool = False  # tolerate videos listed in split files but absent on disk
     test_fraction: float = 0.3  # folder dataset without train/ and test/: share held out per class

@@ -680,3 +680,20 @@ def test_loader_workers_never_free_garbage_that_needs_the_parents_threads(tmp_pa
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "[[0.0]]", done.stderr
+
+
+def test_loader_workers_are_at_most_the_usable_cpus_said_once(monkeypatch, caplog):
+    """data.workers=8 on 2 CPUs: 2 loader processes, one warning for every loader built so
+    (torch warned per loader, in the middle of the progress bar)."""
+    from hpnet.data import loader
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(loader, "_SAID_WORKERS", set())
+    ds = list(range(6))
+    with caplog.at_level("WARNING", logger="hpnet.data.loader"):
+        sizes = [build_loader(ds, batch_size=2, train=t, workers=8) for t in (True, False)]
+        assert build_loader(ds, batch_size=2, train=False, workers=2).num_workers == 2
+    assert [one.num_workers for one in sizes] == [2, 2]
+    assert caplog.messages == [
+        "data.workers=8 is more than the 2 CPUs this process may use: 2 loader processes"
+    ]

@@ -10,6 +10,8 @@ the part of an epoch a mid-epoch checkpoint already covered. :func:`build_loader
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -20,6 +22,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hpnet.cli import UserError
 from hpnet.data.sampling import DrawKey, draw_key
+
+logger = logging.getLogger(__name__)
+_SAID_WORKERS: set[tuple[int, int]] = set()  # (asked, usable) already warned of
 
 __all__ = ["EpochSampler", "ForkSafeLoader", "build_loader", "collate_clips", "first_clip_batch"]
 
@@ -147,6 +152,22 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+def usable_workers(workers: int) -> int:
+    """``workers`` (``data.workers``), at most the CPUs this process may run on: more would
+    only compete for them (torch warns so, once per loader, mid-bar). Said once per setting."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = max(1, cpus or 1)
+    if workers <= cpus:
+        return workers
+    if (workers, cpus) not in _SAID_WORKERS:
+        _SAID_WORKERS.add((workers, cpus))
+        logger.warning(
+            "data.workers=%d is more than the %d CPUs this process may use: %d loader "
+            "processes", workers, cpus, cpus,
+        )  # fmt: skip
+    return cpus
+
+
 def build_loader(
     ds: Dataset,
     *,
@@ -159,12 +180,14 @@ def build_loader(
     """DataLoader with :func:`collate_clips`; training order through :class:`EpochSampler`.
 
     Training drops the last incomplete batch (unless the dataset is smaller than one batch).
-    Workers are persistent, seeded from a generator seeded with ``seed``; memory is pinned
+    Workers are persistent, seeded from a generator seeded with ``seed``, at most one per CPU
+    (:func:`usable_workers`; what a clip is never depends on their number); memory is pinned
     when CUDA is available.
     """
     if train:
         sampler = EpochSampler(ds, seed=seed, sampler=sampler)
     num_samples = len(sampler) if sampler is not None else len(ds)
+    workers = usable_workers(workers)
     return ForkSafeLoader(
         ds,
         batch_size=batch_size,

@@ -32,7 +32,7 @@ class AugmentConfig:
     jitter: float = 0.3  # brightness / contrast / saturation jitter strength (0 = off)
     blur_prob: float = 0.1  # probability of a Gaussian blur per clip
     hue: float = 0.0  # hue shifts in [-hue, hue] turns of the colour wheel per clip (0 = off)
-    erase_prob: float = 0.0  # random erasing: chance per clip of a noise box in every frame (0.25)
+    erase_prob: float = 0.0  # random erasing: chance of a noise box in every frame (VideoMAE: 0.25)
     randaug_n: int = 0  # RandAugment: operations per clip, 0-30 (0 = off; VideoMAE: 4)
     randaug_m: float = 7.0  # RandAugment magnitude in [0, 10] (VideoMAE: 7)
     randaug_mstd: float = 0.5  # RandAugment: std of the magnitude's noise per operation

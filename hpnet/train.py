@@ -172,6 +172,12 @@ def _check_run_config(cfg: Config) -> None:
             "pixels, but their joints cannot be mixed: set model.pose=false (RGB only, as "
             "VideoMAE fine-tunes) or train.mixup=0 train.cutmix=0"
         )
+    if (cfg.train.mixup or cfg.train.cutmix) and cfg.train.batch_size < 2:
+        raise UserError(
+            f"train.mixup={cfg.train.mixup:g} / train.cutmix={cfg.train.cutmix:g} mix each clip "
+            "with another video's of its batch (per process), and train.batch_size=1 has none: "
+            "set train.batch_size >= 2 (train.accum_steps keeps the step's size)"
+        )
     if cfg.data.dataset == "unlabeled":
         raise UserError(
             "data.dataset=unlabeled has no labels to train a classifier on: pretrain on it with "

@@ -65,6 +65,9 @@ def test_mixing_is_refused_with_the_pose_stream_and_read_from_the_config():
 
     with pytest.raises(UserError, match=r"train\.mixup=0\.8 .*joints cannot be mixed"):
         _check_run_config(load_config(None, ["train.mixup=0.8"]))
+    alone = ["train.cutmix=1", "model.pose=false", "train.batch_size=1", "train.repeat_aug=2"]
+    with pytest.raises(UserError, match=r"train\.batch_size=1 has none: set train\.batch_size"):
+        _check_run_config(load_config(None, alone))  # (its partner would be its own copy)
     with pytest.raises(UserError, match=r"train\.mix_prob"):
         load_config(None, ["train.mix_prob=1.5"])
     cfg = load_config(None, ["train.mixup=0.8", "train.cutmix=1", "model.pose=false"])

@@ -34,15 +34,14 @@ def open_run_folder(
     dist: DistInfo,
     pretrained_report: str = "",
 ) -> None:
-    """On the main process: say what ``model.pretrained`` loaded, check that TensorBoard can
-    be had, make ``out`` and take its lock (kept by ``held``), then check again what
-    :func:`~hpnet.resume.resume_path` decided as ``resume_from``. Every process raises when
-    one of these fails. The folders of ``out``'s path this run made are removed again when
-    the run stops before writing anything in it (a refused resume leaves no empty folder)."""
+    """On the main process: check that TensorBoard can be had, make ``out`` and take its lock
+    (kept by ``held``), check again what :func:`~hpnet.resume.resume_path` decided as
+    ``resume_from``, then say what ``model.pretrained`` loaded (not when resuming: the
+    weights come from the checkpoint). Every process raises when one of these fails. The
+    folders of ``out``'s path this run made are removed again when the run stops before
+    writing anything in it (a refused resume leaves no empty folder)."""
 
     def open_folder() -> None:
-        if pretrained_report:
-            print(f"model.pretrained: {pretrained_report}")
         tensorboard_writer(cfg)  # (no tensorboard package: said before the folder is made)
         # its real path, as mkdir -p reaches it (new/../mine is mine: no new/ made on the way)
         real = Path(os.path.realpath(out))
@@ -59,6 +58,8 @@ def open_run_folder(
                 "continue that run with train.resume=auto, or start this one in another "
                 "train.out_dir"
             )
+        if pretrained_report and resume_from is None:
+            print(f"model.pretrained: {pretrained_report}")
 
     main_only(dist, open_folder)
 

@@ -262,6 +262,10 @@ def test_fine_tuning_loads_the_encoder_and_reports_it(pretrain_args, tiny_args, 
     args = [*tiny_args, "model.pose=false", f"model.pretrained={run / 'last.pt'}"]
     assert train_main([*args, f"train.out_dir={out}", "train.epochs=1", "train.max_steps=1"]) == 0
     assert "model.pretrained: loaded" in capsys.readouterr().out
+    resumed = [*args, f"train.out_dir={out}", "train.epochs=2", "train.max_steps=1"]
+    assert train_main([*resumed, "train.resume=auto"]) == 0
+    said = capsys.readouterr().out  # the weights come from last.pt: no load report
+    assert "resumed from" in said and "model.pretrained" not in said
     again = tmp_path / "again"  # a finished pretraining run has nothing to continue elsewhere
     with pytest.raises(UserError, match=r"has trained 1 epoch .*fine-tune from it with model"):
         _run(

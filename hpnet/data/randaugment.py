@@ -29,7 +29,7 @@ joints with the pixels (a joint pushed out of the frame becomes missing). Differ
 VideoMAE: it runs on the training crop (after the random resized crop and flip) instead of
 the whole frame before it, so a shift is a share of the crop; resampling is bilinear (VideoMAE:
 bicubic). Clips are ``uint8`` between operations, as PIL images are. One clip and operation at
-a time (a few small kernels each): on a CPU ~4x the rest of the augmentation
+a time (a few small kernels each): on a CPU about 2x the time of the rest of the augmentation
 (``bench/transforms.py``).
 
 All draws come from the step's CPU generator (:func:`sample_randaugment`), so a resumed epoch

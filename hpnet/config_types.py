@@ -178,10 +178,10 @@ def resolved_types(section: Any) -> dict[str, Any]:
 
 
 def unknown_key(key: str, section: Any) -> UserError:
-    """The error for ``key``, unknown in ``section``, with the likeliest meant key: an alias
-    (:data:`~hpnet.config_schema.KEY_ALIASES`), the same name in another section
-    (``train.randaug_n``: ``data.augment.randaug_n``), a near spelling in this section, or, for a
-    bare key (``frames=8``), the sections that have it."""
+    """The error for ``key``, unknown in ``section``, with the likeliest meant keys: an alias
+    (:data:`~hpnet.config_schema.KEY_ALIASES`), or a near spelling in this section and the same
+    name in any other (``train.randaug_n``: ``data.augment.randaug_n``; a bare ``frames=8``:
+    ``data.frames``)."""
     from hpnet.config_schema import Config
 
     prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
@@ -191,7 +191,8 @@ def unknown_key(key: str, section: Any) -> UserError:
     if prefix and not alias.startswith(prefix):  # (train.backbone: train.backbone_lr first)
         alias = ""
     elsewhere = [k for k in _dotted_keys(Config()) if k.rsplit(".", 1)[-1] == name]
-    close = [alias] if alias else elsewhere or difflib.get_close_matches(key, names, n=1)
+    near = difflib.get_close_matches(key, names, n=1)  # (train.batch: train.batch_size first)
+    close = [alias] if alias else list(dict.fromkeys([*near, *elsewhere]))
     hint = " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)" if close else ""
     return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
 

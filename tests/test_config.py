@@ -67,7 +67,8 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("learning_rate=3", "did you mean 'train.lr'?"),  # another framework's name
         ("train.learning_rate=3", "did you mean 'train.lr'?"),  # (nearest: train.clip_grad)
         ("train.backbone=3", "did you mean 'train.backbone_lr'?"),  # (an alias of another section)
-        ("train.randaug_n=3", "did you mean 'data.augment.randaug_n'?"),  # (not train.repeat_aug)
+        ("train.randaug_n=3", "or 'data.augment.randaug_n'?"),  # (not train.repeat_aug alone)
+        ("train.batch=3", "did you mean 'train.batch_size' or 'pose.batch'?"),  # own section 1st
         ("erase_prob=0.2", "did you mean 'data.augment.erase_prob'?"),  # a bare key, 2 deep
         ("reprob=0.2", "did you mean 'data.augment.erase_prob'?"),  # VideoMAE's name
         ("data.frames=abc", "must be an integer"),

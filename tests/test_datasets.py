@@ -688,6 +688,7 @@ def test_loader_workers_are_at_most_the_usable_cpus_said_once(monkeypatch, caplo
     from hpnet.data import loader
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # (the affinity, not the machine, counts)
     monkeypatch.setattr(loader, "_SAID_WORKERS", set())
     ds = list(range(6))
     with caplog.at_level("WARNING", logger="hpnet.data.loader"):

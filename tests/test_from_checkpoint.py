@@ -156,15 +156,34 @@ def test_keys_only_other_archs_read_are_no_other_model_and_are_warned_of_in_trai
 
 
 def test_a_label_that_reads_almost_as_a_trained_one_is_warned_of(ckpt, text_cache, caplog):
-    """'sit_dwon' is embedded anew (open vocabulary), said as a likely misspelling; 'Sit-Down'
-    is the same words as 'sit_down' and a new class ('jump') is no miss: no warning."""
+    """'Sit Dwon' is embedded anew (open vocabulary), said as a likely misspelling of the
+    trained 'sit_down'; the same words otherwise written ('Stand-Up'), new classes ('jump')
+    and other real words one letter off ('kiss' beside 'kick') say nothing."""
     with caplog.at_level("WARNING", logger="hpnet.models.from_checkpoint"):
-        model_from_checkpoint(ckpt, _cfg(text_cache), ["jump", "Sit-Down", "wave"], source="r")
+        model_from_checkpoint(ckpt, _cfg(text_cache), ["jump", "Stand-Up", "kiss"], source="r")
         assert caplog.messages == []
-        model = model_from_checkpoint(ckpt, _cfg(text_cache), ["sit_dwon", "wave"], source="r")
-    assert model.class_names == ["sit_dwon", "wave"]
+        model = model_from_checkpoint(ckpt, _cfg(text_cache), ["Sit Dwon", "wave"], source="r")
+    assert model.class_names == ["Sit Dwon", "wave"]
     assert caplog.messages == [
-        "'sit_dwon' (trained: 'sit_down'): is not among the labels r was trained on: embedded "
+        "'Sit Dwon' (trained: 'sit_down'): is not among the labels r was trained on: embedded "
         "anew by the text encoder (open vocabulary); to score the trained classes, spell them "
         "as trained"
     ]
+
+
+@pytest.mark.parametrize(
+    ("phrase", "trained", "typo"),
+    [
+        ("brush hiar", "brush hair", True),  # two letters swapped
+        ("climb stair", "climb stairs", True),  # one dropped
+        ("handstand pushupz", "handstand pushups", True),  # one changed in a long word
+        ("talk", "walk", False),  # HMDB51 classes both: a short word's change is a word
+        ("playing sitar", "playing guitar", False),  # UCF101 classes both: two edits
+        ("push ups", "pushup", False),  # other words
+        ("sit dwon", "stand dwon", False),  # two words differ
+    ],
+)
+def test_what_counts_as_a_typo_of_a_trained_label(phrase, trained, typo):
+    from hpnet.models.from_checkpoint import _typo_of
+
+    assert _typo_of(phrase, trained) is typo

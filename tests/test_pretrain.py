@@ -238,7 +238,9 @@ def test_a_run_resumed_mid_epoch_ends_with_the_same_weights(pretrain_args, tmp_p
     assert (crashed / "config.yaml").is_file()
 
 
-def test_fine_tuning_loads_the_encoder_and_reports_it(pretrain_args, tiny_args, tmp_path, capsys):
+def test_fine_tuning_loads_the_encoder_and_reports_it(
+    pretrain_args, tiny_args, tmp_path, capsys, monkeypatch
+):
     run = tmp_path / "mae"
     assert _run(pretrain_args, run, "train.epochs=1", "train.max_steps=2") == 0
     ckpt = torch.load(run / "last.pt", weights_only=True)
@@ -266,6 +268,11 @@ def test_fine_tuning_loads_the_encoder_and_reports_it(pretrain_args, tiny_args, 
     assert train_main([*resumed, "train.resume=auto"]) == 0
     said = capsys.readouterr().out  # the weights come from last.pt: no load report
     assert "resumed from" in said and "model.pretrained" not in said
+    with monkeypatch.context() as patch:  # refused while opening the folder: no report first
+        patch.setitem(sys.modules, "torch.utils.tensorboard", None)  # (as if not installed)
+        with pytest.raises(UserError, match=r"tensorboard"):
+            train_main([*args, f"train.out_dir={tmp_path / 'tb'}", "train.tensorboard=true"])
+    assert "model.pretrained" not in capsys.readouterr().out
     again = tmp_path / "again"  # a finished pretraining run has nothing to continue elsewhere
     with pytest.raises(UserError, match=r"has trained 1 epoch .*fine-tune from it with model"):
         _run(
@@ -422,13 +429,15 @@ def test_pretraining_warns_of_train_keys_only_training_reads(caplog):
         check_pretrain_config(load_config(None, [*base, "train.label_smoothing=0.2"]))
         check_pretrain_config(load_config(None, [*base, "train.eval_every=5"]))
         check_pretrain_config(load_config(None, [*base, "model.head_init_scale=0.001"]))
-        check_pretrain_config(
-            load_config(None, [*base, "model.size=tiny", "pretrain.decoder_width=384"])
-        )
+        check_pretrain_config(load_config(None, [*base, "model.pool=mean", "model.dropout=0.5"]))
+        tiny = [*base, "model.size=tiny"]
+        check_pretrain_config(load_config(None, [*tiny, "pretrain.decoder_width=128"]))  # as wide
+        check_pretrain_config(load_config(None, [*tiny, "pretrain.decoder_width=384"]))
     assert [m.split(":")[0] for m in caplog.messages] == [
         "train.label_smoothing=0.2",
         "train.eval_every=5",
         "model.head_init_scale=0.001",
+        "model.dropout=0.5; model.pool=mean",
         "pretrain.decoder_width=384 is wider than the model.size=tiny encoder (128)",
     ]
     assert "read by python -m hpnet.train only" in caplog.messages[0]

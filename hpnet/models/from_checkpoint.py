@@ -87,20 +87,19 @@ def model_from_checkpoint(
 
 
 def _warn_near_misses(labels: Sequence[str], trained: Sequence[str], source: str) -> None:
-    """One warning naming the labels that are not trained ones but read almost as one
-    (``brush hiar`` for ``brush_hair``; ``Brush-Hair`` is the same words, not a miss): the text
-    head embeds them anew, right for a new class, a quiet loss for a misspelt trained one."""
-    import difflib
-
+    """One warning naming the labels that are not trained ones but read as a trained one with
+    a typo (:func:`_typo_of`: ``brush hiar`` for ``brush_hair``; ``Brush-Hair`` is the same
+    words, not a miss): the text head embeds them anew, right for a new class (``PlayingSitar``
+    beside a trained ``PlayingGuitar``), a quiet loss for a misspelt trained one."""
     phrases = {class_name_to_phrase(t): t for t in trained}
     misses = []
     for label in labels:
         phrase = class_name_to_phrase(label)
         if phrase in phrases:
             continue
-        close = difflib.get_close_matches(phrase, list(phrases), n=1, cutoff=0.85)
-        if close:
-            misses.append(f"'{label}' (trained: '{phrases[close[0]]}')")
+        typo = next((p for p in phrases if _typo_of(phrase, p)), None)
+        if typo is not None:
+            misses.append(f"'{label}' (trained: '{phrases[typo]}')")
     if misses:
         logger.warning(
             "%s: %s not among the labels %s was trained on: embedded anew by the text encoder "
@@ -108,6 +107,33 @@ def _warn_near_misses(labels: Sequence[str], trained: Sequence[str], source: str
             ", ".join(misses[:5]) + (f" and {len(misses) - 5} more" if len(misses) > 5 else ""),
             "is" if len(misses) == 1 else "are", source,
         )  # fmt: skip
+
+
+def _typo_of(phrase: str, trained: str) -> bool:
+    """Whether ``phrase`` is ``trained`` with one word one typo off: two neighbouring letters
+    swapped or a letter added or dropped (``sit dwon``, ``brush hiar``, ``climb stair``), or,
+    in a word of 6+ letters, one letter changed. Not ``talk`` for ``walk`` (both real words: a
+    short word's changed letter is another word more often than a typo), nor ``playing sitar``
+    for ``playing guitar`` (two edits), nor ``push ups`` for ``pushup`` (other words)."""
+    ours, theirs = phrase.split(), trained.split()
+    if len(ours) != len(theirs):
+        return False
+    differ = [(a, b) for a, b in zip(ours, theirs, strict=True) if a != b]
+    return len(differ) == 1 and _one_typo(*differ[0])
+
+
+def _one_typo(a: str, b: str) -> bool:
+    """``a`` and ``b`` (different words) are one typo apart, as :func:`_typo_of` counts."""
+    if max(len(a), len(b)) < 3 or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) != len(b):  # a letter added or dropped
+        short, long = sorted((a, b), key=len)
+        return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+    diff = [i for i in range(len(a)) if a[i] != b[i]]
+    if len(diff) == 1:  # a letter changed
+        return len(a) >= 6
+    i, j = diff if len(diff) == 2 else (0, 0)
+    return j == i + 1 and a[i] == b[j] and a[j] == b[i]  # two neighbours swapped
 
 
 def _embed_labels(model: HPNet, ckpt: dict, cfg: Config, labels: list[str], source: str) -> None:

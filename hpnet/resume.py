@@ -216,23 +216,33 @@ def _fixed_part(entries: list) -> list:
     return [{k: v for k, v in e.items() if k not in JOINT_MAY_CHANGE} for e in entries or []]
 
 
-def check_resumable(
-    ckpt: dict, cfg: Config, classes: list[str], sets: list, path: Path, dist: DistInfo
+def check_resume_early(path: Path, cfg: Config, dist: DistInfo, *, classifier: bool) -> None:
+    """Before the data and the model are built: the refusals ``path``'s own record decides
+    (:func:`check_record`; memory-mapped, no weights read), so that a changed setting is
+    refused in a second, not after minutes of loading. A file torch cannot read is left to
+    :func:`resume_run`, which says why. Every process checks (before any waits for another)."""
+    from hpnet.models.lsvit_weights import read_saved_dict
+
+    ckpt = read_saved_dict(path)
+    if ckpt is not None:
+        check_record(ckpt, cfg, path, dist, classifier=classifier, early=True)
+
+
+def check_record(
+    ckpt: dict, cfg: Config, path: Path, dist: DistInfo, *, classifier: bool, early: bool = False
 ) -> None:
+    """What ``ckpt``'s record refuses for this run: another format, a pretraining run
+    continued as a classifier's, another process count or (mid-epoch) batch size, settings
+    changed (:func:`resume_changes`; ``early``: before the model is built, with
+    ``text.quick_gelu=auto`` not yet decided), more epochs than ``train.epochs``."""
     if ckpt.get("format") != FORMAT_VERSION:
         raise UserError(
             f"{path} has checkpoint format {ckpt.get('format')}, expected {FORMAT_VERSION}"
         )
-    if ckpt.get("pretrain") and classes:  # a classifier run asked to continue a pretraining
+    if ckpt.get("pretrain") and classifier:  # a classifier run asked to continue a pretraining
         raise UserError(
             f"{path} is a pretraining checkpoint (python -m hpnet.pretrain): fine-tune from it "
             f"with model.pretrained={path} in another train.out_dir"
-        )
-    if ckpt.get("classes") != list(classes):
-        raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
-    if [tuple(s) for s in ckpt.get("label_sets") or []] != [tuple(s) for s in sets]:
-        raise UserError(
-            f"{path} was trained on other data.joint datasets (names or classes) than this run"
         )
     position = ckpt.get("progress")
     if position:  # a mid-epoch checkpoint: the rest of the epoch is dealt out the same way
@@ -244,7 +254,17 @@ def check_resumable(
                 f"{then[1]}, this run has {now[0]} x {now[1]} (use the same process count and "
                 "train.batch_size)"
             )
-    refuse_changes(resume_changes(ckpt.get("config", {}), cfg), f"cannot resume {path}")
+    saved_world = ckpt.get("world_size")
+    if saved_world is not None and saved_world != dist.world_size:
+        raise UserError(
+            f"cannot resume {path}: it ran {saved_world} process(es), this run has "
+            f"{dist.world_size} (its learning-rate schedule counts the steps of "
+            f"{saved_world} x train.batch_size clips): use {saved_world}"
+        )
+    changes = resume_changes(ckpt.get("config", {}), cfg)
+    if early:  # text.quick_gelu=auto is decided as the model is built (and recorded so)
+        changes = [c for c in changes if c[0] != "text.quick_gelu" or c[2] != "auto"]
+    refuse_changes(changes, f"cannot resume {path}")
     trained = ckpt.get("epoch", 0) + bool(position)  # (mid-epoch: that epoch has begun)
     if trained > cfg.train.epochs:  # the last.pt, config and metrics would disagree
         begun = f"has begun epoch {trained}" if position else f"has trained {trained} epochs"
@@ -253,12 +273,18 @@ def check_resumable(
             f"(give train.epochs={trained} or more, or start a new run in another "
             "train.out_dir)"
         )
-    saved_world = ckpt.get("world_size")
-    if saved_world is not None and saved_world != dist.world_size:
+
+
+def check_resumable(
+    ckpt: dict, cfg: Config, classes: list[str], sets: list, path: Path, dist: DistInfo
+) -> None:
+    """:func:`check_record`, then the classes and ``data.joint`` label sets of the run."""
+    check_record(ckpt, cfg, path, dist, classifier=bool(classes))
+    if ckpt.get("classes") != list(classes):
+        raise UserError(f"{path} was trained on other classes than data.dataset={cfg.data.dataset}")
+    if [tuple(s) for s in ckpt.get("label_sets") or []] != [tuple(s) for s in sets]:
         raise UserError(
-            f"cannot resume {path}: it ran {saved_world} process(es), this run has "
-            f"{dist.world_size} (its learning-rate schedule counts the steps of "
-            f"{saved_world} x train.batch_size clips): use {saved_world}"
+            f"{path} was trained on other data.joint datasets (names or classes) than this run"
         )
 
 

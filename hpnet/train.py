@@ -51,6 +51,7 @@ from hpnet.models.backbones import set_backbone_frozen, warn_unread_model_keys
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
+    check_resume_early,
     check_run_config,
     prepare_run_folder,
     resume_path,
@@ -210,6 +211,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     held.enter_context(interrupt_note(out, dist))  # Ctrl-C: which last.pt is kept, and how on
     resume_from = resume_path(cfg, out)
     _check_run_config(cfg)  # before the data and the run folder
+    if resume_from is not None:  # a changed setting: refused now, not after the loading
+        check_resume_early(resume_from, cfg, dist, classifier=True)
     seed_everything(cfg.train.seed)
 
     # ---- data: one dataset, or one per data.joint entry (batches interleaved) ---------------

@@ -326,7 +326,7 @@ def cfg_overrides(cfg) -> list[str]:
 
 
 def test_unlabeled_folder_without_classes_and_preview(
-    pretrain_args, tmp_path, tiny_checkpoint, capsys, caplog
+    pretrain_args, tmp_path, tiny_checkpoint, capsys, caplog, monkeypatch
 ):
     """Videos at any depth, no class folders or lists: pretraining runs on all of them (their
     placeholder labels are never read); --preview draws 3 rows a clip, one frame a column."""
@@ -359,8 +359,12 @@ def test_unlabeled_folder_without_classes_and_preview(
 
     with pytest.raises(UserError, match=r"data.dataset=unlabeled has no labels"):
         train_main([*args, f"train.out_dir={tmp_path / 'cls'}"])
-    with pytest.raises(UserError, match=r"decoder_depth=2, this run has 1 \(set pretrain\.deco"):
-        _run(args, out, "train.resume=auto", "pretrain.decoder_depth=1")
+    with monkeypatch.context() as patch:  # refused before the videos are read
+        patch.setattr(pretrain_run, "pretrain_datasets", lambda cfg: pytest.fail("data read"))
+        with pytest.raises(UserError, match=r"decoder_depth=2, this run has 1 \(set pretrain\."):
+            _run(args, out, "train.resume=auto", "pretrain.decoder_depth=1")
+        with pytest.raises(UserError, match=r"cannot resume .*it used data\.frames=4, this run"):
+            _run(args, out, "train.resume=auto", "data.frames=2")
     capsys.readouterr()
     assert _run(args, out, "train.resume=auto", "train.epochs=1") == 0  # nothing left to do
     assert "finished: train.epochs=1 (raise it to train on)" in capsys.readouterr().out

@@ -123,11 +123,33 @@ def test_a_checkpoint_in_an_epoch_past_train_epochs_is_refused(tiny_args, tmp_pa
         _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=auto")
 
 
-def test_resume_with_another_model_shape_is_refused(tiny_args, tmp_path):
+def test_resume_with_another_model_shape_is_refused(tiny_args, tmp_path, monkeypatch):
+    """Before the data and the model are built (a minute's loading on a real dataset)."""
+    from hpnet import train
+
     out = tmp_path / "run"
     _run(tiny_args, out, "train.max_steps=1", "train.epochs=1", "train.resume=")
-    with pytest.raises(UserError, match=r"it used data\.frames=4, this run has 8"):
-        _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", "data.frames=8")
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "build_run_datasets", lambda *a, **k: pytest.fail("data built"))
+        with pytest.raises(UserError, match=r"it used data\.frames=4, this run has 8"):
+            _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", "data.frames=8")
+
+
+def test_the_early_resume_check_leaves_quick_gelu_auto_to_the_model(tmp_path):
+    """text.quick_gelu=auto is decided (and recorded) as the model is built: before that, a
+    checkpoint that recorded 'true' is no change; anything else is."""
+    from hpnet.checkpoint import FORMAT_VERSION
+    from hpnet.config import config_to_dict, load_config
+    from hpnet.distributed import DistInfo
+    from hpnet.resume import check_resume_early
+
+    saved = config_to_dict(load_config(None, ["text.quick_gelu=true"]))
+    path = tmp_path / "last.pt"
+    torch.save({"format": FORMAT_VERSION, "config": saved, "epoch": 1}, path)
+    one = DistInfo()
+    check_resume_early(path, load_config(None, []), one, classifier=True)  # auto: undecided
+    with pytest.raises(UserError, match=r"it used text\.quick_gelu=true, this run has false"):
+        check_resume_early(path, load_config(None, ["text.quick_gelu=false"]), one, classifier=True)
 
 
 def test_another_runs_finished_checkpoint_needs_epochs_left_to_continue(tiny_args, tmp_path):

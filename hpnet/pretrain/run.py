@@ -48,6 +48,7 @@ from hpnet.pretrain.setup import (
 from hpnet.pretrain.simsiam import build_views, simsiam_batch
 from hpnet.resume import (
     CheckpointClock,
+    check_resume_early,
     prepare_run_folder,
     resume_path,
     resume_run,
@@ -145,6 +146,9 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     out = Path(cfg.train.out_dir)
     held.enter_context(interrupt_note(out, dist))  # Ctrl-C: which last.pt is kept, and how on
     resume_from = resume_path(cfg, out)
+    if resume_from is not None:  # refused now, not after the loading
+        check_pretrain_resumable(resume_from, cfg)
+        check_resume_early(resume_from, cfg, dist, classifier=False)
     seed_everything(cfg.train.seed)
     datasets = pretrain_datasets(cfg)
     model = build_pretrain_model(cfg).to(device)
@@ -158,7 +162,6 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
 
     start_epoch, step, resumed = 0, 0, None
     if resume_from is not None:
-        check_pretrain_resumable(resume_from, cfg)
         start_epoch, step, _, resumed, _ = resume_run(resume_from, cfg, [], parts, dist, out)
         if start_epoch >= cfg.train.epochs:
             use = f"fine-tune from it with model.pretrained={resume_from}"

@@ -18,6 +18,7 @@ from hpnet.cli import UserError
 from hpnet.config import load_config
 from hpnet.data.balance import class_balanced_sampler
 from hpnet.data.datasets import VideoClipDataset, build_datasets, loader_canvas
+from hpnet.data.folder_records import folder_records
 from hpnet.data.loader import EpochSampler, build_loader, collate_clips
 from hpnet.data.official_splits import (
     HMDB51_CLASSES,
@@ -26,7 +27,7 @@ from hpnet.data.official_splits import (
     read_ucf101_splits,
     ucf101_records,
 )
-from hpnet.data.records import VideoRecord, folder_records, list_records
+from hpnet.data.records import VideoRecord, list_records
 
 # Split tags (split 1, 2, 3) of the 7 real clips in hmdb51_mini (SOURCES.md).
 MINI_TAGS = {
@@ -698,3 +699,16 @@ def test_loader_workers_are_at_most_the_usable_cpus_said_once(monkeypatch, caplo
     assert caplog.messages == [
         "data.workers=8 is more than the 2 CPUs this process may use: 2 loader processes"
     ]
+
+
+def test_a_folder_dataset_given_one_folder_too_high_or_low_is_told_so(tmp_path):
+    """data.root above the class folders made one class of them all (and a 100 % test top-1);
+    data.root at a class folder, or videos outside class folders, said 'no videos found'."""
+    _touch(tmp_path / "outer", ["mine/walk/1.mp4", "mine/run/2.mp4", "mine/run/3.mp4"])
+    with pytest.raises(UserError, match=r"one class folder, mine/, whose folders run, walk hold"):
+        folder_records(tmp_path / "outer")
+    assert folder_records(tmp_path / "outer" / "mine").classes == ["run", "walk"]
+    with pytest.raises(UserError, match=r"run holds 2 videos itself, outside class folders"):
+        folder_records(tmp_path / "outer" / "mine" / "run")
+    _touch(tmp_path / "one", ["walk/a/1.mp4", "walk/2.mp4"])  # one class, one subfolder: as was
+    assert folder_records(tmp_path / "one").classes == ["walk"]

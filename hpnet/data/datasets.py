@@ -48,9 +48,10 @@ from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source
 from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas, warn_small_canvas
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
+from hpnet.data.folder_records import folder_records
 from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.official_splits import hmdb51_records, ucf101_records
-from hpnet.data.records import RecordSplits, VideoRecord, folder_records, list_records
+from hpnet.data.records import RecordSplits, VideoRecord, list_records
 from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
 
 __all__ = [

@@ -105,6 +105,7 @@ KEY_ALIASES: dict[str, str] = {
     **dict.fromkeys(["backbone", "model_name", "network"], "model.arch"),
     **dict.fromkeys(["gpu", "gpus"], "train.device"),
     **dict.fromkeys(["fp16", "mixed_precision"], "train.amp"),
+    "model": "pose.weights",  # pose.model=...: Ultralytics' name (alias only in pose.*)
     # VideoMAE's / timm's fine-tuning arguments
     "reprob": "data.augment.erase_prob",
     "aa": "data.augment.randaug_n",  # rand-m7-n4-mstd0.5: randaug_n=4 randaug_m=7 mstd=0.5

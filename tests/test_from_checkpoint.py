@@ -158,16 +158,22 @@ def test_keys_only_other_archs_read_are_no_other_model_and_are_warned_of_in_trai
 def test_a_label_that_reads_almost_as_a_trained_one_is_warned_of(ckpt, text_cache, caplog):
     """'Sit Dwon' is embedded anew (open vocabulary), said as a likely misspelling of the
     trained 'sit_down'; the same words otherwise written ('Stand-Up'), new classes ('jump')
-    and other real words one letter off ('kiss' beside 'kick') say nothing."""
+    and other real words one letter off ('kiss' beside 'kick') are no typos. New labels
+    through a random text tower (text.pretrained='') are said to score nothing."""
     with caplog.at_level("WARNING", logger="hpnet.models.from_checkpoint"):
         model_from_checkpoint(ckpt, _cfg(text_cache), ["jump", "Stand-Up", "kiss"], source="r")
-        assert caplog.messages == []
+        assert [m.split(" (")[0] for m in caplog.messages] == ["text.pretrained=''"]  # random
+        caplog.clear()
         model = model_from_checkpoint(ckpt, _cfg(text_cache), ["Sit Dwon", "wave"], source="r")
+        model_from_checkpoint(ckpt, _cfg(text_cache), CLASSES[::-1], source="r")  # no new one
     assert model.class_names == ["Sit Dwon", "wave"]
     assert caplog.messages == [
         "'Sit Dwon' (trained: 'sit_down'): is not among the labels r was trained on: embedded "
         "anew by the text encoder (open vocabulary); to score the trained classes, spell them "
-        "as trained"
+        "as trained",
+        "text.pretrained='' (a random text tower, as r was trained with): new labels get "
+        "embeddings unrelated to their words and their scores mean nothing; a text head "
+        "trained with CLIP's weights scores new labels",
     ]
 
 

@@ -82,6 +82,12 @@ def model_from_checkpoint(
     labels = classes if labels is None else labels
     trained = [*classes, *(n for _, names in model.label_sets for n in names)]
     _warn_near_misses(labels, trained, source)
+    if not cfg.text.pretrained and any(label not in trained for label in labels):
+        logger.warning(
+            "text.pretrained='' (a random text tower, as %s was trained with): new labels get "
+            "embeddings unrelated to their words and their scores mean nothing; a text head "
+            "trained with CLIP's weights scores new labels", source,
+        )  # fmt: skip
     _embed_labels(model, ckpt, cfg, labels, source)
     return model
 

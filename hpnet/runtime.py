@@ -158,6 +158,7 @@ def build_run_datasets(
                 parts = [getattr(built, split) for split in used]
                 records = [r for ds in parts if ds is not None for r in ds.records]
                 source.check_complete(records, one.data.on_error)
+                source.warn_other_settings(records, one.pose)
         except UserError as err:
             if not name:
                 raise

@@ -616,3 +616,27 @@ def test_uncached_lists_each_folder_once_and_clears_only_debris(tmp_path, monkey
     todo = pose_jobs.uncached(videos, cache, {"model": "x"})
     assert len(todo) == 300 and listed == [cache / "a"] and cleared == ["v7.mp4.npz"]
     assert not list((cache / "a").iterdir())
+
+
+def test_a_cache_made_with_other_pose_settings_is_warned_of(tmp_path, caplog):
+    """Training reads the cached joints whatever their settings; a clip without a file gets
+    the config's: said once at start. Ground-truth joints of rendered clips have none."""
+    from hpnet.config import load_config
+    from hpnet.pose.store import JointCache
+
+    record = VideoRecord(tmp_path / "a.mp4", 0, "a.mp4")
+    meta = {"model": "yolo11n-pose.pt", "imgsz": 640, "conf": 0.25, "iou": 0.7, "stride": 4}
+    save_joints(cache_path(tmp_path / "pc", "a.mp4"), np.ones((3, 1, 17, 3)), [0, 4, 8], meta)
+    cache = JointCache(tmp_path / "pc")
+    pose = load_config(None, ["pose.stride=4", "pose.imgsz=640", "pose.conf=0.25"]).pose
+    with caplog.at_level("WARNING", logger="hpnet.pose.store"):
+        cache.warn_other_settings([record], pose)  # the same settings
+        assert caplog.messages == []
+        cache.warn_other_settings([record], load_config(None, ["pose.stride=1"]).pose)
+    assert len(caplog.messages) == 1 and "made with pose.stride=4 (this run: 1)" in caplog.text
+    caplog.clear()
+    truth = {"source": "groundtruth", "model": "groundtruth", "stride": 1}
+    save_joints(cache_path(tmp_path / "gt", "a.mp4"), np.ones((3, 1, 17, 3)), [0, 1, 2], truth)
+    with caplog.at_level("WARNING", logger="hpnet.pose.store"):
+        JointCache(tmp_path / "gt").warn_other_settings([record], pose)
+    assert caplog.messages == []

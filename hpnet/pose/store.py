@@ -280,6 +280,30 @@ class JointCache:
             count = f"{len(gone)} of {len(records)} videos have no pose cache file"
             raise UserError(f"{count}; the first: {error}")
 
+    def warn_other_settings(self, records: Sequence[_Record], pose: Any) -> None:
+        """One warning when the cache files (the first of ``records`` that has one) were made
+        with other ``pose.*`` settings than ``pose`` (the run's ``cfg.pose``): the run reads
+        those joints, but a video without a file (``hpnet.predict`` on a new clip) gets joints
+        of this config's settings, unlike the ones the model trained on."""
+        first = next((self.path(r) for r in records if self.path(r).is_file()), None)
+        meta = read_meta(first) if first is not None else None
+        if meta is None or meta.get("source") == "groundtruth":  # (rendered clips' joints)
+            return
+        now = {"weights": Path(pose.weights).name, "imgsz": pose.imgsz, "conf": pose.conf,
+               "iou": pose.iou, "stride": pose.stride}  # fmt: skip
+        then = {"weights": meta.get("model"), **{k: meta.get(k) for k in list(now)[1:]}}
+        differ = [
+            f"pose.{k}={then[k]} (this run: {now[k]})"
+            for k in now
+            if then[k] is not None and then[k] != now[k]
+        ]
+        if differ:
+            logger.warning(
+                "the pose cache %s was made with %s: training reads those joints, but a video "
+                "without a cache file (hpnet.predict on a new clip) gets this config's; set "
+                "them as the cache's", self.cache_dir, ", ".join(differ),
+            )  # fmt: skip
+
     def _missing_error(self, path: Path, what: str) -> UserError:
         return UserError(
             f"{what} pose cache file {path}: run `{CACHE_COMMAND}` (pose.cache_dir="

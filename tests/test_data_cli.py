@@ -237,3 +237,29 @@ def test_an_unlabeled_folder_is_reported_without_classes_or_a_test_split(tmp_pat
     assert main([*args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["empty_splits"] == [] and report["ok"] is True and report["num_classes"] == 0
+
+
+def test_the_report_names_videos_without_a_pose_cache_file(tmp_path, capsys):
+    """With model.pose and pose.source=cache, training stops at start on a video without a
+    cache file: the check says so first (it said OK)."""
+    import numpy as np
+
+    from hpnet.pose.store import cache_path, save_joints
+
+    for rel in ("walk/a.mp4", "walk/b.mp4", "run/c.mp4", "run/d.mp4"):
+        write_video(tmp_path / "v" / rel, 6)
+    for rel in ("walk/a.mp4", "run/c.mp4", "run/d.mp4"):  # walk/b.mp4 added after caching
+        save_joints(cache_path(tmp_path / "pc", rel), np.ones((2, 1, 17, 3)), [0, 3], {})
+    args = ["data.dataset=folder", f"data.root={tmp_path / 'v'}", "pose.source=cache",
+            f"pose.cache_dir={tmp_path / 'pc'}"]  # fmt: skip
+    assert main([*args, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["pose_cache_missing"] == ["walk/b.mp4"] and report["ok"] is False
+    assert main(args) == 1
+    assert "POSE CACHE: no file in pose.cache_dir for 1 video (the first: walk/b.mp4;" in (
+        capsys.readouterr().out
+    )
+    none_yet = [*args[:-1], f"pose.cache_dir={tmp_path / 'new'}"]  # before the first caching
+    assert main(none_yet) == 0 and "pose cache  none yet" in capsys.readouterr().out
+    assert main([*args, "model.pose=false", "--json"]) == 0  # no joints read: no cache needed
+    assert json.loads(capsys.readouterr().out)["pose_cache_missing"] is None

@@ -29,6 +29,9 @@ some are missing or undecodable; 2 for a bad argument or config.
   ``pose.source=cache`` it is read from the video files written into ``root``)
 - ``missing_allowed``: ``data.allow_missing`` (missing videos are then no problem)
 - ``empty_splits``: ``train`` / ``test`` when that split has no video on disk
+- ``pose_cache_missing``: with ``model.pose`` and ``pose.source=cache``, the videos on disk
+  without a pose cache file (null otherwise); training stops at start on any. A problem
+  when the cache has files for others (videos added since), not before the first caching
 - ``ok``: true when nothing is undecodable, nothing missing unless allowed and no split
   empty (exit code 0)
 
@@ -49,7 +52,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hpnet.cli import CommandParser, UserError, counted, progress_enabled, quiet_logger, run_cli
+from hpnet.cli import CommandParser, UserError, progress_enabled, quiet_logger, run_cli
 from hpnet.config import (
     Config,
     dataset_configs,
@@ -67,10 +70,8 @@ from hpnet.data.datasets import (
 from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.loader import ForkSafeLoader
 from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, default_split_dir
-from hpnet.data.records import VideoRecord, per_class_counts, some_names
-
-_SHOW_MISSING = 10  # missing files the text report names
-_WIDTH = 100  # text report width
+from hpnet.data.records import VideoRecord, per_class_counts
+from hpnet.data.report_text import format_report
 
 
 def _decode_count(text: str) -> int | None:
@@ -225,6 +226,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         report["absent_classes"] = [
             c for c, n in missing_per_class.items() if n and n == listed_per_class[c]
         ]
+        report["pose_cache_missing"] = _pose_cache_missing(cfg, splits.train + splits.test)
         if check_decode != 0:
             present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
             undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
@@ -238,117 +240,26 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     empty = [name for name in needed if not report["splits"][name]["videos"]]
     report["empty_splits"] = empty
     report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable and not empty
+    gone, listed = report.get("pose_cache_missing"), report["listed"] - len(missing)
+    report["ok"] = report["ok"] and not (gone and len(gone) < listed)  # (some cached: added?)
     return report
+
+
+def _pose_cache_missing(cfg: Config, records: Sequence[VideoRecord]) -> list[str] | None:
+    """The relative paths of ``records`` without a pose cache file (as training checks at
+    start), or None when the run reads no cache (``model.pose=false`` or another source).
+    A video the cache command could not decode counts as a bad video, not as missing."""
+    if not cfg.model.pose or cfg.pose.source != "cache" or cfg.data.dataset == "unlabeled":
+        return None
+    from hpnet.pose.store import JointCache
+
+    cache = JointCache(cfg.pose.cache_dir, persons=cfg.pose.persons)
+    gone = {r.rel: r for r in cache.missing(records) if r.rel not in cache.undecodable}
+    return sorted(gone)
 
 
 def _rel(record: VideoRecord) -> str:
     return record.rel
-
-
-# ------------------------------------------------------------------------------- text report
-
-
-def _class_table(classes: Sequence[str], *counts: dict[str, int]) -> list[str]:
-    """Per-class ``train/test`` (or ``train/val/test``) counts in as many columns as fit."""
-    cells = [(name, "/".join(str(c[name]) for c in counts)) for name in classes]
-    name_w = max(len(n) for n, _ in cells)
-    count_w = max(len(c) for _, c in cells)
-    cell_w = name_w + 1 + count_w
-    columns = max(1, (_WIDTH - 2) // (cell_w + 3))
-    rows = -(-len(cells) // columns)
-    lines = []
-    for r in range(rows):
-        row = [cells[c * rows + r] for c in range(columns) if c * rows + r < len(cells)]
-        lines.append("  " + "   ".join(f"{n:<{name_w}} {c:>{count_w}}" for n, c in row).rstrip())
-    return lines
-
-
-def _missing_lines(report: dict[str, Any]) -> list[str]:
-    """The report's lines on listed videos absent from disk, and how to go on."""
-    missing = report["missing"]
-    if report["rendered"] and not missing:
-        return ["missing     none: the synthetic clips are rendered in memory"]
-    if report["dataset"] == "unlabeled":
-        return ["missing     none: no list files, every video under data.root is read"]
-    if not missing:
-        return [f"missing     none: all {report['listed']} listed videos are on disk"]
-    lines = [f"MISSING: {len(missing)} of {report['listed']} listed videos are not on disk"]
-    absent = report["absent_classes"]
-    if absent:
-        lines.append(f"  {len(absent)} classes have none of their videos: {some_names(absent)}")
-    lines.append(f"  first {min(len(missing), _SHOW_MISSING)}:")
-    lines += [f"    {path}" for path in missing[:_SHOW_MISSING]]
-    if len(missing) > _SHOW_MISSING:
-        lines.append(f"    ... and {len(missing) - _SHOW_MISSING} more (--json lists them all)")
-    if report["missing_allowed"]:
-        lines.append("  allowed (data.allow_missing=true): a run uses the videos on disk")
-    else:
-        lines.append("  fix: check data.root, or set data.allow_missing=true to use what is there")
-    return lines
-
-
-def _decode_lines(report: dict[str, Any], frames: int) -> list[str]:
-    """The report's lines on the decode check (``--check-decode``), if one ran."""
-    if not report["checked"]:
-        if report["rendered"]:
-            return []
-        return ["decoding    not checked (add --check-decode N or --check-decode all)"]
-    bad = report["undecodable"]
-    lines = [
-        f"decoded     {counted(report['checked'], 'video')}, {len(bad)} failed (as the test "
-        f"loader reads them: {frames} frames x {report['views']} views)"
-    ]
-    if report["short_videos"]:
-        lines.append(
-            f"            {report['short_videos']} have fewer than data.frames={frames} "
-            "frames (their last frame is repeated)"
-        )
-    if bad:
-        lines.append(f"UNDECODABLE: {counted(len(bad), 'video')} (data.on_error=skip skips them):")
-        lines += [f"  {item['path']}: {item['error']}" for item in bad]
-    return lines
-
-
-def format_report(report: dict[str, Any], frames: int) -> str:
-    """The human-readable report."""
-    train, test = report["splits"]["train"], report["splits"]["test"]
-    split = f" (official split {report['split']})" if report["split"] else ""
-    lines = [
-        f"dataset     {report['dataset']}{split}",
-        f"root        {report['root']}",
-    ]
-    if report["split_dir"]:
-        lines.append(f"split files {report['split_dir']}")
-    val = report["splits"].get("val")
-    if val:  # the training split less what is held out for validation
-        kept = {c: n - val["per_class"][c] for c, n in train["per_class"].items()}
-        counts, columns = (kept, val["per_class"], test["per_class"]), "train/val/test"
-        videos = (
-            f"{train['videos'] - val['videos']} train + {val['videos']} validation "
-            f"(data.val_fraction={val['fraction']:g}), {test['videos']} test"
-        )
-    else:
-        counts, columns = (train["per_class"], test["per_class"]), "train/test"
-        videos = f"{train['videos']} train, {test['videos']} test"
-    where = "rendered in memory" if report["rendered"] else f"on disk; {report['listed']} listed"
-    if not report["classes"]:  # data.dataset=unlabeled: every video is a training one
-        lines.append(f"videos      {train['videos']} under data.root, without labels (pretraining)")
-    else:
-        lines += [
-            f"classes     {report['num_classes']}",
-            f"videos      {videos} ({where})",
-            "",
-            f"videos per class ({columns}):",
-            *_class_table(report["classes"], *counts),
-        ]
-    no_train = [c for c in report["classes"] if train["per_class"][c] == 0]
-    if no_train and train["videos"]:
-        lines.append(f"  ! {len(no_train)} classes have no training video: {some_names(no_train)}")
-    lines += ["", *_missing_lines(report), *_decode_lines(report, frames)]
-    for split in report.get("empty_splits", []):  # (training refuses such a dataset)
-        lines.append(f"EMPTY: the {split} split has no videos on disk")
-    lines += ["", "result      OK" if report["ok"] else "result      PROBLEMS FOUND (exit code 1)"]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -119,6 +119,8 @@ def validate(cfg: Config) -> Config:
     for key, (ok, allowed) in LIMITS.items():
         value = get_value(cfg, key)
         if not ok(value):
+            if isinstance(value, int) and not isinstance(value, bool):  # an integer key
+                allowed = allowed.replace("a number ", "an integer ")
             raise UserError(f"config key '{key}' got {value!r}; it must be {allowed}")
     m, t = cfg.model, cfg.train
     if m.feedback and not m.pose:

@@ -60,7 +60,8 @@ def test_int_accepted_for_float_and_str_keeps_digits():
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
-        ("data.frames=0", "'data.frames' got 0"),
+        ("data.frames=0", "'data.frames' got 0; it must be an integer > 0"),
+        ("train.lr=0", "'train.lr' got 0.0; it must be a number > 0"),
         ("data.frame=3", "did you mean 'data.frames'"),
         ("frames=3", "did you mean 'data.frames'?"),  # a bare key: the sections that have it
         ("seed=3", "did you mean 'data.seed' or 'train.seed'?"),

@@ -142,7 +142,7 @@ def emit(
         document = {
             **source,
             "labels": predictor.labels,
-            "top_k": top_k,
+            "top_k": min(top_k, len(predictor.labels)),  # (as many as there are)
             "frames": cfg.data.frames,
             "views": cfg.eval.views if views is None else views,
             "crops": cfg.eval.crops,

@@ -87,6 +87,7 @@ def test_json_over_real_clips_sums_to_one_and_is_stable(checkpoint, clips, capsy
         assert set(video) == VIDEO_KEYS and video["ok"] and video["pose"] == "none"
         top = video["top"]
         assert len(top) == len(doc["labels"]) == 11  # top-k is capped at the label count
+        assert doc["top_k"] == 11  # (as the document says)
         assert sum(t["prob"] for t in top) == pytest.approx(1.0, abs=1e-4)
         assert [t["prob"] for t in top] == sorted((t["prob"] for t in top), reverse=True)
         assert {t["label"] for t in top} == set(doc["labels"])

@@ -149,6 +149,7 @@ def _export_onnx(
                 output_names=["logits"],
                 dynamic_shapes=shapes,
                 external_data=False,
+                verbose=False,  # (its step lines went to standard output, between ours)
             )
             proto = onnx.load(str(tmp))
             entry = proto.metadata_props.add()

@@ -67,7 +67,7 @@ def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose
 
 
 @pytest.mark.slow
-def test_onnx_matches_eager_with_onnx_runtime(tmp_path):
+def test_onnx_matches_eager_with_onnx_runtime(tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     model, cfg = _model(pose=True)
     out = tmp_path / "model.onnx"
@@ -75,6 +75,7 @@ def test_onnx_matches_eager_with_onnx_runtime(tmp_path):
         warnings.simplefilter("always")
         export_model(model, cfg, out)
     assert not [w for w in caught if "axis name" in str(w.message)]  # (one "batch" axis)
+    assert "[torch.onnx]" not in capsys.readouterr().out  # (torch's step lines, not ours)
     exported = load_exported(out)
     assert exported.labels == CLASSES and exported.meta["uses_pose"]
     video, joints = _inputs(3, True)

@@ -168,11 +168,18 @@ def build_run_datasets(
 
 
 def check_videos(datasets: list[RunDataset], splits: tuple[str, ...] = ("train", "test")) -> None:
-    """Refuse a dataset without videos in one of ``splits``, before anything trains (an empty
-    training split trained 0 steps and reported a test score; an empty test split failed
-    after the whole training); warn about classes without a training video."""
+    """Refuse a dataset of one class, or without videos in one of ``splits``, before anything
+    trains (one class trained to a 100 % top-1; an empty training split trained 0 steps and
+    reported a test score; an empty test split failed after the whole training); warn about
+    classes without a training video."""
     for d in datasets:
         entry = f"data.joint entry '{d.name}': " if d.name else ""
+        if len(d.classes) < 2:  # (data.root one folder above the class folders, say)
+            raise UserError(
+                f"{entry}{_split_source(d.cfg, 'train')} has {len(d.classes)} class "
+                f"({', '.join(d.classes)}): a classifier needs 2 or more (python -m hpnet.data "
+                "--config ... shows what it finds where)"
+            )
         for split in splits:
             if len(getattr(d, split)) == 0:
                 raise UserError(

@@ -261,5 +261,6 @@ def test_the_report_names_videos_without_a_pose_cache_file(tmp_path, capsys):
     )
     none_yet = [*args[:-1], f"pose.cache_dir={tmp_path / 'new'}"]  # before the first caching
     assert main(none_yet) == 0 and "pose cache  none yet" in capsys.readouterr().out
+    assert report["pose_cache_videos"] == 4
     assert main([*args, "model.pose=false", "--json"]) == 0  # no joints read: no cache needed
     assert json.loads(capsys.readouterr().out)["pose_cache_missing"] is None

@@ -701,14 +701,29 @@ def test_loader_workers_are_at_most_the_usable_cpus_said_once(monkeypatch, caplo
     ]
 
 
-def test_a_folder_dataset_given_one_folder_too_high_or_low_is_told_so(tmp_path):
-    """data.root above the class folders made one class of them all (and a 100 % test top-1);
-    data.root at a class folder, or videos outside class folders, said 'no videos found'."""
+def test_a_folder_dataset_given_one_folder_too_high_or_low_is_told_so(tmp_path, caplog):
+    """data.root above the class folders made one class of them all (and a 100 % test top-1):
+    said when listing, refused by training; data.root at a class folder, or videos outside
+    class folders, said 'no videos found'."""
+    from hpnet.runtime import build_run_datasets, check_videos
+
     _touch(tmp_path / "outer", ["mine/walk/1.mp4", "mine/run/2.mp4", "mine/run/3.mp4"])
-    with pytest.raises(UserError, match=r"one class folder, mine/, whose folders run, walk hold"):
-        folder_records(tmp_path / "outer")
+    with caplog.at_level("WARNING", logger="hpnet.data.folder_records"):
+        assert folder_records(tmp_path / "outer").classes == ["mine"]
+    assert "one class folder, mine/, whose folders run, walk hold the videos" in caplog.text
+    assert f"set data.root={tmp_path / 'outer' / 'mine'}" in caplog.text
+    cfg = load_config(None, ["data.dataset=folder", f"data.root={tmp_path / 'outer'}",
+                             "pose.source=none", "model.pose=false"])  # fmt: skip
+    with pytest.raises(UserError, match=r"has 1 class \(mine\): a classifier needs 2 or more"):
+        check_videos(build_run_datasets(cfg, test_views=1))
     assert folder_records(tmp_path / "outer" / "mine").classes == ["run", "walk"]
-    with pytest.raises(UserError, match=r"run holds 2 videos itself, outside class folders"):
+    with pytest.raises(UserError, match=r"run holds 2 videos outside class folders"):
         folder_records(tmp_path / "outer" / "mine" / "run")
-    _touch(tmp_path / "one", ["walk/a/1.mp4", "walk/2.mp4"])  # one class, one subfolder: as was
-    assert folder_records(tmp_path / "one").classes == ["walk"]
+    _touch(tmp_path / "flat", ["train/1.mp4", "test/2.mp4"])  # split folders without classes
+    with pytest.raises(UserError, match=r"flat holds 2 videos outside class folders"):
+        folder_records(tmp_path / "flat")
+    caplog.clear()
+    _touch(tmp_path / "one", ["fall/s1/1.mp4", "fall/s2/2.mp4", "fall/3.mp4"])  # its own too
+    with caplog.at_level("WARNING", logger="hpnet.data.folder_records"):
+        assert folder_records(tmp_path / "one").classes == ["fall"]
+    assert "one class folder" not in caplog.text

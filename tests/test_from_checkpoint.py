@@ -166,6 +166,7 @@ def test_a_label_that_reads_almost_as_a_trained_one_is_warned_of(ckpt, text_cach
         caplog.clear()
         model = model_from_checkpoint(ckpt, _cfg(text_cache), ["Sit Dwon", "wave"], source="r")
         model_from_checkpoint(ckpt, _cfg(text_cache), CLASSES[::-1], source="r")  # no new one
+        model_from_checkpoint(ckpt, _cfg(text_cache), ["Sit Down", "Wave"], source="r")  # same
     assert model.class_names == ["Sit Dwon", "wave"]
     assert caplog.messages == [
         "'Sit Dwon' (trained: 'sit_down'): is not among the labels r was trained on: embedded "

@@ -82,9 +82,10 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
     else:
         splits = _held_out_records(root, subfolders, set(split_named.values()), test_fraction, seed)
     if not splits.train and not splits.test:
-        loose = [p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
+        places = [root, *(root / n for n in split_named.values())]  # (videos outside classes)
+        loose = [p for f in places for p in f.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
         found = (  # (a class folder given as data.root: its videos outside any class)
-            f"{root} holds {counted(len(loose), 'video')} itself, outside class folders"
+            f"{root} holds {counted(len(loose), 'video')} outside class folders"
             if loose
             else f"no videos found in {root}"
         )
@@ -93,18 +94,31 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
             f"<root>/test/<class>/...) with extensions {' '.join(VIDEO_EXTENSIONS)} (check "
             "data.root)"
         )
-    only = root / splits.classes[0]
-    if len(splits.classes) == 1 and only.is_dir():  # data.root one folder too high?
-        inner = [name for name in _subfolders(only) if videos_under(only / name)]
-        if len(inner) > 1:  # its class folders, one level down: every video one class
-            raise UserError(
-                f"{root} holds one class folder, {splits.classes[0]}/, whose folders "
-                f"{', '.join(inner[:4])}{', ...' * (len(inner) > 4)} hold the videos: were "
-                f"they meant as the classes? set data.root={only} (a classifier of one class "
-                "learns nothing)"
-            )
+    if len(splits.classes) == 1:
+        _warn_classes_one_level_down(root, splits.classes[0], split_named)
     splits.listed = len(splits.train) + len(splits.test)
     return splits
+
+
+def _warn_classes_one_level_down(root: Path, only: str, split_named: dict[str, str]) -> None:
+    """The one class ``only`` holds no videos of its own but 2+ folders with videos: were they
+    meant as the classes (``data.root`` one folder too high)? Said here (the data check, the
+    pose cache and pretraining list the videos all the same); training refuses one class."""
+    parents = [root / n for n in split_named.values() if n.lower() in ("train", "test")]
+    for folder in [p / only for p in parents or [root]]:
+        if not folder.is_dir() or any(
+            p.suffix.lower() in VIDEO_EXTENSIONS for p in folder.iterdir()
+        ):
+            continue
+        inner = [name for name in _subfolders(folder) if videos_under(folder / name)]
+        if len(inner) > 1:
+            fix = f"set data.root={folder}" if not parents else "move them up one folder"
+            logger.warning(
+                "%s holds one class folder, %s/, whose folders %s hold the videos: were they "
+                "meant as the classes? then %s", root, only,
+                ", ".join(inner[:4]) + ", ..." * (len(inner) > 4), fix,
+            )  # fmt: skip
+            return
 
 
 def _split_folder_records(root: Path, split_named: dict[str, str]) -> RecordSplits:

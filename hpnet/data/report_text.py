@@ -113,7 +113,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     for split in report.get("empty_splits", []):  # (training refuses such a dataset)
         lines.append(f"EMPTY: the {split} split has no videos on disk")
     gone = report.get("pose_cache_missing")
-    if gone and len(gone) < report["listed"] - len(report["missing"]):  # (added since?)
+    if gone and len(gone) < report["pose_cache_videos"]:  # (some cached: added since?)
         lines.append(
             f"POSE CACHE: no file in pose.cache_dir for {counted(len(gone), 'video')} (the "
             f"first: {gone[0]}; training stops on them): python -m hpnet.pose.cache --config "

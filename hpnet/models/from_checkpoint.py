@@ -82,7 +82,8 @@ def model_from_checkpoint(
     labels = classes if labels is None else labels
     trained = [*classes, *(n for _, names in model.label_sets for n in names)]
     _warn_near_misses(labels, trained, source)
-    if not cfg.text.pretrained and any(label not in trained for label in labels):
+    known = {class_name_to_phrase(t) for t in trained}  # (Sit Down embeds as sit_down)
+    if not cfg.text.pretrained and any(class_name_to_phrase(x) not in known for x in labels):
         logger.warning(
             "text.pretrained='' (a random text tower, as %s was trained with): new labels get "
             "embeddings unrelated to their words and their scores mean nothing; a text head "

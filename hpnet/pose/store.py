@@ -299,7 +299,7 @@ class JointCache:
         ]
         if differ:
             logger.warning(
-                "the pose cache %s was made with %s: training reads those joints, but a video "
+                "the pose cache %s was made with %s: this run reads those joints, but a video "
                 "without a cache file (hpnet.predict on a new clip) gets this config's; set "
                 "them as the cache's", self.cache_dir, ", ".join(differ),
             )  # fmt: skip

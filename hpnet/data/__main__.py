@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,10 +68,10 @@ from hpnet.data.datasets import (
     synthetic_actions,
 )
 from hpnet.data.holdout import config_validation_split, rendered_keys
-from hpnet.data.loader import ForkSafeLoader
+from hpnet.data.loader import ForkSafeLoader, usable_cpus
 from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, default_split_dir
 from hpnet.data.records import VideoRecord, per_class_counts
-from hpnet.data.report_text import format_report
+from hpnet.data.report_text import format_report, pose_cache_incomplete
 
 
 def _decode_count(text: str) -> int | None:
@@ -142,7 +141,7 @@ def _check_decode(
     loader = ForkSafeLoader(
         _DecodeCheck(clips),
         batch_size=None,
-        num_workers=min(cfg.data.workers, len(records), len(os.sched_getaffinity(0))),
+        num_workers=min(cfg.data.workers, len(records), usable_cpus()),
     )  # decoding is CPU work: no more processes than CPUs
     undecodable, short = [], 0
     for i, error, num_frames in tqdm(
@@ -243,8 +242,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     empty = [name for name in needed if not report["splits"][name]["videos"]]
     report["empty_splits"] = empty
     report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable and not empty
-    gone = report.get("pose_cache_missing")
-    report["ok"] = report["ok"] and not (gone and len(gone) < report["pose_cache_videos"])
+    report["ok"] = report["ok"] and not pose_cache_incomplete(report)
     return report
 
 

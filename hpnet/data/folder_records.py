@@ -83,7 +83,7 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
         splits = _held_out_records(root, subfolders, set(split_named.values()), test_fraction, seed)
     if not splits.train and not splits.test:
         places = [root, *(root / n for n in split_named.values())]  # (videos outside classes)
-        loose = [p for f in places for p in f.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
+        loose = [p for folder in places for p in _videos_directly_in(folder)]
         found = (  # (a class folder given as data.root: its videos outside any class)
             f"{root} holds {counted(len(loose), 'video')} outside class folders"
             if loose
@@ -106,9 +106,7 @@ def _warn_classes_one_level_down(root: Path, only: str, split_named: dict[str, s
     pose cache and pretraining list the videos all the same); training refuses one class."""
     parents = [root / n for n in split_named.values() if n.lower() in ("train", "test")]
     for folder in [p / only for p in parents or [root]]:
-        if not folder.is_dir() or any(
-            p.suffix.lower() in VIDEO_EXTENSIONS for p in folder.iterdir()
-        ):
+        if not folder.is_dir() or _videos_directly_in(folder):
             continue
         inner = [name for name in _subfolders(folder) if videos_under(folder / name)]
         if len(inner) > 1:
@@ -119,6 +117,11 @@ def _warn_classes_one_level_down(root: Path, only: str, split_named: dict[str, s
                 ", ".join(inner[:4]) + ", ..." * (len(inner) > 4), fix,
             )  # fmt: skip
             return
+
+
+def _videos_directly_in(folder: Path) -> list[Path]:
+    """The video files in ``folder`` itself (not in its subfolders)."""
+    return [p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
 
 
 def _split_folder_records(root: Path, split_named: dict[str, str]) -> RecordSplits:

@@ -152,11 +152,16 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def usable_workers(workers: int) -> int:
-    """``workers`` (``data.workers``), at most the CPUs this process may run on: more would
-    only compete for them (torch warns so, once per loader, mid-bar). Said once per setting."""
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system tells it)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpus = max(1, cpus or 1)
+    return max(1, cpus or 1)
+
+
+def usable_workers(workers: int) -> int:
+    """``workers`` (``data.workers``), at most :func:`usable_cpus`: more would only compete
+    for them (torch warns so, once per loader, mid-bar). Said once per setting."""
+    cpus = usable_cpus()
     if workers <= cpus:
         return workers
     if (workers, cpus) not in _SAID_WORKERS:

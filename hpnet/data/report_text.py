@@ -13,6 +13,13 @@ _SHOW_MISSING = 10  # missing files the text report names
 _WIDTH = 100  # text report width
 
 
+def pose_cache_incomplete(report: dict[str, Any]) -> bool:
+    """Some looked-up videos have no pose cache file while others have one (videos added
+    since the caching: a problem; none cached yet is not)."""
+    gone = report.get("pose_cache_missing")
+    return bool(gone) and len(gone) < report["pose_cache_videos"]
+
+
 def _class_table(classes: Sequence[str], *counts: dict[str, int]) -> list[str]:
     """Per-class ``train/test`` (or ``train/val/test``) counts in as many columns as fit."""
     cells = [(name, "/".join(str(c[name]) for c in counts)) for name in classes]
@@ -113,7 +120,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     for split in report.get("empty_splits", []):  # (training refuses such a dataset)
         lines.append(f"EMPTY: the {split} split has no videos on disk")
     gone = report.get("pose_cache_missing")
-    if gone and len(gone) < report["pose_cache_videos"]:  # (some cached: added since?)
+    if pose_cache_incomplete(report):
         lines.append(
             f"POSE CACHE: no file in pose.cache_dir for {counted(len(gone), 'video')} (the "
             f"first: {gone[0]}; training stops on them): python -m hpnet.pose.cache --config "

@@ -81,9 +81,9 @@ def model_from_checkpoint(
         )
     labels = classes if labels is None else labels
     trained = [*classes, *(n for _, names in model.label_sets for n in names)]
-    _warn_near_misses(labels, trained, source)
-    known = {class_name_to_phrase(t) for t in trained}  # (Sit Down embeds as sit_down)
-    if not cfg.text.pretrained and any(class_name_to_phrase(x) not in known for x in labels):
+    phrases = {class_name_to_phrase(t): t for t in trained}  # (Sit Down embeds as sit_down)
+    _warn_near_misses(labels, phrases, source)
+    if not cfg.text.pretrained and any(class_name_to_phrase(x) not in phrases for x in labels):
         logger.warning(
             "text.pretrained='' (a random text tower, as %s was trained with): new labels get "
             "embeddings unrelated to their words and their scores mean nothing; a text head "
@@ -93,12 +93,12 @@ def model_from_checkpoint(
     return model
 
 
-def _warn_near_misses(labels: Sequence[str], trained: Sequence[str], source: str) -> None:
+def _warn_near_misses(labels: Sequence[str], phrases: dict[str, str], source: str) -> None:
     """One warning naming the labels that are not trained ones but read as a trained one with
     a typo (:func:`_typo_of`: ``brush hiar`` for ``brush_hair``; ``Brush-Hair`` is the same
     words, not a miss): the text head embeds them anew, right for a new class (``PlayingSitar``
-    beside a trained ``PlayingGuitar``), a quiet loss for a misspelt trained one."""
-    phrases = {class_name_to_phrase(t): t for t in trained}
+    beside a trained ``PlayingGuitar``), a quiet loss for a misspelt trained one.
+    ``phrases``: the trained labels by the words the text encoder reads."""
     misses = []
     for label in labels:
         phrase = class_name_to_phrase(label)

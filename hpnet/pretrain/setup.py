@@ -124,11 +124,10 @@ def _warn_training_only_keys(cfg: Config) -> None:
     """One warning naming the keys set (not at their defaults) that only ``python -m
     hpnet.train`` reads: a fine-tuning config given to pretraining changes nothing by them,
     and the config.yaml that records them would suggest otherwise."""
-    from hpnet.config import config_to_dict, flat_config
+    from hpnet.config import config_to_dict
 
-    given = flat_config(config_to_dict(cfg))
-    defaults = flat_config(config_to_dict(type(cfg)()))
-    set_keys = [f"{key}={given[key]}" for key in TRAINING_ONLY if given[key] != defaults[key]]
+    defaults = config_to_dict(type(cfg)())
+    set_keys = [f"{key}={now}" for key, _, now in changed_keys(defaults, cfg, TRAINING_ONLY)]
     if set_keys:
         logger.warning(
             "%s: read by python -m hpnet.train only (pretraining has no labels or classifier "

@@ -192,6 +192,18 @@ def progress_enabled(wanted: bool) -> bool:
     return wanted and not os.environ.get("TQDM_DISABLE")
 
 
+def long_work_bar(total: int, desc: str, unit: str, delay: float = 0.0) -> Any:
+    """A progress bar on stderr for one video's windows or frames, gone when done (the results
+    follow it); shown from the start (``delay=0``: a long video is never silent) or only once
+    the work has taken ``delay`` seconds (work that is usually short)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, mininterval=1.0,
+        delay=delay, disable=not progress_enabled(True),
+    )  # fmt: skip
+
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colours and styles (torch uses bold)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, long_work_bar
 from hpnet.data.canvas import Canvas
 from hpnet.data.decode import VideoDecodeError, VideoInfo, VideoReader, open_video
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
@@ -290,12 +290,15 @@ class JointFinder:
         end = int(sampled.indices.max()) + frames.stride
         joints: list[np.ndarray] = []
         done: list[np.ndarray] = []
-        with closing(frames.video_chunks(0)) as chunks:  # closes the video on the break
+        total = -(-min(end, sampled.info.num_frames) // frames.stride)  # frames it runs on
+        bar = long_work_bar(total, f"pose {path.name}", "frame", delay=2.0)  # (a long video)
+        with closing(frames.video_chunks(0)) as chunks, closing(bar):  # (closes on the break)
             for chunk in chunks:
                 indices = chunk["indices"].numpy()
                 n = int((indices < end).sum())  # the frames after those: unused
                 joints += [tracker.update(d) for d in model.detect(chunk["frames"][:n])]
                 done.append(indices[:n])
+                bar.update(n)
                 if n < len(indices):
                     break
         found = np.stack(joints).astype(np.float32)  # (F, P, 17, 3)

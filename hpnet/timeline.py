@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.cli import UserError
+from hpnet.cli import UserError, long_work_bar
 
 logger = logging.getLogger(__name__)
 
@@ -309,14 +308,6 @@ def _add_frames(
     elif p.joints is not None:
         joints = _joints_of(p, store, frames if large is None else large)
         store.joints.update(zip(new.tolist(), joints, strict=True))
-
-
-def long_work_bar(total: int, desc: str, unit: str) -> Any:
-    """A progress bar on stderr for a video's windows or frames (shown from the start, so a
-    long video is never silent; gone when done: the results follow it)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, mininterval=1.0)
 
 
 def _warn_repeats(video: Any, plan: WindowPlan) -> None:

@@ -81,10 +81,10 @@ def write_timeline_video(
     import av
 
     from hpnet.atomic import make_file_folder
+    from hpnet.cli import long_work_bar
     from hpnet.data.decode import open_video
     from hpnet.inference import fit_size
     from hpnet.overlay import render_frame, video_output, video_stream
-    from hpnet.timeline import long_work_bar
 
     path = Path(path)
     make_file_folder(path, what="overlay")

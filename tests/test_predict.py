@@ -480,3 +480,48 @@ def test_an_overlay_video_is_written_whole_or_not_at_all(tmp_path, monkeypatch, 
     with pytest.raises(OSError, match="disk full"):
         write_overlay(tmp_path / "broken" / f"clip.{suffix}", frames * 20, fps=5)
     assert list((tmp_path / "broken").iterdir()) == []
+
+
+def test_dense_pose_tracking_reports_its_progress_over_the_frames_it_runs_on(tmp_path, monkeypatch):
+    """``pose.track=dense`` on a long clip runs the pose model on every ``stride``-th frame up to
+    the last sampled one: a bar (shown after 2 s) counts exactly those frames, and closes."""
+    from videos import write_video
+
+    import hpnet.inference
+    from hpnet.pose.frames import FrameChunks
+    from hpnet.pose.tracking import FrameDetections
+
+    path = write_video(tmp_path / "long.mp4", 40)
+    bars: list[dict] = []
+
+    class Bar:
+        def __init__(self, total: int, desc: str, unit: str, delay: float) -> None:
+            self.state = {"total": total, "desc": desc, "delay": delay, "done": 0, "closed": False}
+            bars.append(self.state)
+
+        def update(self, n: int) -> None:
+            self.state["done"] += n
+
+        def close(self) -> None:
+            self.state["closed"] = True
+
+    class Model:
+        device = torch.device("cpu")
+        seen = 0
+
+        def detect(self, frames: torch.Tensor) -> list[FrameDetections]:
+            Model.seen += len(frames)
+            return [FrameDetections.empty() for _ in frames]
+
+    monkeypatch.setattr(hpnet.inference, "long_work_bar", Bar)
+    frames = partial(FrameChunks, stride=3, chunk=4, imgsz=64)
+    finder = JointFinder("", 2, Model, frames)
+    sampled = read_sampled(path, frames=4, views=1)
+    joints, source = finder(VideoInput(path, "long.mp4"), sampled)
+    assert source == "estimated" and joints.shape == (1, 4, 2, 17, 3)
+    last = int(sampled.indices.max())
+    assert Model.seen == len(range(0, min(last + 3, 40), 3))  # up to the one at/after the last
+    assert bars == [
+        {"total": Model.seen, "desc": "pose long.mp4", "delay": 2.0, "done": Model.seen,
+         "closed": True}
+    ]  # fmt: skip

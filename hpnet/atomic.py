@@ -181,13 +181,28 @@ def write_atomic(
         with write_errors_reported(path, what=what, folder_option=folder_option):
             path.parent.mkdir(parents=True, exist_ok=True)
             with tmp.open("wb") as f:
-                write(f)
+                _write_or_interrupt(write, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):  # never hide the real error behind a cleanup error
             tmp.unlink(missing_ok=True)
+
+
+def _write_or_interrupt(write: Callable[[BinaryIO], object], f: BinaryIO) -> None:
+    """``write(f)``; an error that an interrupt (Ctrl-C, SIGTERM) caused is that interrupt:
+    ``torch.save`` stopped mid-record closes its zip writer, which raises a RuntimeError
+    ("unexpected pos") over the KeyboardInterrupt, a traceback instead of the command's stop."""
+    try:
+        write(f)
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def copy_atomic(

@@ -30,6 +30,7 @@ import torch
 import hpnet.atomic
 from hpnet.atomic import WriteError
 from hpnet.checkpoint import atomic_save, load_checkpoint
+from hpnet.cli import Terminated
 from hpnet.pose.cache import main as pose_cache_main
 from hpnet.pose.store import load_joints, save_joints
 from hpnet.text import encoder as text_encoder
@@ -431,6 +432,41 @@ def test_other_exceptions_pass_unchanged_and_leave_no_temp_file(tmp_path):
 
     with pytest.raises(ValueError, match="not serialisable"):
         hpnet.atomic.write_atomic(path, bad_write)
+    assert path.read_bytes() == old
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, Terminated])
+def test_an_interrupt_mid_torch_save_stops_as_that_interrupt(tmp_path, interrupt):
+    """Ctrl-C (or SIGTERM) while torch.save writes its records: the zip writer's close raises
+    a RuntimeError ("unexpected pos") over the interrupt, which became a traceback and exit 1;
+    the command must see the interrupt itself (its clean stop), the old file intact."""
+    path = tmp_path / "run" / "last.pt"
+    atomic_save({"model": {}, "epoch": 1}, path)
+    old = path.read_bytes()
+    checkpoint = {"a": torch.zeros(100_000), "b": torch.ones(100_000)}
+
+    def interrupted_save(f) -> None:
+        class Interrupting:  # the file, until a signal lands mid-records (the 3rd write)
+            writes = 0
+
+            def write(self, data: bytes) -> int:
+                self.writes += 1
+                if self.writes == 3:
+                    raise interrupt()
+                return f.write(data)
+
+            def flush(self) -> None:
+                f.flush()
+
+        torch.save(checkpoint, Interrupting())
+
+    bare = tmp_path / "bare.pt"
+    with pytest.raises(RuntimeError, match="unexpected pos"), bare.open("wb") as f:
+        interrupted_save(f)  # torch's own behaviour
+    with pytest.raises(interrupt) as caught:
+        hpnet.atomic.write_atomic(path, interrupted_save)
+    assert type(caught.value) is interrupt
     assert path.read_bytes() == old
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
 

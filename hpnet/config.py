@@ -303,7 +303,8 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
             raise UserError(f"override {item!r} must look like key.sub=value (e.g. data.frames=8)")
         key, value = (part.strip() for part in item.split("=", 1))
         if key in given and given[key] != value:
-            said = f"{key} is given twice ({given[key]}, then {value}): {value} is used"
+            first, last = (f"'{v}'" if not v or " " in v else v for v in (given[key], value))
+            said = f"{key} is given twice ({first}, then {last}): {last} is used"
             logger.warning("%s", said)
         given[key] = value
         _set(cfg, key, value, from_text=True)

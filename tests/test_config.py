@@ -220,7 +220,11 @@ def test_a_key_given_twice_takes_the_last_value_with_a_warning(caplog):
     with caplog.at_level("WARNING", logger="hpnet.config"):
         assert load_config(None, ["data.frames=8", "data.frames = 4"]).data.frames == 4
         assert load_config(None, ["train.lr=1e-3", "train.lr=1e-3"]).train.lr == 1e-3  # same
-    assert caplog.messages == ["data.frames is given twice (8, then 4): 4 is used"]
+        assert load_config(None, ["model.pretrained=x.pt", "model.pretrained="])
+    assert caplog.messages == [
+        "data.frames is given twice (8, then 4): 4 is used",
+        "model.pretrained is given twice (x.pt, then ''): '' is used",  # (it read "then ):  is")
+    ]
 
 
 def test_overrides_read_as_written():

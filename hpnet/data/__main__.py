@@ -208,9 +208,10 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         train_keys = rendered_keys(num)
         train_labels = [i % len(classes) for i in range(num)]  # clip i has label i % C
     else:
-        with quiet_logger("hpnet.data.records"):
+        with quiet_logger("hpnet.data.records.missing"):  # (listed below; others are said)
             splits = records_for_config(cfg, allow_missing=True)
         report["classes"] = list(splits.classes)
+        report["root_hint"] = splits.root_hint
         report["splits"] = {
             name: {"videos": len(recs), "per_class": per_class_counts(recs, splits.classes)}
             for name, recs in (("train", splits.train), ("test", splits.test))

@@ -37,11 +37,27 @@ HMDB51_CLASSES = (
 def default_split_dir(root: Path, name: str) -> Path:
     """The split folder by default: ``root/name``, or ``root/../name`` when only that one is
     there (UCF101's official archives unpack to ``UCF-101/`` and ``ucfTrainTestlist/`` side by
-    side). A root that is not there is said first (not as a missing split folder inside it)."""
+    side). A root that is not there is said first (not as a missing split folder inside it), and
+    so is a root one level above the dataset's folder (its split folder is in a subfolder)."""
     if not root.is_dir():
         raise UserError(f"data.root {root} is not a folder: set data.root to the dataset's folder")
     inside, beside = root / name, root.parent / name
+    if not inside.is_dir() and not beside.is_dir():
+        inner = next((c for c in _subfolders(root) if (c / name).is_dir()), None)
+        if inner is not None:
+            raise UserError(
+                f"data.root {root} holds no {name}/ but {inner} does: the dataset is one level "
+                f"down, set data.root={inner}"
+            )
     return beside if not inside.is_dir() and beside.is_dir() else inside
+
+
+def _subfolders(root: Path) -> list[Path]:
+    """The folders directly in ``root``, by name (none when it cannot be listed)."""
+    try:
+        return sorted(Path(e.path) for e in os.scandir(root) if e.is_dir())
+    except OSError:
+        return []
 
 
 def _beside_note(root: Path, split_dir: Path, given: object) -> str:
@@ -53,25 +69,42 @@ def _beside_note(root: Path, split_dir: Path, given: object) -> str:
     return ""
 
 
-def _root_hint(root: Path, folders: Sequence[str], what: str) -> str:
-    """What to check when listed videos are missing under ``root``: the folder one level down
-    that holds the class ``folders`` (data.root set to the archive's parent folder), folders
-    whose names differ only in case, or else ``what`` data.root must hold."""
-    children = sorted(e.name for e in os.scandir(root) if e.is_dir()) if root.is_dir() else []
-    absent = [f for f in dict.fromkeys(folders) if not (root / f).is_dir()]
-    if absent and len(absent) == len(set(folders)):
+def _root_hint(root: Path, folders: Sequence[str], what: str) -> tuple[str, str]:
+    """What to check when listed videos are missing under ``root`` (the class ``folders`` the
+    lists name; ``what``: what data.root must hold), and the part of it that stands whatever
+    data.allow_missing: the folder one level down holding the class folders (data.root set to
+    the archive's parent folder), or folders whose names differ only in case."""
+    children = [c.name for c in _subfolders(root)]
+    wanted = list(dict.fromkeys(folders))
+    absent = [f for f in wanted if not (root / f).is_dir()]
+    if absent and len(absent) == len(wanted):
         inner = next((root / c for c in children if (root / c / absent[0]).is_dir()), None)
         if inner is not None:
-            return f"The class folders are one level down: set data.root={inner}."
+            fix = f"The class folders are one level down: set data.root={inner}."
+            return fix, fix
     by_case = {c.lower(): c for c in children}
     differ = [(f, by_case[f.lower()]) for f in absent if f.lower() in by_case]
     if differ:
         shown = ", ".join(f"{f}/ (on disk {c}/)" for f, c in differ[:3])
-        return (
-            f"{counted(len(differ), 'class folder')} of the split files differ from the folders "
-            f"under data.root in case only: {shown}; rename the folders to the listed names."
+        fix = (
+            f"{counted(len(differ), 'class folder')} of the split files "
+            f"{'differs' if len(differ) == 1 else 'differ'} from the folders under data.root in "
+            f"case only: {shown}; rename the folders to the listed names."
         )
-    return f"Check data.root: it must hold {what}."
+        return fix, fix
+    if not absent:
+        return (
+            "data.root holds every class folder but not these videos in them: is its copy "
+            "of the dataset complete (or another version than the split files')?",
+            "",
+        )
+    if len(absent) < len(wanted):
+        return (
+            f"{len(absent)} of the {len(wanted)} class folders are not under data.root "
+            f"(e.g. {absent[0]}/): it must hold {what}.",
+            "",
+        )
+    return f"Check data.root: it must hold {what}.", ""
 
 
 # ------------------------------------------------------------------------------------ HMDB51
@@ -131,20 +164,21 @@ def hmdb51_records(
                 splits.train.append(record)
             elif tag == 2:
                 splits.test.append(record)
-    hint = _root_hint(
+    hint, splits.root_hint = _root_hint(
         root,
         classes,
         f"the 51 class folders (e.g. {root / classes[0]}/*.avi; the official hmdb51_org.rar "
         "holds one .rar per class: extract each one's videos into <root>/<class>/, as "
         "README.md's HMDB51 section does)",
-    ) + _beside_note(root, split_dir, given)
+    )
     return drop_missing(
         splits,
         everything,
         dataset=f"HMDB51 split {split}",
         root=root,
         allow_missing=allow_missing,
-        hint=hint,
+        hint=hint + _beside_note(root, split_dir, given),
+        lists=f"the split files in {split_dir}/",
     )
 
 
@@ -220,13 +254,14 @@ def ucf101_records(
         classes,
     )
     listed = [rel.split("/", 1)[0] for rel, _ in train + test]
-    hint = _root_hint(root, listed, f"the 101 class folders (e.g. {root / classes[0]}/*.avi)")
-    hint += _beside_note(root, split_dir, given)
+    what = f"the 101 class folders (e.g. {root / classes[0]}/*.avi)"
+    hint, splits.root_hint = _root_hint(root, listed, what)
     return drop_missing(
         splits,
         splits.train + splits.test,
         dataset=f"UCF101 split {split}",
         root=root,
         allow_missing=allow_missing,
-        hint=hint,
+        hint=hint + _beside_note(root, split_dir, given),
+        lists=f"the split files in {split_dir}/",
     )

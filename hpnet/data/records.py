@@ -33,6 +33,7 @@ from pathlib import Path
 from hpnet.cli import UserError
 
 logger = logging.getLogger(__name__)
+_missing_logger = logging.getLogger(f"{__name__}.missing")  # (hpnet.data lists them itself)
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
 VIDEO_EXTENSIONS += (".3gp", ".3g2", ".wmv", ".asf", ".flv", ".ts", ".mts", ".m2ts", ".vob")
@@ -58,6 +59,7 @@ class RecordSplits:
     classes: list[str]
     missing: list[VideoRecord] = field(default_factory=list)  # listed, not on disk (dropped)
     listed: int = 0  # videos the split/list files name (HMDB51: unused ones too)
+    root_hint: str = ""  # data.root one level too high, or folders named in another case
 
     def __iter__(self) -> Iterator:
         return iter((self.train, self.test, self.classes))
@@ -105,10 +107,12 @@ def _present(records: Sequence[VideoRecord]) -> list[bool]:
     return flags
 
 
-def _listed_once(splits: RecordSplits, dataset: str, hint: str) -> None:
+def _listed_once(splits: RecordSplits, dataset: str, lists: str) -> None:
     """Keep the first of each video listed twice in ``splits.train`` or ``splits.test`` (one
     warning); a video in both is a :class:`UserError` (its test score would be of a video
-    trained on). Videos are compared by their path relative to the root."""
+    trained on). Videos are compared by their path relative to the root; ``lists`` names the
+    files that list them (what to fix)."""
+    hint = f"Fix {lists}."
     for side in ("train", "test"):
         records = getattr(splits, side)
         first: dict[str, VideoRecord] = {}
@@ -144,11 +148,13 @@ def drop_missing(
     root: Path,
     allow_missing: bool,
     hint: str,
+    lists: str,
 ) -> RecordSplits:
-    """Check that every listed video exists; raise, or drop the missing ones with one warning.
+    """Check that every listed video exists; raise, or drop the missing ones with one warning
+    (``hint``: what to check when videos are missing; the warning adds ``splits.root_hint``).
     First a video listed twice on one side is kept once (a warning), and one listed for both
-    training and testing is an error (:func:`_listed_once`)."""
-    _listed_once(splits, dataset, hint)
+    training and testing is an error naming ``lists`` (:func:`_listed_once`)."""
+    _listed_once(splits, dataset, lists)
     missing = [r for r, ok in zip(everything, _present(everything), strict=True) if not ok]
     splits.listed = len(everything)
     if not missing:
@@ -173,12 +179,11 @@ def drop_missing(
             f"{len(splits.train)} train / {len(splits.test)} test videos that are there "
             "(python -m hpnet.data --config ... lists what is missing)."
         )
-    logger.warning(
-        "%s; data.allow_missing=true: using the %d train / %d test videos that are there",
-        summary,
-        len(splits.train),
-        len(splits.test),
-    )
+    _missing_logger.warning(
+        "%s; data.allow_missing=true: using the %d train / %d test videos that are there%s",
+        summary, len(splits.train), len(splits.test),
+        f". {splits.root_hint}" if splits.root_hint else "",
+    )  # fmt: skip
     return splits
 
 
@@ -266,8 +271,9 @@ def list_records(
     splits = RecordSplits(train, test, classes)
     hint = "Check data.root (list paths are relative to it) and the list files."
     return drop_missing(
-        splits, train + test, dataset="list", root=root, allow_missing=allow_missing, hint=hint
-    )
+        splits, train + test, dataset="list", root=root, allow_missing=allow_missing, hint=hint,
+        lists="the list files (data.train_list, data.test_list)",
+    )  # fmt: skip
 
 
 def per_class_counts(records: Sequence[VideoRecord], classes: Sequence[str]) -> dict[str, int]:

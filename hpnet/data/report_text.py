@@ -52,10 +52,12 @@ def _missing_lines(report: dict[str, Any]) -> list[str]:
     lines += [f"    {path}" for path in missing[:_SHOW_MISSING]]
     if len(missing) > _SHOW_MISSING:
         lines.append(f"    ... and {len(missing) - _SHOW_MISSING} more (--json lists them all)")
+    if report.get("root_hint"):  # data.root one level too high, folders in another case
+        lines.append(f"  fix: {report['root_hint']}")
+    elif not report["missing_allowed"]:
+        lines.append("  fix: check data.root, or set data.allow_missing=true to use what is there")
     if report["missing_allowed"]:
         lines.append("  allowed (data.allow_missing=true): a run uses the videos on disk")
-    else:
-        lines.append("  fix: check data.root, or set data.allow_missing=true to use what is there")
     return lines
 
 

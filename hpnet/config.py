@@ -308,7 +308,32 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
             logger.warning("%s", said)
         given[key] = value
         _set(cfg, key, value, from_text=True)
+    _warn_replaced_by_entries(cfg, list(given))
     return validate(cfg)
+
+
+def _warn_replaced_by_entries(cfg: Config, keys: Sequence[str]) -> None:
+    """Warn of overridden ``data.*`` keys (and ``pose.cache_dir``) that every ``data.joint``
+    entry sets for itself: the run reads the entries' (``data.split=2`` changed nothing)."""
+    entries = [e for e in cfg.data.joint if isinstance(e, dict)]
+    for key in keys if entries else ():
+        own = _entry_key(key)
+        if own and all(own in e for e in entries):
+            logger.warning(
+                "%s is set by each data.joint entry for itself, which the run reads: set "
+                "data.joint.<name>.%s (e.g. data.joint.%s.%s=...)",
+                key, own, entries[0].get("name", "<name>"), own,
+            )  # fmt: skip
+
+
+def _entry_key(key: str) -> str | None:
+    """The ``data.joint`` entry key that stands for the top-level ``key``, or None."""
+    if key == "pose.cache_dir":
+        return "pose_cache_dir"
+    section, _, rest = key.partition(".")
+    if section == "data" and rest and "." not in rest and rest not in JOINT_SHARED:
+        return rest
+    return None
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

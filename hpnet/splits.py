@@ -115,10 +115,16 @@ def check_protocol(folder: Path, cfg: Config, folder_option: str) -> None:
     changed = [(k, then[k], v) for k, v in protocol(cfg).items() if k in then and then[k] != v]
     if changed:
         said = ", ".join(f"{k}={a} (this run: {b})" for k, a, b in changed)
+        fix = f"choose another {folder_option} or delete {folder}"
+        if (folder / "last.pt").is_file() and all(k.startswith("eval.") for k, _, _ in changed):
+            again = " ".join(f"{k}={b}" for k, _, b in changed)  # (a rescored trained run)
+            fix = (
+                f"score it again as this run does (python -m hpnet.evaluate --checkpoint "
+                f"{folder / 'last.pt'} {again}), or {fix}"
+            )
         raise UserError(
-            f"{folder / REPORT} scored {said}, not split {cfg.data.split} of this run: choose "
-            f"another {folder_option} or delete {folder} (python -m hpnet.evaluate writes "
-            "eval.json next to its checkpoint unless given --out)"
+            f"{folder / REPORT} scored {said}, not split {cfg.data.split} of this run: {fix} "
+            "(python -m hpnet.evaluate writes eval.json next to its checkpoint unless given --out)"
         )
 
 

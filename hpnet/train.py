@@ -161,6 +161,14 @@ def _check_run_config(cfg: Config) -> None:
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
     _warn_pretrain_keys(cfg)
+    m = cfg.model
+    if (m.freeze_backbone or m.freeze_backbone_epochs) and not m.pretrained:
+        logger.warning(
+            "model.freeze_backbone%s with model.pretrained='' freezes a randomly initialised "
+            "frame encoder: the Transformer learns from random features; set model.pretrained="
+            "RUN/last.pt (python -m hpnet.pretrain, pretrain.method=simsiam)",
+            "_epochs" if m.freeze_backbone_epochs else "",
+        )  # fmt: skip
     if cfg.model.text and cfg.model.head_init_scale != 1.0:
         raise UserError(
             f"model.head_init_scale={cfg.model.head_init_scale:g} scales the linear head's "

@@ -264,3 +264,23 @@ def test_the_report_names_videos_without_a_pose_cache_file(tmp_path, capsys):
     assert report["pose_cache_videos"] == 4
     assert main([*args, "model.pose=false", "--json"]) == 0  # no joints read: no cache needed
     assert json.loads(capsys.readouterr().out)["pose_cache_missing"] is None
+    save_joints(cache_path(tmp_path / "pc", "walk/b.mp4"), np.ones((2, 1, 17, 3)), [0, 3], {})
+    assert main(args) == 0  # (the line was left out)
+    assert "pose cache  complete: a file for each of the 4 train/test videos" in (
+        capsys.readouterr().out
+    )
+
+
+def test_classes_the_text_head_refuses_are_a_problem(tmp_path, capsys):
+    """``Punch/`` beside ``punch/``: training's text head refuses them at start, so the check
+    says so (it said OK); a linear head tells them apart."""
+    for split in ("train", "test"):
+        for rel in ("Punch/a.mp4", "punch/b.mp4", "golf/c.mp4"):
+            write_video(tmp_path / split / rel, 6)
+    args = ["data.dataset=folder", f"data.root={tmp_path}", "pose.source=none"]
+    assert main(args) == 1
+    text = capsys.readouterr().out
+    assert "CLASSES: the classes: 'Punch' and 'punch' are the same words" in text
+    assert "PROBLEMS FOUND" in text
+    assert main([*args, "model.text=false", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["class_clash"] == ""

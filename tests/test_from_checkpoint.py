@@ -97,8 +97,14 @@ def test_a_linear_head_keeps_its_labels_whatever_the_templates(text_cache):
     ckpt = {"model": model.state_dict(), "classes": CLASSES, "config": config_to_dict(cfg)}
     again = _cfg(text_cache, "model.text=false", 'text.templates=["{}"]')
     assert model_from_checkpoint(ckpt, again).class_names == CLASSES
-    with pytest.raises(UserError, match="linear head"):
+    with pytest.raises(UserError, match=r"linear head .*: its 4 labels are fixed"):
         model_from_checkpoint(ckpt, again, ["a", "b"])
+    sets = [("a", CLASSES), ("b", ["jump", "clap", "wave"])]  # a joint run: a head per dataset
+    model = build_model(cfg, CLASSES, label_sets=sets)
+    joint = {**ckpt, "model": model.state_dict(), "label_sets": sets}
+    assert model_from_checkpoint(joint, again, ["jump", "clap", "wave"]).class_names[0] == "jump"
+    with pytest.raises(UserError, match="its a's 4 or b's 3 labels are fixed"):  # (said "4")
+        model_from_checkpoint(joint, again, ["jump", "clap"])
 
 
 def test_new_templates_re_embed_every_label_set_of_a_joint_run(text_cache):

@@ -105,6 +105,25 @@ def test_an_override_of_an_unknown_entry_names_the_entries():
         load_config(REPO / "configs" / "joint_demo.yaml", ["data.joint.ucf101.root=/x"])
 
 
+def test_a_top_level_key_every_entry_sets_is_warned_of(caplog):
+    """``data.split=2`` beside entries that each set their split changed nothing, silently;
+    a key only some entries set (the others take it) and the entries' own overrides are fine."""
+    config = REPO / "configs" / "hmdb51_ucf101_joint.yaml"
+    with caplog.at_level("WARNING", logger="hpnet.config"):
+        load_config(config, ["data.split=2", "pose.cache_dir=/x", "data.workers=2"])
+    assert caplog.messages == [
+        "data.split is set by each data.joint entry for itself, which the run reads: set "
+        "data.joint.<name>.split (e.g. data.joint.hmdb51.split=...)",
+        "pose.cache_dir is set by each data.joint entry for itself, which the run reads: set "
+        "data.joint.<name>.pose_cache_dir (e.g. data.joint.hmdb51.pose_cache_dir=...)",
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.config"):
+        load_config(REPO / "configs" / "joint_demo.yaml", ["data.seed=3"])  # sports' own only
+        load_config(config, ["data.joint.hmdb51.split=2", "data.joint=[]", "data.split=2"])
+    assert caplog.messages == []
+
+
 def test_synthetic_actions_pick_the_classes(joint_args):
     datasets = build_run_datasets(_cfg(joint_args), test_views=1)
     assert [d.classes for d in datasets] == [EVERYDAY, SPORTS]

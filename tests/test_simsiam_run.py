@@ -334,3 +334,17 @@ def test_augment_views_on_videos_are_told_to_decode_one_frame(caplog):
         with caplog.at_level("WARNING", logger="hpnet.pretrain.setup"):
             check_pretrain_config(cfg)
         assert ("set data.frames=1" in caplog.text) == told, (frames, dataset)
+
+
+@pytest.mark.parametrize("freeze", ["model.freeze_backbone=true", "model.freeze_backbone_epochs=1"])
+def test_freezing_a_random_frame_encoder_is_warned_of(freeze, caplog):
+    """A frozen frame encoder without model.pretrained trains a Transformer on random features
+    (silent before); with the pretraining run's weights nothing is said."""
+    from hpnet.train import _check_run_config
+
+    cfg = load_config(None, [*SSL, freeze, "train.epochs=2"])
+    _check_run_config(cfg)
+    assert "freezes a randomly initialised frame encoder" in caplog.text
+    caplog.clear()
+    _check_run_config(load_config(None, [*SSL, freeze, "train.epochs=2", "model.pretrained=x.pt"]))
+    assert "randomly initialised" not in caplog.text

@@ -374,3 +374,29 @@ def test_zeroshot_splits_under_torchrun_match_one_process(hmdb51_mini, tmp_path)
         tmp_path,
     )
     assert _scores(two) == _scores(one)
+
+
+def test_a_split_scored_with_other_views_is_told_to_score_it_again(tmp_path):
+    """A trained split whose eval.json another ``hpnet.evaluate`` rewrote with other views is
+    scored again (the fix that keeps the training), not deleted; a split of other data is."""
+    from hpnet.config import load_config
+    from hpnet.evaluate import protocol
+    from hpnet.splits import check_protocol
+
+    cfg = load_config(None, ["data.dataset=hmdb51", "data.split=1", "eval.views=1"])
+    folder = tmp_path / "split1"
+    folder.mkdir()
+    scored = {**protocol(cfg), "eval.views": 2}
+    (folder / "eval.json").write_text(json.dumps({"protocol": scored}))
+    with pytest.raises(UserError, match=r"delete .*split1 \(python"):  # no checkpoint to rescore
+        check_protocol(folder, cfg, "train.out_dir")
+    (folder / "last.pt").touch()
+    again = rf"hpnet\.evaluate --checkpoint {folder / 'last.pt'} eval\.views=1\), or choose"
+    with pytest.raises(UserError, match=again):
+        check_protocol(folder, cfg, "train.out_dir")
+    (folder / "eval.json").write_text(json.dumps({"protocol": {**scored, "data.split": 2}}))
+    with pytest.raises(UserError) as err:
+        check_protocol(folder, cfg, "train.out_dir")
+    assert "hpnet.evaluate --checkpoint" not in str(err.value) and "delete" in str(err.value)
+    (folder / "eval.json").write_text(json.dumps({"protocol": protocol(cfg)}))
+    check_protocol(folder, cfg, "train.out_dir")  # the same protocol: reused

@@ -33,8 +33,12 @@ some are missing or undecodable; 2 for a bad argument or config.
   videos on disk without a pose cache file (null otherwise; ``pose_cache_videos``: how many
   were looked up); training stops at start on any. A problem when the cache has files for
   others (videos added since), not before the first caching
-- ``ok``: true when nothing is undecodable, nothing missing unless allowed, no split empty
-  and no pose cache file missing beside cached ones (exit code 0)
+- ``root_hint``: data.root one level above the class folders, or folders named in another
+  case than the split files (what to set; '' otherwise)
+- ``class_clash``: with ``model.text``, why the text head refuses the classes (two of them
+  the same words, ``Punch`` and ``punch``), or ''
+- ``ok``: true when nothing is undecodable, nothing missing unless allowed, no split empty,
+  no pose cache file missing beside cached ones and no class clash (exit code 0)
 
 With ``data.joint`` each dataset of the joint run is reported in turn, as training reads it;
 ``--json`` then prints ``{"datasets": {name: report}, "ok": all of them ok}``.
@@ -197,7 +201,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         found = default_split_dir(root, default) if root.is_dir() else root / default
         report["split_dir"] = d.split_dir or str(found)
     report["views"] = cfg.eval.views
-    report["absent_classes"] = []
+    report["absent_classes"], report["root_hint"] = [], ""
     missing: list[str] = []
     undecodable: list[dict[str, str]] = []
     checked = short = 0
@@ -244,7 +248,23 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     report["empty_splits"] = empty
     report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable and not empty
     report["ok"] = report["ok"] and not pose_cache_incomplete(report)
+    report["class_clash"] = _class_clash(cfg, report["classes"])
+    report["ok"] = report["ok"] and not report["class_clash"]
     return report
+
+
+def _class_clash(cfg: Config, classes: Sequence[str]) -> str:
+    """Why training's text head (``model.text=true``) refuses these classes (two that read as
+    the same words: ``Punch/`` and ``punch/``), or ''."""
+    from hpnet.text.prompts import check_distinct_phrases
+
+    if not cfg.model.text:
+        return ""
+    try:
+        check_distinct_phrases(classes, "the classes")
+    except UserError as err:
+        return f"{err} (training refuses them with model.text=true)"
+    return ""
 
 
 def _pose_cache_missing(cfg: Config, records: Sequence[VideoRecord]) -> list[str] | None:

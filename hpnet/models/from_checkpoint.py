@@ -75,9 +75,11 @@ def model_from_checkpoint(
             model.select_label_set(trained[0])
             return model
     if model.class_embeddings is None:
+        sets = [f"{name}'s {len(names)}" for name, names in model.label_sets]  # (joint: each)
+        fixed = f"its {' or '.join(sets) if sets else len(classes)} labels are fixed"
         raise UserError(
-            f"{source} has a linear head (model.text=false): its {len(classes)} labels are "
-            "fixed; other labels need a model trained with the text head"
+            f"{source} has a linear head (model.text=false): {fixed}; other labels need a "
+            "model trained with the text head"
         )
     labels = classes if labels is None else labels
     trained = [*classes, *(n for _, names in model.label_sets for n in names)]

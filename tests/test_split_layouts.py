@@ -103,6 +103,27 @@ def test_list_file_faults_name_the_split_files_not_data_root(tmp_path, capsys, c
         ucf101_records(root, 1)
 
 
+def test_the_data_check_names_videos_no_split_file_lists(tmp_path, capsys):
+    """A video added to a class folder, or a class classInd.txt leaves out, is never read:
+    ``python -m hpnet.data`` says so (it said nothing); not a problem (the protocol's lists)."""
+    import json
+
+    from hpnet.data.__main__ import main as data_main
+
+    root = _ucf101(tmp_path)
+    args = ["data.dataset=ucf101", f"data.root={root}", "pose.source=none"]
+    assert data_main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unlisted"] == []
+    (root / "Biking" / "v_Biking_g99_c01.avi").touch()
+    (root / "Surfing").mkdir()
+    (root / "Surfing" / "v_Surfing_g01_c01.avi").touch()
+    assert data_main(args) == 0
+    assert (
+        "unlisted    2 videos under data.root that no split file names, never read: "
+        "Biking/v_Biking_g99_c01.avi, Surfing/v_Surfing_g01_c01.avi" in capsys.readouterr().out
+    )
+
+
 def test_ucf101_testlist_with_a_label_column(tmp_path):
     """Some copies write the label in testlist too: read (it must agree with the folder)."""
     root = _ucf101(tmp_path)

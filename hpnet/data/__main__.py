@@ -33,6 +33,8 @@ some are missing or undecodable; 2 for a bad argument or config.
   videos on disk without a pose cache file (null otherwise; ``pose_cache_videos``: how many
   were looked up); training stops at start on any. A problem when the cache has files for
   others (videos added since), not before the first caching
+- ``unlisted``: (HMDB51, UCF101) the videos under ``root`` that no split file names (training
+  never reads them)
 - ``root_hint``: data.root one level above the class folders, or folders named in another
   case than the split files (what to set; '' otherwise)
 - ``class_clash``: with ``model.text``, why the text head refuses the classes (two of them
@@ -74,7 +76,7 @@ from hpnet.data.datasets import (
 from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.loader import ForkSafeLoader, usable_cpus
 from hpnet.data.official_splits import HMDB51_SPLIT_DIR, UCF101_SPLIT_DIR, default_split_dir
-from hpnet.data.records import VideoRecord, per_class_counts
+from hpnet.data.records import VideoRecord, per_class_counts, videos_under
 from hpnet.data.report_text import format_report, pose_cache_incomplete
 
 
@@ -216,6 +218,8 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
             splits = records_for_config(cfg, allow_missing=True)
         report["classes"] = list(splits.classes)
         report["root_hint"] = splits.root_hint
+        if d.dataset in ("hmdb51", "ucf101"):
+            report["unlisted"] = _unlisted(Path(d.root).expanduser(), splits.listed_rels)
         report["splits"] = {
             name: {"videos": len(recs), "per_class": per_class_counts(recs, splits.classes)}
             for name, recs in (("train", splits.train), ("test", splits.test))
@@ -251,6 +255,13 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     report["class_clash"] = _class_clash(cfg, report["classes"])
     report["ok"] = report["ok"] and not report["class_clash"]
     return report
+
+
+def _unlisted(root: Path, listed: set[str]) -> list[str]:
+    """The videos under ``root`` that no split file names (relative paths): training never
+    reads them (a video added to a class folder, a class that classInd.txt leaves out)."""
+    on_disk = (path.relative_to(root).as_posix() for path in videos_under(root))
+    return [rel for rel in on_disk if rel not in listed]
 
 
 def _class_clash(cfg: Config, classes: Sequence[str]) -> str:

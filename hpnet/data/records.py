@@ -60,6 +60,7 @@ class RecordSplits:
     missing: list[VideoRecord] = field(default_factory=list)  # listed, not on disk (dropped)
     listed: int = 0  # videos the split/list files name (HMDB51: unused ones too)
     root_hint: str = ""  # data.root one level too high, or folders named in another case
+    listed_rels: set[str] = field(default_factory=set)  # every video the files name, by rel
 
     def __iter__(self) -> Iterator:
         return iter((self.train, self.test, self.classes))
@@ -156,7 +157,7 @@ def drop_missing(
     training and testing is an error naming ``lists`` (:func:`_listed_once`)."""
     _listed_once(splits, dataset, lists)
     missing = [r for r, ok in zip(everything, _present(everything), strict=True) if not ok]
-    splits.listed = len(everything)
+    splits.listed, splits.listed_rels = len(everything), {r.rel for r in everything}
     if not missing:
         return splits
     gone = {r.path for r in missing}

@@ -119,6 +119,12 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     if no_train and train["videos"]:
         lines.append(f"  ! {len(no_train)} classes have no training video: {some_names(no_train)}")
     lines += ["", *_missing_lines(report), *_decode_lines(report, frames)]
+    unlisted = report.get("unlisted")
+    if unlisted:  # (not a problem: the official protocol reads the listed videos only)
+        lines.append(
+            f"unlisted    {counted(len(unlisted), 'video')} under data.root that no split file "
+            f"names, never read: {some_names(unlisted, 3)}"
+        )
     for split in report.get("empty_splits", []):  # (training refuses such a dataset)
         lines.append(f"EMPTY: the {split} split has no videos on disk")
     gone = report.get("pose_cache_missing")

@@ -165,8 +165,20 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         ok = isinstance(value, str | int | float) and not isinstance(value, bool)
         value = str(value) if ok else value
     if not ok:
-        raise UserError(f"config key '{key}' got {value!r}; it must be {type_name(tp)}")
+        hint = _near_option(value, typing.get_args(tp)) if origin is Literal else ""
+        raise UserError(f"config key '{key}' got {value!r}{hint}; it must be {type_name(tp)}")
     return value
+
+
+def _near_option(value: Any, options: tuple[Any, ...]) -> str:
+    """`` (did you mean 'lrcn'?)`` for a choice spelt nearly as one of ``options`` (another
+    case, a '_' or '-' less or more, a letter off), else ''."""
+    names = [o for o in options if isinstance(o, str)]
+    folded = {n.lower().replace("_", "").replace("-", ""): n for n in names}
+    text = str(value)
+    same = folded.get(text.lower().replace("_", "").replace("-", ""))
+    near = [same] if same else difflib.get_close_matches(text, names, n=1, cutoff=0.75)
+    return f" (did you mean '{near[0]}'?)" if near else ""
 
 
 def fields_of(section: Any) -> dict[str, dataclasses.Field]:

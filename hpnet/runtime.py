@@ -148,6 +148,7 @@ def build_run_datasets(
     from hpnet.data.datasets import build_datasets
     from hpnet.pose.store import JointCache
 
+    _warn_no_joints(cfg)
     out = []
     for name, one in dataset_configs(cfg):
         try:
@@ -165,6 +166,18 @@ def build_run_datasets(
             raise joint_entry_error(name, err) from None
         out.append(RunDataset(name, one, built.train, built.test, built.classes, built.val))
     return out
+
+
+def _warn_no_joints(cfg: Config) -> None:
+    """Pose pooling (``model.pose=true``) on ``pose.source=none``: every joint is missing, so
+    the pose stream trains on nothing (the comparison configs set none; model.pose=true alone
+    was silent)."""
+    if cfg.model.pose and cfg.pose.source == "none":
+        logger.warning(
+            "model.pose=true with pose.source=none: every joint is missing, so the pose "
+            "stream learns nothing; set pose.source=cache (after python -m hpnet.pose.cache "
+            "--config ...) or model.pose=false"
+        )
 
 
 def check_videos(datasets: list[RunDataset], splits: tuple[str, ...] = ("train", "test")) -> None:

@@ -47,7 +47,8 @@ from hpnet.epoch_report import (
 )
 from hpnet.epoch_run import EpochRun, run_epoch
 from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
-from hpnet.models.backbones import set_backbone_frozen, warn_unread_model_keys
+from hpnet.models.backbones import warn_unread_model_keys
+from hpnet.models.freeze import set_backbone_frozen, warn_frozen_random_encoder
 from hpnet.models.hpnet import build_model, check_model_config
 from hpnet.resume import (
     CheckpointClock,
@@ -161,14 +162,7 @@ def _check_run_config(cfg: Config) -> None:
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
     _warn_pretrain_keys(cfg)
-    m = cfg.model
-    if (m.freeze_backbone or m.freeze_backbone_epochs) and not m.pretrained:
-        logger.warning(
-            "model.freeze_backbone%s with model.pretrained='' freezes a randomly initialised "
-            "frame encoder: the Transformer learns from random features; set model.pretrained="
-            "RUN/last.pt (python -m hpnet.pretrain, pretrain.method=simsiam)",
-            "_epochs" if m.freeze_backbone_epochs else "",
-        )  # fmt: skip
+    warn_frozen_random_encoder(cfg)
     if cfg.model.text and cfg.model.head_init_scale != 1.0:
         raise UserError(
             f"model.head_init_scale={cfg.model.head_init_scale:g} scales the linear head's "

@@ -312,6 +312,7 @@ def test_model_pool_is_refused_on_other_archs(text_cache):
         ("mvit_v2_s", ["data.frames=8"], r"exactly 16 frames of 224x224.*data\.frames=16"),
         ("s3d", ["data.frames=4"], r"model\.arch=s3d needs data\.frames >= 5"),
         ("s3d", ["data.size=16"], r"data\.size >= 24"),
+        ("s3d", ["data.frames=5"], r"s3d on data\.frames=5 kills the process.*use 6 or more"),
     ],
 )
 def test_clips_an_arch_cannot_take_are_refused(text_cache, arch, extra, match):
@@ -419,6 +420,16 @@ def test_a_weights_name_offline_is_a_one_line_error(text_cache, tmp_path, monkey
 def test_bad_weights_are_user_errors(text_cache, value, match):
     with pytest.raises(UserError, match=match):
         _build(text_cache, "r3d_18", f"model.pretrained={value}")
+
+
+def test_a_tag_of_another_depth_names_the_network_it_is_missing_from():
+    """IMAGENET1K_V2 exists for ResNet-50, not -18: the error names resnet18 (model.depth=18
+    shrank a late_fusion config; the arch alone did not tell why the tag was refused)."""
+    from hpnet.models.tv_video_weights import weights_entry
+
+    assert weights_entry("late_fusion", "IMAGENET1K_V2", "resnet50").name == "IMAGENET1K_V2"
+    with pytest.raises(UserError, match=r"no such weights for model\.arch=late_fusion \(resnet18"):
+        weights_entry("late_fusion", "IMAGENET1K_V2", "resnet18")
 
 
 @pytest.mark.parametrize(

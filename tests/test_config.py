@@ -73,6 +73,10 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("erase_prob=0.2", "did you mean 'data.augment.erase_prob'?"),  # a bare key, 2 deep
         ("reprob=0.2", "did you mean 'data.augment.erase_prob'?"),  # VideoMAE's name
         ("pose.model=y.pt", "did you mean 'pose.weights'?"),  # Ultralytics' name
+        ("model.arch=LRCN", "got 'LRCN' (did you mean 'lrcn'?); it must be one of"),  # a choice
+        ("model.arch=r3d18", "(did you mean 'r3d_18'?)"),
+        ("model.arch=nonlocl", "(did you mean 'nonlocal'?)"),
+        ("model.arch=resnet", "got 'resnet'; it must be one of 'lsvit'"),  # nothing near
         ("data.frames=abc", "must be an integer"),
         ("data.frames=1.5", "must be an integer"),
         ("data.dataset=kinetics", "'hmdb51', 'ucf101', 'folder', 'list', 'synthetic'"),

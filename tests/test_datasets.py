@@ -727,3 +727,25 @@ def test_a_folder_dataset_given_one_folder_too_high_or_low_is_told_so(tmp_path, 
     with caplog.at_level("WARNING", logger="hpnet.data.folder_records"):
         assert folder_records(tmp_path / "one").classes == ["fall"]
     assert "one class folder" not in caplog.text
+
+
+def test_pose_settings_that_read_no_joints_are_said_as_they_are(tmp_path, caplog):
+    """model.pose=true on pose.source=none trains the pose stream on missing joints (silent);
+    model.pose=false beside pose.source=cache reads no joints (it warned "joints are zeros")."""
+    from hpnet.runtime import build_run_datasets
+
+    _touch(tmp_path, ["walk/1.mp4", "run/2.mp4"])
+    base = ["data.dataset=folder", f"data.root={tmp_path}", f"pose.cache_dir={tmp_path}/pc"]
+    with caplog.at_level("WARNING"):
+        build_run_datasets(load_config(None, [*base, "pose.source=none"]), test_views=1)
+    assert caplog.messages == [
+        "model.pose=true with pose.source=none: every joint is missing, so the pose stream "
+        "learns nothing; set pose.source=cache (after python -m hpnet.pose.cache --config ...) "
+        "or model.pose=false"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        for source in ("cache", "none"):
+            cfg = load_config(None, [*base, f"pose.source={source}", "model.pose=false"])
+            build_run_datasets(cfg, test_views=1)
+    assert caplog.messages == []

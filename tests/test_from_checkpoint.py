@@ -156,8 +156,8 @@ def test_keys_only_other_archs_read_are_no_other_model_and_are_warned_of_in_trai
         warn_unread_model_keys(changed)  # late_fusion reads model.depth: nothing to say
     (record,) = caplog.records
     assert record.getMessage() == (
-        "model.depth=18 (late_fusion, lrcn, ssl_transformer): read by other archs only (in "
-        "brackets); model.arch=lsvit ignores them"
+        "model.arch=lsvit ignores model.depth=18 (read by late_fusion, lrcn, ssl_transformer): "
+        "only other archs read them"
     )  # model.lmi=false: LS-ViT's own key
 
 

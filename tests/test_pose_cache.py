@@ -626,14 +626,21 @@ def test_a_cache_made_with_other_pose_settings_is_warned_of(tmp_path, caplog):
 
     record = VideoRecord(tmp_path / "a.mp4", 0, "a.mp4")
     meta = {"model": "yolo11n-pose.pt", "imgsz": 640, "conf": 0.25, "iou": 0.7, "stride": 4}
+    meta["persons"] = 2
     save_joints(cache_path(tmp_path / "pc", "a.mp4"), np.ones((3, 1, 17, 3)), [0, 4, 8], meta)
     cache = JointCache(tmp_path / "pc")
-    pose = load_config(None, ["pose.stride=4", "pose.imgsz=640", "pose.conf=0.25"]).pose
+    same = ["pose.stride=4", "pose.imgsz=640", "pose.conf=0.25"]
+    pose = load_config(None, same).pose
     with caplog.at_level("WARNING", logger="hpnet.pose.store"):
         cache.warn_other_settings([record], pose)  # the same settings
-        assert caplog.messages == []
+        cache.warn_other_settings([record], load_config(None, [*same, "pose.persons=1"]).pose)
+        assert caplog.messages == []  # (fewer persons: the first ones)
         cache.warn_other_settings([record], load_config(None, ["pose.stride=1"]).pose)
     assert len(caplog.messages) == 1 and "made with pose.stride=4 (this run: 1)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.pose.store"):  # more persons than cached
+        cache.warn_other_settings([record], load_config(None, [*same, "pose.persons=3"]).pose)
+    assert "pose.persons=2 (this run: 3; the rest are empty)" in caplog.text
     caplog.clear()
     truth = {"source": "groundtruth", "model": "groundtruth", "stride": 1}
     save_joints(cache_path(tmp_path / "gt", "a.mp4"), np.ones((3, 1, 17, 3)), [0, 1, 2], truth)

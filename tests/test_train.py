@@ -853,3 +853,22 @@ def test_pretraining_keys_given_to_training_are_warned_of(caplog):
             load_config(None, ["pretrain.mask_ratio=0.75", "model.pretrained=x/last.pt"])
         )
     assert caplog.messages[0].endswith("this run trains a classifier")
+
+
+def test_finite_gradients_whose_norm_overflows_fp32_are_clipped_not_stopped():
+    """Gradients of ~1e30 each (BatchNorm over a 1x1 map of a tiny i3d clip) are finite, but
+    their fp32 norm is inf: with train.clip_grad the norm is taken in float64 and they are
+    clipped (the run stopped, telling to clip what was clipped); without it, it stops."""
+    layer = torch.nn.Linear(4, 4)
+    for p in layer.parameters():
+        p.grad = torch.full_like(p, 1e30)
+    engine._check_gradients(layer, 1.0, engine.EpochProgress(), "batch 1")
+    norm = torch.cat([p.grad.flatten() for p in layer.parameters()]).norm()
+    assert norm.item() == pytest.approx(1.0, rel=1e-4)  # clipped to train.clip_grad
+    for p in layer.parameters():
+        p.grad = torch.full_like(p, 1e30)
+    with pytest.raises(engine.NonFiniteLossError, match="gradient norm is inf at batch 1"):
+        engine._check_gradients(layer, 0.0, engine.EpochProgress(), "batch 1")
+    layer.weight.grad[0, 0] = float("inf")  # not finite itself: stopped, clipping or not
+    with pytest.raises(engine.NonFiniteLossError, match="gradient norm is inf"):
+        engine._check_gradients(layer, 1.0, engine.EpochProgress(), "batch 1")

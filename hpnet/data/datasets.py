@@ -284,7 +284,7 @@ def build_datasets(
         joint_source = None
     if cfg.data.dataset == "synthetic" and cfg.pose.source != "cache":
         return _rendered_datasets(cfg, views)
-    if cfg.pose.source == "cache" and joint_source is None:
+    if cfg.pose.source == "cache" and joint_source is None and cfg.model.pose:
         logger.warning("pose.source=cache but no joint source was given: joints are zeros")
     splits = records_for_config(cfg)
     if not splits.train and not splits.test:

@@ -25,6 +25,7 @@ from hpnet.config import Config
 from hpnet.models import c3d, cnn2d
 from hpnet.models.c3d import C3D
 from hpnet.models.cnn2d import IMAGENET_MEAN, IMAGENET_STD, FrameResNet
+from hpnet.models.freeze import check_freeze
 from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
@@ -307,7 +308,7 @@ def check_model_config(cfg: Config) -> None:
     from hpnet.cli import UserError
 
     m, d = cfg.model, cfg.data
-    _check_freeze(cfg)
+    check_freeze(cfg)
     if cfg.train.grad_checkpointing and m.arch != "lsvit":
         raise UserError(
             f"train.grad_checkpointing=true recomputes LS-ViT's blocks; model.arch={m.arch} "
@@ -348,6 +349,11 @@ def check_model_config(cfg: Config) -> None:
             f"model.arch={m.arch} needs data.frames >= {frames} and data.size >= {side} "
             f"(its strides leave no feature map of smaller clips; got {d.frames}, {d.size})"
         )
+    if m.arch == "s3d" and d.frames == 5:  # (torch 2.14: 6 and more, fewer: no such crash)
+        raise UserError(
+            "model.arch=s3d on data.frames=5 kills the process: torch's CPU backward of its "
+            "7-frame temporal convolution (stride 2) corrupts memory on 5 frames; use 6 or more"
+        )
 
 
 def warn_unread_model_keys(cfg: Config) -> None:
@@ -358,43 +364,12 @@ def warn_unread_model_keys(cfg: Config) -> None:
 
     m, defaults = cfg.model, ModelConfig()
     unread = [
-        f"model.{key}={getattr(m, key)} ({', '.join(archs)})"
+        f"model.{key}={getattr(m, key)} (read by {', '.join(archs)})"
         for key, archs in ARCH_KEYS.items()
         if not arch_reads(m.arch, key) and getattr(m, key) != getattr(defaults, key)
     ]
     if unread:
         logger.warning(
-            "%s: read by other archs only (in brackets); model.arch=%s ignores them",
-            "; ".join(unread), m.arch,
+            "model.arch=%s ignores %s: only other archs read them",
+            m.arch, "; ".join(unread),
         )  # fmt: skip
-
-
-def _check_freeze(cfg: Config) -> None:
-    """``model.freeze_backbone`` / ``freeze_backbone_epochs``: ssl_transformer's, one of them."""
-    from hpnet.cli import UserError
-
-    m = cfg.model
-    if (m.freeze_backbone or m.freeze_backbone_epochs) and m.arch != "ssl_transformer":
-        raise UserError(
-            "model.freeze_backbone and model.freeze_backbone_epochs freeze the frame encoder of "
-            f"model.arch=ssl_transformer; model.arch={m.arch} has none: leave them unset"
-        )
-    if m.freeze_backbone and m.freeze_backbone_epochs:
-        raise UserError(
-            f"model.freeze_backbone=true freezes the frame encoder for the whole run and "
-            f"model.freeze_backbone_epochs={m.freeze_backbone_epochs} for the first epochs "
-            "only: set one of them"
-        )
-    if m.freeze_backbone_epochs >= cfg.train.epochs:
-        raise UserError(
-            f"model.freeze_backbone_epochs={m.freeze_backbone_epochs} covers all "
-            f"train.epochs={cfg.train.epochs}: set model.freeze_backbone=true to keep the frame "
-            "encoder frozen, or fewer epochs to fine-tune it afterwards"
-        )
-
-
-def set_backbone_frozen(model: nn.Module, cfg: Config, epoch: int) -> None:
-    """Apply ``model.freeze_backbone_epochs`` to ``model`` (an HP-Net) for ``epoch`` (0-based):
-    its frame encoder is frozen before that epoch, fine-tuned from it on (no schedule: as built)."""
-    if cfg.model.freeze_backbone_epochs:
-        model.backbone.set_frozen(epoch < cfg.model.freeze_backbone_epochs)

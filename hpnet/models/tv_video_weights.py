@@ -89,8 +89,9 @@ def weights_entry(arch: str, name: str, builder: str = "") -> Any:
         return enum[short]
     except KeyError:
         names = ", ".join(["DEFAULT", *(w.name for w in enum)])
+        model = f"model.arch={arch}" + (f" ({builder})" if builder and builder != arch else "")
         raise UserError(
-            f"{KEY}={name}: torchvision has no such weights for model.arch={arch}; "
+            f"{KEY}={name}: torchvision has no such weights for {model}; "
             f"one of {names}, or a local state dict file"
         ) from None
 

@@ -293,10 +293,11 @@ class JointCache:
                "iou": pose.iou, "stride": pose.stride}  # fmt: skip
         then = {"weights": meta.get("model"), **{k: meta.get(k) for k in list(now)[1:]}}
         differ = [
-            f"pose.{k}={then[k]} (this run: {now[k]})"
-            for k in now
-            if then[k] is not None and then[k] != now[k]
+            f"pose.{k}={then[k]} (this run: {now[k]})" for k in now if then[k] not in (None, now[k])
         ]
+        cached = meta.get("persons")
+        if isinstance(cached, int) and pose.persons > cached:  # (fewer: the first ones)
+            differ.append(f"pose.persons={cached} (this run: {pose.persons}; the rest are empty)")
         if differ:
             logger.warning(
                 "the pose cache %s was made with %s: this run reads those joints, but a video "

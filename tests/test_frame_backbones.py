@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -354,3 +355,34 @@ def test_a_resnet_file_of_another_depth_is_refused_not_cut_short(text_cache, tmp
     with pytest.raises(UserError, match=r"are a ResNet-34 or 50: blocks per stage \(3, 4, 6, 3\) "
                        r"there, \(2, 2, 2, 2\) here; set model\.depth to the file's"):  # fmt: skip
         _build(text_cache, "late_fusion", f"model.pretrained={path}")
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1, 2, 2), (2, 3, 2, 3, 3), (1, 2, 1, 6, 6),
+                                   (1, 2, 3, 4, 4), (1, 1, 2, 9, 5)])  # fmt: skip
+def test_c3ds_adaptive_max_pool_is_torchs(shape):
+    """C3D's own adaptive max pool (slices and maxima: ONNX exports it) gives torch's values,
+    maps smaller than 1 x 4 x 4 repeated, larger ones binned as torch bins them."""
+    from hpnet.models.c3d import adaptive_max_pool3d
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(adaptive_max_pool3d(x, (1, 4, 4)), F.adaptive_max_pool3d(x, (1, 4, 4)))
+
+
+@pytest.mark.slow  # (~5 s: torch.onnx)
+def test_c3ds_pool_exports_to_onnx_at_any_map(tmp_path):
+    """torch's adaptive_max_pool3d has no ONNX function: C3D on clips other than 16 x 112
+    (a 2 x 2 or 6 x 6 map before fc6) did not export; its own pool does, and runs."""
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from hpnet.models.c3d import adaptive_max_pool3d
+
+    class Pool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return adaptive_max_pool3d(x, (1, 4, 4))
+
+    for side in (2, 6):
+        x = torch.randn(1, 8, 1, side, side)
+        path = tmp_path / f"pool{side}.onnx"
+        torch.onnx.export(Pool(), (x,), str(path), dynamo=True, verbose=False)
+        session = ort.InferenceSession(str(path))
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        np.testing.assert_array_equal(got, F.adaptive_max_pool3d(x, (1, 4, 4)).numpy())

@@ -87,9 +87,24 @@ class C3DNet(nn.Module):
             x = self.pool5(conv5b)
         else:  # pool5's spatial windows: Sports-1M's fc6 reads those cells
             x = F.max_pool3d(conv5b, kernel_size=(1, 2, 2), stride=(1, 2, 2), padding=(0, 1, 1))
-        x = F.adaptive_max_pool3d(x, POOL5_SHAPE).flatten(1)  # (B, 8192)
+        x = adaptive_max_pool3d(x, POOL5_SHAPE).flatten(1)  # (B, 8192)
         x = self.dropout(self.relu(self.fc6(x)))
         return self.relu(self.fc7(x))
+
+
+def adaptive_max_pool3d(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """``F.adaptive_max_pool3d(x, size)`` of ``x (B, C, T, H, W)`` made of slices and maxima,
+    one axis at a time (a box's maximum is its axes' in turn): ONNX has no function for torch's
+    own, so a C3D on clips other than 16 x 112 did not export. Bin ``i`` of ``n`` over ``L``
+    spans ``[floor(i L / n), ceil((i + 1) L / n))``, as torch's; an axis of length ``n`` is
+    left as it is (the seed's clip: nothing to do)."""
+    for dim, n in zip((2, 3, 4), size, strict=True):
+        length = x.shape[dim]
+        if length != n:
+            bins = [(i * length // n, -(-(i + 1) * length // n)) for i in range(n)]
+            x = torch.cat([x[(slice(None),) * dim + (slice(a, b),)].amax(dim, keepdim=True)
+                           for a, b in bins], dim)  # fmt: skip
+    return x
 
 
 class C3D(StagedBackbone):

@@ -17,10 +17,11 @@ the text head, as ``hpnet.predict`` does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from hpnet.atomic import make_file_folder, temp_name, write_atomic, write_errors_reported
-from hpnet.cli import CommandParser, UserError, missing, run_cli
+from hpnet.cli import CommandParser, UserError, missing, quiet_logger, run_cli
 from hpnet.config import Config, config_to_dict
 from hpnet.config_cli import OneConfig
 
@@ -113,7 +114,7 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path) -> dict[str, An
     inputs = example_inputs(meta)
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = {name: {0: batch} for name in meta["inputs"]}
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_export():
         if kind == "torch.export":
             program = torch.export.export(wrapped, inputs, dynamic_shapes=shapes, strict=False)
             extra = {META_NAME: json.dumps(meta)}
@@ -123,6 +124,19 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path) -> dict[str, An
         else:
             _export_onnx(wrapped, inputs, shapes, meta, out)
     return meta
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """torch's and onnxscript's notes on what they handle themselves, kept off the user's
+    screen: every input's axis 0 is the one "batch" (the file names it so), nn.LSTM's
+    ``_flat_weights`` set during tracing (lrcn: exported right, tested), ``_check_is_size``
+    deprecations inside torch, LayerNorm not constant-folded."""
+    with warnings.catch_warnings(), quiet_logger("onnxscript"):
+        warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
+        warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
+        warnings.filterwarnings("ignore", message=r".*_check_is_size", category=FutureWarning)
+        yield
 
 
 def _export_onnx(
@@ -137,9 +151,7 @@ def _export_onnx(
         ) from None
     tmp = temp_name(out)
     try:
-        with write_errors_reported(out, what="export"), warnings.catch_warnings():
-            # every input's axis 0 is the one "batch" (the file names it so): not news
-            warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
+        with write_errors_reported(out, what="export"):
             torch.onnx.export(
                 wrapped,
                 inputs,

@@ -201,7 +201,10 @@ def check_run_config(folder: Path, cfg: Config) -> None:
 def refuse_changes(
     changed: list[tuple[str, Any, Any]],
     subject: str,
-    advice: str = "drop those overrides, or start a new run in another train.out_dir",
+    advice: str = (
+        "set them as the run had them, from an override or the config file (the run's "
+        "config.yaml holds them all), or start a new run in another train.out_dir"
+    ),
 ) -> None:
     """The one-line refusal of :func:`resume_changes`' first change (the others named)."""
     if not changed:

@@ -31,6 +31,11 @@ def test_hmdb51_mini_reports_missing(hmdb51_mini, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "MISSING: 6759 of 6766" in out and "result      OK" in out
     assert "allowed (data.allow_missing=true)" in out and "fix:" not in out
+    # A validation share these few videos cannot give is said beside them (it stopped first).
+    code = main(["data.dataset=hmdb51", f"data.root={hmdb51_mini}", "data.val_fraction=0.2"])
+    out = capsys.readouterr().out
+    assert code == 1 and "MISSING: 6759 of 6766" in out
+    assert "VALIDATION: data.val_fraction=0.2 gives no validation video" in out
 
 
 @pytest.fixture

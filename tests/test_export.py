@@ -114,3 +114,25 @@ def test_command_exports_a_checkpoint_with_its_labels(tiny_args, tmp_path, capsy
         main(["--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "m.zip")])
     with pytest.raises(UserError, match="exported model not found"):
         load_exported(tmp_path / "missing.pt2")
+
+
+@pytest.mark.slow  # (~8 s: torch.export of a ResNet-18 + LSTM)
+def test_an_lstm_backbone_exports_without_torchs_notes(tmp_path, caplog):
+    """lrcn's nn.LSTM sets its ``_flat_weights`` while traced: torch said so in a UserWarning
+    on the user's screen; the export is right (its logits are the eager ones) and quiet."""
+    cfg = load_config(
+        "configs/demo.yaml",
+        [*TINY, "model.arch=lrcn", "model.depth=18", "model.feedback=false", "model.pose=false"],
+    )
+    torch.manual_seed(0)
+    embeddings = F.normalize(torch.randn(len(CLASSES), 256), dim=-1)
+    model = build_model(cfg, CLASSES, class_embeddings=embeddings, load_weights=False).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_model(model, cfg, tmp_path / "lrcn.pt2")
+    assert [str(w.message) for w in caught] == []
+    video, _ = _inputs(2, pose=False)
+    with torch.no_grad():
+        eager = model(video, None)["logits"]
+    exported = load_exported(tmp_path / "lrcn.pt2")
+    torch.testing.assert_close(exported(video), eager, atol=1e-4, rtol=0)

@@ -37,6 +37,7 @@ some are missing or undecodable; 2 for a bad argument or config.
   never reads them)
 - ``root_hint``: data.root one level above the class folders, or folders named in another
   case than the split files (what to set; '' otherwise)
+- ``val_problem``: why training refuses ``data.val_fraction`` on these videos, or ''
 - ``class_clash``: with ``model.text``, why the text head refuses the classes (two of them
   the same words, ``Punch`` and ``punch``), or ''
 - ``ok``: true when nothing is undecodable, nothing missing unless allowed, no split empty,
@@ -241,9 +242,13 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         if check_decode != 0:
             present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
             undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
+    report["val_problem"] = ""
     if cfg.data.val_fraction and train_keys:
-        val = _validation_report(cfg, train_keys, train_labels, report["classes"])
-        report["splits"]["val"] = val
+        try:  # (too few videos on disk: said beside what is missing, not instead of it)
+            val = _validation_report(cfg, train_keys, train_labels, report["classes"])
+            report["splits"]["val"] = val
+        except UserError as err:
+            report["val_problem"] = str(err)
     report["num_classes"] = len(report["classes"])
     report.update(missing=missing, checked=checked, undecodable=undecodable, short_videos=short)
     report["missing_allowed"] = bool(cfg.data.allow_missing)
@@ -253,7 +258,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable and not empty
     report["ok"] = report["ok"] and not pose_cache_incomplete(report)
     report["class_clash"] = _class_clash(cfg, report["classes"])
-    report["ok"] = report["ok"] and not report["class_clash"]
+    report["ok"] = report["ok"] and not report["class_clash"] and not report["val_problem"]
     return report
 
 

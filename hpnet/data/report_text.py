@@ -141,5 +141,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
         lines.append(f"pose cache  complete: a file for each of the {videos}")
     if report.get("class_clash"):
         lines.append(f"CLASSES: {report['class_clash']}")
+    if report.get("val_problem"):
+        lines.append(f"VALIDATION: {report['val_problem']}")
     lines += ["", "result      OK" if report["ok"] else "result      PROBLEMS FOUND (exit code 1)"]
     return "\n".join(lines)

@@ -205,6 +205,15 @@ def _write_or_interrupt(write: Callable[[BinaryIO], object], f: BinaryIO) -> Non
         raise cause from None
 
 
+def torch_save(obj: object, f: BinaryIO) -> None:
+    """``torch.serialization.save(obj, f)``: Ultralytics, once imported, sets ``torch.save`` to
+    a wrapper that retries a failed save 3 times (3.5 s of sleeps) into the same half-written
+    file, and that took a Ctrl-C mid-save (a RuntimeError over it) for a failure to retry."""
+    import torch
+
+    torch.serialization.save(obj, f)
+
+
 def copy_atomic(
     source: str | Path, path: str | Path, *, what: str = "file", folder_option: str | None = None
 ) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import torch_save, write_atomic
 from hpnet.cli import UserError, error_reason
 
 FORMAT_VERSION = 1
@@ -47,9 +47,10 @@ def atomic_save(obj: Any, path: str | Path, *, folder_option: str = OUT_DIR_OPTI
 
     A crash or a failed write leaves the previous file untouched and no temp file; a failed
     write raises :class:`hpnet.atomic.WriteError` (a ``UserError``) naming the file, the OS
-    reason and the fix (``folder_option``: how to choose another folder).
+    reason and the fix (``folder_option``: how to choose another folder). torch's own save
+    (:func:`hpnet.atomic.torch_save`), whatever another library made of ``torch.save``.
     """
-    write_atomic(path, lambda f: torch.save(obj, f), what="checkpoint", folder_option=folder_option)
+    write_atomic(path, lambda f: torch_save(obj, f), what="checkpoint", folder_option=folder_option)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

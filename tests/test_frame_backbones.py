@@ -289,7 +289,7 @@ def test_weights_names_go_through_torchvision(text_cache, tmp_path, monkeypatch)
     model = _build(text_cache, "late_fusion", "model.pretrained=DEFAULT")
     assert torch.equal(model.backbone.model.conv1.weight, ref.conv1.weight)
     assert url in model.pretrained_report
-    with pytest.raises(UserError, match=r"no such weights for model\.arch=late_fusion; one of"):
+    with pytest.raises(UserError, match=r"for model\.arch=late_fusion \(resnet18\); one of"):
         _build(text_cache, "late_fusion", "model.pretrained=KINETICS400_V1")
     with pytest.raises(UserError, match=r"c3d weights not found: SPORTS1M .*no weights for it"):
         _build(text_cache, "c3d", "model.pretrained=SPORTS1M")

@@ -415,8 +415,9 @@ def test_pretraining_warns_of_model_keys_its_arch_ignores(caplog):
 
     with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
         check_pretrain_config(load_config(None, ["model.depth=18", "data.augment.blur_prob=0"]))
-    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
-        "model.depth=18 (late_fusion, lrcn, ssl_transformer)"
+    assert [r.getMessage() for r in caplog.records] == [
+        "model.arch=lsvit ignores model.depth=18 (read by late_fusion, lrcn, ssl_transformer): "
+        "only other archs read them"
     ]
 
 

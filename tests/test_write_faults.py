@@ -459,7 +459,7 @@ def test_an_interrupt_mid_torch_save_stops_as_that_interrupt(tmp_path, interrupt
             def flush(self) -> None:
                 f.flush()
 
-        torch.save(checkpoint, Interrupting())
+        torch.serialization.save(checkpoint, Interrupting())  # (torch's, not Ultralytics')
 
     bare = tmp_path / "bare.pt"
     with pytest.raises(RuntimeError, match="unexpected pos"), bare.open("wb") as f:
@@ -469,6 +469,21 @@ def test_an_interrupt_mid_torch_save_stops_as_that_interrupt(tmp_path, interrupt
     assert type(caught.value) is interrupt
     assert path.read_bytes() == old
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_checkpoints_are_written_by_torchs_own_save(tmp_path, monkeypatch):
+    """Ultralytics (imported by the pose model) replaces ``torch.save`` with a wrapper that
+    retries a RuntimeError into the same half-written file, a Ctrl-C mid-save included:
+    checkpoints and text caches do not go through whatever ``torch.save`` has become."""
+
+    def replaced(*args, **kwargs):
+        raise AssertionError("torch.save as another library replaced it")
+
+    monkeypatch.setattr(torch, "save", replaced)
+    atomic_save({"model": {"w": torch.ones(3)}, "epoch": 2}, tmp_path / "last.pt")
+    assert torch.equal(
+        torch.load(tmp_path / "last.pt", weights_only=True)["model"]["w"], torch.ones(3)
+    )
 
 
 def test_best_pt_is_a_copy_that_later_last_pt_writes_leave_alone(tmp_path):

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpnet.atomic import WriteError, write_atomic
+from hpnet.atomic import WriteError, torch_save, write_atomic
 from hpnet.cli import UserError
 from hpnet.text.activation import quick_gelu_from_provenance
 from hpnet.text.prompts import make_prompts
@@ -300,7 +300,7 @@ class ClassTextEncoder:
         try:
             write_atomic(
                 path,
-                lambda f: torch.save(entry, f),
+                lambda f: torch_save(entry, f),
                 what="text embedding cache file",
                 folder_option=CACHE_DIR_OPTION,
             )

@@ -198,8 +198,10 @@ def _write_or_interrupt(write: Callable[[BinaryIO], object], f: BinaryIO) -> Non
         write(f)
     except Exception as err:
         cause: BaseException | None = err
+        seen: set[int] = set()  # (a context chain made into a loop by hand: no endless walk)
         while cause is not None and not isinstance(cause, KeyboardInterrupt):
-            cause = cause.__context__
+            seen.add(id(cause))
+            cause = cause.__context__ if id(cause.__context__) not in seen else None
         if cause is None:
             raise
         raise cause from None

@@ -318,7 +318,7 @@ def _warn_replaced_by_entries(cfg: Config, keys: Sequence[str]) -> None:
     entries = [e for e in cfg.data.joint if isinstance(e, dict)]
     for key in keys if entries else ():
         own = _entry_key(key)
-        if own and all(own in e for e in entries):
+        if own and all(_sets(e, own.split(".")) for e in entries):
             logger.warning(
                 "%s is set by each data.joint entry for itself, which the run reads: set "
                 "data.joint.<name>.%s (e.g. data.joint.%s.%s=...)",
@@ -327,13 +327,23 @@ def _warn_replaced_by_entries(cfg: Config, keys: Sequence[str]) -> None:
 
 
 def _entry_key(key: str) -> str | None:
-    """The ``data.joint`` entry key that stands for the top-level ``key``, or None."""
+    """The ``data.joint`` entry key (dotted below the entry: ``augment.flip``) that stands for
+    the top-level ``key``, or None."""
     if key == "pose.cache_dir":
         return "pose_cache_dir"
     section, _, rest = key.partition(".")
-    if section == "data" and rest and "." not in rest and rest not in JOINT_SHARED:
+    if section == "data" and rest and rest.split(".")[0] not in JOINT_SHARED:
         return rest
     return None
+
+
+def _sets(entry: Any, path: list[str]) -> bool:
+    """Whether the mapping ``entry`` holds the nested key ``path`` (``["augment", "flip"]``)."""
+    for part in path:
+        if not isinstance(entry, dict) or part not in entry:
+            return False
+        entry = entry[part]
+    return True
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from hpnet.cli import UserError, progress_enabled
 from hpnet.data.mixing import Mixing, mix_clips, partners, repeat_clips
 from hpnet.data.transforms import ClipTransform
+from hpnet.optim import clip_in_float64
 from hpnet.scoring import batch_to_device
 
 
@@ -382,17 +383,15 @@ def _optimizer_step(
 
 def _check_gradients(model: nn.Module, clip_grad: float, state: EpochProgress, where: str) -> None:
     """Clip the gradients to norm ``clip_grad`` (0: no clipping) and stop on a non-finite
-    norm (:class:`NonFiniteLossError`), read with the queued losses in one sync. A norm over
-    fp32's range of finite gradients (~1e20 each: BatchNorm over a 1x1 map of a tiny clip) is
-    taken again in float64, and clipped."""
+    norm (:class:`NonFiniteLossError`), read with the queued losses in one sync; a norm past
+    fp32's range of finite gradients is clipped in float64 (:func:`clip_in_float64`)."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
     value = flush_records(state, norm)
     if not math.isfinite(value) and clip_grad > 0:
-        norm = torch.nn.utils.get_total_norm([p.grad.double() for p in params]).float()
-        value = norm.item()  # (inf again: the gradients themselves are not finite)
-    if clip_grad > 0 and math.isfinite(value):
-        torch.nn.utils.clip_grads_with_norm_(params, clip_grad, norm.float())
+        value = clip_in_float64(params, clip_grad)  # (inf again: the gradients are not finite)
+    elif clip_grad > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, clip_grad, norm)
     if not math.isfinite(value):
         raise NonFiniteLossError(
             f"the gradient norm is {value} at {where} while the loss was finite: stopping "

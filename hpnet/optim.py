@@ -183,3 +183,17 @@ def build_scheduler(
         return lambda step: lr_factor(step, floor=floor, **shared)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(g) for g in optimizer.param_groups])
+
+
+def clip_in_float64(params: list[nn.Parameter], max_norm: float) -> float:
+    """Clip the gradients of ``params`` to norm ``max_norm`` with their norm taken in float64,
+    one tensor at a time; returns that norm (inf or nan: gradients not finite themselves, left
+    as they are). For finite gradients whose fp32 norm overflows (~1e20 each: BatchNorm over
+    the 1x1 map of a tiny clip), which ``clip_grad_norm_`` zeroes (its inf norm)."""
+    norms = [torch.linalg.vector_norm(p.grad, dtype=torch.float64) for p in params]
+    value = torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
+    if math.isfinite(value):
+        scale = min(1.0, max_norm / (value + 1e-6))
+        for p in params:
+            p.grad.copy_(p.grad.double() * scale)
+    return value

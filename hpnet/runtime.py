@@ -173,11 +173,14 @@ def _warn_no_joints(cfg: Config) -> None:
     the pose stream trains on nothing (the comparison configs set none; model.pose=true alone
     was silent)."""
     if cfg.model.pose and cfg.pose.source == "none":
+        rendered = "pose.source=groundtruth (the rendered skeletons), " * (
+            cfg.data.dataset == "synthetic"
+        )
         logger.warning(
             "model.pose=true with pose.source=none: every joint is missing, so the pose "
-            "stream learns nothing; set pose.source=cache (after python -m hpnet.pose.cache "
-            "--config ...) or model.pose=false"
-        )
+            "stream gets nothing to pool; set %spose.source=cache (after python -m "
+            "hpnet.pose.cache --config ...) or model.pose=false", rendered,
+        )  # fmt: skip
 
 
 def check_videos(datasets: list[RunDataset], splits: tuple[str, ...] = ("train", "test")) -> None:

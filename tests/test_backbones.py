@@ -310,7 +310,7 @@ def test_model_pool_is_refused_on_other_archs(text_cache):
     "arch, extra, match",
     [
         ("mvit_v2_s", ["data.frames=8"], r"exactly 16 frames of 224x224.*data\.frames=16"),
-        ("s3d", ["data.frames=4"], r"model\.arch=s3d needs data\.frames >= 5"),
+        ("s3d", ["data.frames=4"], r"model\.arch=s3d needs data\.frames >= 6"),
         ("s3d", ["data.size=16"], r"data\.size >= 24"),
         ("s3d", ["data.frames=5"], r"s3d on data\.frames=5 kills the process.*use 6 or more"),
     ],

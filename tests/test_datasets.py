@@ -740,8 +740,8 @@ def test_pose_settings_that_read_no_joints_are_said_as_they_are(tmp_path, caplog
         build_run_datasets(load_config(None, [*base, "pose.source=none"]), test_views=1)
     assert caplog.messages == [
         "model.pose=true with pose.source=none: every joint is missing, so the pose stream "
-        "learns nothing; set pose.source=cache (after python -m hpnet.pose.cache --config ...) "
-        "or model.pose=false"
+        "gets nothing to pool; set pose.source=cache (after python -m hpnet.pose.cache "
+        "--config ...) or model.pose=false"
     ]
     caplog.clear()
     with caplog.at_level("WARNING"):

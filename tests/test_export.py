@@ -116,7 +116,6 @@ def test_command_exports_a_checkpoint_with_its_labels(tiny_args, tmp_path, capsy
         load_exported(tmp_path / "missing.pt2")
 
 
-@pytest.mark.slow  # (~8 s: torch.export of a ResNet-18 + LSTM)
 def test_an_lstm_backbone_exports_without_torchs_notes(tmp_path, caplog):
     """lrcn's nn.LSTM sets its ``_flat_weights`` while traced: torch said so in a UserWarning
     on the user's screen; the export is right (its logits are the eager ones) and quiet."""

@@ -368,7 +368,6 @@ def test_c3ds_adaptive_max_pool_is_torchs(shape):
     assert torch.equal(adaptive_max_pool3d(x, (1, 4, 4)), F.adaptive_max_pool3d(x, (1, 4, 4)))
 
 
-@pytest.mark.slow  # (~5 s: torch.onnx)
 def test_c3ds_pool_exports_to_onnx_at_any_map(tmp_path):
     """torch's adaptive_max_pool3d has no ONNX function: C3D on clips other than 16 x 112
     (a 2 x 2 or 6 x 6 map before fc6) did not export; its own pool does, and runs."""

@@ -118,8 +118,16 @@ def test_a_top_level_key_every_entry_sets_is_warned_of(caplog):
         "data.joint.<name>.pose_cache_dir (e.g. data.joint.hmdb51.pose_cache_dir=...)",
     ]
     caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.config"):  # a nested key each entry sets
+        load_config(REPO / "configs" / "joint_demo.yaml", ["data.synthetic.actions=[walk,run]"])
+    assert caplog.messages == [
+        "data.synthetic.actions is set by each data.joint entry for itself, which the run reads: "
+        "set data.joint.<name>.synthetic.actions (e.g. data.joint.everyday.synthetic.actions=...)"
+    ]
+    caplog.clear()
     with caplog.at_level("WARNING", logger="hpnet.config"):
         load_config(REPO / "configs" / "joint_demo.yaml", ["data.seed=3"])  # sports' own only
+        load_config(REPO / "configs" / "joint_demo.yaml", ["data.synthetic.test_videos=3"])
         load_config(config, ["data.joint.hmdb51.split=2", "data.joint=[]", "data.split=2"])
     assert caplog.messages == []
 

@@ -81,8 +81,18 @@ def test_what_data_root_lacks_is_said_as_it_is(tmp_path, caplog):
     assert f"set data.root={root}." in caplog.text
     top = tmp_path / "above"
     (top / "hmdb51" / "testTrainMulti_7030_splits").mkdir(parents=True)
+    (top / "hmdb51" / "golf").mkdir()
     with pytest.raises(UserError, match=rf"one level down, set data\.root={top / 'hmdb51'}$"):
         hmdb51_records(top, 1)
+    (top / "hmdb51" / "golf").rmdir()  # a folder of the lists alone: not the dataset's
+    lists = top / "hmdb51" / "testTrainMulti_7030_splits"
+    with pytest.raises(UserError, match=rf"split files are in {lists}: set data\.split_dir to it"):
+        hmdb51_records(top, 1)
+    caplog.clear()
+    (root / "ApplyEyeMakeup").rename(root / "applyeyemakeup")  # in another case: said too
+    with caplog.at_level("WARNING"):
+        ucf101_records(root, 1, allow_missing=True)
+    assert "ApplyEyeMakeup/ (on disk applyeyemakeup/); rename the folders" in caplog.text
 
 
 def test_list_file_faults_name_the_split_files_not_data_root(tmp_path, capsys, caplog):
@@ -122,6 +132,10 @@ def test_the_data_check_names_videos_no_split_file_lists(tmp_path, capsys):
         "unlisted    2 videos under data.root that no split file names, never read: "
         "Biking/v_Biking_g99_c01.avi, Surfing/v_Surfing_g01_c01.avi" in capsys.readouterr().out
     )
+    above = ["data.dataset=ucf101", f"data.root={tmp_path}", "data.allow_missing=true"]
+    assert data_main([*above, "pose.source=none", "--json"]) == 1  # one level too high: empty
+    report = json.loads(capsys.readouterr().out)
+    assert "one level down" in report["root_hint"] and report["unlisted"] is None  # (not all)
 
 
 def test_ucf101_testlist_with_a_label_column(tmp_path):
@@ -217,3 +231,18 @@ def test_a_finished_split_is_read_back_without_its_lists(tmp_path, monkeypatch):
     with pytest.raises(Checked):
         main([*args, "--splits", "1,2,3"])
     assert checked == [[1, 2]]
+
+
+def test_split_files_in_a_subfolder_of_the_root_are_pointed_to(tmp_path, capsys):
+    """The lists moved into <root>/lists/: data.split_dir is what to set (not data.root, as if
+    the dataset were one level down); given, the data check reads them (it refused them)."""
+    from hpnet.data.__main__ import main as data_main
+
+    root = _ucf101(tmp_path)
+    lists = root / "lists" / "ucfTrainTestlist"
+    (tmp_path / "ucfTrainTestlist").rename(lists.parent.mkdir() or lists)
+    with pytest.raises(UserError, match=rf"split files are in {lists}: set data\.split_dir"):
+        ucf101_records(root, 1)
+    args = ["data.dataset=ucf101", f"data.root={root}", f"data.split_dir={lists}"]
+    assert data_main([*args, "pose.source=none"]) == 0
+    assert "result      OK" in capsys.readouterr().out

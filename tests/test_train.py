@@ -255,11 +255,17 @@ def test_resume_refuses_any_other_experiment_and_takes_where_and_when(tiny_args,
         key = override.split("=")[0].replace(".", r"\.")
         with pytest.raises(UserError, match=rf"cannot resume .*it used {key}="):
             _run(tiny_args, out, "train.max_steps=1", "train.resume=auto", override)
-    with pytest.raises(UserError, match=r"used model\.drop_path=.* \(and train\.clip_grad\)"):
+    with pytest.raises(
+        UserError, match=r"used model\.drop_path=.* \(and train\.clip_grad\)"
+    ) as err:
         _run(
             tiny_args, out, "train.resume=auto", "train.max_steps=1", "model.drop_path=0.5",
             "train.clip_grad=3",
         )  # fmt: skip
+    assert str(err.value).endswith(  # (a value may come from the config file: not "drop")
+        "(set them as the run had them, from an override or the config file (the run's "
+        "config.yaml holds them all), or start a new run in another train.out_dir)"
+    )
     config = (out / "config.yaml").read_text()
     assert "drop_path: 0.5" not in config  # a refused resume leaves the run's config as it was
     resumed = [
@@ -859,12 +865,13 @@ def test_finite_gradients_whose_norm_overflows_fp32_are_clipped_not_stopped():
     """Gradients of ~1e30 each (BatchNorm over a 1x1 map of a tiny i3d clip) are finite, but
     their fp32 norm is inf: with train.clip_grad the norm is taken in float64 and they are
     clipped (the run stopped, telling to clip what was clipped); without it, it stops."""
-    layer = torch.nn.Linear(4, 4)
-    for p in layer.parameters():
-        p.grad = torch.full_like(p, 1e30)
-    engine._check_gradients(layer, 1.0, engine.EpochProgress(), "batch 1")
-    norm = torch.cat([p.grad.flatten() for p in layer.parameters()]).norm()
-    assert norm.item() == pytest.approx(1.0, rel=1e-4)  # clipped to train.clip_grad
+    layer = torch.nn.Linear(100, 100)
+    for size in (1e30, 1e37):  # (1e37: even the float64 norm is past fp32's range)
+        for p in layer.parameters():
+            p.grad = torch.full_like(p, size)
+        engine._check_gradients(layer, 1.0, engine.EpochProgress(), "batch 1")
+        norm = torch.cat([p.grad.flatten() for p in layer.parameters()]).double().norm()
+        assert norm.item() == pytest.approx(1.0, rel=1e-4)  # clipped to train.clip_grad
     for p in layer.parameters():
         p.grad = torch.full_like(p, 1e30)
     with pytest.raises(engine.NonFiniteLossError, match="gradient norm is inf at batch 1"):

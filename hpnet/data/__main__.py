@@ -34,14 +34,15 @@ some are missing or undecodable; 2 for a bad argument or config.
   were looked up); training stops at start on any. A problem when the cache has files for
   others (videos added since), not before the first caching
 - ``unlisted``: (HMDB51, UCF101) the videos under ``root`` that no split file names (training
-  never reads them)
+  never reads them); null for other datasets, or with a ``root_hint``
 - ``root_hint``: data.root one level above the class folders, or folders named in another
   case than the split files (what to set; '' otherwise)
 - ``val_problem``: why training refuses ``data.val_fraction`` on these videos, or ''
 - ``class_clash``: with ``model.text``, why the text head refuses the classes (two of them
   the same words, ``Punch`` and ``punch``), or ''
 - ``ok``: true when nothing is undecodable, nothing missing unless allowed, no split empty,
-  no pose cache file missing beside cached ones and no class clash (exit code 0)
+  no pose cache file missing beside cached ones, no class clash and no ``val_problem``
+  (exit code 0)
 
 With ``data.joint`` each dataset of the joint run is reported in turn, as training reads it;
 ``--json`` then prints ``{"datasets": {name: report}, "ok": all of them ok}``.
@@ -196,18 +197,11 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         "dataset": d.dataset,
         "root": d.root,
         "split": d.split if d.dataset in ("hmdb51", "ucf101") else None,
-        "split_dir": None,
-    }
-    if d.dataset in ("hmdb51", "ucf101"):
-        default = HMDB51_SPLIT_DIR if d.dataset == "hmdb51" else UCF101_SPLIT_DIR
-        root = Path(d.root).expanduser()
-        found = default_split_dir(root, default) if root.is_dir() else root / default
-        report["split_dir"] = d.split_dir or str(found)
-    report["views"] = cfg.eval.views
-    report["absent_classes"], report["root_hint"] = [], ""
-    missing: list[str] = []
-    undecodable: list[dict[str, str]] = []
-    checked = short = 0
+        "split_dir": _split_dir(cfg),
+        "views": cfg.eval.views,
+        "absent_classes": [], "root_hint": "", "unlisted": None,
+        "missing": [], "checked": 0, "undecodable": [], "short_videos": 0,
+    }  # fmt: skip
     report["rendered"] = d.dataset == "synthetic" and cfg.pose.source != "cache"
     if report["rendered"]:  # in memory: no files to look for
         report.update(_synthetic_report(cfg))
@@ -215,51 +209,72 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         train_keys = rendered_keys(num)
         train_labels = [i % len(classes) for i in range(num)]  # clip i has label i % C
     else:
-        with quiet_logger("hpnet.data.records.missing"):  # (listed below; others are said)
-            splits = records_for_config(cfg, allow_missing=True)
-        report["classes"] = list(splits.classes)
-        report["root_hint"] = splits.root_hint
-        if d.dataset in ("hmdb51", "ucf101"):
-            report["unlisted"] = _unlisted(Path(d.root).expanduser(), splits.listed_rels)
-        report["splits"] = {
-            name: {"videos": len(recs), "per_class": per_class_counts(recs, splits.classes)}
-            for name, recs in (("train", splits.train), ("test", splits.test))
-        }
-        report["listed"] = splits.listed
-        train_keys, train_labels = [r.rel for r in splits.train], [r.label for r in splits.train]
-        missing = [r.rel for r in splits.missing]
-        listed_per_class = per_class_counts(splits.missing, splits.classes)
-        for records in (splits.train, splits.test):
-            for name, n in per_class_counts(records, splits.classes).items():
-                listed_per_class[name] += n
-        missing_per_class = per_class_counts(splits.missing, splits.classes)
-        report["absent_classes"] = [
-            c for c, n in missing_per_class.items() if n and n == listed_per_class[c]
-        ]
-        present = {r.rel: r for r in splits.train + splits.test}
-        report["pose_cache_missing"] = _pose_cache_missing(cfg, list(present.values()))
-        report["pose_cache_videos"] = len(present)  # (checked; HMDB51 lists unused ones too)
-        if check_decode != 0:
-            present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
-            undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
+        train_keys, train_labels = _files_report(cfg, report, check_decode, progress)
     report["val_problem"] = ""
-    if cfg.data.val_fraction and train_keys:
+    if cfg.data.val_fraction and train_keys and report["classes"]:  # (unlabeled: no labels)
         try:  # (too few videos on disk: said beside what is missing, not instead of it)
             val = _validation_report(cfg, train_keys, train_labels, report["classes"])
             report["splits"]["val"] = val
         except UserError as err:
             report["val_problem"] = str(err)
     report["num_classes"] = len(report["classes"])
-    report.update(missing=missing, checked=checked, undecodable=undecodable, short_videos=short)
     report["missing_allowed"] = bool(cfg.data.allow_missing)
     needed = ("train",) if cfg.data.dataset == "unlabeled" else ("train", "test")  # (no test)
-    empty = [name for name in needed if not report["splits"][name]["videos"]]
-    report["empty_splits"] = empty
-    report["ok"] = (not missing or cfg.data.allow_missing) and not undecodable and not empty
-    report["ok"] = report["ok"] and not pose_cache_incomplete(report)
+    report["empty_splits"] = [name for name in needed if not report["splits"][name]["videos"]]
     report["class_clash"] = _class_clash(cfg, report["classes"])
-    report["ok"] = report["ok"] and not report["class_clash"] and not report["val_problem"]
+    problems = [
+        report["missing"] and not cfg.data.allow_missing, report["undecodable"],
+        report["empty_splits"], pose_cache_incomplete(report), report["class_clash"],
+        report["val_problem"],
+    ]  # fmt: skip
+    report["ok"] = not any(problems)
     return report
+
+
+def _split_dir(cfg: Config) -> str | None:
+    """The HMDB51 / UCF101 split folder a run reads (None for other datasets)."""
+    d = cfg.data
+    if d.dataset not in ("hmdb51", "ucf101") or d.split_dir:  # (given: not looked for)
+        return d.split_dir or None
+    default = HMDB51_SPLIT_DIR if d.dataset == "hmdb51" else UCF101_SPLIT_DIR
+    root = Path(d.root).expanduser()
+    return str(default_split_dir(root, default) if root.is_dir() else root / default)
+
+
+def _files_report(
+    cfg: Config, report: dict[str, Any], check_decode: int | None, progress: bool
+) -> tuple[list[str], list[int]]:
+    """Fill ``report`` with what the list files or folders of a dataset on disk hold (per
+    split and class, missing, unlisted, pose cache, decoding); returns the training videos'
+    keys and labels (for the validation split)."""
+    d = cfg.data
+    with quiet_logger("hpnet.data.records.missing"):  # (listed below; others are said)
+        splits = records_for_config(cfg, allow_missing=True)
+    report["classes"] = list(splits.classes)
+    report["root_hint"] = splits.root_hint
+    if d.dataset in ("hmdb51", "ucf101") and not splits.root_hint:  # (else: all of them)
+        report["unlisted"] = _unlisted(Path(d.root).expanduser(), splits.listed_rels)
+    report["splits"] = {
+        name: {"videos": len(recs), "per_class": per_class_counts(recs, splits.classes)}
+        for name, recs in (("train", splits.train), ("test", splits.test))
+    }
+    report["listed"] = splits.listed
+    report["missing"] = [r.rel for r in splits.missing]
+    listed_per_class = per_class_counts(splits.missing, splits.classes)
+    for records in (splits.train, splits.test):
+        for name, n in per_class_counts(records, splits.classes).items():
+            listed_per_class[name] += n
+    missing_per_class = per_class_counts(splits.missing, splits.classes)
+    report["absent_classes"] = [
+        c for c, n in missing_per_class.items() if n and n == listed_per_class[c]
+    ]
+    present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
+    report["pose_cache_missing"] = _pose_cache_missing(cfg, present)
+    report["pose_cache_videos"] = len(present)  # (checked; HMDB51 lists unused ones too)
+    if check_decode != 0:
+        undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
+        report.update(undecodable=undecodable, checked=checked, short_videos=short)
+    return [r.rel for r in splits.train], [r.label for r in splits.train]
 
 
 def _unlisted(root: Path, listed: set[str]) -> list[str]:

@@ -44,18 +44,22 @@ def default_split_dir(root: Path, name: str) -> Path:
     inside, beside = root / name, root.parent / name
     if not inside.is_dir() and not beside.is_dir():
         inner = next((c for c in _subfolders(root) if (c / name).is_dir()), None)
-        if inner is not None:
-            raise UserError(
+        if inner is not None and any(c.name != name for c in _subfolders(inner)):
+            raise UserError(  # (the dataset's folder: its class folders beside the lists)
                 f"data.root {root} holds no {name}/ but {inner} does: the dataset is one level "
                 f"down, set data.root={inner}"
             )
+        if inner is not None:  # a folder of the lists alone, under the class folders' root
+            raise UserError(f"the split files are in {inner / name}: set data.split_dir to it")
     return beside if not inside.is_dir() and beside.is_dir() else inside
 
 
 def _subfolders(root: Path) -> list[Path]:
-    """The folders directly in ``root``, by name (none when it cannot be listed)."""
+    """The folders directly in ``root`` but hidden ones, by name (none when it cannot be
+    listed)."""
     try:
-        return sorted(Path(e.path) for e in os.scandir(root) if e.is_dir())
+        with os.scandir(root) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir() and e.name[0] != ".")
     except OSError:
         return []
 

@@ -136,7 +136,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
         )
     elif gone:
         lines.append("pose cache  none yet: python -m hpnet.pose.cache --config ... makes it")
-    elif gone is not None:  # (None: the run reads no pose cache)
+    elif gone is not None and report["pose_cache_videos"]:  # (None: the run reads no cache)
         videos = counted(report["pose_cache_videos"], "train/test video")
         lines.append(f"pose cache  complete: a file for each of the {videos}")
     if report.get("class_clash"):

@@ -344,15 +344,15 @@ def check_model_config(cfg: Config) -> None:
             f"(its position embeddings are built for them): set data.frames={frames} "
             f"data.size={side} (got {d.frames}, {d.size})"
         )
+    if m.arch == "s3d" and d.frames == 5:  # (torch 2.14; MIN_INPUT says 6)
+        raise UserError(
+            "model.arch=s3d on data.frames=5 kills the process: torch's CPU backward of its "
+            "7-frame temporal convolution (stride 2) corrupts memory on 5 frames; use 6 or more"
+        )
     if d.frames < frames or d.size < side:
         raise UserError(
             f"model.arch={m.arch} needs data.frames >= {frames} and data.size >= {side} "
             f"(its strides leave no feature map of smaller clips; got {d.frames}, {d.size})"
-        )
-    if m.arch == "s3d" and d.frames == 5:  # (torch 2.14: 6 and more, fewer: no such crash)
-        raise UserError(
-            "model.arch=s3d on data.frames=5 kills the process: torch's CPU backward of its "
-            "7-frame temporal convolution (stride 2) corrupts memory on 5 frames; use 6 or more"
         )
 
 

@@ -242,6 +242,7 @@ def test_an_unlabeled_folder_is_reported_without_classes_or_a_test_split(tmp_pat
     assert main([*args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["empty_splits"] == [] and report["ok"] is True and report["num_classes"] == 0
+    assert main([*args, "data.val_fraction=0.2"]) == 0  # (an IndexError: no labels to hold out)
 
 
 def test_the_report_names_videos_without_a_pose_cache_file(tmp_path, capsys):

@@ -17,6 +17,7 @@ FPM, SMIF, LMI) peak at ``lr``. Parameters under one of the model's ``constant_l
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ import torch
 from torch import nn
 
 from hpnet.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 def _pretrained_test(model: nn.Module) -> Callable[[str], bool]:
@@ -113,6 +116,11 @@ def build_optimizer(
         model, lr=t.lr, backbone_lr=t.backbone_lr, weight_decay=t.weight_decay,
         layer_decay=t.layer_decay, decay_all=t.decay_all,
     )  # fmt: skip
+    if (t.backbone_lr or t.layer_decay < 1.0) and not any(g["name"][0] == "p" for g in groups):
+        logger.warning(  # (every group "new/...": nothing was loaded from model.pretrained)
+            "train.backbone_lr and train.layer_decay set the pretrained parts' learning rates; "
+            "this model has none (model.pretrained loaded nothing), so they change nothing"
+        )
     kwargs = {"fused": True} if fused else {}
     if t.optimizer == "adamw":  # decoupled weight decay: p -= lr * wd * p, apart from the step
         return torch.optim.AdamW(groups, betas=tuple(t.betas), **kwargs)

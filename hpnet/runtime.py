@@ -277,6 +277,12 @@ def build_optimization(
             "train.lr=%g (lower train.warmup_epochs)", train.warmup_epochs, train.epochs,
             train.lr,
         )  # fmt: skip
+    if 0 < steps_per_epoch < train.accum_steps and dist.is_main:
+        logger.warning(
+            "train.accum_steps=%d is more than the %d batches of an epoch: each epoch steps "
+            "once, on %d x train.batch_size=%d clips; lower train.accum_steps",
+            train.accum_steps, steps_per_epoch, steps_per_epoch, train.batch_size,
+        )  # fmt: skip
     optimizer = build_optimizer(model, train, fused=device.type == "cuda")
     scheduler = build_scheduler(optimizer, train, steps_per_epoch)
     use_scaler = amp_dtype_for(cfg.train.amp, device) == torch.float16  # (CUDA only)

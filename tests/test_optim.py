@@ -56,6 +56,32 @@ def test_only_what_the_file_filled_is_pretrained(tmp_path):
     assert all(lrs[id(p)] == LR for n, p in named.items() if not n.startswith("backbone."))
 
 
+def test_pretrained_rates_without_pretrained_parts_are_warned_of(tmp_path, caplog):
+    """train.backbone_lr / layer_decay on a model that loaded nothing change nothing: said (a
+    run trained exactly as without them, silently); with loaded parts nothing is said."""
+    model = _model(tmp_path)
+    with caplog.at_level("WARNING", logger="hpnet.optim"):
+        build_optimizer(model, lr=LR, backbone_lr=BACKBONE_LR, layer_decay=0.5)
+        assert caplog.messages == []
+        tiny = [
+            "model.size=tiny",
+            "model.patch_size=8",
+            "data.size=32",
+            "data.frames=4",
+            "text.model=ViT-S-32-alt",
+            "text.pretrained=",
+            f"text.cache_dir={tmp_path}/t",
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scratch = build_model(load_config(None, tiny), CLASSES)  # model.pretrained=''
+        build_optimizer(scratch, lr=LR, layer_decay=0.5)
+    assert caplog.messages == [
+        "train.backbone_lr and train.layer_decay set the pretrained parts' learning rates; this "
+        "model has none (model.pretrained loaded nothing), so they change nothing"
+    ]
+
+
 def test_layer_decay_scales_each_block(tmp_path):
     model = _model(tmp_path)
     decay = 0.5
@@ -286,3 +312,20 @@ def test_base_batch_scales_the_peak_rates_to_the_global_batch(capsys, caplog):
     plain = load_config(None, ["train.lr=3e-4", "train.batch_size=24"])
     optimizer, _, _ = build_optimization(plain, model, 10, torch.device("cpu"), DistInfo(0, 8))
     assert {group["initial_lr"] for group in optimizer.param_groups} == {3e-4}
+
+
+def test_more_accumulation_than_an_epoch_has_batches_is_warned_of(caplog):
+    """train.accum_steps=20 on 8 batches an epoch stepped once on 8 batches, silently (the
+    effective batch a third of the one asked for)."""
+    from hpnet.runtime import build_optimization
+
+    model = torch.nn.Linear(4, 2)
+    cfg = load_config(None, ["train.batch_size=4", "train.accum_steps=20"])
+    with caplog.at_level("WARNING", logger="hpnet.runtime"):
+        build_optimization(cfg, model, 20, torch.device("cpu"))
+        assert caplog.messages == []
+        build_optimization(cfg, model, 8, torch.device("cpu"))
+    assert caplog.messages == [
+        "train.accum_steps=20 is more than the 8 batches of an epoch: each epoch steps once, "
+        "on 8 x train.batch_size=4 clips; lower train.accum_steps"
+    ]

@@ -15,19 +15,13 @@ from hpnet.optim import build_optimizer, build_scheduler
 
 CLASSES = ["sit_down", "stand_up", "wave"]
 LR, BACKBONE_LR = 1e-3, 1e-4
+TINY = ["model.size=tiny", "model.patch_size=8", "data.size=32", "data.frames=4"]
+TINY += ["text.model=ViT-S-32-alt", "text.pretrained="]
 
 
 def _model(tmp_path, *extra: str):
     """A tiny HP-Net whose backbone starts from a saved tiny LS-ViT file (timm flavour)."""
-    base = [
-        "model.size=tiny",
-        "model.patch_size=8",
-        "data.size=32",
-        "data.frames=4",
-        "text.model=ViT-S-32-alt",
-        "text.pretrained=",
-        f"text.cache_dir={tmp_path / 'text'}",
-    ]
+    base = [*TINY, f"text.cache_dir={tmp_path / 'text'}"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         donor = build_model(
@@ -63,18 +57,10 @@ def test_pretrained_rates_without_pretrained_parts_are_warned_of(tmp_path, caplo
     with caplog.at_level("WARNING", logger="hpnet.optim"):
         build_optimizer(model, lr=LR, backbone_lr=BACKBONE_LR, layer_decay=0.5)
         assert caplog.messages == []
-        tiny = [
-            "model.size=tiny",
-            "model.patch_size=8",
-            "data.size=32",
-            "data.frames=4",
-            "text.model=ViT-S-32-alt",
-            "text.pretrained=",
-            f"text.cache_dir={tmp_path}/t",
-        ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scratch = build_model(load_config(None, tiny), CLASSES)  # model.pretrained=''
+            tiny = load_config(None, [*TINY, f"text.cache_dir={tmp_path}/t"])
+            scratch = build_model(tiny, CLASSES)  # model.pretrained=''
         build_optimizer(scratch, lr=LR, layer_decay=0.5)
     assert caplog.messages == [
         "train.backbone_lr and train.layer_decay set the pretrained parts' learning rates; this "

@@ -382,9 +382,8 @@ def _optimizer_step(
 
 
 def _check_gradients(model: nn.Module, clip_grad: float, state: EpochProgress, where: str) -> None:
-    """Clip the gradients to norm ``clip_grad`` (0: no clipping) and stop on a non-finite
-    norm (:class:`NonFiniteLossError`), read with the queued losses in one sync; a norm past
-    fp32's range of finite gradients is clipped in float64 (:func:`clip_in_float64`)."""
+    """Clip the gradients to norm ``clip_grad`` (0: none; past fp32's range: in float64) and
+    stop on a non-finite norm (:class:`NonFiniteLossError`), read with the losses in one sync."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
     value = flush_records(state, norm)

@@ -116,7 +116,8 @@ def build_optimizer(
         model, lr=t.lr, backbone_lr=t.backbone_lr, weight_decay=t.weight_decay,
         layer_decay=t.layer_decay, decay_all=t.decay_all,
     )  # fmt: skip
-    if (t.backbone_lr or t.layer_decay < 1.0) and not any(g["name"][0] == "p" for g in groups):
+    pretrained = any(g["name"].startswith("pretrained") for g in groups)
+    if (t.backbone_lr or t.layer_decay < 1.0) and not pretrained:
         logger.warning(  # (every group "new/...": nothing was loaded from model.pretrained)
             "train.backbone_lr and train.layer_decay set the pretrained parts' learning rates; "
             "this model has none (model.pretrained loaded nothing), so they change nothing"

@@ -260,11 +260,11 @@ def _files_report(
     }
     report["listed"] = splits.listed
     report["missing"] = [r.rel for r in splits.missing]
-    listed_per_class = per_class_counts(splits.missing, splits.classes)
+    missing_per_class = per_class_counts(splits.missing, splits.classes)
+    listed_per_class = dict(missing_per_class)
     for records in (splits.train, splits.test):
         for name, n in per_class_counts(records, splits.classes).items():
             listed_per_class[name] += n
-    missing_per_class = per_class_counts(splits.missing, splits.classes)
     report["absent_classes"] = [
         c for c, n in missing_per_class.items() if n and n == listed_per_class[c]
     ]

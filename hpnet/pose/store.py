@@ -48,8 +48,9 @@ from hpnet.pose.skeleton import NUM_KEYPOINTS
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 # Meta keys that must match for a cached file to count as done; anything else is information.
-SETTINGS_KEYS = ("format_version", "model_id", "imgsz", "conf", "iou", "persons", "stride")
-SETTINGS_KEYS += ("frames_as",)
+SETTINGS_KEYS = (
+    "format_version", "model_id", "imgsz", "conf", "iou", "persons", "stride", "frames_as"
+)  # fmt: skip
 FRAMES_AS = "displayed"  # the ``frames_as`` of files whose joints are of the frames as displayed
 CACHE_COMMAND = "python -m hpnet.pose.cache --config <your config>"
 CACHE_DIR_OPTION = "pose.cache_dir=DIR"  # how a user points the cache elsewhere (in messages)

@@ -5,14 +5,19 @@ Listing only: no video is opened."""
 from __future__ import annotations
 
 import logging
-import os
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hpnet.cli import UserError, counted, missing
 from hpnet.data.holdout import stratified_holdout
-from hpnet.data.records import VIDEO_EXTENSIONS, RecordSplits, VideoRecord, videos_under
+from hpnet.data.records import (
+    VIDEO_EXTENSIONS,
+    RecordSplits,
+    VideoRecord,
+    subfolder_names,
+    videos_under,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +28,7 @@ SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "test",
 def _subfolders(folder: Path) -> list[str]:
     """The sorted names of ``folder``'s folders that may be classes or splits: not hidden, not
     starting with ``_`` (said when such a folder holds videos: a dataset leaves them out)."""
-    names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name[0] != ".")
+    names = subfolder_names(folder)
     unread = [name for name in names if name[0] == "_" and videos_under(folder / name)]
     if unread:
         logger.warning(

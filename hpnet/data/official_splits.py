@@ -15,12 +15,17 @@ as the official archives unpack; HMDB51's the same way).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from hpnet.cli import UserError, counted, missing
-from hpnet.data.records import RecordSplits, VideoRecord, drop_missing, read_lines
+from hpnet.data.records import (
+    RecordSplits,
+    VideoRecord,
+    drop_missing,
+    read_lines,
+    subfolder_names,
+)
 
 HMDB51_SPLIT_DIR = "testTrainMulti_7030_splits"
 UCF101_SPLIT_DIR = "ucfTrainTestlist"
@@ -55,13 +60,8 @@ def default_split_dir(root: Path, name: str) -> Path:
 
 
 def _subfolders(root: Path) -> list[Path]:
-    """The folders directly in ``root`` but hidden ones, by name (none when it cannot be
-    listed)."""
-    try:
-        with os.scandir(root) as entries:
-            return sorted(Path(e.path) for e in entries if e.is_dir() and e.name[0] != ".")
-    except OSError:
-        return []
+    """The folders directly in ``root`` but hidden ones, by name."""
+    return [root / name for name in subfolder_names(root)]
 
 
 def _beside_note(root: Path, split_dir: Path, given: object) -> str:

@@ -197,6 +197,16 @@ def some_names(names: Sequence[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def subfolder_names(folder: Path) -> list[str]:
+    """The sorted names of the folders directly in ``folder``, hidden ones left out (none when
+    it cannot be listed)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.is_dir() and e.name[0] != ".")
+    except OSError:
+        return []
+
+
 def videos_under(folder: Path) -> list[Path]:
     """Video files under ``folder`` (recursively, into linked folders too), sorted; hidden
     files are skipped."""

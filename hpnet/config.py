@@ -40,15 +40,21 @@ from hpnet.config_schema import (
     TrainConfig,
 )
 from hpnet.config_types import (
+    as_written,
+    check_entry_keys,
     coerce,
     dump_yaml,
     fields_of,
+    key_type,
     load_yaml,
+    load_yaml_text,
     null_as_empty,
     parse_text,
     resolved_types,
     set_joint_entry,
     unknown_key,
+    unquote,
+    yaml_problem,
 )
 
 __all__ = [
@@ -73,7 +79,11 @@ def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
         tp = resolved_types(node)[part]
         if dataclasses.is_dataclass(tp):
             if i == len(parts) - 1:
-                raise UserError(f"config key '{here}' is a section; set one of its keys instead")
+                typo = " (a ':' missing after a key?)" if isinstance(value, str) else ""
+                raise UserError(
+                    f"config key '{here}' is a section, not a value: got {value!r}{typo}; set "
+                    "one of its keys instead"
+                )
             node = getattr(node, part)
             continue
         if here == "data.joint" and i != len(parts) - 1:  # data.joint.<name>.<key>=value
@@ -84,13 +94,23 @@ def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
         if from_text and tp is not str and typing.get_origin(tp) is not list:
             value = parse_text(key, tp, value)
         elif from_text and tp is str:
-            value = null_as_empty(value)
+            value = unquote(null_as_empty(value))
         setattr(node, part, coerce(key, tp, value))
 
 
-def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
+def _merge(
+    cfg: Config,
+    data: dict[str, Any],
+    texts: Any = None,
+    seen: set[str] | None = None,
+    prefix: str = "",
+) -> None:
+    """Set a config file's mapping ``data`` on ``cfg`` (``texts``: the same as written,
+    :func:`~hpnet.config_types.as_written`; ``seen``: the keys set so far, each once)."""
+    seen = set() if seen is None else seen
     for name, value in data.items():
         key = f"{prefix}{name}"
+        text = texts.get(str(name)) if isinstance(texts, dict) else None
         if value is None and _is_section(cfg, key):  # every key of it commented out
             continue
         if isinstance(value, dict):
@@ -100,9 +120,12 @@ def _merge(cfg: Config, data: dict[str, Any], prefix: str = "") -> None:
                     raise unknown_key(key, node)
                 node = getattr(node, part)
             if dataclasses.is_dataclass(node):
-                _merge(cfg, value, key + ".")
+                _merge(cfg, value, text, seen, key + ".")
                 continue
-        _set(cfg, key, value, from_text=False)
+        if key in seen:  # (`train: {epochs: 3}` and `train.epochs: 0` in one file)
+            raise UserError(f"config key '{key}' is set twice in the file: keep one")
+        seen.add(key)
+        _set(cfg, key, as_written(key_type(cfg, key.split(".")), value, text), from_text=False)
 
 
 def _is_section(cfg: Config, key: str) -> bool:
@@ -196,6 +219,7 @@ def _entry_config(cfg: Config, name: str, entry: dict[str, Any]) -> Config:
             f"data.joint entry '{name}' sets data.{shared[0]}; one model trains on every "
             f"dataset, so set data.{shared[0]} once, outside data.joint"
         )
+    check_entry_keys(name, keys, [k for k in fields_of(DataConfig()) if k not in JOINT_SHARED])
     one = copy.deepcopy(cfg)
     one.data.joint = []
     try:
@@ -259,13 +283,14 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Defaults, then the YAML file at ``path``, then ``key=value`` overrides; validated."""
     cfg = Config()
     if path:
-        path = Path(path)
-        if not path.is_file():
+        path = Path(path).expanduser()
+        if not path.exists() or path.is_dir():  # (a pipe, <(...), is a file to read)
             raise UserError(f"config file {missing(path)}: {path}")
         try:
-            data = load_yaml(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            data = load_yaml(text)
         except yaml.YAMLError as err:
-            raise UserError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
+            raise UserError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
         except UnicodeDecodeError:
             raise UserError(f"config file {path} is not UTF-8 text (a YAML file?)") from None
         except OSError as err:
@@ -274,19 +299,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             logger.warning("config file %s sets nothing: every key has its default", path)
         elif not isinstance(data, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {data!r}")
-        _merge(cfg, data or {})
+        _merge(cfg, data or {}, load_yaml_text(text))
     return apply_overrides(cfg, overrides)
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """PyYAML's error as one line: what is wrong and where (line, column of the file)."""
-    problem = getattr(err, "problem", None)
-    mark = getattr(err, "problem_mark", None)
-    if not problem or mark is None:
-        return " ".join(str(err).split())
-    where = f" (line {mark.line + 1}, column {mark.column + 1})"
-    tabs = "; indent with spaces, not tabs" if "'\\t'" in problem else ""
-    return f"{problem}{where}{tabs}"
 
 
 def overrides_key(overrides: Sequence[str], key: str) -> bool:

@@ -75,11 +75,31 @@ class OneConfig(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class HelpConfig(argparse.Action):
+    """``--help-config``: print every config key (:func:`describe`) and exit, as ``--help``."""
+
+    def __init__(self, option_strings: Any, dest: Any, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        print(describe())
+        parser.exit()
+
+
+def add_help_config(parser: Any) -> None:
+    """Add ``--help-config`` (every config key, its default, type and comment) to a parser."""
+    parser.add_argument(
+        "--help-config", action=HelpConfig, help="list every config key, its default and type"
+    )
+
+
 def add_config_arguments(parser: Any) -> None:
-    """Add ``--config FILE`` and trailing ``key=value`` overrides to an argparse parser."""
+    """Add ``--config FILE``, ``--help-config`` and trailing ``key=value`` overrides to an
+    argparse parser."""
     parser.add_argument(
         "--config", action=OneConfig, help="YAML config file (defaults: hpnet/config_schema.py)"
     )
+    add_help_config(parser)
     parser.add_argument(
         "overrides",
         nargs="*",

@@ -270,7 +270,7 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0  # mid-epoch last.pt every N minutes (0 = off)
     checkpoint_steps: int = 0  # mid-epoch last.pt every N optimizer steps (0 = off)
     seed: int = 0  # seed of model init, sampling and augmentation
-    eval_every: int = 1  # evaluate on the test split every k epochs (0 = only at the end)
+    eval_every: int = 1  # test (1 view x 1 crop) every k epochs (0 = only the final test)
     tensorboard: bool = False  # also write TensorBoard logs to <out_dir>/tb
     compile: bool = False  # torch.compile the model
     # recompute LS-ViT's blocks in the backward pass instead of keeping their activations:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import difflib
 import math
 import re
@@ -83,6 +84,48 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: what is wrong and where (line, column of the file)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(err).split())
+    where = f" (line {mark.line + 1}, column {mark.column + 1})"
+    tabs = "; indent with spaces, not tabs" if "'\\t'" in problem else ""
+    return f"{problem}{where}{tabs}"
+
+
+class _TextLoader(ConfigLoader):
+    """:class:`ConfigLoader` with every unquoted scalar kept as the text written."""
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag == _MERGE_TAG]
+    for first, resolvers in ConfigLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml_text(text: str) -> Any:
+    """``text`` as :func:`load_yaml` reads it, but every scalar the text written (``010``,
+    ``1.50``, ``off``, ``2024-01-01``): what a key that takes text was given."""
+    return yaml.load(text, Loader=_TextLoader)  # a SafeLoader
+
+
+def as_written(tp: Any, value: Any, text: Any) -> Any:
+    """A config file's ``value`` for a key of type ``tp``, or the ``text`` it was written as
+    (:func:`load_yaml_text`) where the key takes text and YAML read a number, a boolean or a
+    date: ``out_dir: 010`` is the folder ``010``, not ``10``."""
+
+    def written(v: Any, t: Any) -> Any:
+        return t if v is not None and not isinstance(v, str) and isinstance(t, str) else v
+
+    if tp is str:
+        return written(value, text)
+    if typing.get_args(tp) == (str,) and isinstance(value, list) and isinstance(text, list):
+        return [written(v, t) for v, t in zip(value, text, strict=False)]
+    return value
+
+
 class ConfigDumper(yaml.SafeDumper):
     """YAML that :class:`ConfigLoader` reads back as written: a string it would take for a
     number (``1e3``, ``010``) is quoted."""
@@ -126,8 +169,8 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         ok = value in options
     elif origin is list:
         item = typing.get_args(tp)[0]
-        if value is None or (isinstance(value, str) and not value.strip()):
-            value = []  # `key=` or YAML's `key:` (null): the empty list, not [''] or an error
+        if value is None or (isinstance(value, str) and value.strip() in ("", *YAML_NULLS)):
+            value = []  # `key=`, `key=null` or YAML's `key:`: the empty list, not [''] or an error
         elif isinstance(value, str) and typing.get_origin(item) is dict:  # YAML flow style
             value = parse_text(key, tp, value) or []
         elif isinstance(value, str):  # "a,b,c", or a YAML/JSON list "[a, 'b, c']"
@@ -137,7 +180,7 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
                     value = load_yaml(text)
                 else:
                     parts = [v.strip() for v in text.split(",")]
-                    value = [load_yaml(v) if item is not str else v for v in parts]
+                    value = [load_yaml(v) if item is not str else unquote(v) for v in parts]
             except yaml.YAMLError:
                 raise UserError(
                     f"config key '{key}' got {value!r}; it must be {type_name(tp)}"
@@ -157,7 +200,8 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
             with contextlib.suppress(ValueError):
                 value = float(value)
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = ok and math.isfinite(value)  # inf / nan: no setting means them
+        if ok and not math.isfinite(value):  # inf / nan: no setting means them
+            raise UserError(f"config key '{key}' got {value!r}; it must be a finite number")
         value = float(value) if ok else value
     elif tp is str:
         if value is None:
@@ -166,8 +210,21 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         value = str(value) if ok else value
     if not ok:
         hint = _near_option(value, typing.get_args(tp)) if origin is Literal else ""
-        raise UserError(f"config key '{key}' got {value!r}{hint}; it must be {type_name(tp)}")
+        raise UserError(
+            f"config key '{key}' got {value!r}{hint}; it must be {type_name(tp)}"
+            f"{_yaml_word_hint(value, tp)}"
+        )
     return value
+
+
+def _yaml_word_hint(value: Any, tp: Any) -> str:
+    """Why a config file's word became a non-text value (YAML reads ``no`` / ``off`` as false,
+    ``2024-01-01`` as a date), for a key that wanted something else: quote it."""
+    if isinstance(value, bool) and tp is not bool:
+        return " (YAML reads an unquoted yes/no/on/off as true/false: quote the word)"
+    if isinstance(value, datetime.date):
+        return " (YAML reads a date as a date: quote it, e.g. '2024-01-01')"
+    return ""
 
 
 def _near_option(value: Any, options: tuple[Any, ...]) -> str:
@@ -200,11 +257,12 @@ def unknown_key(key: str, section: Any) -> UserError:
     names = [prefix + n for n in fields_of(section)]
     name = key.rsplit(".", 1)[-1]
     alias = KEY_ALIASES.get(name, "")
-    if prefix and not alias.startswith(prefix):  # (train.backbone: train.backbone_lr first)
-        alias = ""
-    elsewhere = [k for k in _dotted_keys(Config()) if k.rsplit(".", 1)[-1] == name]
-    near = difflib.get_close_matches(key, names, n=1)  # (train.batch: train.batch_size first)
-    close = [alias] if alias else list(dict.fromkeys([*near, *elsewhere]))
+    if alias and (not prefix or alias.startswith(prefix)):
+        close = [alias]
+    else:  # (train.batch: train.batch_size; train.num_workers: data.workers, an alias elsewhere)
+        near = difflib.get_close_matches(key, names, n=1, cutoff=0.8 if alias else 0.6)
+        elsewhere = [k for k in _dotted_keys(Config()) if k.rsplit(".", 1)[-1] == name]
+        close = list(dict.fromkeys([*near, *elsewhere] if near or not alias else [alias]))
     hint = " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)" if close else ""
     return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
 
@@ -230,6 +288,18 @@ def null_as_empty(text: str) -> str:
     return "" if text.strip() in YAML_NULLS else text
 
 
+def unquote(text: str) -> str:
+    """A string key's command-line text without the quotes around all of it (``'a b'``,
+    ``"x"``: as YAML reads them); other text as it is (``/data/run #2`` stays whole)."""
+    stripped = text.strip()
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
+        with contextlib.suppress(yaml.YAMLError):
+            value = load_yaml(stripped)
+            if isinstance(value, str):
+                return value
+    return text
+
+
 def parse_text(key: str, tp: Any, value: str) -> Any:
     try:
         return load_yaml(value)
@@ -237,9 +307,10 @@ def parse_text(key: str, tp: Any, value: str) -> Any:
         raise UserError(f"config key '{key}' got {value!r}; it must be {type_name(tp)}") from None
 
 
-def _entry_key_type(section: Any, parts: list[str]) -> Any:
-    """The type of dotted key ``parts`` of a ``data.joint`` entry (``section``: the data
-    section, whose keys an entry sets; ``pose_cache_dir`` a string); None when unknown."""
+def key_type(section: Any, parts: list[str]) -> Any:
+    """The type of dotted key ``parts`` under ``section`` (a config or one of its sections; of
+    a ``data.joint`` entry with the data section, ``pose_cache_dir`` a string); None when
+    unknown."""
     if parts == ["pose_cache_dir"]:
         return str
     node, tp = section, None
@@ -249,6 +320,19 @@ def _entry_key_type(section: Any, parts: list[str]) -> Any:
         tp = resolved_types(node)[part]
         node = getattr(node, part)
     return tp
+
+
+def check_entry_keys(name: str, keys: dict[str, Any], allowed: list[str]) -> None:
+    """Refuse a key of data.joint entry ``name`` that is not one of the data keys an entry sets
+    (``allowed``), named as the user wrote it (``data.joint.<name>.<key>``)."""
+    for key in keys:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean 'data.joint.{name}.{near[0]}'?)" if near else ""
+            raise UserError(
+                f"unknown config key 'data.joint.{name}.{key}'{hint}; an entry sets name, "
+                f"pose_cache_dir and {', '.join(allowed)}"
+            )
 
 
 def set_joint_entry(
@@ -274,9 +358,9 @@ def set_joint_entry(
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"data.joint.{'.'.join(parts)}: '{part}' is a value, not a section")
-    if from_text and _entry_key_type(section, parts[1:]) is not str:
+    if from_text and key_type(section, parts[1:]) is not str:
         with contextlib.suppress(yaml.YAMLError):
             value = load_yaml(value)
     elif from_text:
-        value = null_as_empty(value)
+        value = unquote(null_as_empty(value))
     node[parts[-1]] = value

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from hpnet.metrics import classification_report, save_confusion
 from hpnet.runtime import RunDataset, label_sets
 from hpnet.scoring import evaluate
 
+logger = logging.getLogger(__name__)
 DATASET_KEYS = ("top1", "top5", "mean_class_acc", "per_class", "num_videos", "skipped")
 
 
@@ -99,6 +101,13 @@ def run_test(
     report = classification_report(probs, labels, classes)
     report["views"] = max(p["views"] for p in parts)
     report["skipped"] = int(sum(p["skipped"] for p in parts))
+    report["test_videos"] = len(test_ds)
+    if report["num_videos"] + report["skipped"] < len(test_ds):  # a smoke run's cap cut it
+        report["max_steps"] = cfg.train.max_steps
+        logger.warning(
+            "train.max_steps=%d: scored %d of the %d test videos", cfg.train.max_steps,
+            report["num_videos"] + report["skipped"], len(test_ds),
+        )  # fmt: skip
     return report
 
 

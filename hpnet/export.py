@@ -32,7 +32,7 @@ from torch import nn
 from hpnet.atomic import make_file_folder, temp_name, write_atomic, write_errors_reported
 from hpnet.cli import CommandParser, UserError, missing, quiet_logger, run_cli
 from hpnet.config import Config, config_to_dict
-from hpnet.config_cli import OneConfig
+from hpnet.config_cli import OneConfig, add_help_config
 
 META_NAME = "hpnet.json"  # the metadata's name in both formats
 FORMATS = {".pt2": "torch.export", ".onnx": "onnx"}
@@ -310,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", action=OneConfig, help="a config file instead of the checkpoint's own"
     )
+    add_help_config(parser)
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     return parser
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hpnet.cli import CommandParser, UserError, run_cli
-from hpnet.config_cli import OneConfig
+from hpnet.config_cli import OneConfig, add_help_config
 from hpnet.explain import METHODS
 from hpnet.predictor import Predictor
 from hpnet.text.prompts import read_labels
@@ -80,6 +80,7 @@ def add_video_arguments(
         help="video files or folders (searched recursively), then optional config overrides",
     )
     parser.add_argument("--config", action=OneConfig, help=f"YAML config file (default: {config})")
+    add_help_config(parser)
     parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (5)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--labels", help=f'{labels}, comma-separated: "wave,clap,run"')

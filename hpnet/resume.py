@@ -1,5 +1,6 @@
-"""A run folder's checkpoints: which one a run continues from, whether it may, restoring it,
-and the checkpoint dict a run writes (``last.pt`` / ``best.pt``, see :mod:`hpnet.checkpoint`)."""
+"""A run folder's checkpoints: whether a run may continue one (which one:
+:mod:`hpnet.resume_from`), restoring it, and the checkpoint dict a run writes (``last.pt`` /
+``best.pt``, see :mod:`hpnet.checkpoint`)."""
 
 from __future__ import annotations
 
@@ -68,64 +69,6 @@ def resume_run(
         )
         print(f"resumed from {path} {where} (step {ckpt['step']})")
     return start_epoch, step, best, resumed, untested
-
-
-def resume_path(cfg: Config, out: Path) -> Path | None:
-    r = cfg.train.resume
-    if not r:
-        if (out / "last.pt").exists():
-            raise UserError(_run_there(out / "last.pt"))
-        return None
-    if r == "auto":
-        return out / "last.pt" if (out / "last.pt").exists() else None
-    path = Path(r)
-    if path.is_dir():  # a run folder
-        raise UserError(
-            f"train.resume={r} is a folder: give {path / 'last.pt'} (or train.resume=auto "
-            f"with train.out_dir={r})"
-        )
-    if not path.is_file():
-        raise UserError(
-            f"train.resume={r}: no such checkpoint file (train.resume=auto continues "
-            f"{out / 'last.pt'} when it is there, '' starts a fresh run)"
-        )
-    if is_own_checkpoint(out, path):
-        return path
-    other = [name for name in RUN_FILES if (out / name).is_file()]
-    if other:  # its last.pt, config and metrics would be overwritten by another run's
-        raise UserError(
-            f"train.resume={r}, but train.out_dir={out} holds another run ({', '.join(other)}): "
-            "give train.out_dir a new folder to continue that checkpoint in, or continue the "
-            "folder's own run with train.resume=auto"
-        )
-    return path
-
-
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a folder holding one holds a run
-
-
-def _run_there(last: Path) -> str:
-    """What to do about run folder ``last.pt`` when a run starts in its folder: a training
-    run's is continued with ``train.resume=auto``; a pretraining run's also by the command
-    that made it, or fine-tuned from (it is no training run to continue)."""
-    from hpnet.models.lsvit_weights import read_pretrain_checkpoint
-
-    if read_pretrain_checkpoint(last) is None:
-        return (
-            f"{last} exists: continue that run with train.resume=auto, or start a new one in "
-            "another train.out_dir"
-        )
-    return (
-        f"{last} exists, a pretraining run's: continue it with python -m hpnet.pretrain ... "
-        f"train.resume=auto, or fine-tune from it (model.pretrained={last}) or start a new run "
-        "in another train.out_dir"
-    )
-
-
-def is_own_checkpoint(out: Path, path: Path) -> bool:
-    """Whether ``path`` is run folder ``out``'s own ``last.pt`` (the same file, by any name)."""
-    own = out / "last.pt"
-    return own.is_file() and own.samefile(path)
 
 
 # What a resumed run may set otherwise than the run it continues: where the files are, how fast

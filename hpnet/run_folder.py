@@ -22,7 +22,7 @@ from hpnet.cli import UserError, counted
 from hpnet.config import Config
 from hpnet.distributed import DistInfo, main_only
 from hpnet.epoch_report import tensorboard_writer
-from hpnet.resume import is_own_checkpoint, resume_path
+from hpnet.resume_from import is_own_checkpoint, resume_path
 from hpnet.run_lock import LOCK_NAME, run_folder_lock
 
 

@@ -5,8 +5,10 @@ HMDB51 and UCF101 are reported as the mean over their three official train/test 
 --splits 1,2,3`` run each split into ``<folder>/split<N>`` (one ``eval.json`` there) and write
 ``<folder>/summary.json``::
 
-    {"dataset": "hmdb51", "splits": {"1": {"top1": .., "top5": .., "mean_class_acc": ..,
-     "num_videos": .., "skipped": .., "run": "<folder>/split1"}, ...},
+    {"dataset": "hmdb51", "protocol": {"data.dataset": .., "data.frames": .., "data.size": ..,
+     "eval.views": .., "eval.crops": ..},
+     "splits": {"1": {"top1": .., "top5": .., "mean_class_acc": .., "num_videos": ..,
+     "skipped": .., "run": "<folder>/split1"}, ...},
      "mean": {"top1": .., "top5": .., "mean_class_acc": ..},
      "std": {...}, "std_kind": "sample (n - 1)", "num_splits": 3}
 
@@ -109,7 +111,9 @@ def check_protocol(folder: Path, cfg: Config, folder_option: str) -> None:
     before the protocol was recorded: nothing to refuse."""
     from hpnet.evaluate import protocol
 
-    then = (read_report(folder) or {}).get("protocol")
+    report = read_report(folder) or {}
+    _refuse_cut_test(folder, report, cfg, folder_option)
+    then = report.get("protocol")
     if not isinstance(then, dict):
         return
     changed = [(k, then[k], v) for k, v in protocol(cfg).items() if k in then and then[k] != v]
@@ -126,6 +130,21 @@ def check_protocol(folder: Path, cfg: Config, folder_option: str) -> None:
             f"{folder / REPORT} scored {said}, not split {cfg.data.split} of this run: {fix} "
             "(python -m hpnet.evaluate writes eval.json next to its checkpoint unless given --out)"
         )
+
+
+def _refuse_cut_test(folder: Path, report: dict[str, Any], cfg: Config, folder_option: str) -> None:
+    """Refuse a report whose test ``train.max_steps`` cut short (``hpnet.evaluate ...
+    train.max_steps=1`` next to a split's checkpoint) unless this run caps its tests alike."""
+    cut = report.get("max_steps")
+    if cut is None or cut == cfg.train.max_steps:
+        return
+    scored = int(report.get("num_videos", 0)) + int(report.get("skipped", 0))
+    raise UserError(
+        f"{folder / REPORT} scored {scored} of the split's {report.get('test_videos')} test "
+        f"videos (train.max_steps={cut} cut its test), not all: score it again (python -m "
+        f"hpnet.evaluate --checkpoint {folder / 'last.pt'}), or choose another {folder_option} "
+        f"or delete {folder}"
+    )
 
 
 def training_finished(folder: Path, epochs: int) -> bool:
@@ -168,8 +187,13 @@ def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[in
         for s, r in reports.items()
     }
     values = {k: [float(r[k]) for r in reports.values()] for k in METRICS}
+    shared = [
+        {k: v for k, v in r.get("protocol", {}).items() if k != "data.split"}
+        for r in reports.values()
+    ]
     return {
         "dataset": dataset,
+        "protocol": shared[0] if all(p == shared[0] for p in shared) else None,
         "splits": per_split,
         "mean": {k: sum(v) / len(v) for k, v in values.items()},
         "std": {k: sample_std(v) for k, v in values.items()},

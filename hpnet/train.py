@@ -33,7 +33,7 @@ from hpnet.config import (
     config_to_dict,
     load_config,
 )
-from hpnet.config_cli import add_config_arguments, describe
+from hpnet.config_cli import add_config_arguments
 from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session, main_only
 from hpnet.engine import EpochProgress
@@ -55,10 +55,10 @@ from hpnet.resume import (
     check_resume_early,
     check_run_config,
     prepare_run_folder,
-    resume_path,
     resume_run,
     run_checkpoint,
 )
+from hpnet.resume_from import resume_path
 from hpnet.run_folder import check_continues, interrupt_note, open_run_folder
 from hpnet.runtime import (
     RunDataset,
@@ -95,16 +95,12 @@ def seed_everything(seed: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(prog="python -m hpnet.train", description=__doc__.split("\n")[0])
     add_config_arguments(parser)
-    parser.add_argument("--help-config", action="store_true", help="list every config key")
     parser.add_argument(
         "--splits",
         help="official splits to run one after another, e.g. 1,2,3: one run each in "
         "<train.out_dir>/split<N>, then <train.out_dir>/summary.json (mean and std)",
     )
     args = parser.parse_intermixed_args(argv)  # overrides before and after --splits
-    if args.help_config:
-        print(describe())
-        return 0
     cfg = load_config(args.config, args.overrides)
     splits = _splits_argument(args.splits, cfg, args.overrides)
     if cfg.train.threads:

@@ -68,6 +68,9 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("learning_rate=3", "did you mean 'train.lr'?"),  # another framework's name
         ("train.learning_rate=3", "did you mean 'train.lr'?"),  # (nearest: train.clip_grad)
         ("train.backbone=3", "did you mean 'train.backbone_lr'?"),  # (an alias of another section)
+        ("train.num_workers=2", "did you mean 'data.workers'?"),  # (nothing near in train)
+        ("train.num_frames=8", "did you mean 'data.frames'?"),
+        ("model.learning_rate=1e-3", "did you mean 'train.lr'?"),
         ("train.randaug_n=3", "or 'data.augment.randaug_n'?"),  # (not train.repeat_aug alone)
         ("train.batch=3", "did you mean 'train.batch_size' or 'pose.batch'?"),  # own section 1st
         ("erase_prob=0.2", "did you mean 'data.augment.erase_prob'?"),  # a bare key, 2 deep
@@ -82,6 +85,11 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("data.dataset=kinetics", "'hmdb51', 'ucf101', 'folder', 'list', 'synthetic'"),
         ("model.pose=maybe", "true or false"),
         ("data=3", "is a section"),
+        ("train.lr=inf", "got inf; it must be a finite number"),
+        ("train.lr=nan", "got nan; it must be a finite number"),
+        ("data.augment.std=[.5,.5,inf]", "it must be a finite number"),
+        ("model.temporal_width=0", "a multiple of 64, at least 64"),
+        ("pose.imgsz=-32", "a multiple of 32, at least 32"),
         ("data.frames.x=3", "is a value, not a section"),
         ("train.lr=-1", "> 0"),
         ("eval.crops=2", "1 or 3"),
@@ -337,3 +345,57 @@ def test_list_override_as_a_yaml_list_keeps_commas_inside_items():
     assert cfg.text.templates == ["a video of {}, outdoors", "{}"]
     assert load_config(None, ["model.smif_offsets=[1, 3]"]).model.smif_offsets == [1, 3]
     assert load_config(None, ["text.templates=x {},y {}"]).text.templates == ["x {}", "y {}"]
+
+
+def test_a_key_that_takes_text_keeps_the_text_of_the_file(tmp_path):
+    """YAML reads 010 as ten, 1.50 as 1.5, off as false and 2024-01-01 as a date: a key that
+    takes text gets what was written (as the same value on the command line does); number
+    keys still read numbers."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "train:\n  out_dir: 010\n  epochs: 010\n  resume: 1.50\n"
+        "model:\n  pretrained: 2024-01-01\n"
+        "data:\n  root: off\n  synthetic:\n    actions: [wave, 010, off, ~]\n"
+    )
+    cfg = load_config(path)
+    assert cfg.train.out_dir == "010" and cfg.train.epochs == 10
+    assert cfg.train.resume == "1.50" and cfg.model.pretrained == "2024-01-01"
+    assert cfg.data.root == "off"
+    assert cfg.data.synthetic.actions[:3] == ["wave", "010", "off"]
+    path.write_text("data:\n  balance: no\n")  # a choice: the word is not one, say why
+    with pytest.raises(UserError, match=r"got False; .*YAML reads an unquoted yes/no/on/off"):
+        load_config(path)
+
+
+def test_a_key_set_twice_in_one_file_or_a_missing_colon_is_said(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\ntrain.epochs: 0\n")  # (the last won, silently)
+    with pytest.raises(UserError, match=r"'train\.epochs' is set twice in the file"):
+        load_config(path)
+    path.write_text("train:\n  lr 1e-3\n")
+    with pytest.raises(
+        UserError, match=r"'train' is a section, not a value: got 'lr 1e-3' \(a ':'"
+    ):
+        load_config(path)
+
+
+def test_quotes_around_a_text_value_on_the_command_line_are_dropped(tmp_path):
+    """``data.root='/a b'`` is ``/a b`` (the quotes were kept in the path), ``''`` is empty;
+    a quote inside the text stays."""
+    cfg = load_config(None, ["data.root='/a b'", 'model.pretrained=""', "train.out_dir=it's"])
+    assert (cfg.data.root, cfg.model.pretrained, cfg.train.out_dir) == ("/a b", "", "it's")
+    cfg = load_config(None, ["text.templates='a {}',\"b {}\""])
+    assert cfg.text.templates == ["a {}", "b {}"]
+
+
+def test_a_config_read_from_a_pipe_or_a_home_path(tmp_path, monkeypatch, caplog):
+    """``--config <(...)`` is a pipe, not a folder; ``--config=~/c.yaml`` (no shell expansion
+    after '=') is read from the home folder."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "c.yaml").write_text("train:\n  epochs: 7\n")
+    assert load_config("~/c.yaml").train.epochs == 7
+    with caplog.at_level("WARNING", logger="hpnet.config"):
+        assert load_config("/dev/null") == load_config(None)  # (a character device)
+    assert "sets nothing" in caplog.text
+    with pytest.raises(UserError, match="config file is a folder, not a file"):
+        load_config(tmp_path)

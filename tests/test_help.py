@@ -32,6 +32,16 @@ def test_help_has_no_rest_markup(module, capsys):
     assert "`" not in out
 
 
+@pytest.mark.parametrize("module", [*COMMANDS[:-1], "hpnet.export"])
+def test_every_command_that_takes_a_config_lists_its_keys(module, capsys):
+    """``--help-config`` on every command with ``--config`` (not only train and pretrain)."""
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(module).main(["--help-config"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "data.frames=16  (an integer)" in out and "train.lr=" in out
+
+
 def test_plain_text():
     assert plain_text("``a b`` and :class:`~hpnet.cli.UserError` or :func:`f`") == (
         "a b and UserError or f"

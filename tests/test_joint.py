@@ -105,6 +105,19 @@ def test_an_override_of_an_unknown_entry_names_the_entries():
         load_config(REPO / "configs" / "joint_demo.yaml", ["data.joint.ucf101.root=/x"])
 
 
+def test_an_unknown_key_of_an_entry_is_named_as_written():
+    """It was named 'data.wrokers', with 'data.frames' and 'data.joint' among the keys "here"
+    (keys an entry refuses)."""
+    with pytest.raises(UserError) as err:
+        dataset_configs(
+            load_config(REPO / "configs" / "joint_demo.yaml", ["data.joint.sports.wrokers=1"])
+        )
+    said = str(err.value)
+    assert said.startswith("unknown config key 'data.joint.sports.wrokers' (did you mean ")
+    assert "'data.joint.sports.workers'?" in said
+    assert "frames" not in said and ", joint" not in said and "synthetic" in said
+
+
 def test_a_top_level_key_every_entry_sets_is_warned_of(caplog):
     """``data.split=2`` beside entries that each set their split changed nothing, silently;
     a key only some entries set (the others take it) and the entries' own overrides are fine."""

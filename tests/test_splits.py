@@ -400,3 +400,26 @@ def test_a_split_scored_with_other_views_is_told_to_score_it_again(tmp_path):
     assert "hpnet.evaluate --checkpoint" not in str(err.value) and "delete" in str(err.value)
     (folder / "eval.json").write_text(json.dumps({"protocol": protocol(cfg)}))
     check_protocol(folder, cfg, "train.out_dir")  # the same protocol: reused
+
+
+def test_a_split_whose_test_max_steps_cut_short_is_refused(tmp_path):
+    """``hpnet.evaluate --checkpoint splitN/last.pt train.max_steps=1`` rewrote eval.json with 3
+    of the split's 7 test videos: the summary averaged it in, silently. Refused now, unless
+    this run caps its tests alike (a smoke run read back)."""
+    from hpnet.config import load_config
+    from hpnet.evaluate import protocol
+    from hpnet.splits import check_protocol, summarize
+
+    cfg = load_config(None, ["data.dataset=hmdb51", "data.split=1"])
+    folder = tmp_path / "split1"
+    folder.mkdir()
+    report = {"protocol": protocol(cfg), "num_videos": 3, "skipped": 0, "test_videos": 7}
+    (folder / "eval.json").write_text(json.dumps(report))
+    check_protocol(folder, cfg, "train.out_dir")  # (no cap recorded: every video was scored)
+    (folder / "eval.json").write_text(json.dumps({**report, "max_steps": 1}))
+    with pytest.raises(UserError, match=r"scored 3 of the split's 7 test videos \(train\.max_s"):
+        check_protocol(folder, cfg, "train.out_dir")
+    check_protocol(folder, load_config(None, ["data.dataset=hmdb51", "train.max_steps=1"]), "x")
+    scores = {"top1": 0.5, "top5": 1.0, "mean_class_acc": 0.5, "num_videos": 7}
+    summary = summarize("hmdb51", {1: {**scores, **report}}, {1: folder})
+    assert summary["protocol"] == {k: v for k, v in protocol(cfg).items() if k != "data.split"}

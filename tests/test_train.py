@@ -69,7 +69,9 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     for extra, videos in (([], 8), (["train.max_steps=1"], 2)):  # 4 batches of 2 unless capped
         args = ["--checkpoint", str(out / "last.pt"), "eval.batch_size=2"]  # options between
         assert evaluate_main([*args, "--out", str(tmp_path / "b2"), *extra]) == 0
-        assert json.loads((tmp_path / "b2" / "eval.json").read_text())["num_videos"] == videos
+        b2 = json.loads((tmp_path / "b2" / "eval.json").read_text())
+        assert b2["num_videos"] == videos and b2["test_videos"] == 8
+        assert b2.get("max_steps") == (1 if extra else None)  # (recorded when it cut the test)
     assert (again / "confusion_matrix.png").is_file()
     with pytest.raises(UserError, match=r"does not fit this config: data\.frames=4 -> 8"):
         evaluate_main(["--checkpoint", str(out / "last.pt"), "data.frames=8"])
@@ -279,7 +281,7 @@ def test_resume_refuses_any_other_experiment_and_takes_where_and_when(tiny_args,
 
 
 def test_resume_from_a_run_folder_names_its_last_pt(tmp_path):
-    from hpnet.resume import resume_path
+    from hpnet.resume_from import resume_path
 
     cfg = load_config(None, [f"train.resume={tmp_path}"])
     with pytest.raises(UserError, match=r"train\.resume=.* is a folder: give .*/last\.pt"):
@@ -287,6 +289,28 @@ def test_resume_from_a_run_folder_names_its_last_pt(tmp_path):
     cfg = load_config(None, ["train.resume=yes"])  # not a file: the values that are no files
     with pytest.raises(UserError, match=r"=yes: no such checkpoint file \(train\.resume=auto"):
         resume_path(cfg, tmp_path / "out")
+
+
+def test_a_folder_that_continues_a_checkpoint_is_resumed_by_the_same_setting(tmp_path, capsys):
+    """``train.resume=A/last.pt train.out_dir=B``, once B holds a last.pt of its own (the run was
+    stopped), again or from ``--config B/config.yaml``: B's last.pt (it was refused as
+    "another run"); a folder another run wrote is still refused."""
+    from hpnet.config import save_config
+    from hpnet.resume_from import resume_path
+
+    first, second = tmp_path / "a" / "last.pt", tmp_path / "b"
+    first.parent.mkdir()
+    second.mkdir()
+    first.write_bytes(b"x")
+    cfg = load_config(None, [f"train.resume={first}", f"train.out_dir={second}"])
+    assert resume_path(cfg, second) == first  # (nothing in b yet)
+    save_config(cfg, second / "config.yaml")
+    (second / "last.pt").write_bytes(b"y")
+    assert resume_path(cfg, second) == second / "last.pt"
+    assert "continues" in capsys.readouterr().out
+    save_config(load_config(None, ["train.resume=auto"]), second / "config.yaml")
+    with pytest.raises(UserError, match="holds another run"):
+        resume_path(cfg, second)
 
 
 def test_what_a_resume_may_change():

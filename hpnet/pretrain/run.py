@@ -28,7 +28,7 @@ from hpnet.config import (
     Config,
     load_config,
 )
-from hpnet.config_cli import add_config_arguments, describe
+from hpnet.config_cli import add_config_arguments
 from hpnet.devices import pick_device
 from hpnet.distributed import DistInfo, all_reduce_sum, distributed_session, main_only
 from hpnet.engine import EpochProgress, LossConfig, backward_and_record
@@ -50,10 +50,10 @@ from hpnet.resume import (
     CheckpointClock,
     check_resume_early,
     prepare_run_folder,
-    resume_path,
     resume_run,
     run_checkpoint,
 )
+from hpnet.resume_from import resume_path
 from hpnet.run_folder import check_continues, interrupt_note, open_run_folder
 from hpnet.runtime import (
     amp_dtype_for,
@@ -68,7 +68,6 @@ from hpnet.train import seed_everything
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(prog="python -m hpnet.pretrain", description=__doc__.split("\n")[0])
     add_config_arguments(parser)
-    parser.add_argument("--help-config", action="store_true", help="list every config key")
     parser.add_argument(
         "--preview",
         type=int,
@@ -77,9 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="write <train.out_dir>/preview.png for N clips from the run's last.pt, then exit",
     )
     args = parser.parse_intermixed_args(argv)
-    if args.help_config:
-        print(describe())
-        return 0
     if args.preview is not None and args.preview < 1:
         raise UserError(f"--preview {args.preview}: give the number of clips to draw, 1 or more")
     cfg = load_config(args.config, args.overrides)

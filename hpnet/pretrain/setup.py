@@ -141,7 +141,7 @@ def check_pretrain_resumable(path: Path, cfg: Config) -> None:
     like a training run's by :func:`~hpnet.resume.resume_run`)."""
     from hpnet.checkpoint import load_checkpoint
     from hpnet.models.lsvit_weights import read_pretrain_checkpoint
-    from hpnet.resume import is_own_checkpoint
+    from hpnet.resume_from import is_own_checkpoint
 
     ckpt = read_pretrain_checkpoint(path)
     if ckpt is None:

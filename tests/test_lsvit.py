@@ -54,6 +54,19 @@ def test_frame_differences_edges_and_direction():
     assert shifted_in_time(x, -5)[0, :, 0, 0, 0].tolist() == [0, 0, 0, 0]
 
 
+def test_smif_offsets_past_the_clip_are_warned_of_once(caplog):
+    """``model.smif_offsets=[20]`` on 8 frames compared each frame with the clip's edge."""
+    from hpnet.config import load_config
+    from hpnet.models.backbones import check_model_config
+
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
+        check_model_config(load_config(None, ["data.frames=8", "model.smif_offsets=[1,2]"]))
+        assert not caplog.records
+        for _ in range(2):
+            check_model_config(load_config(None, ["data.frames=8", "model.smif_offsets=[1,9]"]))
+    assert len(caplog.records) == 1 and "smif_offsets=[1, 9] reach past" in caplog.text
+
+
 def test_smif_shape_and_zero_init():
     smif = ShortTermMotion([1, 2], D, P)
     smif.init_weights()

@@ -14,6 +14,7 @@ its last blocks (``model.feedback``, LS-ViT only: the other archs refuse it).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -303,6 +304,16 @@ def load_backbone_weights(
     return source, report
 
 
+@functools.cache  # (once per setting: a run checks its model config twice)
+def _warn_long_offsets(offsets: tuple[int, ...], frames: int) -> None:
+    """SMIF offsets of ``frames`` or more: clamped at the clip's ends, an edge frame, no motion."""
+    logger.warning(
+        "model.smif_offsets=%s reach past a clip's %d frames (data.frames): such an offset "
+        "differences each frame with the clip's first or last; use offsets below %d",
+        list(offsets), frames, frames,
+    )  # fmt: skip
+
+
 def check_model_config(cfg: Config) -> None:
     """The model settings that only fail when the model is built, checked up front."""
     from hpnet.cli import UserError
@@ -320,6 +331,8 @@ def check_model_config(cfg: Config) -> None:
                 f"data.size={d.size} is not a multiple of model.patch_size="
                 f"{m.patch_size}: the crops are cut into patches of that size"
             )
+        if m.smif and max(m.smif_offsets) >= d.frames:
+            _warn_long_offsets(tuple(m.smif_offsets), d.frames)
         depth = LSVIT_SIZES[m.size]["depth"]
         if m.pose and m.feedback and not -depth <= m.feedback_from < depth:
             raise UserError(

@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpnet.cli import UserError  # what a bad argument or input raises (a message to show)
+
 if TYPE_CHECKING:
     from hpnet.api import Classifier
 
-__all__ = ["load"]
+__all__ = ["UserError", "load"]
 
 
 def load(path: str | Path, **options: Any) -> Classifier:

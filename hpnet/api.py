@@ -183,9 +183,15 @@ class Classifier:
 
         check_top_k(top_k, "top_k")
         p = self.predictor
+        video = torch.as_tensor(video)  # (a numpy array too)
         frames = video[None] if video.dim() == 4 else video
         t = p.cfg.data.frames
-        if frames.dim() != 5 or frames.shape[1:3] != (t, 3) or frames.dtype != torch.uint8:
+        if (
+            frames.dim() != 5
+            or frames.shape[1:3] != (t, 3)
+            or frames.dtype != torch.uint8
+            or not len(frames)
+        ):
             raise ValueError(
                 f"video must be uint8 (T, 3, H, W) or (V, T, 3, H, W) with T = {t} "
                 f"(data.frames), got {frames.dtype} {tuple(video.shape)}"
@@ -193,8 +199,8 @@ class Classifier:
         v = frames.shape[0]
         sampled = SampledVideo(frames.cpu(), np.arange(v * t).reshape(v, t), info=None)  # type: ignore[arg-type]
         if joints is not None:
-            given = torch.as_tensor(joints, dtype=torch.float32)
-            joints = (given[None] if given.dim() == 4 else given).numpy()
+            given = torch.as_tensor(joints, dtype=torch.float32).detach().cpu()
+            joints = check_joint_values((given[None] if given.dim() == 4 else given).numpy())
             if joints.ndim != 5 or joints.shape[:2] != (v, t) or joints.shape[-2:] != (17, 3):
                 wanted = f"({t}, P, 17, 3) or " if v == 1 else ""  # one clip's: V clips' differ
                 raise ValueError(
@@ -211,6 +217,21 @@ class Classifier:
 
 
 API_NAMES = ("overlay=", "plot=")  # as check_output_names calls them in the API's messages
+
+
+def check_joint_values(joints: np.ndarray) -> np.ndarray:
+    """Refuse joints ``(..., 17, 3)`` the model would read as missing or wrong, silently:
+    NaN / inf, or pixel coordinates (x, y must be in [0, 1] of the frame: YOLO's ``xyn``)."""
+    if not np.isfinite(joints).all():
+        raise ValueError("joints hold NaN or inf: give a missing joint as 0, 0 with confidence 0")
+    seen = joints[..., 2] > 0
+    if seen.any() and (np.abs(joints[..., :2][seen] - 0.5) > 1.0).any():
+        far = float(np.abs(joints[..., :2][seen]).max())
+        raise ValueError(
+            f"joints reach {far:.4g}: x, y must be in [0, 1] of the frame (pixel coordinates "
+            "divided by the frame's width and height; Ultralytics' keypoints.xyn)"
+        )
+    return joints
 
 
 def explain_method(explain: str | None, cam: bool) -> str | None:
@@ -230,6 +251,8 @@ def _collect(videos: str | Path | Sequence[str | Path]) -> tuple[bool, list[Any]
     a list) and the video inputs it names (folders searched)."""
     from hpnet.inference import collect_videos
 
+    if isinstance(videos, bytes | bytearray):  # (iterated, they are numbers)
+        raise TypeError(f"videos must be a path (str or Path) or a list of them, got {videos!r}")
     if isinstance(videos, str | Path):
         return not Path(videos).is_dir(), collect_videos([videos])
     return False, collect_videos(list(videos))

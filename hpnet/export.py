@@ -203,6 +203,11 @@ class ExportedModel:
                     f"{self.path} takes {name} of shape {_shape_text(shape)}, "
                     f"got {tuple(tensor.shape)}"
                 )
+            if not tensor.is_floating_point():  # (uint8 frames: not normalised)
+                raise ValueError(
+                    f"{self.path} takes {name} as floats, got {tensor.dtype}"
+                    + ": normalise the frames with the training mean and std" * (name == "video")
+                )
             inputs.append(tensor.float().contiguous())
         if joints is not None and not self.meta["uses_pose"]:
             raise ValueError(f"{self.path} was exported without pose: give the video only")

@@ -19,6 +19,7 @@ The building blocks of ``python -m hpnet.predict`` and ``python -m hpnet.zerosho
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -180,6 +181,9 @@ class JointFinder:
         self._build_estimator = estimator
         self._estimator: Any = None
         self._dense_frames = dense_frames
+        # One video at a time in the pose model: Ultralytics keeps per-input-shape state, so two
+        # threads of one Classifier got each other's joints (or a shape error).
+        self._pose_lock = threading.RLock()
 
     def cached_record(self, video: VideoInput) -> VideoInput | None:
         """The video as its cache file names it, or None without one.
@@ -253,9 +257,10 @@ class JointFinder:
 
     def _pose_model(self) -> Any:
         """The pose model, built on first use (there must be one: :attr:`can_estimate`)."""
-        if self._estimator is None:
-            self._estimator = self._build_estimator()
-        return self._estimator
+        with self._pose_lock:
+            if self._estimator is None:
+                self._estimator = self._build_estimator()
+            return self._estimator
 
     def estimate(self, sampled: SampledVideo) -> np.ndarray:
         """Joints ``(V, T, P, 17, 3)`` of the sampled frames from the pose model."""
@@ -266,7 +271,8 @@ class JointFinder:
         order, first = np.unique(flat, return_index=True)
         shown = sampled.shown
         frames = shown.reshape(-1, *shown.shape[2:])[torch.from_numpy(first)]
-        joints = self._pose_model()(frames, self.persons)  # (U, P, 17, 3)
+        with self._pose_lock:
+            joints = self._pose_model()(frames, self.persons)  # (U, P, 17, 3)
         rows = np.searchsorted(order, flat)
         return joints[rows].reshape(v, t, *joints.shape[1:]).astype(np.float32)
 
@@ -279,10 +285,15 @@ class JointFinder:
 
         Raises :class:`~hpnet.data.decode.VideoDecodeError` when the video cannot be decoded.
         """
+        assert self._dense_frames is not None
+        with self._pose_lock:
+            return self._track_dense(path, sampled)
+
+    def _track_dense(self, path: Path, sampled: SampledVideo) -> np.ndarray:
+        """:meth:`track_dense`, the pose model held."""
         from hpnet.pose.store import nearest_rows
         from hpnet.pose.tracking import PersonTracker
 
-        assert self._dense_frames is not None
         model = self._pose_model()
         tracker = PersonTracker(self.persons)
         frames = self._dense_frames([path], resize=model.device.type == "cpu")
@@ -311,7 +322,8 @@ class JointFinder:
         from one piece to the next; else all missing."""
         if not self.can_estimate:
             return np.zeros((len(frames), self.persons, NUM_JOINTS, 3), np.float32)
-        detections = self._pose_model().detect(frames)
+        with self._pose_lock:
+            detections = self._pose_model().detect(frames)
         return np.stack([tracker.update(d) for d in detections]).astype(np.float32)
 
 

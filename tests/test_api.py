@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import hpnet
 from hpnet.cli import UserError
@@ -114,6 +115,19 @@ def test_predict_tensor_on_frames_in_memory(checkpoint, clips):
         clf.predict_tensor(sampled.frames[0, :3])
     with pytest.raises(ValueError, match="uint8"):
         clf.predict_tensor(sampled.frames[0].float())
+    with pytest.raises(ValueError, match=r"got torch.uint8 \(0, 4, 3, "):  # no clip at all
+        clf.predict_tensor(sampled.frames[:0])
+    as_array = clf.predict_tensor(sampled.frames[0].numpy(), torch.tensor(zeros).requires_grad_())
+    assert as_array["probs"] == got["probs"]  # a numpy video, joints that require grad
+    pixels, nans = zeros.copy(), zeros.copy()
+    pixels[..., 0, :] = (320.0, 240.0, 0.9)  # (YOLO's keypoints.xy, not .xyn: read as missing)
+    nans[..., 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"joints reach 320: x, y must be in \[0, 1\]"):
+        clf.predict_tensor(sampled.frames[0], pixels)
+    with pytest.raises(ValueError, match="joints hold NaN or inf"):
+        clf.predict_tensor(sampled.frames[0], nans)
+    with pytest.raises(TypeError, match="videos must be a path"):
+        clf.predict(str(clips / "punch.avi").encode())
 
 
 def test_without_a_joint_source_the_model_gets_missing_joints(checkpoint, clips):
@@ -168,3 +182,43 @@ def test_an_exported_file_predicts_like_its_checkpoint(checkpoint, clips, tmp_pa
     )
     with pytest.raises(UserError, match="an exported model runs on the CPU"):
         hpnet.load(on_cuda, overrides=["train.device=cuda"])  # asked for by the caller
+
+
+def test_one_pose_model_runs_one_video_at_a_time_across_threads():
+    """Two threads of one Classifier ran the Ultralytics model at once: it keeps per-shape
+    state, so they got each other's joints or a shape error. The JointFinder now holds it."""
+    import threading
+    import time
+
+    import torch
+
+    from hpnet.inference import JointFinder, SampledVideo
+
+    inside, most, built = [0], [0], []
+
+    class PoseModel:
+        def __call__(self, frames, persons):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.02)
+            inside[0] -= 1
+            return np.zeros((len(frames), persons, 17, 3), np.float32)
+
+    def build():
+        built.append(1)
+        time.sleep(0.02)
+        return PoseModel()
+
+    finder = JointFinder("", 2, estimator=build)
+    sampled = SampledVideo(
+        torch.zeros(1, 4, 3, 8, 8, dtype=torch.uint8), np.arange(4).reshape(1, 4), info=None
+    )
+    threads = [
+        threading.Thread(target=lambda: [finder.estimate(sampled) for _ in range(3)])
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1 and len(built) == 1  # (without the lock: 4 at once, built 4 times)

@@ -53,6 +53,8 @@ def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose
     video, joints = _inputs(2, pose)
     with pytest.raises(ValueError, match=r"takes video of shape \(B, 4, 3, 32, 32\), got"):
         exported(torch.randn(2, 4, 3, 40, 40), joints)
+    with pytest.raises(ValueError, match=r"takes video as floats, got torch.uint8: normalise"):
+        exported(video.to(torch.uint8), joints)  # (it ran on the raw frames)
     if pose:
         with pytest.raises(ValueError, match=r"takes joints of shape \(B, 4, 2, 17, 3\)"):
             exported(video, None)

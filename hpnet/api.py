@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from hpnet.cli import UserError, missing
-from hpnet.export import exported_format
+from hpnet.exported import exported_format
 
 
 class Classifier:
@@ -200,13 +200,14 @@ class Classifier:
         sampled = SampledVideo(frames.cpu(), np.arange(v * t).reshape(v, t), info=None)  # type: ignore[arg-type]
         if joints is not None:
             given = torch.as_tensor(joints, dtype=torch.float32).detach().cpu()
-            joints = check_joint_values((given[None] if given.dim() == 4 else given).numpy())
+            joints = (given[None] if given.dim() == 4 else given).numpy()
             if joints.ndim != 5 or joints.shape[:2] != (v, t) or joints.shape[-2:] != (17, 3):
                 wanted = f"({t}, P, 17, 3) or " if v == 1 else ""  # one clip's: V clips' differ
                 raise ValueError(
                     f"joints must be {wanted}({v}, {t}, P, 17, 3) for this video of {v} "
                     f"clip(s) of {t} frames, got {tuple(given.shape)}"
                 )
+            check_joint_values(joints)
         elif p.joints is not None:  # as predict() at pose.track=sampled
             joints, _ = p.joints.from_frames(sampled)
         probs = p.probs(sampled, joints)
@@ -327,7 +328,7 @@ def _load_exported(
     path: Path, overrides: Sequence[str], pose_cache: str | None, estimate_pose: bool
 ) -> Classifier:
     from hpnet.config import apply_overrides, config_from_dict
-    from hpnet.export import ExportedModule, load_exported
+    from hpnet.exported import ExportedModule, load_exported
     from hpnet.predictor import Predictor
 
     exported = load_exported(path)

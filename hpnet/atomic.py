@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import time
@@ -49,8 +50,24 @@ class WriteError(UserError):
 
 
 def temp_name(path: Path) -> Path:
-    """The temp file that :func:`write_atomic` uses for ``path``: ``<path>.<pid>.tmp``."""
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """The temp file that :func:`write_atomic` uses for ``path``: ``<path>.<pid>.tmp`` (the
+    name shortened by :func:`temp_stem` where it would be too long)."""
+    return path.with_name(f"{temp_stem(path)}.{os.getpid()}.tmp")
+
+
+NAME_MAX = 255  # bytes in a file name (Linux, macOS)
+
+
+def temp_stem(path: Path) -> str:
+    """``path``'s name as its temp files begin: the name, or for a name too long to take
+    ``.<pid>.tmp`` (a video named with 120 accented letters: its cache file's name fits, its
+    temp file's did not) a shorter start of it and a digest of the whole."""
+    name = path.name
+    if len(name.encode()) + 24 <= NAME_MAX:  # (room for "." + a pid of up to 19 digits + ".tmp")
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    start = name.encode()[: NAME_MAX - 24 - 13].decode(errors="ignore")
+    return f"{start}~{digest}"
 
 
 def remove_stale_temp_files(path: Path, *, keep_live_writers: bool = False) -> int:
@@ -64,8 +81,9 @@ def remove_stale_temp_files(path: Path, *, keep_live_writers: bool = False) -> i
     """
     removed = 0
     if path.parent.is_dir():
-        for leftover in path.parent.glob(f"{_glob_escape(path.name)}.*.tmp"):
-            pid = leftover.name.removeprefix(path.name + ".").removesuffix(".tmp")
+        stem = temp_stem(path)
+        for leftover in path.parent.glob(f"{_glob_escape(stem)}.*.tmp"):
+            pid = leftover.name.removeprefix(stem + ".").removesuffix(".tmp")
             if keep_live_writers and _being_written(leftover, pid):
                 continue
             with contextlib.suppress(OSError):

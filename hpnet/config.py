@@ -40,12 +40,11 @@ from hpnet.config_schema import (
     TrainConfig,
 )
 from hpnet.config_types import (
-    as_written,
     check_entry_keys,
     coerce,
     dump_yaml,
     fields_of,
-    key_type,
+    file_value,
     load_yaml,
     load_yaml_text,
     null_as_empty,
@@ -125,7 +124,7 @@ def _merge(
         if key in seen:  # (`train: {epochs: 3}` and `train.epochs: 0` in one file)
             raise UserError(f"config key '{key}' is set twice in the file: keep one")
         seen.add(key)
-        _set(cfg, key, as_written(key_type(cfg, key.split(".")), value, text), from_text=False)
+        _set(cfg, key, file_value(cfg, key, value, text), from_text=False)
 
 
 def _is_section(cfg: Config, key: str) -> bool:
@@ -279,8 +278,14 @@ def get_value(cfg: Config, key: str) -> Any:
 # ---------------------------------------------------------------------------------- public API
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides; validated."""
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    file_keys: set[str] | None = None,
+) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides; validated.
+    ``file_keys``: filled with the dotted keys the file set."""
     cfg = Config()
     if path:
         path = Path(path).expanduser()
@@ -288,7 +293,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise UserError(f"config file {missing(path)}: {path}")
         try:
             text = path.read_text(encoding="utf-8")
-            data = load_yaml(text)
+            data, texts = load_yaml(text), load_yaml_text(text)
         except yaml.YAMLError as err:
             raise UserError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
         except UnicodeDecodeError:
@@ -299,7 +304,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             logger.warning("config file %s sets nothing: every key has its default", path)
         elif not isinstance(data, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {data!r}")
-        _merge(cfg, data or {}, load_yaml_text(text))
+        _merge(cfg, data or {}, texts, file_keys)
     return apply_overrides(cfg, overrides)
 
 

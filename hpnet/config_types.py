@@ -259,10 +259,11 @@ def unknown_key(key: str, section: Any) -> UserError:
     alias = KEY_ALIASES.get(name, "")
     if alias and (not prefix or alias.startswith(prefix)):
         close = [alias]
-    else:  # (train.batch: train.batch_size; train.num_workers: data.workers, an alias elsewhere)
+    else:  # (train.batch: train.batch_size; train.model: text.model; train.num_workers: the
+        # alias of another section, data.workers, when nothing is near)
         near = difflib.get_close_matches(key, names, n=1, cutoff=0.8 if alias else 0.6)
         elsewhere = [k for k in _dotted_keys(Config()) if k.rsplit(".", 1)[-1] == name]
-        close = list(dict.fromkeys([*near, *elsewhere] if near or not alias else [alias]))
+        close = list(dict.fromkeys([*near, *elsewhere])) or ([alias] if alias else [])
     hint = " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)" if close else ""
     return UserError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(names)}")
 
@@ -326,13 +327,45 @@ def check_entry_keys(name: str, keys: dict[str, Any], allowed: list[str]) -> Non
     """Refuse a key of data.joint entry ``name`` that is not one of the data keys an entry sets
     (``allowed``), named as the user wrote it (``data.joint.<name>.<key>``)."""
     for key in keys:
-        if key not in allowed:
+        if str(key).split(".")[0] not in allowed:  # (a dotted key: augment.randaug_n)
             near = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean 'data.joint.{name}.{near[0]}'?)" if near else ""
             raise UserError(
                 f"unknown config key 'data.joint.{name}.{key}'{hint}; an entry sets name, "
                 f"pose_cache_dir and {', '.join(allowed)}"
             )
+
+
+def entry_as_written(entry: Any, texts: Any, section: Any) -> Any:
+    """A config file's ``data.joint`` entry (or a mapping in one: ``augment:``) with each key
+    that takes text as written (:func:`as_written`; ``section``: the data section or its
+    part the mapping sets)."""
+    if not isinstance(entry, dict) or not isinstance(texts, dict) or section is None:
+        return entry
+    out = {}
+    for key, value in entry.items():
+        parts, text = str(key).split("."), texts.get(str(key))
+        if isinstance(value, dict):
+            node = section
+            for part in parts:
+                node = getattr(node, part, None) if dataclasses.is_dataclass(node) else None
+            out[key] = entry_as_written(value, text, node)
+        else:
+            tp = str if key in ("name", "pose_cache_dir") else key_type(section, parts)
+            out[key] = as_written(tp, value, text)
+    return out
+
+
+def file_value(cfg: Any, key: str, value: Any, text: Any) -> Any:
+    """A file's ``value`` for ``key`` with the text written where the key takes text
+    (``text``: the same as written), ``data.joint`` entries' keys too."""
+    parts = key.split(".")
+    if key == "data.joint" and isinstance(value, list) and isinstance(text, list):
+        return [entry_as_written(e, t, cfg.data) for e, t in zip(value, text, strict=False)]
+    if parts[:2] == ["data", "joint"] and len(parts) > 3:  # data.joint.<name>.<key>: ...
+        entry = {".".join(parts[3:]): value}
+        return entry_as_written(entry, {".".join(parts[3:]): text}, cfg.data).popitem()[1]
+    return as_written(key_type(cfg, parts), value, text)
 
 
 def set_joint_entry(

@@ -15,7 +15,7 @@ from hpnet.checkpoint import OUT_DIR_OPTION
 from hpnet.cli import UserError, counted
 from hpnet.config import Config
 from hpnet.distributed import DistInfo, all_reduce_sum
-from hpnet.evaluate import run_dataset_tests
+from hpnet.eval_report import run_dataset_tests
 from hpnet.runtime import RunDataset
 
 
@@ -51,7 +51,7 @@ def evaluate_epoch(record: dict[str, Any], tests: tuple) -> float | None:
     of an epoch, on all processes; on the main one add ``test_top1`` / ``val_top1`` to
     ``record`` and return the top-1 that picks best.pt: the first dataset's validation top-1,
     else its test top-1 (None on the other processes). ``tests`` = (model, datasets, transform,
-    device, amp_dtype, dist), as :func:`~hpnet.evaluate.run_dataset_tests` takes them."""
+    device, amp_dtype, dist), as :func:`~hpnet.eval_report.run_dataset_tests` takes them."""
     datasets, dist = tests[1], tests[-1]
     reports = run_dataset_tests(*tests, crops=1)
     vals = run_dataset_tests(*tests, crops=1, split="val")

@@ -22,7 +22,6 @@ import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +29,24 @@ import torch
 from torch import nn
 
 from hpnet.atomic import make_file_folder, temp_name, write_atomic, write_errors_reported
-from hpnet.cli import CommandParser, UserError, missing, quiet_logger, run_cli
+from hpnet.cli import CommandParser, UserError, quiet_logger, run_cli
 from hpnet.config import Config, config_to_dict
 from hpnet.config_cli import OneConfig, add_help_config
+from hpnet.exported import (  # (load_exported: also hpnet.export's, as the README has it)
+    FORMATS,
+    META_NAME,
+    ExportedModel,
+    ExportedModule,
+    exported_format,
+    input_shapes,
+    load_exported,
+    shape_text,
+)
 
-META_NAME = "hpnet.json"  # the metadata's name in both formats
-FORMATS = {".pt2": "torch.export", ".onnx": "onnx"}
-
-
-def exported_format(path: str | Path) -> str | None:
-    """``torch.export`` or ``onnx`` for a file named as an exported model (any case:
-    ``model.PT2`` too), None for anything else (a checkpoint)."""
-    return FORMATS.get(Path(path).suffix.lower())
+__all__ = [
+    "FORMATS", "META_NAME", "ExportedModel", "ExportedModule", "LogitsModel", "example_inputs",
+    "export_metadata", "export_model", "exported_format", "input_shapes", "load_exported", "main",
+]  # fmt: skip
 
 
 class LogitsModel(nn.Module):
@@ -73,14 +78,6 @@ def export_metadata(model: nn.Module, cfg: Config) -> dict[str, Any]:
         "inputs": ["video", "joints"] if uses_pose else ["video"],
         "config": config_to_dict(cfg),
     }
-
-
-def input_shapes(meta: dict[str, Any]) -> dict[str, tuple]:
-    """Input name -> shape of an exported model, ``"B"`` for the dynamic batch dimension."""
-    shapes: dict[str, tuple] = {"video": ("B", meta["frames"], 3, meta["size"], meta["size"])}
-    if meta["uses_pose"]:
-        shapes["joints"] = ("B", meta["frames"], meta["persons"], 17, 3)
-    return shapes
 
 
 def example_inputs(meta: dict[str, Any], batch: int = 2) -> tuple[torch.Tensor, ...]:
@@ -175,138 +172,6 @@ def _export_onnx(
 # ------------------------------------------------------------------------------------ loading
 
 
-@dataclass
-class ExportedModel:
-    """An exported file, ready to run: ``logits = exported(video, joints)``."""
-
-    path: Path
-    meta: dict[str, Any]
-    run: Any  # (inputs as tensors) -> logits tensor
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.meta["labels"])
-
-    def __call__(self, video: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
-        """video ``(B, T, 3, S, S)`` float, joints ``(B, T, P, 17, 3)`` (pose models) -> logits
-        ``(B, C)``. Raises ValueError naming the expected shape for a wrong input."""
-        given = {"video": video, "joints": joints}
-        inputs = []
-        for name, shape in input_shapes(self.meta).items():
-            tensor = given[name]
-            if tensor is None:
-                raise ValueError(f"{self.path} takes {name} of shape {_shape_text(shape)}")
-            ok = tensor.dim() == len(shape) and tensor.shape[0] >= 1
-            ok = ok and all(a == b for a, b in zip(tensor.shape[1:], shape[1:], strict=True))
-            if not ok:
-                raise ValueError(
-                    f"{self.path} takes {name} of shape {_shape_text(shape)}, "
-                    f"got {tuple(tensor.shape)}"
-                )
-            if not tensor.is_floating_point():  # (uint8 frames: not normalised)
-                raise ValueError(
-                    f"{self.path} takes {name} as floats, got {tensor.dtype}"
-                    + ": normalise the frames with the training mean and std" * (name == "video")
-                )
-            inputs.append(tensor.float().contiguous())
-        if joints is not None and not self.meta["uses_pose"]:
-            raise ValueError(f"{self.path} was exported without pose: give the video only")
-        with torch.no_grad():
-            return self.run(*inputs)
-
-
-class ExportedModule(nn.Module):
-    """An exported file as a model :class:`~hpnet.predictor.Predictor` can drive (on the CPU):
-    ``forward(video, joints) -> {"logits": (B, C)}``, ``class_names`` its labels."""
-
-    def __init__(self, exported: ExportedModel) -> None:
-        super().__init__()
-        self.exported = exported
-        self.class_names = exported.labels
-
-    def forward(
-        self, video: torch.Tensor, joints: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        uses_pose = self.exported.meta["uses_pose"]
-        return {"logits": self.exported(video, joints if uses_pose else None)}
-
-
-def _shape_text(shape: tuple) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"
-
-
-def load_exported(path: str | Path) -> ExportedModel:
-    """Open a ``.pt2`` or ``.onnx`` file written by :func:`export_model` (ONNX runs with ONNX
-    Runtime on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"exported model {missing(path)}: {path}")
-    kind = exported_format(path)
-    if kind == "torch.export":
-        extra = {META_NAME: ""}
-        program = _load_pt2(path, extra)
-        if not extra[META_NAME]:
-            raise UserError(f"{path} holds no {META_NAME}: was it written by hpnet.export?")
-        return ExportedModel(path, json.loads(extra[META_NAME]), program.module())
-    if kind == "onnx":
-        return _load_onnx(path)
-    raise UserError(f"{path}: an exported model is a .pt2 or .onnx file")
-
-
-def _unloadable(path: Path, reason: str) -> UserError:
-    return UserError(
-        f"cannot load exported model {path}: {reason} (was it written by python -m hpnet.export?)"
-    )
-
-
-def _load_pt2(path: Path, extra_files: dict[str, str]) -> Any:
-    """``torch.export.load``; a file that is no torch.export archive is a :class:`UserError`
-    (told before loading: torch logs a traceback when it falls back to its older format)."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        raise _unloadable(path, "empty, truncated or not a torch.export archive")
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    if not any(n.endswith("/archive_format") for n in names) and any(
-        n.endswith("/data.pkl") for n in names
-    ):
-        reason = "a torch.save checkpoint (a renamed last.pt?), not a torch.export archive"
-        raise _unloadable(path, reason)
-    try:
-        return torch.export.load(str(path), extra_files=extra_files)
-    except Exception as err:  # torch raises many types for archives it cannot read
-        from hpnet.cli import error_reason
-
-        raise _unloadable(path, error_reason(err)) from err
-
-
-def _load_onnx(path: Path) -> ExportedModel:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError(f"running {path} needs ONNX Runtime: pip install 'hpnet[onnx]'") from None
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as err:  # InvalidProtobuf, InvalidArgument, ...: "... failed:<reason>"
-        detail = str(err).rpartition("failed:")[2].strip().rstrip(".") or type(err).__name__
-        raise _unloadable(path, f"not a valid ONNX model ({detail})") from err
-    props = session.get_modelmeta().custom_metadata_map
-    if META_NAME not in props:
-        raise UserError(f"{path} holds no {META_NAME}: was it written by hpnet.export?")
-    meta = json.loads(props[META_NAME])
-    names = [i.name for i in session.get_inputs()]
-
-    def run(*inputs: torch.Tensor) -> torch.Tensor:
-        feed = {n: t.cpu().numpy() for n, t in zip(names, inputs, strict=True)}
-        return torch.from_numpy(session.run(["logits"], feed)[0])
-
-    return ExportedModel(path, meta, run)
-
-
-# ------------------------------------------------------------------------------------ command
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="python -m hpnet.export", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a checkpoint of hpnet.train")
@@ -336,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = read_labels(args.labels, None)  # (the checks of predict --labels)
     model = model_from_checkpoint(ckpt, cfg, labels, source=args.checkpoint)
     meta = export_model(model, cfg, args.out)
-    inputs = " and ".join(f"{n} {_shape_text(s)}" for n, s in input_shapes(meta).items())
+    inputs = " and ".join(f"{n} {shape_text(s)}" for n, s in input_shapes(meta).items())
     print(f"wrote {args.out}: {inputs} -> logits (B, {len(meta['labels'])})")
     return 0
 

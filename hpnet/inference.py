@@ -189,7 +189,8 @@ class JointFinder:
         """The video as its cache file names it, or None without one.
 
         Tried: ``<cache_dir>/<rel>.npz`` and the video's path with its parent folders, the
-        most folders first (..., ``golf/clip.avi``, ``clip.avi``), so a file given on its own
+        most folders first (..., ``golf/clip.avi``, ``clip.avi``; a symbolic link's own path,
+        then its target's, as a dataset may list either), so a file given on its own
         finds the entry a dataset-wide cache run wrote for it, and the most specific one.
         A file made from another video (its recorded size, and mtime or digest, differ:
         :func:`~hpnet.pose.store.same_video_file`) is passed over, with a warning when no
@@ -199,8 +200,9 @@ class JointFinder:
 
         if self.cache is None:
             return None
-        parts = video.path.resolve().parts
-        tails = dict.fromkeys([video.rel] + ["/".join(parts[-n:]) for n in range(1, len(parts))])
+        tails = dict.fromkeys([video.rel])
+        for parts in (video.path.absolute().parts, video.path.resolve().parts):  # (a link: both)
+            tails.update(dict.fromkeys("/".join(parts[-n:]) for n in range(1, len(parts))))
         passed_over = []
         for rel in sorted(tails, key=lambda tail: -tail.count("/")):  # (stable)
             candidate = VideoInput(video.path, rel)

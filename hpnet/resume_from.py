@@ -36,9 +36,8 @@ def resume_path(cfg: Config, out: Path) -> Path | None:
         )
     if is_own_checkpoint(out, path):
         return path
-    if _continues(out, path):  # (the same command again, or --config OUT/config.yaml)
-        print(f"train.out_dir={out} continues {r} already: resuming its own last.pt")
-        return out / "last.pt"
+    if _continues(out, path):  # (the same command again, or --config OUT/config.yaml; the
+        return out / "last.pt"  # main process then prints "resumed from OUT/last.pt ...")
     other = [name for name in RUN_FILES if (out / name).is_file()]
     if other:  # its last.pt, config and metrics would be overwritten by another run's
         raise UserError(

@@ -8,9 +8,11 @@ one :class:`RunDataset` per dataset either way.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -25,6 +27,13 @@ from hpnet.engine import LossConfig
 from hpnet.models.lsvit import LSViT
 
 logger = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (a run's start: model init)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:

@@ -106,14 +106,12 @@ def read_report(folder: Path) -> dict[str, Any] | None:
 
 def check_protocol(folder: Path, cfg: Config, folder_option: str) -> None:
     """Refuse to reuse ``<folder>/eval.json`` when it scored another protocol than ``cfg``, a
-    split's config (:func:`hpnet.evaluate.protocol`: another dataset, split, clip shape or
+    split's config (:func:`hpnet.eval_report.protocol`: another dataset, split, clip shape or
     views x crops), rather than average it into this run's summary. No report, or one from
     before the protocol was recorded: nothing to refuse."""
-    from hpnet.evaluate import protocol
+    from hpnet.eval_report import protocol
 
-    report = read_report(folder) or {}
-    _refuse_cut_test(folder, report, cfg, folder_option)
-    then = report.get("protocol")
+    then = (read_report(folder) or {}).get("protocol")
     if not isinstance(then, dict):
         return
     changed = [(k, then[k], v) for k, v in protocol(cfg).items() if k in then and then[k] != v]
@@ -132,32 +130,27 @@ def check_protocol(folder: Path, cfg: Config, folder_option: str) -> None:
         )
 
 
-def _refuse_cut_test(folder: Path, report: dict[str, Any], cfg: Config, folder_option: str) -> None:
-    """Refuse a report whose test ``train.max_steps`` cut short (``hpnet.evaluate ...
-    train.max_steps=1`` next to a split's checkpoint) unless this run caps its tests alike."""
-    cut = report.get("max_steps")
-    if cut is None or cut == cfg.train.max_steps:
-        return
-    scored = int(report.get("num_videos", 0)) + int(report.get("skipped", 0))
-    raise UserError(
-        f"{folder / REPORT} scored {scored} of the split's {report.get('test_videos')} test "
-        f"videos (train.max_steps={cut} cut its test), not all: score it again (python -m "
-        f"hpnet.evaluate --checkpoint {folder / 'last.pt'}), or choose another {folder_option} "
-        f"or delete {folder}"
-    )
+def cut_short(report: dict[str, Any], max_steps: int) -> bool:
+    """Whether ``report``'s test scored part of its videos only: ``train.max_steps`` cut it
+    (``hpnet.evaluate ... train.max_steps=1`` next to a split's checkpoint) where a run capped
+    at ``max_steps`` would not have been cut alike. Such a score is redone, not reused."""
+    return report.get("max_steps") not in (None, max_steps)
 
 
-def training_finished(folder: Path, epochs: int) -> bool:
+def training_finished(folder: Path, epochs: int, max_steps: int = 0) -> bool:
     """True when a training run in ``folder`` completed ``epochs`` epochs and its final test.
 
     The signs (written in this order by ``hpnet.train``): ``eval.json`` of its ``last.pt``,
     and in ``metrics.jsonl`` the record of epoch ``epochs`` (or later) followed by the ``test``
     record. A run killed before it wrote them, or one given more epochs since, is not finished;
     nor is one whose ``eval.json`` ``hpnet.evaluate`` replaced with a score of another
-    checkpoint (``best.pt``): resuming it redoes the final test of ``last.pt``.
+    checkpoint (``best.pt``) or of part of the test videos (:func:`cut_short`, a run capped at
+    ``max_steps`` aside): resuming it redoes the final test of ``last.pt``.
     """
     report = read_report(folder)
     if report is None or Path(str(report.get("checkpoint", "last.pt"))).name != "last.pt":
+        return False
+    if cut_short(report, max_steps):
         return False
     try:
         lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()

@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import random
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from hpnet.atomic import copy_atomic
@@ -46,7 +45,7 @@ from hpnet.epoch_report import (
     reduce_epoch_stats,
 )
 from hpnet.epoch_run import EpochRun, run_epoch
-from hpnet.evaluate import run_dataset_tests, summary_line, write_run_report
+from hpnet.eval_report import run_dataset_tests, summary_line, write_run_report
 from hpnet.models.backbones import warn_unread_model_keys
 from hpnet.models.freeze import set_backbone_frozen, warn_frozen_random_encoder
 from hpnet.models.hpnet import build_model, check_model_config
@@ -70,6 +69,7 @@ from hpnet.runtime import (
     build_transform,
     check_videos,
     label_sets,
+    seed_everything,
     training_net,
 )
 from hpnet.splits import (
@@ -84,12 +84,6 @@ from hpnet.splits import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder, split_cfg = split_folder(base, split), with_split(cfg, split)
             check_protocol(folder, split_cfg, OUT_DIR_OPTION)
             check_run_config(folder, split_cfg)
-        left = [s for s in splits if not training_finished(split_folder(base, s), cfg.train.epochs)]
+        done = partial(training_finished, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps)
+        left = [s for s in splits if not done(split_folder(base, s))]
         check_split_lists(cfg, left)  # (a finished split's run is read back, not its lists)
 
         def run_split(split: int, folder: Path) -> None:
@@ -130,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             splits,
             base,
             cfg.data.dataset,
-            finished=lambda folder: training_finished(folder, cfg.train.epochs),
+            finished=done,
             run=run_split,
             dist=dist,
             folder_option=OUT_DIR_OPTION,

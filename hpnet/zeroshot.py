@@ -42,11 +42,10 @@ from typing import Any
 from hpnet.atomic import make_folder
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config, overrides_key
-from hpnet.config_types import load_yaml
-from hpnet.evaluate import score_every_video, summary_line
-from hpnet.predict import add_video_arguments, emit, split_inputs
+from hpnet.eval_report import score_every_video, summary_line
 from hpnet.predictor import Predictor, predict_videos
 from hpnet.text.prompts import get_templates, read_labels
+from hpnet.video_cli import add_video_arguments, emit, split_inputs
 
 OUT = {"what": "output folder", "folder_option": "--out DIR"}  # make_folder's words for --out
 
@@ -87,23 +86,14 @@ def zero_shot_config(args: argparse.Namespace, overrides: Sequence[str]) -> Conf
         flags.append(f"data.dataset={args.dataset}")
     if args.split is not None:
         flags.append(f"data.split={args.split}")
-    cfg = load_config(args.config, [*flags, *overrides])
-    if args.templates or not _templates_set(args.config, overrides):
+    file_keys: set[str] = set()  # (the file is read once: --config <(...) is a pipe)
+    cfg = load_config(args.config, [*flags, *overrides], file_keys=file_keys)
+    if args.templates or not (
+        "text.templates" in file_keys or overrides_key(overrides, "text.templates")
+    ):
         cfg.text.templates = chosen_templates(args.templates)
     score_every_video(cfg, overrides)
     return cfg
-
-
-def _templates_set(config: str | None, overrides: Sequence[str]) -> bool:
-    """Whether the config file or an override gives ``text.templates`` (then they are used)."""
-    if overrides_key(overrides, "text.templates"):
-        return True
-    if not config:
-        return False
-    text = Path(config).read_text(encoding="utf-8")  # load_config checked the file
-    data = load_yaml(text) or {}
-    nested = isinstance(data.get("text"), dict) and "templates" in data["text"]
-    return nested or "text.templates" in data  # (a dotted key at the top level is read too)
 
 
 def chosen_templates(given: list[str] | None) -> list[str]:
@@ -185,7 +175,7 @@ def score_dataset(
     from hpnet.data.datasets import build_datasets
     from hpnet.devices import pick_device
     from hpnet.distributed import distributed_session
-    from hpnet.evaluate import protocol, run_test, write_report
+    from hpnet.eval_report import protocol, run_test, write_report
 
     cfg = clip_eval_config(cfg)
     _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
@@ -343,10 +333,10 @@ def _scored(folder: Path, cfg: Config, weights: Callable[[], dict[str, Any]]) ->
     templates and of the same protocol as ``cfg`` (a split's config: dataset, split, views, ...);
     one of other settings is refused rather than averaged with this run's. (Reports from before
     the weights' identity was recorded tell only whether their weights were random.)"""
-    from hpnet.splits import check_protocol, read_report
+    from hpnet.splits import check_protocol, cut_short, read_report
 
     report = read_report(folder)
-    if report is None:
+    if report is None or cut_short(report, cfg.train.max_steps):  # (part of the videos: redone)
         return False
     check_protocol(folder, clip_eval_config(cfg), "--out DIR")
     text = cfg.text

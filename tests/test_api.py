@@ -126,6 +126,13 @@ def test_predict_tensor_on_frames_in_memory(checkpoint, clips):
         clf.predict_tensor(sampled.frames[0], pixels)
     with pytest.raises(ValueError, match="joints hold NaN or inf"):
         clf.predict_tensor(sampled.frames[0], nans)
+    near, unseen = zeros.copy(), zeros.copy()
+    near[..., 0, :] = (1.3, -0.2, 0.9)  # (YOLO's keypoints just outside the frame: kept)
+    unseen[..., 0, :] = (500.0, 500.0, 0.0)  # (confidence 0: a missing joint, any x, y)
+    for fine in (near, unseen):
+        clf.predict_tensor(sampled.frames[0], fine)
+    with pytest.raises(ValueError, match=r"joints must be \(4, P, 17, 3\)"):  # (not IndexError)
+        clf.predict_tensor(sampled.frames[0], zeros[..., :2])
     with pytest.raises(TypeError, match="videos must be a path"):
         clf.predict(str(clips / "punch.avi").encode())
 
@@ -222,3 +229,8 @@ def test_one_pose_model_runs_one_video_at_a_time_across_threads():
     for thread in threads:
         thread.join()
     assert most[0] == 1 and len(built) == 1  # (without the lock: 4 at once, built 4 times)
+
+
+def test_hpnet_user_error_is_what_a_bad_argument_raises(checkpoint):
+    with pytest.raises(hpnet.UserError, match="top_k"):
+        hpnet.load(checkpoint, **NO_POSE).predict("x.mp4", top_k=0)

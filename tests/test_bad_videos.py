@@ -365,7 +365,7 @@ if __name__ == "__main__":  # the end-to-end part, in a subprocess: ROOT RUN_DIR
 def test_a_test_split_where_every_video_fails_is_a_one_line_error() -> None:
     """Not a torch.cat traceback at the end of training: the count, and how to find them."""
     from hpnet.distributed import DistInfo
-    from hpnet.evaluate import run_test
+    from hpnet.eval_report import run_test
 
     class Failing(torch.utils.data.Dataset):
         classes = ("a", "b")

@@ -69,6 +69,7 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("train.learning_rate=3", "did you mean 'train.lr'?"),  # (nearest: train.clip_grad)
         ("train.backbone=3", "did you mean 'train.backbone_lr'?"),  # (an alias of another section)
         ("train.num_workers=2", "did you mean 'data.workers'?"),  # (nothing near in train)
+        ("train.model=x", "did you mean 'text.model'?"),  # (not pose.model's alias pose.weights)
         ("train.num_frames=8", "did you mean 'data.frames'?"),
         ("model.learning_rate=1e-3", "did you mean 'train.lr'?"),
         ("train.randaug_n=3", "or 'data.augment.randaug_n'?"),  # (not train.repeat_aug alone)
@@ -86,6 +87,7 @@ def test_int_accepted_for_float_and_str_keeps_digits():
         ("model.pose=maybe", "true or false"),
         ("data=3", "is a section"),
         ("train.lr=inf", "got inf; it must be a finite number"),
+        ("text.templates=null", "'text.templates' got []; it must be a non-empty list"),
         ("train.lr=nan", "got nan; it must be a finite number"),
         ("data.augment.std=[.5,.5,inf]", "it must be a finite number"),
         ("model.temporal_width=0", "a multiple of 64, at least 64"),
@@ -362,8 +364,24 @@ def test_a_key_that_takes_text_keeps_the_text_of_the_file(tmp_path):
     assert cfg.train.resume == "1.50" and cfg.model.pretrained == "2024-01-01"
     assert cfg.data.root == "off"
     assert cfg.data.synthetic.actions[:3] == ["wave", "010", "off"]
+    joint = "  joint:\n    - {name: a, root: 010, augment: {randaug_n: 2}, augment.randaug_m: 3}\n"
+    path.write_text("data:\n" + joint + "    - {name: b, root: 1.50}\n")  # entries too
+    entries = load_config(path).data.joint
+    assert [e["root"] for e in entries] == ["010", "1.50"]
+    assert entries[0]["augment"] == {"randaug_n": 2} and entries[0]["augment.randaug_m"] == 3
+    both = joint.replace("root: 010", "root: x") + "    - {name: b}\n"
+    path.write_text("data:\n" + both + "data.joint.a.root: 010\n")
+    assert load_config(path).data.joint[0]["root"] == "010"
+    path.write_text("train:\n  <<: {out_dir: 010}\n")  # (a merge key: its text as written too)
+    assert load_config(path).train.out_dir == "010"
+    path.write_text('"yes": 1\nyes: 2\n')  # (two keys to YAML, one as written: no traceback)
+    with pytest.raises(UserError, match="not valid YAML: 'yes' is given twice"):
+        load_config(path)
     path.write_text("data:\n  balance: no\n")  # a choice: the word is not one, say why
     with pytest.raises(UserError, match=r"got False; .*YAML reads an unquoted yes/no/on/off"):
+        load_config(path)
+    path.write_text("data:\n  frames: 2024-01-01\n")
+    with pytest.raises(UserError, match=r"YAML reads a date as a date: quote it"):
         load_config(path)
 
 

@@ -275,6 +275,14 @@ def test_the_report_names_videos_without_a_pose_cache_file(tmp_path, capsys):
     assert "pose cache  complete: a file for each of the 4 train/test videos" in (
         capsys.readouterr().out
     )
+    # a video the cache command could not decode: no file, skipped (it said "complete" of all)
+    (tmp_path / "pc" / "walk" / "b.mp4.npz").unlink()
+    failure = {"rel": "walk/b.mp4", "error": "no frames"}
+    (tmp_path / "pc" / "failures.json").write_text(json.dumps({"failures": [failure]}))
+    assert main(args) == 0
+    assert "a file for each of the 3 train/test videos but 1 it could not decode (walk/b.mp4" in (
+        capsys.readouterr().out
+    )
 
 
 def test_classes_the_text_head_refuses_are_a_problem(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """The package's import graph: no module imports one that imports it back (at any depth, also
-through imports inside functions), and ultralytics stays behind hpnet/pose/estimator.py."""
+through imports inside functions), commands are imported by none, the lower packages (data, models,
+fusion, pose, text) import no run code, and ultralytics stays behind hpnet/pose/estimator.py."""
 
 from __future__ import annotations
 
@@ -87,3 +88,37 @@ def test_imports_are_absolute():
         if isinstance(node, ast.ImportFrom) and node.level
     ]
     assert relative == []
+
+
+# The commands: the top of the house, imported by no module (a shared part lives elsewhere:
+# eval_report.py, exported.py, video_cli.py, runtime.seed_everything).
+COMMANDS = {
+    "hpnet.train", "hpnet.evaluate", "hpnet.predict", "hpnet.zeroshot", "hpnet.export",
+    "hpnet.pretrain.run", "hpnet.data.__main__", "hpnet.pose.cache",
+}  # fmt: skip
+LOWER = ("hpnet.data", "hpnet.models", "hpnet.fusion", "hpnet.pose", "hpnet.text")
+# what the lower packages may use beside each other: settings, errors, files, devices
+BASE = {
+    "hpnet.atomic", "hpnet.checkpoint", "hpnet.cli", "hpnet.config", "hpnet.config_cli",
+    "hpnet.config_limits", "hpnet.config_schema", "hpnet.config_types", "hpnet.devices",
+    "hpnet.host_copy", "hpnet.run_lock",
+}  # fmt: skip
+
+
+def test_no_module_imports_a_command():
+    ours, _ = _graph()
+    assert set(ours) >= COMMANDS  # (each still there under its name)
+    found = {m: sorted(t & COMMANDS) for m, t in ours.items() if t & COMMANDS}
+    assert found == {"hpnet.pretrain.__main__": ["hpnet.pretrain.run"]}  # (python -m itself)
+
+
+def test_the_lower_packages_import_no_run_code():
+    """data, models, fusion, pose and text: a clip from file to logits, with no training loop,
+    run folder or command under them."""
+    ours, _ = _graph()
+    found = {
+        m: sorted(t - BASE)
+        for m, t in ours.items()
+        if m.startswith(LOWER) and t - BASE - {x for x in t if x.startswith(LOWER)}
+    }
+    assert found == {}

@@ -116,6 +116,10 @@ def test_an_unknown_key_of_an_entry_is_named_as_written():
     assert said.startswith("unknown config key 'data.joint.sports.wrokers' (did you mean ")
     assert "'data.joint.sports.workers'?" in said
     assert "frames" not in said and ", joint" not in said and "synthetic" in said
+    quoted = ["data.joint.sports.root='/a b'", "data.joint.sports.augment.randaug_n=2"]
+    entries = dataset_configs(load_config(REPO / "configs" / "joint_demo.yaml", quoted))
+    assert entries[1][1].data.root == "/a b"  # (quotes dropped; a dotted key of an entry: fine)
+    assert entries[1][1].data.augment.randaug_n == 2
 
 
 def test_a_top_level_key_every_entry_sets_is_warned_of(caplog):
@@ -406,7 +410,7 @@ def test_a_validation_split_per_dataset(joint_args, tmp_path):
     """data.val_fraction in one entry: that dataset alone gets a validation set; its scores go
     to metrics (val_top1_<name>) and eval.json (datasets.<name>.val), none at the top level."""
     from hpnet.epoch_report import add_top1
-    from hpnet.evaluate import write_run_report
+    from hpnet.eval_report import write_run_report
     from hpnet.metrics import classification_report
 
     cfg = _cfg(joint_args, "data.joint.sports.val_fraction=0.25")

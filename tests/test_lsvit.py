@@ -55,16 +55,26 @@ def test_frame_differences_edges_and_direction():
 
 
 def test_smif_offsets_past_the_clip_are_warned_of_once(caplog):
-    """``model.smif_offsets=[20]`` on 8 frames compared each frame with the clip's edge."""
+    """``model.smif_offsets=[20]`` on 8 frames compared each frame with the clip's edge; so
+    does 7 (clamped at the last frame from the first on: the same maps as 8)."""
     from hpnet.config import load_config
     from hpnet.models.backbones import check_model_config
+    from hpnet.models.motion import frame_differences
 
+    clip = torch.randn(1, 8, 3, 4, 4)
+    assert torch.equal(frame_differences(clip, [7]), frame_differences(clip, [8]))
+    assert not torch.equal(frame_differences(clip, [6]), frame_differences(clip, [7]))
     with caplog.at_level("WARNING", logger="hpnet.models.backbones"):
-        check_model_config(load_config(None, ["data.frames=8", "model.smif_offsets=[1,2]"]))
+        for ok in ("[1,2]", "[6]"):
+            check_model_config(load_config(None, ["data.frames=8", f"model.smif_offsets={ok}"]))
+        check_model_config(
+            load_config(None, ["data.frames=8", "model.smif=false", "model.smif_offsets=[9]"])
+        )
         assert not caplog.records
         for _ in range(2):
-            check_model_config(load_config(None, ["data.frames=8", "model.smif_offsets=[1,9]"]))
-    assert len(caplog.records) == 1 and "smif_offsets=[1, 9] reach past" in caplog.text
+            check_model_config(load_config(None, ["data.frames=8", "model.smif_offsets=[1,7]"]))
+    assert len(caplog.records) == 1 and "smif_offsets=[1, 7] reach the ends" in caplog.text
+    assert "use offsets below 7" in caplog.text
 
 
 def test_smif_shape_and_zero_init():

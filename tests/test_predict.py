@@ -16,8 +16,9 @@ import torch
 
 from hpnet.cli import UserError
 from hpnet.inference import JointFinder, SampledVideo, VideoInput, collect_videos, read_sampled
-from hpnet.predict import main, split_inputs
+from hpnet.predict import main
 from hpnet.text.prompts import read_labels
+from hpnet.video_cli import split_inputs
 
 # The keys README.md documents for `--json` (document, per video, per failed video).
 DOCUMENT_KEYS = {"checkpoint", "labels", "top_k", "frames", "views", "crops", "videos", "failed"}
@@ -279,6 +280,24 @@ def test_the_most_specific_cache_file_of_this_very_video_is_used(tmp_path, caplo
     assert finder.cached_record(VideoInput(video, "run.mp4")) is None
     assert "b/run.mp4.npz was made from another video than" in caplog.text
     assert "its joints count as missing" in caplog.text
+
+
+def test_a_linked_video_finds_the_cache_file_of_its_own_name(tmp_path):
+    """A dataset's ``cooking/drink.avi``, a link to ``clips/orig.avi``, given alone: its cache
+    file (named as the dataset lists it) was looked for under the target's name only."""
+    from hpnet.pose.store import save_joints, video_facts
+
+    target = tmp_path / "clips" / "orig.avi"
+    target.parent.mkdir()
+    target.write_bytes(b"x" * 1000)
+    link = tmp_path / "ds" / "cooking" / "drink.avi"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    cache = tmp_path / "cache"
+    save_joints(cache / "cooking/drink.avi.npz", np.zeros((1, 1, 17, 3), np.float32),
+                np.arange(1), video_facts(link))  # fmt: skip
+    found = JointFinder(cache, persons=2).cached_record(VideoInput(link, "drink.avi"))
+    assert found is not None and found.rel == "cooking/drink.avi"
 
 
 def test_joint_finder_lays_estimated_joints_out_per_sampled_frame():

@@ -93,7 +93,7 @@ def test_tied_scores_rank_in_label_order_as_predict_ranks_them():
 def test_processes_results_are_merged_in_the_datasets_order(monkeypatch):
     """Rank r scores videos r, r + 2, ...: rank 0 puts the gathered rows back in dataset order
     (what per-video output needs; the metrics do not depend on it)."""
-    from hpnet import evaluate as evaluate_module
+    from hpnet import eval_report as evaluate_module
     from hpnet.config import load_config
     from hpnet.distributed import DistInfo
 
@@ -109,7 +109,7 @@ def test_processes_results_are_merged_in_the_datasets_order(monkeypatch):
 
     def report(probs, labels, classes):
         seen["labels"], seen["probs"] = labels.tolist(), probs.argmax(1).tolist()
-        return {}
+        return {"num_videos": len(labels)}
 
     monkeypatch.setattr(evaluate_module, "classification_report", report)
     cfg = load_config(None, ["data.workers=0"])
@@ -123,7 +123,7 @@ def test_processes_results_are_merged_in_the_datasets_order(monkeypatch):
 def test_non_finite_scores_stop_every_process_alike(monkeypatch, rank):
     """A video whose class scores are NaN (an overflowed model) is no prediction of class 0:
     every process stops with the same one-line error (not rank 0 alone, leaving others waiting)."""
-    from hpnet import evaluate as evaluate_module
+    from hpnet import eval_report as evaluate_module
     from hpnet.cli import UserError
     from hpnet.config import load_config
     from hpnet.distributed import DistInfo

@@ -224,7 +224,9 @@ def test_a_finished_split_is_read_back_without_its_lists(tmp_path, monkeypatch):
         checked.append(list(splits))
         raise Checked
 
-    monkeypatch.setattr(hpnet.train, "training_finished", lambda folder, _: folder.name == "split3")
+    monkeypatch.setattr(
+        hpnet.train, "training_finished", lambda folder, **_: folder.name == "split3"
+    )
     monkeypatch.setattr(hpnet.train, "check_split_lists", record)
     args = ["data.dataset=ucf101", f"data.root={tmp_path}", "pose.source=none",
             "model.pose=false", "model.text=false", f"train.out_dir={tmp_path}/runs"]  # fmt: skip

@@ -291,7 +291,7 @@ def test_resume_from_a_run_folder_names_its_last_pt(tmp_path):
         resume_path(cfg, tmp_path / "out")
 
 
-def test_a_folder_that_continues_a_checkpoint_is_resumed_by_the_same_setting(tmp_path, capsys):
+def test_a_folder_that_continues_a_checkpoint_is_resumed_by_the_same_setting(tmp_path):
     """``train.resume=A/last.pt train.out_dir=B``, once B holds a last.pt of its own (the run was
     stopped), again or from ``--config B/config.yaml``: B's last.pt (it was refused as
     "another run"); a folder another run wrote is still refused."""
@@ -307,7 +307,13 @@ def test_a_folder_that_continues_a_checkpoint_is_resumed_by_the_same_setting(tmp
     save_config(cfg, second / "config.yaml")
     (second / "last.pt").write_bytes(b"y")
     assert resume_path(cfg, second) == second / "last.pt"
-    assert "continues" in capsys.readouterr().out
+    (first.parent / "other.pt").write_bytes(b"z")  # another checkpoint named there: no
+    other = load_config(None, [f"train.resume={first.parent / 'other.pt'}"])
+    with pytest.raises(UserError, match="holds another run"):
+        resume_path(other, second)
+    (second / "last.pt").unlink()  # (nothing of its own to resume yet: the given file)
+    assert resume_path(cfg, second) == first
+    (second / "last.pt").write_bytes(b"y")
     save_config(load_config(None, ["train.resume=auto"]), second / "config.yaml")
     with pytest.raises(UserError, match="holds another run"):
         resume_path(cfg, second)
@@ -472,7 +478,7 @@ def _metric_rows(run: Path) -> list[tuple[str, int | None]]:
 def test_the_confusion_matrix_is_written_before_the_report(tmp_path, monkeypatch):
     """eval.json last: a run killed while writing the confusion matrix has no report, so a
     rerun of --splits does not take the evaluation for finished."""
-    from hpnet import evaluate
+    from hpnet import eval_report as evaluate
 
     report = {"top1": 1.0, "confusion": [[1, 0], [0, 1]]}
 

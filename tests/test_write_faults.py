@@ -436,6 +436,22 @@ def test_other_exceptions_pass_unchanged_and_leave_no_temp_file(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
 
 
+@pytest.mark.parametrize("name", ["x" * 240 + ".mp4.npz", "\u00f1" * 123 + ".mp4.npz"])
+def test_a_name_too_long_for_its_temp_file_is_written(tmp_path, name):
+    """A pose cache file named after a long video name: the name fits in 255 bytes, the temp
+    file ``<name>.<pid>.tmp`` did not ("File name too long", the video skipped on each rerun).
+    A leftover of a killed writer is still found and removed."""
+    from hpnet.atomic import remove_stale_temp_files, temp_name
+
+    path = tmp_path / name
+    hpnet.atomic.write_atomic(path, lambda f: f.write(b"joints"))
+    assert path.read_bytes() == b"joints" and [p.name for p in tmp_path.iterdir()] == [name]
+    left = temp_name(path).with_name(temp_name(path).name.replace(f".{os.getpid()}.", ".7."))
+    left.write_bytes(b"half")  # (pid 7: a killed run's)
+    assert len(left.name.encode()) <= 255 and remove_stale_temp_files(path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, Terminated])
 def test_an_interrupt_mid_torch_save_stops_as_that_interrupt(tmp_path, interrupt):
     """Ctrl-C (or SIGTERM) while torch.save writes its records: the zip writer's close raises

@@ -8,6 +8,8 @@ computes exactly what open_clip computes, not how accurate the result is.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -258,15 +260,28 @@ def test_trained_hpnet_over_new_labels(tiny_args, shared_data, tmp_path, capsys)
     assert prompted["videos"][0]["top"] != doc["videos"][0]["top"]
 
 
-def test_templates_of_a_config_file_are_kept_nested_or_dotted(tmp_path):
-    """A config's text.templates (as a section or a dotted key) is used; without, the bare name."""
-    from hpnet.zeroshot import _templates_set
+def test_templates_of_a_config_file_are_kept_nested_or_dotted(tmp_path, monkeypatch):
+    """A config's text.templates (as a section or a dotted key) is used; without, the bare name.
+    The file is read once (``--config <(...)``, a pipe, gave the default the second time) and
+    from ``~``."""
+    from hpnet.zeroshot import _parser, zero_shot_config
 
+    monkeypatch.setenv("HOME", str(tmp_path))
     nested, dotted, other = (tmp_path / f"{n}.yaml" for n in ("nested", "dotted", "other"))
     nested.write_text("text:\n  templates: ['a clip of {}']\n")
     dotted.write_text("text.templates: ['a clip of {}']\n")
     other.write_text("eval:\n  views: 1\n")
-    assert _templates_set(str(nested), []) and _templates_set(str(dotted), [])
-    assert not _templates_set(str(other), []) and _templates_set(
-        str(other), ["text.templates=x {}"]
-    )
+
+    def templates(config: str, *overrides: str) -> list[str]:
+        args = _parser().parse_args(["v.mp4", "--config", config])
+        return zero_shot_config(args, list(overrides)).text.templates
+
+    assert templates(str(nested)) == templates("~/dotted.yaml") == ["a clip of {}"]
+    assert templates(str(other)) == ["{}"]  # (the bare class name)
+    assert templates(str(other), "text.templates=x {}") == ["x {}"]
+    read_once = tmp_path / "pipe"
+    os.mkfifo(read_once)
+    writer = threading.Thread(target=read_once.write_text, args=(nested.read_text(),))
+    writer.start()
+    assert templates(str(read_once)) == ["a clip of {}"]
+    writer.join()

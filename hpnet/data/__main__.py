@@ -32,7 +32,8 @@ some are missing or undecodable; 2 for a bad argument or config.
 - ``pose_cache_missing``: with ``model.pose`` and ``pose.source=cache``, the train and test
   videos on disk without a pose cache file (null otherwise; ``pose_cache_videos``: how many
   were looked up); training stops at start on any. A problem when the cache has files for
-  others (videos added since), not before the first caching
+  others (videos added since), not before the first caching. ``pose_cache_undecodable``: those
+  the cache command could not decode (its ``failures.json``), which training skips
 - ``unlisted``: (HMDB51, UCF101) the videos under ``root`` that no split file names (training
   never reads them); null for other datasets, or with a ``root_hint``
 - ``root_hint``: data.root one level above the class folders, or folders named in another
@@ -269,7 +270,9 @@ def _files_report(
         c for c, n in missing_per_class.items() if n and n == listed_per_class[c]
     ]
     present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
-    report["pose_cache_missing"] = _pose_cache_missing(cfg, present)
+    report["pose_cache_missing"], report["pose_cache_undecodable"] = _pose_cache_missing(
+        cfg, present
+    )
     report["pose_cache_videos"] = len(present)  # (checked; HMDB51 lists unused ones too)
     if check_decode != 0:
         undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
@@ -298,17 +301,22 @@ def _class_clash(cfg: Config, classes: Sequence[str]) -> str:
     return ""
 
 
-def _pose_cache_missing(cfg: Config, records: Sequence[VideoRecord]) -> list[str] | None:
+def _pose_cache_missing(
+    cfg: Config, records: Sequence[VideoRecord]
+) -> tuple[list[str] | None, list[str] | None]:
     """The relative paths of ``records`` without a pose cache file (as training checks at
-    start), or None when the run reads no cache (``model.pose=false`` or another source).
-    A video the cache command could not decode counts as a bad video, not as missing."""
+    start), and of those the cache command could not decode (a bad video, not a missing one:
+    training skips it); None, None when the run reads no cache (``model.pose=false`` or
+    another source). Cache files made with other ``pose.*`` settings are warned of, as
+    training warns."""
     if not cfg.model.pose or cfg.pose.source != "cache" or cfg.data.dataset == "unlabeled":
-        return None
+        return None, None
     from hpnet.pose.store import JointCache
 
     cache = JointCache(cfg.pose.cache_dir, persons=cfg.pose.persons)
-    gone = {r.rel: r for r in cache.missing(records) if r.rel not in cache.undecodable}
-    return sorted(gone)
+    cache.warn_other_settings(records, cfg.pose)
+    without = {r.rel for r in cache.missing(records)}
+    return sorted(without - set(cache.undecodable)), sorted(without & set(cache.undecodable))
 
 
 def _rel(record: VideoRecord) -> str:

@@ -137,8 +137,11 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     elif gone:
         lines.append("pose cache  none yet: python -m hpnet.pose.cache --config ... makes it")
     elif gone is not None and report["pose_cache_videos"]:  # (None: the run reads no cache)
-        videos = counted(report["pose_cache_videos"], "train/test video")
+        bad = report.get("pose_cache_undecodable") or []
+        videos = counted(report["pose_cache_videos"] - len(bad), "train/test video")
         lines.append(f"pose cache  complete: a file for each of the {videos}")
+        if bad:  # (the cache command's failures.json: training skips them)
+            lines[-1] += f" but {len(bad)} it could not decode ({some_names(bad, 3)}): skipped"
     if report.get("class_clash"):
         lines.append(f"CLASSES: {report['class_clash']}")
     if report.get("val_problem"):

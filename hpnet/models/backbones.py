@@ -306,11 +306,12 @@ def load_backbone_weights(
 
 @functools.cache  # (once per setting: a run checks its model config twice)
 def _warn_long_offsets(offsets: tuple[int, ...], frames: int) -> None:
-    """SMIF offsets of ``frames`` or more: clamped at the clip's ends, an edge frame, no motion."""
+    """SMIF offsets of ``frames - 1`` or more: clamped at the clip's ends, every frame is
+    differenced with the clip's first or last (as with any larger offset)."""
     logger.warning(
-        "model.smif_offsets=%s reach past a clip's %d frames (data.frames): such an offset "
-        "differences each frame with the clip's first or last; use offsets below %d",
-        list(offsets), frames, frames,
+        "model.smif_offsets=%s reach the ends of a clip of %d frames (data.frames): such an "
+        "offset differences every frame with the clip's first or last; use offsets below %d",
+        list(offsets), frames, max(1, frames - 1),
     )  # fmt: skip
 
 
@@ -331,7 +332,7 @@ def check_model_config(cfg: Config) -> None:
                 f"data.size={d.size} is not a multiple of model.patch_size="
                 f"{m.patch_size}: the crops are cut into patches of that size"
             )
-        if m.smif and max(m.smif_offsets) >= d.frames:
+        if m.smif and max(m.smif_offsets) >= d.frames - 1:
             _warn_long_offsets(tuple(m.smif_offsets), d.frames)
         depth = LSVIT_SIZES[m.size]["depth"]
         if m.pose and m.feedback and not -depth <= m.feedback_from < depth:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from hpnet.atomic import remove_stale_temp_files, temp_file_names
+from hpnet.atomic import remove_stale_temp_files, temp_file_names, temp_stem
 from hpnet.cli import UserError, missing
 from hpnet.config import Config, dataset_configs
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
@@ -133,7 +133,7 @@ def uncached(jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]
         target = cache_path(cache_dir, job.rel)
         if target.parent not in temp_files:
             temp_files[target.parent] = temp_file_names(target.parent)
-        if any(name.startswith(f"{target.name}.") for name in temp_files[target.parent]):
+        if any(name.startswith(f"{temp_stem(target)}.") for name in temp_files[target.parent]):
             remove_stale_temp_files(target, keep_live_writers=True)  # (a run of other shares)
         if not is_cached(target, settings, job.path):
             todo.append(job)

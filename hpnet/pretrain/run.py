@@ -60,9 +60,9 @@ from hpnet.runtime import (
     build_optimization,
     build_run_train_loader,
     build_transform,
+    seed_everything,
     training_net,
 )
-from hpnet.train import seed_everything
 
 
 def main(argv: Sequence[str] | None = None) -> int:

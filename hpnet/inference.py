@@ -193,10 +193,11 @@ class JointFinder:
         then its target's, as a dataset may list either), so a file given on its own
         finds the entry a dataset-wide cache run wrote for it, and the most specific one.
         A file made from another video (its recorded size, and mtime or digest, differ:
-        :func:`~hpnet.pose.store.same_video_file`) is passed over, with a warning when no
+        :func:`~hpnet.pose.same_video.same_video_file`) is passed over, with a warning when no
         other file is found.
         """
-        from hpnet.pose.store import read_meta, same_video_file
+        from hpnet.pose.same_video import same_video_file
+        from hpnet.pose.store import read_meta
 
         if self.cache is None:
             return None

@@ -283,6 +283,16 @@ def test_the_report_names_videos_without_a_pose_cache_file(tmp_path, capsys):
     assert "a file for each of the 3 train/test videos but 1 it could not decode (walk/b.mp4" in (
         capsys.readouterr().out
     )
+    from hpnet.pose.same_video import video_facts
+
+    facts = video_facts(tmp_path / "v" / "run" / "c.mp4")  # (written at the cache's size)
+    save_joints(cache_path(tmp_path / "pc", "run/c.mp4"), np.ones((2, 1, 17, 3)), [0, 3], facts)
+    assert main(args) == 0
+    write_video(tmp_path / "v" / "run" / "c.mp4", 9)  # replaced by another clip
+    assert main(args) == 1
+    assert "POSE CACHE: 1 video replaced since its file was made (run/c.mp4)" in (
+        capsys.readouterr().out
+    )
 
 
 def test_classes_the_text_head_refuses_are_a_problem(tmp_path, capsys):

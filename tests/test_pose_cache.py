@@ -175,6 +175,31 @@ def test_joint_cache_missing_or_corrupt_entry_says_what_to_run(tmp_path):
         cache(record, np.zeros((1, 4), np.int64), None)
 
 
+def test_a_video_replaced_since_its_file_was_made_stops_a_run_at_start(tmp_path):
+    """Another clip under the same name, of the same frame count and size, trained on the old
+    clip's joints without a word (train and evaluate checked only that files exist; the cache
+    command and predict saw it). Its size changed: refused at start, saying what redoes it."""
+    from videos import write_video
+
+    from hpnet.pose.same_video import video_facts
+
+    kept, swapped = (
+        VideoRecord(write_video(tmp_path / "v" / name, num_frames=6), 0, name)
+        for name in ("kept.mp4", "swapped.mp4")
+    )
+    cache_dir = tmp_path / "cache"
+    for record in (kept, swapped):
+        joints = np.ones((6, 1, 17, 3), np.float32)
+        save_joints(cache_path(cache_dir, record.rel), joints, range(6), video_facts(record.path))
+    cache = JointCache(cache_dir, persons=1)
+    cache.check_complete([kept, swapped])
+    assert cache.replaced([kept, swapped]) == []
+    write_video(swapped.path, num_frames=9)  # (another clip: another size)
+    assert cache.replaced([kept, swapped]) == [swapped]
+    with pytest.raises(UserError, match=r"^1 of 2 videos were replaced since .*swapped\.mp4\)"):
+        cache.check_complete([kept, swapped])
+
+
 def test_videos_the_cache_command_could_not_decode_are_bad_videos(tmp_path, caplog):
     """Listed in failures.json: skipped as bad videos (data.on_error=skip, with one warning at
     start), or the run stops there (raise); not "missing" joints that no cache run can fill."""
@@ -323,7 +348,7 @@ def test_rerun_tells_a_same_size_replacement_from_a_copy(
     unchanged the video is not read at all."""
     import shutil
 
-    from hpnet.pose import store
+    from hpnet.pose import same_video as store
 
     mine, out = tmp_path / "videos", tmp_path / "cache"
     shutil.copytree(videos, mine)

@@ -261,7 +261,8 @@ def test_estimated_joints_are_the_pose_caches_unless_pose_track_is_sampled(
 def test_the_most_specific_cache_file_of_this_very_video_is_used(tmp_path, caplog):
     """``b/run.mp4`` given alone finds ``b/run.mp4.npz`` before a root-level ``run.mp4.npz``;
     a file recorded from another video (other size) is passed over, with a warning."""
-    from hpnet.pose.store import save_joints, video_facts
+    from hpnet.pose.same_video import video_facts
+    from hpnet.pose.store import save_joints
 
     video = tmp_path / "videos" / "b" / "run.mp4"
     video.parent.mkdir(parents=True)
@@ -285,7 +286,8 @@ def test_the_most_specific_cache_file_of_this_very_video_is_used(tmp_path, caplo
 def test_a_linked_video_finds_the_cache_file_of_its_own_name(tmp_path):
     """A dataset's ``cooking/drink.avi``, a link to ``clips/orig.avi``, given alone: its cache
     file (named as the dataset lists it) was looked for under the target's name only."""
-    from hpnet.pose.store import save_joints, video_facts
+    from hpnet.pose.same_video import video_facts
+    from hpnet.pose.store import save_joints
 
     target = tmp_path / "clips" / "orig.avi"
     target.parent.mkdir()

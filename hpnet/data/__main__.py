@@ -33,7 +33,9 @@ some are missing or undecodable; 2 for a bad argument or config.
   videos on disk without a pose cache file (null otherwise; ``pose_cache_videos``: how many
   were looked up); training stops at start on any. A problem when the cache has files for
   others (videos added since), not before the first caching. ``pose_cache_undecodable``: those
-  the cache command could not decode (its ``failures.json``), which training skips
+  the cache command could not decode (its ``failures.json``), which training skips;
+  ``pose_cache_replaced``: those whose video changed size since its file was made (a problem:
+  training refuses them until the cache command redoes them)
 - ``unlisted``: (HMDB51, UCF101) the videos under ``root`` that no split file names (training
   never reads them); null for other datasets, or with a ``root_hint``
 - ``root_hint``: data.root one level above the class folders, or folders named in another
@@ -226,7 +228,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
     problems = [
         report["missing"] and not cfg.data.allow_missing, report["undecodable"],
         report["empty_splits"], pose_cache_incomplete(report), report["class_clash"],
-        report["val_problem"],
+        report["val_problem"], report.get("pose_cache_replaced"),
     ]  # fmt: skip
     report["ok"] = not any(problems)
     return report
@@ -270,9 +272,9 @@ def _files_report(
         c for c, n in missing_per_class.items() if n and n == listed_per_class[c]
     ]
     present = sorted({r.rel: r for r in splits.train + splits.test}.values(), key=_rel)
-    report["pose_cache_missing"], report["pose_cache_undecodable"] = _pose_cache_missing(
-        cfg, present
-    )
+    cache = _pose_cache_missing(cfg, present)
+    report["pose_cache_missing"], report["pose_cache_undecodable"], replaced = cache
+    report["pose_cache_replaced"] = replaced
     report["pose_cache_videos"] = len(present)  # (checked; HMDB51 lists unused ones too)
     if check_decode != 0:
         undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
@@ -303,20 +305,21 @@ def _class_clash(cfg: Config, classes: Sequence[str]) -> str:
 
 def _pose_cache_missing(
     cfg: Config, records: Sequence[VideoRecord]
-) -> tuple[list[str] | None, list[str] | None]:
+) -> tuple[list[str] | None, list[str] | None, list[str] | None]:
     """The relative paths of ``records`` without a pose cache file (as training checks at
     start), and of those the cache command could not decode (a bad video, not a missing one:
-    training skips it); None, None when the run reads no cache (``model.pose=false`` or
-    another source). Cache files made with other ``pose.*`` settings are warned of, as
-    training warns."""
+    training skips it), and of those replaced since their file was made (training refuses
+    them); Nones when the run reads no cache (``model.pose=false`` or another source). Cache
+    files made with other ``pose.*`` settings are warned of, as training warns."""
     if not cfg.model.pose or cfg.pose.source != "cache" or cfg.data.dataset == "unlabeled":
-        return None, None
+        return None, None, None
     from hpnet.pose.store import JointCache
 
     cache = JointCache(cfg.pose.cache_dir, persons=cfg.pose.persons)
     cache.warn_other_settings(records, cfg.pose)
-    without = {r.rel for r in cache.missing(records)}
-    return sorted(without - set(cache.undecodable)), sorted(without & set(cache.undecodable))
+    without, bad = {r.rel for r in cache.missing(records)}, set(cache.undecodable)
+    replaced = sorted(r.rel for r in cache.replaced(records))
+    return sorted(without - bad), sorted(without & bad), replaced
 
 
 def _rel(record: VideoRecord) -> str:

@@ -142,6 +142,12 @@ def format_report(report: dict[str, Any], frames: int) -> str:
         lines.append(f"pose cache  complete: a file for each of the {videos}")
         if bad:  # (the cache command's failures.json: training skips them)
             lines[-1] += f" but {len(bad)} it could not decode ({some_names(bad, 3)}): skipped"
+    if report.get("pose_cache_replaced"):
+        replaced = report["pose_cache_replaced"]
+        lines.append(
+            f"POSE CACHE: {counted(len(replaced), 'video')} replaced since its file was made "
+            f"({some_names(replaced, 3)}): python -m hpnet.pose.cache --config ... redoes them"
+        )
     if report.get("class_clash"):
         lines.append(f"CLASSES: {report['class_clash']}")
     if report.get("val_problem"):

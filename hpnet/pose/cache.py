@@ -60,7 +60,8 @@ from hpnet.pose.jobs import (
 )
 from hpnet.pose.preview import write_previews
 from hpnet.pose.report import REPORT_NAME, ShardReport, clear_shard_report, write_shard_report
-from hpnet.pose.store import CACHE_DIR_OPTION, FRAMES_AS, cache_path, save_joints, video_facts
+from hpnet.pose.same_video import video_facts
+from hpnet.pose.store import CACHE_DIR_OPTION, FRAMES_AS, cache_path, save_joints
 from hpnet.pose.tracking import FrameDetections, track_persons
 from hpnet.run_lock import run_folder_lock
 

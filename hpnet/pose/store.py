@@ -12,7 +12,8 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
   applied to make them (a file whose video or orientation differs is refused as stale, naming
   the difference), the ``decoder`` that numbered the frames (a run reading with the other one
   gets a warning), and the video file's ``video_bytes``, ``video_mtime_ns`` and
-  ``video_digest`` (a rerun redoes the file of a video replaced since: :func:`same_video_file`).
+  ``video_digest`` (a rerun redoes the file of a video replaced since:
+  :func:`~hpnet.pose.same_video.same_video_file`).
   Files written before frames were turned and pixel-aspect corrected have no ``frames_as`` (the
   cache command redoes them), no ``rotation`` and no ``pixel_aspect``: their frames were as the
   decoder then gave them (torchcodec turned, PyAV as stored, neither corrected the pixel
@@ -26,10 +27,8 @@ File format (public; version :data:`FORMAT_VERSION`), at ``<cache_dir>/<relative
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,8 +40,8 @@ import numpy as np
 from hpnet.atomic import write_atomic
 from hpnet.cli import UserError
 from hpnet.data.decode_errors import VideoDecodeError
-from hpnet.data.decode_reader import sar_text
 from hpnet.pose.report import REPORT_NAME, undecodable_videos
+from hpnet.pose.same_video import check_same_video, same_video_file, size_changed
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
 logger = logging.getLogger(__name__)
@@ -145,53 +144,6 @@ def read_meta(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-DIGEST_SPAN = 1 << 20  # bytes read at each end of a video for its digest
-
-
-def video_digest(path: Path) -> str:
-    """BLAKE2b of the video's first and last MiB (the whole file up to 2 MiB): where
-    containers keep their headers (MP4's moov, AVI's hdrl), so a video whose rotation or
-    other metadata changed, or that was re-encoded, gets another digest."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        digest.update(f.read(DIGEST_SPAN))
-        size = os.fstat(f.fileno()).st_size
-        if size > DIGEST_SPAN:
-            f.seek(max(DIGEST_SPAN, size - DIGEST_SPAN))
-            digest.update(f.read())
-    return digest.hexdigest()
-
-
-def video_facts(path: Path) -> dict[str, Any]:
-    """What a cache file records of its video so a rerun can tell it was replaced since:
-    ``video_bytes``, ``video_mtime_ns`` and ``video_digest`` ({} when it cannot be read)."""
-    try:
-        stat = path.stat()
-        return {
-            "video_bytes": stat.st_size,
-            "video_mtime_ns": stat.st_mtime_ns,
-            "video_digest": video_digest(path),
-        }
-    except OSError:
-        return {}
-
-
-def same_video_file(meta: Mapping[str, Any], video: Path) -> bool:
-    """Whether the video at ``video`` is still the one a cache file with ``meta`` was made
-    from: the same size and either the same modification time or (a copy, which gets a new
-    time) the same :func:`video_digest`. What the file did not record (older files), or a
-    video that cannot be read (the run reports it), does not count against it."""
-    try:
-        stat = video.stat()
-        if meta.get("video_bytes", stat.st_size) != stat.st_size:
-            return False
-        if meta.get("video_mtime_ns", stat.st_mtime_ns) == stat.st_mtime_ns:
-            return True
-        return meta.get("video_digest") in (None, video_digest(video))
-    except OSError:
-        return True
-
-
 def is_cached(path: str | Path, settings: Mapping[str, Any], video: Path | None = None) -> bool:
     """True when ``path`` is a complete cache file made with the same ``settings`` and, when
     ``video`` is given, from that video as it is now (:func:`same_video_file`; a video
@@ -279,6 +231,24 @@ class JointCache:
             error = self._missing_error(self.path(gone[0]), "no")
             count = f"{len(gone)} of {len(records)} videos have no pose cache file"
             raise UserError(f"{count}; the first: {error}")
+        stale = self.replaced(records)
+        if stale:
+            raise UserError(
+                f"{len(stale)} of {len(records)} videos were replaced since their pose cache "
+                f"files were made (another size; the first: {stale[0].path}): run "
+                f"`{CACHE_COMMAND}` again, it redoes those files (pose.cache_dir={self.cache_dir})"
+            )
+
+    def replaced(self, records: Sequence[_Record]) -> list[_Record]:
+        """The records whose video no longer has the size its cache file recorded (a replaced
+        or re-encoded video: its joints would be another clip's). One stat and one small read
+        per file (about 0.2 ms): what a run checks at start."""
+        changed = []
+        for record in records:
+            meta = read_meta(self.path(record))
+            if meta is not None and size_changed(meta, Path(record.path)):
+                changed.append(record)
+        return changed
 
     def warn_other_settings(self, records: Sequence[_Record], pose: Any) -> None:
         """One warning when the cache files (the first of ``records`` that has one) were made
@@ -324,7 +294,7 @@ class JointCache:
         except (OSError, ValueError):
             raise self._missing_error(path, "corrupt") from None
         if info is not None:
-            _check_same_video(path, cached.meta, info)
+            check_same_video(path, cached.meta, info, CACHE_COMMAND)
         made_with = cached.meta.get("decoder")
         reading_with = getattr(info, "decoder", "") or self.decoder  # auto: per file
         if reading_with and made_with and made_with != reading_with:
@@ -351,51 +321,3 @@ def _warn_other_decoder(cache_dir: Path, made_with: str, reading_with: str) -> N
             "with data.decoder=%s (a rerun keeps files whose settings did not change)",
             cache_dir, made_with, reading_with, made_with, reading_with,
         )  # fmt: skip
-
-
-def _check_same_video(path: Path, meta: dict[str, Any], info: Any) -> None:
-    """A cache file made for another video (replaced, re-encoded, or another one of the same
-    name), or from its frames turned or shaped otherwise than they are now displayed, would give
-    joints at the wrong places: refuse it, saying what differs."""
-    then = (meta.get("num_frames"), meta.get("width"), meta.get("height"))
-    now = (info.num_frames, info.width, info.height)
-    seen = _rotation_seen(meta, info)
-    if None in then or then[0] != now[0]:
-        reason = "" if None in then else _other_video(then, now)
-    elif seen is not None and seen != info.rotation:
-        reason = (
-            f"it was made from the video {_turned(seen)} but the video is displayed "
-            f"{_turned(info.rotation)}"
-        )
-    elif tuple(then) != now and meta.get("pixel_aspect", "1:1") != sar_text(info.sar):
-        reason = (
-            f"it was made from {then[1]}x{then[2]} frames with pixel aspect "
-            f"{meta.get('pixel_aspect', '1:1')} but the video is displayed {now[1]}x{now[2]} "
-            f"(its pixel aspect {sar_text(info.sar)} corrected)"
-        )
-    else:
-        reason = "" if tuple(then) == now else _other_video(then, now)
-    if reason:
-        raise UserError(
-            f"stale pose cache file {path}: {reason}; delete it and run `{CACHE_COMMAND}` to "
-            "recompute it"
-        )
-
-
-def _other_video(then: tuple, now: tuple) -> str:
-    return (
-        f"it holds joints of a {then[0]}-frame {then[1]}x{then[2]} video, this video has "
-        f"{now[0]} frames of {now[1]}x{now[2]}"
-    )
-
-
-def _rotation_seen(meta: dict[str, Any], info: Any) -> int | None:
-    """The rotation of the frames a cache file was made from (None = unknown). Older files
-    have none recorded: torchcodec turned the frames, PyAV gave them as stored."""
-    if meta.get("rotation") is not None:
-        return int(meta["rotation"])
-    return {"torchcodec": info.rotation, "pyav": 0}.get(meta.get("decoder", ""))
-
-
-def _turned(rotation: int) -> str:
-    return f"rotated {rotation}°" if rotation else "as stored (rotation 0)"

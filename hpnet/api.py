@@ -32,8 +32,13 @@ class Classifier:
     """A trained model that classifies videos (build it with :func:`load`)."""
 
     def __init__(self, predictor: Any, source: str) -> None:
+        from hpnet.devices import pick_device
+
         self.predictor = predictor  # hpnet.predictor.Predictor: model, config, transforms, joints
         self.source = source
+        joints = predictor.joints
+        if joints is not None and joints.can_estimate:  # (its model is built on first use)
+            pick_device(predictor.cfg.pose.device, option="pose.device")  # said now, not then
 
     @property
     def labels(self) -> list[str]:

@@ -234,3 +234,11 @@ def test_one_pose_model_runs_one_video_at_a_time_across_threads():
 def test_hpnet_user_error_is_what_a_bad_argument_raises(checkpoint):
     with pytest.raises(hpnet.UserError, match="top_k"):
         hpnet.load(checkpoint, **NO_POSE).predict("x.mp4", top_k=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a missing GPU is what it says")
+def test_a_pose_device_that_is_not_there_is_said_at_load(checkpoint):
+    """``pose.device=cuda`` without a GPU loaded fine and failed at the first predict."""
+    with pytest.raises(hpnet.UserError, match=r"^pose.device=cuda but no CUDA GPU is visible"):
+        hpnet.load(checkpoint, overrides=["pose.device=cuda"])
+    hpnet.load(checkpoint, overrides=["pose.device=cuda"], estimate_pose=False)  # (no model)

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hpnet.atomic import WriteError
-from hpnet.cli import CommandParser, UserError, progress_enabled, run_cli
+from hpnet.cli import CommandParser, UserError, counted, progress_enabled, run_cli
 from hpnet.config import Config, load_config
 from hpnet.config_cli import add_config_arguments
 from hpnet.data.loader import ForkSafeLoader
@@ -249,6 +249,10 @@ def cache_videos(
     report = ShardReport(shard=index, shards=count, videos=len(mine), settings=settings)
     todo = uncached(mine, cache_dir, settings)
     report.skipped = len(mine) - len(todo)
+    redone = sum(os.path.isfile(cache_path(cache_dir, job.rel)) for job in todo)  # (no raise)
+    if redone:  # (counted as "cached" in the summary, with the new videos)
+        print(f"redoing {counted(redone, 'file')} made with other pose settings or from a video "
+              "replaced since")  # fmt: skip
     if todo:
         chunks = iter(_frame_loader(todo, cfg, device))  # forks the decoders before the model
         estimator = PoseEstimator(

@@ -216,6 +216,28 @@ def test_one_pose_model_runs_one_video_at_a_time_across_threads():
         time.sleep(0.02)
         return PoseModel()
 
+    class Streamed:  # (a long video's pieces: the timeline's path)
+        def detect(self, frames):
+            from hpnet.pose.tracking import FrameDetections
+
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.02)
+            inside[0] -= 1
+            return [FrameDetections.empty() for _ in frames]
+
+    def stream(finder):
+        from hpnet.pose.tracking import PersonTracker
+
+        finder.from_stream(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), PersonTracker(2))
+
+    streamed = JointFinder("", 2, estimator=Streamed)
+    threads = [threading.Thread(target=stream, args=(streamed,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
     finder = JointFinder("", 2, estimator=build)
     sampled = SampledVideo(
         torch.zeros(1, 4, 3, 8, 8, dtype=torch.uint8), np.arange(4).reshape(1, 4), info=None

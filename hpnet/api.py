@@ -33,12 +33,17 @@ class Classifier:
 
     def __init__(self, predictor: Any, source: str) -> None:
         from hpnet.devices import pick_device
+        from hpnet.pose.estimator import resolve_weights
 
         self.predictor = predictor  # hpnet.predictor.Predictor: model, config, transforms, joints
         self.source = source
         joints = predictor.joints
-        if joints is not None and joints.can_estimate:  # (its model is built on first use)
-            pick_device(predictor.cfg.pose.device, option="pose.device")  # said now, not then
+        if joints is not None and joints.can_estimate:  # (its model is built on first use:
+            pose = predictor.cfg.pose  # what would stop it is said now, not at a predict)
+            pick_device(pose.device, option="pose.device")
+            weights = Path(str(pose.weights)).expanduser()
+            if weights.parent != Path(".") and not weights.is_file():  # a path, not a name
+                resolve_weights(weights)  # (its refusal; names need Ultralytics: not here)
 
     @property
     def labels(self) -> list[str]:

@@ -264,3 +264,10 @@ def test_a_pose_device_that_is_not_there_is_said_at_load(checkpoint):
     with pytest.raises(hpnet.UserError, match=r"^pose.device=cuda but no CUDA GPU is visible"):
         hpnet.load(checkpoint, overrides=["pose.device=cuda"])
     hpnet.load(checkpoint, overrides=["pose.device=cuda"], estimate_pose=False)  # (no model)
+
+
+def test_a_pose_weights_file_that_is_not_there_is_said_at_load(checkpoint, tmp_path):
+    gone = tmp_path / "nope" / "yolo11n-pose.pt"
+    with pytest.raises(hpnet.UserError, match=r"^pose weights file not found: .*nope"):
+        hpnet.load(checkpoint, overrides=[f"pose.weights={gone}"])
+    hpnet.load(checkpoint, overrides=[f"pose.weights={gone}"], estimate_pose=False)

@@ -47,12 +47,11 @@ from hpnet.config_types import (
     file_value,
     load_yaml,
     load_yaml_text,
-    null_as_empty,
     parse_text,
     resolved_types,
     set_joint_entry,
+    text_value,
     unknown_key,
-    unquote,
     yaml_problem,
 )
 
@@ -93,7 +92,7 @@ def _set(cfg: Config, key: str, value: Any, *, from_text: bool) -> None:
         if from_text and tp is not str and typing.get_origin(tp) is not list:
             value = parse_text(key, tp, value)
         elif from_text and tp is str:
-            value = unquote(null_as_empty(value))
+            value = text_value(value)
         setattr(node, part, coerce(key, tp, value))
 
 
@@ -176,6 +175,7 @@ def check_pose_source(cfg: Config) -> None:
 # ---------------------------------------------------------------------------- joint training
 
 JOINT_SHARED = ("joint", "frames", "size")  # data.* keys one model needs the same everywhere
+ENTRY_KEYS = [k for k in fields_of(DataConfig()) if k not in JOINT_SHARED]  # a joint entry sets
 _JOINT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -218,7 +218,7 @@ def _entry_config(cfg: Config, name: str, entry: dict[str, Any]) -> Config:
             f"data.joint entry '{name}' sets data.{shared[0]}; one model trains on every "
             f"dataset, so set data.{shared[0]} once, outside data.joint"
         )
-    check_entry_keys(name, keys, [k for k in fields_of(DataConfig()) if k not in JOINT_SHARED])
+    check_entry_keys(name, keys, ENTRY_KEYS)
     one = copy.deepcopy(cfg)
     one.data.joint = []
     try:
@@ -239,13 +239,11 @@ def joint_entry_keys(name: str, text: str) -> str:
     ``data.joint.<name>.pose_cache_dir``): the fix a message gives is then the one that works.
     The keys of :data:`JOINT_SHARED` stay as they are."""
 
-    entry_keys = set(fields_of(DataConfig())) - set(JOINT_SHARED)  # (not data.csv, a file)
-
     def own(match: re.Match[str]) -> str:
         key = match.group(2)
         if key is None:  # pose.cache_dir
             return f"data.joint.{name}.pose_cache_dir"
-        return f"data.joint.{name}.{key}" if key in entry_keys else match.group(0)
+        return f"data.joint.{name}.{key}" if key in ENTRY_KEYS else match.group(0)
 
     return _KEY_IN_TEXT.sub(own, text)
 

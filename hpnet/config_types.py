@@ -284,9 +284,10 @@ def _dotted_keys(section: Any, prefix: str = "") -> list[str]:
 YAML_NULLS = ("null", "Null", "NULL")
 
 
-def null_as_empty(text: str) -> str:
-    """A string key's command-line text: ``''`` for a YAML null (as ``key: null`` in a file)."""
-    return "" if text.strip() in YAML_NULLS else text
+def text_value(text: str) -> str:
+    """A string key's command-line text as its value: ``''`` for a YAML null (as ``key: null``
+    in a file), else :func:`unquote`."""
+    return "" if text.strip() in YAML_NULLS else unquote(text)
 
 
 def unquote(text: str) -> str:
@@ -351,7 +352,7 @@ def entry_as_written(entry: Any, texts: Any, section: Any) -> Any:
                 node = getattr(node, part, None) if dataclasses.is_dataclass(node) else None
             out[key] = entry_as_written(value, text, node)
         else:
-            tp = str if key in ("name", "pose_cache_dir") else key_type(section, parts)
+            tp = str if key == "name" else key_type(section, parts)  # (pose_cache_dir: str)
             out[key] = as_written(tp, value, text)
     return out
 
@@ -395,5 +396,5 @@ def set_joint_entry(
         with contextlib.suppress(yaml.YAMLError):
             value = load_yaml(value)
     elif from_text:
-        value = unquote(null_as_empty(value))
+        value = text_value(value)
     node[parts[-1]] = value

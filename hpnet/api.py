@@ -33,7 +33,7 @@ class Classifier:
 
     def __init__(self, predictor: Any, source: str) -> None:
         from hpnet.devices import pick_device
-        from hpnet.pose.estimator import resolve_weights
+        from hpnet.pose.estimator import local_weights
 
         self.predictor = predictor  # hpnet.predictor.Predictor: model, config, transforms, joints
         self.source = source
@@ -41,9 +41,7 @@ class Classifier:
         if joints is not None and joints.can_estimate:  # (its model is built on first use:
             pose = predictor.cfg.pose  # what would stop it is said now, not at a predict)
             pick_device(pose.device, option="pose.device")
-            weights = Path(str(pose.weights)).expanduser()
-            if weights.parent != Path(".") and not weights.is_file():  # a path, not a name
-                resolve_weights(weights)  # (its refusal; names need Ultralytics: not here)
+            local_weights(pose.weights)  # (a path not there; a name is Ultralytics' to find)
 
     @property
     def labels(self) -> list[str]:
@@ -230,7 +228,7 @@ class Classifier:
 API_NAMES = ("overlay=", "plot=")  # as check_output_names calls them in the API's messages
 
 
-def check_joint_values(joints: np.ndarray) -> np.ndarray:
+def check_joint_values(joints: np.ndarray) -> None:
     """Refuse joints ``(..., 17, 3)`` the model would read as missing or wrong, silently:
     NaN / inf, or pixel coordinates (x, y must be in [0, 1] of the frame: YOLO's ``xyn``)."""
     if not np.isfinite(joints).all():
@@ -242,7 +240,6 @@ def check_joint_values(joints: np.ndarray) -> np.ndarray:
             f"joints reach {far:.4g}: x, y must be in [0, 1] of the frame (pixel coordinates "
             "divided by the frame's width and height; Ultralytics' keypoints.xyn)"
         )
-    return joints
 
 
 def explain_method(explain: str | None, cam: bool) -> str | None:

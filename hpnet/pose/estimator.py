@@ -48,21 +48,32 @@ _WEIGHTS_HINT = "set pose.weights=/path/to/yolo11n-pose.pt"
 # ------------------------------------------------------------------------------- weights
 
 
+def local_weights(weights: str | Path) -> str | None:
+    """The file ``pose.weights`` names, or None for a bare name (``yolo11n-pose.pt``, resolved
+    by Ultralytics: :func:`resolve_weights`). Raises UserError for a path that is not there;
+    imports nothing (``hpnet.load`` checks it before the pose model is built)."""
+    text = str(weights).strip()
+    path = Path(text).expanduser()
+    if path.is_file():
+        return str(path)
+    if path.parent != Path(".") or path.is_dir():  # a path, not a bare name
+        is_yaml = text.lower().endswith((".yaml", ".yml"))
+        what = "pose model config" if is_yaml else "pose weights file"
+        raise UserError(f"{what} {missing(path)}: {path} ({_WEIGHTS_HINT})")
+    return None
+
+
 def resolve_weights(weights: str | Path) -> str:
     """Return what to hand to ``ultralytics.YOLO``: a local file, a model YAML or a known name.
 
     Raises UserError when a path does not exist, or when a known Ultralytics name (e.g.
     ``yolo11n-pose.pt``) is not on disk and the machine is offline, so nothing waits on the network.
     """
+    local = local_weights(weights)
+    if local is not None:
+        return local
     text = str(weights).strip()
-    path = Path(text).expanduser()
-    if path.is_file():
-        return str(path)
-    is_yaml = text.lower().endswith((".yaml", ".yml"))
-    if path.parent != Path(".") or path.is_dir():  # a path, not a bare name
-        what = "pose model config" if is_yaml else "pose weights file"
-        raise UserError(f"{what} {missing(path)}: {path} ({_WEIGHTS_HINT})")
-    if is_yaml:
+    if text.lower().endswith((".yaml", ".yml")):
         return text  # a built-in model config, e.g. yolo11n-pose.yaml (random init, offline)
     from ultralytics.utils import SETTINGS, is_online
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES

@@ -133,7 +133,8 @@ def uncached(jobs: Sequence[VideoJob], cache_dir: Path, settings: dict[str, Any]
         target = cache_path(cache_dir, job.rel)
         if target.parent not in temp_files:
             temp_files[target.parent] = temp_file_names(target.parent)
-        if any(name.startswith(f"{temp_stem(target)}.") for name in temp_files[target.parent]):
+        begins = f"{temp_stem(target)}."
+        if any(name.startswith(begins) for name in temp_files[target.parent]):
             remove_stale_temp_files(target, keep_live_writers=True)  # (a run of other shares)
         if not is_cached(target, settings, job.path):
             todo.append(job)

@@ -51,11 +51,10 @@ def same_video_file(meta: Mapping[str, Any], video: Path) -> bool:
     from: the same size and either the same modification time or (a copy, which gets a new
     time) the same :func:`video_digest`. What the file did not record (older files), or a
     video that cannot be read (the run reports it), does not count against it."""
+    if size_changed(meta, video):
+        return False
     try:
-        stat = video.stat()
-        if meta.get("video_bytes", stat.st_size) != stat.st_size:
-            return False
-        if meta.get("video_mtime_ns", stat.st_mtime_ns) == stat.st_mtime_ns:
+        if meta.get("video_mtime_ns") in (None, video.stat().st_mtime_ns):
             return True
         return meta.get("video_digest") in (None, video_digest(video))
     except OSError:

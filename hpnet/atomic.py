@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -206,6 +207,27 @@ def write_atomic(
     finally:
         with contextlib.suppress(OSError):  # never hide the real error behind a cleanup error
             tmp.unlink(missing_ok=True)
+
+
+def write_text(
+    path: str | Path, text: str, *, what: str = "file", folder_option: str | None = None
+) -> None:
+    """``text`` (UTF-8) to ``path`` with :func:`write_atomic`."""
+    data = text.encode()
+    write_atomic(path, lambda f: f.write(data), what=what, folder_option=folder_option)
+
+
+def write_json(
+    path: str | Path,
+    data: object,
+    *,
+    indent: int = 2,
+    what: str = "file",
+    folder_option: str | None = None,
+) -> None:
+    """``data`` as indented JSON and a newline to ``path`` with :func:`write_atomic`."""
+    text = json.dumps(data, indent=indent) + "\n"
+    write_text(path, text, what=what, folder_option=folder_option)
 
 
 def _write_or_interrupt(write: Callable[[BinaryIO], object], f: BinaryIO) -> None:

@@ -390,7 +390,6 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (loadable again with ``--config``), atomically."""
-    from hpnet.atomic import write_atomic
+    from hpnet.atomic import write_text
 
-    text = dump_yaml(config_to_dict(cfg))
-    write_atomic(path, lambda f: f.write(text.encode()), what="config", folder_option=None)
+    write_text(path, dump_yaml(config_to_dict(cfg)), what="config")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,14 +120,13 @@ def write_report(
     """``confusion_matrix.csv`` / ``.png`` (and ``confusion_matrix-<name>.*`` of each of
     ``others``: (name, confusion, classes)), then ``eval.json`` in ``out``: last, so that a
     report on disk means its whole evaluation is."""
-    from hpnet.atomic import write_atomic
+    from hpnet.atomic import write_json
 
     save_confusion(report["confusion"], classes, out)
     for name, confusion, names in others:
         save_confusion(confusion, names, out, stem=f"confusion_matrix-{name}")
     public = {k: v for k, v in report.items() if k != "confusion"}
-    text = json.dumps(public, indent=2) + "\n"
-    write_atomic(out / "eval.json", lambda f: f.write(text.encode()), what="evaluation report")
+    write_json(out / "eval.json", public, what="evaluation report")
 
 
 def run_dataset_tests(

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hpnet.atomic import write_atomic
+from hpnet.atomic import write_json
 from hpnet.cli import UserError, counted, quiet_logger
 from hpnet.config import Config, overrides_key
 from hpnet.distributed import DistInfo, gather_objects
@@ -225,10 +225,7 @@ def summary_text(summary: dict[str, Any]) -> str:
 
 def write_summary(summary: dict[str, Any], path: Path, folder_option: str) -> None:
     """``summary.json``, atomically."""
-    text = json.dumps(summary, indent=2) + "\n"
-    write_atomic(
-        path, lambda f: f.write(text.encode()), what="split summary", folder_option=folder_option
-    )
+    write_json(path, summary, what="split summary", folder_option=folder_option)
 
 
 def run_splits(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from hpnet.atomic import temp_name, write_atomic
+from hpnet.atomic import temp_name, write_json, write_text
 from hpnet.cli import CommandParser, UserError, progress_enabled
 from hpnet.data.motions import ACTIONS
 from hpnet.data.records import RecordSplits, list_records
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MANIFEST = "synthetic.json"  # the settings the files of a folder were written with
+WHAT = "synthetic dataset file"
 MIN_FPS = 0.1  # slower rates do not fit a video stream's time base (written as 24 fps)
 SETTING_FLAGS = ("train", "test", "resolution", "length", "fps", "seed")  # with values
 ALL_ACTIONS = ",".join(ACTIONS)
@@ -215,7 +216,7 @@ def write_synthetic_videos(
     settings = {"train": num_train, "test": num_test, "resolution": resolution}
     settings |= {"length": length, "fps": float(fps), "seed": seed, "distractor": distractor}
     settings |= {"actions": ",".join(actions)}
-    _write_text(out / MANIFEST, json.dumps(settings, indent=1) + "\n")
+    write_json(out / MANIFEST, settings, indent=1, what=WHAT)
     return out
 
 
@@ -297,7 +298,7 @@ def _remove_clips(out: Path, rels: set[str]) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda f: f.write(text.encode()), what="synthetic dataset file")
+    write_text(path, text, what=WHAT)
 
 
 def save_preview(

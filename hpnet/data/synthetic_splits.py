@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hpnet.atomic import remove_stale_temp_files, write_atomic
+from hpnet.atomic import remove_stale_temp_files, write_atomic, write_json
 from hpnet.cli import progress_enabled
 from hpnet.data import motions, render
 from hpnet.data.motions import ACTIONS
@@ -154,6 +154,5 @@ def load_or_render(
         arrays = {"video": video, "joints": joints, "labels": labels}
         where = {"what": "synthetic dataset cache", "folder_option": "data.root=DIR"}
         write_atomic(path, lambda f: np.savez(f, **arrays), **where)
-        text = json.dumps({"split": split, **settings}, indent=1) + "\n"
-        write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), **where)
+        write_json(path.with_suffix(".json"), {"split": split, **settings}, indent=1, **where)
     return video, joints, labels

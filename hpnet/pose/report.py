@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hpnet.atomic import write_atomic, write_error
+from hpnet.atomic import write_error, write_json
 from hpnet.cli import counted
 
 REPORT_NAME = "failures.json"  # the cache command's report: the videos it could not decode
@@ -64,12 +64,7 @@ def clear_shard_report(
 
 
 def _write_json(path: Path, data: Any, folder_option: str) -> None:
-    write_atomic(
-        path,
-        lambda f: f.write(json.dumps(data, indent=1).encode()),
-        what="pose cache report",
-        folder_option=folder_option,
-    )
+    write_json(path, data, indent=1, what="pose cache report", folder_option=folder_option)
 
 
 def _read_report(path: Path) -> ShardReport | None:

@@ -32,13 +32,13 @@ from torch import nn
 
 from hpnet.cli import UserError, long_work_bar
 from hpnet.data.canvas import Canvas
+from hpnet.data.datasets import NUM_JOINTS
 from hpnet.data.decode import VideoDecodeError, VideoInfo, VideoReader, open_video
 from hpnet.data.records import VIDEO_EXTENSIONS, videos_under
 from hpnet.data.sampling import sample_frame_indices
 from hpnet.data.transforms import ClipTransform
 from hpnet.scoring import view_probs
 
-NUM_JOINTS = 17
 logger = logging.getLogger(__name__)
 
 

@@ -67,7 +67,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NUM_JOINTS = 17
+NUM_JOINTS = 17  # COCO keypoints per person (YOLO pose)
 # (record, frame indices (V, T), video info) -> joints float32 (V, T, P, 17, 3)
 JointSource = Callable[[VideoRecord, np.ndarray, VideoInfo], "np.ndarray | torch.Tensor"]
 

@@ -662,7 +662,15 @@ def test_a_cache_made_with_other_pose_settings_is_warned_of(tmp_path, caplog):
         cache.warn_other_settings([record], load_config(None, [*same, "pose.persons=1"]).pose)
         assert caplog.messages == []  # (fewer persons: the first ones)
         cache.warn_other_settings([record], load_config(None, ["pose.stride=1"]).pose)
-    assert len(caplog.messages) == 1 and "made with pose.stride=4 (this run: 1)" in caplog.text
+    assert len(caplog.messages) == 1
+    assert "every file with pose.stride=4 (this run: 1)" in caplog.text
+    caplog.clear()
+    other = VideoRecord(tmp_path / "b.mp4", 0, "b.mp4")  # a mixed cache: said with the count
+    save_joints(cache_path(tmp_path / "pc", "b.mp4"), np.ones((3, 1, 17, 3)), [0, 1, 2],
+                {**meta, "stride": 1})  # fmt: skip
+    with caplog.at_level("WARNING", logger="hpnet.pose.store"):
+        JointCache(tmp_path / "pc").warn_other_settings([record, other], pose)
+    assert "1 of 2 files with pose.stride=1 (this run: 4)" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="hpnet.pose.store"):  # more persons than cached
         cache.warn_other_settings([record], load_config(None, [*same, "pose.persons=3"]).pose)

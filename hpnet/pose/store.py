@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,22 @@ def nearest_rows(cached: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(wanted - before <= after - wanted, pos - 1, pos).astype(np.int64)
 
 
+def _other_settings(meta: Mapping[str, Any], pose: Any) -> list[str]:
+    """``pose.<key>=<cached> (this run: <now>)`` for each setting a cache file's ``meta`` was
+    made with that ``pose`` (a config's ``pose``) sets otherwise; more persons than cached too
+    (fewer read the first ones)."""
+    now = {"weights": Path(pose.weights).name, "imgsz": pose.imgsz, "conf": pose.conf,
+           "iou": pose.iou, "stride": pose.stride}  # fmt: skip
+    then = {"weights": meta.get("model"), **{k: meta.get(k) for k in list(now)[1:]}}
+    differ = [
+        f"pose.{k}={then[k]} (this run: {now[k]})" for k in now if then[k] not in (None, now[k])
+    ]
+    cached = meta.get("persons")
+    if isinstance(cached, int) and pose.persons > cached:
+        differ.append(f"pose.persons={cached} (this run: {pose.persons}; the rest are empty)")
+    return differ
+
+
 class JointCache:
     """Joints from the pose cache at exactly the frames a dataset samples.
 
@@ -191,6 +208,7 @@ class JointCache:
         self.persons = persons
         self.decoder = decoder  # the reader of the run ("torchcodec" / "pyav"; "" = unknown)
         self._undecodable: dict[str, str] | None = None  # read from the report on first need
+        self._metas: dict[str, dict[str, Any] | None] = {}  # rel -> its file's meta (start checks)
 
     def path(self, record: _Record) -> Path:
         return cache_path(self.cache_dir, record.rel)
@@ -239,41 +257,51 @@ class JointCache:
                 f"`{CACHE_COMMAND}` again, it redoes those files (pose.cache_dir={self.cache_dir})"
             )
 
+    def _meta(self, record: _Record) -> dict[str, Any] | None:
+        """The meta of ``record``'s cache file (None: no file, or unreadable), read once per
+        cache object: the start checks (:meth:`replaced`, :meth:`warn_other_settings`) share
+        one read of each file."""
+        if record.rel not in self._metas:
+            self._metas[record.rel] = read_meta(self.path(record))
+        return self._metas[record.rel]
+
     def replaced(self, records: Sequence[_Record]) -> list[_Record]:
         """The records whose video no longer has the size its cache file recorded (a replaced
         or re-encoded video: its joints would be another clip's). One stat and one small read
         per file (about 0.2 ms): what a run checks at start."""
         changed = []
         for record in records:
-            meta = read_meta(self.path(record))
+            meta = self._meta(record)
             if meta is not None and size_changed(meta, Path(record.path)):
                 changed.append(record)
         return changed
 
     def warn_other_settings(self, records: Sequence[_Record], pose: Any) -> None:
-        """One warning when the cache files (the first of ``records`` that has one) were made
-        with other ``pose.*`` settings than ``pose`` (the run's ``cfg.pose``): the run reads
-        those joints, but a video without a file (``hpnet.predict`` on a new clip) gets joints
-        of this config's settings, unlike the ones the model trained on."""
-        first = next((self.path(r) for r in records if self.path(r).is_file()), None)
-        meta = read_meta(first) if first is not None else None
-        if meta is None or meta.get("source") == "groundtruth":  # (rendered clips' joints)
+        """One warning when cache files of ``records`` were made with other ``pose.*``
+        settings than ``pose`` (the run's ``cfg.pose``), saying how many of them with which:
+        the run reads those joints, but a video without a file (``hpnet.predict`` on a new
+        clip) gets joints of this config's settings, unlike the ones the model trained on."""
+        groups: Counter[tuple[str, ...]] = Counter()
+        files = 0
+        for record in records:
+            meta = self._meta(record)
+            if meta is None or meta.get("source") == "groundtruth":  # (rendered clips' joints)
+                continue
+            files += 1
+            differ = _other_settings(meta, pose)
+            if differ:
+                groups[tuple(differ)] += 1
+        if not groups:
             return
-        now = {"weights": Path(pose.weights).name, "imgsz": pose.imgsz, "conf": pose.conf,
-               "iou": pose.iou, "stride": pose.stride}  # fmt: skip
-        then = {"weights": meta.get("model"), **{k: meta.get(k) for k in list(now)[1:]}}
-        differ = [
-            f"pose.{k}={then[k]} (this run: {now[k]})" for k in now if then[k] not in (None, now[k])
-        ]
-        cached = meta.get("persons")
-        if isinstance(cached, int) and pose.persons > cached:  # (fewer: the first ones)
-            differ.append(f"pose.persons={cached} (this run: {pose.persons}; the rest are empty)")
-        if differ:
-            logger.warning(
-                "the pose cache %s was made with %s: this run reads those joints, but a video "
-                "without a cache file (hpnet.predict on a new clip) gets this config's; set "
-                "them as the cache's", self.cache_dir, ", ".join(differ),
-            )  # fmt: skip
+        said = [f"{n} of {files} files with {', '.join(differ)}" for differ, n in groups.items()]
+        if len(groups) == 1 and sum(groups.values()) == files:
+            said = [f"every file with {', '.join(next(iter(groups)))}"]
+        logger.warning(
+            "the pose cache %s was made with other pose settings than this run's: %s. This run "
+            "reads those joints, but a video without a cache file (hpnet.predict on a new "
+            "clip) gets this config's; set them as the cache's, or run `%s` again with this "
+            "config (it redoes those files)", self.cache_dir, "; ".join(said[:4]), CACHE_COMMAND,
+        )  # fmt: skip
 
     def _missing_error(self, path: Path, what: str) -> UserError:
         return UserError(

@@ -239,7 +239,7 @@ def test_a_run_resumed_mid_epoch_ends_with_the_same_weights(pretrain_args, tmp_p
 
 
 def test_fine_tuning_loads_the_encoder_and_reports_it(
-    pretrain_args, tiny_args, tmp_path, capsys, monkeypatch
+    pretrain_args, tiny_args, tmp_path, capsys, monkeypatch, caplog
 ):
     run = tmp_path / "mae"
     assert _run(pretrain_args, run, "train.epochs=1", "train.max_steps=2") == 0
@@ -287,9 +287,19 @@ def test_fine_tuning_loads_the_encoder_and_reports_it(
     bigger = load_config(tiny_args[1], [*cfg_overrides(cfg), "model.size=small"])
     with pytest.raises(UserError, match=r"pretrained with model.size=tiny"):
         build_model(bigger, ["a", "b"])
-    one_offset = load_config(tiny_args[1], [*cfg_overrides(cfg), "model.smif_offsets=[1]"])
-    with pytest.raises(UserError, match=r"smif.* model.smif_offsets=\[1,2\]: set the same"):
-        build_model(one_offset, ["a", "b"])
+    for offsets in ("[1]", "[2,1]"):  # [2,1]: the same shapes, trained for other frames
+        other = load_config(tiny_args[1], [*cfg_overrides(cfg), f"model.smif_offsets={offsets}"])
+        with pytest.raises(UserError, match=r"with model.smif_offsets=\[1,2\] \(this one"):
+            build_model(other, ["a", "b"])
+    grey = ["data.augment.mean=[0.5,0.5,0.5]", "data.augment.std=[0.25,0.25,0.25]"]
+    with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
+        build_model(load_config(tiny_args[1], [*cfg_overrides(cfg), *grey]), ["a"])
+    assert "were trained on mean [0.4814" in caplog.text  # (CLIP's, as the pretraining had)
+    foreign = {"model": {"encoder.x": torch.zeros(2)}, "pretrain": {"method": "videomae"}}
+    torch.save(foreign, tmp_path / "foreign.pt")
+    nothing = [*cfg_overrides(cfg), f"model.pretrained={tmp_path / 'foreign.pt'}"]
+    with pytest.raises(UserError, match=r"none of its encoder tensors fits this one"):
+        build_model(load_config(tiny_args[1], nothing), ["a"])
     sparse = load_config(tiny_args[1], [*cfg_overrides(cfg), "model.lmi_every=2"])
     report = build_model(sparse, ["a"]).pretrained_report  # the encoder's unused tensors first
     assert re.search(r"\d+ unused \[blocks\.\d+\.lmi\.", report), report

@@ -145,7 +145,7 @@ def frozen_run(tiny_args, simsiam_run, tmp_path_factory) -> Path:
 
 
 def test_fine_tuning_loads_the_simsiam_encoder_and_reports_it(
-    tiny_args, simsiam_run, tmp_path, capsys
+    tiny_args, simsiam_run, tmp_path, capsys, caplog
 ):
     pretrained = f"model.pretrained={simsiam_run / 'last.pt'}"
     cfg = load_config(tiny_args[1], [*tiny_args[2:], *SSL, pretrained])
@@ -164,6 +164,15 @@ def test_fine_tuning_loads_the_simsiam_encoder_and_reports_it(
     assert f"loaded {len(saved)} tensors" in report and f"{len(dropped)} unused" in report
     temporal = [k for k in model.backbone.state_dict() if not k.startswith("encoder.")]
     assert f"{len(temporal)} new [" in report and len(temporal) > 4  # the Transformer over time
+    grey = ["data.augment.mean=[0.5,0.5,0.5]", "data.augment.std=[0.25,0.25,0.25]"]
+    with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
+        build_model(load_config(tiny_args[1], [*tiny_args[2:], *SSL, pretrained, *grey]), ["a"])
+    assert "were trained on mean [0.4814" in caplog.text  # (the SimSiam run's normalisation)
+    foreign = {"model": {"encoder.x": torch.zeros(2)}, "pretrain": {"method": "simsiam"}}
+    torch.save(foreign, tmp_path / "foreign.pt")
+    nothing = f"model.pretrained={tmp_path / 'foreign.pt'}"
+    with pytest.raises(UserError, match=r"none of its encoder tensors fits this one"):
+        build_model(load_config(tiny_args[1], [*tiny_args[2:], *SSL, nothing]), ["a"])
 
     capsys.readouterr()
     assert _train([*tiny_args, *SSL, pretrained], tmp_path / "ft", "train.max_steps=1") == 0

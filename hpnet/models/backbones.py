@@ -30,7 +30,7 @@ from hpnet.models.freeze import check_freeze
 from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
-from hpnet.models.lsvit_weights import load_pretrained
+from hpnet.models.lsvit_weights import load_pretrained, read_pretrain_checkpoint
 from hpnet.models.normalisation import warn_other_normalisation
 from hpnet.models.run_weights import (
     check_run_path,
@@ -68,15 +68,25 @@ def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
     run = read_run_checkpoint(Path(given).expanduser()) if given else None
     if run is None:
         try:
-            return BACKBONES[cfg.model.arch](cfg, load_weights)
+            built = BACKBONES[cfg.model.arch](cfg, load_weights)
         except UserError as err:
             raise with_run_hint(err, given) from None
+        pretrain = read_pretrain_checkpoint(given) if built.report is not None else None
+        if pretrain is not None:  # a python -m hpnet.pretrain run's encoder
+            _warn_run_normalisation(cfg, pretrain)
+        return built
     backbone = BACKBONES[cfg.model.arch](cfg, False).module  # another run's backbone, as trained
     report = load_run_backbone(backbone, cfg.model.pretrained, run, cfg.model)
-    augment = run["config"].get("data", {}).get("augment", {})
-    if "mean" in augment and "std" in augment:  # the normalisation the run trained with
-        warn_other_normalisation(cfg, (tuple(augment["mean"]), tuple(augment["std"])))
+    _warn_run_normalisation(cfg, run)
     return BuiltBackbone(backbone, report, set(report.loaded))
+
+
+def _warn_run_normalisation(cfg: Config, ckpt: dict) -> None:
+    """Warn when ``cfg`` normalises otherwise than the hpnet run of ``ckpt`` (a training or a
+    pretraining run) did: its weights saw inputs of its own ``data.augment.mean/std``."""
+    augment = ckpt.get("config", {}).get("data", {}).get("augment", {})
+    if "mean" in augment and "std" in augment:
+        warn_other_normalisation(cfg, (tuple(augment["mean"]), tuple(augment["std"])))
 
 
 def _lsvit(cfg: Config, load_weights: bool) -> BuiltBackbone:
@@ -138,6 +148,7 @@ def _i3d(cfg: Config, load_weights: bool) -> BuiltBackbone:
 
 
 def _ssl_transformer(cfg: Config, load_weights: bool) -> BuiltBackbone:
+    from hpnet.models.frame_encoder_weights import load_simsiam_weights
     from hpnet.models.ssl_transformer import build_ssl_transformer
 
     m = cfg.model
@@ -154,58 +165,6 @@ def _ssl_transformer(cfg: Config, load_weights: bool) -> BuiltBackbone:
     report = load_simsiam_weights(backbone, m.pretrained, m.depth)
     report.missing += _outside(backbone, "encoder.")  # the temporal Transformer: new
     return BuiltBackbone(backbone, report, set(report.loaded))
-
-
-def load_simsiam_weights(backbone: nn.Module, path: str, depth: int) -> PretrainedReport:
-    """Load the frame encoder of a ``pretrain.method=simsiam`` run's checkpoint at ``path``
-    into an :class:`~hpnet.models.ssl_transformer.SSLTransformer` of ResNet ``depth``; any
-    other ``path`` is a torchvision 2D ResNet file or weights name (:func:`_tv_frame_encoder`)."""
-    from hpnet.cli import UserError
-    from hpnet.models.lsvit_weights import PRETRAIN_ENTRY, read_pretrain_checkpoint
-    from hpnet.models.ssl_transformer import load_frame_encoder
-
-    ckpt = read_pretrain_checkpoint(path)
-    if ckpt is None:  # a torchvision / timm 2D ResNet file, or a torchvision weights name
-        return _tv_frame_encoder(backbone, path, depth)
-    method = ckpt[PRETRAIN_ENTRY].get("method")
-    if method != "simsiam":
-        raise UserError(
-            f"model.pretrained={path} is a {method} pretraining run: model.arch=ssl_transformer "
-            "loads the last.pt of a `python -m hpnet.pretrain pretrain.method=simsiam` run, a "
-            "2D ResNet file or IMAGENET1K_V1 (or '' for random)"
-        )
-    then = ckpt.get("config", {}).get("model", {}).get("depth")
-    if then is not None and then != depth:
-        raise UserError(
-            f"model.pretrained={path} is a ResNet-{then} (SimSiam), this run builds "
-            f"model.depth={depth}: set model.depth={then}"
-        )
-    try:
-        report = load_frame_encoder(backbone, ckpt, str(path))
-    except ValueError as err:
-        raise UserError(f"model.pretrained={path} does not fit model.depth={depth}: {err}") from err
-    epoch = ckpt.get("epoch")
-    report.flavour = (
-        f"hpnet simsiam pretraining (epoch {epoch}: encoder; projector, predictor dropped)"
-    )
-    report.unexpected = [k for k in ckpt["model"] if not k.startswith("encoder.")]
-    return report
-
-
-def _tv_frame_encoder(backbone: nn.Module, path: str, depth: int) -> PretrainedReport:
-    """A torchvision ``resnet{depth}`` state dict file (or weights name) into the frame encoder
-    (:mod:`hpnet.models.tv_video_weights`: same keys, ``fc`` unused); names get ``encoder.``."""
-    from types import SimpleNamespace
-
-    from hpnet.models.tv_video_weights import load_tv_weights
-
-    view = SimpleNamespace(
-        model=backbone.encoder, tv_builder=f"resnet{depth}", arch="ssl_transformer", depth=depth
-    )
-    report = load_tv_weights(view, path)
-    report.loaded = [f"encoder.{k}" for k in report.loaded]
-    report.missing = [f"encoder.{k}" for k in report.missing]
-    return report
 
 
 BACKBONES: dict[str, Callable[[Config, bool], BuiltBackbone]] = {
@@ -268,7 +227,7 @@ def load_backbone_weights(
     its own state dict). A file whose activation its provenance does not tell is judged by the
     open_clip architectures of the backbone's shape (not ``text.model``'s).
     """
-    from hpnet.models.lsvit_weights import load_pretrain_encoder, read_pretrain_checkpoint
+    from hpnet.models.lsvit_weights import load_pretrain_encoder
     from hpnet.text.activation import vision_archs
     from hpnet.text.weights import parse_weights
 
@@ -282,7 +241,7 @@ def load_backbone_weights(
                 f"model.pretrained={m.pretrained} is a SimSiam run (a 2D ResNet): load it with "
                 "model.arch=ssl_transformer, or give LS-ViT a videomae run's last.pt"
             )
-        return None, load_pretrain_encoder(backbone, m.pretrained, pretrain)
+        return None, load_pretrain_encoder(backbone, m.pretrained, pretrain, m)
     source = ClipSource.resolve(
         t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True,
         archs=vision_archs(backbone.embed_dim, backbone.patch_size, len(backbone.blocks)),

@@ -236,16 +236,22 @@ def fit_embeddings(model: nn.Module, state: dict[str, Any], report: PretrainedRe
     return mismatched
 
 
-def load_pretrain_encoder(model: LSViT, path: str | Path, ckpt: dict) -> PretrainedReport:
-    """Load the encoder (``encoder.*``) of a pretraining checkpoint into ``model``; the rest (the
-    decoder) is dropped and listed as unused. Position embeddings are resized to the model's
-    grid and frames; a tensor of another shape (model.size, model.patch_size) is refused."""
+LSVIT_SHAPE_KEYS = ("size", "patch_size", "smif_offsets")  # the model keys that shape LS-ViT
+
+
+def load_pretrain_encoder(
+    model: LSViT, path: str | Path, ckpt: dict, model_cfg: Any
+) -> PretrainedReport:
+    """Load the encoder (``encoder.*``) of a pretraining checkpoint into ``model`` (built for
+    ``model_cfg``, the ``model`` config section); the rest (the decoder) is dropped and listed
+    as unused. Position embeddings are resized to the model's grid and frames; other
+    :data:`LSVIT_SHAPE_KEYS` than the pretraining's are refused."""
     method = ckpt[PRETRAIN_ENTRY].get("method", "?")
     flavour = f"hpnet {method} pretraining (epoch {ckpt.get('epoch')}: encoder; decoder dropped)"
-    keys = ["size", "patch_size", "smif_offsets"]
     return load_checkpoint_part(
-        model, path, ckpt, prefix="encoder.", flavour=flavour, shape_keys=keys,
+        model, path, ckpt, prefix="encoder.", flavour=flavour, shape_keys=LSVIT_SHAPE_KEYS,
         said="its encoder does not fit this backbone", had="it was pretrained with",
+        model_cfg=model_cfg,
     )  # fmt: skip
 
 
@@ -259,12 +265,16 @@ def load_checkpoint_part(
     shape_keys: Sequence[str],
     said: str,
     had: str,
+    model_cfg: Any,
 ) -> PretrainedReport:
     """Load the ``prefix`` tensors of hpnet checkpoint ``ckpt`` (a pretraining run's
-    ``encoder.``, a training run's ``backbone.``) into ``model``, embeddings resized
-    (:func:`fit_embeddings`); the checkpoint's other tensors (a decoder, heads) are listed as
-    unused. A tensor of another shape is refused: ``said``, and ``had`` the ``shape_keys`` of
-    the checkpoint's model config."""
+    ``encoder.``, a training run's ``backbone.``) into ``model``, built for ``model_cfg`` (the
+    ``model`` config section), embeddings resized (:func:`fit_embeddings`); the checkpoint's
+    other tensors (a decoder, heads) are listed as unused. Refused: other ``shape_keys`` than
+    the checkpoint's model config records (``model.smif_offsets=[2,1]`` fits ``[1,2]``'s
+    tensors, trained for other frames), a tensor of another shape (``said``, and ``had`` the
+    checkpoint's ``shape_keys``), and a checkpoint of which no tensor fits."""
+    check_shape_keys(ckpt, model_cfg, shape_keys, path, had)
     weights = ckpt["model"]
     state = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
     report = PretrainedReport(str(path), flavour)
@@ -282,4 +292,22 @@ def load_checkpoint_part(
     report.unexpected = [*result.unexpected_keys, *(k for k in weights if not k.startswith(prefix))]
     loaded = model.state_dict()  # (with what the architecture loaded made: CLIP's norm_pre)
     report.loaded = [k for k in state if k in loaded and k != "_extra_state"]
+    if not report.loaded:
+        raise UserError(f"model.pretrained={path}: none of its {prefix[:-1]} tensors fits this one")
     return report
+
+
+def check_shape_keys(
+    ckpt: dict[str, Any], model_cfg: Any, keys: Sequence[str], path: str | Path, had: str
+) -> None:
+    """Refuse a checkpoint whose model config sets one of ``keys`` (those that shape the
+    backbone) otherwise than ``model_cfg`` does, naming both (``had``: "the run had")."""
+    saved = ckpt.get("config", {}).get("model", {})
+    other = [k for k in keys if k in saved and saved[k] != getattr(model_cfg, k)]
+    if other:
+        then = " ".join(f"model.{k}={saved[k]}".replace(" ", "") for k in other)
+        now = " ".join(f"model.{k}={getattr(model_cfg, k)}".replace(" ", "") for k in other)
+        raise UserError(
+            f"model.pretrained={path}: its backbone is another shape: {had} {then} (this one "
+            f"{now}); set the same"
+        )

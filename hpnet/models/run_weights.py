@@ -18,14 +18,14 @@ from typing import Any
 from torch import nn
 
 from hpnet.cli import UserError
-from hpnet.models.lsvit_weights import load_checkpoint_part, read_saved_dict
+from hpnet.models.lsvit_weights import LSVIT_SHAPE_KEYS, load_checkpoint_part, read_saved_dict
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.weights import looks_like_path
 
 # The model keys that shape a backbone (said when a run's backbone does not fit this one);
 # the other archs have one shape each.
 SHAPE_KEYS = {
-    "lsvit": ("size", "patch_size", "smif_offsets"),
+    "lsvit": LSVIT_SHAPE_KEYS,
     "ssl_transformer": ("depth", "temporal_width", "temporal_depth"),
     **dict.fromkeys(["late_fusion", "lrcn"], ("depth",)),
 }
@@ -66,23 +66,12 @@ def load_run_backbone(
             f"model.pretrained={path} is a model.arch={then} run; this run builds "
             f"model.arch={arch}: set model.arch={then} (model.pretrained gives its backbone)"
         )
-    keys = SHAPE_KEYS.get(arch, ())
-    other = [k for k in keys if k in saved and saved[k] != getattr(model, k)]
-    if other:
-        said = " ".join(f"model.{k}={saved[k]}".replace(" ", "") for k in other)
-        raise UserError(
-            f"model.pretrained={path}: its backbone is another shape: the run had {said} "
-            f"(this one {' '.join(f'model.{k}={getattr(model, k)}' for k in other)}); set "
-            "the same"
-        )
-    report = load_checkpoint_part(
+    return load_checkpoint_part(
         backbone, path, ckpt, prefix="backbone.",
         flavour=f"hpnet {then} run (epoch {ckpt.get('epoch')}: backbone; heads dropped)",
-        shape_keys=keys, said="its backbone does not fit this one", had="the run had",
+        shape_keys=SHAPE_KEYS.get(arch, ()), said="its backbone does not fit this one",
+        had="the run had", model_cfg=model,
     )  # fmt: skip
-    if not report.loaded:
-        raise UserError(f"model.pretrained={path}: none of its backbone tensors fits this one")
-    return report
 
 
 def check_run_path(value: str) -> None:

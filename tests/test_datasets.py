@@ -749,3 +749,21 @@ def test_pose_settings_that_read_no_joints_are_said_as_they_are(tmp_path, caplog
             cfg = load_config(None, [*base, f"pose.source={source}", "model.pose=false"])
             build_run_datasets(cfg, test_views=1)
     assert caplog.messages == []
+
+
+@pytest.mark.parametrize("dataset", ["hmdb51", "ucf101", "folder", "unlabeled"])
+def test_an_empty_data_root_is_refused_not_read_as_the_current_folder(dataset, tmp_path):
+    from hpnet.data.datasets import records_for_config
+
+    _touch(tmp_path, ["walk/a.mp4", "run/b.mp4"])  # (videos a current-folder read would find)
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        with pytest.raises(UserError, match=r"data.root is empty: set data.root=DIR"):
+            records_for_config(load_config(None, [f"data.dataset={dataset}", "data.root="]))
+        with pytest.raises(UserError, match=r"data.root is empty"):
+            records_for_config(load_config(None, [f"data.dataset={dataset}", "data.root=' '"]))
+        here = records_for_config(load_config(None, ["data.dataset=unlabeled", "data.root=."]))
+        assert sorted(r.rel for r in here.train) == ["run/b.mp4", "walk/a.mp4"]
+    finally:
+        os.chdir(cwd)

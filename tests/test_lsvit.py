@@ -75,6 +75,10 @@ def test_smif_offsets_past_the_clip_are_warned_of_once(caplog):
             check_model_config(load_config(None, ["data.frames=8", "model.smif_offsets=[1,7]"]))
     assert len(caplog.records) == 1 and "smif_offsets=[1, 7] reach the ends" in caplog.text
     assert "use offsets below 7" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.models.backbones"):  # no offset is short enough
+        check_model_config(load_config(None, ["data.frames=2", "model.smif_offsets=[1]"]))
+    assert "set model.smif=false, or data.frames of 3 or more" in caplog.text
 
 
 def test_smif_shape_and_zero_init():

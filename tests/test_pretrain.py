@@ -414,8 +414,17 @@ def test_pretraining_settings_that_cannot_work_are_refused(pretrain_args, tmp_pa
         _run(pretrain_args, tmp_path / "b", "pretrain.mask_ratio=1.0")
     with pytest.raises(UserError, match=r"blur_prob=0.1: a blur spreads the hidden"):
         _run(pretrain_args, tmp_path / "b", "data.augment.blur_prob=0.1")
+    one = ["data.size=16", "data.load_size=16", "model.patch_size=16"]  # (a 0/0 loss, "nan")
+    with pytest.raises(UserError, match=r"makes 1 position\(s\) a frame: give data.size >= 32"):
+        _run(pretrain_args, tmp_path / "b", *one)
     with pytest.raises(UserError, match=r"--preview needs a pretraining checkpoint"):
         _run(pretrain_args, tmp_path / "c", "--preview", "1")
+    (tmp_path / "c").mkdir()  # another kind of run's last.pt: said, not a state-dict traceback
+    for entry, said in (({}, "a training run's, not a pretraining"), ({"pretrain": {"method":
+                        "simsiam"}}, "a simsiam pretraining run's")):  # fmt: skip
+        torch.save({"model": {}, "config": {}, "epoch": 1, **entry}, tmp_path / "c" / "last.pt")
+        with pytest.raises(UserError, match=rf"--preview shows what .* is {said} checkpoint"):
+            _run(pretrain_args, tmp_path / "c", "--preview", "1")
 
 
 def test_pretraining_warns_of_model_keys_its_arch_ignores(caplog):

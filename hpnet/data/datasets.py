@@ -220,6 +220,11 @@ def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> Rec
     """
     d = cfg.data
     allow = d.allow_missing if allow_missing is None else allow_missing
+    if d.dataset in ("hmdb51", "ucf101", "folder", "unlabeled") and not d.root.strip():
+        raise UserError(  # (read as the current folder, which a resume elsewhere is not)
+            f"data.root is empty: set data.root=DIR, the folder of the {d.dataset} videos "
+            "(data.root=. for the current folder)"
+        )
     if d.dataset == "hmdb51":
         return hmdb51_records(d.root, d.split, d.split_dir or None, allow_missing=allow)
     if d.dataset == "ucf101":

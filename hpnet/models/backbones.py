@@ -267,10 +267,13 @@ def load_backbone_weights(
 def _warn_long_offsets(offsets: tuple[int, ...], frames: int) -> None:
     """SMIF offsets of ``frames - 1`` or more: clamped at the clip's ends, every frame is
     differenced with the clip's first or last (as with any larger offset)."""
+    fix = f"use offsets below {frames - 1}"
+    if frames <= 2:  # (every offset, 1 and up, does)
+        fix = "set model.smif=false, or data.frames of 3 or more"
     logger.warning(
         "model.smif_offsets=%s reach the ends of a clip of %d frames (data.frames): such an "
-        "offset differences every frame with the clip's first or last; use offsets below %d",
-        list(offsets), frames, max(1, frames - 1),
+        "offset differences every frame with the clip's first or last; %s",
+        list(offsets), frames, fix,
     )  # fmt: skip
 
 

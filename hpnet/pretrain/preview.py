@@ -51,6 +51,14 @@ def write_preview(cfg: Config, device: torch.device, clips: int) -> Path:
             "python -m hpnet.pretrain with this config first, or set train.out_dir)"
         )
     ckpt = load_checkpoint(path)
+    method = (ckpt.get("pretrain") or {}).get("method")
+    if method != "videomae":
+        what = f"a {method} pretraining run's" if method else "a training run's, not a pretraining"
+        raise UserError(
+            f"--preview shows what a VideoMAE pretraining run reconstructs: {path} is {what} "
+            "checkpoint; give the config of a python -m hpnet.pretrain pretrain.method=videomae "
+            "run (its train.out_dir holds the last.pt to preview)"
+        )
     changed = [
         (key, then, now)
         for key, then, now in resume_changes(ckpt.get("config", {}), cfg)

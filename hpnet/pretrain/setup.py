@@ -27,17 +27,8 @@ logger = logging.getLogger(__name__)
 
 def check_pretrain_config(cfg: Config) -> None:
     """The settings pretraining cannot use, refused before anything is built."""
-    if cfg.pretrain.method == "videomae" and cfg.model.arch != "lsvit":
-        raise UserError(
-            f"pretrain.method=videomae pretrains LS-ViT; model.arch={cfg.model.arch} has no "
-            "token path to mask: set model.arch=lsvit"
-        )
-    if cfg.pretrain.method == "videomae" and cfg.data.augment.blur_prob > 0:
-        raise UserError(
-            f"pretrain.method=videomae with data.augment.blur_prob={cfg.data.augment.blur_prob:g}:"
-            " a blur spreads the hidden patches' pixels into the visible ones the encoder sees "
-            "(configs/videomae_demo.yaml has it off): set data.augment.blur_prob=0"
-        )
+    if cfg.pretrain.method == "videomae":
+        _check_videomae(cfg)
     t = cfg.train
     if t.mixup or t.cutmix or t.repeat_aug != 1:
         raise UserError(
@@ -54,40 +45,7 @@ def check_pretrain_config(cfg: Config) -> None:
             "noise; SimSiam's views are its own): set both to 0"
         )
     if cfg.pretrain.method == "simsiam":
-        if cfg.model.arch != "ssl_transformer":
-            raise UserError(
-                f"pretrain.method=simsiam pretrains the 2D ResNet of model.arch=ssl_transformer "
-                f"(model.depth); model.arch={cfg.model.arch}: set model.arch=ssl_transformer"
-            )
-        if cfg.model.pretrained:
-            raise UserError(
-                "pretrain.method=simsiam starts from a random ResNet: set model.pretrained='' "
-                "(continue a run with train.resume=auto instead)"
-            )
-        if cfg.train.batch_size < 2:
-            raise UserError(
-                "pretrain.method=simsiam normalises its projections over the batch (BatchNorm): "
-                f"train.batch_size must be 2 or more, got {cfg.train.batch_size}"
-            )
-        one_frame = cfg.pretrain.simsiam_views == "augment"
-        if one_frame and cfg.data.frames > 1 and cfg.data.dataset != "synthetic":
-            logger.warning(  # (rendered clips cost no decoding)
-                "pretrain.simsiam_views=augment makes both views of one frame per clip, but "
-                "data.frames=%d decodes %d: set data.frames=1 (one random frame of the whole "
-                "video, as now, for a fraction of the decoding)", cfg.data.frames, cfg.data.frames,
-            )  # fmt: skip
-        if cfg.pretrain.simsiam_views == "frames" and cfg.data.frames < 2:
-            raise UserError(
-                "pretrain.simsiam_views=frames pairs two frames of a clip at most "
-                "pretrain.frame_gap apart: it needs data.frames >= 2 (e.g. 8), got "
-                f"{cfg.data.frames}"
-            )
-        if cfg.pretrain.simsiam_views == "foreground" and cfg.data.frames < 3:
-            raise UserError(
-                "pretrain.simsiam_views=foreground takes each clip's background as the median of "
-                "its frames and pastes the moving part on another clip's: it needs data.frames >= "
-                f"3, got {cfg.data.frames}"
-            )
+        _check_simsiam(cfg)
     if cfg.data.joint:
         raise UserError(
             "pretraining reads one dataset's videos: drop data.joint (set data.dataset and "
@@ -98,6 +56,65 @@ def check_pretrain_config(cfg: Config) -> None:
     _warn_training_only_keys(cfg)
     if cfg.pretrain.method == "videomae":
         _warn_wide_decoder(cfg)
+
+
+def _check_videomae(cfg: Config) -> None:
+    if cfg.model.arch != "lsvit":
+        raise UserError(
+            f"pretrain.method=videomae pretrains LS-ViT; model.arch={cfg.model.arch} has no "
+            "token path to mask: set model.arch=lsvit"
+        )
+    if cfg.data.augment.blur_prob > 0:
+        raise UserError(
+            f"pretrain.method=videomae with data.augment.blur_prob={cfg.data.augment.blur_prob:g}:"
+            " a blur spreads the hidden patches' pixels into the visible ones the encoder sees "
+            "(configs/videomae_demo.yaml has it off): set data.augment.blur_prob=0"
+        )
+    side = cfg.data.size // cfg.model.patch_size
+    if side * side < 2:  # (one position: none can be hidden while one stays visible)
+        raise UserError(
+            f"pretrain.method=videomae hides patch positions and shows the rest: data.size="
+            f"{cfg.data.size} with model.patch_size={cfg.model.patch_size} makes {side * side} "
+            f"position(s) a frame: give data.size >= {2 * cfg.model.patch_size} (or a smaller "
+            "model.patch_size)"
+        )
+
+
+def _check_simsiam(cfg: Config) -> None:
+    if cfg.model.arch != "ssl_transformer":
+        raise UserError(
+            f"pretrain.method=simsiam pretrains the 2D ResNet of model.arch=ssl_transformer "
+            f"(model.depth); model.arch={cfg.model.arch}: set model.arch=ssl_transformer"
+        )
+    if cfg.model.pretrained:
+        raise UserError(
+            "pretrain.method=simsiam starts from a random ResNet: set model.pretrained='' "
+            "(continue a run with train.resume=auto instead)"
+        )
+    if cfg.train.batch_size < 2:
+        raise UserError(
+            "pretrain.method=simsiam normalises its projections over the batch (BatchNorm): "
+            f"train.batch_size must be 2 or more, got {cfg.train.batch_size}"
+        )
+    one_frame = cfg.pretrain.simsiam_views == "augment"
+    if one_frame and cfg.data.frames > 1 and cfg.data.dataset != "synthetic":
+        logger.warning(  # (rendered clips cost no decoding)
+            "pretrain.simsiam_views=augment makes both views of one frame per clip, but "
+            "data.frames=%d decodes %d: set data.frames=1 (one random frame of the whole "
+            "video, as now, for a fraction of the decoding)", cfg.data.frames, cfg.data.frames,
+        )  # fmt: skip
+    if cfg.pretrain.simsiam_views == "frames" and cfg.data.frames < 2:
+        raise UserError(
+            "pretrain.simsiam_views=frames pairs two frames of a clip at most "
+            "pretrain.frame_gap apart: it needs data.frames >= 2 (e.g. 8), got "
+            f"{cfg.data.frames}"
+        )
+    if cfg.pretrain.simsiam_views == "foreground" and cfg.data.frames < 3:
+        raise UserError(
+            "pretrain.simsiam_views=foreground takes each clip's background as the median of "
+            "its frames and pastes the moving part on another clip's: it needs data.frames >= "
+            f"3, got {cfg.data.frames}"
+        )
 
 
 def _warn_wide_decoder(cfg: Config) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,17 @@ from hpnet.text.weights import looks_like_path
 
 
 def resume_run(
-    path: Path, cfg: Config, sets: list, parts: tuple, dist: DistInfo, out: Path
+    path: Path, cfg: Config, datasets: Sequence[Any], parts: tuple, dist: DistInfo, out: Path
 ) -> tuple[int, int, float, EpochProgress | None, dict | None]:
-    """Load ``path`` into ``parts`` (model, optimizer, scheduler, scaler) and the RNGs;
+    """Load ``path`` into ``parts`` (model, optimizer, scheduler, scaler) and the RNGs, once
+    it is found to continue a run on ``datasets`` (the run's, :class:`~hpnet.runtime.RunDataset`);
     ``(start epoch, optimizer steps of finished epochs, best top-1, mid-epoch progress, the
     metrics record of a trained epoch whose test is still to do)``."""
     model, optimizer, scheduler, scaler = parts
     ckpt = load_checkpoint(path)  # on the CPU: load_state_dict moves to the device
+    sets = label_sets(datasets)
     check_resumable(ckpt, cfg, model.class_names, sets, path, dist)
+    check_same_videos(ckpt, datasets, path)
     model.load_state_dict(ckpt["model"])
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -234,6 +237,28 @@ def check_resumable(
         )
 
 
+def train_video_counts(datasets: Sequence[Any]) -> list[int]:
+    """The training videos of each of a run's datasets (what its epochs are made of)."""
+    return [len(d.train) for d in datasets]
+
+
+def check_same_videos(ckpt: dict, datasets: Sequence[Any], path: Path) -> None:
+    """Refuse to continue a run whose training videos are now another count (``data.root``
+    pointed at another folder, lists or files changed): its learning-rate schedule and its
+    position in the epoch count the first set's batches. A checkpoint that predates the
+    record is not checked."""
+    then, now = ckpt.get("train_videos"), train_video_counts(datasets)
+    if then is not None and list(then) != now:
+        names = [d.name for d in datasets]
+        said = ", ".join(f"{n} {name}".rstrip() for n, name in zip(then, names, strict=False))
+        given = ", ".join(f"{n} {name}".rstrip() for n, name in zip(now, names, strict=True))
+        raise UserError(
+            f"cannot resume {path}: it trained on {said} videos an epoch, the data now gives "
+            f"{given} (another data.root, list or allow_missing?): point data.* at the videos "
+            "the run had, or start a new run in another train.out_dir"
+        )
+
+
 class CheckpointClock:
     """When to write a mid-epoch ``last.pt``: every ``every_steps`` optimizer steps and/or
     ``every_minutes`` minutes after the previous checkpoint (0 turns either off)."""
@@ -335,6 +360,7 @@ def run_checkpoint(
         "config": config_to_dict(cfg),
         "classes": list(datasets[0].classes),
         "label_sets": sets or None,
+        "train_videos": train_video_counts(datasets),
         "progress": progress,
         "untested": untested,
     }

@@ -234,7 +234,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     untested: dict | None = None  # set when last.pt was written before its epoch's test
     if resume_from is not None:
         start_epoch, step, best, resumed, untested = resume_run(
-            resume_from, cfg, sets, (model, optimizer, scheduler, scaler), dist, out
+            resume_from, cfg, datasets, (model, optimizer, scheduler, scaler), dist, out
         )
         if start_epoch >= cfg.train.epochs and untested is None:
             test = f"test it with python -m hpnet.evaluate --checkpoint {resume_from}"

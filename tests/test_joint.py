@@ -368,6 +368,18 @@ def test_resume_with_other_joint_datasets_is_refused(tmp_path):
     ckpt["label_sets"] = sets  # the same datasets: resumable
     check_resumable(ckpt, load_config(), EVERYDAY, sets, tmp_path, DistInfo())
 
+    from types import SimpleNamespace
+
+    from hpnet.resume import check_same_videos
+
+    data = [SimpleNamespace(name="everyday", train=range(6)), SimpleNamespace(name="sports",
+            train=range(3))]  # fmt: skip
+    check_same_videos(ckpt, data, tmp_path)  # (a checkpoint before the record: not checked)
+    check_same_videos({**ckpt, "train_videos": [6, 3]}, data, tmp_path)
+    with pytest.raises(UserError, match=r"trained on 6 everyday, 4 sports videos an epoch, the "
+                       r"data now gives 6 everyday, 3 sports \(another data.root"):  # fmt: skip
+        check_same_videos({**ckpt, "train_videos": [6, 4]}, data, tmp_path)
+
 
 def test_label_sets_of_one_dataset_are_empty(joint_args):
     datasets = build_run_datasets(_cfg(joint_args, "data.joint=[]"), test_views=1)

@@ -375,6 +375,10 @@ def test_unlabeled_folder_without_classes_and_preview(
             _run(args, out, "train.resume=auto", "pretrain.decoder_depth=1")
         with pytest.raises(UserError, match=r"cannot resume .*it used data\.frames=4, this run"):
             _run(args, out, "train.resume=auto", "data.frames=2")
+    fewer = tmp_path / "fewer"  # another folder of videos: the run's epochs were of 4
+    write_video(fewer / "a.mp4", num_frames=10, size=(32, 40))
+    with pytest.raises(UserError, match=r"it trained on 4 videos an epoch, the data now gives 1 "):
+        _run(args, out, "train.resume=auto", "train.epochs=2", f"data.root={fewer}")
     capsys.readouterr()
     assert _run(args, out, "train.resume=auto", "train.epochs=1") == 0  # nothing left to do
     assert "finished: train.epochs=1 (raise it to train on)" in capsys.readouterr().out

@@ -158,7 +158,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
 
     start_epoch, step, resumed = 0, 0, None
     if resume_from is not None:
-        start_epoch, step, _, resumed, _ = resume_run(resume_from, cfg, [], parts, dist, out)
+        start_epoch, step, _, resumed, _ = resume_run(resume_from, cfg, datasets, parts, dist, out)
         if start_epoch >= cfg.train.epochs:
             use = f"fine-tune from it with model.pretrained={resume_from}"
             check_continues(resume_from, out, start_epoch, cfg.train.epochs, use)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Callable, Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from hpnet.cli import UserError
+from hpnet.config import Config, config_to_dict, flat_config
 
 T = TypeVar("T")
 
@@ -42,14 +45,55 @@ def init_distributed(device_type: str) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    unset = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if unset:  # (a WORLD_SIZE left in the shell: torchrun sets all four)
+        raise UserError(
+            f"WORLD_SIZE={world} is set but not {', '.join(unset)}: launch the command with "
+            f"torchrun --nproc_per_node {world} -m ..., or unset WORLD_SIZE to run one process"
+        )
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
+        note = threading.Timer(WAIT_NOTE_S, _say_waiting, (rank, world))
+        note.daemon = True
+        note.start()
+        try:
+            dist.init_process_group(backend=backend)
+        finally:
+            note.cancel()
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
+
+
+WAIT_NOTE_S = 30.0  # how long process group start-up may take before it is said
+
+
+def _say_waiting(rank: int, world: int) -> None:
+    """Said when the process group has not formed after :data:`WAIT_NOTE_S` (a process that
+    never started, or WORLD_SIZE/RANK/MASTER_* left in the environment by another job)."""
+    where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    print(
+        f"hpnet: process {rank} has waited {WAIT_NOTE_S:.0f} s for the other processes of "
+        f"WORLD_SIZE={world} at {where} (launched by torchrun? a WORLD_SIZE left in the "
+        "environment makes a plain run wait here: stop it with kill, unset WORLD_SIZE)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def refuse_torchrun(what: str) -> None:
+    """Refuse a command (``what``: e.g. "python -m hpnet.predict") launched by torchrun that
+    does its whole work in every process: each would print and write the same results (two
+    JSON documents on one stdout)."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or "1")
+    if world > 1:
+        raise UserError(
+            f"{what} runs in one process (WORLD_SIZE={world}): start it with python, not "
+            "torchrun (torchrun splits training, pretraining, evaluation, zero-shot scoring of "
+            "a --dataset and the pose cache)"
+        )
 
 
 def shutdown_distributed() -> None:
@@ -65,9 +109,11 @@ def shutdown_distributed() -> None:
 
 
 @contextlib.contextmanager
-def distributed_session(device_type: str) -> Iterator[DistInfo]:
+def distributed_session(device_type: str, cfg: Config | None = None) -> Iterator[DistInfo]:
     """``init_distributed`` for the length of a command: on success every rank waits for the
     others (rank 0 writes the reports last), then the group is destroyed on every exit path.
+    ``cfg``: the command's config, which every process must have alike
+    (:func:`check_same_everywhere`).
 
     A command that leaves the group to interpreter shutdown can abort at exit under torchrun
     (pytorch/pytorch#190489), turning a finished run into a failed one. A session opened inside
@@ -76,6 +122,8 @@ def distributed_session(device_type: str) -> Iterator[DistInfo]:
     outer = dist.is_available() and dist.is_initialized()
     info = init_distributed(device_type)
     try:
+        if cfg is not None:
+            check_same_everywhere(info, flat_config(config_to_dict(cfg)), SAME_CONFIG)
         yield info
         barrier()
     finally:
@@ -113,6 +161,31 @@ def _said(err: Exception) -> str:
     if isinstance(err, UserError):
         return str(err)
     return f"process 0 stopped ({type(err).__name__}: {err}); its traceback says where"
+
+
+SAME_CONFIG = (
+    "every process must be given the same config and overrides (several machines: the same files)"
+)
+
+
+def check_same_everywhere(info: DistInfo, values: Mapping[str, Any], advice: str) -> None:
+    """Refuse, on every process, when some process's ``values`` (e.g. its flat config) are not
+    process 0's, naming the first keys that differ: processes that disagree (a config edited on
+    one machine, a run folder only one of them sees) train one model with mixed settings, or
+    wait for each other forever. Nothing in a single process."""
+    if not info.enabled:
+        return
+    every = gather_objects(dict(values))
+    first = every[0]
+    for rank, other in enumerate(every[1:], start=1):
+        keys = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+        if keys:
+            shown = "; ".join(
+                f"{k} is {first.get(k)!r} on process 0, {other.get(k)!r} on process {rank}"
+                for k in keys[:3]
+            )
+            more = f" (and {len(keys) - 3} more)" if len(keys) > 3 else ""
+            raise UserError(f"the processes of this run disagree: {shown}{more}: {advice}")
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

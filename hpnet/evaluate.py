@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     score_every_video(cfg, args.overrides)
     device = pick_device(cfg.train.device)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    with distributed_session(device.type) as dist:
+    with distributed_session(device.type, cfg) as dist:
         datasets = build_run_datasets(cfg, test_views=cfg.eval.views, used=("test", "val"))
         model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
         if len(datasets) > 1 and model.label_sets != label_sets(datasets):

@@ -32,6 +32,7 @@ from hpnet.atomic import make_file_folder, temp_name, write_atomic, write_errors
 from hpnet.cli import CommandParser, UserError, quiet_logger, run_cli
 from hpnet.config import Config, config_to_dict
 from hpnet.config_cli import OneConfig, add_help_config
+from hpnet.distributed import refuse_torchrun
 from hpnet.exported import (  # (load_exported: also hpnet.export's, as the README has it)
     FORMATS,
     META_NAME,
@@ -192,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.text.prompts import read_labels
 
     args = _parser().parse_intermixed_args(argv)
+    refuse_torchrun("python -m hpnet.export")
     check_out(Path(args.out))  # before the checkpoint loads
     ckpt = load_checkpoint(args.checkpoint)
     if args.config:

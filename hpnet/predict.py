@@ -19,6 +19,7 @@ import argparse
 from collections.abc import Sequence
 
 from hpnet.cli import CommandParser, UserError, run_cli
+from hpnet.distributed import refuse_torchrun
 from hpnet.explain import METHODS
 from hpnet.text.prompts import read_labels
 from hpnet.timeline import check_smooth, check_window
@@ -72,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.overlay import check_output_names
 
     args = _parser().parse_intermixed_args(argv)
+    refuse_torchrun("python -m hpnet.predict")
     paths, overrides = split_inputs(args.inputs)
     check_top_k(args.top_k)
     explain = explain_method(args.explain, args.cam)

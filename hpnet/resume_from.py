@@ -10,12 +10,28 @@ import yaml
 from hpnet.cli import UserError
 from hpnet.config import Config
 from hpnet.config_types import load_yaml
+from hpnet.distributed import DistInfo, check_same_everywhere
 
 
-def resume_path(cfg: Config, out: Path) -> Path | None:
+def resume_path(cfg: Config, out: Path, dist: DistInfo | None = None) -> Path | None:
     """The checkpoint run folder ``out`` continues from (None: a fresh run): its own
     ``last.pt`` (``train.resume=auto``, or the path of a checkpoint it already continues), the
-    file ``train.resume`` names, or a refusal that says what to set."""
+    file ``train.resume`` names, or a refusal that says what to set. Under torchrun (``dist``)
+    every process must find the same one (a ``train.out_dir`` on a disk only one machine
+    sees: one process resumed, another started afresh, and both waited for each other)."""
+    path = _resume_path(cfg, out)
+    if dist is not None:
+        found = "none (a fresh run)" if path is None else f"{path} ({path.stat().st_size} bytes)"
+        check_same_everywhere(dist, {"the checkpoint the run continues": found}, SHARED_OUT_DIR)
+    return path
+
+
+SHARED_OUT_DIR = (
+    "train.out_dir must be one folder every process sees (several machines: a shared disk)"
+)
+
+
+def _resume_path(cfg: Config, out: Path) -> Path | None:
     r = cfg.train.resume
     if not r:
         if (out / "last.pt").exists():

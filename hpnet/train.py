@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train.device)
-    with distributed_session(device.type) as dist:
+    with distributed_session(device.type, cfg) as dist:
         if device.type == "cuda" and dist.enabled:
             device = torch.device("cuda", dist.local_rank)
         if not splits:
@@ -202,7 +202,7 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     """The run; ``held`` keeps what must stay open until it ends (the run folder's lock)."""
     out = Path(cfg.train.out_dir)
     held.enter_context(interrupt_note(out, dist))  # Ctrl-C: which last.pt is kept, and how on
-    resume_from = resume_path(cfg, out)
+    resume_from = resume_path(cfg, out, dist)
     _check_run_config(cfg)  # before the data and the run folder
     if resume_from is not None:  # a changed setting: refused now, not after the loading
         check_resume_early(resume_from, cfg, dist, classifier=True)

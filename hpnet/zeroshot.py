@@ -42,6 +42,7 @@ from typing import Any
 from hpnet.atomic import make_folder
 from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.config import Config, load_config, overrides_key
+from hpnet.distributed import refuse_torchrun
 from hpnet.eval_report import score_every_video, summary_line
 from hpnet.predictor import Predictor, predict_videos
 from hpnet.text.prompts import get_templates, read_labels
@@ -179,7 +180,7 @@ def score_dataset(
 
     cfg = clip_eval_config(cfg)
     _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
-    with distributed_session(pick_device(cfg.train.device).type) as dist:
+    with distributed_session(pick_device(cfg.train.device).type, cfg) as dist:
         built = {} if built is None else built
         if tuple(classes) not in built:  # in the session: "cuda" = this rank's GPU
             built[tuple(classes)] = clip_predictor(cfg, classes)
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--splits scores a dataset's splits: give --dataset NAME with it")
     if not paths:
         raise UserError("give videos (files or folders) or --dataset NAME")
+    refuse_torchrun("python -m hpnet.zeroshot on video files")
     if labels is None and not args.checkpoint:
         raise UserError('give the labels to choose from: --labels "a,b,c" or --labels-file F')
     videos = collect_videos(paths)
@@ -294,7 +296,7 @@ def _score_splits(cfg: Config, args: argparse.Namespace, overrides: Sequence[str
                   f"{summary_line(report)}")  # fmt: skip
 
     # One process group for all splits (score_dataset's own session joins it).
-    with distributed_session(pick_device(cfg.train.device).type) as dist:
+    with distributed_session(pick_device(cfg.train.device).type, cfg) as dist:
         run_splits(
             splits,
             base,

@@ -264,3 +264,117 @@ def test_a_splits_refusal_under_torchrun_stops_every_process_in_one_line(tmp_pat
     assert sorted(exits) == [("0", "2"), ("1", "2")], said[-3000:]  # summary, rank by rank
     assert "Connection closed" not in said and f"{REPO / 'hpnet'}" not in said
     assert not out.exists()  # refused before any split's run folder
+
+
+PER_RANK = """
+import os, sys
+from pathlib import Path
+
+rank = os.environ["RANK"]
+if os.environ.get("PER_RANK_CWD"):  # two "machines": train.out_dir on a disk of each its own
+    here = Path(os.environ["PER_RANK_CWD"]) / f"machine{rank}"
+    here.mkdir(parents=True, exist_ok=True)
+    os.chdir(here)
+extra = os.environ.get("RANK1_EXTRA", "").split() if rank == "1" else []
+sys.argv = ["hpnet.train", *sys.argv[1:], *extra]
+from hpnet.train import cli
+
+cli()
+"""
+
+
+@pytest.mark.slow  # (~25 s: two torchrun launches of two gloo processes)
+def test_processes_that_disagree_are_refused_not_left_waiting(tmp_path):
+    """Each process decides what to resume on its own: a train.out_dir only one machine sees
+    had one process resume and the other start afresh, then both waited in their first
+    collective forever; a config edited on one machine trained one model with mixed settings.
+    Both are refused on every process, naming what differs."""
+    script = tmp_path / "per_rank.py"
+    script.write_text(PER_RANK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    (tmp_path / "machine0" / "run").mkdir(parents=True)
+    (tmp_path / "machine0" / "run" / "last.pt").write_bytes(b"x")  # on machine 0 only
+    args = [a for a in _args(tmp_path, Path("run"), batch=2)[2:] if a != "train.resume="]
+    cases = (
+        ({"PER_RANK_CWD": str(tmp_path)}, ["train.resume=auto"],
+         "the checkpoint the run continues is 'run/last.pt (1 bytes)' on process 0, 'none (a "
+         "fresh run)' on process 1: train.out_dir must be one folder every process sees"),
+        ({"RANK1_EXTRA": "train.lr=0.01"}, [],
+         "train.lr is 0.001 on process 0, 0.01 on process 1: every process must be given the "
+         "same config"),
+    )  # fmt: skip
+    for extra_env, extra, expected in cases:
+        proc = subprocess.run(
+            [sys.executable, *TORCHRUN, "--monitor-interval=5", str(script), *args, *extra],
+            cwd=REPO, env={**env, **extra_env}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        said = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert said.count(f"hpnet: error: the processes of this run disagree: {expected}") == 2, (
+            said[-3000:]
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_process_group_that_cannot_form_is_said(monkeypatch):
+    from hpnet.cli import UserError
+    from hpnet.distributed import DistInfo, check_same_everywhere, init_distributed
+
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # left in the shell by another job
+    with pytest.raises(UserError, match=r"WORLD_SIZE=2 is set but not RANK, MASTER_ADDR, MAS"):
+        init_distributed("cpu")
+    monkeypatch.setattr(
+        "hpnet.distributed.gather_objects", lambda values: [values, {**values, "b": 3, "c": 4}]
+    )
+    with pytest.raises(UserError, match=r"disagree: b is 2 on process 0, 3 on process 1; c is "
+                       r"None on process 0, 4 on process 1: fix it"):  # fmt: skip
+        check_same_everywhere(DistInfo(0, 2), {"a": 1, "b": 2}, "fix it")
+    check_same_everywhere(DistInfo(), {"a": 1}, "one process: nothing to compare")
+
+
+ONE_PROCESS_COMMANDS = [
+    ["hpnet.predict", "a.mp4", "--checkpoint", "x.pt"],
+    ["hpnet.export", "--checkpoint", "x.pt", "--out", "m.onnx"],
+    ["hpnet.zeroshot", "a.mp4", "--labels", "a,b"],
+]
+
+
+@pytest.mark.parametrize("command", ONE_PROCESS_COMMANDS)
+def test_commands_of_one_process_refuse_torchrun(command, monkeypatch, tmp_path):
+    """predict / export / zero-shot on files did their whole work in every process (two JSON
+    documents on one stdout)."""
+    import importlib
+
+    from hpnet.cli import UserError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    main = importlib.import_module(command[0]).main
+    with pytest.raises(UserError, match=r"runs in one process \(WORLD_SIZE=2\): start it with"):
+        main(command[1:])
+
+
+def test_a_process_group_slow_to_form_is_said(monkeypatch, capsys):
+    """A plain run in a shell holding another job's WORLD_SIZE, RANK and MASTER_*: it waits for
+    processes that never come; after a while it says so, and how to stop it."""
+    import time
+
+    import hpnet.distributed as distributed
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "10.0.0.9")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setattr(distributed, "WAIT_NOTE_S", 0.05)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: time.sleep(0.5))
+    assert distributed.init_distributed("cpu").world_size == 2
+    said = capsys.readouterr().err
+    assert "process 0 has waited 0 s for the other processes of WORLD_SIZE=2 at 10.0.0.9:29500" in (
+        said
+    )
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: None)
+    distributed.init_distributed("cpu")  # formed at once: nothing said
+    time.sleep(0.2)
+    assert capsys.readouterr().err == ""

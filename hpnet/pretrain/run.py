@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"preview: {write_preview(cfg, device, args.preview)}")
         return 0
-    with distributed_session(device.type) as dist:
+    with distributed_session(device.type, cfg) as dist:
         if device.type == "cuda" and dist.enabled:
             device = torch.device("cuda", dist.local_rank)
         with contextlib.ExitStack() as held:
@@ -141,7 +141,7 @@ def _pretrain(cfg: Config, device: torch.device, dist: DistInfo, held: Any) -> i
     """The run; ``held`` keeps the run folder's lock until it ends."""
     out = Path(cfg.train.out_dir)
     held.enter_context(interrupt_note(out, dist))  # Ctrl-C: which last.pt is kept, and how on
-    resume_from = resume_path(cfg, out)
+    resume_from = resume_path(cfg, out, dist)
     if resume_from is not None:  # refused now, not after the loading
         check_pretrain_resumable(resume_from, cfg)
         check_resume_early(resume_from, cfg, dist, classifier=False)

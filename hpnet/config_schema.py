@@ -126,6 +126,18 @@ def arch_reads(arch: str, key: str) -> bool:
     return key not in ARCH_KEYS or arch in ARCH_KEYS[key]
 
 
+# The pretrain.* keys one method reads and the other does not (pretrain.method's comment).
+VIDEOMAE_KEYS = ("mask_ratio", "decoder_width", "decoder_depth", "norm_pix_loss")
+SIMSIAM_KEYS = ("simsiam_views", "frame_gap", "hue", "crop_scale_min", "motion_threshold")
+SIMSIAM_KEYS += ("proj_dim", "pred_dim", "fix_pred_lr")
+METHOD_KEYS = {**dict.fromkeys(VIDEOMAE_KEYS, "videomae"), **dict.fromkeys(SIMSIAM_KEYS, "simsiam")}
+
+
+def method_reads(method: str, key: str) -> bool:
+    """Whether ``pretrain.method=method`` reads ``pretrain.<key>``."""
+    return METHOD_KEYS.get(key, method) == method
+
+
 @dataclass
 class ModelConfig:
     # Backbone family: lsvit = LS-ViT (the keys below up to lmi_every shape it), or one of

@@ -23,7 +23,7 @@ from hpnet.checkpoint import (
 )
 from hpnet.cli import UserError
 from hpnet.config import Config, config_to_dict, flat_config, save_config
-from hpnet.config_schema import arch_reads
+from hpnet.config_schema import arch_reads, method_reads
 from hpnet.distributed import DistInfo
 from hpnet.engine import EpochProgress
 from hpnet.runtime import label_sets
@@ -103,11 +103,13 @@ def resume_changes(saved: dict, cfg: Config) -> list[tuple[str, Any, Any]]:
     (it predates the key) ran with the key's default, and is compared as that."""
     now = flat_config(config_to_dict(cfg))
     recorded = {**flat_config(config_to_dict(Config())), **flat_config(saved)}
-    arch = recorded["model.arch"]
+    arch, method = recorded["model.arch"], recorded["pretrain.method"]
     changes = []
     for key, then in recorded.items():
         if key not in now or not arch_reads(arch, key.removeprefix("model.")):
             continue  # (a key the run's arch does not read changes nothing)
+        if key.startswith("pretrain.") and not method_reads(method, key.removeprefix("pretrain.")):
+            continue  # (nor one its pretraining method does not read)
         was, is_ = then, now[key]
         if key in WEIGHTS_MAY_MOVE and (key != "text.pretrained" or cfg.model.text):
             was, is_ = _weights_kind(was), _weights_kind(is_)  # the same weights, moved

@@ -380,7 +380,8 @@ def test_unlabeled_folder_without_classes_and_preview(
     with pytest.raises(UserError, match=r"it trained on 4 videos an epoch, the data now gives 1 "):
         _run(args, out, "train.resume=auto", "train.epochs=2", f"data.root={fewer}")
     capsys.readouterr()
-    assert _run(args, out, "train.resume=auto", "train.epochs=1") == 0  # nothing left to do
+    simsiam_only = ["pretrain.proj_dim=128", "pretrain.simsiam_views=frames"]  # (unread here)
+    assert _run(args, out, "train.resume=auto", "train.epochs=1", *simsiam_only) == 0  # done
     assert "finished: train.epochs=1 (raise it to train on)" in capsys.readouterr().out
     with caplog.at_level("WARNING", logger="hpnet.pretrain.preview"):
         assert _run(args, out, "--preview", "9") == 0
@@ -431,6 +432,14 @@ def test_pretraining_settings_that_cannot_work_are_refused(pretrain_args, tmp_pa
             _run(pretrain_args, tmp_path / "c", "--preview", "1")
 
 
+def test_every_pretrain_key_but_the_method_belongs_to_one_method():
+    """A resume compares the keys its method reads (a new key must be sorted into one)."""
+    from hpnet.config import Config, config_to_dict
+    from hpnet.config_schema import METHOD_KEYS
+
+    assert set(config_to_dict(Config())["pretrain"]) - set(METHOD_KEYS) == {"method"}
+
+
 def test_pretraining_warns_of_model_keys_its_arch_ignores(caplog):
     """model.depth on a VideoMAE (LS-ViT) run is ignored, as in training: said, not silent."""
     from hpnet.config import load_config
@@ -461,12 +470,14 @@ def test_pretraining_warns_of_train_keys_only_training_reads(caplog):
         tiny = [*base, "model.size=tiny"]
         check_pretrain_config(load_config(None, [*tiny, "pretrain.decoder_width=128"]))  # as wide
         check_pretrain_config(load_config(None, [*tiny, "pretrain.decoder_width=384"]))
+        check_pretrain_config(load_config(None, [*base, "data.val_fraction=0.3"]))
     assert [m.split(":")[0] for m in caplog.messages] == [
         "train.label_smoothing=0.2",
         "train.eval_every=5",
         "model.head_init_scale=0.001",
         "model.dropout=0.5; model.pool=mean",
         "pretrain.decoder_width=384 is wider than the model.size=tiny encoder (128)",
+        "data.val_fraction=0.3",
     ]
     assert "read by python -m hpnet.train only" in caplog.messages[0]
 

@@ -54,6 +54,12 @@ def check_pretrain_config(cfg: Config) -> None:
     check_model_config(cfg)
     warn_unread_model_keys(cfg)
     _warn_training_only_keys(cfg)
+    if cfg.data.val_fraction > 0:
+        logger.warning(
+            "data.val_fraction=%g: pretraining leaves those validation videos out, as fine-tuning "
+            "with it does (they stay unseen), and scores nothing on them: set "
+            "data.val_fraction=0 to pretrain on every training video", cfg.data.val_fraction,
+        )  # fmt: skip
     if cfg.pretrain.method == "videomae":
         _warn_wide_decoder(cfg)
 

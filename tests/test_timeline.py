@@ -370,29 +370,32 @@ def test_a_multi_minute_video_streams_with_bounded_memory(checkpoint, tmp_path, 
 
 
 def _vfr_video(path: Path) -> Path:
-    """5 s at 30 fps (dark), then 5 s at 5 fps (bright): 175 frames, each with its own time."""
+    """5 s at 30 fps (dark), then 5 s at 5 fps (bright): 175 frames, each with its own time
+    (in milliseconds; an AVI numbers its frames at 30 fps, skipping 5 places after each of the
+    slow ones, as ffmpeg writes a variable-rate source there)."""
     from fractions import Fraction
 
-    ms = Fraction(1, 1000)
+    unit = Fraction(1, 30) if path.suffix == ".avi" else Fraction(1, 1000)
     times = [k / 30 for k in range(150)] + [5 + k / 5 for k in range(25)]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=30)
         stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
-        stream.codec_context.time_base = ms
+        stream.codec_context.time_base = unit
         for t in times:
             image = np.full((48, 64, 3), 40 if t < 5 else 200, np.uint8)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = round(t * 1000), ms
+            frame.pts, frame.time_base = round(t / unit), unit
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
 
 
 @pytest.mark.parametrize("backend", ["pyav", "torchcodec"])
-def test_readers_give_the_times_of_a_variable_frame_rate_video(tmp_path, backend):
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])  # (an AVI's gaps in its frame numbers)
+def test_readers_give_the_times_of_a_variable_frame_rate_video(tmp_path, backend, suffix):
     from hpnet.data.decode import open_video
 
-    with open_video(_vfr_video(tmp_path / "vfr.mp4"), backend=backend) as reader:
+    with open_video(_vfr_video(tmp_path / f"vfr{suffix}"), backend=backend) as reader:
         times = reader.frame_times()
     assert times is not None and len(times) == 175
     assert times[149] == pytest.approx(149 / 30, abs=1e-3)  # stored in milliseconds

@@ -138,9 +138,11 @@ class _PyAVReader(VideoReader):
 
     def packet_seconds(self) -> np.ndarray | None:
         """The sorted timestamps of the frames' packets in seconds ``(num_frames,)``; None
-        where they only number the frames (AVI) or have no time base."""
+        without a time base. In AVI they are the packets' places in the stream at the header's
+        rate, which say when each frame shows all the same: a writer that dropped frames (a
+        variable-rate source, ``ffmpeg -fps_mode passthrough``) leaves gaps in those places."""
         base = self._stream.time_base
-        if self._by_order or base is None:
+        if base is None:
             return None
         return self._timestamps * float(base)
 

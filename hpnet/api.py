@@ -88,21 +88,22 @@ class Classifier:
         videos: str | Path | Sequence[str | Path],
         *,
         window: float = 2.0,
-        stride: float = 0.5,
+        stride: float | None = None,
         smooth: int = 3,
         top_k: int = 5,
         plot: str | None = None,
         overlay: str | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Actions along a long video (or each of several): windows of ``window`` seconds every
-        ``stride`` seconds, scores smoothed over ``smooth`` windows, cut into segments
-        (:mod:`hpnet.timeline`). A result holds ``windows`` (``[{"start", "end", "top"}]``),
-        ``segments`` (``[{"label", "start", "end", "score"}]``), ``top`` (the mean over the
-        windows), ``num_frames``, ``duration``, the ``window`` and ``stride`` as run (seconds,
-        whole steps of the window / ``data.frames``), ``frames_decoded`` and ``pose`` (where the
-        joints came from: cache, estimated or none); ``plot``: a PNG of the label track,
-        ``overlay``: the video (.mp4/.mkv/.avi) with the label of the moment on every frame
-        (one file per video, named as ``--overlay`` names them)."""
+        ``stride`` seconds (by default a quarter of the window, as ``--stride``), scores
+        smoothed over ``smooth`` windows, cut into segments (:mod:`hpnet.timeline`). A result
+        holds ``windows`` (``[{"start", "end", "top"}]``), ``segments`` (``[{"label", "start",
+        "end", "score"}]``), ``top`` (the mean over the windows), ``num_frames``, ``duration``,
+        the ``window`` and ``stride`` as run (seconds, whole steps of the window /
+        ``data.frames``), ``frames_decoded`` and ``pose`` (where the joints came from: cache,
+        estimated or none); ``plot``: a PNG of the label track, ``overlay``: the video
+        (.mp4/.mkv/.avi) with the label of the moment on every frame (one file per video, named
+        as ``--overlay`` names them)."""
         from hpnet.data.decode import VideoDecodeError
         from hpnet.inference import check_top_k
         from hpnet.overlay import check_output_names
@@ -111,8 +112,10 @@ class Classifier:
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
         check_top_k(top_k, "top_k")
-        check_window(window, stride)
-        check_smooth(smooth)
+        names = ("window=", "stride=", "smooth=")
+        stride = window / 4 if stride is None else stride
+        check_window(window, stride, names)
+        check_smooth(smooth, names)
         warn_stride_gap(window, stride, self.predictor.cfg.data.frames)
         check_output_names(overlay, plot, window=True, names=API_NAMES)
         one, found = _collect(videos)

@@ -91,9 +91,13 @@ class WindowPlan:
         return start, min(start + self.frames * self.step, self.duration)
 
 
-def check_window(window: float, stride: float) -> None:
-    """``--window`` / ``--stride`` (seconds): finite and > 0."""
-    for name, value in (("--window", window), ("--stride", stride)):
+CLI_NAMES = ("--window", "--stride", "--smooth")  # how the errors name them (the API: "window=")
+
+
+def check_window(window: float, stride: float, names: tuple[str, ...] = CLI_NAMES) -> None:
+    """``--window`` / ``--stride`` (seconds): finite and > 0; ``names``: the options'
+    (``window=``, ``stride=`` for the Python API)."""
+    for name, value in ((names[0], window), (names[1], stride)):
         if not (math.isfinite(value) and value > 0):
             raise UserError(f"{name} must be a number of seconds > 0, got {value}")
 
@@ -135,11 +139,11 @@ def plan_windows(
     return WindowPlan(num_frames, fps, frames, step, grid_stride, tuple(starts), duration, times)
 
 
-def check_smooth(smooth: int) -> None:
+def check_smooth(smooth: int, names: tuple[str, ...] = CLI_NAMES) -> None:
     """``--smooth`` / ``smooth=``: an odd number of windows (a centred average)."""
     if smooth < 1 or smooth % 2 == 0:
         raise UserError(
-            f"--smooth must be an odd number of windows (a centred average: the window and "
+            f"{names[2]} must be an odd number of windows (a centred average: the window and "
             f"as many on each side), got {smooth}: e.g. 1 (no smoothing), 3 or 5"
         )
 

@@ -167,8 +167,14 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
         predict_main([*args, "--smooth", "2"])
     with pytest.raises(UserError, match=r"^--window must be a number of seconds > 0, got nan"):
         predict_main([str(video), "--checkpoint", "none.pt", "--window", "nan"])  # before loading
-    with pytest.raises(UserError, match=r"^--stride must be"):
-        hpnet.load(checkpoint, pose_cache="", estimate_pose=False).timeline(video, stride=0)
+    clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)
+    with pytest.raises(UserError, match=r"^stride= must be"):  # (the API's names: not --stride)
+        clf.timeline(video, stride=0)
+    with pytest.raises(UserError, match=r"^smooth= must be an odd number"):
+        clf.timeline(video, smooth=2)
+    quarter = clf.timeline(video, window=1.2)  # the stride by default: a quarter, as --stride
+    assert quarter["windows"] == clf.timeline(video, window=1.2, stride=0.3)["windows"]
+    assert quarter["stride"] != clf.timeline(video, window=1.2, stride=0.5)["stride"]
     with pytest.raises(UserError, match="go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
 

@@ -26,6 +26,7 @@ import torch
 
 from hpnet.cli import UserError, missing
 from hpnet.exported import exported_format
+from hpnet.pose.skeleton import check_joint_values
 
 
 class Classifier:
@@ -229,20 +230,6 @@ class Classifier:
 
 
 API_NAMES = ("overlay=", "plot=")  # as check_output_names calls them in the API's messages
-
-
-def check_joint_values(joints: np.ndarray) -> None:
-    """Refuse joints ``(..., 17, 3)`` the model would read as missing or wrong, silently:
-    NaN / inf, or pixel coordinates (x, y must be in [0, 1] of the frame: YOLO's ``xyn``)."""
-    if not np.isfinite(joints).all():
-        raise ValueError("joints hold NaN or inf: give a missing joint as 0, 0 with confidence 0")
-    seen = joints[..., 2] > 0
-    if seen.any() and (np.abs(joints[..., :2][seen] - 0.5) > 1.0).any():
-        far = float(np.abs(joints[..., :2][seen]).max())
-        raise ValueError(
-            f"joints reach {far:.4g}: x, y must be in [0, 1] of the frame (pixel coordinates "
-            "divided by the frame's width and height; Ultralytics' keypoints.xyn)"
-        )
 
 
 def explain_method(explain: str | None, cam: bool) -> str | None:

@@ -35,6 +35,7 @@ from hpnet.config_cli import OneConfig, add_help_config
 from hpnet.distributed import refuse_torchrun
 from hpnet.exported import (  # (load_exported: also hpnet.export's, as the README has it)
     FORMATS,
+    MAX_BATCH,
     META_NAME,
     ExportedModel,
     ExportedModule,
@@ -110,7 +111,7 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path) -> dict[str, An
     meta = export_metadata(model, cfg)
     wrapped = LogitsModel(model.cpu(), meta["uses_pose"]).eval()
     inputs = example_inputs(meta)
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     shapes = {name: {0: batch} for name in meta["inputs"]}
     with torch.no_grad(), _quiet_export():
         if kind == "torch.export":

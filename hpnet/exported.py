@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from hpnet.cli import UserError, missing
+from hpnet.pose.skeleton import check_joint_values
 
 META_NAME = "hpnet.json"  # the metadata's name in both formats
+MAX_BATCH = 4096  # the largest batch a .pt2's dynamic batch dimension allows
 FORMATS = {".pt2": "torch.export", ".onnx": "onnx"}
 
 
@@ -47,13 +49,16 @@ class ExportedModel:
 
     def __call__(self, video: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
         """video ``(B, T, 3, S, S)`` float, joints ``(B, T, P, 17, 3)`` (pose models) -> logits
-        ``(B, C)``. Raises ValueError naming the expected shape for a wrong input."""
+        ``(B, C)`` (numpy arrays are taken too). Raises ValueError naming the expected shape for
+        a wrong input, and for joints the model would misread (NaN, pixel coordinates:
+        :func:`~hpnet.pose.skeleton.check_joint_values`)."""
         given = {"video": video, "joints": joints}
         inputs = []
         for name, shape in input_shapes(self.meta).items():
             tensor = given[name]
             if tensor is None:
                 raise ValueError(f"{self.path} takes {name} of shape {shape_text(shape)}")
+            tensor = torch.as_tensor(tensor)  # (a numpy array)
             ok = tensor.dim() == len(shape) and tensor.shape[0] >= 1
             ok = ok and all(a == b for a, b in zip(tensor.shape[1:], shape[1:], strict=True))
             if not ok:
@@ -69,8 +74,23 @@ class ExportedModel:
             inputs.append(tensor.float().contiguous())
         if joints is not None and not self.meta["uses_pose"]:
             raise ValueError(f"{self.path} was exported without pose: give the video only")
+        self._check_batch(inputs)
+        if len(inputs) > 1:
+            check_joint_values(inputs[1])
         with torch.no_grad():
             return self.run(*inputs)
+
+    def _check_batch(self, inputs: list[torch.Tensor]) -> None:
+        """One batch size for all inputs, and at most :data:`MAX_BATCH` clips in a ``.pt2``
+        (its batch dimension's range)."""
+        sizes = [len(t) for t in inputs]
+        if len(set(sizes)) > 1:
+            raise ValueError(f"{self.path}: video and joints hold {sizes[0]} and {sizes[1]} clips")
+        if exported_format(self.path) == "torch.export" and sizes[0] > MAX_BATCH:
+            raise ValueError(
+                f"{self.path} takes at most {MAX_BATCH} clips a call (its exported batch "
+                f"dimension), got {sizes[0]}: give them in parts"
+            )
 
 
 class ExportedModule(nn.Module):

@@ -36,7 +36,7 @@ def _inputs(batch: int, pose: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 @pytest.mark.slow  # (~16 s with pose, ~6 s without: the default suite keeps to its budget)
 @pytest.mark.parametrize("pose", [True, False], ids=["pose", "rgb"])
-def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose):
+def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose, monkeypatch):
     model, cfg = _model(pose)
     out = tmp_path / ("model.pt2" if pose else "Model.PT2")  # the suffix in any case
     meta = export_model(model, cfg, out)
@@ -55,9 +55,26 @@ def test_pt2_matches_eager_for_any_batch_and_refuses_wrong_shapes(tmp_path, pose
         exported(torch.randn(2, 4, 3, 40, 40), joints)
     with pytest.raises(ValueError, match=r"takes video as floats, got torch.uint8: normalise"):
         exported(video.to(torch.uint8), joints)  # (it ran on the raw frames)
+    from_numpy = exported(video.numpy(), None if joints is None else joints.numpy())
+    torch.testing.assert_close(from_numpy, exported(video, joints))  # numpy arrays are taken
+    with monkeypatch.context() as patch:  # (a .pt2's batch dimension runs to 4096)
+        patch.setattr("hpnet.exported.MAX_BATCH", 1)
+        with pytest.raises(ValueError, match=r"takes at most 1 clips a call .*got 2"):
+            exported(video, joints)
     if pose:
         with pytest.raises(ValueError, match=r"takes joints of shape \(B, 4, 2, 17, 3\)"):
             exported(video, None)
+        with pytest.raises(ValueError, match=r"video and joints hold 2 and 1 clips"):
+            exported(video, joints[:1])  # (a torch.export guard's AssertionError)
+        cases = {  # (x, confidence) of one joint -> what is said
+            (float("nan"), 0.5): "NaN or inf", (50.0, 0.5): "joints reach 50",
+            (0.5, 2.0): r"confidences must be in \[0, 1\]",
+        }  # fmt: skip
+        for (x, confidence), said in cases.items():
+            wrong = joints.clone()
+            wrong[0, 0, 0, 0, 0], wrong[0, 0, 0, 0, 2] = x, confidence
+            with pytest.raises(ValueError, match=said):
+                exported(video, wrong)
     else:
         with pytest.raises(ValueError, match="exported without pose"):
             exported(video, torch.rand(2, 4, 2, 17, 3))

@@ -7,6 +7,7 @@ missing joint is ``(0, 0, 0)``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -120,3 +121,27 @@ def crop_joints(joints: Tensor, boxes: Tensor, flip: Tensor | None = None) -> Te
         flip = to_device(flip, out.device).view(*view, 1)
         out = torch.where(flip, flip_joints(out), out)
     return mask_invalid_joints(out)
+
+
+def check_joint_values(joints: np.ndarray | Tensor) -> None:
+    """Refuse given joints ``(..., 17, 3)`` that a model would read wrongly, silently: NaN or
+    inf; pixel coordinates (x, y must be in [0, 1] of the frame, YOLO's ``xyn``; a joint of
+    a person at the edge may lie a little outside, so only half a frame past the edge counts);
+    a confidence outside [0, 1]. Raises ValueError saying which."""
+    joints = torch.as_tensor(joints).detach().float().cpu()
+    if not torch.isfinite(joints).all():
+        raise ValueError("joints hold NaN or inf: give a missing joint as 0, 0 with confidence 0")
+    confidence = joints[..., 2]
+    if ((confidence < 0) | (confidence > 1)).any():
+        worst = float(confidence[(confidence < 0) | (confidence > 1)][0])
+        raise ValueError(
+            f"joint confidences must be in [0, 1] (0: missing), got {worst:.4g}: the third "
+            "value of a joint is YOLO's keypoint confidence (keypoints.conf)"
+        )
+    seen = confidence > 0
+    if seen.any() and ((joints[..., :2][seen] - 0.5).abs() > 1.0).any():
+        far = float(joints[..., :2][seen].abs().max())
+        raise ValueError(
+            f"joints reach {far:.4g}: x, y must be in [0, 1] of the frame (pixel coordinates "
+            "divided by the frame's width and height; Ultralytics' keypoints.xyn)"
+        )

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     long = parser.add_argument_group("long videos: actions over time")
     long.add_argument("--window", type=float, help="score windows of this many seconds")
     long.add_argument("--stride", type=float, help="seconds between windows (window / 4)")
-    long.add_argument("--smooth", type=int, default=3, help="windows averaged per score, odd (3)")
+    long.add_argument("--smooth", type=int, help="windows averaged per score, odd (default 3)")
     long.add_argument("--timeline", help="draw the labels over time: out.png")
     return parser
 
@@ -115,9 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_window_arguments(args: argparse.Namespace) -> None:
     if args.window is None:
-        if args.stride is not None or args.timeline:
-            raise UserError("--stride and --timeline go with --window SECONDS")
+        if args.stride is not None or args.timeline or args.smooth is not None:
+            raise UserError("--stride, --smooth and --timeline go with --window SECONDS")
         return
+    if args.smooth is None:
+        args.smooth = 3
     if args.cam or args.explain:
         raise UserError("--explain (--cam) draws on one clip: drop --window, or --explain")
     check_window(args.window, _stride(args))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 def write_timeline_png(path: str | Path, timeline: dict[str, Any], title: str = "") -> None:
@@ -93,6 +96,12 @@ def write_timeline_video(
         size = fit_size(info.height, info.width, max_side)
         times = timeline["plan"].times  # None: frame i shows at i / fps
         own_times = times is not None and path.suffix.lower() != ".avi"
+        if times is not None and not own_times:
+            logger.warning(
+                "%s: %s has a variable frame rate, which an .avi cannot keep: it plays at the "
+                "mean rate, its labels away from the moments they name; write an .mp4 or .mkv "
+                "to keep each frame's time", path, Path(video).name,
+            )  # fmt: skip
         stream = None
         bar = long_work_bar(info.num_frames, f"overlay {path.name}", "frame")
         for first in range(0, info.num_frames, chunk):

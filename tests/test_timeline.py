@@ -177,6 +177,8 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
     assert quarter["stride"] != clf.timeline(video, window=1.2, stride=0.5)["stride"]
     with pytest.raises(UserError, match="go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
+    with pytest.raises(UserError, match="--stride, --smooth and --timeline go with --window"):
+        predict_main([str(video), "--checkpoint", str(checkpoint), "--smooth", "5"])  # (unread)
 
 
 def test_a_video_failing_its_overlay_or_windows_fails_alone(checkpoint, tmp_path, monkeypatch):
@@ -430,6 +432,10 @@ def test_timeline_of_a_variable_frame_rate_video(checkpoint, tmp_path, caplog):
     assert len(shown) == 175 and shown[150] - shown[149] == pytest.approx(1 / 30, abs=2e-3)
     assert shown[152] - shown[151] == pytest.approx(0.2, abs=2e-3)
     assert "frames repeat" not in caplog.text
+    assert "cannot keep" not in caplog.text
+    with caplog.at_level("WARNING", logger="hpnet.timeline_plot"):  # an .avi has no times
+        clf.timeline(video, window=2.0, stride=1.0, overlay=str(tmp_path / "labelled.avi"))
+    assert "vfr.mp4 has a variable frame rate, which an .avi cannot keep" in caplog.text
     frames = clf.cfg.data.frames
     mean_fps = 175 / 9.8
     clf.timeline(video, window=1.05 * frames / mean_fps, stride=0.5)  # T frames a window...

@@ -41,6 +41,8 @@ def print_table(results: list[dict[str, Any]], top_k: int) -> None:
             print(f"  {rank}. {t['label']:<28s} {100 * t['prob']:6.2f} %")
         if "window" in r:  # a timeline: the windows as run (whole grid steps)
             every = f"every {r['stride']:g} s over {r['duration']:g} s"
+            if len(r["windows"]) == 1:  # (a stride of no consequence)
+                every = f"(one: the video is {r['duration']:g} s)"
             print(f"  windows of {r['window']:g} s {every}")
         for seg in r.get("segments", []):
             span = f"{seg['start']:8.2f} - {seg['end']:8.2f} s"

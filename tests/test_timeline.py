@@ -177,6 +177,10 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
     assert quarter["stride"] != clf.timeline(video, window=1.2, stride=0.5)["stride"]
     with pytest.raises(UserError, match="go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--timeline", str(png)])
+    capsys.readouterr()
+    one = [str(video), "--checkpoint", str(checkpoint), "--pose-cache", "", "--window", "100"]
+    assert predict_main([*one, "--no-pose-estimation"]) == 0  # a window longer than the video
+    assert "windows of 12 s (one: the video is 12 s)" in capsys.readouterr().out
     with pytest.raises(UserError, match="--stride, --smooth and --timeline go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--smooth", "5"])  # (unread)
 

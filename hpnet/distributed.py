@@ -92,7 +92,8 @@ def refuse_torchrun(what: str) -> None:
         raise UserError(
             f"{what} runs in one process (WORLD_SIZE={world}): start it with python, not "
             "torchrun (torchrun splits training, pretraining, evaluation, zero-shot scoring of "
-            "a --dataset and the pose cache)"
+            "a --dataset and the pose cache); a WORLD_SIZE left in the shell by another job: "
+            "unset it"
         )
 
 
@@ -123,7 +124,9 @@ def distributed_session(device_type: str, cfg: Config | None = None) -> Iterator
     info = init_distributed(device_type)
     try:
         if cfg is not None:
-            check_same_everywhere(info, flat_config(config_to_dict(cfg)), SAME_CONFIG)
+            flat = flat_config(config_to_dict(cfg))
+            shared = {k: v for k, v in flat.items() if k not in PER_PROCESS_KEYS}
+            check_same_everywhere(info, shared, SAME_CONFIG)
         yield info
         barrier()
     finally:
@@ -163,6 +166,14 @@ def _said(err: Exception) -> str:
     return f"process 0 stopped ({type(err).__name__}: {err}); its traceback says where"
 
 
+# Keys a process may set otherwise than the others: where its machine keeps the files (the same
+# files, mounted elsewhere), and how fast it works. (data.joint entries are compared whole.)
+PER_PROCESS_KEYS = frozenset({
+    "data.root", "data.split_dir", "data.train_list", "data.test_list", "data.classes_file",
+    "data.workers", "model.pretrained", "text.pretrained", "text.cache_dir", "pose.cache_dir",
+    "pose.weights", "pose.batch", "pose.workers", "pose.device", "train.out_dir",
+    "train.resume", "train.device", "train.threads", "eval.batch_size",
+})  # fmt: skip
 SAME_CONFIG = (
     "every process must be given the same config and overrides (several machines: the same files)"
 )
@@ -186,6 +197,29 @@ def check_same_everywhere(info: DistInfo, values: Mapping[str, Any], advice: str
             )
             more = f" (and {len(keys) - 3} more)" if len(keys) > 3 else ""
             raise UserError(f"the processes of this run disagree: {shown}{more}: {advice}")
+
+
+@contextlib.contextmanager
+def refused_together(info: DistInfo) -> Iterator[None]:
+    """Run checks that may refuse (:class:`UserError`) on one process and not another (a file
+    only one machine sees): when any process refuses, every process does (the others with
+    that process's message) instead of meeting a collective the refusing one never reaches
+    (a Gloo "Connection closed by peer" traceback, or a wait until NCCL's timeout)."""
+    own: UserError | None = None
+    try:
+        yield
+    except UserError as err:
+        if not info.enabled:
+            raise
+        own = err
+    if not info.enabled:
+        return
+    said = gather_objects("" if own is None else str(own))
+    if own is not None:
+        raise own
+    first = next(((rank, text) for rank, text in enumerate(said) if text), None)
+    if first is not None:
+        raise UserError(f"process {first[0]} refused: {first[1]}")
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

@@ -24,7 +24,7 @@ from hpnet.checkpoint import (
 from hpnet.cli import UserError
 from hpnet.config import Config, config_to_dict, flat_config, save_config
 from hpnet.config_schema import arch_reads, method_reads
-from hpnet.distributed import DistInfo
+from hpnet.distributed import DistInfo, refused_together
 from hpnet.engine import EpochProgress
 from hpnet.runtime import label_sets
 from hpnet.text.weights import looks_like_path
@@ -40,8 +40,9 @@ def resume_run(
     model, optimizer, scheduler, scaler = parts
     ckpt = load_checkpoint(path)  # on the CPU: load_state_dict moves to the device
     sets = label_sets(datasets)
-    check_resumable(ckpt, cfg, model.class_names, sets, path, dist)
-    check_same_videos(ckpt, datasets, path)
+    with refused_together(dist):  # (the videos a machine sees may differ)
+        check_resumable(ckpt, cfg, model.class_names, sets, path, dist)
+        check_same_videos(ckpt, datasets, path)
     model.load_state_dict(ckpt["model"])
     try:
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -10,7 +10,7 @@ import yaml
 from hpnet.cli import UserError
 from hpnet.config import Config
 from hpnet.config_types import load_yaml
-from hpnet.distributed import DistInfo, check_same_everywhere
+from hpnet.distributed import DistInfo, check_same_everywhere, refused_together
 
 
 def resume_path(cfg: Config, out: Path, dist: DistInfo | None = None) -> Path | None:
@@ -19,7 +19,8 @@ def resume_path(cfg: Config, out: Path, dist: DistInfo | None = None) -> Path | 
     file ``train.resume`` names, or a refusal that says what to set. Under torchrun (``dist``)
     every process must find the same one (a ``train.out_dir`` on a disk only one machine
     sees: one process resumed, another started afresh, and both waited for each other)."""
-    path = _resume_path(cfg, out)
+    with refused_together(dist or DistInfo()):
+        path = _resume_path(cfg, out)
     if dist is not None:
         found = "none (a fresh run)" if path is None else f"{path} ({path.stat().st_size} bytes)"
         check_same_everywhere(dist, {"the checkpoint the run continues": found}, SHARED_OUT_DIR)

@@ -126,6 +126,11 @@ def test_predict_tensor_on_frames_in_memory(checkpoint, clips):
         clf.predict_tensor(sampled.frames[0], pixels)
     with pytest.raises(ValueError, match="joints hold NaN or inf"):
         clf.predict_tensor(sampled.frames[0], nans)
+    for confidence in (1.5, -0.1):
+        odd = zeros.copy()
+        odd[..., 0, :] = (0.5, 0.5, confidence)
+        with pytest.raises(ValueError, match=rf"confidences must be in \[0, 1\].*{confidence}"):
+            clf.predict_tensor(sampled.frames[0], odd)
     near, unseen = zeros.copy(), zeros.copy()
     near[..., 0, :] = (1.3, -0.2, 0.9)  # (YOLO's keypoints just outside the frame: kept)
     unseen[..., 0, :] = (500.0, 500.0, 0.0)  # (confidence 0: a missing joint, any x, y)

@@ -299,7 +299,7 @@ def test_processes_that_disagree_are_refused_not_left_waiting(tmp_path):
         ({"PER_RANK_CWD": str(tmp_path)}, ["train.resume=auto"],
          "the checkpoint the run continues is 'run/last.pt (1 bytes)' on process 0, 'none (a "
          "fresh run)' on process 1: train.out_dir must be one folder every process sees"),
-        ({"RANK1_EXTRA": "train.lr=0.01"}, [],
+        ({"RANK1_EXTRA": "train.lr=0.01 data.workers=1 eval.batch_size=2"}, [],  # (per machine)
          "train.lr is 0.001 on process 0, 0.01 on process 1: every process must be given the "
          "same config"),
     )  # fmt: skip
@@ -314,6 +314,17 @@ def test_processes_that_disagree_are_refused_not_left_waiting(tmp_path):
             said[-3000:]
         )
     assert not (tmp_path / "run").exists()
+    # a refusal of one process alone (a fresh run into a folder holding a last.pt, only on
+    # machine 0) is every process's, not a Gloo traceback on the others
+    proc = subprocess.run(
+        [sys.executable, *TORCHRUN, "--monitor-interval=5", str(script), *args, "train.resume="],
+        cwd=REPO, env={**env, "PER_RANK_CWD": str(tmp_path)}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Connection closed" not in said, said[-3000:]
+    assert "hpnet: error: run/last.pt exists" in said
+    assert "hpnet: error: process 0 refused: run/last.pt exists" in said
 
 
 def test_a_process_group_that_cannot_form_is_said(monkeypatch):
@@ -332,6 +343,18 @@ def test_a_process_group_that_cannot_form_is_said(monkeypatch):
                        r"None on process 0, 4 on process 1: fix it"):  # fmt: skip
         check_same_everywhere(DistInfo(0, 2), {"a": 1, "b": 2}, "fix it")
     check_same_everywhere(DistInfo(), {"a": 1}, "one process: nothing to compare")
+
+    from hpnet.distributed import refused_together
+
+    monkeypatch.setattr("hpnet.distributed.gather_objects", lambda own: ["no such file", own])
+    refused = pytest.raises(UserError, match=r"^process 0 refused: no such file$")
+    with refused, refused_together(DistInfo(1, 2)):
+        pass  # (this process had nothing to refuse)
+    with pytest.raises(UserError, match=r"^mine$"), refused_together(DistInfo(1, 2)):
+        raise UserError("mine")  # its own refusal, after the others heard
+    monkeypatch.setattr("hpnet.distributed.gather_objects", lambda own: ["", own])
+    with refused_together(DistInfo(1, 2)):
+        pass  # nobody refused
 
 
 ONE_PROCESS_COMMANDS = [

@@ -291,6 +291,8 @@ def test_fine_tuning_loads_the_encoder_and_reports_it(
         other = load_config(tiny_args[1], [*cfg_overrides(cfg), f"model.smif_offsets={offsets}"])
         with pytest.raises(UserError, match=r"with model.smif_offsets=\[1,2\] \(this one"):
             build_model(other, ["a", "b"])
+    no_smif = ["model.smif=false", "model.smif_offsets=[1]"]  # (reads no SMIF weights: loads)
+    build_model(load_config(tiny_args[1], [*cfg_overrides(cfg), *no_smif]), ["a"])
     grey = ["data.augment.mean=[0.5,0.5,0.5]", "data.augment.std=[0.25,0.25,0.25]"]
     with caplog.at_level("WARNING", logger="hpnet.models.normalisation"):
         build_model(load_config(tiny_args[1], [*cfg_overrides(cfg), *grey]), ["a"])

@@ -416,6 +416,29 @@ def test_readers_give_the_times_of_a_variable_frame_rate_video(tmp_path, backend
         assert reader.frame_times() is None  # evenly spaced: frame i at i / fps
 
 
+def test_an_even_avi_with_b_frames_is_even_for_both_readers(tmp_path):
+    """torchcodec's rate of an XviD AVI with B-frames (24.67 fps for 25: its packet count over
+    the stream's length) is not the rate PyAV's frame numbers run at: measured against it, the
+    even frames read as a variable rate."""
+    import shutil
+    import subprocess
+
+    from hpnet.data.decode import open_video
+
+    if not shutil.which("ffmpeg"):
+        pytest.skip("needs FFmpeg's command-line tool (libxvid)")
+    video = tmp_path / "xvid.avi"
+    made = subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:"
+         "duration=6", "-c:v", "libxvid", "-bf", "2", str(video)], capture_output=True,
+    )  # fmt: skip
+    if made.returncode:
+        pytest.skip("this FFmpeg has no libxvid encoder")
+    for backend in ("pyav", "torchcodec"):
+        with open_video(video, backend=backend) as reader:
+            assert reader.frame_times() is None, backend
+
+
 def test_timeline_of_a_variable_frame_rate_video(checkpoint, tmp_path, caplog):
     video = _vfr_video(tmp_path / "vfr.mp4")
     clf = hpnet.load(checkpoint, pose_cache="", estimate_pose=False)

@@ -264,7 +264,7 @@ class _TorchcodecReader(VideoReader):
         seconds = twin.packet_seconds()
         if seconds is None or twin.info.num_frames != self.info.num_frames:
             return None
-        return uneven_times(seconds, self.info.fps)
+        return uneven_times(seconds, twin.info.fps)  # (the rate those timestamps are stamped at)
 
     def _read_tail_with_pyav(self, group: list[int]) -> torch.Tensor:
         """Frames at sorted ``group`` (ending near the end) read with PyAV -> uint8 (G, 3, H, W)."""

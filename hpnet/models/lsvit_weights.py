@@ -304,6 +304,8 @@ def check_shape_keys(
     backbone) otherwise than ``model_cfg`` does, naming both (``had``: "the run had")."""
     saved = ckpt.get("config", {}).get("model", {})
     other = [k for k in keys if k in saved and saved[k] != getattr(model_cfg, k)]
+    if not (saved.get("smif", True) and getattr(model_cfg, "smif", True)):
+        other = [k for k in other if k != "smif_offsets"]  # (no SMIF weights read or given)
     if other:
         then = " ".join(f"model.{k}={saved[k]}".replace(" ", "") for k in other)
         now = " ".join(f"model.{k}={getattr(model_cfg, k)}".replace(" ", "") for k in other)

@@ -210,6 +210,10 @@ class JointCache:
         self._undecodable: dict[str, str] | None = None  # read from the report on first need
         self._metas: dict[str, dict[str, Any] | None] = {}  # rel -> its file's meta (start checks)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for the loader's workers without the start checks' metas (they read none)."""
+        return {**self.__dict__, "_metas": {}}
+
     def path(self, record: _Record) -> Path:
         return cache_path(self.cache_dir, record.rel)
 

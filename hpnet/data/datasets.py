@@ -53,6 +53,7 @@ from hpnet.data.holdout import config_validation_split, rendered_keys
 from hpnet.data.official_splits import hmdb51_records, ucf101_records
 from hpnet.data.records import RecordSplits, VideoRecord, list_records
 from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
+from hpnet.pose.skeleton import NUM_KEYPOINTS
 
 __all__ = [
     "DatasetSplits",
@@ -67,7 +68,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NUM_JOINTS = 17  # COCO keypoints per person (YOLO pose)
+NUM_JOINTS = NUM_KEYPOINTS  # COCO keypoints per person (YOLO pose)
 # (record, frame indices (V, T), video info) -> joints float32 (V, T, P, 17, 3)
 JointSource = Callable[[VideoRecord, np.ndarray, VideoInfo], "np.ndarray | torch.Tensor"]
 

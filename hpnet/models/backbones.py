@@ -18,7 +18,6 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from torch import nn
 
@@ -30,12 +29,17 @@ from hpnet.models.freeze import check_freeze
 from hpnet.models.i3d import I3D_ARCHS, I3D_MIN_INPUT, build_i3d
 from hpnet.models.lrcn import LRCN
 from hpnet.models.lsvit import LSVIT_SIZES, LSViT, build_lsvit
-from hpnet.models.lsvit_weights import load_pretrained, read_pretrain_checkpoint
+from hpnet.models.lsvit_weights import (
+    is_pretrain_checkpoint,
+    load_pretrained,
+    read_pretrain_checkpoint,
+    read_saved_dict,
+)
 from hpnet.models.normalisation import warn_other_normalisation
 from hpnet.models.run_weights import (
     check_run_path,
     load_run_backbone,
-    read_run_checkpoint,
+    run_checkpoint_of,
     with_run_hint,
 )
 from hpnet.models.tv_video import MIN_INPUT as TV_MIN_INPUT
@@ -65,15 +69,15 @@ def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
 
     given = cfg.model.pretrained if load_weights else ""
     check_run_path(given)
-    run = read_run_checkpoint(Path(given).expanduser()) if given else None
+    saved = read_saved_dict(given) if given else None  # (read once: what kind of file it is)
+    run = run_checkpoint_of(saved)
     if run is None:
         try:
             built = BACKBONES[cfg.model.arch](cfg, load_weights)
         except UserError as err:
             raise with_run_hint(err, given) from None
-        pretrain = read_pretrain_checkpoint(given) if built.report is not None else None
-        if pretrain is not None:  # a python -m hpnet.pretrain run's encoder
-            _warn_run_normalisation(cfg, pretrain)
+        if built.report is not None and saved is not None and is_pretrain_checkpoint(saved):
+            _warn_run_normalisation(cfg, saved)  # a python -m hpnet.pretrain run's encoder
         return built
     backbone = BACKBONES[cfg.model.arch](cfg, False).module  # another run's backbone, as trained
     report = load_run_backbone(backbone, cfg.model.pretrained, run, cfg.model)

@@ -199,7 +199,12 @@ def read_pretrain_checkpoint(path: str | Path) -> dict | None:
     ``python -m hpnet.pretrain``), else None (a tag, a CLIP or timm file, anything else).
     Tensors are memory-mapped: telling costs no read of the weights."""
     ckpt = read_saved_dict(path)
-    return ckpt if ckpt is not None and isinstance(ckpt.get(PRETRAIN_ENTRY), dict) else None
+    return ckpt if ckpt is not None and is_pretrain_checkpoint(ckpt) else None
+
+
+def is_pretrain_checkpoint(ckpt: dict[str, Any]) -> bool:
+    """Whether a checkpoint dict is a pretraining run's (its :data:`PRETRAIN_ENTRY`)."""
+    return isinstance(ckpt.get(PRETRAIN_ENTRY), dict)
 
 
 def read_saved_dict(path: str | Path) -> dict[str, Any] | None:

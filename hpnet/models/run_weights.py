@@ -18,7 +18,12 @@ from typing import Any
 from torch import nn
 
 from hpnet.cli import UserError
-from hpnet.models.lsvit_weights import LSVIT_SHAPE_KEYS, load_checkpoint_part, read_saved_dict
+from hpnet.models.lsvit_weights import (
+    LSVIT_SHAPE_KEYS,
+    is_pretrain_checkpoint,
+    load_checkpoint_part,
+    read_saved_dict,
+)
 from hpnet.models.weights import PretrainedReport
 from hpnet.text.weights import looks_like_path
 
@@ -36,8 +41,13 @@ def read_run_checkpoint(path: str | Path) -> dict[str, Any] | None:
     with ``backbone.*`` tensors and a ``config`` with its ``model`` section; no ``pretrain``
     entry), else None (a tag, another program's file, a pretraining run). Tensors are
     memory-mapped: telling costs no read of the weights."""
-    ckpt = read_saved_dict(path)
-    if ckpt is None or "pretrain" in ckpt:
+    return run_checkpoint_of(read_saved_dict(path))
+
+
+def run_checkpoint_of(ckpt: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``ckpt`` (a dict :func:`read_saved_dict` read, or None) when it is an ``hpnet.train``
+    run's checkpoint (see :func:`read_run_checkpoint`), else None."""
+    if ckpt is None or is_pretrain_checkpoint(ckpt):
         return None
     weights, config = ckpt.get("model"), ckpt.get("config")
     if not (isinstance(weights, dict) and isinstance(config, dict)):

@@ -132,8 +132,9 @@ def check_joint_values(joints: np.ndarray | Tensor) -> None:
     if not torch.isfinite(joints).all():
         raise ValueError("joints hold NaN or inf: give a missing joint as 0, 0 with confidence 0")
     confidence = joints[..., 2]
-    if ((confidence < 0) | (confidence > 1)).any():
-        worst = float(confidence[(confidence < 0) | (confidence > 1)][0])
+    outside = (confidence < 0) | (confidence > 1)
+    if outside.any():
+        worst = float(confidence[outside][0])
         raise ValueError(
             f"joint confidences must be in [0, 1] (0: missing), got {worst:.4g}: the third "
             "value of a joint is YOLO's keypoint confidence (keypoints.conf)"

@@ -25,6 +25,7 @@ from hpnet.atomic import write_atomic
 from hpnet.checkpoint import load_checkpoint
 from hpnet.cli import UserError, counted
 from hpnet.config import Config
+from hpnet.models.lsvit_weights import PRETRAIN_ENTRY
 from hpnet.pretrain.setup import build_pretrain_model, pretrain_datasets
 from hpnet.pretrain.videomae import VideoMAE, unpatchify
 from hpnet.resume import refuse_changes, resume_changes
@@ -51,7 +52,7 @@ def write_preview(cfg: Config, device: torch.device, clips: int) -> Path:
             "python -m hpnet.pretrain with this config first, or set train.out_dir)"
         )
     ckpt = load_checkpoint(path)
-    method = (ckpt.get("pretrain") or {}).get("method")
+    method = (ckpt.get(PRETRAIN_ENTRY) or {}).get("method")
     if method != "videomae":
         what = f"a {method} pretraining run's" if method else "a training run's, not a pretraining"
         raise UserError(

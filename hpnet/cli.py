@@ -140,9 +140,18 @@ def _stop_on_sigterm() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        if hasattr(signal, "SIGCHLD"):  # (see below)
+            signal.signal(signal.SIGCHLD, _children_end)
         raise Terminated
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def _children_end(signum: int, frame: Any) -> None:
+    """SIGCHLD once the command is terminated: its data loader workers got the same SIGTERM (a
+    whole process group's: Slurm, systemd, ``kill -- -PGID``) and end of it, which torch's own
+    handler reports by raising "DataLoader worker ... is killed by signal: Terminated" in the
+    middle of the unwinding (a traceback after the command's one line)."""
 
 
 def configure_logging() -> None:

@@ -118,10 +118,14 @@ def build_optimizer(
     )  # fmt: skip
     pretrained = any(g["name"].startswith("pretrained") for g in groups)
     if (t.backbone_lr or t.layer_decay < 1.0) and not pretrained:
-        logger.warning(  # (every group "new/...": nothing was loaded from model.pretrained)
+        is_pretrained = _pretrained_test(model)  # (every group "new/...": none trains)
+        frozen = any(is_pretrained(name) for name, _ in model.named_parameters())
+        logger.warning(
             "train.backbone_lr and train.layer_decay set the pretrained parts' learning rates; "
-            "this model has none (model.pretrained loaded nothing), so they change nothing"
-        )
+            "%s, so they change nothing",
+            "this model's are frozen (model.freeze_backbone)" if frozen
+            else "this model has none (model.pretrained loaded nothing)",
+        )  # fmt: skip
     kwargs = {"fused": True} if fused else {}
     if t.optimizer == "adamw":  # decoupled weight decay: p -= lr * wd * p, apart from the step
         return torch.optim.AdamW(groups, betas=tuple(t.betas), **kwargs)

@@ -434,6 +434,51 @@ def test_sigterm_stops_a_command_with_one_line_and_leaves_no_temp_file(tmp_path)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
 
+def test_sigterm_to_a_process_group_with_loader_workers_is_one_line():
+    """A SIGTERM to the whole process group (Slurm, systemd, ``kill -- -PGID``) ends the data
+    loader workers too: torch's SIGCHLD handler raised "DataLoader worker (pid N) is killed by
+    signal: Terminated" in the unwinding, a traceback after "terminated" (seen on hpnet.train and
+    hpnet.pose.cache)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import time
+        import torch
+        from hpnet.cli import run_cli
+
+        class Slow(torch.utils.data.Dataset):
+            def __len__(self):
+                return 1000
+
+            def __getitem__(self, i):
+                time.sleep(0.05)
+                return i
+
+        def main(argv):
+            loader = torch.utils.data.DataLoader(Slow(), num_workers=2, batch_size=1)
+            for i, _ in enumerate(loader):
+                if i == 4:
+                    print("ready", flush=True)
+                x = torch.randn(300, 300, requires_grad=True)
+                (x @ x).sum().backward()
+
+        run_cli(main, [])
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout.readline() == "ready\n"
+    os.killpg(proc.pid, signal.SIGTERM)  # (from another process: torch's workers end quietly
+    _, err = proc.communicate(timeout=60)  # on their parent's SIGTERM)
+    assert proc.returncode == 143, err
+    assert err.strip() == "hpnet: terminated (SIGTERM)"
+
+
 def test_a_gpu_that_is_not_there_is_refused_naming_the_setting(monkeypatch):
     """``cuda`` / ``cuda:N`` beyond the visible GPUs: one line that names the setting asking."""
     from hpnet.cli import UserError

@@ -271,6 +271,21 @@ def test_a_file_of_another_model_is_refused(text_cache, tmp_path, arch, state, m
         _build(text_cache, arch, f"model.pretrained={path}")
 
 
+def test_a_file_filling_few_of_the_model_tensors_is_refused(text_cache, tmp_path):
+    """A file sharing a few names and shapes with the model (swin3d_t's final norm is
+    mvit_v2_s's; here a ResNet-18 cut to its stem) loaded those and counted as pretrained."""
+    stem = {k: v for k, v in tvm.resnet18().state_dict().items() if k.startswith(("conv1", "bn1"))}
+    path = tmp_path / "stem.pth"
+    torch.save(stem, path)
+    with pytest.raises(
+        UserError, match=rf"weights {path} \(model\.pretrained\) fill only 6 of the 120 tensors "
+        r"of torchvision's resnet18 \(model.arch=late_fusion model.depth=18\) \(conv1.weight, "
+        r"bn1.weight, bn1.bias, bn1.running_mean, ...\): it is another model's file, or part of "
+        r"one; set model.arch, model.depth to the model the file was saved from"
+    ):  # fmt: skip
+        _build(text_cache, "late_fusion", f"model.pretrained={path}")
+
+
 def test_weights_names_go_through_torchvision(text_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     url = tvm.ResNet18_Weights.IMAGENET1K_V1.url

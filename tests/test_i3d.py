@@ -259,6 +259,34 @@ def test_a_2d_file_is_inflated_and_reported(text_cache, resnet2d, file2d, caplog
     assert not any("non_local" in n for n in model.pretrained_names)
 
 
+def test_torchvision_resnet50_weights_names_are_inflated(
+    text_cache, resnet2d, tmp_path, monkeypatch
+):
+    """model.pretrained=IMAGENET1K_V2 (torchvision's ResNet-50 weights) for i3d said "I3D
+    weights not found": now fetched as for late_fusion (offline: the URL and the key to set)
+    and inflated like a file."""
+    from torchvision.models import ResNet50_Weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(
+        "hpnet.models.tv_video_weights.probe_host", lambda host: f"cannot reach {host}: offline"
+    )
+    url = ResNet50_Weights.IMAGENET1K_V2.url
+    name = url.rsplit("/", 1)[1]
+    with pytest.raises(UserError, match=rf"{url} and set model.pretrained=/path/to/{name}"):
+        _build(text_cache, "i3d", "model.pretrained=IMAGENET1K_V2")
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / name
+    cached.parent.mkdir(parents=True)
+    torch.save(resnet2d.state_dict(), cached)  # as torchvision's downloader leaves it
+    model = _build(text_cache, "i3d", "model.pretrained=IMAGENET1K_V2", "model.pose=false")
+    torch.testing.assert_close(
+        model.backbone.conv1.weight, resnet2d.conv1.weight.unsqueeze(2).repeat(1, 1, 5, 1, 1) / 5
+    )
+    assert f"from 2D ResNet-50 checkpoint {url}" in model.pretrained_report
+    with pytest.raises(UserError, match=r"no such weights for model\.arch=i3d \(resnet50\)"):
+        _build(text_cache, "i3d", "model.pretrained=KINETICS400_V1")
+
+
 def test_a_deeper_2d_resnet_is_refused_not_cut_short(text_cache, resnet2d, tmp_path):
     """A ResNet-101's first 6 blocks of res4 have a ResNet-50's names and shapes: inflating
     them would give a res5 trained to follow 23 blocks. Refused, naming the depth."""

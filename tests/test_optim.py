@@ -66,6 +66,15 @@ def test_pretrained_rates_without_pretrained_parts_are_warned_of(tmp_path, caplo
         "train.backbone_lr and train.layer_decay set the pretrained parts' learning rates; this "
         "model has none (model.pretrained loaded nothing), so they change nothing"
     ]
+    caplog.clear()
+    for p in model.backbone.parameters():  # model.freeze_backbone: loaded, but not trained
+        p.requires_grad_(False)
+    with caplog.at_level("WARNING", logger="hpnet.optim"):
+        build_optimizer(model, lr=LR, backbone_lr=BACKBONE_LR)
+    assert caplog.messages == [
+        "train.backbone_lr and train.layer_decay set the pretrained parts' learning rates; this "
+        "model's are frozen (model.freeze_backbone), so they change nothing"
+    ]
 
 
 def test_layer_decay_scales_each_block(tmp_path):

@@ -285,11 +285,21 @@ def test_settings_that_cannot_work_are_refused(tiny_args, simsiam_args, simsiam_
     lsvit = [*tiny_args[2:], "model.size=tiny", "model.patch_size=8", f"model.pretrained={last}"]
     with pytest.raises(UserError, match=r"is a SimSiam run .*model.arch=ssl_transformer"):
         build_model(load_config(tiny_args[1], lsvit), ["a", "b"])
+    for arch in ("late_fusion", "i3d"):  # (they said only that none of its tensors fits)
+        other = [*tiny_args[2:], f"model.arch={arch}", "model.feedback=false"]
+        other.append(f"model.pretrained={last}")
+        with pytest.raises(
+            UserError, match=rf"is a SimSiam run \(a 2D ResNet frame encoder\), not a "
+            rf"model.arch={arch} backbone: load it with model.arch=ssl_transformer"
+        ):  # fmt: skip
+            build_model(load_config(tiny_args[1], other), ["a", "b"])
     with pytest.raises(UserError, match=r"model.temporal_width"):
         load_config(tiny_args[1], [*cfg_args, "model.temporal_width=100"])
 
 
-def test_a_torchvision_resnet_file_initialises_the_frame_encoder(tiny_args, tmp_path):
+def test_a_torchvision_resnet_file_initialises_the_frame_encoder(tiny_args, tmp_path, caplog):
+    """... and a run normalising otherwise than ImageNet is warned of (it was silent, where
+    late_fusion and lrcn given the same file warn)."""
     from torchvision.models import resnet18
 
     torch.manual_seed(0)
@@ -298,9 +308,11 @@ def test_a_torchvision_resnet_file_initialises_the_frame_encoder(tiny_args, tmp_
     cfg = load_config(
         tiny_args[1], [*tiny_args[2:], *SSL, f"model.pretrained={tmp_path}/resnet18.pt"]
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), caplog.at_level("WARNING", "hpnet.models.normalisation"):
         warnings.simplefilter("ignore")
         model = build_model(cfg, ["a", "b"])
+    (said,) = [m for m in caplog.messages if "were trained on mean" in m]
+    assert "ssl_transformer's" in said and "data.augment.mean=[0.485,0.456,0.406]" in said
     assert (
         "torchvision" in model.pretrained_report
         and "2 unused [fc.weight, fc.bias]" in model.pretrained_report

@@ -37,6 +37,7 @@ from hpnet.models.lsvit_weights import (
 )
 from hpnet.models.normalisation import warn_other_normalisation
 from hpnet.models.run_weights import (
+    check_pretrain_arch,
     check_run_path,
     load_run_backbone,
     run_checkpoint_of,
@@ -71,6 +72,8 @@ def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
     check_run_path(given)
     saved = read_saved_dict(given) if given else None  # (read once: what kind of file it is)
     run = run_checkpoint_of(saved)
+    if saved is not None and is_pretrain_checkpoint(saved):
+        check_pretrain_arch(saved, given, cfg.model.arch)
     if run is None:
         try:
             built = BACKBONES[cfg.model.arch](cfg, load_weights)
@@ -168,6 +171,8 @@ def _ssl_transformer(cfg: Config, load_weights: bool) -> BuiltBackbone:
         return BuiltBackbone(backbone)
     report = load_simsiam_weights(backbone, m.pretrained, m.depth)
     report.missing += _outside(backbone, "encoder.")  # the temporal Transformer: new
+    if report.flavour == "torchvision":  # an ImageNet 2D ResNet (a SimSiam run: its own)
+        warn_other_normalisation(cfg, (IMAGENET_MEAN, IMAGENET_STD))
     return BuiltBackbone(backbone, report, set(report.loaded))
 
 
@@ -237,14 +242,7 @@ def load_backbone_weights(
 
     m, t = cfg.model, cfg.text
     pretrain = read_pretrain_checkpoint(m.pretrained)  # RUN/last.pt of python -m hpnet.pretrain
-    if pretrain is not None:
-        if pretrain["pretrain"].get("method") == "simsiam":
-            from hpnet.cli import UserError
-
-            raise UserError(
-                f"model.pretrained={m.pretrained} is a SimSiam run (a 2D ResNet): load it with "
-                "model.arch=ssl_transformer, or give LS-ViT a videomae run's last.pt"
-            )
+    if pretrain is not None:  # (a videomae run's: build_backbone refused the others)
         return None, load_pretrain_encoder(backbone, m.pretrained, pretrain, m)
     source = ClipSource.resolve(
         t.model, m.pretrained, quick_gelu=t.quick_gelu, key="model.pretrained", required=True,

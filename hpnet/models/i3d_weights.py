@@ -7,6 +7,9 @@
   of one repeated frame then gives the 2D network's features of that frame, away from the
   clip's first and last frames, where the temporal zero padding shows); batch norms are
   copied; ``fc`` is reported unused and the non-local blocks new;
+- torchvision's ResNet-50 weights by name (``IMAGENET1K_V2``, ``IMAGENET1K_V1``, ``DEFAULT``),
+  from torch hub's cache or downloaded (:func:`~hpnet.models.tv_video_weights.fetch_state_dict`),
+  inflated as a file;
 - a state dict of this module (an ``i3d`` or ``nonlocal`` backbone), loaded as it is; in an
   hpnet checkpoint (``RUN/last.pt`` of such an arch) its ``backbone.`` tensors.
 
@@ -23,7 +26,8 @@ import torch
 
 from hpnet.cli import UserError, missing
 from hpnet.models.i3d import I3D
-from hpnet.models.weights import PretrainedReport, refuse_other_depth
+from hpnet.models.tv_video_weights import WEIGHTS_NAME, fetch_state_dict, weights_entry
+from hpnet.models.weights import PretrainedReport, refuse_few, refuse_other_depth
 from hpnet.text.weights import read_weights_file
 
 KEY = "model.pretrained"
@@ -59,12 +63,18 @@ def fit_state(
 def load_i3d_weights(backbone: I3D, pretrained: str) -> PretrainedReport:
     """Load the file ``pretrained`` (see the module) into ``backbone``; what was used."""
     path = Path(pretrained).expanduser()
-    if not path.is_file():
+    source = str(path)  # (the file, or the URL of torchvision's weights)
+    if path.is_file():
+        state, _ = read_weights_file(path, KEY, what="ResNet weights")
+    elif WEIGHTS_NAME.fullmatch(pretrained):  # torchvision's ResNet-50 weights, inflated
+        weights = weights_entry(backbone.arch, pretrained, "resnet50")
+        state, source = fetch_state_dict(backbone.arch, weights), weights.url
+    else:
         raise UserError(
             f"I3D weights {missing(path)}: {path} ({KEY}; set it to a 2D ResNet-50 or an "
-            f"{backbone.arch} state dict file of model.arch={backbone.arch}, or '' for random)"
+            f"{backbone.arch} state dict file of model.arch={backbone.arch}, torchvision's "
+            "ResNet-50 weights name IMAGENET1K_V2 / IMAGENET1K_V1, or '' for random)"
         )
-    state, _ = read_weights_file(path, KEY, what="ResNet weights")
     if any(k.startswith("backbone.") for k in state):  # an hpnet checkpoint: its backbone
         state = {
             k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
@@ -74,14 +84,15 @@ def load_i3d_weights(backbone: I3D, pretrained: str) -> PretrainedReport:
     if mismatched or not fitted:
         problem = "; ".join(mismatched[:3]) or "none of its tensors is one of the model's"
         raise UserError(
-            f"weights {path} ({KEY}) do not fit model.arch={backbone.arch} (ResNet-50 inflated "
+            f"weights {source} ({KEY}) do not fit model.arch={backbone.arch} (ResNet-50 inflated "
             f"to 3D): {problem} (set {KEY} to a 2D ResNet-50 or {backbone.arch} state dict)"
         )
     fix = f"model.arch={backbone.arch} inflates a ResNet-50"
-    refuse_other_depth(own, state, str(path), fix)  # same shapes, other block counts
+    refuse_few(list(fitted), own, source, f"model.arch={backbone.arch}", fix)
+    refuse_other_depth(own, state, source, fix)  # same shapes, other block counts
     result = backbone.load_state_dict(fitted, strict=False)
     return PretrainedReport(
-        str(path),
+        source,
         "2D ResNet-50" if inflated else backbone.arch,
         loaded=list(fitted),
         missing=list(result.missing_keys),

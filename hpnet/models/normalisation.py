@@ -23,7 +23,7 @@ MeanStd = tuple[tuple[float, ...], tuple[float, ...]]
 # (mean, std) the weights model.pretrained loads into each arch were trained with: torchvision's
 # Kinetics ones, the ImageNet 2D ResNets of the frame CNNs, c3d-pytorch's Sports-1M C3D (0-255
 # pixels, mean-free). i3d/nonlocal: ImageNet's when a 2D file is inflated (an hpnet run: its own);
-# ssl_transformer: its run's.
+# ssl_transformer: ImageNet's from a torchvision file, a SimSiam run's own.
 PRETRAINED_MEAN_STD: dict[str, MeanStd] = {
     **WEIGHTS_MEAN_STD,
     **dict.fromkeys(("late_fusion", "lrcn"), (IMAGENET_MEAN, IMAGENET_STD)),

@@ -20,6 +20,7 @@ from torch import nn
 from hpnet.cli import UserError
 from hpnet.models.lsvit_weights import (
     LSVIT_SHAPE_KEYS,
+    PRETRAIN_ENTRY,
     is_pretrain_checkpoint,
     load_checkpoint_part,
     read_saved_dict,
@@ -82,6 +83,27 @@ def load_run_backbone(
         shape_keys=SHAPE_KEYS.get(arch, ()), said="its backbone does not fit this one",
         had="the run had", model_cfg=model,
     )  # fmt: skip
+
+
+# The arch whose backbone each ``pretrain.method``'s encoder is, and what it is (for messages).
+PRETRAINED_ARCH = {
+    "videomae": ("lsvit", "VideoMAE", "an LS-ViT encoder"),
+    "simsiam": ("ssl_transformer", "SimSiam", "a 2D ResNet frame encoder"),
+}
+
+
+def check_pretrain_arch(ckpt: dict[str, Any], value: str, arch: str) -> None:
+    """Refuse a ``python -m hpnet.pretrain`` run's checkpoint ``ckpt`` (at ``value``) for a
+    ``model.arch`` its encoder is not the backbone of, naming the arch that loads it (the
+    arch's own loader would say only that no tensor fits)."""
+    method = ckpt[PRETRAIN_ENTRY].get("method", "?")
+    fits, name, what = PRETRAINED_ARCH.get(method, ("", method, "an encoder"))
+    if arch != fits:
+        where = f"load it with model.arch={fits}" if fits else "no model.arch loads it"
+        raise UserError(
+            f"model.pretrained={value} is a {name} run ({what}), not a model.arch={arch} "
+            f"backbone: {where}, or give model.arch={arch} its own weights ('' for random)"
+        )
 
 
 def check_run_path(value: str) -> None:

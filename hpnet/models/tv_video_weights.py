@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from hpnet.cli import UserError, missing
-from hpnet.models.weights import PretrainedReport, refuse_other_depth
+from hpnet.models.weights import PretrainedReport, refuse_few, refuse_other_depth
 from hpnet.text.download import probe_host
 from hpnet.text.weights import read_weights_file
 
 KEY = "model.pretrained"
 # KINETICS400_V1, DEFAULT, R3D_18_Weights.KINETICS400_V1, MViT_V2_S_Weights.DEFAULT
-_NAME = re.compile(r"([A-Za-z0-9_]+_Weights\.)?[A-Z][A-Z0-9_]*")
+WEIGHTS_NAME = re.compile(r"([A-Za-z0-9_]+_Weights\.)?[A-Z][A-Z0-9_]*")
 
 
 def load_tv_weights(backbone: nn.Module, pretrained: str) -> PretrainedReport:
@@ -45,7 +45,7 @@ def load_tv_weights(backbone: nn.Module, pretrained: str) -> PretrainedReport:
     if path.is_file():
         state, _ = read_weights_file(path, KEY, what=f"{_flavour(backbone)} weights")
         return load_tv_state(backbone, state, str(path))
-    if builder and _NAME.fullmatch(pretrained):
+    if builder and WEIGHTS_NAME.fullmatch(pretrained):
         weights = weights_entry(backbone.arch, pretrained, builder)
         return load_tv_state(backbone, fetch_state_dict(backbone.arch, weights), weights.url)
     if builder:
@@ -136,13 +136,14 @@ def load_tv_state(
         if k in own and v.shape != own[k].shape
     ]
     loaded = [k for k in state if k in own]
+    keys = "model.arch, model.depth" if hasattr(backbone, "depth") else "model.arch"
+    saved_from = f"set {keys} to the model the file was saved from"
     if mismatched or not loaded:
         problem = "; ".join(mismatched[:3]) or "none of its tensors is one of the model's"
         raise UserError(
-            f"weights {path} ({KEY}) do not fit {_model_name(backbone)}: {problem} "
-            f"(set {'model.arch, model.depth' if hasattr(backbone, 'depth') else 'model.arch'} "
-            "to the model the file was saved from)"
+            f"weights {path} ({KEY}) do not fit {_model_name(backbone)}: {problem} ({saved_from})"
         )
+    refuse_few(loaded, own, path, _model_name(backbone), saved_from)
     if hasattr(backbone, "depth"):  # a 2D ResNet of model.depth
         fix = f"set model.depth to the file's, or use a ResNet-{backbone.depth} file"
     else:

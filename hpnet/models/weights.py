@@ -53,6 +53,20 @@ class PretrainedReport:
         )
 
 
+def refuse_few(loaded: list[str], own: Iterable[str], path: str, model: str, fix: str) -> None:
+    """A file that fills under half of the model's tensors is another model's sharing a few
+    names and shapes (swin3d_t's final norm is mvit_v2_s's): loading it would count a mostly
+    random model as pretrained. Raise a UserError naming the file, ``model`` and ``fix``."""
+    total = len(list(own))
+    if 2 * len(loaded) >= total:
+        return
+    shared = ", ".join(loaded[:4]) + (", ..." if len(loaded) > 4 else "")
+    raise UserError(
+        f"weights {path} (model.pretrained) fill only {len(loaded)} of the {total} tensors of "
+        f"{model} ({shared}): it is another model's file, or part of one; {fix}"
+    )
+
+
 def stage_blocks(names: Iterable[str]) -> tuple[int, ...]:
     """ResNet state-dict names -> blocks per stage (``layer1`` ...), from the highest block
     index each stage has; ``()`` for names of no ResNet."""

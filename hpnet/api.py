@@ -129,7 +129,7 @@ class Classifier:
             try:  # the overlay reads every frame: a damaged one may show only there
                 t = score_timeline(
                     self.predictor, video, window=window, stride=stride, smooth=smooth,
-                    top_k=top_k, thumbnails=8 if out else 0,
+                    top_k=top_k, thumbnails=8 if out else 0, names=names,
                 )  # fmt: skip
                 if out is not None:
                     write_timeline_png(out, t, title=video.rel)

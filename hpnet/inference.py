@@ -165,6 +165,8 @@ class JointFinder:
             a video gets the joints its cache file would hold (``pose.track=dense``); ``None``:
             on the sampled frames only (``pose.track=sampled``, and frames given without a
             video file).
+        pose: the model's ``pose`` config section: a cache file made with other settings is
+            warned of (once per cache folder and settings), as a training run warns of one.
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class JointFinder:
         persons: int,
         estimator: Any = None,
         dense_frames: Callable[..., Any] | None = None,
+        pose: Any = None,
     ) -> None:
         from hpnet.pose.store import JointCache
 
@@ -181,6 +184,8 @@ class JointFinder:
         self._build_estimator = estimator
         self._estimator: Any = None
         self._dense_frames = dense_frames
+        self._pose = pose
+        self._warned: set[tuple[str, ...]] = set()  # other settings said (once each)
         # One video at a time in the pose model: Ultralytics keeps per-input-shape state, so two
         # threads of one Classifier got each other's joints (or a shape error).
         self._pose_lock = threading.RLock()
@@ -212,6 +217,8 @@ class JointFinder:
                 continue
             meta = read_meta(path)  # None (unreadable): __call__ warns and does without it
             if meta is None or same_video_file(meta, video.path):
+                if meta is not None:
+                    self._warn_other_settings(meta, path)
                 return candidate
             passed_over.append(str(path))
         if passed_over:
@@ -221,6 +228,24 @@ class JointFinder:
                 passed_over[0], video.path, self.instead_of_cache,
             )  # fmt: skip
         return None
+
+    def _warn_other_settings(self, meta: dict[str, Any], path: Path) -> None:
+        """Warn (once per settings) that the cache file at ``path`` was made with other
+        ``pose.*`` settings than the model's: its joints are used, unlike those the model
+        trained on (and those a video without a file gets)."""
+        from hpnet.pose.store import other_settings
+
+        if self._pose is None or meta.get("source") == "groundtruth":  # (rendered clips')
+            return
+        differ = tuple(other_settings(meta, self._pose, "the model's"))
+        if differ and differ not in self._warned:
+            self._warned.add(differ)
+            logger.warning(
+                "pose cache file %s was made with other pose settings than the model's: %s; "
+                "its joints are used, but a video without a file gets the model's (pass "
+                "--pose-cache '' to estimate every video's, or cache again with the "
+                "checkpoint's config)", path, ", ".join(differ),
+            )  # fmt: skip
 
     def __call__(self, video: VideoInput, sampled: SampledVideo) -> tuple[np.ndarray, str]:
         """The joints and where they came from: ``"cache"``, ``"estimated"`` or ``"none"``."""

@@ -137,7 +137,9 @@ class Predictor:
         elif uses_pose:
             cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
             build = partial(pose_estimator, cfg) if estimate_pose else None
-            joints = JointFinder(cache_dir, cfg.pose.persons, build, dense_frames(cfg))
+            joints = JointFinder(
+                cache_dir, cfg.pose.persons, build, dense_frames(cfg), pose=cfg.pose
+            )
         return cls(
             model,
             model.class_names,

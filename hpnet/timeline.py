@@ -109,14 +109,15 @@ def plan_windows(
     window: float,
     stride: float,
     times: np.ndarray | None = None,
+    names: tuple[str, ...] = CLI_NAMES,
 ) -> WindowPlan:
     """Windows of ``window`` seconds every ``stride`` seconds (rounded to whole grid steps)
     over a video of ``num_frames`` frames at ``fps``, the last one ending at the video's end;
     ``times``: when each frame shows, for a variable frame rate (see
     :meth:`~hpnet.data.decode_reader.VideoReader.frame_times`). A video shorter than one window
     is one window over all of it (see :attr:`WindowPlan.pads`). A window shorter than one frame
-    is refused."""
-    check_window(window, stride)
+    is refused, naming the option as ``names`` say (:func:`check_window`)."""
+    check_window(window, stride, names)
     if fps <= 0:
         raise UserError("the video records no frame rate (windows are in seconds)")
     if times is None:
@@ -126,9 +127,9 @@ def plan_windows(
     frame_time = duration / max(num_frames, 1)  # (a mean frame's, with a variable rate)
     if window < frame_time * (1 - 1e-6):  # (below, the windows would hold no frame at all)
         raise UserError(
-            f"--window {window:g} s is shorter than one frame of this video ({frame_time:.3g} s "
-            f"at {num_frames / duration:.3g} fps): give at least {frames * frame_time:.3g} s, "
-            f"the model's {frames} frames"
+            f"{_given(names[0], window)} s is shorter than one frame of this video "
+            f"({frame_time:.3g} s at {num_frames / duration:.3g} fps): give at least "
+            f"{frames * frame_time:.3g} s, the model's {frames} frames"
         )
     step = min(window, duration) / frames
     grid_stride = max(1, round(stride / step))
@@ -137,6 +138,11 @@ def plan_windows(
     if starts[-1] != positions - frames:  # the rest, shorter than a stride: one more window
         starts.append(positions - frames)
     return WindowPlan(num_frames, fps, frames, step, grid_stride, tuple(starts), duration, times)
+
+
+def _given(name: str, value: float) -> str:
+    """How a message names a value given: ``--window 0.5`` (CLI), ``window=0.5`` (API)."""
+    return f"{name}{'' if name.endswith('=') else ' '}{value:g}"
 
 
 def check_smooth(smooth: int, names: tuple[str, ...] = CLI_NAMES) -> None:
@@ -239,25 +245,28 @@ def score_timeline(
     top_k: int = 5,
     batch: int = 16,
     thumbnails: int = 0,
+    names: tuple[str, ...] = CLI_NAMES,
 ) -> dict[str, Any]:
     """Score the windows of ``video`` (an :class:`~hpnet.inference.VideoInput`) with a
     :class:`~hpnet.predictor.Predictor`; returns ``windows``, ``segments``, ``probs`` (the
     smoothed ``(N, C)`` as a tensor), ``mean_probs`` (``(C,)``, over the raw windows), the
     ``plan``, ``pose`` (where the joints came from, see :func:`_pose_source`), ``num_decoded``
     (distinct frames decoded) and ``thumbnails``: up to that many
-    ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows."""
+    ``(seconds, uint8 (3, h, w))`` first frames of evenly spread windows; ``names``: the
+    options' names in messages (the API's ``window=``)."""
     from hpnet.data.decode import open_video
     from hpnet.data.decode_errors import VideoUnfitError
     from hpnet.inference import top_k as best
 
-    check_smooth(smooth)
+    check_smooth(smooth, names)
     p, store = predictor, _FrameStore()
     with open_video(video.path, backend=p.cfg.data.decoder, max_pixels=p.cfg.data.max_pixels) as r:
         info = r.info
         try:  # this video's frame rate, not the run's settings: reported for this video only
             plan = plan_windows(
-                info.num_frames, info.fps, p.cfg.data.frames, window, stride, r.frame_times()
-            )
+                info.num_frames, info.fps, p.cfg.data.frames, window, stride, r.frame_times(),
+                names,
+            )  # fmt: skip
         except UserError as err:
             raise VideoUnfitError(video.path, str(err)) from None
         _warn_repeats(video, plan)

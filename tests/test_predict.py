@@ -283,6 +283,35 @@ def test_the_most_specific_cache_file_of_this_very_video_is_used(tmp_path, caplo
     assert "its joints count as missing" in caplog.text
 
 
+def test_a_cache_file_of_other_pose_settings_is_warned_of_once(tmp_path, caplog):
+    """hpnet.predict used a cache file made with other pose.* settings than the checkpoint's
+    without a word (a training run warns of them): said once per settings."""
+    from hpnet.config import load_config
+    from hpnet.pose.same_video import video_facts
+    from hpnet.pose.store import save_joints
+
+    pose = load_config(None, []).pose
+    cache, joints = tmp_path / "cache", np.zeros((1, 1, 17, 3), np.float32)
+    videos = []
+    for name, conf in (("a.mp4", pose.conf), ("b.mp4", 0.6), ("c.mp4", 0.6)):
+        videos.append(tmp_path / name)
+        videos[-1].write_bytes(b"x" * 100)
+        meta = {**video_facts(videos[-1]), "model": pose.weights, "conf": conf, "persons": 2}
+        save_joints(cache / f"{name}.npz", joints, np.arange(1), meta)
+    finder = JointFinder(cache, persons=2, pose=pose)
+    with caplog.at_level("WARNING", logger="hpnet.inference"):
+        assert finder.cached_record(VideoInput(videos[0], "a.mp4")).rel == "a.mp4"
+        assert caplog.messages == []  # the model's own settings
+        for video in videos[1:]:
+            assert finder.cached_record(VideoInput(video, video.name)) is not None
+    assert caplog.messages == [
+        f"pose cache file {cache / 'b.mp4.npz'} was made with other pose settings than the "
+        f"model's: pose.conf=0.6 (the model's: {pose.conf}); its joints are used, but a video "
+        "without a file gets the model's (pass --pose-cache '' to estimate every video's, or "
+        "cache again with the checkpoint's config)"
+    ]
+
+
 def test_a_linked_video_finds_the_cache_file_of_its_own_name(tmp_path):
     """A dataset's ``cooking/drink.avi``, a link to ``clips/orig.avi``, given alone: its cache
     file (named as the dataset lists it) was looked for under the target's name only."""

@@ -224,7 +224,7 @@ def test_a_video_failing_its_overlay_or_windows_fails_alone(checkpoint, tmp_path
     slow = _long_video(tmp_path / "slow.mp4", seconds=3, fps=1)
     a, s = clf.timeline([tmp_path / "a.mp4", slow], window=0.5, stride=0.5)
     assert a["ok"] and not s["ok"]
-    assert s["error"].startswith(f"cannot use {slow}: --window 0.5 s is shorter than one frame")
+    assert s["error"].startswith(f"cannot use {slow}: window=0.5 s is shorter than one frame")
 
 
 class _TwoPeople:

@@ -178,19 +178,19 @@ def nearest_rows(cached: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(wanted - before <= after - wanted, pos - 1, pos).astype(np.int64)
 
 
-def _other_settings(meta: Mapping[str, Any], pose: Any) -> list[str]:
+def other_settings(meta: Mapping[str, Any], pose: Any, ours: str = "this run") -> list[str]:
     """``pose.<key>=<cached> (this run: <now>)`` for each setting a cache file's ``meta`` was
-    made with that ``pose`` (a config's ``pose``) sets otherwise; more persons than cached too
-    (fewer read the first ones)."""
+    made with that ``pose`` (a config's ``pose``, ``ours`` in the words) sets otherwise; more
+    persons than cached too (fewer read the first ones)."""
     now = {"weights": Path(pose.weights).name, "imgsz": pose.imgsz, "conf": pose.conf,
            "iou": pose.iou, "stride": pose.stride}  # fmt: skip
     then = {"weights": meta.get("model"), **{k: meta.get(k) for k in list(now)[1:]}}
     differ = [
-        f"pose.{k}={then[k]} (this run: {now[k]})" for k in now if then[k] not in (None, now[k])
+        f"pose.{k}={then[k]} ({ours}: {now[k]})" for k in now if then[k] not in (None, now[k])
     ]
     cached = meta.get("persons")
     if isinstance(cached, int) and pose.persons > cached:
-        differ.append(f"pose.persons={cached} (this run: {pose.persons}; the rest are empty)")
+        differ.append(f"pose.persons={cached} ({ours}: {pose.persons}; the rest are empty)")
     return differ
 
 
@@ -292,7 +292,7 @@ class JointCache:
             if meta is None or meta.get("source") == "groundtruth":  # (rendered clips' joints)
                 continue
             files += 1
-            differ = _other_settings(meta, pose)
+            differ = other_settings(meta, pose)
             if differ:
                 groups[tuple(differ)] += 1
         if not groups:

@@ -237,6 +237,13 @@ def test_folder_datasets_read_what_users_keep_videos_in(tmp_path, caplog):
         "train/walk/linked/x.mp4",
     ]
     assert "folders whose names start with _ are not read (no class): _misc" in caplog.text
+    # a link to nothing: left out, said (it was listed, then "undecodable: file not found")
+    (tmp_path / "train" / "walk" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    with caplog.at_level("WARNING", logger="hpnet.data.records"):
+        again, _, _ = folder_records(tmp_path)
+    assert again == train
+    assert "1 video file(s) under" in caplog.text and "are links to nothing" in caplog.text
+    assert f"left out: {tmp_path / 'train' / 'walk' / 'gone.mp4'}" in caplog.text
     # both forms in one folder of classes (no split folders): one class, every video of it
     _touch(tmp_path / "flat", [f"{nfc}/1.mp4", f"{nfd}/2.mp4", "walk/3.mp4", "walk/4.mp4"])
     (tmp_path / "flat" / "walk" / "up").symlink_to(tmp_path / "flat")  # a link to the root

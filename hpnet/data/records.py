@@ -209,8 +209,9 @@ def subfolder_names(folder: Path) -> list[str]:
 
 def videos_under(folder: Path) -> list[Path]:
     """Video files under ``folder`` (recursively, into linked folders too), sorted; hidden
-    files are skipped."""
-    found = []
+    files are skipped, and links to nothing left out with a warning (they were listed, then
+    "undecodable: file not found")."""
+    found, broken = [], []
     seen = {(s.st_dev, s.st_ino) for s in map(os.stat, Path(folder).resolve().parents)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         stat = os.stat(dirpath)
@@ -221,7 +222,13 @@ def videos_under(folder: Path) -> list[Path]:
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
-                found.append(Path(dirpath) / name)
+                path = Path(dirpath) / name
+                (found if path.exists() else broken).append(path)
+    if broken:
+        logger.warning(
+            "%d video file(s) under %s are links to nothing (or went away), left out: %s",
+            len(broken), folder, some_names([str(p) for p in sorted(broken)], 3),
+        )  # fmt: skip
     return sorted(found)
 
 

@@ -184,21 +184,24 @@ def write_run_report(
     val_reports: Sequence[dict[str, Any] | None] = (),
     cfg: Config | None = None,
 ) -> dict[str, Any]:
-    """``eval.json`` (the first dataset's test report, and ``cfg``'s :func:`protocol`; with a
-    validation split ``val``: its :data:`DATASET_KEYS` on the validation videos; with several
-    datasets ``datasets``: each one's, with its own ``val``) and the confusion matrices of the
-    test sets; returns it."""
+    """``eval.json`` (the first dataset's test report and :func:`protocol`, when ``cfg`` is
+    given; with a validation split ``val``: its :data:`DATASET_KEYS` on the validation videos;
+    with several datasets ``datasets``: each one's, with its own ``val`` and ``protocol``) and
+    the confusion matrices of the test sets; returns it."""
     vals = list(val_reports) or [None] * len(datasets)
     report = {**reports[0], "checkpoint": checkpoint}
-    if cfg is not None:
-        report["protocol"] = protocol(cfg)
+    if cfg is not None:  # (a joint run's: the first dataset's, as the scores beside it)
+        report["protocol"] = protocol(datasets[0].cfg)
     if vals[0]:
         report["val"] = _scores(vals[0])
     if len(datasets) > 1:
         report["datasets"] = {
-            d.name: {**_scores(r), **({"val": _scores(v)} if v else {})}
+            d.name: {
+                **_scores(r), **({"val": _scores(v)} if v else {}),
+                **({"protocol": protocol(d.cfg)} if cfg is not None else {}),
+            }
             for d, r, v in zip(datasets, reports, vals, strict=True)
-        }
+        }  # fmt: skip
     others = [(d.name, r["confusion"], d.classes) for d, r in zip(datasets, reports, strict=True)]
     write_report(report, datasets[0].classes, out, others if len(datasets) > 1 else ())
     return report

@@ -29,6 +29,7 @@ from hpnet.config import (
 from hpnet.config_cli import add_config_arguments
 from hpnet.eval_report import run_dataset_tests, score_every_video, summary_line, write_run_report
 from hpnet.runtime import label_sets
+from hpnet.splits import warn_trained_on_test
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with distributed_session(device.type, cfg) as dist:
         datasets = build_run_datasets(cfg, test_views=cfg.eval.views, used=("test", "val"))
         model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
+        if dist.is_main:
+            warn_trained_on_test(ckpt, datasets, args.checkpoint)
         if len(datasets) > 1 and model.label_sets != label_sets(datasets):
             raise UserError(
                 f"{args.checkpoint} was not trained on this config's data.joint datasets "

@@ -13,7 +13,8 @@ HMDB51 and UCF101 are reported as the mean over their three official train/test 
      "std": {...}, "std_kind": "sample (n - 1)", "num_splits": 3}
 
 ``skipped``: the split's test videos that could not be decoded (``data.on_error=skip``), not
-in ``num_videos`` nor in the scores. ``std`` is the sample standard deviation (divisor n - 1,
+in ``num_videos`` nor in the scores; ``test_videos``, only where ``train.max_steps`` cut the
+test short: how many the split has. ``std`` is the sample standard deviation (divisor n - 1,
 numpy's ``std(ddof=1)``): the spread one would expect between splits, not only among these;
 ``null`` for a single split. A rerun finishes what is unfinished: a split whose run is complete
 is read back, not run again (the command says how it tells, :func:`training_finished` for training).
@@ -148,7 +149,7 @@ def training_finished(folder: Path, epochs: int, max_steps: int = 0) -> bool:
     ``max_steps`` aside): resuming it redoes the final test of ``last.pt``.
     """
     report = read_report(folder)
-    if report is None or Path(str(report.get("checkpoint", "last.pt"))).name != "last.pt":
+    if report is None or not _scores_own_last(report, folder):
         return False
     if cut_short(report, max_steps):
         return False
@@ -169,6 +170,19 @@ def training_finished(folder: Path, epochs: int, max_steps: int = 0) -> bool:
     return trained >= epochs and tested
 
 
+def _scores_own_last(report: dict[str, Any], folder: Path) -> bool:
+    """Whether ``report`` scored ``<folder>/last.pt``, not another split's ``last.pt``
+    (``hpnet.evaluate --checkpoint runs/x/split1/last.pt --out runs/x/split3``) nor a
+    ``best.pt``. A recorded path that is not there from here (written from another folder)
+    is judged by its folder's name."""
+    recorded = Path(str(report.get("checkpoint", "last.pt"))).expanduser()
+    if recorded.name != "last.pt":
+        return False
+    if recorded.is_file():
+        return recorded.resolve() == (folder / "last.pt").resolve()
+    return recorded.parent.name in ("", folder.resolve().name)
+
+
 def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[int, Path]) -> dict:
     """Per-split scores and their mean and sample standard deviation (see the module doc)."""
     per_split = {
@@ -176,6 +190,7 @@ def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[in
             **{k: r[k] for k in (*METRICS, "num_videos")},
             "skipped": int(r.get("skipped", 0)),  # undecodable: not in num_videos
             "run": str(folders[s]),
+            **({"test_videos": r["test_videos"]} if "max_steps" in r else {}),  # cut short
         }
         for s, r in reports.items()
     }
@@ -213,9 +228,11 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines = [
         f"split {s}: top-1 {pct(r['top1'])} %  top-5 {pct(r['top5'])} %  "
         f"mean class acc {pct(r['mean_class_acc'])} %  ({counted(r['num_videos'], 'video')}"
-        + (f", {r['skipped']} undecodable skipped)" if r.get("skipped") else ")")
+        + (f", {r['skipped']} undecodable skipped" if r.get("skipped") else "")
+        + (f"; of {r['test_videos']}: train.max_steps cut the test)" if "test_videos" in r
+           else ")")
         for s, r in summary["splits"].items()
-    ]
+    ]  # fmt: skip
     mean, std = summary["mean"], summary["std"]
     names = {"top1": "top-1", "top5": "top-5", "mean_class_acc": "mean class acc"}
     scores = "  ".join(f"{names[k]} {pct(mean[k])} +- {pct(std[k])} %" for k in METRICS)
@@ -267,3 +284,38 @@ def run_splits(
     print(summary_text(summary))
     print(f"wrote {base / SUMMARY}")
     return summary
+
+
+def warn_trained_on_test(ckpt: dict[str, Any], datasets: Sequence[Any], source: str) -> None:
+    """Warn when an HMDB51 / UCF101 checkpoint trained on one official split is tested on
+    another (``hpnet.evaluate --checkpoint split1/last.pt data.split=3``): that split's test
+    videos are largely the checkpoint's training videos, so the score measures what it learnt,
+    not how it generalises (it was silent). ``datasets``: the evaluation's
+    :class:`~hpnet.runtime.RunDataset` list; per ``data.joint`` entry alike."""
+    import logging
+
+    from hpnet.config import config_from_dict, dataset_configs
+    from hpnet.data.datasets import records_for_config
+
+    try:
+        trained = dict(dataset_configs(config_from_dict(ckpt.get("config") or {})))
+    except (UserError, TypeError, ValueError):  # (an older or foreign config: nothing to tell)
+        return
+    for d in datasets:
+        was, now = trained.get(d.name), d.cfg.data
+        if was is None or was.data.dataset != now.dataset or was.data.split == now.split:
+            continue
+        if now.dataset not in ("hmdb51", "ucf101"):
+            continue
+        then = dataclasses.replace(d.cfg, data=dataclasses.replace(now, split=was.data.split))
+        with quiet_logger("hpnet.data.records.missing"):
+            learnt = {r.rel for r in records_for_config(then, allow_missing=True).train}
+        overlap = sum(r.rel in learnt for r in d.test.records)
+        if overlap:
+            logging.getLogger(__name__).warning(
+                "%s%s trained on %s split %d: %d of the %d test videos of split %d here were "
+                "its training videos, so this score measures what it learnt, not how it "
+                "generalises; test it on data.split=%d%s", f"{d.name}: " * bool(d.name), source,
+                now.dataset, was.data.split, overlap, len(d.test.records), now.split,
+                was.data.split, " (its data.joint entry's)" * bool(d.name),
+            )  # fmt: skip

@@ -446,3 +446,11 @@ def test_a_validation_split_per_dataset(joint_args, tmp_path):
     assert "val" not in on_disk and "val" not in on_disk["datasets"]["everyday"]
     assert on_disk["datasets"]["sports"]["val"]["num_videos"] == 2
     assert on_disk["datasets"]["sports"]["num_videos"] == 3 and written["top1"] == 1.0
+    # each dataset's protocol, its own split (the top level's was data.split of the joint
+    # config itself: 1, whichever splits the entries scored)
+    cfg.data.split = 3
+    write_run_report(tests, [everyday, sports], tmp_path, "x.pt", vals, cfg)
+    on_disk = json.loads((tmp_path / "eval.json").read_text())
+    assert on_disk["protocol"] == on_disk["datasets"]["everyday"]["protocol"]
+    assert on_disk["protocol"]["data.split"] == everyday.cfg.data.split == 1
+    assert on_disk["datasets"]["sports"]["protocol"]["data.dataset"] == sports.cfg.data.dataset

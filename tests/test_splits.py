@@ -17,6 +17,7 @@ from ddp_launch import TORCHRUN
 
 from hpnet import zeroshot
 from hpnet.cli import UserError
+from hpnet.config import load_config
 from hpnet.splits import (
     parse_splits,
     sample_std,
@@ -70,6 +71,13 @@ def test_summary_mean_and_sample_std_by_hand():
     assert one["std"] == {"top1": None, "top5": None, "mean_class_acc": None}
     assert "top-1 60.00 +- n/a %" in summary_text(one)
     assert sample_std([1.0, 3.0]) == pytest.approx(math.sqrt(2))
+    cut = {**reports[2], "test_videos": 30, "max_steps": 1}  # train.max_steps cut its test
+    short = summarize("ucf101", {2: cut}, folders)
+    assert short["splits"]["2"]["test_videos"] == 30
+    assert "(12 videos, 2 undecodable skipped; of 30: train.max_steps cut the test)" in (
+        summary_text(short)
+    )
+    assert "test_videos" not in summary["splits"]["2"]  # (whole tests: as before)
 
 
 def _write_run(
@@ -99,6 +107,20 @@ def test_a_run_is_finished_after_its_last_epoch_and_final_test(tmp_path):
     assert training_finished(tmp_path / "final", epochs=2)
     _write_run(tmp_path / "evaluated_best", [*train, test], checkpoint="best.pt")
     assert not training_finished(tmp_path / "evaluated_best", epochs=2)  # not last.pt's test
+    # another split's last.pt scored into this folder (evaluate --out runs/x/split3): not its
+    # own test, though the file name is last.pt (its score was averaged as split 3's)
+    (tmp_path / "split1").mkdir()
+    (tmp_path / "split1" / "last.pt").write_bytes(b"x")
+    _write_run(tmp_path / "split3", [*train, test], checkpoint="../split1/last.pt")
+    assert not training_finished(tmp_path / "split3", epochs=2)
+    (tmp_path / "split3" / "last.pt").write_bytes(b"x")
+    _write_run(tmp_path / "split3", [*train, test], checkpoint="last.pt")
+    assert training_finished(tmp_path / "split3", epochs=2)
+    report = tmp_path / "split3" / "eval.json"  # recorded from another folder, not there now
+    report.write_text(json.dumps({"top1": 0.5, "checkpoint": "elsewhere/split1/last.pt"}))
+    assert not training_finished(tmp_path / "split3", epochs=2)
+    report.write_text(json.dumps({"top1": 0.5, "checkpoint": "elsewhere/split3/last.pt"}))
+    assert training_finished(tmp_path / "split3", epochs=2)
 
 
 # ----------------------------------------------------------------------------- argument errors
@@ -155,6 +177,37 @@ def _train_args(hmdb51_mini: Path, tmp: Path) -> list[str]:
         "train.epochs=1", "train.eval_every=0", "train.warmup_epochs=0.5",
         "train.checkpoint_steps=1", "eval.batch_size=4",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "trained, tested, overlap",
+    [(1, 3, "2 of the 2"), (1, 2, "3 of the 3"), (2, 1, "2 of the 2"), (1, 1, "")],
+)
+def test_a_checkpoint_tested_on_another_split_is_warned_of(
+    hmdb51_mini, tmp_path, caplog, trained, tested, overlap
+):
+    """hpnet.evaluate of a split-1 checkpoint with data.split=3 scored its own training videos
+    (the mini tree's split-3 test clips are split-1 training clips) without a word."""
+    from hpnet.config import config_to_dict
+    from hpnet.runtime import build_run_datasets
+    from hpnet.splits import warn_trained_on_test
+
+    args = _train_args(hmdb51_mini, tmp_path)
+    ckpt = {"config": config_to_dict(load_config(args[1], [*args[2:], f"data.split={trained}"]))}
+    cfg = load_config(args[1], [*args[2:], f"data.split={tested}"])
+    datasets = build_run_datasets(cfg, test_views=1, used=("test",))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.splits"):
+        warn_trained_on_test(ckpt, datasets, "run/last.pt")
+    said = [r.getMessage() for r in caplog.records if r.name == "hpnet.splits"]
+    if not overlap:
+        assert said == []
+        return
+    assert said == [
+        f"run/last.pt trained on hmdb51 split {trained}: {overlap} test videos of split "
+        f"{tested} here were its training videos, so this score measures what it learnt, not "
+        f"how it generalises; test it on data.split={trained}"
+    ]
 
 
 def test_a_split_folder_scored_under_another_protocol_is_refused(hmdb51_mini, tmp_path):

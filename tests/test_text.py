@@ -87,6 +87,11 @@ def test_labels_that_become_the_same_words_are_refused():
         check_distinct_phrases(["brush_hair", "wave", "BrushHair"], "x")
     with pytest.raises(UserError, match=r"--labels/--labels-file: 'Run' and 'run'"):
         read_labels("Run,jump,run", None)
+    # one name in its composed and decomposed (macOS) forms: accepted twice, two equal scores
+    nfc, nfd = "kl\u00e4ttern", "kla\u0308ttern"
+    assert class_name_to_phrase(nfd) == class_name_to_phrase(nfc) == nfc
+    with pytest.raises(UserError, match=r"\(two Unicode forms of one name\) are the same words"):
+        read_labels(f"{nfc},golf,{nfd}", None)
 
 
 def test_prompts_cut_at_the_context_length_are_warned_about(small_encoder, caplog):

@@ -16,6 +16,7 @@ Templates are plain strings with a ``{}`` where the phrase goes (as in ``text.te
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,11 +47,17 @@ def class_name_to_phrase(name: str) -> str:
 
     ``brush_hair`` -> ``brush hair``, ``ApplyEyeMakeup`` -> ``apply eye makeup``,
     ``flic-flac`` -> ``flic flac``, ``YoYo`` -> ``yo yo``; a name that already is a phrase
-    (``"ride bike"``) is only lower-cased and has its spaces collapsed.
+    (``"ride bike"``) is only lower-cased and has its spaces collapsed. Unicode is composed
+    (NFC): ``klättern`` typed on macOS (``a`` + combining diaeresis) is the same phrase, as the
+    text encoder reads it.
     """
-    words = re.sub(r"[_\-]+", " ", name)
+    words = re.sub(r"[_\-]+", " ", unicodedata.normalize("NFC", name))
     words = _CAMEL_BOUNDARY.sub(" ", words)
     return " ".join(words.lower().split())
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def check_templates(templates: Sequence[str]) -> list[str]:
@@ -117,9 +124,10 @@ def check_distinct_phrases(class_names: Sequence[str], what: str = "labels") -> 
     for name in class_names:
         phrase = class_name_to_phrase(name)
         if phrase in seen and seen[phrase] != name:
+            forms = " (two Unicode forms of one name)" * (_nfc(seen[phrase]) == _nfc(name))
             raise UserError(
-                f"{what}: {seen[phrase]!r} and {name!r} are the same words ({phrase!r}) to the "
-                "text encoder, so they get one embedding and cannot be told apart; keep one"
+                f"{what}: {seen[phrase]!r} and {name!r}{forms} are the same words ({phrase!r}) "
+                "to the text encoder, so they get one embedding and cannot be told apart; keep one"
             )
         seen.setdefault(phrase, name)
 

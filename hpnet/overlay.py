@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +33,16 @@ MIN_SIDE = 360  # frames are enlarged to at least this height so text and limbs 
 STRIP_COLUMNS = 4
 
 
+@functools.cache
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """matplotlib's DejaVu Sans (Latin, Greek, Cyrillic: Pillow's default font drew class names
+    such as ``klättern`` with a box), else Pillow's default."""
+    try:
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except (ImportError, OSError, ValueError):
+        pass
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType: the fixed bitmap font

@@ -456,6 +456,18 @@ def test_data_max_pixels_applies_to_predict(checkpoint, clips, capsys):
     assert "over the limit of 80000 pixels" in doc["videos"][1]["error"]
 
 
+def test_overlay_labels_draw_accented_class_names():
+    """Pillow's default font drew ``klättern`` as ``kl□ttern`` (its box for a glyph it lacks,
+    the one it draws for Tamil, which no font here has)."""
+    from hpnet.overlay import _font
+
+    def drawn(text: str) -> tuple:
+        mask = _font(20).getmask(text)
+        return mask.size, bytes(mask)
+
+    assert drawn("\u00e4") != drawn("\u0b95") and drawn("\u00e4") != drawn("a")
+
+
 def test_overlay_files_never_overwrite_each_other():
     from hpnet.predictor import overlay_paths
 

@@ -159,8 +159,32 @@ def configure_logging() -> None:
     ones would print bare and, once a library calls ``logging.info()`` (open_clip does), the rest
     as ``WARNING:hpnet.module:message``; the libraries' info chatter stays hidden. Python
     warnings (``warnings.warn``) become such lines too (:func:`_log_warning`)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s: %(message)s", handlers=[_BarSafeHandler()]
+    )
     warnings.showwarning = _log_warning
+
+
+class _BarSafeHandler(logging.StreamHandler):
+    """stderr lines that, while a progress bar is drawn, go through ``tqdm.write``: the line
+    lands above the bar (it was glued to the bar's end: ``lr=2.50e-04]WARNING: skipping ...``)
+    and the bar is drawn again below it. Only in the process that drew the bars (a loader
+    worker forked with copies of them writes plainly)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pid = os.getpid()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        if os.getpid() != self._pid or not getattr(tqdm, "_instances", None):
+            super().emit(record)
+            return
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # (as StreamHandler.emit: a logging error never stops the command)
+            self.handleError(record)
 
 
 @contextlib.contextmanager

@@ -479,6 +479,35 @@ def test_sigterm_to_a_process_group_with_loader_workers_is_one_line():
     assert err.strip() == "hpnet: terminated (SIGTERM)"
 
 
+def test_a_warning_during_a_progress_bar_gets_a_line_of_its_own():
+    """A warning while a bar was drawn was glued to its end (``lr=2.50e-04]WARNING: ...``)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import logging, sys
+        from tqdm import tqdm
+        from hpnet.cli import run_cli
+
+        def main(argv):
+            bar = tqdm(total=3, file=sys.stderr, desc="work")
+            bar.update(1)
+            logging.getLogger("hpnet.x").warning("skipping a video")
+            bar.update(2)
+            bar.close()
+            logging.getLogger("hpnet.x").warning("after the bar")
+
+        run_cli(main, [])
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = done.stderr.replace("\r", "\n").splitlines()
+    assert "WARNING: skipping a video" in lines and lines[-1] == "WARNING: after the bar"
+    assert not any(line.endswith("]WARNING: skipping a video") for line in lines)
+
+
 def test_a_gpu_that_is_not_there_is_refused_naming_the_setting(monkeypatch):
     """``cuda`` / ``cuda:N`` beyond the visible GPUs: one line that names the setting asking."""
     from hpnet.cli import UserError

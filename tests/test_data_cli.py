@@ -59,6 +59,10 @@ def test_check_decode_lists_the_bad_file(folder_with_bad_file, capsys):
     assert main([*args, "data.workers=0", "data.frames=8", "--check-decode", "all", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["short_videos"] == 1  # wave_6: its last frame will be repeated
+    assert len(report["short_names"]) == 1 and "wave" in report["short_names"][0]
+    assert main([*args, "data.workers=0", "data.frames=8", "--check-decode", "all"]) == 1
+    said = [x for x in capsys.readouterr().out.splitlines() if "fewer than data.frames" in x]
+    assert said[0].endswith(f"(their last frame is repeated): {report['short_names'][0]}")
     assert [item["path"] for item in report["undecodable"]] == ["test/clap/broken (1)!.avi"]
     assert report["undecodable"][0]["error"]
     assert report["checked"] == 4 and report["ok"] is False and report["missing"] == []

@@ -200,13 +200,19 @@ def test_folders_without_videos_are_no_classes(tmp_path, caplog):
     """An empty class folder, or the ground-truth pose_cache/ that python -m hpnet.data.synthetic
     writes beside the class folders, was a class no video has (a phantom output of the model)."""
     _touch(
-        tmp_path / "flat", ["wave/1.mp4", "wave/2.mp4", "clap/3.mp4", "pose_cache/wave/1.mp4.npz"]
+        tmp_path / "flat",
+        ["wave/1.mp4", "wave/2.mp4", "clap/3.mp4", "pose_cache/wave/1.mp4.npz", "stray.mp4"],
     )
     (tmp_path / "flat" / "empty").mkdir()
-    with caplog.at_level(logging.WARNING, logger="hpnet.data.records"):
+    with caplog.at_level(logging.WARNING, logger="hpnet.data"):
         flat = folder_records(tmp_path / "flat")
     assert flat.classes == ["clap", "wave"] and {r.label for r in flat.train + flat.test} == {0, 1}
     assert "folders without videos are no classes: empty, pose_cache" in caplog.text
+    # a video in the root itself: left out, and now said (it was silent)
+    assert (
+        f"{tmp_path / 'flat'}: 1 video directly in it, in no class folder, left out: "
+        "stray.mp4" in caplog.text
+    )
     _touch(tmp_path / "split", ["train/a/1.mp4", "test/b/2.mp4", "train/c/x.txt"])
     (tmp_path / "split" / "test" / "c").mkdir()
     split = folder_records(tmp_path / "split")

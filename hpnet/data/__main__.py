@@ -24,7 +24,8 @@ some are missing or undecodable; 2 for a bad argument or config.
 - ``checked``: how many videos were decoded (0 without ``--check-decode``), each as
   ``data.frames`` frames in ``views`` (= ``eval.views``) temporal views
 - ``undecodable``: ``[{"path": relative path, "error": message}]``
-- ``short_videos``: how many checked videos have fewer frames than ``data.frames``
+- ``short_videos``: how many checked videos have fewer frames than ``data.frames``;
+  ``short_names``: their paths relative to ``root``
 - ``rendered``: true for the synthetic dataset rendered in memory (no files to check; with
   ``pose.source=cache`` it is read from the video files written into ``root``)
 - ``missing_allowed``: ``data.allow_missing`` (missing videos are then no problem)
@@ -132,7 +133,8 @@ class _DecodeCheck(Dataset):
 def _check_decode(
     records: list[VideoRecord], cfg: Config, count: int | None, show_progress: bool
 ) -> tuple[list[dict[str, str]], int, int]:
-    """Decode ``count`` random records (None = all): ``(undecodable, checked, short)``."""
+    """Decode ``count`` random records (None = all): ``(undecodable, checked, short)``
+    (``short``: the relative paths of those with fewer than ``data.frames`` frames)."""
     if count is not None and count < len(records):
         rng = np.random.default_rng(cfg.data.seed)
         picked = sorted(rng.choice(len(records), size=count, replace=False).tolist())
@@ -154,7 +156,7 @@ def _check_decode(
         batch_size=None,
         num_workers=min(cfg.data.workers, len(records), usable_cpus()),
     )  # decoding is CPU work: no more processes than CPUs
-    undecodable, short = [], 0
+    undecodable, short = [], []
     for i, error, num_frames in tqdm(
         loader,
         total=len(records),
@@ -165,9 +167,9 @@ def _check_decode(
         if error is not None:
             undecodable.append({"path": records[i].rel, "error": error})
         elif num_frames < cfg.data.frames:
-            short += 1
+            short.append(records[i].rel)
     undecodable.sort(key=lambda item: item["path"])
-    return undecodable, len(records), short
+    return undecodable, len(records), sorted(short)
 
 
 def _synthetic_report(cfg: Config) -> dict[str, Any]:
@@ -203,7 +205,7 @@ def inspect_dataset(cfg: Config, check_decode: int | None = 0, progress: bool = 
         "split_dir": _split_dir(cfg),
         "views": cfg.eval.views,
         "absent_classes": [], "root_hint": "", "unlisted": None,
-        "missing": [], "checked": 0, "undecodable": [], "short_videos": 0,
+        "missing": [], "checked": 0, "undecodable": [], "short_videos": 0, "short_names": [],
     }  # fmt: skip
     report["rendered"] = d.dataset == "synthetic" and cfg.pose.source != "cache"
     if report["rendered"]:  # in memory: no files to look for
@@ -278,7 +280,9 @@ def _files_report(
     report["pose_cache_videos"] = len(present)  # (checked; HMDB51 lists unused ones too)
     if check_decode != 0:
         undecodable, checked, short = _check_decode(present, cfg, check_decode, progress)
-        report.update(undecodable=undecodable, checked=checked, short_videos=short)
+        report.update(
+            undecodable=undecodable, checked=checked, short_videos=len(short), short_names=short
+        )
     return [r.rel for r in splits.train], [r.label for r in splits.train]
 
 

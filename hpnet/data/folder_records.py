@@ -101,6 +101,12 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
         )
     if len(splits.classes) == 1:
         _warn_classes_one_level_down(root, splits.classes[0], split_named)
+    loose = [p.name for p in _videos_directly_in(root)]
+    if loose:  # (it was silent, where other folders left out are said)
+        logger.warning(
+            "%s: %s directly in it, in no class folder, left out: %s", root,
+            counted(len(loose), "video"), ", ".join(sorted(loose)[:4]) + ", ..." * (len(loose) > 4),
+        )  # fmt: skip
     splits.listed = len(splits.train) + len(splits.test)
     return splits
 

@@ -75,7 +75,7 @@ def _decode_lines(report: dict[str, Any], frames: int) -> list[str]:
     if report["short_videos"]:
         lines.append(
             f"            {report['short_videos']} have fewer than data.frames={frames} "
-            "frames (their last frame is repeated)"
+            f"frames (their last frame is repeated): {some_names(report.get('short_names', []), 4)}"
         )
     if bad:
         lines.append(f"UNDECODABLE: {counted(len(bad), 'video')} (data.on_error=skip skips them):")

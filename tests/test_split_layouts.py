@@ -79,6 +79,13 @@ def test_what_data_root_lacks_is_said_as_it_is(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert ucf101_records(tmp_path, 1, allow_missing=True).train == []
     assert f"set data.root={root}." in caplog.text
+    from hpnet.config import load_config
+    from hpnet.data.datasets import build_datasets
+
+    cfg = load_config(None, ["data.dataset=ucf101", f"data.root={tmp_path}", "pose.source=none",
+                             "data.allow_missing=true", "model.pose=false"])  # fmt: skip
+    with pytest.raises(UserError, match=rf"has no videos\. .*: set data\.root={root}\.$"):
+        build_datasets(cfg)  # (the fix was in the warning line before the error only)
     top = tmp_path / "above"
     (top / "hmdb51" / "testTrainMulti_7030_splits").mkdir(parents=True)
     (top / "hmdb51" / "golf").mkdir()

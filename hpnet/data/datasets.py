@@ -294,7 +294,8 @@ def build_datasets(
         logger.warning("pose.source=cache but no joint source was given: joints are zeros")
     splits = records_for_config(cfg)
     if not splits.train and not splits.test:
-        raise UserError(f"{cfg.data.dataset} dataset at {cfg.data.root} has no videos")
+        hint = f". {splits.root_hint}" if splits.root_hint else ""  # (data.root too high: set it)
+        raise UserError(f"{cfg.data.dataset} dataset at {cfg.data.root} has no videos{hint}")
     common: dict[str, Any] = {
         "frames": cfg.data.frames,
         "canvas_hw": loader_canvas(cfg.data.size, cfg.data.load_size, cfg.data.aspect),

@@ -223,11 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = zero_shot_config(args, overrides)
         if args.splits is not None:
             return _score_splits(cfg, args, overrides)
-        name = f"zeroshot-{cfg.data.dataset}-split{cfg.data.split}"
+        split = f" split {cfg.data.split}" * (cfg.data.dataset in ("hmdb51", "ucf101"))
+        name = f"zeroshot-{cfg.data.dataset}" + split.replace(" split ", "-split")
         out = make_folder(Path(args.out) if args.out else Path("runs") / name, **OUT)
         report = score_dataset(cfg, out)
-        if report:
-            where = f"{cfg.data.dataset} split {cfg.data.split} ({report['model']})"
+        if report:  # (data.split numbers the official splits only)
+            where = f"{cfg.data.dataset}{split} ({report['model']})"
             print(f"zero-shot {where}: {summary_line(report)}")
             print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix'}*.csv/.png")
         return 0

@@ -135,7 +135,9 @@ def test_logits_are_fp32_under_autocast(clip_file, tmp_path):
     assert logits.dtype == torch.float32
 
 
-def test_dataset_split_is_scored_and_reported(clip_file, hmdb51_mini, tmp_path, capsys):
+def test_dataset_split_is_scored_and_reported(
+    clip_file, hmdb51_mini, tmp_path, capsys, monkeypatch
+):
     path, _ = clip_file
     out = tmp_path / "zs"
     code = main(
@@ -154,6 +156,20 @@ def test_dataset_split_is_scored_and_reported(clip_file, hmdb51_mini, tmp_path, 
     assert len(report["per_class"]) == 51
     assert (out / "confusion_matrix.png").is_file()
     assert "zero-shot hmdb51 split 1" in capsys.readouterr().out
+    # a folder of clips has no official splits: "folder split 1" and zeroshot-folder-split1
+    folder = tmp_path / "clips"
+    for name in ("golf", "punch"):
+        (folder / name).mkdir(parents=True)
+        for clip in (hmdb51_mini / name).iterdir():  # (two each: one tests)
+            (folder / name / clip.name).symlink_to(clip)
+            (folder / name / f"again_{clip.name}").symlink_to(clip)
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "folder", f"data.root={folder}", "--model", SMALL, "--pretrained",
+            str(path), f"text.cache_dir={tmp_path / 'text'}", "data.frames=4", "eval.views=1",
+            "eval.crops=1", "data.workers=0", "data.test_fraction=0.5"]  # fmt: skip
+    assert main(args) == 0
+    assert "zero-shot folder (" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "zeroshot-folder" / "eval.json").is_file()
 
 
 def test_splits_rerun_refuses_a_split_scored_with_other_weights(clip_file, hmdb51_mini, tmp_path):

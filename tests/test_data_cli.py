@@ -284,19 +284,21 @@ def test_the_report_names_videos_without_a_pose_cache_file(tmp_path, capsys):
     failure = {"rel": "walk/b.mp4", "error": "no frames"}
     (tmp_path / "pc" / "failures.json").write_text(json.dumps({"failures": [failure]}))
     assert main(args) == 0
-    assert "a file for each of the 3 train/test videos but 1 it could not decode (walk/b.mp4" in (
-        capsys.readouterr().out
-    )
+    assert (
+        "a file for each of the 3 train/test videos of 4; the other 1 the cache command could "
+        "not decode (walk/b.mp4"
+    ) in capsys.readouterr().out
     from hpnet.pose.same_video import video_facts
 
     facts = video_facts(tmp_path / "v" / "run" / "c.mp4")  # (written at the cache's size)
     save_joints(cache_path(tmp_path / "pc", "run/c.mp4"), np.ones((2, 1, 17, 3)), [0, 3], facts)
     assert main(args) == 0
     write_video(tmp_path / "v" / "run" / "c.mp4", 9)  # replaced by another clip
+    capsys.readouterr()
     assert main(args) == 1
-    assert "POSE CACHE: 1 video replaced since its file was made (run/c.mp4)" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "POSE CACHE: 1 video replaced since its file was made (run/c.mp4)" in out
+    assert "pose cache  files: a file for each" in out and "complete" not in out
 
 
 def test_classes_the_text_head_refuses_are_a_problem(tmp_path, capsys):

@@ -138,10 +138,16 @@ def format_report(report: dict[str, Any], frames: int) -> str:
         lines.append("pose cache  none yet: python -m hpnet.pose.cache --config ... makes it")
     elif gone is not None and report["pose_cache_videos"]:  # (None: the run reads no cache)
         bad = report.get("pose_cache_undecodable") or []
+        replaced = report.get("pose_cache_replaced") or []
         videos = counted(report["pose_cache_videos"] - len(bad), "train/test video")
-        lines.append(f"pose cache  complete: a file for each of the {videos}")
+        state = "complete" if not replaced else "files"  # (replaced ones: said below)
+        lines.append(f"pose cache  {state}: a file for each of the {videos}")
         if bad:  # (the cache command's failures.json: training skips them)
-            lines[-1] += f" but {len(bad)} it could not decode ({some_names(bad, 3)}): skipped"
+            total = report["pose_cache_videos"]
+            lines[-1] += (
+                f" of {total}; the other {len(bad)} the cache command could not decode "
+                f"({some_names(bad, 3)}): skipped"
+            )
     if report.get("pose_cache_replaced"):
         replaced = report["pose_cache_replaced"]
         lines.append(

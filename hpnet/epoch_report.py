@@ -72,6 +72,21 @@ def add_top1(record: dict[str, Any], datasets: list[RunDataset], reports: list, 
             record[f"{split}_top1_{d.name}"] = r["top1"]
 
 
+def data_line(datasets: list[RunDataset], steps_per_epoch: int) -> str:
+    """What a run trains on, said at its start: ``data: 7 train / 4 val / 5 test videos, 4
+    classes; 2 steps an epoch`` (per dataset of a joint run)."""
+
+    def one(d: RunDataset) -> str:
+        val = f" / {len(d.val)} val" if d.val is not None else ""
+        return (
+            f"{d.name + ': ' if d.name else ''}{len(d.train)} train{val} / {len(d.test)} test "
+            f"videos, {len(d.classes)} class{'es' * (len(d.classes) != 1)}"
+        )
+
+    steps = counted(steps_per_epoch, "step")
+    return f"data: {'; '.join(one(d) for d in datasets)}; {steps} an epoch"
+
+
 def epoch_summary(r: dict[str, Any], epochs: int) -> str:
     s = (
         f"epoch {r['epoch']}/{epochs}  loss {r['loss']:.4f}  train acc {100 * r['acc']:.1f} %  "

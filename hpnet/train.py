@@ -38,6 +38,7 @@ from hpnet.distributed import DistInfo, broadcast_buffers, distributed_session, 
 from hpnet.engine import EpochProgress
 from hpnet.epoch_report import (
     check_epoch_learned,
+    data_line,
     epoch_summary,
     evaluate_epoch,
     log_metrics,
@@ -225,6 +226,8 @@ def _train(cfg: Config, device: torch.device, dist: DistInfo, held: contextlib.E
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
+    if dist.is_main:
+        print(data_line(datasets, steps_per_epoch))
     optimizer, scheduler, scaler = build_optimization(cfg, model, steps_per_epoch, device, dist)
     loss_cfgs = [build_loss_config(cfg, d, device) for d in datasets]
     loss_cfg = loss_cfgs if sets else loss_cfgs[0]

@@ -59,6 +59,9 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     assert ckpt["epoch"] == 1 and ckpt["config"]["data"]["frames"] == 4
     printed = capsys.readouterr().out
     assert "test top-1" in printed and "run folder" in printed
+    # what it trains on, said at the start (counts: only at the end, the test's)
+    assert printed.splitlines()[0].startswith("data: 16 train / 8 test videos, ")
+    assert printed.splitlines()[0].endswith(" classes; 2 steps an epoch")
 
     from hpnet.evaluate import main as evaluate_main
 

@@ -6,6 +6,7 @@ videos are prepared: sampling, canvas, test crops, joints) and :func:`predict_vi
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
@@ -136,6 +137,8 @@ class Predictor:
             joints = JointFinder("", cfg.pose.persons, None)  # every joint missing
         elif uses_pose:
             cache_dir = pose_cache if pose_cache is not None else cfg.pose.cache_dir
+            if pose_cache is None and cfg.pose.source == "cache":
+                _warn_no_cache_folder(cache_dir, estimate_pose)
             build = partial(pose_estimator, cfg) if estimate_pose else None
             joints = JointFinder(
                 cache_dir, cfg.pose.persons, build, dense_frames(cfg), pose=cfg.pose
@@ -324,3 +327,16 @@ def _progress(videos: list) -> Any:
         disable=not progress_enabled(len(videos) > 1),
         file=sys.stderr,
     )
+
+
+def _warn_no_cache_folder(cache_dir: str, estimate_pose: bool) -> None:
+    """The checkpoint's ``pose.cache_dir`` (where its training read the joints) not found from
+    here, e.g. a relative path and another working folder: said once, not a silent YOLO run on
+    every video."""
+    if cache_dir and not Path(cache_dir).expanduser().is_dir():
+        instead = "estimated by the pose model" if estimate_pose else "missing (no pose model)"
+        logging.getLogger(__name__).warning(
+            "the checkpoint's pose cache folder %s (pose.cache_dir) is not there from %s: "
+            "joints are %s; give --pose-cache DIR (pose_cache= in Python) to read them",
+            cache_dir, Path.cwd(), instead,
+        )  # fmt: skip

@@ -312,6 +312,29 @@ def test_a_cache_file_of_other_pose_settings_is_warned_of_once(tmp_path, caplog)
     ]
 
 
+def test_a_checkpoint_cache_folder_not_there_from_here_is_said(
+    checkpoint, tmp_path, caplog, monkeypatch
+):
+    """predict run from another folder than training (a relative pose.cache_dir) ran YOLO on
+    every video without a word; --pose-cache given, or the folder there: nothing said."""
+    from hpnet.api import load
+
+    monkeypatch.chdir(tmp_path)
+    relative = ["pose.source=cache", "pose.cache_dir=rel_cache"]
+    with caplog.at_level("WARNING", logger="hpnet.predictor"):
+        load(checkpoint, overrides=relative)
+        said = [r.getMessage() for r in caplog.records if r.name == "hpnet.predictor"]
+        assert len(said) == 1 and said[0].startswith(
+            f"the checkpoint's pose cache folder rel_cache (pose.cache_dir) is not there from "
+            f"{tmp_path}: joints are estimated by the pose model; give --pose-cache"
+        )
+        caplog.clear()
+        (tmp_path / "rel_cache").mkdir()
+        load(checkpoint, overrides=relative)
+        load(checkpoint, pose_cache="", overrides=["pose.cache_dir=gone"])
+        assert not [r for r in caplog.records if r.name == "hpnet.predictor"]
+
+
 def test_a_linked_video_finds_the_cache_file_of_its_own_name(tmp_path):
     """A dataset's ``cooking/drink.avi``, a link to ``clips/orig.avi``, given alone: its cache
     file (named as the dataset lists it) was looked for under the target's name only."""

@@ -94,6 +94,7 @@ class Classifier:
         top_k: int = 5,
         plot: str | None = None,
         overlay: str | None = None,
+        _names: tuple[str, ...] = ("window=", "stride=", "smooth="),
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Actions along a long video (or each of several): windows of ``window`` seconds every
         ``stride`` seconds (by default a quarter of the window, as ``--stride``), scores
@@ -104,7 +105,8 @@ class Classifier:
         ``data.frames``), ``frames_decoded`` and ``pose`` (where the joints came from: cache,
         estimated or none); ``plot``: a PNG of the label track, ``overlay``: the video
         (.mp4/.mkv/.avi) with the label of the moment on every frame (one file per video, named
-        as ``--overlay`` names them)."""
+        as ``--overlay`` names them). (``_names``: how messages name the options; the
+        predict command's ``--window``.)"""
         from hpnet.data.decode import VideoDecodeError
         from hpnet.inference import check_top_k
         from hpnet.overlay import check_output_names
@@ -113,7 +115,7 @@ class Classifier:
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
         check_top_k(top_k, "top_k")
-        names = ("window=", "stride=", "smooth=")
+        names = _names
         stride = window / 4 if stride is None else stride
         check_window(window, stride, names)
         check_smooth(smooth, names)

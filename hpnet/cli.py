@@ -154,6 +154,13 @@ def _children_end(signum: int, frame: Any) -> None:
     middle of the unwinding (a traceback after the command's one line)."""
 
 
+def _drawn(bar: Any) -> bool:
+    """Whether a tqdm bar is on the screen: one given ``delay`` shows once that has passed
+    (tqdm's own test; its ``close`` clears only a bar drawn)."""
+    delay = getattr(bar, "delay", 0) or 0
+    return delay <= 0 or bar.last_print_t >= bar.start_t + delay
+
+
 def configure_logging() -> None:
     """Warnings on stderr as ``WARNING: message``, all run long. Without a handler the first
     ones would print bare and, once a library calls ``logging.info()`` (open_clip does), the rest
@@ -178,8 +185,9 @@ class _BarSafeHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
-        if os.getpid() != self._pid or not getattr(tqdm, "_instances", None):
-            super().emit(record)
+        bars = list(getattr(tqdm, "_instances", ()))
+        if os.getpid() != self._pid or not bars or not all(map(_drawn, bars)):
+            super().emit(record)  # (tqdm.write would draw a bar still in its delay, for good)
             return
         try:
             tqdm.write(self.format(record), file=self.stream)

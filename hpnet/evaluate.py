@@ -35,7 +35,7 @@ from hpnet.splits import warn_trained_on_test
 def main(argv: Sequence[str] | None = None) -> int:
     from hpnet.atomic import make_folder
     from hpnet.devices import pick_device
-    from hpnet.distributed import distributed_session
+    from hpnet.distributed import distributed_session, main_only
     from hpnet.models.from_checkpoint import model_from_checkpoint
     from hpnet.runtime import amp_dtype_for, build_run_datasets, build_transform
 
@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with distributed_session(device.type, cfg) as dist:
         datasets = build_run_datasets(cfg, test_views=cfg.eval.views, used=("test", "val"))
         model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
-        if dist.is_main:
-            warn_trained_on_test(ckpt, datasets, args.checkpoint)
+        main_only(dist, warn_trained_on_test, ckpt, datasets, args.checkpoint)
         if len(datasets) > 1 and model.label_sets != label_sets(datasets):
             raise UserError(
                 f"{args.checkpoint} was not trained on this config's data.joint datasets "

@@ -22,7 +22,7 @@ from hpnet.cli import CommandParser, UserError, run_cli
 from hpnet.distributed import refuse_torchrun
 from hpnet.explain import METHODS
 from hpnet.text.prompts import read_labels
-from hpnet.timeline import check_smooth, check_window
+from hpnet.timeline import CLI_NAMES, check_smooth, check_window
 from hpnet.video_cli import add_video_arguments, emit, split_inputs
 
 __all__ = ["main"]
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stride = _stride(args)
         results = classifier.timeline(
             paths, window=args.window, stride=stride, smooth=args.smooth, top_k=args.top_k,
-            plot=args.timeline, overlay=args.overlay,
+            plot=args.timeline, overlay=args.overlay, _names=CLI_NAMES,
         )  # fmt: skip
     else:
         results = classifier.predict(paths, top_k=args.top_k, overlay=args.overlay, explain=explain)

@@ -367,7 +367,8 @@ def _final_test(
     vals = run_dataset_tests(*tests, **views, split="val")
     if not dist.is_main:
         return
-    write_run_report(reports, datasets, out, str(out / "last.pt"), vals, cfg)
+    # (absolute: --splits reruns from another folder tell its own last.pt from another's)
+    write_run_report(reports, datasets, out, str((out / "last.pt").resolve()), vals, cfg)
     keys = ("top1", "top5", "mean_class_acc")
     epochs = cfg.train.epochs  # (TensorBoard's step for the final records)
     if vals[0]:

@@ -497,6 +497,11 @@ def test_a_warning_during_a_progress_bar_gets_a_line_of_its_own():
             bar.update(2)
             bar.close()
             logging.getLogger("hpnet.x").warning("after the bar")
+            later = tqdm(total=3, file=sys.stderr, desc="usually-short", delay=30, leave=False)
+            later.update(1)  # (in its delay: not drawn, nor drawn by the warning)
+            logging.getLogger("hpnet.x").warning("beside a delayed bar")
+            later.close()
+            logging.getLogger("hpnet.x").warning("the end")
 
         run_cli(main, [])
     """)
@@ -504,7 +509,9 @@ def test_a_warning_during_a_progress_bar_gets_a_line_of_its_own():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     lines = done.stderr.replace("\r", "\n").splitlines()
-    assert "WARNING: skipping a video" in lines and lines[-1] == "WARNING: after the bar"
+    assert "WARNING: skipping a video" in lines and "WARNING: after the bar" in lines
+    assert lines[-2:] == ["WARNING: beside a delayed bar", "WARNING: the end"]
+    assert "usually-short" not in done.stderr
     assert not any(line.endswith("]WARNING: skipping a video") for line in lines)
 
 

@@ -201,7 +201,14 @@ def test_folders_without_videos_are_no_classes(tmp_path, caplog):
     writes beside the class folders, was a class no video has (a phantom output of the model)."""
     _touch(
         tmp_path / "flat",
-        ["wave/1.mp4", "wave/2.mp4", "clap/3.mp4", "pose_cache/wave/1.mp4.npz", "stray.mp4"],
+        [
+            "wave/1.mp4",
+            "wave/2.mp4",
+            "clap/3.mp4",
+            "pose_cache/wave/1.mp4.npz",
+            "stray.mp4",
+            "._stray.mp4",
+        ],
     )
     (tmp_path / "flat" / "empty").mkdir()
     with caplog.at_level(logging.WARNING, logger="hpnet.data"):
@@ -211,7 +218,7 @@ def test_folders_without_videos_are_no_classes(tmp_path, caplog):
     # a video in the root itself: left out, and now said (it was silent)
     assert (
         f"{tmp_path / 'flat'}: 1 video directly in it, in no class folder, left out: "
-        "stray.mp4" in caplog.text
+        "stray.mp4" in caplog.text  # (not the hidden ._stray.mp4: 1 video)
     )
     _touch(tmp_path / "split", ["train/a/1.mp4", "test/b/2.mp4", "train/c/x.txt"])
     (tmp_path / "split" / "test" / "c").mkdir()

@@ -208,6 +208,17 @@ def test_a_checkpoint_tested_on_another_split_is_warned_of(
         f"{tested} here were its training videos, so this score measures what it learnt, not "
         f"how it generalises; test it on data.split={trained}"
     ]
+    # the trained split's list files not here (only the tested one's are needed): no warning,
+    # and no refusal (it stopped hpnet.evaluate)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for f in (hmdb51_mini / "testTrainMulti_7030_splits").glob(f"*_split{tested}.txt"):
+        (lists / f.name).symlink_to(f)
+    cfg.data.split_dir = str(lists)
+    datasets[0].cfg.data.split_dir = str(lists)
+    caplog.clear()
+    warn_trained_on_test(ckpt, datasets, "run/last.pt")
+    assert not [r for r in caplog.records if r.name == "hpnet.splits"]
 
 
 def test_a_split_folder_scored_under_another_protocol_is_refused(hmdb51_mini, tmp_path):

@@ -181,6 +181,9 @@ def test_timeline_command_json_and_png(checkpoint, tmp_path, capsys):
     one = [str(video), "--checkpoint", str(checkpoint), "--pose-cache", "", "--window", "100"]
     assert predict_main([*one, "--no-pose-estimation"]) == 0  # a window longer than the video
     assert "windows of 12 s (one: the video is 12 s)" in capsys.readouterr().out
+    tiny = [*one[:-1], "0.01", "--stride", "0.01", "--no-pose-estimation"]  # under one frame
+    assert predict_main(tiny) == 1  # the command's own option, not the API's window=
+    assert "--window 0.01 s is shorter than one frame" in capsys.readouterr().out
     with pytest.raises(UserError, match="--stride, --smooth and --timeline go with --window"):
         predict_main([str(video), "--checkpoint", str(checkpoint), "--smooth", "5"])  # (unread)
 

@@ -132,7 +132,9 @@ def _warn_classes_one_level_down(root: Path, only: str, split_named: dict[str, s
 
 def _videos_directly_in(folder: Path) -> list[Path]:
     """The video files in ``folder`` itself (not in its subfolders)."""
-    return [p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
+    return [
+        p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.name[0] != "."
+    ]  # (hidden ones, macOS's ._clip.mp4: no videos, as videos_under has it)
 
 
 def _split_folder_records(root: Path, split_named: dict[str, str]) -> RecordSplits:

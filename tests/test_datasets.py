@@ -250,6 +250,19 @@ def test_folder_datasets_read_what_users_keep_videos_in(tmp_path, caplog):
         "train/walk/linked/x.mp4",
     ]
     assert "folders whose names start with _ are not read (no class): _misc" in caplog.text
+    # one file reached twice (a link to it beside its linked folder; a test/ link to a train/
+    # video): two samples, one maybe a test video of its own training video; now read once
+    (tmp_path / "train" / "walk" / "x_again.mp4").symlink_to(tmp_path / "real" / "x.mp4")
+    (tmp_path / "test" / "walk" / "2_again.MTS").symlink_to(tmp_path / "train/walk/2.MTS")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpnet.data"):
+        once, once_test, _ = folder_records(tmp_path)
+    assert once == train and once_test == test
+    assert "2 videos are the same file as another one (through links), left out: " in caplog.text
+    assert "train/walk/x_again.mp4 (= train/walk/linked/x.mp4)" in caplog.text
+    assert "test/walk/2_again.MTS (= train/walk/2.MTS)" in caplog.text
+    for extra in ("train/walk/x_again.mp4", "test/walk/2_again.MTS"):
+        (tmp_path / extra).unlink()
     # a link to nothing: left out, said (it was listed, then "undecodable: file not found")
     (tmp_path / "train" / "walk" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
     with caplog.at_level("WARNING", logger="hpnet.data.records"):
@@ -260,6 +273,7 @@ def test_folder_datasets_read_what_users_keep_videos_in(tmp_path, caplog):
     # both forms in one folder of classes (no split folders): one class, every video of it
     _touch(tmp_path / "flat", [f"{nfc}/1.mp4", f"{nfd}/2.mp4", "walk/3.mp4", "walk/4.mp4"])
     (tmp_path / "flat" / "walk" / "up").symlink_to(tmp_path / "flat")  # a link to the root
+    (tmp_path / "flat" / "walk" / "5.mp4").symlink_to(tmp_path / "flat/walk/3.mp4")  # (once)
     flat = folder_records(tmp_path / "flat", test_fraction=0.5)
     assert flat.classes == [nfc, "walk"]
     rels = sorted(r.rel for r in flat.train + flat.test)

@@ -5,9 +5,11 @@ Listing only: no video is opened."""
 from __future__ import annotations
 
 import logging
+import os
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from hpnet.cli import UserError, counted, missing
 from hpnet.data.holdout import stratified_holdout
@@ -20,6 +22,7 @@ from hpnet.data.records import (
 )
 
 logger = logging.getLogger(__name__)
+K = TypeVar("K")
 
 # Folder names that mean a split, not a class (two of them at the top of a folder dataset).
 SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
@@ -51,6 +54,32 @@ def class_folders(names: Sequence[str]) -> dict[str, list[str]]:
 def _videos_in(parent: Path, names: Sequence[str]) -> list[Path]:
     """:func:`videos_under` each of ``parent``'s folders ``names``, together, sorted."""
     return sorted(path for name in names for path in videos_under(parent / name))
+
+
+def _read_once(root: Path, found: dict[K, list[Path]]) -> dict[K, list[Path]]:
+    """``found`` with each video file once: one reached twice through links (a linked folder
+    and a link to a file in it, or a test/ link to a train/ video) was two samples, one of
+    which could land in the test split. The first in ``found``'s order is kept (train/ before
+    test/); the others are said, and left out."""
+    seen: dict[str, Path] = {}
+    again: list[str] = []
+    out: dict[K, list[Path]] = {}
+    for key, paths in found.items():
+        out[key] = []
+        for path in paths:
+            real = os.path.realpath(path)
+            if real in seen:
+                again.append(f"{path.relative_to(root)} (= {seen[real].relative_to(root)})")
+                continue
+            seen[real] = path
+            out[key].append(path)
+    if again:
+        logger.warning(
+            "%s: %s the same file as another one (through links), left out: %s", root,
+            "1 video is" if len(again) == 1 else f"{len(again)} videos are",
+            ", ".join(again[:3]) + ", ..." * (len(again) > 3),
+        )  # fmt: skip
+    return out
 
 
 def _with_videos(root: Path, names: list[str], videos: Callable[[str], list]) -> list[str]:
@@ -152,6 +181,7 @@ def _split_folder_records(root: Path, split_named: dict[str, str]) -> RecordSpli
     found = {
         (s, n): _videos_in(folder, folders[s].get(n, [])) for s, folder in layout for n in names
     }
+    found = _read_once(root, found)
     classes = _with_videos(root, names, lambda n: found["train", n] or found["test", n])
     splits = RecordSplits([], [], classes)
     for split_name, _ in layout:
@@ -175,7 +205,7 @@ def _held_out_records(
         )
     groups = class_folders(subfolders)
     names = sorted(groups)
-    found = {name: _videos_in(root, groups[name]) for name in names}
+    found = _read_once(root, {name: _videos_in(root, groups[name]) for name in names})
     classes = _with_videos(root, names, found.__getitem__)
     items = [
         (rel, label)

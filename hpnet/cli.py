@@ -154,6 +154,17 @@ def _children_end(signum: int, frame: Any) -> None:
     middle of the unwinding (a traceback after the command's one line)."""
 
 
+def _rank_tag() -> str:
+    """``[rank N] `` for the processes but the first of a torchrun job: every process says its
+    own warnings (a bad video is one process's), and the others' lines were indistinguishable
+    duplicates of the first's."""
+    try:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return ""
+    return f"[rank {rank}] " if rank > 0 and world > 1 else ""
+
+
 def _drawn(bar: Any) -> bool:
     """Whether a tqdm bar is on the screen: one given ``delay`` shows once that has passed
     (tqdm's own test; its ``close`` clears only a bar drawn)."""
@@ -167,8 +178,9 @@ def configure_logging() -> None:
     as ``WARNING:hpnet.module:message``; the libraries' info chatter stays hidden. Python
     warnings (``warnings.warn``) become such lines too (:func:`_log_warning`)."""
     logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s: %(message)s", handlers=[_BarSafeHandler()]
-    )
+        level=logging.WARNING, format=f"{_rank_tag()}%(levelname)s: %(message)s",
+        handlers=[_BarSafeHandler()],
+    )  # fmt: skip
     warnings.showwarning = _log_warning
 
 

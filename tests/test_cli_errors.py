@@ -515,6 +515,25 @@ def test_a_warning_during_a_progress_bar_gets_a_line_of_its_own():
     assert not any(line.endswith("]WARNING: skipping a video") for line in lines)
 
 
+@pytest.mark.parametrize(
+    "env, line",
+    [({"RANK": "1", "WORLD_SIZE": "2"}, "[rank 1] WARNING: a bad video"),
+     ({"RANK": "0", "WORLD_SIZE": "2"}, "WARNING: a bad video"), ({}, "WARNING: a bad video")],
+)  # fmt: skip
+def test_warnings_of_torchrun_processes_but_the_first_name_their_rank(env, line):
+    """Under torchrun every process printed the same-looking lines: rank 1's say so."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import logging; from hpnet.cli import configure_logging; configure_logging(); "
+    code += "logging.getLogger('hpnet.x').warning('a bad video')"
+    clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**clean, **env}, timeout=60, check=True)  # fmt: skip
+    assert done.stderr.strip() == line
+
+
 def test_a_gpu_that_is_not_there_is_refused_naming_the_setting(monkeypatch):
     """``cuda`` / ``cuda:N`` beyond the visible GPUs: one line that names the setting asking."""
     from hpnet.cli import UserError

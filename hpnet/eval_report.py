@@ -176,6 +176,17 @@ def protocol(cfg: Config) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def setup(cfg: Config) -> dict[str, Any]:
+    """What model a test score is of, beside its :func:`protocol`: the arch, its pose and text
+    streams, its starting weights and the training videos it held out (``eval.json``'s
+    ``setup``: a baseline and HP-Net's scores told apart without their config.yaml)."""
+    m = cfg.model
+    return {
+        "model.arch": m.arch, "model.pose": m.pose, "model.text": m.text,
+        "model.pretrained": m.pretrained, "data.val_fraction": cfg.data.val_fraction,
+    }  # fmt: skip
+
+
 def write_run_report(
     reports: Sequence[dict[str, Any]],
     datasets: Sequence[RunDataset],
@@ -184,14 +195,15 @@ def write_run_report(
     val_reports: Sequence[dict[str, Any] | None] = (),
     cfg: Config | None = None,
 ) -> dict[str, Any]:
-    """``eval.json`` (the first dataset's test report and :func:`protocol`, when ``cfg`` is
-    given; with a validation split ``val``: its :data:`DATASET_KEYS` on the validation videos;
-    with several datasets ``datasets``: each one's, with its own ``val`` and ``protocol``) and
-    the confusion matrices of the test sets; returns it."""
+    """``eval.json`` (the first dataset's test report, :func:`protocol` and :func:`setup`,
+    when ``cfg`` is given; with a validation split ``val``: its :data:`DATASET_KEYS` on the
+    validation videos; with several datasets ``datasets``: each one's, with its own ``val``
+    and ``protocol``) and the confusion matrices of the test sets; returns it."""
     vals = list(val_reports) or [None] * len(datasets)
     report = {**reports[0], "checkpoint": checkpoint}
     if cfg is not None:  # (a joint run's: the first dataset's, as the scores beside it)
         report["protocol"] = protocol(datasets[0].cfg)
+        report["setup"] = setup(datasets[0].cfg)
     if vals[0]:
         report["val"] = _scores(vals[0])
     if len(datasets) > 1:

@@ -6,7 +6,7 @@ HMDB51 and UCF101 are reported as the mean over their three official train/test 
 ``<folder>/summary.json``::
 
     {"dataset": "hmdb51", "protocol": {"data.dataset": .., "data.frames": .., "data.size": ..,
-     "eval.views": .., "eval.crops": ..},
+     "eval.views": .., "eval.crops": ..}, "setup": {"model.arch": .., ...},
      "splits": {"1": {"top1": .., "top5": .., "mean_class_acc": .., "num_videos": ..,
      "skipped": .., "run": "<folder>/split1"}, ...},
      "mean": {"top1": .., "top5": .., "mean_class_acc": ..},
@@ -199,9 +199,11 @@ def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[in
         {k: v for k, v in r.get("protocol", {}).items() if k != "data.split"}
         for r in reports.values()
     ]
+    setups = [r.get("setup") for r in reports.values()]
     return {
         "dataset": dataset,
         "protocol": shared[0] if all(p == shared[0] for p in shared) else None,
+        "setup": setups[0] if all(x == setups[0] for x in setups) else None,
         "splits": per_split,
         "mean": {k: sum(v) / len(v) for k, v in values.items()},
         "std": {k: sample_std(v) for k, v in values.items()},

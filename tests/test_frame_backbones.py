@@ -306,7 +306,10 @@ def test_weights_names_go_through_torchvision(text_cache, tmp_path, monkeypatch)
     assert url in model.pretrained_report
     with pytest.raises(UserError, match=r"for model\.arch=late_fusion \(resnet18\); one of"):
         _build(text_cache, "late_fusion", "model.pretrained=KINETICS400_V1")
-    with pytest.raises(UserError, match=r"c3d weights not found: SPORTS1M .*no weights for it"):
+    with pytest.raises(
+        UserError, match=r"c3d weights not found: SPORTS1M .*no weights for it: c3d-pytorch's "
+        r"Sports-1M c3d\.pickle, github\.com/DavideA/c3d-pytorch"
+    ):  # fmt: skip
         _build(text_cache, "c3d", "model.pretrained=SPORTS1M")
 
 

@@ -333,7 +333,11 @@ def test_a_file_of_another_model_is_refused(text_cache, tmp_path, make, match):
         UserError, match=rf"{path} \(model\.pretrained\) do not fit model\.arch=i3d .*{match}"
     ):
         _build(text_cache, "i3d", f"model.pretrained={path}")
-    with pytest.raises(UserError, match=r"I3D weights not found: nowhere\.pth \(model\.pretrained"):
+    with pytest.raises(  # (the file to download, as late_fusion's offline message)
+        UserError, match=r"model.arch=i3d weights not found: nowhere\.pth \(model\.pretrained; "
+        r"download https://download\.pytorch\.org/models/resnet50-0676ba61\.pth and set "
+        r"model\.pretrained=/path/to/resnet50-0676ba61\.pth, or"
+    ):  # fmt: skip
         _build(text_cache, "i3d", "model.pretrained=nowhere.pth")
 
 

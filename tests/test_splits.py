@@ -493,3 +493,7 @@ def test_a_split_whose_test_max_steps_cut_short_is_scored_again(tmp_path):
         "hmdb51", {1: {**scores, **report}, 2: {**scores, **other}}, {1: folder, 2: folder}
     )
     assert both["protocol"] is None  # (splits scored alike only: check_protocol refuses others)
+    arch = {"setup": {"model.arch": "c3d"}}  # the model the splits scored: shared, or None
+    assert summarize("hmdb51", {1: {**scores, **arch}}, {1: folder})["setup"] == arch["setup"]
+    mixed = {1: {**scores, **arch}, 2: {**scores, "setup": {"model.arch": "i3d"}}}
+    assert summarize("hmdb51", mixed, {1: folder, 2: folder})["setup"] is None

@@ -52,6 +52,10 @@ def test_two_step_run_writes_the_run_folder(tiny_args, tmp_path, capsys):
     assert set(report) >= {"top1", "top5", "mean_class_acc", "per_class", "num_videos", "views"}
     assert 0 <= report["top1"] <= report["top5"] <= 1
     assert report["views"] == 2
+    assert report["setup"] == {  # what model scored it (a baseline's eval.json said nothing)
+        "model.arch": "lsvit", "model.pose": True, "model.text": True, "model.pretrained": "",
+        "data.val_fraction": 0.0,
+    }  # fmt: skip
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["type"] for r in lines] == ["train", "test"]
     assert lines[0]["clips"] == 8  # 2 steps x batch 4

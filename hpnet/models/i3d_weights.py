@@ -70,10 +70,14 @@ def load_i3d_weights(backbone: I3D, pretrained: str) -> PretrainedReport:
         weights = weights_entry(backbone.arch, pretrained, "resnet50")
         state, source = fetch_state_dict(backbone.arch, weights), weights.url
     else:
+        from torchvision.models import ResNet50_Weights
+
+        url = ResNet50_Weights.IMAGENET1K_V1.url  # (the baseline configs' file)
         raise UserError(
-            f"I3D weights {missing(path)}: {path} ({KEY}; set it to a 2D ResNet-50 or an "
-            f"{backbone.arch} state dict file of model.arch={backbone.arch}, torchvision's "
-            "ResNet-50 weights name IMAGENET1K_V2 / IMAGENET1K_V1, or '' for random)"
+            f"model.arch={backbone.arch} weights {missing(path)}: {path} ({KEY}; download "
+            f"{url} and set {KEY}=/path/to/{url.rsplit('/', 1)[1]}, or set it to "
+            "torchvision's name IMAGENET1K_V1 / IMAGENET1K_V2 (fetched into torch's cache), "
+            f"to a state dict file of model.arch={backbone.arch}, or '' for random)"
         )
     if any(k.startswith("backbone.") for k in state):  # an hpnet checkpoint: its backbone
         state = {

@@ -52,8 +52,11 @@ def load_tv_weights(backbone: nn.Module, pretrained: str) -> PretrainedReport:
         from torchvision.models import get_model_weights
 
         name = f", a weights name such as {next(iter(get_model_weights(builder))).name}"
-    else:
-        name = " (torchvision has no weights for it)"
+    else:  # (C3D: the c3d-pytorch port's Sports-1M file)
+        name = (
+            " (torchvision has no weights for it: c3d-pytorch's Sports-1M c3d.pickle, "
+            "github.com/DavideA/c3d-pytorch)"
+        )
     raise UserError(
         f"{_flavour(backbone)} weights {missing(path)}: {path} ({KEY}; set it to a state dict file "
         f"of model.arch={backbone.arch}{name}, or '' for random)"

@@ -115,10 +115,9 @@ class Classifier:
         from hpnet.timeline_plot import write_timeline_png, write_timeline_video
 
         check_top_k(top_k, "top_k")
-        names = _names
         stride = window / 4 if stride is None else stride
-        check_window(window, stride, names)
-        check_smooth(smooth, names)
+        check_window(window, stride, _names)
+        check_smooth(smooth, _names)
         warn_stride_gap(window, stride, self.predictor.cfg.data.frames)
         check_output_names(overlay, plot, window=True, names=API_NAMES)
         one, found = _collect(videos)
@@ -131,7 +130,7 @@ class Classifier:
             try:  # the overlay reads every frame: a damaged one may show only there
                 t = score_timeline(
                     self.predictor, video, window=window, stride=stride, smooth=smooth,
-                    top_k=top_k, thumbnails=8 if out else 0, names=names,
+                    top_k=top_k, thumbnails=8 if out else 0, names=_names,
                 )  # fmt: skip
                 if out is not None:
                     write_timeline_png(out, t, title=video.rel)

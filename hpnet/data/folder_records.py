@@ -17,6 +17,7 @@ from hpnet.data.records import (
     VIDEO_EXTENSIONS,
     RecordSplits,
     VideoRecord,
+    some_names,
     subfolder_names,
     videos_under,
 )
@@ -76,8 +77,7 @@ def _read_once(root: Path, found: dict[K, list[Path]]) -> dict[K, list[Path]]:
     if again:
         logger.warning(
             "%s: %s the same file as another one (through links), left out: %s", root,
-            "1 video is" if len(again) == 1 else f"{len(again)} videos are",
-            ", ".join(again[:3]) + ", ..." * (len(again) > 3),
+            "1 video is" if len(again) == 1 else f"{len(again)} videos are", some_names(again, 3),
         )  # fmt: skip
     return out
 
@@ -134,7 +134,7 @@ def folder_records(root: str | Path, *, test_fraction: float = 0.3, seed: int = 
     if loose:  # (it was silent, where other folders left out are said)
         logger.warning(
             "%s: %s directly in it, in no class folder, left out: %s", root,
-            counted(len(loose), "video"), ", ".join(sorted(loose)[:4]) + ", ..." * (len(loose) > 4),
+            counted(len(loose), "video"), some_names(sorted(loose), 4),
         )  # fmt: skip
     splits.listed = len(splits.train) + len(splits.test)
     return splits

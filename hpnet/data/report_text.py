@@ -128,6 +128,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
     for split in report.get("empty_splits", []):  # (training refuses such a dataset)
         lines.append(f"EMPTY: the {split} split has no videos on disk")
     gone = report.get("pose_cache_missing")
+    replaced = report.get("pose_cache_replaced") or []
     if pose_cache_incomplete(report):
         lines.append(
             f"POSE CACHE: no file in pose.cache_dir for {counted(len(gone), 'video')} (the "
@@ -138,7 +139,6 @@ def format_report(report: dict[str, Any], frames: int) -> str:
         lines.append("pose cache  none yet: python -m hpnet.pose.cache --config ... makes it")
     elif gone is not None and report["pose_cache_videos"]:  # (None: the run reads no cache)
         bad = report.get("pose_cache_undecodable") or []
-        replaced = report.get("pose_cache_replaced") or []
         videos = counted(report["pose_cache_videos"] - len(bad), "train/test video")
         state = "complete" if not replaced else "files"  # (replaced ones: said below)
         lines.append(f"pose cache  {state}: a file for each of the {videos}")
@@ -148,8 +148,7 @@ def format_report(report: dict[str, Any], frames: int) -> str:
                 f" of {total}; the other {len(bad)} the cache command could not decode "
                 f"({some_names(bad, 3)}): skipped"
             )
-    if report.get("pose_cache_replaced"):
-        replaced = report["pose_cache_replaced"]
+    if replaced:
         lines.append(
             f"POSE CACHE: {counted(len(replaced), 'video')} replaced since its file was made "
             f"({some_names(replaced, 3)}): python -m hpnet.pose.cache --config ... redoes them"

@@ -72,15 +72,16 @@ def build_backbone(cfg: Config, *, load_weights: bool = True) -> BuiltBackbone:
     check_run_path(given)
     saved = read_saved_dict(given) if given else None  # (read once: what kind of file it is)
     run = run_checkpoint_of(saved)
-    if saved is not None and is_pretrain_checkpoint(saved):
-        check_pretrain_arch(saved, given, cfg.model.arch)
+    pretrain = saved if saved is not None and is_pretrain_checkpoint(saved) else None
+    if pretrain is not None:  # a python -m hpnet.pretrain run's: for the arch its encoder is
+        check_pretrain_arch(pretrain, given, cfg.model.arch)
     if run is None:
         try:
             built = BACKBONES[cfg.model.arch](cfg, load_weights)
         except UserError as err:
             raise with_run_hint(err, given) from None
-        if built.report is not None and saved is not None and is_pretrain_checkpoint(saved):
-            _warn_run_normalisation(cfg, saved)  # a python -m hpnet.pretrain run's encoder
+        if built.report is not None and pretrain is not None:
+            _warn_run_normalisation(cfg, pretrain)  # the pretraining run's encoder
         return built
     backbone = BACKBONES[cfg.model.arch](cfg, False).module  # another run's backbone, as trained
     report = load_run_backbone(backbone, cfg.model.pretrained, run, cfg.model)

@@ -42,6 +42,10 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 def class_name_to_phrase(name: str) -> str:
     """Turn a dataset class name into lower-case words.
 
@@ -51,13 +55,9 @@ def class_name_to_phrase(name: str) -> str:
     (NFC): ``klättern`` typed on macOS (``a`` + combining diaeresis) is the same phrase, as the
     text encoder reads it.
     """
-    words = re.sub(r"[_\-]+", " ", unicodedata.normalize("NFC", name))
+    words = re.sub(r"[_\-]+", " ", _nfc(name))
     words = _CAMEL_BOUNDARY.sub(" ", words)
     return " ".join(words.lower().split())
-
-
-def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
 
 
 def check_templates(templates: Sequence[str]) -> list[str]:

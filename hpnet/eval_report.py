@@ -187,6 +187,15 @@ def setup(cfg: Config) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def zero_shot_setup(model: str) -> dict[str, Any]:
+    """A zero-shot test's :func:`setup`: CLIP's towers (``model``: their name and weights, e.g.
+    ``"ViT-B-16 openai"``), no training, pose or held-out videos."""
+    return {
+        "model.arch": "clip zero-shot", "model.pose": False, "model.text": True,
+        "model.pretrained": model, "data.val_fraction": 0.0,
+    }  # fmt: skip
+
+
 def write_run_report(
     reports: Sequence[dict[str, Any]],
     datasets: Sequence[RunDataset],

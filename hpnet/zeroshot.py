@@ -176,7 +176,7 @@ def score_dataset(
     from hpnet.data.datasets import build_datasets
     from hpnet.devices import pick_device
     from hpnet.distributed import distributed_session
-    from hpnet.eval_report import protocol, run_test, write_report
+    from hpnet.eval_report import protocol, run_test, write_report, zero_shot_setup
 
     cfg = clip_eval_config(cfg)
     _, test_ds, classes = build_datasets(cfg, None, test_views=cfg.eval.views)
@@ -202,6 +202,7 @@ def score_dataset(
             report["pretrained"] = cfg.text.pretrained  # as given: what --splits reruns compare
             report["quick_gelu"] = cfg.text.quick_gelu
             report["protocol"] = protocol(cfg)
+            report["setup"] = zero_shot_setup(report["model"])
             write_report(report, list(classes), out)
     return report
 

@@ -78,6 +78,8 @@ CASES = [
     ("hpnet.predict", ["clip.mp4", "--checkpoint", "x.pt", "--overlay", "o.gif"], "o.gif: name"),
     ("hpnet.predict", ["{text}", "--checkpoint", "x.pt", "--labels", "a,b,a"], "'a' is given"),
     ("hpnet.zeroshot", ["clip.mp4"], "--labels"),
+    ("hpnet.compare", [], "the following arguments are required: runs"),
+    ("hpnet.compare", ["{dir}"], "no eval.json or summary.json in "),
     ("hpnet.zeroshot", ["--dataset", "hmdb51", f"data.root={NOPE}"], NOPE),
     ("hpnet.pose.cache", ["--videos", NOPE, "--out", "{out}"], NOPE),
     ("hpnet.pose.cache", ["--bogus"], "--bogus"),

@@ -361,6 +361,7 @@ ONE_PROCESS_COMMANDS = [
     ["hpnet.predict", "a.mp4", "--checkpoint", "x.pt"],
     ["hpnet.export", "--checkpoint", "x.pt", "--out", "m.onnx"],
     ["hpnet.zeroshot", "a.mp4", "--labels", "a,b"],
+    ["hpnet.compare", "runs"],
 ]
 
 

@@ -94,7 +94,7 @@ def test_imports_are_absolute():
 # eval_report.py, exported.py, video_cli.py, runtime.seed_everything).
 COMMANDS = {
     "hpnet.train", "hpnet.evaluate", "hpnet.predict", "hpnet.zeroshot", "hpnet.export",
-    "hpnet.pretrain.run", "hpnet.data.__main__", "hpnet.pose.cache",
+    "hpnet.pretrain.run", "hpnet.data.__main__", "hpnet.pose.cache", "hpnet.compare",
 }  # fmt: skip
 LOWER = ("hpnet.data", "hpnet.models", "hpnet.fusion", "hpnet.pose", "hpnet.text")
 # what the lower packages may use beside each other: settings, errors, files, devices

@@ -153,6 +153,8 @@ def test_dataset_split_is_scored_and_reported(
     assert report["num_videos"] == 2  # split 1 tests climb_stairs and punch among the 7 clips
     assert 0 <= report["top1"] <= report["top5"] <= 1
     assert report["templates"] == ["{}"]  # the bare class name by default
+    assert report["setup"]["model.arch"] == "clip zero-shot"  # (hpnet.compare's model column)
+    assert report["setup"]["model.pretrained"] == report["model"]
     assert len(report["per_class"]) == 51
     assert (out / "confusion_matrix.png").is_file()
     assert "zero-shot hmdb51 split 1" in capsys.readouterr().out

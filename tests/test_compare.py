@@ -1,0 +1,237 @@
+"""``python -m hpnet.compare``: the test scores of several runs in one table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from hpnet.cli import UserError
+from hpnet.compare import main
+from hpnet.config import config_to_dict, flat_config
+from hpnet.config_schema import Config
+from hpnet.config_types import dump_yaml
+from hpnet.eval_report import protocol, setup
+
+
+def _report(top1: float, **extra) -> dict:
+    """An eval.json as hpnet.train writes it (protocol and setup of the default config)."""
+    cfg = Config()
+    return {
+        "top1": top1, "top5": min(1.0, top1 + 0.25), "mean_class_acc": top1 / 2,
+        "per_class": {}, "num_videos": 8, "views": 6, "skipped": 0, "checkpoint": "x/last.pt",
+        "protocol": protocol(cfg), "setup": setup(cfg), **extra,
+    }  # fmt: skip
+
+
+def _run(folder: Path, report: dict, **config: object) -> Path:
+    """A run folder: ``eval.json`` and a ``config.yaml`` with ``config``'s dotted keys set."""
+    folder.mkdir(parents=True)
+    (folder / "eval.json").write_text(json.dumps(report))
+    tree = config_to_dict(Config())
+    for key, value in config.items():
+        section, name = key.split(".")
+        tree[section][name] = value
+    (folder / "config.yaml").write_text(dump_yaml(tree))
+    return folder
+
+
+def _table(capsys, *argv: object) -> list[str]:
+    assert main([str(a) for a in argv]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_real_runs_best_first_with_the_settings_that_differ(tiny_checkpoint, tmp_path, capsys):
+    """A real run folder (eval.json, config.yaml of hpnet.train) against its ablation twin: the
+    columns are the settings that differ, what they share is said above, the best run first."""
+    real = tiny_checkpoint.parent
+    twin = tmp_path / "no_pose"
+    twin.mkdir()
+    report = json.loads((real / "eval.json").read_text())
+    report["setup"]["model.pose"] = False
+    report["top1"] = report["top1"] + 0.5  # the better one
+    (twin / "eval.json").write_text(json.dumps(report))
+    config = (real / "config.yaml").read_text().replace("seed: 0", "seed: 7")
+    (twin / "config.yaml").write_text(config)
+    lines = _table(capsys, real, twin)
+    assert lines[0].startswith("same in every run: data.dataset=synthetic  data.split=1")
+    assert "model.arch=lsvit" in lines[0] and "model.pose" not in lines[0]
+    header = lines[1].split()
+    assert header[:3] == ["run", "model.pose", "data.seed"]  # (train.seed also differs)
+    assert "train.seed" in header and "train.out_dir" not in header  # (bookkeeping: never)
+    first, second = lines[2].split(), lines[3].split()
+    assert first[:2] == [str(twin), "false"] and first[2:4] == ["7", "7"]
+    assert second[:2] == [str(real), "true"]
+    assert second[-4:] == [
+        f"{100 * report['top1'] - 50:.2f}", f"{100 * report['top5']:.2f}",
+        f"{100 * report['mean_class_acc']:.2f}", str(report["num_videos"]),
+    ]  # fmt: skip
+
+
+def test_a_splits_summary_is_one_row_with_its_spread(tmp_path, capsys):
+    """A ``--splits`` folder is its summary.json (mean +- std), not its split folders; its
+    settings come from a split's config.yaml."""
+    base = tmp_path / "runs" / "three"
+    for split in (1, 2, 3):
+        _run(base / f"split{split}", _report(0.1 * split), **{"train.lr": 0.01})
+    summary = {
+        "dataset": "hmdb51", "protocol": {k: v for k, v in protocol(Config()).items()
+                                          if k != "data.split"},
+        "setup": setup(Config()), "std_kind": "sample (n - 1)", "num_splits": 3,
+        "splits": {str(s): {"top1": 0.1 * s, "top5": 0.5, "mean_class_acc": 0.05 * s,
+                            "num_videos": 10 + s, "skipped": 0, "run": str(base / f"split{s}")}
+                   for s in (1, 2, 3)},
+        "mean": {"top1": 0.2, "top5": 0.5, "mean_class_acc": 0.1},
+        "std": {"top1": 0.1, "top5": 0.0, "mean_class_acc": 0.05},
+    }  # fmt: skip
+    (base / "summary.json").write_text(json.dumps(summary))
+    _run(tmp_path / "runs" / "one", _report(0.5))
+    lines = _table(capsys, tmp_path / "runs")
+    assert lines[1].split()[:3] == ["run", "data.split", "train.lr"]
+    assert len(lines) == 4  # the summary and the other run: no split folder of its own
+    three = lines[3]
+    assert three.split()[:3] == [str(base), "1,2,3", "0.01"]
+    assert "20.00 +- 10.00" in three and "10.00 +- 5.00" in three
+    assert three.endswith(" 36")  # videos of the three splits
+
+
+def test_joint_run_gives_a_row_per_dataset_and_unlike_protocols_are_warned(
+    tmp_path, capsys, caplog
+):
+    own = {**protocol(Config()), "data.dataset": "ucf101", "data.frames": 8}
+    first = {**protocol(Config()), "data.dataset": "hmdb51"}
+    report = _report(
+        0.6,
+        protocol=first,
+        datasets={
+            "hmdb51": {**_report(0.6), "protocol": first},
+            "ucf101": {**_report(0.9), "protocol": own},
+        },
+    )
+    joint = _run(tmp_path / "joint", report)
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        lines = _table(capsys, joint)
+    rows = [line.split() for line in lines[2:]]
+    assert [r[:3] for r in rows] == [
+        [str(joint), "[ucf101]", "ucf101"], [str(joint), "[hmdb51]", "hmdb51"]
+    ]  # fmt: skip
+    assert lines[1].split()[1:3] == ["data.dataset", "data.frames"]
+    said = caplog.text
+    assert "not scored alike: data.dataset (hmdb51 vs ucf101); data.frames (16 vs 8)" in said
+
+
+def test_old_and_zero_shot_reports(tmp_path, capsys, caplog):
+    """A report from before protocol and setup were recorded shows its config.yaml's values
+    (``?`` without one) and says how to record them; a zero-shot report of then shows its CLIP
+    as the model."""
+    old = _report(0.3)
+    del old["protocol"], old["setup"]
+    _run(tmp_path / "old", old, **{"model.pose": False})
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "eval.json").write_text(json.dumps(old))  # (no config.yaml)
+    zero = {k: v for k, v in _report(0.2).items() if k != "setup"}
+    zero.update(model="ViT-B-16 openai", templates=["{}"])
+    (tmp_path / "zs").mkdir()
+    (tmp_path / "zs" / "eval.json").write_text(json.dumps(zero))  # (no config.yaml: no need)
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        lines = _table(
+            capsys, *(tmp_path / n for n in ("old", "bare", "zs")), "--sort", "none",
+            "--keys", "model.arch,model.pose",
+        )  # fmt: skip
+    assert lines[0].split()[:3] == ["run", "model.arch", "model.pose"]  # (no "same" line)
+    assert lines[1].split()[1:3] == ["lsvit", "false"]  # from config.yaml
+    assert lines[2].split()[1:3] == ["?", "?"]
+    assert lines[3].split()[1:4] == ["clip", "zero-shot", "false"]
+    older = f"{tmp_path / 'old'}, {tmp_path / 'bare'}: scored by an older hpnet"
+    assert older in caplog.text and "python -m hpnet.evaluate --checkpoint" in caplog.text
+    assert f"{tmp_path / 'bare'}: no config.yaml beside its report" in caplog.text
+    assert f"{tmp_path / 'zs'}:" not in caplog.text
+
+
+def test_formats_csv_json_markdown(tmp_path, capsys):
+    a = _run(tmp_path / "a", _report(0.25, val={"top1": 0.5}), **{"train.lr": 0.1})
+    b = _run(tmp_path / "b", _report(0.75, test_videos=20, max_steps=2))
+    rows = list(csv.DictReader(io.StringIO("\n".join(_table(capsys, a, b, "--format", "csv")))))
+    assert [r["run"] for r in rows] == [str(b), str(a)]
+    assert rows[0]["top1"] == "0.75" and rows[1]["val_top1"] == "0.5"
+    assert rows[1]["train.lr"] == "0.1" and rows[0]["model.pose"] == "true"
+    assert rows[0]["test_videos"] == "20" and rows[1]["test_videos"] == ""
+    records = json.loads("\n".join(_table(capsys, a, b, "--format", "json", "--keys", "data.seed")))
+    assert records[0]["data.seed"] == 0 and records[1]["val_top1"] == 0.5
+    assert records[1]["source"] == str(a / "eval.json")
+    md = _table(capsys, a, b, "--format", "markdown")
+    assert md[0].startswith("Same in every run: data.dataset=synthetic") and md[1] == ""
+    assert md[2] == (
+        "| run | train.lr | top-1 % | top-5 % | mean class acc % | val top-1 % | videos |"
+    )
+    assert md[3] == "|---|---|---:|---:|---:|---:|---:|"
+    assert md[4] == f"| {b} | 0.0005 | 75.00 | 100.00 | 37.50 | - | 8 of 20 |"
+    assert md[5] == f"| {a} | 0.1 | 25.00 | 50.00 | 12.50 | 50.00 | 8 |"
+
+
+@pytest.mark.parametrize("by", ["top1", "val_top1", "none"])
+def test_sort(tmp_path, capsys, by):
+    a = _run(tmp_path / "a", _report(0.75))
+    b = _run(tmp_path / "b", _report(0.25, val={"top1": 0.5}))
+    c = _run(tmp_path / "c", _report(0.5))
+    lines = _table(capsys, a, b, c, "--sort", by)
+    order = {"top1": [a, c, b], "val_top1": [b, a, c], "none": [a, b, c]}[by]
+    assert [line.split()[0] for line in lines[2:]] == [str(p) for p in order]
+
+
+def test_explicit_keys_and_a_folder_named_twice(tmp_path, capsys):
+    a = _run(tmp_path / "a", _report(0.5), **{"train.epochs": 3})
+    lines = _table(capsys, a, a / "eval.json", "--keys", "train.epochs, model.size")
+    assert lines[1].split()[:3] == ["run", "train.epochs", "model.size"]
+    assert len(lines) == 3 and lines[2].split()[1:3] == ["3", "base"]
+
+
+def test_errors_name_the_path_and_the_fix(tmp_path, capsys, caplog):
+    run = _run(tmp_path / "run", _report(0.5))
+    (tmp_path / "waiting").mkdir()
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        _table(capsys, run, tmp_path / "waiting")
+    assert f"{tmp_path / 'waiting'}: no eval.json or summary.json yet: left out" in caplog.text
+    with pytest.raises(UserError, match=r"no eval.json or summary.json in .*waiting: a run"):
+        main([str(tmp_path / "waiting")])
+    with pytest.raises(UserError, match=r"run folder or report not found: .*nope"):
+        main([str(tmp_path / "nope")])
+    with pytest.raises(UserError, match=r"config.yaml is not JSON: give a run folder"):
+        main([str(run / "config.yaml")])
+    (tmp_path / "other.json").write_text(json.dumps({"top1": 0.5}))
+    with pytest.raises(UserError, match=r"other.json is not an hpnet .* no top5, mean_class_acc"):
+        main([str(tmp_path / "other.json")])
+    with pytest.raises(UserError, match=r"--keys: unknown config key 'model.psoe' \(did you mean"):
+        main([str(run), "--keys", "model.psoe"])
+    with pytest.raises(UserError, match="--sort"):
+        main([str(run), "--sort", "best"])
+
+
+def test_every_bookkeeping_key_is_a_config_key():
+    from hpnet.compare import BOOKKEEPING
+
+    assert set(flat_config(config_to_dict(Config()))) >= BOOKKEEPING
+
+
+def test_a_summary_whose_split_folders_moved_is_still_read(tmp_path, capsys):
+    """summary.json records its split folders as the run was started (maybe relative to
+    another folder); the one beside it is read then."""
+    base = tmp_path / "moved"
+    _run(base / "split1", _report(0.5), **{"train.epochs": 9})
+    summary = {
+        "dataset": "hmdb51", "protocol": None, "setup": None, "num_splits": 1,
+        "splits": {"1": {"top1": 0.5, "top5": 0.5, "mean_class_acc": 0.5, "num_videos": 4,
+                         "run": "somewhere/else/split1"}},
+        "mean": {"top1": 0.5, "top5": 0.5, "mean_class_acc": 0.5},
+        "std": {"top1": None, "top5": None, "mean_class_acc": None},
+    }  # fmt: skip
+    (base / "summary.json").write_text(json.dumps(summary))
+    records = json.loads(
+        "\n".join(_table(capsys, base, "--format", "json", "--keys", "train.epochs"))
+    )
+    assert records[0]["train.epochs"] == 9 and records[0]["top1_std"] is None
+    assert records[0]["data.split"] == "1"

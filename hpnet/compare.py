@@ -15,6 +15,8 @@ run's splits); validation top-1 where a run held videos out; the videos scored. 
 every run shares are said above the table. Runs scored under different protocols (another
 split, clip shape or views x crops) are warned of: their scores are not like for like.
 ``--format csv`` / ``json`` print every recorded key and the scores as fractions.
+``--curves out.png`` also draws the runs' training loss and test top-1 over the epochs
+(:mod:`hpnet.curves`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import difflib
 import io
 import json
 import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hpnet.cli import CommandParser, UserError, run_cli
@@ -38,7 +42,7 @@ logger = logging.getLogger("hpnet.compare")
 NAMES = {"top1": "top-1 %", "top5": "top-5 %", "mean_class_acc": "mean class acc %"}
 SORTS = (*METRICS, "val_top1", "none")
 # settings that do not change what a run learns or how it is scored: never a column of their own
-BOOKKEEPING = frozenset({
+BOOKKEEPING = frozenset({  # (and pretrain.*: a pretraining run's, not a fine-tuning's)
     "data.root", "data.split_dir", "data.train_list", "data.test_list", "data.classes_file",
     "data.joint", "data.workers", "data.on_error", "data.allow_missing", "data.max_pixels",
     "data.decoder", "pose.cache_dir", "pose.workers", "pose.device", "pose.batch",
@@ -47,7 +51,14 @@ BOOKKEEPING = frozenset({
     "train.compile", "train.grad_checkpointing", "eval.batch_size",
 })  # fmt: skip
 PROTOCOL_KEYS = tuple(protocol(Config()))
-UNKNOWN = "?"
+UNKNOWN, NOT_USED = "?", "-"
+# settings that mean nothing unless another one is set so: (key prefix, that key, its value)
+ONLY_WHEN = (
+    ("data.synthetic.", "data.dataset", "synthetic"), ("text.", "model.text", True),
+    ("pose.", "model.pose", True), ("model.feedback", "model.pose", True),
+    ("model.pose_encoder", "model.pose", True), ("model.aux_weight", "model.pose", True),
+    ("model.smif", "model.arch", "lsvit"), ("model.lmi", "model.arch", "lsvit"),
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,13 +76,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--format", default="table", choices=("table", "markdown", "csv", "json"),
         help="table (default), markdown, csv or json, on stdout",
     )  # fmt: skip
+    parser.add_argument("--curves", metavar="PNG", help="also draw the runs' learning curves")
     args = parser.parse_args(argv)
     refuse_torchrun("python -m hpnet.compare")
+    if args.curves and Path(args.curves).suffix.lower() != ".png":
+        raise UserError(f"--curves {args.curves}: name a .png file")
     rows = sort_rows(collect(args.runs), args.sort)
     keys = parse_keys(args.keys) if args.keys else differing_keys(rows)
     warn_about(rows, keys)
     print(render(rows, keys, args.format), end="")
+    if args.curves:
+        draw_curves(rows, args.curves)
     return 0
+
+
+def draw_curves(rows: Sequence[RunScores], path: str) -> None:
+    """``--curves``: the training runs of the rows (a summary's splits; a re-scored
+    checkpoint's run), each once and named by its folder, joint datasets apart."""
+    from hpnet.curves import Curve, write_curves_png
+
+    curves: dict[tuple[Path, str], Curve] = {}
+    for r in rows:
+        for folder in r.folders:
+            label = _shown(folder) + (f" [{r.part}]" if r.part else "")
+            suffix = f"_{r.part}" if r.part else ""
+            curve = Curve(label, folder, f"test_top1{suffix}", f"val_top1{suffix}")
+            curves.setdefault((folder.resolve(), r.part), curve)
+    if not write_curves_png(path, list(curves.values())):
+        raise UserError(
+            f"--curves {path}: none of the runs has a metrics.jsonl to draw (a run folder of "
+            "hpnet.train holds one; an evaluation --out folder does not)"
+        )
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def collect(paths: Sequence[str]) -> list[RunScores]:
@@ -118,7 +154,12 @@ def parse_keys(text: str) -> list[str]:
 
 
 def value_of(row: RunScores, key: str) -> Any:
-    """``key``'s value for ``row``: the report's record, else its config.yaml; ``?`` unknown."""
+    """``key``'s value for ``row``: the report's record, else its config.yaml; ``?`` unknown,
+    ``-`` where the run does not use it (:data:`ONLY_WHEN`: ``text.model`` without a text
+    head)."""
+    for prefix, switch, on in ONLY_WHEN:
+        if key.startswith(prefix) and value_of(row, switch) not in (on, UNKNOWN):
+            return NOT_USED
     if key in row.keys:
         return row.keys[key]
     if row.config is not None and key in row.config:
@@ -130,10 +171,13 @@ def differing_keys(rows: Sequence[RunScores]) -> list[str]:
     """The settings with two or more values among the runs that record them: the reports'
     protocol and setup keys first, then the configs' (less :data:`BOOKKEEPING`)."""
     recorded = list(dict.fromkeys(k for r in rows for k in r.keys))
-    configs = [k for r in rows for k in (r.config or {}) if k not in BOOKKEEPING]
+    configs = [
+        k for r in rows for k in (r.config or {})
+        if k not in BOOKKEEPING and not k.startswith("pretrain.")
+    ]  # fmt: skip
     keys = []
     for key in dict.fromkeys([*recorded, *configs]):
-        known = {_text(v) for r in rows if (v := value_of(r, key)) != UNKNOWN}
+        known = {_text(v) for r in rows if (v := value_of(r, key)) not in (UNKNOWN, NOT_USED)}
         if len(known) > 1:
             keys.append(key)
     return keys
@@ -238,6 +282,15 @@ def record(row: RunScores, keys: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when inside it (a checkpoint's recorded path
+    is absolute), else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _pct(value: float | None, std: float | None = None) -> str:
     if value is None:
         return "-"
@@ -250,6 +303,8 @@ def _text(value: Any) -> str:
         return str(value).lower()
     if value == "":
         return "''"
+    if value == NOT_USED:  # (not used: not a value to quote)
+        return value
     if isinstance(value, list | dict):
         return json.dumps(value)
     return str(value)

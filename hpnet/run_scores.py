@@ -36,8 +36,9 @@ class RunScores:
     ``keys``: what the scores stand for, dotted config keys to values (the report's protocol
     and setup; a ``--splits`` summary's ``data.split`` is its splits, ``"1,2,3"``); ``config``:
     the run's ``config.yaml`` flattened (:func:`~hpnet.config.flat_config`), None when not
-    found. ``std``: the sample standard deviation over the splits (summaries only; None for a
-    single split). ``test_videos``: set where ``train.max_steps`` cut the test short.
+    found; ``folders``: the training runs' folders (one per split of a summary), where it was.
+    ``std``: the sample standard deviation over the splits (summaries only; None for a single
+    split). ``test_videos``: set where ``train.max_steps`` cut the test short.
     """
 
     run: str
@@ -51,6 +52,8 @@ class RunScores:
     keys: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     recorded: bool = True  # False: a report from before protocol / setup were recorded
+    folders: list[Path] = field(default_factory=list)  # its training run(s): config.yaml there
+    part: str = ""  # a joint run's dataset (its data.joint name)
 
 
 def find_reports(path: str | Path) -> list[Path]:
@@ -80,16 +83,16 @@ def read_scores(path: Path) -> list[RunScores]:
     if path.name == SUMMARY or "splits" in data:
         return [_summary_row(data, path, run)]
     _require(data, path, (*METRICS, "num_videos"))
-    config = _run_config(path.parent, data.get("checkpoint"))
+    config, folder = _run_config(path.parent, data.get("checkpoint"))
     keys, recorded = _recorded_keys(data, data.get("protocol"))
     datasets = data.get("datasets")
     if not isinstance(datasets, dict):  # one dataset
-        return [_row(data, path, run, keys, config, recorded)]
+        return [_row(data, path, run, keys, (config, folder), recorded)]
     rows = []
     for name, part in datasets.items():  # a joint run: each dataset over its own labels
         _require(part, path, (*METRICS, "num_videos"), f"datasets.{name}.")
         own, known = _recorded_keys(data, part.get("protocol"))
-        rows.append(_row(part, path, f"{run} [{name}]", own, config, known))
+        rows.append(_row(part, path, f"{run} [{name}]", own, (config, folder), known, name))
     return rows
 
 
@@ -98,10 +101,11 @@ def _row(
     path: Path,
     run: str,
     keys: dict[str, Any],
-    config: dict[str, Any] | None,
+    found: tuple[dict[str, Any] | None, Path | None],
     recorded: bool,
+    part: str = "",
 ) -> RunScores:
-    val = report.get("val")
+    val, (config, folder) = report.get("val"), found
     return RunScores(
         run=run,
         source=path,
@@ -113,6 +117,8 @@ def _row(
         keys=keys,
         config=config,
         recorded=recorded,
+        folders=[folder] if folder is not None else [],
+        part=part,
     )
 
 
@@ -123,11 +129,10 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
         raise UserError(f"{path} lists no split: write it again with --splits")
     keys, recorded = _recorded_keys(data, data.get("protocol"))
     keys["data.split"] = ",".join(splits)
-    first, parts = next(iter(splits)), list(splits.values())
-    folder = Path(parts[0].get("run", ""))
-    if not folder.is_dir():  # (recorded relative to where the run was started)
-        folder = path.parent / f"split{first}"
-    config = _run_config(folder, None)
+    parts = list(splits.values())
+    found = [_run_config(_split_folder(path, s, p), None) for s, p in splits.items()]
+    folders = [folder for _, folder in found if folder is not None]
+    config = found[0][0]
     if config is not None:
         config.pop("data.split", None)  # (the summary's own: its splits)
     cut = [p for p in parts if "test_videos" in p]
@@ -142,7 +147,16 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
         keys=keys,
         config=config,
         recorded=recorded,
+        folders=folders,
     )
+
+
+def _split_folder(summary: Path, split: str, part: dict[str, Any]) -> Path:
+    """A split's run folder: as the summary records it (relative to where the run started),
+    else ``split<N>`` beside the summary (the run moved, or run from another folder)."""
+    run = part.get("run")
+    folder = Path(run) if isinstance(run, str) and run else None
+    return folder if folder is not None and folder.is_dir() else summary.parent / f"split{split}"
 
 
 def _recorded_keys(report: dict[str, Any], protocol: Any) -> tuple[dict[str, Any], bool]:
@@ -156,8 +170,9 @@ def _recorded_keys(report: dict[str, Any], protocol: Any) -> tuple[dict[str, Any
     return keys, isinstance(protocol, dict) and isinstance(setup, dict)
 
 
-def _run_config(folder: Path, checkpoint: Any) -> dict[str, Any] | None:
-    """The flattened ``config.yaml`` beside a report, else beside its checkpoint."""
+def _run_config(folder: Path, checkpoint: Any) -> tuple[dict[str, Any] | None, Path | None]:
+    """The flattened ``config.yaml`` beside a report, else beside its checkpoint, and the
+    folder it is in; ``(None, None)`` when neither has one."""
     places = [folder / "config.yaml"]
     if isinstance(checkpoint, str) and checkpoint:
         places.append(Path(checkpoint).parent / "config.yaml")
@@ -167,8 +182,8 @@ def _run_config(folder: Path, checkpoint: Any) -> dict[str, Any] | None:
         except (OSError, ValueError, yaml.YAMLError):
             continue
         if isinstance(tree, dict):
-            return flat_config(tree)
-    return None
+            return flat_config(tree), place.parent
+    return None, None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -235,3 +235,122 @@ def test_a_summary_whose_split_folders_moved_is_still_read(tmp_path, capsys):
     )
     assert records[0]["train.epochs"] == 9 and records[0]["top1_std"] is None
     assert records[0]["data.split"] == "1"
+
+
+def _metrics(folder: Path, *records: dict) -> None:
+    lines = [json.dumps({"type": "train", **r}) for r in records]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_epoch_records_order_and_damage(tmp_path):
+    """Per-epoch records in order: a resumed epoch's later record wins; the final ``test``
+    record and a line cut by a kill are left out; no metrics.jsonl: none."""
+    from hpnet.curves import epoch_records
+
+    assert epoch_records(tmp_path) == []
+
+    lines = [
+        {"type": "train", "epoch": 2, "loss": 2.0},
+        {"type": "train", "epoch": 1, "loss": 3.0},
+        {"type": "train", "epoch": 2, "loss": 1.5},  # (epoch 2 again, after a resume)
+        {"type": "test", "top1": 0.5},
+    ]
+    text = "\n".join(json.dumps(r) for r in lines) + '\n{"type": "train", "epo'
+    (tmp_path / "metrics.jsonl").write_text(text)
+    assert [(r["epoch"], r["loss"]) for r in epoch_records(tmp_path)] == [(1, 3.0), (2, 1.5)]
+
+
+def test_curves_png_of_runs_splits_and_joint_datasets(tmp_path, capsys, caplog, monkeypatch):
+    import hpnet.curves as curves
+
+    drawn: list = []
+    monkeypatch.setattr(curves, "epoch_records", _spy(curves.epoch_records, drawn))
+    a = _run(tmp_path / "a", _report(0.5, val={"top1": 0.25}))
+    _metrics(a, {"epoch": 1, "loss": 2.0, "test_top1": 0.25, "val_top1": 0.2},
+             {"epoch": 2, "loss": 1.0, "test_top1": 0.5, "val_top1": 0.25})  # fmt: skip
+    joint = _run(tmp_path / "j", _report(0.4, datasets={"x": _report(0.4), "y": _report(0.3)}))
+    _metrics(joint, {"epoch": 1, "loss": 1.0, "test_top1_x": 0.4, "test_top1_y": 0.3})
+    lost = _run(tmp_path / "lost", _report(0.1))  # (no metrics.jsonl: warned, not drawn)
+    splits = tmp_path / "s"
+    for split in (1, 2):
+        _metrics(_run(splits / f"split{split}", _report(0.45)), {"epoch": 1, "loss": 1.0})
+    summary = {
+        "splits": {str(s): {**_report(0.45), "run": str(splits / f"split{s}")} for s in (1, 2)},
+        "mean": _report(0.45), "std": {"top1": 0.0, "top5": 0.0, "mean_class_acc": 0.0},
+    }  # fmt: skip
+    (splits / "summary.json").write_text(json.dumps(summary))
+    again = tmp_path / "again"  # (a's checkpoint scored again elsewhere: a's curves, once)
+    again.mkdir()
+    (again / "eval.json").write_text(json.dumps(_report(0.6, checkpoint=str(a / "last.pt"))))
+    png = tmp_path / "out" / "curves.png"
+    runs = [str(p) for p in (lost, a, joint, splits, again)]
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        assert main([*runs, "--curves", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {png}" in capsys.readouterr().err
+    assert [f.name for f in drawn] == ["a", "split1", "split2", "j", "j", "lost"]  # best first
+    assert f"{lost}: no epochs in {lost / 'metrics.jsonl'}: not drawn" in caplog.text
+    with pytest.raises(UserError, match=r"--curves .*: none of the runs has a metrics.jsonl"):
+        main([str(lost), "--curves", str(tmp_path / "none.png")])
+    assert not (tmp_path / "none.png").exists()
+    with pytest.raises(UserError, match=r"--curves c.jpg: name a .png file"):
+        main([str(a), "--curves", "c.jpg"])
+
+
+def test_curves_lines_are_the_records(tmp_path):
+    """What is drawn: the loss per epoch, test top-1 % where evaluated, val dashed."""
+    import matplotlib.pyplot as plt
+
+    from hpnet.curves import Curve, write_curves_png
+
+    _metrics(tmp_path, {"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0, "test_top1": 0.5,
+                                                   "val_top1": 0.25})  # fmt: skip
+    figures: list = []
+    original = plt.subplots
+
+    def keep(*args, **kwargs):
+        fig, axes = original(*args, **kwargs)
+        figures.append(axes)
+        return fig, axes
+
+    plt.subplots = keep
+    try:
+        assert write_curves_png(tmp_path / "c.png", [Curve("run", tmp_path)]) == 1
+    finally:
+        plt.subplots = original
+    loss_ax, top_ax = figures[0]
+    (loss,) = loss_ax.lines
+    assert list(loss.get_xdata()) == [1, 2] and list(loss.get_ydata()) == [2.0, 1.0]
+    test, val = top_ax.lines
+    assert list(test.get_ydata()) == [50.0] and test.get_linestyle() == "-"
+    assert list(val.get_ydata()) == [25.0] and val.get_linestyle() == "--"
+    assert val.get_label() == "run (val)"
+
+
+def _spy(function, calls: list):
+    def spy(folder):
+        calls.append(folder)
+        return function(folder)
+
+    return spy
+
+
+def test_settings_a_run_does_not_use_are_no_difference(tmp_path, capsys):
+    """``text.model`` of a run without a text head, ``data.synthetic.*`` of an HMDB51 run:
+    ``-``, and no column unless runs that use them differ."""
+    rgb = _report(0.5)
+    rgb["setup"]["model.text"] = False
+    a = _run(tmp_path / "a", rgb, **{"text.model": "RN50", "model.text": False})
+    b = _run(tmp_path / "b", _report(0.25), **{"text.model": "ViT-B-16"})
+    header = _table(capsys, a, b)[1].split()
+    assert "model.text" in header and "text.model" not in header
+    c = _run(tmp_path / "c", _report(0.1), **{"text.model": "ViT-L-14"})
+    lines = _table(capsys, a, b, c, "--keys", "text.model,data.synthetic.length")
+    assert [line.split()[1:3] for line in lines[2:]] == [
+        ["-", "32"], ["ViT-B-16", "32"], ["ViT-L-14", "32"]
+    ]  # fmt: skip
+    hmdb = _report(0.9)
+    hmdb["protocol"]["data.dataset"] = "hmdb51"
+    d = _run(tmp_path / "d", hmdb, **{"data.dataset": "hmdb51"})
+    lines = _table(capsys, d, c, "--keys", "data.synthetic.length")
+    assert [line.split()[1] for line in lines[1:]] == ["data.synthetic.length", "-", "32"]

@@ -79,5 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
     run_cli(main)

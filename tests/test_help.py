@@ -67,3 +67,20 @@ def test_warnings_print_one_way_all_run_long():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["WARNING: first", "WARNING: second"]
+
+
+def test_every_console_script_is_a_command_entry_point():
+    """pyproject's ``hpnet-*`` scripts name a ``cli`` of a command module (``python -m``'s)."""
+    tomllib = pytest.importorskip("tomllib")  # (Python 3.11+)
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    scripts = tomllib.loads(project.read_text(encoding="utf-8"))["project"]["scripts"]
+    modules = {}
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        assert function == "cli" and callable(importlib.import_module(module).cli)
+        modules[module] = name
+    every = {c.replace(".__main__", "") for c in COMMANDS[:-1]} | {"hpnet.export"}
+    listed = {m.replace(".__main__", "") for m in modules}
+    assert every - listed == set()

@@ -83,21 +83,22 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (nothing more to say)
         sys.exit(128 + signal.SIGPIPE)
     except UserError as err:
-        print(f"hpnet: error: {one_line(str(err))}", file=sys.stderr)
+        print(f"{_rank_tag()}hpnet: error: {one_line(str(err))}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except VideoDecodeError as err:
         print(
-            f"hpnet: error: {one_line(str(err))} (data.on_error=raise stops at the first such "
+            f"{_rank_tag()}hpnet: error: {one_line(str(err))} (data.on_error=raise stops at "
+            "the first such "
             "video; data.on_error=skip leaves them out, python -m hpnet.data --check-decode "
             "all lists them)",
             file=sys.stderr,
         )
         sys.exit(1)
     except Terminated:
-        print("hpnet: terminated (SIGTERM)", file=sys.stderr)
+        print(f"{_rank_tag()}hpnet: terminated (SIGTERM)", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
-        print("hpnet: interrupted", file=sys.stderr)
+        print(f"{_rank_tag()}hpnet: interrupted", file=sys.stderr)
         sys.exit(130)
     finally:
         warnings.showwarning = shown_before
@@ -156,8 +157,8 @@ def _children_end(signum: int, frame: Any) -> None:
 
 def _rank_tag() -> str:
     """``[rank N] `` for the processes but the first of a torchrun job: every process says its
-    own warnings (a bad video is one process's), and the others' lines were indistinguishable
-    duplicates of the first's."""
+    own warnings and errors (a bad video is one process's), and the others' lines were
+    indistinguishable duplicates of the first's."""
     try:
         rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:

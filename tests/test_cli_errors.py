@@ -523,17 +523,23 @@ def test_a_warning_during_a_progress_bar_gets_a_line_of_its_own():
      ({"RANK": "0", "WORLD_SIZE": "2"}, "WARNING: a bad video"), ({}, "WARNING: a bad video")],
 )  # fmt: skip
 def test_warnings_of_torchrun_processes_but_the_first_name_their_rank(env, line):
-    """Under torchrun every process printed the same-looking lines: rank 1's say so."""
+    """Under torchrun every process printed the same-looking lines (warnings, the error it
+    stops on): rank 1's say so."""
     import os
     import subprocess
     import sys
 
-    code = "import logging; from hpnet.cli import configure_logging; configure_logging(); "
-    code += "logging.getLogger('hpnet.x').warning('a bad video')"
+    code = "import logging; from hpnet.cli import UserError, run_cli\n"
+    code += "def main(argv):\n    logging.getLogger('hpnet.x').warning('a bad video')\n"
+    code += "    raise UserError('no such file')\nrun_cli(main)"
     clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**clean, **env}, timeout=60, check=True)  # fmt: skip
-    assert done.stderr.strip() == line
+                          env={**clean, **env}, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        line,
+        line.replace("WARNING: a bad video", "hpnet: error: no such file"),
+    ]
 
 
 def test_a_gpu_that_is_not_there_is_refused_naming_the_setting(monkeypatch):

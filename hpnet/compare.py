@@ -7,13 +7,15 @@ run, else its ``eval.json``), one of those files, or a folder of runs (every run
     python -m hpnet.compare runs/*
     python -m hpnet.compare runs --format markdown > results.md
 
-Columns: the run; its dataset where they differ; the settings that differ between the runs
-(from the reports' protocol and setup records, then their ``config.yaml``: the training
-settings; paths and bookkeeping such as ``train.out_dir`` left out), or ``--keys`` as given;
+Columns: the run; the settings that differ between the runs, as their reports record the
+test (protocol, model, every config key; paths and bookkeeping such as ``train.out_dir`` left
+out, ``-`` where a run does not use one: :mod:`hpnet.compare_keys`), or ``--keys`` as given;
 top-1, top-5 and mean class accuracy in % (``+-`` the standard deviation over a ``--splits``
-run's splits); validation top-1 where a run held videos out; the videos scored. The settings
-every run shares are said above the table. Runs scored under different protocols (another
-split, clip shape or views x crops) are warned of: their scores are not like for like.
+run's splits); validation top-1 where a run held videos out; the videos scored. The recorded
+protocol and model every run shares are said above the table. What the table would hide is
+warned of: runs scored under different protocols (another split, clip shape, views x crops
+or label set), undecodable test videos, a checkpoint of a run stopped early, runs below a
+folder that have no report yet, reports of an older hpnet (settings from ``config.yaml``).
 ``--format csv`` / ``json`` print every recorded key and the scores as fractions.
 ``--curves out.png`` also draws the runs' training loss and test top-1 over the epochs
 (:mod:`hpnet.curves`).
@@ -21,44 +23,34 @@ split, clip shape or views x crops) are warned of: their scores are not like for
 
 from __future__ import annotations
 
-import csv
-import difflib
-import io
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from hpnet.cli import CommandParser, UserError, run_cli
-from hpnet.config import config_to_dict, flat_config
-from hpnet.config_schema import Config
+from hpnet.cli import CommandParser, UserError, counted, run_cli
+from hpnet.compare_keys import (
+    NOT_USED,
+    PROTOCOL_KEYS,
+    UNKNOWN,
+    differing_keys,
+    parse_keys,
+    text_of,
+    value_of,
+)
+from hpnet.compare_table import render
 from hpnet.distributed import refuse_torchrun
-from hpnet.eval_report import protocol
-from hpnet.run_scores import METRICS, RunScores, find_reports, read_scores
+from hpnet.run_scores import (
+    METRICS,
+    RunScores,
+    find_reports,
+    read_scores,
+    split_runs_without_summary,
+    unfinished_runs,
+)
 
 logger = logging.getLogger("hpnet.compare")
-NAMES = {"top1": "top-1 %", "top5": "top-5 %", "mean_class_acc": "mean class acc %"}
 SORTS = (*METRICS, "val_top1", "none")
-# settings that do not change what a run learns or how it is scored: never a column of their own
-BOOKKEEPING = frozenset({  # (and pretrain.*: a pretraining run's, not a fine-tuning's)
-    "data.root", "data.split_dir", "data.train_list", "data.test_list", "data.classes_file",
-    "data.joint", "data.workers", "data.on_error", "data.allow_missing", "data.max_pixels",
-    "data.decoder", "pose.cache_dir", "pose.workers", "pose.device", "pose.batch",
-    "text.cache_dir", "train.out_dir", "train.resume", "train.checkpoint_minutes",
-    "train.checkpoint_steps", "train.tensorboard", "train.threads", "train.device",
-    "train.compile", "train.grad_checkpointing", "eval.batch_size",
-})  # fmt: skip
-PROTOCOL_KEYS = tuple(protocol(Config()))
-UNKNOWN, NOT_USED = "?", "-"
-# settings that mean nothing unless another one is set so: (key prefix, that key, its value)
-ONLY_WHEN = (
-    ("data.synthetic.", "data.dataset", "synthetic"), ("text.", "model.text", True),
-    ("pose.", "model.pose", True), ("model.feedback", "model.pose", True),
-    ("model.pose_encoder", "model.pose", True), ("model.aux_weight", "model.pose", True),
-    ("model.smif", "model.arch", "lsvit"), ("model.lmi", "model.arch", "lsvit"),
-)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--curves {args.curves}: name a .png file")
     rows = sort_rows(collect(args.runs), args.sort)
     keys = parse_keys(args.keys) if args.keys else differing_keys(rows)
-    warn_about(rows, keys)
+    warn_about(rows, keys, args.sort)
     print(render(rows, keys, args.format), end="")
     if args.curves:
         draw_curves(rows, args.curves)
@@ -97,6 +89,11 @@ def draw_curves(rows: Sequence[RunScores], path: str) -> None:
 
     curves: dict[tuple[Path, str], Curve] = {}
     for r in rows:
+        if not r.folders:
+            logger.warning(
+                "%s: the metrics.jsonl of the run it scored is not found (moved, or another "
+                "run in its folder since): not drawn", r.run,
+            )  # fmt: skip
         for folder in r.folders:
             label = _shown(folder) + (f" [{r.part}]" if r.part else "")
             suffix = f"_{r.part}" if r.part else ""
@@ -127,6 +124,15 @@ def collect(paths: Sequence[str]) -> list[RunScores]:
         )
     for path in empty:  # (say, a run still training beside finished ones)
         logger.warning("%s: no eval.json or summary.json yet: left out", path)
+    for path in paths:  # (a folder of runs: those below it not finished)
+        for run in unfinished_runs(path) if Path(path) not in map(Path, empty) else ():
+            logger.warning("%s: no eval.json yet (still training, or stopped): left out", run)
+    for base in split_runs_without_summary(files):
+        logger.warning(
+            "%s: a --splits run without its summary.json (stopped before its last split?): "
+            "its finished splits are rows of their own; the same command again finishes it",
+            base,
+        )
     return [row for f in files for row in read_scores(f)]
 
 
@@ -141,145 +147,56 @@ def sort_rows(rows: list[RunScores], by: str) -> list[RunScores]:
     return sorted(rows, key=lambda r: (score(r) is None, -(score(r) or 0.0)))
 
 
-def parse_keys(text: str) -> list[str]:
-    """``--keys``: config keys, each checked against the config's keys."""
-    valid = list(flat_config(config_to_dict(Config())))
-    keys = [k.strip() for k in text.split(",") if k.strip()]
-    for key in keys:
-        if key not in valid:
-            near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise UserError(f"--keys: unknown config key '{key}'{hint}")
-    return list(dict.fromkeys(keys))
-
-
-def value_of(row: RunScores, key: str) -> Any:
-    """``key``'s value for ``row``: the report's record, else its config.yaml; ``?`` unknown,
-    ``-`` where the run does not use it (:data:`ONLY_WHEN`: ``text.model`` without a text
-    head)."""
-    for prefix, switch, on in ONLY_WHEN:
-        if key.startswith(prefix) and value_of(row, switch) not in (on, UNKNOWN):
-            return NOT_USED
-    if key in row.keys:
-        return row.keys[key]
-    if row.config is not None and key in row.config:
-        return row.config[key]
-    return UNKNOWN
-
-
-def differing_keys(rows: Sequence[RunScores]) -> list[str]:
-    """The settings with two or more values among the runs that record them: the reports'
-    protocol and setup keys first, then the configs' (less :data:`BOOKKEEPING`)."""
-    recorded = list(dict.fromkeys(k for r in rows for k in r.keys))
-    configs = [
-        k for r in rows for k in (r.config or {})
-        if k not in BOOKKEEPING and not k.startswith("pretrain.")
-    ]  # fmt: skip
-    keys = []
-    for key in dict.fromkeys([*recorded, *configs]):
-        known = {_text(v) for r in rows if (v := value_of(r, key)) not in (UNKNOWN, NOT_USED)}
-        if len(known) > 1:
-            keys.append(key)
-    return keys
-
-
-def shared_keys(rows: Sequence[RunScores], shown: Sequence[str]) -> dict[str, Any]:
-    """The protocol and setup records every run holds alike (said above the table)."""
-    keys = [k for k in dict.fromkeys(k for r in rows for k in r.keys) if k not in shown]
-    values = {k: {_text(value_of(r, k)) for r in rows} for k in keys}
-    return {k: value_of(rows[0], k) for k, v in values.items() if len(v) == 1 and UNKNOWN not in v}
-
-
-def warn_about(rows: Sequence[RunScores], keys: Sequence[str]) -> None:
-    """Warnings of what makes the table less than like for like."""
+def warn_about(rows: Sequence[RunScores], keys: Sequence[str], sort: str = "top1") -> None:
+    """Warnings of what makes the table less than like for like, or less than it seems."""
     unlike = [
         f"{k} ({' vs '.join(sorted(v))})"
         for k in PROTOCOL_KEYS
-        if len(v := {_text(value_of(r, k)) for r in rows} - {UNKNOWN}) > 1
+        if len(v := {text_of(value_of(r, k)) for r in rows} - {UNKNOWN, NOT_USED}) > 1
     ]
     if unlike:
         logger.warning(
             "the runs were not scored alike: %s differ; their scores are not like for like",
             "; ".join(unlike),
         )
-    old = [r.run for r in rows if not r.recorded]
-    if old:
-        logger.warning(
-            "%s: scored by an older hpnet, which did not record its protocol and model: shown "
-            "from the run's config.yaml (? where none); python -m hpnet.evaluate --checkpoint "
-            "<its checkpoint> records them",
-            ", ".join(dict.fromkeys(old)),
-        )
-    blind = [r.run for r in rows if r.config is None and any(k not in r.keys for k in keys)]
-    if blind:
-        logger.warning(
-            "%s: no config.yaml beside its report or checkpoint: its settings show as ?",
-            ", ".join(dict.fromkeys(blind)),
-        )
+    _warn_runs(
+        [r for r in rows if r.from_yaml or not r.recorded],
+        "scored by an older hpnet, which did not record the settings of the test: shown from "
+        "the run's config.yaml, which its last command wrote (? for what a test sets apart: "
+        "dataset, split, views, crops); python -m hpnet.evaluate --checkpoint <its "
+        "checkpoint> records them",
+    )
+    _warn_runs(
+        [r for r in rows if r.config is None and not r.zero_shot
+         and any(value_of(r, k) == UNKNOWN for k in keys)],
+        "no config.yaml beside its report or checkpoint: its settings show as ?",
+    )  # fmt: skip
     for r in rows:
         if r.test_videos is not None:
             logger.warning(
                 "%s: train.max_steps cut its test: %d of %d videos scored", r.run, r.videos,
                 r.test_videos,
             )  # fmt: skip
+        if r.skipped:
+            logger.warning(
+                "%s: %s could not be decoded: not in its scores (python -m hpnet.data "
+                "--check-decode all names them)", r.run, counted(r.skipped, "test video"),
+            )  # fmt: skip
+        done = r.trained or {}
+        if done.get("mid_epoch") or done.get("epochs", 0) < done.get("of", 0):
+            logger.warning(
+                "%s: scored a checkpoint %s of train.epochs=%s (a run stopped early)", r.run,
+                f"within epoch {done['epochs'] + 1}" if done.get("mid_epoch")
+                else f"after epoch {done['epochs']}", done["of"],
+            )  # fmt: skip
+    if sort == "val_top1" and all(r.val_top1 is None for r in rows):
+        logger.warning("--sort val_top1: no run held out validation videos: in the given order")
 
 
-def render(rows: Sequence[RunScores], keys: Sequence[str], fmt: str) -> str:
-    """The table in ``fmt`` (``table``, ``markdown``, ``csv``, ``json``)."""
-    if fmt == "json":
-        return json.dumps([record(r, keys) for r in rows], indent=2) + "\n"
-    if fmt == "csv":
-        fields = list(dict.fromkeys(k for r in rows for k in record(r, keys)))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fields, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in record(r, keys).items()} for r in rows)
-        return out.getvalue()
-    header, body, right = _columns(rows, keys)
-    same = shared_keys(rows, keys)
-    said = "  ".join(f"{k}={_text(v)}" for k, v in same.items())
-    if fmt == "markdown":
-        lines = [f"Same in every run: {said}", ""] if said else []
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in body]
-        return "\n".join(lines) + "\n"
-    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-    lines = [f"same in every run: {said}"] if said else []
-    for line in [header, *body]:
-        cells = zip(line, widths, right, strict=True)
-        lines.append("  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in cells).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def _columns(rows: Sequence[RunScores], keys: Sequence[str]) -> tuple[list, list, list]:
-    """The header, the body and which columns are numbers (right-aligned) of the table."""
-    header: list[str] = ["run", *keys, *(NAMES[m] for m in METRICS)]
-    right = [False] * (1 + len(keys)) + [True] * len(METRICS)
-    vals = any(r.val_top1 is not None for r in rows)
-    header += ["val top-1 %"] * vals + ["videos"]
-    right += [True] * vals + [True]
-    body = []
-    for r in rows:
-        line = [r.run, *(_text(value_of(r, k)) for k in keys)]
-        line += [_pct(r.scores[m], r.std.get(m)) for m in METRICS]
-        line += [_pct(r.val_top1)] * vals
-        line.append(str(r.videos) + (f" of {r.test_videos}" if r.test_videos else ""))
-        body.append(line)
-    return header, body, right
-
-
-def record(row: RunScores, keys: Sequence[str]) -> dict[str, Any]:
-    """``row`` as one flat record (csv, json): the run, every recorded key, the ``keys``
-    shown, the scores (fractions) and their standard deviations."""
-    out: dict[str, Any] = {"run": row.run, "source": str(row.source), **row.keys}
-    out.update({k: value_of(row, k) for k in keys})
-    out.update(row.scores)
-    out.update({f"{k}_std": v for k, v in row.std.items()})
-    out.update({"val_top1": row.val_top1, "videos": row.videos, "skipped": row.skipped})
-    if row.test_videos is not None:
-        out["test_videos"] = row.test_videos
-    return out
+def _warn_runs(rows: Sequence[RunScores], message: str) -> None:
+    """One warning naming the runs of ``rows`` (each once), if any."""
+    if rows:
+        logger.warning("%s: %s", ", ".join(dict.fromkeys(r.run for r in rows)), message)
 
 
 def _shown(path: Path) -> str:
@@ -289,29 +206,6 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def _pct(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.2f}" + (f" +- {100 * std:.2f}" if std is not None else "")
-
-
-def _text(value: Any) -> str:
-    """A setting as written in a config (``true``, ``''`` for an empty string)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value == "":
-        return "''"
-    if value == NOT_USED:  # (not used: not a value to quote)
-        return value
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def _cell(value: Any) -> Any:
-    return _text(value) if isinstance(value, bool | list | dict) else value
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

@@ -187,6 +187,20 @@ def setup(cfg: Config) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def run_started(folder: Path) -> float | None:
+    """When the run in ``folder`` started: the time of the first record of its
+    ``metrics.jsonl`` (None without one). ``eval.json`` records it of the checkpoint's run
+    (``trained.run_started``): read back, it tells that run from one written there since."""
+    import json
+
+    try:
+        with open(folder / "metrics.jsonl", encoding="utf-8") as f:
+            first = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    return first.get("time") if isinstance(first, dict) else None
+
+
 def zero_shot_setup(model: str) -> dict[str, Any]:
     """A zero-shot test's :func:`setup`: CLIP's towers (``model``: their name and weights, e.g.
     ``"ViT-B-16 openai"``), no training, pose or held-out videos."""
@@ -203,16 +217,25 @@ def write_run_report(
     checkpoint: str,
     val_reports: Sequence[dict[str, Any] | None] = (),
     cfg: Config | None = None,
+    trained: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``eval.json`` (the first dataset's test report, :func:`protocol` and :func:`setup`,
-    when ``cfg`` is given; with a validation split ``val``: its :data:`DATASET_KEYS` on the
-    validation videos; with several datasets ``datasets``: each one's, with its own ``val``
-    and ``protocol``) and the confusion matrices of the test sets; returns it."""
+    """``eval.json`` (the first dataset's test report; when ``cfg`` is given its
+    :func:`protocol`, :func:`setup` and ``config``: every key of ``cfg``, dotted, as this test
+    ran; ``trained``: the checkpoint's ``epochs`` done (and ``mid_epoch``) of
+    ``train.epochs`` and its run's :func:`run_started`; with a validation split ``val``: its
+    :data:`DATASET_KEYS` on the validation videos; with several datasets ``datasets``: each
+    one's, with its own ``val`` and ``protocol``) and the confusion matrices of the test sets;
+    returns it."""
+    from hpnet.config import config_to_dict, flat_config
+
     vals = list(val_reports) or [None] * len(datasets)
     report = {**reports[0], "checkpoint": checkpoint}
     if cfg is not None:  # (a joint run's: the first dataset's, as the scores beside it)
         report["protocol"] = protocol(datasets[0].cfg)
         report["setup"] = setup(datasets[0].cfg)
+        report["config"] = flat_config(config_to_dict(cfg))
+    if trained is not None:
+        report["trained"] = {**trained, "run_started": run_started(Path(checkpoint).parent)}
     if vals[0]:
         report["val"] = _scores(vals[0])
     if len(datasets) > 1:

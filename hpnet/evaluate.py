@@ -70,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops)
         vals = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops, split="val")
         if dist.is_main:
-            write_run_report(reports, datasets, out, str(args.checkpoint), vals, cfg)
+            trained = {"epochs": int(ckpt.get("epoch", 0)), "of": cfg.train.epochs,
+                       "mid_epoch": bool(ckpt.get("progress"))}  # fmt: skip
+            # (absolute: read back from another folder, hpnet.compare finds the run)
+            where = str(Path(args.checkpoint).resolve())
+            write_run_report(reports, datasets, out, where, vals, cfg, trained)
             for d, report, val in zip(datasets, reports, vals, strict=True):
                 print(f"{d.name}: " * bool(d.name) + summary_line(report))
                 if val:  # the validation split, apart

@@ -6,14 +6,17 @@ standard deviation over the splits). :func:`find_reports` turns a path (such a f
 folder, or a folder of runs) into those files; :func:`read_scores` reads one into
 :class:`RunScores`: one per dataset (a joint run gives one per ``data.joint`` entry).
 
-Besides the scores a row carries what they stand for: the files' ``protocol`` and ``setup``
-records (:func:`hpnet.eval_report.protocol`, :func:`~hpnet.eval_report.setup`) and the run's
-training settings, its ``config.yaml`` (beside the report, else beside its checkpoint).
+Besides the scores a row carries what they stand for: the report's ``protocol``, ``setup`` and
+``config`` records (:mod:`hpnet.eval_report`: the settings the test ran with). A report of an
+hpnet that recorded no ``config`` falls back to the run's ``config.yaml`` (beside the report,
+else beside its checkpoint), which the run's last command wrote: maybe not these scores'.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,14 @@ import yaml
 from hpnet.cli import UserError
 from hpnet.config import flat_config
 from hpnet.config_types import load_yaml
-from hpnet.eval_report import zero_shot_setup
+from hpnet.eval_report import run_started, zero_shot_setup
 
 REPORT, SUMMARY = "eval.json", "summary.json"
 METRICS = ("top1", "top5", "mean_class_acc")
+RUN_FILES = ("last.pt", "metrics.jsonl")  # a folder holding one is a run's (maybe unfinished)
+
+
+Found = tuple[dict[str, Any] | None, bool, Path | None]  # settings, from config.yaml, run folder
 
 
 @dataclass
@@ -34,11 +41,14 @@ class RunScores:
     """One dataset's test scores of one run (fractions in [0, 1]).
 
     ``keys``: what the scores stand for, dotted config keys to values (the report's protocol
-    and setup; a ``--splits`` summary's ``data.split`` is its splits, ``"1,2,3"``); ``config``:
-    the run's ``config.yaml`` flattened (:func:`~hpnet.config.flat_config`), None when not
-    found; ``folders``: the training runs' folders (one per split of a summary), where it was.
-    ``std``: the sample standard deviation over the splits (summaries only; None for a single
-    split). ``test_videos``: set where ``train.max_steps`` cut the test short.
+    and setup; a ``--splits`` summary's ``data.split`` is its splits, ``"1,2,3"``; ``classes``:
+    how many classes were scored); ``config``: every setting of the test, dotted (the report's
+    record, else the run's ``config.yaml``: ``from_yaml``), None when neither is there.
+    ``recorded``: False for a report from before protocol and setup were recorded. ``std``: the
+    sample standard deviation over the splits (summaries only; None for a single split).
+    ``test_videos``: set where ``train.max_steps`` cut the test short; ``trained``: the
+    checkpoint's ``epochs`` done ``of`` ``train.epochs`` (``mid_epoch``), where recorded;
+    ``folders``: the training runs' folders (one per split of a summary), for their curves.
     """
 
     run: str
@@ -51,8 +61,11 @@ class RunScores:
     test_videos: int | None = None
     keys: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
-    recorded: bool = True  # False: a report from before protocol / setup were recorded
-    folders: list[Path] = field(default_factory=list)  # its training run(s): config.yaml there
+    from_yaml: bool = False
+    recorded: bool = True
+    zero_shot: bool = False
+    trained: dict[str, Any] | None = None
+    folders: list[Path] = field(default_factory=list)
     part: str = ""  # a joint run's dataset (its data.joint name)
 
 
@@ -76,47 +89,80 @@ def find_reports(path: str | Path) -> list[Path]:
     return sorted([*summaries, *reports])
 
 
+def unfinished_runs(path: str | Path) -> list[Path]:
+    """The run folders at or below ``path`` (a ``last.pt`` or ``metrics.jsonl`` there) with no
+    ``eval.json``, outside a ``--splits`` run that has its summary: runs still training, or
+    stopped before their final test."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    covered = [s.parent for s in path.rglob(SUMMARY)]
+    runs = {f.parent for name in RUN_FILES for f in path.rglob(name)}
+    return sorted(
+        r for r in runs
+        if not (r / REPORT).is_file() and not any(r.is_relative_to(c) for c in covered)
+    )  # fmt: skip
+
+
+def split_runs_without_summary(files: list[Path]) -> list[Path]:
+    """The ``--splits`` runs whose split folders' reports are among ``files`` but that have no
+    ``summary.json``: a run stopped before its last split (its splits are rows of their own)."""
+    bases = {
+        f.parent.parent
+        for f in files
+        if f.name == REPORT and re.fullmatch(r"split\d+", f.parent.name)
+    }
+    return sorted(b for b in bases if not (b / SUMMARY).is_file())
+
+
 def read_scores(path: Path) -> list[RunScores]:
     """The rows of one ``eval.json`` or ``summary.json`` (see the module doc)."""
     data = _read_json(path)
     run = str(path.parent)
     if path.name == SUMMARY or "splits" in data:
         return [_summary_row(data, path, run)]
-    _require(data, path, (*METRICS, "num_videos"))
-    config, folder = _run_config(path.parent, data.get("checkpoint"))
-    keys, recorded = _recorded_keys(data, data.get("protocol"))
+    _check_scores(data, path)
+    config, from_yaml, folder = _run_config(data, path.parent)
     datasets = data.get("datasets")
     if not isinstance(datasets, dict):  # one dataset
-        return [_row(data, path, run, keys, (config, folder), recorded)]
+        return [_row(data, data, path, run, (config, from_yaml, folder))]
     rows = []
     for name, part in datasets.items():  # a joint run: each dataset over its own labels
-        _require(part, path, (*METRICS, "num_videos"), f"datasets.{name}.")
-        own, known = _recorded_keys(data, part.get("protocol"))
-        rows.append(_row(part, path, f"{run} [{name}]", own, (config, folder), known, name))
+        _check_scores(part, path, f"datasets.{name}.")
+        found = (config, from_yaml, folder)
+        rows.append(_row(data, part, path, f"{run} [{name}]", found, name))
     return rows
 
 
 def _row(
     report: dict[str, Any],
+    scores: dict[str, Any],
     path: Path,
     run: str,
-    keys: dict[str, Any],
-    found: tuple[dict[str, Any] | None, Path | None],
-    recorded: bool,
+    found: Found,
     part: str = "",
 ) -> RunScores:
-    val, (config, folder) = report.get("val"), found
+    """A row of ``report``'s ``scores`` (its own, or a joint dataset's block)."""
+    val, (config, from_yaml, folder) = scores.get("val"), found
+    where = f"datasets.{part}.val" if part else "val"
+    keys, recorded = _recorded_keys(report, scores.get("protocol", report.get("protocol")))
+    if isinstance(scores.get("per_class"), dict):
+        keys["classes"] = len(scores["per_class"])
+    trained = report.get("trained")
     return RunScores(
         run=run,
         source=path,
-        scores={k: float(report[k]) for k in METRICS},
-        videos=int(report["num_videos"]),
-        skipped=int(report.get("skipped", 0)),
-        val_top1=float(val["top1"]) if isinstance(val, dict) and "top1" in val else None,
-        test_videos=report.get("test_videos") if "max_steps" in report else None,
+        scores={k: float(scores[k]) for k in METRICS},
+        videos=int(scores["num_videos"]),
+        skipped=int(scores.get("skipped") or 0),
+        val_top1=_fraction(val, "top1", path, where) if isinstance(val, dict) else None,
+        test_videos=scores.get("test_videos") if "max_steps" in scores else None,
         keys=keys,
         config=config,
+        from_yaml=from_yaml,
         recorded=recorded,
+        zero_shot=keys.get("model.arch") == zero_shot_setup("")["model.arch"],
+        trained=trained if isinstance(trained, dict) else None,
         folders=[folder] if folder is not None else [],
         part=part,
     )
@@ -124,66 +170,95 @@ def _row(
 
 def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
     _require(data, path, ("mean", "std", "splits"))
-    splits = data["splits"]
+    splits, std = data["splits"], data["std"]
     if not isinstance(splits, dict) or not splits:
         raise UserError(f"{path} lists no split: write it again with --splits")
+    if not isinstance(std, dict):
+        raise UserError(f"{path} is damaged: its std is not a table of scores")
+    for split, part in splits.items():
+        _check_scores(part, path, f"splits.{split}.")
+    _check_scores({**data["mean"], "num_videos": 0}, path, "mean.")
     keys, recorded = _recorded_keys(data, data.get("protocol"))
     keys["data.split"] = ",".join(splits)
-    parts = list(splits.values())
-    found = [_run_config(_split_folder(path, s, p), None) for s, p in splits.items()]
-    folders = [folder for _, folder in found if folder is not None]
-    config = found[0][0]
+    if isinstance(data.get("classes"), int):
+        keys["classes"] = data["classes"]
+    folders = [_split_folder(path, s, p) for s, p in splits.items()]
+    config, from_yaml = data.get("config"), False
+    if not isinstance(config, dict):  # (a summary of before it was recorded: a split's file)
+        config, from_yaml, _ = _run_config({}, folders[0])
     if config is not None:
-        config.pop("data.split", None)  # (the summary's own: its splits)
+        config = {k: v for k, v in config.items() if k != "data.split"}  # (the summary's own)
+    parts = list(splits.values())
     cut = [p for p in parts if "test_videos" in p]
     return RunScores(
         run=run,
         source=path,
         scores={k: float(data["mean"][k]) for k in METRICS},
-        std={k: data["std"].get(k) for k in METRICS},
+        std={k: _optional(std.get(k), path, f"std.{k}") for k in METRICS},
         videos=sum(int(p["num_videos"]) for p in parts),
-        skipped=sum(int(p.get("skipped", 0)) for p in parts),
+        skipped=sum(int(p.get("skipped") or 0) for p in parts),
         test_videos=sum(int(p.get("test_videos", p["num_videos"])) for p in parts) if cut else None,
         keys=keys,
         config=config,
+        from_yaml=from_yaml,
         recorded=recorded,
-        folders=folders,
+        zero_shot=keys.get("model.arch") == zero_shot_setup("")["model.arch"],
+        folders=[f for f in folders if f.is_dir()],
     )
 
 
 def _split_folder(summary: Path, split: str, part: dict[str, Any]) -> Path:
-    """A split's run folder: as the summary records it (relative to where the run started),
-    else ``split<N>`` beside the summary (the run moved, or run from another folder)."""
+    """A split's run folder: ``split<N>`` beside the summary (where ``--splits`` puts it, also
+    after the run was moved), else as the summary recorded it."""
+    beside = summary.parent / f"split{split}"
     run = part.get("run")
-    folder = Path(run) if isinstance(run, str) and run else None
-    return folder if folder is not None and folder.is_dir() else summary.parent / f"split{split}"
+    return Path(run) if not beside.is_dir() and isinstance(run, str) and run else beside
 
 
 def _recorded_keys(report: dict[str, Any], protocol: Any) -> tuple[dict[str, Any], bool]:
-    """The protocol and setup keys of a report (a zero-shot report's CLIP as its model), and
-    whether both were recorded (reports of hpnet before they were have neither)."""
+    """The protocol and setup keys of a report (a zero-shot report's CLIP as its model, and
+    its prompt templates), and whether both were recorded (older hpnet: neither)."""
     setup = report.get("setup")
     if not isinstance(setup, dict) and "model" in report and "templates" in report:
         setup = zero_shot_setup(str(report["model"]))  # (zeroshot --dataset's eval.json)
     keys = {**(protocol if isinstance(protocol, dict) else {})}
     keys.update(setup if isinstance(setup, dict) else {})
+    if isinstance(report.get("templates"), list):
+        keys["text.templates"] = report["templates"]
     return keys, isinstance(protocol, dict) and isinstance(setup, dict)
 
 
-def _run_config(folder: Path, checkpoint: Any) -> tuple[dict[str, Any] | None, Path | None]:
-    """The flattened ``config.yaml`` beside a report, else beside its checkpoint, and the
-    folder it is in; ``(None, None)`` when neither has one."""
-    places = [folder / "config.yaml"]
+def _run_config(
+    report: dict[str, Any], folder: Path
+) -> tuple[dict[str, Any] | None, bool, Path | None]:
+    """The settings of a report (its ``config`` record, else the flattened ``config.yaml``
+    beside it or beside its checkpoint: ``from_yaml``) and its training run's folder (where
+    ``metrics.jsonl`` is), None where there is none."""
+    checkpoint = report.get("checkpoint")
+    places = [folder]
     if isinstance(checkpoint, str) and checkpoint:
-        places.append(Path(checkpoint).parent / "config.yaml")
+        places.append(Path(checkpoint).parent)
+    run = next((p for p in places if _same_run(report, p)), None)
+    if isinstance(report.get("config"), dict):
+        return report["config"], False, run
     for place in places:
         try:
-            tree = load_yaml(place.read_text(encoding="utf-8"))
+            tree = load_yaml((place / "config.yaml").read_text(encoding="utf-8"))
         except (OSError, ValueError, yaml.YAMLError):
             continue
         if isinstance(tree, dict):
-            return flat_config(tree), place.parent
-    return None, None
+            return flat_config(tree), True, run or place
+    return None, False, run
+
+
+def _same_run(report: dict[str, Any], folder: Path) -> bool:
+    """Whether ``folder`` holds the run ``report`` scored (its ``metrics.jsonl`` began when
+    the report recorded; a report that did not record it: whether there is one)."""
+    started = run_started(folder)
+    recorded = (report.get("trained") or {}).get("run_started")
+    if started is None:
+        return False
+    return recorded is None or started == recorded
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -207,3 +282,36 @@ def _require(data: Any, path: Path, keys: tuple[str, ...], prefix: str = "") -> 
         raise UserError(
             f"{path} is not an hpnet eval.json or summary.json: it has no {', '.join(lost)}"
         )
+
+
+def _check_scores(scores: Any, path: Path, prefix: str = "") -> None:
+    """Refuse a report whose scores are not fractions in [0, 1] or whose video count is not a
+    count (a hand-edited or damaged file), naming the key."""
+    _require(scores, path, (*METRICS, "num_videos"), prefix)
+    for key in METRICS:
+        _fraction(scores, key, path, prefix.rstrip("."))
+    count = scores["num_videos"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise UserError(f"{path} is damaged: {prefix}num_videos is {count!r}, not a count")
+
+
+def _fraction(scores: dict[str, Any], key: str, path: Path, where: str) -> float:
+    value = scores.get(key)
+    name = f"{where}.{key}" if where else key
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not 0 <= number <= 1:
+        raise UserError(
+            f"{path} is damaged: {name} is {value!r}, not a fraction in [0, 1] (scores are "
+            "recorded as fractions: 0.5 is 50 %)"
+        )
+    return float(number)
+
+
+def _optional(value: Any, path: Path, name: str) -> float | None:
+    """A standard deviation: None (one split) or a finite number >= 0."""
+    if value is None:
+        return None
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or number < 0:
+        raise UserError(f"{path} is damaged: {name} is {value!r}, not a standard deviation")
+    return float(value)

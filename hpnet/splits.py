@@ -7,17 +7,20 @@ HMDB51 and UCF101 are reported as the mean over their three official train/test 
 
     {"dataset": "hmdb51", "protocol": {"data.dataset": .., "data.frames": .., "data.size": ..,
      "eval.views": .., "eval.crops": ..}, "setup": {"model.arch": .., ...},
+     "config": {"train.lr": .., ...}, "classes": 51,
      "splits": {"1": {"top1": .., "top5": .., "mean_class_acc": .., "num_videos": ..,
      "skipped": .., "run": "<folder>/split1"}, ...},
      "mean": {"top1": .., "top5": .., "mean_class_acc": ..},
      "std": {...}, "std_kind": "sample (n - 1)", "num_splits": 3}
 
-``skipped``: the split's test videos that could not be decoded (``data.on_error=skip``), not
-in ``num_videos`` nor in the scores; ``test_videos``, only where ``train.max_steps`` cut the
-test short: how many the split has. ``std`` is the sample standard deviation (divisor n - 1,
-numpy's ``std(ddof=1)``): the spread one would expect between splits, not only among these;
-``null`` for a single split. A rerun finishes what is unfinished: a split whose run is complete
-is read back, not run again (the command says how it tells, :func:`training_finished` for training).
+``config``: the settings (dotted keys) every split's ``eval.json`` records alike, but
+``data.split``; ``classes``: the classes scored. ``skipped``: the split's test videos that
+could not be decoded (``data.on_error=skip``), not in ``num_videos`` nor in the scores;
+``test_videos``, only where ``train.max_steps`` cut the test short: how many the split has.
+``std`` is the sample standard deviation (divisor n - 1, numpy's ``std(ddof=1)``): the spread
+one would expect between splits, not only among these; ``null`` for a single split. A rerun
+finishes what is unfinished: a split whose run is complete is read back, not run again (the
+command says how it tells, :func:`training_finished` for training).
 """
 
 from __future__ import annotations
@@ -200,10 +203,18 @@ def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[in
         for r in reports.values()
     ]
     setups = [r.get("setup") for r in reports.values()]
+    configs = [r.get("config") or {} for r in reports.values()]
+    classes = {len(r.get("per_class") or {}) for r in reports.values()}
     return {
         "dataset": dataset,
         "protocol": shared[0] if all(p == shared[0] for p in shared) else None,
         "setup": setups[0] if all(x == setups[0] for x in setups) else None,
+        "config": {  # the settings every split ran with (not data.split)
+            k: v
+            for k, v in configs[0].items()
+            if k != "data.split" and all(k in c and c[k] == v for c in configs)
+        },
+        "classes": classes.pop() if len(classes) == 1 else None,
         "splits": per_split,
         "mean": {k: sum(v) / len(v) for k, v in values.items()},
         "std": {k: sample_std(v) for k, v in values.items()},

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ def _report(top1: float, **extra) -> dict:
     cfg = Config()
     return {
         "top1": top1, "top5": min(1.0, top1 + 0.25), "mean_class_acc": top1 / 2,
-        "per_class": {}, "num_videos": 8, "views": 6, "skipped": 0, "checkpoint": "x/last.pt",
+        "per_class": dict.fromkeys("abcd", top1), "num_videos": 8, "views": 6, "skipped": 0,
+        "checkpoint": "x/last.pt",
         "protocol": protocol(cfg), "setup": setup(cfg), **extra,
     }  # fmt: skip
 
@@ -46,17 +48,22 @@ def _table(capsys, *argv: object) -> list[str]:
 
 
 def test_real_runs_best_first_with_the_settings_that_differ(tiny_checkpoint, tmp_path, capsys):
-    """A real run folder (eval.json, config.yaml of hpnet.train) against its ablation twin: the
-    columns are the settings that differ, what they share is said above, the best run first."""
+    """A real run folder (eval.json of hpnet.train: its settings recorded) against its
+    ablation twin: the columns are the settings that differ as the reports record them (not
+    as a later command left config.yaml), what they share is said above, the best first."""
     real = tiny_checkpoint.parent
     twin = tmp_path / "no_pose"
     twin.mkdir()
     report = json.loads((real / "eval.json").read_text())
+    assert report["config"]["model.pose"] is True and report["config"]["train.seed"] == 0
+    started = json.loads((real / "metrics.jsonl").read_text().splitlines()[0])["time"]
+    assert report["trained"] == {"epochs": 1, "of": 1, "mid_epoch": False, "run_started": started}
     report["setup"]["model.pose"] = False
+    report["config"].update({"data.seed": 7, "train.seed": 7})
     report["top1"] = report["top1"] + 0.5  # the better one
     (twin / "eval.json").write_text(json.dumps(report))
-    config = (real / "config.yaml").read_text().replace("seed: 0", "seed: 7")
-    (twin / "config.yaml").write_text(config)
+    config = (real / "config.yaml").read_text().replace("seed: 0", "seed: 99")
+    (twin / "config.yaml").write_text(config)  # (a later command's: not these scores')
     lines = _table(capsys, real, twin)
     assert lines[0].startswith("same in every run: data.dataset=synthetic  data.split=1")
     assert "model.arch=lsvit" in lines[0] and "model.pose" not in lines[0]
@@ -70,6 +77,38 @@ def test_real_runs_best_first_with_the_settings_that_differ(tiny_checkpoint, tmp
         f"{100 * report['top1'] - 50:.2f}", f"{100 * report['top5']:.2f}",
         f"{100 * report['mean_class_acc']:.2f}", str(report["num_videos"]),
     ]  # fmt: skip
+
+
+def test_a_checkpoint_scored_again_shows_how(
+    tiny_checkpoint, tmp_path, capsys, caplog, monkeypatch
+):
+    """``hpnet.evaluate`` with test settings of its own (another resize, fewer views) records
+    them: its row differs from the run's where the test did; a checkpoint of a run stopped
+    early is said. Read from another working folder, the run is found (absolute path)."""
+    from hpnet.evaluate import main as evaluate_main
+
+    again = tmp_path / "again"
+    argv = ["--checkpoint", str(tiny_checkpoint), "--out", str(again), "data.resize=stretch"]
+    assert evaluate_main([*argv, "train.epochs=3"]) == 0
+    report = json.loads((again / "eval.json").read_text())
+    assert report["config"]["data.resize"] == "stretch"
+    assert report["checkpoint"] == str(tiny_checkpoint.resolve())
+    assert report["trained"]["epochs"] == 1 and report["trained"]["of"] == 3
+    capsys.readouterr()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        lines = _table(capsys, tiny_checkpoint.parent, again, "--keys", "data.resize")
+    assert sorted(line.split()[1] for line in lines[2:]) == ["pad", "stretch"]
+    assert f"{again}: scored a checkpoint after epoch 1 of train.epochs=3" in caplog.text
+    assert f"{tiny_checkpoint.parent}: scored" not in caplog.text
+    png = tmp_path / "c.png"
+    assert main([str(again), "--curves", str(png)]) == 0  # (the run's metrics.jsonl)
+    assert png.is_file()
+    report["trained"]["run_started"] += 1  # another run in that folder since: not its curves
+    (again / "eval.json").write_text(json.dumps(report))
+    with pytest.raises(UserError, match=r"none of the runs has a metrics.jsonl to draw"):
+        main([str(again), "--curves", str(png)])
 
 
 def test_a_splits_summary_is_one_row_with_its_spread(tmp_path, capsys):
@@ -142,10 +181,11 @@ def test_old_and_zero_shot_reports(tmp_path, capsys, caplog):
             capsys, *(tmp_path / n for n in ("old", "bare", "zs")), "--sort", "none",
             "--keys", "model.arch,model.pose",
         )  # fmt: skip
-    assert lines[0].split()[:3] == ["run", "model.arch", "model.pose"]  # (no "same" line)
-    assert lines[1].split()[1:3] == ["lsvit", "false"]  # from config.yaml
-    assert lines[2].split()[1:3] == ["?", "?"]
-    assert lines[3].split()[1:4] == ["clip", "zero-shot", "false"]
+    assert lines[0] == "same in every run: classes=4"  # (the file's own; nothing else known)
+    assert lines[1].split()[:3] == ["run", "model.arch", "model.pose"]
+    assert lines[2].split()[1:3] == ["lsvit", "false"]  # from config.yaml
+    assert lines[3].split()[1:3] == ["?", "?"]
+    assert lines[4].split()[1:4] == ["clip", "zero-shot", "false"]
     older = f"{tmp_path / 'old'}, {tmp_path / 'bare'}: scored by an older hpnet"
     assert older in caplog.text and "python -m hpnet.evaluate --checkpoint" in caplog.text
     assert f"{tmp_path / 'bare'}: no config.yaml beside its report" in caplog.text
@@ -212,7 +252,7 @@ def test_errors_name_the_path_and_the_fix(tmp_path, capsys, caplog):
 
 
 def test_every_bookkeeping_key_is_a_config_key():
-    from hpnet.compare import BOOKKEEPING
+    from hpnet.compare_keys import BOOKKEEPING
 
     assert set(flat_config(config_to_dict(Config()))) >= BOOKKEEPING
 
@@ -354,3 +394,101 @@ def test_settings_a_run_does_not_use_are_no_difference(tmp_path, capsys):
     d = _run(tmp_path / "d", hmdb, **{"data.dataset": "hmdb51"})
     lines = _table(capsys, d, c, "--keys", "data.synthetic.length")
     assert [line.split()[1] for line in lines[1:]] == ["data.synthetic.length", "-", "32"]
+
+
+@pytest.mark.parametrize(
+    "damage, said",
+    [
+        ({"top5": None}, "top5 is None, not a fraction in [0, 1]"),
+        ({"top1": "n/a"}, "top1 is 'n/a', not a fraction"),
+        ({"top1": 55.0}, "top1 is 55.0, not a fraction in [0, 1] (scores are recorded as"),
+        ({"top1": float("nan")}, "top1 is nan, not a fraction"),
+        ({"num_videos": None}, "num_videos is None, not a count"),
+        ({"val": {"top1": 2}}, "val.top1 is 2, not a fraction"),
+    ],
+)
+def test_a_damaged_report_is_refused_naming_the_key(tmp_path, damage, said):
+    report = _report(0.5)
+    report.update(damage)
+    run = _run(tmp_path / "run", report)
+    with pytest.raises(UserError, match=re.escape(f"{run / 'eval.json'} is damaged: {said}")):
+        main([str(run)])
+
+
+@pytest.mark.parametrize(
+    "damage, said",
+    [
+        (lambda s: s.update(std=None), "its std is not a table of scores"),
+        (lambda s: s["mean"].pop("top5"), "it has no mean.top5"),
+        (lambda s: s["splits"]["1"].pop("num_videos"), "it has no splits.1.num_videos"),
+        (lambda s: s["std"].update(top1=-1), "std.top1 is -1, not a standard deviation"),
+    ],
+)
+def test_a_damaged_summary_is_refused_naming_the_key(tmp_path, damage, said):
+    summary = {
+        "splits": {"1": {**_report(0.5), "run": "x"}, "2": {**_report(0.5), "run": "y"}},
+        "mean": _report(0.5), "std": {"top1": 0.0, "top5": 0.0, "mean_class_acc": 0.0},
+    }  # fmt: skip
+    damage(summary)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(UserError, match=re.escape(said)):
+        main([str(tmp_path)])
+
+
+def test_what_a_table_would_hide_is_said(tmp_path, capsys, caplog):
+    """Undecodable test videos, unfinished runs below a folder of runs, a --splits run that
+    stopped before its summary, label sets of different sizes (a joint run's datasets)."""
+    runs = tmp_path / "runs"
+    _run(runs / "broken", _report(0.5, skipped=1))
+    (runs / "training").mkdir()
+    (runs / "training" / "last.pt").write_bytes(b"")
+    _run(runs / "stopped" / "split1", _report(0.25))
+    (runs / "stopped" / "split2").mkdir()
+    (runs / "stopped" / "split2" / "metrics.jsonl").write_text("")
+    small = _report(0.75)
+    small["per_class"] = {"a": 1.0, "b": 0.5}
+    _run(runs / "joint", _report(0.75, datasets={"few": small}))
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        lines = _table(capsys, runs, "--sort", "none")
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert rows[str(runs / "broken")].endswith(" 8 (+1 skipped)")
+    assert lines[1].split()[:2] == ["run", "classes"]
+    assert rows[f"{runs / 'joint'}"].split()[1:3] == ["[few]", "2"]
+    said = caplog.text
+    assert f"{runs / 'broken'}: 1 test video could not be decoded: not in its scores" in said
+    assert f"{runs / 'training'}: no eval.json yet (still training, or stopped)" in said
+    assert f"{runs / 'stopped' / 'split2'}: no eval.json yet" in said
+    assert f"{runs / 'stopped'}: a --splits run without its summary.json" in said
+    assert "not scored alike: classes (2 vs 4)" in said
+
+
+def test_zero_shot_rows_use_no_training_settings(tmp_path, capsys, caplog):
+    zero = _report(0.2)
+    zero.update(setup=None, model="ViT-B-16 openai", templates=["a video of {}."])
+    (tmp_path / "zs").mkdir()
+    (tmp_path / "zs" / "eval.json").write_text(json.dumps(zero))
+    trained = _run(tmp_path / "t", _report(0.5), **{"train.lr": 0.1})
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        lines = _table(capsys, trained, tmp_path / "zs", "--keys", "train.lr,text.templates")
+    assert lines[2].split()[1] == "0.1" and lines[3].split()[1:3] == ["-", '["a']
+    assert "no config.yaml" not in caplog.text
+
+
+def test_an_old_report_leaves_what_a_test_may_set_unknown(tmp_path, capsys):
+    """config.yaml holds the run's eval.views, not necessarily its test's: ``?``."""
+    old = _report(0.3)
+    del old["protocol"], old["setup"]
+    run = _run(tmp_path / "old", old, **{"eval.views": 7})
+    lines = _table(capsys, run, "--keys", "eval.views,data.frames")
+    assert lines[2].split()[1:3] == ["?", "16"]
+
+
+def test_keys_and_sort_mistakes_are_said(tmp_path, capsys, caplog):
+    run = _run(tmp_path / "run", _report(0.5))
+    with pytest.raises(UserError, match=r"--keys ',': give config keys, e.g. --keys model"):
+        main([str(run), "--keys", ","])
+    with pytest.raises(UserError, match=r"--keys: 'model' is a section; give its keys, e.g. "):
+        main([str(run), "--keys", "model"])
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        _table(capsys, run, "--sort", "val_top1")
+    assert "--sort val_top1: no run held out validation videos" in caplog.text

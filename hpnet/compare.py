@@ -16,7 +16,8 @@ protocol and model every run shares are said above the table. What the table wou
 warned of: runs scored under different protocols (another split, clip shape, views x crops
 or label set), undecodable test videos, a checkpoint of a run stopped early, runs below a
 folder that have no report yet, reports of an older hpnet (settings from ``config.yaml``).
-``--format csv`` / ``json`` print every recorded key and the scores as fractions.
+``--format csv`` / ``json`` print the recorded protocol and model, the settings shown and the
+scores as fractions (``json``: each run's whole ``config`` too).
 ``--curves out.png`` also draws the runs' training loss and test top-1 over the epochs
 (:mod:`hpnet.curves`).
 """
@@ -89,7 +90,7 @@ def draw_curves(rows: Sequence[RunScores], path: str) -> None:
 
     curves: dict[tuple[Path, str], Curve] = {}
     for r in rows:
-        if not r.folders:
+        if not r.folders and not r.zero_shot:  # (a zero-shot test trained nothing)
             logger.warning(
                 "%s: the metrics.jsonl of the run it scored is not found (moved, or another "
                 "run in its folder since): not drawn", r.run,
@@ -125,7 +126,9 @@ def collect(paths: Sequence[str]) -> list[RunScores]:
     for path in empty:  # (say, a run still training beside finished ones)
         logger.warning("%s: no eval.json or summary.json yet: left out", path)
     for path in paths:  # (a folder of runs: those below it not finished)
-        for run in unfinished_runs(path) if Path(path) not in map(Path, empty) else ():
+        if path in empty:
+            continue  # (said above)
+        for run in unfinished_runs(path):
             logger.warning("%s: no eval.json yet (still training, or stopped): left out", run)
     for base in split_runs_without_summary(files):
         logger.warning(
@@ -154,6 +157,9 @@ def warn_about(rows: Sequence[RunScores], keys: Sequence[str], sort: str = "top1
         for k in PROTOCOL_KEYS
         if len(v := {text_of(value_of(r, k)) for r in rows} - {UNKNOWN, NOT_USED}) > 1
     ]
+    sizes = {len(n) for r in rows if (n := r.class_names) is not None}
+    if len(sizes) == 1 and len({r.class_names for r in rows} - {None}) > 1:
+        unlike.append("the class names")  # (as many classes, other ones)
     if unlike:
         logger.warning(
             "the runs were not scored alike: %s differ; their scores are not like for like",
@@ -183,7 +189,8 @@ def warn_about(rows: Sequence[RunScores], keys: Sequence[str], sort: str = "top1
                 "--check-decode all names them)", r.run, counted(r.skipped, "test video"),
             )  # fmt: skip
         done = r.trained or {}
-        if done.get("mid_epoch") or done.get("epochs", 0) < done.get("of", 0):
+        early = done.get("epochs", 0) < done.get("of", 0) and not done.get("run_finished")
+        if done.get("mid_epoch") or early:
             logger.warning(
                 "%s: scored a checkpoint %s of train.epochs=%s (a run stopped early)", r.run,
                 f"within epoch {done['epochs'] + 1}" if done.get("mid_epoch")

@@ -17,7 +17,8 @@ NAMES = {"top1": "top-1 %", "top5": "top-5 %", "mean_class_acc": "mean class acc
 def render(rows: Sequence[RunScores], keys: Sequence[str], fmt: str) -> str:
     """The table in ``fmt`` (``table``, ``markdown``, ``csv``, ``json``)."""
     if fmt == "json":
-        return json.dumps([record(r, keys) for r in rows], indent=2) + "\n"
+        records = [{**record(r, keys), "config": r.config} for r in rows]  # (all of it)
+        return json.dumps(records, indent=2) + "\n"
     if fmt == "csv":
         fields = list(dict.fromkeys(k for r in rows for k in record(r, keys)))
         out = io.StringIO()

@@ -2,7 +2,8 @@
 
 Two panels over epochs: the training loss, and the test top-1 (solid) with the validation
 top-1 (dashed, where a run held videos out) at the epochs a run evaluated. One colour per run;
-a ``--splits`` run draws each split (``<run> split<N>``), a joint run each dataset's top-1.
+a ``--splits`` run draws each split, a joint run each dataset's top-1 (``<run folder>
+[<dataset>]``), named by the folder of the training run (where ``metrics.jsonl`` is).
 """
 
 from __future__ import annotations

@@ -201,12 +201,15 @@ def run_started(folder: Path) -> float | None:
     return first.get("time") if isinstance(first, dict) else None
 
 
-def zero_shot_setup(model: str) -> dict[str, Any]:
+ZERO_SHOT_ARCH = "clip zero-shot"  # a zero-shot test's model.arch in its setup
+
+
+def zero_shot_setup(model: str, templates: Sequence[str]) -> dict[str, Any]:
     """A zero-shot test's :func:`setup`: CLIP's towers (``model``: their name and weights, e.g.
-    ``"ViT-B-16 openai"``), no training, pose or held-out videos."""
+    ``"ViT-B-16 openai"``) and the prompt ``templates``; no training, pose or held-out videos."""
     return {
-        "model.arch": "clip zero-shot", "model.pose": False, "model.text": True,
-        "model.pretrained": model, "data.val_fraction": 0.0,
+        "model.arch": ZERO_SHOT_ARCH, "model.pose": False, "model.text": True,
+        "model.pretrained": model, "data.val_fraction": 0.0, "text.templates": list(templates),
     }  # fmt: skip
 
 
@@ -220,20 +223,16 @@ def write_run_report(
     trained: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``eval.json`` (the first dataset's test report; when ``cfg`` is given its
-    :func:`protocol`, :func:`setup` and ``config``: every key of ``cfg``, dotted, as this test
-    ran; ``trained``: the checkpoint's ``epochs`` done (and ``mid_epoch``) of
-    ``train.epochs`` and its run's :func:`run_started`; with a validation split ``val``: its
-    :data:`DATASET_KEYS` on the validation videos; with several datasets ``datasets``: each
-    one's, with its own ``val`` and ``protocol``) and the confusion matrices of the test sets;
-    returns it."""
-    from hpnet.config import config_to_dict, flat_config
-
+    :func:`protocol`, :func:`setup` and ``config``: every key of its config, dotted, as this
+    test ran; ``trained``: the checkpoint's ``epochs`` done ``of`` its run's ``train.epochs``,
+    ``mid_epoch``, ``run_finished`` and its run's :func:`run_started`; with a validation split
+    ``val``: its :data:`DATASET_KEYS` on the validation videos; with several datasets
+    ``datasets``: each one's, with its own ``val``, ``protocol``, ``setup`` and ``config``) and
+    the confusion matrices of the test sets; returns it."""
     vals = list(val_reports) or [None] * len(datasets)
     report = {**reports[0], "checkpoint": checkpoint}
     if cfg is not None:  # (a joint run's: the first dataset's, as the scores beside it)
-        report["protocol"] = protocol(datasets[0].cfg)
-        report["setup"] = setup(datasets[0].cfg)
-        report["config"] = flat_config(config_to_dict(cfg))
+        report.update(_records(datasets[0].cfg))
     if trained is not None:
         report["trained"] = {**trained, "run_started": run_started(Path(checkpoint).parent)}
     if vals[0]:
@@ -242,13 +241,22 @@ def write_run_report(
         report["datasets"] = {
             d.name: {
                 **_scores(r), **({"val": _scores(v)} if v else {}),
-                **({"protocol": protocol(d.cfg)} if cfg is not None else {}),
+                **(_records(d.cfg) if cfg is not None else {}),
             }
             for d, r, v in zip(datasets, reports, vals, strict=True)
         }  # fmt: skip
     others = [(d.name, r["confusion"], d.classes) for d, r in zip(datasets, reports, strict=True)]
     write_report(report, datasets[0].classes, out, others if len(datasets) > 1 else ())
     return report
+
+
+def _records(cfg: Config) -> dict[str, Any]:
+    """What a test of one dataset stands for: its :func:`protocol`, :func:`setup` and
+    ``config`` (every key, dotted; a joint entry's: with its own ``data.*``)."""
+    from hpnet.config import config_to_dict, flat_config
+
+    flat = flat_config(config_to_dict(cfg))
+    return {"protocol": protocol(cfg), "setup": setup(cfg), "config": flat}
 
 
 def summary_line(report: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hpnet.checkpoint import load_checkpoint
 from hpnet.cli import CommandParser, UserError, run_cli
@@ -70,17 +71,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops)
         vals = run_dataset_tests(model, datasets, *setup, crops=cfg.eval.crops, split="val")
         if dist.is_main:
-            trained = {"epochs": int(ckpt.get("epoch", 0)), "of": cfg.train.epochs,
-                       "mid_epoch": bool(ckpt.get("progress"))}  # fmt: skip
             # (absolute: read back from another folder, hpnet.compare finds the run)
             where = str(Path(args.checkpoint).resolve())
-            write_run_report(reports, datasets, out, where, vals, cfg, trained)
+            write_run_report(reports, datasets, out, where, vals, cfg, _trained(ckpt, where))
             for d, report, val in zip(datasets, reports, vals, strict=True):
                 print(f"{d.name}: " * bool(d.name) + summary_line(report))
                 if val:  # the validation split, apart
                     print(f"{d.name}: " * bool(d.name) + "validation " + summary_line(val))
             print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix'}*.csv/.png")
     return 0
+
+
+def _trained(ckpt: dict[str, Any], checkpoint: str) -> dict[str, Any]:
+    """How far the checkpoint's run had trained (``eval.json``'s ``trained``): the epochs the
+    checkpoint completed ``of`` its run's ``train.epochs``, whether it was written within an
+    epoch, and whether its run has finished since (a ``best.pt`` of an earlier epoch is)."""
+    from hpnet.splits import trained_and_tested
+
+    run = config_from_dict(ckpt["config"]).train
+    return {
+        "epochs": int(ckpt.get("epoch", 0)), "of": run.epochs,
+        "mid_epoch": bool(ckpt.get("progress")),
+        "run_finished": trained_and_tested(Path(checkpoint).parent, run.epochs),
+    }  # fmt: skip
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

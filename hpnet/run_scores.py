@@ -26,12 +26,9 @@ import yaml
 from hpnet.cli import UserError
 from hpnet.config import flat_config
 from hpnet.config_types import load_yaml
-from hpnet.eval_report import run_started, zero_shot_setup
-
-REPORT, SUMMARY = "eval.json", "summary.json"
-METRICS = ("top1", "top5", "mean_class_acc")
-RUN_FILES = ("last.pt", "metrics.jsonl")  # a folder holding one is a run's (maybe unfinished)
-
+from hpnet.eval_report import ZERO_SHOT_ARCH, run_started, zero_shot_setup
+from hpnet.resume_from import RUN_FILES
+from hpnet.splits import METRICS, REPORT, SUMMARY
 
 Found = tuple[dict[str, Any] | None, bool, Path | None]  # settings, from config.yaml, run folder
 
@@ -47,7 +44,8 @@ class RunScores:
     ``recorded``: False for a report from before protocol and setup were recorded. ``std``: the
     sample standard deviation over the splits (summaries only; None for a single split).
     ``test_videos``: set where ``train.max_steps`` cut the test short; ``trained``: the
-    checkpoint's ``epochs`` done ``of`` ``train.epochs`` (``mid_epoch``), where recorded;
+    checkpoint's ``epochs`` done ``of`` ``train.epochs`` (``mid_epoch``, ``run_finished``),
+    where recorded; ``class_names``: the classes scored (eval.json's ``per_class``);
     ``folders``: the training runs' folders (one per split of a summary), for their curves.
     """
 
@@ -65,6 +63,7 @@ class RunScores:
     recorded: bool = True
     zero_shot: bool = False
     trained: dict[str, Any] | None = None
+    class_names: tuple[str, ...] | None = None
     folders: list[Path] = field(default_factory=list)
     part: str = ""  # a joint run's dataset (its data.joint name)
 
@@ -101,7 +100,20 @@ def unfinished_runs(path: str | Path) -> list[Path]:
     return sorted(
         r for r in runs
         if not (r / REPORT).is_file() and not any(r.is_relative_to(c) for c in covered)
+        and not _pretraining(r)
     )  # fmt: skip
+
+
+def _pretraining(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``python -m hpnet.pretrain`` run (never an ``eval.json``):
+    its ``last.pt`` says so, else its epoch records (no accuracy: no classes)."""
+    from hpnet.curves import epoch_records
+    from hpnet.models.lsvit_weights import read_pretrain_checkpoint
+
+    if (folder / "last.pt").is_file():
+        return read_pretrain_checkpoint(folder / "last.pt") is not None
+    records = epoch_records(folder)
+    return bool(records) and "acc" not in records[0]
 
 
 def split_runs_without_summary(files: list[Path]) -> list[Path]:
@@ -142,27 +154,32 @@ def _row(
     found: Found,
     part: str = "",
 ) -> RunScores:
-    """A row of ``report``'s ``scores`` (its own, or a joint dataset's block)."""
+    """A row of ``report``'s ``scores`` (its own, or a joint dataset's block, whose records
+    stand for it where it has them)."""
     val, (config, from_yaml, folder) = scores.get("val"), found
     where = f"datasets.{part}.val" if part else "val"
-    keys, recorded = _recorded_keys(report, scores.get("protocol", report.get("protocol")))
-    if isinstance(scores.get("per_class"), dict):
-        keys["classes"] = len(scores["per_class"])
-    trained = report.get("trained")
+    own = {k: scores[k] for k in ("protocol", "setup", "config") if k in scores}
+    keys, recorded = _recorded_keys({**report, **own})
+    if isinstance(own.get("config"), dict):
+        config = own["config"]
+    names = scores.get("per_class")
+    if isinstance(names, dict):
+        keys["classes"] = len(names)
     return RunScores(
         run=run,
         source=path,
         scores={k: float(scores[k]) for k in METRICS},
-        videos=int(scores["num_videos"]),
-        skipped=int(scores.get("skipped") or 0),
+        videos=scores["num_videos"],
+        skipped=scores.get("skipped") or 0,
         val_top1=_fraction(val, "top1", path, where) if isinstance(val, dict) else None,
         test_videos=scores.get("test_videos") if "max_steps" in scores else None,
         keys=keys,
         config=config,
         from_yaml=from_yaml,
         recorded=recorded,
-        zero_shot=keys.get("model.arch") == zero_shot_setup("")["model.arch"],
-        trained=trained if isinstance(trained, dict) else None,
+        zero_shot=keys.get("model.arch") == ZERO_SHOT_ARCH,
+        trained=_trained(report.get("trained")),
+        class_names=tuple(names) if isinstance(names, dict) else None,
         folders=[folder] if folder is not None else [],
         part=part,
     )
@@ -177,8 +194,10 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
         raise UserError(f"{path} is damaged: its std is not a table of scores")
     for split, part in splits.items():
         _check_scores(part, path, f"splits.{split}.")
+    if not isinstance(data["mean"], dict):
+        raise UserError(f"{path} is damaged: its mean is not a table of scores")
     _check_scores({**data["mean"], "num_videos": 0}, path, "mean.")
-    keys, recorded = _recorded_keys(data, data.get("protocol"))
+    keys, recorded = _recorded_keys(data)
     keys["data.split"] = ",".join(splits)
     if isinstance(data.get("classes"), int):
         keys["classes"] = data["classes"]
@@ -194,15 +213,15 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
         run=run,
         source=path,
         scores={k: float(data["mean"][k]) for k in METRICS},
-        std={k: _optional(std.get(k), path, f"std.{k}") for k in METRICS},
-        videos=sum(int(p["num_videos"]) for p in parts),
-        skipped=sum(int(p.get("skipped") or 0) for p in parts),
-        test_videos=sum(int(p.get("test_videos", p["num_videos"])) for p in parts) if cut else None,
+        std={k: _number(std.get(k), path, f"std.{k}", top=None) for k in METRICS},
+        videos=sum(p["num_videos"] for p in parts),
+        skipped=sum(p.get("skipped") or 0 for p in parts),
+        test_videos=sum(p.get("test_videos", p["num_videos"]) for p in parts) if cut else None,
         keys=keys,
         config=config,
         from_yaml=from_yaml,
         recorded=recorded,
-        zero_shot=keys.get("model.arch") == zero_shot_setup("")["model.arch"],
+        zero_shot=keys.get("model.arch") == ZERO_SHOT_ARCH,
         folders=[f for f in folders if f.is_dir()],
     )
 
@@ -215,22 +234,19 @@ def _split_folder(summary: Path, split: str, part: dict[str, Any]) -> Path:
     return Path(run) if not beside.is_dir() and isinstance(run, str) and run else beside
 
 
-def _recorded_keys(report: dict[str, Any], protocol: Any) -> tuple[dict[str, Any], bool]:
-    """The protocol and setup keys of a report (a zero-shot report's CLIP as its model, and
-    its prompt templates), and whether both were recorded (older hpnet: neither)."""
-    setup = report.get("setup")
-    if not isinstance(setup, dict) and "model" in report and "templates" in report:
-        setup = zero_shot_setup(str(report["model"]))  # (zeroshot --dataset's eval.json)
+def _recorded_keys(report: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The protocol and setup keys of a report (an older zero-shot report's CLIP as its model),
+    and whether both were recorded (older hpnet: neither)."""
+    protocol, setup = report.get("protocol"), report.get("setup")
+    templates = report.get("templates")
+    if not isinstance(setup, dict) and "model" in report and isinstance(templates, list):
+        setup = zero_shot_setup(str(report["model"]), templates)  # (an older zero-shot's)
     keys = {**(protocol if isinstance(protocol, dict) else {})}
     keys.update(setup if isinstance(setup, dict) else {})
-    if isinstance(report.get("templates"), list):
-        keys["text.templates"] = report["templates"]
     return keys, isinstance(protocol, dict) and isinstance(setup, dict)
 
 
-def _run_config(
-    report: dict[str, Any], folder: Path
-) -> tuple[dict[str, Any] | None, bool, Path | None]:
+def _run_config(report: dict[str, Any], folder: Path) -> Found:
     """The settings of a report (its ``config`` record, else the flattened ``config.yaml``
     beside it or beside its checkpoint: ``from_yaml``) and its training run's folder (where
     ``metrics.jsonl`` is), None where there is none."""
@@ -285,33 +301,46 @@ def _require(data: Any, path: Path, keys: tuple[str, ...], prefix: str = "") -> 
 
 
 def _check_scores(scores: Any, path: Path, prefix: str = "") -> None:
-    """Refuse a report whose scores are not fractions in [0, 1] or whose video count is not a
-    count (a hand-edited or damaged file), naming the key."""
+    """Refuse a report whose scores are not fractions in [0, 1] or whose video counts are not
+    counts (a hand-edited or damaged file), naming the key."""
     _require(scores, path, (*METRICS, "num_videos"), prefix)
     for key in METRICS:
         _fraction(scores, key, path, prefix.rstrip("."))
-    count = scores["num_videos"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise UserError(f"{path} is damaged: {prefix}num_videos is {count!r}, not a count")
+    for key in ("num_videos", "skipped", "test_videos"):  # (skipped: null read as 0)
+        count = scores.get(key, 0) if key != "num_videos" else scores[key]
+        if key == "skipped" and count is None:
+            continue
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise UserError(f"{path} is damaged: {prefix}{key} is {count!r}, not a count")
 
 
 def _fraction(scores: dict[str, Any], key: str, path: Path, where: str) -> float:
-    value = scores.get(key)
-    name = f"{where}.{key}" if where else key
+    """A score: a fraction in [0, 1]."""
+    number = _number(scores.get(key), path, f"{where}.{key}" if where else key, top=1.0)
+    return 0.0 if number is None else number  # (never None: a score is required)
+
+
+def _number(value: Any, path: Path, name: str, *, top: float | None) -> float | None:
+    """``value`` as a finite number in [0, ``top``]: a score (``top`` 1), else a standard
+    deviation (no top; None: one split, none)."""
+    if value is None and top is None:
+        return None
     number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if number is None or not math.isfinite(number) or not 0 <= number <= 1:
+    if number is None or not math.isfinite(number) or not 0 <= number <= (top or math.inf):
+        what = "a fraction in [0, 1] (scores are recorded as fractions: 0.5 is 50 %)"
         raise UserError(
-            f"{path} is damaged: {name} is {value!r}, not a fraction in [0, 1] (scores are "
-            "recorded as fractions: 0.5 is 50 %)"
+            f"{path} is damaged: {name} is {value!r}, not "
+            + (what if top is not None else "a standard deviation")
         )
     return float(number)
 
 
-def _optional(value: Any, path: Path, name: str) -> float | None:
-    """A standard deviation: None (one split) or a finite number >= 0."""
-    if value is None:
+def _trained(value: Any) -> dict[str, Any] | None:
+    """A report's ``trained`` record when it is one (its warnings only: anything else is
+    left unread)."""
+    if not isinstance(value, dict):
         return None
-    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if number is None or not math.isfinite(number) or number < 0:
-        raise UserError(f"{path} is damaged: {name} is {value!r}, not a standard deviation")
-    return float(value)
+    counts = [value.get(k) for k in ("epochs", "of")]
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        return None
+    return value

@@ -154,8 +154,12 @@ def training_finished(folder: Path, epochs: int, max_steps: int = 0) -> bool:
     report = read_report(folder)
     if report is None or not _scores_own_last(report, folder):
         return False
-    if cut_short(report, max_steps):
-        return False
+    return not cut_short(report, max_steps) and trained_and_tested(folder, epochs)
+
+
+def trained_and_tested(folder: Path, epochs: int) -> bool:
+    """Whether the run in ``folder`` trained ``epochs`` epochs (or more) and then ran its final
+    test, as its ``metrics.jsonl`` says (an epoch record, then the ``test`` record)."""
     try:
         lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -203,7 +207,8 @@ def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[in
         for r in reports.values()
     ]
     setups = [r.get("setup") for r in reports.values()]
-    configs = [r.get("config") or {} for r in reports.values()]
+    configs = [r.get("config") for r in reports.values()]
+    every = all(isinstance(c, dict) for c in configs)  # (else not recorded: null)
     classes = {len(r.get("per_class") or {}) for r in reports.values()}
     return {
         "dataset": dataset,
@@ -213,7 +218,9 @@ def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[in
             k: v
             for k, v in configs[0].items()
             if k != "data.split" and all(k in c and c[k] == v for c in configs)
-        },
+        }
+        if every
+        else None,
         "classes": classes.pop() if len(classes) == 1 else None,
         "splits": per_split,
         "mean": {k: sum(v) / len(v) for k, v in values.items()},

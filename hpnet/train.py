@@ -368,7 +368,8 @@ def _final_test(
     if not dist.is_main:
         return
     # (absolute: --splits reruns from another folder tell its own last.pt from another's)
-    trained = {"epochs": cfg.train.epochs, "of": cfg.train.epochs, "mid_epoch": False}
+    trained = {"epochs": cfg.train.epochs, "of": cfg.train.epochs, "mid_epoch": False,
+               "run_finished": True}  # fmt: skip
     write_run_report(reports, datasets, out, str((out / "last.pt").resolve()), vals, cfg, trained)
     keys = ("top1", "top5", "mean_class_acc")
     epochs = cfg.train.epochs  # (TensorBoard's step for the final records)

@@ -202,7 +202,7 @@ def score_dataset(
             report["pretrained"] = cfg.text.pretrained  # as given: what --splits reruns compare
             report["quick_gelu"] = cfg.text.quick_gelu
             report["protocol"] = protocol(cfg)
-            report["setup"] = zero_shot_setup(report["model"])
+            report["setup"] = zero_shot_setup(report["model"], cfg.text.templates)
             write_report(report, list(classes), out)
     return report
 

@@ -57,10 +57,12 @@ def test_real_runs_best_first_with_the_settings_that_differ(tiny_checkpoint, tmp
     report = json.loads((real / "eval.json").read_text())
     assert report["config"]["model.pose"] is True and report["config"]["train.seed"] == 0
     started = json.loads((real / "metrics.jsonl").read_text().splitlines()[0])["time"]
-    assert report["trained"] == {"epochs": 1, "of": 1, "mid_epoch": False, "run_started": started}
+    assert report["trained"] == {
+        "epochs": 1, "of": 1, "mid_epoch": False, "run_finished": True, "run_started": started
+    }  # fmt: skip
     report["setup"]["model.pose"] = False
     report["config"].update({"data.seed": 7, "train.seed": 7})
-    report["top1"] = report["top1"] + 0.5  # the better one
+    report["top1"] = report["top1"] / 2  # the worse one (a tie keeps the order given)
     (twin / "eval.json").write_text(json.dumps(report))
     config = (real / "config.yaml").read_text().replace("seed: 0", "seed: 99")
     (twin / "config.yaml").write_text(config)  # (a later command's: not these scores')
@@ -71,10 +73,10 @@ def test_real_runs_best_first_with_the_settings_that_differ(tiny_checkpoint, tmp
     assert header[:3] == ["run", "model.pose", "data.seed"]  # (train.seed also differs)
     assert "train.seed" in header and "train.out_dir" not in header  # (bookkeeping: never)
     first, second = lines[2].split(), lines[3].split()
-    assert first[:2] == [str(twin), "false"] and first[2:4] == ["7", "7"]
-    assert second[:2] == [str(real), "true"]
-    assert second[-4:] == [
-        f"{100 * report['top1'] - 50:.2f}", f"{100 * report['top5']:.2f}",
+    assert second[:2] == [str(twin), "false"] and second[2:4] == ["7", "7"]
+    assert first[:2] == [str(real), "true"]
+    assert first[-4:] == [
+        f"{200 * report['top1']:.2f}", f"{100 * report['top5']:.2f}",
         f"{100 * report['mean_class_acc']:.2f}", str(report["num_videos"]),
     ]  # fmt: skip
 
@@ -89,11 +91,14 @@ def test_a_checkpoint_scored_again_shows_how(
 
     again = tmp_path / "again"
     argv = ["--checkpoint", str(tiny_checkpoint), "--out", str(again), "data.resize=stretch"]
-    assert evaluate_main([*argv, "train.epochs=3"]) == 0
+    assert evaluate_main([*argv, "train.epochs=3"]) == 0  # (not the run's: its own are read)
     report = json.loads((again / "eval.json").read_text())
     assert report["config"]["data.resize"] == "stretch"
     assert report["checkpoint"] == str(tiny_checkpoint.resolve())
-    assert report["trained"]["epochs"] == 1 and report["trained"]["of"] == 3
+    trained = {k: report["trained"][k] for k in ("epochs", "of", "mid_epoch", "run_finished")}
+    assert trained == {"epochs": 1, "of": 1, "mid_epoch": False, "run_finished": True}
+    report["trained"].update(of=3, run_finished=False)  # (as a run stopped after epoch 1)
+    (again / "eval.json").write_text(json.dumps(report))
     capsys.readouterr()
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -405,6 +410,8 @@ def test_settings_a_run_does_not_use_are_no_difference(tmp_path, capsys):
         ({"top1": float("nan")}, "top1 is nan, not a fraction"),
         ({"num_videos": None}, "num_videos is None, not a count"),
         ({"val": {"top1": 2}}, "val.top1 is 2, not a fraction"),
+        ({"skipped": "n/a"}, "skipped is 'n/a', not a count"),
+        ({"test_videos": -3, "max_steps": 2}, "test_videos is -3, not a count"),
     ],
 )
 def test_a_damaged_report_is_refused_naming_the_key(tmp_path, damage, said):
@@ -422,6 +429,8 @@ def test_a_damaged_report_is_refused_naming_the_key(tmp_path, damage, said):
         (lambda s: s["mean"].pop("top5"), "it has no mean.top5"),
         (lambda s: s["splits"]["1"].pop("num_videos"), "it has no splits.1.num_videos"),
         (lambda s: s["std"].update(top1=-1), "std.top1 is -1, not a standard deviation"),
+        (lambda s: s.update(mean=None), "its mean is not a table of scores"),
+        (lambda s: s["splits"]["2"].update(skipped=1.5), "splits.2.skipped is 1.5, not a count"),
     ],
 )
 def test_a_damaged_summary_is_refused_naming_the_key(tmp_path, damage, said):
@@ -492,3 +501,106 @@ def test_keys_and_sort_mistakes_are_said(tmp_path, capsys, caplog):
     with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
         _table(capsys, run, "--sort", "val_top1")
     assert "--sort val_top1: no run held out validation videos" in caplog.text
+
+
+def test_a_summary_of_splits_scored_before_and_after_config_was_recorded(tmp_path, capsys):
+    """hpnet.splits.summarize and compare together: a summary whose splits all recorded their
+    config carries what they share; one with a split of an older hpnet records none, and its
+    settings come from a split's config.yaml (with the warning), not from nothing."""
+    from hpnet.splits import summarize
+
+    new = _report(0.5, config={"train.lr": 0.01, "data.split": 1, "data.seed": 3})
+    old = {k: v for k, v in _report(0.25).items() if k != "config"}
+    for name, second in (("both", {**new, "config": {**new["config"], "data.split": 2}}),
+                         ("mixed", old)):  # fmt: skip
+        base = tmp_path / name
+        folders = {1: base / "split1", 2: base / "split2"}
+        _run(folders[1], new, **{"train.lr": 0.02})
+        _run(folders[2], second, **{"train.lr": 0.02})
+        summary = summarize("hmdb51", {1: new, 2: second}, folders)
+        (base / "summary.json").write_text(json.dumps(summary))
+    assert json.loads((tmp_path / "both" / "summary.json").read_text())["config"] == {
+        "train.lr": 0.01, "data.seed": 3
+    }  # fmt: skip
+    assert json.loads((tmp_path / "mixed" / "summary.json").read_text())["config"] is None
+    lines = _table(capsys, tmp_path / "both", tmp_path / "mixed", "--keys", "train.lr,data.split")
+    rows = {line.split()[0]: line.split()[1:3] for line in lines[2:]}
+    both, mixed = str(tmp_path / "both"), str(tmp_path / "mixed")
+    assert rows == {both: ["0.01", "1,2"], mixed: ["0.02", "1,2"]}
+
+
+@pytest.mark.parametrize(
+    "trained, said",
+    [
+        ({"epochs": 17, "of": 200, "mid_epoch": False, "run_finished": False},
+         "scored a checkpoint after epoch 17 of train.epochs=200 (a run stopped early)"),
+        ({"epochs": 17, "of": 200, "mid_epoch": True, "run_finished": False},
+         "scored a checkpoint within epoch 18 of train.epochs=200"),
+        ({"epochs": 50, "of": 200, "mid_epoch": False, "run_finished": True}, None),  # best.pt
+        ({"epochs": 200, "of": 200, "mid_epoch": False, "run_finished": True}, None),
+        ({"mid_epoch": True}, None),  # (damaged: not read)
+    ],
+)  # fmt: skip
+def test_a_checkpoint_of_a_run_stopped_early_is_said(tmp_path, capsys, caplog, trained, said):
+    run = _run(tmp_path / "run", _report(0.5, trained=trained))
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        _table(capsys, run)
+    assert (f"{run}: {said}" in caplog.text) if said else ("scored a" not in caplog.text)
+
+
+def test_a_joint_entrys_own_settings_stand_for_its_row(tmp_path, capsys, caplog):
+    """A data.joint entry sets its own data.* keys: its block's records, not the first's."""
+    x = _report(0.5, config={"data.resize": "stretch", "data.val_fraction": 0.2})
+    x["setup"]["data.val_fraction"] = 0.2
+    y = _report(0.5, config={"data.resize": "pad", "data.val_fraction": 0.0})
+    y["per_class"] = dict.fromkeys("wxyz", 0.5)  # (as many classes as x, other ones)
+    joint = _run(tmp_path / "j", {**x, "datasets": {"x": x, "y": y}})  # (the first's on top)
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        lines = _table(capsys, joint, "--keys", "data.resize,data.val_fraction", "--sort", "none")
+    assert [line.split()[2:4] for line in lines[2:]] == [["stretch", "0.2"], ["pad", "0.0"]]
+    assert "not scored alike: the class names differ" in caplog.text
+
+
+def test_pretraining_runs_are_no_unfinished_runs(tmp_path, capsys, caplog):
+    """A hpnet.pretrain folder never has an eval.json: below a folder of runs it is not said
+    to be unfinished (its last.pt says what it is; without one, its epochs have no accuracy)."""
+    import torch
+
+    from hpnet.models.lsvit_weights import PRETRAIN_ENTRY
+
+    runs = tmp_path / "runs"
+    _run(runs / "done", _report(0.5))
+    (runs / "mae").mkdir()
+    torch.save({PRETRAIN_ENTRY: {"method": "videomae"}}, runs / "mae" / "last.pt")
+    (runs / "simsiam").mkdir()
+    _metrics(runs / "simsiam", {"epoch": 1, "loss": -0.5})
+    (runs / "training").mkdir()
+    _metrics(runs / "training", {"epoch": 1, "loss": 2.0, "acc": 0.25})
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        _table(capsys, runs)
+    assert f"{runs / 'training'}: no eval.json yet" in caplog.text
+    assert "mae" not in caplog.text and "simsiam" not in caplog.text
+
+
+def test_a_zero_shot_splits_summary_keeps_its_templates(tmp_path, capsys, caplog):
+    from hpnet.eval_report import zero_shot_setup
+    from hpnet.splits import summarize
+
+    rows = {}
+    for name, templates in (("plain", ["{}"]), ("video", ["a video of {}."])):
+        report = _report(0.5, setup=zero_shot_setup("ViT-B-16 openai", templates))
+        del report["checkpoint"]
+        base = tmp_path / name
+        summary = summarize("hmdb51", {1: report, 2: report}, {1: base / "s1", 2: base / "s2"})
+        base.mkdir()
+        (base / "summary.json").write_text(json.dumps(summary))
+        rows[str(base)] = templates
+    trained = _run(tmp_path / "t", _report(0.1))  # (its curves: the zero-shot ones have none)
+    _metrics(trained, {"epoch": 1, "loss": 1.0})
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        lines = _table(
+            capsys, *rows, trained, "--curves", str(tmp_path / "c.png"), "--format", "json"
+        )
+    records = json.loads("\n".join(lines))
+    assert {r["run"]: r["text.templates"] for r in records[:2]} == rows
+    assert "metrics.jsonl of the run it scored" not in caplog.text  # (zero-shot: no curves)

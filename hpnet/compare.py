@@ -192,7 +192,7 @@ def warn_about(rows: Sequence[RunScores], keys: Sequence[str], sort: str = "top1
         early = done.get("epochs", 0) < done.get("of", 0) and not done.get("run_finished")
         if done.get("mid_epoch") or early:
             logger.warning(
-                "%s: scored a checkpoint %s of train.epochs=%s (a run stopped early)", r.run,
+                "%s: scored a checkpoint %s of train.epochs=%s (its run had not finished)", r.run,
                 f"within epoch {done['epochs'] + 1}" if done.get("mid_epoch")
                 else f"after epoch {done['epochs']}", done["of"],
             )  # fmt: skip

@@ -63,9 +63,9 @@ def parse_keys(text: str) -> list[str]:
 
 
 def value_of(row: RunScores, key: str) -> Any:
-    """``key``'s value for ``row``: the report's record, else its config.yaml; ``?`` unknown,
-    ``-`` where the run does not use it (:data:`ONLY_WHEN`: ``text.model`` without a text
-    head)."""
+    """``key``'s value for ``row``: its protocol / setup record, else its config (recorded, or
+    an older report's config.yaml); ``?`` unknown, ``-`` where the run does not use it
+    (:data:`ONLY_WHEN`: ``text.model`` without a text head; a zero-shot test's training)."""
     if key in row.keys:
         return row.keys[key]
     for prefix, switch, on in ONLY_WHEN:

@@ -533,7 +533,7 @@ def test_a_summary_of_splits_scored_before_and_after_config_was_recorded(tmp_pat
     "trained, said",
     [
         ({"epochs": 17, "of": 200, "mid_epoch": False, "run_finished": False},
-         "scored a checkpoint after epoch 17 of train.epochs=200 (a run stopped early)"),
+         "scored a checkpoint after epoch 17 of train.epochs=200 (its run had not finished)"),
         ({"epochs": 17, "of": 200, "mid_epoch": True, "run_finished": False},
          "scored a checkpoint within epoch 18 of train.epochs=200"),
         ({"epochs": 50, "of": 200, "mid_epoch": False, "run_finished": True}, None),  # best.pt

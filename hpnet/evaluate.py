@@ -16,6 +16,7 @@ videos (taken from the training list), apart from the test scores above (and per
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from hpnet.config_cli import add_config_arguments
 from hpnet.eval_report import run_dataset_tests, score_every_video, summary_line, write_run_report
 from hpnet.runtime import label_sets
 from hpnet.splits import warn_trained_on_test
+
+logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets = build_run_datasets(cfg, test_views=cfg.eval.views, used=("test", "val"))
         model = model_from_checkpoint(ckpt, cfg, datasets[0].classes, source=args.checkpoint)
         main_only(dist, warn_trained_on_test, ckpt, datasets, args.checkpoint)
+        main_only(dist, _warn_reordered, ckpt, datasets[0].classes, args.checkpoint)
         if len(datasets) > 1 and model.label_sets != label_sets(datasets):
             raise UserError(
                 f"{args.checkpoint} was not trained on this config's data.joint datasets "
@@ -80,6 +84,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{d.name}: " * bool(d.name) + "validation " + summary_line(val))
             print(f"wrote {out / 'eval.json'} and {out / 'confusion_matrix'}*.csv/.png")
     return 0
+
+
+def _warn_reordered(ckpt: dict[str, Any], classes: list[str], source: str) -> None:
+    """Warn when the dataset names the checkpoint's classes in another order (a reordered
+    data.classes_file): its videos' integer labels then name other classes than in training,
+    and every score would be of a relabelled test."""
+    trained = list(ckpt.get("classes", []))
+    if classes != trained and sorted(classes) == sorted(trained):
+        moved = next(i for i, (a, b) in enumerate(zip(classes, trained, strict=True)) if a != b)
+        logger.warning(
+            "the dataset names %s's classes in another order (label %d: %r here, %r in "
+            "training): its videos' labels now name other classes than they did; if the list "
+            "files were not relabelled, give data.classes_file in the training order", source,
+            moved, classes[moved], trained[moved],
+        )  # fmt: skip
 
 
 def _trained(ckpt: dict[str, Any], checkpoint: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from hpnet.config import load_config
 from hpnet.data.balance import class_balanced_sampler
 from hpnet.data.datasets import VideoClipDataset, build_datasets, loader_canvas
 from hpnet.data.folder_records import folder_records
+from hpnet.data.list_files import list_records
 from hpnet.data.loader import EpochSampler, build_loader, collate_clips
 from hpnet.data.official_splits import (
     HMDB51_CLASSES,
@@ -27,7 +28,7 @@ from hpnet.data.official_splits import (
     read_ucf101_splits,
     ucf101_records,
 )
-from hpnet.data.records import VideoRecord, list_records
+from hpnet.data.records import VideoRecord
 
 # Split tags (split 1, 2, 3) of the 7 real clips in hmdb51_mini (SOURCES.md).
 MINI_TAGS = {

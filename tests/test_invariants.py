@@ -119,7 +119,7 @@ def test_epoch_sampler_skips_in_its_own_permutation():
 
 
 def test_classes_file_skips_comments(tmp_path):
-    from hpnet.data.records import read_classes_file
+    from hpnet.data.list_files import read_classes_file
 
     f = tmp_path / "classes.txt"
     f.write_text("# my classes\nsit\n\nstand\n")

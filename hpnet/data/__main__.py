@@ -294,10 +294,12 @@ def _unlisted(root: Path, listed: set[str]) -> list[str]:
 
 
 def _class_clash(cfg: Config, classes: Sequence[str]) -> str:
-    """Why training's text head (``model.text=true``) refuses these classes (two that read as
-    the same words: ``Punch/`` and ``punch/``), or ''."""
+    """Why training refuses these classes (one class; with the text head, ``model.text=true``,
+    two that read as the same words: ``Punch/`` and ``punch/``), or ''."""
     from hpnet.text.prompts import check_distinct_phrases
 
+    if len(classes) == 1:  # (none: unlabeled videos, or nothing found: said apart)
+        return f"1 class ({classes[0]}): a classifier needs 2 or more (training refuses it)"
     if not cfg.model.text:
         return ""
     try:

@@ -50,8 +50,9 @@ from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas, war
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
 from hpnet.data.folder_records import folder_records
 from hpnet.data.holdout import config_validation_split, rendered_keys
+from hpnet.data.list_files import list_records
 from hpnet.data.official_splits import hmdb51_records, ucf101_records
-from hpnet.data.records import RecordSplits, VideoRecord, list_records
+from hpnet.data.records import RecordSplits, VideoRecord
 from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 

@@ -15,7 +15,7 @@ Layouts:
 
 - HMDB51 and UCF101's official split files: :mod:`hpnet.data.official_splits`.
 - Folder (:func:`hpnet.data.folder_records.folder_records`): ``<root>/<class>/<video>``.
-- List files (:func:`list_records`): ``path label`` lines.
+- List files (:func:`hpnet.data.list_files.list_records`): ``path label`` lines.
 
 Names are taken literally: no shell, no glob patterns, no regular expressions on file names
 (HMDB51 names contain ``( ) ! + , # [ ] & ;``).
@@ -70,24 +70,18 @@ class RecordSplits:
 
 
 def read_lines(path: Path, what: str, fix: str) -> list[tuple[int, str]]:
-    """``(line number, stripped text)`` of the non-blank lines of ``path`` (CRLF and BOM ok)."""
+    """``(line number, stripped text)`` of the non-blank lines of ``path`` (CRLF and BOM ok;
+    a UTF-16 file, as Windows' Notepad "Unicode" saves, is refused with the fix)."""
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path} ({fix})") from None
     except OSError as err:
         raise UserError(f"cannot read {what} {path}: {err.strerror} ({fix})") from None
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4096]:
+        raise UserError(f"{what} {path} is UTF-16 (or binary), not text in UTF-8: save it as UTF-8")
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-
-
-def read_classes_file(path: str | Path) -> list[str]:
-    """Class names, one per line (label = 0-based line number among non-blank lines)."""
-    lines = read_lines(Path(path).expanduser(), "classes file", "set data.classes_file")
-    names = [text for _, text in lines if not text.startswith("#")]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise UserError(f"classes file {path} names {duplicates[0]!r} twice; names must be unique")
-    return names
 
 
 # ----------------------------------------------------------------------------- missing files
@@ -156,6 +150,7 @@ def drop_missing(
     First a video listed twice on one side is kept once (a warning), and one listed for both
     training and testing is an error naming ``lists`` (:func:`_listed_once`)."""
     _listed_once(splits, dataset, lists)
+    everything = list({r.rel: r for r in reversed(everything)}.values())[::-1]  # (each once)
     missing = [r for r, ok in zip(everything, _present(everything), strict=True) if not ok]
     splits.listed, splits.listed_rels = len(everything), {r.rel for r in everything}
     if not missing:
@@ -233,65 +228,6 @@ def videos_under(folder: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------- list file
-
-
-def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
-    """Records of a ``path label`` file (split on the last whitespace; ``#`` starts a comment)."""
-    records = []
-    for line_no, text in read_lines(path, "list file", "set data.train_list / data.test_list"):
-        if text.startswith("#"):
-            continue
-        parts = text.rsplit(None, 1)
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise UserError(
-                f"{path}:{line_no}: expected '<video path> <label>' with an integer label >= 0, "
-                f"got {text!r}"
-            )
-        video = Path(parts[0]).expanduser()
-        full = video if video.is_absolute() else root / video
-        # Compared as absolute paths with "." and ".." folded (symlinks kept, as the pose
-        # cache's folder walk sees them): "<root>/golf/a.mp4" and "golf/a.mp4" are one video.
-        here, base = Path(os.path.abspath(full)), Path(os.path.abspath(root))
-        if here.is_relative_to(base):
-            rel = here.relative_to(base).as_posix()
-        else:  # outside the root: mirror the absolute path (the pose cache keys on it)
-            rel = Path(*here.parts[1:]).as_posix()
-        records.append(VideoRecord(full, int(parts[1]), rel))
-    return records
-
-
-def list_records(
-    train_list: str | Path | None,
-    test_list: str | Path | None,
-    root: str | Path,
-    classes_file: str | Path | None = None,
-    allow_missing: bool = False,
-) -> RecordSplits:
-    """Records from list files of ``path label`` lines (either list may be empty/None).
-
-    Paths are relative to ``root`` or absolute and may contain spaces (the label is after the
-    last whitespace); blank lines and lines starting with ``#`` are skipped. Classes come from
-    ``classes_file`` (one name per line) or are ``class_0 ... class_<max label>``.
-    """
-    root = Path(root).expanduser()
-    train = _parse_list(Path(train_list).expanduser(), root) if train_list else []
-    test = _parse_list(Path(test_list).expanduser(), root) if test_list else []
-    top = max((r.label for r in train + test), default=-1)
-    if classes_file:
-        classes = read_classes_file(classes_file)
-        if top >= len(classes):
-            raise UserError(
-                f"a list file uses label {top} but {classes_file} names only {len(classes)} "
-                "classes (labels are 0-based line numbers of data.classes_file)"
-            )
-    else:
-        classes = [f"class_{n}" for n in range(top + 1)]
-    splits = RecordSplits(train, test, classes)
-    hint = "Check data.root (list paths are relative to it) and the list files."
-    return drop_missing(
-        splits, train + test, dataset="list", root=root, allow_missing=allow_missing, hint=hint,
-        lists="the list files (data.train_list, data.test_list)",
-    )  # fmt: skip
 
 
 def per_class_counts(records: Sequence[VideoRecord], classes: Sequence[str]) -> dict[str, int]:

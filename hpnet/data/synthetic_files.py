@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from hpnet.atomic import temp_name, write_json, write_text
 from hpnet.cli import CommandParser, UserError, progress_enabled
+from hpnet.data.list_files import list_records
 from hpnet.data.motions import ACTIONS
-from hpnet.data.records import RecordSplits, list_records
+from hpnet.data.records import RecordSplits
 from hpnet.data.synthetic_splits import render_one
 
 if TYPE_CHECKING:

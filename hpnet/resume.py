@@ -172,9 +172,14 @@ def check_resume_early(path: Path, cfg: Config, dist: DistInfo, *, classifier: b
     """Before the data and the model are built: the refusals ``path``'s own record decides
     (:func:`check_record`; memory-mapped, no weights read), so that a changed setting is
     refused in a second, not after minutes of loading. A file torch cannot read is left to
-    :func:`resume_run`, which says why. Every process checks (before any waits for another)."""
+    :func:`resume_run`, which says why. Every process checks (before any waits for another);
+    first the main one, whether another run is still writing to ``path``'s folder."""
     from hpnet.models.lsvit_weights import read_saved_dict
+    from hpnet.run_lock import check_not_held
 
+    own = path.parent.resolve() == Path(cfg.train.out_dir).expanduser().resolve()
+    if own and dist.is_main:  # (this run's lock: taken later, by the main process)
+        check_not_held(path.parent)  # a run still writing there: said first
     ckpt = read_saved_dict(path)
     if ckpt is not None:
         check_record(ckpt, cfg, path, dist, classifier=classifier, early=True)

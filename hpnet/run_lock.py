@@ -67,12 +67,7 @@ def run_folder_lock(
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().decode(errors="replace").strip() or "unknown"
-            raise UserError(
-                f"{what} is writing to {folder} (pid {holder}): let it finish or stop it, "
-                f"or choose another {folder_option.split('=')[0].split()[0]}"
-            ) from None
+            raise _busy(folder, _holder(f), what, folder_option) from None
         with contextlib.suppress(OSError):  # the pid only informs a refused run (a full disk)
             f.truncate(0)
             f.write(f"{os.getpid()}\n".encode())  # unbuffered: nothing left to fail at close
@@ -82,3 +77,37 @@ def run_folder_lock(
         finally:
             _HELD.discard(f.fileno())
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_not_held(
+    folder: str | Path, *, what: str = "another run", folder_option: str = OUT_DIR_OPTION
+) -> None:
+    """Refuse as :func:`run_folder_lock` would when another process holds ``folder``'s lock,
+    without taking it: for checks that run before the lock is taken (a resume refused for
+    another reason, the process count, said that rather than the run writing there)."""
+    path = Path(folder) / LOCK_NAME
+    if fcntl is None or not path.is_file():
+        return
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError:
+        return  # (unreadable: the lock itself says so when it is taken)
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(folder, _holder(f), what, folder_option) from None
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _holder(f: object) -> str:
+    """The pid a lock holder wrote into the lock file (``unknown`` if none)."""
+    f.seek(0)  # type: ignore[attr-defined]
+    return f.read().decode(errors="replace").strip() or "unknown"  # type: ignore[attr-defined]
+
+
+def _busy(folder: str | Path, holder: str, what: str, folder_option: str) -> UserError:
+    return UserError(
+        f"{what} is writing to {folder} (pid {holder}): let it finish or stop it, "
+        f"or choose another {folder_option.split('=')[0].split()[0]}"
+    )

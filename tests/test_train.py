@@ -698,6 +698,32 @@ def test_a_second_run_in_the_same_folder_is_refused_while_the_first_runs(tiny_ar
     assert (out / ".lock").read_text().strip() == str(os.getpid())
 
 
+def test_a_resume_while_the_run_still_writes_says_so_first(tiny_checkpoint, tmp_path):
+    """train.resume=auto into a folder whose run (of 2 processes, say) is still writing: the
+    run writing there is said, not first the process count its last.pt was made with."""
+    import fcntl
+    import shutil
+
+    from hpnet.config import load_config
+    from hpnet.distributed import DistInfo
+    from hpnet.resume import check_resume_early
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_checkpoint.parent, out)
+    cfg = load_config(out / "config.yaml", [f"train.out_dir={out}", "train.resume=auto"])
+    with pytest.raises(UserError, match=r"it ran 1 process\(es\), this run has 2"):
+        check_resume_early(out / "last.pt", cfg, DistInfo(0, 2), classifier=True)
+    with open(out / ".lock", "w") as held:
+        held.write("4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UserError, match=r"another run is writing to .*run \(pid 4242\)"):
+            check_resume_early(out / "last.pt", cfg, DistInfo(0, 2), classifier=True)
+        with pytest.raises(UserError, match=r"it ran 1 process"):  # (the others: their own)
+            check_resume_early(out / "last.pt", cfg, DistInfo(1, 2), classifier=True)
+    check_resume_early(out / "last.pt", cfg, DistInfo(), classifier=True)  # (free: resumes)
+
+
 def test_an_empty_first_batch_under_ddp_is_a_one_line_error(monkeypatch):
     """With nothing to stand in for it, the process stops at once (not a hang in the others'
     gradient all-reduce) and says how to find the bad videos."""

@@ -163,7 +163,11 @@ def build_run_datasets(
         try:
             check_pose_source(one)
             source = build_joint_source(one)
-            built = build_datasets(one, joint_source=source, test_views=test_views)
+            # a test (no "train") needs the training videos only for its validation split
+            needs = "train" in used or ("val" in used and one.data.val_fraction > 0)
+            built = build_datasets(
+                one, joint_source=source, test_views=test_views, needs_train=needs
+            )
             if isinstance(source, JointCache):
                 parts = [getattr(built, split) for split in used]
                 records = [r for ds in parts if ds is not None for r in ds.records]

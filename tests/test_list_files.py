@@ -149,3 +149,39 @@ def test_evaluating_with_the_classes_in_another_order_is_warned(tiny_checkpoint,
     with caplog.at_level(logging.WARNING, logger="hpnet.evaluate"):
         assert evaluate_main(argv) == 0
     assert "another order" not in caplog.text
+
+
+def test_a_test_needs_no_training_video(tmp_path, caplog):
+    """hpnet.evaluate on a machine holding the test videos only: the missing training videos
+    are said, not refused; a missing test video still is; with a validation split (taken from
+    the training videos) they are needed."""
+    from hpnet.data.synthetic_files import write_synthetic_videos
+    from hpnet.evaluate import main as evaluate_main
+    from hpnet.train import main as train_main
+
+    root = write_synthetic_videos(
+        tmp_path / "clips", num_train=6, num_test=3, resolution=32, length=8, progress=False,
+        actions=["wave", "walk", "bow"],
+    )  # fmt: skip
+    args = [
+        "data.dataset=list", f"data.root={root}", f"data.train_list={root}/train.txt",
+        f"data.test_list={root}/test.txt", f"data.classes_file={root}/classes.txt",
+        "pose.source=none", "model.pose=false", "model.size=tiny", "model.patch_size=8",
+        "data.frames=4", "data.size=32", "data.load_size=32", "data.workers=0",
+        "text.model=ViT-S-32-alt", "text.pretrained=", f"text.cache_dir={tmp_path / 'text'}",
+        "train.batch_size=3", "train.epochs=1", "eval.batch_size=3", "eval.views=1",
+        "eval.crops=1", f"train.out_dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    assert train_main(args) == 0
+    train_lines = (root / "train.txt").read_text().split()
+    (root / train_lines[0]).unlink()  # a training video gone
+    ckpt = ["--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "ev")]
+    with caplog.at_level(logging.WARNING):
+        assert evaluate_main(ckpt) == 0
+    assert "1 of the videos listed for training are missing under" in caplog.text
+    with pytest.raises(UserError, match=r"list: 1 of the 9 videos listed are missing"):
+        evaluate_main([*ckpt, "data.val_fraction=0.34"])  # (its validation videos: needed)
+    test_lines = (root / "test.txt").read_text().split()
+    (root / test_lines[0]).unlink()  # and a test video
+    with pytest.raises(UserError, match=r"list: 2 of the 9 videos listed are missing"):
+        evaluate_main(ckpt)

@@ -47,12 +47,10 @@ from torch.utils.data import Dataset
 from hpnet.cli import UserError
 from hpnet.config import Config, check_pose_source
 from hpnet.data.canvas import Canvas, fit_joints, fit_scaled, loader_canvas, warn_small_canvas
+from hpnet.data.config_records import records_for_config
 from hpnet.data.decode import VideoDecodeError, VideoInfo, open_video
-from hpnet.data.folder_records import folder_records
 from hpnet.data.holdout import config_validation_split, rendered_keys
-from hpnet.data.list_files import list_records
-from hpnet.data.official_splits import hmdb51_records, ucf101_records
-from hpnet.data.records import RecordSplits, VideoRecord
+from hpnet.data.records import VideoRecord
 from hpnet.data.sampling import DrawKey, sample_frame_indices, sample_rng, split_draw_key
 from hpnet.pose.skeleton import NUM_KEYPOINTS
 
@@ -214,46 +212,6 @@ class VideoClipDataset(Dataset):
 # ----------------------------------------------------------------------- building from Config
 
 
-def records_for_config(cfg: Config, *, allow_missing: bool | None = None) -> RecordSplits:
-    """The records of ``cfg.data``; ``allow_missing`` overrides ``data.allow_missing``.
-
-    For ``synthetic`` these are the clips written as files
-    (:func:`~hpnet.data.synthetic_files.synthetic_file_records`).
-    """
-    d = cfg.data
-    allow = d.allow_missing if allow_missing is None else allow_missing
-    if d.dataset in ("hmdb51", "ucf101", "folder", "unlabeled") and not d.root.strip():
-        raise UserError(  # (read as the current folder, which a resume elsewhere is not)
-            f"data.root is empty: set data.root=DIR, the folder of the {d.dataset} videos "
-            "(data.root=. for the current folder)"
-        )
-    if d.dataset == "hmdb51":
-        return hmdb51_records(d.root, d.split, d.split_dir or None, allow_missing=allow)
-    if d.dataset == "ucf101":
-        return ucf101_records(d.root, d.split, d.split_dir or None, allow_missing=allow)
-    if d.dataset == "folder":
-        return folder_records(d.root, test_fraction=d.test_fraction, seed=d.seed)
-    if d.dataset == "list":
-        if cfg.model.text and not d.classes_file:
-            logger.warning(
-                "data.dataset=list without data.classes_file: the classes are named class_0, "
-                "class_1, ... and the text head (model.text=true) embeds those names, not your "
-                "actions; give data.classes_file (one class name per line, in label order)"
-            )
-        return list_records(
-            d.train_list, d.test_list, d.root, d.classes_file or None, allow_missing=allow
-        )
-    if d.dataset == "synthetic":
-        from hpnet.data.synthetic_files import synthetic_file_records
-
-        return synthetic_file_records(cfg, allow)
-    if d.dataset == "unlabeled":
-        from hpnet.data.unlabeled import unlabeled_records
-
-        return unlabeled_records(d.root)
-    raise ValueError(f"data.dataset={d.dataset!r} has no video records")
-
-
 @dataclass
 class DatasetSplits:
     """The datasets of one config; unpacks (and indexes) as the tuple ``(train_ds, test_ds,
@@ -272,7 +230,11 @@ class DatasetSplits:
 
 
 def build_datasets(
-    cfg: Config, joint_source: JointSource | None = None, *, test_views: int | None = None
+    cfg: Config,
+    joint_source: JointSource | None = None,
+    *,
+    test_views: int | None = None,
+    needs_train: bool = True,
 ) -> DatasetSplits:
     """Train, test (and validation) datasets for ``cfg.data.dataset``; decodes nothing yet.
 
@@ -282,7 +244,7 @@ def build_datasets(
     Joints: ``pose.source=none`` gives zeros; ``cache`` uses ``joint_source`` (e.g.
     :class:`hpnet.pose.store.JointCache`); ``groundtruth`` (synthetic only) the rendered
     skeletons. Frame sampling is seeded with ``train.seed``; the folder hold-out with
-    ``data.seed``.
+    ``data.seed``. ``needs_train=False``: see :func:`records_for_config`.
     """
     check_pose_source(cfg)
     warn_small_canvas(cfg)
@@ -293,7 +255,7 @@ def build_datasets(
         return _rendered_datasets(cfg, views)
     if cfg.pose.source == "cache" and joint_source is None and cfg.model.pose:
         logger.warning("pose.source=cache but no joint source was given: joints are zeros")
-    splits = records_for_config(cfg)
+    splits = records_for_config(cfg, needs_train=needs_train)
     if not splits.train and not splits.test:
         hint = f". {splits.root_hint}" if splits.root_hint else ""  # (data.root too high: set it)
         raise UserError(f"{cfg.data.dataset} dataset at {cfg.data.root} has no videos{hint}")

@@ -61,6 +61,7 @@ class RecordSplits:
     listed: int = 0  # videos the split/list files name (HMDB51: unused ones too)
     root_hint: str = ""  # data.root one level too high, or folders named in another case
     listed_rels: set[str] = field(default_factory=set)  # every video the files name, by rel
+    missing_test: int = 0  # of ``missing``: those the test set lists
 
     def __iter__(self) -> Iterator:
         return iter((self.train, self.test, self.classes))
@@ -157,6 +158,7 @@ def drop_missing(
         return splits
     gone = {r.path for r in missing}
     used = len(splits.train) + len(splits.test)
+    splits.missing_test = sum(r.path in gone for r in splits.test)
     splits.train = [r for r in splits.train if r.path not in gone]
     splits.test = [r for r in splits.test if r.path not in gone]
     splits.missing = missing

@@ -45,6 +45,7 @@ from hpnet.run_scores import (
     METRICS,
     RunScores,
     find_reports,
+    is_pretraining_run,
     read_scores,
     split_runs_without_summary,
     unfinished_runs,
@@ -124,7 +125,10 @@ def collect(paths: Sequence[str]) -> list[RunScores]:
             "RUN/last.pt"
         )
     for path in empty:  # (say, a run still training beside finished ones)
-        logger.warning("%s: no eval.json or summary.json yet: left out", path)
+        if is_pretraining_run(Path(path)):
+            logger.warning("%s: a pretraining run (no test scores): left out", path)
+        else:
+            logger.warning("%s: no eval.json or summary.json yet: left out", path)
     for path in paths:  # (a folder of runs: those below it not finished)
         if path in empty:
             continue  # (said above)

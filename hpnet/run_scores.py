@@ -100,11 +100,11 @@ def unfinished_runs(path: str | Path) -> list[Path]:
     return sorted(
         r for r in runs
         if not (r / REPORT).is_file() and not any(r.is_relative_to(c) for c in covered)
-        and not _pretraining(r)
+        and not is_pretraining_run(r)
     )  # fmt: skip
 
 
-def _pretraining(folder: Path) -> bool:
+def is_pretraining_run(folder: Path) -> bool:
     """Whether ``folder`` holds a ``python -m hpnet.pretrain`` run (never an ``eval.json``):
     its ``last.pt`` says so, else its epoch records (no accuracy: no classes)."""
     from hpnet.curves import epoch_records
@@ -208,6 +208,7 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
     if config is not None:
         config = {k: v for k, v in config.items() if k != "data.split"}  # (the summary's own)
     parts = list(splits.values())
+    zero_shot = keys.get("model.arch") == ZERO_SHOT_ARCH  # (no training run: no curves)
     cut = [p for p in parts if "test_videos" in p]
     return RunScores(
         run=run,
@@ -221,8 +222,8 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
         config=config,
         from_yaml=from_yaml,
         recorded=recorded,
-        zero_shot=keys.get("model.arch") == ZERO_SHOT_ARCH,
-        folders=[f for f in folders if f.is_dir()],
+        zero_shot=zero_shot,
+        folders=[f for f in folders if f.is_dir() and not zero_shot],
     )
 
 

@@ -580,6 +580,11 @@ def test_pretraining_runs_are_no_unfinished_runs(tmp_path, capsys, caplog):
         _table(capsys, runs)
     assert f"{runs / 'training'}: no eval.json yet" in caplog.text
     assert "mae" not in caplog.text and "simsiam" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):  # (runs/*: given as such)
+        _table(capsys, *sorted(runs.iterdir()))
+    assert f"{runs / 'mae'}: a pretraining run (no test scores): left out" in caplog.text
+    assert f"{runs / 'training'}: no eval.json or summary.json yet" in caplog.text
 
 
 def test_a_zero_shot_splits_summary_keeps_its_templates(tmp_path, capsys, caplog):
@@ -592,7 +597,9 @@ def test_a_zero_shot_splits_summary_keeps_its_templates(tmp_path, capsys, caplog
         del report["checkpoint"]
         base = tmp_path / name
         summary = summarize("hmdb51", {1: report, 2: report}, {1: base / "s1", 2: base / "s2"})
-        base.mkdir()
+        for split in ("split1", "split2"):  # (as zeroshot --splits leaves them: no curves)
+            (base / split).mkdir(parents=True)
+            (base / split / "eval.json").write_text(json.dumps(report))
         (base / "summary.json").write_text(json.dumps(summary))
         rows[str(base)] = templates
     trained = _run(tmp_path / "t", _report(0.1))  # (its curves: the zero-shot ones have none)
@@ -603,4 +610,4 @@ def test_a_zero_shot_splits_summary_keeps_its_templates(tmp_path, capsys, caplog
         )
     records = json.loads("\n".join(lines))
     assert {r["run"]: r["text.templates"] for r in records[:2]} == rows
-    assert "metrics.jsonl of the run it scored" not in caplog.text  # (zero-shot: no curves)
+    assert "metrics.jsonl" not in caplog.text  # (zero-shot: no curves, no warning)

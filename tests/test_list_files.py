@@ -98,6 +98,9 @@ def test_one_based_labels_are_told(tmp_path, caplog):
         got = list_records(train, None, tmp_path)
     assert got.classes == ["class_0", "class_1", "class_2", "class_3"]
     assert "labels run from 1 to 3: label 0 (class_0) has no video" in caplog.text
+    assert "for it (the labels look 1-based: 1 to 3; hpnet's are 0-based: subtract 1)" in (
+        caplog.text
+    )
 
 
 def test_ucf101s_class_index_as_classes_file_is_refused(tmp_path):

@@ -54,7 +54,7 @@ def list_records(
         if one_based and top > 1:
             logger.warning(
                 "the list files' labels run from 1 to %d: label 0 (class_0) has no video, "
-                "and the model gets a class of its own for it%s", top, hint.format(top)[1:-1],
+                "and the model gets a class of its own for it%s", top, hint.format(top),
             )  # fmt: skip
     splits = RecordSplits(train, test, classes)
     fix = "Check data.root (list paths are relative to it) and the list files."

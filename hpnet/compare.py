@@ -161,9 +161,9 @@ def warn_about(rows: Sequence[RunScores], keys: Sequence[str], sort: str = "top1
         for k in PROTOCOL_KEYS
         if len(v := {text_of(value_of(r, k)) for r in rows} - {UNKNOWN, NOT_USED}) > 1
     ]
-    sizes = {len(n) for r in rows if (n := r.class_names) is not None}
-    if len(sizes) == 1 and len({r.class_names for r in rows} - {None}) > 1:
-        unlike.append("the class names")  # (as many classes, other ones)
+    names = {frozenset(r.class_names) for r in rows if r.class_names is not None}
+    if len({len(n) for n in names}) == 1 and len(names) > 1:
+        unlike.append("the class names")  # (as many classes, other ones; an order is alike)
     if unlike:
         logger.warning(
             "the runs were not scored alike: %s differ; their scores are not like for like",

@@ -65,7 +65,8 @@ def parse_keys(text: str) -> list[str]:
 def value_of(row: RunScores, key: str) -> Any:
     """``key``'s value for ``row``: its protocol / setup record, else its config (recorded, or
     an older report's config.yaml); ``?`` unknown, ``-`` where the run does not use it
-    (:data:`ONLY_WHEN`: ``text.model`` without a text head; a zero-shot test's training)."""
+    (:data:`ONLY_WHEN`: ``text.model`` without a text head; and what a zero-shot test did not
+    record: it trained nothing)."""
     if key in row.keys:
         return row.keys[key]
     for prefix, switch, on in ONLY_WHEN:

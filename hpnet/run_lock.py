@@ -64,10 +64,8 @@ def run_folder_lock(
     with write_errors_reported(path, what="run lock", folder_option=folder_option):
         f = open(path, "a+b", buffering=0)  # noqa: SIM115 (closed below, after the block)
     with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _busy(folder, _holder(f), what, folder_option) from None
+        if not _take(f):
+            raise _busy(folder, _holder(f), what, folder_option)
         with contextlib.suppress(OSError):  # the pid only informs a refused run (a full disk)
             f.truncate(0)
             f.write(f"{os.getpid()}\n".encode())  # unbuffered: nothing left to fail at close
@@ -98,6 +96,22 @@ def check_not_held(
         except BlockingIOError:
             raise _busy(folder, _holder(f), what, folder_option) from None
         fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _take(f: object, tries: int = 5, wait_s: float = 0.05) -> bool:
+    """Take ``f``'s lock (exclusive) without waiting on a run that holds it; a few short
+    retries first, so that another command's probe (:func:`check_not_held`, holding it shared
+    for an instant) is no run."""
+    import time
+
+    for attempt in range(tries):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt < tries - 1:
+                time.sleep(wait_s)
+    return False
 
 
 def _holder(f: object) -> str:

@@ -244,6 +244,8 @@ def _recorded_keys(report: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         setup = zero_shot_setup(str(report["model"]), templates)  # (an older zero-shot's)
     keys = {**(protocol if isinstance(protocol, dict) else {})}
     keys.update(setup if isinstance(setup, dict) else {})
+    if keys.get("model.arch") == ZERO_SHOT_ARCH and isinstance(templates, list):
+        keys.setdefault("text.templates", templates)  # (a setup recorded without them)
     return keys, isinstance(protocol, dict) and isinstance(setup, dict)
 
 

@@ -559,6 +559,12 @@ def test_a_joint_entrys_own_settings_stand_for_its_row(tmp_path, capsys, caplog)
         lines = _table(capsys, joint, "--keys", "data.resize,data.val_fraction", "--sort", "none")
     assert [line.split()[2:4] for line in lines[2:]] == [["stretch", "0.2"], ["pad", "0.0"]]
     assert "not scored alike: the class names differ" in caplog.text
+    caplog.clear()
+    y["per_class"] = dict.fromkeys("dcba", 0.5)  # (x's classes in another order: alike)
+    (joint / "eval.json").write_text(json.dumps({**x, "datasets": {"x": x, "y": y}}))
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        _table(capsys, joint)
+    assert "class names" not in caplog.text
 
 
 def test_pretraining_runs_are_no_unfinished_runs(tmp_path, capsys, caplog):

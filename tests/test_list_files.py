@@ -27,15 +27,25 @@ def _list(path: Path, *lines: str) -> Path:
 
 
 def test_a_video_named_with_a_hash_is_no_comment(tmp_path):
-    """HMDB51's ``#2_Gum_chew_...`` names start with ``#``: a line naming a video that is
-    there is read; other ``#`` lines are comments."""
+    """HMDB51's ``#2_Gum_chew_...`` names start with ``#``: a ``<path> <label>`` line is a
+    video, there or missing (a missing one is said, not read as a comment); ``# ...`` and
+    lines without a label are comments."""
     _files(tmp_path, "#2_Gum_chew_0.mp4", "a.mp4", "b.mp4")
-    train = _list(tmp_path / "train.txt", "# my clips", "#2_Gum_chew_0.mp4 1", "a.mp4 0",
-                  "#gone.mp4 1")  # fmt: skip
+    train = _list(tmp_path / "train.txt", "# my clips 2", "#no label here", "#2_Gum_chew_0.mp4 1",
+                  "a.mp4 0", "#gone.mp4 1")  # fmt: skip
     test = _list(tmp_path / "test.txt", "b.mp4 1")
-    got = list_records(train, test, tmp_path)
+    with pytest.raises(UserError, match=r"1 of the 4 videos listed are missing .*: #gone.mp4"):
+        list_records(train, test, tmp_path)
+    got = list_records(train, test, tmp_path, allow_missing=True)
     assert [r.rel for r in got.train] == ["#2_Gum_chew_0.mp4", "a.mp4"]
-    assert [r.label for r in got.train] == [1, 0] and got.listed == 3
+    assert [r.label for r in got.train] == [1, 0] and got.listed == 4
+
+
+def test_missing_videos_are_named_in_the_order_listed(tmp_path):
+    _files(tmp_path, "here.mp4")
+    train = _list(tmp_path / "train.txt", "m1.mp4 0", "m2.mp4 1", "here.mp4 1", "m1.mp4 0")
+    with pytest.raises(UserError, match=r"missing under .*: m1.mp4, m2.mp4\. "):
+        list_records(train, None, tmp_path)
 
 
 def test_a_video_listed_many_times_is_counted_once(tmp_path):
@@ -61,6 +71,10 @@ def test_a_third_column_is_refused_with_the_fix(tmp_path):
     _files(tmp_path, "my clip 30.mp4")  # (a path with spaces that is there: read)
     _list(train, "my clip 30.mp4 0")
     assert list_records(train, None, tmp_path).train[0].rel == "my clip 30.mp4"
+    _files(tmp_path, "drinking/a.mp4")  # (Kinetics: drinking/ beside "drinking beer/")
+    _list(train, "drinking beer/gone.mp4 1", "a.mp4 0")
+    with pytest.raises(UserError, match=r"1 of the 2 videos listed are missing .*drinking beer"):
+        list_records(train, None, tmp_path)
 
 
 def test_utf16_files_are_refused_with_the_fix(tmp_path):
@@ -181,10 +195,15 @@ def test_a_test_needs_no_training_video(tmp_path, caplog):
     ckpt = ["--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "ev")]
     with caplog.at_level(logging.WARNING):
         assert evaluate_main(ckpt) == 0
-    assert "1 of the videos listed for training are missing under" in caplog.text
+    assert "1 of the videos the list files list are missing under" in caplog.text
+    assert "none of them a test video: a test does not need them" in caplog.text
     with pytest.raises(UserError, match=r"list: 1 of the 9 videos listed are missing"):
         evaluate_main([*ckpt, "data.val_fraction=0.34"])  # (its validation videos: needed)
     test_lines = (root / "test.txt").read_text().split()
     (root / test_lines[0]).unlink()  # and a test video
-    with pytest.raises(UserError, match=r"list: 2 of the 9 videos listed are missing"):
+    again = f"{train_lines[2]} {train_lines[3]}\n"  # (a line twice: warned of)
+    (root / "train.txt").write_text((root / "train.txt").read_text() + again)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(UserError, match=r"2 of the 9 videos"):
         evaluate_main(ckpt)
+    assert caplog.text.count("listed more than once") == 1  # (its warnings: said once)

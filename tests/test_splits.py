@@ -241,9 +241,10 @@ def _train(args: list[str], out: Path) -> None:
 
 
 def _scores(summary: dict) -> dict:
-    """The summary without the run folders (which differ between two base folders)."""
+    """The summary without the run folders (which differ between two base folders) and the
+    settings the runs share (their batch sizes and folders differ)."""
     splits = {s: {k: v for k, v in r.items() if k != "run"} for s, r in summary["splits"].items()}
-    return {**summary, "splits": splits}
+    return {**{k: v for k, v in summary.items() if k != "config"}, "splits": splits}
 
 
 def _report(folder: Path) -> dict:

@@ -724,6 +724,22 @@ def test_a_resume_while_the_run_still_writes_says_so_first(tiny_checkpoint, tmp_
     check_resume_early(out / "last.pt", cfg, DistInfo(), classifier=True)  # (free: resumes)
 
 
+def test_a_probe_of_the_lock_is_no_run_holding_it(tmp_path):
+    """Another command's probe (check_not_held: the lock held shared for an instant) does
+    not refuse a run starting then: it retries before it says the folder is busy."""
+    import fcntl
+    import threading
+
+    from hpnet.run_lock import run_folder_lock
+
+    (tmp_path / ".lock").write_text("99999\n")  # (a long-finished run's pid)
+    with open(tmp_path / ".lock", "rb") as probe:
+        fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        threading.Timer(0.08, fcntl.flock, (probe, fcntl.LOCK_UN)).start()
+        with run_folder_lock(tmp_path):
+            assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+
+
 def test_an_empty_first_batch_under_ddp_is_a_one_line_error(monkeypatch):
     """With nothing to stand in for it, the process stops at once (not a hang in the others'
     gradient all-reduce) and says how to find the bad videos."""

@@ -42,8 +42,8 @@ some are missing or undecodable; 2 for a bad argument or config.
 - ``root_hint``: data.root one level above the class folders, or folders named in another
   case than the split files (what to set; '' otherwise)
 - ``val_problem``: why training refuses ``data.val_fraction`` on these videos, or ''
-- ``class_clash``: with ``model.text``, why the text head refuses the classes (two of them
-  the same words, ``Punch`` and ``punch``), or ''
+- ``class_clash``: why training refuses the classes (one class; with ``model.text``, two of
+  them the same words, ``Punch`` and ``punch``), or ''
 - ``ok``: true when nothing is undecodable, nothing missing unless allowed, no split empty,
   no pose cache file missing beside cached ones, no class clash and no ``val_problem``
   (exit code 0)
@@ -299,7 +299,10 @@ def _class_clash(cfg: Config, classes: Sequence[str]) -> str:
     from hpnet.text.prompts import check_distinct_phrases
 
     if len(classes) == 1:  # (none: unlabeled videos, or nothing found: said apart)
-        return f"1 class ({classes[0]}): a classifier needs 2 or more (training refuses it)"
+        return (
+            f"1 class ({classes[0]}): a classifier needs 2 or more (training refuses it; "
+            "pretraining reads no labels: data.dataset=unlabeled says so)"
+        )
     if not cfg.model.text:
         return ""
     try:

@@ -26,17 +26,20 @@ def records_for_config(
     (:func:`~hpnet.data.synthetic_files.synthetic_file_records`).
     """
     allow = cfg.data.allow_missing if allow_missing is None else allow_missing
-    if not needs_train and not allow:
-        with quiet_logger("hpnet.data.records.missing"):
-            splits = _records(cfg, True)
-        if not splits.missing_test:  # (else: refused below, as any run refuses it)
-            if splits.missing:
-                logger.warning(
-                    "%d of the videos listed for training are missing under %s: not needed "
-                    "to test (every test video is there)", len(splits.missing), cfg.data.root,
-                )  # fmt: skip
-            return splits
-    return _records(cfg, allow)
+    if needs_train or allow:
+        return _records(cfg, allow)
+    with quiet_logger("hpnet.data.records.missing"):
+        splits = _records(cfg, True)
+    if splits.missing_test:  # refused as any run refuses it (its other warnings said above)
+        with quiet_logger("hpnet.data"):
+            return _records(cfg, False)
+    if splits.missing:
+        logger.warning(
+            "%d of the videos the %s files list are missing under %s, none of them a test "
+            "video: a test does not need them", len(splits.missing),
+            "split" if cfg.data.dataset in ("hmdb51", "ucf101") else "list", cfg.data.root,
+        )  # fmt: skip
+    return splits
 
 
 def _records(cfg: Config, allow: bool) -> RecordSplits:

@@ -4,8 +4,9 @@
 ``data.root`` or absolute; spaces allowed: the label is after the last whitespace) and its
 integer label; ``data.classes_file`` names the classes, one a line, label i being the i-th name
 (blank and ``#`` comment lines not counted). Without it the classes are ``class_0`` ...
-``class_<largest label>``. A line starting with ``#`` is a comment unless it names a video
-that is there (HMDB51's names start with ``#``). What such files often hold by mistake is
+``class_<largest label>``. A line starting with ``#`` is a comment when ``#`` is followed by a
+space or the line is no ``<path> <label>``: ``#2_Gum_chew_0.avi 3`` is a video (HMDB51's
+names start with ``#``), missing or not. What such files often hold by mistake is
 refused with the fix: a third column (mmaction2's rawframe lists: ``path frames label``), a
 UTF-16 file, UCF101's ``classInd.txt`` (``1 ApplyEyeMakeup``) as the classes file.
 """
@@ -91,24 +92,25 @@ def read_classes_file(path: str | Path) -> list[str]:
 
 def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
     """The records of one list file (see the module doc)."""
-    records = []
+    records, listing = [], _Listing()
     for line_no, text in read_lines(path, "list file", _LIST_FIX):
         parts = text.rsplit(None, 1)
         label_ok = len(parts) == 2 and parts[1].isdecimal() and parts[1].isascii()
-        if text.startswith("#") and not (label_ok and _there(_full(parts[0], root))):
-            continue  # a comment
+        if text.startswith("#") and (not label_ok or text[1:2].isspace()):
+            continue  # a comment ("# ..." or no '<path> <label>'); "#2_Gum_chew_0.avi 3" is not
         if not label_ok:
             raise UserError(
                 f"{path}:{line_no}: expected '<video path> <label>' with an integer label >= 0, "
                 f"got {text!r}"
             )
-        full = _there(_full(parts[0], root)) or _full(parts[0], root)
+        full = _full(parts[0], root)
+        full = listing.find(full) or full
         columns = text.split()
-        if len(columns) > 2 and not full.exists() and _there(_full(columns[0], root)):
+        frames = len(columns) == 3 and columns[1].isdecimal()  # (path frames label)
+        if frames and not listing.find(full) and listing.find(_full(columns[0], root)):
             raise UserError(
-                f"{path}:{line_no}: {text!r} has {len(columns)} columns: a list line is "
-                "'<video path> <label>' (mmaction2's rawframe lists add a frame count between "
-                "them: drop it)"
+                f"{path}:{line_no}: {text!r} has 3 columns: a list line is '<video path> "
+                "<label>' (mmaction2's rawframe lists add a frame count between them: drop it)"
             )
         records.append(VideoRecord(full, int(parts[1]), _rel(full, root)))
     return records
@@ -119,16 +121,28 @@ def _full(text: str, root: Path) -> Path:
     return video if video.is_absolute() else root / video
 
 
-def _there(path: Path) -> Path | None:
-    """``path`` if it exists, else its name in the other Unicode form if that exists (macOS
-    writes "café" as "cafe" + a combining accent; a list typed elsewhere has the other)."""
-    if path.exists():
-        return path
-    for form in ("NFC", "NFD"):
-        other = Path(unicodedata.normalize(form, str(path)))
-        if other != path and other.exists():
-            return other
-    return None
+class _Listing:
+    """Which files exist, one directory listing per folder (as :mod:`hpnet.data.records`
+    checks them: a list of Kinetics size is one listing a folder, not a stat a line)."""
+
+    def __init__(self) -> None:
+        self._names: dict[Path, dict[str, str]] = {}  # folder -> NFC name -> name on disk
+
+    def find(self, path: Path) -> Path | None:
+        """``path`` if it exists, else its name in the other Unicode form if that one exists
+        (macOS writes "café" as "cafe" + a combining accent; a list typed elsewhere has the
+        other), else None."""
+        names = self._names.get(path.parent)
+        if names is None:
+            try:
+                found = os.listdir(path.parent)
+            except OSError:
+                found = []
+            names = {unicodedata.normalize("NFC", n): n for n in sorted(found, reverse=True)}
+            names.update({n: n for n in found})  # (a name as written wins)
+            self._names[path.parent] = names
+        name = names.get(path.name) or names.get(unicodedata.normalize("NFC", path.name))
+        return path.with_name(name) if name is not None else None
 
 
 def _rel(full: Path, root: Path) -> str:

@@ -151,7 +151,10 @@ def drop_missing(
     First a video listed twice on one side is kept once (a warning), and one listed for both
     training and testing is an error naming ``lists`` (:func:`_listed_once`)."""
     _listed_once(splits, dataset, lists)
-    everything = list({r.rel: r for r in reversed(everything)}.values())[::-1]  # (each once)
+    once: dict[str, VideoRecord] = {}
+    for r in everything:  # each video once, in the order listed
+        once.setdefault(r.rel, r)
+    everything = list(once.values())
     missing = [r for r, ok in zip(everything, _present(everything), strict=True) if not ok]
     splits.listed, splits.listed_rels = len(everything), {r.rel for r in everything}
     if not missing:
@@ -227,9 +230,6 @@ def videos_under(folder: Path) -> list[Path]:
             len(broken), folder, some_names([str(p) for p in sorted(broken)], 3),
         )  # fmt: skip
     return sorted(found)
-
-
-# --------------------------------------------------------------------------------- list file
 
 
 def per_class_counts(records: Sequence[VideoRecord], classes: Sequence[str]) -> dict[str, int]:

@@ -6,7 +6,9 @@ trained checkpoint; writes ``eval.json`` and the confusion matrix (CSV + PNG) to
 
 ``eval.json``: ``top1``, ``top5``, ``mean_class_acc`` (fractions in [0, 1]), ``per_class``
 (class -> accuracy, null for classes without test videos), ``num_videos``, ``views``
-(clips x crops per video), ``skipped`` (videos that failed to decode), ``checkpoint``.
+(clips x crops per video), ``skipped`` (videos that failed to decode), ``checkpoint`` (its
+absolute path), ``protocol`` / ``setup`` / ``config`` (what the test ran: see
+:func:`hpnet.eval_report.write_run_report`), ``trained`` (how far its run had trained).
 Joint runs (``data.joint``): those of the first dataset, plus ``datasets``: per dataset name
 ``top1``, ``top5``, ``mean_class_acc``, ``per_class``, ``num_videos``, ``skipped``, each
 scored over its own labels, and ``confusion_matrix-<name>.csv`` / ``.png`` per dataset.

@@ -208,19 +208,17 @@ def summarize(dataset: str, reports: dict[int, dict[str, Any]], folders: dict[in
     ]
     setups = [r.get("setup") for r in reports.values()]
     configs = [r.get("config") for r in reports.values()]
-    every = all(isinstance(c, dict) for c in configs)  # (else not recorded: null)
+    shared_config = None  # the settings every split ran with (not data.split); null: unrecorded
+    if all(isinstance(c, dict) for c in configs):
+        first = configs[0]
+        same = [k for k in first if all(k in c and c[k] == first[k] for c in configs)]
+        shared_config = {k: first[k] for k in same if k != "data.split"}
     classes = {len(r.get("per_class") or {}) for r in reports.values()}
     return {
         "dataset": dataset,
         "protocol": shared[0] if all(p == shared[0] for p in shared) else None,
         "setup": setups[0] if all(x == setups[0] for x in setups) else None,
-        "config": {  # the settings every split ran with (not data.split)
-            k: v
-            for k, v in configs[0].items()
-            if k != "data.split" and all(k in c and c[k] == v for c in configs)
-        }
-        if every
-        else None,
+        "config": shared_config,
         "classes": classes.pop() if len(classes) == 1 else None,
         "splits": per_split,
         "mean": {k: sum(v) / len(v) for k, v in values.items()},

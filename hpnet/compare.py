@@ -170,11 +170,12 @@ def warn_about(rows: Sequence[RunScores], keys: Sequence[str], sort: str = "top1
             "; ".join(unlike),
         )
     _warn_runs(
-        [r for r in rows if r.from_yaml or not r.recorded],
-        "scored by an older hpnet, which did not record the settings of the test: shown from "
-        "the run's config.yaml, which its last command wrote (? for what a test sets apart: "
-        "dataset, split, views, crops); python -m hpnet.evaluate --checkpoint <its "
-        "checkpoint> records them",
+        [r for r in rows if (r.from_yaml or not r.recorded) and not r.zero_shot],
+        "scored by an older hpnet, which did not record all the settings of the test: those "
+        "beyond its recorded protocol and model are shown from the run's config.yaml, which "
+        "its last command wrote (? for what a test may set apart: dataset, split, views, "
+        "crops, when unrecorded); python -m hpnet.evaluate --checkpoint <its checkpoint> "
+        "records them",
     )
     _warn_runs(
         [r for r in rows if r.config is None and not r.zero_shot

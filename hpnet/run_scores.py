@@ -197,11 +197,11 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
     if not isinstance(data["mean"], dict):
         raise UserError(f"{path} is damaged: its mean is not a table of scores")
     _check_scores({**data["mean"], "num_videos": 0}, path, "mean.")
-    keys, recorded = _recorded_keys(data)
+    folders = [_split_folder(path, s, p) for s, p in splits.items()]
+    keys, recorded = _recorded_keys({**_zero_shot_record(folders[0]), **data})
     keys["data.split"] = ",".join(splits)
     if isinstance(data.get("classes"), int):
         keys["classes"] = data["classes"]
-    folders = [_split_folder(path, s, p) for s, p in splits.items()]
     config, from_yaml = data.get("config"), False
     if not isinstance(config, dict):  # (a summary of before it was recorded: a split's file)
         config, from_yaml, _ = _run_config({}, folders[0])
@@ -225,6 +225,18 @@ def _summary_row(data: dict[str, Any], path: Path, run: str) -> RunScores:
         zero_shot=zero_shot,
         folders=[f for f in folders if f.is_dir() and not zero_shot],
     )
+
+
+def _zero_shot_record(folder: Path) -> dict[str, Any]:
+    """A zero-shot split's CLIP and templates (``model``, ``templates``) from its ``eval.json``,
+    for a summary of an hpnet that recorded no ``setup`` in it; {} for anything else."""
+    try:
+        report = json.loads((folder / REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(report, dict) or "templates" not in report:
+        return {}
+    return {k: report[k] for k in ("model", "templates") if k in report}
 
 
 def _split_folder(summary: Path, split: str, part: dict[str, Any]) -> Path:

@@ -617,3 +617,25 @@ def test_a_zero_shot_splits_summary_keeps_its_templates(tmp_path, capsys, caplog
     records = json.loads("\n".join(lines))
     assert {r["run"]: r["text.templates"] for r in records[:2]} == rows
     assert "metrics.jsonl" not in caplog.text  # (zero-shot: no curves, no warning)
+
+
+def test_a_zero_shot_summary_of_an_older_hpnet_is_told_by_its_splits(tmp_path, capsys, caplog):
+    """Before zero-shot reports recorded a setup, their --splits summary had none: the CLIP
+    and templates are read from a split's eval.json (not shown as an unknown trained model)."""
+    report = {**_report(0.25), "model": "ViT-B-16 openai", "templates": ["{}"]}
+    del report["setup"], report["checkpoint"]
+    base = tmp_path / "zs"
+    for split in ("split1", "split2"):
+        (base / split).mkdir(parents=True)
+        (base / split / "eval.json").write_text(json.dumps(report))
+    summary = {
+        "dataset": "hmdb51", "protocol": report["protocol"], "setup": None,
+        "splits": {s: {**report, "run": str(base / f"split{s}")} for s in ("1", "2")},
+        "mean": _report(0.25), "std": {"top1": 0.0, "top5": 0.0, "mean_class_acc": 0.0},
+    }  # fmt: skip
+    (base / "summary.json").write_text(json.dumps(summary))
+    with caplog.at_level(logging.WARNING, logger="hpnet.compare"):
+        records = json.loads("\n".join(_table(capsys, base, "--format", "json")))
+    assert records[0]["model.arch"] == "clip zero-shot" and records[0]["text.templates"] == ["{}"]
+    assert records[0]["model.pretrained"] == "ViT-B-16 openai"
+    assert "older hpnet" not in caplog.text and "no config.yaml" not in caplog.text

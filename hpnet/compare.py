@@ -61,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="One table of the test scores of several runs, the best first.",
         epilog="e.g. python -m hpnet.compare runs/* --keys model.pose,model.text",
     )
-    parser.add_argument("runs", nargs="+", help="run folders, eval.json / summary.json files")
+    parser.add_argument(
+        "runs", nargs="+", help="run folders, folders of runs, eval.json / summary.json files"
+    )
     parser.add_argument(
         "--keys", help="comma-separated config keys to show (default: those that differ)"
     )

@@ -15,19 +15,42 @@ from typing import Any
 
 from hpnet.cli import UserError
 from hpnet.config import config_to_dict, flat_config
-from hpnet.config_schema import Config
+from hpnet.config_schema import Config, arch_reads
 from hpnet.eval_report import protocol
 from hpnet.run_scores import RunScores
 
 # settings that do not change what a run learns or how it is scored: never a column of their own
-BOOKKEEPING = frozenset({  # (and pretrain.*: a pretraining run's, not a fine-tuning's)
-    "data.root", "data.split_dir", "data.train_list", "data.test_list", "data.classes_file",
-    "data.joint", "data.workers", "data.on_error", "data.allow_missing", "data.max_pixels",
-    "data.decoder", "pose.cache_dir", "pose.workers", "pose.device", "pose.batch",
-    "text.cache_dir", "train.out_dir", "train.resume", "train.checkpoint_minutes",
-    "train.checkpoint_steps", "train.tensorboard", "train.threads", "train.device",
-    "train.compile", "train.grad_checkpointing", "eval.batch_size",
-})  # fmt: skip
+BOOKKEEPING = frozenset(
+    {  # (and pretrain.*: a pretraining run's, not a fine-tuning's)
+        "data.root",
+        "data.split_dir",
+        "data.train_list",
+        "data.test_list",
+        "data.classes_file",
+        "data.joint",
+        "data.workers",
+        "data.on_error",
+        "data.allow_missing",
+        "data.max_pixels",
+        "data.decoder",
+        "pose.cache_dir",
+        "pose.workers",
+        "pose.device",
+        "pose.batch",
+        "text.cache_dir",
+        "train.out_dir",
+        "train.resume",
+        "train.checkpoint_minutes",
+        "train.checkpoint_steps",
+        "train.tensorboard",
+        "train.threads",
+        "train.device",
+        "train.compile",
+        "train.grad_checkpointing",
+        "eval.batch_size",
+        "train.eval_every",
+    }
+)  # fmt: skip (train.eval_every: when to test on the way; the final test is last.pt's)
 PROTOCOL_KEYS = (*protocol(Config()), "classes")
 # what a test may set apart from its run's config.yaml: not read from there for a report that
 # did not record its protocol (data.frames, data.size: the model's, the same)
@@ -35,11 +58,13 @@ GUESSED = ("data.dataset", "data.split", "eval.views", "eval.crops")
 UNKNOWN, NOT_USED = "?", "-"
 # settings that mean nothing unless another one is set so: (key prefix, that key, its value)
 ONLY_WHEN = (
-    ("data.synthetic.", "data.dataset", "synthetic"), ("text.", "model.text", True),
-    ("pose.", "model.pose", True), ("model.feedback", "model.pose", True),
-    ("model.pose_encoder", "model.pose", True), ("model.aux_weight", "model.pose", True),
-    ("model.smif", "model.arch", "lsvit"), ("model.lmi", "model.arch", "lsvit"),
-)  # fmt: skip
+    ("data.synthetic.", "data.dataset", "synthetic"),
+    ("text.", "model.text", True),
+    ("pose.", "model.pose", True),
+    ("model.feedback", "model.pose", True),
+    ("model.pose_encoder", "model.pose", True),
+    ("model.aux_weight", "model.pose", True),
+)  # fmt: skip (and the model.* keys of some archs only: config_schema.ARCH_KEYS)
 
 
 def parse_keys(text: str) -> list[str]:
@@ -72,6 +97,11 @@ def value_of(row: RunScores, key: str) -> Any:
     for prefix, switch, on in ONLY_WHEN:
         if key.startswith(prefix) and value_of(row, switch) not in (on, UNKNOWN):
             return NOT_USED
+    arch = (
+        value_of(row, "model.arch") if key.startswith("model.") and key != "model.arch" else UNKNOWN
+    )
+    if arch != UNKNOWN and not arch_reads(str(arch), key.removeprefix("model.")):
+        return NOT_USED  # (model.size of a late_fusion run, model.depth of an LS-ViT one)
     if row.zero_shot:  # (CLIP untrained: its record is all it has)
         return NOT_USED
     if not row.recorded and key in GUESSED:  # (config.yaml: the run's, maybe not the test's)

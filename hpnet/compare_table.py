@@ -33,7 +33,7 @@ def render(rows: Sequence[RunScores], keys: Sequence[str], fmt: str) -> str:
         lines = [f"Same in every run: {said}", ""] if said else []
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in body]
+        lines += ["| " + " | ".join(_markdown(c) for c in line) + " |" for line in body]
         return "\n".join(lines) + "\n"
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     lines = [f"same in every run: {said}"] if said else []
@@ -72,6 +72,13 @@ def record(row: RunScores, keys: Sequence[str]) -> dict[str, Any]:
     if row.test_videos is not None:
         out["test_videos"] = row.test_videos
     return out
+
+
+def _markdown(cell: str) -> str:
+    """``cell`` as literal text in a markdown table (``|``, ``*``, ``_``, backticks escaped)."""
+    for mark in ("\\", "|", "*", "_", "`"):
+        cell = cell.replace(mark, "\\" + mark)
+    return cell
 
 
 def _pct(value: float | None, std: float | None = None) -> str:

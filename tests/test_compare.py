@@ -214,6 +214,7 @@ def test_formats_csv_json_markdown(tmp_path, capsys):
         "| run | train.lr | top-1 % | top-5 % | mean class acc % | val top-1 % | videos |"
     )
     assert md[3] == "|---|---|---:|---:|---:|---:|---:|"
+    a, b = (str(p).replace("_", "\\_") for p in (a, b))  # (literal in markdown: escaped)
     assert md[4] == f"| {b} | 0.0005 | 75.00 | 100.00 | 37.50 | - | 8 of 20 |"
     assert md[5] == f"| {a} | 0.1 | 25.00 | 50.00 | 12.50 | 50.00 | 8 |"
 
@@ -639,3 +640,21 @@ def test_a_zero_shot_summary_of_an_older_hpnet_is_told_by_its_splits(tmp_path, c
     assert records[0]["model.arch"] == "clip zero-shot" and records[0]["text.templates"] == ["{}"]
     assert records[0]["model.pretrained"] == "ViT-B-16 openai"
     assert "older hpnet" not in caplog.text and "no config.yaml" not in caplog.text
+
+
+def test_settings_an_arch_does_not_read_and_bookkeeping_are_no_difference(tmp_path, capsys):
+    """model.size of a late_fusion run, model.depth of an LS-ViT run: ``-`` (config_schema's
+    ARCH_KEYS); train.eval_every (when to test on the way) is no column; markdown cells are
+    literal text (``*`` and ``_`` escaped)."""
+    baseline = _report(0.25)
+    baseline["setup"]["model.arch"] = "late_fusion"
+    a = _run(tmp_path / "a_*lf*", baseline, **{"model.arch": "late_fusion", "model.depth": 18,
+                                               "train.eval_every": 4})  # fmt: skip
+    b = _run(tmp_path / "b", _report(0.5), **{"model.size": "tiny"})
+    lines = _table(capsys, a, b, "--keys", "model.size,model.depth", "--sort", "none")
+    assert [line.split()[1:3] for line in lines[2:]] == [["-", "18"], ["tiny", "-"]]
+    header = _table(capsys, a, b)[1].split()
+    assert "model.arch" in header and "train.eval_every" not in header
+    assert "model.size" not in header and "model.depth" not in header  # (one value each)
+    md = _table(capsys, a, b, "--format", "markdown", "--sort", "none")
+    assert md[4].startswith("| " + str(a).replace("_", "\\_").replace("*", "\\*") + " | ")

@@ -88,9 +88,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except VideoDecodeError as err:
         print(
             f"{_rank_tag()}hpnet: error: {one_line(str(err))} (data.on_error=raise stops at "
-            "the first such "
-            "video; data.on_error=skip leaves them out, python -m hpnet.data --check-decode "
-            "all lists them)",
+            "the first such video; data.on_error=skip leaves them out, python -m hpnet.data "
+            "--check-decode all lists them)",
             file=sys.stderr,
         )
         sys.exit(1)

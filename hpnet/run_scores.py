@@ -134,14 +134,13 @@ def read_scores(path: Path) -> list[RunScores]:
     if path.name == SUMMARY or "splits" in data:
         return [_summary_row(data, path, run)]
     _check_scores(data, path)
-    config, from_yaml, folder = _run_config(data, path.parent)
+    found = _run_config(data, path.parent)
     datasets = data.get("datasets")
     if not isinstance(datasets, dict):  # one dataset
-        return [_row(data, data, path, run, (config, from_yaml, folder))]
+        return [_row(data, data, path, run, found)]
     rows = []
     for name, part in datasets.items():  # a joint run: each dataset over its own labels
         _check_scores(part, path, f"datasets.{name}.")
-        found = (config, from_yaml, folder)
         rows.append(_row(data, part, path, f"{run} [{name}]", found, name))
     return rows
 

@@ -16,11 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-import unicodedata
 from pathlib import Path
 
 from hpnet.cli import UserError
-from hpnet.data.records import RecordSplits, VideoRecord, drop_missing, read_lines
+from hpnet.data.records import (
+    FolderListing,
+    RecordSplits,
+    VideoRecord,
+    drop_missing,
+    read_lines,
+)
 
 logger = logging.getLogger(__name__)
 _LIST_FIX = "set data.train_list / data.test_list"
@@ -92,7 +97,7 @@ def read_classes_file(path: str | Path) -> list[str]:
 
 def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
     """The records of one list file (see the module doc)."""
-    records, listing = [], _Listing()
+    records, listing = [], FolderListing()
     for line_no, text in read_lines(path, "list file", _LIST_FIX):
         parts = text.rsplit(None, 1)
         label_ok = len(parts) == 2 and parts[1].isdecimal() and parts[1].isascii()
@@ -119,30 +124,6 @@ def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
 def _full(text: str, root: Path) -> Path:
     video = Path(text).expanduser()
     return video if video.is_absolute() else root / video
-
-
-class _Listing:
-    """Which files exist, one directory listing per folder (as :mod:`hpnet.data.records`
-    checks them: a list of Kinetics size is one listing a folder, not a stat a line)."""
-
-    def __init__(self) -> None:
-        self._names: dict[Path, dict[str, str]] = {}  # folder -> NFC name -> name on disk
-
-    def find(self, path: Path) -> Path | None:
-        """``path`` if it exists, else its name in the other Unicode form if that one exists
-        (macOS writes "café" as "cafe" + a combining accent; a list typed elsewhere has the
-        other), else None."""
-        names = self._names.get(path.parent)
-        if names is None:
-            try:
-                found = os.listdir(path.parent)
-            except OSError:
-                found = []
-            names = {unicodedata.normalize("NFC", n): n for n in sorted(found, reverse=True)}
-            names.update({n: n for n in found})  # (a name as written wins)
-            self._names[path.parent] = names
-        name = names.get(path.name) or names.get(unicodedata.normalize("NFC", path.name))
-        return path.with_name(name) if name is not None else None
 
 
 def _rel(full: Path, root: Path) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -88,19 +89,34 @@ def read_lines(path: Path, what: str, fix: str) -> list[tuple[int, str]]:
 # ----------------------------------------------------------------------------- missing files
 
 
-def _present(records: Sequence[VideoRecord]) -> list[bool]:
-    """Whether each record's file exists; one directory listing per folder, not one stat each."""
-    listings: dict[Path, set[str]] = {}
-    flags = []
-    for record in records:
-        folder = record.path.parent
-        if folder not in listings:
+class FolderListing:
+    """Which files exist, one directory listing per folder (a list of Kinetics size is one
+    listing a folder, not a stat a line)."""
+
+    def __init__(self) -> None:
+        self._names: dict[Path, dict[str, str]] = {}  # folder -> NFC name -> name on disk
+
+    def find(self, path: Path) -> Path | None:
+        """``path`` if it exists, else its name in the other Unicode form if that one exists
+        (macOS writes "café" as "cafe" + a combining accent; a list typed elsewhere has the
+        other), else None."""
+        names = self._names.get(path.parent)
+        if names is None:
             try:
-                listings[folder] = set(os.listdir(folder))
+                found = os.listdir(path.parent)
             except OSError:
-                listings[folder] = set()
-        flags.append(record.path.name in listings[folder])
-    return flags
+                found = []
+            names = {unicodedata.normalize("NFC", n): n for n in sorted(found, reverse=True)}
+            names.update({n: n for n in found})  # (a name as written wins)
+            self._names[path.parent] = names
+        name = names.get(path.name) or names.get(unicodedata.normalize("NFC", path.name))
+        return path.with_name(name) if name is not None else None
+
+
+def _present(records: Sequence[VideoRecord]) -> list[bool]:
+    """Whether each record's file exists under its very name (:class:`FolderListing`)."""
+    listing = FolderListing()
+    return [listing.find(r.path) == r.path for r in records]
 
 
 def _listed_once(splits: RecordSplits, dataset: str, lists: str) -> None:
